@@ -1,0 +1,26 @@
+/* dm_build.h - CI build-event bodies (DESIGN §6.3). Pure function. */
+#ifndef DM_ADAPTERS_DM_BUILD_H
+#define DM_ADAPTERS_DM_BUILD_H
+
+#include "dm_event.h"
+
+/** Upper bounds on one body, so a request's Redis work is bounded. */
+#define DM_BUILD_MAX_IMAGES 64
+#define DM_BUILD_MAX_MANIFESTS 128
+#define DM_BUILD_MAX_TAGS 64
+
+/**
+ * Parse one build event body of @p len bytes (not NUL-terminated) into one build event per
+ * digest named: each image's "digest" (relation image) and each of its "manifests"
+ * (relation platform-manifest, index_digest = the image's digest).
+ *
+ * @p verified is the identity taken from a verified OIDC token, or NULL. When given, it
+ * overrides the body's "run" (which is then optional); when NULL, "run" with "provider" and
+ * "run_id" is required and the events say verified = false.
+ *
+ * Returns DM_OK (out filled; the caller disposes it) or DM_EINVAL (err filled, out empty).
+ */
+int dm_build_parse(const char *body, size_t len, const dm_build_info *verified,
+                   dm_event_list *out, dm_error *err);
+
+#endif

@@ -1,0 +1,100 @@
+/* dm_config.h - the JSON configuration file (DESIGN §6.2).
+ *
+ * Unknown keys are errors (a typo must not silently disable security). Secrets may be given
+ * as "x", "x_env": "VAR" or "x_file": "path" (relative paths are resolved against the
+ * directory of the config file); they are resolved at load time.
+ * A dm_config is immutable after loading and shared read-only by all worker threads.
+ */
+#ifndef DM_RECEIVER_DM_CONFIG_H
+#define DM_RECEIVER_DM_CONFIG_H
+
+#include "dm_common.h"
+
+typedef enum {
+    DM_AUTH_NONE = 0, /**< accepts everything; warned about at startup */
+    DM_AUTH_HEADER,   /**< header `name` must equal `value` exactly */
+    DM_AUTH_HMAC,     /**< header `name` holds "sha256=<hex HMAC-SHA256(secret, body)>" */
+} dm_auth_type;
+
+typedef struct dm_auth_entry {
+    dm_auth_type type;
+    char *name;            /**< header name (HEADER: "name", HMAC: "header", default X-Digestmap-Signature) */
+    unsigned char *secret; /**< HEADER: the expected value; HMAC: the key. NULL for NONE */
+    size_t secret_len;
+} dm_auth_entry;
+
+typedef struct dm_auth_list {
+    dm_auth_entry *v;
+    size_t n;
+} dm_auth_list;
+
+typedef enum { DM_SRC_ACR = 0, DM_SRC_BUILD } dm_source_type;
+
+typedef struct dm_source_conf {
+    dm_source_type type;
+    char *path; /**< route path, default "/v1/registry/acr" or "/v1/builds" */
+    dm_auth_list auth;
+} dm_source_conf;
+
+typedef struct dm_config {
+    char *listen_host;  /**< literal IP, default "127.0.0.1" */
+    int listen_port;    /**< default 8080; 0 = any free port (printed at startup) */
+    int workers;        /**< default 2, 1..64 */
+    char *data_dir;     /**< default "var" (relative to the working directory) */
+    char *log_level;    /**< default "info" */
+
+    struct {
+        char *url;        /**< NULL: digestmapd starts its own redis-server in data_dir */
+        char *password;   /**< NULL if none */
+        char *prefix;     /**< default "dm" */
+        int shards;       /**< default 1, 1..1024 */
+        /* parsed from url (or set for the embedded server): */
+        char *host;       /**< literal IP for TCP, NULL for a unix socket */
+        int port;
+        char *unix_path;  /**< unix socket path, NULL for TCP */
+        int db;           /**< database number, default 0 */
+        char *server_bin; /**< embedded server binary, default "redis-server" */
+        int command_timeout_ms; /**< default 2000 */
+        int connect_timeout_ms; /**< default 2000 */
+    } redis;
+
+    struct {
+        int64_t window_seconds;         /**< default 1800 */
+        int64_t grace_seconds;          /**< default 60 */
+        int64_t max_clock_skew_seconds; /**< default 300 */
+        int64_t mapping_ttl_seconds;    /**< default 7776000 (90 days) */
+    } correlation;
+
+    struct {
+        size_t max_body_bytes;    /**< default 1048576 */
+        size_t max_header_bytes;  /**< default 16384 */
+        int max_inflight;         /**< default 10000 (per process, split across workers) */
+        int idle_timeout_seconds; /**< default 30: read/write timeout of a connection */
+    } limits;
+
+    dm_source_conf *sources;
+    size_t nsources;
+
+    bool api_configured; /**< false: "api" absent, the query route answers 401 to everyone */
+    dm_auth_list api_auth;
+
+    struct {
+        long long stream_maxlen; /**< default 1000000, XADD MAXLEN ~ */
+    } outputs;
+} dm_config;
+
+/**
+ * Load and validate the file at @p path. On success returns DM_OK and *out (free with
+ * dm_config_free). On failure returns DM_EINVAL/DM_EIO and writes a one-line reason that
+ * names the offending key (e.g. "sources[1].auth[0]: unknown key \"valeu\"") into @p err.
+ */
+int dm_config_load_file(const char *path, dm_config **out, char *err, size_t errlen);
+
+/** Same, from @p len bytes of JSON; relative *_file secrets are resolved against @p base_dir. */
+int dm_config_load_buffer(const char *json, size_t len, const char *base_dir, dm_config **out,
+                          char *err, size_t errlen);
+
+/** Free @p c (NULL is fine). Secrets are wiped before being freed. */
+void dm_config_free(dm_config *c);
+
+#endif
