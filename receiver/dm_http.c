@@ -1,1 +1,85 @@
-/* placeholder: being written */
+#include "dm_common.h"
+#include "dm_http.h"
+#include "dm_metrics.h"
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 202: return "Accepted";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 413: return "Payload Too Large";
+    case 503: return "Service Unavailable";
+    default: return "Error";
+    }
+}
+
+static void reply(struct evhttp_request *req, size_t route, int status, const char *ctype,
+                 struct evbuffer *body)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", ctype);
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    if (status == 503)
+        evhttp_add_header(h, "Retry-After", DM_RETRY_AFTER);
+    if (status == 401)
+        evhttp_add_header(h, "WWW-Authenticate", "Bearer");
+    dm_metrics_request(route, status);
+    evhttp_send_reply(req, status, reason_phrase(status), body);
+}
+
+void dm_http_json(struct evhttp_request *req, size_t route, int status, const char *json)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (!b)
+        abort(); /* out of memory */
+    evbuffer_add(b, json, strlen(json));
+    evbuffer_add(b, "\n", 1);
+    reply(req, route, status, "application/json", b);
+    evbuffer_free(b);
+}
+
+void dm_http_error(struct evhttp_request *req, size_t route, int status, const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    /* jansson escapes whatever the reason quotes from the request. */
+    json_t *o = json_pack("{s:s}", "error", text);
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    dm_http_json(req, route, status, s ? s : "{\"error\":\"internal error\"}");
+    free(s);
+    json_decref(o);
+}
+
+void dm_http_text(struct evhttp_request *req, size_t route, int status, const char *ctype,
+                  struct evbuffer *body)
+{
+    reply(req, route, status, ctype, body);
+}
+
+const char *dm_http_peer(struct evhttp_request *req, char buf[64])
+{
+    struct evhttp_connection *c = evhttp_request_get_connection(req);
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    if (c)
+        evhttp_connection_get_peer(c, &addr, &port);
+    snprintf(buf, 64, "%s:%u", addr ? addr : "?", (unsigned)port);
+    return buf;
+}

@@ -1,1 +1,126 @@
-/* placeholder: being written */
+#include "dm_common.h"
+#include "dm_metrics.h"
+
+#include <event2/buffer.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const int statuses[] = {200, 202, 204, 400, 401, 403, 404, 405, 413, 500, 503};
+#define NSTATUS (DM_ARRAY_LEN(statuses) + 1) /* + "other" */
+
+static const char *const sources[] = {"acr", "ecr", "gar", "github", "azure-devops", "gitlab",
+                                      "generic", "other"};
+
+static const struct {
+    const char *name, *help;
+} metric_info[DM_M_COUNT] = {
+    [DM_M_EDGES] = {"digestmap_edges_emitted_total", "Confirmed mapping edges emitted."},
+    [DM_M_DELETES] = {"digestmap_deletes_recorded_total", "image.deleted records emitted."},
+    [DM_M_DUPLICATES] = {"digestmap_duplicates_absorbed_total",
+                         "Events seen before that produced nothing new."},
+    [DM_M_SKEW_REPLACED] = {"digestmap_skew_replaced_total",
+                            "Event times replaced by the arrival time (clock skew)."},
+    [DM_M_REDIS_UNAVAILABLE] = {"digestmap_redis_unavailable_total",
+                                "Requests answered 503 because Redis was not usable."},
+    [DM_M_REDIS_TIMEOUT] = {"digestmap_redis_timeouts_total", "Redis commands past deadline."},
+    [DM_M_REDIS_ERROR] = {"digestmap_redis_errors_total", "Error replies from Redis."},
+    [DM_M_OVERLOADED] = {"digestmap_overloaded_total", "Requests refused by max_inflight."},
+    [DM_M_AUTH_FAILED] = {"digestmap_auth_failures_total",
+                          "Requests refused for missing or bad credentials."},
+    [DM_M_INVALID] = {"digestmap_invalid_requests_total", "Requests refused as malformed."},
+    [DM_M_IGNORED] = {"digestmap_ignored_total", "Requests acknowledged but ignored."},
+};
+
+static _Atomic uint64_t counters[DM_M_COUNT];
+static _Atomic uint64_t parked[DM_ARRAY_LEN(sources)];
+static _Atomic int64_t inflight;
+static _Atomic uint64_t *requests; /* nroutes * NSTATUS */
+static char **route_names;
+static size_t nroutes;
+
+void dm_metrics_init(const char *const *names, size_t n)
+{
+    dm_metrics_shutdown();
+    nroutes = n;
+    route_names = dm_xcalloc(n, sizeof *route_names);
+    for (size_t i = 0; i < n; i++)
+        route_names[i] = dm_xstrdup(names[i]);
+    requests = dm_xcalloc(n * NSTATUS, sizeof *requests);
+}
+
+void dm_metrics_shutdown(void)
+{
+    for (size_t i = 0; i < nroutes; i++)
+        free(route_names[i]);
+    free(route_names);
+    free((void *)requests);
+    route_names = NULL;
+    requests = NULL;
+    nroutes = 0;
+}
+
+void dm_metrics_inc(dm_metric m)
+{
+    dm_metrics_add(m, 1);
+}
+
+void dm_metrics_add(dm_metric m, uint64_t n)
+{
+    atomic_fetch_add_explicit(&counters[m], n, memory_order_relaxed);
+}
+
+void dm_metrics_request(size_t route, int status)
+{
+    if (route >= nroutes)
+        return;
+    size_t s = 0;
+    while (s < DM_ARRAY_LEN(statuses) && statuses[s] != status)
+        s++;
+    atomic_fetch_add_explicit(&requests[route * NSTATUS + s], 1, memory_order_relaxed);
+}
+
+void dm_metrics_parked(const char *source, uint64_t n)
+{
+    size_t i = 0;
+    while (i < DM_ARRAY_LEN(sources) - 1 && strcmp(sources[i], source) != 0)
+        i++;
+    atomic_fetch_add_explicit(&parked[i], n, memory_order_relaxed);
+}
+
+void dm_metrics_inflight(int delta)
+{
+    atomic_fetch_add_explicit(&inflight, delta, memory_order_relaxed);
+}
+
+void dm_metrics_render(struct evbuffer *out)
+{
+    evbuffer_add_printf(out, "# HELP digestmap_requests_total HTTP requests by route and status.\n"
+                             "# TYPE digestmap_requests_total counter\n");
+    for (size_t r = 0; r < nroutes; r++) {
+        for (size_t s = 0; s < NSTATUS; s++) {
+            uint64_t v = atomic_load_explicit(&requests[r * NSTATUS + s], memory_order_relaxed);
+            if (!v)
+                continue;
+            if (s < DM_ARRAY_LEN(statuses))
+                evbuffer_add_printf(out, "digestmap_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+                                    route_names[r], statuses[s], (unsigned long long)v);
+            else
+                evbuffer_add_printf(out, "digestmap_requests_total{route=\"%s\",status=\"other\"} %llu\n",
+                                    route_names[r], (unsigned long long)v);
+        }
+    }
+    evbuffer_add_printf(out, "# HELP digestmap_events_parked_total Events parked in Redis by source.\n"
+                             "# TYPE digestmap_events_parked_total counter\n");
+    for (size_t i = 0; i < DM_ARRAY_LEN(sources); i++)
+        evbuffer_add_printf(out, "digestmap_events_parked_total{source=\"%s\"} %llu\n", sources[i],
+                            (unsigned long long)atomic_load(&parked[i]));
+    for (size_t m = 0; m < DM_M_COUNT; m++)
+        evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", metric_info[m].name,
+                            metric_info[m].help, metric_info[m].name, metric_info[m].name,
+                            (unsigned long long)atomic_load(&counters[m]));
+    evbuffer_add_printf(out, "# HELP digestmap_inflight_requests Requests being processed.\n"
+                             "# TYPE digestmap_inflight_requests gauge\n"
+                             "digestmap_inflight_requests %lld\n",
+                        (long long)atomic_load(&inflight));
+}

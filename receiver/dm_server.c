@@ -1,1 +1,403 @@
-/* placeholder: being written */
+#include "dm_common.h"
+#include "dm_server.h"
+#include "dm_http.h"
+#include "dm_ingest.h"
+#include "dm_log.h"
+#include "dm_metrics.h"
+#include "dm_redis.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define DRAIN_TIMEOUT_S 10
+#define IMAGES_PREFIX "/v1/images/"
+
+typedef enum {
+    W_RUNNING = 0, /**< accepting and serving */
+    W_DRAINING,    /**< not accepting; waiting for in-flight requests to be answered */
+} worker_state;
+
+struct dm_worker {
+    int id;
+    dm_server *server;
+    pthread_t thread;
+    struct event_base *base;
+    struct evhttp *http;
+    struct evhttp_bound_socket *bound;
+    int fd;                  /**< listening socket, owned until evhttp takes it */
+    dm_redis *redis;
+    struct event *stop_ev;   /**< activated from the main thread to begin draining */
+    struct event *drain_timer;
+    worker_state state;
+    int inflight, max_inflight;
+};
+
+struct dm_server {
+    dm_app app;
+    dm_worker *workers;
+    int nworkers;
+};
+
+/*---------------------------------------------------------------- worker API ---*/
+
+const dm_app *dm_worker_app(const dm_worker *w)
+{
+    return &w->server->app;
+}
+
+dm_redis *dm_worker_redis(const dm_worker *w)
+{
+    return w->redis;
+}
+
+bool dm_worker_begin(dm_worker *w)
+{
+    if (w->inflight >= w->max_inflight)
+        return false;
+    w->inflight++;
+    dm_metrics_inflight(1);
+    return true;
+}
+
+void dm_worker_end(dm_worker *w)
+{
+    w->inflight--;
+    dm_metrics_inflight(-1);
+    if (w->state == W_DRAINING && w->inflight == 0)
+        event_base_loopexit(w->base, NULL);
+}
+
+/*---------------------------------------------------------------- routing ---*/
+
+static void method_not_allowed(struct evhttp_request *req, size_t route, const char *allow)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+    dm_http_error(req, route, 405, "method not allowed; use %s", allow);
+}
+
+static bool is_get(struct evhttp_request *req)
+{
+    enum evhttp_cmd_type m = evhttp_request_get_command(req);
+    return m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD;
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    dm_worker *w = arg;
+    const dm_config *conf = w->server->app.conf;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    if (!path || !*path)
+        path = "/";
+
+    for (size_t i = 0; i < conf->nsources; i++) {
+        if (strcmp(path, conf->sources[i].path) == 0) {
+            size_t route = DM_ROUTE_SOURCES + i;
+            if (evhttp_request_get_command(req) != EVHTTP_REQ_POST)
+                method_not_allowed(req, route, "POST");
+            else
+                dm_ingest_handle(w, req, &conf->sources[i], route);
+            return;
+        }
+    }
+    if (strcmp(path, "/healthz") == 0) {
+        if (!is_get(req))
+            method_not_allowed(req, DM_ROUTE_HEALTHZ, "GET");
+        else
+            dm_http_json(req, DM_ROUTE_HEALTHZ, 200, "{\"status\":\"ok\"}");
+        return;
+    }
+    if (strcmp(path, "/readyz") == 0) {
+        if (!is_get(req))
+            method_not_allowed(req, DM_ROUTE_READYZ, "GET");
+        else
+            dm_ingest_readyz(w, req);
+        return;
+    }
+    if (strcmp(path, "/metrics") == 0) {
+        if (!is_get(req)) {
+            method_not_allowed(req, DM_ROUTE_METRICS, "GET");
+            return;
+        }
+        struct evbuffer *b = evbuffer_new();
+        if (!b)
+            abort();
+        dm_metrics_render(b);
+        dm_http_text(req, DM_ROUTE_METRICS, 200, "text/plain; version=0.0.4", b);
+        evbuffer_free(b);
+        return;
+    }
+    if (strncmp(path, IMAGES_PREFIX, strlen(IMAGES_PREFIX)) == 0) {
+        if (!is_get(req)) {
+            method_not_allowed(req, DM_ROUTE_IMAGES, "GET");
+            return;
+        }
+        size_t dlen = 0;
+        char *digest = evhttp_uridecode(path + strlen(IMAGES_PREFIX), 0, &dlen);
+        dm_ingest_query_image(w, req, digest ? digest : "");
+        free(digest);
+        return;
+    }
+    char peer[64];
+    dm_info("request refused", "status=404 path=\"%.100s\" peer=%s", path, dm_http_peer(req, peer));
+    dm_http_error(req, DM_ROUTE_OTHER, 404, "no such route");
+}
+
+/*---------------------------------------------------------------- lifecycle ---*/
+
+static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    dm_worker *w = arg;
+    dm_warn("drain timeout; failing requests still in flight", "worker=%d inflight=%d", w->id,
+            w->inflight);
+    event_base_loopexit(w->base, NULL);
+}
+
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    dm_worker *w = arg;
+    if (w->state == W_DRAINING)
+        return;
+    w->state = W_DRAINING;
+    if (w->bound) {
+        evhttp_del_accept_socket(w->http, w->bound); /* closes the listening socket */
+        w->bound = NULL;
+    }
+    if (w->inflight == 0) {
+        event_base_loopexit(w->base, NULL);
+        return;
+    }
+    struct timeval tv = {DRAIN_TIMEOUT_S, 0};
+    evtimer_add(w->drain_timer, &tv);
+}
+
+static void *worker_main(void *arg)
+{
+    dm_worker *w = arg;
+    event_base_dispatch(w->base);
+    /* Anything still waiting for Redis is answered 503 by the callbacks this runs. */
+    dm_redis_free(w->redis);
+    w->redis = NULL;
+    return NULL;
+}
+
+static int listen_socket(const char *host, int port, int *fd_out, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)port);
+        sslen = sizeof *s4;
+    } else if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)port);
+        sslen = sizeof *s6;
+    } else {
+        snprintf(err, errlen, "listen: \"%s\" is not an IP address", host);
+        return DM_EINVAL;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+        bind(fd, (struct sockaddr *)&ss, sslen) != 0 || listen(fd, 1024) != 0) {
+        snprintf(err, errlen, "listen on %s:%d: %s", host, port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return DM_EIO;
+    }
+    *fd_out = fd;
+    return DM_OK;
+}
+
+static int bound_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+static int worker_init(dm_server *s, dm_worker *w, int id, char *err, size_t errlen)
+{
+    const dm_config *c = s->app.conf;
+    w->id = id;
+    w->server = s;
+    w->max_inflight = c->limits.max_inflight / s->nworkers;
+    if (w->max_inflight < 1)
+        w->max_inflight = 1;
+    w->base = event_base_new();
+    w->http = w->base ? evhttp_new(w->base) : NULL;
+    if (!w->http) {
+        snprintf(err, errlen, "worker %d: cannot create event loop", id);
+        return DM_ENOMEM;
+    }
+    evhttp_set_max_body_size(w->http, (ev_ssize_t)c->limits.max_body_bytes);
+    evhttp_set_max_headers_size(w->http, (ev_ssize_t)c->limits.max_header_bytes);
+    evhttp_set_timeout(w->http, c->limits.idle_timeout_seconds);
+    evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+    /* Drain a too-large body before answering 413, so the sender reads the answer. */
+    evhttp_set_flags(w->http, EVHTTP_SERVER_LINGERING_CLOSE);
+    evhttp_set_default_content_type(w->http, "application/json");
+    evhttp_set_gencb(w->http, on_request, w);
+
+    struct evconnlistener *lev = evconnlistener_new(
+        w->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, w->fd);
+    if (!lev) {
+        snprintf(err, errlen, "worker %d: cannot create listener", id);
+        return DM_ENOMEM;
+    }
+    w->fd = -1; /* the listener owns it now */
+    w->bound = evhttp_bind_listener(w->http, lev);
+
+    char name[32];
+    snprintf(name, sizeof name, "worker-%d", id);
+    int per_conn = c->limits.max_inflight / s->nworkers;
+    dm_redis_opts ro = {
+        .host = c->redis.host,
+        .port = c->redis.port,
+        .unix_path = c->redis.unix_path,
+        .password = c->redis.password,
+        .db = c->redis.db,
+        .connect_timeout_ms = c->redis.connect_timeout_ms,
+        .command_timeout_ms = c->redis.command_timeout_ms,
+        /* A build event may carry many digests, each one command. */
+        .max_inflight = per_conn < 64 ? 64 : per_conn * 4,
+        .scripts = dm_join_scripts(),
+        .nscripts = DM_SCRIPT_COUNT,
+        .name = name,
+    };
+    w->redis = dm_redis_new(w->base, &ro);
+    w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
+    w->drain_timer = evtimer_new(w->base, on_drain_timeout, w);
+    if (!w->redis || !w->stop_ev || !w->drain_timer) {
+        snprintf(err, errlen, "worker %d: out of memory", id);
+        return DM_ENOMEM;
+    }
+    return DM_OK;
+}
+
+static void worker_dispose(dm_worker *w)
+{
+    dm_redis_free(w->redis);
+    if (w->stop_ev)
+        event_free(w->stop_ev);
+    if (w->drain_timer)
+        event_free(w->drain_timer);
+    if (w->http)
+        evhttp_free(w->http);
+    if (w->base)
+        event_base_free(w->base);
+    if (w->fd >= 0)
+        close(w->fd);
+}
+
+int dm_server_start(const dm_config *conf, dm_server **out, int *port_out, char *err,
+                    size_t errlen)
+{
+    dm_server *s = dm_xcalloc(1, sizeof *s);
+    s->app.conf = conf;
+    s->app.join = (dm_join_conf){
+        .prefix = conf->redis.prefix,
+        .shards = (unsigned)conf->redis.shards,
+        .window_ms = conf->correlation.window_seconds * 1000,
+        .grace_ms = conf->correlation.grace_seconds * 1000,
+        .max_skew_ms = conf->correlation.max_clock_skew_seconds * 1000,
+        .mapping_ttl_ms = conf->correlation.mapping_ttl_seconds * 1000,
+        .stream_maxlen = conf->outputs.stream_maxlen,
+    };
+    s->nworkers = conf->workers;
+    s->workers = dm_xcalloc((size_t)s->nworkers, sizeof *s->workers);
+    for (int i = 0; i < s->nworkers; i++)
+        s->workers[i].fd = -1;
+
+    /* Bind every socket before any thread starts, so a port in use is a startup error and
+     * port 0 resolves once: the first bind picks the port, the others join it. */
+    int port = conf->listen_port;
+    int rc = DM_OK;
+    for (int i = 0; i < s->nworkers && rc == DM_OK; i++) {
+        rc = listen_socket(conf->listen_host, port, &s->workers[i].fd, err, errlen);
+        if (rc == DM_OK && i == 0)
+            port = bound_port(s->workers[0].fd);
+    }
+
+    size_t nroutes = DM_ROUTE_SOURCES + conf->nsources;
+    const char **names = dm_xcalloc(nroutes, sizeof *names);
+    names[DM_ROUTE_HEALTHZ] = "/healthz";
+    names[DM_ROUTE_READYZ] = "/readyz";
+    names[DM_ROUTE_METRICS] = "/metrics";
+    names[DM_ROUTE_IMAGES] = "/v1/images";
+    names[DM_ROUTE_OTHER] = "other";
+    for (size_t i = 0; i < conf->nsources; i++)
+        names[DM_ROUTE_SOURCES + i] = conf->sources[i].path;
+    dm_metrics_init(names, nroutes);
+    free(names);
+
+    int started = 0;
+    for (int i = 0; i < s->nworkers && rc == DM_OK; i++)
+        rc = worker_init(s, &s->workers[i], i + 1, err, errlen);
+    for (int i = 0; i < s->nworkers && rc == DM_OK; i++) {
+        if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0) {
+            snprintf(err, errlen, "cannot start worker thread: %s", strerror(errno));
+            rc = DM_EIO;
+            break;
+        }
+        started++;
+    }
+    if (rc != DM_OK) {
+        for (int i = 0; i < started; i++) {
+            event_active(s->workers[i].stop_ev, EV_TIMEOUT, 0);
+            pthread_join(s->workers[i].thread, NULL);
+        }
+        for (int i = 0; i < s->nworkers; i++)
+            worker_dispose(&s->workers[i]);
+        free(s->workers);
+        free(s);
+        dm_metrics_shutdown();
+        return rc;
+    }
+    dm_info("listening", "addr=%s%s%s:%d workers=%d", strchr(conf->listen_host, ':') ? "[" : "",
+            conf->listen_host, strchr(conf->listen_host, ':') ? "]" : "", port, s->nworkers);
+    if (port_out)
+        *port_out = port;
+    *out = s;
+    return DM_OK;
+}
+
+void dm_server_stop(dm_server *s)
+{
+    if (!s)
+        return;
+    /* event_active from another thread is safe: evthread_use_pthreads() ran at startup. */
+    for (int i = 0; i < s->nworkers; i++)
+        event_active(s->workers[i].stop_ev, EV_TIMEOUT, 0);
+    for (int i = 0; i < s->nworkers; i++)
+        pthread_join(s->workers[i].thread, NULL);
+    for (int i = 0; i < s->nworkers; i++)
+        worker_dispose(&s->workers[i]);
+    free(s->workers);
+    free(s);
+    dm_metrics_shutdown();
+}

@@ -1,0 +1,52 @@
+/* dm_join.h - the join: one atomic script call per event (DESIGN §4, §5).
+ *
+ * Key names carry the shard's hash tag "{s}" even with one shard, so every key one script
+ * touches lives in one hash slot (Redis Cluster ready) and the layout never changes shape.
+ */
+#ifndef DM_CORRELATOR_DM_JOIN_H
+#define DM_CORRELATOR_DM_JOIN_H
+
+#include "dm_event.h"
+#include "dm_redis.h"
+
+/** Script numbers in dm_join_scripts(); pass the array to dm_redis_opts.scripts. */
+enum { DM_SCRIPT_PARK = 0, DM_SCRIPT_QUERY = 1, DM_SCRIPT_COUNT = 2 };
+
+/** The Lua sources, indexed by DM_SCRIPT_* (static storage). */
+const char *const *dm_join_scripts(void);
+
+typedef struct dm_join_conf {
+    const char *prefix;  /**< borrowed; e.g. "dm" */
+    unsigned shards;
+    int64_t window_ms, grace_ms, max_skew_ms, mapping_ttl_ms;
+    long long stream_maxlen;
+} dm_join_conf;
+
+/** Largest key name dm_join_key() writes. */
+#define DM_KEY_BUFLEN 160
+
+/**
+ * Write "<prefix>:{<shard>}:<kind>:<digest>" (or "<prefix>:{<shard>}:<kind>" when @p digest
+ * is NULL) into @p buf. kind: "r", "b", "m", "d", "due", "out".
+ */
+void dm_join_key(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shard, const char *kind,
+                 const char *digest);
+
+typedef struct dm_join_result {
+    int edges;     /**< new mapping edges emitted to the stream */
+    int duplicate; /**< 1 if the event was seen before and produced nothing new */
+    int skewed;    /**< 1 if its event time was replaced by the arrival time */
+    int deleted;   /**< 1 if a delete record was emitted */
+} dm_join_result;
+
+/** Completion: @p err DM_OK with @p res, or DM_EUNAVAIL / DM_ETIMEOUT / DM_EREDIS (res NULL). */
+typedef void (*dm_join_cb)(int err, const dm_join_result *res, void *arg);
+
+/**
+ * Park @p ev and join it with the other side. The event is serialized immediately (the
+ * caller may free it on return). Returns as dm_redis_eval: on DM_OK the callback will run.
+ */
+int dm_join_submit(dm_redis *r, const dm_join_conf *conf, const dm_event *ev, dm_join_cb cb,
+                   void *arg);
+
+#endif

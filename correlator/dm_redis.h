@@ -1,0 +1,69 @@
+/* dm_redis.h - one asynchronous Redis connection per event_base (hiredis 0.14 + libevent).
+ *
+ * The client connects by IP or unix socket (never by name: resolution would block the loop),
+ * authenticates, selects the database and loads the Lua scripts, and only then is "ready".
+ * It reconnects by itself with capped exponential backoff. Every command has a deadline; when
+ * one expires the connection is torn down, which fails every command in flight (FIFO order
+ * means the ones behind it could not be answered anyway), and a new connection is made.
+ * Not thread-safe: use one dm_redis per thread, from that thread's event_base only.
+ */
+#ifndef DM_CORRELATOR_DM_REDIS_H
+#define DM_CORRELATOR_DM_REDIS_H
+
+#include "dm_common.h"
+
+struct event_base;
+struct redisReply;
+
+typedef struct dm_redis_opts {
+    const char *host;      /**< IP literal for TCP, or NULL */
+    int port;
+    const char *unix_path; /**< unix socket path, or NULL */
+    const char *password;  /**< AUTH password, or NULL */
+    int db;
+    int connect_timeout_ms;
+    int command_timeout_ms;
+    int max_inflight;      /**< commands in flight before dm_redis_* answers DM_EBUSY */
+    const char *const *scripts; /**< Lua sources loaded at connect (borrowed for the client's life) */
+    size_t nscripts;
+    const char *name;      /**< for log lines, e.g. "worker-1" */
+} dm_redis_opts;
+
+typedef struct dm_redis dm_redis;
+
+/**
+ * Completion of one command, called exactly once and never from inside the call that queued
+ * it. @p err is DM_OK with @p reply set (borrowed: valid only during the callback; it may be
+ * a Redis error reply), or DM_EUNAVAIL / DM_ETIMEOUT with @p reply NULL.
+ */
+typedef void (*dm_redis_cb)(int err, struct redisReply *reply, void *arg);
+
+/** Create the client and start connecting. @p opts strings are copied. */
+dm_redis *dm_redis_new(struct event_base *base, const dm_redis_opts *opts);
+
+/** Fail everything in flight (callbacks run with DM_EUNAVAIL) and free. NULL is fine. */
+void dm_redis_free(dm_redis *r);
+
+/** True when connected, authenticated and the scripts are loaded. */
+bool dm_redis_ready(const dm_redis *r);
+
+/** Commands queued and not yet answered. */
+size_t dm_redis_inflight(const dm_redis *r);
+
+/**
+ * Queue a command (binary-safe argv). Returns DM_OK (the callback will run), DM_EUNAVAIL when
+ * not ready, or DM_EBUSY when max_inflight is reached (the callback will not run).
+ */
+int dm_redis_command(dm_redis *r, dm_redis_cb cb, void *arg, int argc, const char **argv,
+                     const size_t *lens);
+
+/**
+ * EVALSHA of script number @p script (an index into opts.scripts) with @p nkeys keys followed
+ * by the other arguments in @p argv. A NOSCRIPT answer (Redis restarted or flushed its script
+ * cache) is retried once as EVAL with the script source, transparently. Returns as
+ * dm_redis_command.
+ */
+int dm_redis_eval(dm_redis *r, size_t script, dm_redis_cb cb, void *arg, int nkeys, int argc,
+                  const char **argv, const size_t *lens);
+
+#endif

@@ -1,0 +1,31 @@
+/* dm_http.h - JSON answers for evhttp requests, counted in the metrics.
+ *
+ * Every function here sends the one reply of @p req; afterwards the request belongs to evhttp
+ * again and must not be touched.
+ */
+#ifndef DM_RECEIVER_DM_HTTP_H
+#define DM_RECEIVER_DM_HTTP_H
+
+#include "dm_common.h"
+
+struct evhttp_request;
+struct evbuffer;
+
+/** Seconds in the Retry-After header of 503 answers. */
+#define DM_RETRY_AFTER "2"
+
+/** Reply @p status with the NUL-terminated JSON document @p json (borrowed). */
+void dm_http_json(struct evhttp_request *req, size_t route, int status, const char *json);
+
+/** Reply @p status with {"error": "<formatted text>"}. 503 answers get Retry-After. */
+void dm_http_error(struct evhttp_request *req, size_t route, int status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/** Reply with a plain-text body and content type @p ctype (for /metrics). */
+void dm_http_text(struct evhttp_request *req, size_t route, int status, const char *ctype,
+                  struct evbuffer *body);
+
+/** The peer address of @p req as "ip:port" for log lines (into @p buf of 64 bytes). */
+const char *dm_http_peer(struct evhttp_request *req, char buf[64]);
+
+#endif

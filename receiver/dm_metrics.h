@@ -1,0 +1,46 @@
+/* dm_metrics.h - process-wide counters, rendered as Prometheus text on GET /metrics.
+ *
+ * Counters are relaxed atomics shared by all workers: two or a few threads increment them,
+ * and a scrape reads each one once, so no lock and no per-thread aggregation are needed.
+ * Routes are numbered by the server (dm_metrics_init names them); statuses outside the
+ * known set are counted as "other".
+ */
+#ifndef DM_RECEIVER_DM_METRICS_H
+#define DM_RECEIVER_DM_METRICS_H
+
+#include "dm_common.h"
+
+struct evbuffer;
+
+typedef enum {
+    DM_M_EDGES = 0,        /**< mapping edges emitted */
+    DM_M_DELETES,          /**< image.deleted records emitted */
+    DM_M_DUPLICATES,       /**< events seen before that produced nothing new */
+    DM_M_SKEW_REPLACED,    /**< event times replaced by arrival time */
+    DM_M_REDIS_UNAVAILABLE,/**< requests refused or failed because Redis was not usable */
+    DM_M_REDIS_TIMEOUT,    /**< commands that hit their deadline */
+    DM_M_REDIS_ERROR,      /**< error replies from Redis */
+    DM_M_OVERLOADED,       /**< requests refused by max_inflight */
+    DM_M_AUTH_FAILED,      /**< requests refused for missing or bad credentials */
+    DM_M_INVALID,          /**< requests refused as malformed (400) */
+    DM_M_IGNORED,          /**< requests acknowledged but ignored (ping, chart, …) */
+    DM_M_COUNT
+} dm_metric;
+
+/** Name the routes (index = route number), before any worker starts. Strings are copied. */
+void dm_metrics_init(const char *const *route_names, size_t nroutes);
+void dm_metrics_shutdown(void);
+
+void dm_metrics_inc(dm_metric m);
+void dm_metrics_add(dm_metric m, uint64_t n);
+/** Count one answered request. */
+void dm_metrics_request(size_t route, int status);
+/** Count events parked for @p source ("acr", "github", …). Unknown sources count as "other". */
+void dm_metrics_parked(const char *source, uint64_t n);
+/** Gauge of requests being processed, across workers. */
+void dm_metrics_inflight(int delta);
+
+/** Append the Prometheus text exposition to @p out. */
+void dm_metrics_render(struct evbuffer *out);
+
+#endif
