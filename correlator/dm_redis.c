@@ -28,7 +28,7 @@ struct dm_redis {
     struct event_base *base;
     redisAsyncContext *ac;      /**< NULL when not connected; ac->data points back here */
     conn_state state;
-    char *host, *unix_path, *password, *name;
+    char *host, *unix_path, *username, *password, *name;
     int port, db, connect_timeout_ms, command_timeout_ms, max_inflight;
     const char *const *scripts;
     char (*shas)[41];
@@ -203,7 +203,9 @@ static void connect_now(dm_redis *r)
     evtimer_add(r->connect_timer, &tv);
 
     /* Pipelined behind the connect: hiredis sends them once the socket is up. */
-    if (r->password)
+    if (r->password && r->username)
+        redisAsyncCommand(ac, on_setup_reply, NULL, "AUTH %s %s", r->username, r->password);
+    else if (r->password)
         redisAsyncCommand(ac, on_setup_reply, NULL, "AUTH %s", r->password);
     if (r->db)
         redisAsyncCommand(ac, on_setup_reply, NULL, "SELECT %d", r->db);
@@ -375,6 +377,7 @@ dm_redis *dm_redis_new(struct event_base *base, const dm_redis_opts *opts)
     r->base = base;
     r->host = opts->host ? dm_xstrdup(opts->host) : NULL;
     r->unix_path = opts->unix_path ? dm_xstrdup(opts->unix_path) : NULL;
+    r->username = opts->username ? dm_xstrdup(opts->username) : NULL;
     r->password = opts->password ? dm_xstrdup(opts->password) : NULL;
     r->name = dm_xstrdup(opts->name ? opts->name : "redis");
     r->port = opts->port;
@@ -420,6 +423,7 @@ void dm_redis_free(dm_redis *r)
     free(r->host);
     free(r->unix_path);
     free(r->password);
+    free(r->username);
     free(r->name);
     free(r->shas);
     free(r);

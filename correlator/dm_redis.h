@@ -19,6 +19,7 @@ typedef struct dm_redis_opts {
     const char *host;      /**< IP literal for TCP, or NULL */
     int port;
     const char *unix_path; /**< unix socket path, or NULL */
+    const char *username;  /**< ACL user for AUTH (Redis 6+), or NULL for the default user */
     const char *password;  /**< AUTH password, or NULL */
     int db;
     int connect_timeout_ms;

@@ -19,8 +19,10 @@ typedef const char *(*dm_header_fn)(void *ctx, const char *name);
 
 /**
  * Check a request against @p list: it passes if any entry passes. @p body/@p len is the raw
- * body (for HMAC). On failure *reason is a static string for the log line (never sent
- * verbatim beyond "missing credentials"/"bad credentials").
+ * body (for HMAC). *reason (may be NULL) is set to a static string for the log line: "ok"
+ * on success, else e.g. "no credentials", "header value mismatch", "malformed signature
+ * header", "signature mismatch" (never sent verbatim beyond "missing credentials"/"bad
+ * credentials").
  * An empty list never passes (DM_AUTH_MISSING).
  */
 dm_auth_result dm_auth_check(const dm_auth_list *list, dm_header_fn get_header, void *ctx,

@@ -44,8 +44,10 @@ typedef struct dm_config {
     char *log_level;    /**< default "info" */
 
     struct {
-        char *url;        /**< NULL: digestmapd starts its own redis-server in data_dir */
-        char *password;   /**< NULL if none */
+        char *url;        /**< NULL: digestmapd starts its own redis-server in data_dir.
+                               May hold the password: never log it. */
+        char *username;   /**< ACL user from "redis://user:pw@…" (AUTH user pw); NULL: default */
+        char *password;   /**< from the url or password/_env/_file; NULL if none */
         char *prefix;     /**< default "dm" */
         int shards;       /**< default 1, 1..1024 */
         /* parsed from url (or set for the embedded server): */

@@ -252,7 +252,10 @@ static int worker_init(dm_server *s, dm_worker *w, int id, char *err, size_t err
         snprintf(err, errlen, "worker %d: cannot create event loop", id);
         return DM_ENOMEM;
     }
-    evhttp_set_max_body_size(w->http, (ev_ssize_t)c->limits.max_body_bytes);
+    /* libevent answers bodies over its limit itself (an HTML 413 we cannot log or count), so
+     * its limit is a hard cap at twice ours and dm_ingest enforces max_body_bytes with a JSON
+     * 413, a log line and a counter. Only bodies past the hard cap get libevent's answer. */
+    evhttp_set_max_body_size(w->http, (ev_ssize_t)c->limits.max_body_bytes * 2);
     evhttp_set_max_headers_size(w->http, (ev_ssize_t)c->limits.max_header_bytes);
     evhttp_set_timeout(w->http, c->limits.idle_timeout_seconds);
     evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
@@ -279,6 +282,7 @@ static int worker_init(dm_server *s, dm_worker *w, int id, char *err, size_t err
         .host = c->redis.host,
         .port = c->redis.port,
         .unix_path = c->redis.unix_path,
+        .username = c->redis.username,
         .password = c->redis.password,
         .db = c->redis.db,
         .connect_timeout_ms = c->redis.connect_timeout_ms,

@@ -1,0 +1,1035 @@
+/* test_config.c - dm_config: defaults, every key, and the exact message of every error path.
+ *
+ * Configurations are written with single quotes (turned into double quotes by q()) so that
+ * the JSON stays readable; expected messages use real double quotes.
+ */
+#include "dm_config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define CONFIGS_DIR DM_FIXTURES "/../../configs"
+#define SRC_NONE    "'sources': [{'type': 'acr', 'auth': [{'type': 'none'}]}]"
+
+static char tmpdir[64];
+
+/*---- Helpers ----------------------------------------------------------------------------*/
+
+/* Single quotes → double quotes; the result lives until the next call. */
+static const char *q(const char *s)
+{
+    static char buf[8192];
+    size_t n = strlen(s);
+    assert_true(n < sizeof(buf));
+    for (size_t i = 0; i <= n; i++)
+        buf[i] = s[i] == '\'' ? '"' : s[i];
+    return buf;
+}
+
+static int try_load(const char *json, const char *base, dm_config **out, char *err, size_t n)
+{
+    const char *j = q(json);
+    return dm_config_load_buffer(j, strlen(j), base, out, err, n);
+}
+
+static dm_config *load_ok_at(const char *json, const char *base)
+{
+    char err[512] = "";
+    dm_config *c = NULL;
+    int rc = try_load(json, base, &c, err, sizeof(err));
+    if (rc != DM_OK)
+        fail_msg("unexpected error %d: %s", rc, err);
+    assert_non_null(c);
+    return c;
+}
+
+static dm_config *load_ok(const char *json)
+{
+    return load_ok_at(json, NULL);
+}
+
+/* A macro so that a failure reports the line of the case, not of a helper. */
+#define EXPECT_ERR_AT(json, base, code, msg)                                                   \
+    do {                                                                                       \
+        char e_[512] = "";                                                                     \
+        dm_config *c_ = (dm_config *)1;                                                        \
+        assert_int_equal(try_load((json), (base), &c_, e_, sizeof(e_)), (code));               \
+        assert_null(c_);                                                                       \
+        assert_string_equal(e_, (msg));                                                        \
+    } while (0)
+#define EXPECT_ERR(json, msg) EXPECT_ERR_AT(json, NULL, DM_EINVAL, msg)
+
+static void write_file(const char *name, const void *data, size_t len)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void remove_file(const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+    unlink(path);
+}
+
+static const char *const tmp_files[] = {"secret.txt", "crlf.txt", "two-nl.txt", "empty.txt",
+                                        "nl-only.txt", "big.txt", "max.txt", "sub/rel.txt",
+                                        "cfg.json"};
+
+static int group_setup(void **state)
+{
+    (void)state;
+    char big[65537];
+    strcpy(tmpdir, "/tmp/dm-test-config-XXXXXX");
+    if (!mkdtemp(tmpdir))
+        return -1;
+    char sub[96];
+    snprintf(sub, sizeof(sub), "%s/sub", tmpdir);
+    if (mkdir(sub, 0700) != 0)
+        return -1;
+    write_file("secret.txt", "s3cret\n", 7);
+    write_file("crlf.txt", "tok\r\n", 5);
+    write_file("two-nl.txt", "tok\n\n", 5);
+    write_file("empty.txt", "", 0);
+    write_file("nl-only.txt", "\n", 1);
+    memset(big, 'x', sizeof(big));
+    write_file("big.txt", big, sizeof(big));
+    write_file("max.txt", big, sizeof(big) - 1);
+    write_file("sub/rel.txt", "relative-secret", 15);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    char sub[96];
+    for (size_t i = 0; i < DM_ARRAY_LEN(tmp_files); i++)
+        remove_file(tmp_files[i]);
+    snprintf(sub, sizeof(sub), "%s/sub", tmpdir);
+    rmdir(sub);
+    rmdir(tmpdir);
+    return 0;
+}
+
+static void assert_secret(const dm_auth_entry *e, const char *want)
+{
+    assert_non_null(e->secret);
+    assert_int_equal(e->secret_len, strlen(want));
+    assert_memory_equal(e->secret, want, strlen(want));
+    assert_int_equal(e->secret[e->secret_len], '\0');
+}
+
+/*---- Defaults and every key -------------------------------------------------------------*/
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    dm_config *c = load_ok("{" SRC_NONE "}");
+
+    assert_string_equal(c->listen_host, "127.0.0.1");
+    assert_int_equal(c->listen_port, 8080);
+    assert_int_equal(c->workers, 2);
+    assert_string_equal(c->data_dir, "var");
+    assert_string_equal(c->log_level, "info");
+
+    assert_null(c->redis.url);
+    assert_null(c->redis.username);
+    assert_null(c->redis.password);
+    assert_string_equal(c->redis.prefix, "dm");
+    assert_int_equal(c->redis.shards, 1);
+    assert_null(c->redis.host);
+    assert_int_equal(c->redis.port, 0);
+    assert_string_equal(c->redis.unix_path, "var/redis.sock");
+    assert_int_equal(c->redis.db, 0);
+    assert_string_equal(c->redis.server_bin, "redis-server");
+    assert_int_equal(c->redis.command_timeout_ms, 2000);
+    assert_int_equal(c->redis.connect_timeout_ms, 2000);
+
+    assert_int_equal(c->correlation.window_seconds, 1800);
+    assert_int_equal(c->correlation.grace_seconds, 60);
+    assert_int_equal(c->correlation.max_clock_skew_seconds, 300);
+    assert_int_equal(c->correlation.mapping_ttl_seconds, 7776000);
+
+    assert_int_equal(c->limits.max_body_bytes, 1048576);
+    assert_int_equal(c->limits.max_header_bytes, 16384);
+    assert_int_equal(c->limits.max_inflight, 10000);
+    assert_int_equal(c->limits.idle_timeout_seconds, 30);
+
+    assert_int_equal(c->nsources, 1);
+    assert_int_equal(c->sources[0].type, DM_SRC_ACR);
+    assert_string_equal(c->sources[0].path, "/v1/registry/acr");
+    assert_int_equal(c->sources[0].auth.n, 1);
+    assert_int_equal(c->sources[0].auth.v[0].type, DM_AUTH_NONE);
+    assert_null(c->sources[0].auth.v[0].name);
+    assert_null(c->sources[0].auth.v[0].secret);
+
+    assert_false(c->api_configured);
+    assert_int_equal(c->api_auth.n, 0);
+    assert_int_equal(c->outputs.stream_maxlen, 1000000);
+    dm_config_free(c);
+
+    /* Empty section objects give the same defaults. */
+    c = load_ok("{'redis': {}, 'correlation': {}, 'limits': {}, 'outputs': {}, " SRC_NONE "}");
+    assert_int_equal(c->redis.shards, 1);
+    assert_string_equal(c->redis.unix_path, "var/redis.sock");
+    assert_int_equal(c->correlation.window_seconds, 1800);
+    assert_int_equal(c->limits.max_inflight, 10000);
+    assert_int_equal(c->outputs.stream_maxlen, 1000000);
+    dm_config_free(c);
+
+    /* The build type has its own default path. */
+    c = load_ok("{'sources': [{'type': 'build', 'auth': [{'type': 'none'}]}]}");
+    assert_int_equal(c->sources[0].type, DM_SRC_BUILD);
+    assert_string_equal(c->sources[0].path, "/v1/builds");
+    dm_config_free(c);
+}
+
+static void test_every_key(void **state)
+{
+    (void)state;
+    dm_config *c = load_ok(
+        "{'listen': '[::1]:9090', 'workers': 64, 'data_dir': '/srv/dm', 'log_level': 'debug',"
+        " 'redis': {'url': 'redis://10.1.2.3:6380/7', 'password': 'pw', 'prefix': 'acme.dm:x-1_',"
+        "           'shards': 1024, 'server': '/usr/bin/redis-server',"
+        "           'command_timeout_ms': 10, 'connect_timeout_ms': 60000},"
+        " 'correlation': {'window_seconds': 600, 'grace_seconds': 0,"
+        "                 'max_clock_skew_seconds': 0, 'mapping_ttl_seconds': 600},"
+        " 'limits': {'max_body_bytes': 67108864, 'max_header_bytes': 1024,"
+        "            'max_inflight': 1000000, 'idle_timeout_seconds': 3600},"
+        " 'sources': ["
+        "   {'type': 'acr', 'path': '/hooks/acr-a',"
+        "    'auth': [{'type': 'header', 'name': 'X-Token', 'value': 'a-token'}]},"
+        "   {'type': 'build', 'path': '/hooks/ci',"
+        "    'auth': [{'type': 'hmac-sha256', 'header': 'X-Sig', 'secret': 'k'},"
+        "             {'type': 'hmac-sha256', 'secret': 'k2'}, {'type': 'none'}]}],"
+        " 'api': {'auth': [{'type': 'header', 'name': 'Authorization', 'value': 'Bearer q'}]},"
+        " 'outputs': {'stream_maxlen': 1}}");
+
+    assert_string_equal(c->listen_host, "::1");
+    assert_int_equal(c->listen_port, 9090);
+    assert_int_equal(c->workers, 64);
+    assert_string_equal(c->data_dir, "/srv/dm");
+    assert_string_equal(c->log_level, "debug");
+
+    assert_string_equal(c->redis.url, "redis://10.1.2.3:6380/7");
+    assert_null(c->redis.username);
+    assert_string_equal(c->redis.password, "pw");
+    assert_string_equal(c->redis.prefix, "acme.dm:x-1_");
+    assert_int_equal(c->redis.shards, 1024);
+    assert_string_equal(c->redis.host, "10.1.2.3");
+    assert_int_equal(c->redis.port, 6380);
+    assert_null(c->redis.unix_path);
+    assert_int_equal(c->redis.db, 7);
+    assert_string_equal(c->redis.server_bin, "/usr/bin/redis-server");
+    assert_int_equal(c->redis.command_timeout_ms, 10);
+    assert_int_equal(c->redis.connect_timeout_ms, 60000);
+
+    assert_int_equal(c->correlation.window_seconds, 600);
+    assert_int_equal(c->correlation.grace_seconds, 0);
+    assert_int_equal(c->correlation.max_clock_skew_seconds, 0);
+    assert_int_equal(c->correlation.mapping_ttl_seconds, 600);
+
+    assert_int_equal(c->limits.max_body_bytes, 67108864);
+    assert_int_equal(c->limits.max_header_bytes, 1024);
+    assert_int_equal(c->limits.max_inflight, 1000000);
+    assert_int_equal(c->limits.idle_timeout_seconds, 3600);
+
+    assert_int_equal(c->nsources, 2);
+    assert_int_equal(c->sources[0].type, DM_SRC_ACR);
+    assert_string_equal(c->sources[0].path, "/hooks/acr-a");
+    assert_int_equal(c->sources[0].auth.n, 1);
+    assert_int_equal(c->sources[0].auth.v[0].type, DM_AUTH_HEADER);
+    assert_string_equal(c->sources[0].auth.v[0].name, "X-Token");
+    assert_secret(&c->sources[0].auth.v[0], "a-token");
+
+    assert_int_equal(c->sources[1].type, DM_SRC_BUILD);
+    assert_string_equal(c->sources[1].path, "/hooks/ci");
+    assert_int_equal(c->sources[1].auth.n, 3);
+    assert_int_equal(c->sources[1].auth.v[0].type, DM_AUTH_HMAC);
+    assert_string_equal(c->sources[1].auth.v[0].name, "X-Sig");
+    assert_secret(&c->sources[1].auth.v[0], "k");
+    assert_int_equal(c->sources[1].auth.v[1].type, DM_AUTH_HMAC);
+    assert_string_equal(c->sources[1].auth.v[1].name, "X-Digestmap-Signature");
+    assert_secret(&c->sources[1].auth.v[1], "k2");
+    assert_int_equal(c->sources[1].auth.v[2].type, DM_AUTH_NONE);
+
+    assert_true(c->api_configured);
+    assert_int_equal(c->api_auth.n, 1);
+    assert_int_equal(c->api_auth.v[0].type, DM_AUTH_HEADER);
+    assert_string_equal(c->api_auth.v[0].name, "Authorization");
+    assert_secret(&c->api_auth.v[0], "Bearer q");
+    assert_int_equal(c->outputs.stream_maxlen, 1);
+    dm_config_free(c);
+}
+
+/*---- Top-level scalars ------------------------------------------------------------------*/
+
+static void test_listen(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *listen, *host;
+        int port;
+    } ok[] = {
+        {"localhost:0", "127.0.0.1", 0},   {"0.0.0.0:80", "0.0.0.0", 80},
+        {"[::]:65535", "::", 65535},       {"10.0.0.1:00080", "10.0.0.1", 80},
+        {"[fe80::1]:1", "fe80::1", 1},
+    };
+    char json[256];
+    for (size_t i = 0; i < DM_ARRAY_LEN(ok); i++) {
+        snprintf(json, sizeof(json), "{'listen': '%s', " SRC_NONE "}", ok[i].listen);
+        dm_config *c = load_ok(json);
+        assert_string_equal(c->listen_host, ok[i].host);
+        assert_int_equal(c->listen_port, ok[i].port);
+        dm_config_free(c);
+    }
+
+    EXPECT_ERR("{'listen': '127.0.0.1', " SRC_NONE "}",
+               "listen: \"127.0.0.1\" must have the form \"host:port\"");
+    EXPECT_ERR("{'listen': '[::1]8080', " SRC_NONE "}",
+               "listen: \"[::1]8080\" must have the form \"host:port\"");
+    EXPECT_ERR("{'listen': '[::1:8080', " SRC_NONE "}",
+               "listen: \"[::1:8080\" must have the form \"host:port\"");
+    EXPECT_ERR("{'listen': '::1:8080', " SRC_NONE "}",
+               "listen: \"::1:8080\": an IPv6 address must be in brackets, e.g. \"[::1]:8080\"");
+    EXPECT_ERR("{'listen': 'example.com:80', " SRC_NONE "}",
+               "listen: \"example.com:80\": host must be an IPv4 literal, an [IPv6] literal or "
+               "localhost");
+    EXPECT_ERR("{'listen': '300.1.1.1:80', " SRC_NONE "}",
+               "listen: \"300.1.1.1:80\": host must be an IPv4 literal, an [IPv6] literal or "
+               "localhost");
+    EXPECT_ERR("{'listen': ':80', " SRC_NONE "}",
+               "listen: \":80\": host must be an IPv4 literal, an [IPv6] literal or localhost");
+    EXPECT_ERR("{'listen': '[1.2.3.4]:80', " SRC_NONE "}",
+               "listen: \"[1.2.3.4]:80\": host must be an IPv4 literal, an [IPv6] literal or "
+               "localhost");
+    EXPECT_ERR("{'listen': '127.0.0.1:65536', " SRC_NONE "}",
+               "listen: \"127.0.0.1:65536\": port must be 0..65535");
+    EXPECT_ERR("{'listen': '127.0.0.1:', " SRC_NONE "}",
+               "listen: \"127.0.0.1:\": port must be 0..65535");
+    EXPECT_ERR("{'listen': '127.0.0.1:-1', " SRC_NONE "}",
+               "listen: \"127.0.0.1:-1\": port must be 0..65535");
+    EXPECT_ERR("{'listen': '127.0.0.1:80x', " SRC_NONE "}",
+               "listen: \"127.0.0.1:80x\": port must be 0..65535");
+    EXPECT_ERR("{'listen': 8080, " SRC_NONE "}", "listen: must be a non-empty string");
+    EXPECT_ERR("{'listen': '', " SRC_NONE "}", "listen: must be a non-empty string");
+}
+
+static void test_scalars(void **state)
+{
+    (void)state;
+    dm_config *c = load_ok("{'workers': 1, 'log_level': 'error', " SRC_NONE "}");
+    assert_int_equal(c->workers, 1);
+    assert_string_equal(c->log_level, "error");
+    dm_config_free(c);
+    c = load_ok("{'log_level': 'warn', 'data_dir': 'x', " SRC_NONE "}");
+    assert_string_equal(c->log_level, "warn");
+    assert_string_equal(c->redis.unix_path, "x/redis.sock");
+    dm_config_free(c);
+
+    EXPECT_ERR("{'workers': 0, " SRC_NONE "}", "workers: must be an integer between 1 and 64");
+    EXPECT_ERR("{'workers': 65, " SRC_NONE "}", "workers: must be an integer between 1 and 64");
+    EXPECT_ERR("{'workers': '2', " SRC_NONE "}", "workers: must be an integer between 1 and 64");
+    EXPECT_ERR("{'workers': 2.0, " SRC_NONE "}", "workers: must be an integer between 1 and 64");
+    EXPECT_ERR("{'workers': true, " SRC_NONE "}",
+               "workers: must be an integer between 1 and 64");
+    EXPECT_ERR("{'workers': null, " SRC_NONE "}",
+               "workers: must be an integer between 1 and 64");
+    EXPECT_ERR("{'data_dir': '', " SRC_NONE "}", "data_dir: must be a non-empty string");
+    EXPECT_ERR("{'data_dir': ['var'], " SRC_NONE "}", "data_dir: must be a non-empty string");
+    /* NUL would truncate the C string: the parser refuses it. */
+    EXPECT_ERR("{'data_dir': 'a\\u0000b', " SRC_NONE "}",
+               "invalid JSON at line 1, column 23: \\u0000 is not allowed without JSON_ALLOW_NUL "
+               "near '\"a\\u0000b\"'");
+    EXPECT_ERR("{'log_level': 'verbose', " SRC_NONE "}",
+               "log_level: must be one of \"debug\", \"info\", \"warn\", \"error\"");
+    EXPECT_ERR("{'log_level': 'INFO', " SRC_NONE "}",
+               "log_level: must be one of \"debug\", \"info\", \"warn\", \"error\"");
+    EXPECT_ERR("{'log_level': 1, " SRC_NONE "}", "log_level: must be a string");
+
+    /* The embedded server's socket must fit in sun_path (107 bytes + NUL). */
+    char dir[200], json[400];
+    memset(dir, 'd', 96);
+    dir[96] = '\0'; /* 96 + strlen("/redis.sock") = 107: fits */
+    snprintf(json, sizeof(json), "{'data_dir': '%s', " SRC_NONE "}", dir);
+    c = load_ok(json);
+    assert_int_equal(strlen(c->redis.unix_path), 107);
+    dm_config_free(c);
+    strcat(dir, "d");
+    snprintf(json, sizeof(json), "{'data_dir': '%s', " SRC_NONE "}", dir);
+    /* Long values are cut to 92 characters in messages. */
+    char msg[300];
+    snprintf(msg, sizeof(msg),
+             "data_dir: \"%.92s.../redis.sock\" is longer than 107 bytes (the unix socket path "
+             "limit); shorten data_dir or give redis.url",
+             dir);
+    EXPECT_ERR(json, msg);
+}
+
+/*---- Unknown keys and unsupported features ----------------------------------------------*/
+
+static void test_unknown_keys(void **state)
+{
+    (void)state;
+    EXPECT_ERR("{'listen': '127.0.0.1:1', 'wokers': 2, " SRC_NONE "}",
+               "unknown key \"wokers\"");
+    EXPECT_ERR("{'redis': {'url': 'redis://127.0.0.1', 'passwrd': 'x'}, " SRC_NONE "}",
+               "redis: unknown key \"passwrd\"");
+    EXPECT_ERR("{'correlation': {'window': 5}, " SRC_NONE "}",
+               "correlation: unknown key \"window\"");
+    EXPECT_ERR("{'limits': {'max_body': 5}, " SRC_NONE "}", "limits: unknown key \"max_body\"");
+    EXPECT_ERR("{'outputs': {'maxlen': 5}, " SRC_NONE "}", "outputs: unknown key \"maxlen\"");
+    EXPECT_ERR("{'api': {'auth': [{'type': 'none'}], 'open': true}, " SRC_NONE "}",
+               "api: unknown key \"open\"");
+    EXPECT_ERR("{'api': {'auth': [{'type': 'header', 'name': 'A', 'valeu': 'x'}]}, " SRC_NONE "}",
+               "api.auth[0]: unknown key \"valeu\"");
+    EXPECT_ERR("{'sources': [{'type': 'acr', 'auth': [{'type': 'none'}]},"
+               "             {'type': 'build', 'pth': '/x', 'auth': [{'type': 'none'}]}]}",
+               "sources[1]: unknown key \"pth\"");
+    /* The example from the header comment. */
+    EXPECT_ERR("{'sources': [{'type': 'acr', 'auth': [{'type': 'none'}]},"
+               "             {'type': 'build', 'auth': [{'type': 'header', 'name': 'A',"
+               "                                         'valeu': 'x'}]}]}",
+               "sources[1].auth[0]: unknown key \"valeu\"");
+    EXPECT_ERR("{'sources': [{'type': 'build', 'auth': [{'type': 'none'},"
+               "  {'type': 'hmac-sha256', 'secret': 'k', 'name': 'X-Sig'}]}]}",
+               "sources[0].auth[1]: unknown key \"name\"");
+    EXPECT_ERR("{'sources': [{'type': 'acr', 'auth': [{'type': 'none', 'value': 'x'}]}]}",
+               "sources[0].auth[0]: unknown key \"value\"");
+    /* A typo is reported as such, not as the missing key it was meant to be. */
+    EXPECT_ERR("{'sources': [{'type': 'acr', 'auht': []}]}", "sources[0]: unknown key \"auht\"");
+    /* Keys with control characters are shown safely; NUL never reaches us. */
+    EXPECT_ERR("{'workers\\u0000x': 2, " SRC_NONE "}",
+               "invalid JSON at line 1, column 17: NUL byte in object key not supported near "
+               "'\"workers\\u0000x\"'");
+    EXPECT_ERR("{'a\\nb\\\"c': 2, " SRC_NONE "}", "unknown key \"a?b?c\"");
+}
+
+static void test_unsupported(void **state)
+{
+    (void)state;
+    EXPECT_ERR("{'tls': {'cert_file': 'c', 'key_file': 'k'}, " SRC_NONE "}",
+               "tls: not supported yet (planned: issue \"TLS\")");
+    EXPECT_ERR("{'outputs': {'webhooks': [{'url': 'https://x', 'secret': 's'}]}, " SRC_NONE "}",
+               "outputs.webhooks: not supported yet");
+    EXPECT_ERR("{'sources': [{'type': 'acr', 'auth': [{'type': 'none'}]},"
+               "  {'type': 'build', 'auth': [{'type': 'none'}]},"
+               "  {'type': 'ecr', 'path': '/v1/registry/ecr', 'auth': [{'type': 'none'}]}]}",
+               "sources[2].type: \"ecr\" is not supported yet");
+    EXPECT_ERR("{'sources': [{'type': 'gar', 'auth': [{'type': 'none'}]}]}",
+               "sources[0].type: \"gar\" is not supported yet");
+    EXPECT_ERR("{'sources': [{'type': 'build', 'auth': [{'type': 'none'},"
+               "  {'type': 'oidc', 'issuer': 'https://token.actions.githubusercontent.com'}]}]}",
+               "sources[0].auth[1].type: \"oidc\" is not supported yet");
+    EXPECT_ERR("{'sources': [{'type': 'acr', 'auth': [{'type': 'sns', 'topic_arns': []}]}]}",
+               "sources[0].auth[0].type: \"sns\" is not supported yet");
+    EXPECT_ERR("{'api': {'auth': [{'type': 'oidc'}]}, " SRC_NONE "}",
+               "api.auth[0].type: \"oidc\" is not supported yet");
+}
+
+/*---- Sources and auth entries -----------------------------------------------------------*/
+
+static void test_sources_errors(void **state)
+{
+    (void)state;
+    EXPECT_ERR("{}", "\"sources\" is required");
+    EXPECT_ERR("{'sources': []}", "sources: must be a non-empty array");
+    EXPECT_ERR("{'sources': {'type': 'acr'}}", "sources: must be a non-empty array");
+    EXPECT_ERR("{'sources': ['acr']}", "sources[0]: must be an object");
+    EXPECT_ERR("{'sources': [{'auth': [{'type': 'none'}]}]}", "sources[0]: \"type\" is required");
+    EXPECT_ERR("{'sources': [{'type': 'ghcr', 'auth': [{'type': 'none'}]}]}",
+               "sources[0].type: unknown source type \"ghcr\" (expected \"acr\" or \"build\")");
+    EXPECT_ERR("{'sources': [{'type': 7, 'auth': [{'type': 'none'}]}]}",
+               "sources[0].type: must be a non-empty string");
+    EXPECT_ERR("{'sources': [{'type': 'acr'}]}",
+               "sources[0]: \"auth\" is required; use [{\"type\": \"none\"}] to accept "
+               "unauthenticated requests");
+    EXPECT_ERR("{'sources': [{'type': 'acr', 'auth': []}]}",
+               "sources[0].auth: must be a non-empty array; use [{\"type\": \"none\"}] to accept "
+               "unauthenticated requests");
+    EXPECT_ERR("{'sources': [{'type': 'acr', 'auth': {'type': 'none'}}]}",
+               "sources[0].auth: must be a non-empty array; use [{\"type\": \"none\"}] to accept "
+               "unauthenticated requests");
+    EXPECT_ERR("{'sources': [{'type': 'acr', 'auth': ['none']}]}",
+               "sources[0].auth[0]: must be an object");
+    EXPECT_ERR("{'sources': [{'type': 'acr', 'auth': [{'name': 'A', 'value': 'b'}]}]}",
+               "sources[0].auth[0]: \"type\" is required");
+    EXPECT_ERR("{'sources': [{'type': 'acr', 'auth': [{'type': 'basic'}]}]}",
+               "sources[0].auth[0].type: unknown auth type \"basic\" (expected \"header\", "
+               "\"hmac-sha256\" or \"none\")");
+}
+
+static void test_paths(void **state)
+{
+    (void)state;
+    /* Several sources of one type with different paths. */
+    dm_config *c = load_ok("{'sources': ["
+                           "  {'type': 'acr', 'auth': [{'type': 'none'}]},"
+                           "  {'type': 'acr', 'path': '/v1/registry/acr/b',"
+                           "   'auth': [{'type': 'none'}]},"
+                           "  {'type': 'build', 'auth': [{'type': 'none'}]}]}");
+    assert_int_equal(c->nsources, 3);
+    assert_string_equal(c->sources[0].path, "/v1/registry/acr");
+    assert_string_equal(c->sources[1].path, "/v1/registry/acr/b");
+    assert_string_equal(c->sources[2].path, "/v1/builds");
+    dm_config_free(c);
+
+    /* Defaults count as duplicates too: two ACR registries need two paths. */
+    EXPECT_ERR("{'sources': [{'type': 'acr', 'auth': [{'type': 'none'}]},"
+               "             {'type': 'build', 'auth': [{'type': 'none'}]},"
+               "             {'type': 'acr', 'auth': [{'type': 'none'}]}]}",
+               "sources[2].path: \"/v1/registry/acr\" is already used by sources[0]");
+    EXPECT_ERR("{'sources': [{'type': 'acr', 'path': '/a', 'auth': [{'type': 'none'}]},"
+               "             {'type': 'build', 'path': '/a', 'auth': [{'type': 'none'}]}]}",
+               "sources[1].path: \"/a\" is already used by sources[0]");
+    EXPECT_ERR("{'sources': [{'type': 'acr', 'path': 'hooks', 'auth': [{'type': 'none'}]}]}",
+               "sources[0].path: must start with \"/\"");
+    EXPECT_ERR("{'sources': [{'type': 'acr', 'path': '', 'auth': [{'type': 'none'}]}]}",
+               "sources[0].path: must be a non-empty string");
+    EXPECT_ERR("{'sources': [{'type': 'acr', 'path': '/a?b=1', 'auth': [{'type': 'none'}]}]}",
+               "sources[0].path: must not contain '?' or '#'");
+    EXPECT_ERR("{'sources': [{'type': 'acr', 'path': '/a#b', 'auth': [{'type': 'none'}]}]}",
+               "sources[0].path: must not contain '?' or '#'");
+    EXPECT_ERR("{'sources': [{'type': 'acr', 'path': '/a b', 'auth': [{'type': 'none'}]}]}",
+               "sources[0].path: must be printable ASCII without spaces");
+    static const char *const reserved[] = {"/healthz", "/readyz", "/metrics", "/v1/mappings",
+                                           "/v1/events/stream", "/v1/images/x"};
+    char json[512], msg[256];
+    for (size_t i = 0; i < DM_ARRAY_LEN(reserved); i++) {
+        snprintf(json, sizeof(json),
+                 "{'sources': [{'type': 'acr', 'path': '%s', 'auth': [{'type': 'none'}]}]}",
+                 reserved[i]);
+        snprintf(msg, sizeof(msg), "sources[0].path: \"%s\" is reserved for a built-in route",
+                 reserved[i]);
+        EXPECT_ERR(json, msg);
+    }
+    /* 256 characters is the limit. */
+    char p[300];
+    p[0] = '/';
+    memset(p + 1, 'p', 255);
+    p[256] = '\0';
+    snprintf(json, sizeof(json),
+             "{'sources': [{'type': 'acr', 'path': '%s', 'auth': [{'type': 'none'}]}]}", p);
+    c = load_ok(json);
+    assert_int_equal(strlen(c->sources[0].path), 256);
+    dm_config_free(c);
+    strcat(p, "p");
+    snprintf(json, sizeof(json),
+             "{'sources': [{'type': 'acr', 'path': '%s', 'auth': [{'type': 'none'}]}]}", p);
+    EXPECT_ERR(json, "sources[0].path: must be at most 256 characters");
+}
+
+#define SRC_AUTH(entry) "{'sources': [{'type': 'acr', 'auth': [" entry "]}]}"
+
+static void test_auth_entries(void **state)
+{
+    (void)state;
+    EXPECT_ERR(SRC_AUTH("{'type': 'header', 'value': 'x'}"),
+               "sources[0].auth[0]: \"name\" is required");
+    EXPECT_ERR(SRC_AUTH("{'type': 'header', 'name': '', 'value': 'x'}"),
+               "sources[0].auth[0].name: must be a non-empty string");
+    EXPECT_ERR(SRC_AUTH("{'type': 'header', 'name': 'X Token', 'value': 'x'}"),
+               "sources[0].auth[0].name: \"X Token\" is not a valid header name");
+    EXPECT_ERR(SRC_AUTH("{'type': 'header', 'name': 'Authorization:', 'value': 'x'}"),
+               "sources[0].auth[0].name: \"Authorization:\" is not a valid header name");
+    EXPECT_ERR(SRC_AUTH("{'type': 'header', 'name': 'A'}"),
+               "sources[0].auth[0]: one of \"value\", \"value_env\" or \"value_file\" is "
+               "required");
+    EXPECT_ERR(SRC_AUTH("{'type': 'header', 'name': 'A', 'value': 'x', 'value_env': 'X'}"),
+               "sources[0].auth[0]: give only one of \"value\", \"value_env\" or \"value_file\"");
+    EXPECT_ERR(SRC_AUTH("{'type': 'header', 'name': 'A', 'value': ''}"),
+               "sources[0].auth[0].value: must be a non-empty string");
+    EXPECT_ERR(SRC_AUTH("{'type': 'header', 'name': 'A', 'value': 5}"),
+               "sources[0].auth[0].value: must be a non-empty string");
+    EXPECT_ERR(SRC_AUTH("{'type': 'hmac-sha256'}"),
+               "sources[0].auth[0]: one of \"secret\", \"secret_env\" or \"secret_file\" is "
+               "required");
+    EXPECT_ERR(SRC_AUTH("{'type': 'hmac-sha256', 'secret': 'a', 'secret_file': 'b'}"),
+               "sources[0].auth[0]: give only one of \"secret\", \"secret_env\" or "
+               "\"secret_file\"");
+    EXPECT_ERR(SRC_AUTH("{'type': 'hmac-sha256', 'header': 'X(Sig)', 'secret': 'a'}"),
+               "sources[0].auth[0].header: \"X(Sig)\" is not a valid header name");
+    EXPECT_ERR(SRC_AUTH("{'type': 'hmac-sha256', 'secret_env': ''}"),
+               "sources[0].auth[0].secret_env: must be a non-empty string");
+}
+
+static void test_env_secrets(void **state)
+{
+    (void)state;
+    setenv("DM_TEST_TOKEN", "Bearer from-env", 1);
+    setenv("DM_TEST_EMPTY", "", 1);
+    unsetenv("DM_TEST_UNSET");
+
+    dm_config *c = load_ok(SRC_AUTH("{'type': 'header', 'name': 'Authorization',"
+                                    " 'value_env': 'DM_TEST_TOKEN'},"
+                                    "{'type': 'hmac-sha256', 'secret_env': 'DM_TEST_TOKEN'}"));
+    assert_secret(&c->sources[0].auth.v[0], "Bearer from-env");
+    assert_secret(&c->sources[0].auth.v[1], "Bearer from-env");
+    dm_config_free(c);
+
+    EXPECT_ERR(SRC_AUTH("{'type': 'header', 'name': 'A', 'value_env': 'DM_TEST_UNSET'}"),
+               "sources[0].auth[0].value_env: environment variable \"DM_TEST_UNSET\" is not set "
+               "or empty");
+    EXPECT_ERR(SRC_AUTH("{'type': 'none'}, {'type': 'hmac-sha256', 'secret_env': 'DM_TEST_EMPTY'}"),
+               "sources[0].auth[1].secret_env: environment variable \"DM_TEST_EMPTY\" is not set "
+               "or empty");
+    EXPECT_ERR("{'redis': {'password_env': 'DM_TEST_UNSET'}, " SRC_NONE "}",
+               "redis.password_env: environment variable \"DM_TEST_UNSET\" is not set or empty");
+    unsetenv("DM_TEST_TOKEN");
+    unsetenv("DM_TEST_EMPTY");
+}
+
+static void test_file_secrets(void **state)
+{
+    (void)state;
+    char json[1024], msg[512];
+
+    /* Absolute path; exactly one trailing "\n" is stripped. */
+    snprintf(json, sizeof(json),
+             SRC_AUTH("{'type': 'header', 'name': 'A', 'value_file': '%s/secret.txt'}"), tmpdir);
+    dm_config *c = load_ok(json);
+    assert_secret(&c->sources[0].auth.v[0], "s3cret");
+    dm_config_free(c);
+
+    /* "\r\n" is stripped; a second newline is kept (only one line ending goes). */
+    c = load_ok_at(SRC_AUTH("{'type': 'hmac-sha256', 'secret_file': 'crlf.txt'},"
+                            "{'type': 'hmac-sha256', 'header': 'X-B', 'secret_file': 'two-nl.txt'},"
+                            "{'type': 'hmac-sha256', 'header': 'X-C', 'secret_file': 'max.txt'}"),
+                   tmpdir);
+    assert_secret(&c->sources[0].auth.v[0], "tok");
+    assert_secret(&c->sources[0].auth.v[1], "tok\n");
+    assert_int_equal(c->sources[0].auth.v[2].secret_len, 65536);
+    dm_config_free(c);
+
+    /* Relative paths are resolved against base_dir. */
+    c = load_ok_at(SRC_AUTH("{'type': 'header', 'name': 'A', 'value_file': 'sub/rel.txt'}"),
+                   tmpdir);
+    assert_secret(&c->sources[0].auth.v[0], "relative-secret");
+    dm_config_free(c);
+
+    snprintf(msg, sizeof(msg),
+             "sources[0].auth[0].value_file: cannot read \"%s/nope.txt\": No such file or "
+             "directory",
+             tmpdir);
+    EXPECT_ERR_AT(SRC_AUTH("{'type': 'header', 'name': 'A', 'value_file': 'nope.txt'}"), tmpdir,
+                  DM_EIO, msg);
+    snprintf(msg, sizeof(msg), "api.auth[0].value_file: cannot read \"%s/sub\": Is a directory",
+             tmpdir);
+    EXPECT_ERR_AT("{'api': {'auth': [{'type': 'header', 'name': 'A', 'value_file': 'sub'}]}, "
+                  SRC_NONE "}", tmpdir, DM_EIO, msg);
+    snprintf(msg, sizeof(msg), "sources[0].auth[0].secret_file: \"%s/empty.txt\" is empty", tmpdir);
+    EXPECT_ERR_AT(SRC_AUTH("{'type': 'hmac-sha256', 'secret_file': 'empty.txt'}"), tmpdir,
+                  DM_EINVAL, msg);
+    snprintf(msg, sizeof(msg), "sources[0].auth[0].secret_file: \"%s/nl-only.txt\" is empty",
+             tmpdir);
+    EXPECT_ERR_AT(SRC_AUTH("{'type': 'hmac-sha256', 'secret_file': 'nl-only.txt'}"), tmpdir,
+                  DM_EINVAL, msg);
+    snprintf(msg, sizeof(msg),
+             "sources[0].auth[0].secret_file: \"%s/big.txt\" is larger than 65536 bytes", tmpdir);
+    EXPECT_ERR_AT(SRC_AUTH("{'type': 'hmac-sha256', 'secret_file': 'big.txt'}"), tmpdir,
+                  DM_EINVAL, msg);
+    /* Without a base directory a relative path is relative to the working directory. */
+    EXPECT_ERR_AT(SRC_AUTH("{'type': 'hmac-sha256', 'secret_file': 'dm-no-such-file'}"), NULL,
+                  DM_EIO,
+                  "sources[0].auth[0].secret_file: cannot read \"dm-no-such-file\": No such file "
+                  "or directory");
+}
+
+/*---- Redis ------------------------------------------------------------------------------*/
+
+#define REDIS(body) "{'redis': {" body "}, " SRC_NONE "}"
+
+static void test_redis_urls(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *url, *host, *unix_path, *user, *password;
+        int port, db;
+    } ok[] = {
+        {"redis://127.0.0.1", "127.0.0.1", NULL, NULL, NULL, 6379, 0},
+        {"redis://127.0.0.1/", "127.0.0.1", NULL, NULL, NULL, 6379, 0},
+        {"redis://10.0.0.2:7000", "10.0.0.2", NULL, NULL, NULL, 7000, 0},
+        {"redis://10.0.0.2:7000/15", "10.0.0.2", NULL, NULL, NULL, 7000, 15},
+        {"redis://[::1]/3", "::1", NULL, NULL, NULL, 6379, 3},
+        {"redis://[2001:db8::5]:6380/1", "2001:db8::5", NULL, NULL, NULL, 6380, 1},
+        {"redis://:s3cret@127.0.0.1", "127.0.0.1", NULL, NULL, "s3cret", 6379, 0},
+        {"redis://app:p%40ss:w@rd@10.0.0.1:6390/2", "10.0.0.1", NULL, "app", "p@ss:w@rd", 6390, 2},
+        {"unix:///run/redis/redis.sock", NULL, "/run/redis/redis.sock", NULL, NULL, 0, 0},
+        {"unix:///run/redis.sock?db=12", NULL, "/run/redis.sock", NULL, NULL, 0, 12},
+        {"unix:var/redis.sock", NULL, "var/redis.sock", NULL, NULL, 0, 0},
+        {"unix:/abs.sock?db=1", NULL, "/abs.sock", NULL, NULL, 0, 1},
+    };
+    char json[512];
+    for (size_t i = 0; i < DM_ARRAY_LEN(ok); i++) {
+        snprintf(json, sizeof(json), REDIS("'url': '%s'"), ok[i].url);
+        dm_config *c = load_ok(json);
+        assert_string_equal(c->redis.url, ok[i].url);
+        if (ok[i].host)
+            assert_string_equal(c->redis.host, ok[i].host);
+        else
+            assert_null(c->redis.host);
+        if (ok[i].unix_path)
+            assert_string_equal(c->redis.unix_path, ok[i].unix_path);
+        else
+            assert_null(c->redis.unix_path);
+        if (ok[i].user)
+            assert_string_equal(c->redis.username, ok[i].user);
+        else
+            assert_null(c->redis.username);
+        if (ok[i].password)
+            assert_string_equal(c->redis.password, ok[i].password);
+        else
+            assert_null(c->redis.password);
+        assert_int_equal(c->redis.port, ok[i].port);
+        assert_int_equal(c->redis.db, ok[i].db);
+        dm_config_free(c);
+    }
+
+    static const struct {
+        const char *url, *msg;
+    } bad[] = {
+        {"redis.internal:6379", "redis.url: must start with \"redis://\" or \"unix:\""},
+        {"http://127.0.0.1", "redis.url: must start with \"redis://\" or \"unix:\""},
+        {"rediss://127.0.0.1", "redis.url: TLS to Redis (rediss://) is not supported yet"},
+        {"redis://redis.internal:6379",
+         "redis.url: host \"redis.internal\" is not an IP address; use an IP literal (resolving "
+         "a name would block the event loop)"},
+        {"redis://localhost",
+         "redis.url: host \"localhost\" is not an IP address; use an IP literal (resolving a "
+         "name would block the event loop)"},
+        {"redis://", "redis.url: missing host (expected "
+                     "redis://[[user]:password@]HOST[:PORT][/DB])"},
+        {"redis://:6379", "redis.url: missing host (expected "
+                          "redis://[[user]:password@]HOST[:PORT][/DB])"},
+        {"redis://[::1", "redis.url: unterminated [IPv6] host"},
+        {"redis://[10.0.0.1]", "redis.url: \"10.0.0.1\" is not an IPv6 address"},
+        {"redis://127.0.0.1:0", "redis.url: port must be 1..65535"},
+        {"redis://127.0.0.1:65536", "redis.url: port must be 1..65535"},
+        {"redis://127.0.0.1:", "redis.url: port must be 1..65535"},
+        {"redis://127.0.0.1:6379/16", "redis.url: database must be 0..15"},
+        {"redis://127.0.0.1/x", "redis.url: database must be 0..15"},
+        {"redis://127.0.0.1/007", "redis.url: database must be 0..15"},
+        {"redis://127.0.0.1?db=1",
+         "redis.url: expected redis://[[user]:password@]HOST[:PORT][/DB]"},
+        {"redis://[::1]x", "redis.url: expected redis://[[user]:password@]HOST[:PORT][/DB]"},
+        {"redis://secret@127.0.0.1",
+         "redis.url: the user info must be \"[user]:password\" (expected "
+         "redis://[[user]:password@]HOST[:PORT][/DB])"},
+        {"redis://user:@127.0.0.1", "redis.url: the password in the url is empty"},
+        {"redis://:p%4@127.0.0.1", "redis.url: bad percent-encoding in the password"},
+        {"redis://:p%00@127.0.0.1", "redis.url: bad percent-encoding in the password"},
+        {"redis://u%zz:p@127.0.0.1", "redis.url: bad percent-encoding in the user name"},
+        {"unix:", "redis.url: missing socket path (expected unix:///absolute/path.sock[?db=N] "
+                  "or unix:relative/path.sock)"},
+        {"unix://host/x.sock", "redis.url: expected unix:///absolute/path.sock[?db=N] or "
+                               "unix:relative/path.sock"},
+        {"unix:///x.sock?database=1", "redis.url: the only query parameter is \"db\""},
+        {"unix:///x.sock?db=16", "redis.url: database must be 0..15"},
+    };
+    for (size_t i = 0; i < DM_ARRAY_LEN(bad); i++) {
+        snprintf(json, sizeof(json), REDIS("'url': '%s'"), bad[i].url);
+        EXPECT_ERR(json, bad[i].msg);
+    }
+
+    char longp[200];
+    memset(longp, 'a', 108);
+    longp[0] = '/';
+    longp[108] = '\0';
+    snprintf(json, sizeof(json), REDIS("'url': 'unix://%s'"), longp);
+    EXPECT_ERR(json, "redis.url: the socket path is longer than 107 bytes");
+    longp[107] = '\0';
+    snprintf(json, sizeof(json), REDIS("'url': 'unix://%s'"), longp);
+    dm_config *c = load_ok(json);
+    assert_int_equal(strlen(c->redis.unix_path), 107);
+    dm_config_free(c);
+
+    EXPECT_ERR(REDIS("'url': ''"), "redis.url: must be a non-empty string");
+    EXPECT_ERR("{'redis': 'redis://127.0.0.1', " SRC_NONE "}", "redis: must be an object");
+}
+
+static void test_redis_password(void **state)
+{
+    (void)state;
+    char json[512];
+    setenv("DM_TEST_REDIS_PW", "env-pw", 1);
+
+    dm_config *c = load_ok(REDIS("'url': 'redis://127.0.0.1', 'password_env': 'DM_TEST_REDIS_PW'"));
+    assert_string_equal(c->redis.password, "env-pw");
+    dm_config_free(c);
+
+    /* A password for the embedded server too. */
+    c = load_ok(REDIS("'password': 'inline'"));
+    assert_string_equal(c->redis.password, "inline");
+    assert_null(c->redis.host);
+    assert_string_equal(c->redis.unix_path, "var/redis.sock");
+    dm_config_free(c);
+
+    snprintf(json, sizeof(json), REDIS("'url': 'unix:///r.sock', 'password_file': '%s/secret.txt'"),
+             tmpdir);
+    c = load_ok(json);
+    assert_string_equal(c->redis.password, "s3cret");
+    dm_config_free(c);
+
+    static const char once[] = "redis: give the password once: the url has one, and so has "
+                               "\"password\", \"password_env\" or \"password_file\"";
+    EXPECT_ERR(REDIS("'url': 'redis://:a@127.0.0.1', 'password': 'b'"), once);
+    EXPECT_ERR(REDIS("'url': 'redis://u:a@127.0.0.1', 'password_env': 'DM_TEST_REDIS_PW'"), once);
+    EXPECT_ERR(REDIS("'password': 'a', 'password_env': 'DM_TEST_REDIS_PW'"),
+               "redis: give only one of \"password\", \"password_env\" or \"password_file\"");
+    unsetenv("DM_TEST_REDIS_PW");
+}
+
+static void test_redis_other(void **state)
+{
+    (void)state;
+    EXPECT_ERR(REDIS("'shards': 0"), "redis.shards: must be an integer between 1 and 1024");
+    EXPECT_ERR(REDIS("'shards': 1025"), "redis.shards: must be an integer between 1 and 1024");
+    EXPECT_ERR(REDIS("'shards': '4'"), "redis.shards: must be an integer between 1 and 1024");
+    dm_config *c = load_ok(REDIS("'shards': 1"));
+    assert_int_equal(c->redis.shards, 1);
+    dm_config_free(c);
+
+    static const char prefix_msg[] = "redis.prefix: must be 1..64 characters of [A-Za-z0-9_.:-]";
+    EXPECT_ERR(REDIS("'prefix': 'dm{0}'"), prefix_msg);
+    EXPECT_ERR(REDIS("'prefix': 'd m'"), prefix_msg);
+    /* 65 characters */
+    EXPECT_ERR(REDIS("'prefix': 'x123456789012345678901234567890"
+                     "1234567890123456789012345678901234'"),
+               prefix_msg);
+    EXPECT_ERR(REDIS("'prefix': ''"), "redis.prefix: must be a non-empty string");
+    c = load_ok(REDIS("'prefix': '123456789012345678901234567890"
+                      "1234567890123456789012345678901234'"));
+    assert_int_equal(strlen(c->redis.prefix), 64);
+    dm_config_free(c);
+
+    EXPECT_ERR(REDIS("'command_timeout_ms': 9"),
+               "redis.command_timeout_ms: must be an integer between 10 and 60000");
+    EXPECT_ERR(REDIS("'command_timeout_ms': 60001"),
+               "redis.command_timeout_ms: must be an integer between 10 and 60000");
+    EXPECT_ERR(REDIS("'connect_timeout_ms': 0"),
+               "redis.connect_timeout_ms: must be an integer between 10 and 60000");
+    EXPECT_ERR(REDIS("'server': ''"), "redis.server: must be a non-empty string");
+}
+
+/*---- Correlation, limits, outputs, api --------------------------------------------------*/
+
+static void test_correlation(void **state)
+{
+    (void)state;
+    EXPECT_ERR("{'correlation': {'window_seconds': 0}, " SRC_NONE "}",
+               "correlation.window_seconds: must be an integer between 1 and 315360000");
+    EXPECT_ERR("{'correlation': {'grace_seconds': -1}, " SRC_NONE "}",
+               "correlation.grace_seconds: must be an integer between 0 and 315360000");
+    EXPECT_ERR("{'correlation': {'max_clock_skew_seconds': 315360001}, " SRC_NONE "}",
+               "correlation.max_clock_skew_seconds: must be an integer between 0 and 315360000");
+    EXPECT_ERR("{'correlation': {'mapping_ttl_seconds': 0}, " SRC_NONE "}",
+               "correlation.mapping_ttl_seconds: must be an integer between 1 and 315360000");
+    EXPECT_ERR("{'correlation': {'window_seconds': 100, 'grace_seconds': 10,"
+               " 'mapping_ttl_seconds': 109}, " SRC_NONE "}",
+               "correlation.mapping_ttl_seconds: must be >= window_seconds + grace_seconds (110)");
+    /* With the default ttl, a window longer than 90 days needs a longer ttl. */
+    EXPECT_ERR("{'correlation': {'window_seconds': 7776000}, " SRC_NONE "}",
+               "correlation.mapping_ttl_seconds: must be >= window_seconds + grace_seconds "
+               "(7776060)");
+    dm_config *c = load_ok("{'correlation': {'window_seconds': 100, 'grace_seconds': 10,"
+                           " 'mapping_ttl_seconds': 110}, " SRC_NONE "}");
+    assert_int_equal(c->correlation.mapping_ttl_seconds, 110);
+    dm_config_free(c);
+    EXPECT_ERR("{'correlation': [], " SRC_NONE "}", "correlation: must be an object");
+}
+
+static void test_limits_outputs(void **state)
+{
+    (void)state;
+    EXPECT_ERR("{'limits': {'max_body_bytes': 0}, " SRC_NONE "}",
+               "limits.max_body_bytes: must be an integer between 1 and 67108864");
+    EXPECT_ERR("{'limits': {'max_body_bytes': 67108865}, " SRC_NONE "}",
+               "limits.max_body_bytes: must be an integer between 1 and 67108864");
+    EXPECT_ERR("{'limits': {'max_header_bytes': 1023}, " SRC_NONE "}",
+               "limits.max_header_bytes: must be an integer between 1024 and 1048576");
+    EXPECT_ERR("{'limits': {'max_header_bytes': 1048577}, " SRC_NONE "}",
+               "limits.max_header_bytes: must be an integer between 1024 and 1048576");
+    EXPECT_ERR("{'limits': {'max_inflight': 0}, " SRC_NONE "}",
+               "limits.max_inflight: must be an integer between 1 and 1000000");
+    EXPECT_ERR("{'limits': {'max_inflight': 1000001}, " SRC_NONE "}",
+               "limits.max_inflight: must be an integer between 1 and 1000000");
+    EXPECT_ERR("{'limits': {'idle_timeout_seconds': 0}, " SRC_NONE "}",
+               "limits.idle_timeout_seconds: must be an integer between 1 and 3600");
+    EXPECT_ERR("{'limits': {'idle_timeout_seconds': 3601}, " SRC_NONE "}",
+               "limits.idle_timeout_seconds: must be an integer between 1 and 3600");
+    EXPECT_ERR("{'limits': 5, " SRC_NONE "}", "limits: must be an object");
+
+    EXPECT_ERR("{'outputs': {'stream_maxlen': 0}, " SRC_NONE "}",
+               "outputs.stream_maxlen: must be an integer >= 1");
+    EXPECT_ERR("{'outputs': {'stream_maxlen': 1.5}, " SRC_NONE "}",
+               "outputs.stream_maxlen: must be an integer >= 1");
+    dm_config *c = load_ok("{'outputs': {'stream_maxlen': 9007199254740993}, " SRC_NONE "}");
+    assert_true(c->outputs.stream_maxlen == 9007199254740993LL);
+    dm_config_free(c);
+}
+
+static void test_api(void **state)
+{
+    (void)state;
+    EXPECT_ERR("{'api': {}, " SRC_NONE "}",
+               "api: \"auth\" is required; use [{\"type\": \"none\"}] to accept unauthenticated "
+               "requests");
+    EXPECT_ERR("{'api': {'auth': []}, " SRC_NONE "}",
+               "api.auth: must be a non-empty array; use [{\"type\": \"none\"}] to accept "
+               "unauthenticated requests");
+    EXPECT_ERR("{'api': true, " SRC_NONE "}", "api: must be an object");
+    dm_config *c = load_ok("{'api': {'auth': [{'type': 'none'}]}, " SRC_NONE "}");
+    assert_true(c->api_configured);
+    assert_int_equal(c->api_auth.n, 1);
+    assert_int_equal(c->api_auth.v[0].type, DM_AUTH_NONE);
+    dm_config_free(c);
+}
+
+/*---- Documents and files ----------------------------------------------------------------*/
+
+static void test_json_errors(void **state)
+{
+    (void)state;
+    EXPECT_ERR("{'workers': 2,",
+               "invalid JSON at line 1, column 14: string or '}' expected near end of file");
+    EXPECT_ERR("[]", "the configuration must be a JSON object");
+    EXPECT_ERR("{'workers': 2, 'workers': 3, " SRC_NONE "}",
+               "invalid JSON at line 1, column 24: duplicate object key near '\"workers\"'");
+    /* An error buffer of size 0 (or NULL) is allowed: only the code is returned. */
+    dm_config *c = NULL;
+    assert_int_equal(dm_config_load_buffer("[]", 2, NULL, &c, NULL, 0), DM_EINVAL);
+    assert_null(c);
+    /* A small buffer truncates the message, NUL-terminated. */
+    char small[8];
+    assert_int_equal(dm_config_load_buffer("{}", 2, NULL, &c, small, sizeof(small)), DM_EINVAL);
+    assert_string_equal(small, "\"source");
+}
+
+static void test_load_file(void **state)
+{
+    (void)state;
+    char err[512], path[256], msg[512];
+    dm_config *c = (dm_config *)1;
+
+    assert_int_equal(dm_config_load_file("/nonexistent/digestmap.json", &c, err, sizeof(err)),
+                     DM_EIO);
+    assert_null(c);
+    assert_string_equal(err, "cannot read \"/nonexistent/digestmap.json\": No such file or "
+                             "directory");
+
+    /* Relative secret files are resolved against the config file's directory. */
+    const char *cfg = q("{'sources': [{'type': 'acr', 'auth': [{'type': 'header', 'name': 'A',"
+                        " 'value_file': 'sub/rel.txt'}]}]}");
+    write_file("cfg.json", cfg, strlen(cfg));
+    snprintf(path, sizeof(path), "%s/cfg.json", tmpdir);
+    assert_int_equal(dm_config_load_file(path, &c, err, sizeof(err)), DM_OK);
+    assert_secret(&c->sources[0].auth.v[0], "relative-secret");
+    dm_config_free(c);
+
+    cfg = q("{'sources': [{'type': 'acr',"
+            " 'auth': [{'type': 'header', 'name': 'A', 'value_file': 'rel.txt'}]}]}");
+    write_file("cfg.json", cfg, strlen(cfg));
+    assert_int_equal(dm_config_load_file(path, &c, err, sizeof(err)), DM_EIO);
+    snprintf(msg, sizeof(msg),
+             "sources[0].auth[0].value_file: cannot read \"%s/rel.txt\": No such file or "
+             "directory",
+             tmpdir);
+    assert_string_equal(err, msg);
+
+    dm_config_free(NULL);
+}
+
+static void test_shipped_configs(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    dm_config *c = NULL;
+
+    int rc = dm_config_load_file(CONFIGS_DIR "/dev.json", &c, err, sizeof(err));
+    if (rc != DM_OK)
+        fail_msg("configs/dev.json: %s", err);
+    assert_string_equal(c->listen_host, "127.0.0.1");
+    assert_int_equal(c->listen_port, 8080);
+    assert_int_equal(c->workers, 2);
+    assert_string_equal(c->data_dir, "var");
+    assert_null(c->redis.url);
+    assert_string_equal(c->redis.unix_path, "var/redis.sock");
+    assert_int_equal(c->nsources, 2);
+    assert_int_equal(c->sources[0].type, DM_SRC_ACR);
+    assert_string_equal(c->sources[0].path, "/v1/registry/acr");
+    assert_int_equal(c->sources[0].auth.n, 1);
+    assert_int_equal(c->sources[0].auth.v[0].type, DM_AUTH_HEADER);
+    assert_string_equal(c->sources[0].auth.v[0].name, "Authorization");
+    assert_secret(&c->sources[0].auth.v[0], "Bearer dev-acr-token");
+    assert_int_equal(c->sources[1].type, DM_SRC_BUILD);
+    assert_string_equal(c->sources[1].path, "/v1/builds");
+    assert_int_equal(c->sources[1].auth.n, 2);
+    assert_secret(&c->sources[1].auth.v[0], "Bearer dev-ci-token");
+    assert_int_equal(c->sources[1].auth.v[1].type, DM_AUTH_HMAC);
+    assert_string_equal(c->sources[1].auth.v[1].name, "X-Digestmap-Signature");
+    assert_secret(&c->sources[1].auth.v[1], "dev-ci-secret");
+    assert_true(c->api_configured);
+    assert_secret(&c->api_auth.v[0], "Bearer dev-api-token");
+    dm_config_free(c);
+
+    /* The example needs its environment; without it, it names the first missing variable. */
+    unsetenv("DIGESTMAP_REDIS_PASSWORD");
+    assert_int_equal(dm_config_load_file(CONFIGS_DIR "/digestmap.example.json", &c, err,
+                                         sizeof(err)),
+                     DM_EINVAL);
+    assert_string_equal(err, "redis.password_env: environment variable "
+                             "\"DIGESTMAP_REDIS_PASSWORD\" is not set or empty");
+    setenv("DIGESTMAP_REDIS_PASSWORD", "redis-pw", 1);
+    setenv("DIGESTMAP_ACR_CONTOSO_TOKEN", "Bearer contoso", 1);
+    setenv("DIGESTMAP_ACR_FABRIKAM_TOKEN", "Bearer fabrikam", 1);
+    setenv("DIGESTMAP_CI_HMAC_SECRET", "ci-secret", 1);
+    setenv("DIGESTMAP_API_TOKEN", "Bearer api", 1);
+    rc = dm_config_load_file(CONFIGS_DIR "/digestmap.example.json", &c, err, sizeof(err));
+    if (rc != DM_OK)
+        fail_msg("configs/digestmap.example.json: %s", err);
+    assert_string_equal(c->listen_host, "0.0.0.0");
+    assert_string_equal(c->redis.host, "10.0.12.5");
+    assert_int_equal(c->redis.port, 6379);
+    assert_string_equal(c->redis.password, "redis-pw");
+    assert_int_equal(c->redis.shards, 16);
+    assert_int_equal(c->nsources, 3);
+    assert_string_equal(c->sources[0].path, "/v1/registry/acr/contoso");
+    assert_secret(&c->sources[0].auth.v[0], "Bearer contoso");
+    assert_string_equal(c->sources[1].path, "/v1/registry/acr/fabrikam");
+    assert_secret(&c->sources[1].auth.v[0], "Bearer fabrikam");
+    assert_int_equal(c->sources[2].auth.v[0].type, DM_AUTH_HMAC);
+    assert_secret(&c->sources[2].auth.v[0], "ci-secret");
+    assert_secret(&c->api_auth.v[0], "Bearer api");
+    dm_config_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),       cmocka_unit_test(test_every_key),
+        cmocka_unit_test(test_listen),         cmocka_unit_test(test_scalars),
+        cmocka_unit_test(test_unknown_keys),   cmocka_unit_test(test_unsupported),
+        cmocka_unit_test(test_sources_errors), cmocka_unit_test(test_paths),
+        cmocka_unit_test(test_auth_entries),   cmocka_unit_test(test_env_secrets),
+        cmocka_unit_test(test_file_secrets),   cmocka_unit_test(test_redis_urls),
+        cmocka_unit_test(test_redis_password), cmocka_unit_test(test_redis_other),
+        cmocka_unit_test(test_correlation),    cmocka_unit_test(test_limits_outputs),
+        cmocka_unit_test(test_api),            cmocka_unit_test(test_json_errors),
+        cmocka_unit_test(test_load_file),      cmocka_unit_test(test_shipped_configs),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
