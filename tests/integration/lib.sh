@@ -1,0 +1,228 @@
+# lib.sh - shared fixture for the integration tests: a private redis-server on a unix socket in
+# a temp dir, the real digestmapd on 127.0.0.1 with a free port, curl and redis-cli against them.
+# Sourced by tests/integration/test_*.sh (run by ctest with DIGESTMAPD and DM_FIXTURES set).
+set -euo pipefail
+
+: "${DIGESTMAPD:?DIGESTMAPD must point at the digestmapd binary}"
+: "${DM_FIXTURES:?DM_FIXTURES must point at tests/fixtures}"
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/dmtest.XXXXXX")
+DAEMON_PID=""
+PORT=""
+STATUS=""
+BODY=""
+HEADERS=""
+FAILURES=0
+CHECKS=0
+
+fail() {
+    echo "FAIL: $*" >&2
+    FAILURES=$((FAILURES + 1))
+}
+
+die() {
+    echo "FATAL: $*" >&2
+    [ -f "$T/daemon.log" ] && { echo "--- daemon log (tail)" >&2; tail -n 30 "$T/daemon.log" >&2; }
+    exit 1
+}
+
+# check DESCRIPTION EXPECTED ACTUAL
+check() {
+    CHECKS=$((CHECKS + 1))
+    if [ "$2" == "$3" ]; then
+        echo "ok - $1"
+    else
+        fail "$1: expected [$2], got [$3]"
+    fi
+}
+
+# check_match DESCRIPTION REGEX ACTUAL
+check_match() {
+    CHECKS=$((CHECKS + 1))
+    if [[ "$3" =~ $2 ]]; then
+        echo "ok - $1"
+    else
+        fail "$1: [$3] does not match /$2/"
+    fi
+}
+
+start_redis() {
+    redis-server --port 0 --unixsocket "$T/redis.sock" --unixsocketperm 700 --daemonize yes \
+        --pidfile "$T/redis.pid" --dir "$T" --save '' --appendonly no \
+        --logfile "$T/redis.log" >/dev/null
+    for _ in $(seq 1 200); do
+        [ -S "$T/redis.sock" ] && rcli ping >/dev/null 2>&1 && return 0
+        sleep 0.05
+    done
+    die "redis-server did not start"
+}
+
+stop_redis() {
+    if [ -f "$T/redis.pid" ]; then
+        local pid
+        pid=$(cat "$T/redis.pid")
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+        rm -f "$T/redis.pid"
+    fi
+}
+
+rcli() {
+    redis-cli -s "$T/redis.sock" "$@"
+}
+
+# A config with one ACR source, one build source and the query API; $1 may add JSON members to
+# "correlation" (e.g. '"window_seconds": 5'). The embedded Redis is not used: tests own theirs.
+default_config() {
+    local corr=${1:-}
+    cat <<EOF
+{
+  "listen": "127.0.0.1:0",
+  "workers": 2,
+  "data_dir": "$T/var",
+  "log_level": "debug",
+  "redis": { "url": "unix://$T/redis.sock", "command_timeout_ms": 1000, "connect_timeout_ms": 1000 },
+  "correlation": { ${corr} },
+  "limits": { "max_body_bytes": 65536 },
+  "sources": [
+    { "type": "acr", "path": "/v1/registry/acr",
+      "auth": [ {"type": "header", "name": "Authorization", "value": "Bearer acr-token"} ] },
+    { "type": "build", "path": "/v1/builds",
+      "auth": [ {"type": "header", "name": "Authorization", "value": "Bearer ci-token"},
+                {"type": "hmac-sha256", "header": "X-Digestmap-Signature", "secret": "ci-secret"} ] }
+  ],
+  "api": { "auth": [ {"type": "header", "name": "Authorization", "value": "Bearer api-token"} ] }
+}
+EOF
+}
+
+# start_daemon [CONFIG_JSON]: start digestmapd and wait until it listens and /readyz says 200.
+start_daemon() {
+    local conf=${1:-$(default_config)}
+    printf '%s\n' "$conf" > "$T/config.json"
+    : > "$T/daemon.log"
+    "$DIGESTMAPD" --config "$T/config.json" 2>>"$T/daemon.log" &
+    DAEMON_PID=$!
+    for _ in $(seq 1 200); do
+        PORT=$(sed -n 's/.*msg="listening" addr=[^ ]*:\([0-9]*\) .*/\1/p' "$T/daemon.log" | tail -n 1)
+        [ -n "$PORT" ] && break
+        kill -0 "$DAEMON_PID" 2>/dev/null || die "digestmapd exited during startup"
+        sleep 0.05
+    done
+    [ -n "$PORT" ] || die "digestmapd did not report its port"
+    wait_ready 200
+}
+
+# wait_ready CODE: poll /readyz until it answers CODE (10 s at most).
+wait_ready() {
+    for _ in $(seq 1 200); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/readyz")" == "$1" ] && return 0
+        sleep 0.05
+    done
+    die "/readyz never answered $1"
+}
+
+# stop_daemon: SIGTERM, expect exit status 0 and no sanitizer report in the log.
+stop_daemon() {
+    [ -n "$DAEMON_PID" ] || return 0
+    kill -TERM "$DAEMON_PID" 2>/dev/null || true
+    local rc=0
+    wait "$DAEMON_PID" || rc=$?
+    DAEMON_PID=""
+    check "digestmapd exits 0 on SIGTERM" 0 "$rc"
+    if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$T/daemon.log"; then
+        fail "sanitizer report in the daemon log"
+        grep -E -A20 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$T/daemon.log" >&2 | head -40
+    fi
+}
+
+# request METHOD PATH [curl args...]: sets STATUS, BODY and HEADERS.
+request() {
+    local method=$1 path=$2
+    shift 2
+    BODY=$(curl -s -X "$method" -D "$T/headers" -o - -w '\n%{http_code}' "$@" \
+        "http://127.0.0.1:$PORT$path") || true
+    STATUS=${BODY##*$'\n'}
+    BODY=${BODY%$'\n'*}
+    BODY=${BODY%$'\n'} # the daemon ends JSON answers with a newline
+    HEADERS=$(cat "$T/headers" 2>/dev/null || true)
+}
+
+# post PATH FILE [curl args...]
+post() {
+    local path=$1 file=$2
+    shift 2
+    request POST "$path" -H 'Content-Type: application/json' --data-binary "@$file" "$@"
+}
+
+post_acr() { post /v1/registry/acr "$1" -H 'Authorization: Bearer acr-token'; }
+post_build() { post /v1/builds "$1" -H 'Authorization: Bearer ci-token'; }
+query_image() { request GET "/v1/images/$1" -H 'Authorization: Bearer api-token'; }
+
+# iso_at SECONDS_FROM_NOW: an RFC 3339 timestamp with nanoseconds.
+iso_at() {
+    date -u -d "@$(( $(date +%s) + $1 ))" +%Y-%m-%dT%H:%M:%S.123456789Z
+}
+
+# acr_push FILE DIGEST TAG TIME [EVENT_ID] [HOST]: write an ACR push body to FILE.
+acr_push() {
+    local tagjson=""
+    [ -n "$3" ] && tagjson=", \"tag\": \"$3\""
+    cat > "$1" <<EOF
+{ "id": "${5:-evt-$RANDOM$RANDOM}", "timestamp": "$4", "action": "push",
+  "target": { "mediaType": "application/vnd.oci.image.index.v1+json", "size": 1609,
+              "digest": "$2", "length": 1609, "repository": "team/api"$tagjson },
+  "request": { "id": "req-1", "host": "${6:-contoso.azurecr.io}", "method": "PUT",
+               "useragent": "buildkit/v0.16" } }
+EOF
+}
+
+# build_event FILE DIGEST TIME RUN_ID [ATTEMPT]: write a build event body to FILE.
+build_event() {
+    cat > "$1" <<EOF
+{ "images": [ { "name": "contoso.azurecr.io/team/api", "digest": "$2", "tags": ["1.4.0"] } ],
+  "built_at": "$3",
+  "run": { "provider": "github", "repository": "acme/api", "run_id": "$4",
+           "run_attempt": "${5:-1}", "commit": "3e1c0d9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d",
+           "ref": "refs/heads/main", "workflow": "release", "actor": "mona" } }
+EOF
+}
+
+# random_digest: a fresh valid digest.
+random_digest() {
+    echo "sha256:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+}
+
+# stream_count TYPE: entries of that type in dm:{0}:out.
+stream_count() {
+    rcli --raw xrange 'dm:{0}:out' - + | grep -c "^$1\$" || true
+}
+
+finish() {
+    stop_daemon
+    echo "$((CHECKS - FAILURES)) passed, $FAILURES failed"
+    [ "$FAILURES" -eq 0 ]
+}
+
+cleanup() {
+    if [ -n "$DAEMON_PID" ]; then kill -KILL "$DAEMON_PID" 2>/dev/null || true; fi
+    stop_redis
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+# metric NAME: the value of one sample of /metrics (NAME includes any labels, e.g.
+# 'digestmap_requests_total{route="/readyz",status="200"}'); 0 when the sample is absent.
+metric() {
+    local v
+    v=$(curl -s "http://127.0.0.1:$PORT/metrics" | awk -v n="$1" '$1 == n { print $2 }' | tail -n 1)
+    echo "${v:-0}"
+}
+
+# hmac_sig FILE [SECRET]: "sha256=<hex>" of HMAC-SHA256(SECRET, contents of FILE).
+hmac_sig() {
+    echo "sha256=$(openssl dgst -sha256 -hmac "${2:-ci-secret}" -r "$1" | cut -d' ' -f1)"
+}
+
+# post_build_hmac FILE: post a build event authenticated by HMAC (secret "ci-secret").
+post_build_hmac() { post /v1/builds "$1" -H "X-Digestmap-Signature: $(hmac_sig "$1")"; }
