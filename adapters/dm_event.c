@@ -1,1 +1,283 @@
-/* placeholder: being written */
+/* dm_event.c - the normalized event: validation helpers, list ownership and the JSON
+ * document the join script reads (DESIGN §3). */
+#include "dm_event.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------------------------ */
+/* Errors and digests                                                                           */
+/* ------------------------------------------------------------------------------------------ */
+
+int dm_error_set(dm_error *err, const char *field, const char *fmt, ...)
+{
+    if (!err)
+        return DM_EINVAL;
+    err->status = 400;
+    snprintf(err->field, sizeof err->field, "%s", field ? field : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->text, sizeof err->text, fmt, ap);
+    va_end(ap);
+    /* The text may quote the sender's bytes (jansson's "near '…'") and is cut at a fixed size,
+     * possibly inside a UTF-8 sequence; it goes into JSON answers and log lines, so keep it
+     * printable ASCII. */
+    for (char *p = err->text; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c < 0x20 || c >= 0x7f)
+            *p = '?';
+    }
+    return DM_EINVAL;
+}
+
+static bool is_lower_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
+bool dm_digest_valid(const char *s, size_t len)
+{
+    if (!s || len != DM_DIGEST_LEN || memcmp(s, "sha256:", 7) != 0)
+        return false;
+    for (size_t i = 7; i < len; i++) {
+        if (!is_lower_hex(s[i]))
+            return false;
+    }
+    return true;
+}
+
+unsigned dm_digest_shard(const char *digest, unsigned shards)
+{
+    if (shards == 0)
+        shards = 1;
+    /* Callers pass validated digests; anything else lands on shard 0 rather than reading past
+     * a short string. */
+    if (!digest || strnlen(digest, DM_DIGEST_LEN + 1) != DM_DIGEST_LEN ||
+        !dm_digest_valid(digest, DM_DIGEST_LEN))
+        return 0;
+    unsigned v = 0;
+    for (int i = 7; i < 11; i++) {
+        char c = digest[i];
+        v = v * 16 + (unsigned)(c <= '9' ? c - '0' : c - 'a' + 10);
+    }
+    return v % shards;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Ownership                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+dm_event *dm_event_list_add(dm_event_list *list)
+{
+    /* The list has no capacity field: capacity is the next power of two >= n, so growing when
+     * n is 0 or a power of two keeps appends amortized O(1). */
+    size_t n = list->n;
+    if (n == 0 || (n & (n - 1)) == 0) {
+        size_t cap = n ? n * 2 : 1;
+        list->v = dm_xrealloc(list->v, cap * sizeof *list->v);
+    }
+    dm_event *ev = &list->v[n];
+    memset(ev, 0, sizeof *ev);
+    list->n = n + 1;
+    return ev;
+}
+
+static void event_dispose(dm_event *ev)
+{
+    free(ev->event_id);
+    free(ev->registry);
+    free(ev->repository);
+    free(ev->media_type);
+    for (size_t i = 0; i < ev->ntags; i++)
+        free(ev->tags[i]);
+    free(ev->tags);
+    free(ev->name);
+    dm_build_info_dispose(&ev->build);
+    memset(ev, 0, sizeof *ev);
+}
+
+void dm_event_list_dispose(dm_event_list *list)
+{
+    if (!list)
+        return;
+    for (size_t i = 0; i < list->n; i++)
+        event_dispose(&list->v[i]);
+    free(list->v);
+    memset(list, 0, sizeof *list);
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? dm_xstrdup(s) : NULL;
+}
+
+void dm_build_info_copy(dm_build_info *dst, const dm_build_info *src)
+{
+    memset(dst, 0, sizeof *dst);
+    if (!src)
+        return;
+    dst->provider = dup_or_null(src->provider);
+    dst->repository = dup_or_null(src->repository);
+    dst->repository_url = dup_or_null(src->repository_url);
+    dst->workflow = dup_or_null(src->workflow);
+    dst->workflow_ref = dup_or_null(src->workflow_ref);
+    dst->run_id = dup_or_null(src->run_id);
+    dst->run_attempt = dup_or_null(src->run_attempt);
+    dst->run_url = dup_or_null(src->run_url);
+    dst->commit = dup_or_null(src->commit);
+    dst->ref = dup_or_null(src->ref);
+    dst->actor = dup_or_null(src->actor);
+    dst->issuer = dup_or_null(src->issuer);
+    dst->verified = src->verified;
+}
+
+void dm_build_info_dispose(dm_build_info *b)
+{
+    if (!b)
+        return;
+    free(b->provider);
+    free(b->repository);
+    free(b->repository_url);
+    free(b->workflow);
+    free(b->workflow_ref);
+    free(b->run_id);
+    free(b->run_attempt);
+    free(b->run_url);
+    free(b->commit);
+    free(b->ref);
+    free(b->actor);
+    free(b->issuer);
+    memset(b, 0, sizeof *b);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* JSON document for park.lua                                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+/* jansson only fails here on allocation failure (keys are our constants, values non-NULL),
+ * and out-of-memory is fatal by policy, like dm_xmalloc. */
+static void put(json_t *obj, const char *key, json_t *val)
+{
+    if (!val || json_object_set_new(obj, key, val) != 0)
+        abort();
+}
+
+/* Adapters only store strings that jansson decoded (valid UTF-8, no NUL), so json_string()
+ * cannot fail for them; a caller that built an event by hand with other bytes still gets a
+ * well-formed document, with non-ASCII bytes replaced, instead of a silently missing field. */
+static json_t *jstr(const char *s)
+{
+    if (!s)
+        s = "";
+    json_t *j = json_string(s);
+    if (j)
+        return j;
+    char *copy = dm_xstrdup(s);
+    for (char *p = copy; *p; p++) {
+        if ((unsigned char)*p >= 0x80)
+            *p = '?';
+    }
+    j = json_string(copy);
+    free(copy);
+    return j;
+}
+
+static void put_str(json_t *obj, const char *key, const char *s)
+{
+    put(obj, key, jstr(s));
+}
+
+static void put_opt_str(json_t *obj, const char *key, const char *s)
+{
+    if (s)
+        put_str(obj, key, s);
+}
+
+static json_t *tags_array(const dm_event *ev)
+{
+    json_t *a = json_array();
+    if (!a)
+        abort();
+    for (size_t i = 0; i < ev->ntags; i++) {
+        if (json_array_append_new(a, jstr(ev->tags[i])) != 0)
+            abort();
+    }
+    return a;
+}
+
+static json_t *build_object(const dm_build_info *b)
+{
+    json_t *o = json_object();
+    if (!o)
+        abort();
+    put_opt_str(o, "provider", b->provider);
+    put_opt_str(o, "repository", b->repository);
+    put_opt_str(o, "repository_url", b->repository_url);
+    put_opt_str(o, "workflow", b->workflow);
+    put_opt_str(o, "workflow_ref", b->workflow_ref);
+    put_opt_str(o, "run_id", b->run_id);
+    put_opt_str(o, "run_attempt", b->run_attempt);
+    put_opt_str(o, "run_url", b->run_url);
+    put_opt_str(o, "commit", b->commit);
+    put_opt_str(o, "ref", b->ref);
+    put_opt_str(o, "actor", b->actor);
+    put_opt_str(o, "issuer", b->issuer);
+    put(o, "verified", json_boolean(b->verified));
+    return o;
+}
+
+static const char *action_name(dm_action a)
+{
+    switch (a) {
+    case DM_ACTION_PUSH: return "push";
+    case DM_ACTION_DELETE: return "delete";
+    case DM_ACTION_BUILD: return "build";
+    }
+    return "push";
+}
+
+char *dm_event_to_json(const dm_event *ev)
+{
+    json_t *o = json_object();
+    if (!o)
+        abort();
+    /* Bounded copies: source and digest are fixed arrays that a hand-built event might not
+     * have terminated. */
+    char source[sizeof ev->source + 1];
+    char digest[DM_DIGEST_BUFLEN + 1];
+    snprintf(source, sizeof source, "%.*s", (int)sizeof ev->source, ev->source);
+    snprintf(digest, sizeof digest, "%.*s", (int)DM_DIGEST_BUFLEN, ev->digest);
+
+    bool build = ev->side == DM_SIDE_BUILD;
+    put_str(o, "side", build ? "build" : "registry");
+    put_str(o, "action", action_name(ev->action));
+    put_str(o, "source", source);
+    put_str(o, "event_id", ev->event_id);
+    put(o, "t", json_integer(ev->event_time_ms));
+    put_str(o, "digest", digest);
+    if (!build) {
+        put_str(o, "registry", ev->registry);
+        put_str(o, "repository", ev->repository);
+        put(o, "tags", tags_array(ev));
+        put_opt_str(o, "media_type", ev->media_type);
+    } else {
+        bool pm = ev->relation == DM_REL_PLATFORM_MANIFEST;
+        put_str(o, "relation", pm ? "platform-manifest" : "image");
+        if (pm) {
+            char index[DM_DIGEST_BUFLEN + 1];
+            snprintf(index, sizeof index, "%.*s", (int)DM_DIGEST_BUFLEN, ev->index_digest);
+            put_str(o, "index", index);
+        }
+        put_opt_str(o, "name", ev->name);
+        put(o, "tags", tags_array(ev));
+        put(o, "build", build_object(&ev->build));
+    }
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!s)
+        abort(); /* allocation failure inside jansson: fatal, see put() */
+    return s;
+}
