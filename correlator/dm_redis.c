@@ -38,6 +38,9 @@ struct dm_redis {
     unsigned seed;              /**< for backoff jitter (rand() is not thread-safe) */
     bool timing_out;            /**< set while a command deadline tears the connection down */
     struct event *reconnect_timer, *connect_timer, *teardown_ev;
+    void (*on_ready)(bool ready, void *arg);
+    void *on_ready_arg;
+    bool reported_ready;        /**< last readiness passed to on_ready */
     const char *teardown_why;
 };
 
@@ -60,10 +63,20 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata);
 
 /*---------------------------------------------------------------- connection state ---*/
 
+static void report(dm_redis *r, bool ready)
+{
+    if (r->reported_ready == ready)
+        return;
+    r->reported_ready = ready;
+    if (r->on_ready)
+        r->on_ready(ready, r->on_ready_arg);
+}
+
 static void schedule_reconnect(dm_redis *r)
 {
     if (r->state == ST_CLOSED)
         return;
+    report(r, false);
     r->state = ST_IDLE;
     int jitter = rand_r(&r->seed) % (r->backoff_ms / 4 + 1);
     struct timeval tv = {(r->backoff_ms + jitter) / 1000, ((r->backoff_ms + jitter) % 1000) * 1000};
@@ -172,6 +185,7 @@ static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata)
         r->state = ST_READY;
         r->backoff_ms = BACKOFF_MIN_MS;
         dm_info("redis ready", "conn=%s", r->name);
+        report(r, true);
     }
 }
 
@@ -215,6 +229,7 @@ static void connect_now(dm_redis *r)
         /* Nothing to load: ready as soon as a PING comes back. */
         redisAsyncCommand(ac, on_setup_reply, NULL, "PING");
         r->state = ST_READY;
+        report(r, true);
     }
 }
 
@@ -268,8 +283,10 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     redisReply *rep = reply;
     if (!rep) {
         /* The connection is going away; refuse new commands until it is rebuilt. */
-        if (r->state == ST_READY || r->state == ST_CONNECTING)
+        if (r->state == ST_READY || r->state == ST_CONNECTING) {
             r->state = ST_BROKEN;
+            report(r, false);
+        }
         cmd_finish(c, r->timing_out ? DM_ETIMEOUT : DM_EUNAVAIL, NULL);
         return;
     }
@@ -389,6 +406,8 @@ dm_redis *dm_redis_new(struct event_base *base, const dm_redis_opts *opts)
     r->nscripts = opts->nscripts;
     r->shas = dm_xcalloc(opts->nscripts ? opts->nscripts : 1, sizeof *r->shas);
     r->backoff_ms = BACKOFF_MIN_MS;
+    r->on_ready = opts->on_ready;
+    r->on_ready_arg = opts->on_ready_arg;
     r->seed = (unsigned)(uintptr_t)r ^ (unsigned)time(NULL);
     r->reconnect_timer = evtimer_new(base, on_reconnect_timer, r);
     r->connect_timer = evtimer_new(base, on_connect_timer, r);
@@ -427,6 +446,14 @@ void dm_redis_free(dm_redis *r)
     free(r->name);
     free(r->shas);
     free(r);
+}
+
+void dm_redis_kick(dm_redis *r)
+{
+    if (r && r->state == ST_IDLE && evtimer_pending(r->reconnect_timer, NULL)) {
+        evtimer_del(r->reconnect_timer);
+        connect_now(r);
+    }
 }
 
 bool dm_redis_ready(const dm_redis *r)

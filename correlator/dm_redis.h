@@ -28,6 +28,9 @@ typedef struct dm_redis_opts {
     const char *const *scripts; /**< Lua sources loaded at connect (borrowed for the client's life) */
     size_t nscripts;
     const char *name;      /**< for log lines, e.g. "worker-1" */
+    /** Called on the client's thread when it becomes ready (true) or stops being ready. */
+    void (*on_ready)(bool ready, void *arg);
+    void *on_ready_arg;
 } dm_redis_opts;
 
 typedef struct dm_redis dm_redis;
@@ -47,6 +50,12 @@ void dm_redis_free(dm_redis *r);
 
 /** True when connected, authenticated and the scripts are loaded. */
 bool dm_redis_ready(const dm_redis *r);
+
+/**
+ * Reconnect now if the client is waiting out a backoff delay (e.g. another connection to the
+ * same server just succeeded, so the server is back). No effect otherwise.
+ */
+void dm_redis_kick(dm_redis *r);
 
 /** Commands queued and not yet answered. */
 size_t dm_redis_inflight(const dm_redis *r);

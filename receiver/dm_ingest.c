@@ -33,8 +33,8 @@ static const char *find_header(void *ctx, const char *name)
 }
 
 /* Returns true when the request may proceed; otherwise it has been answered 401. */
-static bool authenticate(struct evhttp_request *req, size_t route, const dm_auth_list *auth,
-                         const unsigned char *body, size_t len)
+static bool authenticate(struct evhttp_request *req, size_t route, const char *path,
+                         const dm_auth_list *auth, const unsigned char *body, size_t len)
 {
     const char *why = NULL;
     dm_auth_result r = dm_auth_check(auth, find_header, req, body, len, &why);
@@ -42,9 +42,7 @@ static bool authenticate(struct evhttp_request *req, size_t route, const dm_auth
         return true;
     char peer[64];
     dm_metrics_inc(DM_M_AUTH_FAILED);
-    dm_warn("request refused", "status=401 route=%s reason=\"%s\" peer=%s",
-            evhttp_request_get_uri(req) ? evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req))
-                                        : "?",
+    dm_warn("request refused", "status=401 route=%s reason=\"%s\" peer=%s", path,
             why ? why : "", dm_http_peer(req, peer));
     dm_http_error(req, route, 401, r == DM_AUTH_MISSING ? "missing credentials" : "bad credentials");
     return false;
@@ -106,8 +104,17 @@ void dm_ingest_handle(dm_worker *w, struct evhttp_request *req, const dm_source_
 {
     struct evbuffer *buf = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(buf);
+    if (len > dm_worker_app(w)->conf->limits.max_body_bytes) {
+        char peer[64];
+        dm_metrics_inc(DM_M_TOO_LARGE);
+        dm_warn("request refused", "status=413 route=%s bytes=%zu limit=%zu peer=%s", src->path,
+                len, dm_worker_app(w)->conf->limits.max_body_bytes, dm_http_peer(req, peer));
+        dm_http_error(req, route, 413, "body of %zu bytes exceeds limits.max_body_bytes (%zu)", len,
+                      dm_worker_app(w)->conf->limits.max_body_bytes);
+        return;
+    }
     const char *body = len ? (const char *)evbuffer_pullup(buf, -1) : "";
-    if (!authenticate(req, route, &src->auth, (const unsigned char *)body, len))
+    if (!authenticate(req, route, src->path, &src->auth, (const unsigned char *)body, len))
         return;
 
     dm_event_list events = {0};
@@ -192,7 +199,7 @@ void dm_ingest_query_image(dm_worker *w, struct evhttp_request *req, const char 
         dm_http_error(req, DM_ROUTE_IMAGES, 401, "query API disabled: configure api.auth");
         return;
     }
-    if (!authenticate(req, DM_ROUTE_IMAGES, &app->conf->api_auth, NULL, 0))
+    if (!authenticate(req, DM_ROUTE_IMAGES, "/v1/images", &app->conf->api_auth, NULL, 0))
         return;
     if (!dm_digest_valid(digest, strlen(digest))) {
         dm_metrics_inc(DM_M_INVALID);
@@ -221,7 +228,7 @@ void dm_ingest_query_image(dm_worker *w, struct evhttp_request *req, const char 
 static void on_ping(int err, redisReply *rep, void *arg)
 {
     query_req *q = arg;
-    if (err == DM_OK && rep->type == REDIS_REPLY_STATUS)
+    if (err == DM_OK && rep->type == REDIS_REPLY_STATUS && dm_worker_all_ready(q->w))
         dm_http_json(q->req, DM_ROUTE_READYZ, 200, "{\"status\":\"ready\"}");
     else
         dm_http_error(q->req, DM_ROUTE_READYZ, 503, "redis unavailable");

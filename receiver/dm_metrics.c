@@ -30,6 +30,8 @@ static const struct {
                           "Requests refused for missing or bad credentials."},
     [DM_M_INVALID] = {"digestmap_invalid_requests_total", "Requests refused as malformed."},
     [DM_M_IGNORED] = {"digestmap_ignored_total", "Requests acknowledged but ignored."},
+    [DM_M_TOO_LARGE] = {"digestmap_body_too_large_total",
+                        "Requests refused for a body over limits.max_body_bytes."},
 };
 
 static _Atomic uint64_t counters[DM_M_COUNT];

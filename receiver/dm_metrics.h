@@ -24,6 +24,7 @@ typedef enum {
     DM_M_AUTH_FAILED,      /**< requests refused for missing or bad credentials */
     DM_M_INVALID,          /**< requests refused as malformed (400) */
     DM_M_IGNORED,          /**< requests acknowledged but ignored (ping, chart, …) */
+    DM_M_TOO_LARGE,        /**< requests refused for a body over limits.max_body_bytes */
     DM_M_COUNT
 } dm_metric;
 

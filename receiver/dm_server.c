@@ -14,6 +14,7 @@
 #include <event2/listener.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,7 @@ struct dm_worker {
     int fd;                  /**< listening socket, owned until evhttp takes it */
     dm_redis *redis;
     struct event *stop_ev;   /**< activated from the main thread to begin draining */
+    struct event *kick_ev;   /**< activated by another worker whose Redis came back */
     struct event *drain_timer;
     worker_state state;
     int inflight, max_inflight;
@@ -47,6 +49,7 @@ struct dm_server {
     dm_app app;
     dm_worker *workers;
     int nworkers;
+    atomic_int ready_workers; /**< workers whose Redis connection is ready */
 };
 
 /*---------------------------------------------------------------- worker API ---*/
@@ -59,6 +62,33 @@ const dm_app *dm_worker_app(const dm_worker *w)
 dm_redis *dm_worker_redis(const dm_worker *w)
 {
     return w->redis;
+}
+
+bool dm_worker_all_ready(const dm_worker *w)
+{
+    return atomic_load(&w->server->ready_workers) == w->server->nworkers;
+}
+
+/* Runs on the worker whose connection changed. When Redis comes back for one worker, the
+ * others skip the rest of their backoff: until they reconnect they would answer 503. */
+static void on_redis_ready(bool ready, void *arg)
+{
+    dm_worker *w = arg;
+    dm_server *s = w->server;
+    atomic_fetch_add(&s->ready_workers, ready ? 1 : -1);
+    if (!ready)
+        return;
+    for (int i = 0; i < s->nworkers; i++) {
+        if (&s->workers[i] != w && s->workers[i].kick_ev)
+            event_active(s->workers[i].kick_ev, EV_TIMEOUT, 0);
+    }
+}
+
+static void on_kick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    dm_worker *w = arg;
+    dm_redis_kick(w->redis);
 }
 
 bool dm_worker_begin(dm_worker *w)
@@ -292,11 +322,15 @@ static int worker_init(dm_server *s, dm_worker *w, int id, char *err, size_t err
         .scripts = dm_join_scripts(),
         .nscripts = DM_SCRIPT_COUNT,
         .name = name,
+        .on_ready = on_redis_ready,
+        .on_ready_arg = w,
     };
-    w->redis = dm_redis_new(w->base, &ro);
+    /* Events first: the Redis client may report readiness to the other workers at once. */
+    w->kick_ev = event_new(w->base, -1, 0, on_kick, w);
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
+    w->redis = dm_redis_new(w->base, &ro);
     w->drain_timer = evtimer_new(w->base, on_drain_timeout, w);
-    if (!w->redis || !w->stop_ev || !w->drain_timer) {
+    if (!w->redis || !w->stop_ev || !w->drain_timer || !w->kick_ev) {
         snprintf(err, errlen, "worker %d: out of memory", id);
         return DM_ENOMEM;
     }
@@ -308,6 +342,8 @@ static void worker_dispose(dm_worker *w)
     dm_redis_free(w->redis);
     if (w->stop_ev)
         event_free(w->stop_ev);
+    if (w->kick_ev)
+        event_free(w->kick_ev);
     if (w->drain_timer)
         event_free(w->drain_timer);
     if (w->http)

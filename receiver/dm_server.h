@@ -44,6 +44,8 @@ void dm_server_stop(dm_server *s);
 /* For the request handlers (dm_ingest.c), called on the worker's own thread. */
 const dm_app *dm_worker_app(const dm_worker *w);
 struct dm_redis *dm_worker_redis(const dm_worker *w);
+/** True when every worker's Redis connection is ready (for /readyz). */
+bool dm_worker_all_ready(const dm_worker *w);
 /** Admit one request (false: the in-flight cap is reached → answer 503). */
 bool dm_worker_begin(dm_worker *w);
 /** A request admitted by dm_worker_begin has been answered. */
