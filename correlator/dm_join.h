@@ -10,7 +10,13 @@
 #include "dm_redis.h"
 
 /** Script numbers in dm_join_scripts(); pass the array to dm_redis_opts.scripts. */
-enum { DM_SCRIPT_PARK = 0, DM_SCRIPT_QUERY = 1, DM_SCRIPT_COUNT = 2 };
+enum {
+    DM_SCRIPT_PARK = 0,
+    DM_SCRIPT_QUERY,
+    DM_SCRIPT_SWEEP_CLAIM,
+    DM_SCRIPT_SWEEP_REPORT,
+    DM_SCRIPT_COUNT
+};
 
 /** The Lua sources, indexed by DM_SCRIPT_* (static storage). */
 const char *const *dm_join_scripts(void);
@@ -20,6 +26,7 @@ typedef struct dm_join_conf {
     unsigned shards;
     int64_t window_ms, grace_ms, max_skew_ms, mapping_ttl_ms;
     long long stream_maxlen;
+    bool report_untagged; /**< report unmatched untagged platform manifests too */
 } dm_join_conf;
 
 /** Largest key name dm_join_key() writes. */
@@ -27,7 +34,7 @@ typedef struct dm_join_conf {
 
 /**
  * Write "<prefix>:{<shard>}:<kind>:<digest>" (or "<prefix>:{<shard>}:<kind>" when @p digest
- * is NULL) into @p buf. kind: "r", "b", "m", "d", "due", "out".
+ * is NULL) into @p buf. kind: "r", "b", "m", "d" (per digest), "due", "out", "stats".
  */
 void dm_join_key(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shard, const char *kind,
                  const char *digest);

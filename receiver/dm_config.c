@@ -864,8 +864,10 @@ static int parse_sources(loader *ld, const json_t *root, dm_config *c)
 
 static int parse_correlation(loader *ld, const json_t *root, dm_config *c)
 {
-    static const char *const keys[] = {"window_seconds", "grace_seconds",
-                                       "max_clock_skew_seconds", "mapping_ttl_seconds", NULL};
+    static const char *const keys[] = {"window_seconds",      "grace_seconds",
+                                       "max_clock_skew_seconds", "mapping_ttl_seconds",
+                                       "sweep_interval_ms",   "sweep_batch",
+                                       "report_untagged",     NULL};
     const json_t *o;
     long long v;
     int rc;
@@ -892,6 +894,16 @@ static int parse_correlation(loader *ld, const json_t *root, dm_config *c)
     if (v < min_ttl)
         return failf(ld, DM_EINVAL, "correlation.mapping_ttl_seconds",
                      "must be >= window_seconds + grace_seconds (%lld)", min_ttl);
+    if ((rc = get_int(ld, o, p, "sweep_interval_ms", 10, 60000, 1000, &v)) < 0)
+        return rc;
+    c->correlation.sweep_interval_ms = (int)v;
+    if ((rc = get_int(ld, o, p, "sweep_batch", 1, 10000, 256, &v)) < 0)
+        return rc;
+    c->correlation.sweep_batch = (int)v;
+    const json_t *ru = o ? json_object_get(o, "report_untagged") : NULL;
+    if (ru && !json_is_boolean(ru))
+        return failf(ld, DM_EINVAL, "correlation.report_untagged", "must be true or false");
+    c->correlation.report_untagged = ru && json_is_true(ru);
     return DM_OK;
 }
 

@@ -65,6 +65,9 @@ typedef struct dm_config {
         int64_t grace_seconds;          /**< default 60 */
         int64_t max_clock_skew_seconds; /**< default 300 */
         int64_t mapping_ttl_seconds;    /**< default 7776000 (90 days) */
+        int sweep_interval_ms;          /**< default 1000: how often expired items are swept */
+        int sweep_batch;                /**< default 256: items claimed per shard per sweep */
+        bool report_untagged;           /**< default false: report untagged platform manifests */
     } correlation;
 
     struct {

@@ -32,9 +32,25 @@ static const struct {
     [DM_M_IGNORED] = {"digestmap_ignored_total", "Requests acknowledged but ignored."},
     [DM_M_TOO_LARGE] = {"digestmap_body_too_large_total",
                         "Requests refused for a body over limits.max_body_bytes."},
+    [DM_M_UNMATCHED_REGISTRY] = {"digestmap_unmatched_registry_total",
+                                 "Unmatched records: pushes that no pipeline claimed."},
+    [DM_M_UNMATCHED_BUILD] = {"digestmap_unmatched_build_total",
+                              "Unmatched records: build digests never seen in a registry."},
+};
+
+static const struct {
+    const char *name, *help;
+} gauge_info[DM_G_COUNT] = {
+    [DM_G_SWEEP_LAG_MS] = {"digestmap_sweep_lag_ms",
+                           "Age of the oldest expired item claimed by the last sweep."},
+    [DM_G_PARKED_REGISTRY] = {"digestmap_parked_registry_items",
+                              "Parked registry pushes, as of the last sweep."},
+    [DM_G_PARKED_BUILD] = {"digestmap_parked_build_items",
+                           "Parked build digests, as of the last sweep."},
 };
 
 static _Atomic uint64_t counters[DM_M_COUNT];
+static _Atomic int64_t gauges[DM_G_COUNT];
 static _Atomic uint64_t parked[DM_ARRAY_LEN(sources)];
 static _Atomic int64_t inflight;
 static _Atomic uint64_t *requests; /* nroutes * NSTATUS */
@@ -90,6 +106,11 @@ void dm_metrics_parked(const char *source, uint64_t n)
     atomic_fetch_add_explicit(&parked[i], n, memory_order_relaxed);
 }
 
+void dm_metrics_set(dm_gauge g, int64_t v)
+{
+    atomic_store_explicit(&gauges[g], v, memory_order_relaxed);
+}
+
 void dm_metrics_inflight(int delta)
 {
     atomic_fetch_add_explicit(&inflight, delta, memory_order_relaxed);
@@ -121,6 +142,10 @@ void dm_metrics_render(struct evbuffer *out)
         evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", metric_info[m].name,
                             metric_info[m].help, metric_info[m].name, metric_info[m].name,
                             (unsigned long long)atomic_load(&counters[m]));
+    for (size_t g = 0; g < DM_G_COUNT; g++)
+        evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", gauge_info[g].name,
+                            gauge_info[g].help, gauge_info[g].name, gauge_info[g].name,
+                            (long long)atomic_load(&gauges[g]));
     evbuffer_add_printf(out, "# HELP digestmap_inflight_requests Requests being processed.\n"
                              "# TYPE digestmap_inflight_requests gauge\n"
                              "digestmap_inflight_requests %lld\n",

@@ -25,8 +25,17 @@ typedef enum {
     DM_M_INVALID,          /**< requests refused as malformed (400) */
     DM_M_IGNORED,          /**< requests acknowledged but ignored (ping, chart, …) */
     DM_M_TOO_LARGE,        /**< requests refused for a body over limits.max_body_bytes */
+    DM_M_UNMATCHED_REGISTRY, /**< unmatched records for pushes no pipeline claimed */
+    DM_M_UNMATCHED_BUILD,  /**< unmatched records for builds never seen in a registry */
     DM_M_COUNT
 } dm_metric;
+
+typedef enum {
+    DM_G_SWEEP_LAG_MS = 0, /**< age of the oldest expired item claimed by the last sweep */
+    DM_G_PARKED_REGISTRY,  /**< parked pushes (all shards), as of the last sweep */
+    DM_G_PARKED_BUILD,     /**< parked build digests (all shards), as of the last sweep */
+    DM_G_COUNT
+} dm_gauge;
 
 /** Name the routes (index = route number), before any worker starts. Strings are copied. */
 void dm_metrics_init(const char *const *route_names, size_t nroutes);
@@ -38,6 +47,8 @@ void dm_metrics_add(dm_metric m, uint64_t n);
 void dm_metrics_request(size_t route, int status);
 /** Count events parked for @p source ("acr", "github", …). Unknown sources count as "other". */
 void dm_metrics_parked(const char *source, uint64_t n);
+/** Set a gauge. */
+void dm_metrics_set(dm_gauge g, int64_t v);
 /** Gauge of requests being processed, across workers. */
 void dm_metrics_inflight(int delta);
 

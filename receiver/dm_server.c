@@ -5,6 +5,7 @@
 #include "dm_log.h"
 #include "dm_metrics.h"
 #include "dm_redis.h"
+#include "dm_sweep.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -38,6 +39,7 @@ struct dm_worker {
     struct evhttp_bound_socket *bound;
     int fd;                  /**< listening socket, owned until evhttp takes it */
     dm_redis *redis;
+    dm_sweeper *sweeper;     /**< worker 1 only: one sweeper per process is enough */
     struct event *stop_ev;   /**< activated from the main thread to begin draining */
     struct event *kick_ev;   /**< activated by another worker whose Redis came back */
     struct event *drain_timer;
@@ -82,6 +84,18 @@ static void on_redis_ready(bool ready, void *arg)
         if (&s->workers[i] != w && s->workers[i].kick_ev)
             event_active(s->workers[i].kick_ev, EV_TIMEOUT, 0);
     }
+}
+
+static void on_sweep(const dm_sweep_stats *st, void *arg)
+{
+    (void)arg;
+    dm_metrics_add(DM_M_UNMATCHED_REGISTRY, (uint64_t)st->unmatched_registry);
+    dm_metrics_add(DM_M_UNMATCHED_BUILD, (uint64_t)st->unmatched_build);
+    if (!st->complete)
+        return; /* partial figures would make the gauges jump */
+    dm_metrics_set(DM_G_SWEEP_LAG_MS, st->lag_ms);
+    dm_metrics_set(DM_G_PARKED_REGISTRY, st->parked_registry);
+    dm_metrics_set(DM_G_PARKED_BUILD, st->parked_build);
 }
 
 static void on_kick(evutil_socket_t fd, short what, void *arg)
@@ -330,7 +344,13 @@ static int worker_init(dm_server *s, dm_worker *w, int id, char *err, size_t err
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
     w->redis = dm_redis_new(w->base, &ro);
     w->drain_timer = evtimer_new(w->base, on_drain_timeout, w);
-    if (!w->redis || !w->stop_ev || !w->drain_timer || !w->kick_ev) {
+    if (id == 1) {
+        const dm_config *cc = s->app.conf;
+        w->sweeper = dm_sweeper_new(w->base, w->redis, &s->app.join,
+                                    cc->correlation.sweep_interval_ms, cc->correlation.sweep_batch,
+                                    on_sweep, NULL);
+    }
+    if (!w->redis || !w->stop_ev || !w->drain_timer || !w->kick_ev || (id == 1 && !w->sweeper)) {
         snprintf(err, errlen, "worker %d: out of memory", id);
         return DM_ENOMEM;
     }
@@ -339,7 +359,8 @@ static int worker_init(dm_server *s, dm_worker *w, int id, char *err, size_t err
 
 static void worker_dispose(dm_worker *w)
 {
-    dm_redis_free(w->redis);
+    dm_redis_free(w->redis); /* first: it runs the sweeper's pending callbacks */
+    dm_sweeper_free(w->sweeper);
     if (w->stop_ev)
         event_free(w->stop_ev);
     if (w->kick_ev)
@@ -367,6 +388,7 @@ int dm_server_start(const dm_config *conf, dm_server **out, int *port_out, char 
         .max_skew_ms = conf->correlation.max_clock_skew_seconds * 1000,
         .mapping_ttl_ms = conf->correlation.mapping_ttl_seconds * 1000,
         .stream_maxlen = conf->outputs.stream_maxlen,
+        .report_untagged = conf->correlation.report_untagged,
     };
     s->nworkers = conf->workers;
     s->workers = dm_xcalloc((size_t)s->nworkers, sizeof *s->workers);

@@ -1,0 +1,193 @@
+#include "dm_common.h"
+#include "dm_sweep.h"
+#include "dm_log.h"
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A claimed item stays invisible to other sweepers this long; if we die holding it, another
+ * instance reports it after the lease. */
+#define LEASE_MS 30000
+
+struct dm_sweeper {
+    struct event_base *base;
+    dm_redis *redis;
+    const dm_join_conf *conf;
+    int interval_ms, batch;
+    dm_sweep_cb cb;
+    void *arg;
+    struct event *timer;
+    int pending;        /**< commands of the current tick not yet answered */
+    bool backlog;       /**< some shard had a full batch: tick again at once */
+    dm_sweep_stats st;
+};
+
+typedef struct claim_ctx {
+    dm_sweeper *s;
+    unsigned shard;
+} claim_ctx;
+
+static void schedule(dm_sweeper *s, int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(s->timer, &tv);
+}
+
+static void tick_done(dm_sweeper *s)
+{
+    if (s->cb)
+        s->cb(&s->st, s->arg);
+    schedule(s, s->backlog ? 0 : s->interval_ms);
+}
+
+static void command_done(dm_sweeper *s)
+{
+    if (--s->pending == 0)
+        tick_done(s);
+}
+
+static long long int_at(const redisReply *r, size_t i)
+{
+    if (i >= r->elements)
+        return 0;
+    const redisReply *e = r->element[i];
+    if (e->type == REDIS_REPLY_INTEGER)
+        return e->integer;
+    if (e->type == REDIS_REPLY_STRING)
+        return strtoll(e->str, NULL, 10);
+    return 0;
+}
+
+static void on_report(int err, redisReply *rep, void *arg)
+{
+    dm_sweeper *s = arg;
+    if (err != DM_OK || rep->type != REDIS_REPLY_INTEGER) {
+        if (err == DM_OK && rep->type == REDIS_REPLY_ERROR)
+            dm_error("sweep report failed", "reply=\"%.*s\"", (int)rep->len, rep->str);
+        s->st.complete = false;
+    } else if (rep->integer == 1) {
+        s->st.unmatched_registry++;
+    } else if (rep->integer == 2) {
+        s->st.unmatched_build++;
+    }
+    command_done(s);
+}
+
+static void report(dm_sweeper *s, unsigned shard, const redisReply *member, long long lease)
+{
+    /* member = "r|<digest>|<field>" or "b|…": the digest sits at a fixed offset. */
+    if (member->type != REDIS_REPLY_STRING || member->len < 2 + DM_DIGEST_LEN + 2) {
+        s->st.complete = false;
+        return;
+    }
+    char digest[DM_DIGEST_BUFLEN];
+    memcpy(digest, member->str + 2, DM_DIGEST_LEN);
+    digest[DM_DIGEST_LEN] = '\0';
+    char keys[5][DM_KEY_BUFLEN], lease_s[24], window_s[24], maxlen_s[24];
+    dm_join_key(keys[0], s->conf->prefix, shard, "r", digest);
+    dm_join_key(keys[1], s->conf->prefix, shard, "b", digest);
+    dm_join_key(keys[2], s->conf->prefix, shard, "due", NULL);
+    dm_join_key(keys[3], s->conf->prefix, shard, "out", NULL);
+    dm_join_key(keys[4], s->conf->prefix, shard, "stats", NULL);
+    snprintf(lease_s, sizeof lease_s, "%lld", lease);
+    snprintf(window_s, sizeof window_s, "%lld", (long long)s->conf->window_ms);
+    snprintf(maxlen_s, sizeof maxlen_s, "%lld", s->conf->stream_maxlen);
+    const char *argv[10] = {keys[0], keys[1], keys[2], keys[3], keys[4], member->str, lease_s,
+                            window_s, s->conf->report_untagged ? "1" : "0", maxlen_s};
+    size_t lens[10];
+    for (int i = 0; i < 10; i++)
+        lens[i] = i == 5 ? member->len : strlen(argv[i]);
+    if (dm_redis_eval(s->redis, DM_SCRIPT_SWEEP_REPORT, on_report, s, 5, 10, argv, lens) == DM_OK)
+        s->pending++;
+    else
+        s->st.complete = false; /* the lease runs out and the item is claimed again */
+}
+
+static void on_claim(int err, redisReply *rep, void *arg)
+{
+    claim_ctx *c = arg;
+    dm_sweeper *s = c->s;
+    unsigned shard = c->shard;
+    free(c);
+    if (err != DM_OK || rep->type != REDIS_REPLY_ARRAY || rep->elements < 4) {
+        if (err == DM_OK && rep->type == REDIS_REPLY_ERROR)
+            dm_error("sweep claim failed", "shard=%u reply=\"%.*s\"", shard, (int)rep->len, rep->str);
+        s->st.complete = false;
+        command_done(s);
+        return;
+    }
+    long long now = int_at(rep, 0), oldest = int_at(rep, 1);
+    if (oldest > 0 && now - oldest > s->st.lag_ms)
+        s->st.lag_ms = now - oldest;
+    s->st.parked_registry += int_at(rep, 2);
+    s->st.parked_build += int_at(rep, 3);
+    size_t claimed = (rep->elements - 4) / 2;
+    if ((int)claimed >= s->batch)
+        s->backlog = true;
+    for (size_t i = 4; i + 1 < rep->elements; i += 2)
+        report(s, shard, rep->element[i], int_at(rep, i + 1));
+    command_done(s);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    dm_sweeper *s = arg;
+    memset(&s->st, 0, sizeof s->st);
+    s->st.complete = true;
+    s->backlog = false;
+    s->pending = 1; /* held by this function until every claim is queued */
+    char batch[24], lease[24];
+    snprintf(batch, sizeof batch, "%d", s->batch);
+    snprintf(lease, sizeof lease, "%d", LEASE_MS);
+    for (unsigned shard = 0; shard < s->conf->shards; shard++) {
+        char due[DM_KEY_BUFLEN], stats[DM_KEY_BUFLEN];
+        dm_join_key(due, s->conf->prefix, shard, "due", NULL);
+        dm_join_key(stats, s->conf->prefix, shard, "stats", NULL);
+        const char *argv[4] = {due, stats, batch, lease};
+        size_t lens[4] = {strlen(due), strlen(stats), strlen(batch), strlen(lease)};
+        claim_ctx *c = dm_xmalloc(sizeof *c);
+        c->s = s;
+        c->shard = shard;
+        if (dm_redis_eval(s->redis, DM_SCRIPT_SWEEP_CLAIM, on_claim, c, 2, 4, argv, lens) ==
+            DM_OK) {
+            s->pending++;
+        } else {
+            free(c);
+            s->st.complete = false;
+            break; /* Redis is not usable: try again next tick */
+        }
+    }
+    command_done(s);
+}
+
+dm_sweeper *dm_sweeper_new(struct event_base *base, dm_redis *redis, const dm_join_conf *conf,
+                           int interval_ms, int batch, dm_sweep_cb cb, void *arg)
+{
+    dm_sweeper *s = dm_xcalloc(1, sizeof *s);
+    s->base = base;
+    s->redis = redis;
+    s->conf = conf;
+    s->interval_ms = interval_ms > 0 ? interval_ms : 1000;
+    s->batch = batch > 0 ? batch : 256;
+    s->cb = cb;
+    s->arg = arg;
+    s->timer = evtimer_new(base, on_tick, s);
+    if (!s->timer) {
+        free(s);
+        return NULL;
+    }
+    schedule(s, s->interval_ms);
+    return s;
+}
+
+void dm_sweeper_free(dm_sweeper *s)
+{
+    if (!s)
+        return;
+    event_free(s->timer);
+    free(s);
+}

@@ -1,0 +1,82 @@
+-- lib.lua: prepended by the build to park.lua and sweep_report.lua (one script each).
+--
+-- Time is Redis's own clock (TIME), so every instance judges arrival and expiry alike.
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+
+-- Output JSON is written by hand for a fixed key order and real arrays (cjson turns an empty
+-- table into {}). cjson escapes '/' as '\/'; undo it: a literal backslash is always escaped as
+-- '\\', so the pair backslash-slash can only come from that escape.
+local function jstr(v) return (string.gsub(cjson.encode(tostring(v)), '\\/', '/')) end
+local function is_str(v) return type(v) == 'string' end
+local function jarr(list)
+  local out = {}
+  if type(list) == 'table' then
+    for _, v in ipairs(list) do out[#out + 1] = jstr(v) end
+  end
+  return '[' .. table.concat(out, ',') .. ']'
+end
+
+-- ms since the epoch -> "YYYY-MM-DDTHH:MM:SS.mmmZ" (Lua in Redis has no os.date).
+local function iso(ms)
+  local secs = math.floor(ms / 1000)
+  local msr = ms - secs * 1000
+  local days = math.floor(secs / 86400)
+  local rem = secs - days * 86400
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+    - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400
+  if m <= 2 then y = y + 1 end
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d,
+    math.floor(rem / 3600), math.floor(rem % 3600 / 60), rem % 60, msr)
+end
+
+local BUILD_KEYS = { 'provider', 'repository', 'repository_url', 'workflow', 'workflow_ref',
+  'run_id', 'run_attempt', 'run_url', 'commit', 'ref', 'actor', 'built_at' }
+
+-- A parked push (internal form) -> the record's "image" object.
+local function enc_image(p)
+  return '{"registry":' .. jstr(p.registry) .. ',"repository":' .. jstr(p.repository)
+    .. ',"tags":' .. jarr(p.tags) .. ',"source":' .. jstr(p.source)
+    .. ',"event_id":' .. jstr(p.event_id) .. ',"pushed_at":' .. jstr(p.pushed_at or iso(p.tmin))
+    .. (is_str(p.media_type) and (',"media_type":' .. jstr(p.media_type)) or '') .. '}'
+end
+
+-- A build identity (with built_at filled in) -> the record's "build" object.
+local function enc_build(b)
+  local parts = {}
+  for _, k in ipairs(BUILD_KEYS) do
+    if is_str(b[k]) then parts[#parts + 1] = '"' .. k .. '":' .. jstr(b[k]) end
+  end
+  parts[#parts + 1] = '"verified":' .. (b.verified == true and 'true' or 'false')
+  if is_str(b.issuer) then parts[#parts + 1] = '"issuer":' .. jstr(b.issuer) end
+  return '{' .. table.concat(parts, ',') .. '}'
+end
+
+-- Append one CloudEvents record to the shard's output stream.
+local function emit(out_key, maxlen, kind, id, digest, data)
+  local doc = '{"specversion":"1.0","id":' .. jstr(id) .. ',"source":"digestmap","time":'
+    .. jstr(iso(now)) .. ',"type":"dev.digestmap.' .. kind .. '","subject":' .. jstr(digest)
+    .. ',"datacontenttype":"application/json","data":' .. data .. '}'
+  redis.call('XADD', out_key, 'MAXLEN', '~', maxlen, '*', 'type', 'dev.digestmap.' .. kind,
+    'digest', digest, 'event', doc)
+end
+
+-- Parked hashes outlive their items' expiry so the sweeper can still read an expired item and
+-- report it; the sweeper deletes each field it reports. The slack only matters while no
+-- sweeper runs at all.
+local function keep_ms(retention) return 2 * retention + 3600000 end
+
+-- Untagged single-platform manifests are normally explained by their index.
+local function is_untagged_manifest(p)
+  if type(p.tags) == 'table' and #p.tags > 0 then return false end
+  local mt = is_str(p.media_type) and p.media_type or ''
+  return not (string.find(mt, 'index', 1, true) or string.find(mt, 'manifest.list', 1, true))
+end
