@@ -28,37 +28,69 @@ static json_t *iso(json_t *ms)
     return json_string(buf);
 }
 
-/* Parked push (park.lua's internal form) → the answer's shape. */
-static json_t *pending_push(json_t *p)
+static const char *media_type(const char *code)
 {
+    /* park.lua stores the common media types as codes (lua/lib.lua MEDIA). */
+    static const char *const map[][2] = {
+        {"oi", "application/vnd.oci.image.index.v1+json"},
+        {"om", "application/vnd.oci.image.manifest.v1+json"},
+        {"dl", "application/vnd.docker.distribution.manifest.list.v2+json"},
+        {"dm", "application/vnd.docker.distribution.manifest.v2+json"},
+    };
+    for (size_t i = 0; i < DM_ARRAY_LEN(map); i++)
+        if (strcmp(code, map[i][0]) == 0)
+            return map[i][1];
+    return code;
+}
+
+static json_t *tags_of(json_t *item)
+{
+    json_t *g = json_object_get(item, "g");
+    return json_is_array(g) ? json_incref(g) : json_array(); /* cjson writes [] as {} */
+}
+
+/* Parked push (stored form, lua/lib.lua) at location "<registry>/<repository>". */
+static json_t *pending_push(const char *loc, size_t loclen, json_t *p)
+{
+    const char *slash = memchr(loc, '/', loclen);
+    size_t rlen = slash ? (size_t)(slash - loc) : loclen;
     json_t *o = json_object();
-    static const char *const copy[] = {"registry", "repository", "tags", "source", "event_id",
-                                       "media_type"};
-    for (size_t i = 0; i < DM_ARRAY_LEN(copy); i++) {
-        json_t *v = json_object_get(p, copy[i]);
-        if (v && !json_is_null(v))
-            json_object_set(o, copy[i], v);
-    }
-    if (!json_is_array(json_object_get(o, "tags")))
-        json_object_set_new(o, "tags", json_array()); /* cjson writes an empty list as {} */
-    json_object_set_new(o, "pushed_at", iso(json_object_get(p, "tmin")));
-    json_object_set_new(o, "expires_at", iso(json_object_get(p, "exp")));
+    json_object_set_new(o, "registry", json_stringn(loc, rlen));
+    json_object_set_new(o, "repository",
+                        json_stringn(slash ? slash + 1 : "", slash ? loclen - rlen - 1 : 0));
+    json_object_set_new(o, "tags", tags_of(p));
+    json_object_set(o, "source", json_object_get(p, "s"));
+    json_object_set(o, "event_id", json_object_get(p, "e"));
+    if (json_is_string(json_object_get(p, "m")))
+        json_object_set_new(o, "media_type",
+                            json_string(media_type(json_string_value(json_object_get(p, "m")))));
+    json_object_set_new(o, "pushed_at", iso(json_object_get(p, "t")));
+    if (json_object_get(p, "u"))
+        json_object_set_new(o, "last_pushed_at", iso(json_object_get(p, "u")));
+    json_object_set_new(o, "matched", json_boolean(json_object_get(p, "k") != NULL));
+    json_object_set_new(o, "expires_at", iso(json_object_get(p, "x")));
     return o;
 }
 
 static json_t *pending_build(json_t *b)
 {
     json_t *o = json_object();
-    static const char *const copy[] = {"relation", "index", "name", "tags", "build"};
-    for (size_t i = 0; i < DM_ARRAY_LEN(copy); i++) {
-        json_t *v = json_object_get(b, copy[i]);
-        if (v && !json_is_null(v))
-            json_object_set(o, copy[i], v);
+    json_t *id = json_object_get(b, "b");
+    if (json_is_object(id)) {
+        id = json_deep_copy(id);
+        json_object_del(id, "built_at");
+        json_object_set_new(o, "build", id);
     }
-    if (!json_is_array(json_object_get(o, "tags")))
-        json_object_set_new(o, "tags", json_array());
+    bool manifest = json_is_string(json_object_get(b, "r"));
+    json_object_set_new(o, "relation", json_string(manifest ? "platform-manifest" : "image"));
+    if (json_is_string(json_object_get(b, "i")))
+        json_object_set(o, "index", json_object_get(b, "i"));
+    if (json_is_string(json_object_get(b, "n")))
+        json_object_set(o, "name", json_object_get(b, "n"));
+    json_object_set_new(o, "tags", tags_of(b));
     json_object_set_new(o, "built_at", iso(json_object_get(b, "t")));
-    json_object_set_new(o, "expires_at", iso(json_object_get(b, "exp")));
+    json_object_set_new(o, "matched", json_boolean(json_object_get(b, "k") != NULL));
+    json_object_set_new(o, "expires_at", iso(json_object_get(b, "x")));
     return o;
 }
 
@@ -85,17 +117,19 @@ static void on_query(int err, redisReply *rep, void *arg)
         const redisReply *vals = rep->element[k + 1];
         if (vals->type != REDIS_REPLY_ARRAY)
             continue;
-        for (size_t i = 0; i < vals->elements; i++) {
+        bool parked = k == 1 || k == 2; /* HGETALL: field, value pairs */
+        for (size_t i = parked ? 1 : 0; i < vals->elements; i += parked ? 2 : 1) {
             json_t *v = parse(vals->element[i]);
             if (!v)
                 continue;
-            if (k == 1 || k == 2) {
-                /* Parked but expired: no longer joinable, so not pending. */
-                if (json_number_value(json_object_get(v, "exp")) < now) {
+            if (parked) {
+                /* Expired: no longer joinable, so not pending (the sweeper reports it). */
+                if (json_number_value(json_object_get(v, "x")) < now) {
                     json_decref(v);
                     continue;
                 }
-                json_t *shaped = k == 1 ? pending_push(v) : pending_build(v);
+                const redisReply *f = vals->element[i - 1];
+                json_t *shaped = k == 1 ? pending_push(f->str, f->len, v) : pending_build(v);
                 json_decref(v);
                 v = shaped;
             }

@@ -64,27 +64,27 @@ static long long int_at(const redisReply *r, size_t i)
 static void on_report(int err, redisReply *rep, void *arg)
 {
     dm_sweeper *s = arg;
-    if (err != DM_OK || rep->type != REDIS_REPLY_INTEGER) {
+    if (err != DM_OK || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
         if (err == DM_OK && rep->type == REDIS_REPLY_ERROR)
             dm_error("sweep report failed", "reply=\"%.*s\"", (int)rep->len, rep->str);
         s->st.complete = false;
-    } else if (rep->integer == 1) {
-        s->st.unmatched_registry++;
-    } else if (rep->integer == 2) {
-        s->st.unmatched_build++;
+    } else {
+        s->st.unmatched_registry += (int)int_at(rep, 0);
+        s->st.unmatched_build += (int)int_at(rep, 1);
     }
     command_done(s);
 }
 
 static void report(dm_sweeper *s, unsigned shard, const redisReply *member, long long lease)
 {
-    /* member = "r|<digest>|<field>" or "b|…": the digest sits at a fixed offset. */
-    if (member->type != REDIS_REPLY_STRING || member->len < 2 + DM_DIGEST_LEN + 2) {
+    /* member = side ('r' or 'b') + the digest's 64 hex digits */
+    if (member->type != REDIS_REPLY_STRING || member->len != 65) {
         s->st.complete = false;
         return;
     }
     char digest[DM_DIGEST_BUFLEN];
-    memcpy(digest, member->str + 2, DM_DIGEST_LEN);
+    memcpy(digest, "sha256:", 7);
+    memcpy(digest + 7, member->str + 1, 64);
     digest[DM_DIGEST_LEN] = '\0';
     char keys[5][DM_KEY_BUFLEN], lease_s[24], window_s[24], maxlen_s[24];
     dm_join_key(keys[0], s->conf->prefix, shard, "r", digest);

@@ -106,6 +106,8 @@ int dm_redis_child_start(const char *bin, const char *data_dir, dm_redis_child *
         execlp(bin, bin, "--port", "0", "--unixsocket", sock_path, "--unixsocketperm", "700",
                "--dir", dir, "--appendonly", "yes", "--appendfsync", "everysec", "--save",
                "", "--daemonize", "no", "--logfile", "redis.log", "--protected-mode", "yes",
+               /* parked items (~120 bytes) stay in the compact listpack encoding */
+               "--hash-max-listpack-value", "256",
                (char *)NULL);
         fprintf(stderr, "level=error msg=\"cannot start redis-server\" bin=\"%s\" reason=\"%s\"\n",
                 bin, strerror(errno));

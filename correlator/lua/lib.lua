@@ -41,12 +41,43 @@ end
 local BUILD_KEYS = { 'provider', 'repository', 'repository_url', 'workflow', 'workflow_ref',
   'run_id', 'run_attempt', 'run_url', 'commit', 'ref', 'actor', 'built_at' }
 
--- A parked push (internal form) -> the record's "image" object.
-local function enc_image(p)
-  return '{"registry":' .. jstr(p.registry) .. ',"repository":' .. jstr(p.repository)
-    .. ',"tags":' .. jarr(p.tags) .. ',"source":' .. jstr(p.source)
-    .. ',"event_id":' .. jstr(p.event_id) .. ',"pushed_at":' .. jstr(p.pushed_at or iso(p.tmin))
-    .. (is_str(p.media_type) and (',"media_type":' .. jstr(p.media_type)) or '') .. '}'
+-- Parked items are stored compactly, because Redis keeps them in memory for the whole window
+-- (a typical ACR push must stay under 512 bytes, key and schedule included):
+--   push  (field "<registry>/<repository>"): s source, e event id, g tags, t first event time,
+--         u last event time (if later), x expiry, m media type (coded), k matched
+--   build (field "<provider>/<run id>/<attempt>"): b identity, t event time, x expiry,
+--         r relation ("p" = platform-manifest), i index digest, n name, g tags, k matched
+local MEDIA = { oi = 'application/vnd.oci.image.index.v1+json',
+                om = 'application/vnd.oci.image.manifest.v1+json',
+                dl = 'application/vnd.docker.distribution.manifest.list.v2+json',
+                dm = 'application/vnd.docker.distribution.manifest.v2+json' }
+local MEDIA_CODE = {}
+for k, v in pairs(MEDIA) do MEDIA_CODE[v] = k end
+local function media_code(mt) return is_str(mt) and (MEDIA_CODE[mt] or mt) or nil end
+local function media_type(code) return is_str(code) and (MEDIA[code] or code) or nil end
+
+-- cjson for the stored form too, without its '\/' escapes (they only cost memory).
+local function store(t) return (string.gsub(cjson.encode(t), '\\/', '/')) end
+
+-- Registry location "<registry>/<repository>" -> registry, repository.
+local function split_loc(loc) return string.match(loc, '^([^/]*)/(.*)$') end
+
+local function tags_of(x) return type(x.g) == 'table' and x.g or {} end
+
+-- The record's "image" object, from its decoded form (fixed key order).
+local function enc_image_data(img)
+  return '{"registry":' .. jstr(img.registry) .. ',"repository":' .. jstr(img.repository)
+    .. ',"tags":' .. jarr(img.tags) .. ',"source":' .. jstr(img.source)
+    .. ',"event_id":' .. jstr(img.event_id) .. ',"pushed_at":' .. jstr(img.pushed_at)
+    .. (is_str(img.media_type) and (',"media_type":' .. jstr(img.media_type)) or '') .. '}'
+end
+
+-- A parked push (stored form) at location loc -> the record's "image" object.
+local function enc_image(loc, p)
+  local registry, repository = split_loc(loc)
+  return enc_image_data({ registry = registry, repository = repository, tags = tags_of(p),
+                          source = p.s, event_id = p.e, pushed_at = iso(p.t),
+                          media_type = media_type(p.m) })
 end
 
 -- A build identity (with built_at filled in) -> the record's "build" object.
@@ -76,7 +107,7 @@ local function keep_ms(retention) return 2 * retention + 3600000 end
 
 -- Untagged single-platform manifests are normally explained by their index.
 local function is_untagged_manifest(p)
-  if type(p.tags) == 'table' and #p.tags > 0 then return false end
-  local mt = is_str(p.media_type) and p.media_type or ''
+  if #tags_of(p) > 0 then return false end
+  local mt = media_type(p.m) or ''
   return not (string.find(mt, 'index', 1, true) or string.find(mt, 'manifest.list', 1, true))
 end

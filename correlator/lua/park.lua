@@ -6,7 +6,7 @@
 --   2 <p>:{s}:b:<digest>  hash  run key -> parked build (internal JSON)
 --   3 <p>:{s}:m:<digest>  hash  edge id -> mapping (the record's "data", contract JSON)
 --   4 <p>:{s}:d:<digest>  hash  registry location -> delete record
---   5 <p>:{s}:due         zset  "r|<digest>|<location>" / "b|<digest>|<run key>" -> expiry ms
+--   5 <p>:{s}:due         zset  "r<hex>" / "b<hex>" (side, digest) -> earliest expiry (ms)
 --   6 <p>:{s}:out         stream of output records (contract)
 --   7 <p>:{s}:stats       hash  r / b -> number of parked items
 -- ARGV:
@@ -44,17 +44,17 @@ local function add_tags(list, more)
   return added
 end
 
--- The contract's mapping record (DESIGN §6.4 "data"); stored as is and sent as is.
-local function enc_mapping(d)
-  return '{"digest":' .. jstr(d.digest) .. ',"relation":' .. jstr(d.relation)
-    .. (is_str(d.index) and (',"index":' .. jstr(d.index)) or '')
-    .. ',"image":' .. enc_image(d.image) .. ',"build":' .. enc_build(d.build)
-    .. ',"skew_ms":' .. string.format('%d', d.skew_ms) .. '}'
+-- A stored mapping (decoded) -> the same document, e.g. after merging tags.
+local function enc_mapping(m)
+  return '{"digest":' .. jstr(m.digest) .. ',"relation":' .. jstr(m.relation)
+    .. (is_str(m.index) and (',"index":' .. jstr(m.index)) or '')
+    .. ',"image":' .. enc_image_data(m.image) .. ',"build":' .. enc_build(m.build)
+    .. ',"skew_ms":' .. string.format('%d', m.skew_ms) .. '}'
 end
 
 -- Inclusive window; a location pushed several times (extra tags) joins if any push is in it.
 local function overlaps(p, b)
-  return b.t >= p.tmin - window and b.t <= p.tmax + window
+  return b.t >= p.t - window and b.t <= (p.u or p.t) + window
 end
 
 local edges = 0
@@ -62,37 +62,38 @@ local edges = 0
 -- Join parked push p (location loc) with parked build b (run key rk): one edge per identity.
 -- Marks both sides matched; the caller stores them.
 local function join(loc, p, rk, b)
-  p.matched = true
-  b.matched = true
+  p.k = 1
+  b.k = 1
   local id = redis.sha1hex(loc .. '@' .. digest .. '|' .. rk)
   local cur = redis.call('HGET', KEYS[3], id)
   if cur then
     local m = cjson.decode(cur)
     if type(m.image.tags) ~= 'table' then m.image.tags = {} end
-    if add_tags(m.image.tags, p.tags) then
+    if add_tags(m.image.tags, p.g) then
       redis.call('HSET', KEYS[3], id, enc_mapping(m))
     end
     return
   end
-  local bb = b.build
+  local bb = b.b
   bb.built_at = iso(b.t)
-  local data = enc_mapping({
-    digest = digest, relation = b.relation, index = b.index,
-    image = { registry = p.registry, repository = p.repository, tags = p.tags,
-              source = p.source, event_id = p.event_id, pushed_at = iso(p.tmin),
-              media_type = p.media_type },
-    build = bb, skew_ms = p.tmin - b.t })
+  local data = '{"digest":' .. jstr(digest)
+    .. ',"relation":' .. (b.r == 'p' and '"platform-manifest"' or '"image"')
+    .. (is_str(b.i) and (',"index":' .. jstr(b.i)) or '')
+    .. ',"image":' .. enc_image(loc, p) .. ',"build":' .. enc_build(bb)
+    .. ',"skew_ms":' .. string.format('%d', p.t - b.t) .. '}'
+  -- enc_mapping (tag merges) must write the same document from its decoded form.
   redis.call('HSET', KEYS[3], id, data)
   redis.call('PEXPIRE', KEYS[3], mapping_ttl)
   emit(KEYS[6], maxlen, 'mapping.confirmed.v1', id, digest, data)
   edges = edges + 1
 end
 
--- Store a parked item and (re)schedule its expiry for the sweeper.
+-- Store a parked item and schedule its side of this digest for the sweeper (earliest expiry
+-- wins: LT only ever moves the schedule earlier; the sweeper reschedules what is not due).
 local function park(key, side, field, item, is_new)
-  redis.call('HSET', key, field, cjson.encode(item))
+  redis.call('HSET', key, field, store(item))
   redis.call('PEXPIRE', key, keep_ms(retention))
-  redis.call('ZADD', KEYS[5], item.exp, side .. '|' .. digest .. '|' .. field)
+  redis.call('ZADD', KEYS[5], 'LT', item.x, side .. string.sub(digest, 8))
   if is_new then redis.call('HINCRBY', KEYS[7], side, 1) end
 end
 
@@ -103,9 +104,8 @@ if ev.side == 'registry' then
     local raw = redis.call('HGET', KEYS[1], loc)
     if raw then
       local p = cjson.decode(raw)
-      if not p.matched and (type(p.tags) ~= 'table' or #p.tags == 0) then
+      if not p.k and #tags_of(p) == 0 then
         redis.call('HDEL', KEYS[1], loc)
-        redis.call('ZREM', KEYS[5], 'r|' .. digest .. '|' .. loc)
         redis.call('HINCRBY', KEYS[7], 'r', -1)
       end
     end
@@ -125,24 +125,25 @@ if ev.side == 'registry' then
   local raw = redis.call('HGET', KEYS[1], loc)
   if raw then
     p = cjson.decode(raw)
-    if type(p.tags) ~= 'table' then p.tags = {} end
-    add_tags(p.tags, ev.tags)
-    if t < p.tmin then p.tmin = t end
-    if t > p.tmax then p.tmax = t end
+    if type(p.g) ~= 'table' then p.g = {} end
+    add_tags(p.g, ev.tags)
+    local last = p.u or p.t
+    if t < p.t then p.t = t end
+    if t > last then last = t end
+    p.u = last > p.t and last or nil
   else
-    p = { registry = ev.registry, repository = ev.repository, tags = ev.tags or {},
-          source = ev.source, event_id = ev.event_id, media_type = ev.media_type,
-          tmin = t, tmax = t, arrived = now }
+    p = { s = ev.source, e = ev.event_id, t = t, m = media_code(ev.media_type) }
+    if type(ev.tags) == 'table' and #ev.tags > 0 then p.g = ev.tags end
   end
-  p.exp = now + retention
+  p.x = now + retention
 
   local builds = redis.call('HGETALL', KEYS[2])
   for i = 1, #builds, 2 do
     local b = cjson.decode(builds[i + 1])
-    if b.exp >= now and overlaps(p, b) then
-      local was = b.matched
+    if b.x >= now and overlaps(p, b) then
+      local was = b.k
       join(loc, p, builds[i], b)
-      if not was then redis.call('HSET', KEYS[2], builds[i], cjson.encode(b)) end
+      if not was then redis.call('HSET', KEYS[2], builds[i], store(b)) end
     end
   end
   park(KEYS[1], 'r', loc, p, raw == false)
@@ -158,18 +159,19 @@ if raw then
   -- A redelivered build keeps its first event time: the join already judged it.
   b = cjson.decode(raw)
 else
-  b = { build = bi, t = t, relation = ev.relation, index = ev.index, name = ev.name,
-        tags = ev.tags, arrived = now }
+  b = { b = bi, t = t, i = ev.index, n = ev.name }
+  if ev.relation == 'platform-manifest' then b.r = 'p' end
+  if type(ev.tags) == 'table' and #ev.tags > 0 then b.g = ev.tags end
 end
-b.exp = now + retention
+b.x = now + retention
 
 local pushes = redis.call('HGETALL', KEYS[1])
 for i = 1, #pushes, 2 do
   local p = cjson.decode(pushes[i + 1])
-  if p.exp >= now and overlaps(p, b) then
-    local was = p.matched
+  if p.x >= now and overlaps(p, b) then
+    local was = p.k
     join(pushes[i], p, rk, b)
-    if not was then redis.call('HSET', KEYS[1], pushes[i], cjson.encode(p)) end
+    if not was then redis.call('HSET', KEYS[1], pushes[i], store(p)) end
   end
 end
 park(KEYS[2], 'b', rk, b, raw == false)

@@ -1,48 +1,57 @@
--- sweep_report.lua (after lib.lua): report one claimed item whose retention ended without an
--- edge, exactly once: only the holder of the current lease acts, and it removes the item.
+-- sweep_report.lua (after lib.lua): report the expired items of one (side, digest) that got
+-- no edge, exactly once: only the holder of the current lease acts, and it removes them.
 --
 -- KEYS (one shard): 1 r:<digest>, 2 b:<digest>, 3 due, 4 out, 5 stats
--- ARGV: 1 member ("r|<digest>|<location>" or "b|<digest>|<run key>"), 2 lease,
---       3 window ms, 4 report untagged manifests (0/1), 5 stream maxlen
--- Returns 0 (nothing reported), 1 (registry push reported), 2 (build reported).
+-- ARGV: 1 member ("r<hex>" or "b<hex>"), 2 lease, 3 window ms,
+--       4 report untagged platform manifests (0/1), 5 stream maxlen
+-- Returns {registry items reported, build items reported}.
 local member = ARGV[1]
 local score = redis.call('ZSCORE', KEYS[3], member)
 if not score or tonumber(score) ~= tonumber(ARGV[2]) then
-  return 0 -- re-parked (new expiry) or claimed again by someone else after our lease ran out
+  return { 0, 0 } -- rescheduled by a new event, or claimed again after our lease ran out
 end
 redis.call('ZREM', KEYS[3], member)
 
 local side = string.sub(member, 1, 1)
-local digest = string.sub(member, 3, 73)
-local field = string.sub(member, 75)
+local digest = 'sha256:' .. string.sub(member, 2)
 local key = side == 'r' and KEYS[1] or KEYS[2]
-local raw = redis.call('HGET', key, field)
-if not raw then return 0 end
-local item = cjson.decode(raw)
-if item.exp > now then
-  -- Re-parked after this expiry was scheduled; keep it for its new expiry.
-  redis.call('ZADD', KEYS[3], item.exp, member)
-  return 0
-end
-redis.call('HDEL', key, field)
-redis.call('HINCRBY', KEYS[5], side, -1)
-if item.matched then return 0 end
-
+local report_untagged = ARGV[4] == '1'
 local window_s = string.format('%d', math.floor(tonumber(ARGV[3]) / 1000))
-local id = redis.sha1hex('unmatched|' .. member .. '|' .. string.format('%d', item.arrived or 0))
-local data
-if side == 'r' then
-  if ARGV[4] ~= '1' and is_untagged_manifest(item) then return 0 end
-  data = '{"side":"registry","digest":' .. jstr(digest) .. ',"image":' .. enc_image(item)
-    .. ',"window_seconds":' .. window_s .. '}'
-else
-  if ARGV[4] ~= '1' and item.relation == 'platform-manifest' then return 0 end
-  local b = item.build
-  b.built_at = iso(item.t)
-  data = '{"side":"build","digest":' .. jstr(digest) .. ',"relation":' .. jstr(item.relation)
-    .. (is_str(item.index) and (',"index":' .. jstr(item.index)) or '')
-    .. (is_str(item.name) and (',"name":' .. jstr(item.name)) or '')
-    .. ',"build":' .. enc_build(b) .. ',"window_seconds":' .. window_s .. '}'
+local reported, next_due = 0, nil
+
+local items = redis.call('HGETALL', key)
+for i = 1, #items, 2 do
+  local field, item = items[i], cjson.decode(items[i + 1])
+  if item.x > now then
+    if not next_due or item.x < next_due then next_due = item.x end
+  else
+    redis.call('HDEL', key, field)
+    redis.call('HINCRBY', KEYS[5], side, -1)
+    local data
+    if item.k then
+      -- matched at some point: nothing to report
+    elseif side == 'r' then
+      if report_untagged or not is_untagged_manifest(item) then
+        data = '{"side":"registry","digest":' .. jstr(digest) .. ',"image":'
+          .. enc_image(field, item) .. ',"window_seconds":' .. window_s .. '}'
+      end
+    elseif report_untagged or item.r ~= 'p' then
+      local b = item.b
+      b.built_at = iso(item.t)
+      data = '{"side":"build","digest":' .. jstr(digest) .. ',"relation":'
+        .. (item.r == 'p' and '"platform-manifest"' or '"image"')
+        .. (is_str(item.i) and (',"index":' .. jstr(item.i)) or '')
+        .. (is_str(item.n) and (',"name":' .. jstr(item.n)) or '')
+        .. ',"build":' .. enc_build(b) .. ',"window_seconds":' .. window_s .. '}'
+    end
+    if data then
+      local id = redis.sha1hex('unmatched|' .. side .. '|' .. digest .. '|' .. field .. '|'
+        .. string.format('%d', item.x))
+      emit(KEYS[4], ARGV[5], 'mapping.unmatched.v1', id, digest, data)
+      reported = reported + 1
+    end
+  end
 end
-emit(KEYS[4], ARGV[5], 'mapping.unmatched.v1', id, digest, data)
-return side == 'r' and 1 or 2
+if next_due then redis.call('ZADD', KEYS[3], next_due, member) end
+if side == 'r' then return { reported, 0 } end
+return { 0, reported }

@@ -49,7 +49,7 @@ check_match() {
 start_redis() {
     redis-server --port 0 --unixsocket "$T/redis.sock" --unixsocketperm 700 --daemonize yes \
         --pidfile "$T/redis.pid" --dir "$T" --save '' --appendonly no \
-        --logfile "$T/redis.log" >/dev/null
+        --logfile "$T/redis.log" ${REDIS_EXTRA_ARGS:-} >/dev/null
     for _ in $(seq 1 200); do
         [ -S "$T/redis.sock" ] && rcli ping >/dev/null 2>&1 && return 0
         sleep 0.05
