@@ -65,8 +65,6 @@ static json_t *pending_push(const char *loc, size_t loclen, json_t *p)
         json_object_set_new(o, "media_type",
                             json_string(media_type(json_string_value(json_object_get(p, "m")))));
     json_object_set_new(o, "pushed_at", iso(json_object_get(p, "t")));
-    if (json_object_get(p, "u"))
-        json_object_set_new(o, "last_pushed_at", iso(json_object_get(p, "u")));
     json_object_set_new(o, "matched", json_boolean(json_object_get(p, "k") != NULL));
     json_object_set_new(o, "expires_at", iso(json_object_get(p, "x")));
     return o;

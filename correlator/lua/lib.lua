@@ -44,7 +44,7 @@ local BUILD_KEYS = { 'provider', 'repository', 'repository_url', 'workflow', 'wo
 -- Parked items are stored compactly, because Redis keeps them in memory for the whole window
 -- (a typical ACR push must stay under 512 bytes, key and schedule included):
 --   push  (field "<registry>/<repository>"): s source, e event id, g tags, t first event time,
---         u last event time (if later), x expiry, m media type (coded), k matched
+--         u later event times (at most 8), x expiry, m media type (coded), k matched
 --   build (field "<provider>/<run id>/<attempt>"): b identity, t event time, x expiry,
 --         r relation ("p" = platform-manifest), i index digest, n name, g tags, k matched
 local MEDIA = { oi = 'application/vnd.oci.image.index.v1+json',
@@ -72,11 +72,12 @@ local function enc_image_data(img)
     .. (is_str(img.media_type) and (',"media_type":' .. jstr(img.media_type)) or '') .. '}'
 end
 
--- A parked push (stored form) at location loc -> the record's "image" object.
-local function enc_image(loc, p)
+-- A parked push (stored form) at location loc -> the record's "image" object; pushed_at is
+-- the push time to report (default: the first push).
+local function enc_image(loc, p, pushed_at)
   local registry, repository = split_loc(loc)
   return enc_image_data({ registry = registry, repository = repository, tags = tags_of(p),
-                          source = p.s, event_id = p.e, pushed_at = iso(p.t),
+                          source = p.s, event_id = p.e, pushed_at = iso(pushed_at or p.t),
                           media_type = media_type(p.m) })
 end
 

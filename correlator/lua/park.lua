@@ -52,16 +52,36 @@ local function enc_mapping(m)
     .. ',"skew_ms":' .. string.format('%d', m.skew_ms) .. '}'
 end
 
--- Inclusive window; a location pushed several times (extra tags) joins if any push is in it.
-local function overlaps(p, b)
-  return b.t >= p.t - window and b.t <= (p.u or p.t) + window
+-- A location may be pushed several times (extra tags, re-pushes): p.t is the first push, p.u
+-- up to MAX_PUSH_TIMES later ones. A build joins if one actual push is within the inclusive
+-- window; the nearest one is the push the edge reports.
+local MAX_PUSH_TIMES = 8
+local function nearest_push(p, b)
+  local best = p.t
+  if type(p.u) == 'table' then
+    for _, v in ipairs(p.u) do
+      if math.abs(v - b.t) < math.abs(best - b.t) then best = v end
+    end
+  end
+  if math.abs(best - b.t) <= window then return best end
+  return nil
+end
+
+local function add_push_time(p, when)
+  if type(p.u) ~= 'table' then p.u = {} end
+  if when == p.t then return end
+  for _, v in ipairs(p.u) do if v == when then return end end
+  if when < p.t then when, p.t = p.t, when end
+  p.u[#p.u + 1] = when
+  table.sort(p.u)
+  while #p.u > MAX_PUSH_TIMES do table.remove(p.u, 1) end -- keep the most recent
 end
 
 local edges = 0
 
--- Join parked push p (location loc) with parked build b (run key rk): one edge per identity.
--- Marks both sides matched; the caller stores them.
-local function join(loc, p, rk, b)
+-- Join parked push p (location loc), pushed at pushed_at, with parked build b (run key rk):
+-- one edge per identity. Marks both sides matched; the caller stores them.
+local function join(loc, p, pushed_at, rk, b)
   p.k = 1
   b.k = 1
   local id = redis.sha1hex(loc .. '@' .. digest .. '|' .. rk)
@@ -79,8 +99,8 @@ local function join(loc, p, rk, b)
   local data = '{"digest":' .. jstr(digest)
     .. ',"relation":' .. (b.r == 'p' and '"platform-manifest"' or '"image"')
     .. (is_str(b.i) and (',"index":' .. jstr(b.i)) or '')
-    .. ',"image":' .. enc_image(loc, p) .. ',"build":' .. enc_build(bb)
-    .. ',"skew_ms":' .. string.format('%d', p.t - b.t) .. '}'
+    .. ',"image":' .. enc_image(loc, p, pushed_at) .. ',"build":' .. enc_build(bb)
+    .. ',"skew_ms":' .. string.format('%d', pushed_at - b.t) .. '}'
   -- enc_mapping (tag merges) must write the same document from its decoded form.
   redis.call('HSET', KEYS[3], id, data)
   redis.call('PEXPIRE', KEYS[3], mapping_ttl)
@@ -121,16 +141,16 @@ if ev.side == 'registry' then
     return { 0, 1, skewed, 0 }
   end
 
+  -- Pushed again after a delete: the image exists again, and its next delete is news.
+  redis.call('HDEL', KEYS[4], loc)
   local p
   local raw = redis.call('HGET', KEYS[1], loc)
   if raw then
     p = cjson.decode(raw)
     if type(p.g) ~= 'table' then p.g = {} end
     add_tags(p.g, ev.tags)
-    local last = p.u or p.t
-    if t < p.t then p.t = t end
-    if t > last then last = t end
-    p.u = last > p.t and last or nil
+    add_push_time(p, t)
+    if #p.u == 0 then p.u = nil end
   else
     p = { s = ev.source, e = ev.event_id, t = t, m = media_code(ev.media_type) }
     if type(ev.tags) == 'table' and #ev.tags > 0 then p.g = ev.tags end
@@ -140,9 +160,10 @@ if ev.side == 'registry' then
   local builds = redis.call('HGETALL', KEYS[2])
   for i = 1, #builds, 2 do
     local b = cjson.decode(builds[i + 1])
-    if b.x >= now and overlaps(p, b) then
+    local at = b.x >= now and nearest_push(p, b)
+    if at then
       local was = b.k
-      join(loc, p, builds[i], b)
+      join(loc, p, at, builds[i], b)
       if not was then redis.call('HSET', KEYS[2], builds[i], store(b)) end
     end
   end
@@ -168,9 +189,10 @@ b.x = now + retention
 local pushes = redis.call('HGETALL', KEYS[1])
 for i = 1, #pushes, 2 do
   local p = cjson.decode(pushes[i + 1])
-  if p.x >= now and overlaps(p, b) then
+  local at = p.x >= now and nearest_push(p, b)
+  if at then
     local was = p.k
-    join(pushes[i], p, rk, b)
+    join(pushes[i], p, at, rk, b)
     if not was then redis.call('HSET', KEYS[1], pushes[i], store(p)) end
   end
 end
