@@ -8,6 +8,8 @@
 #define DM_BUILD_MAX_IMAGES 64
 #define DM_BUILD_MAX_MANIFESTS 128
 #define DM_BUILD_MAX_TAGS 64
+/** The most events one build body can produce (each image and each of its manifests). */
+#define DM_MAX_EVENTS_PER_REQUEST (DM_BUILD_MAX_IMAGES * (1 + DM_BUILD_MAX_MANIFESTS))
 
 /**
  * Parse one build event body of @p len bytes (not NUL-terminated) into one build event per

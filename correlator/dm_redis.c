@@ -310,7 +310,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 
 static int check_can_send(const dm_redis *r)
 {
-    if (r->state != ST_READY || !r->ac)
+    if (!r || r->state != ST_READY || !r->ac)
         return DM_EUNAVAIL;
     if (r->inflight >= (size_t)r->max_inflight)
         return DM_EBUSY;
@@ -464,4 +464,11 @@ bool dm_redis_ready(const dm_redis *r)
 size_t dm_redis_inflight(const dm_redis *r)
 {
     return r ? r->inflight : 0;
+}
+
+size_t dm_redis_room(const dm_redis *r)
+{
+    if (!r || r->state != ST_READY || r->inflight >= (size_t)r->max_inflight)
+        return 0;
+    return (size_t)r->max_inflight - r->inflight;
 }

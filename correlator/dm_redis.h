@@ -60,9 +60,13 @@ void dm_redis_kick(dm_redis *r);
 /** Commands queued and not yet answered. */
 size_t dm_redis_inflight(const dm_redis *r);
 
+/** Commands that can be queued now (0 when not ready), so a caller can refuse a batch whole. */
+size_t dm_redis_room(const dm_redis *r);
+
 /**
  * Queue a command (binary-safe argv). Returns DM_OK (the callback will run), DM_EUNAVAIL when
- * not ready, or DM_EBUSY when max_inflight is reached (the callback will not run).
+ * not ready (or @p r is NULL), or DM_EBUSY when max_inflight is reached (the callback will
+ * not run).
  */
 int dm_redis_command(dm_redis *r, dm_redis_cb cb, void *arg, int argc, const char **argv,
                      const size_t *lens);

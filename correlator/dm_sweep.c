@@ -11,6 +11,15 @@
 /* A claimed item stays invisible to other sweepers this long; if we die holding it, another
  * instance reports it after the lease. */
 #define LEASE_MS 30000
+/* Reports in flight at once: a large backlog is fed to Redis in small steps, so it neither
+ * hits the command deadline nor monopolizes the server. */
+#define MAX_REPORTS_INFLIGHT 32
+
+typedef struct claimed {
+    unsigned shard;
+    long long lease;
+    char member[66]; /**< side + 64 hex digits */
+} claimed;
 
 struct dm_sweeper {
     struct event_base *base;
@@ -21,6 +30,9 @@ struct dm_sweeper {
     void *arg;
     struct event *timer;
     int pending;        /**< commands of the current tick not yet answered */
+    claimed *queue;     /**< claimed items waiting to be reported */
+    size_t qlen, qhead, qcap;
+    int reports_inflight;
     bool backlog;       /**< some shard had a full batch: tick again at once */
     dm_sweep_stats st;
 };
@@ -61,6 +73,8 @@ static long long int_at(const redisReply *r, size_t i)
     return 0;
 }
 
+static void pump(dm_sweeper *s);
+
 static void on_report(int err, redisReply *rep, void *arg)
 {
     dm_sweeper *s = arg;
@@ -72,38 +86,66 @@ static void on_report(int err, redisReply *rep, void *arg)
         s->st.unmatched_registry += (int)int_at(rep, 0);
         s->st.unmatched_build += (int)int_at(rep, 1);
     }
+    s->reports_inflight--;
+    pump(s);
     command_done(s);
 }
 
-static void report(dm_sweeper *s, unsigned shard, const redisReply *member, long long lease)
+static bool send_report(dm_sweeper *s, const claimed *c)
 {
-    /* member = side ('r' or 'b') + the digest's 64 hex digits */
+    char digest[DM_DIGEST_BUFLEN];
+    memcpy(digest, "sha256:", 7);
+    memcpy(digest + 7, c->member + 1, 64);
+    digest[DM_DIGEST_LEN] = '\0';
+    char keys[5][DM_KEY_BUFLEN], lease_s[24], window_s[24], maxlen_s[24];
+    dm_join_key(keys[0], s->conf->prefix, c->shard, "r", digest);
+    dm_join_key(keys[1], s->conf->prefix, c->shard, "b", digest);
+    dm_join_key(keys[2], s->conf->prefix, c->shard, "due", NULL);
+    dm_join_key(keys[3], s->conf->prefix, c->shard, "out", NULL);
+    dm_join_key(keys[4], s->conf->prefix, c->shard, "stats", NULL);
+    snprintf(lease_s, sizeof lease_s, "%lld", c->lease);
+    snprintf(window_s, sizeof window_s, "%lld", (long long)s->conf->window_ms);
+    snprintf(maxlen_s, sizeof maxlen_s, "%lld", s->conf->stream_maxlen);
+    const char *argv[10] = {keys[0], keys[1], keys[2], keys[3], keys[4], c->member, lease_s,
+                            window_s, s->conf->report_untagged ? "1" : "0", maxlen_s};
+    size_t lens[10];
+    for (int i = 0; i < 10; i++)
+        lens[i] = strlen(argv[i]);
+    return dm_redis_eval(s->redis, DM_SCRIPT_SWEEP_REPORT, on_report, s, 5, 10, argv, lens) ==
+           DM_OK;
+}
+
+/* Send queued reports while fewer than MAX_REPORTS_INFLIGHT are out. */
+static void pump(dm_sweeper *s)
+{
+    while (s->qhead < s->qlen && s->reports_inflight < MAX_REPORTS_INFLIGHT) {
+        const claimed *c = &s->queue[s->qhead++];
+        if (send_report(s, c)) {
+            s->reports_inflight++;
+            s->pending++;
+        } else {
+            /* Redis is not usable: the lease runs out and the item is claimed again. */
+            s->st.complete = false;
+            s->qhead = s->qlen;
+        }
+    }
+}
+
+static void enqueue(dm_sweeper *s, unsigned shard, const redisReply *member, long long lease)
+{
     if (member->type != REDIS_REPLY_STRING || member->len != 65) {
         s->st.complete = false;
         return;
     }
-    char digest[DM_DIGEST_BUFLEN];
-    memcpy(digest, "sha256:", 7);
-    memcpy(digest + 7, member->str + 1, 64);
-    digest[DM_DIGEST_LEN] = '\0';
-    char keys[5][DM_KEY_BUFLEN], lease_s[24], window_s[24], maxlen_s[24];
-    dm_join_key(keys[0], s->conf->prefix, shard, "r", digest);
-    dm_join_key(keys[1], s->conf->prefix, shard, "b", digest);
-    dm_join_key(keys[2], s->conf->prefix, shard, "due", NULL);
-    dm_join_key(keys[3], s->conf->prefix, shard, "out", NULL);
-    dm_join_key(keys[4], s->conf->prefix, shard, "stats", NULL);
-    snprintf(lease_s, sizeof lease_s, "%lld", lease);
-    snprintf(window_s, sizeof window_s, "%lld", (long long)s->conf->window_ms);
-    snprintf(maxlen_s, sizeof maxlen_s, "%lld", s->conf->stream_maxlen);
-    const char *argv[10] = {keys[0], keys[1], keys[2], keys[3], keys[4], member->str, lease_s,
-                            window_s, s->conf->report_untagged ? "1" : "0", maxlen_s};
-    size_t lens[10];
-    for (int i = 0; i < 10; i++)
-        lens[i] = i == 5 ? member->len : strlen(argv[i]);
-    if (dm_redis_eval(s->redis, DM_SCRIPT_SWEEP_REPORT, on_report, s, 5, 10, argv, lens) == DM_OK)
-        s->pending++;
-    else
-        s->st.complete = false; /* the lease runs out and the item is claimed again */
+    if (s->qlen == s->qcap) {
+        s->qcap = s->qcap ? s->qcap * 2 : 64;
+        s->queue = dm_xrealloc(s->queue, s->qcap * sizeof *s->queue);
+    }
+    claimed *c = &s->queue[s->qlen++];
+    c->shard = shard;
+    c->lease = lease;
+    memcpy(c->member, member->str, 65);
+    c->member[65] = '\0';
 }
 
 static void on_claim(int err, redisReply *rep, void *arg)
@@ -124,11 +166,12 @@ static void on_claim(int err, redisReply *rep, void *arg)
         s->st.lag_ms = now - oldest;
     s->st.parked_registry += int_at(rep, 2);
     s->st.parked_build += int_at(rep, 3);
-    size_t claimed = (rep->elements - 4) / 2;
-    if ((int)claimed >= s->batch)
+    size_t nclaimed = (rep->elements - 4) / 2;
+    if ((int)nclaimed >= s->batch)
         s->backlog = true;
     for (size_t i = 4; i + 1 < rep->elements; i += 2)
-        report(s, shard, rep->element[i], int_at(rep, i + 1));
+        enqueue(s, shard, rep->element[i], int_at(rep, i + 1));
+    pump(s);
     command_done(s);
 }
 
@@ -139,6 +182,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     memset(&s->st, 0, sizeof s->st);
     s->st.complete = true;
     s->backlog = false;
+    s->qlen = s->qhead = 0;
     s->pending = 1; /* held by this function until every claim is queued */
     char batch[24], lease[24];
     snprintf(batch, sizeof batch, "%d", s->batch);
@@ -189,5 +233,6 @@ void dm_sweeper_free(dm_sweeper *s)
     if (!s)
         return;
     event_free(s->timer);
+    free(s->queue);
     free(s);
 }

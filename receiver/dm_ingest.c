@@ -143,6 +143,14 @@ void dm_ingest_handle(dm_worker *w, struct evhttp_request *req, const dm_source_
         dm_event_list_dispose(&events);
         return;
     }
+    /* All or nothing: a request whose events do not all fit is refused before any is parked
+     * (a partial write would be retried forever at the same point). */
+    if (dm_redis_room(dm_worker_redis(w)) < events.n) {
+        int why = dm_redis_ready(dm_worker_redis(w)) ? DM_EBUSY : DM_EUNAVAIL;
+        dm_event_list_dispose(&events);
+        unavailable(req, route, why);
+        return;
+    }
     if (!dm_worker_begin(w)) {
         dm_event_list_dispose(&events);
         unavailable(req, route, DM_EBUSY);

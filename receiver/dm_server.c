@@ -6,6 +6,7 @@
 #include "dm_metrics.h"
 #include "dm_redis.h"
 #include "dm_sweep.h"
+#include "dm_build.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -23,6 +24,8 @@
 #include <unistd.h>
 
 #define DRAIN_TIMEOUT_S 10
+/* After the last answer, keep the loop running this long so evhttp writes it out. */
+#define FLUSH_MS 200
 #define IMAGES_PREFIX "/v1/images/"
 
 typedef enum {
@@ -39,7 +42,10 @@ struct dm_worker {
     struct evhttp_bound_socket *bound;
     int fd;                  /**< listening socket, owned until evhttp takes it */
     dm_redis *redis;
+    dm_redis *sweep_redis;   /**< worker 1 only: the sweeper's own connection, so a backlog of
+                                  reports never delays or times out request traffic */
     dm_sweeper *sweeper;     /**< worker 1 only: one sweeper per process is enough */
+    bool finishing;          /**< finish_drain ran: Redis is closed, the loop is ending */
     struct event *stop_ev;   /**< activated from the main thread to begin draining */
     struct event *kick_ev;   /**< activated by another worker whose Redis came back */
     struct event *drain_timer;
@@ -114,12 +120,14 @@ bool dm_worker_begin(dm_worker *w)
     return true;
 }
 
+static void finish_drain(dm_worker *w);
+
 void dm_worker_end(dm_worker *w)
 {
     w->inflight--;
     dm_metrics_inflight(-1);
     if (w->state == W_DRAINING && w->inflight == 0)
-        event_base_loopexit(w->base, NULL);
+        finish_drain(w);
 }
 
 /*---------------------------------------------------------------- routing ---*/
@@ -200,13 +208,32 @@ static void on_request(struct evhttp_request *req, void *arg)
 
 /*---------------------------------------------------------------- lifecycle ---*/
 
+/* Close Redis while the loop still runs, so every request still waiting gets its 503 and
+ * every answer is written out before the loop ends. */
+static void finish_drain(dm_worker *w)
+{
+    if (w->finishing)
+        return;
+    w->finishing = true;
+    evtimer_del(w->drain_timer);
+    dm_redis *r = w->redis, *sr = w->sweep_redis;
+    w->redis = NULL; /* requests on open connections now get 503 */
+    w->sweep_redis = NULL;
+    dm_redis_free(r); /* runs the pending callbacks: each answers and ends its request */
+    dm_redis_free(sr); /* before the sweeper: its callbacks use it */
+    dm_sweeper_free(w->sweeper);
+    w->sweeper = NULL;
+    struct timeval tv = {0, FLUSH_MS * 1000};
+    event_base_loopexit(w->base, &tv);
+}
+
 static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     dm_worker *w = arg;
     dm_warn("drain timeout; failing requests still in flight", "worker=%d inflight=%d", w->id,
             w->inflight);
-    event_base_loopexit(w->base, NULL);
+    finish_drain(w);
 }
 
 static void on_stop(evutil_socket_t fd, short what, void *arg)
@@ -221,7 +248,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
         w->bound = NULL;
     }
     if (w->inflight == 0) {
-        event_base_loopexit(w->base, NULL);
+        finish_drain(w);
         return;
     }
     struct timeval tv = {DRAIN_TIMEOUT_S, 0};
@@ -232,9 +259,6 @@ static void *worker_main(void *arg)
 {
     dm_worker *w = arg;
     event_base_dispatch(w->base);
-    /* Anything still waiting for Redis is answered 503 by the callbacks this runs. */
-    dm_redis_free(w->redis);
-    w->redis = NULL;
     return NULL;
 }
 
@@ -338,8 +362,10 @@ static int worker_init(dm_server *s, dm_worker *w, int id, char *err, size_t err
         .db = c->redis.db,
         .connect_timeout_ms = c->redis.connect_timeout_ms,
         .command_timeout_ms = c->redis.command_timeout_ms,
-        /* A build event may carry many digests, each one command. */
-        .max_inflight = per_conn < 64 ? 64 : per_conn * 4,
+        /* Room for the largest build event (one command per digest), which is refused whole
+         * when it does not fit (dm_ingest), never parked in part. */
+        .max_inflight = per_conn * 4 > DM_MAX_EVENTS_PER_REQUEST * 2 ? per_conn * 4
+                                                                    : DM_MAX_EVENTS_PER_REQUEST * 2,
         .scripts = dm_join_scripts(),
         .nscripts = DM_SCRIPT_COUNT,
         .name = name,
@@ -353,9 +379,15 @@ static int worker_init(dm_server *s, dm_worker *w, int id, char *err, size_t err
     w->drain_timer = evtimer_new(w->base, on_drain_timeout, w);
     if (id == 1) {
         const dm_config *cc = s->app.conf;
-        w->sweeper = dm_sweeper_new(w->base, w->redis, &s->app.join,
-                                    cc->correlation.sweep_interval_ms, cc->correlation.sweep_batch,
-                                    on_sweep, NULL);
+        dm_redis_opts so = ro;
+        so.name = "sweeper";
+        so.on_ready = NULL;
+        so.on_ready_arg = NULL;
+        w->sweep_redis = dm_redis_new(w->base, &so);
+        w->sweeper = w->sweep_redis ? dm_sweeper_new(w->base, w->sweep_redis, &s->app.join,
+                                                     cc->correlation.sweep_interval_ms,
+                                                     cc->correlation.sweep_batch, on_sweep, NULL)
+                                    : NULL;
     }
     if (!w->redis || !w->stop_ev || !w->drain_timer || !w->kick_ev || (id == 1 && !w->sweeper)) {
         snprintf(err, errlen, "worker %d: out of memory", id);
@@ -366,7 +398,8 @@ static int worker_init(dm_server *s, dm_worker *w, int id, char *err, size_t err
 
 static void worker_dispose(dm_worker *w)
 {
-    dm_redis_free(w->redis); /* first: it runs the sweeper's pending callbacks */
+    dm_redis_free(w->redis);
+    dm_redis_free(w->sweep_redis); /* before the sweeper: it runs the sweeper's callbacks */
     dm_sweeper_free(w->sweeper);
     if (w->stop_ev)
         event_free(w->stop_ev);

@@ -15,8 +15,13 @@ local stats = redis.call('HMGET', KEYS[2], 'r', 'b')
 local out = { now, 0, tonumber(stats[1]) or 0, tonumber(stats[2]) or 0 }
 for i = 1, #items, 2 do
   if i == 1 then out[2] = tonumber(items[2]) end
-  redis.call('ZADD', KEYS[1], lease, items[i])
-  out[#out + 1] = items[i]
-  out[#out + 1] = lease
+  if string.len(items[i]) == 65 then
+    redis.call('ZADD', KEYS[1], lease, items[i])
+    out[#out + 1] = items[i]
+    out[#out + 1] = lease
+  else
+    -- Not "<side><64 hex>" (e.g. an older layout's member): it would be claimed forever.
+    redis.call('ZREM', KEYS[1], items[i])
+  end
 end
 return out
