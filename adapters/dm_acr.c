@@ -182,6 +182,17 @@ int dm_acr_parse(const char *body, size_t len, dm_event_list *out, dm_error *err
         goto fail;
     if (get_string(request, "host", "request.host", true, ACR_MAX_HOST, &s, &n, err) != DM_OK)
         goto fail;
+    /* A registry host[:port]: letters, digits, '.', '-', ':' (and [] for IPv6). It is the
+     * first part of the location "<host>/<repository>", so a '/' would make locations
+     * ambiguous. */
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '-' || ch == ':' || ch == '[' || ch == ']')) {
+            dm_error_set(err, "request.host", "must be a host name with an optional port");
+            goto fail;
+        }
+    }
     ev->registry = dm_xstrndup(s, n);
     /* Host names are case-insensitive; the join keys on the lowercase form. */
     for (char *p = ev->registry; *p; p++) {

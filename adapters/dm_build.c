@@ -71,7 +71,15 @@ static int id_string(json_t *v, const char *path, size_t max, char **out, dm_err
         return dm_error_set(err, path, "must not be empty");
     if (n > max)
         return dm_error_set(err, path, "must be at most %zu bytes", max);
-    *out = dm_xstrndup(json_string_value(v), n);
+    /* Run ids are parts of the run key "<provider>/<run_id>/<attempt>" that identifies edges:
+     * a '/' would let two different runs share a key. */
+    const char *str = json_string_value(v);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)str[i];
+        if (ch == '/' || ch < 0x20 || ch == 0x7f)
+            return dm_error_set(err, path, "must not contain '/' or control characters");
+    }
+    *out = dm_xstrndup(str, n);
     return DM_OK;
 }
 

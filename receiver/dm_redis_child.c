@@ -101,6 +101,9 @@ int dm_redis_child_start(const char *bin, const char *data_dir, dm_redis_child *
     if (pid == 0) {
         /* Die with digestmapd even if it is killed without a chance to stop us. */
         prctl(PR_SET_PDEATHSIG, SIGTERM);
+        /* Own session: a Ctrl-C or a service manager's signal to digestmapd's group must not
+         * stop Redis before digestmapd has drained; digestmapd stops it last. */
+        setsid();
         if (getppid() != parent)
             _exit(1);
         execlp(bin, bin, "--port", "0", "--unixsocket", sock_path, "--unixsocketperm", "700",

@@ -201,8 +201,9 @@ static void on_request(struct evhttp_request *req, void *arg)
         free(digest);
         return;
     }
-    char peer[64];
-    dm_info("request refused", "status=404 path=\"%.100s\" peer=%s", path, dm_http_peer(req, peer));
+    char peer[64], qpath[160];
+    dm_info("request refused", "status=404 path=%s peer=%s",
+            dm_log_quote(path, strlen(path), qpath, sizeof qpath), dm_http_peer(req, peer));
     dm_http_error(req, DM_ROUTE_OTHER, 404, "no such route");
 }
 
@@ -262,7 +263,8 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static int listen_socket(const char *host, int port, int *fd_out, char *err, size_t errlen)
+static int listen_socket(const char *host, int port, bool reuseport, int *fd_out, char *err,
+                         size_t errlen)
 {
     struct sockaddr_storage ss;
     socklen_t sslen;
@@ -284,7 +286,7 @@ static int listen_socket(const char *host, int port, int *fd_out, char *err, siz
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) ||
         bind(fd, (struct sockaddr *)&ss, sslen) != 0 || listen(fd, 1024) != 0) {
         snprintf(err, errlen, "listen on %s:%d: %s", host, port, strerror(errno));
         if (fd >= 0)
@@ -292,6 +294,21 @@ static int listen_socket(const char *host, int port, int *fd_out, char *err, siz
         return DM_EIO;
     }
     *fd_out = fd;
+    return DM_OK;
+}
+
+static int bound_port(int fd);
+
+/* Bind (and listen) once without SO_REUSEPORT: fails if anyone listens on the port. Resolves
+ * port 0 to the port the kernel picked. */
+static int probe_port(const char *host, int *port, char *err, size_t errlen)
+{
+    int fd;
+    int rc = listen_socket(host, *port, false, &fd, err, errlen);
+    if (rc != DM_OK)
+        return rc;
+    *port = bound_port(fd);
+    close(fd);
     return DM_OK;
 }
 
@@ -436,14 +453,13 @@ int dm_server_start(const dm_config *conf, dm_server **out, int *port_out, char 
         s->workers[i].fd = -1;
 
     /* Bind every socket before any thread starts, so a port in use is a startup error and
-     * port 0 resolves once: the first bind picks the port, the others join it. */
+     * port 0 resolves once: the first bind picks the port, the others join it. SO_REUSEPORT
+     * would also let us join another process's group on that port and split its traffic, so
+     * the port is first bound once without it. */
     int port = conf->listen_port;
-    int rc = DM_OK;
-    for (int i = 0; i < s->nworkers && rc == DM_OK; i++) {
-        rc = listen_socket(conf->listen_host, port, &s->workers[i].fd, err, errlen);
-        if (rc == DM_OK && i == 0)
-            port = bound_port(s->workers[0].fd);
-    }
+    int rc = probe_port(conf->listen_host, &port, err, errlen);
+    for (int i = 0; i < s->nworkers && rc == DM_OK; i++)
+        rc = listen_socket(conf->listen_host, port, true, &s->workers[i].fd, err, errlen);
 
     size_t nroutes = DM_ROUTE_SOURCES + conf->nsources;
     const char **names = dm_xcalloc(nroutes, sizeof *names);

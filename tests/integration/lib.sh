@@ -226,3 +226,95 @@ hmac_sig() {
 
 # post_build_hmac FILE: post a build event authenticated by HMAC (secret "ci-secret").
 post_build_hmac() { post /v1/builds "$1" -H "X-Digestmap-Signature: $(hmac_sig "$1")"; }
+
+# --- Helpers for the sweeper, multi-instance and shard tests (test_unmatched, test_two_instances,
+# test_shards, test_memory, test_join_cases).
+
+DAEMON2_PID=""
+PORT2=""
+
+# start_daemon2 [CONFIG_JSON]: a second digestmapd on its own port (PORT2, log $T/daemon2.log),
+# normally sharing the first one's Redis. Stopped by stop_daemon2 (or killed at exit).
+start_daemon2() {
+    local conf=${1:-$(default_config)}
+    printf '%s\n' "$conf" > "$T/config2.json"
+    : > "$T/daemon2.log"
+    "$DIGESTMAPD" --config "$T/config2.json" 2>>"$T/daemon2.log" &
+    DAEMON2_PID=$!
+    trap 'cleanup_daemon2; cleanup' EXIT
+    PORT2=""
+    for _ in $(seq 1 200); do
+        PORT2=$(sed -n 's/.*msg="listening" addr=[^ ]*:\([0-9]*\) .*/\1/p' "$T/daemon2.log" | tail -n 1)
+        [ -n "$PORT2" ] && break
+        kill -0 "$DAEMON2_PID" 2>/dev/null || die "second digestmapd exited during startup"
+        sleep 0.05
+    done
+    [ -n "$PORT2" ] || die "second digestmapd did not report its port"
+    for _ in $(seq 1 200); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT2/readyz")" == 200 ] && return 0
+        sleep 0.05
+    done
+    die "second digestmapd: /readyz never answered 200"
+}
+
+cleanup_daemon2() {
+    if [ -n "$DAEMON2_PID" ]; then kill -KILL "$DAEMON2_PID" 2>/dev/null || true; fi
+}
+
+# stop_daemon2: SIGTERM the second daemon, expect exit status 0 and no sanitizer report.
+stop_daemon2() {
+    [ -n "$DAEMON2_PID" ] || return 0
+    kill -TERM "$DAEMON2_PID" 2>/dev/null || true
+    local rc=0
+    wait "$DAEMON2_PID" || rc=$?
+    DAEMON2_PID=""
+    check "second digestmapd exits 0 on SIGTERM" 0 "$rc"
+    if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$T/daemon2.log"; then
+        fail "sanitizer report in the second daemon's log"
+    fi
+}
+
+# metric_at PORT NAME: like metric, against the daemon listening on PORT.
+metric_at() {
+    local v
+    v=$(curl -s "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n { print $2 }' | tail -n 1)
+    echo "${v:-0}"
+}
+
+# stream_events [STREAM]: the CloudEvents documents of a stream (default dm:{0}:out), one a line.
+stream_events() {
+    local s='dm:{0}:out'
+    [ $# -ge 1 ] && s=$1
+    rcli --raw xrange "$s" - + | awk 'prev=="event"{print} {prev=$0}'
+}
+
+# stream_type_count TYPE [STREAM]: entries of that type in STREAM (default dm:{0}:out).
+stream_type_count() {
+    local s='dm:{0}:out'
+    [ $# -ge 2 ] && s=$2
+    rcli --raw xrange "$s" - + | grep -c "^$1\$" || true
+}
+
+# wait_count WANT SECONDS CMD...: poll (every 0.1 s, SECONDS at most) until CMD prints WANT;
+# prints the last value seen. Use: got=$(wait_count 3 10 stream_type_count TYPE).
+wait_count() {
+    local want=$1 secs=$2 got=""
+    shift 2
+    for _ in $(seq 1 $((secs * 10))); do
+        got=$("$@")
+        [ "$got" == "$want" ] && break
+        sleep 0.1
+    done
+    echo "$got"
+}
+
+# iso_ms MS_SINCE_EPOCH: an RFC 3339 timestamp with milliseconds.
+iso_ms() {
+    date -u -d "@$(($1 / 1000)).$(printf '%03d' $(($1 % 1000)))" +%Y-%m-%dT%H:%M:%S.%3NZ
+}
+
+# shard_of DIGEST N: the digest's shard (first 4 hex digits mod N).
+shard_of() {
+    local hex=${1#sha256:}
+    echo $((16#${hex:0:4} % $2))
+}
