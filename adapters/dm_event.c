@@ -132,6 +132,13 @@ void dm_build_info_copy(dm_build_info *dst, const dm_build_info *src)
     dst->actor = dup_or_null(src->actor);
     dst->issuer = dup_or_null(src->issuer);
     dst->verified = src->verified;
+    dst->verified_fields = NULL;
+    dst->nverified_fields = src->nverified_fields;
+    if (src->nverified_fields) {
+        dst->verified_fields = dm_xcalloc(src->nverified_fields, sizeof *dst->verified_fields);
+        for (size_t i = 0; i < src->nverified_fields; i++)
+            dst->verified_fields[i] = dm_xstrdup(src->verified_fields[i]);
+    }
 }
 
 void dm_build_info_dispose(dm_build_info *b)
@@ -150,6 +157,9 @@ void dm_build_info_dispose(dm_build_info *b)
     free(b->ref);
     free(b->actor);
     free(b->issuer);
+    for (size_t i = 0; i < b->nverified_fields; i++)
+        free(b->verified_fields[i]);
+    free(b->verified_fields);
     memset(b, 0, sizeof *b);
 }
 
@@ -226,6 +236,14 @@ static json_t *build_object(const dm_build_info *b)
     put_opt_str(o, "actor", b->actor);
     put_opt_str(o, "issuer", b->issuer);
     put(o, "verified", json_boolean(b->verified));
+    if (b->nverified_fields) {
+        json_t *a = json_array();
+        if (!a)
+            abort();
+        for (size_t i = 0; i < b->nverified_fields; i++)
+            json_array_append_new(a, json_string(b->verified_fields[i]));
+        put(o, "verified_fields", a);
+    }
     return o;
 }
 

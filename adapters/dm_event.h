@@ -40,6 +40,9 @@ typedef struct dm_build_info {
     char *actor;
     char *issuer;         /**< OIDC issuer when verified */
     bool verified;        /**< identity taken from a verified token, not from the body */
+    char **verified_fields; /**< when only some fields come from the token (Azure DevOps):
+                                 their names; NULL/0 otherwise */
+    size_t nverified_fields;
 } dm_build_info;
 
 typedef struct dm_event {

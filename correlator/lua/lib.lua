@@ -89,6 +89,9 @@ local function enc_build(b)
   end
   parts[#parts + 1] = '"verified":' .. (b.verified == true and 'true' or 'false')
   if is_str(b.issuer) then parts[#parts + 1] = '"issuer":' .. jstr(b.issuer) end
+  if type(b.verified_fields) == 'table' and #b.verified_fields > 0 then
+    parts[#parts + 1] = '"verified_fields":' .. jarr(b.verified_fields)
+  end
   return '{' .. table.concat(parts, ',') .. '}'
 end
 
