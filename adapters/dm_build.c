@@ -415,3 +415,22 @@ fail:
     memset(out, 0, sizeof *out);
     return DM_EINVAL;
 }
+
+int dm_build_parse_run(const char *body, size_t len, dm_build_info *out, bool *present,
+                       dm_error *err)
+{
+    json_t *root = NULL;
+    memset(out, 0, sizeof *out);
+    *present = false;
+    if (load_object(body, len, &root, err) != DM_OK)
+        return DM_EINVAL;
+    int rc = DM_OK;
+    if (member(root, "run")) {
+        *present = true;
+        rc = parse_run(root, out, err);
+        if (rc != DM_OK)
+            dm_build_info_dispose(out);
+    }
+    json_decref(root);
+    return rc;
+}

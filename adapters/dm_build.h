@@ -25,4 +25,12 @@
 int dm_build_parse(const char *body, size_t len, const dm_build_info *verified,
                    dm_event_list *out, dm_error *err);
 
+/**
+ * Parse only the body's optional "run" (for a verified token that proves part of the identity:
+ * the rest comes from the body and is marked unverified). *present says whether "run" was
+ * there; @p out is zeroed when it was not. Returns DM_OK, or DM_EINVAL with @p err filled.
+ */
+int dm_build_parse_run(const char *body, size_t len, dm_build_info *out, bool *present,
+                       dm_error *err);
+
 #endif
