@@ -6,6 +6,12 @@
  * long the secret is.
  */
 #include "dm_auth.h"
+#include "dm_jwt.h"
+#include "dm_oidc.h"
+#include "dm_time.h"
+
+#include <stdio.h>
+#include <strings.h>
 
 #include <string.h>
 
@@ -23,6 +29,7 @@ typedef enum {
     ENTRY_PASS,    /* the credential is valid */
     ENTRY_MISSING, /* the entry's header is absent: this entry does not apply */
     ENTRY_BAD,     /* the header is present but wrong */
+    ENTRY_FORBIDDEN, /* a valid token whose claims the entry does not allow */
 } entry_result;
 
 static entry_result check_header(const dm_auth_entry *e, const char *value, const char **reason)
@@ -73,25 +80,70 @@ static entry_result check_hmac(const dm_auth_entry *e, const char *value,
     return ENTRY_PASS;
 }
 
-dm_auth_result dm_auth_check(const dm_auth_list *list, dm_header_fn get_header, void *ctx,
-                             const unsigned char *body, size_t len, const char **reason)
+/* "Bearer <token>" (scheme case-insensitive, RFC 6750) → the token, or NULL. */
+static const char *bearer_token(const char *value)
 {
-    const char *unused, *bad_reason = NULL;
+    if (strncasecmp(value, "Bearer ", 7) != 0)
+        return NULL;
+    value += 7;
+    while (*value == ' ')
+        value++;
+    return *value ? value : NULL;
+}
 
-    if (!reason)
-        reason = &unused;
+static entry_result check_oidc(const dm_auth_entry *e, const char *value, int64_t now_s,
+                               dm_auth_outcome *out, const char **reason)
+{
+    const char *token = bearer_token(value);
+    if (!token) {
+        *reason = "not a bearer token";
+        return ENTRY_BAD;
+    }
+    dm_jwt_policy pol = {
+        .issuers = (const char *const *)e->issuers,
+        .nissuers = e->nissuers,
+        .audience = e->audience,
+        .now_s = now_s,
+        .leeway_s = 60,
+    };
+    json_t *claims = NULL;
+    dm_jwt_status st = dm_jwt_verify(token, strlen(token), e->jwks, &pol, &claims, out->kid);
+    if (st != DM_JWT_OK) {
+        *reason = dm_jwt_status_str(st);
+        return ENTRY_BAD;
+    }
+    const char *why = NULL;
+    if (e->claims && !dm_oidc_allowed(claims, e->claims, &why)) {
+        snprintf(out->forbidden_claim, sizeof out->forbidden_claim, "%s", why ? why : "?");
+        json_decref(claims);
+        *reason = "claims not allowed";
+        return ENTRY_FORBIDDEN;
+    }
+    json_decref(out->claims);
+    out->claims = claims;
+    return ENTRY_PASS;
+}
+
+void dm_auth_verify(const dm_auth_list *list, dm_header_fn get_header, void *ctx,
+                    const unsigned char *body, size_t len, int64_t now_s, dm_auth_outcome *out)
+{
+    const char *bad_reason = NULL;
+    bool forbidden = false;
+    memset(out, 0, sizeof *out);
     if (!list || list->n == 0) {
-        *reason = "no auth entries configured";
-        return DM_AUTH_MISSING;
+        out->result = DM_AUTH_MISSING;
+        out->reason = "no auth entries configured";
+        return;
     }
     for (size_t i = 0; i < list->n; i++) {
         const dm_auth_entry *e = &list->v[i];
         const char *why = NULL;
         entry_result r;
-
         if (e->type == DM_AUTH_NONE) {
-            *reason = "ok";
-            return DM_AUTH_OK;
+            out->result = DM_AUTH_OK;
+            out->reason = "ok";
+            out->entry = e;
+            return;
         }
         const char *value = get_header(ctx, e->name);
         if (!value)
@@ -100,24 +152,54 @@ dm_auth_result dm_auth_check(const dm_auth_list *list, dm_header_fn get_header, 
             r = check_header(e, value, &why);
         } else if (e->type == DM_AUTH_HMAC) {
             r = check_hmac(e, value, body, len, &why);
+        } else if (e->type == DM_AUTH_OIDC) {
+            r = check_oidc(e, value, now_s, out, &why);
         } else {
             r = ENTRY_BAD; /* fail closed on a corrupt list */
             why = "unknown auth type";
         }
         if (r == ENTRY_PASS) {
-            *reason = "ok";
-            return DM_AUTH_OK;
+            out->result = DM_AUTH_OK;
+            out->reason = "ok";
+            out->entry = e;
+            return;
         }
-        /* Report the first present-but-wrong credential: it is what the sender meant. */
-        if (!bad_reason)
+        /* A valid token whose claims are refused outranks a wrong credential: it is the
+         * precise answer (403) for that sender. Otherwise report the first wrong one. */
+        if (r == ENTRY_FORBIDDEN && !forbidden) {
+            forbidden = true;
             bad_reason = why;
+        } else if (!bad_reason) {
+            bad_reason = why;
+        }
     }
-    if (bad_reason) {
-        *reason = bad_reason;
-        return DM_AUTH_BAD;
+    if (forbidden) {
+        out->result = DM_AUTH_FORBIDDEN;
+        out->reason = bad_reason;
+    } else if (bad_reason) {
+        out->result = DM_AUTH_BAD;
+        out->reason = bad_reason;
+    } else {
+        out->result = DM_AUTH_MISSING;
+        out->reason = "no credentials";
     }
-    *reason = "no credentials";
-    return DM_AUTH_MISSING;
+}
+
+void dm_auth_outcome_dispose(dm_auth_outcome *out)
+{
+    json_decref(out->claims);
+    out->claims = NULL;
+}
+
+dm_auth_result dm_auth_check(const dm_auth_list *list, dm_header_fn get_header, void *ctx,
+                             const unsigned char *body, size_t len, const char **reason)
+{
+    dm_auth_outcome o;
+    dm_auth_verify(list, get_header, ctx, body, len, dm_now_ms() / 1000, &o);
+    if (reason)
+        *reason = o.reason;
+    dm_auth_outcome_dispose(&o);
+    return o.result;
 }
 
 bool dm_auth_allows_anonymous(const dm_auth_list *list)

@@ -12,10 +12,34 @@ typedef enum {
     DM_AUTH_OK = 0,      /**< an entry passed */
     DM_AUTH_MISSING = 1, /**< no entry's header was present → 401 */
     DM_AUTH_BAD = 2,     /**< a credential was present but wrong → 401 */
+    DM_AUTH_FORBIDDEN = 3, /**< a valid token whose claims are not allowed → 403 */
 } dm_auth_result;
 
 /** Returns the value of header @p name (case-insensitive) or NULL. Borrowed. */
 typedef const char *(*dm_header_fn)(void *ctx, const char *name);
+
+/** Everything a check concluded. */
+typedef struct dm_auth_outcome {
+    dm_auth_result result;
+    const char *reason;          /**< static string for the log line */
+    const dm_auth_entry *entry;  /**< the entry that passed (borrowed from the list), or NULL */
+    json_t *claims;              /**< OIDC: the verified claims (owned), else NULL */
+    char kid[128];               /**< OIDC: the token's kid, if parsed (for logs) */
+    char forbidden_claim[64];    /**< FORBIDDEN: the claim that was not allowed */
+} dm_auth_outcome;
+
+/**
+ * Check a request against @p list (any entry may pass; a NONE entry always does): header,
+ * HMAC over @p body, or OIDC bearer token verified at time @p now_s. Fills @p out; dispose it
+ * with dm_auth_outcome_dispose.
+ */
+void dm_auth_verify(const dm_auth_list *list, dm_header_fn get_header, void *ctx,
+                    const unsigned char *body, size_t len, int64_t now_s, dm_auth_outcome *out);
+
+/** Release what an outcome owns. */
+void dm_auth_outcome_dispose(dm_auth_outcome *out);
+
+
 
 /**
  * Check a request against @p list: it passes if any entry passes. @p body/@p len is the raw
@@ -25,6 +49,7 @@ typedef const char *(*dm_header_fn)(void *ctx, const char *name);
  * credentials").
  * An empty list never passes (DM_AUTH_MISSING).
  */
+/** dm_auth_verify at the current time, keeping only the result and reason. */
 dm_auth_result dm_auth_check(const dm_auth_list *list, dm_header_fn get_header, void *ctx,
                              const unsigned char *body, size_t len, const char **reason);
 

@@ -6,6 +6,7 @@
  * "missing" key it was meant to be.
  */
 #include "dm_config.h"
+#include "dm_jwt.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -694,6 +695,104 @@ static bool is_header_name(const char *s)
     return true;
 }
 
+/* {"type": "oidc", "issuer", "audience", "jwks_file", "claims", "provider", "server_url"} */
+static int parse_oidc_entry(loader *ld, const json_t *e, const char *path, dm_auth_entry *out)
+{
+    static const char *const keys[] = {"type",   "issuer",   "audience", "jwks_file", "jwks_url",
+                                       "claims", "provider", "server_url", NULL};
+    static const char *const providers[] = {"auto", "github", "gitlab", "azure-devops",
+                                            "generic"};
+    char pb[PATH_BUF], sb[SHOW_BUF];
+    const char *issuer, *audience, *jwks_file, *jwks_url, *provider, *server_url;
+    int rc;
+    if ((rc = check_keys(ld, e, path, keys)) < 0 ||
+        (rc = get_str(ld, e, path, "issuer", true, &issuer)) < 0 ||
+        (rc = get_str(ld, e, path, "audience", true, &audience)) < 0 ||
+        (rc = get_str(ld, e, path, "jwks_file", true, &jwks_file)) < 0 ||
+        (rc = get_str(ld, e, path, "jwks_url", true, &jwks_url)) < 0 ||
+        (rc = get_str(ld, e, path, "provider", true, &provider)) < 0 ||
+        (rc = get_str(ld, e, path, "server_url", true, &server_url)) < 0)
+        return rc;
+    if (!issuer)
+        return failf(ld, DM_EINVAL, path, "\"issuer\" is required");
+    if (strncmp(issuer, "https://", 8) != 0)
+        return failf(ld, DM_EINVAL, key_path(pb, path, "issuer"), "must be an https:// URL");
+    if (!audience)
+        return failf(ld, DM_EINVAL, path, "\"audience\" is required");
+    if (jwks_url)
+        return failf(ld, DM_EINVAL, key_path(pb, path, "jwks_url"),
+                     "is not supported yet: download the issuer's JWKS to a file and give "
+                     "\"jwks_file\"");
+    if (!jwks_file)
+        return failf(ld, DM_EINVAL, path, "\"jwks_file\" is required");
+    out->provider = 0;
+    if (provider) {
+        size_t i = 0;
+        while (i < DM_ARRAY_LEN(providers) && strcmp(provider, providers[i]) != 0)
+            i++;
+        if (i == DM_ARRAY_LEN(providers))
+            return failf(ld, DM_EINVAL, key_path(pb, path, "provider"),
+                         "unknown provider \"%s\" (expected auto, github, gitlab, azure-devops "
+                         "or generic)", show(provider, sb));
+        out->provider = (int)i; /* same order as dm_oidc_provider */
+    }
+    const json_t *claims = json_object_get(e, "claims");
+    if (claims) {
+        if (!json_is_object(claims))
+            return failf(ld, DM_EINVAL, key_path(pb, path, "claims"),
+                         "must be an object of claim name -> list of allowed values");
+        const char *k;
+        const json_t *v;
+        json_object_foreach((json_t *)claims, k, v) {
+            if (!json_is_array(v) || json_array_size(v) == 0)
+                return failf(ld, DM_EINVAL, key_path(pb, path, "claims"),
+                             "\"%s\" must list the allowed values (a non-empty array)",
+                             show(k, sb));
+        }
+        out->claims = json_deep_copy(claims);
+    }
+    /* Google signs with "https://accounts.google.com" but older tokens say the bare host. */
+    bool google = strcmp(issuer, "https://accounts.google.com") == 0;
+    out->nissuers = google ? 2 : 1;
+    out->issuers = dm_xcalloc(out->nissuers, sizeof *out->issuers);
+    out->issuers[0] = dm_xstrdup(issuer);
+    if (google)
+        out->issuers[1] = dm_xstrdup("accounts.google.com");
+    out->audience = dm_xstrdup(audience);
+    if (server_url)
+        out->server_url = dm_xstrdup(server_url);
+
+    char *full = resolve_path(ld, jwks_file);
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    rc = read_file(full, 1024 * 1024, &buf, &len);
+    if (rc != DM_OK) {
+        rc = failf(ld, rc == DM_EINVAL ? DM_EINVAL : DM_EIO, key_path(pb, path, "jwks_file"),
+                   "cannot read \"%s\": %s", show(full, sb),
+                   rc == DM_EINVAL ? "larger than 1 MiB" : strerror(-rc));
+        free(full);
+        return rc;
+    }
+    dm_error jerr = {0};
+    rc = dm_jwks_parse((const char *)buf, len, &out->jwks, &jerr);
+    free(buf);
+    if (rc != DM_OK) {
+        rc = failf(ld, DM_EINVAL, key_path(pb, path, "jwks_file"), "\"%s\": %s%s%s",
+                   show(full, sb), jerr.field, jerr.field[0] ? ": " : "", jerr.text);
+        free(full);
+        return rc;
+    }
+    if (dm_jwks_count(out->jwks) == 0) {
+        rc = failf(ld, DM_EINVAL, key_path(pb, path, "jwks_file"),
+                   "\"%s\" has no usable key (RS256 RSA >= 2048 bits or ES256 P-256, with a "
+                   "kid)", show(full, sb));
+        free(full);
+        return rc;
+    }
+    free(full);
+    return DM_OK;
+}
+
 static int parse_auth_entry(loader *ld, const json_t *e, const char *path, dm_auth_entry *out)
 {
     static const char *const none_keys[] = {"type", NULL};
@@ -740,7 +839,12 @@ static int parse_auth_entry(loader *ld, const json_t *e, const char *path, dm_au
         out->name = dm_xstrdup(name ? name : DEFAULT_HMAC_HEADER);
         return get_secret(ld, e, path, "secret", true, &out->secret, &out->secret_len);
     }
-    if (strcmp(type, "oidc") == 0 || strcmp(type, "sns") == 0)
+    if (strcmp(type, "oidc") == 0) {
+        out->type = DM_AUTH_OIDC;
+        out->name = dm_xstrdup("Authorization");
+        return parse_oidc_entry(ld, e, path, out);
+    }
+    if (strcmp(type, "sns") == 0)
         return failf(ld, DM_EINVAL, key_path(pb, path, "type"), "\"%s\" is not supported yet",
                      type);
     return failf(ld, DM_EINVAL, key_path(pb, path, "type"),
@@ -1084,8 +1188,16 @@ int dm_config_load_file(const char *path, dm_config **out, char *err, size_t err
 static void free_auth_list(dm_auth_list *l)
 {
     for (size_t i = 0; i < l->n; i++) {
-        free(l->v[i].name);
-        free_secret(l->v[i].secret, l->v[i].secret_len);
+        dm_auth_entry *a = &l->v[i];
+        free(a->name);
+        free_secret(a->secret, a->secret_len);
+        for (size_t k = 0; k < a->nissuers; k++)
+            free(a->issuers[k]);
+        free(a->issuers);
+        free(a->audience);
+        free(a->server_url);
+        dm_jwks_free(a->jwks);
+        json_decref(a->claims);
     }
     free(l->v);
     l->v = NULL;

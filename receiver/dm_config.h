@@ -10,10 +10,15 @@
 
 #include "dm_common.h"
 
+#include <jansson.h>
+
+struct dm_jwks;
+
 typedef enum {
     DM_AUTH_NONE = 0, /**< accepts everything; warned about at startup */
     DM_AUTH_HEADER,   /**< header `name` must equal `value` exactly */
     DM_AUTH_HMAC,     /**< header `name` holds "sha256=<hex HMAC-SHA256(secret, body)>" */
+    DM_AUTH_OIDC,     /**< "Authorization: Bearer <JWT>" verified with keys from a JWKS */
 } dm_auth_type;
 
 typedef struct dm_auth_entry {
@@ -21,6 +26,15 @@ typedef struct dm_auth_entry {
     char *name;            /**< header name (HEADER: "name", HMAC: "header", default X-Digestmap-Signature) */
     unsigned char *secret; /**< HEADER: the expected value; HMAC: the key. NULL for NONE */
     size_t secret_len;
+
+    /* OIDC only */
+    char **issuers;        /**< accepted "iss": the configured issuer (+ Google's bare alias) */
+    size_t nissuers;
+    char *audience;        /**< required "aud" */
+    struct dm_jwks *jwks;  /**< keys from jwks_file (owned) */
+    json_t *claims;        /**< allowlist object ({"claim": [values]}), or NULL; owned */
+    int provider;          /**< dm_oidc_provider: how claims become a build identity */
+    char *server_url;      /**< GitHub server for run URLs (GHES), or NULL for github.com */
 } dm_auth_entry;
 
 typedef struct dm_auth_list {

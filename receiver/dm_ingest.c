@@ -9,22 +9,31 @@
 #include "dm_query.h"
 #include "dm_redis.h"
 
+#include "dm_oidc.h"
+#include "dm_time.h"
+
 #include <event2/buffer.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
 #include <event2/http.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* One webhook being parked: owns nothing of the request but the right to answer it once. */
+/* One webhook being parked: owns its events until they are submitted, and the right to answer
+ * the request once. */
 typedef struct ingest {
     dm_worker *w;
     struct evhttp_request *req;
     size_t route;
+    const char *path; /**< the source's route path (config, lives as long as the server) */
     char source[16];
+    dm_event_list list;
     size_t events, pending;
     int first_err;
     int edges, duplicates, skewed, deletes;
+    char jti_key[DM_KEY_BUFLEN]; /**< replay marker set for this request's token, or "" */
 } ingest;
 
 static const char *find_header(void *ctx, const char *name)
@@ -32,19 +41,27 @@ static const char *find_header(void *ctx, const char *name)
     return evhttp_find_header(evhttp_request_get_input_headers(ctx), name);
 }
 
-/* Returns true when the request may proceed; otherwise it has been answered 401. */
+/* Returns true when the request may proceed (@p out then holds what the credentials proved;
+ * the caller disposes it); otherwise it has been answered 401 or 403. */
 static bool authenticate(struct evhttp_request *req, size_t route, const char *path,
-                         const dm_auth_list *auth, const unsigned char *body, size_t len)
+                         const dm_auth_list *auth, const unsigned char *body, size_t len,
+                         dm_auth_outcome *out)
 {
-    const char *why = NULL;
-    dm_auth_result r = dm_auth_check(auth, find_header, req, body, len, &why);
-    if (r == DM_AUTH_OK)
+    dm_auth_verify(auth, find_header, req, body, len, dm_now_ms() / 1000, out);
+    if (out->result == DM_AUTH_OK)
         return true;
     char peer[64];
+    int status = out->result == DM_AUTH_FORBIDDEN ? 403 : 401;
     dm_metrics_inc(DM_M_AUTH_FAILED);
-    dm_warn("request refused", "status=401 route=%s reason=\"%s\" peer=%s", path,
-            why ? why : "", dm_http_peer(req, peer));
-    dm_http_error(req, route, 401, r == DM_AUTH_MISSING ? "missing credentials" : "bad credentials");
+    dm_warn("request refused", "status=%d route=%s reason=\"%s\" kid=\"%.64s\" claim=\"%s\" peer=%s",
+            status, path, out->reason ? out->reason : "", out->kid, out->forbidden_claim,
+            dm_http_peer(req, peer));
+    if (out->result == DM_AUTH_FORBIDDEN)
+        dm_http_error(req, route, 403, "token not allowed: claim %s", out->forbidden_claim);
+    else
+        dm_http_error(req, route, 401, out->result == DM_AUTH_MISSING ? "missing credentials"
+                                                                      : "bad credentials");
+    dm_auth_outcome_dispose(out);
     return false;
 }
 
@@ -62,9 +79,33 @@ static void unavailable(struct evhttp_request *req, size_t route, int err)
                   err == DM_EBUSY ? "too many requests in flight" : "storage unavailable");
 }
 
+static void refuse_invalid(struct evhttp_request *req, size_t route, const char *path, int status,
+                           const dm_error *err)
+{
+    char peer[64];
+    dm_metrics_inc(DM_M_INVALID);
+    dm_warn("request refused", "status=%d route=%s field=\"%s\" reason=\"%s\" peer=%s", status,
+            path, err->field, err->text, dm_http_peer(req, peer));
+    if (err->field[0])
+        dm_http_error(req, route, status, "%s: %s", err->field, err->text);
+    else
+        dm_http_error(req, route, status, "%s", err->text);
+}
+
+static void ignore_reply(int err, redisReply *rep, void *arg)
+{
+    (void)err, (void)rep, (void)arg;
+}
+
 static void ingest_done(ingest *in)
 {
     if (in->first_err != DM_OK) {
+        /* Not stored: let the sender retry with the same token. */
+        if (in->jti_key[0]) {
+            const char *argv[] = {"DEL", in->jti_key};
+            size_t lens[] = {3, strlen(in->jti_key)};
+            dm_redis_command(dm_worker_redis(in->w), ignore_reply, NULL, 2, argv, lens);
+        }
         unavailable(in->req, in->route, in->first_err);
     } else {
         char body[128];
@@ -79,6 +120,7 @@ static void ingest_done(ingest *in)
                  in->events, in->edges, in->duplicates);
         dm_http_json(in->req, in->route, 202, body);
     }
+    dm_event_list_dispose(&in->list);
     dm_worker_end(in->w);
     free(in);
 }
@@ -99,6 +141,101 @@ static void on_parked(int err, const dm_join_result *res, void *arg)
         ingest_done(in);
 }
 
+static void submit_all(ingest *in)
+{
+    const dm_app *app = dm_worker_app(in->w);
+    /* Callbacks never run inside dm_join_submit, so counting while submitting is safe. */
+    for (size_t i = 0; i < in->list.n; i++) {
+        int rc = dm_join_submit(dm_worker_redis(in->w), &app->join, &in->list.v[i], on_parked, in);
+        if (rc == DM_OK) {
+            in->pending++;
+        } else {
+            in->first_err = rc;
+            break; /* the sender retries the whole request; parking is idempotent */
+        }
+    }
+    if (in->pending == 0)
+        ingest_done(in);
+}
+
+static void on_jti(int err, redisReply *rep, void *arg)
+{
+    ingest *in = arg;
+    if (err != DM_OK || rep->type == REDIS_REPLY_ERROR) {
+        in->jti_key[0] = '\0';
+        in->first_err = err != DM_OK ? err : DM_EREDIS;
+        ingest_done(in);
+        return;
+    }
+    if (rep->type == REDIS_REPLY_NIL) {
+        /* SET NX found the marker: this token was used before. */
+        char peer[64];
+        dm_metrics_inc(DM_M_AUTH_FAILED);
+        dm_warn("request refused", "status=401 route=%s reason=\"token replayed (jti seen)\" "
+                "peer=%s", in->path, dm_http_peer(in->req, peer));
+        dm_http_error(in->req, in->route, 401, "bad credentials: token already used");
+        dm_event_list_dispose(&in->list);
+        dm_worker_end(in->w);
+        free(in);
+        return;
+    }
+    submit_all(in);
+}
+
+/* Remember the token's jti until it expires, atomically (SET NX): a captured token cannot be
+ * replayed within its lifetime. Returns DM_OK when the check was queued. */
+static int check_replay(ingest *in, const json_t *claims)
+{
+    const char *jti = json_string_value(json_object_get(claims, "jti"));
+    const char *iss = json_string_value(json_object_get(claims, "iss"));
+    json_t *exp = json_object_get(claims, "exp");
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    char hex[2 * SHA256_DIGEST_LENGTH + 1], pxat[24];
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) ||
+        !EVP_DigestUpdate(ctx, iss, strlen(iss)) || !EVP_DigestUpdate(ctx, "\n", 1) ||
+        !EVP_DigestUpdate(ctx, jti, strlen(jti)) || !EVP_DigestFinal_ex(ctx, md, NULL)) {
+        EVP_MD_CTX_free(ctx);
+        return DM_ENOMEM;
+    }
+    EVP_MD_CTX_free(ctx);
+    for (size_t i = 0; i < sizeof md; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    const dm_app *app = dm_worker_app(in->w);
+    snprintf(in->jti_key, sizeof in->jti_key, "%s:jti:%s", app->join.prefix, hex);
+    /* Kept until the token could no longer be accepted anyway: exp + leeway. */
+    long long until_ms = ((long long)json_number_value(exp) + 60) * 1000;
+    snprintf(pxat, sizeof pxat, "%lld", until_ms);
+    const char *argv[] = {"SET", in->jti_key, "1", "NX", "PXAT", pxat};
+    size_t lens[6];
+    for (int i = 0; i < 6; i++)
+        lens[i] = strlen(argv[i]);
+    int rc = dm_redis_command(dm_worker_redis(in->w), on_jti, in, 6, argv, lens);
+    if (rc != DM_OK)
+        in->jti_key[0] = '\0';
+    return rc;
+}
+
+/* A verified CI token: the build identity comes from its claims, never from the body. */
+static int token_identity(const dm_auth_outcome *auth, const char *body, size_t len,
+                          dm_build_info *id, int *status, dm_error *err)
+{
+    const dm_auth_entry *e = auth->entry;
+    const char *iss = json_string_value(json_object_get(auth->claims, "iss"));
+    dm_oidc_provider p = e->provider ? (dm_oidc_provider)e->provider : dm_oidc_detect(iss);
+    dm_build_info body_run;
+    bool present = false;
+    *status = 400;
+    if (dm_build_parse_run(body, len, &body_run, &present, err) != DM_OK)
+        return DM_EINVAL;
+    int rc = dm_oidc_identity(p, iss, auth->claims, e->server_url, present ? &body_run : NULL, id,
+                              err);
+    dm_build_info_dispose(&body_run);
+    if (rc != DM_OK)
+        *status = 403; /* a valid token that does not identify a build */
+    return rc;
+}
+
 void dm_ingest_handle(dm_worker *w, struct evhttp_request *req, const dm_source_conf *src,
                       size_t route)
 {
@@ -114,23 +251,28 @@ void dm_ingest_handle(dm_worker *w, struct evhttp_request *req, const dm_source_
         return;
     }
     const char *body = len ? (const char *)evbuffer_pullup(buf, -1) : "";
-    if (!authenticate(req, route, src->path, &src->auth, (const unsigned char *)body, len))
+    dm_auth_outcome auth;
+    if (!authenticate(req, route, src->path, &src->auth, (const unsigned char *)body, len, &auth))
         return;
 
     dm_event_list events = {0};
     dm_error err = {0};
-    int rc = src->type == DM_SRC_ACR ? dm_acr_parse(body, len, &events, &err)
-                                     : dm_build_parse(body, len, NULL, &events, &err);
+    int status = 400, rc;
+    if (src->type == DM_SRC_ACR) {
+        rc = dm_acr_parse(body, len, &events, &err);
+    } else if (auth.claims) {
+        dm_build_info id = {0};
+        rc = token_identity(&auth, body, len, &id, &status, &err);
+        if (rc == DM_OK)
+            rc = dm_build_parse(body, len, &id, &events, &err);
+        dm_build_info_dispose(&id);
+    } else {
+        rc = dm_build_parse(body, len, NULL, &events, &err);
+    }
     if (rc != DM_OK) {
-        char peer[64];
-        dm_metrics_inc(DM_M_INVALID);
-        dm_warn("request refused", "status=%d route=%s field=\"%s\" reason=\"%s\" peer=%s",
-                err.status ? err.status : 400, src->path, err.field, err.text,
-                dm_http_peer(req, peer));
-        if (err.field[0])
-            dm_http_error(req, route, err.status ? err.status : 400, "%s: %s", err.field, err.text);
-        else
-            dm_http_error(req, route, err.status ? err.status : 400, "%s", err.text);
+        refuse_invalid(req, route, src->path, err.status && status == 400 ? err.status : status,
+                       &err);
+        dm_auth_outcome_dispose(&auth);
         return;
     }
     if (events.ignored || events.n == 0) {
@@ -141,41 +283,36 @@ void dm_ingest_handle(dm_worker *w, struct evhttp_request *req, const dm_source_
         snprintf(out, sizeof out, "{\"status\":\"ignored\",\"reason\":\"%s\"}", why);
         dm_http_json(req, route, 200, out);
         dm_event_list_dispose(&events);
+        dm_auth_outcome_dispose(&auth);
         return;
     }
     /* All or nothing: a request whose events do not all fit is refused before any is parked
      * (a partial write would be retried forever at the same point). */
-    if (dm_redis_room(dm_worker_redis(w)) < events.n) {
+    if (dm_redis_room(dm_worker_redis(w)) < events.n + 1 || !dm_worker_begin(w)) {
         int why = dm_redis_ready(dm_worker_redis(w)) ? DM_EBUSY : DM_EUNAVAIL;
         dm_event_list_dispose(&events);
+        dm_auth_outcome_dispose(&auth);
         unavailable(req, route, why);
-        return;
-    }
-    if (!dm_worker_begin(w)) {
-        dm_event_list_dispose(&events);
-        unavailable(req, route, DM_EBUSY);
         return;
     }
     ingest *in = dm_xcalloc(1, sizeof *in);
     in->w = w;
     in->req = req;
     in->route = route;
+    in->path = src->path;
+    in->list = events;
     in->events = events.n;
     snprintf(in->source, sizeof in->source, "%s", events.v[0].source);
-    const dm_app *app = dm_worker_app(w);
-    /* Callbacks never run inside dm_join_submit, so counting while submitting is safe. */
-    for (size_t i = 0; i < events.n; i++) {
-        rc = dm_join_submit(dm_worker_redis(w), &app->join, &events.v[i], on_parked, in);
-        if (rc == DM_OK) {
-            in->pending++;
-        } else {
-            in->first_err = rc;
-            break; /* the sender retries the whole request; parking is idempotent */
-        }
-    }
-    dm_event_list_dispose(&events);
-    if (in->pending == 0)
+    bool has_jti = auth.claims && json_is_string(json_object_get(auth.claims, "jti")) &&
+                   json_is_number(json_object_get(auth.claims, "exp"));
+    rc = has_jti ? check_replay(in, auth.claims) : DM_OK;
+    dm_auth_outcome_dispose(&auth);
+    if (!has_jti) {
+        submit_all(in);
+    } else if (rc != DM_OK) {
+        in->first_err = rc;
         ingest_done(in);
+    }
 }
 
 /*---------------------------------------------------------------- query ---*/
@@ -207,8 +344,10 @@ void dm_ingest_query_image(dm_worker *w, struct evhttp_request *req, const char 
         dm_http_error(req, DM_ROUTE_IMAGES, 401, "query API disabled: configure api.auth");
         return;
     }
-    if (!authenticate(req, DM_ROUTE_IMAGES, "/v1/images", &app->conf->api_auth, NULL, 0))
+    dm_auth_outcome auth;
+    if (!authenticate(req, DM_ROUTE_IMAGES, "/v1/images", &app->conf->api_auth, NULL, 0, &auth))
         return;
+    dm_auth_outcome_dispose(&auth);
     if (!dm_digest_valid(digest, strlen(digest))) {
         dm_metrics_inc(DM_M_INVALID);
         dm_info("request refused", "status=400 route=/v1/images reason=\"bad digest\"");

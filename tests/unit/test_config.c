@@ -434,11 +434,58 @@ static void test_unsupported(void **state)
                "sources[0].type: \"gar\" is not supported yet");
     EXPECT_ERR("{'sources': [{'type': 'build', 'auth': [{'type': 'none'},"
                "  {'type': 'oidc', 'issuer': 'https://token.actions.githubusercontent.com'}]}]}",
-               "sources[0].auth[1].type: \"oidc\" is not supported yet");
+               "sources[0].auth[1]: \"audience\" is required");
+    EXPECT_ERR("{'sources': [{'type': 'build', 'auth': [{'type': 'oidc', 'issuer': 'https://i',"
+               "  'audience': 'a', 'jwks_url': 'https://i/jwks'}]}]}",
+               "sources[0].auth[0].jwks_url: is not supported yet: download the issuer's JWKS "
+               "to a file and give \"jwks_file\"");
+    EXPECT_ERR("{'sources': [{'type': 'build', 'auth': [{'type': 'oidc', 'issuer': 'http://i',"
+               "  'audience': 'a', 'jwks_file': 'x'}]}]}",
+               "sources[0].auth[0].issuer: must be an https:// URL");
     EXPECT_ERR("{'sources': [{'type': 'acr', 'auth': [{'type': 'sns', 'topic_arns': []}]}]}",
                "sources[0].auth[0].type: \"sns\" is not supported yet");
     EXPECT_ERR("{'api': {'auth': [{'type': 'oidc'}]}, " SRC_NONE "}",
-               "api.auth[0].type: \"oidc\" is not supported yet");
+               "api.auth[0]: \"issuer\" is required");
+}
+
+static void test_oidc_entry(void **state)
+{
+    (void)state;
+    dm_config *c = load_ok_at(
+        "{'sources': [{'type': 'build', 'auth': [{'type': 'oidc',"
+        "  'issuer': 'https://accounts.google.com', 'audience': 'digestmap',"
+        "  'jwks_file': 'jwks/rsa-public.json', 'provider': 'gitlab',"
+        "  'claims': {'email_verified': [true]}}]}]}",
+        DM_FIXTURES);
+    const dm_auth_entry *e = &c->sources[0].auth.v[0];
+    assert_int_equal(e->type, DM_AUTH_OIDC);
+    assert_int_equal(e->nissuers, 2); /* Google's bare-host alias */
+    assert_string_equal(e->issuers[1], "accounts.google.com");
+    assert_string_equal(e->audience, "digestmap");
+    assert_int_equal(e->provider, 2);
+    assert_non_null(e->claims);
+    assert_non_null(e->jwks);
+    dm_config_free(c);
+    /* Not a JWKS: the message names the key and the file (the path is shortened when long). */
+    char msg[512] = "";
+    dm_config *bad = NULL;
+    assert_int_equal(try_load("{'sources': [{'type': 'build', 'auth': [{'type': 'oidc',"
+                              "  'issuer': 'https://i', 'audience': 'a',"
+                              "  'jwks_file': 'oidc/gitlab-claims.json'}]}]}",
+                              DM_FIXTURES, &bad, msg, sizeof msg),
+                     DM_EINVAL);
+    assert_null(bad);
+    assert_memory_equal(msg, "sources[0].auth[0].jwks_file: \"", 31);
+    assert_string_equal(msg + strlen(msg) - strlen("keys: must be an array"),
+                        "keys: must be an array");
+    EXPECT_ERR("{'sources': [{'type': 'build', 'auth': [{'type': 'oidc', 'issuer': 'https://i',"
+               "  'audience': 'a', 'jwks_file': 'x', 'claims': {'sub': 'repo:a/*'}}]}]}",
+               "sources[0].auth[0].claims: \"sub\" must list the allowed values (a non-empty "
+               "array)");
+    EXPECT_ERR("{'sources': [{'type': 'build', 'auth': [{'type': 'oidc', 'issuer': 'https://i',"
+               "  'audience': 'a', 'jwks_file': 'x', 'provider': 'jenkins'}]}]}",
+               "sources[0].auth[0].provider: unknown provider \"jenkins\" (expected auto, "
+               "github, gitlab, azure-devops or generic)");
 }
 
 /*---- Sources and auth entries -----------------------------------------------------------*/
@@ -1023,6 +1070,7 @@ int main(void)
         cmocka_unit_test(test_defaults),       cmocka_unit_test(test_every_key),
         cmocka_unit_test(test_listen),         cmocka_unit_test(test_scalars),
         cmocka_unit_test(test_unknown_keys),   cmocka_unit_test(test_unsupported),
+        cmocka_unit_test(test_oidc_entry),
         cmocka_unit_test(test_sources_errors), cmocka_unit_test(test_paths),
         cmocka_unit_test(test_auth_entries),   cmocka_unit_test(test_env_secrets),
         cmocka_unit_test(test_file_secrets),   cmocka_unit_test(test_redis_urls),
