@@ -168,6 +168,19 @@ static char *dup_or_null(const char *s)
 /* Providers                                                                                    */
 /* ------------------------------------------------------------------------------------------ */
 
+/* GHES issues tokens as "https://HOST/_services/token": its run links live on https://HOST.
+ * Returns NULL (github.com) for any other issuer. */
+static const char *ghes_server(const char *issuer, char *buf, size_t size)
+{
+    static const char suffix[] = "/_services/token";
+    size_t n = issuer ? strlen(issuer) : 0, sl = sizeof suffix - 1;
+    if (n <= sl + 8 || strcmp(issuer + n - sl, suffix) != 0 || n - sl >= size)
+        return NULL;
+    memcpy(buf, issuer, n - sl);
+    buf[n - sl] = '\0';
+    return buf;
+}
+
 static int github_identity(const json_t *claims, const char *server_url, dm_build_info *out,
                            dm_error *err)
 {
@@ -310,10 +323,14 @@ int dm_oidc_identity(dm_oidc_provider provider, const char *issuer, const json_t
     if (provider == DM_OIDC_AUTO)
         provider = dm_oidc_detect(issuer);
 
+    char ghes[512];
     int rc;
     switch (provider) {
     case DM_OIDC_GITHUB:
-        rc = github_identity(claims, server_url, out, err);
+        rc = github_identity(claims,
+                             server_url && *server_url ? server_url
+                                                       : ghes_server(issuer, ghes, sizeof ghes),
+                             out, err);
         break;
     case DM_OIDC_GITLAB:
         rc = gitlab_identity(issuer, claims, out, err);

@@ -23,7 +23,8 @@ dm_oidc_provider dm_oidc_detect(const char *issuer);
  * - GitHub: repository, repository_url (= server_url/repository), workflow, workflow_ref (or
  *   job_workflow_ref), run_id, run_attempt, run_url (= server_url/<repository>/actions/runs/
  *   <run_id>/attempts/<run_attempt>), commit (= sha), ref, actor; provider "github".
- *   @p server_url defaults to "https://github.com" (set it for GHES).
+ *   @p server_url defaults to "https://HOST" for a GHES issuer
+ *   ("https://HOST/_services/token"), else "https://github.com".
  * - GitLab: repository = project_path, repository_url = iss/project_path, run_id =
  *   pipeline_id, run_attempt "1", workflow = ci_config_ref_uri, commit = sha, ref, actor =
  *   user_login, run_url = iss/project_path/-/pipelines/<pipeline_id>; provider "gitlab".

@@ -245,6 +245,10 @@ static void test_ghes(void **state)
     identity_ok(DM_OIDC_AUTO, GHES_ISS, claims, "https://ghes.example.com//", &lying_body, &b);
     assert_build(&b, &want, NULL);
     dm_build_info_dispose(&b);
+    /* Without server_url, a GHES issuer's own host serves the run links, not github.com. */
+    identity_ok(DM_OIDC_AUTO, GHES_ISS, claims, NULL, &lying_body, &b);
+    assert_build(&b, &want, NULL);
+    dm_build_info_dispose(&b);
     json_decref(claims);
 }
 
