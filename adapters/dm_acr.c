@@ -18,23 +18,6 @@
 /* Helpers                                                                                      */
 /* ------------------------------------------------------------------------------------------ */
 
-static int load_object(const char *body, size_t len, json_t **root, dm_error *err)
-{
-    *root = NULL;
-    if (!body || len == 0)
-        return dm_error_set(err, "", "body is empty");
-    json_error_t jerr;
-    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!j)
-        return dm_error_set(err, "", "invalid JSON at line %d column %d: %s", jerr.line,
-                            jerr.column, jerr.text);
-    if (!json_is_object(j)) {
-        json_decref(j);
-        return dm_error_set(err, "", "must be a JSON object");
-    }
-    *root = j;
-    return DM_OK;
-}
 
 /*
  * Fetch member @p key of @p obj as a string. JSON null counts as absent, because .NET
@@ -99,7 +82,7 @@ int dm_acr_parse(const char *body, size_t len, dm_event_list *out, dm_error *err
     size_t n;
 
     memset(out, 0, sizeof *out);
-    if (load_object(body, len, &root, err) != DM_OK)
+    if (dm_json_load_object(body, len, &root, err) != DM_OK)
         goto fail;
 
     /* The action decides everything else: a ping may carry nothing but its action, and an

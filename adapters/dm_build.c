@@ -25,23 +25,6 @@
 /* JSON helpers                                                                                 */
 /* ------------------------------------------------------------------------------------------ */
 
-static int load_object(const char *body, size_t len, json_t **root, dm_error *err)
-{
-    *root = NULL;
-    if (!body || len == 0)
-        return dm_error_set(err, "", "body is empty");
-    json_error_t jerr;
-    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!j)
-        return dm_error_set(err, "", "invalid JSON at line %d column %d: %s", jerr.line,
-                            jerr.column, jerr.text);
-    if (!json_is_object(j)) {
-        json_decref(j);
-        return dm_error_set(err, "", "must be a JSON object");
-    }
-    *root = j;
-    return DM_OK;
-}
 
 /* JSON null counts as absent for optional members: many CI templating tools write null for
  * an unset variable. */
@@ -348,7 +331,7 @@ int dm_build_parse(const char *body, size_t len, const dm_build_info *verified,
     json_t *root = NULL;
 
     memset(out, 0, sizeof *out);
-    if (load_object(body, len, &root, err) != DM_OK)
+    if (dm_json_load_object(body, len, &root, err) != DM_OK)
         goto fail;
 
     json_t *images = member(root, "images");
@@ -422,7 +405,7 @@ int dm_build_parse_run(const char *body, size_t len, dm_build_info *out, bool *p
     json_t *root = NULL;
     memset(out, 0, sizeof *out);
     *present = false;
-    if (load_object(body, len, &root, err) != DM_OK)
+    if (dm_json_load_object(body, len, &root, err) != DM_OK)
         return DM_EINVAL;
     int rc = DM_OK;
     if (member(root, "run")) {

@@ -299,3 +299,21 @@ char *dm_event_to_json(const dm_event *ev)
         abort(); /* allocation failure inside jansson: fatal, see put() */
     return s;
 }
+
+int dm_json_load_object(const char *body, size_t len, json_t **root, dm_error *err)
+{
+    *root = NULL;
+    if (!body || len == 0)
+        return dm_error_set(err, "", "body is empty");
+    json_error_t jerr;
+    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!j)
+        return dm_error_set(err, "", "invalid JSON at line %d column %d: %s", jerr.line,
+                            jerr.column, jerr.text);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return dm_error_set(err, "", "must be a JSON object");
+    }
+    *root = j;
+    return DM_OK;
+}

@@ -8,6 +8,8 @@
 
 #include "dm_common.h"
 
+#include <jansson.h>
+
 /** "sha256:" + 64 lowercase hex + NUL. */
 #define DM_DIGEST_LEN 71
 #define DM_DIGEST_BUFLEN 72
@@ -107,6 +109,14 @@ void dm_build_info_dispose(dm_build_info *b);
  * Returns a malloc'd NUL-terminated string the caller frees.
  */
 char *dm_event_to_json(const dm_event *ev);
+
+/**
+ * Parse a request body as one JSON object (duplicate keys refused: two values for one field
+ * must not mean different things to different readers). Returns DM_OK and a new reference
+ * in *root, or DM_EINVAL with @p err saying why ("body is empty", "invalid JSON at …",
+ * "must be a JSON object").
+ */
+int dm_json_load_object(const char *body, size_t len, json_t **root, dm_error *err);
 
 /** Shard of a valid digest: first 4 hex digits as an integer, mod @p shards (DESIGN §5). */
 unsigned dm_digest_shard(const char *digest, unsigned shards);
