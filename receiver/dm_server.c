@@ -432,6 +432,21 @@ static void worker_dispose(dm_worker *w)
         close(w->fd);
 }
 
+/* Stop the first @p started workers (their threads run), then free every worker and @p s. */
+static void stop_workers(dm_server *s, int started)
+{
+    /* event_active from another thread is safe: evthread_use_pthreads() ran at startup. */
+    for (int i = 0; i < started; i++)
+        event_active(s->workers[i].stop_ev, EV_TIMEOUT, 0);
+    for (int i = 0; i < started; i++)
+        pthread_join(s->workers[i].thread, NULL);
+    for (int i = 0; i < s->nworkers; i++)
+        worker_dispose(&s->workers[i]);
+    free(s->workers);
+    free(s);
+    dm_metrics_shutdown();
+}
+
 int dm_server_start(const dm_config *conf, dm_server **out, int *port_out, char *err,
                     size_t errlen)
 {
@@ -485,15 +500,7 @@ int dm_server_start(const dm_config *conf, dm_server **out, int *port_out, char 
         started++;
     }
     if (rc != DM_OK) {
-        for (int i = 0; i < started; i++) {
-            event_active(s->workers[i].stop_ev, EV_TIMEOUT, 0);
-            pthread_join(s->workers[i].thread, NULL);
-        }
-        for (int i = 0; i < s->nworkers; i++)
-            worker_dispose(&s->workers[i]);
-        free(s->workers);
-        free(s);
-        dm_metrics_shutdown();
+        stop_workers(s, started);
         return rc;
     }
     dm_info("listening", "addr=%s%s%s:%d workers=%d", strchr(conf->listen_host, ':') ? "[" : "",
@@ -506,16 +513,6 @@ int dm_server_start(const dm_config *conf, dm_server **out, int *port_out, char 
 
 void dm_server_stop(dm_server *s)
 {
-    if (!s)
-        return;
-    /* event_active from another thread is safe: evthread_use_pthreads() ran at startup. */
-    for (int i = 0; i < s->nworkers; i++)
-        event_active(s->workers[i].stop_ev, EV_TIMEOUT, 0);
-    for (int i = 0; i < s->nworkers; i++)
-        pthread_join(s->workers[i].thread, NULL);
-    for (int i = 0; i < s->nworkers; i++)
-        worker_dispose(&s->workers[i]);
-    free(s->workers);
-    free(s);
-    dm_metrics_shutdown();
+    if (s)
+        stop_workers(s, s->nworkers);
 }
