@@ -6,7 +6,8 @@ set -euo pipefail
 
 run_pkgs=(gcc libc6-dev make cmake pkg-config libevent-dev libjansson-dev libhiredis-dev
           libssl-dev redis-server curl)
-test_pkgs=(libcmocka-dev redis-tools jq openssl procps clang-14 libclang-rt-14-dev)
+test_pkgs=(libcmocka-dev redis-tools jq openssl procps clang-14 libclang-rt-14-dev python3
+           python3-yaml)
 
 want=("${run_pkgs[@]}")
 [ "${1:-run}" = test ] && want+=("${test_pkgs[@]}")
