@@ -1,0 +1,642 @@
+/* test_ecr.c - ECR "ECR Image Action" EventBridge events: every fixture, the invalid table,
+ * the SNS-wrapped form, derived hosts and edge cases. */
+#include "dm_common.h"
+#include "dm_ecr.h"
+
+#include <dirent.h>
+#include <jansson.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define D_WORKER "sha256:c860431e45170f74bed5c6447b1f22772e653212cd72e48ea23d85b91166e626"
+#define D_CHILD "sha256:c88e5aaa01eea22e7cd7268b0f2733f99cab3065f1392f19808e96909b7a102b"
+#define D_CN "sha256:0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
+#define HOST_EU "111122223333.dkr.ecr.eu-west-1.amazonaws.com"
+
+/*---- helpers ------------------------------------------------------------------------------*/
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_msg("cannot open %s", path);
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 4096;
+            buf = dm_xrealloc(buf, cap);
+        }
+        size_t r = fread(buf + n, 1, cap - n, f);
+        if (r == 0)
+            break;
+        n += r;
+    }
+    fclose(f);
+    *len = n;
+    return buf;
+}
+
+/* Parse @p body placed so that its last byte is followed by an unreadable page: any read past
+ * len faults, even without ASan. */
+static int parse_guarded(const char *body, size_t len, dm_event_list *out, dm_error *err)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t pages = (len + page - 1) / page + 1;
+    char *map = mmap(NULL, pages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+                     0);
+    assert_true(map != MAP_FAILED);
+    assert_int_equal(mprotect(map + (pages - 1) * page, page, PROT_NONE), 0);
+    char *p = map + (pages - 1) * page - len;
+    memcpy(p, body, len);
+    int rc = dm_ecr_parse(len ? p : NULL, len, out, err);
+    munmap(map, pages * page);
+    return rc;
+}
+
+/* Parse fixture @p name (relative to tests/fixtures/ecr) and expect success. */
+static void parse_fixture(const char *name, dm_event_list *out)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/ecr/%s", DM_FIXTURES, name);
+    size_t len;
+    char *body = read_file(path, &len);
+    dm_error err = {0};
+    memset(out, 0x5a, sizeof *out); /* the parser must not rely on a zeroed list */
+    int rc = parse_guarded(body, len, out, &err);
+    free(body);
+    if (rc != DM_OK)
+        fail_msg("%s: [%s] %s", name, err.field, err.text);
+}
+
+static int parse_str(const char *s, dm_event_list *out, dm_error *err)
+{
+    memset(err, 0, sizeof *err);
+    memset(out, 0x5a, sizeof *out);
+    return parse_guarded(s, strlen(s), out, err);
+}
+
+static void assert_empty(const dm_event_list *l)
+{
+    assert_null(l->v);
+    assert_int_equal(l->n, 0);
+    assert_null(l->ignored);
+}
+
+static void expect_error(const char *body, const char *field, const char *text)
+{
+    dm_event_list l;
+    dm_error err;
+    if (parse_str(body, &l, &err) != DM_EINVAL)
+        fail_msg("accepted: %s", body);
+    assert_int_equal(err.status, 400);
+    assert_string_equal(err.field, field);
+    assert_string_equal(err.text, text);
+    assert_empty(&l);
+}
+
+static void expect_ignored(const char *body, const char *reason)
+{
+    dm_event_list l;
+    dm_error err;
+    if (parse_str(body, &l, &err) != DM_OK)
+        fail_msg("%s: [%s] %s", body, err.field, err.text);
+    assert_non_null(l.ignored);
+    assert_string_equal(l.ignored, reason);
+    assert_int_equal(l.n, 0);
+    assert_null(l.v);
+    dm_event_list_dispose(&l);
+}
+
+/* Parse @p body, expect exactly one event and return it in @p l (the caller disposes). */
+static dm_event *expect_one(const char *body, dm_event_list *l)
+{
+    dm_error err;
+    if (parse_str(body, l, &err) != DM_OK)
+        fail_msg("%s: [%s] %s", body, err.field, err.text);
+    assert_null(l->ignored);
+    assert_int_equal(l->n, 1);
+    return &l->v[0];
+}
+
+static void expect_json(const dm_event *ev, const char *want)
+{
+    char *j = dm_event_to_json(ev);
+    assert_string_equal(j, want);
+    free(j);
+}
+
+/* An ECR Image Action event around @p detail (a JSON object's members) in @p region. */
+static char *event_in(const char *region, const char *detail)
+{
+    size_t cap = strlen(region) + strlen(detail) + 512;
+    char *s = dm_xmalloc(cap);
+    snprintf(s, cap,
+             "{\"version\":\"0\",\"id\":\"ev-1\",\"detail-type\":\"ECR Image Action\","
+             "\"source\":\"aws.ecr\",\"account\":\"111122223333\",\"time\":\"2026-11-28T14:03:05Z\","
+             "\"region\":\"%s\",\"resources\":[],\"detail\":{%s}}",
+             region, detail);
+    return s;
+}
+
+#define PUSH_OK "\"result\":\"SUCCESS\",\"action-type\":\"PUSH\",\"repository-name\":\"a/b\","
+#define DIGEST_MEMBER "\"image-digest\":\"" D_WORKER "\""
+
+/*---- fixtures -----------------------------------------------------------------------------*/
+
+static void test_push(void **state)
+{
+    (void)state;
+    dm_event_list l;
+    parse_fixture("eventbridge-push.json", &l);
+    assert_null(l.ignored);
+    assert_int_equal(l.n, 1);
+    dm_event *ev = &l.v[0];
+    assert_int_equal(ev->side, DM_SIDE_REGISTRY);
+    assert_int_equal(ev->action, DM_ACTION_PUSH);
+    assert_string_equal(ev->source, "ecr");
+    assert_string_equal(ev->event_id, "c8d1e2f3-a4b5-4c6d-8e7f-9012a3b4c5d6");
+    assert_int_equal(ev->event_time_ms, 1795874585000); /* 2026-11-28T14:03:05Z */
+    assert_string_equal(ev->digest, D_WORKER);
+    assert_string_equal(ev->registry, HOST_EU);
+    assert_string_equal(ev->repository, "payments/worker");
+    assert_string_equal(ev->media_type, "application/vnd.oci.image.manifest.v1+json");
+    assert_int_equal(ev->ntags, 1);
+    assert_string_equal(ev->tags[0], "2.0.1");
+    assert_int_equal(ev->relation, DM_REL_IMAGE);
+    assert_string_equal(ev->index_digest, "");
+    assert_null(ev->name);
+    assert_null(ev->build.provider);
+    assert_false(ev->build.verified);
+    expect_json(ev, "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"ecr\","
+                    "\"event_id\":\"c8d1e2f3-a4b5-4c6d-8e7f-9012a3b4c5d6\",\"t\":1795874585000,"
+                    "\"digest\":\"" D_WORKER "\",\"registry\":\"" HOST_EU "\","
+                    "\"repository\":\"payments/worker\",\"tags\":[\"2.0.1\"],"
+                    "\"media_type\":\"application/vnd.oci.image.manifest.v1+json\"}");
+    dm_event_list_dispose(&l);
+}
+
+static void test_push_untagged(void **state)
+{
+    (void)state;
+    dm_event_list l;
+    parse_fixture("eventbridge-push-untagged.json", &l);
+    assert_null(l.ignored);
+    assert_int_equal(l.n, 1);
+    dm_event *ev = &l.v[0];
+    assert_int_equal(ev->action, DM_ACTION_PUSH);
+    assert_string_equal(ev->event_id, "d9e2f3a4-b5c6-4d7e-9f80-0123b4c5d6e7");
+    assert_int_equal(ev->event_time_ms, 1795874584000);
+    assert_string_equal(ev->digest, D_CHILD);
+    assert_string_equal(ev->registry, HOST_EU);
+    assert_string_equal(ev->repository, "payments/worker");
+    assert_null(ev->media_type);
+    assert_int_equal(ev->ntags, 0); /* pushed by digest: no image-tag */
+    assert_null(ev->tags);
+    expect_json(ev, "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"ecr\","
+                    "\"event_id\":\"d9e2f3a4-b5c6-4d7e-9f80-0123b4c5d6e7\",\"t\":1795874584000,"
+                    "\"digest\":\"" D_CHILD "\",\"registry\":\"" HOST_EU "\","
+                    "\"repository\":\"payments/worker\",\"tags\":[]}");
+    dm_event_list_dispose(&l);
+}
+
+static void test_delete(void **state)
+{
+    (void)state;
+    dm_event_list l;
+    parse_fixture("eventbridge-delete.json", &l);
+    assert_null(l.ignored);
+    assert_int_equal(l.n, 1);
+    dm_event *ev = &l.v[0];
+    assert_int_equal(ev->side, DM_SIDE_REGISTRY);
+    assert_int_equal(ev->action, DM_ACTION_DELETE);
+    assert_string_equal(ev->source, "ecr");
+    assert_string_equal(ev->event_id, "fb04b5c6-d7e8-4f90-b1a2-2345d6e7f809");
+    assert_int_equal(ev->event_time_ms, 1795942800000); /* 2026-11-29T09:00:00Z */
+    assert_string_equal(ev->digest, D_WORKER);
+    assert_string_equal(ev->registry, HOST_EU);
+    assert_string_equal(ev->repository, "payments/worker");
+    assert_null(ev->media_type);
+    assert_int_equal(ev->ntags, 0); /* the delete's image-tag is not relied on */
+    expect_json(ev, "{\"side\":\"registry\",\"action\":\"delete\",\"source\":\"ecr\","
+                    "\"event_id\":\"fb04b5c6-d7e8-4f90-b1a2-2345d6e7f809\",\"t\":1795942800000,"
+                    "\"digest\":\"" D_WORKER "\",\"registry\":\"" HOST_EU "\","
+                    "\"repository\":\"payments/worker\",\"tags\":[]}");
+    dm_event_list_dispose(&l);
+}
+
+static void test_push_china(void **state)
+{
+    (void)state;
+    dm_event_list l;
+    parse_fixture("eventbridge-push-cn.json", &l);
+    assert_int_equal(l.n, 1);
+    dm_event *ev = &l.v[0];
+    assert_int_equal(ev->action, DM_ACTION_PUSH);
+    assert_string_equal(ev->event_id, "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d");
+    assert_int_equal(ev->event_time_ms, 1795874700000);
+    assert_string_equal(ev->digest, D_CN);
+    assert_string_equal(ev->registry, "210987654321.dkr.ecr.cn-northwest-1.amazonaws.com.cn");
+    assert_string_equal(ev->repository, "team/api-gateway");
+    assert_string_equal(ev->media_type,
+                        "application/vnd.docker.distribution.manifest.list.v2+json");
+    assert_int_equal(ev->ntags, 1);
+    assert_string_equal(ev->tags[0], "v3");
+    dm_event_list_dispose(&l);
+}
+
+static void expect_ignored_fixture(const char *name, const char *reason)
+{
+    dm_event_list l;
+    parse_fixture(name, &l);
+    assert_non_null(l.ignored);
+    assert_string_equal(l.ignored, reason);
+    assert_int_equal(l.n, 0);
+    assert_null(l.v);
+    dm_event_list_dispose(&l);
+}
+
+static void test_ignored_fixtures(void **state)
+{
+    (void)state;
+    expect_ignored_fixture("eventbridge-push-failure.json", "failed action");
+    expect_ignored_fixture("eventbridge-image-scan.json", "detail-type not handled");
+}
+
+/* Every eventbridge-*.json under tests/fixtures/ecr parses (the named tests check values). */
+static void test_every_fixture_parses(void **state)
+{
+    (void)state;
+    DIR *d = opendir(DM_FIXTURES "/ecr");
+    assert_non_null(d);
+    int seen = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        if (strncmp(de->d_name, "eventbridge-", 12) != 0 || n < 5 ||
+            strcmp(de->d_name + n - 5, ".json") != 0)
+            continue;
+        dm_event_list l;
+        parse_fixture(de->d_name, &l);
+        assert_true(l.ignored ? l.n == 0 : l.n == 1);
+        dm_event_list_dispose(&l);
+        seen++;
+    }
+    closedir(d);
+    assert_true(seen >= 6);
+}
+
+/* SNS delivery: the notification's "Message" string is the EventBridge event, parsed by the
+ * same function (dm_sns unwraps and verifies the envelope). */
+static void test_sns_message(void **state)
+{
+    (void)state;
+    size_t len;
+    char *body = read_file(DM_FIXTURES "/ecr/sns-notification.unsigned.json", &len);
+    json_error_t jerr;
+    json_t *env = json_loadb(body, len, 0, &jerr);
+    free(body);
+    assert_non_null(env);
+    json_t *msg = json_object_get(env, "Message");
+    assert_true(json_is_string(msg));
+
+    dm_event_list l;
+    dm_error err = {0};
+    assert_int_equal(parse_guarded(json_string_value(msg), json_string_length(msg), &l, &err),
+                     DM_OK);
+    assert_int_equal(l.n, 1);
+    /* the same event as the API-destination delivery of eventbridge-push.json */
+    expect_json(&l.v[0], "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"ecr\","
+                         "\"event_id\":\"c8d1e2f3-a4b5-4c6d-8e7f-9012a3b4c5d6\","
+                         "\"t\":1795874585000,\"digest\":\"" D_WORKER "\","
+                         "\"registry\":\"" HOST_EU "\",\"repository\":\"payments/worker\","
+                         "\"tags\":[\"2.0.1\"],"
+                         "\"media_type\":\"application/vnd.oci.image.manifest.v1+json\"}");
+    dm_event_list_dispose(&l);
+    json_decref(env);
+}
+
+/*---- invalid table ------------------------------------------------------------------------*/
+
+/* tests/fixtures/ecr/invalid/expected.tsv names every *.json there with its exact error. */
+static void test_invalid_table(void **state)
+{
+    (void)state;
+    size_t tlen;
+    char *table = read_file(DM_FIXTURES "/ecr/invalid/expected.tsv", &tlen);
+    table = dm_xrealloc(table, tlen + 1);
+    table[tlen] = '\0';
+    int cases = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(table, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (line[0] == '#' || line[0] == '\0')
+            continue;
+        char *file = line, *field = strchr(file, '\t'), *text;
+        assert_non_null(field);
+        *field++ = '\0';
+        text = strchr(field, '\t');
+        assert_non_null(text);
+        *text++ = '\0';
+
+        char path[512];
+        snprintf(path, sizeof path, "%s/ecr/invalid/%s", DM_FIXTURES, file);
+        size_t len;
+        char *body = read_file(path, &len);
+        dm_event_list l;
+        dm_error err = {0};
+        memset(&l, 0x5a, sizeof l);
+        int rc = parse_guarded(body, len, &l, &err);
+        free(body);
+        if (rc != DM_EINVAL)
+            fail_msg("%s: accepted", file);
+        if (err.status != 400 || strcmp(err.field, field) != 0 || strcmp(err.text, text) != 0)
+            fail_msg("%s: got %d [%s] %s, want [%s] %s", file, err.status, err.field, err.text,
+                     field, text);
+        assert_empty(&l);
+        cases++;
+    }
+    free(table);
+
+    /* every input file has a row: a new case cannot be added without its expectation */
+    DIR *d = opendir(DM_FIXTURES "/ecr/invalid");
+    assert_non_null(d);
+    int files = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        if (n >= 5 && strcmp(de->d_name + n - 5, ".json") == 0)
+            files++;
+    }
+    closedir(d);
+    assert_int_equal(files, cases);
+    assert_true(cases >= 90);
+}
+
+/*---- edge cases ---------------------------------------------------------------------------*/
+
+#define ENV_HEAD                                                                               \
+    "{\"id\":\"e1\",\"source\":\"aws.ecr\",\"account\":\"111122223333\","                      \
+    "\"time\":\"2026-11-28T14:03:05Z\",\"region\":\"eu-west-1\","
+
+static void test_ignored_inline(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *body, *reason;
+    } cases[] = {
+        /* sibling detail-types from aws.ecr; their detail is not looked at */
+        {ENV_HEAD "\"detail-type\":\"ECR Image Scan\",\"detail\":{\"image-tags\":[]}}",
+         "detail-type not handled"},
+        {ENV_HEAD "\"detail-type\":\"ECR Replication Action\"}", "detail-type not handled"},
+        {ENV_HEAD "\"detail-type\":\"ECR Pull Through Cache Action\",\"detail\":7}",
+         "detail-type not handled"},
+        {ENV_HEAD "\"detail-type\":\"ECR Referrer Action\"}", "detail-type not handled"},
+        {ENV_HEAD "\"detail-type\":\"ecr image action\"}", "detail-type not handled"},
+        {ENV_HEAD "\"detail-type\":\"ECR Image Action \"}", "detail-type not handled"},
+        /* failures name no digest; only SUCCESS counts */
+        {ENV_HEAD "\"detail-type\":\"ECR Image Action\",\"detail\":{\"result\":\"FAILURE\"}}",
+         "failed action"},
+        {ENV_HEAD "\"detail-type\":\"ECR Image Action\",\"detail\":{\"result\":\"success\","
+                  "\"action-type\":\"PUSH\"}}",
+         "failed action"},
+        {ENV_HEAD "\"detail-type\":\"ECR Image Action\",\"detail\":{\"result\":\"FAILURE\","
+                  "\"action-type\":\"DELETE\",\"image-digest\":7,\"repository-name\":\"A\"}}",
+         "failed action"},
+        /* action types we do not join (archive/restore, future ones) */
+        {ENV_HEAD "\"detail-type\":\"ECR Image Action\",\"detail\":{\"result\":\"SUCCESS\","
+                  "\"action-type\":\"ARCHIVE\",\"repository-name\":\"a\"}}",
+         "action-type not handled"},
+        {ENV_HEAD "\"detail-type\":\"ECR Image Action\",\"detail\":{\"result\":\"SUCCESS\","
+                  "\"action-type\":\"push\"}}",
+         "action-type not handled"},
+    };
+    for (size_t i = 0; i < DM_ARRAY_LEN(cases); i++)
+        expect_ignored(cases[i].body, cases[i].reason);
+}
+
+/* The registry host is derived from account and region; China regions use .amazonaws.com.cn. */
+static void test_region_hosts(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *region, *host;
+    } cases[] = {
+        {"eu-west-1", HOST_EU},
+        {"us-east-1", "111122223333.dkr.ecr.us-east-1.amazonaws.com"},
+        {"cn-north-1", "111122223333.dkr.ecr.cn-north-1.amazonaws.com.cn"},
+        {"cn-northwest-1", "111122223333.dkr.ecr.cn-northwest-1.amazonaws.com.cn"},
+        {"us-gov-west-1", "111122223333.dkr.ecr.us-gov-west-1.amazonaws.com"},
+        {"ap-southeast-7", "111122223333.dkr.ecr.ap-southeast-7.amazonaws.com"},
+        {"acn-north-1", "111122223333.dkr.ecr.acn-north-1.amazonaws.com"},
+        {"cn", "111122223333.dkr.ecr.cn.amazonaws.com"},
+        {"x", "111122223333.dkr.ecr.x.amazonaws.com"},
+        {"eu-west-1xxxxxxxxxxxxxxxxxxxxxxx",
+         "111122223333.dkr.ecr.eu-west-1xxxxxxxxxxxxxxxxxxxxxxx.amazonaws.com"}, /* 32 bytes */
+    };
+    for (size_t i = 0; i < DM_ARRAY_LEN(cases); i++) {
+        char *body = event_in(cases[i].region, PUSH_OK DIGEST_MEMBER);
+        dm_event_list l;
+        dm_event *ev = expect_one(body, &l);
+        assert_string_equal(ev->registry, cases[i].host);
+        dm_event_list_dispose(&l);
+        free(body);
+    }
+}
+
+static void test_optional_members(void **state)
+{
+    (void)state;
+    dm_event_list l;
+    dm_event *ev;
+
+    /* null and empty optional members say nothing; unknown members are ignored */
+    char *body = event_in("eu-west-1", PUSH_OK DIGEST_MEMBER ",\"image-tag\":\"\","
+                                       "\"manifest-media-type\":\"\",\"artifact-media-type\":7,"
+                                       "\"last-activated-at\":null,\"future\":{\"x\":[1]}");
+    ev = expect_one(body, &l);
+    assert_int_equal(ev->ntags, 0);
+    assert_null(ev->tags);
+    assert_null(ev->media_type);
+    expect_json(ev, "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"ecr\","
+                    "\"event_id\":\"ev-1\",\"t\":1795874585000,\"digest\":\"" D_WORKER "\","
+                    "\"registry\":\"" HOST_EU "\",\"repository\":\"a/b\",\"tags\":[]}");
+    dm_event_list_dispose(&l);
+    free(body);
+
+    body = event_in("eu-west-1", PUSH_OK DIGEST_MEMBER ",\"image-tag\":null,"
+                                 "\"manifest-media-type\":null");
+    ev = expect_one(body, &l);
+    assert_int_equal(ev->ntags, 0);
+    assert_null(ev->media_type);
+    dm_event_list_dispose(&l);
+    free(body);
+
+    /* any media type is taken as is (OCI artifacts, Helm charts) */
+    body = event_in("eu-west-1", PUSH_OK DIGEST_MEMBER ",\"image-tag\":\"chart-1.0.0\","
+                                 "\"manifest-media-type\":\"application/vnd.cncf.helm.config."
+                                 "v1+json\"");
+    ev = expect_one(body, &l);
+    assert_string_equal(ev->tags[0], "chart-1.0.0");
+    assert_string_equal(ev->media_type, "application/vnd.cncf.helm.config.v1+json");
+    dm_event_list_dispose(&l);
+    free(body);
+
+    /* a fractional time with an offset; EventBridge sends seconds, RFC 3339 allows more */
+    body = dm_xstrdup("{\"version\":\"0\",\"id\":\"e2\",\"detail-type\":\"ECR Image Action\","
+                      "\"source\":\"aws.ecr\",\"account\":\"000000000000\","
+                      "\"time\":\"2026-11-28T15:03:05.250+01:00\",\"region\":\"eu-west-1\","
+                      "\"detail\":{" PUSH_OK DIGEST_MEMBER "}}");
+    ev = expect_one(body, &l);
+    assert_int_equal(ev->event_time_ms, 1795874585250);
+    assert_string_equal(ev->registry, "000000000000.dkr.ecr.eu-west-1.amazonaws.com");
+    dm_event_list_dispose(&l);
+    free(body);
+
+    /* member order does not matter: detail before the envelope, no resources or version */
+    body = dm_xstrdup("{\"detail\":{\"image-digest\":\"" D_WORKER "\",\"repository-name\":"
+                      "\"x.y_z-1/w\",\"action-type\":\"DELETE\",\"result\":\"SUCCESS\"},"
+                      "\"region\":\"eu-west-1\",\"time\":\"2026-11-28T14:03:05Z\","
+                      "\"account\":\"111122223333\",\"id\":\"e3\","
+                      "\"detail-type\":\"ECR Image Action\",\"source\":\"aws.ecr\"}");
+    ev = expect_one(body, &l);
+    assert_int_equal(ev->action, DM_ACTION_DELETE);
+    assert_string_equal(ev->repository, "x.y_z-1/w");
+    dm_event_list_dispose(&l);
+    free(body);
+}
+
+static void test_delete_ignores_tag(void **state)
+{
+    (void)state;
+    static const char *const tags[] = {"\"image-tag\":42", "\"image-tag\":\"2.0.1\"",
+                                       "\"image-tag\":[]"};
+    for (size_t i = 0; i < DM_ARRAY_LEN(tags); i++) {
+        char detail[512];
+        snprintf(detail, sizeof detail,
+                 "\"result\":\"SUCCESS\",\"action-type\":\"DELETE\",\"repository-name\":\"a\","
+                 DIGEST_MEMBER ",%s",
+                 tags[i]);
+        char *body = event_in("eu-west-1", detail);
+        dm_event_list l;
+        dm_event *ev = expect_one(body, &l);
+        assert_int_equal(ev->action, DM_ACTION_DELETE);
+        assert_int_equal(ev->ntags, 0);
+        assert_null(ev->tags);
+        dm_event_list_dispose(&l);
+        free(body);
+    }
+}
+
+static void test_limits(void **state)
+{
+    (void)state;
+    /* exactly at each limit is accepted */
+    char repo[257], tag[129], id[257], media[256];
+    memset(repo, 'r', 256);
+    repo[256] = '\0';
+    memset(tag, 't', 128);
+    tag[128] = '\0';
+    memset(id, 'i', 256);
+    id[256] = '\0';
+    memset(media, 'm', 255);
+    media[255] = '\0';
+    size_t cap = 4096;
+    char *body = dm_xmalloc(cap);
+    snprintf(body, cap,
+             "{\"id\":\"%s\",\"source\":\"aws.ecr\",\"detail-type\":\"ECR Image Action\","
+             "\"account\":\"999999999999\",\"time\":\"2026-11-28T14:03:05Z\","
+             "\"region\":\"eu-west-1\",\"detail\":{\"result\":\"SUCCESS\","
+             "\"action-type\":\"PUSH\",\"image-digest\":\"" D_WORKER "\","
+             "\"repository-name\":\"%s\",\"image-tag\":\"%s\",\"manifest-media-type\":\"%s\"}}",
+             id, repo, tag, media);
+    dm_event_list l;
+    dm_event *ev = expect_one(body, &l);
+    assert_int_equal(strlen(ev->repository), 256);
+    assert_int_equal(strlen(ev->tags[0]), 128);
+    assert_int_equal(strlen(ev->event_id), 256);
+    assert_int_equal(strlen(ev->media_type), 255);
+    dm_event_list_dispose(&l);
+    free(body);
+}
+
+static void test_errors_inline(void **state)
+{
+    (void)state;
+    expect_error("{", "",
+                 "invalid JSON at line 1 column 1: string or '}' expected near end of file");
+    expect_error("[]", "", "must be a JSON object");
+    expect_error("{}", "source", "is required");
+    /* the source is checked before the detail-type: another service's events are an error */
+    expect_error("{\"source\":\"aws.s3\",\"detail-type\":\"Object Created\"}", "source",
+                 "must be \"aws.ecr\"");
+    expect_error("{\"source\":\"aws.ecr\"}", "detail-type", "is required");
+    /* the envelope is checked before an event is ignored */
+    expect_error("{\"source\":\"aws.ecr\",\"detail-type\":\"ECR Image Scan\"}", "id",
+                 "is required");
+    expect_error(ENV_HEAD "\"detail-type\":\"ECR Image Action\"}", "detail", "is required");
+    /* a repository name is checked before the digest */
+    char *body = event_in("eu-west-1", "\"result\":\"SUCCESS\",\"action-type\":\"PUSH\","
+                                       "\"repository-name\":\"a b\"");
+    expect_error(body, "detail.repository-name",
+                 "must contain only a-z, 0-9, '.', '_', '-' and '/'");
+    free(body);
+    body = event_in("eu-west-1", PUSH_OK "\"image-digest\":\"sha256:\"");
+    expect_error(body, "detail.image-digest",
+                 "must be sha256: followed by 64 lowercase hex digits");
+    free(body);
+    body = event_in("cn-", PUSH_OK DIGEST_MEMBER);
+    expect_error(body, "region", "must be a region name (a-z, 0-9 and inner '-')");
+    free(body);
+    body = event_in("eu-west-1xxxxxxxxxxxxxxxxxxxxxxxx", PUSH_OK DIGEST_MEMBER); /* 33 */
+    expect_error(body, "region", "must be at most 32 bytes");
+    free(body);
+
+    /* an empty body, with or without a pointer */
+    dm_event_list l;
+    dm_error err = {0};
+    memset(&l, 0x5a, sizeof l);
+    assert_int_equal(dm_ecr_parse("", 0, &l, &err), DM_EINVAL);
+    assert_string_equal(err.text, "body is empty");
+    assert_empty(&l);
+    memset(&l, 0x5a, sizeof l);
+    assert_int_equal(dm_ecr_parse(NULL, 0, &l, &err), DM_EINVAL);
+    assert_empty(&l);
+
+    /* the body length is what counts: a valid body cut short is malformed */
+    body = event_in("eu-west-1", PUSH_OK DIGEST_MEMBER);
+    memset(&l, 0x5a, sizeof l);
+    assert_int_equal(parse_guarded(body, strlen(body) - 1, &l, &err), DM_EINVAL);
+    assert_string_equal(err.field, "");
+    assert_empty(&l);
+    free(body);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_push),
+        cmocka_unit_test(test_push_untagged),
+        cmocka_unit_test(test_delete),
+        cmocka_unit_test(test_push_china),
+        cmocka_unit_test(test_ignored_fixtures),
+        cmocka_unit_test(test_every_fixture_parses),
+        cmocka_unit_test(test_sns_message),
+        cmocka_unit_test(test_invalid_table),
+        cmocka_unit_test(test_ignored_inline),
+        cmocka_unit_test(test_region_hosts),
+        cmocka_unit_test(test_optional_members),
+        cmocka_unit_test(test_delete_ignores_tag),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_errors_inline),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,669 @@
+/* test_gar.c - Artifact Registry notifications via Pub/Sub push: every fixture, the decoded
+ * data samples re-wrapped, the invalid table, references, base64 and edge cases. */
+#include "dm_common.h"
+#include "dm_gar.h"
+
+#include <dirent.h>
+#include <openssl/evp.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define D_BILLING "sha256:7cfeb49edad264b1b30942ecd6970344c841a50b52560b9f3842c7a7d526d401"
+#define D_OTHER "sha256:49e792bdff5945f156179f8c232376481f60fe38e63f96dd5a376b030c3c9600"
+#define HOST "europe-west4-docker.pkg.dev"
+#define NAME HOST "/acme-prod/apps/billing"
+
+/*---- helpers ------------------------------------------------------------------------------*/
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_msg("cannot open %s", path);
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 4096;
+            buf = dm_xrealloc(buf, cap);
+        }
+        size_t r = fread(buf + n, 1, cap - n, f);
+        if (r == 0)
+            break;
+        n += r;
+    }
+    fclose(f);
+    *len = n;
+    return buf;
+}
+
+/* Parse @p body placed so that its last byte is followed by an unreadable page: any read past
+ * len faults, even without ASan. */
+static int parse_guarded(const char *body, size_t len, dm_event_list *out, dm_error *err)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t pages = (len + page - 1) / page + 1;
+    char *map = mmap(NULL, pages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+                     0);
+    assert_true(map != MAP_FAILED);
+    assert_int_equal(mprotect(map + (pages - 1) * page, page, PROT_NONE), 0);
+    char *p = map + (pages - 1) * page - len;
+    memcpy(p, body, len);
+    int rc = dm_gar_parse(len ? p : NULL, len, out, err);
+    munmap(map, pages * page);
+    return rc;
+}
+
+/* Parse fixture @p name (relative to tests/fixtures/gar) and expect success. */
+static void parse_fixture(const char *name, dm_event_list *out)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/gar/%s", DM_FIXTURES, name);
+    size_t len;
+    char *body = read_file(path, &len);
+    dm_error err = {0};
+    memset(out, 0x5a, sizeof *out); /* the parser must not rely on a zeroed list */
+    int rc = parse_guarded(body, len, out, &err);
+    free(body);
+    if (rc != DM_OK)
+        fail_msg("%s: [%s] %s", name, err.field, err.text);
+}
+
+static int parse_str(const char *s, dm_event_list *out, dm_error *err)
+{
+    memset(err, 0, sizeof *err);
+    memset(out, 0x5a, sizeof *out);
+    return parse_guarded(s, strlen(s), out, err);
+}
+
+static void assert_empty(const dm_event_list *l)
+{
+    assert_null(l->v);
+    assert_int_equal(l->n, 0);
+    assert_null(l->ignored);
+}
+
+static void expect_json(const dm_event *ev, const char *want)
+{
+    char *j = dm_event_to_json(ev);
+    assert_string_equal(j, want);
+    free(j);
+}
+
+/* Standard padded base64 of @p data (@p len bytes), made by OpenSSL. */
+static char *b64(const void *data, size_t len)
+{
+    char *out = dm_xmalloc((len + 2) / 3 * 4 + 1);
+    int n = EVP_EncodeBlock((unsigned char *)out, data, (int)len);
+    assert_true(n >= 0);
+    return out;
+}
+
+/* A push envelope whose message.data is the base64 of @p data (@p len bytes). */
+static char *envelope_n(const void *data, size_t len)
+{
+    char *d = b64(data, len);
+    size_t cap = strlen(d) + 512;
+    char *s = dm_xmalloc(cap);
+    snprintf(s, cap,
+             "{\"message\":{\"attributes\":{\"k\":\"v\"},\"data\":\"%s\","
+             "\"messageId\":\"m-1\",\"message_id\":\"m-1\","
+             "\"publishTime\":\"2026-11-28T14:04:21.337Z\","
+             "\"publish_time\":\"2026-11-28T14:04:21.337Z\"},"
+             "\"subscription\":\"projects/acme-prod/subscriptions/gar-to-digestmap\","
+             "\"deliveryAttempt\":2}",
+             d);
+    free(d);
+    return s;
+}
+
+static char *envelope(const char *data_json)
+{
+    return envelope_n(data_json, strlen(data_json));
+}
+
+/* Wrap @p data_json and expect one event (returned in @p l, which the caller disposes). */
+static dm_event *expect_one(const char *data_json, dm_event_list *l)
+{
+    char *body = envelope(data_json);
+    dm_error err;
+    if (parse_str(body, l, &err) != DM_OK)
+        fail_msg("%s: [%s] %s", data_json, err.field, err.text);
+    free(body);
+    assert_null(l->ignored);
+    assert_int_equal(l->n, 1);
+    return &l->v[0];
+}
+
+static void expect_ignored(const char *data_json, const char *reason)
+{
+    char *body = envelope(data_json);
+    dm_event_list l;
+    dm_error err;
+    if (parse_str(body, &l, &err) != DM_OK)
+        fail_msg("%s: [%s] %s", data_json, err.field, err.text);
+    free(body);
+    assert_non_null(l.ignored);
+    assert_string_equal(l.ignored, reason);
+    assert_int_equal(l.n, 0);
+    assert_null(l.v);
+    dm_event_list_dispose(&l);
+}
+
+static void expect_body_error(const char *body, const char *field, const char *text)
+{
+    dm_event_list l;
+    dm_error err;
+    if (parse_str(body, &l, &err) != DM_EINVAL)
+        fail_msg("accepted: %s", body);
+    assert_int_equal(err.status, 400);
+    assert_string_equal(err.field, field);
+    assert_string_equal(err.text, text);
+    assert_empty(&l);
+}
+
+static void expect_error(const char *data_json, const char *field, const char *text)
+{
+    char *body = envelope(data_json);
+    expect_body_error(body, field, text);
+    free(body);
+}
+
+/*---- fixtures -----------------------------------------------------------------------------*/
+
+static void test_insert_tagged(void **state)
+{
+    (void)state;
+    dm_event_list l;
+    parse_fixture("pubsub-insert-tagged.json", &l);
+    assert_null(l.ignored);
+    assert_int_equal(l.n, 1);
+    dm_event *ev = &l.v[0];
+    assert_int_equal(ev->side, DM_SIDE_REGISTRY);
+    assert_int_equal(ev->action, DM_ACTION_PUSH);
+    assert_string_equal(ev->source, "gar");
+    assert_string_equal(ev->event_id, "17730518093427361");
+    assert_int_equal(ev->event_time_ms, 1795874661337); /* 2026-11-28T14:04:21.337Z */
+    assert_string_equal(ev->digest, D_BILLING);
+    assert_string_equal(ev->registry, HOST);
+    assert_string_equal(ev->repository, "acme-prod/apps/billing");
+    assert_null(ev->media_type);
+    assert_int_equal(ev->ntags, 1);
+    assert_string_equal(ev->tags[0], "3.2.0");
+    assert_int_equal(ev->relation, DM_REL_IMAGE);
+    assert_string_equal(ev->index_digest, "");
+    assert_null(ev->name);
+    assert_null(ev->build.provider);
+    expect_json(ev, "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"gar\","
+                    "\"event_id\":\"17730518093427361\",\"t\":1795874661337,"
+                    "\"digest\":\"" D_BILLING "\",\"registry\":\"" HOST "\","
+                    "\"repository\":\"acme-prod/apps/billing\",\"tags\":[\"3.2.0\"]}");
+    dm_event_list_dispose(&l);
+}
+
+static void test_insert_digest_only(void **state)
+{
+    (void)state;
+    dm_event_list l;
+    parse_fixture("pubsub-insert-digest-only.json", &l);
+    assert_null(l.ignored);
+    assert_int_equal(l.n, 1);
+    dm_event *ev = &l.v[0];
+    assert_int_equal(ev->action, DM_ACTION_PUSH);
+    assert_string_equal(ev->event_id, "17730518093427360");
+    assert_int_equal(ev->event_time_ms, 1795874661102);
+    assert_string_equal(ev->digest, D_BILLING);
+    assert_string_equal(ev->registry, HOST);
+    assert_string_equal(ev->repository, "acme-prod/apps/billing");
+    assert_int_equal(ev->ntags, 0);
+    assert_null(ev->tags);
+    expect_json(ev, "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"gar\","
+                    "\"event_id\":\"17730518093427360\",\"t\":1795874661102,"
+                    "\"digest\":\"" D_BILLING "\",\"registry\":\"" HOST "\","
+                    "\"repository\":\"acme-prod/apps/billing\",\"tags\":[]}");
+    dm_event_list_dispose(&l);
+}
+
+static void test_delete_digest(void **state)
+{
+    (void)state;
+    dm_event_list l;
+    parse_fixture("pubsub-delete-digest.json", &l);
+    assert_null(l.ignored);
+    assert_int_equal(l.n, 1);
+    dm_event *ev = &l.v[0];
+    assert_int_equal(ev->action, DM_ACTION_DELETE);
+    assert_string_equal(ev->source, "gar");
+    assert_string_equal(ev->event_id, "17730518093427401");
+    assert_int_equal(ev->event_time_ms, 1795946402500); /* 2026-11-29T10:00:02.500Z */
+    assert_string_equal(ev->digest, D_BILLING);
+    assert_string_equal(ev->registry, HOST);
+    assert_string_equal(ev->repository, "acme-prod/apps/billing");
+    assert_int_equal(ev->ntags, 0);
+    expect_json(ev, "{\"side\":\"registry\",\"action\":\"delete\",\"source\":\"gar\","
+                    "\"event_id\":\"17730518093427401\",\"t\":1795946402500,"
+                    "\"digest\":\"" D_BILLING "\",\"registry\":\"" HOST "\","
+                    "\"repository\":\"acme-prod/apps/billing\",\"tags\":[]}");
+    dm_event_list_dispose(&l);
+}
+
+static void test_delete_tag_ignored(void **state)
+{
+    (void)state;
+    dm_event_list l;
+    parse_fixture("pubsub-delete-tag.json", &l);
+    assert_non_null(l.ignored);
+    assert_string_equal(l.ignored, "tag-only delete");
+    assert_int_equal(l.n, 0);
+    assert_null(l.v);
+    dm_event_list_dispose(&l);
+}
+
+/* Every pubsub-*.json under tests/fixtures/gar parses (the named tests check values). */
+static void test_every_fixture_parses(void **state)
+{
+    (void)state;
+    DIR *d = opendir(DM_FIXTURES "/gar");
+    assert_non_null(d);
+    int seen = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        if (strncmp(de->d_name, "pubsub-", 7) != 0 || n < 5 ||
+            strcmp(de->d_name + n - 5, ".json") != 0)
+            continue;
+        dm_event_list l;
+        parse_fixture(de->d_name, &l);
+        assert_true(l.ignored ? l.n == 0 : l.n == 1);
+        dm_event_list_dispose(&l);
+        seen++;
+    }
+    closedir(d);
+    assert_true(seen >= 4);
+}
+
+/* The decoded samples (data-*.json, pretty-printed) wrapped by the test give the same events
+ * as the captured envelopes (pubsub-*.json), apart from the envelope's id and time. */
+static void test_decoded_samples(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"insert-tagged", "insert-digest-only", "delete-digest",
+                                        "delete-tag"};
+    for (size_t i = 0; i < DM_ARRAY_LEN(names); i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/gar/data-%s.json", DM_FIXTURES, names[i]);
+        size_t len;
+        char *data = read_file(path, &len);
+        char *body = envelope_n(data, len);
+        free(data);
+        dm_event_list got, want;
+        dm_error err;
+        if (parse_str(body, &got, &err) != DM_OK)
+            fail_msg("data-%s.json: [%s] %s", names[i], err.field, err.text);
+        free(body);
+        snprintf(path, sizeof path, "pubsub-%s.json", names[i]);
+        parse_fixture(path, &want);
+
+        assert_int_equal(got.n, want.n);
+        if (want.ignored)
+            assert_string_equal(got.ignored, want.ignored);
+        else
+            assert_null(got.ignored);
+        for (size_t k = 0; k < got.n; k++) {
+            assert_string_equal(got.v[k].event_id, "m-1");
+            assert_int_equal(got.v[k].event_time_ms, 1795874661337);
+            free(got.v[k].event_id);
+            got.v[k].event_id = dm_xstrdup(want.v[k].event_id);
+            got.v[k].event_time_ms = want.v[k].event_time_ms;
+            char *a = dm_event_to_json(&got.v[k]), *b = dm_event_to_json(&want.v[k]);
+            assert_string_equal(a, b);
+            free(a);
+            free(b);
+        }
+        dm_event_list_dispose(&got);
+        dm_event_list_dispose(&want);
+    }
+}
+
+/*---- invalid table ------------------------------------------------------------------------*/
+
+/* tests/fixtures/gar/invalid/expected.tsv names every *.json there with its exact error. */
+static void test_invalid_table(void **state)
+{
+    (void)state;
+    size_t tlen;
+    char *table = read_file(DM_FIXTURES "/gar/invalid/expected.tsv", &tlen);
+    table = dm_xrealloc(table, tlen + 1);
+    table[tlen] = '\0';
+    int cases = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(table, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (line[0] == '#' || line[0] == '\0')
+            continue;
+        char *file = line, *field = strchr(file, '\t'), *text;
+        assert_non_null(field);
+        *field++ = '\0';
+        text = strchr(field, '\t');
+        assert_non_null(text);
+        *text++ = '\0';
+
+        char path[512];
+        snprintf(path, sizeof path, "%s/gar/invalid/%s", DM_FIXTURES, file);
+        size_t len;
+        char *body = read_file(path, &len);
+        dm_event_list l;
+        dm_error err = {0};
+        memset(&l, 0x5a, sizeof l);
+        int rc = parse_guarded(body, len, &l, &err);
+        free(body);
+        if (rc != DM_EINVAL)
+            fail_msg("%s: accepted", file);
+        if (err.status != 400 || strcmp(err.field, field) != 0 || strcmp(err.text, text) != 0)
+            fail_msg("%s: got %d [%s] %s, want [%s] %s", file, err.status, err.field, err.text,
+                     field, text);
+        assert_empty(&l);
+        cases++;
+    }
+    free(table);
+
+    /* every input file has a row: a new case cannot be added without its expectation */
+    DIR *d = opendir(DM_FIXTURES "/gar/invalid");
+    assert_non_null(d);
+    int files = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        if (n >= 5 && strcmp(de->d_name + n - 5, ".json") == 0)
+            files++;
+    }
+    closedir(d);
+    assert_int_equal(files, cases);
+    assert_true(cases >= 100);
+}
+
+/*---- edge cases ---------------------------------------------------------------------------*/
+
+static void test_ignored_inline(void **state)
+{
+    (void)state;
+    expect_ignored("{\"action\":\"UPDATE\",\"digest\":\"" NAME "@" D_BILLING "\"}",
+                   "unknown action");
+    expect_ignored("{\"action\":\"insert\"}", "unknown action");
+    /* the action decides first: nothing else is looked at for an unknown one */
+    expect_ignored("{\"action\":\"PURGE\",\"digest\":7,\"tag\":[]}", "unknown action");
+    expect_ignored("{\"action\":\"DELETE\",\"tag\":\"" NAME ":3.2.0\"}", "tag-only delete");
+    expect_ignored("{\"action\":\"DELETE\",\"digest\":null,\"tag\":\"" NAME ":3.2.0\"}",
+                   "tag-only delete");
+    expect_ignored("{\"action\":\"DELETE\",\"tag\":\"localhost:5000/a:b\"}", "tag-only delete");
+}
+
+/* host = before the first '/', repository = up to '@' or the tag's ':', digest after the last
+ * '@', tag after the last ':' behind the last '/'. */
+static void test_references(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *data, *registry, *repository, *tag;
+    } cases[] = {
+        {"{\"action\":\"INSERT\",\"digest\":\"us-docker.pkg.dev/p/r/i@" D_OTHER "\","
+         "\"tag\":\"us-docker.pkg.dev/p/r/i:latest\"}",
+         "us-docker.pkg.dev", "p/r/i", "latest"},
+        /* gcr.io repositories hosted in Artifact Registry */
+        {"{\"action\":\"INSERT\",\"digest\":\"gcr.io/acme/api@" D_OTHER "\","
+         "\"tag\":\"gcr.io/acme/api:v1.2_3-rc.4\"}",
+         "gcr.io", "acme/api", "v1.2_3-rc.4"},
+        /* a host with a port: its ':' is not the tag's */
+        {"{\"action\":\"INSERT\",\"digest\":\"localhost:5000/a@" D_OTHER "\","
+         "\"tag\":\"localhost:5000/a:5000\"}",
+         "localhost:5000", "a", "5000"},
+        /* deep paths and every repository character */
+        {"{\"action\":\"INSERT\",\"digest\":\"" HOST "/p-1/r.x/a_b/c--d/e@" D_OTHER "\"}",
+         HOST, "p-1/r.x/a_b/c--d/e", NULL},
+        /* host names are case-insensitive: lowercased, and compared so */
+        {"{\"action\":\"INSERT\",\"digest\":\"Europe-West4-Docker.PKG.dev/acme-prod/apps/"
+         "billing@" D_BILLING "\",\"tag\":\"europe-west4-docker.pkg.dev/acme-prod/apps/"
+         "billing:Latest\"}",
+         HOST, "acme-prod/apps/billing", "Latest"},
+        /* a tag of '_' and a one-character everything */
+        {"{\"action\":\"INSERT\",\"digest\":\"h/r@" D_OTHER "\",\"tag\":\"h/r:_\"}", "h", "r",
+         "_"},
+        /* members GAR does not send are ignored; null tag = no tag */
+        {"{\"action\":\"INSERT\",\"digest\":\"" NAME "@" D_BILLING "\",\"tag\":null,"
+         "\"mediaType\":7,\"x\":{}}",
+         HOST, "acme-prod/apps/billing", NULL},
+    };
+    for (size_t i = 0; i < DM_ARRAY_LEN(cases); i++) {
+        dm_event_list l;
+        dm_event *ev = expect_one(cases[i].data, &l);
+        assert_int_equal(ev->action, DM_ACTION_PUSH);
+        assert_string_equal(ev->registry, cases[i].registry);
+        assert_string_equal(ev->repository, cases[i].repository);
+        if (cases[i].tag) {
+            assert_int_equal(ev->ntags, 1);
+            assert_string_equal(ev->tags[0], cases[i].tag);
+        } else {
+            assert_int_equal(ev->ntags, 0);
+            assert_null(ev->tags);
+        }
+        assert_null(ev->media_type);
+        dm_event_list_dispose(&l);
+    }
+
+    /* a delete of a tagged image carries no tag */
+    dm_event_list l;
+    dm_event *ev = expect_one("{\"action\":\"DELETE\",\"digest\":\"" NAME "@" D_BILLING "\","
+                              "\"tag\":\"" NAME ":3.2.0\"}",
+                              &l);
+    assert_int_equal(ev->action, DM_ACTION_DELETE);
+    assert_int_equal(ev->ntags, 0);
+    dm_event_list_dispose(&l);
+
+    /* the digest is the text after the last '@', the host the text before the first '/' */
+    expect_error("{\"action\":\"INSERT\",\"digest\":\"h/r@" D_OTHER "@" D_BILLING "\"}",
+                 "data.digest", "must have a repository of a-z, 0-9, '.', '_', '-' and '/'");
+    expect_error("{\"action\":\"INSERT\",\"digest\":\"h/r@" D_OTHER "\",\"tag\":\"h/r/:t\"}",
+                 "data.tag", "must not have an empty path component");
+    expect_error("{\"action\":\"INSERT\",\"digest\":\"h/r@" D_OTHER "\",\"tag\":\"H/R:t\"}",
+                 "data.tag", "must have a repository of a-z, 0-9, '.', '_', '-' and '/'");
+}
+
+/* Pub/Sub sends ids and times in both spellings; either alone is enough. */
+static void test_twin_members(void **state)
+{
+    (void)state;
+    char *d = b64("{\"action\":\"INSERT\",\"digest\":\"h/r@" D_OTHER "\"}",
+                  strlen("{\"action\":\"INSERT\",\"digest\":\"h/r@" D_OTHER "\"}"));
+    static const struct {
+        const char *members, *id;
+        int64_t t;
+    } cases[] = {
+        {"\"messageId\":\"1\",\"publishTime\":\"2026-11-28T14:04:21.337Z\"", "1",
+         1795874661337},
+        {"\"message_id\":\"2\",\"publish_time\":\"2026-11-28T14:04:21Z\"", "2", 1795874661000},
+        {"\"messageId\":\"3\",\"publish_time\":\"2026-11-28T15:04:21.5+01:00\"", "3",
+         1795874661500},
+        {"\"messageId\":\"4\",\"message_id\":null,\"publishTime\":null,"
+         "\"publish_time\":\"2026-11-28T14:04:21.123456789Z\"",
+         "4", 1795874661123},
+    };
+    for (size_t i = 0; i < DM_ARRAY_LEN(cases); i++) {
+        char body[1024];
+        snprintf(body, sizeof body, "{\"message\":{\"data\":\"%s\",%s}}", d, cases[i].members);
+        dm_event_list l;
+        dm_error err;
+        if (parse_str(body, &l, &err) != DM_OK)
+            fail_msg("%s: [%s] %s", body, err.field, err.text);
+        assert_int_equal(l.n, 1);
+        assert_string_equal(l.v[0].event_id, cases[i].id);
+        assert_int_equal(l.v[0].event_time_ms, cases[i].t);
+        dm_event_list_dispose(&l);
+    }
+    free(d);
+}
+
+/* Base64 padding: decoded lengths of every residue mod 3, and whitespace around the JSON. */
+static void test_base64_padding(void **state)
+{
+    (void)state;
+    static const char *const pads[] = {"", " ", "  "};
+    unsigned seen = 0;
+    for (size_t i = 0; i < DM_ARRAY_LEN(pads); i++) {
+        char data[256];
+        snprintf(data, sizeof data, "{\"action\":\"INSERT\",\"digest\":\"h/r@" D_OTHER "\"}%s",
+                 pads[i]);
+        char *enc = b64(data, strlen(data));
+        size_t n = strlen(enc);
+        size_t eq = (n && enc[n - 1] == '=') + (n > 1 && enc[n - 2] == '=');
+        free(enc);
+        seen |= 1u << eq;
+        dm_event_list l;
+        dm_event *ev = expect_one(data, &l);
+        assert_string_equal(ev->digest, D_OTHER);
+        dm_event_list_dispose(&l);
+    }
+    assert_int_equal(seen, 7); /* one each of 0, 1 and 2 '=' */
+    /* the last decoded byte is checked too: a '}' lost to bad padding arithmetic fails */
+    expect_error("{\"action\":\"INSERT\",\"digest\":\"h/r@" D_OTHER "\"", "message.data",
+                 "invalid JSON at line 1 column 105: '}' expected near end of file");
+    /* explicit 1-, 2- and 0-'=' encodings of "{}" + padding spaces */
+    expect_body_error("{\"message\":{\"data\":\"e30=\",\"messageId\":\"1\","
+                      "\"publishTime\":\"2026-11-28T14:04:21Z\"}}",
+                      "data.action", "is required");
+    expect_body_error("{\"message\":{\"data\":\"e30gIA==\",\"messageId\":\"1\","
+                      "\"publishTime\":\"2026-11-28T14:04:21Z\"}}",
+                      "data.action", "is required");
+    expect_body_error("{\"message\":{\"data\":\"e30g\",\"messageId\":\"1\","
+                      "\"publishTime\":\"2026-11-28T14:04:21Z\"}}",
+                      "data.action", "is required");
+    /* a decoded NUL right after the object is not swallowed by the padding */
+    expect_body_error("{\"message\":{\"data\":\"e30A\",\"messageId\":\"1\","
+                      "\"publishTime\":\"2026-11-28T14:04:21Z\"}}",
+                      "message.data", "invalid JSON at line 1 column 3: end of file expected "
+                                      "near end of file");
+}
+
+static void test_limits(void **state)
+{
+    (void)state;
+    /* decoded data of exactly 64 KiB is accepted, one byte more is not */
+    const char *head = "{\"action\":\"INSERT\",\"digest\":\"h/r@" D_OTHER "\",\"x\":\"";
+    size_t hl = strlen(head);
+    char *data = dm_xmalloc(65537);
+    memcpy(data, head, hl);
+    memset(data + hl, 'a', 65536 - hl - 2);
+    memcpy(data + 65536 - 2, "\"}", 2);
+    char *body = envelope_n(data, 65536);
+    dm_event_list l;
+    dm_error err;
+    if (parse_str(body, &l, &err) != DM_OK)
+        fail_msg("64 KiB: [%s] %s", err.field, err.text);
+    assert_int_equal(l.n, 1);
+    dm_event_list_dispose(&l);
+    free(body);
+
+    memmove(data + 65536 - 1, "\"}", 2);
+    data[65536 - 2] = 'a';
+    body = envelope_n(data, 65537);
+    expect_body_error(body, "message.data", "must decode to at most 65536 bytes");
+    free(body);
+    free(data);
+
+    /* host 255, repository 256, tag 128, message id 256 */
+    char host[256], repo[257], tag[129], id[257];
+    memset(host, 'h', 255);
+    host[255] = '\0';
+    memset(repo, 'r', 256);
+    repo[256] = '\0';
+    memset(tag, 't', 128);
+    tag[128] = '\0';
+    memset(id, '7', 256);
+    id[256] = '\0';
+    char json[2048];
+    snprintf(json, sizeof json,
+             "{\"action\":\"INSERT\",\"digest\":\"%s/%s@" D_OTHER "\",\"tag\":\"%s/%s:%s\"}",
+             host, repo, host, repo, tag);
+    char *d = b64(json, strlen(json));
+    size_t cap = strlen(d) + 1024;
+    body = dm_xmalloc(cap);
+    snprintf(body, cap,
+             "{\"message\":{\"data\":\"%s\",\"messageId\":\"%s\","
+             "\"publishTime\":\"2026-11-28T14:04:21Z\"}}",
+             d, id);
+    free(d);
+    if (parse_str(body, &l, &err) != DM_OK)
+        fail_msg("limits: [%s] %s", err.field, err.text);
+    assert_int_equal(strlen(l.v[0].registry), 255);
+    assert_int_equal(strlen(l.v[0].repository), 256);
+    assert_int_equal(strlen(l.v[0].tags[0]), 128);
+    assert_int_equal(strlen(l.v[0].event_id), 256);
+    dm_event_list_dispose(&l);
+    free(body);
+}
+
+static void test_errors_inline(void **state)
+{
+    (void)state;
+    expect_body_error("{", "",
+                      "invalid JSON at line 1 column 1: string or '}' expected near end of file");
+    expect_body_error("{}", "message", "is required");
+    /* envelope members are checked before the data is decoded */
+    expect_body_error("{\"message\":{\"data\":\"!\"}}", "message.messageId", "is required");
+    expect_body_error("{\"message\":{\"data\":\"!\",\"messageId\":\"1\"}}",
+                      "message.publishTime", "is required");
+    expect_body_error("{\"message\":{\"data\":\"!\",\"messageId\":\"1\","
+                      "\"publishTime\":\"2026-11-28T14:04:21Z\"}}",
+                      "message.data", "must be base64");
+    /* the digest is checked before the tag, and both before the tag-only rule */
+    expect_error("{\"action\":\"DELETE\",\"digest\":\"x\",\"tag\":\"y\"}", "data.digest",
+                 "must be HOST/REPOSITORY@sha256:HEX");
+    expect_error("{\"action\":\"INSERT\",\"tag\":\"" NAME ":3.2.0\"}", "data.digest",
+                 "is required");
+
+    /* an empty body, with or without a pointer */
+    dm_event_list l;
+    dm_error err = {0};
+    memset(&l, 0x5a, sizeof l);
+    assert_int_equal(dm_gar_parse("", 0, &l, &err), DM_EINVAL);
+    assert_string_equal(err.text, "body is empty");
+    assert_empty(&l);
+    memset(&l, 0x5a, sizeof l);
+    assert_int_equal(dm_gar_parse(NULL, 0, &l, &err), DM_EINVAL);
+    assert_empty(&l);
+
+    /* the body length is what counts: a valid body cut short is malformed */
+    char *body = envelope("{\"action\":\"INSERT\",\"digest\":\"h/r@" D_OTHER "\"}");
+    memset(&l, 0x5a, sizeof l);
+    assert_int_equal(parse_guarded(body, strlen(body) - 1, &l, &err), DM_EINVAL);
+    assert_string_equal(err.field, "");
+    assert_empty(&l);
+    free(body);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_insert_tagged),
+        cmocka_unit_test(test_insert_digest_only),
+        cmocka_unit_test(test_delete_digest),
+        cmocka_unit_test(test_delete_tag_ignored),
+        cmocka_unit_test(test_every_fixture_parses),
+        cmocka_unit_test(test_decoded_samples),
+        cmocka_unit_test(test_invalid_table),
+        cmocka_unit_test(test_ignored_inline),
+        cmocka_unit_test(test_references),
+        cmocka_unit_test(test_twin_members),
+        cmocka_unit_test(test_base64_padding),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_errors_inline),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
