@@ -1,4 +1,5 @@
-/* dm_auth.c - request authentication: shared header values and HMAC-SHA256 body signatures.
+/* dm_auth.c - request authentication: shared header values, HMAC-SHA256 body signatures and
+ * OIDC bearer tokens.
  *
  * Every comparison of a received credential with a secret is constant-time in the content
  * and, for header values, in the length too: both sides are hashed first and the digests
@@ -7,6 +8,7 @@
  */
 #include "dm_auth.h"
 #include "dm_jwt.h"
+#include "dm_keyring.h"
 #include "dm_oidc.h"
 #include "dm_time.h"
 
@@ -107,7 +109,15 @@ static entry_result check_oidc(const dm_auth_entry *e, const char *value, int64_
         .leeway_s = 60,
     };
     json_t *claims = NULL;
-    dm_jwt_status st = dm_jwt_verify(token, strlen(token), e->jwks, &pol, &claims, out->kid);
+    /* The reference keeps the set alive while a refresh may swap in another one. */
+    dm_keyset *ks = dm_keyring_acquire(e->keyring);
+    dm_jwt_status st =
+        dm_jwt_verify(token, strlen(token), dm_keyset_jwks(ks), &pol, &claims, out->kid);
+    dm_keyset_release(ks);
+    /* The issuer may have rotated its keys: ask for a refetch (rate-limited, a no-op without
+     * jwks_url) and answer this request now; a later one will find the new key. */
+    if (st == DM_JWT_UNKNOWN_KID)
+        dm_keyring_request_refresh(e->keyring, dm_mono_ms());
     if (st != DM_JWT_OK) {
         *reason = dm_jwt_status_str(st);
         return ENTRY_BAD;

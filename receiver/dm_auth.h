@@ -1,7 +1,8 @@
 /* dm_auth.h - request authentication for ingest and query routes (DESIGN §6.2).
  *
- * Pure: headers are read through a callback so the module is unit-testable without libevent.
- * All secret comparisons are constant-time.
+ * No I/O: headers are read through a callback so the module is unit-testable without
+ * libevent, and OIDC keys come from the entry's keyring (dm_keyring.h). All secret comparisons
+ * are constant-time.
  */
 #ifndef DM_RECEIVER_DM_AUTH_H
 #define DM_RECEIVER_DM_AUTH_H
@@ -31,7 +32,9 @@ typedef struct dm_auth_outcome {
 /**
  * Check a request against @p list (any entry may pass; a NONE entry always does): header,
  * HMAC over @p body, or OIDC bearer token verified at time @p now_s. Fills @p out; dispose it
- * with dm_auth_outcome_dispose.
+ * with dm_auth_outcome_dispose. Thread-safe. A token naming a kid its entry's keyring does not
+ * hold is refused ("unknown key id") and asks the keyring for a refresh
+ * (dm_keyring_request_refresh: rate-limited, never waited for).
  */
 void dm_auth_verify(const dm_auth_list *list, dm_header_fn get_header, void *ctx,
                     const unsigned char *body, size_t len, int64_t now_s, dm_auth_outcome *out);

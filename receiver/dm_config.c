@@ -7,6 +7,7 @@
  */
 #include "dm_config.h"
 #include "dm_jwt.h"
+#include "dm_keyring.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -16,9 +17,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <event2/http.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 
@@ -695,15 +698,97 @@ static bool is_header_name(const char *s)
     return true;
 }
 
-/* {"type": "oidc", "issuer", "audience", "jwks_file", "claims", "provider", "server_url"} */
+#define JWKS_URL_MAX    2048
+#define JWKS_FILE_MAX   (1024 * 1024)
+#define JWKS_URL_SCHEME "must be an https:// URL (http:// only to 127.0.0.1, [::1] or localhost)"
+
+/* jwks_url: https://, or plain http:// to the loopback interface only (tests, a local
+ * proxy): keys fetched in cleartext over a network could be replaced by anyone on the path.
+ * Credentials in the URL are refused: the URL is logged with every fetch. */
+static int check_jwks_url(loader *ld, const char *kpath, const char *url)
+{
+    static const char *const loopback[] = {"127.0.0.1", "[::1]", "localhost"};
+    char sb[SHOW_BUF];
+    bool tls = strncmp(url, "https://", 8) == 0;
+    if (!tls && strncmp(url, "http://", 7) != 0)
+        return failf(ld, DM_EINVAL, kpath, JWKS_URL_SCHEME);
+    if (strlen(url) > JWKS_URL_MAX)
+        return failf(ld, DM_EINVAL, kpath, "must be at most %d characters", JWKS_URL_MAX);
+    struct evhttp_uri *u = evhttp_uri_parse_with_flags(url, 0);
+    if (!u)
+        return failf(ld, DM_EINVAL, kpath, "\"%s\" is not a valid URL", show(url, sb));
+    const char *host = evhttp_uri_get_host(u);
+    int rc = DM_OK;
+    if (evhttp_uri_get_userinfo(u)) {
+        rc = failf(ld, DM_EINVAL, kpath, "must not contain user info");
+    } else if (!host || !*host) {
+        rc = failf(ld, DM_EINVAL, kpath, "must name a host");
+    } else if (evhttp_uri_get_port(u) == 0) {
+        rc = failf(ld, DM_EINVAL, kpath, "port must be 1..65535");
+    } else if (evhttp_uri_get_fragment(u)) {
+        rc = failf(ld, DM_EINVAL, kpath, "must not have a fragment");
+    } else if (!tls) {
+        bool local = false;
+        for (size_t i = 0; i < DM_ARRAY_LEN(loopback) && !local; i++)
+            local = strcasecmp(host, loopback[i]) == 0;
+        if (!local)
+            rc = failf(ld, DM_EINVAL, kpath, JWKS_URL_SCHEME);
+    }
+    evhttp_uri_free(u);
+    return rc;
+}
+
+/* The jwks_file's keys, or none, into a new keyring for @p out. */
+static int load_keyring(loader *ld, const char *path, const char *jwks_file, dm_auth_entry *out)
+{
+    char pb[PATH_BUF], sb[SHOW_BUF];
+    dm_error jerr = {0};
+    int rc;
+    if (!jwks_file)
+        return dm_keyring_new(NULL, 0, &out->keyring, &jerr);
+
+    char *full = resolve_path(ld, jwks_file);
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    rc = read_file(full, JWKS_FILE_MAX, &buf, &len);
+    if (rc != DM_OK) {
+        rc = failf(ld, rc == DM_EINVAL ? DM_EINVAL : DM_EIO, key_path(pb, path, "jwks_file"),
+                   "cannot read \"%s\": %s", show(full, sb),
+                   rc == DM_EINVAL ? "larger than 1 MiB" : strerror(-rc));
+        free(full);
+        return rc;
+    }
+    rc = dm_keyring_new((const char *)buf, len, &out->keyring, &jerr);
+    free(buf);
+    if (rc != DM_OK) {
+        rc = failf(ld, DM_EINVAL, key_path(pb, path, "jwks_file"), "\"%s\": %s%s%s",
+                   show(full, sb), jerr.field, jerr.field[0] ? ": " : "", jerr.text);
+        free(full);
+        return rc;
+    }
+    if (dm_keyring_count(out->keyring) == 0) {
+        rc = failf(ld, DM_EINVAL, key_path(pb, path, "jwks_file"),
+                   "\"%s\" has no usable key (RS256 RSA >= 2048 bits or ES256 P-256, with a "
+                   "kid)", show(full, sb));
+        free(full);
+        return rc;
+    }
+    free(full);
+    return DM_OK;
+}
+
+/* {"type": "oidc", "issuer", "audience", "jwks_file", "jwks_url", "jwks_refresh_seconds",
+ *  "claims", "provider", "server_url"} */
 static int parse_oidc_entry(loader *ld, const json_t *e, const char *path, dm_auth_entry *out)
 {
-    static const char *const keys[] = {"type",   "issuer",   "audience", "jwks_file", "jwks_url",
-                                       "claims", "provider", "server_url", NULL};
+    static const char *const keys[] = {"type",     "issuer",   "audience",
+                                       "jwks_file", "jwks_url", "jwks_refresh_seconds",
+                                       "claims",   "provider", "server_url", NULL};
     static const char *const providers[] = {"auto", "github", "gitlab", "azure-devops",
                                             "generic"};
     char pb[PATH_BUF], sb[SHOW_BUF];
     const char *issuer, *audience, *jwks_file, *jwks_url, *provider, *server_url;
+    long long refresh;
     int rc;
     if ((rc = check_keys(ld, e, path, keys)) < 0 ||
         (rc = get_str(ld, e, path, "issuer", true, &issuer)) < 0 ||
@@ -719,12 +804,15 @@ static int parse_oidc_entry(loader *ld, const json_t *e, const char *path, dm_au
         return failf(ld, DM_EINVAL, key_path(pb, path, "issuer"), "must be an https:// URL");
     if (!audience)
         return failf(ld, DM_EINVAL, path, "\"audience\" is required");
-    if (jwks_url)
-        return failf(ld, DM_EINVAL, key_path(pb, path, "jwks_url"),
-                     "is not supported yet: download the issuer's JWKS to a file and give "
-                     "\"jwks_file\"");
-    if (!jwks_file)
-        return failf(ld, DM_EINVAL, path, "\"jwks_file\" is required");
+    if (!jwks_file && !jwks_url)
+        return failf(ld, DM_EINVAL, path, "one of \"jwks_file\" or \"jwks_url\" is required");
+    if (jwks_url && (rc = check_jwks_url(ld, key_path(pb, path, "jwks_url"), jwks_url)) < 0)
+        return rc;
+    if (!jwks_url && json_object_get(e, "jwks_refresh_seconds"))
+        return failf(ld, DM_EINVAL, key_path(pb, path, "jwks_refresh_seconds"),
+                     "only applies with \"jwks_url\"");
+    if ((rc = get_int(ld, e, path, "jwks_refresh_seconds", 60, 86400, 3600, &refresh)) < 0)
+        return rc;
     out->provider = 0;
     if (provider) {
         size_t i = 0;
@@ -761,36 +849,13 @@ static int parse_oidc_entry(loader *ld, const json_t *e, const char *path, dm_au
     out->audience = dm_xstrdup(audience);
     if (server_url)
         out->server_url = dm_xstrdup(server_url);
-
-    char *full = resolve_path(ld, jwks_file);
-    unsigned char *buf = NULL;
-    size_t len = 0;
-    rc = read_file(full, 1024 * 1024, &buf, &len);
-    if (rc != DM_OK) {
-        rc = failf(ld, rc == DM_EINVAL ? DM_EINVAL : DM_EIO, key_path(pb, path, "jwks_file"),
-                   "cannot read \"%s\": %s", show(full, sb),
-                   rc == DM_EINVAL ? "larger than 1 MiB" : strerror(-rc));
-        free(full);
-        return rc;
+    if (jwks_url) {
+        out->jwks_url = dm_xstrdup(jwks_url);
+        out->jwks_refresh_seconds = (int)refresh;
     }
-    dm_error jerr = {0};
-    rc = dm_jwks_parse((const char *)buf, len, &out->jwks, &jerr);
-    free(buf);
-    if (rc != DM_OK) {
-        rc = failf(ld, DM_EINVAL, key_path(pb, path, "jwks_file"), "\"%s\": %s%s%s",
-                   show(full, sb), jerr.field, jerr.field[0] ? ": " : "", jerr.text);
-        free(full);
-        return rc;
-    }
-    if (dm_jwks_count(out->jwks) == 0) {
-        rc = failf(ld, DM_EINVAL, key_path(pb, path, "jwks_file"),
-                   "\"%s\" has no usable key (RS256 RSA >= 2048 bits or ES256 P-256, with a "
-                   "kid)", show(full, sb));
-        free(full);
-        return rc;
-    }
-    free(full);
-    return DM_OK;
+    /* The url's keys are fetched after the load (dm_jwks_fetch): configuration does no I/O
+     * beyond reading files. */
+    return load_keyring(ld, path, jwks_file, out);
 }
 
 static int parse_auth_entry(loader *ld, const json_t *e, const char *path, dm_auth_entry *out)
@@ -1196,7 +1261,8 @@ static void free_auth_list(dm_auth_list *l)
         free(a->issuers);
         free(a->audience);
         free(a->server_url);
-        dm_jwks_free(a->jwks);
+        dm_keyring_free(a->keyring);
+        free(a->jwks_url);
         json_decref(a->claims);
     }
     free(l->v);

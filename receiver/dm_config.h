@@ -3,7 +3,9 @@
  * Unknown keys are errors (a typo must not silently disable security). Secrets may be given
  * as "x", "x_env": "VAR" or "x_file": "path" (relative paths are resolved against the
  * directory of the config file); they are resolved at load time.
- * A dm_config is immutable after loading and shared read-only by all worker threads.
+ * A dm_config is immutable after loading and shared read-only by all worker threads, except
+ * the oidc entries' keyrings, which synchronize themselves (dm_keyring.h). Loading reads files
+ * but never touches the network: jwks_url keys are fetched by dm_jwks_fetch after the load.
  */
 #ifndef DM_RECEIVER_DM_CONFIG_H
 #define DM_RECEIVER_DM_CONFIG_H
@@ -12,7 +14,7 @@
 
 #include <jansson.h>
 
-struct dm_jwks;
+struct dm_keyring;
 
 typedef enum {
     DM_AUTH_NONE = 0, /**< accepts everything; warned about at startup */
@@ -31,7 +33,10 @@ typedef struct dm_auth_entry {
     char **issuers;        /**< accepted "iss": the configured issuer (+ Google's bare alias) */
     size_t nissuers;
     char *audience;        /**< required "aud" */
-    struct dm_jwks *jwks;  /**< keys from jwks_file (owned) */
+    struct dm_keyring *keyring; /**< keys from jwks_file, then from jwks_url (owned; thread-safe,
+                                     the one mutable part of a loaded config) */
+    char *jwks_url;        /**< where to fetch keys (https://, or http:// to loopback), or NULL */
+    int jwks_refresh_seconds; /**< with jwks_url: refetch period, default 3600, 60..86400 */
     json_t *claims;        /**< allowlist object ({"claim": [values]}), or NULL; owned */
     int provider;          /**< dm_oidc_provider: how claims become a build identity */
     char *server_url;      /**< GitHub server for run URLs (GHES), or NULL for github.com */

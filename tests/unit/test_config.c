@@ -4,6 +4,7 @@
  * the JSON stays readable; expected messages use real double quotes.
  */
 #include "dm_config.h"
+#include "dm_keyring.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -435,10 +436,6 @@ static void test_unsupported(void **state)
     EXPECT_ERR("{'sources': [{'type': 'build', 'auth': [{'type': 'none'},"
                "  {'type': 'oidc', 'issuer': 'https://token.actions.githubusercontent.com'}]}]}",
                "sources[0].auth[1]: \"audience\" is required");
-    EXPECT_ERR("{'sources': [{'type': 'build', 'auth': [{'type': 'oidc', 'issuer': 'https://i',"
-               "  'audience': 'a', 'jwks_url': 'https://i/jwks'}]}]}",
-               "sources[0].auth[0].jwks_url: is not supported yet: download the issuer's JWKS "
-               "to a file and give \"jwks_file\"");
     EXPECT_ERR("{'sources': [{'type': 'build', 'auth': [{'type': 'oidc', 'issuer': 'http://i',"
                "  'audience': 'a', 'jwks_file': 'x'}]}]}",
                "sources[0].auth[0].issuer: must be an https:// URL");
@@ -464,7 +461,9 @@ static void test_oidc_entry(void **state)
     assert_string_equal(e->audience, "digestmap");
     assert_int_equal(e->provider, 2);
     assert_non_null(e->claims);
-    assert_non_null(e->jwks);
+    assert_non_null(e->keyring);
+    assert_int_equal(dm_keyring_count(e->keyring), 1);
+    assert_null(e->jwks_url);
     dm_config_free(c);
     /* Not a JWKS: the message names the key and the file (the path is shortened when long). */
     char msg[512] = "";
@@ -486,6 +485,104 @@ static void test_oidc_entry(void **state)
                "  'audience': 'a', 'jwks_file': 'x', 'provider': 'jenkins'}]}]}",
                "sources[0].auth[0].provider: unknown provider \"jenkins\" (expected auto, "
                "github, gitlab, azure-devops or generic)");
+}
+
+/* jwks_url: https, or http to loopback only; no user info; jwks_refresh_seconds 60..86400 and
+ * only with jwks_url; one of jwks_file or jwks_url. */
+#define OIDC_HEAD "{'sources': [{'type': 'build', 'auth': [{'type': 'oidc', 'issuer': 'https://i', 'audience': 'a', "
+#define OIDC_TAIL "}]}]}"
+
+static void test_oidc_jwks_url(void **state)
+{
+    (void)state;
+    /* Only a url: no keys until the first fetch, default refresh period. */
+    dm_config *c = load_ok(OIDC_HEAD "'jwks_url': 'https://i.example/.well-known/jwks'" OIDC_TAIL);
+    const dm_auth_entry *e = &c->sources[0].auth.v[0];
+    assert_string_equal(e->jwks_url, "https://i.example/.well-known/jwks");
+    assert_int_equal(e->jwks_refresh_seconds, 3600);
+    assert_non_null(e->keyring);
+    assert_int_equal(dm_keyring_count(e->keyring), 0);
+    assert_int_equal(dm_keyring_file_count(e->keyring), 0);
+    dm_config_free(c);
+
+    /* File and url: the file's keys are there from the start. */
+    c = load_ok_at(OIDC_HEAD "'jwks_file': 'jwks/rsa-public.json', 'jwks_url': "
+                   "'https://i.example:8443/keys?v=2', 'jwks_refresh_seconds': 60" OIDC_TAIL,
+                   DM_FIXTURES);
+    e = &c->sources[0].auth.v[0];
+    assert_string_equal(e->jwks_url, "https://i.example:8443/keys?v=2");
+    assert_int_equal(e->jwks_refresh_seconds, 60);
+    assert_int_equal(dm_keyring_count(e->keyring), 1);
+    assert_int_equal(dm_keyring_file_count(e->keyring), 1);
+    dm_config_free(c);
+
+    /* Plain http to the loopback interface is allowed (tests, a local proxy). */
+    static const char *const loopback[] = {
+        OIDC_HEAD "'jwks_url': 'http://127.0.0.1:8080/jwks.json', 'jwks_refresh_seconds': 86400" OIDC_TAIL,
+        OIDC_HEAD "'jwks_url': 'http://[::1]:8080/jwks.json'" OIDC_TAIL,
+        OIDC_HEAD "'jwks_url': 'http://localhost/jwks.json'" OIDC_TAIL,
+        OIDC_HEAD "'jwks_url': 'https://127.0.0.1'" OIDC_TAIL,
+    };
+    for (size_t i = 0; i < DM_ARRAY_LEN(loopback); i++)
+        dm_config_free(load_ok(loopback[i]));
+
+    EXPECT_ERR("{'sources': [{'type': 'build', 'auth': [{'type': 'oidc', 'issuer': 'https://i',"
+               "  'audience': 'a'}]}]}",
+               "sources[0].auth[0]: one of \"jwks_file\" or \"jwks_url\" is required");
+    EXPECT_ERR(OIDC_HEAD "'jwks_url': ''" OIDC_TAIL,
+               "sources[0].auth[0].jwks_url: must be a non-empty string");
+    EXPECT_ERR(OIDC_HEAD "'jwks_url': 42" OIDC_TAIL,
+               "sources[0].auth[0].jwks_url: must be a non-empty string");
+#define SCHEME_MSG "sources[0].auth[0].jwks_url: must be an https:// URL (http:// only to " \
+                   "127.0.0.1, [::1] or localhost)"
+    EXPECT_ERR(OIDC_HEAD "'jwks_url': 'http://i.example/jwks'" OIDC_TAIL, SCHEME_MSG);
+    EXPECT_ERR(OIDC_HEAD "'jwks_url': 'http://10.0.0.1/jwks'" OIDC_TAIL, SCHEME_MSG);
+    EXPECT_ERR(OIDC_HEAD "'jwks_url': 'http://localhost.evil.example/jwks'" OIDC_TAIL,
+               SCHEME_MSG);
+    EXPECT_ERR(OIDC_HEAD "'jwks_url': 'http://127.0.0.1.evil.example/jwks'" OIDC_TAIL,
+               SCHEME_MSG);
+    EXPECT_ERR(OIDC_HEAD "'jwks_url': 'ftp://i.example/jwks'" OIDC_TAIL, SCHEME_MSG);
+    EXPECT_ERR(OIDC_HEAD "'jwks_url': 'HTTPS://i.example/jwks'" OIDC_TAIL, SCHEME_MSG);
+    EXPECT_ERR(OIDC_HEAD "'jwks_url': 'i.example/jwks'" OIDC_TAIL, SCHEME_MSG);
+    EXPECT_ERR(OIDC_HEAD "'jwks_url': 'https://user:pw@i.example/jwks'" OIDC_TAIL,
+               "sources[0].auth[0].jwks_url: must not contain user info");
+    EXPECT_ERR(OIDC_HEAD "'jwks_url': 'http://u@127.0.0.1/jwks'" OIDC_TAIL,
+               "sources[0].auth[0].jwks_url: must not contain user info");
+    EXPECT_ERR(OIDC_HEAD "'jwks_url': 'https:///jwks'" OIDC_TAIL,
+               "sources[0].auth[0].jwks_url: must name a host");
+    EXPECT_ERR(OIDC_HEAD "'jwks_url': 'https://i.example:0/jwks'" OIDC_TAIL,
+               "sources[0].auth[0].jwks_url: port must be 1..65535");
+    EXPECT_ERR(OIDC_HEAD "'jwks_url': 'https://i.example:99999/jwks'" OIDC_TAIL,
+               "sources[0].auth[0].jwks_url: \"https://i.example:99999/jwks\" is not a valid "
+               "URL");
+    EXPECT_ERR(OIDC_HEAD "'jwks_url': 'https://i.example/a b'" OIDC_TAIL,
+               "sources[0].auth[0].jwks_url: \"https://i.example/a b\" is not a valid URL");
+    EXPECT_ERR(OIDC_HEAD "'jwks_url': 'https://i.example/jwks#k'" OIDC_TAIL,
+               "sources[0].auth[0].jwks_url: must not have a fragment");
+
+    EXPECT_ERR(OIDC_HEAD "'jwks_url': 'https://i/k', 'jwks_refresh_seconds': 59" OIDC_TAIL,
+               "sources[0].auth[0].jwks_refresh_seconds: must be an integer between 60 and "
+               "86400");
+    EXPECT_ERR(OIDC_HEAD "'jwks_url': 'https://i/k', 'jwks_refresh_seconds': 86401" OIDC_TAIL,
+               "sources[0].auth[0].jwks_refresh_seconds: must be an integer between 60 and "
+               "86400");
+    EXPECT_ERR(OIDC_HEAD "'jwks_url': 'https://i/k', 'jwks_refresh_seconds': '60'" OIDC_TAIL,
+               "sources[0].auth[0].jwks_refresh_seconds: must be an integer between 60 and "
+               "86400");
+    EXPECT_ERR_AT(OIDC_HEAD "'jwks_file': 'jwks/rsa-public.json', 'jwks_refresh_seconds': 60"
+                  OIDC_TAIL, DM_FIXTURES, DM_EINVAL,
+                  "sources[0].auth[0].jwks_refresh_seconds: only applies with \"jwks_url\"");
+    /* The url is checked before any file is read, and the file still must hold a key. */
+    EXPECT_ERR(OIDC_HEAD "'jwks_file': 'no-such-file', 'jwks_url': 'http://i/k'" OIDC_TAIL,
+               SCHEME_MSG);
+    EXPECT_ERR_AT(OIDC_HEAD "'jwks_file': 'no-such-file.json', 'jwks_url': 'https://i/k'"
+                  OIDC_TAIL, "/nonexistent", DM_EIO,
+                  "sources[0].auth[0].jwks_file: cannot read \"/nonexistent/no-such-file.json\": "
+                  "No such file or directory");
+    /* A typo next to jwks_url is still a typo. */
+    EXPECT_ERR(OIDC_HEAD "'jwks_url': 'https://i/k', 'jwks_refresh_second': 60" OIDC_TAIL,
+               "sources[0].auth[0]: unknown key \"jwks_refresh_second\"");
+#undef SCHEME_MSG
 }
 
 /*---- Sources and auth entries -----------------------------------------------------------*/
@@ -1070,7 +1167,7 @@ int main(void)
         cmocka_unit_test(test_defaults),       cmocka_unit_test(test_every_key),
         cmocka_unit_test(test_listen),         cmocka_unit_test(test_scalars),
         cmocka_unit_test(test_unknown_keys),   cmocka_unit_test(test_unsupported),
-        cmocka_unit_test(test_oidc_entry),
+        cmocka_unit_test(test_oidc_entry),     cmocka_unit_test(test_oidc_jwks_url),
         cmocka_unit_test(test_sources_errors), cmocka_unit_test(test_paths),
         cmocka_unit_test(test_auth_entries),   cmocka_unit_test(test_env_secrets),
         cmocka_unit_test(test_file_secrets),   cmocka_unit_test(test_redis_urls),
