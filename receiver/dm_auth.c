@@ -9,6 +9,7 @@
 #include "dm_auth.h"
 #include "dm_jwt.h"
 #include "dm_keyring.h"
+#include "dm_sns.h"
 #include "dm_oidc.h"
 #include "dm_time.h"
 
@@ -134,6 +135,66 @@ static entry_result check_oidc(const dm_auth_entry *e, const char *value, int64_
     return ENTRY_PASS;
 }
 
+static void dispose_sns(dm_auth_outcome *out)
+{
+    if (out->sns) {
+        dm_sns_message_dispose(out->sns);
+        free(out->sns);
+        out->sns = NULL;
+    }
+}
+
+/* An SNS envelope: parsed, from an expected topic, signed with a certificate we were given. */
+static entry_result check_sns(const dm_auth_entry *e, const unsigned char *body, size_t len,
+                              dm_auth_outcome *out, const char **reason)
+{
+    dm_sns_message *m = dm_xcalloc(1, sizeof *m);
+    dm_error err = {0};
+    entry_result r = ENTRY_BAD;
+    if (dm_sns_parse((const char *)body, len, m, &err) != DM_OK) {
+        *reason = "malformed SNS envelope";
+        snprintf(out->detail, sizeof out->detail, "%s: %s", err.field, err.text);
+        goto done;
+    }
+    bool topic_ok = false;
+    for (size_t i = 0; i < e->ntopic_arns && !topic_ok; i++)
+        topic_ok = strcmp(m->topic_arn, e->topic_arns[i]) == 0;
+    if (!dm_sns_url_ok(m->signing_cert_url, true)) {
+        *reason = "SigningCertURL is not an SNS certificate URL";
+        snprintf(out->detail, sizeof out->detail, "%.150s", m->signing_cert_url);
+        goto done;
+    }
+    const dm_sns_cert *cert = NULL;
+    for (size_t i = 0; i < e->ncerts && !cert; i++)
+        if (strcmp(m->signing_cert_url, e->certs[i].url) == 0)
+            cert = &e->certs[i];
+    if (!cert) {
+        *reason = "unknown SNS signing certificate (add it to \"certs\")";
+        snprintf(out->detail, sizeof out->detail, "%.150s", m->signing_cert_url);
+        goto done;
+    }
+    if (dm_sns_verify(m, cert->pem, cert->pem_len, &err) != DM_OK) {
+        *reason = "SNS signature mismatch";
+        snprintf(out->detail, sizeof out->detail, "%s", err.text);
+        goto done;
+    }
+    /* Signed by AWS, but for a topic we do not serve: valid credentials, not allowed. */
+    if (!topic_ok) {
+        *reason = "SNS topic not allowed";
+        snprintf(out->forbidden_claim, sizeof out->forbidden_claim, "TopicArn");
+        snprintf(out->detail, sizeof out->detail, "%.150s", m->topic_arn);
+        r = ENTRY_FORBIDDEN;
+        goto done;
+    }
+    dispose_sns(out);
+    out->sns = m;
+    return ENTRY_PASS;
+done:
+    dm_sns_message_dispose(m);
+    free(m);
+    return r;
+}
+
 void dm_auth_verify(const dm_auth_list *list, dm_header_fn get_header, void *ctx,
                     const unsigned char *body, size_t len, int64_t now_s, dm_auth_outcome *out)
 {
@@ -164,6 +225,8 @@ void dm_auth_verify(const dm_auth_list *list, dm_header_fn get_header, void *ctx
             r = check_hmac(e, value, body, len, &why);
         } else if (e->type == DM_AUTH_OIDC) {
             r = check_oidc(e, value, now_s, out, &why);
+        } else if (e->type == DM_AUTH_SNS) {
+            r = check_sns(e, body, len, out, &why);
         } else {
             r = ENTRY_BAD; /* fail closed on a corrupt list */
             why = "unknown auth type";
@@ -199,6 +262,7 @@ void dm_auth_outcome_dispose(dm_auth_outcome *out)
 {
     json_decref(out->claims);
     out->claims = NULL;
+    dispose_sns(out);
 }
 
 dm_auth_result dm_auth_check(const dm_auth_list *list, dm_header_fn get_header, void *ctx,

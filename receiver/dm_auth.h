@@ -27,6 +27,8 @@ typedef struct dm_auth_outcome {
     json_t *claims;              /**< OIDC: the verified claims (owned), else NULL */
     char kid[128];               /**< OIDC: the token's kid, if parsed (for logs) */
     char forbidden_claim[64];    /**< FORBIDDEN: the claim that was not allowed */
+    struct dm_sns_message *sns;  /**< SNS: the verified envelope (owned), else NULL */
+    char detail[272];            /**< extra log detail (e.g. an unknown SigningCertURL) */
 } dm_auth_outcome;
 
 /**

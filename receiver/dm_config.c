@@ -7,6 +7,7 @@
  */
 #include "dm_config.h"
 #include "dm_jwt.h"
+#include "dm_sns.h"
 #include "dm_keyring.h"
 
 #include <arpa/inet.h>
@@ -858,6 +859,71 @@ static int parse_oidc_entry(loader *ld, const json_t *e, const char *path, dm_au
     return load_keyring(ld, path, jwks_file, out);
 }
 
+/* {"type": "sns", "topic_arns": [...], "certs": {"<SigningCertURL>": "<pem file>"}} */
+static int parse_sns_entry(loader *ld, const json_t *e, const char *path, dm_auth_entry *out)
+{
+    static const char *const keys[] = {"type", "topic_arns", "certs", "fetch_certs",
+                                       "confirm_subscriptions", NULL};
+    char pb[PATH_BUF], sb[SHOW_BUF];
+    int rc;
+    if ((rc = check_keys(ld, e, path, keys)) < 0)
+        return rc;
+    const json_t *f = json_object_get(e, "fetch_certs");
+    if (f && !json_is_false(f))
+        return failf(ld, DM_EINVAL, key_path(pb, path, "fetch_certs"),
+                     "is not supported yet: list the certificate under \"certs\"");
+    f = json_object_get(e, "confirm_subscriptions");
+    if (f && !json_is_false(f))
+        return failf(ld, DM_EINVAL, key_path(pb, path, "confirm_subscriptions"),
+                     "is not supported yet: confirm with the SubscribeURL digestmap logs");
+    const json_t *arns = json_object_get(e, "topic_arns");
+    if (!json_is_array(arns) || json_array_size(arns) == 0)
+        return failf(ld, DM_EINVAL, key_path(pb, path, "topic_arns"),
+                     "must be a non-empty array of topic ARNs");
+    out->ntopic_arns = json_array_size(arns);
+    out->topic_arns = dm_xcalloc(out->ntopic_arns, sizeof *out->topic_arns);
+    for (size_t i = 0; i < out->ntopic_arns; i++) {
+        const json_t *a = json_array_get(arns, i);
+        if (!json_is_string(a) || strncmp(json_string_value(a), "arn:aws", 7) != 0)
+            return failf(ld, DM_EINVAL, key_path(pb, path, "topic_arns"),
+                         "must hold topic ARNs (\"arn:aws…:sns:<region>:<account>:<topic>\")");
+        out->topic_arns[i] = dm_xstrdup(json_string_value(a));
+    }
+    const json_t *certs = json_object_get(e, "certs");
+    if (!json_is_object(certs) || json_object_size(certs) == 0)
+        return failf(ld, DM_EINVAL, key_path(pb, path, "certs"),
+                     "must map each SigningCertURL to a PEM file (certificates are not fetched)");
+    out->certs = dm_xcalloc(json_object_size(certs), sizeof *out->certs);
+    const char *url;
+    const json_t *file;
+    json_object_foreach((json_t *)certs, url, file) {
+        if (!dm_sns_url_ok(url, true))
+            return failf(ld, DM_EINVAL, key_path(pb, path, "certs"),
+                         "\"%s\" is not an SNS certificate URL (https://sns.<region>."
+                         "amazonaws.com[.cn]/….pem)", show(url, sb));
+        if (!json_is_string(file))
+            return failf(ld, DM_EINVAL, key_path(pb, path, "certs"),
+                         "\"%s\" must name a PEM file", show(url, sb));
+        char *full = resolve_path(ld, json_string_value(file));
+        unsigned char *buf = NULL;
+        size_t len = 0;
+        rc = read_file(full, 64 * 1024, &buf, &len);
+        if (rc != DM_OK) {
+            rc = failf(ld, rc == DM_EINVAL ? DM_EINVAL : DM_EIO, key_path(pb, path, "certs"),
+                       "cannot read \"%s\": %s", show(full, sb),
+                       rc == DM_EINVAL ? "larger than 64 KiB" : strerror(-rc));
+            free(full);
+            return rc;
+        }
+        free(full);
+        dm_sns_cert *c = &out->certs[out->ncerts++];
+        c->url = dm_xstrdup(url);
+        c->pem = (char *)buf;
+        c->pem_len = len;
+    }
+    return DM_OK;
+}
+
 static int parse_auth_entry(loader *ld, const json_t *e, const char *path, dm_auth_entry *out)
 {
     static const char *const none_keys[] = {"type", NULL};
@@ -909,11 +975,14 @@ static int parse_auth_entry(loader *ld, const json_t *e, const char *path, dm_au
         out->name = dm_xstrdup("Authorization");
         return parse_oidc_entry(ld, e, path, out);
     }
-    if (strcmp(type, "sns") == 0)
-        return failf(ld, DM_EINVAL, key_path(pb, path, "type"), "\"%s\" is not supported yet",
-                     type);
+    if (strcmp(type, "sns") == 0) {
+        out->type = DM_AUTH_SNS;
+        out->name = dm_xstrdup("x-amz-sns-message-type");
+        return parse_sns_entry(ld, e, path, out);
+    }
     return failf(ld, DM_EINVAL, key_path(pb, path, "type"),
-                 "unknown auth type \"%s\" (expected \"header\", \"hmac-sha256\" or \"none\")",
+                 "unknown auth type \"%s\" (expected \"header\", \"hmac-sha256\", \"oidc\", "
+                 "\"sns\" or \"none\")",
                  show(type, sb));
 }
 
@@ -985,18 +1054,24 @@ static int parse_source(loader *ld, const json_t *s, const char *path, dm_source
         out->type = DM_SRC_ACR;
     else if (strcmp(type, "build") == 0)
         out->type = DM_SRC_BUILD;
-    else if (strcmp(type, "ecr") == 0 || strcmp(type, "gar") == 0)
-        return failf(ld, DM_EINVAL, pb, "\"%s\" is not supported yet", type);
+    else if (strcmp(type, "ecr") == 0)
+        out->type = DM_SRC_ECR;
+    else if (strcmp(type, "gar") == 0)
+        out->type = DM_SRC_GAR;
     else
         return failf(ld, DM_EINVAL, pb,
-                     "unknown source type \"%s\" (expected \"acr\" or \"build\")", show(type, sb));
+                     "unknown source type \"%s\" (expected \"acr\", \"ecr\", \"gar\" or "
+                     "\"build\")", show(type, sb));
 
     if ((rc = get_str(ld, s, path, "path", true, &route)) < 0)
         return rc;
     if (route && (rc = check_route_path(ld, key_path(pb, path, "path"), route)) < 0)
         return rc;
     if (!route)
-        route = out->type == DM_SRC_ACR ? "/v1/registry/acr" : "/v1/builds";
+        route = out->type == DM_SRC_ACR   ? "/v1/registry/acr"
+                : out->type == DM_SRC_ECR ? "/v1/registry/ecr"
+                : out->type == DM_SRC_GAR ? "/v1/registry/gar"
+                                          : "/v1/builds";
     out->path = dm_xstrdup(route);
     return parse_auth_list(ld, s, path, &out->auth);
 }
@@ -1264,6 +1339,14 @@ static void free_auth_list(dm_auth_list *l)
         dm_keyring_free(a->keyring);
         free(a->jwks_url);
         json_decref(a->claims);
+        for (size_t k = 0; k < a->ntopic_arns; k++)
+            free(a->topic_arns[k]);
+        free(a->topic_arns);
+        for (size_t k = 0; k < a->ncerts; k++) {
+            free(a->certs[k].url);
+            free(a->certs[k].pem);
+        }
+        free(a->certs);
     }
     free(l->v);
     l->v = NULL;

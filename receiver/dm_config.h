@@ -21,7 +21,15 @@ typedef enum {
     DM_AUTH_HEADER,   /**< header `name` must equal `value` exactly */
     DM_AUTH_HMAC,     /**< header `name` holds "sha256=<hex HMAC-SHA256(secret, body)>" */
     DM_AUTH_OIDC,     /**< "Authorization: Bearer <JWT>" verified with keys from a JWKS */
+    DM_AUTH_SNS,      /**< an Amazon SNS envelope (x-amz-sns-message-type): signature + topic */
 } dm_auth_type;
+
+/** An SNS signing certificate we trust: its SigningCertURL and PEM bytes. */
+typedef struct dm_sns_cert {
+    char *url;
+    char *pem;
+    size_t pem_len;
+} dm_sns_cert;
 
 typedef struct dm_auth_entry {
     dm_auth_type type;
@@ -40,6 +48,12 @@ typedef struct dm_auth_entry {
     json_t *claims;        /**< allowlist object ({"claim": [values]}), or NULL; owned */
     int provider;          /**< dm_oidc_provider: how claims become a build identity */
     char *server_url;      /**< GitHub server for run URLs (GHES), or NULL for github.com */
+
+    /* SNS only */
+    char **topic_arns;     /**< accepted TopicArn values */
+    size_t ntopic_arns;
+    dm_sns_cert *certs;    /**< from "certs" (URL → PEM file) */
+    size_t ncerts;
 } dm_auth_entry;
 
 typedef struct dm_auth_list {
@@ -47,7 +61,7 @@ typedef struct dm_auth_list {
     size_t n;
 } dm_auth_list;
 
-typedef enum { DM_SRC_ACR = 0, DM_SRC_BUILD } dm_source_type;
+typedef enum { DM_SRC_ACR = 0, DM_SRC_BUILD, DM_SRC_ECR, DM_SRC_GAR } dm_source_type;
 
 typedef struct dm_source_conf {
     dm_source_type type;

@@ -9,7 +9,10 @@
 #include "dm_query.h"
 #include "dm_redis.h"
 
+#include "dm_ecr.h"
+#include "dm_gar.h"
 #include "dm_oidc.h"
+#include "dm_sns.h"
 #include "dm_time.h"
 
 #include <event2/buffer.h>
@@ -53,8 +56,11 @@ static bool authenticate(struct evhttp_request *req, size_t route, const char *p
     char peer[64];
     int status = out->result == DM_AUTH_FORBIDDEN ? 403 : 401;
     dm_metrics_inc(DM_M_AUTH_FAILED);
-    dm_warn("request refused", "status=%d route=%s reason=\"%s\" kid=\"%.64s\" claim=\"%s\" peer=%s",
+    char detail[320];
+    dm_warn("request refused",
+            "status=%d route=%s reason=\"%s\" kid=\"%.64s\" claim=\"%s\" detail=%s peer=%s",
             status, path, out->reason ? out->reason : "", out->kid, out->forbidden_claim,
+            dm_log_quote(out->detail, strlen(out->detail), detail, sizeof detail),
             dm_http_peer(req, peer));
     if (out->result == DM_AUTH_FORBIDDEN)
         dm_http_error(req, route, 403, "token not allowed: claim %s", out->forbidden_claim);
@@ -216,6 +222,34 @@ static int check_replay(ingest *in, const json_t *claims)
     return rc;
 }
 
+/* A signed SNS subscription or unsubscribe confirmation: acknowledged (SNS would retry
+ * anything else) and logged, with the SubscribeURL an operator opens to confirm. Confirming
+ * automatically needs an outgoing HTTPS request, not done yet (confirm_subscriptions). */
+static void sns_control(struct evhttp_request *req, size_t route, const char *path,
+                        const dm_sns_message *m)
+{
+    char url[600], topic[300];
+    bool confirmation = m->type == DM_SNS_SUBSCRIPTION_CONFIRMATION;
+    const char *su = m->subscribe_url ? m->subscribe_url : "";
+    if (confirmation && !dm_sns_url_ok(su, false)) {
+        dm_error err = {0};
+        dm_error_set(&err, "SubscribeURL", "is not an SNS URL");
+        refuse_invalid(req, route, path, 400, &err);
+        return;
+    }
+    dm_metrics_inc(DM_M_IGNORED);
+    dm_log(confirmation ? DM_LOG_WARN : DM_LOG_INFO,
+           confirmation ? "sns subscription confirmation: open subscribe_url to confirm"
+                        : "sns unsubscribe confirmation",
+           "route=%s topic=%s subscribe_url=%s", path,
+           dm_log_quote(m->topic_arn, strlen(m->topic_arn), topic, sizeof topic),
+           dm_log_quote(su, strlen(su), url, sizeof url));
+    dm_http_json(req, route, 200,
+                 confirmation
+                     ? "{\"status\":\"ignored\",\"reason\":\"subscription confirmation logged\"}"
+                     : "{\"status\":\"ignored\",\"reason\":\"unsubscribe confirmation\"}");
+}
+
 /* A verified CI token: the build identity comes from its claims, never from the body. */
 static int token_identity(const dm_auth_outcome *auth, const char *body, size_t len,
                           dm_build_info *id, int *status, dm_error *err)
@@ -260,6 +294,18 @@ void dm_ingest_handle(dm_worker *w, struct evhttp_request *req, const dm_source_
     int status = 400, rc;
     if (src->type == DM_SRC_ACR) {
         rc = dm_acr_parse(body, len, &events, &err);
+    } else if (src->type == DM_SRC_ECR && auth.sns) {
+        if (auth.sns->type != DM_SNS_NOTIFICATION) {
+            sns_control(req, route, src->path, auth.sns);
+            dm_auth_outcome_dispose(&auth);
+            return;
+        }
+        /* The EventBridge event travels as a JSON string inside the signed envelope. */
+        rc = dm_ecr_parse(auth.sns->message, strlen(auth.sns->message), &events, &err);
+    } else if (src->type == DM_SRC_ECR) {
+        rc = dm_ecr_parse(body, len, &events, &err);
+    } else if (src->type == DM_SRC_GAR) {
+        rc = dm_gar_parse(body, len, &events, &err);
     } else if (auth.claims) {
         dm_build_info id = {0};
         rc = token_identity(&auth, body, len, &id, &status, &err);

@@ -427,20 +427,27 @@ static void test_unsupported(void **state)
                "tls: not supported yet (planned: issue \"TLS\")");
     EXPECT_ERR("{'outputs': {'webhooks': [{'url': 'https://x', 'secret': 's'}]}, " SRC_NONE "}",
                "outputs.webhooks: not supported yet");
-    EXPECT_ERR("{'sources': [{'type': 'acr', 'auth': [{'type': 'none'}]},"
-               "  {'type': 'build', 'auth': [{'type': 'none'}]},"
-               "  {'type': 'ecr', 'path': '/v1/registry/ecr', 'auth': [{'type': 'none'}]}]}",
-               "sources[2].type: \"ecr\" is not supported yet");
-    EXPECT_ERR("{'sources': [{'type': 'gar', 'auth': [{'type': 'none'}]}]}",
-               "sources[0].type: \"gar\" is not supported yet");
+    /* ecr and gar sources exist; their default paths collide with an explicit one. */
+    EXPECT_ERR("{'sources': [{'type': 'ecr', 'auth': [{'type': 'none'}]},"
+               "  {'type': 'acr', 'path': '/v1/registry/ecr', 'auth': [{'type': 'none'}]}]}",
+               "sources[1].path: \"/v1/registry/ecr\" is already used by sources[0]");
     EXPECT_ERR("{'sources': [{'type': 'build', 'auth': [{'type': 'none'},"
                "  {'type': 'oidc', 'issuer': 'https://token.actions.githubusercontent.com'}]}]}",
                "sources[0].auth[1]: \"audience\" is required");
     EXPECT_ERR("{'sources': [{'type': 'build', 'auth': [{'type': 'oidc', 'issuer': 'http://i',"
                "  'audience': 'a', 'jwks_file': 'x'}]}]}",
                "sources[0].auth[0].issuer: must be an https:// URL");
-    EXPECT_ERR("{'sources': [{'type': 'acr', 'auth': [{'type': 'sns', 'topic_arns': []}]}]}",
-               "sources[0].auth[0].type: \"sns\" is not supported yet");
+    EXPECT_ERR("{'sources': [{'type': 'ecr', 'auth': [{'type': 'sns', 'topic_arns': []}]}]}",
+               "sources[0].auth[0].topic_arns: must be a non-empty array of topic ARNs");
+    EXPECT_ERR("{'sources': [{'type': 'ecr', 'auth': [{'type': 'sns', 'topic_arns': "
+               "  ['arn:aws:sns:eu-west-1:1:t'], 'fetch_certs': true}]}]}",
+               "sources[0].auth[0].fetch_certs: is not supported yet: list the certificate "
+               "under \"certs\"");
+    EXPECT_ERR("{'sources': [{'type': 'ecr', 'auth': [{'type': 'sns', 'topic_arns': "
+               "  ['arn:aws:sns:eu-west-1:1:t'], 'certs': "
+               "  {'https://sns.eu-west-1.amazonaws.com.evil.com/x.pem': 'c.pem'}}]}]}",
+               "sources[0].auth[0].certs: \"https://sns.eu-west-1.amazonaws.com.evil.com/x.pem\" "
+               "is not an SNS certificate URL (https://sns.<region>.amazonaws.com[.cn]/….pem)");
     EXPECT_ERR("{'api': {'auth': [{'type': 'oidc'}]}, " SRC_NONE "}",
                "api.auth[0]: \"issuer\" is required");
 }
@@ -596,7 +603,8 @@ static void test_sources_errors(void **state)
     EXPECT_ERR("{'sources': ['acr']}", "sources[0]: must be an object");
     EXPECT_ERR("{'sources': [{'auth': [{'type': 'none'}]}]}", "sources[0]: \"type\" is required");
     EXPECT_ERR("{'sources': [{'type': 'ghcr', 'auth': [{'type': 'none'}]}]}",
-               "sources[0].type: unknown source type \"ghcr\" (expected \"acr\" or \"build\")");
+               "sources[0].type: unknown source type \"ghcr\" (expected \"acr\", \"ecr\", \"gar\" or "
+               "\"build\")");
     EXPECT_ERR("{'sources': [{'type': 7, 'auth': [{'type': 'none'}]}]}",
                "sources[0].type: must be a non-empty string");
     EXPECT_ERR("{'sources': [{'type': 'acr'}]}",
@@ -614,7 +622,7 @@ static void test_sources_errors(void **state)
                "sources[0].auth[0]: \"type\" is required");
     EXPECT_ERR("{'sources': [{'type': 'acr', 'auth': [{'type': 'basic'}]}]}",
                "sources[0].auth[0].type: unknown auth type \"basic\" (expected \"header\", "
-               "\"hmac-sha256\" or \"none\")");
+               "\"hmac-sha256\", \"oidc\", \"sns\" or \"none\")");
 }
 
 static void test_paths(void **state)
