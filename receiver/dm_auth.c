@@ -1,5 +1,5 @@
-/* dm_auth.c - request authentication: shared header values, HMAC-SHA256 body signatures and
- * OIDC bearer tokens.
+/* dm_auth.c - request authentication: shared header values, HMAC-SHA256 body signatures,
+ * OIDC bearer tokens and signed SNS envelopes.
  *
  * Every comparison of a received credential with a secret is constant-time in the content
  * and, for header values, in the length too: both sides are hashed first and the digests
@@ -33,6 +33,7 @@ typedef enum {
     ENTRY_MISSING, /* the entry's header is absent: this entry does not apply */
     ENTRY_BAD,     /* the header is present but wrong */
     ENTRY_FORBIDDEN, /* a valid token whose claims the entry does not allow */
+    ENTRY_RETRY,   /* cannot decide yet: the signing certificate is being fetched */
 } entry_result;
 
 static entry_result check_header(const dm_auth_entry *e, const char *value, const char **reason)
@@ -144,12 +145,52 @@ static void dispose_sns(dm_auth_outcome *out)
     }
 }
 
-/* An SNS envelope: parsed, from an expected topic, signed with a certificate we were given. */
+/* No certificate for a valid SigningCertURL: with fetch_certs (and a topic we serve, so that
+ * only plausible messages cause fetches), ask for one and have the sender retry. */
+static entry_result sns_missing_cert(const dm_auth_entry *e, const dm_sns_message *m,
+                                     bool topic_ok, dm_auth_outcome *out, const char **reason)
+{
+    if (!e->fetch_certs || !e->sns_cache) {
+        *reason = "unknown SNS signing certificate (add it to \"certs\")";
+        snprintf(out->detail, sizeof out->detail, "%.150s", m->signing_cert_url);
+        return ENTRY_BAD;
+    }
+    if (!topic_ok) {
+        /* Unverifiable, and refused 403 once verified anyway: not worth a fetch. */
+        *reason = "unknown SNS signing certificate (topic not allowed: not fetched)";
+        snprintf(out->detail, sizeof out->detail, "%.150s", m->signing_cert_url);
+        return ENTRY_BAD;
+    }
+    char why[100];
+    switch (dm_sns_cache_want(e->sns_cache, m->signing_cert_url, dm_mono_ms(), why, sizeof why)) {
+    case DM_SNS_FETCH_REQUESTED:
+        *reason = "SNS signing certificate not cached: fetch requested";
+        break;
+    case DM_SNS_FETCH_PENDING:
+        *reason = "SNS signing certificate not cached: fetch in progress";
+        break;
+    case DM_SNS_FETCH_FAILED:
+        *reason = "SNS signing certificate fetch failed: retried later";
+        snprintf(out->detail, sizeof out->detail, "%.150s (last fetch: %s)",
+                 m->signing_cert_url, why);
+        return ENTRY_RETRY;
+    case DM_SNS_FETCH_BUSY:
+    default:
+        *reason = "SNS signing certificate not cached: too many fetches pending";
+        break;
+    }
+    snprintf(out->detail, sizeof out->detail, "%.150s", m->signing_cert_url);
+    return ENTRY_RETRY;
+}
+
+/* An SNS envelope: parsed, from an expected topic, signed with a certificate we were given or
+ * fetched. */
 static entry_result check_sns(const dm_auth_entry *e, const unsigned char *body, size_t len,
                               dm_auth_outcome *out, const char **reason)
 {
     dm_sns_message *m = dm_xcalloc(1, sizeof *m);
     dm_error err = {0};
+    dm_sns_pem *fetched = NULL;
     entry_result r = ENTRY_BAD;
     if (dm_sns_parse((const char *)body, len, m, &err) != DM_OK) {
         *reason = "malformed SNS envelope";
@@ -164,16 +205,21 @@ static entry_result check_sns(const dm_auth_entry *e, const unsigned char *body,
         snprintf(out->detail, sizeof out->detail, "%.150s", m->signing_cert_url);
         goto done;
     }
-    const dm_sns_cert *cert = NULL;
-    for (size_t i = 0; i < e->ncerts && !cert; i++)
-        if (strcmp(m->signing_cert_url, e->certs[i].url) == 0)
-            cert = &e->certs[i];
-    if (!cert) {
-        *reason = "unknown SNS signing certificate (add it to \"certs\")";
-        snprintf(out->detail, sizeof out->detail, "%.150s", m->signing_cert_url);
+    const char *pem = NULL;
+    size_t pem_len = 0;
+    for (size_t i = 0; i < e->ncerts && !pem; i++)
+        if (strcmp(m->signing_cert_url, e->certs[i].url) == 0) {
+            pem = e->certs[i].pem;
+            pem_len = e->certs[i].pem_len;
+        }
+    if (!pem && e->fetch_certs && e->sns_cache &&
+        (fetched = dm_sns_cache_get(e->sns_cache, m->signing_cert_url, dm_mono_ms())))
+        pem = dm_sns_pem_data(fetched, &pem_len);
+    if (!pem) {
+        r = sns_missing_cert(e, m, topic_ok, out, reason);
         goto done;
     }
-    if (dm_sns_verify(m, cert->pem, cert->pem_len, &err) != DM_OK) {
+    if (dm_sns_verify(m, pem, pem_len, &err) != DM_OK) {
         *reason = "SNS signature mismatch";
         snprintf(out->detail, sizeof out->detail, "%s", err.text);
         goto done;
@@ -186,10 +232,12 @@ static entry_result check_sns(const dm_auth_entry *e, const unsigned char *body,
         r = ENTRY_FORBIDDEN;
         goto done;
     }
+    dm_sns_pem_release(fetched);
     dispose_sns(out);
     out->sns = m;
     return ENTRY_PASS;
 done:
+    dm_sns_pem_release(fetched);
     dm_sns_message_dispose(m);
     free(m);
     return r;
@@ -198,8 +246,8 @@ done:
 void dm_auth_verify(const dm_auth_list *list, dm_header_fn get_header, void *ctx,
                     const unsigned char *body, size_t len, int64_t now_s, dm_auth_outcome *out)
 {
-    const char *bad_reason = NULL;
-    bool forbidden = false;
+    const char *bad_reason = NULL, *retry_reason = NULL;
+    bool forbidden = false, retry = false;
     memset(out, 0, sizeof *out);
     if (!list || list->n == 0) {
         out->result = DM_AUTH_MISSING;
@@ -237,16 +285,25 @@ void dm_auth_verify(const dm_auth_list *list, dm_header_fn get_header, void *ctx
             out->entry = e;
             return;
         }
-        /* A valid token whose claims are refused outranks a wrong credential: it is the
-         * precise answer (403) for that sender. Otherwise report the first wrong one. */
-        if (r == ENTRY_FORBIDDEN && !forbidden) {
+        /* A certificate being fetched outranks everything else: a retry may pass. A valid
+         * token whose claims are refused outranks a wrong credential: it is the precise
+         * answer (403) for that sender. Otherwise report the first wrong one. */
+        if (r == ENTRY_RETRY) {
+            if (!retry) {
+                retry = true;
+                retry_reason = why;
+            }
+        } else if (r == ENTRY_FORBIDDEN && !forbidden) {
             forbidden = true;
             bad_reason = why;
         } else if (!bad_reason) {
             bad_reason = why;
         }
     }
-    if (forbidden) {
+    if (retry) {
+        out->result = DM_AUTH_UNAVAILABLE;
+        out->reason = retry_reason;
+    } else if (forbidden) {
         out->result = DM_AUTH_FORBIDDEN;
         out->reason = bad_reason;
     } else if (bad_reason) {

@@ -14,6 +14,8 @@ typedef enum {
     DM_AUTH_MISSING = 1, /**< no entry's header was present → 401 */
     DM_AUTH_BAD = 2,     /**< a credential was present but wrong → 401 */
     DM_AUTH_FORBIDDEN = 3, /**< a valid token whose claims are not allowed → 403 */
+    DM_AUTH_UNAVAILABLE = 4, /**< cannot decide yet (an SNS certificate is being fetched)
+                                  → 503 + Retry-After, so the sender retries */
 } dm_auth_result;
 
 /** Returns the value of header @p name (case-insensitive) or NULL. Borrowed. */
@@ -37,6 +39,10 @@ typedef struct dm_auth_outcome {
  * with dm_auth_outcome_dispose. Thread-safe. A token naming a kid its entry's keyring does not
  * hold is refused ("unknown key id") and asks the keyring for a refresh
  * (dm_keyring_request_refresh: rate-limited, never waited for).
+ * An SNS envelope from an allowed topic whose (valid) SigningCertURL is neither in "certs" nor
+ * in the entry's cache, with fetch_certs, asks for a fetch (dm_sns_cache_want: rate-limited
+ * per URL, never waited for) and gives DM_AUTH_UNAVAILABLE; a later retry finds the
+ * certificate. Precedence over the list: OK, then UNAVAILABLE, FORBIDDEN, BAD, MISSING.
  */
 void dm_auth_verify(const dm_auth_list *list, dm_header_fn get_header, void *ctx,
                     const unsigned char *body, size_t len, int64_t now_s, dm_auth_outcome *out);

@@ -854,28 +854,29 @@ static int parse_oidc_entry(loader *ld, const json_t *e, const char *path, dm_au
         out->jwks_url = dm_xstrdup(jwks_url);
         out->jwks_refresh_seconds = (int)refresh;
     }
-    /* The url's keys are fetched after the load (dm_jwks_fetch): configuration does no I/O
+    /* The url's keys are fetched after the load (dm_fetch): configuration does no I/O
      * beyond reading files. */
     return load_keyring(ld, path, jwks_file, out);
 }
 
-/* {"type": "sns", "topic_arns": [...], "certs": {"<SigningCertURL>": "<pem file>"}} */
+/* {"type": "sns", "topic_arns": [...], "certs": {"<SigningCertURL>": "<pem file>"},
+ *  "fetch_certs": bool, "confirm_subscriptions": bool} */
 static int parse_sns_entry(loader *ld, const json_t *e, const char *path, dm_auth_entry *out)
 {
     static const char *const keys[] = {"type", "topic_arns", "certs", "fetch_certs",
                                        "confirm_subscriptions", NULL};
+    static const char *const flags[] = {"fetch_certs", "confirm_subscriptions"};
     char pb[PATH_BUF], sb[SHOW_BUF];
     int rc;
     if ((rc = check_keys(ld, e, path, keys)) < 0)
         return rc;
-    const json_t *f = json_object_get(e, "fetch_certs");
-    if (f && !json_is_false(f))
-        return failf(ld, DM_EINVAL, key_path(pb, path, "fetch_certs"),
-                     "is not supported yet: list the certificate under \"certs\"");
-    f = json_object_get(e, "confirm_subscriptions");
-    if (f && !json_is_false(f))
-        return failf(ld, DM_EINVAL, key_path(pb, path, "confirm_subscriptions"),
-                     "is not supported yet: confirm with the SubscribeURL digestmap logs");
+    for (size_t i = 0; i < DM_ARRAY_LEN(flags); i++) {
+        const json_t *f = json_object_get(e, flags[i]);
+        if (f && !json_is_boolean(f))
+            return failf(ld, DM_EINVAL, key_path(pb, path, flags[i]), "must be true or false");
+    }
+    out->fetch_certs = json_is_true(json_object_get(e, "fetch_certs"));
+    out->confirm_subscriptions = json_is_true(json_object_get(e, "confirm_subscriptions"));
     const json_t *arns = json_object_get(e, "topic_arns");
     if (!json_is_array(arns) || json_array_size(arns) == 0)
         return failf(ld, DM_EINVAL, key_path(pb, path, "topic_arns"),
@@ -889,10 +890,18 @@ static int parse_sns_entry(loader *ld, const json_t *e, const char *path, dm_aut
                          "must hold topic ARNs (\"arn:aws…:sns:<region>:<account>:<topic>\")");
         out->topic_arns[i] = dm_xstrdup(json_string_value(a));
     }
+    /* The cache exists before "certs" is read: a failed load frees it with the entry. */
+    if (out->fetch_certs || out->confirm_subscriptions)
+        out->sns_cache = dm_sns_cache_new();
     const json_t *certs = json_object_get(e, "certs");
-    if (!json_is_object(certs) || json_object_size(certs) == 0)
+    if (certs && !json_is_object(certs))
         return failf(ld, DM_EINVAL, key_path(pb, path, "certs"),
-                     "must map each SigningCertURL to a PEM file (certificates are not fetched)");
+                     "must map each SigningCertURL to a PEM file");
+    if (!out->fetch_certs && json_object_size(certs) == 0)
+        return failf(ld, DM_EINVAL, key_path(pb, path, "certs"),
+                     "must map each SigningCertURL to a PEM file (or set \"fetch_certs\": true)");
+    if (json_object_size(certs) == 0)
+        return DM_OK; /* every certificate is fetched */
     out->certs = dm_xcalloc(json_object_size(certs), sizeof *out->certs);
     const char *url;
     const json_t *file;
@@ -1347,6 +1356,7 @@ static void free_auth_list(dm_auth_list *l)
             free(a->certs[k].pem);
         }
         free(a->certs);
+        dm_sns_cache_free(a->sns_cache);
     }
     free(l->v);
     l->v = NULL;

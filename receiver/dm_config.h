@@ -4,8 +4,9 @@
  * as "x", "x_env": "VAR" or "x_file": "path" (relative paths are resolved against the
  * directory of the config file); they are resolved at load time.
  * A dm_config is immutable after loading and shared read-only by all worker threads, except
- * the oidc entries' keyrings, which synchronize themselves (dm_keyring.h). Loading reads files
- * but never touches the network: jwks_url keys are fetched by dm_jwks_fetch after the load.
+ * the oidc entries' keyrings and the sns entries' certificate caches, which synchronize
+ * themselves (dm_keyring.h). Loading reads files but never touches the network: jwks_url keys,
+ * SNS certificates and subscription confirmations are fetched by dm_fetch after the load.
  */
 #ifndef DM_RECEIVER_DM_CONFIG_H
 #define DM_RECEIVER_DM_CONFIG_H
@@ -15,6 +16,7 @@
 #include <jansson.h>
 
 struct dm_keyring;
+struct dm_sns_cache;
 
 typedef enum {
     DM_AUTH_NONE = 0, /**< accepts everything; warned about at startup */
@@ -52,8 +54,12 @@ typedef struct dm_auth_entry {
     /* SNS only */
     char **topic_arns;     /**< accepted TopicArn values */
     size_t ntopic_arns;
-    dm_sns_cert *certs;    /**< from "certs" (URL → PEM file) */
+    dm_sns_cert *certs;    /**< from "certs" (URL → PEM file); may be empty with fetch_certs */
     size_t ncerts;
+    bool fetch_certs;      /**< fetch unknown SigningCertURLs (validated) into sns_cache */
+    bool confirm_subscriptions; /**< GET the SubscribeURL of verified confirmations */
+    struct dm_sns_cache *sns_cache; /**< with fetch_certs or confirm_subscriptions (owned;
+                                         thread-safe), else NULL */
 } dm_auth_entry;
 
 typedef struct dm_auth_list {

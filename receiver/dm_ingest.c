@@ -4,6 +4,7 @@
 #include "dm_auth.h"
 #include "dm_build.h"
 #include "dm_http.h"
+#include "dm_keyring.h"
 #include "dm_log.h"
 #include "dm_metrics.h"
 #include "dm_query.h"
@@ -54,8 +55,12 @@ static bool authenticate(struct evhttp_request *req, size_t route, const char *p
     if (out->result == DM_AUTH_OK)
         return true;
     char peer[64];
-    int status = out->result == DM_AUTH_FORBIDDEN ? 403 : 401;
-    dm_metrics_inc(DM_M_AUTH_FAILED);
+    int status = out->result == DM_AUTH_FORBIDDEN     ? 403
+                 : out->result == DM_AUTH_UNAVAILABLE ? 503
+                                                      : 401;
+    /* 503: not a failed authentication, the sender retries and will pass (or fail) then. */
+    if (status != 503)
+        dm_metrics_inc(DM_M_AUTH_FAILED);
     char detail[320];
     dm_warn("request refused",
             "status=%d route=%s reason=\"%s\" kid=\"%.64s\" claim=\"%s\" detail=%s peer=%s",
@@ -64,6 +69,8 @@ static bool authenticate(struct evhttp_request *req, size_t route, const char *p
             dm_http_peer(req, peer));
     if (out->result == DM_AUTH_FORBIDDEN)
         dm_http_error(req, route, 403, "token not allowed: claim %s", out->forbidden_claim);
+    else if (out->result == DM_AUTH_UNAVAILABLE) /* with Retry-After */
+        dm_http_error(req, route, 503, "signing certificate not available yet; retry later");
     else
         dm_http_error(req, route, 401, out->result == DM_AUTH_MISSING ? "missing credentials"
                                                                       : "bad credentials");
@@ -223,10 +230,11 @@ static int check_replay(ingest *in, const json_t *claims)
 }
 
 /* A signed SNS subscription or unsubscribe confirmation: acknowledged (SNS would retry
- * anything else) and logged, with the SubscribeURL an operator opens to confirm. Confirming
- * automatically needs an outgoing HTTPS request, not done yet (confirm_subscriptions). */
+ * anything else) and logged. A subscription is confirmed by a GET of its SubscribeURL: with
+ * confirm_subscriptions the fetcher (dm_fetch.h, main thread) issues it and logs the outcome;
+ * otherwise the URL is logged for an operator to open. */
 static void sns_control(struct evhttp_request *req, size_t route, const char *path,
-                        const dm_sns_message *m)
+                        const dm_auth_entry *e, const dm_sns_message *m)
 {
     char url[600], topic[300];
     bool confirmation = m->type == DM_SNS_SUBSCRIPTION_CONFIRMATION;
@@ -237,13 +245,30 @@ static void sns_control(struct evhttp_request *req, size_t route, const char *pa
         refuse_invalid(req, route, path, 400, &err);
         return;
     }
+    dm_log_quote(m->topic_arn, strlen(m->topic_arn), topic, sizeof topic);
+    dm_log_quote(su, strlen(su), url, sizeof url);
+    if (confirmation && e && e->confirm_subscriptions && e->sns_cache) {
+        if (!dm_sns_cache_confirm(e->sns_cache, su)) {
+            char peer[64];
+            dm_warn("request refused", "status=503 route=%s reason=\"too many subscription "
+                    "confirmations pending\" topic=%s peer=%s", path, topic,
+                    dm_http_peer(req, peer));
+            dm_http_error(req, route, 503, "too many subscription confirmations pending; "
+                          "retry later");
+            return;
+        }
+        dm_metrics_inc(DM_M_IGNORED);
+        dm_info("sns subscription confirmation: confirming", "route=%s topic=%s subscribe_url=%s",
+                path, topic, url);
+        dm_http_json(req, route, 200,
+                     "{\"status\":\"ignored\",\"reason\":\"subscription being confirmed\"}");
+        return;
+    }
     dm_metrics_inc(DM_M_IGNORED);
     dm_log(confirmation ? DM_LOG_WARN : DM_LOG_INFO,
            confirmation ? "sns subscription confirmation: open subscribe_url to confirm"
                         : "sns unsubscribe confirmation",
-           "route=%s topic=%s subscribe_url=%s", path,
-           dm_log_quote(m->topic_arn, strlen(m->topic_arn), topic, sizeof topic),
-           dm_log_quote(su, strlen(su), url, sizeof url));
+           "route=%s topic=%s subscribe_url=%s", path, topic, url);
     dm_http_json(req, route, 200,
                  confirmation
                      ? "{\"status\":\"ignored\",\"reason\":\"subscription confirmation logged\"}"
@@ -296,7 +321,7 @@ void dm_ingest_handle(dm_worker *w, struct evhttp_request *req, const dm_source_
         rc = dm_acr_parse(body, len, &events, &err);
     } else if (src->type == DM_SRC_ECR && auth.sns) {
         if (auth.sns->type != DM_SNS_NOTIFICATION) {
-            sns_control(req, route, src->path, auth.sns);
+            sns_control(req, route, src->path, auth.entry, auth.sns);
             dm_auth_outcome_dispose(&auth);
             return;
         }

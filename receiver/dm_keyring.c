@@ -5,9 +5,11 @@
  * built, so a reader may keep verifying with a set that has just been replaced.
  */
 #include "dm_keyring.h"
+#include "dm_time.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -212,4 +214,276 @@ void dm_keyring_fetch_end(dm_keyring *kr)
     pthread_mutex_lock(&kr->lock);
     kr->fetching = false;
     pthread_mutex_unlock(&kr->lock);
+}
+
+/*---- SNS signing certificates -------------------------------------------------------------*/
+
+struct dm_sns_pem {
+    atomic_long refs;
+    size_t len;
+    char data[]; /* NUL-terminated */
+};
+
+typedef enum { WANT_QUEUED, WANT_IN_FLIGHT, WANT_IDLE } want_state;
+
+typedef struct {
+    char *url;
+    want_state state;
+    int64_t last_request_ms; /* when the last fetch was queued */
+    char failure[160];       /* the last fetch's failure, or "" */
+    bool failed;
+} sns_want;
+
+typedef struct {
+    char *url;
+    dm_sns_pem *pem; /* holds one reference */
+    int64_t last_used_ms;
+} sns_cached;
+
+struct dm_sns_cache {
+    pthread_mutex_t lock; /* guards everything below */
+    sns_cached cached[DM_SNS_CACHE_MAX];
+    size_t ncached;
+    sns_want wanted[DM_SNS_WANTED_MAX];
+    size_t nwanted;
+    char *confirms[DM_SNS_CONFIRM_MAX];
+    size_t nconfirms;
+    dm_keyring_wake_fn wake;
+    void *wake_arg;
+};
+
+dm_sns_cache *dm_sns_cache_new(void)
+{
+    dm_sns_cache *c = dm_xcalloc(1, sizeof *c);
+    pthread_mutex_init(&c->lock, NULL);
+    return c;
+}
+
+void dm_sns_pem_release(dm_sns_pem *p)
+{
+    if (p && atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1)
+        free(p);
+}
+
+const char *dm_sns_pem_data(const dm_sns_pem *p, size_t *len)
+{
+    *len = p->len;
+    return p->data;
+}
+
+void dm_sns_cache_free(dm_sns_cache *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->ncached; i++) {
+        free(c->cached[i].url);
+        dm_sns_pem_release(c->cached[i].pem);
+    }
+    for (size_t i = 0; i < c->nwanted; i++)
+        free(c->wanted[i].url);
+    for (size_t i = 0; i < c->nconfirms; i++)
+        free(c->confirms[i]);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+size_t dm_sns_cache_count(dm_sns_cache *c)
+{
+    pthread_mutex_lock(&c->lock);
+    size_t n = c->ncached;
+    pthread_mutex_unlock(&c->lock);
+    return n;
+}
+
+static sns_cached *find_cached(dm_sns_cache *c, const char *url)
+{
+    for (size_t i = 0; i < c->ncached; i++)
+        if (strcmp(c->cached[i].url, url) == 0)
+            return &c->cached[i];
+    return NULL;
+}
+
+static sns_want *find_wanted(dm_sns_cache *c, const char *url)
+{
+    for (size_t i = 0; i < c->nwanted; i++)
+        if (strcmp(c->wanted[i].url, url) == 0)
+            return &c->wanted[i];
+    return NULL;
+}
+
+static void drop_wanted(dm_sns_cache *c, sns_want *w)
+{
+    free(w->url);
+    *w = c->wanted[--c->nwanted];
+}
+
+dm_sns_pem *dm_sns_cache_get(dm_sns_cache *c, const char *url, int64_t mono_ms)
+{
+    dm_sns_pem *p = NULL;
+    pthread_mutex_lock(&c->lock);
+    sns_cached *e = find_cached(c, url);
+    if (e) {
+        e->last_used_ms = mono_ms;
+        p = e->pem;
+        atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return p;
+}
+
+static void wake_locked(dm_sns_cache *c)
+{
+    if (c->wake)
+        c->wake(c->wake_arg);
+}
+
+dm_sns_fetch_state dm_sns_cache_want(dm_sns_cache *c, const char *url, int64_t mono_ms,
+                                     char *why, size_t whylen)
+{
+    dm_sns_fetch_state st;
+    if (whylen)
+        why[0] = '\0';
+    pthread_mutex_lock(&c->lock);
+    sns_want *w = find_wanted(c, url);
+    if (find_cached(c, url)) {
+        st = DM_SNS_FETCH_PENDING; /* fetched since the caller looked */
+    } else if (w && w->state != WANT_IDLE) {
+        st = DM_SNS_FETCH_PENDING;
+    } else if (w && mono_ms - w->last_request_ms < DM_SNS_FETCH_RETRY_MS) {
+        st = DM_SNS_FETCH_FAILED;
+        if (whylen)
+            snprintf(why, whylen, "%s", w->failure);
+    } else {
+        if (!w && c->nwanted == DM_SNS_WANTED_MAX) {
+            /* Make room: forget the idle URL whose last fetch is the oldest. */
+            sns_want *old = NULL;
+            for (size_t i = 0; i < c->nwanted; i++)
+                if (c->wanted[i].state == WANT_IDLE &&
+                    (!old || c->wanted[i].last_request_ms < old->last_request_ms))
+                    old = &c->wanted[i];
+            if (old)
+                drop_wanted(c, old);
+        }
+        if (!w && c->nwanted == DM_SNS_WANTED_MAX) {
+            st = DM_SNS_FETCH_BUSY;
+        } else {
+            if (!w) {
+                w = &c->wanted[c->nwanted++];
+                memset(w, 0, sizeof *w);
+                w->url = dm_xstrdup(url);
+            }
+            w->state = WANT_QUEUED;
+            w->last_request_ms = mono_ms;
+            wake_locked(c);
+            st = DM_SNS_FETCH_REQUESTED;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return st;
+}
+
+bool dm_sns_cache_confirm(dm_sns_cache *c, const char *url)
+{
+    bool ok = true;
+    pthread_mutex_lock(&c->lock);
+    bool queued = false;
+    for (size_t i = 0; i < c->nconfirms && !queued; i++)
+        queued = strcmp(c->confirms[i], url) == 0;
+    if (!queued) {
+        if (c->nconfirms == DM_SNS_CONFIRM_MAX) {
+            ok = false;
+        } else {
+            c->confirms[c->nconfirms++] = dm_xstrdup(url);
+            wake_locked(c);
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return ok;
+}
+
+void dm_sns_cache_set_waker(dm_sns_cache *c, dm_keyring_wake_fn fn, void *arg)
+{
+    pthread_mutex_lock(&c->lock);
+    c->wake = fn;
+    c->wake_arg = arg;
+    pthread_mutex_unlock(&c->lock);
+}
+
+char *dm_sns_cache_take_wanted(dm_sns_cache *c)
+{
+    char *url = NULL;
+    pthread_mutex_lock(&c->lock);
+    /* Oldest request first. */
+    sns_want *w = NULL;
+    for (size_t i = 0; i < c->nwanted; i++)
+        if (c->wanted[i].state == WANT_QUEUED &&
+            (!w || c->wanted[i].last_request_ms < w->last_request_ms))
+            w = &c->wanted[i];
+    if (w) {
+        w->state = WANT_IN_FLIGHT;
+        url = dm_xstrdup(w->url);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return url;
+}
+
+void dm_sns_cache_fetched(dm_sns_cache *c, const char *url, const char *pem, size_t len,
+                          const char *failure)
+{
+    /* Cached entries are ordered by this clock, the same one workers pass to get. */
+    dm_sns_pem *p = NULL, *evicted = NULL;
+    char *evicted_url = NULL;
+    if (!failure) {
+        p = dm_xmalloc(sizeof *p + len + 1);
+        atomic_init(&p->refs, 1);
+        p->len = len;
+        memcpy(p->data, pem, len);
+        p->data[len] = '\0';
+    }
+    pthread_mutex_lock(&c->lock);
+    sns_want *w = find_wanted(c, url);
+    if (failure) {
+        if (w) {
+            w->state = WANT_IDLE;
+            w->failed = true;
+            snprintf(w->failure, sizeof w->failure, "%s", failure);
+        }
+    } else {
+        if (w)
+            drop_wanted(c, w);
+        sns_cached *e = find_cached(c, url);
+        if (e) { /* replaced (cannot happen with one fetch per URL at a time) */
+            evicted = e->pem;
+        } else {
+            if (c->ncached == DM_SNS_CACHE_MAX) {
+                e = &c->cached[0];
+                for (size_t i = 1; i < c->ncached; i++)
+                    if (c->cached[i].last_used_ms < e->last_used_ms)
+                        e = &c->cached[i];
+                evicted = e->pem;
+                evicted_url = e->url;
+            } else {
+                e = &c->cached[c->ncached++];
+            }
+            e->url = dm_xstrdup(url);
+        }
+        e->pem = p;
+        e->last_used_ms = dm_mono_ms(); /* a fresh entry counts as just used */
+    }
+    pthread_mutex_unlock(&c->lock);
+    free(evicted_url);
+    dm_sns_pem_release(evicted);
+}
+
+char *dm_sns_cache_take_confirm(dm_sns_cache *c)
+{
+    char *url = NULL;
+    pthread_mutex_lock(&c->lock);
+    if (c->nconfirms > 0) {
+        url = c->confirms[0];
+        memmove(c->confirms, c->confirms + 1, (c->nconfirms - 1) * sizeof *c->confirms);
+        c->nconfirms--;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return url;
 }

@@ -1,11 +1,13 @@
-/* dm_keyring.h - the verification keys of one oidc auth entry, shared by all worker threads.
+/* dm_keyring.h - verification keys fetched at run time, shared by all worker threads: the JWKS
+ * keys of an oidc auth entry (dm_keyring) and the SNS signing certificates of an sns entry
+ * with fetch_certs (dm_sns_cache, at the end of this file).
  *
  * A keyring holds the keys of the entry's jwks_file (loaded once, always kept) merged with the
  * keys last fetched from its jwks_url. Readers take a reference to the current key set, verify,
  * and release it; an update builds a new set and swaps it in under a mutex, and the old set is
  * freed when its last reader releases it. No reader ever waits for a fetch.
  *
- * The keyring does no I/O. The fetcher (dm_jwks_fetch.h) registers a waker and feeds fetched
+ * The keyring does no I/O. The fetcher (dm_fetch.h) registers a waker and feeds fetched
  * documents to dm_keyring_update; verifiers ask for a refresh with dm_keyring_request_refresh
  * when a token names a kid the set does not hold.
  */
@@ -87,5 +89,87 @@ bool dm_keyring_request_refresh(dm_keyring *kr, int64_t mono_ms);
 /** The fetcher marks the start and the end of each fetch (see dm_keyring_request_refresh). */
 void dm_keyring_fetch_begin(dm_keyring *kr);
 void dm_keyring_fetch_end(dm_keyring *kr);
+
+/*---- SNS signing certificates, fetched on demand ------------------------------------------
+ *
+ * One cache per sns auth entry with "fetch_certs" or "confirm_subscriptions". Workers look a
+ * SigningCertURL up (dm_sns_cache_get); on a miss they ask for a fetch (dm_sns_cache_want,
+ * rate-limited per URL) and answer 503 so that SNS retries. The fetcher (dm_fetch.h, main
+ * thread) takes the wanted URLs, fetches them and reports each result (dm_sns_cache_fetched).
+ * Subscription confirmations to issue travel the same way (dm_sns_cache_confirm /
+ * dm_sns_cache_take_confirm). Everything here is thread-safe and does no I/O; the mutex is
+ * held for list operations only, never for a parse or a signature check.
+ */
+
+typedef struct dm_sns_cache dm_sns_cache;
+
+/** A counted reference to one cached certificate (immutable PEM bytes). */
+typedef struct dm_sns_pem dm_sns_pem;
+
+/** Certificates kept; beyond it the least recently used one is dropped. */
+#define DM_SNS_CACHE_MAX 64
+/** URLs waiting for a fetch or for their next retry (after a failure). */
+#define DM_SNS_WANTED_MAX 64
+/** Fetches of one URL are at least this far apart (ms). */
+#define DM_SNS_FETCH_RETRY_MS 60000
+/** Subscription confirmations waiting for the fetcher. */
+#define DM_SNS_CONFIRM_MAX 16
+
+dm_sns_cache *dm_sns_cache_new(void);
+
+/** Free @p c (NULL is fine). References still held are freed by their last release. */
+void dm_sns_cache_free(dm_sns_cache *c);
+
+/** Number of cached certificates. */
+size_t dm_sns_cache_count(dm_sns_cache *c);
+
+/** The certificate cached for @p url (marked used at @p mono_ms), or NULL. Release it. */
+dm_sns_pem *dm_sns_cache_get(dm_sns_cache *c, const char *url, int64_t mono_ms);
+
+/** The PEM bytes of @p p and their length; valid until dm_sns_pem_release. */
+const char *dm_sns_pem_data(const dm_sns_pem *p, size_t *len);
+
+/** Drop a reference from dm_sns_cache_get (NULL is fine), on any thread. */
+void dm_sns_pem_release(dm_sns_pem *p);
+
+typedef enum {
+    DM_SNS_FETCH_REQUESTED = 0, /**< a fetch was asked for now */
+    DM_SNS_FETCH_PENDING,       /**< a fetch is queued or in flight (or the cert just came) */
+    DM_SNS_FETCH_FAILED,        /**< the last fetch failed; the next is not due yet */
+    DM_SNS_FETCH_BUSY,          /**< DM_SNS_WANTED_MAX other URLs are pending: not queued */
+} dm_sns_fetch_state;
+
+/**
+ * A message named @p url (already validated with dm_sns_url_ok) and it is not cached: queue a
+ * fetch unless one is queued or in flight, or the last one for this URL started less than
+ * DM_SNS_FETCH_RETRY_MS before @p mono_ms. Calls the waker when it queues. With FAILED,
+ * copies the last failure's reason into @p why (@p whylen bytes, may be 0).
+ */
+dm_sns_fetch_state dm_sns_cache_want(dm_sns_cache *c, const char *url, int64_t mono_ms,
+                                     char *why, size_t whylen);
+
+/**
+ * Queue a GET of the SubscribeURL @p url (validated) for the fetcher and call the waker.
+ * Returns false when DM_SNS_CONFIRM_MAX confirmations are already waiting; a URL already
+ * queued is not queued twice (returns true).
+ */
+bool dm_sns_cache_confirm(dm_sns_cache *c, const char *url);
+
+/** Register (or remove, with @p fn NULL) the waker; same contract as dm_keyring_set_waker. */
+void dm_sns_cache_set_waker(dm_sns_cache *c, dm_keyring_wake_fn fn, void *arg);
+
+/** Fetcher: the next queued certificate URL (malloc'd; now in flight), or NULL. */
+char *dm_sns_cache_take_wanted(dm_sns_cache *c);
+
+/**
+ * Fetcher: the fetch of @p url ended. @p failure NULL: @p pem (@p len bytes, a checked
+ * certificate) is cached (copied). Otherwise the reason is kept for dm_sns_cache_want and the
+ * URL waits for its next retry.
+ */
+void dm_sns_cache_fetched(dm_sns_cache *c, const char *url, const char *pem, size_t len,
+                          const char *failure);
+
+/** Fetcher: the next queued SubscribeURL (malloc'd), or NULL. */
+char *dm_sns_cache_take_confirm(dm_sns_cache *c);
 
 #endif

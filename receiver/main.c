@@ -6,7 +6,7 @@
 #include "dm_common.h"
 #include "dm_auth.h"
 #include "dm_config.h"
-#include "dm_jwks_fetch.h"
+#include "dm_fetch.h"
 #include "dm_log.h"
 #include "dm_redis_child.h"
 #include "dm_server.h"
@@ -107,7 +107,7 @@ int main(int argc, char **argv)
     int rc = 1;
     dm_redis_child *child = NULL;
     dm_server *server = NULL;
-    dm_jwks_fetch *jwks = NULL;
+    dm_fetch *fetch = NULL;
     struct event_base *base = NULL;
     struct event *sigterm = NULL, *sigint = NULL;
 
@@ -125,10 +125,10 @@ int main(int argc, char **argv)
         snprintf(err, sizeof err, "cannot set up signal handling");
         goto fail;
     }
-    /* Key fetches run on this (the main) thread's base. The first ones start before the
-     * workers accept: tokens arriving meanwhile are refused without using up the entry's
-     * unknown-kid refresh (a fetch is already in flight). */
-    if (dm_jwks_fetch_start(base, conf, &jwks, err, sizeof err) != DM_OK)
+    /* Key and certificate fetches run on this (the main) thread's base. The first JWKS ones
+     * start before the workers accept: tokens arriving meanwhile are refused without using up
+     * the entry's unknown-kid refresh (a fetch is already in flight). */
+    if (dm_fetch_start(base, conf, &fetch, err, sizeof err) != DM_OK)
         goto fail;
     if (dm_server_start(conf, &server, NULL, err, sizeof err) != DM_OK)
         goto fail;
@@ -142,7 +142,7 @@ int main(int argc, char **argv)
 fail:
     if (rc != 0)
         dm_error("cannot start", "reason=\"%s\"", err);
-    dm_jwks_fetch_stop(jwks);
+    dm_fetch_stop(fetch);
     if (sigterm)
         event_free(sigterm);
     if (sigint)

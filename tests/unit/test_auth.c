@@ -1,5 +1,6 @@
 /* test_auth.c - dm_auth: header and HMAC checks, any-of-list semantics, anonymous entries,
- * and OIDC entries backed by a dm_keyring (swaps, merges, refresh requests, concurrent readers).
+ * OIDC entries backed by a dm_keyring (swaps, merges, refresh requests, concurrent readers),
+ * and SNS entries with fetched certificates (dm_sns_cache: requests, rate limits, bounds).
  *
  * Expected signatures were computed independently with the openssl command line, e.g.
  *   printf '%s' '{"images":[]}' | openssl dgst -sha256 -hmac dev-ci-secret
@@ -7,11 +8,15 @@
  */
 #include "dm_auth.h"
 #include "dm_keyring.h"
+#include "dm_sns.h"
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -635,6 +640,281 @@ static void test_keyring_concurrent(void **state)
     free(ta);
 }
 
+/*---- SNS with fetched certificates ------------------------------------------------------*/
+
+#define SNS_TOPIC "arn:aws:sns:eu-west-1:111122223333:ecr-events"
+#define SNS_CERT  "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-a.pem"
+
+/* A self-signed certificate for @p key, as PEM (malloc'd). */
+static char *self_signed(EVP_PKEY *key)
+{
+    X509 *x = X509_new();
+    assert_non_null(x);
+    assert_int_equal(X509_set_version(x, 2), 1);
+    assert_int_equal(ASN1_INTEGER_set(X509_get_serialNumber(x), 1), 1);
+    assert_non_null(X509_gmtime_adj(X509_getm_notBefore(x), 0));
+    assert_non_null(X509_gmtime_adj(X509_getm_notAfter(x), 3600L));
+    assert_int_equal(X509_set_pubkey(x, key), 1);
+    X509_NAME *name = X509_get_subject_name(x);
+    assert_int_equal(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                                                (const unsigned char *)"sns", -1, -1, 0), 1);
+    assert_int_equal(X509_set_issuer_name(x, name), 1);
+    assert_true(X509_sign(x, key, EVP_sha256()) > 0);
+    BIO *bio = BIO_new(BIO_s_mem());
+    assert_int_equal(PEM_write_bio_X509(bio, x), 1);
+    char *data;
+    long n = BIO_get_mem_data(bio, &data);
+    char *pem = dm_xstrndup(data, (size_t)n);
+    BIO_free(bio);
+    X509_free(x);
+    return pem;
+}
+
+/* A SignatureVersion 2 notification from @p topic naming @p cert_url, signed with @p key. */
+static char *sns_body(EVP_PKEY *key, const char *topic, const char *cert_url)
+{
+    const char *msg = "{\"id\":\"e\"}", *ts = "2025-11-28T14:00:00.000Z";
+    char sts[1024];
+    snprintf(sts, sizeof sts,
+             "Message\n%s\nMessageId\nm-1\nTimestamp\n%s\nTopicArn\n%s\nType\nNotification\n",
+             msg, ts, topic);
+    unsigned char sig[512];
+    size_t siglen = sizeof sig;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    assert_int_equal(EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, key), 1);
+    assert_int_equal(EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *)sts, strlen(sts)),
+                     1);
+    EVP_MD_CTX_free(ctx);
+    char b64[1024];
+    assert_true(EVP_EncodeBlock((unsigned char *)b64, sig, (int)siglen) > 0);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "Type", "Notification",
+                          "MessageId", "m-1", "TopicArn", topic, "Message", msg, "Timestamp",
+                          ts, "SignatureVersion", "2", "Signature", b64, "SigningCertURL",
+                          cert_url);
+    assert_non_null(o);
+    char *body = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return body;
+}
+
+static const char *const sns_topics[] = {SNS_TOPIC};
+
+static dm_auth_entry sns_entry(dm_sns_cache *cache)
+{
+    return (dm_auth_entry){.type = DM_AUTH_SNS, .name = "x-amz-sns-message-type",
+                           .topic_arns = (char **)sns_topics, .ntopic_arns = 1,
+                           .fetch_certs = true, .sns_cache = cache};
+}
+
+static dm_auth_result verify_sns(const dm_auth_entry *e, const char *body, dm_auth_outcome *o)
+{
+    dm_auth_list l = {(dm_auth_entry *)e, 1};
+    request r = {{{"x-amz-sns-message-type", "Notification"}}};
+    dm_auth_verify(&l, get_header, &r, (const unsigned char *)body, strlen(body), NOW, o);
+    return o->result;
+}
+
+static void test_sns_fetch_certs(void **state)
+{
+    (void)state;
+    EVP_PKEY *rsa = EVP_RSA_gen(2048);
+    assert_non_null(rsa);
+    char *pem = self_signed(rsa);
+    dm_sns_cache *c = dm_sns_cache_new();
+    wakes = 0;
+    dm_sns_cache_set_waker(c, count_wake, NULL);
+    dm_auth_entry e = sns_entry(c);
+    dm_auth_outcome o;
+
+    /* Unknown certificate: 503-worthy, one fetch requested. */
+    char *body = sns_body(rsa, SNS_TOPIC, SNS_CERT);
+    assert_int_equal(verify_sns(&e, body, &o), DM_AUTH_UNAVAILABLE);
+    assert_string_equal(o.reason, "SNS signing certificate not cached: fetch requested");
+    assert_string_equal(o.detail, SNS_CERT);
+    assert_null(o.sns);
+    dm_auth_outcome_dispose(&o);
+    assert_int_equal(wakes, 1);
+    char *url = dm_sns_cache_take_wanted(c);
+    assert_string_equal(url, SNS_CERT);
+    free(url);
+    assert_null(dm_sns_cache_take_wanted(c));
+
+    /* While it is in flight: still 503, no second request. */
+    assert_int_equal(verify_sns(&e, body, &o), DM_AUTH_UNAVAILABLE);
+    assert_string_equal(o.reason, "SNS signing certificate not cached: fetch in progress");
+    dm_auth_outcome_dispose(&o);
+    assert_int_equal(wakes, 1);
+
+    /* Fetched: the retry verifies. */
+    dm_sns_cache_fetched(c, SNS_CERT, pem, strlen(pem), NULL);
+    assert_int_equal(dm_sns_cache_count(c), 1);
+    assert_int_equal(verify_sns(&e, body, &o), DM_AUTH_OK);
+    assert_non_null(o.sns);
+    assert_string_equal(o.sns->topic_arn, SNS_TOPIC);
+    dm_auth_outcome_dispose(&o);
+    free(body);
+
+    /* Tampered with: the fetched certificate does not make it pass. */
+    body = sns_body(rsa, SNS_TOPIC, SNS_CERT);
+    char *m = strstr(body, "\\\"e\\\"");
+    assert_non_null(m);
+    m[2] = 'f';
+    assert_int_equal(verify_sns(&e, body, &o), DM_AUTH_BAD);
+    assert_string_equal(o.reason, "SNS signature mismatch");
+    dm_auth_outcome_dispose(&o);
+    free(body);
+
+    /* A foreign certificate URL or an unlisted topic never asks for a fetch. */
+    body = sns_body(rsa, SNS_TOPIC, "https://evil.example.com/SimpleNotificationService-a.pem");
+    assert_int_equal(verify_sns(&e, body, &o), DM_AUTH_BAD);
+    assert_string_equal(o.reason, "SigningCertURL is not an SNS certificate URL");
+    dm_auth_outcome_dispose(&o);
+    free(body);
+    body = sns_body(rsa, "arn:aws:sns:eu-west-1:111122223333:other",
+                    "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-b.pem");
+    assert_int_equal(verify_sns(&e, body, &o), DM_AUTH_BAD);
+    assert_string_equal(o.reason,
+                        "unknown SNS signing certificate (topic not allowed: not fetched)");
+    dm_auth_outcome_dispose(&o);
+    free(body);
+    /* ... but a known certificate still proves the wrong topic: 403. */
+    body = sns_body(rsa, "arn:aws:sns:eu-west-1:111122223333:other", SNS_CERT);
+    assert_int_equal(verify_sns(&e, body, &o), DM_AUTH_FORBIDDEN);
+    dm_auth_outcome_dispose(&o);
+    free(body);
+    assert_int_equal(wakes, 1);
+    assert_null(dm_sns_cache_take_wanted(c));
+
+    /* A failed fetch: 503 with the last failure, and no refetch within the interval. */
+    const char *url_c = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-c.pem";
+    body = sns_body(rsa, SNS_TOPIC, url_c);
+    assert_int_equal(verify_sns(&e, body, &o), DM_AUTH_UNAVAILABLE);
+    dm_auth_outcome_dispose(&o);
+    url = dm_sns_cache_take_wanted(c);
+    assert_string_equal(url, url_c);
+    free(url);
+    dm_sns_cache_fetched(c, url_c, NULL, 0, "HTTP 404");
+    assert_int_equal(verify_sns(&e, body, &o), DM_AUTH_UNAVAILABLE);
+    assert_string_equal(o.reason, "SNS signing certificate fetch failed: retried later");
+    assert_string_equal(o.detail, "https://sns.eu-west-1.amazonaws.com/"
+                                  "SimpleNotificationService-c.pem (last fetch: HTTP 404)");
+    dm_auth_outcome_dispose(&o);
+    assert_int_equal(wakes, 2);
+    assert_null(dm_sns_cache_take_wanted(c));
+    free(body);
+
+    /* Without fetch_certs the cache is not consulted: refused as before. */
+    e.fetch_certs = false;
+    body = sns_body(rsa, SNS_TOPIC, SNS_CERT);
+    assert_int_equal(verify_sns(&e, body, &o), DM_AUTH_BAD);
+    assert_string_equal(o.reason, "unknown SNS signing certificate (add it to \"certs\")");
+    dm_auth_outcome_dispose(&o);
+
+    /* A 503 outranks another entry's refusal (a retry may pass); OK outranks everything. */
+    e.fetch_certs = true;
+    dm_sns_cache *c2 = dm_sns_cache_new();
+    dm_auth_entry two[2] = {sns_entry(c2), e};
+    two[0].fetch_certs = false;
+    dm_auth_list l = {two, 2};
+    request r = {{{"x-amz-sns-message-type", "Notification"}}};
+    dm_auth_verify(&l, get_header, &r, (const unsigned char *)body, strlen(body), NOW, &o);
+    assert_int_equal(o.result, DM_AUTH_OK);
+    dm_auth_outcome_dispose(&o);
+    free(body);
+    body = sns_body(rsa, SNS_TOPIC, "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-d.pem");
+    dm_auth_verify(&l, get_header, &r, (const unsigned char *)body, strlen(body), NOW, &o);
+    assert_int_equal(o.result, DM_AUTH_UNAVAILABLE);
+    dm_auth_outcome_dispose(&o);
+    free(body);
+
+    dm_sns_cache_set_waker(c, NULL, NULL);
+    dm_sns_cache_free(c2);
+    dm_sns_cache_free(c);
+    free(pem);
+    EVP_PKEY_free(rsa);
+}
+
+static void test_sns_cache(void **state)
+{
+    (void)state;
+    dm_sns_cache *c = dm_sns_cache_new();
+    char why[64], url[128];
+    const char *u = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-a.pem";
+
+    /* No waker: requests are queued all the same. */
+    assert_int_equal(dm_sns_cache_want(c, u, 0, why, sizeof why), DM_SNS_FETCH_REQUESTED);
+    wakes = 0;
+    dm_sns_cache_set_waker(c, count_wake, NULL);
+    assert_int_equal(dm_sns_cache_want(c, u, 10, why, sizeof why), DM_SNS_FETCH_PENDING);
+    char *t = dm_sns_cache_take_wanted(c);
+    assert_string_equal(t, u);
+    free(t);
+    assert_int_equal(dm_sns_cache_want(c, u, 20, why, sizeof why), DM_SNS_FETCH_PENDING);
+    dm_sns_cache_fetched(c, u, NULL, 0, "timeout");
+    assert_int_equal(dm_sns_cache_want(c, u, DM_SNS_FETCH_RETRY_MS - 1, why, sizeof why),
+                     DM_SNS_FETCH_FAILED);
+    assert_string_equal(why, "timeout");
+    assert_int_equal(wakes, 0);
+    /* Retry interval over: a new fetch, and a success forgets the request. */
+    assert_int_equal(dm_sns_cache_want(c, u, DM_SNS_FETCH_RETRY_MS, why, sizeof why),
+                     DM_SNS_FETCH_REQUESTED);
+    assert_int_equal(wakes, 1);
+    t = dm_sns_cache_take_wanted(c);
+    free(t);
+    dm_sns_cache_fetched(c, u, "PEM", 3, NULL);
+    assert_int_equal(dm_sns_cache_want(c, u, DM_SNS_FETCH_RETRY_MS + 1, why, sizeof why),
+                     DM_SNS_FETCH_PENDING); /* cached meanwhile */
+    dm_sns_pem *p = dm_sns_cache_get(c, u, 0);
+    assert_non_null(p);
+    size_t len;
+    assert_memory_equal(dm_sns_pem_data(p, &len), "PEM", 3);
+    assert_int_equal(len, 3);
+    assert_null(dm_sns_cache_get(c, "https://sns.eu-west-1.amazonaws.com/x.pem", 0));
+
+    /* Bounded: at most DM_SNS_WANTED_MAX pending URLs ... */
+    for (int i = 0; i < DM_SNS_WANTED_MAX; i++) {
+        snprintf(url, sizeof url, "https://sns.eu-west-1.amazonaws.com/w%d.pem", i);
+        assert_int_equal(dm_sns_cache_want(c, url, 100 + i, NULL, 0), DM_SNS_FETCH_REQUESTED);
+    }
+    assert_int_equal(dm_sns_cache_want(c, "https://sns.eu-west-1.amazonaws.com/more.pem", 500,
+                                       NULL, 0),
+                     DM_SNS_FETCH_BUSY);
+    /* ... an idle (failed) one makes room. */
+    t = dm_sns_cache_take_wanted(c);
+    assert_string_equal(t, "https://sns.eu-west-1.amazonaws.com/w0.pem"); /* oldest first */
+    dm_sns_cache_fetched(c, t, NULL, 0, "HTTP 500");
+    free(t);
+    assert_int_equal(dm_sns_cache_want(c, "https://sns.eu-west-1.amazonaws.com/more.pem", 600,
+                                       NULL, 0),
+                     DM_SNS_FETCH_REQUESTED);
+    while ((t = dm_sns_cache_take_wanted(c)) != NULL) {
+        dm_sns_cache_fetched(c, t, "PEM", 3, NULL);
+        free(t);
+    }
+    /* ... and at most DM_SNS_CACHE_MAX certificates, the least recently used dropped. */
+    assert_int_equal(dm_sns_cache_count(c), DM_SNS_CACHE_MAX);
+    assert_null(dm_sns_cache_get(c, u, 0)); /* the first cached: evicted */
+
+    /* Confirmations: queued once each, bounded, first in first out. */
+    int before = wakes;
+    for (int i = 0; i < DM_SNS_CONFIRM_MAX; i++) {
+        snprintf(url, sizeof url, "https://sns.eu-west-1.amazonaws.com/?Token=%d", i);
+        assert_true(dm_sns_cache_confirm(c, url));
+    }
+    assert_true(dm_sns_cache_confirm(c, "https://sns.eu-west-1.amazonaws.com/?Token=3"));
+    assert_false(dm_sns_cache_confirm(c, "https://sns.eu-west-1.amazonaws.com/?Token=x"));
+    assert_int_equal(wakes - before, DM_SNS_CONFIRM_MAX);
+    t = dm_sns_cache_take_confirm(c);
+    assert_string_equal(t, "https://sns.eu-west-1.amazonaws.com/?Token=0");
+    free(t);
+    assert_true(dm_sns_cache_confirm(c, "https://sns.eu-west-1.amazonaws.com/?Token=x"));
+
+    /* A reference outlives the cache. */
+    dm_sns_cache_free(c);
+    assert_memory_equal(dm_sns_pem_data(p, &len), "PEM", 3);
+    dm_sns_pem_release(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -645,6 +925,7 @@ int main(void)
         cmocka_unit_test(test_keyring_refresh_requests),
         cmocka_unit_test(test_oidc_unknown_kid),
         cmocka_unit_test(test_keyring_concurrent),
+        cmocka_unit_test(test_sns_fetch_certs), cmocka_unit_test(test_sns_cache),
     };
     return cmocka_run_group_tests(tests, oidc_setup, oidc_teardown);
 }

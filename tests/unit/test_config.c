@@ -89,7 +89,7 @@ static void remove_file(const char *name)
 
 static const char *const tmp_files[] = {"secret.txt", "crlf.txt", "two-nl.txt", "empty.txt",
                                         "nl-only.txt", "big.txt", "max.txt", "sub/rel.txt",
-                                        "cfg.json"};
+                                        "cfg.json", "sns-a.pem"};
 
 static int group_setup(void **state)
 {
@@ -440,16 +440,93 @@ static void test_unsupported(void **state)
     EXPECT_ERR("{'sources': [{'type': 'ecr', 'auth': [{'type': 'sns', 'topic_arns': []}]}]}",
                "sources[0].auth[0].topic_arns: must be a non-empty array of topic ARNs");
     EXPECT_ERR("{'sources': [{'type': 'ecr', 'auth': [{'type': 'sns', 'topic_arns': "
-               "  ['arn:aws:sns:eu-west-1:1:t'], 'fetch_certs': true}]}]}",
-               "sources[0].auth[0].fetch_certs: is not supported yet: list the certificate "
-               "under \"certs\"");
-    EXPECT_ERR("{'sources': [{'type': 'ecr', 'auth': [{'type': 'sns', 'topic_arns': "
                "  ['arn:aws:sns:eu-west-1:1:t'], 'certs': "
                "  {'https://sns.eu-west-1.amazonaws.com.evil.com/x.pem': 'c.pem'}}]}]}",
                "sources[0].auth[0].certs: \"https://sns.eu-west-1.amazonaws.com.evil.com/x.pem\" "
                "is not an SNS certificate URL (https://sns.<region>.amazonaws.com[.cn]/….pem)");
     EXPECT_ERR("{'api': {'auth': [{'type': 'oidc'}]}, " SRC_NONE "}",
                "api.auth[0]: \"issuer\" is required");
+}
+
+#define SNS_ENTRY(extra)                                                                      \
+    "{'sources': [{'type': 'ecr', 'auth': [{'type': 'sns', 'topic_arns': "                     \
+    "['arn:aws:sns:eu-west-1:1:t']" extra "}]}]}"
+#define SNS_URL "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-a.pem"
+
+static void test_sns_entry(void **state)
+{
+    (void)state;
+    write_file("sns-a.pem", "-----BEGIN CERTIFICATE-----\n", 28);
+
+    /* certs only: nothing is fetched, no cache. */
+    dm_config *c = load_ok_at(SNS_ENTRY(", 'certs': {'" SNS_URL "': 'sns-a.pem'}"), tmpdir);
+    const dm_auth_entry *e = &c->sources[0].auth.v[0];
+    assert_int_equal(e->type, DM_AUTH_SNS);
+    assert_int_equal(e->ncerts, 1);
+    assert_false(e->fetch_certs);
+    assert_false(e->confirm_subscriptions);
+    assert_null(e->sns_cache);
+    dm_config_free(c);
+
+    /* fetch_certs: certs becomes optional; a cache is created. */
+    c = load_ok(SNS_ENTRY(", 'fetch_certs': true"));
+    e = &c->sources[0].auth.v[0];
+    assert_true(e->fetch_certs);
+    assert_false(e->confirm_subscriptions);
+    assert_int_equal(e->ncerts, 0);
+    assert_non_null(e->sns_cache);
+    assert_int_equal(dm_sns_cache_count(e->sns_cache), 0);
+    dm_config_free(c);
+
+    c = load_ok(SNS_ENTRY(", 'fetch_certs': true, 'certs': {}, 'confirm_subscriptions': true"));
+    e = &c->sources[0].auth.v[0];
+    assert_true(e->fetch_certs);
+    assert_true(e->confirm_subscriptions);
+    assert_non_null(e->sns_cache);
+    dm_config_free(c);
+
+    /* Both, with listed certificates too; false is the default. */
+    c = load_ok_at(SNS_ENTRY(", 'fetch_certs': true, 'confirm_subscriptions': false, 'certs': "
+                             "{'" SNS_URL "': 'sns-a.pem'}"), tmpdir);
+    e = &c->sources[0].auth.v[0];
+    assert_int_equal(e->ncerts, 1);
+    assert_string_equal(e->certs[0].url, SNS_URL);
+    assert_true(e->fetch_certs);
+    assert_false(e->confirm_subscriptions);
+    dm_config_free(c);
+
+    /* confirm_subscriptions alone: certificates still have to be listed. */
+    c = load_ok_at(SNS_ENTRY(", 'confirm_subscriptions': true, 'certs': {'" SNS_URL
+                             "': 'sns-a.pem'}"), tmpdir);
+    e = &c->sources[0].auth.v[0];
+    assert_false(e->fetch_certs);
+    assert_true(e->confirm_subscriptions);
+    assert_non_null(e->sns_cache);
+    dm_config_free(c);
+
+    EXPECT_ERR(SNS_ENTRY(""),
+               "sources[0].auth[0].certs: must map each SigningCertURL to a PEM file (or set "
+               "\"fetch_certs\": true)");
+    EXPECT_ERR(SNS_ENTRY(", 'confirm_subscriptions': true"),
+               "sources[0].auth[0].certs: must map each SigningCertURL to a PEM file (or set "
+               "\"fetch_certs\": true)");
+    EXPECT_ERR(SNS_ENTRY(", 'fetch_certs': false, 'certs': {}"),
+               "sources[0].auth[0].certs: must map each SigningCertURL to a PEM file (or set "
+               "\"fetch_certs\": true)");
+    EXPECT_ERR(SNS_ENTRY(", 'fetch_certs': true, 'certs': ['" SNS_URL "']"),
+               "sources[0].auth[0].certs: must map each SigningCertURL to a PEM file");
+    EXPECT_ERR(SNS_ENTRY(", 'fetch_certs': 'yes'"),
+               "sources[0].auth[0].fetch_certs: must be true or false");
+    EXPECT_ERR(SNS_ENTRY(", 'fetch_certs': true, 'confirm_subscriptions': 1"),
+               "sources[0].auth[0].confirm_subscriptions: must be true or false");
+    EXPECT_ERR(SNS_ENTRY(", 'fetch_certs': true, 'certs': {'https://sns.eu-west-1.amazonaws.com:"
+                         "8443/x.pem': 'sns-a.pem'}"),
+               "sources[0].auth[0].certs: \"https://sns.eu-west-1.amazonaws.com:8443/x.pem\" "
+               "is not an SNS certificate URL (https://sns.<region>.amazonaws.com[.cn]/….pem)");
+    EXPECT_ERR(SNS_ENTRY(", 'fetch_certs': true, 'fetch_cert': true"),
+               "sources[0].auth[0]: unknown key \"fetch_cert\"");
+    EXPECT_ERR("{'sources': [{'type': 'ecr', 'auth': [{'type': 'sns', 'fetch_certs': true}]}]}",
+               "sources[0].auth[0].topic_arns: must be a non-empty array of topic ARNs");
 }
 
 static void test_oidc_entry(void **state)
@@ -1181,7 +1258,7 @@ int main(void)
         cmocka_unit_test(test_file_secrets),   cmocka_unit_test(test_redis_urls),
         cmocka_unit_test(test_redis_password), cmocka_unit_test(test_redis_other),
         cmocka_unit_test(test_correlation),    cmocka_unit_test(test_limits_outputs),
-        cmocka_unit_test(test_api),            cmocka_unit_test(test_json_errors),
+        cmocka_unit_test(test_api), cmocka_unit_test(test_sns_entry),            cmocka_unit_test(test_json_errors),
         cmocka_unit_test(test_load_file),      cmocka_unit_test(test_shipped_configs),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
