@@ -567,6 +567,12 @@ int dm_jwks_parse(const char *json, size_t len, dm_jwks **out, dm_error *err)
         json_decref(root);
         return dm_error_set(err, "keys", "must be an array");
     }
+    /* Issuers publish a handful of keys; a document with hundreds is hostile, and building
+     * each key (and the duplicate-kid check) must stay cheap on the event loop. */
+    if (json_array_size(arr) > DM_JWKS_MAX_KEYS) {
+        json_decref(root);
+        return dm_error_set(err, "keys", "must hold at most %d keys", DM_JWKS_MAX_KEYS);
+    }
 
     /* OpenSSL leaves its reasons for refusing a key on the thread's error queue; the keys we
      * skip are not errors, and a stale entry would confuse the next SSL_get_error(). */

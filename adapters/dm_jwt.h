@@ -13,6 +13,9 @@
 
 #include <jansson.h>
 
+/** Most keys a JWKS document may list (a larger one is refused as malformed). */
+#define DM_JWKS_MAX_KEYS 100
+
 /** A set of verification keys (from one or more JWKS documents). Immutable once built. */
 typedef struct dm_jwks dm_jwks;
 

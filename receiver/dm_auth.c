@@ -95,6 +95,8 @@ static const char *bearer_token(const char *value)
     return *value ? value : NULL;
 }
 
+#define OIDC_MAX_LIFETIME_S 86400
+
 static entry_result check_oidc(const dm_auth_entry *e, const char *value, int64_t now_s,
                                dm_auth_outcome *out, const char **reason)
 {
@@ -122,6 +124,13 @@ static entry_result check_oidc(const dm_auth_entry *e, const char *value, int64_
         dm_keyring_request_refresh(e->keyring, dm_mono_ms());
     if (st != DM_JWT_OK) {
         *reason = dm_jwt_status_str(st);
+        return ENTRY_BAD;
+    }
+    /* CI and Pub/Sub tokens live minutes to an hour; a day-long one is not what we expect,
+     * and its replay marker could not outlive it. */
+    if (json_number_value(json_object_get(claims, "exp")) > (double)now_s + OIDC_MAX_LIFETIME_S) {
+        json_decref(claims);
+        *reason = "token lifetime too long";
         return ENTRY_BAD;
     }
     const char *why = NULL;
@@ -185,8 +194,29 @@ static entry_result sns_missing_cert(const dm_auth_entry *e, const dm_sns_messag
 
 /* An SNS envelope: parsed, from an expected topic, signed with a certificate we were given or
  * fetched. */
+#define SNS_MAX_AGE_MS (2 * 3600 * 1000)
+#define SNS_MAX_FUTURE_MS (5 * 60 * 1000)
+
+/* "https://sns.<region>.amazonaws.com…" must serve the topic's region
+ * ("arn:aws[-cn]:sns:<region>:…"): a certificate URL of any other region is never trusted or
+ * fetched, which also bounds what an unauthenticated sender can make us fetch. */
+static bool same_region(const dm_sns_message *m)
+{
+    const char *host = m->signing_cert_url + strlen("https://sns.");
+    const char *dot = strchr(host, '.');
+    const char *arn = m->topic_arn;
+    for (int i = 0; i < 3 && arn; i++) { /* skip "arn", partition, "sns" */
+        arn = strchr(arn, ':');
+        if (arn)
+            arn++;
+    }
+    const char *end = arn ? strchr(arn, ':') : NULL;
+    return dot && end && (size_t)(dot - host) == (size_t)(end - arn) &&
+           strncasecmp(host, arn, (size_t)(end - arn)) == 0;
+}
+
 static entry_result check_sns(const dm_auth_entry *e, const unsigned char *body, size_t len,
-                              dm_auth_outcome *out, const char **reason)
+                              int64_t now_s, dm_auth_outcome *out, const char **reason)
 {
     dm_sns_message *m = dm_xcalloc(1, sizeof *m);
     dm_error err = {0};
@@ -200,8 +230,8 @@ static entry_result check_sns(const dm_auth_entry *e, const unsigned char *body,
     bool topic_ok = false;
     for (size_t i = 0; i < e->ntopic_arns && !topic_ok; i++)
         topic_ok = strcmp(m->topic_arn, e->topic_arns[i]) == 0;
-    if (!dm_sns_url_ok(m->signing_cert_url, true)) {
-        *reason = "SigningCertURL is not an SNS certificate URL";
+    if (!dm_sns_url_ok(m->signing_cert_url, true) || !same_region(m)) {
+        *reason = "SigningCertURL is not an SNS certificate URL of the topic's region";
         snprintf(out->detail, sizeof out->detail, "%.150s", m->signing_cert_url);
         goto done;
     }
@@ -222,6 +252,17 @@ static entry_result check_sns(const dm_auth_entry *e, const unsigned char *body,
     if (dm_sns_verify(m, pem, pem_len, &err) != DM_OK) {
         *reason = "SNS signature mismatch";
         snprintf(out->detail, sizeof out->detail, "%s", err.text);
+        goto done;
+    }
+    /* A signed envelope stays valid forever; refuse old ones so a captured message (or a
+     * subscription confirmation after an unsubscribe) cannot be replayed later. SNS stops
+     * retrying a delivery within an hour. */
+    int64_t ts_ms = 0;
+    int64_t now_ms = now_s * 1000;
+    if (dm_time_parse_rfc3339(m->timestamp, strlen(m->timestamp), &ts_ms) != DM_OK ||
+        ts_ms < now_ms - SNS_MAX_AGE_MS || ts_ms > now_ms + SNS_MAX_FUTURE_MS) {
+        *reason = "SNS message too old or from the future (Timestamp)";
+        snprintf(out->detail, sizeof out->detail, "%.64s", m->timestamp);
         goto done;
     }
     /* Signed by AWS, but for a topic we do not serve: valid credentials, not allowed. */
@@ -274,7 +315,7 @@ void dm_auth_verify(const dm_auth_list *list, dm_header_fn get_header, void *ctx
         } else if (e->type == DM_AUTH_OIDC) {
             r = check_oidc(e, value, now_s, out, &why);
         } else if (e->type == DM_AUTH_SNS) {
-            r = check_sns(e, body, len, out, &why);
+            r = check_sns(e, body, len, now_s, out, &why);
         } else {
             r = ENTRY_BAD; /* fail closed on a corrupt list */
             why = "unknown auth type";

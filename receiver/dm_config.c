@@ -1082,7 +1082,16 @@ static int parse_source(loader *ld, const json_t *s, const char *path, dm_source
                 : out->type == DM_SRC_GAR ? "/v1/registry/gar"
                                           : "/v1/builds";
     out->path = dm_xstrdup(route);
-    return parse_auth_list(ld, s, path, &out->auth);
+    if ((rc = parse_auth_list(ld, s, path, &out->auth)) < 0)
+        return rc;
+    /* An SNS signature covers only the envelope's documented fields: it authenticates the
+     * EventBridge event in "Message", nothing else a body might carry. */
+    for (size_t i = 0; i < out->auth.n; i++) {
+        if (out->auth.v[i].type == DM_AUTH_SNS && out->type != DM_SRC_ECR)
+            return failf(ld, DM_EINVAL, pathf(pb, "%s.auth[%zu].type", path, i),
+                         "\"sns\" authenticates only \"ecr\" sources");
+    }
+    return DM_OK;
 }
 
 static int parse_sources(loader *ld, const json_t *root, dm_config *c)

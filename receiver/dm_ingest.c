@@ -216,8 +216,11 @@ static int check_replay(ingest *in, const json_t *claims)
         snprintf(hex + 2 * i, 3, "%02x", md[i]);
     const dm_app *app = dm_worker_app(in->w);
     snprintf(in->jti_key, sizeof in->jti_key, "%s:jti:%s", app->join.prefix, hex);
-    /* Kept until the token could no longer be accepted anyway: exp + leeway. */
-    long long until_ms = ((long long)json_number_value(exp) + 60) * 1000;
+    /* Kept until the token could no longer be accepted anyway: exp + leeway, but never more
+     * than a day (in double first: a signed exp of 1e300 must not overflow). */
+    double until_s = json_number_value(exp) + 60;
+    double cap_s = (double)(dm_now_ms() / 1000) + 86400;
+    long long until_ms = (long long)(until_s < cap_s ? until_s : cap_s) * 1000;
     snprintf(pxat, sizeof pxat, "%lld", until_ms);
     const char *argv[] = {"SET", in->jti_key, "1", "NX", "PXAT", pxat};
     size_t lens[6];
@@ -319,6 +322,13 @@ void dm_ingest_handle(dm_worker *w, struct evhttp_request *req, const dm_source_
     int status = 400, rc;
     if (src->type == DM_SRC_ACR) {
         rc = dm_acr_parse(body, len, &events, &err);
+    } else if (auth.sns && src->type != DM_SRC_ECR) {
+        /* The configuration refuses this; never trust an unsigned body on its strength. */
+        dm_error e = {0};
+        dm_error_set(&e, "", "SNS envelopes are accepted on ECR sources only");
+        refuse_invalid(req, route, src->path, 401, &e);
+        dm_auth_outcome_dispose(&auth);
+        return;
     } else if (src->type == DM_SRC_ECR && auth.sns) {
         if (auth.sns->type != DM_SNS_NOTIFICATION) {
             sns_control(req, route, src->path, auth.entry, auth.sns);

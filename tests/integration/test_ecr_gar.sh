@@ -61,11 +61,11 @@ post /v1/registry/ecr "$T/fail.json" -H 'x-api-key: ecr-key'
 check "FAILURE result: ignored" '{"status":"ignored","reason":"failed action"}' "$BODY"
 
 # 2. SNS: sign the documented string with SHA-256 (v2) or SHA-1 (v1).
-# sns_envelope TYPE MESSAGE MSGID VERSION KEY [TOPIC] [CERT_URL]
+# sns_envelope TYPE MESSAGE MSGID VERSION KEY [TOPIC] [CERT_URL] [SECONDS_AGO]
 sns_envelope() {
     local ts sts sig topic=${6:-$TOPIC} url=${7:-$CERT_URL} dgst=-sha256
     [ "$4" == 1 ] && dgst=-sha1
-    ts=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
+    ts=$(date -u -d "@$(( $(date +%s) - ${8:-0} ))" +%Y-%m-%dT%H:%M:%S.000Z)
     if [ "$1" == Notification ]; then
         sts=$(printf 'Message\n%s\nMessageId\n%s\nTimestamp\n%s\nTopicArn\n%s\nType\n%s\n' "$2" "$3" "$ts" "$topic" "$1")
     else
@@ -110,6 +110,14 @@ sns_envelope Notification "$(eb_event "$d" x eb-f)" sns-f 2 "$T/sns.key" "$TOPIC
 post_sns "$T/foreign.json" Notification
 check "SNS with a foreign certificate URL: 401" 401 "$STATUS"
 check_match "foreign certificate URL logged" 'SigningCertURL is not an SNS certificate URL' "$(cat "$T/daemon.log")"
+sns_envelope Notification "$(eb_event "$d" x eb-o)" sns-o 2 "$T/sns.key" "$TOPIC" "$CERT_URL" 10800 > "$T/old.json"
+post_sns "$T/old.json" Notification
+check "SNS message signed 3 h ago (replay): 401" 401 "$STATUS"
+check_match "stale SNS message logged" 'reason="SNS message too old or from the future' "$(cat "$T/daemon.log")"
+sns_envelope Notification "$(eb_event "$d" x eb-r)" sns-r 2 "$T/sns.key" "$TOPIC" \
+    https://sns.us-east-1.amazonaws.com/SimpleNotificationService-test.pem > "$T/region.json"
+post_sns "$T/region.json" Notification
+check "SNS certificate URL of another region than the topic: 401" 401 "$STATUS"
 check "refused SNS messages parked nothing" "$keys_before" "$(rcli dbsize)"
 
 sns_envelope SubscriptionConfirmation "You have chosen to subscribe" sns-sub 2 "$T/sns.key" > "$T/sub.json"

@@ -73,6 +73,7 @@ refuse "wrong audience" 401 "$(mint_rs256 "$T/gh.pem" gh-1 "$(gh_claims j-4 '.au
 refuse "wrong issuer" 401 "$(mint_rs256 "$T/gh.pem" gh-1 "$(gh_claims j-5 '.iss = "https://evil.example.com"')")" "issuer not allowed"
 refuse "expired" 401 "$(mint_rs256 "$T/gh.pem" gh-1 "$(gh_claims j-6 ".exp = $((now - 61))")")" "token expired"
 refuse "not yet valid (nbf)" 401 "$(mint_rs256 "$T/gh.pem" gh-1 "$(gh_claims j-7 ".nbf = $((now + 120))")")" "token not yet valid"
+refuse "lifetime longer than a day" 401 "$(mint_rs256 "$T/gh.pem" gh-1 "$(gh_claims j-12 '.exp = 1e300')")" "token lifetime too long"
 refuse "unknown kid" 401 "$(mint_rs256 "$T/gh.pem" gh-9 "$(gh_claims j-8)")" "unknown key id"
 refuse "signed by another key" 401 "$(mint_rs256 "$T/other.pem" gh-1 "$(gh_claims j-9)")" "bad signature"
 refuse "alg none" 401 "$(mint_none gh-1 "$(gh_claims j-10)")" "algorithm not allowed"

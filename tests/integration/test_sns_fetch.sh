@@ -101,7 +101,7 @@ keys_before=$(rcli dbsize)
 sns_envelope Notification "$(eb_event "$d2" eb-x)" sns-x "$T/sns.key" https://evil.example.com/SimpleNotificationService-evil.pem > "$T/x.json"
 post_sns "$T/x.json" Notification
 check "foreign certificate URL: 401" 401 "$STATUS"
-check "its reason" "SigningCertURL is not an SNS certificate URL" "$(last_refusal)"
+check "its reason" "SigningCertURL is not an SNS certificate URL of the topic's region" "$(last_refusal)"
 sns_envelope Notification "$(eb_event "$d2" eb-p)" sns-p "$T/sns.key" "https://sns.eu-west-1.amazonaws.com:8443/SimpleNotificationService-evil.pem" > "$T/p.json"
 post_sns "$T/p.json" Notification
 check "SNS host with a port: 401" 401 "$STATUS"

@@ -767,7 +767,7 @@ static void test_sns_fetch_certs(void **state)
     /* A foreign certificate URL or an unlisted topic never asks for a fetch. */
     body = sns_body(rsa, SNS_TOPIC, "https://evil.example.com/SimpleNotificationService-a.pem");
     assert_int_equal(verify_sns(&e, body, &o), DM_AUTH_BAD);
-    assert_string_equal(o.reason, "SigningCertURL is not an SNS certificate URL");
+    assert_string_equal(o.reason, "SigningCertURL is not an SNS certificate URL of the topic's region");
     dm_auth_outcome_dispose(&o);
     free(body);
     body = sns_body(rsa, "arn:aws:sns:eu-west-1:111122223333:other",

@@ -446,6 +446,10 @@ static void test_unsupported(void **state)
                "is not an SNS certificate URL (https://sns.<region>.amazonaws.com[.cn]/….pem)");
     EXPECT_ERR("{'api': {'auth': [{'type': 'oidc'}]}, " SRC_NONE "}",
                "api.auth[0]: \"issuer\" is required");
+    /* An SNS signature authenticates only the event inside "Message". */
+    EXPECT_ERR("{'sources': [{'type': 'build', 'auth': [{'type': 'sns', 'topic_arns': "
+               "  ['arn:aws:sns:eu-west-1:1:t'], 'fetch_certs': true}]}]}",
+               "sources[0].auth[0].type: \"sns\" authenticates only \"ecr\" sources");
 }
 
 #define SNS_ENTRY(extra)                                                                      \
