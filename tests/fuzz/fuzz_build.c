@@ -2,6 +2,7 @@
  * identity on each input: well-formed events or a precise error, nothing else. */
 #include "dm_common.h"
 #include "dm_build.h"
+#include "fuzz_events.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -20,21 +21,6 @@ static const dm_build_info token = {
 };
 
 static const char *const providers[] = {"github", "azure-devops", "gitlab", "generic"};
-
-static void check_error(const dm_event_list *l, const dm_error *err)
-{
-    if (l->v || l->n || l->ignored)
-        __builtin_trap();
-    if (err->status != 400 || err->text[0] == '\0')
-        __builtin_trap();
-    if (memchr(err->field, '\0', sizeof err->field) == NULL ||
-        memchr(err->text, '\0', sizeof err->text) == NULL)
-        __builtin_trap();
-    for (const char *p = err->text; *p; p++) {
-        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
-            __builtin_trap();
-    }
-}
 
 static void check_json(const dm_event *ev)
 {
@@ -120,7 +106,7 @@ static void run(const uint8_t *data, size_t size, const dm_build_info *verified)
     if (rc == DM_OK)
         check_list(&l, verified);
     else if (rc == DM_EINVAL)
-        check_error(&l, &err);
+        fuzz_check_error(&l, &err);
     else
         __builtin_trap();
     dm_event_list_dispose(&l);

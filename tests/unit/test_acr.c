@@ -1,6 +1,7 @@
 /* test_acr.c - ACR webhook bodies: every fixture, the invalid table, edge cases. */
 #include "dm_common.h"
 #include "dm_acr.h"
+#include "dm_test.h"
 
 #include <dirent.h>
 #include <setjmp.h>
@@ -22,71 +23,23 @@
 
 /*---- helpers ------------------------------------------------------------------------------*/
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 4096;
-            buf = dm_xrealloc(buf, cap);
-        }
-        size_t r = fread(buf + n, 1, cap - n, f);
-        if (r == 0)
-            break;
-        n += r;
-    }
-    fclose(f);
-    *len = n;
-    return buf;
-}
-
 /* Parse @p body placed so that its last byte is followed by an unreadable page: any read past
  * len faults, even without ASan (picohttpparser's test trick). */
 static int parse_guarded(const char *body, size_t len, dm_event_list *out, dm_error *err)
 {
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    size_t pages = (len + page - 1) / page + 1;
-    char *map = mmap(NULL, pages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-                     0);
-    assert_true(map != MAP_FAILED);
-    assert_int_equal(mprotect(map + (pages - 1) * page, page, PROT_NONE), 0);
-    char *p = map + (pages - 1) * page - len;
-    memcpy(p, body, len);
-    int rc = dm_acr_parse(len ? p : NULL, len, out, err);
-    munmap(map, pages * page);
-    return rc;
+    return dm_test_parse_guarded(dm_acr_parse, body, len, out, err);
 }
 
 /* Parse fixture @p name (relative to tests/fixtures/acr) and expect success. */
 static void parse_fixture(const char *name, dm_event_list *out)
 {
-    char path[512];
-    snprintf(path, sizeof path, "%s/acr/%s", DM_FIXTURES, name);
-    size_t len;
-    char *body = read_file(path, &len);
-    dm_error err = {0};
-    memset(out, 0x5a, sizeof *out); /* the parser must not rely on a zeroed list */
-    int rc = parse_guarded(body, len, out, &err);
-    free(body);
-    if (rc != DM_OK)
-        fail_msg("%s: [%s] %s", name, err.field, err.text);
+    dm_test_parse_fixture(parse_guarded, "acr", name, out);
 }
 
 static int parse_str(const char *s, dm_event_list *out, dm_error *err)
 {
     memset(err, 0, sizeof *err);
     return parse_guarded(s, strlen(s), out, err);
-}
-
-static void assert_empty(const dm_event_list *l)
-{
-    assert_null(l->v);
-    assert_int_equal(l->n, 0);
-    assert_null(l->ignored);
 }
 
 static void expect_error(const char *body, const char *field, const char *text)
@@ -98,14 +51,7 @@ static void expect_error(const char *body, const char *field, const char *text)
     assert_int_equal(err.status, 400);
     assert_string_equal(err.field, field);
     assert_string_equal(err.text, text);
-    assert_empty(&l);
-}
-
-static void expect_json(const dm_event *ev, const char *want)
-{
-    char *j = dm_event_to_json(ev);
-    assert_string_equal(j, want);
-    free(j);
+    dm_test_assert_empty(&l);
 }
 
 /*---- fixtures -----------------------------------------------------------------------------*/
@@ -134,7 +80,7 @@ static void test_push(void **state)
     assert_null(ev->name);
     assert_null(ev->build.provider);
     assert_false(ev->build.verified);
-    expect_json(ev, "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"acr\","
+    dm_test_expect_json(ev, "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"acr\","
                     "\"event_id\":\"5d3e8f4a-7b21-4c6e-9f10-2a3b4c5d6e7f\",\"t\":1795874531483,"
                     "\"digest\":\"" D1 "\",\"registry\":\"contoso.azurecr.io\","
                     "\"repository\":\"team/api\",\"tags\":[\"1.4.0\"],"
@@ -158,7 +104,7 @@ static void test_push_platform_manifest(void **state)
     assert_string_equal(ev->media_type, "application/vnd.oci.image.manifest.v1+json");
     assert_int_equal(ev->ntags, 0); /* pushed by digest */
     assert_null(ev->tags);
-    expect_json(ev, "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"acr\","
+    dm_test_expect_json(ev, "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"acr\","
                     "\"event_id\":\"6e4f9a5b-8c32-4d7f-a021-3b4c5d6e7f80\",\"t\":1795874530901,"
                     "\"digest\":\"" D2 "\",\"registry\":\"contoso.azurecr.io\","
                     "\"repository\":\"team/api\",\"tags\":[],"
@@ -184,7 +130,7 @@ static void test_delete(void **state)
     assert_string_equal(ev->repository, "team/api");
     assert_string_equal(ev->media_type, "application/vnd.oci.image.index.v1+json");
     assert_int_equal(ev->ntags, 0);
-    expect_json(ev, "{\"side\":\"registry\",\"action\":\"delete\",\"source\":\"acr\","
+    dm_test_expect_json(ev, "{\"side\":\"registry\",\"action\":\"delete\",\"source\":\"acr\","
                     "\"event_id\":\"7f5a0b6c-9d43-4e80-b132-4c5d6e7f8091\",\"t\":1795891200000,"
                     "\"digest\":\"" D1 "\",\"registry\":\"contoso.azurecr.io\","
                     "\"repository\":\"team/api\",\"tags\":[],"
@@ -229,13 +175,7 @@ static void test_push_untagged_empty_tag(void **state)
 
 static void expect_ignored_fixture(const char *name, const char *reason)
 {
-    dm_event_list l;
-    parse_fixture(name, &l);
-    assert_non_null(l.ignored);
-    assert_string_equal(l.ignored, reason);
-    assert_int_equal(l.n, 0);
-    assert_null(l.v);
-    dm_event_list_dispose(&l);
+    dm_test_expect_ignored_fixture(parse_guarded, "acr", name, reason);
 }
 
 static void test_ignored_fixtures(void **state)
@@ -251,22 +191,7 @@ static void test_ignored_fixtures(void **state)
 static void test_every_fixture_parses(void **state)
 {
     (void)state;
-    DIR *d = opendir(DM_FIXTURES "/acr");
-    assert_non_null(d);
-    int seen = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t n = strlen(de->d_name);
-        if (n < 5 || strcmp(de->d_name + n - 5, ".json") != 0)
-            continue;
-        dm_event_list l;
-        parse_fixture(de->d_name, &l);
-        assert_true(l.ignored ? l.n == 0 : l.n == 1);
-        dm_event_list_dispose(&l);
-        seen++;
-    }
-    closedir(d);
-    assert_true(seen >= 9);
+    dm_test_every_fixture_parses(parse_guarded, "acr", "", 9);
 }
 
 /*---- invalid table ------------------------------------------------------------------------*/
@@ -275,54 +200,7 @@ static void test_every_fixture_parses(void **state)
 static void test_invalid_table(void **state)
 {
     (void)state;
-    size_t tlen;
-    char *table = read_file(DM_FIXTURES "/acr/invalid/expected.tsv", &tlen);
-    table = dm_xrealloc(table, tlen + 1);
-    table[tlen] = '\0';
-    int cases = 0;
-    char *save = NULL;
-    for (char *line = strtok_r(table, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        if (line[0] == '#' || line[0] == '\0')
-            continue;
-        char *file = line, *field = strchr(file, '\t'), *text;
-        assert_non_null(field);
-        *field++ = '\0';
-        text = strchr(field, '\t');
-        assert_non_null(text);
-        *text++ = '\0';
-
-        char path[512];
-        snprintf(path, sizeof path, "%s/acr/invalid/%s", DM_FIXTURES, file);
-        size_t len;
-        char *body = read_file(path, &len);
-        dm_event_list l;
-        dm_error err = {0};
-        memset(&l, 0x5a, sizeof l);
-        int rc = parse_guarded(body, len, &l, &err);
-        free(body);
-        if (rc != DM_EINVAL)
-            fail_msg("%s: accepted", file);
-        if (err.status != 400 || strcmp(err.field, field) != 0 || strcmp(err.text, text) != 0)
-            fail_msg("%s: got %d [%s] %s, want [%s] %s", file, err.status, err.field, err.text,
-                     field, text);
-        assert_empty(&l);
-        cases++;
-    }
-    free(table);
-
-    /* every input file has a row: a new case cannot be added without its expectation */
-    DIR *d = opendir(DM_FIXTURES "/acr/invalid");
-    assert_non_null(d);
-    int files = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t n = strlen(de->d_name);
-        if (n >= 5 && strcmp(de->d_name + n - 5, ".json") == 0)
-            files++;
-    }
-    closedir(d);
-    assert_int_equal(files, cases);
-    assert_true(cases >= 40);
+    dm_test_run_invalid_table("acr", parse_guarded, 40);
 }
 
 /*---- edge cases ---------------------------------------------------------------------------*/
@@ -375,7 +253,7 @@ static void test_optional_members(void **state)
     assert_null(l.v[0].media_type);
     assert_int_equal(l.v[0].ntags, 0);
     assert_int_equal(l.v[0].event_time_ms, 1795874600000);
-    expect_json(&l.v[0], "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"acr\","
+    dm_test_expect_json(&l.v[0], "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"acr\","
                          "\"event_id\":\"e1\",\"t\":1795874600000,\"digest\":\"" D2 "\","
                          "\"registry\":\"myreg.azurecr.io\",\"repository\":\"a/b\",\"tags\":[]}");
     dm_event_list_dispose(&l);
@@ -475,15 +353,15 @@ static void test_errors_inline(void **state)
     memset(&l, 0x5a, sizeof l);
     assert_int_equal(dm_acr_parse("", 0, &l, &err), DM_EINVAL);
     assert_string_equal(err.text, "body is empty");
-    assert_empty(&l);
+    dm_test_assert_empty(&l);
     assert_int_equal(dm_acr_parse(NULL, 0, &l, &err), DM_EINVAL);
-    assert_empty(&l);
+    dm_test_assert_empty(&l);
 
     /* the body length is what counts: a valid body cut short is malformed */
     const char *ping = "{\"action\":\"ping\"}";
     assert_int_equal(parse_guarded(ping, strlen(ping) - 1, &l, &err), DM_EINVAL);
     assert_string_equal(err.field, "");
-    assert_empty(&l);
+    dm_test_assert_empty(&l);
 }
 
 int main(void)

@@ -1,6 +1,7 @@
 /* test_build.c - CI build-event bodies: every fixture, the invalid table, identity, limits. */
 #include "dm_common.h"
 #include "dm_build.h"
+#include "dm_test.h"
 
 #include <dirent.h>
 #include <setjmp.h>
@@ -39,44 +40,23 @@ static const dm_build_info github_token = {
 
 /*---- helpers ------------------------------------------------------------------------------*/
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 4096;
-            buf = dm_xrealloc(buf, cap);
-        }
-        size_t r = fread(buf + n, 1, cap - n, f);
-        if (r == 0)
-            break;
-        n += r;
-    }
-    fclose(f);
-    *len = n;
-    return buf;
-}
-
 /* Parse @p body placed so that its last byte is followed by an unreadable page. */
 static int parse_guarded(const char *body, size_t len, const dm_build_info *verified,
                          dm_event_list *out, dm_error *err)
 {
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    size_t pages = (len + page - 1) / page + 1;
-    char *map = mmap(NULL, pages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-                     0);
-    assert_true(map != MAP_FAILED);
-    assert_int_equal(mprotect(map + (pages - 1) * page, page, PROT_NONE), 0);
-    char *p = map + (pages - 1) * page - len;
-    memcpy(p, body, len);
+    char *map;
+    size_t maplen;
+    char *p = dm_test_guarded_copy(body, len, &map, &maplen);
     memset(out, 0x5a, sizeof *out); /* the parser must not rely on a zeroed list */
     int rc = dm_build_parse(len ? p : NULL, len, verified, out, err);
-    munmap(map, pages * page);
+    munmap(map, maplen);
     return rc;
+}
+
+/* parse_guarded without a verified identity, as a dm_test_parse_fn. */
+static int parse_unverified(const char *body, size_t len, dm_event_list *out, dm_error *err)
+{
+    return parse_guarded(body, len, NULL, out, err);
 }
 
 static void parse_fixture(const char *name, const dm_build_info *verified, dm_event_list *out)
@@ -84,7 +64,7 @@ static void parse_fixture(const char *name, const dm_build_info *verified, dm_ev
     char path[512];
     snprintf(path, sizeof path, "%s/build/%s", DM_FIXTURES, name);
     size_t len;
-    char *body = read_file(path, &len);
+    char *body = dm_test_read_file(path, &len);
     dm_error err = {0};
     int rc = parse_guarded(body, len, verified, out, &err);
     free(body);
@@ -99,13 +79,6 @@ static int parse_str(const char *s, const dm_build_info *verified, dm_event_list
     return parse_guarded(s, strlen(s), verified, out, err);
 }
 
-static void assert_empty(const dm_event_list *l)
-{
-    assert_null(l->v);
-    assert_int_equal(l->n, 0);
-    assert_null(l->ignored);
-}
-
 static void expect_error(const char *body, const dm_build_info *verified, const char *field,
                          const char *text)
 {
@@ -115,14 +88,7 @@ static void expect_error(const char *body, const dm_build_info *verified, const 
     assert_int_equal(err.status, 400);
     assert_string_equal(err.field, field);
     assert_string_equal(err.text, text);
-    assert_empty(&l);
-}
-
-static void expect_json(const dm_event *ev, const char *want)
-{
-    char *j = dm_event_to_json(ev);
-    assert_string_equal(j, want);
-    free(j);
+    dm_test_assert_empty(&l);
 }
 
 /* Growing string for generated bodies. */
@@ -187,7 +153,7 @@ static void test_azure_pipelines(void **state)
     assert_string_equal(b->actor, "build-service");
     assert_null(b->issuer);
     assert_false(b->verified);
-    expect_json(
+    dm_test_expect_json(
         ev,
         "{\"side\":\"build\",\"action\":\"build\",\"source\":\"azure-devops\","
         "\"event_id\":\"azure-devops/20418/1/" D4 "\",\"t\":1795874600000,\"digest\":\"" D4 "\","
@@ -241,19 +207,20 @@ static void test_multiarch_verified(void **state)
     assert_int_equal(l.v[1].ntags, 0);
     assert_null(l.v[1].tags);
     assert_int_equal(l.v[2].ntags, 0);
-    expect_json(&l.v[1],
-                "{\"side\":\"build\",\"action\":\"build\",\"source\":\"github\","
-                "\"event_id\":\"github/12094877312/1/" D2 "\",\"t\":1795874534000,"
-                "\"digest\":\"" D2 "\",\"relation\":\"platform-manifest\",\"index\":\"" D1 "\","
-                "\"name\":\"contoso.azurecr.io/team/api\",\"tags\":[],"
-                "\"build\":{\"provider\":\"github\",\"repository\":\"acme/api\","
-                "\"repository_url\":\"https://github.com/acme/api\",\"workflow\":\"release\","
-                "\"workflow_ref\":\"acme/api/.github/workflows/release.yml@refs/heads/main\","
-                "\"run_id\":\"12094877312\",\"run_attempt\":\"1\","
-                "\"run_url\":\"https://github.com/acme/api/actions/runs/12094877312/attempts/1\","
-                "\"commit\":\"3e1c0d9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d\","
-                "\"ref\":\"refs/heads/main\",\"actor\":\"mona\","
-                "\"issuer\":\"https://token.actions.githubusercontent.com\",\"verified\":true}}");
+    dm_test_expect_json(
+        &l.v[1],
+        "{\"side\":\"build\",\"action\":\"build\",\"source\":\"github\","
+        "\"event_id\":\"github/12094877312/1/" D2 "\",\"t\":1795874534000,"
+        "\"digest\":\"" D2 "\",\"relation\":\"platform-manifest\",\"index\":\"" D1 "\","
+        "\"name\":\"contoso.azurecr.io/team/api\",\"tags\":[],"
+        "\"build\":{\"provider\":\"github\",\"repository\":\"acme/api\","
+        "\"repository_url\":\"https://github.com/acme/api\",\"workflow\":\"release\","
+        "\"workflow_ref\":\"acme/api/.github/workflows/release.yml@refs/heads/main\","
+        "\"run_id\":\"12094877312\",\"run_attempt\":\"1\","
+        "\"run_url\":\"https://github.com/acme/api/actions/runs/12094877312/attempts/1\","
+        "\"commit\":\"3e1c0d9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d\","
+        "\"ref\":\"refs/heads/main\",\"actor\":\"mona\","
+        "\"issuer\":\"https://token.actions.githubusercontent.com\",\"verified\":true}}");
     dm_event_list_dispose(&l);
 }
 
@@ -261,14 +228,14 @@ static void test_multiarch_unverified_needs_run(void **state)
 {
     (void)state;
     size_t len;
-    char *body = read_file(DM_FIXTURES "/build/event-multiarch.json", &len);
+    char *body = dm_test_read_file(DM_FIXTURES "/build/event-multiarch.json", &len);
     dm_event_list l;
     dm_error err = {0};
     assert_int_equal(parse_guarded(body, len, NULL, &l, &err), DM_EINVAL);
     assert_int_equal(err.status, 400);
     assert_string_equal(err.field, "run");
     assert_string_equal(err.text, "is required");
-    assert_empty(&l);
+    dm_test_assert_empty(&l);
     free(body);
 }
 
@@ -345,7 +312,7 @@ static void test_generic_minimal(void **state)
     dm_event_list l;
     parse_fixture("event-generic-minimal.json", NULL, &l);
     assert_int_equal(l.n, 1);
-    expect_json(&l.v[0], "{\"side\":\"build\",\"action\":\"build\",\"source\":\"generic\","
+    dm_test_expect_json(&l.v[0], "{\"side\":\"build\",\"action\":\"build\",\"source\":\"generic\","
                          "\"event_id\":\"generic/nightly-2026-11-28/3/" D3 "\",\"t\":0,"
                          "\"digest\":\"" D3 "\",\"relation\":\"image\",\"tags\":[],"
                          "\"build\":{\"provider\":\"generic\",\"run_id\":\"nightly-2026-11-28\","
@@ -393,13 +360,13 @@ static void test_claims_file_is_not_a_body(void **state)
 {
     (void)state;
     size_t len;
-    char *body = read_file(DM_FIXTURES "/build/github-oidc-claims.json", &len);
+    char *body = dm_test_read_file(DM_FIXTURES "/build/github-oidc-claims.json", &len);
     dm_event_list l;
     dm_error err = {0};
     assert_int_equal(parse_guarded(body, len, &github_token, &l, &err), DM_EINVAL);
     assert_string_equal(err.field, "images");
     assert_string_equal(err.text, "is required");
-    assert_empty(&l);
+    dm_test_assert_empty(&l);
     free(body);
 }
 
@@ -410,52 +377,7 @@ static void test_claims_file_is_not_a_body(void **state)
 static void test_invalid_table(void **state)
 {
     (void)state;
-    size_t tlen;
-    char *table = read_file(DM_FIXTURES "/build/invalid/expected.tsv", &tlen);
-    table = dm_xrealloc(table, tlen + 1);
-    table[tlen] = '\0';
-    int cases = 0;
-    char *save = NULL;
-    for (char *line = strtok_r(table, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        if (line[0] == '#' || line[0] == '\0')
-            continue;
-        char *file = line, *field = strchr(file, '\t'), *text;
-        assert_non_null(field);
-        *field++ = '\0';
-        text = strchr(field, '\t');
-        assert_non_null(text);
-        *text++ = '\0';
-
-        char path[512];
-        snprintf(path, sizeof path, "%s/build/invalid/%s", DM_FIXTURES, file);
-        size_t len;
-        char *body = read_file(path, &len);
-        dm_event_list l;
-        dm_error err = {0};
-        int rc = parse_guarded(body, len, NULL, &l, &err);
-        free(body);
-        if (rc != DM_EINVAL)
-            fail_msg("%s: accepted", file);
-        if (err.status != 400 || strcmp(err.field, field) != 0 || strcmp(err.text, text) != 0)
-            fail_msg("%s: got %d [%s] %s, want [%s] %s", file, err.status, err.field, err.text,
-                     field, text);
-        assert_empty(&l);
-        cases++;
-    }
-    free(table);
-
-    DIR *d = opendir(DM_FIXTURES "/build/invalid");
-    assert_non_null(d);
-    int files = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t n = strlen(de->d_name);
-        if (n >= 5 && strcmp(de->d_name + n - 5, ".json") == 0)
-            files++;
-    }
-    closedir(d);
-    assert_int_equal(files, cases);
-    assert_true(cases >= 40);
+    dm_test_run_invalid_table("build", parse_unverified, 40);
 }
 
 /*---- run identity -------------------------------------------------------------------------*/
@@ -614,7 +536,7 @@ static void test_errors_inline(void **state)
     memset(&l, 0x5a, sizeof l);
     assert_int_equal(dm_build_parse(NULL, 0, &github_token, &l, &err), DM_EINVAL);
     assert_string_equal(err.text, "body is empty");
-    assert_empty(&l);
+    dm_test_assert_empty(&l);
 }
 
 int main(void)

@@ -2,6 +2,7 @@
  * the SNS-wrapped form, derived hosts and edge cases. */
 #include "dm_common.h"
 #include "dm_ecr.h"
+#include "dm_test.h"
 
 #include <dirent.h>
 #include <jansson.h>
@@ -24,58 +25,17 @@
 
 /*---- helpers ------------------------------------------------------------------------------*/
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 4096;
-            buf = dm_xrealloc(buf, cap);
-        }
-        size_t r = fread(buf + n, 1, cap - n, f);
-        if (r == 0)
-            break;
-        n += r;
-    }
-    fclose(f);
-    *len = n;
-    return buf;
-}
-
 /* Parse @p body placed so that its last byte is followed by an unreadable page: any read past
  * len faults, even without ASan. */
 static int parse_guarded(const char *body, size_t len, dm_event_list *out, dm_error *err)
 {
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    size_t pages = (len + page - 1) / page + 1;
-    char *map = mmap(NULL, pages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-                     0);
-    assert_true(map != MAP_FAILED);
-    assert_int_equal(mprotect(map + (pages - 1) * page, page, PROT_NONE), 0);
-    char *p = map + (pages - 1) * page - len;
-    memcpy(p, body, len);
-    int rc = dm_ecr_parse(len ? p : NULL, len, out, err);
-    munmap(map, pages * page);
-    return rc;
+    return dm_test_parse_guarded(dm_ecr_parse, body, len, out, err);
 }
 
 /* Parse fixture @p name (relative to tests/fixtures/ecr) and expect success. */
 static void parse_fixture(const char *name, dm_event_list *out)
 {
-    char path[512];
-    snprintf(path, sizeof path, "%s/ecr/%s", DM_FIXTURES, name);
-    size_t len;
-    char *body = read_file(path, &len);
-    dm_error err = {0};
-    memset(out, 0x5a, sizeof *out); /* the parser must not rely on a zeroed list */
-    int rc = parse_guarded(body, len, out, &err);
-    free(body);
-    if (rc != DM_OK)
-        fail_msg("%s: [%s] %s", name, err.field, err.text);
+    dm_test_parse_fixture(parse_guarded, "ecr", name, out);
 }
 
 static int parse_str(const char *s, dm_event_list *out, dm_error *err)
@@ -83,13 +43,6 @@ static int parse_str(const char *s, dm_event_list *out, dm_error *err)
     memset(err, 0, sizeof *err);
     memset(out, 0x5a, sizeof *out);
     return parse_guarded(s, strlen(s), out, err);
-}
-
-static void assert_empty(const dm_event_list *l)
-{
-    assert_null(l->v);
-    assert_int_equal(l->n, 0);
-    assert_null(l->ignored);
 }
 
 static void expect_error(const char *body, const char *field, const char *text)
@@ -101,7 +54,7 @@ static void expect_error(const char *body, const char *field, const char *text)
     assert_int_equal(err.status, 400);
     assert_string_equal(err.field, field);
     assert_string_equal(err.text, text);
-    assert_empty(&l);
+    dm_test_assert_empty(&l);
 }
 
 static void expect_ignored(const char *body, const char *reason)
@@ -126,13 +79,6 @@ static dm_event *expect_one(const char *body, dm_event_list *l)
     assert_null(l->ignored);
     assert_int_equal(l->n, 1);
     return &l->v[0];
-}
-
-static void expect_json(const dm_event *ev, const char *want)
-{
-    char *j = dm_event_to_json(ev);
-    assert_string_equal(j, want);
-    free(j);
 }
 
 /* An ECR Image Action event around @p detail (a JSON object's members) in @p region. */
@@ -177,7 +123,7 @@ static void test_push(void **state)
     assert_null(ev->name);
     assert_null(ev->build.provider);
     assert_false(ev->build.verified);
-    expect_json(ev, "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"ecr\","
+    dm_test_expect_json(ev, "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"ecr\","
                     "\"event_id\":\"c8d1e2f3-a4b5-4c6d-8e7f-9012a3b4c5d6\",\"t\":1795874585000,"
                     "\"digest\":\"" D_WORKER "\",\"registry\":\"" HOST_EU "\","
                     "\"repository\":\"payments/worker\",\"tags\":[\"2.0.1\"],"
@@ -202,7 +148,7 @@ static void test_push_untagged(void **state)
     assert_null(ev->media_type);
     assert_int_equal(ev->ntags, 0); /* pushed by digest: no image-tag */
     assert_null(ev->tags);
-    expect_json(ev, "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"ecr\","
+    dm_test_expect_json(ev, "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"ecr\","
                     "\"event_id\":\"d9e2f3a4-b5c6-4d7e-9f80-0123b4c5d6e7\",\"t\":1795874584000,"
                     "\"digest\":\"" D_CHILD "\",\"registry\":\"" HOST_EU "\","
                     "\"repository\":\"payments/worker\",\"tags\":[]}");
@@ -227,7 +173,7 @@ static void test_delete(void **state)
     assert_string_equal(ev->repository, "payments/worker");
     assert_null(ev->media_type);
     assert_int_equal(ev->ntags, 0); /* the delete's image-tag is not relied on */
-    expect_json(ev, "{\"side\":\"registry\",\"action\":\"delete\",\"source\":\"ecr\","
+    dm_test_expect_json(ev, "{\"side\":\"registry\",\"action\":\"delete\",\"source\":\"ecr\","
                     "\"event_id\":\"fb04b5c6-d7e8-4f90-b1a2-2345d6e7f809\",\"t\":1795942800000,"
                     "\"digest\":\"" D_WORKER "\",\"registry\":\"" HOST_EU "\","
                     "\"repository\":\"payments/worker\",\"tags\":[]}");
@@ -256,13 +202,7 @@ static void test_push_china(void **state)
 
 static void expect_ignored_fixture(const char *name, const char *reason)
 {
-    dm_event_list l;
-    parse_fixture(name, &l);
-    assert_non_null(l.ignored);
-    assert_string_equal(l.ignored, reason);
-    assert_int_equal(l.n, 0);
-    assert_null(l.v);
-    dm_event_list_dispose(&l);
+    dm_test_expect_ignored_fixture(parse_guarded, "ecr", name, reason);
 }
 
 static void test_ignored_fixtures(void **state)
@@ -276,23 +216,7 @@ static void test_ignored_fixtures(void **state)
 static void test_every_fixture_parses(void **state)
 {
     (void)state;
-    DIR *d = opendir(DM_FIXTURES "/ecr");
-    assert_non_null(d);
-    int seen = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t n = strlen(de->d_name);
-        if (strncmp(de->d_name, "eventbridge-", 12) != 0 || n < 5 ||
-            strcmp(de->d_name + n - 5, ".json") != 0)
-            continue;
-        dm_event_list l;
-        parse_fixture(de->d_name, &l);
-        assert_true(l.ignored ? l.n == 0 : l.n == 1);
-        dm_event_list_dispose(&l);
-        seen++;
-    }
-    closedir(d);
-    assert_true(seen >= 6);
+    dm_test_every_fixture_parses(parse_guarded, "ecr", "eventbridge-", 6);
 }
 
 /* SNS delivery: the notification's "Message" string is the EventBridge event, parsed by the
@@ -301,7 +225,7 @@ static void test_sns_message(void **state)
 {
     (void)state;
     size_t len;
-    char *body = read_file(DM_FIXTURES "/ecr/sns-notification.unsigned.json", &len);
+    char *body = dm_test_read_file(DM_FIXTURES "/ecr/sns-notification.unsigned.json", &len);
     json_error_t jerr;
     json_t *env = json_loadb(body, len, 0, &jerr);
     free(body);
@@ -315,7 +239,7 @@ static void test_sns_message(void **state)
                      DM_OK);
     assert_int_equal(l.n, 1);
     /* the same event as the API-destination delivery of eventbridge-push.json */
-    expect_json(&l.v[0], "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"ecr\","
+    dm_test_expect_json(&l.v[0], "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"ecr\","
                          "\"event_id\":\"c8d1e2f3-a4b5-4c6d-8e7f-9012a3b4c5d6\","
                          "\"t\":1795874585000,\"digest\":\"" D_WORKER "\","
                          "\"registry\":\"" HOST_EU "\",\"repository\":\"payments/worker\","
@@ -331,54 +255,7 @@ static void test_sns_message(void **state)
 static void test_invalid_table(void **state)
 {
     (void)state;
-    size_t tlen;
-    char *table = read_file(DM_FIXTURES "/ecr/invalid/expected.tsv", &tlen);
-    table = dm_xrealloc(table, tlen + 1);
-    table[tlen] = '\0';
-    int cases = 0;
-    char *save = NULL;
-    for (char *line = strtok_r(table, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        if (line[0] == '#' || line[0] == '\0')
-            continue;
-        char *file = line, *field = strchr(file, '\t'), *text;
-        assert_non_null(field);
-        *field++ = '\0';
-        text = strchr(field, '\t');
-        assert_non_null(text);
-        *text++ = '\0';
-
-        char path[512];
-        snprintf(path, sizeof path, "%s/ecr/invalid/%s", DM_FIXTURES, file);
-        size_t len;
-        char *body = read_file(path, &len);
-        dm_event_list l;
-        dm_error err = {0};
-        memset(&l, 0x5a, sizeof l);
-        int rc = parse_guarded(body, len, &l, &err);
-        free(body);
-        if (rc != DM_EINVAL)
-            fail_msg("%s: accepted", file);
-        if (err.status != 400 || strcmp(err.field, field) != 0 || strcmp(err.text, text) != 0)
-            fail_msg("%s: got %d [%s] %s, want [%s] %s", file, err.status, err.field, err.text,
-                     field, text);
-        assert_empty(&l);
-        cases++;
-    }
-    free(table);
-
-    /* every input file has a row: a new case cannot be added without its expectation */
-    DIR *d = opendir(DM_FIXTURES "/ecr/invalid");
-    assert_non_null(d);
-    int files = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t n = strlen(de->d_name);
-        if (n >= 5 && strcmp(de->d_name + n - 5, ".json") == 0)
-            files++;
-    }
-    closedir(d);
-    assert_int_equal(files, cases);
-    assert_true(cases >= 90);
+    dm_test_run_invalid_table("ecr", parse_guarded, 90);
 }
 
 /*---- edge cases ---------------------------------------------------------------------------*/
@@ -466,7 +343,7 @@ static void test_optional_members(void **state)
     assert_int_equal(ev->ntags, 0);
     assert_null(ev->tags);
     assert_null(ev->media_type);
-    expect_json(ev, "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"ecr\","
+    dm_test_expect_json(ev, "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"ecr\","
                     "\"event_id\":\"ev-1\",\"t\":1795874585000,\"digest\":\"" D_WORKER "\","
                     "\"registry\":\"" HOST_EU "\",\"repository\":\"a/b\",\"tags\":[]}");
     dm_event_list_dispose(&l);
@@ -606,17 +483,17 @@ static void test_errors_inline(void **state)
     memset(&l, 0x5a, sizeof l);
     assert_int_equal(dm_ecr_parse("", 0, &l, &err), DM_EINVAL);
     assert_string_equal(err.text, "body is empty");
-    assert_empty(&l);
+    dm_test_assert_empty(&l);
     memset(&l, 0x5a, sizeof l);
     assert_int_equal(dm_ecr_parse(NULL, 0, &l, &err), DM_EINVAL);
-    assert_empty(&l);
+    dm_test_assert_empty(&l);
 
     /* the body length is what counts: a valid body cut short is malformed */
     body = event_in("eu-west-1", PUSH_OK DIGEST_MEMBER);
     memset(&l, 0x5a, sizeof l);
     assert_int_equal(parse_guarded(body, strlen(body) - 1, &l, &err), DM_EINVAL);
     assert_string_equal(err.field, "");
-    assert_empty(&l);
+    dm_test_assert_empty(&l);
     free(body);
 }
 

@@ -2,6 +2,7 @@
  * data samples re-wrapped, the invalid table, references, base64 and edge cases. */
 #include "dm_common.h"
 #include "dm_gar.h"
+#include "dm_test.h"
 
 #include <dirent.h>
 #include <openssl/evp.h>
@@ -24,58 +25,17 @@
 
 /*---- helpers ------------------------------------------------------------------------------*/
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 4096;
-            buf = dm_xrealloc(buf, cap);
-        }
-        size_t r = fread(buf + n, 1, cap - n, f);
-        if (r == 0)
-            break;
-        n += r;
-    }
-    fclose(f);
-    *len = n;
-    return buf;
-}
-
 /* Parse @p body placed so that its last byte is followed by an unreadable page: any read past
  * len faults, even without ASan. */
 static int parse_guarded(const char *body, size_t len, dm_event_list *out, dm_error *err)
 {
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    size_t pages = (len + page - 1) / page + 1;
-    char *map = mmap(NULL, pages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-                     0);
-    assert_true(map != MAP_FAILED);
-    assert_int_equal(mprotect(map + (pages - 1) * page, page, PROT_NONE), 0);
-    char *p = map + (pages - 1) * page - len;
-    memcpy(p, body, len);
-    int rc = dm_gar_parse(len ? p : NULL, len, out, err);
-    munmap(map, pages * page);
-    return rc;
+    return dm_test_parse_guarded(dm_gar_parse, body, len, out, err);
 }
 
 /* Parse fixture @p name (relative to tests/fixtures/gar) and expect success. */
 static void parse_fixture(const char *name, dm_event_list *out)
 {
-    char path[512];
-    snprintf(path, sizeof path, "%s/gar/%s", DM_FIXTURES, name);
-    size_t len;
-    char *body = read_file(path, &len);
-    dm_error err = {0};
-    memset(out, 0x5a, sizeof *out); /* the parser must not rely on a zeroed list */
-    int rc = parse_guarded(body, len, out, &err);
-    free(body);
-    if (rc != DM_OK)
-        fail_msg("%s: [%s] %s", name, err.field, err.text);
+    dm_test_parse_fixture(parse_guarded, "gar", name, out);
 }
 
 static int parse_str(const char *s, dm_event_list *out, dm_error *err)
@@ -83,20 +43,6 @@ static int parse_str(const char *s, dm_event_list *out, dm_error *err)
     memset(err, 0, sizeof *err);
     memset(out, 0x5a, sizeof *out);
     return parse_guarded(s, strlen(s), out, err);
-}
-
-static void assert_empty(const dm_event_list *l)
-{
-    assert_null(l->v);
-    assert_int_equal(l->n, 0);
-    assert_null(l->ignored);
-}
-
-static void expect_json(const dm_event *ev, const char *want)
-{
-    char *j = dm_event_to_json(ev);
-    assert_string_equal(j, want);
-    free(j);
 }
 
 /* Standard padded base64 of @p data (@p len bytes), made by OpenSSL. */
@@ -168,7 +114,7 @@ static void expect_body_error(const char *body, const char *field, const char *t
     assert_int_equal(err.status, 400);
     assert_string_equal(err.field, field);
     assert_string_equal(err.text, text);
-    assert_empty(&l);
+    dm_test_assert_empty(&l);
 }
 
 static void expect_error(const char *data_json, const char *field, const char *text)
@@ -203,7 +149,7 @@ static void test_insert_tagged(void **state)
     assert_string_equal(ev->index_digest, "");
     assert_null(ev->name);
     assert_null(ev->build.provider);
-    expect_json(ev, "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"gar\","
+    dm_test_expect_json(ev, "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"gar\","
                     "\"event_id\":\"17730518093427361\",\"t\":1795874661337,"
                     "\"digest\":\"" D_BILLING "\",\"registry\":\"" HOST "\","
                     "\"repository\":\"acme-prod/apps/billing\",\"tags\":[\"3.2.0\"]}");
@@ -226,7 +172,7 @@ static void test_insert_digest_only(void **state)
     assert_string_equal(ev->repository, "acme-prod/apps/billing");
     assert_int_equal(ev->ntags, 0);
     assert_null(ev->tags);
-    expect_json(ev, "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"gar\","
+    dm_test_expect_json(ev, "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"gar\","
                     "\"event_id\":\"17730518093427360\",\"t\":1795874661102,"
                     "\"digest\":\"" D_BILLING "\",\"registry\":\"" HOST "\","
                     "\"repository\":\"acme-prod/apps/billing\",\"tags\":[]}");
@@ -249,7 +195,7 @@ static void test_delete_digest(void **state)
     assert_string_equal(ev->registry, HOST);
     assert_string_equal(ev->repository, "acme-prod/apps/billing");
     assert_int_equal(ev->ntags, 0);
-    expect_json(ev, "{\"side\":\"registry\",\"action\":\"delete\",\"source\":\"gar\","
+    dm_test_expect_json(ev, "{\"side\":\"registry\",\"action\":\"delete\",\"source\":\"gar\","
                     "\"event_id\":\"17730518093427401\",\"t\":1795946402500,"
                     "\"digest\":\"" D_BILLING "\",\"registry\":\"" HOST "\","
                     "\"repository\":\"acme-prod/apps/billing\",\"tags\":[]}");
@@ -272,23 +218,7 @@ static void test_delete_tag_ignored(void **state)
 static void test_every_fixture_parses(void **state)
 {
     (void)state;
-    DIR *d = opendir(DM_FIXTURES "/gar");
-    assert_non_null(d);
-    int seen = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t n = strlen(de->d_name);
-        if (strncmp(de->d_name, "pubsub-", 7) != 0 || n < 5 ||
-            strcmp(de->d_name + n - 5, ".json") != 0)
-            continue;
-        dm_event_list l;
-        parse_fixture(de->d_name, &l);
-        assert_true(l.ignored ? l.n == 0 : l.n == 1);
-        dm_event_list_dispose(&l);
-        seen++;
-    }
-    closedir(d);
-    assert_true(seen >= 4);
+    dm_test_every_fixture_parses(parse_guarded, "gar", "pubsub-", 4);
 }
 
 /* The decoded samples (data-*.json, pretty-printed) wrapped by the test give the same events
@@ -302,7 +232,7 @@ static void test_decoded_samples(void **state)
         char path[512];
         snprintf(path, sizeof path, "%s/gar/data-%s.json", DM_FIXTURES, names[i]);
         size_t len;
-        char *data = read_file(path, &len);
+        char *data = dm_test_read_file(path, &len);
         char *body = envelope_n(data, len);
         free(data);
         dm_event_list got, want;
@@ -340,54 +270,7 @@ static void test_decoded_samples(void **state)
 static void test_invalid_table(void **state)
 {
     (void)state;
-    size_t tlen;
-    char *table = read_file(DM_FIXTURES "/gar/invalid/expected.tsv", &tlen);
-    table = dm_xrealloc(table, tlen + 1);
-    table[tlen] = '\0';
-    int cases = 0;
-    char *save = NULL;
-    for (char *line = strtok_r(table, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        if (line[0] == '#' || line[0] == '\0')
-            continue;
-        char *file = line, *field = strchr(file, '\t'), *text;
-        assert_non_null(field);
-        *field++ = '\0';
-        text = strchr(field, '\t');
-        assert_non_null(text);
-        *text++ = '\0';
-
-        char path[512];
-        snprintf(path, sizeof path, "%s/gar/invalid/%s", DM_FIXTURES, file);
-        size_t len;
-        char *body = read_file(path, &len);
-        dm_event_list l;
-        dm_error err = {0};
-        memset(&l, 0x5a, sizeof l);
-        int rc = parse_guarded(body, len, &l, &err);
-        free(body);
-        if (rc != DM_EINVAL)
-            fail_msg("%s: accepted", file);
-        if (err.status != 400 || strcmp(err.field, field) != 0 || strcmp(err.text, text) != 0)
-            fail_msg("%s: got %d [%s] %s, want [%s] %s", file, err.status, err.field, err.text,
-                     field, text);
-        assert_empty(&l);
-        cases++;
-    }
-    free(table);
-
-    /* every input file has a row: a new case cannot be added without its expectation */
-    DIR *d = opendir(DM_FIXTURES "/gar/invalid");
-    assert_non_null(d);
-    int files = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t n = strlen(de->d_name);
-        if (n >= 5 && strcmp(de->d_name + n - 5, ".json") == 0)
-            files++;
-    }
-    closedir(d);
-    assert_int_equal(files, cases);
-    assert_true(cases >= 100);
+    dm_test_run_invalid_table("gar", parse_guarded, 100);
 }
 
 /*---- edge cases ---------------------------------------------------------------------------*/
@@ -634,17 +517,17 @@ static void test_errors_inline(void **state)
     memset(&l, 0x5a, sizeof l);
     assert_int_equal(dm_gar_parse("", 0, &l, &err), DM_EINVAL);
     assert_string_equal(err.text, "body is empty");
-    assert_empty(&l);
+    dm_test_assert_empty(&l);
     memset(&l, 0x5a, sizeof l);
     assert_int_equal(dm_gar_parse(NULL, 0, &l, &err), DM_EINVAL);
-    assert_empty(&l);
+    dm_test_assert_empty(&l);
 
     /* the body length is what counts: a valid body cut short is malformed */
     char *body = envelope("{\"action\":\"INSERT\",\"digest\":\"h/r@" D_OTHER "\"}");
     memset(&l, 0x5a, sizeof l);
     assert_int_equal(parse_guarded(body, strlen(body) - 1, &l, &err), DM_EINVAL);
     assert_string_equal(err.field, "");
-    assert_empty(&l);
+    dm_test_assert_empty(&l);
     free(body);
 }
 
