@@ -18,35 +18,6 @@
 /* Helpers                                                                                      */
 /* ------------------------------------------------------------------------------------------ */
 
-
-/*
- * Fetch member @p key of @p obj as a string. JSON null counts as absent, because .NET
- * serializers (ACR's) write null for unset members. Returns DM_OK with *s NULL when absent and
- * not @p required; rejects wrong types, empty strings when @p required, and strings over @p max.
- */
-static int get_string(json_t *obj, const char *key, const char *path, bool required, size_t max,
-                      const char **s, size_t *n, dm_error *err)
-{
-    *s = NULL;
-    *n = 0;
-    json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v)) {
-        if (required)
-            return dm_error_set(err, path, "is required");
-        return DM_OK;
-    }
-    if (!json_is_string(v))
-        return dm_error_set(err, path, "must be a string");
-    size_t len = json_string_length(v);
-    if (required && len == 0)
-        return dm_error_set(err, path, "must not be empty");
-    if (len > max)
-        return dm_error_set(err, path, "must be at most %zu bytes", max);
-    *s = json_string_value(v);
-    *n = len;
-    return DM_OK;
-}
-
 static int get_object(json_t *obj, const char *key, json_t **out, dm_error *err)
 {
     json_t *v = json_object_get(obj, key);
@@ -87,7 +58,7 @@ int dm_acr_parse(const char *body, size_t len, dm_event_list *out, dm_error *err
 
     /* The action decides everything else: a ping may carry nothing but its action, and an
      * action we do not know (even "") is acknowledged, as FORMATS §1 asks. */
-    if (get_string(root, "action", "action", false, SIZE_MAX, &s, &n, err) != DM_OK)
+    if (dm_json_get_string(root, "action", "action", false, SIZE_MAX, &s, &n, err) != DM_OK)
         goto fail;
     if (!s) {
         dm_error_set(err, "action", "is required");
@@ -110,11 +81,11 @@ int dm_acr_parse(const char *body, size_t len, dm_event_list *out, dm_error *err
     memcpy(ev->source, "acr", sizeof "acr");
     ev->relation = DM_REL_IMAGE;
 
-    if (get_string(root, "id", "id", true, ACR_MAX_ID, &s, &n, err) != DM_OK)
+    if (dm_json_get_string(root, "id", "id", true, ACR_MAX_ID, &s, &n, err) != DM_OK)
         goto fail;
     ev->event_id = dm_xstrndup(s, n);
 
-    if (get_string(root, "timestamp", "timestamp", true, SIZE_MAX, &s, &n, err) != DM_OK)
+    if (dm_json_get_string(root, "timestamp", "timestamp", true, SIZE_MAX, &s, &n, err) != DM_OK)
         goto fail;
     if (dm_time_parse_rfc3339(s, n, &ev->event_time_ms) != DM_OK) {
         dm_error_set(err, "timestamp", "must be an RFC 3339 timestamp");
@@ -137,14 +108,14 @@ int dm_acr_parse(const char *body, size_t len, dm_event_list *out, dm_error *err
     }
     memcpy(ev->digest, json_string_value(digest), DM_DIGEST_BUFLEN);
 
-    if (get_string(target, "repository", "target.repository", true, ACR_MAX_REPOSITORY, &s, &n,
+    if (dm_json_get_string(target, "repository", "target.repository", true, ACR_MAX_REPOSITORY, &s, &n,
                    err) != DM_OK)
         goto fail;
     ev->repository = dm_xstrndup(s, n);
 
     /* Deletes are per manifest, never per tag (ACR sends no delete on untag): ignore "tag". */
     if (action == DM_ACTION_PUSH) {
-        if (get_string(target, "tag", "target.tag", false, ACR_MAX_TAG, &s, &n, err) != DM_OK)
+        if (dm_json_get_string(target, "tag", "target.tag", false, ACR_MAX_TAG, &s, &n, err) != DM_OK)
             goto fail;
         /* Child manifests of an index are pushed by digest: no tag, or an empty one. */
         if (s && n > 0) {
@@ -154,7 +125,7 @@ int dm_acr_parse(const char *body, size_t len, dm_event_list *out, dm_error *err
         }
     }
 
-    if (get_string(target, "mediaType", "target.mediaType", false, ACR_MAX_MEDIA_TYPE, &s, &n,
+    if (dm_json_get_string(target, "mediaType", "target.mediaType", false, ACR_MAX_MEDIA_TYPE, &s, &n,
                    err) != DM_OK)
         goto fail;
     if (s && n > 0)
@@ -163,7 +134,7 @@ int dm_acr_parse(const char *body, size_t len, dm_event_list *out, dm_error *err
     json_t *request;
     if (get_object(root, "request", &request, err) != DM_OK)
         goto fail;
-    if (get_string(request, "host", "request.host", true, ACR_MAX_HOST, &s, &n, err) != DM_OK)
+    if (dm_json_get_string(request, "host", "request.host", true, ACR_MAX_HOST, &s, &n, err) != DM_OK)
         goto fail;
     /* A registry host[:port]: letters, digits, '.', '-', ':' (and [] for IPv6). It is the
      * first part of the location "<host>/<repository>", so a '/' would make locations

@@ -20,33 +20,6 @@
 /* Helpers                                                                                      */
 /* ------------------------------------------------------------------------------------------ */
 
-/*
- * Fetch member @p key of @p obj as a string; JSON null counts as absent. Returns DM_OK with
- * *s NULL when absent and not @p required; rejects wrong types, empty strings when
- * @p required, and strings over @p max bytes.
- */
-static int get_string(json_t *obj, const char *key, const char *path, bool required, size_t max,
-                      const char **s, size_t *n, dm_error *err)
-{
-    *s = NULL;
-    *n = 0;
-    json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v)) {
-        if (required)
-            return dm_error_set(err, path, "is required");
-        return DM_OK;
-    }
-    if (!json_is_string(v))
-        return dm_error_set(err, path, "must be a string");
-    size_t len = json_string_length(v);
-    if (required && len == 0)
-        return dm_error_set(err, path, "must not be empty");
-    if (len > max)
-        return dm_error_set(err, path, "must be at most %zu bytes", max);
-    *s = json_string_value(v);
-    *n = len;
-    return DM_OK;
-}
 
 static bool is_lower_alnum(char c)
 {
@@ -87,14 +60,14 @@ int dm_ecr_parse(const char *body, size_t len, dm_event_list *out, dm_error *err
 
     /* A rule that forwards another service's events here is a misconfiguration the operator
      * should see as an error, not a silent "ignored". */
-    if (get_string(root, "source", "source", true, SIZE_MAX, &s, &n, err) != DM_OK)
+    if (dm_json_get_string(root, "source", "source", true, SIZE_MAX, &s, &n, err) != DM_OK)
         goto fail;
     if (strcmp(s, "aws.ecr") != 0) {
         dm_error_set(err, "source", "must be \"aws.ecr\"");
         goto fail;
     }
     const char *detail_type;
-    if (get_string(root, "detail-type", "detail-type", true, SIZE_MAX, &detail_type, &n, err) !=
+    if (dm_json_get_string(root, "detail-type", "detail-type", true, SIZE_MAX, &detail_type, &n, err) !=
         DM_OK)
         goto fail;
 
@@ -103,16 +76,16 @@ int dm_ecr_parse(const char *body, size_t len, dm_event_list *out, dm_error *err
     const char *id, *account, *region;
     size_t id_len, account_len, region_len;
     int64_t time_ms;
-    if (get_string(root, "id", "id", true, ECR_MAX_ID, &id, &id_len, err) != DM_OK)
+    if (dm_json_get_string(root, "id", "id", true, ECR_MAX_ID, &id, &id_len, err) != DM_OK)
         goto fail;
-    if (get_string(root, "time", "time", true, SIZE_MAX, &s, &n, err) != DM_OK)
+    if (dm_json_get_string(root, "time", "time", true, SIZE_MAX, &s, &n, err) != DM_OK)
         goto fail;
     if (dm_time_parse_rfc3339(s, n, &time_ms) != DM_OK) {
         dm_error_set(err, "time", "must be an RFC 3339 timestamp");
         goto fail;
     }
     /* account and region become the registry host: nothing else may slip into it. */
-    if (get_string(root, "account", "account", true, SIZE_MAX, &account, &account_len, err) !=
+    if (dm_json_get_string(root, "account", "account", true, SIZE_MAX, &account, &account_len, err) !=
         DM_OK)
         goto fail;
     bool digits = account_len == ECR_ACCOUNT_LEN;
@@ -122,7 +95,7 @@ int dm_ecr_parse(const char *body, size_t len, dm_event_list *out, dm_error *err
         dm_error_set(err, "account", "must be 12 digits");
         goto fail;
     }
-    if (get_string(root, "region", "region", true, ECR_MAX_REGION, &region, &region_len, err) !=
+    if (dm_json_get_string(root, "region", "region", true, ECR_MAX_REGION, &region, &region_len, err) !=
         DM_OK)
         goto fail;
     /* One or more DNS labels' worth of [a-z0-9-], not starting or ending with '-'. */
@@ -152,14 +125,14 @@ int dm_ecr_parse(const char *body, size_t len, dm_event_list *out, dm_error *err
 
     /* A failed push names no digest (nothing was stored): acknowledge it before asking for
      * one. */
-    if (get_string(detail, "result", "detail.result", true, SIZE_MAX, &s, &n, err) != DM_OK)
+    if (dm_json_get_string(detail, "result", "detail.result", true, SIZE_MAX, &s, &n, err) != DM_OK)
         goto fail;
     if (strcmp(s, "SUCCESS") != 0) {
         out->ignored = "failed action";
         json_decref(root);
         return DM_OK;
     }
-    if (get_string(detail, "action-type", "detail.action-type", true, SIZE_MAX, &s, &n, err) !=
+    if (dm_json_get_string(detail, "action-type", "detail.action-type", true, SIZE_MAX, &s, &n, err) !=
         DM_OK)
         goto fail;
     dm_action action;
@@ -189,7 +162,7 @@ int dm_ecr_parse(const char *body, size_t len, dm_event_list *out, dm_error *err
     snprintf(ev->registry, cap, "%.*s.dkr.ecr.%.*s.amazonaws.com%s", (int)account_len, account,
              (int)region_len, region, china ? ".cn" : "");
 
-    if (get_string(detail, "repository-name", "detail.repository-name", true,
+    if (dm_json_get_string(detail, "repository-name", "detail.repository-name", true,
                    ECR_MAX_REPOSITORY, &s, &n, err) != DM_OK)
         goto fail;
     if (check_repository(s, n, "detail.repository-name", err) != DM_OK)
@@ -212,7 +185,7 @@ int dm_ecr_parse(const char *body, size_t len, dm_event_list *out, dm_error *err
     /* Deletes are per manifest; FORMATS §2 warns not to rely on a delete's image-tag, so, as
      * for ACR, a delete carries no tag. Pushes by digest (platform manifests) have none. */
     if (action == DM_ACTION_PUSH) {
-        if (get_string(detail, "image-tag", "detail.image-tag", false, ECR_MAX_TAG, &s, &n,
+        if (dm_json_get_string(detail, "image-tag", "detail.image-tag", false, ECR_MAX_TAG, &s, &n,
                        err) != DM_OK)
             goto fail;
         if (s && n > 0) {
@@ -222,7 +195,7 @@ int dm_ecr_parse(const char *body, size_t len, dm_event_list *out, dm_error *err
         }
     }
 
-    if (get_string(detail, "manifest-media-type", "detail.manifest-media-type", false,
+    if (dm_json_get_string(detail, "manifest-media-type", "detail.manifest-media-type", false,
                    ECR_MAX_MEDIA_TYPE, &s, &n, err) != DM_OK)
         goto fail;
     if (s && n > 0)

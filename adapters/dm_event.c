@@ -317,3 +317,26 @@ int dm_json_load_object(const char *body, size_t len, json_t **root, dm_error *e
     *root = j;
     return DM_OK;
 }
+
+int dm_json_get_string(json_t *obj, const char *key, const char *path, bool required, size_t max,
+                       const char **s, size_t *n, dm_error *err)
+{
+    *s = NULL;
+    *n = 0;
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v)) {
+        if (required)
+            return dm_error_set(err, path, "is required");
+        return DM_OK;
+    }
+    if (!json_is_string(v))
+        return dm_error_set(err, path, "must be a string");
+    size_t len = json_string_length(v);
+    if (required && len == 0)
+        return dm_error_set(err, path, "must not be empty");
+    if (len > max)
+        return dm_error_set(err, path, "must be at most %zu bytes", max);
+    *s = json_string_value(v);
+    *n = len;
+    return DM_OK;
+}

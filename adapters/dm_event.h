@@ -118,6 +118,15 @@ char *dm_event_to_json(const dm_event *ev);
  */
 int dm_json_load_object(const char *body, size_t len, json_t **root, dm_error *err);
 
+/**
+ * Member @p key of @p obj as a string (borrowed from @p obj: *s, *n bytes). JSON null counts
+ * as absent, because senders' serializers (.NET for ACR) write null for unset members.
+ * Absent and not @p required: DM_OK with *s NULL. Otherwise DM_EINVAL with @p err naming
+ * @p path for a wrong type, an empty string when @p required, or more than @p max bytes.
+ */
+int dm_json_get_string(json_t *obj, const char *key, const char *path, bool required, size_t max,
+                       const char **s, size_t *n, dm_error *err);
+
 /** Shard of a valid digest: first 4 hex digits as an integer, mod @p shards (DESIGN §5). */
 unsigned dm_digest_shard(const char *digest, unsigned shards);
 

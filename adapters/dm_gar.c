@@ -32,33 +32,6 @@ typedef struct image_name {
 /* JSON helpers                                                                                 */
 /* ------------------------------------------------------------------------------------------ */
 
-/*
- * Fetch member @p key of @p obj as a string; JSON null counts as absent. Returns DM_OK with
- * *s NULL when absent and not @p required; rejects wrong types, empty strings when
- * @p required, and strings over @p max bytes.
- */
-static int get_string(json_t *obj, const char *key, const char *path, bool required, size_t max,
-                      const char **s, size_t *n, dm_error *err)
-{
-    *s = NULL;
-    *n = 0;
-    json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v)) {
-        if (required)
-            return dm_error_set(err, path, "is required");
-        return DM_OK;
-    }
-    if (!json_is_string(v))
-        return dm_error_set(err, path, "must be a string");
-    size_t len = json_string_length(v);
-    if (required && len == 0)
-        return dm_error_set(err, path, "must not be empty");
-    if (len > max)
-        return dm_error_set(err, path, "must be at most %zu bytes", max);
-    *s = json_string_value(v);
-    *n = len;
-    return DM_OK;
-}
 
 /*
  * Pub/Sub writes some members twice, camelCase and snake_case ("messageId", "message_id").
@@ -71,8 +44,8 @@ static int get_twin_string(json_t *obj, const char *camel, const char *camel_pat
 {
     const char *a, *b;
     size_t alen, blen;
-    if (get_string(obj, camel, camel_path, false, max, &a, &alen, err) != DM_OK ||
-        get_string(obj, snake, snake_path, false, max, &b, &blen, err) != DM_OK)
+    if (dm_json_get_string(obj, camel, camel_path, false, max, &a, &alen, err) != DM_OK ||
+        dm_json_get_string(obj, snake, snake_path, false, max, &b, &blen, err) != DM_OK)
         return DM_EINVAL;
     if (!a && !b)
         return dm_error_set(err, camel_path, "is required");
@@ -283,7 +256,7 @@ int dm_gar_parse(const char *body, size_t len, dm_event_list *out, dm_error *err
         goto fail;
     }
 
-    if (get_string(message, "data", "message.data", true, SIZE_MAX, &s, &n, err) != DM_OK)
+    if (dm_json_get_string(message, "data", "message.data", true, SIZE_MAX, &s, &n, err) != DM_OK)
         goto fail;
     size_t raw_len;
     if (decode_data(s, n, &raw, &raw_len, err) != DM_OK)
@@ -295,7 +268,7 @@ int dm_gar_parse(const char *body, size_t len, dm_event_list *out, dm_error *err
         goto fail;
     }
 
-    if (get_string(data, "action", "data.action", true, SIZE_MAX, &s, &n, err) != DM_OK)
+    if (dm_json_get_string(data, "action", "data.action", true, SIZE_MAX, &s, &n, err) != DM_OK)
         goto fail;
     dm_action action;
     if (strcmp(s, "INSERT") == 0) {
@@ -312,11 +285,11 @@ int dm_gar_parse(const char *body, size_t len, dm_event_list *out, dm_error *err
     char digest[DM_DIGEST_BUFLEN] = "";
     const char *tag = NULL;
     size_t tag_len = 0;
-    if (get_string(data, "digest", "data.digest", false, GAR_MAX_REF, &s, &n, err) != DM_OK)
+    if (dm_json_get_string(data, "digest", "data.digest", false, GAR_MAX_REF, &s, &n, err) != DM_OK)
         goto fail;
     if (s && parse_digest_ref(s, n, &dname, digest, err) != DM_OK)
         goto fail;
-    if (get_string(data, "tag", "data.tag", false, GAR_MAX_REF, &s, &n, err) != DM_OK)
+    if (dm_json_get_string(data, "tag", "data.tag", false, GAR_MAX_REF, &s, &n, err) != DM_OK)
         goto fail;
     if (s && parse_tag_ref(s, n, &tname, &tag, &tag_len, err) != DM_OK)
         goto fail;
