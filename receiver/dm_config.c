@@ -25,6 +25,8 @@
 #include <event2/http.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stddef.h>
 
 #include "dm_log.h"
 
@@ -699,22 +701,23 @@ static bool is_header_name(const char *s)
     return true;
 }
 
-#define JWKS_URL_MAX    2048
-#define JWKS_FILE_MAX   (1024 * 1024)
-#define JWKS_URL_SCHEME "must be an https:// URL (http:// only to 127.0.0.1, [::1] or localhost)"
+#define URL_MAX       2048
+#define JWKS_FILE_MAX (1024 * 1024)
+#define URL_SCHEME    "must be an https:// URL (http:// only to 127.0.0.1, [::1] or localhost)"
 
-/* jwks_url: https://, or plain http:// to the loopback interface only (tests, a local
- * proxy): keys fetched in cleartext over a network could be replaced by anyone on the path.
- * Credentials in the URL are refused: the URL is logged with every fetch. */
-static int check_jwks_url(loader *ld, const char *kpath, const char *url)
+/* jwks_url and webhook urls: https://, or plain http:// to the loopback interface only
+ * (tests, a local proxy): keys fetched or records sent in cleartext over a network could be
+ * replaced or read by anyone on the path. Credentials in the URL are refused: the URL is
+ * logged. */
+static int check_http_url(loader *ld, const char *kpath, const char *url)
 {
     static const char *const loopback[] = {"127.0.0.1", "[::1]", "localhost"};
     char sb[SHOW_BUF];
     bool tls = strncmp(url, "https://", 8) == 0;
     if (!tls && strncmp(url, "http://", 7) != 0)
-        return failf(ld, DM_EINVAL, kpath, JWKS_URL_SCHEME);
-    if (strlen(url) > JWKS_URL_MAX)
-        return failf(ld, DM_EINVAL, kpath, "must be at most %d characters", JWKS_URL_MAX);
+        return failf(ld, DM_EINVAL, kpath, URL_SCHEME);
+    if (strlen(url) > URL_MAX)
+        return failf(ld, DM_EINVAL, kpath, "must be at most %d characters", URL_MAX);
     struct evhttp_uri *u = evhttp_uri_parse_with_flags(url, 0);
     if (!u)
         return failf(ld, DM_EINVAL, kpath, "\"%s\" is not a valid URL", show(url, sb));
@@ -733,7 +736,7 @@ static int check_jwks_url(loader *ld, const char *kpath, const char *url)
         for (size_t i = 0; i < DM_ARRAY_LEN(loopback) && !local; i++)
             local = strcasecmp(host, loopback[i]) == 0;
         if (!local)
-            rc = failf(ld, DM_EINVAL, kpath, JWKS_URL_SCHEME);
+            rc = failf(ld, DM_EINVAL, kpath, URL_SCHEME);
     }
     evhttp_uri_free(u);
     return rc;
@@ -807,7 +810,7 @@ static int parse_oidc_entry(loader *ld, const json_t *e, const char *path, dm_au
         return failf(ld, DM_EINVAL, path, "\"audience\" is required");
     if (!jwks_file && !jwks_url)
         return failf(ld, DM_EINVAL, path, "one of \"jwks_file\" or \"jwks_url\" is required");
-    if (jwks_url && (rc = check_jwks_url(ld, key_path(pb, path, "jwks_url"), jwks_url)) < 0)
+    if (jwks_url && (rc = check_http_url(ld, key_path(pb, path, "jwks_url"), jwks_url)) < 0)
         return rc;
     if (!jwks_url && json_object_get(e, "jwks_refresh_seconds"))
         return failf(ld, DM_EINVAL, key_path(pb, path, "jwks_refresh_seconds"),
@@ -1199,25 +1202,157 @@ static int parse_limits(loader *ld, const json_t *root, dm_config *c)
 
 static int parse_api(loader *ld, const json_t *root, dm_config *c)
 {
-    static const char *const keys[] = {"auth", NULL};
+    static const char *const keys[] = {"auth", "max_stream_clients", NULL};
     const json_t *o;
+    long long v;
     int rc;
 
     if ((rc = get_obj(ld, root, "", "api", &o)) < 0)
         return rc;
+    if (o && (rc = check_keys(ld, o, "api", keys)) < 0)
+        return rc;
+    if ((rc = get_int(ld, o, "api", "max_stream_clients", 0, 10000, 64, &v)) < 0)
+        return rc;
+    c->api_max_stream_clients = (int)v;
     if (!o)
         return DM_OK;
-    if ((rc = check_keys(ld, o, "api", keys)) < 0 ||
-        (rc = parse_auth_list(ld, o, "api", &c->api_auth)) < 0)
+    if ((rc = parse_auth_list(ld, o, "api", &c->api_auth)) < 0)
         return rc;
     c->api_configured = true;
     return DM_OK;
 }
 
+/*---- Outputs ----------------------------------------------------------------------------*/
+
+/* Record types of DESIGN §6.4: the only values a sink's "types" filter may name. */
+static const char *const record_types[] = {"dev.digestmap.mapping.confirmed.v1",
+                                           "dev.digestmap.mapping.unmatched.v1",
+                                           "dev.digestmap.image.deleted.v1"};
+
+/* Sink and consumer-group names go into Redis group names and log lines. */
+static bool is_simple_name(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > max)
+        return false;
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '_' || ch == '-' || ch == ':'))
+            return false;
+    }
+    return true;
+}
+
+/* A stable default name: the group (and so the delivery position) survives restarts. */
+static char *default_sink_name(const char *url)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (EVP_Digest(url, strlen(url), md, &mdlen, EVP_sha256(), NULL) != 1)
+        abort();
+    char *name = dm_xmalloc(5 + 12 + 1);
+    memcpy(name, "sink-", 5);
+    for (int i = 0; i < 6; i++)
+        snprintf(name + 5 + 2 * i, 3, "%02x", md[i]);
+    return name;
+}
+
+static int parse_sink(loader *ld, const json_t *w, const char *path, dm_sink_conf *out)
+{
+    static const char *const keys[] = {
+        "name", "url", "secret", "secret_env", "secret_file", "types", "ca_file", "timeout_ms",
+        "max_attempts", "max_inflight", "backoff_initial_ms", "backoff_max_ms", "claim_idle_ms",
+        NULL};
+    char pb[PATH_BUF], sb[SHOW_BUF];
+    const char *s;
+    long long v;
+    int rc;
+
+    if (!json_is_object(w))
+        return failf(ld, DM_EINVAL, path, "must be an object");
+    if ((rc = check_keys(ld, w, path, keys)) < 0)
+        return rc;
+    if ((rc = get_str(ld, w, path, "url", true, &s)) < 0)
+        return rc;
+    if (!s)
+        return failf(ld, DM_EINVAL, key_path(pb, path, "url"), "is required");
+    if ((rc = check_http_url(ld, key_path(pb, path, "url"), s)) < 0)
+        return rc;
+    out->url = dm_xstrdup(s);
+    if ((rc = get_str(ld, w, path, "name", true, &s)) < 0)
+        return rc;
+    if (s && !is_simple_name(s, 64))
+        return failf(ld, DM_EINVAL, key_path(pb, path, "name"),
+                     "\"%s\" must be 1..64 characters of A-Z a-z 0-9 . _ - :", show(s, sb));
+    out->name = s ? dm_xstrdup(s) : default_sink_name(out->url);
+    if ((rc = get_secret(ld, w, path, "secret", true, &out->secret, &out->secret_len)) < 0)
+        return rc;
+
+    const json_t *types = json_object_get(w, "types");
+    if (types && (!json_is_array(types) || json_array_size(types) == 0))
+        return failf(ld, DM_EINVAL, key_path(pb, path, "types"),
+                     "must be a non-empty array of record types");
+    out->ntypes = 0;
+    out->types = json_array_size(types) ? dm_xcalloc(json_array_size(types), sizeof(char *))
+                                        : NULL;
+    for (size_t i = 0; i < json_array_size(types); i++) {
+        const json_t *t = json_array_get(types, i);
+        bool known = false;
+        for (size_t k = 0; json_is_string(t) && k < DM_ARRAY_LEN(record_types) && !known; k++)
+            known = strcmp(json_string_value(t), record_types[k]) == 0;
+        if (!known)
+            return failf(ld, DM_EINVAL, key_path(pb, path, "types"),
+                         "must hold record types (\"dev.digestmap.mapping.confirmed.v1\", "
+                         "\"dev.digestmap.mapping.unmatched.v1\", "
+                         "\"dev.digestmap.image.deleted.v1\")");
+        out->types[out->ntypes++] = dm_xstrdup(json_string_value(t));
+    }
+    if ((rc = get_str(ld, w, path, "ca_file", true, &s)) < 0)
+        return rc;
+    if (s) {
+        if (strncmp(out->url, "https://", 8) != 0)
+            return failf(ld, DM_EINVAL, key_path(pb, path, "ca_file"), "needs an https:// url");
+        out->ca_file = resolve_path(ld, s);
+        if (access(out->ca_file, R_OK) != 0)
+            return failf(ld, DM_EIO, key_path(pb, path, "ca_file"), "cannot read \"%s\": %s",
+                         show(out->ca_file, sb), strerror(errno));
+    }
+    static const struct {
+        const char *key;
+        long long min, max, def;
+        size_t off;
+    } ints[] = {
+        {"timeout_ms", 100, 600000, 10000, offsetof(dm_sink_conf, timeout_ms)},
+        {"max_attempts", 1, 1000, 8, offsetof(dm_sink_conf, max_attempts)},
+        {"max_inflight", 1, 1000, 16, offsetof(dm_sink_conf, max_inflight)},
+        {"backoff_initial_ms", 1, 3600000, 1000, offsetof(dm_sink_conf, backoff_initial_ms)},
+        {"backoff_max_ms", 1, 86400000, 300000, offsetof(dm_sink_conf, backoff_max_ms)},
+        {"claim_idle_ms", 1000, 86400000, 60000, offsetof(dm_sink_conf, claim_idle_ms)},
+    };
+    for (size_t i = 0; i < DM_ARRAY_LEN(ints); i++) {
+        if ((rc = get_int(ld, w, path, ints[i].key, ints[i].min, ints[i].max, ints[i].def, &v)) <
+            0)
+            return rc;
+        *(int *)((char *)out + ints[i].off) = (int)v;
+    }
+    if (out->backoff_max_ms < out->backoff_initial_ms)
+        return failf(ld, DM_EINVAL, key_path(pb, path, "backoff_max_ms"),
+                     "must be at least backoff_initial_ms");
+    /* A record held for a retry must not look abandoned to the other instances: the holder
+     * refreshes its claim, but an attempt in progress cannot, so it must end well before. */
+    if (out->claim_idle_ms < 2 * out->timeout_ms)
+        return failf(ld, DM_EINVAL, key_path(pb, path, "claim_idle_ms"),
+                     "must be at least twice timeout_ms");
+    return DM_OK;
+}
+
 static int parse_outputs(loader *ld, const json_t *root, dm_config *c)
 {
-    static const char *const keys[] = {"stream_maxlen", "webhooks", NULL};
+    static const char *const keys[] = {"stream_maxlen", "trim_interval_ms", "stream_groups",
+                                       "webhooks", NULL};
     const json_t *o;
+    char pb[PATH_BUF], sb[SHOW_BUF];
     long long v;
     int rc;
 
@@ -1225,11 +1360,46 @@ static int parse_outputs(loader *ld, const json_t *root, dm_config *c)
         return rc;
     if (o && (rc = check_keys(ld, o, "outputs", keys)) < 0)
         return rc;
-    if (o && json_object_get(o, "webhooks"))
-        return failf(ld, DM_EINVAL, "outputs.webhooks", "not supported yet");
     if ((rc = get_int(ld, o, "outputs", "stream_maxlen", 1, LLONG_MAX, 1000000, &v)) < 0)
         return rc;
     c->outputs.stream_maxlen = v;
+    if ((rc = get_int(ld, o, "outputs", "trim_interval_ms", 10, 3600000, 1000, &v)) < 0)
+        return rc;
+    c->outputs.trim_interval_ms = (int)v;
+
+    const json_t *groups = o ? json_object_get(o, "stream_groups") : NULL;
+    if (groups && !json_is_array(groups))
+        return failf(ld, DM_EINVAL, "outputs.stream_groups", "must be an array of group names");
+    c->outputs.stream_groups =
+        json_array_size(groups) ? dm_xcalloc(json_array_size(groups), sizeof(char *)) : NULL;
+    for (size_t i = 0; i < json_array_size(groups); i++) {
+        const json_t *g = json_array_get(groups, i);
+        if (!json_is_string(g) || !is_simple_name(json_string_value(g), 128))
+            return failf(ld, DM_EINVAL, index_path(pb, "outputs.stream_groups", i),
+                         "must be a group name of 1..128 characters of A-Z a-z 0-9 . _ - :");
+        c->outputs.stream_groups[c->outputs.nstream_groups++] =
+            dm_xstrdup(json_string_value(g));
+    }
+
+    const json_t *hooks = o ? json_object_get(o, "webhooks") : NULL;
+    if (hooks && !json_is_array(hooks))
+        return failf(ld, DM_EINVAL, "outputs.webhooks", "must be an array of sinks");
+    if (json_array_size(hooks) > 64)
+        return failf(ld, DM_EINVAL, "outputs.webhooks", "at most 64 sinks");
+    c->outputs.webhooks =
+        json_array_size(hooks) ? dm_xcalloc(json_array_size(hooks), sizeof(dm_sink_conf)) : NULL;
+    for (size_t i = 0; i < json_array_size(hooks); i++) {
+        index_path(pb, "outputs.webhooks", i);
+        dm_sink_conf *sk = &c->outputs.webhooks[c->outputs.nwebhooks++];
+        if ((rc = parse_sink(ld, json_array_get(hooks, i), pb, sk)) < 0)
+            return rc;
+        for (size_t k = 0; k + 1 < c->outputs.nwebhooks; k++) {
+            if (strcmp(c->outputs.webhooks[k].name, sk->name) == 0)
+                return failf(ld, DM_EINVAL, pb,
+                             "sink name \"%s\" is used twice (give each a distinct \"name\")",
+                             show(sk->name, sb));
+        }
+    }
     return DM_OK;
 }
 
@@ -1396,5 +1566,19 @@ void dm_config_free(dm_config *c)
     }
     free(c->sources);
     free_auth_list(&c->api_auth);
+    for (size_t i = 0; i < c->outputs.nstream_groups; i++)
+        free(c->outputs.stream_groups[i]);
+    free(c->outputs.stream_groups);
+    for (size_t i = 0; i < c->outputs.nwebhooks; i++) {
+        dm_sink_conf *w = &c->outputs.webhooks[i];
+        free(w->name);
+        free(w->url);
+        free_secret(w->secret, w->secret_len);
+        for (size_t k = 0; k < w->ntypes; k++)
+            free(w->types[k]);
+        free(w->types);
+        free(w->ca_file);
+    }
+    free(c->outputs.webhooks);
     free(c);
 }

@@ -75,6 +75,26 @@ typedef struct dm_source_conf {
     dm_auth_list auth;
 } dm_source_conf;
 
+/** One webhook sink (outputs.webhooks[i]); see dm_sink.h for the delivery rules. */
+typedef struct dm_sink_conf {
+    char *name;            /**< [A-Za-z0-9._-]{1,64}, unique; default "sink-" + 12 hex digits of
+                                SHA-256(url). Names the consumer group "digestmap:<name>" */
+    char *url;             /**< https://, or http:// to 127.0.0.1, [::1] or localhost only */
+    unsigned char *secret; /**< HMAC-SHA256 key of X-Digestmap-Signature (required) */
+    size_t secret_len;
+    char **types;          /**< record types to deliver (full names); none = all. Others are
+                                acknowledged without delivery */
+    size_t ntypes;
+    char *ca_file;         /**< PEM trust anchors for https instead of the system store, or NULL */
+    int timeout_ms;        /**< one attempt, connect to last byte; default 10000 */
+    int max_attempts;      /**< then dead-lettered; default 8 */
+    int max_inflight;      /**< deliveries in flight per instance; default 16 */
+    int backoff_initial_ms;/**< first retry delay; doubles per attempt, full jitter; default 1000 */
+    int backoff_max_ms;    /**< cap of the delay and of an honoured Retry-After; default 300000 */
+    int claim_idle_ms;     /**< another instance's pending record idle this long is taken over
+                                (XAUTOCLAIM); default 60000 */
+} dm_sink_conf;
+
 typedef struct dm_config {
     char *listen_host;  /**< literal IP, default "127.0.0.1" */
     int listen_port;    /**< default 8080; 0 = any free port (printed at startup) */
@@ -119,11 +139,19 @@ typedef struct dm_config {
     dm_source_conf *sources;
     size_t nsources;
 
-    bool api_configured; /**< false: "api" absent, the query route answers 401 to everyone */
+    bool api_configured; /**< false: "api" absent, the query routes answer 401 to everyone */
     dm_auth_list api_auth;
+    int api_max_stream_clients; /**< api.max_stream_clients: open /v1/events/stream answers per
+                                     process, default 64 (then 503) */
 
     struct {
-        long long stream_maxlen; /**< default 1000000, XADD MAXLEN ~ */
+        long long stream_maxlen;  /**< default 1000000: entries kept per output stream, more
+                                       only while a protected consumer group has not read them */
+        int trim_interval_ms;     /**< default 1000: how often the streams are trimmed */
+        char **stream_groups;     /**< consumer groups (besides the sinks') trimming waits for */
+        size_t nstream_groups;
+        dm_sink_conf *webhooks;
+        size_t nwebhooks;
     } outputs;
 } dm_config;
 

@@ -425,8 +425,6 @@ static void test_unsupported(void **state)
     (void)state;
     EXPECT_ERR("{'tls': {'cert_file': 'c', 'key_file': 'k'}, " SRC_NONE "}",
                "tls: not supported yet (planned: issue \"TLS\")");
-    EXPECT_ERR("{'outputs': {'webhooks': [{'url': 'https://x', 'secret': 's'}]}, " SRC_NONE "}",
-               "outputs.webhooks: not supported yet");
     /* ecr and gar sources exist; their default paths collide with an explicit one. */
     EXPECT_ERR("{'sources': [{'type': 'ecr', 'auth': [{'type': 'none'}]},"
                "  {'type': 'acr', 'path': '/v1/registry/ecr', 'auth': [{'type': 'none'}]}]}",
@@ -1115,6 +1113,78 @@ static void test_limits_outputs(void **state)
     dm_config_free(c);
 }
 
+static void test_webhooks(void **state)
+{
+    (void)state;
+    EXPECT_ERR("{'outputs': {'webhooks': {}}, " SRC_NONE "}",
+               "outputs.webhooks: must be an array of sinks");
+    EXPECT_ERR("{'outputs': {'webhooks': [{'secret': 's'}]}, " SRC_NONE "}",
+               "outputs.webhooks[0].url: is required");
+    EXPECT_ERR("{'outputs': {'webhooks': [{'url': 'http://sink.example.com/', 'secret': 's'}]}, "
+               SRC_NONE "}",
+               "outputs.webhooks[0].url: must be an https:// URL (http:// only to 127.0.0.1, "
+               "[::1] or localhost)");
+    EXPECT_ERR("{'outputs': {'webhooks': [{'url': 'https://u:p@sink/', 'secret': 's'}]}, "
+               SRC_NONE "}", "outputs.webhooks[0].url: must not contain user info");
+    EXPECT_ERR("{'outputs': {'webhooks': [{'url': 'https://sink/'}]}, " SRC_NONE "}",
+               "outputs.webhooks[0]: one of \"secret\", \"secret_env\" or \"secret_file\" is "
+               "required");
+    EXPECT_ERR("{'outputs': {'webhooks': [{'url': 'https://sink/', 'secret': 's', 'urls': 1}]}, "
+               SRC_NONE "}", "outputs.webhooks[0]: unknown key \"urls\"");
+    EXPECT_ERR("{'outputs': {'webhooks': [{'url': 'https://sink/', 'secret': 's', "
+               "'types': ['mapping.confirmed.v1']}]}, " SRC_NONE "}",
+               "outputs.webhooks[0].types: must hold record types "
+               "(\"dev.digestmap.mapping.confirmed.v1\", \"dev.digestmap.mapping.unmatched.v1\", "
+               "\"dev.digestmap.image.deleted.v1\")");
+    EXPECT_ERR("{'outputs': {'webhooks': [{'url': 'https://sink/', 'secret': 's', 'name': 'a b'}]},"
+               SRC_NONE "}",
+               "outputs.webhooks[0].name: \"a b\" must be 1..64 characters of A-Z a-z 0-9 . _ - :");
+    EXPECT_ERR("{'outputs': {'webhooks': [{'url': 'https://a/', 'secret': 's', 'name': 'x'},"
+               "  {'url': 'https://b/', 'secret': 's', 'name': 'x'}]}, " SRC_NONE "}",
+               "outputs.webhooks[1]: sink name \"x\" is used twice (give each a distinct "
+               "\"name\")");
+    EXPECT_ERR("{'outputs': {'webhooks': [{'url': 'https://a/', 'secret': 's', "
+               "'timeout_ms': 10000, 'claim_idle_ms': 15000}]}, " SRC_NONE "}",
+               "outputs.webhooks[0].claim_idle_ms: must be at least twice timeout_ms");
+    EXPECT_ERR("{'outputs': {'webhooks': [{'url': 'http://127.0.0.1:9/', 'secret': 's', "
+               "'ca_file': 'x.pem'}]}, " SRC_NONE "}",
+               "outputs.webhooks[0].ca_file: needs an https:// url");
+    EXPECT_ERR("{'outputs': {'webhooks': [{'url': 'https://a/', 'secret': 's', "
+               "'backoff_initial_ms': 10, 'backoff_max_ms': 5}]}, " SRC_NONE "}",
+               "outputs.webhooks[0].backoff_max_ms: must be at least backoff_initial_ms");
+    EXPECT_ERR("{'outputs': {'stream_groups': ['ok', 'not ok']}, " SRC_NONE "}",
+               "outputs.stream_groups[1]: must be a group name of 1..128 characters of A-Z a-z "
+               "0-9 . _ - :");
+
+    dm_config *c = load_ok("{'outputs': {'stream_groups': ['siem'], 'webhooks': ["
+                           "  {'url': 'http://127.0.0.1:9/hook', 'secret': 'k'},"
+                           "  {'url': 'https://sink.example.com/', 'secret': 'k2', 'name': 'soc',"
+                           "   'types': ['dev.digestmap.mapping.unmatched.v1'],"
+                           "   'max_attempts': 3, 'timeout_ms': 500, 'claim_idle_ms': 1000}]}, "
+                           SRC_NONE "}");
+    assert_int_equal(c->outputs.nstream_groups, 1);
+    assert_string_equal(c->outputs.stream_groups[0], "siem");
+    assert_int_equal(c->outputs.trim_interval_ms, 1000);
+    assert_int_equal(c->outputs.nwebhooks, 2);
+    const dm_sink_conf *w = &c->outputs.webhooks[0];
+    /* The default name is stable: it names the consumer group across restarts. */
+    assert_int_equal(strlen(w->name), 17);
+    assert_memory_equal(w->name, "sink-", 5);
+    assert_int_equal(w->ntypes, 0);
+    assert_int_equal(w->max_attempts, 8);
+    assert_int_equal(w->timeout_ms, 10000);
+    assert_int_equal(w->max_inflight, 16);
+    assert_int_equal(w->claim_idle_ms, 60000);
+    assert_int_equal(w->secret_len, 1);
+    w = &c->outputs.webhooks[1];
+    assert_string_equal(w->name, "soc");
+    assert_int_equal(w->ntypes, 1);
+    assert_string_equal(w->types[0], "dev.digestmap.mapping.unmatched.v1");
+    assert_int_equal(w->max_attempts, 3);
+    assert_int_equal(w->claim_idle_ms, 1000);
+    dm_config_free(c);
+}
+
 static void test_api(void **state)
 {
     (void)state;
@@ -1129,7 +1199,10 @@ static void test_api(void **state)
     assert_true(c->api_configured);
     assert_int_equal(c->api_auth.n, 1);
     assert_int_equal(c->api_auth.v[0].type, DM_AUTH_NONE);
+    assert_int_equal(c->api_max_stream_clients, 64);
     dm_config_free(c);
+    EXPECT_ERR("{'api': {'max_stream_clients': -1, 'auth': [{'type': 'none'}]}, " SRC_NONE "}",
+               "api.max_stream_clients: must be an integer between 0 and 10000");
 }
 
 /*---- Documents and files ----------------------------------------------------------------*/
@@ -1262,7 +1335,8 @@ int main(void)
         cmocka_unit_test(test_file_secrets),   cmocka_unit_test(test_redis_urls),
         cmocka_unit_test(test_redis_password), cmocka_unit_test(test_redis_other),
         cmocka_unit_test(test_correlation),    cmocka_unit_test(test_limits_outputs),
-        cmocka_unit_test(test_api), cmocka_unit_test(test_sns_entry),            cmocka_unit_test(test_json_errors),
+        cmocka_unit_test(test_api),            cmocka_unit_test(test_sns_entry),
+        cmocka_unit_test(test_webhooks),       cmocka_unit_test(test_json_errors),
         cmocka_unit_test(test_load_file),      cmocka_unit_test(test_shipped_configs),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
