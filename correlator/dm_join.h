@@ -15,6 +15,9 @@ enum {
     DM_SCRIPT_QUERY,
     DM_SCRIPT_SWEEP_CLAIM,
     DM_SCRIPT_SWEEP_REPORT,
+    DM_SCRIPT_MAPPINGS,   /**< mappings.lua: one page of an index (GET /v1/mappings) */
+    DM_SCRIPT_TRIM,       /**< trim.lua: trim an output stream, sparing protected groups */
+    DM_SCRIPT_SINK_DEAD,  /**< sink_dead.lua: dead-letter a record and acknowledge it */
     DM_SCRIPT_COUNT
 };
 

@@ -415,20 +415,29 @@ static void on_query(int err, int status, char *body, void *arg)
     free(q);
 }
 
-void dm_ingest_query_image(dm_worker *w, struct evhttp_request *req, const char *digest)
+bool dm_ingest_api_auth(dm_worker *w, struct evhttp_request *req, size_t route,
+                        const char *route_name)
 {
     const dm_app *app = dm_worker_app(w);
     if (!app->conf->api_configured) {
         dm_metrics_inc(DM_M_AUTH_FAILED);
-        dm_warn("request refused", "status=401 route=/v1/images reason=\"%s\"",
+        dm_warn("request refused", "status=401 route=%s reason=\"%s\"", route_name,
                 "no api.auth configured");
-        dm_http_error(req, DM_ROUTE_IMAGES, 401, "query API disabled: configure api.auth");
-        return;
+        dm_http_error(req, route, 401, "query API disabled: configure api.auth");
+        return false;
     }
     dm_auth_outcome auth;
-    if (!authenticate(req, DM_ROUTE_IMAGES, "/v1/images", &app->conf->api_auth, NULL, 0, &auth))
-        return;
+    if (!authenticate(req, route, route_name, &app->conf->api_auth, NULL, 0, &auth))
+        return false;
     dm_auth_outcome_dispose(&auth);
+    return true;
+}
+
+void dm_ingest_query_image(dm_worker *w, struct evhttp_request *req, const char *digest)
+{
+    const dm_app *app = dm_worker_app(w);
+    if (!dm_ingest_api_auth(w, req, DM_ROUTE_IMAGES, "/v1/images"))
+        return;
     if (!dm_digest_valid(digest, strlen(digest))) {
         dm_metrics_inc(DM_M_INVALID);
         dm_info("request refused", "status=400 route=/v1/images reason=\"bad digest\"");

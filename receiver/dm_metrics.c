@@ -36,6 +36,19 @@ static const struct {
                                  "Unmatched records: pushes that no pipeline claimed."},
     [DM_M_UNMATCHED_BUILD] = {"digestmap_unmatched_build_total",
                               "Unmatched records: build digests never seen in a registry."},
+    [DM_M_SINK_DELIVERED] = {"digestmap_sink_delivered_total",
+                             "Records acknowledged (2xx) by a webhook sink."},
+    [DM_M_SINK_RETRIED] = {"digestmap_sink_retries_total",
+                           "Failed webhook delivery attempts that will be retried."},
+    [DM_M_SINK_DEAD] = {"digestmap_sink_dead_lettered_total",
+                        "Records moved to the dead-letter stream after max_attempts."},
+    [DM_M_SINK_FILTERED] = {"digestmap_sink_filtered_total",
+                            "Records acknowledged without delivery (sink types filter)."},
+    [DM_M_SINK_CLAIMED] = {"digestmap_sink_claimed_total",
+                           "Pending records taken over from another instance."},
+    [DM_M_SSE_RECORDS] = {"digestmap_sse_records_total", "Records sent to event-stream clients."},
+    [DM_M_STREAM_TRIMMED] = {"digestmap_stream_trimmed_total",
+                             "Output-stream entries removed by trimming."},
 };
 
 static const struct {
@@ -47,6 +60,11 @@ static const struct {
                               "Parked registry pushes, as of the last sweep."},
     [DM_G_PARKED_BUILD] = {"digestmap_parked_build_items",
                            "Parked build digests, as of the last sweep."},
+    [DM_G_SSE_CLIENTS] = {"digestmap_sse_clients", "Open /v1/events/stream answers."},
+    [DM_G_SINK_INFLIGHT] = {"digestmap_sink_inflight",
+                            "Webhook deliveries in flight or waiting to retry."},
+    [DM_G_STREAM_GROUP_LAG] = {"digestmap_stream_group_lag",
+                               "Largest backlog of a protected consumer group (last trim)."},
 };
 
 static _Atomic uint64_t counters[DM_M_COUNT];

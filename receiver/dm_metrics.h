@@ -27,6 +27,13 @@ typedef enum {
     DM_M_TOO_LARGE,        /**< requests refused for a body over limits.max_body_bytes */
     DM_M_UNMATCHED_REGISTRY, /**< unmatched records for pushes no pipeline claimed */
     DM_M_UNMATCHED_BUILD,  /**< unmatched records for builds never seen in a registry */
+    DM_M_SINK_DELIVERED,   /**< records a webhook sink acknowledged (2xx) */
+    DM_M_SINK_RETRIED,     /**< failed delivery attempts that will be retried */
+    DM_M_SINK_DEAD,        /**< records moved to the dead-letter stream */
+    DM_M_SINK_FILTERED,    /**< records acknowledged without delivery (sink "types" filter) */
+    DM_M_SINK_CLAIMED,     /**< pending records taken over from another instance */
+    DM_M_SSE_RECORDS,      /**< records sent on /v1/events/stream */
+    DM_M_STREAM_TRIMMED,   /**< output-stream entries removed by trimming */
     DM_M_COUNT
 } dm_metric;
 
@@ -34,6 +41,9 @@ typedef enum {
     DM_G_SWEEP_LAG_MS = 0, /**< age of the oldest expired item claimed by the last sweep */
     DM_G_PARKED_REGISTRY,  /**< parked pushes (all shards), as of the last sweep */
     DM_G_PARKED_BUILD,     /**< parked build digests (all shards), as of the last sweep */
+    DM_G_SSE_CLIENTS,      /**< open /v1/events/stream answers */
+    DM_G_SINK_INFLIGHT,    /**< webhook deliveries in flight or waiting to retry (all sinks) */
+    DM_G_STREAM_GROUP_LAG, /**< largest backlog of a protected consumer group, last trim */
     DM_G_COUNT
 } dm_gauge;
 

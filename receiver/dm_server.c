@@ -6,6 +6,8 @@
 #include "dm_metrics.h"
 #include "dm_redis.h"
 #include "dm_sweep.h"
+#include "dm_api.h"
+#include "dm_sse.h"
 #include "dm_build.h"
 
 #include <arpa/inet.h>
@@ -45,6 +47,7 @@ struct dm_worker {
     dm_redis *sweep_redis;   /**< worker 1 only: the sweeper's own connection, so a backlog of
                                   reports never delays or times out request traffic */
     dm_sweeper *sweeper;     /**< worker 1 only: one sweeper per process is enough */
+    dm_sse_hub *sse;         /**< open /v1/events/stream answers of this worker */
     bool finishing;          /**< finish_drain ran: Redis is closed, the loop is ending */
     struct event *stop_ev;   /**< activated from the main thread to begin draining */
     struct event *kick_ev;   /**< activated by another worker whose Redis came back */
@@ -70,6 +73,16 @@ const dm_app *dm_worker_app(const dm_worker *w)
 dm_redis *dm_worker_redis(const dm_worker *w)
 {
     return w->redis;
+}
+
+struct event_base *dm_worker_base(const dm_worker *w)
+{
+    return w->base;
+}
+
+dm_sse_hub *dm_worker_sse(const dm_worker *w)
+{
+    return w->sse;
 }
 
 bool dm_worker_all_ready(const dm_worker *w)
@@ -201,6 +214,20 @@ static void on_request(struct evhttp_request *req, void *arg)
         free(digest);
         return;
     }
+    if (strcmp(path, "/v1/mappings") == 0) {
+        if (!is_get(req))
+            method_not_allowed(req, DM_ROUTE_MAPPINGS, "GET");
+        else
+            dm_api_mappings(w, req);
+        return;
+    }
+    if (strcmp(path, "/v1/events/stream") == 0) {
+        if (!is_get(req))
+            method_not_allowed(req, DM_ROUTE_EVENTS, "GET");
+        else
+            dm_sse_handle(w, req);
+        return;
+    }
     char peer[64], qpath[160];
     dm_info("request refused", "status=404 path=%s peer=%s",
             dm_log_quote(path, strlen(path), qpath, sizeof qpath), dm_http_peer(req, peer));
@@ -248,6 +275,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
         evhttp_del_accept_socket(w->http, w->bound); /* closes the listening socket */
         w->bound = NULL;
     }
+    dm_sse_hub_close(w->sse); /* event streams never end by themselves */
     if (w->inflight == 0) {
         finish_drain(w);
         return;
@@ -394,6 +422,7 @@ static int worker_init(dm_server *s, dm_worker *w, int id, char *err, size_t err
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
     w->redis = dm_redis_new(w->base, &ro);
     w->drain_timer = evtimer_new(w->base, on_drain_timeout, w);
+    w->sse = dm_sse_hub_new(w);
     if (id == 1) {
         const dm_config *cc = s->app.conf;
         dm_redis_opts so = ro;
@@ -415,6 +444,7 @@ static int worker_init(dm_server *s, dm_worker *w, int id, char *err, size_t err
 
 static void worker_dispose(dm_worker *w)
 {
+    dm_sse_hub_free(w->sse);
     dm_redis_free(w->redis);
     dm_redis_free(w->sweep_redis); /* before the sweeper: it runs the sweeper's callbacks */
     dm_sweeper_free(w->sweeper);
@@ -482,6 +512,8 @@ int dm_server_start(const dm_config *conf, dm_server **out, int *port_out, char 
     names[DM_ROUTE_READYZ] = "/readyz";
     names[DM_ROUTE_METRICS] = "/metrics";
     names[DM_ROUTE_IMAGES] = "/v1/images";
+    names[DM_ROUTE_MAPPINGS] = "/v1/mappings";
+    names[DM_ROUTE_EVENTS] = "/v1/events/stream";
     names[DM_ROUTE_OTHER] = "other";
     for (size_t i = 0; i < conf->nsources; i++)
         names[DM_ROUTE_SOURCES + i] = conf->sources[i].path;

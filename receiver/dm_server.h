@@ -17,6 +17,8 @@ enum {
     DM_ROUTE_READYZ,
     DM_ROUTE_METRICS,
     DM_ROUTE_IMAGES,
+    DM_ROUTE_MAPPINGS,
+    DM_ROUTE_EVENTS,
     DM_ROUTE_OTHER,
     DM_ROUTE_SOURCES
 };
@@ -44,6 +46,9 @@ void dm_server_stop(dm_server *s);
 /* For the request handlers (dm_ingest.c), called on the worker's own thread. */
 const dm_app *dm_worker_app(const dm_worker *w);
 struct dm_redis *dm_worker_redis(const dm_worker *w);
+struct event_base *dm_worker_base(const dm_worker *w);
+/** This worker's event-stream clients (dm_sse.h). */
+struct dm_sse_hub *dm_worker_sse(const dm_worker *w);
 /** True when every worker's Redis connection is ready (for /readyz). */
 bool dm_worker_all_ready(const dm_worker *w);
 /** Admit one request (false: the in-flight cap is reached → answer 503). */

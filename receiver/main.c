@@ -10,6 +10,7 @@
 #include "dm_log.h"
 #include "dm_redis_child.h"
 #include "dm_server.h"
+#include "dm_sink.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -108,6 +109,7 @@ int main(int argc, char **argv)
     dm_redis_child *child = NULL;
     dm_server *server = NULL;
     dm_fetch *fetch = NULL;
+    dm_sinks *sinks = NULL;
     struct event_base *base = NULL;
     struct event *sigterm = NULL, *sigint = NULL;
 
@@ -132,6 +134,9 @@ int main(int argc, char **argv)
         goto fail;
     if (dm_server_start(conf, &server, NULL, err, sizeof err) != DM_OK)
         goto fail;
+    /* Webhook sinks also run on this thread: request workers never wait for a sink. */
+    if (dm_sinks_start(base, conf, &sinks, err, sizeof err) != DM_OK)
+        goto fail;
     dm_info("digestmapd started", "version=%s redis=%s", DM_VERSION,
             conf->redis.url ? "external" : "embedded");
     event_base_dispatch(base);
@@ -142,6 +147,9 @@ int main(int argc, char **argv)
 fail:
     if (rc != 0)
         dm_error("cannot start", "reason=\"%s\"", err);
+    if (rc != 0)
+        dm_server_stop(server);
+    dm_sinks_stop(sinks);
     dm_fetch_stop(fetch);
     if (sigterm)
         event_free(sigterm);

@@ -1,0 +1,2 @@
+-- sink_dead.lua: placeholder until its module lands
+return 0
