@@ -72,9 +72,9 @@ int dm_join_submit(dm_redis *r, const dm_join_conf *conf, const dm_event *ev, dm
 {
     static const char *const kinds[] = {"r", "b", "m", "d", "due", "out", "stats"};
     char keys[DM_ARRAY_LEN(kinds)][DM_KEY_BUFLEN];
-    char nums[5][24];
-    const char *argv[13];
-    size_t lens[13];
+    char nums[4][24];
+    const char *argv[12];
+    size_t lens[12];
     unsigned shard = dm_digest_shard(ev->digest, conf->shards);
     int n = 0;
     for (size_t i = 0; i < DM_ARRAY_LEN(kinds); i++) {
@@ -86,9 +86,8 @@ int dm_join_submit(dm_redis *r, const dm_join_conf *conf, const dm_event *ev, dm
     char *json = dm_event_to_json(ev);
     argv[n] = json;
     lens[n++] = strlen(json);
-    long long vals[5] = {conf->window_ms, conf->grace_ms, conf->max_skew_ms, conf->mapping_ttl_ms,
-                         conf->stream_maxlen};
-    for (size_t i = 0; i < 5; i++) {
+    long long vals[4] = {conf->window_ms, conf->grace_ms, conf->max_skew_ms, conf->mapping_ttl_ms};
+    for (size_t i = 0; i < 4; i++) {
         snprintf(nums[i], sizeof nums[i], "%lld", vals[i]);
         argv[n] = nums[i];
         lens[n++] = strlen(nums[i]);

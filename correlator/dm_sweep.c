@@ -97,7 +97,7 @@ static bool send_report(dm_sweeper *s, const claimed *c)
     memcpy(digest, "sha256:", 7);
     memcpy(digest + 7, c->member + 1, 64);
     digest[DM_DIGEST_LEN] = '\0';
-    char keys[6][DM_KEY_BUFLEN], lease_s[24], window_s[24], maxlen_s[24], ttl_s[24];
+    char keys[6][DM_KEY_BUFLEN], lease_s[24], window_s[24], ttl_s[24];
     dm_join_key(keys[0], s->conf->prefix, c->shard, "r", digest);
     dm_join_key(keys[1], s->conf->prefix, c->shard, "b", digest);
     dm_join_key(keys[2], s->conf->prefix, c->shard, "due", NULL);
@@ -107,14 +107,12 @@ static bool send_report(dm_sweeper *s, const claimed *c)
     snprintf(ttl_s, sizeof ttl_s, "%lld", (long long)s->conf->mapping_ttl_ms);
     snprintf(lease_s, sizeof lease_s, "%lld", c->lease);
     snprintf(window_s, sizeof window_s, "%lld", (long long)s->conf->window_ms);
-    snprintf(maxlen_s, sizeof maxlen_s, "%lld", s->conf->stream_maxlen);
-    const char *argv[12] = {keys[0], keys[1], keys[2], keys[3], keys[4], keys[5], c->member,
-                            lease_s, window_s, s->conf->report_untagged ? "1" : "0", maxlen_s,
-                            ttl_s};
-    size_t lens[12];
-    for (int i = 0; i < 12; i++)
+    const char *argv[11] = {keys[0], keys[1], keys[2], keys[3], keys[4], keys[5], c->member,
+                            lease_s, window_s, s->conf->report_untagged ? "1" : "0", ttl_s};
+    size_t lens[11];
+    for (int i = 0; i < 11; i++)
         lens[i] = strlen(argv[i]);
-    return dm_redis_eval(s->redis, DM_SCRIPT_SWEEP_REPORT, on_report, s, 6, 12, argv, lens) ==
+    return dm_redis_eval(s->redis, DM_SCRIPT_SWEEP_REPORT, on_report, s, 6, 11, argv, lens) ==
            DM_OK;
 }
 

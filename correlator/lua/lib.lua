@@ -95,12 +95,13 @@ local function enc_build(b)
   return '{' .. table.concat(parts, ',') .. '}'
 end
 
--- Append one CloudEvents record to the shard's output stream.
-local function emit(out_key, maxlen, kind, id, digest, data)
+-- Append one CloudEvents record to the shard's output stream. No MAXLEN here: trimming is
+-- trim.lua's (dm_trim), which spares entries a protected consumer group has not read yet.
+local function emit(out_key, kind, id, digest, data)
   local doc = '{"specversion":"1.0","id":' .. jstr(id) .. ',"source":"digestmap","time":'
     .. jstr(iso(now)) .. ',"type":"dev.digestmap.' .. kind .. '","subject":' .. jstr(digest)
     .. ',"datacontenttype":"application/json","data":' .. data .. '}'
-  redis.call('XADD', out_key, 'MAXLEN', '~', maxlen, '*', 'type', 'dev.digestmap.' .. kind,
+  redis.call('XADD', out_key, '*', 'type', 'dev.digestmap.' .. kind,
     'digest', digest, 'event', doc)
 end
 

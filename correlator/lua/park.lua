@@ -11,7 +11,7 @@
 --   7 <p>:{s}:stats       hash  r / b -> number of parked items
 -- ARGV:
 --   1 event JSON (adapters/dm_event.c dm_event_to_json)
---   2 window ms, 3 grace ms, 4 max clock skew ms, 5 mapping ttl ms, 6 stream maxlen
+--   2 window ms, 3 grace ms, 4 max clock skew ms, 5 mapping ttl ms
 -- Returns {edges emitted, duplicate (0/1: seen before, nothing new), event time replaced (0/1),
 --          deletes recorded}.
 
@@ -20,7 +20,6 @@ local window = tonumber(ARGV[2])
 local retention = window + tonumber(ARGV[3])
 local max_skew = tonumber(ARGV[4])
 local mapping_ttl = tonumber(ARGV[5])
-local maxlen = ARGV[6]
 local digest = ev.digest
 
 local skewed = 0
@@ -104,7 +103,7 @@ local function join(loc, p, pushed_at, rk, b)
   -- enc_mapping (tag merges) must write the same document from its decoded form.
   redis.call('HSET', KEYS[3], id, data)
   redis.call('PEXPIRE', KEYS[3], mapping_ttl)
-  emit(KEYS[6], maxlen, 'mapping.confirmed.v1', id, digest, data)
+  emit(KEYS[6], 'mapping.confirmed.v1', id, digest, data)
   edges = edges + 1
 end
 
@@ -135,7 +134,7 @@ if ev.side == 'registry' then
       .. ',"event_id":' .. jstr(ev.event_id) .. ',"deleted_at":' .. jstr(iso(t)) .. '}}'
     if redis.call('HSETNX', KEYS[4], loc, data) == 1 then
       redis.call('PEXPIRE', KEYS[4], mapping_ttl)
-      emit(KEYS[6], maxlen, 'image.deleted.v1', id, digest, data)
+      emit(KEYS[6], 'image.deleted.v1', id, digest, data)
       return { 0, 0, skewed, 1 }
     end
     return { 0, 1, skewed, 0 }

@@ -3,7 +3,7 @@
 --
 -- KEYS (one shard): 1 r:<digest>, 2 b:<digest>, 3 due, 4 out, 5 stats, 6 u:<digest>
 -- ARGV: 1 member ("r<hex>" or "b<hex>"), 2 lease, 3 window ms,
---       4 report untagged platform manifests (0/1), 5 stream maxlen, 6 mapping ttl ms
+--       4 report untagged platform manifests (0/1), 5 mapping ttl ms
 -- u:<digest> remembers what was reported (for the mapping TTL): a push redelivered after its
 -- report, or a build posted again, is parked again but not reported twice; the record id is
 -- derived from the event, so consumers can deduplicate too.
@@ -50,9 +50,9 @@ for i = 1, #items, 2 do
     if data then
       local what = side .. '|' .. field .. '|' .. (side == 'r' and tostring(item.e) or '')
       if redis.call('HSETNX', KEYS[6], what, '1') == 1 then
-        redis.call('PEXPIRE', KEYS[6], tonumber(ARGV[6]))
+        redis.call('PEXPIRE', KEYS[6], tonumber(ARGV[5]))
         local id = redis.sha1hex('unmatched|' .. digest .. '|' .. what)
-        emit(KEYS[4], ARGV[5], 'mapping.unmatched.v1', id, digest, data)
+        emit(KEYS[4], 'mapping.unmatched.v1', id, digest, data)
         reported = reported + 1
       end
     end
