@@ -6,6 +6,7 @@
 #include "dm_metrics.h"
 #include "dm_redis.h"
 #include "dm_sweep.h"
+#include "dm_trim.h"
 #include "dm_api.h"
 #include "dm_sse.h"
 #include "dm_build.h"
@@ -47,6 +48,7 @@ struct dm_worker {
     dm_redis *sweep_redis;   /**< worker 1 only: the sweeper's own connection, so a backlog of
                                   reports never delays or times out request traffic */
     dm_sweeper *sweeper;     /**< worker 1 only: one sweeper per process is enough */
+    dm_trimmer *trimmer;     /**< worker 1 only, on the sweeper's connection */
     dm_sse_hub *sse;         /**< open /v1/events/stream answers of this worker */
     bool finishing;          /**< finish_drain ran: Redis is closed, the loop is ending */
     struct event *stop_ev;   /**< activated from the main thread to begin draining */
@@ -61,6 +63,8 @@ struct dm_server {
     dm_worker *workers;
     int nworkers;
     atomic_int ready_workers; /**< workers whose Redis connection is ready */
+    char **protected_groups;  /**< consumer groups trimming waits for (sinks', stream_groups) */
+    size_t nprotected;
 };
 
 /*---------------------------------------------------------------- worker API ---*/
@@ -115,6 +119,14 @@ static void on_sweep(const dm_sweep_stats *st, void *arg)
     dm_metrics_set(DM_G_SWEEP_LAG_MS, st->lag_ms);
     dm_metrics_set(DM_G_PARKED_REGISTRY, st->parked_registry);
     dm_metrics_set(DM_G_PARKED_BUILD, st->parked_build);
+}
+
+static void on_trim(const dm_trim_stats *st, void *arg)
+{
+    (void)arg;
+    dm_metrics_add(DM_M_STREAM_TRIMMED, (uint64_t)st->trimmed);
+    if (st->complete)
+        dm_metrics_set(DM_G_STREAM_GROUP_LAG, st->max_backlog < 0 ? 0 : st->max_backlog);
 }
 
 static void on_kick(evutil_socket_t fd, short what, void *arg)
@@ -251,6 +263,8 @@ static void finish_drain(dm_worker *w)
     dm_redis_free(sr); /* before the sweeper: its callbacks use it */
     dm_sweeper_free(w->sweeper);
     w->sweeper = NULL;
+    dm_trimmer_free(w->trimmer);
+    w->trimmer = NULL;
     struct timeval tv = {0, FLUSH_MS * 1000};
     event_base_loopexit(w->base, &tv);
 }
@@ -434,8 +448,15 @@ static int worker_init(dm_server *s, dm_worker *w, int id, char *err, size_t err
                                                      cc->correlation.sweep_interval_ms,
                                                      cc->correlation.sweep_batch, on_sweep, NULL)
                                     : NULL;
+        w->trimmer = w->sweep_redis
+                         ? dm_trimmer_new(w->base, w->sweep_redis, &s->app.join,
+                                          cc->outputs.trim_interval_ms,
+                                          (const char *const *)s->protected_groups,
+                                          s->nprotected, on_trim, NULL)
+                         : NULL;
     }
-    if (!w->redis || !w->stop_ev || !w->drain_timer || !w->kick_ev || (id == 1 && !w->sweeper)) {
+    if (!w->redis || !w->stop_ev || !w->drain_timer || !w->kick_ev ||
+        (id == 1 && (!w->sweeper || !w->trimmer))) {
         snprintf(err, errlen, "worker %d: out of memory", id);
         return DM_ENOMEM;
     }
@@ -448,6 +469,7 @@ static void worker_dispose(dm_worker *w)
     dm_redis_free(w->redis);
     dm_redis_free(w->sweep_redis); /* before the sweeper: it runs the sweeper's callbacks */
     dm_sweeper_free(w->sweeper);
+    dm_trimmer_free(w->trimmer);
     if (w->stop_ev)
         event_free(w->stop_ev);
     if (w->kick_ev)
@@ -473,6 +495,9 @@ static void stop_workers(dm_server *s, int started)
     for (int i = 0; i < s->nworkers; i++)
         worker_dispose(&s->workers[i]);
     free(s->workers);
+    for (size_t i = 0; i < s->nprotected; i++)
+        free(s->protected_groups[i]);
+    free(s->protected_groups);
     free(s);
     dm_metrics_shutdown();
 }
@@ -494,6 +519,19 @@ int dm_server_start(const dm_config *conf, dm_server **out, int *port_out, char 
     };
     s->nworkers = conf->workers;
     s->workers = dm_xcalloc((size_t)s->nworkers, sizeof *s->workers);
+    /* Trimming must spare what the sinks (dm_sink.h names their groups) and the listed
+     * external consumers have not acknowledged yet. */
+    s->nprotected = conf->outputs.nwebhooks + conf->outputs.nstream_groups;
+    s->protected_groups = dm_xcalloc(s->nprotected + 1, sizeof *s->protected_groups);
+    for (size_t i = 0; i < conf->outputs.nwebhooks; i++) {
+        const char *name = conf->outputs.webhooks[i].name;
+        s->protected_groups[i] = dm_xmalloc(strlen("digestmap:") + strlen(name) + 1);
+        strcpy(s->protected_groups[i], "digestmap:");
+        strcat(s->protected_groups[i], name);
+    }
+    for (size_t i = 0; i < conf->outputs.nstream_groups; i++)
+        s->protected_groups[conf->outputs.nwebhooks + i] =
+            dm_xstrdup(conf->outputs.stream_groups[i]);
     for (int i = 0; i < s->nworkers; i++)
         s->workers[i].fd = -1;
 
