@@ -1,0 +1,531 @@
+/* dm_cli_tail.c - "digestmap tail": print the output records of every shard's stream, as
+ * JSON lines, with or without a consumer group.
+ *
+ * Delivery rule with a group: a record is acknowledged (XACK) only after its line was written
+ * and flushed, so a consumer that dies at any point gets the record again when it restarts
+ * under the same name (it first re-reads its pending entries, id 0). Records can therefore be
+ * printed twice, never lost; the CloudEvent id lets the reader deduplicate.
+ *
+ * --count N with a group must not take more than N new records from the group: entries
+ * delivered but not printed would stay pending on this consumer. XREADGROUP's COUNT applies
+ * per stream, so when fewer than one record per stream is wanted, the streams are read one at
+ * a time without blocking, and the wait for new records is an XREAD (which delivers nothing)
+ * from the group's last-delivered ids.
+ *
+ * The Redis connection is synchronous. A signal sets a flag; if it arrives while a read blocks
+ * on the server, the handler shuts the socket down (shutdown(2) is async-signal-safe), so tail
+ * exits at once instead of after the block time.
+ */
+#include "dm_common.h"
+#include "dm_cli.h"
+#include "dm_join.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define DEFAULT_BLOCK_MS 5000
+#define MAX_BATCH 100
+#define ID_LEN 48 /* "<ms>-<seq>": two 64-bit numbers */
+
+enum { OPT_GROUP = DM_OPT_FIRST_COMMAND_OPTION, OPT_CONSUMER, OPT_FROM_START, OPT_COUNT,
+       OPT_BLOCK_MS };
+
+static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t blocking_fd = -1;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+    int fd = blocking_fd;
+    if (fd >= 0)
+        shutdown(fd, SHUT_RDWR);
+}
+
+typedef struct tail {
+    dm_cli *c;
+    redisContext *r;
+    char (*keys)[DM_KEY_BUFLEN];
+    char (*ids)[ID_LEN]; /* per stream: last id read (plain XREAD / pending phase) */
+    unsigned n;
+    const char *group;
+    char consumer[300];
+    bool from_start;
+    long long count;   /* 0: no limit */
+    long long printed;
+    int block_ms;
+    unsigned next;     /* first stream of the next one-at-a-time round */
+} tail;
+
+static bool done(const tail *t)
+{
+    return stop_requested || (t->count && t->printed >= t->count);
+}
+
+/* Run a command; NULL with the failure reported (exit code in *rc) unless a signal ended it. */
+static redisReply *command(tail *t, int argc, const char **argv, bool blocking, int *rc)
+{
+    if (blocking) {
+        blocking_fd = t->r->fd;
+        /* A signal that came before the line above found no socket to shut down. */
+        if (stop_requested) {
+            blocking_fd = -1;
+            *rc = DM_CLI_OK;
+            return NULL;
+        }
+    }
+    redisReply *rep = redisCommandArgv(t->r, argc, argv, NULL);
+    blocking_fd = -1;
+    if (!rep) {
+        *rc = stop_requested ? DM_CLI_OK
+                             : dm_cli_fail("tail: redis at %s: %s: %s", t->c->redis_where,
+                                           argv[0], t->r->errstr);
+        return NULL;
+    }
+    if (rep->type == REDIS_REPLY_ERROR) {
+        *rc = dm_cli_fail("tail: redis at %s: %s %s refused: %s", t->c->redis_where, argv[0],
+                          argc > 1 ? argv[1] : "", rep->str);
+        freeReplyObject(rep);
+        return NULL;
+    }
+    return rep;
+}
+
+/* Write one record's "event" as a line. Returns DM_CLI_OK, or the exit code. */
+static int print_entry(tail *t, const char *key, const redisReply *entry, bool *printed)
+{
+    *printed = false;
+    const redisReply *id = entry->element[0], *fields = entry->element[1];
+    if (fields->type != REDIS_REPLY_ARRAY) {
+        /* A pending entry that was trimmed away before it was delivered: nothing to print. */
+        fprintf(stderr, "digestmap: tail: %s entry %s no longer exists (trimmed); skipped\n",
+                key, id->str);
+        return DM_CLI_OK;
+    }
+    const redisReply *ev = NULL;
+    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+        const redisReply *name = fields->element[i];
+        if (name->type == REDIS_REPLY_STRING && strcmp(name->str, "event") == 0 &&
+            fields->element[i + 1]->type == REDIS_REPLY_STRING)
+            ev = fields->element[i + 1];
+    }
+    if (!ev) {
+        fprintf(stderr, "digestmap: tail: %s entry %s has no \"event\" field; skipped\n", key,
+                id->str);
+        return DM_CLI_OK;
+    }
+    fwrite(ev->str, 1, ev->len, stdout);
+    fputc('\n', stdout);
+    if (fflush(stdout) != 0 || ferror(stdout))
+        return dm_cli_fail("tail: cannot write to stdout: %s", strerror(errno));
+    *printed = true;
+    t->printed++;
+    return DM_CLI_OK;
+}
+
+/* XACK one entry (printed or unprintable) of stream @p key. */
+static int ack(tail *t, const char *key, const char *id)
+{
+    const char *argv[] = {"XACK", key, t->group, id};
+    int rc = DM_CLI_OK;
+    redisReply *rep = command(t, 4, argv, false, &rc);
+    if (!rep) {
+        /* Only a signal racing with the end of a blocking read gets here with rc OK. */
+        if (rc == DM_CLI_OK)
+            fprintf(stderr, "digestmap: tail: interrupted before %s entry %s was "
+                            "acknowledged; it will be delivered again\n", key, id);
+        return rc;
+    }
+    freeReplyObject(rep);
+    return DM_CLI_OK;
+}
+
+static int stream_index(const tail *t, const char *key)
+{
+    for (unsigned i = 0; i < t->n; i++)
+        if (strcmp(t->keys[i], key) == 0)
+            return (int)i;
+    return -1;
+}
+
+/*
+ * Handle an XREAD / XREADGROUP reply: [[key, [[id, [field, value…]] …]] …] (or nil on a
+ * timeout). Prints each entry, acknowledges it with a group, and remembers the last id per
+ * stream. *got counts the entries seen. Stops at --count; a signal lets the batch finish
+ * (its records are already ours).
+ */
+static int handle_reply(tail *t, const redisReply *rep, long long *got)
+{
+    if (rep->type == REDIS_REPLY_NIL)
+        return DM_CLI_OK;
+    if (rep->type != REDIS_REPLY_ARRAY)
+        return dm_cli_fail("tail: redis at %s: unexpected reply type %d", t->c->redis_where,
+                           rep->type);
+    for (size_t s = 0; s < rep->elements; s++) {
+        const redisReply *st = rep->element[s];
+        if (st->type != REDIS_REPLY_ARRAY || st->elements != 2 ||
+            st->element[0]->type != REDIS_REPLY_STRING ||
+            st->element[1]->type != REDIS_REPLY_ARRAY)
+            return dm_cli_fail("tail: redis at %s: malformed stream reply", t->c->redis_where);
+        const char *key = st->element[0]->str;
+        int si = stream_index(t, key);
+        if (si < 0)
+            return dm_cli_fail("tail: redis answered for unknown stream %s", key);
+        const redisReply *entries = st->element[1];
+        for (size_t e = 0; e < entries->elements; e++) {
+            if (t->count && t->printed >= t->count)
+                return DM_CLI_OK;
+            const redisReply *entry = entries->element[e];
+            if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 ||
+                entry->element[0]->type != REDIS_REPLY_STRING)
+                return dm_cli_fail("tail: redis at %s: malformed entry in %s",
+                                   t->c->redis_where, key);
+            (*got)++;
+            bool printed;
+            int rc = print_entry(t, key, entry, &printed);
+            if (rc != DM_CLI_OK)
+                return rc;
+            const char *id = entry->element[0]->str;
+            if (t->group && (rc = ack(t, key, id)) != DM_CLI_OK)
+                return rc;
+            snprintf(t->ids[si], ID_LEN, "%s", id);
+        }
+    }
+    return DM_CLI_OK;
+}
+
+/* Run XREAD/XREADGROUP @p argv and handle its reply. */
+static int read_and_handle(tail *t, int argc, const char **argv, bool blocking, long long *got)
+{
+    int rc = DM_CLI_OK;
+    redisReply *rep = command(t, argc, argv, blocking, &rc);
+    if (!rep)
+        return rc;
+    rc = handle_reply(t, rep, got);
+    freeReplyObject(rep);
+    return rc;
+}
+
+static long long batch_size(const tail *t, unsigned streams)
+{
+    if (!t->count)
+        return MAX_BATCH;
+    long long per = (t->count - t->printed) / streams;
+    return per > MAX_BATCH ? MAX_BATCH : per < 1 ? 1 : per;
+}
+
+/*------------------------------------------------------------------- without a group ---*/
+
+static int run_plain(tail *t)
+{
+    int rc = DM_CLI_OK;
+    for (unsigned i = 0; i < t->n; i++) {
+        snprintf(t->ids[i], ID_LEN, "0-0");
+        if (t->from_start)
+            continue;
+        /* Start after each stream's current last entry: "$" would only be right for the
+         * first read, and entries added to other streams in between would be missed. */
+        const char *argv[] = {"XREVRANGE", t->keys[i], "+", "-", "COUNT", "1"};
+        redisReply *rep = command(t, 6, argv, false, &rc);
+        if (!rep)
+            return rc;
+        if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 1 &&
+            rep->element[0]->type == REDIS_REPLY_ARRAY && rep->element[0]->elements >= 1 &&
+            rep->element[0]->element[0]->type == REDIS_REPLY_STRING)
+            snprintf(t->ids[i], ID_LEN, "%s", rep->element[0]->element[0]->str);
+        freeReplyObject(rep);
+    }
+    size_t argc = 6 + 2 * (size_t)t->n;
+    const char **argv = dm_xcalloc(argc, sizeof *argv);
+    char count[32], block[32];
+    snprintf(block, sizeof block, "%d", t->block_ms);
+    while (!done(t) && rc == DM_CLI_OK) {
+        /* Surplus entries beyond --count are simply not printed: nothing is acknowledged. */
+        snprintf(count, sizeof count, "%lld",
+                 t->count ? (t->count - t->printed < MAX_BATCH ? t->count - t->printed
+                                                                : MAX_BATCH)
+                          : MAX_BATCH);
+        size_t k = 0;
+        argv[k++] = "XREAD";
+        argv[k++] = "COUNT";
+        argv[k++] = count;
+        argv[k++] = "BLOCK";
+        argv[k++] = block;
+        argv[k++] = "STREAMS";
+        for (unsigned i = 0; i < t->n; i++)
+            argv[k++] = t->keys[i];
+        for (unsigned i = 0; i < t->n; i++)
+            argv[k++] = t->ids[i];
+        long long got = 0;
+        rc = read_and_handle(t, (int)k, argv, true, &got);
+    }
+    free(argv);
+    return rc;
+}
+
+/*---------------------------------------------------------------------- with a group ---*/
+
+static int create_groups(tail *t)
+{
+    int rc = DM_CLI_OK;
+    for (unsigned i = 0; i < t->n; i++) {
+        const char *argv[] = {"XGROUP", "CREATE", t->keys[i], t->group,
+                              t->from_start ? "0" : "$", "MKSTREAM"};
+        redisReply *rep = redisCommandArgv(t->r, 6, argv, NULL);
+        if (!rep)
+            return stop_requested ? DM_CLI_OK
+                                  : dm_cli_fail("tail: redis at %s: XGROUP CREATE: %s",
+                                                t->c->redis_where, t->r->errstr);
+        /* BUSYGROUP: the group exists already; it keeps its position. */
+        if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "BUSYGROUP", 9) != 0)
+            rc = dm_cli_fail("tail: redis at %s: cannot create group %s on %s: %s",
+                             t->c->redis_where, t->group, t->keys[i], rep->str);
+        freeReplyObject(rep);
+        if (rc != DM_CLI_OK)
+            return rc;
+    }
+    return rc;
+}
+
+/* Re-read what this consumer received but never acknowledged (a previous run's). */
+static int run_pending(tail *t)
+{
+    int rc = DM_CLI_OK;
+    char count[32];
+    for (unsigned i = 0; i < t->n && !done(t); i++) {
+        snprintf(t->ids[i], ID_LEN, "0");
+        for (;;) {
+            long long got = 0;
+            snprintf(count, sizeof count, "%lld", batch_size(t, 1));
+            const char *argv[] = {"XREADGROUP", "GROUP", t->group, t->consumer, "COUNT",
+                                  count, "STREAMS", t->keys[i], t->ids[i]};
+            if ((rc = read_and_handle(t, 9, argv, false, &got)) != DM_CLI_OK)
+                return rc;
+            if (got == 0 || done(t))
+                break;
+        }
+    }
+    return rc;
+}
+
+/* The group's last-delivered id on stream @p i into @p out ("0-0" if unknown). */
+static int last_delivered(tail *t, unsigned i, char out[ID_LEN])
+{
+    int rc = DM_CLI_OK;
+    snprintf(out, ID_LEN, "0-0");
+    const char *argv[] = {"XINFO", "GROUPS", t->keys[i]};
+    redisReply *rep = command(t, 3, argv, false, &rc);
+    if (!rep)
+        return rc;
+    for (size_t g = 0; rep->type == REDIS_REPLY_ARRAY && g < rep->elements; g++) {
+        const redisReply *info = rep->element[g];
+        const char *name = NULL, *last = NULL;
+        for (size_t k = 0; info->type == REDIS_REPLY_ARRAY && k + 1 < info->elements; k += 2) {
+            const redisReply *f = info->element[k], *v = info->element[k + 1];
+            if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+                continue;
+            if (strcmp(f->str, "name") == 0)
+                name = v->str;
+            else if (strcmp(f->str, "last-delivered-id") == 0)
+                last = v->str;
+        }
+        if (name && last && strcmp(name, t->group) == 0)
+            snprintf(out, ID_LEN, "%s", last);
+    }
+    freeReplyObject(rep);
+    return DM_CLI_OK;
+}
+
+/* Fewer records wanted than there are streams: take them one stream at a time. */
+static int run_new_exact(tail *t, const char **argv)
+{
+    int rc = DM_CLI_OK;
+    long long got = 0;
+    char count[32], block[32];
+    for (unsigned j = 0; j < t->n && !done(t); j++) {
+        unsigned i = (t->next + j) % t->n;
+        snprintf(count, sizeof count, "%lld", t->count - t->printed);
+        const char *a[] = {"XREADGROUP", "GROUP", t->group, t->consumer, "COUNT", count,
+                           "STREAMS", t->keys[i], ">"};
+        if ((rc = read_and_handle(t, 9, a, false, &got)) != DM_CLI_OK)
+            return rc;
+    }
+    t->next = (t->next + 1) % t->n;
+    if (got > 0 || done(t))
+        return DM_CLI_OK;
+    /* Nothing new: wait (XREAD delivers nothing) until a stream grows past what the group
+     * delivered. */
+    char (*last)[ID_LEN] = dm_xcalloc(t->n, sizeof *last);
+    for (unsigned i = 0; i < t->n && rc == DM_CLI_OK; i++)
+        rc = last_delivered(t, i, last[i]);
+    if (rc == DM_CLI_OK && !done(t)) {
+        snprintf(block, sizeof block, "%d", t->block_ms);
+        size_t k = 0;
+        argv[k++] = "XREAD";
+        argv[k++] = "COUNT";
+        argv[k++] = "1";
+        argv[k++] = "BLOCK";
+        argv[k++] = block;
+        argv[k++] = "STREAMS";
+        for (unsigned i = 0; i < t->n; i++)
+            argv[k++] = t->keys[i];
+        for (unsigned i = 0; i < t->n; i++)
+            argv[k++] = last[i];
+        redisReply *rep = command(t, (int)k, argv, true, &rc);
+        if (rep)
+            freeReplyObject(rep);
+    }
+    free(last);
+    return rc;
+}
+
+static int run_group(tail *t)
+{
+    int rc;
+    if ((rc = create_groups(t)) != DM_CLI_OK || (rc = run_pending(t)) != DM_CLI_OK)
+        return rc;
+    size_t argc = 10 + 2 * (size_t)t->n;
+    const char **argv = dm_xcalloc(argc, sizeof *argv);
+    char count[32], block[32];
+    snprintf(block, sizeof block, "%d", t->block_ms);
+    while (!done(t) && rc == DM_CLI_OK) {
+        if (t->count && t->count - t->printed < (long long)t->n) {
+            rc = run_new_exact(t, argv);
+            continue;
+        }
+        snprintf(count, sizeof count, "%lld", batch_size(t, t->n));
+        size_t k = 0;
+        argv[k++] = "XREADGROUP";
+        argv[k++] = "GROUP";
+        argv[k++] = t->group;
+        argv[k++] = t->consumer;
+        argv[k++] = "COUNT";
+        argv[k++] = count;
+        argv[k++] = "BLOCK";
+        argv[k++] = block;
+        argv[k++] = "STREAMS";
+        for (unsigned i = 0; i < t->n; i++)
+            argv[k++] = t->keys[i];
+        for (unsigned i = 0; i < t->n; i++)
+            argv[k++] = ">";
+        long long got = 0;
+        rc = read_and_handle(t, (int)k, argv, true, &got);
+    }
+    free(argv);
+    return rc;
+}
+
+/*------------------------------------------------------------------------- command ---*/
+
+int dm_cli_cmd_tail(dm_cli_flags *f, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        DM_CLI_GLOBAL_OPTIONS,
+        {"group", required_argument, NULL, OPT_GROUP},
+        {"consumer", required_argument, NULL, OPT_CONSUMER},
+        {"from-start", no_argument, NULL, OPT_FROM_START},
+        {"count", required_argument, NULL, OPT_COUNT},
+        {"block-ms", required_argument, NULL, OPT_BLOCK_MS},
+        {NULL, 0, NULL, 0},
+    };
+    tail t = {.block_ms = DEFAULT_BLOCK_MS};
+    const char *consumer = NULL;
+    long long v;
+    int ret;
+    optind = 0;
+    opterr = 0;
+    while ((ret = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        if (ret == 'h' || ret == DM_OPT_HELP) {
+            fputs(dm_cli_usage_tail, stdout);
+            return DM_CLI_OK;
+        }
+        if (dm_cli_global_option(f, ret, optarg))
+            continue;
+        switch (ret) {
+        case OPT_GROUP:
+            if (!*optarg)
+                return dm_cli_usage_error("tail", "--group: the name must not be empty");
+            t.group = optarg;
+            break;
+        case OPT_CONSUMER:
+            if (!*optarg || strlen(optarg) >= sizeof t.consumer)
+                return dm_cli_usage_error("tail", "--consumer: the name must be 1..%zu bytes",
+                                          sizeof t.consumer - 1);
+            consumer = optarg;
+            break;
+        case OPT_FROM_START: t.from_start = true; break;
+        case OPT_COUNT:
+            if (!dm_cli_parse_int(optarg, 1, (long long)1 << 53, &v))
+                return dm_cli_usage_error("tail", "--count: must be a positive integer, not "
+                                                  "\"%s\"", optarg);
+            t.count = v;
+            break;
+        case OPT_BLOCK_MS:
+            if (!dm_cli_parse_int(optarg, 1, 3600000, &v))
+                return dm_cli_usage_error("tail", "--block-ms: must be an integer 1..3600000, "
+                                                  "not \"%s\"", optarg);
+            t.block_ms = (int)v;
+            break;
+        default: return dm_cli_bad_option("tail", ret, argv);
+        }
+    }
+    if (optind < argc)
+        return dm_cli_usage_error("tail", "unexpected argument \"%s\"", argv[optind]);
+    if (consumer && !t.group)
+        return dm_cli_usage_error("tail", "--consumer needs --group");
+
+    dm_cli c;
+    char err[768];
+    int rc = dm_cli_resolve(f, &c, err, sizeof err);
+    if (rc != DM_OK) {
+        dm_cli_dispose(&c);
+        return rc == DM_EINVAL ? dm_cli_usage_error("tail", "%s", err)
+                               : dm_cli_fail("%s", err);
+    }
+    if (t.group) {
+        if (consumer) {
+            snprintf(t.consumer, sizeof t.consumer, "%s", consumer);
+        } else {
+            char host[256] = "";
+            if (gethostname(host, sizeof host) != 0 || !host[0])
+                snprintf(host, sizeof host, "localhost");
+            host[sizeof host - 1] = '\0';
+            snprintf(t.consumer, sizeof t.consumer, "%s:%ld", host, (long)getpid());
+        }
+    }
+
+    /* SA_RESTART: stdout writes resume after a signal; a blocked Redis read is ended by the
+     * handler's shutdown() instead. */
+    struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    /* The socket must outwait the server-side BLOCK. */
+    t.c = &c;
+    t.r = dm_cli_redis_connect(&c, t.block_ms + c.command_timeout_ms, err, sizeof err);
+    if (!t.r) {
+        rc = dm_cli_fail("%s", err);
+        goto out;
+    }
+    t.n = c.shards;
+    t.keys = dm_xcalloc(t.n, sizeof *t.keys);
+    t.ids = dm_xcalloc(t.n, sizeof *t.ids);
+    for (unsigned i = 0; i < t.n; i++)
+        dm_join_key(t.keys[i], c.prefix, i, "out", NULL);
+    rc = t.group ? run_group(&t) : run_plain(&t);
+
+out:
+    if (t.r)
+        redisFree(t.r);
+    free(t.keys);
+    free(t.ids);
+    dm_cli_dispose(&c);
+    return rc;
+}

@@ -1,0 +1,328 @@
+#!/usr/bin/env bash
+# The command-line client `digestmap` (build/bin/digestmap) against a real redis-server and the
+# real daemon: send-build (HMAC) + an ACR push make a mapping; tail prints it (plain, from the
+# start, and through a consumer group that acknowledges, resumes a killed consumer's pending
+# records, and exits 0 on SIGTERM); query prints known / unknown / malformed digests; usage
+# errors exit 2; with 4 shards tail reads every shard's stream.
+. "$(dirname "$0")/lib.sh"
+
+CLI="$(dirname "$DIGESTMAPD")/digestmap"
+[ -x "$CLI" ] || die "no client binary at $CLI"
+
+# cli ARGS...: run the client; sets RC, OUT (stdout) and ERR (stderr).
+cli() {
+    RC=0
+    OUT=$(timeout 20 "$CLI" "$@" 2>"$T/cli.err") || RC=$?
+    ERR=$(cat "$T/cli.err")
+    cat "$T/cli.err" >> "$T/cli-all.err"
+}
+
+# wait_blocked CMD: wait until a Redis client is blocked in CMD (xread or xreadgroup).
+wait_blocked() {
+    for _ in $(seq 1 200); do
+        rcli client list | grep -qE "flags=[A-Za-z]*b[A-Za-z]* .*cmd=$1 " && return 0
+        sleep 0.05
+    done
+    fail "no client blocked in $1"
+}
+
+# lines FILE: its number of lines.
+lines() {
+    wc -l <"$1"
+}
+
+# pending GROUP [STREAM]: entries of GROUP not yet acknowledged on STREAM (default dm:{0}:out).
+pending() {
+    rcli xpending "${2:-dm:{0\}:out}" "$1" | head -n 1
+}
+
+# mapping DIGEST RUN_ID TAG: send-build through the client, then the ACR push: one edge.
+mapping() {
+    cli --config "$CONF" --url "$URL" send-build --image contoso.azurecr.io/team/api \
+        --digest "$1" --tag "$3" --provider github --repository acme/api --run-id "$2" \
+        --commit 3e1c0d9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d --ref refs/heads/main \
+        --built-at "$(iso_at -10)"
+    [ "$RC" == 0 ] || fail "send-build $1: exit $RC: $ERR"
+    acr_push "$T/push.json" "$1" "$3" "$(iso_at -5)"
+    post_acr "$T/push.json"
+    [ "$BODY" == '{"status":"accepted","events":1,"edges":1}' ] || fail "push $1: $STATUS $BODY"
+}
+
+# --- usage ---
+cli --version
+check "--version" "0 digestmap 0.1.0" "$RC $OUT"
+cli --help
+check "--help exits 0" 0 "$RC"
+check_match "--help lists the commands" 'usage: digestmap .*tail.*query.*send-build' "$(tr '\n' ' ' <<<"$OUT")"
+cli tail --help
+check_match "tail --help describes --group" '--group G' "$OUT"
+cli send-build --help
+check_match "send-build --help describes the signature" 'HMAC-SHA256' "$OUT"
+cli
+check "no command: exit 2" 2 "$RC"
+check_match "no command: message" 'a command is required' "$ERR"
+cli frobnicate
+check "unknown command: exit 2" 2 "$RC"
+check_match "unknown command: message" 'unknown command "frobnicate"' "$ERR"
+cli tail --no-such-flag
+check "unknown option: exit 2" 2 "$RC"
+check_match "unknown option: message" 'tail: unknown option --no-such-flag' "$ERR"
+cli tail --count 0
+check "--count 0: exit 2" 2 "$RC"
+cli tail --count
+check_match "--count without value" 'option --count needs a value' "$ERR"
+cli query
+check "query without digest: exit 2" 2 "$RC"
+cli query a b
+check "query with two digests: exit 2" 2 "$RC"
+cli send-build --digest "$(random_digest)"
+check "send-build without --image: exit 2" "2 digestmap: send-build: --image NAME is required" \
+    "$RC $(head -n 1 <<<"$ERR")"
+cli --shards 2000 tail
+check "--shards out of range: exit 2" 2 "$RC"
+cli --redis 'http://x' tail
+check "--redis with another scheme: exit 2" 2 "$RC"
+
+# --- operational failures name the cause ---
+cli --redis "unix:$T/nope.sock" tail --count 1
+check "unreachable redis: exit 1" 1 "$RC"
+check "unreachable redis: message" \
+    "digestmap: cannot connect to redis at $T/nope.sock: No such file or directory" "$ERR"
+cli --url http://127.0.0.1:1 query "$(random_digest)"
+check "unreachable API: exit 1" 1 "$RC"
+check_match "unreachable API: message" 'cannot connect to http://127.0.0.1:1: Connection refused' "$ERR"
+cli --config "$T/missing.json" tail
+check "missing config: exit 1" 1 "$RC"
+check_match "missing config: names the file" 'missing\.json' "$ERR"
+
+start_redis
+start_daemon
+CONF=$T/config.json
+URL=http://127.0.0.1:$PORT
+
+# --- send-build: signed with the config's hmac-sha256 entry ---
+d1=$(random_digest)
+mapping "$d1" 2001 1.4.0
+check "send-build answer" accepted "$(jq -r .status <<<"$OUT")"
+d0=$(random_digest)
+cli --url "$URL" send-build --image contoso.azurecr.io/team/api --digest "$d0" --run-id 1 \
+    --secret wrong-secret
+check "send-build with a wrong secret: exit 1" 1 "$RC"
+check_match "wrong secret: status on stderr" 'HTTP 401' "$ERR"
+CI_SECRET=ci-secret cli --url "$URL" send-build --image contoso.azurecr.io/team/api \
+    --digest "$d0" --run-id 1 --secret-env CI_SECRET
+check "send-build with --secret-env (no config): exit 0" 0 "$RC"
+cli --url "$URL" send-build --image contoso.azurecr.io/team/api --digest "$d0" --run-id 1
+check "send-build without any credential: exit 1" 1 "$RC"
+cli --config "$CONF" --url "$URL" send-build --image x --digest sha256:nothex --run-id 1
+check "send-build of a bad digest: exit 1" 1 "$RC"
+check_match "bad digest: the 400 error on stderr" 'HTTP 400: images\[0\]\.digest' "$ERR"
+
+# --- tail from the start: the mapping's record ---
+cli --config "$CONF" tail --from-start --count 1
+check "tail --from-start --count 1: exit 0" 0 "$RC"
+check "tail prints one line" 1 "$(wc -l <<<"$OUT")"
+check "record type" dev.digestmap.mapping.confirmed.v1 "$(jq -r .type <<<"$OUT")"
+check "record subject" "$d1" "$(jq -r .subject <<<"$OUT")"
+check "record run id" 2001 "$(jq -r .data.build.run_id <<<"$OUT")"
+check "record commit" 3e1c0d9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d "$(jq -r .data.build.commit <<<"$OUT")"
+check "record tags" '["1.4.0"]' "$(jq -c .data.image.tags <<<"$OUT")"
+check "record is the stream's event field" "$(stream_events | head -n 1)" "$OUT"
+
+# --- query ---
+cli --config "$CONF" --url "$URL" query "$d1"
+check "query known digest: exit 0" 0 "$RC"
+check "query digest" "$d1" "$(jq -r .digest <<<"$OUT")"
+check "query mapping run id" 2001 "$(jq -r '.mappings[0].build.run_id' <<<"$OUT")"
+check_match "query answer is pretty-printed" $'^\\{\n  "' "$OUT"
+cli --config "$CONF" --url "$URL" query "$(random_digest)"
+check "query unknown digest: exit 1" 1 "$RC"
+check "unknown digest: the answer is printed (JSON)" 0 "$(jq -e . <<<"$OUT" >/dev/null; echo $?)"
+check_match "unknown digest: stderr" 'not found \(HTTP 404\)' "$ERR"
+cli --config "$CONF" --url "$URL" query sha256:ABC
+check "query malformed digest: exit 1" 1 "$RC"
+check "malformed digest: the 400 error on stderr" \
+    "digestmap: query sha256:ABC: HTTP 400: digest: must be sha256: followed by 64 lowercase hex digits" "$ERR"
+cli --url "$URL" --token 'Bearer api-token' query "$d1"
+check "query with --token and no config: exit 0" 0 "$RC"
+cli --url "$URL" --token 'Bearer nope' query "$d1"
+check "query with a wrong token: exit 1" 1 "$RC"
+check_match "wrong token: 401 on stderr" 'HTTP 401' "$ERR"
+
+# --- consumer group: each run acknowledges what it printed ---
+d2=$(random_digest)
+mapping "$d2" 2002 2.0.0
+cli --config "$CONF" tail --group g1 --consumer c1 --from-start --count 1
+check "group run 1: exit 0" 0 "$RC"
+check "group run 1 prints the first record" "$d1" "$(jq -r .subject <<<"$OUT")"
+check "group run 1 acknowledged it" 0 "$(pending g1)"
+cli --config "$CONF" tail --group g1 --consumer c1 --count 1
+check "group run 2 prints the next record" "$d2" "$(jq -r .subject <<<"$OUT")"
+check "group run 2 acknowledged it" 0 "$(pending g1)"
+check "one group on the stream" 1 "$(rcli xinfo groups 'dm:{0}:out' | grep -c '^g1$')"
+
+# --- a consumer killed before acknowledging: its records stay pending and come back ---
+# Its stdout is a pipe filled to capacity that nobody reads, so the first write blocks after
+# XREADGROUP delivered both records and before any XACK.
+mkfifo "$T/fifo"
+exec 7<>"$T/fifo"
+head -c 65536 /dev/zero >&7
+"$CLI" --config "$CONF" tail --group g2 --consumer c2 --from-start >&7 2>>"$T/cli-all.err" &
+stuck=$!
+got=$(wait_count 2 10 pending g2)
+check "killed consumer: both records delivered, none acknowledged" 2 "$got"
+kill -9 "$stuck"
+wait "$stuck" 2>/dev/null || true
+exec 7>&-
+check "after kill -9: still pending" 2 "$(pending g2)"
+# another consumer of g2 gets nothing: once it blocks waiting for new records, it has printed
+# nothing, and the records are still c2's
+"$CLI" --config "$CONF" tail --group g2 --consumer c3 --count 1 >"$T/c3.out" 2>>"$T/cli-all.err" &
+other=$!
+wait_blocked xreadgroup
+kill -TERM "$other"
+rc=0
+wait "$other" || rc=$?
+check "another consumer gets none of c2's pending records (and exits 0 on SIGTERM)" "0 0" \
+    "$rc $(wc -c <"$T/c3.out")"
+check "the pending records are c2's" "c2 2" "$(rcli xpending 'dm:{0}:out' g2 | tail -n 2 | tr '\n' ' ' | sed 's/ $//')"
+cli --config "$CONF" tail --group g2 --consumer c2 --count 2
+check "restarted consumer: exit 0" 0 "$RC"
+check "restarted consumer re-reads its pending records" "$d1 $d2" "$(jq -r .subject <<<"$OUT" | tr '\n' ' ' | sed 's/ $//')"
+check "restarted consumer acknowledged them" 0 "$(pending g2)"
+
+# --- SIGTERM: a following consumer exits 0 at once, everything printed is acknowledged ---
+: >"$T/g3.out"
+"$CLI" --config "$CONF" tail --group g3 --from-start --block-ms 60000 >>"$T/g3.out" 2>>"$T/cli-all.err" &
+follower=$!
+got=$(wait_count 2 10 lines "$T/g3.out")
+check "follower printed both records" 2 "$got"
+wait_blocked xreadgroup
+check "follower acknowledged both records" 0 "$(pending g3)"
+t0=$(date +%s%N)
+kill -TERM "$follower"
+rc=0
+wait "$follower" || rc=$?
+t1=$(date +%s%N)
+check "SIGTERM: exit 0" 0 "$rc"
+check "SIGTERM ends a 60 s blocking read at once" yes "$([ $(((t1 - t0) / 1000000)) -lt 2000 ] && echo yes || echo no)"
+
+# --- plain tail follows new records ---
+"$CLI" --config "$CONF" tail --count 1 >"$T/follow.out" 2>>"$T/cli-all.err" &
+follower=$!
+wait_blocked xread
+d3=$(random_digest)
+mapping "$d3" 2003 3.0.0
+rc=0
+wait "$follower" || rc=$?
+check "plain tail: exit 0 after --count records" 0 "$rc"
+check "plain tail prints only the new record" "$d3" "$(jq -r .subject <"$T/follow.out")"
+
+# --- flags instead of the config ---
+cli --redis "unix://$T/redis.sock" tail --from-start --count 3
+check "tail with --redis: three records" "$d1 $d2 $d3" "$(jq -r .subject <<<"$OUT" | tr '\n' ' ' | sed 's/ $//')"
+"$CLI" --redis "unix://$T/redis.sock" --prefix other tail >/dev/null 2>>"$T/cli-all.err" &
+other=$!
+wait_blocked xread
+kill -INT "$other"
+rc=0
+wait "$other" || rc=$?
+check "plain tail: SIGINT exits 0" 0 "$rc"
+check "plain tail creates no stream" 0 "$(rcli exists 'other:{0}:out')"
+
+stop_daemon
+
+# --- 4 shards: tail reads every shard's stream ---
+rcli flushall >/dev/null
+start_daemon "$(default_config | sed 's/"connect_timeout_ms": 1000 }/"connect_timeout_ms": 1000, "shards": 4 }/')"
+URL=http://127.0.0.1:$PORT
+rest=$(head -c 30 /dev/urandom | od -An -tx1 -v | tr -d ' \n')
+SD=()
+for s in 0 1 2 3; do
+    d="sha256:000${s}${rest}"
+    SD+=("$d")
+    mapping "$d" "300$s" "4.$s"
+done
+for s in 0 1 2 3; do
+    check "shard $s stream has its record" 1 "$(rcli xlen "dm:{$s}:out")"
+done
+want=$(printf '%s\n' "${SD[@]}" | sort | tr '\n' ' ')
+cli --config "$CONF" tail --from-start --count 4
+check "4 shards: tail prints every shard's record" "$want" "$(jq -r .subject <<<"$OUT" | sort | tr '\n' ' ')"
+# one record per run through a group, each run a new consumer: nothing may stay pending
+seen=""
+for i in 1 2 3 4; do
+    cli --config "$CONF" tail --group gs --from-start --count 1
+    seen="$seen$(jq -r .subject <<<"$OUT")"$'\n'
+    total=0
+    for s in 0 1 2 3; do total=$((total + $(pending gs "dm:{$s}:out"))); done
+    check "4 shards, group run $i: one record, nothing left pending" "1 0" "$(wc -l <<<"$OUT") $total"
+done
+check "4 shards, group: the 4 runs printed the 4 records" "$want" "$(sort <<<"$seen" | sed '/^$/d' | tr '\n' ' ')"
+cli --config "$CONF" tail --group gt --from-start --count 4
+check "4 shards, group --count 4" "$want" "$(jq -r .subject <<<"$OUT" | sort | tr '\n' ' ')"
+
+# --- Redis with a password and a database number (from the config, and from --redis) ---
+redis-server --port 0 --unixsocket "$T/auth.sock" --unixsocketperm 700 --daemonize yes \
+    --pidfile "$T/auth.pid" --dir "$T" --save '' --appendonly no --requirepass s3cret \
+    --logfile "$T/auth.log" >/dev/null
+for _ in $(seq 1 200); do [ -S "$T/auth.sock" ] && break; sleep 0.05; done
+trap 'kill "$(cat "$T/auth.pid" 2>/dev/null)" 2>/dev/null || true; cleanup' EXIT
+redis-cli -s "$T/auth.sock" -a s3cret --no-auth-warning -n 3 \
+    xadd 'dm:{0}:out' '*' type t digest d event '{"db":3}' >/dev/null
+jq --arg u "unix://$T/auth.sock?db=3" '.redis.url = $u | .redis.password_env = "DM_TEST_REDIS_PW"' \
+    "$CONF" > "$T/auth.json"
+DM_TEST_REDIS_PW=s3cret cli --config "$T/auth.json" tail --from-start --count 1
+check "redis password and db from the config (password_env)" '0 {"db":3}' "$RC $OUT"
+DM_TEST_REDIS_PW=wrong cli --config "$T/auth.json" tail --from-start --count 1
+check "wrong redis password: exit 1" 1 "$RC"
+check_match "wrong redis password: message" "redis at $T/auth.sock: AUTH refused: WRONGPASS" "$ERR"
+cli --config "$T/auth.json" tail --from-start --count 1
+check "config with an unset *_env secret: exit 1" 1 "$RC"
+check_match "unset *_env secret: named" 'DM_TEST_REDIS_PW' "$ERR"
+# the same over TCP, the password in --redis (percent-encoded user info)
+tcp=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+redis-cli -s "$T/auth.sock" -a s3cret --no-auth-warning config set port "$tcp" >/dev/null
+cli --redis "redis://:s3%63ret@127.0.0.1:$tcp/3" tail --from-start --count 1
+check "--redis redis://:password@host:port/db" '0 {"db":3}' "$RC $OUT"
+cli --redis "redis://127.0.0.1:$tcp/3" tail --from-start --count 1
+check_match "no password: the refusal is named" "redis at 127.0.0.1:$tcp: SELECT refused: NOAUTH" "$ERR"
+
+# --- https: certificate verification and what the client sends ---
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost -keyout "$T/tls.key" -out "$T/tls.crt" \
+    2>/dev/null
+python3 "$DM_SRC/tests/integration/client/https_echo.py" "$T/tls.crt" "$T/tls.key" "$T/tls.port" &
+echo_pid=$!
+trap 'kill "$echo_pid" 2>/dev/null || true; kill "$(cat "$T/auth.pid" 2>/dev/null)" 2>/dev/null || true; cleanup' EXIT
+for _ in $(seq 1 200); do [ -s "$T/tls.port" ] && break; sleep 0.05; done
+TLS_PORT=$(cat "$T/tls.port")
+cli --url "https://127.0.0.1:$TLS_PORT" --token 'Bearer t' query "$d1"
+check "https with an untrusted certificate: exit 1" 1 "$RC"
+check_match "untrusted certificate: named" 'TLS certificate verification failed: self-signed certificate' "$ERR"
+cli --url "https://127.0.0.1:$TLS_PORT" --cacert "$T/tls.crt" --token 'Bearer t' query "$d1"
+check "https to an address the certificate does not name: exit 1" 1 "$RC"
+check_match "name mismatch: named" 'TLS certificate verification failed: (IP address|hostname) mismatch' "$ERR"
+cli --url "https://localhost:$TLS_PORT" --cacert "$T/tls.crt" --token 'Bearer t' query "$d1"
+check "https with --cacert: exit 0" 0 "$RC"
+check "https: the path" "/v1/images/$d1" "$(jq -r .path <<<"$OUT" | sed 's/%3A/:/')"
+check "https: the token" "Bearer t" "$(jq -r .headers.authorization <<<"$OUT")"
+cli --url "https://localhost:$TLS_PORT/base/" --cacert "$T/tls.crt" send-build --secret k2 \
+    --image reg.example/x --digest "$d1" --tag a --tag b --manifest "$d2" --run-id 7 \
+    --provider gitlab --run-attempt 2
+check "https send-build: exit 0" 0 "$RC"
+check "send-build: the URL's path prefix is kept" /base/v1/builds "$(jq -r .path <<<"$OUT")"
+jq -j .body <<<"$OUT" > "$T/sent.json"
+check "send-build: signature is HMAC-SHA256 of the body sent" "$(hmac_sig "$T/sent.json" k2)" \
+    "$(jq -r '.headers["x-digestmap-signature"]' <<<"$OUT")"
+check "send-build: the body" \
+    '{"images":[{"name":"reg.example/x","digest":"'"$d1"'","tags":["a","b"],"manifests":["'"$d2"'"]}],"run":{"provider":"gitlab","run_id":"7","run_attempt":"2"}}' \
+    "$(cat "$T/sent.json")"
+check "send-build: content type" application/json "$(jq -r '.headers["content-type"]' <<<"$OUT")"
+kill "$echo_pid" 2>/dev/null || true
+
+if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$T/cli-all.err"; then
+    fail "sanitizer report from the client"
+    grep -E -A20 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$T/cli-all.err" >&2 | head -40
+fi
+finish
