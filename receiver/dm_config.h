@@ -142,7 +142,7 @@ typedef struct dm_config {
     bool api_configured; /**< false: "api" absent, the query routes answer 401 to everyone */
     dm_auth_list api_auth;
     int api_max_stream_clients; /**< api.max_stream_clients: open /v1/events/stream answers per
-                                     process, default 64 (then 503) */
+                                     process, default 64 (then 503); 0 disables the route (403) */
 
     struct {
         long long stream_maxlen;  /**< default 1000000: entries kept per output stream, more

@@ -1,10 +1,809 @@
 #include "dm_common.h"
 #include "dm_sse.h"
 #include "dm_http.h"
+#include "dm_ingest.h"
+#include "dm_join.h"
+#include "dm_log.h"
+#include "dm_metrics.h"
+#include "dm_redis.h"
+#include "dm_time.h"
+
+#include <sys/queue.h> /* TAILQ_FOREACH over evkeyvalq */
+
+#include <errno.h>
+#include <stdarg.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <hiredis/hiredis.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ROUTE_NAME "/v1/events/stream"
+/* While a client is paused by back-pressure, look at its buffer this often. */
+#define PAUSE_POLL_MS 50
+/* Bytes a client may send us during a stream before its socket is no longer read (the bytes
+ * are ignored: reading only serves to notice a hang-up early). */
+#define READ_HIGH_WATERMARK 4096
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+/*---------------------------------------------------------------- pure helpers ---*/
+
+/* One "<ms>-<seq>" of @p n bytes; no sign, no spaces, no overflow. */
+static int parse_one(const char *s, size_t n, dm_sse_id *out)
+{
+    const char *dash = memchr(s, '-', n);
+    if (!dash)
+        return DM_EINVAL;
+    uint64_t v[2] = {0, 0};
+    const char *part[2] = {s, dash + 1};
+    size_t plen[2] = {(size_t)(dash - s), n - (size_t)(dash - s) - 1};
+    for (int k = 0; k < 2; k++) {
+        if (plen[k] == 0 || plen[k] > 20)
+            return DM_EINVAL;
+        for (size_t i = 0; i < plen[k]; i++) {
+            unsigned d = (unsigned char)part[k][i] - '0';
+            if (d > 9 || v[k] > (UINT64_MAX - d) / 10)
+                return DM_EINVAL;
+            v[k] = v[k] * 10 + d;
+        }
+    }
+    out->ms = v[0];
+    out->seq = v[1];
+    return DM_OK;
+}
+
+int dm_sse_parse_ids(const char *s, size_t n, size_t nshards, dm_sse_id *out, char *err,
+                     size_t errlen)
+{
+    size_t i = 0, start = 0;
+    for (size_t k = 0; k <= n; k++) {
+        if (k < n && s[k] != ',')
+            continue;
+        if (i == nshards) {
+            snprintf(err, errlen, "more than %zu id%s: with redis.shards = %zu the id is %s",
+                     nshards, nshards == 1 ? "" : "s", nshards,
+                     nshards == 1 ? "<ms>-<seq>" : "a comma-separated list of <ms>-<seq>, one "
+                                                   "per shard");
+            return DM_EINVAL;
+        }
+        if (parse_one(s + start, k - start, &out[i]) != DM_OK) {
+            snprintf(err, errlen, "id number %zu is not <ms>-<seq> (two decimal numbers, at most "
+                     "20 digits each, joined by a dash)", i + 1);
+            return DM_EINVAL;
+        }
+        i++;
+        start = k + 1;
+    }
+    if (i != nshards) {
+        snprintf(err, errlen, "%zu id%s given, %zu expected (one <ms>-<seq> per shard, "
+                 "comma-separated)", i, i == 1 ? "" : "s", nshards);
+        return DM_EINVAL;
+    }
+    return DM_OK;
+}
+
+size_t dm_sse_format_ids(const dm_sse_id *ids, size_t n, char *buf, size_t size)
+{
+    size_t len = 0;
+    if (size)
+        buf[0] = '\0';
+    for (size_t i = 0; i < n && len < size; i++) {
+        int w = snprintf(buf + len, size - len, "%s%llu-%llu", i ? "," : "",
+                         (unsigned long long)ids[i].ms, (unsigned long long)ids[i].seq);
+        if (w < 0 || (size_t)w >= size - len)
+            return len; /* truncated: the caller sized buf too small */
+        len += (size_t)w;
+    }
+    return len;
+}
+
+void dm_sse_format_event(struct evbuffer *out, const char *id, const char *type, size_t tlen,
+                         const char *data, size_t dlen)
+{
+    evbuffer_add_printf(out, "id: %s\n", id);
+    if (tlen && !memchr(type, '\n', tlen) && !memchr(type, '\r', tlen)) {
+        evbuffer_add(out, "event: ", 7);
+        evbuffer_add(out, type, tlen);
+        evbuffer_add(out, "\n", 1);
+    }
+    /* Every line terminator of the SSE grammar ends a data line; the client joins the data
+     * lines back with LF, so a document with line breaks arrives whole (CRLF/CR as LF). */
+    size_t i = 0;
+    for (;;) {
+        size_t j = i;
+        while (j < dlen && data[j] != '\n' && data[j] != '\r')
+            j++;
+        evbuffer_add(out, "data: ", 6);
+        evbuffer_add(out, data + i, j - i);
+        evbuffer_add(out, "\n", 1);
+        if (j >= dlen)
+            break;
+        if (data[j] == '\r' && j + 1 < dlen && data[j + 1] == '\n')
+            j++;
+        i = j + 1;
+    }
+    evbuffer_add(out, "\n", 1);
+}
+
+/*---------------------------------------------------------------- state ---*/
+
+typedef enum {
+    S_STARTING = 0, /**< reading the start position / checking Redis; no answer sent yet */
+    S_STREAMING,    /**< 200 sent; XREAD loop */
+    S_DONE,         /**< ended; waiting for reap_ev to free it */
+} stream_state;
+
+typedef enum { FROM_NEW = 0, FROM_START, FROM_ID } start_kind;
+
+typedef struct stream stream;
+struct stream {
+    dm_sse_hub *hub;
+    stream *prev, *next;
+    stream_state state;
+    struct evhttp_request *req;      /**< until handed back to evhttp (then NULL) */
+    struct evhttp_connection *evcon; /**< NULL once evhttp closed the connection */
+    dm_redis *redis;                 /**< this stream's own connection */
+    bool inflight;                   /**< admitted by dm_worker_begin, not yet ended */
+    bool reading;                    /**< an XREAD is in flight */
+    start_kind from;
+    size_t pending;                  /**< start replies still expected */
+    size_t next_shard;               /**< shard of the next XREVRANGE reply (FIFO) */
+    size_t nshards;
+    dm_sse_id *pos;                  /**< last delivered id (or start position) per shard */
+    char (*keys)[DM_KEY_BUFLEN];
+    char (*ids)[DM_SSE_ID_MAX + 1];  /**< XREAD arguments */
+    const char **argv;
+    size_t *lens;
+    char *idtext;                    /**< composite id of the last record sent */
+    size_t idsize;
+    uint64_t records;
+    int64_t paused_since;            /**< monotonic ms when back-pressure began; 0: not paused */
+    char peer[64];
+    char fromtext[72];               /**< for the log lines */
+    struct event *timer;             /**< start deadline, then back-pressure polling */
+    struct event *reap_ev;
+};
 
 struct dm_sse_hub {
     dm_worker *w;
+    stream *head;
+    bool closed;
 };
+
+/* Open streams of the whole process (api.max_stream_clients is process-wide). */
+static atomic_int g_clients;
+
+static void slot_release(void)
+{
+    int n = atomic_fetch_sub(&g_clients, 1) - 1;
+    dm_metrics_set(DM_G_SSE_CLIENTS, n);
+}
+
+static int block_ms(const dm_config *c)
+{
+    int half = c->limits.idle_timeout_seconds * 500;
+    return half > 0 && half < DM_SSE_KEEPALIVE_MS ? half : DM_SSE_KEEPALIVE_MS;
+}
+
+static void stream_free(stream *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else if (s->hub->head == s)
+        s->hub->head = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    /* Runs the callbacks still pending (XREAD, start commands) with DM_EUNAVAIL: they see
+     * S_DONE and return, so s must still be alive here. */
+    dm_redis_free(s->redis);
+    if (s->timer)
+        event_free(s->timer);
+    if (s->reap_ev)
+        event_free(s->reap_ev);
+    free(s->pos);
+    free(s->keys);
+    free(s->ids);
+    free(s->argv);
+    free(s->lens);
+    free(s->idtext);
+    free(s);
+}
+
+/* Never free in place: we may be inside a callback of s->redis, or of evhttp. */
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    stream_free(arg);
+}
+
+/*
+ * End the stream: give the request back to evhttp (the last chunk; "Connection: close" then
+ * frees the connection once it is written), release the client slot and schedule the free.
+ * In S_STARTING the caller has already answered (or the client is gone).
+ */
+static void finish(stream *s, const char *reason)
+{
+    if (s->state == S_DONE)
+        return;
+    bool streaming = s->state == S_STREAMING;
+    s->state = S_DONE;
+    evtimer_del(s->timer);
+    if (s->evcon)
+        evhttp_connection_set_closecb(s->evcon, NULL, NULL); /* s is going away */
+    s->evcon = NULL;
+    if (s->req && streaming)
+        evhttp_send_reply_end(s->req);
+    s->req = NULL;
+    if (s->inflight) {
+        s->inflight = false;
+        dm_worker_end(s->hub->w);
+    }
+    slot_release();
+    if (streaming)
+        dm_info("event stream closed", "peer=%s records=%llu reason=\"%s\"", s->peer,
+                (unsigned long long)s->records, reason);
+    else
+        dm_debug("event stream abandoned before it started", "peer=%s reason=\"%s\"", s->peer,
+                 reason);
+    event_active(s->reap_ev, EV_TIMEOUT, 0);
+}
+
+/* The answer before the stream started: 503 (Redis unusable, or shutting down). */
+static void refuse_start(stream *s, int err, const char *what)
+{
+    if (s->state != S_STARTING)
+        return;
+    dm_metric m = err == DM_ETIMEOUT ? DM_M_REDIS_TIMEOUT
+                  : err == DM_EREDIS ? DM_M_REDIS_ERROR
+                                     : DM_M_REDIS_UNAVAILABLE;
+    if (err != DM_OK)
+        dm_metrics_inc(m);
+    dm_warn("request refused", "status=503 route=%s reason=\"%s\" peer=%s", ROUTE_NAME, what,
+            s->peer);
+    if (s->req && evhttp_request_get_connection(s->req))
+        dm_http_error(s->req, DM_ROUTE_EVENTS, 503, "%s; retry later", what);
+    else if (s->req)
+        evhttp_send_reply_end(s->req); /* detached from its closed connection: frees it */
+    s->req = NULL;
+    finish(s, what);
+}
+
+/* evhttp is freeing the connection: the client hung up, a write timed out, or the server is
+ * being freed. The request is either detached (EOF/timeout before we ended it: ours to free)
+ * or still queued on the connection (evhttp frees it right after this callback). */
+static void on_conn_close(struct evhttp_connection *evcon, void *arg)
+{
+    stream *s = arg;
+    /* Unsent bytes mean evhttp gave up writing (write timeout, or a reset while writing). */
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    bool unsent = bev && evbuffer_get_length(bufferevent_get_output(bev)) > 0;
+    s->evcon = NULL;
+    if (s->req && evhttp_request_get_connection(s->req) == NULL)
+        evhttp_send_reply_end(s->req); /* no connection: this only frees it */
+    s->req = NULL;
+    finish(s, unsent ? "client stopped reading (write timeout)" : "client gone");
+}
+
+/*---------------------------------------------------------------- streaming ---*/
+
+static size_t unsent_bytes(const stream *s)
+{
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(s->evcon);
+    return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
+}
+
+static void send_text(stream *s, const char *text)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (!b)
+        abort();
+    evbuffer_add(b, text, strlen(text));
+    evhttp_send_reply_chunk(s->req, b);
+    evbuffer_free(b);
+}
+
+static void on_read(int err, redisReply *rep, void *arg);
+
+static void next_read(stream *s)
+{
+    if (s->state != S_STREAMING || s->reading)
+        return;
+    const dm_config *c = dm_worker_app(s->hub->w)->conf;
+    size_t unsent = unsent_bytes(s);
+    if (unsent > DM_SSE_HARD_BUFFER) {
+        finish(s, "slow client: send buffer over the hard limit");
+        return;
+    }
+    if (unsent > DM_SSE_SOFT_BUFFER) {
+        int64_t now = dm_mono_ms();
+        if (!s->paused_since)
+            s->paused_since = now;
+        else if (now - s->paused_since > (int64_t)c->limits.idle_timeout_seconds * 2000) {
+            finish(s, "slow client: paused too long");
+            return;
+        }
+        struct timeval tv = {0, PAUSE_POLL_MS * 1000};
+        evtimer_add(s->timer, &tv);
+        return;
+    }
+    s->paused_since = 0;
+
+    char blk[16];
+    snprintf(blk, sizeof blk, "%d", block_ms(c));
+    size_t n = s->nshards, a = 0;
+    const char *head[] = {"XREAD", "COUNT", STR(DM_SSE_BATCH), "BLOCK", blk, "STREAMS"};
+    for (size_t i = 0; i < DM_ARRAY_LEN(head); i++, a++) {
+        s->argv[a] = head[i];
+        s->lens[a] = strlen(head[i]);
+    }
+    for (size_t i = 0; i < n; i++, a++) {
+        s->argv[a] = s->keys[i];
+        s->lens[a] = strlen(s->keys[i]);
+    }
+    for (size_t i = 0; i < n; i++, a++) {
+        s->lens[a] = dm_sse_format_ids(&s->pos[i], 1, s->ids[i], sizeof s->ids[i]);
+        s->argv[a] = s->ids[i];
+    }
+    if (dm_redis_command(s->redis, on_read, s, (int)a, s->argv, s->lens) != DM_OK) {
+        dm_metrics_inc(DM_M_REDIS_UNAVAILABLE);
+        finish(s, "redis unavailable");
+        return;
+    }
+    s->reading = true;
+}
+
+static bool str_is(const redisReply *r, const char *s)
+{
+    return r->type == REDIS_REPLY_STRING && r->len == strlen(s) && memcmp(r->str, s, r->len) == 0;
+}
+
+static const redisReply *field(const redisReply *fields, const char *name)
+{
+    if (fields->type != REDIS_REPLY_ARRAY)
+        return NULL;
+    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+        if (str_is(fields->element[i], name) &&
+            fields->element[i + 1]->type == REDIS_REPLY_STRING)
+            return fields->element[i + 1];
+    }
+    return NULL;
+}
+
+/* Append the entries of one shard's part of an XREAD reply. Returns false on a reply that
+ * does not have the XREAD shape. */
+static bool add_entries(stream *s, size_t shard, const redisReply *entries, struct evbuffer *out,
+                        uint64_t *sent)
+{
+    if (entries->type != REDIS_REPLY_ARRAY)
+        return false;
+    for (size_t i = 0; i < entries->elements; i++) {
+        const redisReply *e = entries->element[i];
+        dm_sse_id id;
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 2 ||
+            e->element[0]->type != REDIS_REPLY_STRING ||
+            parse_one(e->element[0]->str, e->element[0]->len, &id) != DM_OK)
+            return false;
+        s->pos[shard] = id;
+        const redisReply *type = field(e->element[1], "type");
+        const redisReply *event = field(e->element[1], "event");
+        if (!event) {
+            /* Not a record of ours (DESIGN §6.4 fields): skip it, but move past it. */
+            char idq[DM_SSE_ID_MAX + 1];
+            dm_sse_format_ids(&id, 1, idq, sizeof idq);
+            dm_warn("event stream skipped an entry without an event field", "key=%s id=%s",
+                    s->keys[shard], idq);
+            continue;
+        }
+        dm_sse_format_ids(s->pos, s->nshards, s->idtext, s->idsize);
+        dm_sse_format_event(out, s->idtext, type ? type->str : "", type ? type->len : 0,
+                            event->str, event->len);
+        (*sent)++;
+    }
+    return true;
+}
+
+static void on_read(int err, redisReply *rep, void *arg)
+{
+    stream *s = arg;
+    s->reading = false;
+    if (s->state != S_STREAMING)
+        return;
+    if (err != DM_OK) {
+        dm_metrics_inc(err == DM_ETIMEOUT ? DM_M_REDIS_TIMEOUT : DM_M_REDIS_UNAVAILABLE);
+        finish(s, err == DM_ETIMEOUT ? "redis timeout" : "redis unavailable");
+        return;
+    }
+    if (rep->type == REDIS_REPLY_NIL) {
+        send_text(s, ": keepalive\n\n");
+        next_read(s);
+        return;
+    }
+    if (rep->type == REDIS_REPLY_ERROR) {
+        char q[160];
+        dm_metrics_inc(DM_M_REDIS_ERROR);
+        dm_error("event stream: XREAD failed", "peer=%s reply=%s", s->peer,
+                 dm_log_quote(rep->str, rep->len, q, sizeof q));
+        finish(s, "redis error");
+        return;
+    }
+    struct evbuffer *out = evbuffer_new();
+    if (!out)
+        abort();
+    uint64_t sent = 0;
+    bool ok = rep->type == REDIS_REPLY_ARRAY;
+    for (size_t i = 0; ok && i < rep->elements; i++) {
+        const redisReply *part = rep->element[i];
+        if (part->type != REDIS_REPLY_ARRAY || part->elements != 2 ||
+            part->element[0]->type != REDIS_REPLY_STRING) {
+            ok = false;
+            break;
+        }
+        size_t shard = 0;
+        while (shard < s->nshards && !str_is(part->element[0], s->keys[shard]))
+            shard++;
+        ok = shard < s->nshards && add_entries(s, shard, part->element[1], out, &sent);
+    }
+    if (evbuffer_get_length(out))
+        evhttp_send_reply_chunk(s->req, out);
+    evbuffer_free(out);
+    s->records += sent;
+    dm_metrics_add(DM_M_SSE_RECORDS, sent);
+    if (!ok) {
+        dm_metrics_inc(DM_M_REDIS_ERROR);
+        dm_error("event stream: unexpected XREAD reply", "peer=%s type=%d", s->peer, rep->type);
+        finish(s, "unexpected redis reply");
+        return;
+    }
+    next_read(s);
+}
+
+/* Redis answered every start command: send the 200 and enter the XREAD loop. */
+static void begin_stream(stream *s)
+{
+    evtimer_del(s->timer);
+    if (s->req && !evhttp_request_get_connection(s->req)) {
+        evhttp_send_reply_end(s->req); /* detached from a closed connection: frees it */
+        s->req = NULL;
+    }
+    if (!s->req) {
+        finish(s, "client gone");
+        return;
+    }
+    const dm_config *c = dm_worker_app(s->hub->w)->conf;
+    struct evkeyvalq *h = evhttp_request_get_output_headers(s->req);
+    evhttp_add_header(h, "Content-Type", "text/event-stream");
+    evhttp_add_header(h, "Cache-Control", "no-cache");
+    evhttp_add_header(h, "X-Accel-Buffering", "no");
+    /* After the last chunk evhttp frees the connection instead of waiting for another
+     * request on it: a client reconnects anyway. */
+    evhttp_add_header(h, "Connection", "close");
+    evhttp_send_reply_start(s->req, 200, "OK");
+    dm_metrics_request(DM_ROUTE_EVENTS, 200);
+    s->state = S_STREAMING;
+    if (s->inflight) {
+        s->inflight = false;
+        dm_worker_end(s->hub->w); /* a stream is not a request in flight (dm_server drain) */
+    }
+    /* The connection's read timeout would end an idle stream whatever we write; the write
+     * timeout stays: a client that reads nothing for idle_timeout_seconds is dropped. Reading
+     * (with the data ignored: evhttp set no read callback while it writes) notices a hang-up
+     * at once instead of at the next keepalive; the watermark bounds what a client can make
+     * us buffer. */
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(s->evcon);
+    if (bev) {
+        struct timeval wtv = {c->limits.idle_timeout_seconds, 0};
+        bufferevent_set_timeouts(bev, NULL, &wtv);
+        bufferevent_setwatermark(bev, EV_READ, 0, READ_HIGH_WATERMARK);
+        bufferevent_enable(bev, EV_READ);
+    }
+    char retry[32];
+    snprintf(retry, sizeof retry, "retry: %d\n\n", DM_SSE_RETRY_MS);
+    send_text(s, retry);
+    dm_info("event stream opened", "peer=%s from=%s shards=%zu", s->peer, s->fromtext,
+            s->nshards);
+    next_read(s);
+}
+
+static void on_start_reply(int err, redisReply *rep, void *arg)
+{
+    stream *s = arg;
+    if (s->state != S_STARTING)
+        return;
+    if (err != DM_OK) {
+        refuse_start(s, err, "storage unavailable");
+        return;
+    }
+    if (rep->type == REDIS_REPLY_ERROR) {
+        char q[160];
+        dm_error("event stream: start command failed", "peer=%s reply=%s", s->peer,
+                 dm_log_quote(rep->str, rep->len, q, sizeof q));
+        refuse_start(s, DM_EREDIS, "storage error");
+        return;
+    }
+    if (s->from == FROM_NEW) {
+        /* XREVRANGE <key> + - COUNT 1: the last entry, or nothing for an empty stream. */
+        size_t shard = s->next_shard++;
+        dm_sse_id id = {0, 0};
+        if (rep->type != REDIS_REPLY_ARRAY ||
+            (rep->elements > 0 &&
+             (rep->element[0]->type != REDIS_REPLY_ARRAY || rep->element[0]->elements < 1 ||
+              rep->element[0]->element[0]->type != REDIS_REPLY_STRING ||
+              parse_one(rep->element[0]->element[0]->str, rep->element[0]->element[0]->len,
+                        &id) != DM_OK))) {
+            refuse_start(s, DM_EREDIS, "unexpected storage reply");
+            return;
+        }
+        if (shard < s->nshards)
+            s->pos[shard] = id;
+    }
+    if (--s->pending == 0)
+        begin_stream(s);
+}
+
+/* The start deadline while starting, then the back-pressure poll. */
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    stream *s = arg;
+    if (s->state == S_STARTING)
+        refuse_start(s, DM_ETIMEOUT, "storage timeout");
+    else
+        next_read(s);
+}
+
+static void on_redis_ready(bool ready, void *arg)
+{
+    stream *s = arg;
+    if (ready)
+        return;
+    /* Called from inside the client's callbacks: finish only schedules the free. */
+    if (s->state == S_STARTING)
+        refuse_start(s, DM_EUNAVAIL, "storage unavailable");
+    else if (s->state == S_STREAMING) {
+        dm_metrics_inc(DM_M_REDIS_UNAVAILABLE);
+        finish(s, "redis unavailable");
+    }
+}
+
+/*---------------------------------------------------------------- request ---*/
+
+static void refuse(struct evhttp_request *req, int status, dm_metric m, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void refuse(struct evhttp_request *req, int status, dm_metric m, const char *fmt, ...)
+{
+    char text[320], q[360], peer[64];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    if (m != DM_M_COUNT)
+        dm_metrics_inc(m);
+    dm_log(status >= 500 ? DM_LOG_WARN : DM_LOG_INFO, "request refused",
+           "status=%d route=%s reason=%s peer=%s", status, ROUTE_NAME,
+           dm_log_quote(text, strlen(text), q, sizeof q), dm_http_peer(req, peer));
+    dm_http_error(req, DM_ROUTE_EVENTS, status, "%s", text);
+}
+
+/* Printable ASCII copy of @p s for an error answer or a log line. */
+static void printable(const char *s, char *buf, size_t size)
+{
+    size_t n = 0;
+    for (size_t i = 0; s[i] && n + 1 < size; i++)
+        buf[n++] = (s[i] > 0x20 && s[i] < 0x7f) ? s[i] : '?';
+    buf[n] = '\0';
+}
+
+/* Parse the start position. Returns false after answering 400. */
+static bool parse_start(struct evhttp_request *req, size_t nshards, start_kind *from,
+                        dm_sse_id *pos, char *fromtext, size_t fromsize)
+{
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+    const char *qid = NULL, *qfrom = NULL;
+    struct evkeyvalq kv;
+    TAILQ_INIT(&kv);
+    if (query && strstr(query, "%00")) {
+        refuse(req, 400, DM_M_INVALID, "parameters must not contain NUL bytes (%%00)");
+        return false;
+    }
+    if (query && evhttp_parse_query_str(query, &kv) != 0) {
+        evhttp_clear_headers(&kv);
+        refuse(req, 400, DM_M_INVALID,
+               "malformed query string: every parameter must be name=value, separated by &");
+        return false;
+    }
+    struct evkeyval *e;
+    TAILQ_FOREACH(e, &kv, next) {
+        const char **slot = strcmp(e->key, "last_event_id") == 0 ? &qid
+                            : strcmp(e->key, "from") == 0       ? &qfrom
+                                                                : NULL;
+        char name[48];
+        printable(e->key, name, sizeof name);
+        if (!slot) {
+            refuse(req, 400, DM_M_INVALID, "unknown parameter %s (known: last_event_id, from)",
+                   name);
+            evhttp_clear_headers(&kv);
+            return false;
+        }
+        if (*slot) {
+            refuse(req, 400, DM_M_INVALID, "%s: given more than once", name);
+            evhttp_clear_headers(&kv);
+            return false;
+        }
+        *slot = e->value;
+    }
+    bool ok = true;
+    if (qfrom && strcmp(qfrom, "start") != 0) {
+        refuse(req, 400, DM_M_INVALID, "from: must be \"start\" (or leave it out for new records "
+                                       "only)");
+        ok = false;
+    }
+    const char *hid = evhttp_find_header(evhttp_request_get_input_headers(req), "Last-Event-ID");
+    const char *id = hid && *hid ? hid : qid && *qid ? qid : NULL;
+    const char *what = hid && *hid ? "Last-Event-ID" : "last_event_id";
+    if (ok && id) {
+        char err[200];
+        if (dm_sse_parse_ids(id, strlen(id), nshards, pos, err, sizeof err) != DM_OK) {
+            refuse(req, 400, DM_M_INVALID, "%s: %s", what, err);
+            ok = false;
+        } else {
+            *from = FROM_ID;
+            char q[64];
+            snprintf(fromtext, fromsize, "%s", dm_log_quote(id, strlen(id), q, sizeof q));
+        }
+    } else if (ok && qfrom) {
+        *from = FROM_START;
+        snprintf(fromtext, fromsize, "start");
+    } else if (ok) {
+        *from = FROM_NEW;
+        snprintf(fromtext, fromsize, "new");
+    }
+    evhttp_clear_headers(&kv);
+    return ok;
+}
+
+void dm_sse_handle(dm_worker *w, struct evhttp_request *req)
+{
+    dm_sse_hub *h = dm_worker_sse(w);
+    const dm_app *app = dm_worker_app(w);
+    const dm_config *c = app->conf;
+    if (!dm_ingest_api_auth(w, req, DM_ROUTE_EVENTS, ROUTE_NAME))
+        return;
+    size_t nshards = app->join.shards ? app->join.shards : 1;
+    dm_sse_id *pos = dm_xcalloc(nshards, sizeof *pos);
+    start_kind from = FROM_NEW;
+    char fromtext[72];
+    if (!parse_start(req, nshards, &from, pos, fromtext, sizeof fromtext)) {
+        free(pos);
+        return;
+    }
+    if (c->api_max_stream_clients == 0) {
+        free(pos);
+        refuse(req, 403, DM_M_COUNT, "event streams are disabled on this server "
+                                     "(api.max_stream_clients is 0)");
+        return;
+    }
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+        free(pos);
+        struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+        evhttp_add_header(oh, "Content-Type", "text/event-stream");
+        evhttp_add_header(oh, "Cache-Control", "no-cache");
+        evhttp_send_reply(req, 200, "OK", NULL);
+        dm_metrics_request(DM_ROUTE_EVENTS, 200);
+        return;
+    }
+    if (!h || h->closed) {
+        free(pos);
+        refuse(req, 503, DM_M_COUNT, "server is shutting down; retry later");
+        return;
+    }
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    if (!evcon) { /* cannot happen while evhttp holds reading off; be safe */
+        free(pos);
+        evhttp_send_reply_end(req);
+        return;
+    }
+    int n = atomic_fetch_add(&g_clients, 1) + 1;
+    if (n > c->api_max_stream_clients) {
+        atomic_fetch_sub(&g_clients, 1);
+        free(pos);
+        refuse(req, 503, DM_M_OVERLOADED, "too many event-stream clients (%d open, "
+               "api.max_stream_clients)", c->api_max_stream_clients);
+        return;
+    }
+    dm_metrics_set(DM_G_SSE_CLIENTS, n);
+    if (!dm_worker_begin(w)) {
+        slot_release();
+        free(pos);
+        refuse(req, 503, DM_M_OVERLOADED, "too many requests in flight; retry later");
+        return;
+    }
+
+    stream *s = dm_xcalloc(1, sizeof *s);
+    s->hub = h;
+    s->req = req;
+    s->evcon = evcon;
+    s->inflight = true;
+    s->from = from;
+    s->nshards = nshards;
+    s->pos = pos;
+    s->keys = dm_xcalloc(nshards, sizeof *s->keys);
+    s->ids = dm_xcalloc(nshards, sizeof *s->ids);
+    s->argv = dm_xcalloc(6 + 2 * nshards, sizeof *s->argv);
+    s->lens = dm_xcalloc(6 + 2 * nshards, sizeof *s->lens);
+    s->idsize = nshards * (DM_SSE_ID_MAX + 1) + 1;
+    s->idtext = dm_xcalloc(1, s->idsize);
+    snprintf(s->fromtext, sizeof s->fromtext, "%s", fromtext);
+    dm_http_peer(req, s->peer);
+    for (size_t i = 0; i < nshards; i++)
+        dm_join_key(s->keys[i], app->join.prefix, (unsigned)i, "out", NULL);
+    s->timer = evtimer_new(dm_worker_base(w), on_timer, s);
+    s->reap_ev = event_new(dm_worker_base(w), -1, 0, on_reap, s);
+    if (!s->timer || !s->reap_ev)
+        abort(); /* out of memory: as dm_xmalloc */
+    s->next = h->head;
+    if (h->head)
+        h->head->prev = s;
+    h->head = s;
+    evhttp_connection_set_closecb(evcon, on_conn_close, s);
+
+    int cmd_ms = block_ms(c) + c->redis.command_timeout_ms;
+    dm_redis_opts ro = {
+        .host = c->redis.host,
+        .port = c->redis.port,
+        .unix_path = c->redis.unix_path,
+        .username = c->redis.username,
+        .password = c->redis.password,
+        .db = c->redis.db,
+        .connect_timeout_ms = c->redis.connect_timeout_ms,
+        .command_timeout_ms = cmd_ms,
+        .max_inflight = (int)nshards + 2,
+        .scripts = NULL, /* XREAD and XREVRANGE only */
+        .nscripts = 0,
+        .name = "event-stream",
+        .on_ready = on_redis_ready,
+        .on_ready_arg = s,
+    };
+    s->redis = dm_redis_new(dm_worker_base(w), &ro);
+    if (!dm_redis_ready(s->redis)) {
+        refuse_start(s, DM_EUNAVAIL, "storage unavailable");
+        return;
+    }
+    /* Queued behind the connection set-up; an unreachable server fails them. */
+    int rc = DM_OK;
+    if (from == FROM_NEW) {
+        for (size_t i = 0; i < nshards && rc == DM_OK; i++) {
+            const char *argv[] = {"XREVRANGE", s->keys[i], "+", "-", "COUNT", "1"};
+            size_t lens[] = {9, strlen(s->keys[i]), 1, 1, 5, 1};
+            rc = dm_redis_command(s->redis, on_start_reply, s, 6, argv, lens);
+            if (rc == DM_OK)
+                s->pending++;
+        }
+    } else {
+        const char *argv[] = {"PING"};
+        size_t lens[] = {4};
+        rc = dm_redis_command(s->redis, on_start_reply, s, 1, argv, lens);
+        if (rc == DM_OK)
+            s->pending++;
+    }
+    if (rc != DM_OK) {
+        /* Replies already queued will find the stream done. */
+        refuse_start(s, rc, "storage unavailable");
+        return;
+    }
+    int deadline = c->redis.connect_timeout_ms + c->redis.command_timeout_ms;
+    struct timeval tv = {deadline / 1000, (deadline % 1000) * 1000};
+    evtimer_add(s->timer, &tv);
+}
+
+/*---------------------------------------------------------------- hub ---*/
 
 dm_sse_hub *dm_sse_hub_new(dm_worker *w)
 {
@@ -15,16 +814,33 @@ dm_sse_hub *dm_sse_hub_new(dm_worker *w)
 
 void dm_sse_hub_close(dm_sse_hub *h)
 {
-    (void)h;
+    if (!h)
+        return;
+    h->closed = true;
+    for (stream *s = h->head; s; s = s->next) {
+        if (s->state == S_STARTING)
+            refuse_start(s, DM_OK, "server is shutting down");
+        else
+            finish(s, "server shutting down");
+    }
 }
 
 void dm_sse_hub_free(dm_sse_hub *h)
 {
+    if (!h)
+        return;
+    /* The loop has ended: reap events will not run. Streams still open here (the worker never
+     * drained) stay on their connections, which evhttp_free frees with their requests; only
+     * our close callbacks must go, since they would find s freed. */
+    while (h->head) {
+        stream *s = h->head;
+        if (s->evcon)
+            evhttp_connection_set_closecb(s->evcon, NULL, NULL);
+        if (s->state != S_DONE) {
+            s->state = S_DONE;
+            slot_release();
+        }
+        stream_free(s);
+    }
     free(h);
-}
-
-void dm_sse_handle(dm_worker *w, struct evhttp_request *req)
-{
-    (void)w;
-    dm_http_error(req, DM_ROUTE_EVENTS, 404, "not implemented yet");
 }

@@ -1304,6 +1304,7 @@ static void test_shipped_configs(void **state)
     setenv("DIGESTMAP_ACR_FABRIKAM_TOKEN", "Bearer fabrikam", 1);
     setenv("DIGESTMAP_CI_HMAC_SECRET", "ci-secret", 1);
     setenv("DIGESTMAP_API_TOKEN", "Bearer api", 1);
+    setenv("DIGESTMAP_SINK_SOC_SECRET", "sink-secret", 1);
     rc = dm_config_load_file(CONFIGS_DIR "/digestmap.example.json", &c, err, sizeof(err));
     if (rc != DM_OK)
         fail_msg("configs/digestmap.example.json: %s", err);
@@ -1320,6 +1321,10 @@ static void test_shipped_configs(void **state)
     assert_int_equal(c->sources[2].auth.v[0].type, DM_AUTH_HMAC);
     assert_secret(&c->sources[2].auth.v[0], "ci-secret");
     assert_secret(&c->api_auth.v[0], "Bearer api");
+    assert_int_equal(c->outputs.nwebhooks, 1);
+    assert_string_equal(c->outputs.webhooks[0].name, "soc");
+    assert_int_equal(c->outputs.webhooks[0].secret_len, strlen("sink-secret"));
+    assert_int_equal(c->outputs.nstream_groups, 1);
     dm_config_free(c);
 }
 

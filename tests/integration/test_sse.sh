@@ -1,0 +1,258 @@
+#!/usr/bin/env bash
+# GET /v1/events/stream: Server-Sent Events of the output records. Auth, 400 for bad start
+# positions, new records only by default, ids = stream entry ids, resume with Last-Event-ID
+# (header or query) exactly after the id, from=start, keepalives past the idle timeout,
+# client hang-ups (gauge back to 0, no sanitizer report), the max_stream_clients limit,
+# back-pressure on a client that stops reading, Redis lost mid-stream and down at connect,
+# SIGTERM with open streams, and composite ids with 4 shards.
+. "$(dirname "$0")/lib.sh"
+HERE=$(cd "$(dirname "$0")" && pwd)
+AUTH='Authorization: Bearer api-token'
+
+# config [SHARDS]: the default config with 3 stream clients at most and a 2 s idle timeout
+# (so keepalives come every second).
+config() {
+    default_config | jq --argjson shards "${1:-1}" \
+        '.api.max_stream_clients = 3 | .limits.idle_timeout_seconds = 2 | .redis.shards = $shards'
+}
+
+# sse_open NAME [QUERY] [curl args...]: read the stream into $T/NAME.sse in the background
+# (pid in $T/NAME.pid); waits until the stream has started ("retry:" received).
+sse_open() {
+    local name=$1 query=${2:-}
+    shift 2 || shift $#
+    curl -sN --max-time 60 -D "$T/$name.hdr" -H "$AUTH" "$@" \
+        "http://127.0.0.1:$PORT/v1/events/stream$query" > "$T/$name.sse" 2>/dev/null &
+    echo $! > "$T/$name.pid"
+    wait_in "$T/$name.sse" '^retry: 2000$' 5 || fail "stream $name did not start"
+}
+
+# sse_kill NAME: the client hangs up.
+sse_kill() { kill "$(cat "$T/$1.pid")" 2>/dev/null || true; wait "$(cat "$T/$1.pid")" 2>/dev/null || true; }
+
+# wait_in FILE REGEX SECONDS: poll until FILE has a line matching REGEX.
+wait_in() {
+    for _ in $(seq 1 $(($3 * 20))); do
+        grep -qE "$2" "$1" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+# sse_ids NAME: the ids received, one a line.
+sse_ids() { sed -n 's/^id: //p' "$T/$1.sse"; }
+
+# xadd SHARD TYPE EVENT: append a record to dm:{SHARD}:out; prints its id.
+xadd() {
+    rcli xadd "dm:{$1}:out" '*' type "$2" digest "$(random_digest)" event "$3"
+}
+
+# stream_ids SHARD [AFTER]: entry ids of dm:{SHARD}:out, after AFTER (exclusive) if given.
+stream_ids() {
+    rcli xrange "dm:{$1}:out" "${2:+(}${2:--}" + | grep -E '^[0-9]+-[0-9]+$' || true
+}
+
+# wait_metric NAME VALUE SECONDS
+wait_metric() {
+    local got
+    for _ in $(seq 1 $(($3 * 10))); do
+        got=$(metric "$1")
+        [ "$got" == "$2" ] && break
+        sleep 0.1
+    done
+    echo "$got"
+}
+
+join_lines() { paste -sd' ' -; }
+
+start_redis
+start_daemon "$(config)"
+
+# --- refusals before any stream
+request GET /v1/events/stream
+check "no credentials: 401" 401 "$STATUS"
+request GET /v1/events/stream -H "$AUTH" -H 'Last-Event-ID: abc'
+check "malformed Last-Event-ID: 400" 400 "$STATUS"
+check "malformed Last-Event-ID: precise error" \
+    '{"error":"Last-Event-ID: id number 1 is not <ms>-<seq> (two decimal numbers, at most 20 digits each, joined by a dash)"}' "$BODY"
+request GET /v1/events/stream -H "$AUTH" -H 'Last-Event-ID: 1-0,2-0'
+check "two ids with one shard: 400" 400 "$STATUS"
+check_match "two ids with one shard: says why" 'more than 1 id' "$BODY"
+request GET '/v1/events/stream?last_event_id=99999999999999999999-0' -H "$AUTH"
+check "overflowing last_event_id: 400" 400 "$STATUS"
+check_match "overflowing last_event_id: names the parameter" '^\{"error":"last_event_id: ' "$BODY"
+request GET '/v1/events/stream?from=end' -H "$AUTH"
+check "from=end: 400" 400 "$STATUS"
+request GET '/v1/events/stream?since=1' -H "$AUTH"
+check "unknown parameter: 400" 400 "$STATUS"
+check "unknown parameter: named" '{"error":"unknown parameter since (known: last_event_id, from)"}' "$BODY"
+request POST /v1/events/stream -H "$AUTH"
+check "POST: 405" 405 "$STATUS"
+request HEAD /v1/events/stream -H "$AUTH" -I
+check "HEAD: 200 without a stream" 200 "$STATUS"
+check_match "HEAD: Content-Type" $'\n[Cc]ontent-[Tt]ype: text/event-stream' "$(tr -d '\r' <<<"$HEADERS")"
+check "refusals are counted" 1 "$(metric 'digestmap_requests_total{route="/v1/events/stream",status="401"}')"
+
+# --- new records only, ids = entry ids
+old1=$(xadd 0 test.old '{"n":0}')
+sse_open a
+hdr=$(tr -d '\r' < "$T/a.hdr")
+check_match "200" '^HTTP/1.1 200 ' "$hdr"
+check_match "Content-Type: text/event-stream" $'\nContent-Type: text/event-stream\n' "$hdr"
+check_match "Cache-Control: no-cache" $'\nCache-Control: no-cache\n' "$hdr"
+check_match "X-Accel-Buffering: no" $'\nX-Accel-Buffering: no\n' "$hdr"
+check_match "chunked" $'\nTransfer-Encoding: chunked\n' "$hdr"
+id1=$(xadd 0 test.one '{"n":1}')
+id2=$(xadd 0 test.two $'{"n":2,\n"multi":"line"}')
+id3=$(xadd 0 test.three '{"n":3}')
+wait_in "$T/a.sse" "^id: $id3\$" 5 || fail "record 3 did not arrive"
+check "records after connect, in order, ids = entry ids" "$id1 $id2 $id3" "$(sse_ids a | join_lines)"
+check "event: is the entry type" "test.one test.two test.three" "$(sed -n 's/^event: //p' "$T/a.sse" | join_lines)"
+check "a multi-line document is split into data lines" \
+    'data: {"n":1} data: {"n":2, data: "multi":"line"} data: {"n":3}' "$(grep '^data: ' "$T/a.sse" | join_lines)"
+check "the record from before the connection is not sent" "" "$(grep -F "$old1" "$T/a.sse" || true)"
+
+# --- end to end: a confirmed mapping from a push and a build
+dg=$(random_digest)
+acr_push "$T/push.json" "$dg" 1.4.0 "$(iso_at -20)"
+post_acr "$T/push.json"
+build_event "$T/build.json" "$dg" "$(iso_at -10)" 4242
+post_build "$T/build.json"
+check "build made an edge" '{"status":"accepted","events":1,"edges":1}' "$BODY"
+eid=$(stream_ids 0 | tail -n 1)
+wait_in "$T/a.sse" "^id: $eid\$" 5 || fail "mapping record did not arrive"
+ev=$(grep -A2 "^id: $eid\$" "$T/a.sse")
+check "mapping record: event type" "event: dev.digestmap.mapping.confirmed.v1" "$(sed -n 2p <<<"$ev")"
+check "mapping record: CloudEvent subject" "$dg" "$(sed -n '3s/^data: //p' <<<"$ev" | jq -r .subject)"
+check "mapping record: run id" 4242 "$(sed -n '3s/^data: //p' <<<"$ev" | jq -r .data.build.run_id)"
+
+# --- keepalives keep an idle stream open past the 2 s idle timeout
+wait_in "$T/a.sse" '^: keepalive$' 4 || fail "no keepalive"
+for _ in $(seq 1 80); do [ "$(grep -c '^: keepalive$' "$T/a.sse")" -ge 3 ] && break; sleep 0.1; done
+check_match "three keepalives (>= 3 s idle)" '^[3-9]' "$(grep -c '^: keepalive$' "$T/a.sse")"
+id4=$(xadd 0 test.four '{"n":4}')
+wait_in "$T/a.sse" "^id: $id4\$" 5 || fail "record after the idle timeout did not arrive"
+check "stream alive after the idle timeout" "$id4" "$(sse_ids a | tail -n 1)"
+check "clients gauge" 1 "$(metric digestmap_sse_clients)"
+check_match "records counter" '^[5-9]$' "$(metric digestmap_sse_records_total)"
+
+# --- resume
+want=$(stream_ids 0 "$id1" | join_lines)
+sse_open b '' -H "Last-Event-ID: $id1"
+wait_in "$T/b.sse" "^id: $id4\$" 5 || true
+check "Last-Event-ID resumes exactly after the id" "$want" "$(sse_ids b | join_lines)"
+sse_open c "?last_event_id=$id2"
+wait_in "$T/c.sse" "^id: $id4\$" 5 || true
+check "last_event_id= resumes exactly after the id" "$(stream_ids 0 "$id2" | join_lines)" "$(sse_ids c | join_lines)"
+sse_kill b
+sse_kill c
+check "clients gauge back to 1 after two hang-ups" 1 "$(wait_metric digestmap_sse_clients 1 5)"
+sse_open d '?from=start' -H "Last-Event-ID: $id3"
+wait_in "$T/d.sse" "^id: $id4\$" 5 || true
+check "Last-Event-ID beats from=start (EventSource reconnects)" "$(stream_ids 0 "$id3" | join_lines)" "$(sse_ids d | join_lines)"
+sse_kill d
+check "gauge 1" 1 "$(wait_metric digestmap_sse_clients 1 5)"
+sse_open e '?from=start'
+wait_in "$T/e.sse" "^id: $id4\$" 5 || true
+check "from=start replays everything" "$(stream_ids 0 | join_lines)" "$(sse_ids e | join_lines)"
+
+# --- the limit: 3 open streams (a, e, f), the fourth gets 503
+sse_open f
+request GET /v1/events/stream -H "$AUTH"
+check "fourth stream: 503" 503 "$STATUS"
+check "fourth stream: error" '{"error":"too many event-stream clients (3 open, api.max_stream_clients)"}' "$BODY"
+check_match "fourth stream: Retry-After" $'\n[Rr]etry-[Aa]fter: 2' "$(tr -d '\r' <<<"$HEADERS")"
+sse_kill e
+sse_kill f
+check "gauge back to 1" 1 "$(wait_metric digestmap_sse_clients 1 5)"
+check_match "hang-ups are logged" 'msg="event stream closed" peer=127.0.0.1:[0-9]+ records=[0-9]+ reason="client gone"' \
+    "$(grep 'event stream closed' "$T/daemon.log" | head -n 1)"
+
+# --- back-pressure: a client that stops reading while 9 MB of records arrive
+nclosed=$(grep -c 'event stream closed' "$T/daemon.log")
+python3 "$HERE/sse/slow_client.py" "$PORT" api-token 15 > "$T/slow.out" &
+slow_pid=$!
+wait_in "$T/slow.out" '^started' 5 || fail "slow client did not start"
+big=$(head -c 3000 /dev/zero | tr '\0' x)
+for i in $(seq 1 3000); do
+    echo "XADD dm:{0}:out * type test.big digest d event '{\"n\":$i,\"pad\":\"$big\"}'"
+done | rcli > /dev/null
+for _ in $(seq 1 300); do
+    [ "$(grep -c 'event stream closed' "$T/daemon.log")" -gt "$nclosed" ] && break
+    sleep 0.05
+done
+line=$(grep 'event stream closed' "$T/daemon.log" | tail -n 1)
+check_match "the slow client is dropped" 'reason="(slow client|client stopped reading)' "$line"
+recs=$(sed -n 's/.*records=\([0-9]*\).*/\1/p' <<<"$line")
+check_match "its record count is logged" '^[0-9]+$' "$recs"
+if [ -n "$recs" ] && [ "$recs" -lt 3000 ]; then
+    echo "ok - back-pressure: the slow client got $recs of 3000 records before it was dropped"
+else
+    fail "slow client got ${recs:-?} records: no back-pressure"
+fi
+kill "$slow_pid" 2>/dev/null || true
+wait "$slow_pid" 2>/dev/null || true
+wait_in "$T/a.sse" 'data: \{"n":3000,' 10 || fail "the fast client did not get all records"
+check "the fast client kept up" 3000 "$(grep -c '^event: test.big$' "$T/a.sse")"
+check "gauge back to 1" 1 "$(wait_metric digestmap_sse_clients 1 5)"
+
+# --- SIGTERM with a stream open: the stream ends, the daemon exits 0
+stop_daemon
+rc=0
+wait "$(cat "$T/a.pid")" || rc=$?
+check "the open stream was ended by the server (curl exit 0, not its timeout)" 0 "$rc"
+check_match "shutdown logged" 'reason="server shutting down"' "$(grep 'event stream closed' "$T/daemon.log" | tail -n 1)"
+
+# --- Redis lost mid-stream, then down at connect
+start_daemon "$(config)"
+sse_open g
+stop_redis
+rc=0
+wait "$(cat "$T/g.pid")" || rc=$?
+check "stream ends when Redis goes away" 0 "$rc"
+check_match "logged" 'reason="redis unavailable"' "$(grep 'event stream closed' "$T/daemon.log" | tail -n 1)"
+request GET /v1/events/stream -H "$AUTH"
+check "Redis down at connect: 503" 503 "$STATUS"
+check_match "Redis down at connect: Retry-After" $'\n[Rr]etry-[Aa]fter: 2' "$(tr -d '\r' <<<"$HEADERS")"
+check "gauge 0" 0 "$(wait_metric digestmap_sse_clients 0 5)"
+stop_daemon
+
+# --- max_stream_clients 0: event streams disabled
+rm -f "$T/redis.sock"
+start_redis
+start_daemon "$(config | jq '.api.max_stream_clients = 0')"
+request GET /v1/events/stream -H "$AUTH"
+check "max_stream_clients 0: 403" 403 "$STATUS"
+check "max_stream_clients 0: says why" '{"error":"event streams are disabled on this server (api.max_stream_clients is 0)"}' "$BODY"
+stop_daemon
+stop_redis
+
+# --- 4 shards: composite ids, exact resume per shard
+rm -f "$T/redis.sock"
+start_redis
+start_daemon "$(config 4)"
+request GET /v1/events/stream -H "$AUTH" -H 'Last-Event-ID: 1-0'
+check "one id with 4 shards: 400" 400 "$STATUS"
+check_match "one id with 4 shards: says why" '1 id given, 4 expected' "$BODY"
+s1=$(xadd 1 test.before '{"s":1,"n":0}')
+sse_open h
+# one at a time, so each XREAD returns one record and the composite ids are known
+add_wait() { local id; id=$(xadd "$1" test.s "$2"); wait_in "$T/h.sse" "^data: $2\$" 5 || fail "$2 not received"; echo "$id"; }
+p2a=$(add_wait 2 '{"s":2,"n":1}')
+p0=$(add_wait 0 '{"s":0,"n":2}')
+p3=$(add_wait 3 '{"s":3,"n":3}')
+p2b=$(add_wait 2 '{"s":2,"n":4}')
+want="0-0,$s1,$p2a,0-0 $p0,$s1,$p2a,0-0 $p0,$s1,$p2a,$p3 $p0,$s1,$p2b,$p3"
+check "composite ids: last delivered id of every shard" "$want" "$(sse_ids h | join_lines)"
+check "shards' records in arrival order" '{"s":2,"n":1} {"s":0,"n":2} {"s":3,"n":3} {"s":2,"n":4}' \
+    "$(sed -n 's/^data: //p' "$T/h.sse" | join_lines)"
+sse_open i '' -H "Last-Event-ID: $p0,$s1,$p2a,0-0"
+wait_in "$T/i.sse" '"n":4' 5 || true
+# one XREAD may return several shards' records: they come in shard order, each shard in order
+check "composite resume: exactly the records after it, every shard" '{"s":2,"n":4} {"s":3,"n":3}' \
+    "$(sed -n 's/^data: //p' "$T/i.sse" | sort | join_lines)"
+sse_kill i
+sse_kill h
+check "gauge 0" 0 "$(wait_metric digestmap_sse_clients 0 5)"
+
+finish
