@@ -1,1 +1,600 @@
+/* dm_hclient.c - outgoing HTTP(S) requests (see dm_hclient.h).
+ *
+ * libevent constraints this file is built around (the same ones dm_fetch.c met):
+ * - an evhttp_connection must not be freed from inside its own callbacks (libevent keeps
+ *   using it after the request callback returns), so a finished request's connection is
+ *   released from a deferred event ("reap");
+ * - evhttp_make_request may fail and run the request callback from inside the call, so a
+ *   result that arrives while the request is being started is handed over from that same
+ *   deferred event instead;
+ * - when a connection fails, libevent frees the request before calling back, so the status
+ *   and headers are copied in the header callback, when they arrive;
+ * - freeing a connection drops its queued request without calling back, which is how the
+ *   deadline and dm_hclient_cancel end a request.
+ */
+/* strptime (HTTP-date in Retry-After) is an X/Open function. */
+#define _XOPEN_SOURCE 700
+#include "dm_common.h"
 #include "dm_hclient.h"
+
+#include <sys/queue.h>
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#define MAX_HEADER_LEN (64 * 1024)
+
+/*---- Types ------------------------------------------------------------------------------*/
+
+typedef struct trust {
+    char *ca_file; /* NULL: the system store */
+    SSL_CTX *ctx;
+    struct trust *next;
+} trust;
+
+struct dm_hclient {
+    struct event_base *base;
+    struct evdns_base *dns;
+    trust *trusts;
+    dm_hclient_req *reqs; /* started and not yet reaped */
+};
+
+struct dm_hclient_req {
+    dm_hclient *c;
+    dm_hclient_cb cb;     /* NULL once called or cancelled */
+    void *arg;
+    bool tls;
+    char *host;           /* to connect to: no brackets */
+    int port;
+    struct evhttp_connection *evcon;
+    struct event *deadline;
+    struct event *reap;   /* deferred: hand over a result, then release the connection */
+    bool starting;        /* inside dm_hclient_request */
+    bool done;            /* a result is known */
+    /* The result. */
+    int status;
+    bool have_headers;
+    struct evkeyvalq headers;
+    char error[DM_HCLIENT_ERRLEN];
+    bool has_error;
+    /* What a failure leaves behind for the error text. */
+    bool have_req_err;
+    enum evhttp_request_error req_err;
+    int sock_err;
+    size_t max_body;
+    dm_hclient_req *prev, *next;
+};
+
+/*---- Small helpers ----------------------------------------------------------------------*/
+
+static bool is_ip(const char *s)
+{
+    unsigned char a[16];
+    return inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1;
+}
+
+static int method_of(const char *m, enum evhttp_cmd_type *out)
+{
+    static const struct {
+        const char *name;
+        enum evhttp_cmd_type type;
+    } methods[] = {
+        {"GET", EVHTTP_REQ_GET},       {"POST", EVHTTP_REQ_POST},   {"PUT", EVHTTP_REQ_PUT},
+        {"DELETE", EVHTTP_REQ_DELETE}, {"PATCH", EVHTTP_REQ_PATCH}, {"HEAD", EVHTTP_REQ_HEAD},
+    };
+    for (size_t i = 0; m && i < DM_ARRAY_LEN(methods); i++) {
+        if (strcmp(m, methods[i].name) == 0) {
+            *out = methods[i].type;
+            return DM_OK;
+        }
+    }
+    return DM_EINVAL;
+}
+
+static SSL_CTX *new_ctx(const char *ca_file, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        snprintf(err, errlen, "cannot create a TLS context");
+        return NULL;
+    }
+    int ok = SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) == 1;
+    if (ok && ca_file) {
+        ok = SSL_CTX_load_verify_locations(ctx, ca_file, NULL) == 1;
+        if (!ok) {
+            char eb[160];
+            ERR_error_string_n(ERR_peek_last_error(), eb, sizeof eb);
+            snprintf(err, errlen, "cannot load CA file %s: %s", ca_file, eb);
+        }
+    } else if (ok) {
+        ok = SSL_CTX_set_default_verify_paths(ctx) == 1;
+        if (!ok)
+            snprintf(err, errlen, "cannot load the system CA store");
+    } else {
+        snprintf(err, errlen, "cannot require TLS 1.2");
+    }
+    ERR_clear_error();
+    if (!ok) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    /* A verification failure aborts the handshake: nothing is sent to an unverified peer. */
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    return ctx;
+}
+
+static SSL_CTX *find_ctx(dm_hclient *c, const char *ca_file, char *err, size_t errlen)
+{
+    for (trust *t = c->trusts; t; t = t->next) {
+        if ((!ca_file && !t->ca_file) || (ca_file && t->ca_file && strcmp(ca_file, t->ca_file) == 0))
+            return t->ctx;
+    }
+    SSL_CTX *ctx = new_ctx(ca_file, err, errlen);
+    if (!ctx)
+        return NULL;
+    trust *t = dm_xcalloc(1, sizeof *t);
+    t->ca_file = ca_file ? dm_xstrdup(ca_file) : NULL;
+    t->ctx = ctx;
+    t->next = c->trusts;
+    c->trusts = t;
+    return ctx;
+}
+
+/*---- One request ------------------------------------------------------------------------*/
+
+static void req_unlink(dm_hclient_req *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        r->c->reqs = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    r->prev = r->next = NULL;
+}
+
+/* Free everything; the request must be unlinked or about to be. Pending libevent requests
+ * are dropped with the connection, without their callbacks. */
+static void req_free(dm_hclient_req *r)
+{
+    if (r->evcon)
+        evhttp_connection_free(r->evcon);
+    if (r->deadline)
+        event_free(r->deadline);
+    if (r->reap)
+        event_free(r->reap);
+    if (r->have_headers)
+        evhttp_clear_headers(&r->headers);
+    free(r->host);
+    free(r);
+}
+
+static void call_back(dm_hclient_req *r, const char *body, size_t len)
+{
+    dm_hclient_cb cb = r->cb;
+    r->cb = NULL;
+    if (!cb)
+        return;
+    dm_hclient_response res = {
+        .status = r->status,
+        .error = r->has_error ? r->error : NULL,
+        .headers = r->have_headers ? &r->headers : NULL,
+        .body = r->has_error ? NULL : (body ? body : ""),
+        .body_len = r->has_error ? 0 : len,
+    };
+    cb(&res, r->arg);
+}
+
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+    dm_hclient_req *r = arg;
+    (void)fd;
+    (void)what;
+    call_back(r, NULL, 0); /* a failure found while starting, not handed over yet */
+    req_unlink(r);
+    req_free(r); /* frees this very event: libevent allows that from its callback */
+}
+
+/* The request's result is known (once). A response body, when there is one, is passed to the
+ * callback directly; everything else may be handed over later from on_reap. */
+static void finish(dm_hclient_req *r, const char *body, size_t len)
+{
+    if (r->done)
+        return;
+    r->done = true;
+    event_del(r->deadline);
+    if (!r->starting)
+        call_back(r, body, len);
+    event_active(r->reap, EV_TIMEOUT, 0);
+}
+
+static void fail(dm_hclient_req *r, const char *fmt, const char *detail)
+{
+    if (r->done)
+        return;
+    snprintf(r->error, sizeof r->error, fmt, detail);
+    r->has_error = true;
+    finish(r, NULL, 0);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    fail(arg, "%s", "timeout");
+}
+
+/* What a failed request tells: the resolver's error, OpenSSL's (with the verification result,
+ * the usual cause), or libevent's. */
+static void failure_text(dm_hclient_req *r, char *buf, size_t size)
+{
+    struct bufferevent *bev = r->evcon ? evhttp_connection_get_bufferevent(r->evcon) : NULL;
+    int dns_err = bev ? bufferevent_socket_get_dns_error(bev) : 0;
+    unsigned long ssl_err = 0, e;
+    if (bev && r->tls)
+        while ((e = bufferevent_get_openssl_error(bev)) != 0)
+            ssl_err = ssl_err ? ssl_err : e; /* the first is the cause */
+    if (dns_err) {
+        snprintf(buf, size, "cannot resolve the host: %s", evutil_gai_strerror(dns_err));
+        return;
+    }
+    if (ssl_err) {
+        char eb[160];
+        ERR_error_string_n(ssl_err, eb, sizeof eb);
+        SSL *ssl = bufferevent_openssl_get_ssl(bev);
+        long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+        if (vr != X509_V_OK)
+            snprintf(buf, size, "TLS: %s (%s)", eb, X509_verify_cert_error_string(vr));
+        else
+            snprintf(buf, size, "TLS: %s", eb);
+        return;
+    }
+    const char *what = "connection failed";
+    if (r->have_req_err) {
+        switch (r->req_err) {
+        case EVREQ_HTTP_TIMEOUT:
+            what = "timeout";
+            break;
+        case EVREQ_HTTP_EOF:
+            what = r->status ? "connection closed before the end of the response"
+                             : "connection closed before a response";
+            break;
+        case EVREQ_HTTP_INVALID_HEADER:
+            what = "invalid response header";
+            break;
+        case EVREQ_HTTP_BUFFER_ERROR:
+            what = "connection failed";
+            break;
+        case EVREQ_HTTP_REQUEST_CANCEL:
+            what = "cancelled";
+            break;
+        case EVREQ_HTTP_DATA_TOO_LONG:
+            snprintf(buf, size, "response larger than %zu bytes", r->max_body);
+            return;
+        }
+    }
+    if (r->sock_err)
+        snprintf(buf, size, "%s: %s", what, evutil_socket_error_to_string(r->sock_err));
+    else
+        snprintf(buf, size, "%s", what);
+}
+
+static void on_error(enum evhttp_request_error err, void *arg)
+{
+    dm_hclient_req *r = arg;
+    r->have_req_err = true;
+    r->req_err = err;
+    /* libevent restores the socket error of the failure before calling us. */
+    r->sock_err = EVUTIL_SOCKET_ERROR();
+}
+
+/* The status line and headers arrived: keep them, the request may still fail (body). */
+static int on_headers(struct evhttp_request *req, void *arg)
+{
+    dm_hclient_req *r = arg;
+    if (r->done || r->have_headers)
+        return 0;
+    r->status = evhttp_request_get_response_code(req);
+    TAILQ_INIT(&r->headers);
+    r->have_headers = true;
+    struct evkeyval *h;
+    TAILQ_FOREACH(h, evhttp_request_get_input_headers(req), next) {
+        evhttp_add_header(&r->headers, h->key, h->value);
+    }
+    return 0;
+}
+
+/* The request's end: @p req is NULL on a failure, and is libevent's (freed after we return). */
+static void on_done(struct evhttp_request *req, void *arg)
+{
+    dm_hclient_req *r = arg;
+    if (r->done)
+        return;
+    int code = req ? evhttp_request_get_response_code(req) : 0;
+    if (code == 0) {
+        /* libevent 2.1.12 (evhttp_connection_cb) sends a connect that failed with
+         * ECONNREFUSED through its retry path, which ends in this callback with the request
+         * but without the error callback, and with errno overwritten by the cleanup. */
+        if (req && !r->have_req_err && !r->sock_err)
+            r->sock_err = ECONNREFUSED;
+        char text[DM_HCLIENT_ERRLEN];
+        failure_text(r, text, sizeof text);
+        fail(r, "%s", text);
+        return;
+    }
+    if (!r->have_headers)
+        on_headers(req, r);
+    r->status = code;
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    if (len > r->max_body) { /* evhttp enforces it; never trust one place */
+        char text[64];
+        snprintf(text, sizeof text, "%zu", r->max_body);
+        fail(r, "response larger than %s bytes", text);
+        return;
+    }
+    const char *body = len ? (const char *)evbuffer_pullup(in, -1) : "";
+    finish(r, body, len);
+}
+
+/* A bufferevent that speaks TLS to r->host and verifies it; NULL on failure (the caller must
+ * then not fall back to a plain connection). */
+static struct bufferevent *tls_bufferevent(dm_hclient_req *r, SSL_CTX *ctx)
+{
+    SSL *ssl = SSL_new(ctx);
+    if (!ssl)
+        return NULL;
+    bool ok;
+    if (is_ip(r->host)) {
+        /* No SNI for an address (RFC 6066); the certificate must name the IP. */
+        ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), r->host) == 1;
+    } else {
+        SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        ok = SSL_set1_host(ssl, r->host) == 1 && SSL_set_tlsext_host_name(ssl, r->host) == 1;
+    }
+    if (!ok) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        r->c->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+        BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (!bev) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    /* Servers often close without close_notify; Content-Length still catches a cut body. */
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
+/*---- API --------------------------------------------------------------------------------*/
+
+dm_hclient *dm_hclient_new(struct event_base *base, char *err, size_t errlen)
+{
+    dm_hclient *c = dm_xcalloc(1, sizeof *c);
+    c->base = base;
+    c->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                      EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    if (!c->dns) {
+        snprintf(err, errlen, "cannot set up the DNS resolver");
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void dm_hclient_free(dm_hclient *c)
+{
+    if (!c)
+        return;
+    while (c->reqs) {
+        dm_hclient_req *r = c->reqs;
+        req_unlink(r);
+        req_free(r);
+    }
+    while (c->trusts) {
+        trust *t = c->trusts;
+        c->trusts = t->next;
+        SSL_CTX_free(t->ctx);
+        free(t->ca_file);
+        free(t);
+    }
+    if (c->dns)
+        evdns_base_free(c->dns, 0);
+    free(c);
+}
+
+int dm_hclient_add_trust(dm_hclient *c, const char *ca_file, char *err, size_t errlen)
+{
+    return find_ctx(c, ca_file, err, errlen) ? DM_OK : DM_EIO;
+}
+
+dm_hclient_req *dm_hclient_request(dm_hclient *c, const dm_hclient_request_opts *o,
+                                   dm_hclient_cb cb, void *arg, char *err, size_t errlen)
+{
+    enum evhttp_cmd_type method;
+    if (method_of(o->method, &method) != DM_OK) {
+        snprintf(err, errlen, "unsupported method");
+        return NULL;
+    }
+    struct evhttp_uri *u = o->url ? evhttp_uri_parse_with_flags(o->url, 0) : NULL;
+    const char *scheme = u ? evhttp_uri_get_scheme(u) : NULL;
+    const char *host = u ? evhttp_uri_get_host(u) : NULL;
+    bool tls = scheme && strcasecmp(scheme, "https") == 0;
+    if (!scheme || !host || !*host || (!tls && strcasecmp(scheme, "http") != 0) ||
+        evhttp_uri_get_userinfo(u)) {
+        if (u) /* evhttp_uri_free(NULL) crashes */
+            evhttp_uri_free(u);
+        snprintf(err, errlen, "not an http(s) URL");
+        return NULL;
+    }
+    SSL_CTX *ctx = NULL;
+    if (tls && !(ctx = find_ctx(c, o->ca_file, err, errlen))) {
+        evhttp_uri_free(u);
+        return NULL;
+    }
+
+    dm_hclient_req *r = dm_xcalloc(1, sizeof *r);
+    r->c = c;
+    r->cb = cb;
+    r->arg = arg;
+    r->tls = tls;
+    r->max_body = o->max_body;
+    int port = evhttp_uri_get_port(u);
+    r->port = port > 0 ? port : (tls ? 443 : 80);
+    size_t hl = strlen(host);
+    r->host = host[0] == '[' && hl >= 2 ? dm_xstrndup(host + 1, hl - 2) : dm_xstrdup(host);
+    char host_header[300];
+    if (port > 0)
+        snprintf(host_header, sizeof host_header, "%s:%d", host, port);
+    else
+        snprintf(host_header, sizeof host_header, "%s", host);
+    const char *path = evhttp_uri_get_path(u), *query = evhttp_uri_get_query(u);
+    if (!path || !*path)
+        path = "/";
+    size_t tn = strlen(path) + (query ? strlen(query) + 1 : 0) + 1;
+    char *target = dm_xmalloc(tn);
+    snprintf(target, tn, "%s%s%s", path, query ? "?" : "", query ? query : "");
+    evhttp_uri_free(u);
+
+    r->deadline = evtimer_new(c->base, on_deadline, r);
+    r->reap = event_new(c->base, -1, 0, on_reap, r);
+    if (!r->deadline || !r->reap) {
+        snprintf(err, errlen, "cannot create events");
+        free(target);
+        req_free(r);
+        return NULL;
+    }
+    r->next = c->reqs;
+    if (r->next)
+        r->next->prev = r;
+    c->reqs = r;
+    r->starting = true;
+
+    /* From here on every outcome is a result handed to the callback (deferred). */
+    struct timeval tv = {o->timeout_ms / 1000, (o->timeout_ms % 1000) * 1000};
+    event_add(r->deadline, &tv);
+    struct bufferevent *bev = NULL;
+    if (tls && !(bev = tls_bufferevent(r, ctx))) {
+        fail(r, "%s", "TLS setup failed");
+        goto out;
+    }
+    r->evcon = evhttp_connection_base_bufferevent_new(c->base, c->dns, bev, r->host,
+                                                      (ev_uint16_t)r->port);
+    if (!r->evcon) {
+        if (bev)
+            bufferevent_free(bev);
+        fail(r, "%s", "cannot create a connection");
+        goto out;
+    }
+    evhttp_connection_set_timeout_tv(r->evcon, &tv);
+    evhttp_connection_set_max_body_size(r->evcon, (ev_ssize_t)o->max_body);
+    evhttp_connection_set_max_headers_size(r->evcon, MAX_HEADER_LEN);
+    evhttp_connection_set_retries(r->evcon, 0);
+
+    struct evhttp_request *req = evhttp_request_new(on_done, r);
+    if (!req) {
+        fail(r, "%s", "cannot create a request");
+        goto out;
+    }
+    evhttp_request_set_error_cb(req, on_error);
+    evhttp_request_set_header_cb(req, on_headers);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Host", host_header);
+    evhttp_add_header(h, "Connection", "close");
+    for (size_t i = 0; i < o->nheaders; i++)
+        evhttp_add_header(h, o->headers[i].name, o->headers[i].value);
+    if (o->body_len)
+        evbuffer_add(evhttp_request_get_output_buffer(req), o->body, o->body_len);
+    else if (method == EVHTTP_REQ_POST || method == EVHTTP_REQ_PUT || method == EVHTTP_REQ_PATCH)
+        evhttp_add_header(h, "Content-Length", "0");
+    /* A failure may already run on_done (and finish) from inside this call. */
+    if (evhttp_make_request(r->evcon, req, method, target) != 0)
+        fail(r, "%s", "cannot send the request");
+out:
+    free(target);
+    r->starting = false;
+    return r;
+}
+
+void dm_hclient_cancel(dm_hclient_req *r)
+{
+    if (!r)
+        return;
+    r->cb = NULL;
+    if (!r->done) {
+        r->done = true;
+        event_del(r->deadline);
+        event_active(r->reap, EV_TIMEOUT, 0);
+    }
+}
+
+/*---- Retry-After ------------------------------------------------------------------------*/
+
+int dm_hclient_retry_after_ms(const char *value, int64_t now_ms, int64_t *delay_ms)
+{
+    if (!value)
+        return DM_EINVAL;
+    while (*value == ' ' || *value == '\t')
+        value++;
+    size_t n = strlen(value);
+    while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t'))
+        n--;
+    if (n == 0 || n > 64)
+        return DM_EINVAL;
+    char v[65];
+    memcpy(v, value, n);
+    v[n] = '\0';
+
+    if (isdigit((unsigned char)v[0])) {
+        int64_t s = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (!isdigit((unsigned char)v[i]))
+                return DM_EINVAL;
+            if (s < INT64_MAX / 10000) /* saturate: "wait very long" stays very long */
+                s = s * 10 + (v[i] - '0');
+        }
+        *delay_ms = s < INT64_MAX / 10000 ? s * 1000 : INT64_MAX / 10;
+        return DM_OK;
+    }
+    /* HTTP-date, the three forms a recipient must accept (RFC 9110 §5.6.7). strptime uses
+     * the C locale's day and month names: the daemon never calls setlocale. */
+    static const char *const forms[] = {
+        "%a, %d %b %Y %H:%M:%S GMT", /* IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT */
+        "%A, %d-%b-%y %H:%M:%S GMT", /* RFC 850: Sunday, 06-Nov-94 08:49:37 GMT */
+        "%a %b %e %H:%M:%S %Y",      /* asctime: Sun Nov  6 08:49:37 1994 */
+    };
+    for (size_t i = 0; i < DM_ARRAY_LEN(forms); i++) {
+        struct tm tm;
+        memset(&tm, 0, sizeof tm);
+        const char *end = strptime(v, forms[i], &tm);
+        if (!end || *end != '\0')
+            continue;
+        time_t t = timegm(&tm);
+        if (t == (time_t)-1)
+            return DM_EINVAL;
+        int64_t at = (int64_t)t * 1000;
+        *delay_ms = at > now_ms ? at - now_ms : 0;
+        return DM_OK;
+    }
+    return DM_EINVAL;
+}

@@ -1,4 +1,51 @@
-/* dm_sink.h - webhook sinks (outputs.webhooks): deliver output records by HTTP POST. */
+/* dm_sink.h - webhook sinks (outputs.webhooks): deliver output records by HTTP POST.
+ *
+ * Reading. Each sink reads every shard's output stream <prefix>:{s}:out through its consumer
+ * group "digestmap:<name>" (created at start with XGROUP CREATE … $ MKSTREAM: a new sink gets
+ * the records written from then on, and the group's position survives restarts). The consumer
+ * is "<hostname>:<pid>"; several instances sharing the group share the records, each record
+ * going to one of them. Reads are XREADGROUP … BLOCK on a Redis connection of the sink's own
+ * (a blocked read would hold up every command queued behind it); acknowledgements, claims and
+ * dead-lettering go through one other connection shared by the sinks. Neither is a worker's.
+ *
+ * Bounds. A sink holds at most max_inflight records per instance (being delivered, waiting
+ * for a retry, or being acknowledged / dead-lettered); it reads only while it has room.
+ *
+ * Delivery. POST url with the entry's `event` field as the body, byte for byte, and the
+ * headers Content-Type: application/cloudevents+json, X-Digestmap-Signature:
+ * sha256=<lowercase hex HMAC-SHA256(secret, body)>, Idempotency-Key: <CloudEvent id>,
+ * X-Digestmap-Attempt: <n> (1-based) and User-Agent: digestmap; each attempt has timeout_ms
+ * from connect to the response's last byte. Records whose type is not in `types` (when set)
+ * are acknowledged without delivery.
+ *   - 2xx: XACK.
+ *   - transport error, timeout, 408, 425, 429, 5xx: retried after dm_sink_retry_delay_ms.
+ *   - any other status (1xx, 3xx, other 4xx), and an entry that is not a record (no `event`
+ *     field, or one without a CloudEvent id): dead-lettered at once.
+ *   - max_attempts failed attempts: dead-lettered.
+ * Dead-lettering (sink_dead.lua, atomic, idempotent): XADD <prefix>:{s}:dead MAXLEN ~
+ * stream_maxlen with the entry's type, digest and event plus sink, stream_id, attempts, error
+ * and failed_at (ms), then XACK. If Redis cannot be reached, acknowledgements and
+ * dead-letterings are retried (the record stays held and pending meanwhile).
+ *
+ * Several instances. Held records are re-claimed (XCLAIM … JUSTID) every claim_idle_ms/3, so
+ * their idle time never reaches claim_idle_ms; every claim_idle_ms/2 (and at start) each
+ * instance takes over records idle longer than claim_idle_ms (XAUTOCLAIM), i.e. those of a
+ * crashed or stuck instance, and delivers them like new ones (a claim round waits for the
+ * blocking read in flight to return, so reads and claims together stay within the bound: a
+ * takeover comes at most claim_idle_ms + claim_idle_ms/2 + DM_SINK_BLOCK_MS after the
+ * holder's last sign of life). Attempt counts live in memory:
+ * a record taken over starts counting again, and a record re-claimed by an instance that had
+ * lost it for longer than claim_idle_ms (e.g. through a Redis outage) may be delivered by two
+ * instances: delivery is at least once, and receivers deduplicate with Idempotency-Key.
+ * Entries trimmed meanwhile are acknowledged when a claim reports them.
+ *
+ * Redis errors: reads back off (up to 5 s) and retry; records are never dropped: what is not
+ * acknowledged stays pending in Redis and is delivered again.
+ *
+ * Logs: msg="sink started" (info), msg="sink delivery failed" per failed attempt (warn),
+ * msg="record dead-lettered" (warn), msg="record delivered" (debug).
+ * Metrics: DM_M_SINK_* and the gauge DM_G_SINK_INFLIGHT (records held, all sinks).
+ */
 #ifndef DM_RECEIVER_DM_SINK_H
 #define DM_RECEIVER_DM_SINK_H
 
@@ -7,15 +54,47 @@
 struct event_base;
 typedef struct dm_sinks dm_sinks;
 
+/** XREADGROUP BLOCK time of the sinks' reads (ms). */
+#define DM_SINK_BLOCK_MS 2000
+/** Largest response body read from a sink (a bigger one still counts by its status). */
+#define DM_SINK_MAX_RESPONSE (64 * 1024)
+
 /**
  * Start delivering for every configured sink on @p base (the main thread's). @p conf is
  * borrowed and must outlive the sinks. Returns DM_OK and *out (NULL when no sink is
- * configured), or an error with a reason in @p err.
+ * configured), or an error with a reason in @p err (a ca_file that cannot be loaded, no
+ * resolver).
  */
 int dm_sinks_start(struct event_base *base, const dm_config *conf, dm_sinks **out, char *err,
                    size_t errlen);
 
 /** Stop: deliveries in flight are abandoned (they stay pending and are redelivered). */
 void dm_sinks_stop(dm_sinks *s);
+
+/** How a delivery's answer is treated. */
+typedef enum {
+    DM_SINK_DELIVERED = 0, /**< 2xx */
+    DM_SINK_RETRY,         /**< transport failure (status 0), 408, 425, 429, 5xx */
+    DM_SINK_PERMANENT,     /**< anything else: dead-letter at once */
+} dm_sink_outcome;
+
+/** Classify an HTTP status (0: no response). */
+dm_sink_outcome dm_sink_classify(int status);
+
+/**
+ * Delay before the retry that follows failed attempt number @p attempt (1-based):
+ * d = min(backoff_max_ms, backoff_initial_ms * 2^(attempt-1)), then d/2 + (@p rnd mod
+ * (d/2 + 1)) (jitter); a @p retry_after_ms >= 0 (from Retry-After) raises it to at least
+ * min(retry_after_ms, backoff_max_ms). Pure.
+ */
+int64_t dm_sink_retry_delay_ms(int attempt, int backoff_initial_ms, int backoff_max_ms,
+                               int64_t retry_after_ms, uint32_t rnd);
+
+/** Size of a dm_sink_signature() result ("sha256=" + 64 hex digits + NUL). */
+#define DM_SINK_SIGLEN 72
+
+/** Write "sha256=<lowercase hex HMAC-SHA256(key, body)>" into @p out. */
+void dm_sink_signature(const unsigned char *key, size_t key_len, const void *body, size_t len,
+                       char out[DM_SINK_SIGLEN]);
 
 #endif
