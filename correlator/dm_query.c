@@ -5,6 +5,8 @@
 
 #include <hiredis/hiredis.h>
 #include <jansson.h>
+#include <openssl/evp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,12 +74,22 @@ static json_t *pending_push(const char *loc, size_t loclen, json_t *p)
 
 static json_t *pending_build(json_t *b)
 {
+    /* The record's key order (lua/lib.lua BUILD_KEYS), not the stored one: cjson writes a Lua
+     * table in hash order. built_at is reported beside the identity. */
+    static const char *const keys[] = {"provider",  "repository", "repository_url", "workflow",
+                                       "workflow_ref", "run_id",  "run_attempt",    "run_url",
+                                       "commit",    "ref",        "actor",          "verified",
+                                       "issuer",    "verified_fields"};
     json_t *o = json_object();
     json_t *id = json_object_get(b, "b");
     if (json_is_object(id)) {
-        id = json_deep_copy(id);
-        json_object_del(id, "built_at");
-        json_object_set_new(o, "build", id);
+        json_t *copy = json_object();
+        for (size_t i = 0; i < DM_ARRAY_LEN(keys); i++) {
+            json_t *v = json_object_get(id, keys[i]);
+            if (v && !(json_is_object(v) && json_object_size(v) == 0)) /* cjson: [] as {} */
+                json_object_set(copy, keys[i], v);
+        }
+        json_object_set_new(o, "build", copy);
     }
     bool manifest = json_is_string(json_object_get(b, "r"));
     json_object_set_new(o, "relation", json_string(manifest ? "platform-manifest" : "image"));
@@ -166,4 +178,286 @@ int dm_query_image(dm_redis *r, const dm_join_conf *conf, const char *digest, dm
     if (rc != DM_OK)
         free(q);
     return rc;
+}
+
+/*---------------------------------------------------------------- GET /v1/mappings ---*/
+
+/* Index member layout (lua/park.lua index_edge): fixed widths, so members compare with
+ * memcmp exactly as Redis orders them (BYLEX is memcmp order). */
+#define INV_DIGITS 13
+#define INV_BASE INT64_C(9999999999999)
+#define ID_HEX 40
+
+static bool is_lower_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return true;
+}
+
+/* "<13 digits>|sha256:<64 hex>|<40 hex>", exactly. */
+static bool member_valid(const char *m, size_t len)
+{
+    if (len != DM_INDEX_MEMBER_LEN)
+        return false;
+    for (size_t i = 0; i < INV_DIGITS; i++)
+        if (m[i] < '0' || m[i] > '9')
+            return false;
+    const char *d = m + INV_DIGITS + 1;
+    return m[INV_DIGITS] == '|' && dm_digest_valid(d, DM_DIGEST_LEN) &&
+           d[DM_DIGEST_LEN] == '|' && is_lower_hex(d + DM_DIGEST_LEN + 1, ID_HEX);
+}
+
+/* The confirmation time a (valid) member stands for. */
+static int64_t member_time(const char *m)
+{
+    int64_t inv = 0;
+    for (size_t i = 0; i < INV_DIGITS; i++)
+        inv = inv * 10 + (m[i] - '0');
+    return INV_BASE - inv;
+}
+
+void dm_query_cursor_encode(const char *member, char out[DM_CURSOR_LEN + 1])
+{
+    /* 126 bytes are 42 whole base64 quanta: no padding to strip. */
+    _Static_assert(DM_INDEX_MEMBER_LEN % 3 == 0 && DM_CURSOR_LEN == DM_INDEX_MEMBER_LEN / 3 * 4,
+                   "a cursor is unpadded base64 of a member");
+    EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)member, DM_INDEX_MEMBER_LEN);
+    for (size_t i = 0; i < DM_CURSOR_LEN; i++)
+        out[i] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
+    out[DM_CURSOR_LEN] = '\0';
+}
+
+bool dm_query_cursor_decode(const char *text, size_t len, char member[DM_INDEX_MEMBER_LEN + 1])
+{
+    if (len != DM_CURSOR_LEN)
+        return false;
+    unsigned char std[DM_CURSOR_LEN + 1];
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        /* The base64url alphabet only (EVP_DecodeBlock would also skip blanks and take '+'). */
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_'))
+            return false;
+        std[i] = (unsigned char)(c == '-' ? '+' : c == '_' ? '/' : c);
+    }
+    std[len] = '\0';
+    unsigned char bin[DM_INDEX_MEMBER_LEN + 3];
+    if (EVP_DecodeBlock(bin, std, (int)len) != DM_INDEX_MEMBER_LEN)
+        return false;
+    if (!member_valid((const char *)bin, DM_INDEX_MEMBER_LEN))
+        return false;
+    memcpy(member, bin, DM_INDEX_MEMBER_LEN);
+    member[DM_INDEX_MEMBER_LEN] = '\0';
+    return true;
+}
+
+typedef struct page_item {
+    char member[DM_INDEX_MEMBER_LEN + 1];
+    char *data; /* the mapping JSON, owned */
+    size_t len;
+} page_item;
+
+/* One GET /v1/mappings answer being assembled from one script call per shard. */
+typedef struct mappings_ctx {
+    dm_query_cb cb;
+    void *arg;
+    dm_mappings_query q;
+    unsigned pending; /* shard calls not answered yet */
+    int err;          /* first failure, DM_OK if none */
+    page_item *items;
+    size_t n, cap;
+    /* The smallest frontier of a shard that is not exhausted: the merged page must stop there,
+     * since that shard may hold unseen members right after it. */
+    bool bounded;
+    char frontier[DM_INDEX_MEMBER_LEN + 1];
+    long long dead;
+} mappings_ctx;
+
+static void mappings_free(mappings_ctx *m)
+{
+    for (size_t i = 0; i < m->n; i++)
+        free(m->items[i].data);
+    free(m->items);
+    free(m);
+}
+
+static int cmp_items(const void *a, const void *b)
+{
+    return memcmp(((const page_item *)a)->member, ((const page_item *)b)->member,
+                  DM_INDEX_MEMBER_LEN);
+}
+
+static const char *const INDEX_KINDS[] = {"repo", "run", "img"};
+
+static json_t *query_echo(const dm_mappings_query *q)
+{
+    json_t *o = json_object();
+    if (q->kind == DM_INDEX_REPOSITORY) {
+        json_object_set_new(o, "repository", json_string(q->name));
+    } else if (q->kind == DM_INDEX_RUN) {
+        json_object_set_new(o, "run", json_string(q->name));
+    } else {
+        const char *slash = strchr(q->name, '/');
+        size_t rlen = slash ? (size_t)(slash - q->name) : strlen(q->name);
+        json_object_set_new(o, "registry", json_stringn(q->name, rlen));
+        json_object_set_new(o, "image_repository", json_string(slash ? slash + 1 : ""));
+    }
+    json_object_set_new(o, "limit", json_integer(q->limit));
+    return o;
+}
+
+static void mappings_finish(mappings_ctx *m)
+{
+    if (m->err != DM_OK) {
+        m->cb(m->err, 0, NULL, m->arg);
+        mappings_free(m);
+        return;
+    }
+    if (m->n) /* qsort wants a valid pointer even for 0 items */
+        qsort(m->items, m->n, sizeof *m->items, cmp_items);
+    size_t usable = m->n;
+    if (m->bounded) {
+        usable = 0;
+        while (usable < m->n &&
+               memcmp(m->items[usable].member, m->frontier, DM_INDEX_MEMBER_LEN) <= 0)
+            usable++;
+    }
+    size_t take = usable < m->q.limit ? usable : m->q.limit;
+    const char *next = NULL;
+    if (usable > take)
+        next = m->items[take - 1].member;
+    else if (m->bounded)
+        next = m->frontier;
+
+    json_t *list = json_array();
+    for (size_t i = 0; i < take; i++) {
+        json_t *v = json_loadb(m->items[i].data, m->items[i].len, 0, NULL);
+        if (!json_is_object(v)) {
+            /* park.lua wrote it: only a foreign writer could leave this. */
+            dm_warn("unreadable mapping skipped", "member=%s", m->items[i].member);
+            json_decref(v);
+            continue;
+        }
+        char t[DM_TIME_BUFLEN];
+        dm_time_format(member_time(m->items[i].member), t);
+        json_object_set_new(v, "confirmed_at", json_string(t));
+        json_array_append_new(list, v);
+    }
+    json_t *cursor = json_null();
+    if (next) {
+        char c[DM_CURSOR_LEN + 1];
+        dm_query_cursor_encode(next, c);
+        cursor = json_string(c);
+    }
+    if (m->dead > 0) {
+        char qname[160];
+        dm_debug("stale index entries removed", "index=%s name=%s count=%lld",
+                 INDEX_KINDS[m->q.kind], dm_log_quote(m->q.name, strlen(m->q.name), qname,
+                                                      sizeof qname), m->dead);
+    }
+    json_t *ans = json_pack("{s:o, s:o, s:o}", "query", query_echo(&m->q), "mappings", list,
+                            "next_cursor", cursor);
+    char *body = json_dumps(ans, JSON_COMPACT);
+    json_decref(ans);
+    m->cb(DM_OK, 200, body, m->arg);
+    mappings_free(m);
+}
+
+/* One shard's page: {exhausted, frontier, dead, member, mapping, …} (lua/mappings.lua). */
+static int take_page(mappings_ctx *m, const redisReply *rep)
+{
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 || rep->elements % 2 == 0 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER ||
+        rep->element[1]->type != REDIS_REPLY_STRING ||
+        rep->element[2]->type != REDIS_REPLY_INTEGER)
+        return DM_EREDIS;
+    bool exhausted = rep->element[0]->integer != 0;
+    const redisReply *f = rep->element[1];
+    m->dead += rep->element[2]->integer;
+    if (!exhausted) {
+        if (!member_valid(f->str, f->len))
+            return DM_EREDIS;
+        if (!m->bounded || memcmp(f->str, m->frontier, DM_INDEX_MEMBER_LEN) < 0) {
+            memcpy(m->frontier, f->str, DM_INDEX_MEMBER_LEN);
+            m->frontier[DM_INDEX_MEMBER_LEN] = '\0';
+        }
+        m->bounded = true;
+    }
+    for (size_t i = 3; i + 1 < rep->elements; i += 2) {
+        const redisReply *mem = rep->element[i], *data = rep->element[i + 1];
+        if (mem->type != REDIS_REPLY_STRING || data->type != REDIS_REPLY_STRING ||
+            !member_valid(mem->str, mem->len))
+            return DM_EREDIS;
+        if (m->n == m->cap) {
+            m->cap = m->cap ? 2 * m->cap : 64;
+            m->items = dm_xrealloc(m->items, m->cap * sizeof *m->items);
+        }
+        page_item *it = &m->items[m->n++];
+        memcpy(it->member, mem->str, DM_INDEX_MEMBER_LEN);
+        it->member[DM_INDEX_MEMBER_LEN] = '\0';
+        it->data = dm_xstrndup(data->str, data->len);
+        it->len = data->len;
+    }
+    return DM_OK;
+}
+
+static void on_page(int err, redisReply *rep, void *arg)
+{
+    mappings_ctx *m = arg;
+    if (err == DM_OK && m->err == DM_OK) {
+        err = take_page(m, rep);
+        if (err != DM_OK)
+            dm_error("mappings script failed", "reply_type=%d reply=\"%.*s\"", rep->type,
+                     rep->type == REDIS_REPLY_ERROR ? (int)rep->len : 0,
+                     rep->type == REDIS_REPLY_ERROR ? rep->str : "");
+    }
+    if (err != DM_OK && m->err == DM_OK)
+        m->err = err;
+    if (--m->pending == 0)
+        mappings_finish(m);
+}
+
+int dm_query_mappings(dm_redis *r, const dm_join_conf *conf, const dm_mappings_query *q,
+                      dm_query_cb cb, void *arg)
+{
+    if (!dm_redis_ready(r))
+        return DM_EUNAVAIL;
+    /* All shards or none: a partly queued fan-out would answer 503 after doing the work. */
+    if (dm_redis_room(r) < conf->shards)
+        return DM_EBUSY;
+    mappings_ctx *m = dm_xcalloc(1, sizeof *m);
+    m->cb = cb;
+    m->arg = arg;
+    m->q = *q;
+    m->err = DM_OK;
+    m->pending = conf->shards;
+    char limit[16], ttl[24];
+    snprintf(limit, sizeof limit, "%u", q->limit);
+    snprintf(ttl, sizeof ttl, "%lld", (long long)conf->mapping_ttl_ms);
+    for (unsigned s = 0; s < conf->shards; s++) {
+        char base[DM_KEY_BUFLEN];
+        int blen = snprintf(base, sizeof base, "%s:{%u}:", conf->prefix, s);
+        /* Index names are user data (repository paths): sized to fit, not to DM_KEY_BUFLEN. */
+        size_t klen = (size_t)blen + strlen("ix:") + strlen(INDEX_KINDS[q->kind]) + 1 +
+                      strlen(q->name);
+        char *key = dm_xmalloc(klen + 1);
+        snprintf(key, klen + 1, "%six:%s:%s", base, INDEX_KINDS[q->kind], q->name);
+        const char *argv[] = {key, q->after, limit, base, ttl};
+        size_t lens[] = {klen, strlen(q->after), strlen(limit), (size_t)blen, strlen(ttl)};
+        int rc = dm_redis_eval(r, DM_SCRIPT_MAPPINGS, on_page, m, 1, 5, argv, lens);
+        free(key);
+        if (rc != DM_OK) {
+            /* Not expected after the room check; the calls already queued still answer. */
+            m->pending -= conf->shards - s;
+            if (m->pending == 0) {
+                mappings_free(m);
+                return rc;
+            }
+            m->err = rc;
+            break;
+        }
+    }
+    return DM_OK;
 }

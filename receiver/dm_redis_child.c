@@ -111,6 +111,8 @@ int dm_redis_child_start(const char *bin, const char *data_dir, dm_redis_child *
                "", "--daemonize", "no", "--logfile", "redis.log", "--protected-mode", "yes",
                /* parked items (~120 bytes) stay in the compact listpack encoding */
                "--hash-max-listpack-value", "256",
+               /* query-index members (126 bytes) too, while an index has <= 128 entries */
+               "--zset-max-listpack-value", "128",
                (char *)NULL);
         fprintf(stderr, "level=error msg=\"cannot start redis-server\" bin=\"%s\" reason=\"%s\"\n",
                 bin, strerror(errno));

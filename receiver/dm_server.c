@@ -222,7 +222,8 @@ static void on_request(struct evhttp_request *req, void *arg)
         }
         size_t dlen = 0;
         char *digest = evhttp_uridecode(path + strlen(IMAGES_PREFIX), 0, &dlen);
-        dm_ingest_query_image(w, req, digest ? digest : "");
+        /* A decoded NUL ("%00") would cut the digest short: refuse it as malformed. */
+        dm_ingest_query_image(w, req, digest && strlen(digest) == dlen ? digest : "");
         free(digest);
         return;
     }

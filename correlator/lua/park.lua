@@ -9,6 +9,7 @@
 --   5 <p>:{s}:due         zset  "r<hex>" / "b<hex>" (side, digest) -> earliest expiry (ms)
 --   6 <p>:{s}:out         stream of output records (contract)
 --   7 <p>:{s}:stats       hash  r / b -> number of parked items
+--   and, undeclared but in the same slot, the query indexes <p>:{s}:ix:… (see index_edge)
 -- ARGV:
 --   1 event JSON (adapters/dm_event.c dm_event_to_json)
 --   2 window ms, 3 grace ms, 4 max clock skew ms, 5 mapping ttl ms
@@ -78,6 +79,43 @@ end
 
 local edges = 0
 
+-- Query indexes (GET /v1/mappings): one sorted set per shard and question, all scores 0, member
+-- "<inverted confirmation time>|<digest>|<edge id>" with the inverted time 9999999999999 - ms
+-- zero-padded to 13 digits, so lexicographic order is newest first and a page starts strictly
+-- after the previous page's last member (ZRANGE BYLEX): exact pagination, no ties.
+--   <p>:{s}:ix:repo:<build repository>     ("container images pushed by code repositories")
+--   <p>:{s}:ix:run:<provider>/<run id>     (what a run produced, every attempt)
+--   <p>:{s}:ix:img:<registry>/<repository> (which pipelines fed a registry repository)
+-- They are written here, in the script that creates the edge, so an edge and its index entries
+-- exist together or not at all. Their names come from KEYS[6] ("<p>:{s}:out" -> "<p>:{s}:"):
+-- keys this script does not declare, but in the same hash slot as every declared key (the {s}
+-- tag), which Redis Cluster serves from the same node. A proxy or a future Redis that refuses
+-- undeclared keys outright would need them declared, which the caller cannot do: it does not
+-- know which builds a push joins.
+-- Expiry: an entry is kept mapping_ttl after its edge was confirmed (like the mapping itself),
+-- trimmed on every write of its index (and by mappings.lua on every read); the key expires
+-- mapping_ttl after its newest entry, so a quiet index vanishes.
+local INDEX_BASE = string.sub(KEYS[6], 1, -4) .. 'ix:'
+local function inverted(ms) return string.format('%013d', 9999999999999 - ms) end
+
+local function index_edge(id, bb, loc)
+  local member = inverted(now) .. '|' .. digest .. '|' .. id
+  -- Expired: confirmed before now - mapping_ttl, i.e. inverted time >= inverted(that - 1).
+  local stale = '[' .. inverted(math.max(now - mapping_ttl - 1, 0))
+  local keys = { INDEX_BASE .. 'img:' .. loc }
+  if is_str(bb.repository) and bb.repository ~= '' then
+    keys[#keys + 1] = INDEX_BASE .. 'repo:' .. bb.repository
+  end
+  if is_str(bb.provider) and is_str(bb.run_id) and bb.run_id ~= '' then
+    keys[#keys + 1] = INDEX_BASE .. 'run:' .. bb.provider .. '/' .. bb.run_id
+  end
+  for _, k in ipairs(keys) do
+    redis.call('ZADD', k, 0, member)
+    redis.call('ZREMRANGEBYLEX', k, stale, '+')
+    redis.call('PEXPIRE', k, mapping_ttl)
+  end
+end
+
 -- Join parked push p (location loc), pushed at pushed_at, with parked build b (run key rk):
 -- one edge per identity. Marks both sides matched; the caller stores them.
 local function join(loc, p, pushed_at, rk, b)
@@ -104,6 +142,7 @@ local function join(loc, p, pushed_at, rk, b)
   redis.call('HSET', KEYS[3], id, data)
   redis.call('PEXPIRE', KEYS[3], mapping_ttl)
   emit(KEYS[6], 'mapping.confirmed.v1', id, digest, data)
+  index_edge(id, bb, loc)
   edges = edges + 1
 end
 

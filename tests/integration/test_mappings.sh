@@ -1,0 +1,325 @@
+#!/usr/bin/env bash
+# GET /v1/mappings: the three query indexes (code repository, run, registry repository), newest
+# first, cursor pagination that walks every mapping exactly once (with 1 and with 4 shards),
+# precise 400s, 401, lazy removal of entries whose mapping is gone, and expiry with
+# mapping_ttl_seconds.
+. "$(dirname "$0")/lib.sh"
+start_redis
+start_daemon
+
+API=(-H 'Authorization: Bearer api-token')
+mappings() { request GET "/v1/mappings?$1" "${API[@]}"; }
+
+# push_body FILE DIGEST TAG TIME IMAGE_REPOSITORY [HOST]
+push_body() {
+    cat > "$1" <<EOF
+{ "id": "evt-$RANDOM$RANDOM$RANDOM", "timestamp": "$4", "action": "push",
+  "target": { "mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 1609,
+              "digest": "$2", "length": 1609, "repository": "$5", "tag": "$3" },
+  "request": { "id": "req-1", "host": "${6:-contoso.azurecr.io}", "method": "PUT",
+               "useragent": "buildkit/v0.16" } }
+EOF
+}
+
+# build_body FILE DIGEST TIME CODE_REPOSITORY RUN_ID
+build_body() {
+    cat > "$1" <<EOF
+{ "images": [ { "digest": "$2" } ], "built_at": "$3",
+  "run": { "provider": "github", "repository": "$4", "run_id": "$5", "run_attempt": "1",
+           "commit": "3e1c0d9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d", "ref": "refs/heads/main" } }
+EOF
+}
+
+# edge DIGEST CODE_REPOSITORY RUN_ID IMAGE_REPOSITORY [HOST] [TAG]: push, then the build that
+# confirms it (one edge per request, so every edge has its own confirmation time).
+edge() {
+    local now
+    now=$(iso_at 0)
+    push_body "$T/p.json" "$1" "${6:-1.0}" "$now" "$4" "${5:-contoso.azurecr.io}"
+    post_acr "$T/p.json"
+    [ "$STATUS" == 202 ] || fail "push of $1 answered $STATUS $BODY"
+    build_body "$T/b.json" "$1" "$now" "$2" "$3"
+    post_build "$T/b.json"
+    [ "$BODY" == '{"status":"accepted","events":1,"edges":1}' ] ||
+        fail "build of $1 ($2 run $3) did not make one edge: $STATUS $BODY"
+}
+
+# walk QUERY LIMIT: follow next_cursor from the start; WALK = one line per mapping
+# ("<digest> <registry>/<repository> <provider>/<run id>"); sets PAGES and SIZES too.
+walk() {
+    local cursor="" lines
+    PAGES=0
+    SIZES=""
+    WALK=""
+    while :; do
+        if [ -n "$cursor" ]; then mappings "$1&limit=$2&cursor=$cursor"; else mappings "$1&limit=$2"; fi
+        [ "$STATUS" == 200 ] || { fail "walk $1: page $PAGES answered $STATUS $BODY"; return; }
+        lines=$(jq -r '.mappings[] | "\(.digest) \(.image.registry)/\(.image.repository) \(.build.provider)/\(.build.run_id)"' <<<"$BODY")
+        [ -n "$lines" ] && WALK+="${WALK:+$'\n'}$lines"
+        PAGES=$((PAGES + 1))
+        SIZES="$SIZES$(jq '.mappings | length' <<<"$BODY") "
+        cursor=$(jq -r '.next_cursor // empty' <<<"$BODY")
+        [ -n "$cursor" ] || break
+        [ "$PAGES" -lt 100 ] || { fail "walk $1: more than 100 pages"; return; }
+    done
+}
+
+# ask QUERY: like mappings, and DIGS = the answer's digests in order, space separated.
+ask() { mappings "$1"; DIGS=$(jq -r '[.mappings[].digest] | join(" ")' <<<"$BODY"); }
+
+# ---------------------------------------------------------------- one shard
+for i in 1 2 3 4 5 6 7; do eval "d$i=\$(random_digest)"; done
+edge "$d1" acme/api 101 team/api                         # 1
+edge "$d2" acme/api 101 team/api                         # 2
+edge "$d3" acme/web 201 team/web                         # 3
+edge "$d4" acme/api 102 team/api                         # 4
+edge "$d5" acme/web 201 team/web                         # 5
+edge "$d6" acme/web 202 team/api                         # 6: web pipeline, api image repo
+build_body "$T/b.json" "$d7" "$(iso_at 0)" acme/api 103  # 7: build first, the push joins
+post_build "$T/b.json"
+push_body "$T/p.json" "$d7" 2.0 "$(iso_at 0)" team/api
+post_acr "$T/p.json"
+check "build-first edge" '{"status":"accepted","events":1,"edges":1}' "$BODY"
+# 8: d1 replicated to a second registry joins the still parked build of run 101
+push_body "$T/p.json" "$d1" 1.0 "$(iso_at 0)" team/api contosoeu.azurecr.io
+post_acr "$T/p.json"
+check "geo-replica edge" '{"status":"accepted","events":1,"edges":1}' "$BODY"
+
+mappings "repository=acme/api"
+check "by repository: 200" 200 "$STATUS"
+check "by repository: newest first" "$d1 $d7 $d4 $d2 $d1" "$(jq -r '[.mappings[].digest] | join(" ")' <<<"$BODY")"
+check "by repository: newest is the replica" "contosoeu.azurecr.io 101" \
+    "$(jq -r '.mappings[0] | "\(.image.registry) \(.build.run_id)"' <<<"$BODY")"
+check "by repository: query echoed" '{"repository":"acme/api","limit":50}' "$(jq -c .query <<<"$BODY")"
+check "by repository: no next cursor" null "$(jq -c .next_cursor <<<"$BODY")"
+check "by repository: mapping data as in the record" "image team/api acme/api false" \
+    "$(jq -r '.mappings[1] | "\(.relation) \(.image.repository) \(.build.repository) \(.build.verified)"' <<<"$BODY")"
+check "confirmed_at never increases down the list" true \
+    "$(jq '[.mappings[].confirmed_at] | . == (sort | reverse)' <<<"$BODY")"
+check_match "confirmed_at is RFC 3339" '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$' \
+    "$(jq -r '.mappings[0].confirmed_at' <<<"$BODY")"
+rec=$(stream_events | jq -c --arg d "$d4" 'select(.subject == $d) | .data')
+check "a mapping equals its record's data (plus confirmed_at)" "$rec" \
+    "$(mappings "repository=acme/api"; jq -c --arg d "$d4" '.mappings[] | select(.digest == $d) | del(.confirmed_at)' <<<"$BODY")"
+ask "repository=acme/web"
+check "by the other repository" "$d6 $d5 $d3" "$DIGS"
+ask "run=github/101"
+check "by run" "$d1 $d2 $d1" "$DIGS"
+check "by run: registries" "contosoeu.azurecr.io contoso.azurecr.io contoso.azurecr.io" \
+    "$(jq -r '[.mappings[].image.registry] | join(" ")' <<<"$BODY")"
+check "by run: query echoed" '{"run":"github/101","limit":50}' "$(jq -c .query <<<"$BODY")"
+ask "run=github/201"
+check "by another run" "$d5 $d3" "$DIGS"
+ask "registry=contoso.azurecr.io&image_repository=team/api"
+check "by registry repository" "$d7 $d6 $d4 $d2 $d1" "$DIGS"
+check "by registry repository: query echoed" \
+    '{"registry":"contoso.azurecr.io","image_repository":"team/api","limit":50}' "$(jq -c .query <<<"$BODY")"
+check "by registry repository: pipelines that fed it" "acme/api acme/web" \
+    "$(jq -r '[.mappings[].build.repository] | unique | join(" ")' <<<"$BODY")"
+ask "registry=contosoeu.azurecr.io&image_repository=team/api"
+check "by the replica's registry" "$d1" "$DIGS"
+ask "registry=contoso.azurecr.io&image_repository=team/web"
+check "by the other registry repository" "$d5 $d3" "$DIGS"
+ask "registry=contoso.azurecr.io&image_repository=team%2Fweb"
+check "percent-encoded names" "$d5 $d3" "$DIGS"
+mappings "repository=acme/none"
+check "no results: 200 with an empty list" '200 {"query":{"repository":"acme/none","limit":50},"mappings":[],"next_cursor":null}' "$STATUS $BODY"
+ask "run=github/10"
+check "nothing for a half-matching run" "" "$DIGS"
+
+# tags merged later show in the index answers (they read the current mapping)
+push_body "$T/p.json" "$d2" latest "$(iso_at 0)" team/api
+post_acr "$T/p.json"
+check "extra tag: no new edge" '{"status":"accepted","events":1,"edges":0}' "$BODY"
+mappings "run=github/101"
+check "extra tag merged into the listed mapping" '["1.0","latest"]' \
+    "$(jq -c --arg d "$d2" '.mappings[] | select(.digest == $d) | .image.tags' <<<"$BODY")"
+
+# pagination: limit=2 walks every mapping exactly once
+walk "repository=acme/api" 2; all=$WALK
+check "walk limit=2: pages" "3 / 2 2 1 " "$PAGES / $SIZES"
+check "walk limit=2: every mapping once, newest first" \
+    "$d1 contosoeu.azurecr.io/team/api github/101,$d7 contoso.azurecr.io/team/api github/103,$d4 contoso.azurecr.io/team/api github/102,$d2 contoso.azurecr.io/team/api github/101,$d1 contoso.azurecr.io/team/api github/101" \
+    "$(paste -sd, - <<<"$all")"
+walk "registry=contoso.azurecr.io&image_repository=team/api" 1; all=$WALK
+check "walk limit=1: five pages of one" "5 / 1 1 1 1 1 " "$PAGES / $SIZES"
+check "walk limit=1: in order" "$d7 $d6 $d4 $d2 $d1" "$(cut -d' ' -f1 <<<"$all" | paste -sd' ' -)"
+mappings "run=github/201&limit=2"
+check "exactly limit results: no next cursor" "2 null" "$(jq -c '"\(.mappings | length) \(.next_cursor)"' <<<"$BODY" | tr -d '"')"
+mappings "repository=acme/api&limit=2"
+c1=$(jq -r .next_cursor <<<"$BODY")
+check_match "cursor is base64url" '^[A-Za-z0-9_-]{168}$' "$c1"
+# a new edge while walking lands before the walk's position: the walk neither repeats nor skips
+d8=$(random_digest)
+edge "$d8" acme/api 104 team/api
+mappings "repository=acme/api&limit=10&cursor=$c1"
+check "new edges do not shift a walk" "$d4 $d2 $d1" "$(jq -r '[.mappings[].digest] | join(" ")' <<<"$BODY")"
+ask "repository=acme/api&limit=1"
+check "the new edge is first from the start" "$d8" "$DIGS"
+
+# entries whose mapping is gone (expired, evicted) are skipped and removed when read
+dx=$(random_digest)
+edge "$dx" acme/tmp 301 team/tmp
+check "index entry written" 1 "$(rcli zcard 'dm:{0}:ix:repo:acme/tmp')"
+rcli del "dm:{0}:m:$dx" >/dev/null
+ask "repository=acme/tmp"
+check "dead entry skipped" "" "$DIGS"
+check "dead entry removed from the index" 0 "$(rcli zcard 'dm:{0}:ix:repo:acme/tmp')"
+# more dead entries than one call examines (4 x limit): a short page, the cursor goes on
+live=$(random_digest)
+edge "$live" acme/many 401 team/many
+dead=()
+for i in 1 2 3 4 5 6; do
+    dead[$i]=$(random_digest)
+    edge "${dead[$i]}" acme/many 40$((i + 1)) team/many
+done
+for i in 1 2 3 4 5 6; do rcli del "dm:{0}:m:${dead[$i]}" >/dev/null; done
+mappings "repository=acme/many&limit=1"
+check "budget spent on dead entries: empty page with a cursor" "0 true" \
+    "$(jq -r '"\(.mappings | length) \(.next_cursor != null)"' <<<"$BODY")"
+check "4 dead entries removed by that call" 3 "$(rcli zcard 'dm:{0}:ix:repo:acme/many')"
+walk "repository=acme/many" 1; all=$WALK
+check "the walk still finds the live mapping" "$live" "$(cut -d' ' -f1 <<<"$all")"
+
+# index keys: score 0, member layout, TTL
+check "index member layout" 1 "$(rcli --raw zrange 'dm:{0}:ix:run:github/101' 0 0 | grep -cE '^[0-9]{13}\|sha256:[0-9a-f]{64}\|[0-9a-f]{40}$')"
+check "scores are 0" 0 "$(rcli --raw zrange 'dm:{0}:ix:img:contoso.azurecr.io/team/api' 0 0 withscores | tail -n 1)"
+ttl=$(rcli pttl 'dm:{0}:ix:repo:acme/api')
+check_match "index keys expire with mapping_ttl (90 days by default)" '^77[0-9]{8}$' "$ttl"
+
+# ---------------------------------------------------------------- bad requests
+inv0=$(metric digestmap_invalid_requests_total)
+NBAD=0
+bad() { # bad DESCRIPTION QUERY EXPECTED_ERROR
+    request GET "/v1/mappings$2" "${API[@]}"
+    check "$1" "400 {\"error\":\"$3\"}" "$STATUS $BODY"
+    NBAD=$((NBAD + 1))
+}
+Q='one of repository=<code repository>, run=<provider>/<run id>, or registry=<host>&image_repository=<path> is required'
+bad "no parameters" "" "$Q"
+bad "only a limit" "?limit=5" "$Q"
+bad "two questions" "?repository=acme/api&run=github/1" \
+    "ambiguous: give only one of repository, run, or registry with image_repository"
+bad "three questions" "?repository=a&run=github/1&registry=r&image_repository=x" \
+    "ambiguous: give only one of repository, run, or registry with image_repository"
+bad "run without /" "?run=github" "run: must be <provider>/<run id>, e.g. github/9876543210"
+bad "run with an empty id" "?run=github/" "run: must be <provider>/<run id>, e.g. github/9876543210"
+bad "run with two /" "?run=github/1/2" "run: must be <provider>/<run id>, e.g. github/9876543210"
+bad "registry alone" "?registry=contoso.azurecr.io" "image_repository: is required with registry"
+bad "image_repository alone" "?image_repository=team/api" "registry: is required with image_repository"
+bad "registry with a path" "?registry=contoso.azurecr.io/team&image_repository=api" \
+    "registry: must be a registry host without '/', e.g. contoso.azurecr.io; the path goes in image_repository"
+for l in 0 501 abc -1 1.5 1000000000000 ""; do
+    if [ -z "$l" ]; then
+        bad "limit empty" "?repository=a&limit=" "limit: must not be empty"
+    else
+        bad "limit $l" "?repository=a&limit=$l" "limit: must be an integer from 1 to 500"
+    fi
+done
+bad "garbage cursor" "?repository=a&cursor=garbage" "cursor: not a next_cursor returned by this API"
+bad "cursor with padding" "?repository=a&cursor=${c1:0:164}====" "cursor: not a next_cursor returned by this API"
+bad "cursor in the standard alphabet" "?repository=a&cursor=%2B${c1:1}" \
+    "cursor: not a next_cursor returned by this API"
+bad "cursor cut short" "?repository=a&cursor=${c1:0:164}" "cursor: not a next_cursor returned by this API"
+forged=$(printf '%s' "9999999999999|sha256:$(printf 'a%.0s' $(seq 64))|$(printf 'z%.0s' $(seq 40))" |
+    base64 -w0 | tr '+/' '-_')
+check_match "forged cursor has a cursor's shape" '^[A-Za-z0-9_-]{168}$' "$forged"
+bad "cursor of a malformed member" "?repository=a&cursor=$forged" "cursor: not a next_cursor returned by this API"
+bad "unknown parameter" "?repository=a&sort=asc&x=1" \
+    "unknown parameter(s): sort, x (known: repository, run, registry, image_repository, limit, cursor)"
+bad "names are case-sensitive" "?Repository=a" \
+    "unknown parameter(s): Repository (known: repository, run, registry, image_repository, limit, cursor)"
+bad "repeated parameter" "?repository=a&repository=b" "repository: given more than once"
+bad "empty value" "?repository=" "repository: must not be empty"
+bad "parameter without =" "?repository" "malformed query string: every parameter must be name=value, separated by &"
+bad "NUL byte" "?repository=a%00b" "parameters must not contain NUL bytes (%00)"
+bad "name too long" "?repository=$(printf 'a%.0s' $(seq 513))" "repository: longer than 512 bytes"
+check "every 400 counted" $((inv0 + NBAD)) "$(metric digestmap_invalid_requests_total)"
+check "400s are logged with the field and reason" yes \
+    "$(grep -q 'status=400 route=/v1/mappings field="limit" reason="must be an integer from 1 to 500"' "$T/daemon.log" && echo yes)"
+
+request GET "/v1/mappings?repository=acme/api"
+check "no credentials: 401" 401 "$STATUS"
+request GET "/v1/mappings?repository=acme/api" -H 'Authorization: Bearer wrong'
+check "bad credentials: 401" 401 "$STATUS"
+request GET "/v1/mappings?bogus" -H 'Authorization: Bearer wrong'
+check "credentials are checked before parameters" 401 "$STATUS"
+request POST "/v1/mappings?repository=acme/api" "${API[@]}"
+check "POST: 405" 405 "$STATUS"
+
+# Redis down: 503 with Retry-After
+stop_redis
+for _ in $(seq 1 50); do
+    mappings "repository=acme/api"
+    [ "$STATUS" == 503 ] && break
+    sleep 0.1
+done
+check "Redis down: 503" 503 "$STATUS"
+check_match "Redis down: Retry-After" 'Retry-After: [0-9]+' "$HEADERS"
+stop_daemon
+start_redis
+
+# ---------------------------------------------------------------- four shards
+rcli flushall >/dev/null
+start_daemon "$(default_config | jq '.redis.shards = 4')"
+expected=()
+for i in $(seq 1 12); do
+    d=$(random_digest)
+    edge "$d" acme/sharded $((500 + i % 3)) team/sharded
+    expected=("$d" "${expected[@]}")
+done
+shards_used=$(rcli --scan --pattern 'dm:{*}:ix:repo:acme/sharded' | wc -l)
+check_match "index entries spread over several shards" '^[234]$' "$shards_used"
+want=$(printf '%s\n' "${expected[@]}" | paste -sd' ' -)
+ask "repository=acme/sharded&limit=500"
+check "4 shards: one page, newest first across shards" "$want" "$DIGS"
+walk "repository=acme/sharded" 2; all=$WALK
+check "4 shards: walk limit=2 pages" "6 / 2 2 2 2 2 2 " "$PAGES / $SIZES"
+check "4 shards: walk limit=2 yields every mapping once, in order" "$want" "$(cut -d' ' -f1 <<<"$all" | paste -sd' ' -)"
+walk "repository=acme/sharded" 5; all=$WALK
+check "4 shards: walk limit=5" "3 / 5 5 2 | $want" "$PAGES / $SIZES| $(cut -d' ' -f1 <<<"$all" | paste -sd' ' -)"
+walk "run=github/501" 3; all=$WALK
+check "4 shards: by run" 4 "$(wc -l <<<"$all")"
+check "4 shards: by registry repository" 12 \
+    "$(mappings "registry=contoso.azurecr.io&image_repository=team/sharded"; jq '.mappings | length' <<<"$BODY")"
+stop_daemon
+
+# ---------------------------------------------------------------- expiry
+# mapping_ttl_seconds 3 (window 1 + grace 1): an edge leaves the indexes 3 s after it was
+# confirmed, trimmed on the index's next write and on every read; quiet indexes vanish.
+# Timeline (Redis clock, ta = first edge): a at ta, b at ta+1.5 s, c at ta+3.1 s (a expired,
+# b not until ta+4.5 s), everything gone by c+3 s.
+rcli flushall >/dev/null
+start_daemon "$(default_config '"window_seconds": 1, "grace_seconds": 1, "mapping_ttl_seconds": 3')"
+ix='dm:{0}:ix:repo:acme/short'
+redis_ms() { local t; t=($(rcli --raw time)); echo $((t[0] * 1000 + t[1] / 1000)); }
+ea=$(random_digest)
+edge "$ea" acme/short 601 team/short
+ta=$(redis_ms)
+ask "repository=acme/short"
+check "fresh edge listed" "$ea" "$DIGS"
+check_match "index key TTL is mapping_ttl" '^(2[0-9]{3}|3000)$' "$(rcli pttl "$ix")"
+while [ $(( $(redis_ms) - ta )) -lt 1500 ]; do sleep 0.05; done
+eb=$(random_digest)
+edge "$eb" acme/short 602 team/short
+ask "repository=acme/short"
+check "two edges listed" "$eb $ea" "$DIGS"
+# the first edge expires (> 3 s after ta) while the key lives on (its TTL follows the second)
+while [ $(( $(redis_ms) - ta )) -lt 3100 ]; do sleep 0.05; done
+check "expired entry still stored until the next write or read" 2 "$(rcli zcard "$ix")"
+ec=$(random_digest)
+edge "$ec" acme/short 603 team/short
+check "a write trims expired entries" 2 "$(rcli zcard "$ix")"
+ask "repository=acme/short"
+check "trimmed entry gone from the answer" "$ec $eb" "$DIGS"
+got=""
+for _ in $(seq 1 80); do
+    ask "repository=acme/short"
+    got="$STATUS $DIGS"
+    [ "$got" == "200 " ] && break
+    sleep 0.1
+done
+check "after mapping_ttl the index answers empty" "200 " "$got"
+check "and its key is gone" 0 "$(rcli exists "$ix" 'dm:{0}:ix:run:github/603' 'dm:{0}:ix:img:contoso.azurecr.io/team/short')"
+
+finish
