@@ -3,10 +3,10 @@
  * subscription confirmations of every sns entry with fetch_certs / confirm_subscriptions
  * (through the entry's dm_sns_cache). See dm_keyring.h for both.
  *
- * All fetches use libevent's HTTP client with asynchronous name resolution, a deadline and a
- * body cap; https verifies the server's certificate against the system CA store (SSL_CERT_FILE /
- * SSL_CERT_DIR override it, as for any OpenSSL client) and its name, with TLS >= 1.2, and fails
- * closed. Worker threads never fetch and never wait for a fetch: they wake the fetcher through
+ * All fetches go through one dm_hclient (dm_hclient.h): asynchronous name resolution, a
+ * deadline and a body cap; https verifies the server's certificate against the system CA store
+ * (SSL_CERT_FILE / SSL_CERT_DIR override it, as for any OpenSSL client) and its name, with
+ * TLS >= 1.2, and fails closed. Worker threads never fetch and never wait for a fetch: they wake the fetcher through
  * a keyring's or a cache's waker (event_active, thread-safe).
  *
  * JWKS: each URL is fetched at start, every jwks_refresh_seconds, and when the keyring asks for
