@@ -3,11 +3,12 @@
  *
  * usage: digestmap [GLOBAL OPTIONS] COMMAND [OPTIONS] [ARGS]
  *
- *   digestmap tail [--group G [--consumer C]] [--from-start] [--count N] [--block-ms MS]
+ *   digestmap tail [--group G [--consumer C] [--claim-idle-ms MS]] [--from-start] [--count N]
+ *                  [--block-ms MS]
  *       print every output record's CloudEvents JSON ("event" field) as one line, reading
  *       <prefix>:{0}:out … <prefix>:{shards-1}:out; with --group through a consumer group,
- *       acknowledging each record after it was written (a restarted consumer with the same
- *       name first re-reads what it had not acknowledged)
+ *       acknowledging each record after it was written (a consumer first re-reads what it had
+ *       not acknowledged, then claims what other consumers left pending too long)
  *   digestmap query DIGEST
  *       GET /v1/images/DIGEST and print the answer (exit 1 on 404 and errors)
  *   digestmap send-build --image NAME --digest DIGEST [--tag T]… [--run-id ID] …
@@ -24,6 +25,7 @@
 #include "dm_cli.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,7 +49,9 @@ const char dm_cli_usage_main[] =
     "Global options (before or after the command):\n"
     "  --config FILE   digestmapd's configuration: Redis, listen address and credentials\n"
     "                  (its *_env secrets are resolved: set the same environment variables)\n"
-    "  --redis URL     redis://[[user]:password@]HOST[:PORT][/DB] or unix:PATH[?db=N]\n"
+    "  --redis URL     the forms of digestmapd's redis.url:\n"
+    "                  redis://[[user]:password@]IP[:PORT][/DB] (an IPv4 or [IPv6] literal),\n"
+    "                  unix:///absolute/path.sock[?db=N] or unix:relative/path.sock[?db=N]\n"
     "                  (default: the configuration's Redis, else unix:var/redis.sock)\n"
     "  --prefix P      key prefix (default: the configuration's, else dm)\n"
     "  --shards N      number of shards, 1..1024 (default: the configuration's, else 1)\n"
@@ -63,8 +67,8 @@ const char dm_cli_usage_main[] =
     "Exit status: 0 success, 1 operational failure (the reason on stderr), 2 usage error.\n";
 
 const char dm_cli_usage_tail[] =
-    "usage: digestmap [GLOBAL OPTIONS] tail [--group G [--consumer C]] [--from-start]\n"
-    "                 [--count N] [--block-ms MS]\n"
+    "usage: digestmap [GLOBAL OPTIONS] tail [--group G [--consumer C] [--claim-idle-ms MS]]\n"
+    "                 [--from-start] [--count N] [--block-ms MS]\n"
     "\n"
     "Prints the \"event\" field of each output record (a CloudEvents 1.0 JSON document) as\n"
     "one line on stdout, reading the streams <prefix>:{0}:out … <prefix>:{N-1}:out (N =\n"
@@ -73,10 +77,16 @@ const char dm_cli_usage_tail[] =
     "  --group G      read through consumer group G, created on each stream if missing (at\n"
     "                 the stream's end, or at its start with --from-start), and acknowledge\n"
     "                 (XACK) each record once it was written to stdout. The consumer first\n"
-    "                 re-reads the records it had received but not acknowledged, so a\n"
-    "                 consumer restarted under the same name loses nothing.\n"
-    "  --consumer C   consumer name in the group (default <hostname>:<pid>; give a stable\n"
-    "                 name to resume after a crash)\n"
+    "                 re-reads the records it had received but not acknowledged, then takes\n"
+    "                 over (XAUTOCLAIM) the records other consumers of the group left\n"
+    "                 unacknowledged for --claim-idle-ms, at start and whenever a read finds\n"
+    "                 nothing new: a consumer that died loses nothing. On a clean exit a\n"
+    "                 consumer with nothing pending is removed from the group.\n"
+    "  --consumer C   consumer name in the group (default <hostname>:<pid>); a consumer\n"
+    "                 restarted under the same name re-reads its pending records at once\n"
+    "  --claim-idle-ms MS  take over another consumer's record once it was pending that\n"
+    "                 long, 1..86400000 (default 60000: longer than any print and\n"
+    "                 acknowledgement, so a live consumer's records are not taken)\n"
     "  --from-start   without --group: print the streams' whole content first;\n"
     "                 with --group: create missing groups at the start of the streams\n"
     "  --count N      exit 0 after N records (N >= 1)\n"
@@ -84,7 +94,8 @@ const char dm_cli_usage_tail[] =
     "\n"
     "Without --group nothing is acknowledged: records added while tail is not running are not\n"
     "printed later. SIGINT/SIGTERM end tail with status 0; a record is acknowledged only after\n"
-    "it was printed, so an interrupted consumer gets it again at its next start.\n";
+    "it was printed, so an interrupted consumer gets it again at its next start. A failed\n"
+    "acknowledgement ends tail with status 1 (the record stays pending).\n";
 
 const char dm_cli_usage_query[] =
     "usage: digestmap [GLOBAL OPTIONS] query DIGEST\n"
@@ -113,7 +124,7 @@ const char dm_cli_usage_send_build[] =
     "  --built-at RFC3339    build time (default: the arrival time at digestmapd)\n"
     "  --path PATH           route (default: the configuration's build source, else\n"
     "                        /v1/builds)\n"
-    "  --secret S            HMAC-SHA256 key of the signature\n"
+    "  --secret S            HMAC-SHA256 key of the signature (not with --token)\n"
     "  --secret-env VAR      the same, read from the environment variable VAR\n"
     "  --signature-header H  header of the signature (default: the configuration's, else\n"
     "                        X-Digestmap-Signature)\n"
@@ -200,6 +211,9 @@ int main(int argc, char **argv)
     dm_cli_flags f = {0};
     int ret;
 
+    /* A closed stdout or socket must be a write error (reported, exit 1), not a silent
+     * death by SIGPIPE. */
+    signal(SIGPIPE, SIG_IGN);
     opterr = 0;
     /* "+": stop at the command name; its options are parsed by the command. */
     while ((ret = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {

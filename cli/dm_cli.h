@@ -1,7 +1,7 @@
 /* dm_cli.h - what the digestmap command-line client's commands share: the resolved settings
  * (configuration file, then flags, then built-in defaults), option parsing helpers, the
- * synchronous Redis connection used by "tail" and the HTTP exchange used by "query" and
- * "send-build".
+ * synchronous Redis connection used by "tail". "query" and "send-build" use digestmapd's own
+ * HTTP client (dm_hclient) on a private event_base.
  *
  * The client is a short-lived process: blocking calls are fine here (unlike in digestmapd).
  * Every function that fails writes a one-line reason into the caller's buffer; only the
@@ -37,7 +37,7 @@ typedef struct dm_cli {
     /* Redis */
     char *redis_where;    /**< for messages: the unix path or host:port (never the password) */
     char *redis_unix;     /**< unix socket path, or NULL for TCP */
-    char *redis_host;     /**< TCP host (a name is fine here: the client may block) */
+    char *redis_host;     /**< TCP host: an IP literal (digestmapd's redis.url rules) */
     int redis_port;
     char *redis_user;     /**< ACL user, or NULL */
     char *redis_password; /**< or NULL */
@@ -125,39 +125,6 @@ void dm_cli_dispose(dm_cli *c);
  */
 redisContext *dm_cli_redis_connect(const dm_cli *c, int read_timeout_ms, char *err,
                                    size_t errlen);
-
-/** One HTTP answer. */
-typedef struct dm_cli_http_answer {
-    int status;  /**< HTTP status code */
-    char *body;  /**< NUL-terminated (owned) */
-    size_t len;
-    char *reason; /**< the status line's reason phrase (owned), or NULL */
-} dm_cli_http_answer;
-
-/** An extra request header. */
-typedef struct dm_cli_header {
-    const char *name;
-    const char *value;
-} dm_cli_header;
-
-/**
- * Send one request to c->url + @p path (already URI-encoded) with @p headers and, for POST,
- * @p body of @p len bytes (Content-Type: application/json), and wait for the answer (any
- * status). Returns DM_OK with @p ans filled (free with dm_cli_http_answer_free), or
- * DM_EIO/DM_ETIMEOUT with @p err filled (connection failure, timeout, TLS failure).
- */
-int dm_cli_http(const dm_cli *c, const char *method, const char *path,
-                const dm_cli_header *headers, size_t nheaders, const char *body, size_t len,
-                dm_cli_http_answer *ans, char *err, size_t errlen);
-
-void dm_cli_http_answer_free(dm_cli_http_answer *ans);
-
-/**
- * Print an HTTP answer body on @p out (NULL: print nothing): JSON pretty-printed by jansson,
- * anything else as it is. Copies the "error" member of a JSON answer into @p why (empty if
- * there is none).
- */
-void dm_cli_print_answer(FILE *out, const dm_cli_http_answer *ans, char *why, size_t whylen);
 
 /* Commands: @p argc/@p argv start at the command name; @p f holds the global options given
  * before it. Each returns the exit code. */

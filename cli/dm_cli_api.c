@@ -1,18 +1,179 @@
 /* dm_cli_api.c - the commands that talk to digestmapd's HTTP API: "query" (GET
- * /v1/images/<digest>) and "send-build" (POST a build event, signed like a CI step would). */
+ * /v1/images/<digest>) and "send-build" (POST a build event, signed like a CI step would).
+ * The exchange uses the daemon's own HTTP client (dm_hclient: a deadline for the whole
+ * exchange, a response size cap, certificate and name verification) on a private event_base
+ * dispatched until the answer arrives, and the daemon's signature function (dm_sink). */
 #include "dm_common.h"
 #include "dm_cli.h"
+#include "dm_hclient.h"
+#include "dm_sink.h"
 
+#include <errno.h>
+#include <event2/event.h>
 #include <event2/http.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#ifndef DM_VERSION
+#define DM_VERSION "0.0.0"
+#endif
+
 #define SIGNATURE_HEADER "X-Digestmap-Signature"
+/* One exchange, connect to last byte. */
+#define HTTP_TIMEOUT_MS 30000
+/* Largest answer accepted: far beyond any digest's record. */
+#define HTTP_MAX_BODY (16u * 1024 * 1024)
+
+/*--------------------------------------------------------------------------- HTTP ---*/
+
+/** One HTTP answer. */
+typedef struct answer {
+    int status;
+    char *body; /* NUL-terminated (owned) */
+    size_t len;
+} answer;
+
+typedef struct exchange {
+    struct event_base *base;
+    answer *ans;
+    bool done;
+    char error[DM_HCLIENT_ERRLEN];
+} exchange;
+
+static void on_answer(const dm_hclient_response *res, void *arg)
+{
+    exchange *x = arg;
+    x->done = true;
+    if (res->error) {
+        /* A status with an error is a cut-short answer: a failure all the same. */
+        snprintf(x->error, sizeof x->error, "%s", res->error);
+    } else {
+        x->ans->status = res->status;
+        x->ans->body = dm_xmalloc(res->body_len + 1);
+        if (res->body_len)
+            memcpy(x->ans->body, res->body, res->body_len);
+        x->ans->body[res->body_len] = '\0';
+        x->ans->len = res->body_len;
+    }
+    event_base_loopbreak(x->base);
+}
+
+/*
+ * Send one request to c->url + @p path (already URI-encoded) with @p headers and, for POST,
+ * @p body of @p len bytes (Content-Type: application/json), and wait for the answer (any
+ * status). Returns DM_OK with @p ans filled (free with answer_free), or DM_EIO with @p err
+ * filled ("<url>: <reason>").
+ */
+static int http_exchange(const dm_cli *c, const char *method, const char *path,
+                         const dm_hclient_header *headers, size_t nheaders, const char *body,
+                         size_t len, answer *ans, char *err, size_t errlen)
+{
+    memset(ans, 0, sizeof *ans);
+    char why[DM_HCLIENT_ERRLEN + 64] = "";
+    struct event_base *base = event_base_new();
+    if (!base) {
+        snprintf(err, errlen, "cannot create an event base");
+        return DM_EIO;
+    }
+    dm_hclient *hc = dm_hclient_new(base, why, sizeof why);
+    if (!hc) {
+        snprintf(err, errlen, "%s", why);
+        event_base_free(base);
+        return DM_EIO;
+    }
+    size_t un = strlen(c->url) + strlen(path) + 1;
+    char *url = dm_xmalloc(un);
+    snprintf(url, un, "%s%s", c->url, path);
+
+    dm_hclient_header *h = dm_xcalloc(nheaders + 3, sizeof *h);
+    size_t nh = 0;
+    h[nh++] = (dm_hclient_header){"User-Agent", "digestmap/" DM_VERSION};
+    h[nh++] = (dm_hclient_header){"Accept", "application/json"};
+    if (body)
+        h[nh++] = (dm_hclient_header){"Content-Type", "application/json"};
+    for (size_t i = 0; i < nheaders; i++)
+        h[nh++] = headers[i];
+    dm_hclient_request_opts o = {.method = method,
+                                 .url = url,
+                                 .headers = h,
+                                 .nheaders = nh,
+                                 .body = body,
+                                 .body_len = len,
+                                 .timeout_ms = HTTP_TIMEOUT_MS,
+                                 .max_body = HTTP_MAX_BODY,
+                                 .ca_file = c->cacert};
+    exchange x = {.base = base, .ans = ans};
+    int rc = DM_EIO;
+    if (!dm_hclient_request(hc, &o, on_answer, &x, why, sizeof why)) {
+        snprintf(err, errlen, "%s: %s", c->url, why);
+    } else {
+        /* The request's deadline guarantees the callback; the loop ends there. */
+        while (!x.done && event_base_dispatch(base) == 0)
+            ;
+        if (!x.done)
+            snprintf(err, errlen, "%s: the event loop stopped before an answer", c->url);
+        else if (x.error[0])
+            snprintf(err, errlen, "%s: %s", c->url, x.error);
+        else
+            rc = DM_OK;
+    }
+    dm_hclient_free(hc);
+    event_base_free(base);
+    free(h);
+    free(url);
+    if (rc != DM_OK) {
+        free(ans->body);
+        memset(ans, 0, sizeof *ans);
+    }
+    return rc;
+}
+
+static void answer_free(answer *ans)
+{
+    free(ans->body);
+    memset(ans, 0, sizeof *ans);
+}
+
+/*
+ * Print an answer body on @p out (NULL: print nothing): JSON pretty-printed by jansson,
+ * anything else as it is. Copies the "error" member of a JSON answer into @p why (empty if
+ * there is none). Returns false when writing to @p out failed (errno set).
+ */
+static bool print_answer(FILE *out, const answer *ans, char *why, size_t whylen)
+{
+    bool ok = true;
+    if (whylen)
+        why[0] = '\0';
+    json_error_t jerr;
+    json_t *j = ans->len ? json_loadb(ans->body, ans->len, 0, &jerr) : NULL;
+    if (!out) {
+        /* only the error member is wanted */
+    } else if (j) {
+        ok = json_dumpf(j, out, JSON_INDENT(2)) == 0 && fputc('\n', out) != EOF;
+    } else if (ans->len) {
+        ok = fwrite(ans->body, 1, ans->len, out) == ans->len &&
+             (ans->body[ans->len - 1] == '\n' || fputc('\n', out) != EOF);
+    }
+    if (j) {
+        const char *e = json_string_value(json_object_get(j, "error"));
+        if (e && whylen)
+            snprintf(why, whylen, "%s", e);
+        json_decref(j);
+    }
+    if (out && (fflush(out) != 0 || ferror(out)))
+        ok = false;
+    return ok;
+}
+
+/* The exit code for a failed write of the answer. */
+static int write_failed(const char *what)
+{
+    return dm_cli_fail("%s: cannot write to stdout: %s", what,
+                       errno ? strerror(errno) : "write error");
+}
 
 /* Resolve the settings; prints and returns the exit code on failure, DM_CLI_OK otherwise. */
 static int resolve(const char *command, const dm_cli_flags *f, dm_cli *c)
@@ -39,15 +200,14 @@ static int resolve_http(const char *command, const dm_cli_flags *f, dm_cli *c)
     return rc;
 }
 
-/* Report a non-success answer on stderr: status, reason phrase and the "error" member. */
-static int report_status(const char *what, const dm_cli_http_answer *ans, const char *why)
+/* Report a non-success answer on stderr: status and the "error" member (or a short body). */
+static int report_status(const char *what, const answer *ans, const char *why)
 {
     if (*why)
         return dm_cli_fail("%s: HTTP %d: %s", what, ans->status, why);
     if (ans->len && ans->len < 300 && !memchr(ans->body, '\n', ans->len - 1))
-        return dm_cli_fail("%s: HTTP %d %s: %s", what, ans->status,
-                           ans->reason ? ans->reason : "", ans->body);
-    return dm_cli_fail("%s: HTTP %d %s", what, ans->status, ans->reason ? ans->reason : "");
+        return dm_cli_fail("%s: HTTP %d: %s", what, ans->status, ans->body);
+    return dm_cli_fail("%s: HTTP %d", what, ans->status);
 }
 
 /*---------------------------------------------------------------------------- query ---*/
@@ -81,33 +241,34 @@ int dm_cli_cmd_query(dm_cli_flags *f, int argc, char **argv)
     snprintf(path, n, "/v1/images/%s", enc);
     free(enc);
 
-    dm_cli_header hdr[1];
+    dm_hclient_header hdr[1];
     size_t nh = 0;
     if (c.token)
-        hdr[nh++] = (dm_cli_header){c.token_header, c.token};
-    dm_cli_http_answer ans;
-    char err[768], why[512];
-    if (dm_cli_http(&c, "GET", path, hdr, nh, NULL, 0, &ans, err, sizeof err) != DM_OK) {
-        rc = dm_cli_fail("query %s: %s", digest, err);
+        hdr[nh++] = (dm_hclient_header){c.token_header, c.token};
+    answer ans;
+    char err[768], why[512], what[160];
+    snprintf(what, sizeof what, "query %.100s", digest);
+    if (http_exchange(&c, "GET", path, hdr, nh, NULL, 0, &ans, err, sizeof err) != DM_OK) {
+        rc = dm_cli_fail("%s: %s", what, err);
     } else if (ans.status == 200) {
-        dm_cli_print_answer(stdout, &ans, why, sizeof why);
-        rc = DM_CLI_OK;
+        errno = 0;
+        rc = print_answer(stdout, &ans, why, sizeof why) ? DM_CLI_OK : write_failed(what);
     } else if (ans.status == 404) {
         /* Unknown is an answer, not a failure of the exchange: print it, but exit 1 so
          * scripts can tell. */
-        dm_cli_print_answer(stdout, &ans, why, sizeof why);
-        fprintf(stderr, "digestmap: query %s: not found (HTTP 404)\n", digest);
+        errno = 0;
+        if (!print_answer(stdout, &ans, why, sizeof why))
+            write_failed(what);
+        fprintf(stderr, "digestmap: %s: not found (HTTP 404)\n", what);
         rc = DM_CLI_FAIL;
     } else {
-        dm_cli_print_answer(NULL, &ans, why, sizeof why);
-        char what[160];
-        snprintf(what, sizeof what, "query %.100s", digest);
+        print_answer(NULL, &ans, why, sizeof why);
         rc = report_status(what, &ans, why);
         if (ans.status == 401 && !c.token)
             fputs("digestmap: no API credential: give --token \"Bearer …\" or --config with "
                   "api.auth\n", stderr);
     }
-    dm_cli_http_answer_free(&ans);
+    answer_free(&ans);
     free(path);
     dm_cli_dispose(&c);
     return rc;
@@ -182,26 +343,6 @@ static char *build_body(const build_args *a, size_t *len)
     return body;
 }
 
-/* "sha256=<lowercase hex HMAC-SHA256(key, body)>" into @p out. */
-static bool sign(const unsigned char *key, size_t keylen, const char *body, size_t len,
-                 char out[7 + 2 * 32 + 1])
-{
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int maclen = 0;
-    char hex[2 * EVP_MAX_MD_SIZE + 1];
-    size_t hexlen = 0;
-    if (!HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)body, len, mac, &maclen) ||
-        maclen != 32 || OPENSSL_buf2hexstr_ex(hex, sizeof hex, &hexlen, mac, maclen, '\0') != 1)
-        return false;
-    for (char *p = hex; *p; p++)
-        if (*p >= 'A' && *p <= 'F')
-            *p = (char)(*p - 'A' + 'a');
-    memcpy(out, "sha256=", 7);
-    memcpy(out + 7, hex, 2 * 32 + 1);
-    OPENSSL_cleanse(mac, sizeof mac);
-    return true;
-}
-
 static bool valid_utf8(const char *s)
 {
     json_t *j = json_string(s);
@@ -271,6 +412,9 @@ static int parse_build_args(dm_cli_flags *f, int argc, char **argv, build_args *
         return dm_cli_usage_error("send-build", "--digest DIGEST is required");
     if (a->secret && a->secret_env)
         return dm_cli_usage_error("send-build", "give --secret or --secret-env, not both");
+    if ((a->secret || a->secret_env) && f->token)
+        return dm_cli_usage_error("send-build", "give --secret/--secret-env or --token, not "
+                                                "both (one credential is sent)");
     if (a->path && a->path[0] != '/')
         return dm_cli_usage_error("send-build", "--path must start with \"/\"");
     return DM_CLI_OK;
@@ -310,7 +454,7 @@ int dm_cli_cmd_send_build(dm_cli_flags *f, int argc, char **argv)
     const unsigned char *key = NULL;
     size_t keylen = 0;
     const char *sig_header = a.sig_header;
-    dm_cli_header hdr[2];
+    dm_hclient_header hdr[2];
     size_t nh = 0;
     char *secret_copy = NULL;
     if (a.secret || a.secret_env) {
@@ -328,7 +472,7 @@ int dm_cli_cmd_send_build(dm_cli_flags *f, int argc, char **argv)
         key = (const unsigned char *)secret_copy;
         keylen = strlen(secret_copy);
     } else if (f->token) {
-        hdr[nh++] = (dm_cli_header){"Authorization", f->token};
+        hdr[nh++] = (dm_hclient_header){"Authorization", f->token};
     } else if (src) {
         const dm_auth_entry *hmac = NULL, *header = NULL;
         for (size_t i = 0; i < src->auth.n; i++) {
@@ -345,7 +489,7 @@ int dm_cli_cmd_send_build(dm_cli_flags *f, int argc, char **argv)
                 sig_header = hmac->name;
         } else if (header) {
             secret_copy = dm_xstrndup((const char *)header->secret, header->secret_len);
-            hdr[nh++] = (dm_cli_header){header->name, secret_copy};
+            hdr[nh++] = (dm_hclient_header){header->name, secret_copy};
         }
     }
     if (!key && nh == 0 && src) {
@@ -355,38 +499,41 @@ int dm_cli_cmd_send_build(dm_cli_flags *f, int argc, char **argv)
         goto out;
     }
     if (!key && nh == 0) {
-        rc = dm_cli_fail("send-build: no credentials: give --secret, --secret-env, --token, "
-                         "or --config with a build source");
+        if (!c.conf)
+            rc = dm_cli_fail("send-build: no credentials: give --secret, --secret-env, --token, "
+                             "or --config with a build source");
+        else if (a.path)
+            rc = dm_cli_fail("send-build: no credentials: %s has no build source at %s; give "
+                             "--secret, --secret-env or --token", f->config, a.path);
+        else
+            rc = dm_cli_fail("send-build: no credentials: %s has no build source; give "
+                             "--secret, --secret-env or --token", f->config);
         goto out;
     }
 
     size_t len = 0;
     char *body = build_body(&a, &len);
-    char sig[7 + 2 * 32 + 1];
+    char sig[DM_SINK_SIGLEN];
     if (key) {
-        if (!sign(key, keylen, body, len, sig)) {
-            free(body);
-            rc = dm_cli_fail("send-build: cannot compute the HMAC-SHA256 signature");
-            goto out;
-        }
-        hdr[nh++] = (dm_cli_header){sig_header ? sig_header : SIGNATURE_HEADER, sig};
+        dm_sink_signature(key, keylen, body, len, sig);
+        hdr[nh++] = (dm_hclient_header){sig_header ? sig_header : SIGNATURE_HEADER, sig};
     }
 
-    dm_cli_http_answer ans;
+    answer ans;
     char err[768], why[512];
     char what[300];
     snprintf(what, sizeof what, "send-build: POST %.200s", path);
-    if (dm_cli_http(&c, "POST", path, hdr, nh, body, len, &ans, err, sizeof err) != DM_OK) {
+    if (http_exchange(&c, "POST", path, hdr, nh, body, len, &ans, err, sizeof err) != DM_OK) {
         rc = dm_cli_fail("%s: %s", what, err);
     } else {
         if (ans.status >= 200 && ans.status < 300) {
-            dm_cli_print_answer(stdout, &ans, why, sizeof why);
-            rc = DM_CLI_OK;
+            errno = 0;
+            rc = print_answer(stdout, &ans, why, sizeof why) ? DM_CLI_OK : write_failed(what);
         } else {
-            dm_cli_print_answer(NULL, &ans, why, sizeof why);
+            print_answer(NULL, &ans, why, sizeof why);
             rc = report_status(what, &ans, why);
         }
-        dm_cli_http_answer_free(&ans);
+        answer_free(&ans);
     }
     free(body);
 out:

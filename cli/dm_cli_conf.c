@@ -1,20 +1,17 @@
 /* dm_cli_conf.c - resolve the client's settings (flags over configuration over defaults) and
- * open the synchronous Redis connection. URLs are parsed with libevent's URI parser. */
+ * open the synchronous Redis connection. --redis and --prefix follow digestmapd's own rules
+ * (dm_config); --url is checked with libevent's URI parser. */
 #include "dm_common.h"
 #include "dm_cli.h"
 
-#include <errno.h>
 #include <event2/http.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
-#define REDIS_URL_FORM "expected redis://[[user]:password@]HOST[:PORT][/DB] or unix:PATH[?db=N]"
 #define DEFAULT_REDIS_SOCKET "var/redis.sock"
 #define DEFAULT_URL "http://127.0.0.1:8080"
-#define REDIS_DB_MAX 15
 
 static void free_secret(char *s)
 {
@@ -24,147 +21,54 @@ static void free_secret(char *s)
     }
 }
 
-/* The decoded %-escapes of @p s[0..len), or NULL if they are malformed or decode to NUL. */
-static char *uri_decode(const char *s, size_t len)
+/* "[v6]:port", "v4:port" or the socket path, for messages. */
+static void set_where(dm_cli *c)
 {
-    char *raw = dm_xstrndup(s, len);
-    size_t n = 0;
-    char *d = evhttp_uridecode(raw, 0, &n);
-    free_secret(raw);
-    if (d && strlen(d) != n) {
-        free_secret(d);
-        return NULL;
+    if (c->redis_unix) {
+        c->redis_where = dm_xstrdup(c->redis_unix);
+        return;
     }
-    return d;
+    size_t wn = strlen(c->redis_host) + 16;
+    c->redis_where = dm_xmalloc(wn);
+    snprintf(c->redis_where, wn, strchr(c->redis_host, ':') ? "[%s]:%d" : "%s:%d",
+             c->redis_host, c->redis_port);
 }
 
-static bool parse_db(const char *s, int *out)
-{
-    long long v;
-    if (!dm_cli_parse_int(s, 0, REDIS_DB_MAX, &v))
-        return false;
-    *out = (int)v;
-    return true;
-}
-
-/* Errors never echo the url: it may hold the password. */
+/* --redis takes exactly what digestmapd's redis.url takes (the daemon's own parser).
+ * Errors never echo the url: it may hold the password. */
 static int parse_redis_url(const char *url, dm_cli *c, char *err, size_t errlen)
 {
-    struct evhttp_uri *u = evhttp_uri_parse_with_flags(url, EVHTTP_URI_NONCONFORMANT);
-    int rc = DM_EINVAL;
-    const char *scheme = u ? evhttp_uri_get_scheme(u) : NULL;
-    if (!scheme) {
-        snprintf(err, errlen, "--redis: not a URL (" REDIS_URL_FORM ")");
-        goto out;
+    dm_redis_endpoint e;
+    char why[512];
+    if (dm_config_parse_redis_url(url, &e, why, sizeof why) != DM_OK) {
+        snprintf(err, errlen, "--redis: %s", why);
+        return DM_EINVAL;
     }
-    const char *path = evhttp_uri_get_path(u);
-    const char *query = evhttp_uri_get_query(u);
-    if (strcmp(scheme, "unix") == 0) {
-        if (!path || !*path) {
-            snprintf(err, errlen, "--redis: missing socket path (" REDIS_URL_FORM ")");
-            goto out;
-        }
-        if (query) {
-            if (strncmp(query, "db=", 3) != 0 || !parse_db(query + 3, &c->redis_db)) {
-                snprintf(err, errlen, "--redis: the only query parameter is db=0..%d",
-                         REDIS_DB_MAX);
-                goto out;
-            }
-        }
-        c->redis_unix = dm_xstrdup(path);
-    } else if (strcmp(scheme, "redis") == 0) {
-        const char *host = evhttp_uri_get_host(u);
-        if (!host || !*host) {
-            snprintf(err, errlen, "--redis: missing host (" REDIS_URL_FORM ")");
-            goto out;
-        }
-        size_t hlen = strlen(host);
-        if (host[0] == '[' && hlen > 2 && host[hlen - 1] == ']')
-            c->redis_host = dm_xstrndup(host + 1, hlen - 2);
-        else
-            c->redis_host = dm_xstrdup(host);
-        int port = evhttp_uri_get_port(u);
-        c->redis_port = port > 0 ? port : 6379;
-        if (path && *path && strcmp(path, "/") != 0 && !parse_db(path + 1, &c->redis_db)) {
-            snprintf(err, errlen, "--redis: database must be 0..%d", REDIS_DB_MAX);
-            goto out;
-        }
-        if (query) {
-            snprintf(err, errlen, "--redis: redis:// URLs take no query (" REDIS_URL_FORM ")");
-            goto out;
-        }
-        const char *ui = evhttp_uri_get_userinfo(u);
-        if (ui) {
-            const char *colon = strchr(ui, ':');
-            if (!colon) {
-                snprintf(err, errlen, "--redis: the user info must be \"[user]:password\"");
-                goto out;
-            }
-            if (colon > ui && !(c->redis_user = uri_decode(ui, (size_t)(colon - ui)))) {
-                snprintf(err, errlen, "--redis: bad percent-encoding in the user name");
-                goto out;
-            }
-            if (!(c->redis_password = uri_decode(colon + 1, strlen(colon + 1)))) {
-                snprintf(err, errlen, "--redis: bad percent-encoding in the password");
-                goto out;
-            }
-        }
-    } else if (strcmp(scheme, "rediss") == 0) {
-        snprintf(err, errlen, "--redis: TLS to Redis (rediss://) is not supported");
-        goto out;
-    } else {
-        snprintf(err, errlen, "--redis: unknown scheme \"%.16s\" (" REDIS_URL_FORM ")", scheme);
-        goto out;
-    }
-    size_t wn = (c->redis_unix ? strlen(c->redis_unix) : strlen(c->redis_host)) + 16;
-    c->redis_where = dm_xmalloc(wn);
-    if (c->redis_unix)
-        snprintf(c->redis_where, wn, "%s", c->redis_unix);
-    else if (strchr(c->redis_host, ':'))
-        snprintf(c->redis_where, wn, "[%s]:%d", c->redis_host, c->redis_port);
-    else
-        snprintf(c->redis_where, wn, "%s:%d", c->redis_host, c->redis_port);
-    rc = DM_OK;
-out:
-    if (u)
-        evhttp_uri_free(u);
-    return rc;
+    /* Move the strings: dm_cli frees them the same way (secrets wiped). */
+    c->redis_host = e.host;
+    c->redis_port = e.port;
+    c->redis_unix = e.unix_path;
+    c->redis_db = e.db;
+    c->redis_user = e.username;
+    c->redis_password = e.password;
+    set_where(c);
+    return DM_OK;
 }
 
 static void redis_from_config(const dm_config *conf, dm_cli *c)
 {
-    size_t wn;
     if (conf->redis.unix_path) {
         c->redis_unix = dm_xstrdup(conf->redis.unix_path);
-        c->redis_where = dm_xstrdup(conf->redis.unix_path);
     } else {
         c->redis_host = dm_xstrdup(conf->redis.host);
         c->redis_port = conf->redis.port;
-        wn = strlen(conf->redis.host) + 16;
-        c->redis_where = dm_xmalloc(wn);
-        snprintf(c->redis_where, wn, strchr(conf->redis.host, ':') ? "[%s]:%d" : "%s:%d",
-                 conf->redis.host, conf->redis.port);
     }
+    set_where(c);
     if (conf->redis.username)
         c->redis_user = dm_xstrdup(conf->redis.username);
     if (conf->redis.password)
         c->redis_password = dm_xstrdup(conf->redis.password);
     c->redis_db = conf->redis.db;
-}
-
-/* As digestmapd's redis.prefix: it is part of every key name, braces would move the tag. */
-static bool prefix_ok(const char *p)
-{
-    size_t n = strlen(p);
-    if (n == 0 || n > 64)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char ch = p[i];
-        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-              ch == '_' || ch == '.' || ch == ':' || ch == '-'))
-            return false;
-    }
-    return true;
 }
 
 static int check_url(const char *url, char *err, size_t errlen)
@@ -228,12 +132,12 @@ int dm_cli_resolve(const dm_cli_flags *f, dm_cli *c, char *err, size_t errlen)
         redis_from_config(conf, c);
     } else {
         c->redis_unix = dm_xstrdup(DEFAULT_REDIS_SOCKET);
-        c->redis_where = dm_xstrdup(DEFAULT_REDIS_SOCKET);
+        set_where(c);
     }
     c->connect_timeout_ms = conf ? conf->redis.connect_timeout_ms : 2000;
     c->command_timeout_ms = conf ? conf->redis.command_timeout_ms : 2000;
 
-    if (f->prefix && !prefix_ok(f->prefix)) {
+    if (f->prefix && !dm_config_prefix_valid(f->prefix)) {
         snprintf(err, errlen, "--prefix: must be 1..64 characters of [A-Za-z0-9_.:-]");
         return DM_EINVAL;
     }

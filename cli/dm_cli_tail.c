@@ -3,8 +3,11 @@
  *
  * Delivery rule with a group: a record is acknowledged (XACK) only after its line was written
  * and flushed, so a consumer that dies at any point gets the record again when it restarts
- * under the same name (it first re-reads its pending entries, id 0). Records can therefore be
- * printed twice, never lost; the CloudEvent id lets the reader deduplicate.
+ * under the same name (it first re-reads its pending entries, id 0), or, under any name, once
+ * the record was pending for --claim-idle-ms (XAUTOCLAIM, at start and whenever a read finds
+ * nothing new). Records can therefore be printed twice, never lost; the CloudEvent id lets
+ * the reader deduplicate. A failed XACK ends tail with status 1: the connection is gone, and
+ * the rest of the batch stays pending.
  *
  * --count N with a group must not take more than N new records from the group: entries
  * delivered but not printed would stay pending on this consumer. XREADGROUP's COUNT applies
@@ -32,8 +35,10 @@
 #define MAX_BATCH 100
 #define ID_LEN 48 /* "<ms>-<seq>": two 64-bit numbers */
 
+#define DEFAULT_CLAIM_IDLE_MS 60000
+
 enum { OPT_GROUP = DM_OPT_FIRST_COMMAND_OPTION, OPT_CONSUMER, OPT_FROM_START, OPT_COUNT,
-       OPT_BLOCK_MS };
+       OPT_BLOCK_MS, OPT_CLAIM_IDLE_MS };
 
 static volatile sig_atomic_t stop_requested;
 static volatile sig_atomic_t blocking_fd = -1;
@@ -41,10 +46,12 @@ static volatile sig_atomic_t blocking_fd = -1;
 static void on_signal(int sig)
 {
     (void)sig;
+    int saved = errno; /* the interrupted code may be about to read it */
     stop_requested = 1;
     int fd = blocking_fd;
     if (fd >= 0)
         shutdown(fd, SHUT_RDWR);
+    errno = saved;
 }
 
 typedef struct tail {
@@ -59,6 +66,7 @@ typedef struct tail {
     long long count;   /* 0: no limit */
     long long printed;
     int block_ms;
+    int claim_idle_ms; /* XAUTOCLAIM entries pending this long on other consumers */
     unsigned next;     /* first stream of the next one-at-a-time round */
 } tail;
 
@@ -128,21 +136,26 @@ static int print_entry(tail *t, const char *key, const redisReply *entry, bool *
     return DM_CLI_OK;
 }
 
-/* XACK one entry (printed or unprintable) of stream @p key. */
+/*
+ * XACK one entry (printed or unprintable) of stream @p key. A failure ends the batch: the
+ * connection is gone (a signal that came just after a blocking read's reply shut the socket
+ * down, or Redis went away), so every following XACK would fail too, and the entry and the
+ * rest of the batch stay pending on this consumer. That is a failure even after a signal.
+ */
 static int ack(tail *t, const char *key, const char *id)
 {
     const char *argv[] = {"XACK", key, t->group, id};
     int rc = DM_CLI_OK;
     redisReply *rep = command(t, 4, argv, false, &rc);
-    if (!rep) {
-        /* Only a signal racing with the end of a blocking read gets here with rc OK. */
-        if (rc == DM_CLI_OK)
-            fprintf(stderr, "digestmap: tail: interrupted before %s entry %s was "
-                            "acknowledged; it will be delivered again\n", key, id);
-        return rc;
+    if (rep) {
+        freeReplyObject(rep);
+        return DM_CLI_OK;
     }
-    freeReplyObject(rep);
-    return DM_CLI_OK;
+    if (rc != DM_CLI_OK) /* reported by command() */
+        return rc;
+    return dm_cli_fail("tail: redis at %s: cannot acknowledge %s entry %s (%s): it stays "
+                       "pending and will be delivered again", t->c->redis_where, key, id,
+                       t->r->err ? t->r->errstr : "interrupted");
 }
 
 static int stream_index(const tail *t, const char *key)
@@ -151,6 +164,24 @@ static int stream_index(const tail *t, const char *key)
         if (strcmp(t->keys[i], key) == 0)
             return (int)i;
     return -1;
+}
+
+/* Print one entry [id, fields] of stream @p key (index @p si), acknowledge it with a group,
+ * and remember its id. */
+static int handle_entry(tail *t, const char *key, int si, const redisReply *entry)
+{
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 ||
+        entry->element[0]->type != REDIS_REPLY_STRING)
+        return dm_cli_fail("tail: redis at %s: malformed entry in %s", t->c->redis_where, key);
+    bool printed;
+    int rc = print_entry(t, key, entry, &printed);
+    if (rc != DM_CLI_OK)
+        return rc;
+    const char *id = entry->element[0]->str;
+    if (t->group && (rc = ack(t, key, id)) != DM_CLI_OK)
+        return rc;
+    snprintf(t->ids[si], ID_LEN, "%s", id);
+    return DM_CLI_OK;
 }
 
 /*
@@ -180,20 +211,10 @@ static int handle_reply(tail *t, const redisReply *rep, long long *got)
         for (size_t e = 0; e < entries->elements; e++) {
             if (t->count && t->printed >= t->count)
                 return DM_CLI_OK;
-            const redisReply *entry = entries->element[e];
-            if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 ||
-                entry->element[0]->type != REDIS_REPLY_STRING)
-                return dm_cli_fail("tail: redis at %s: malformed entry in %s",
-                                   t->c->redis_where, key);
             (*got)++;
-            bool printed;
-            int rc = print_entry(t, key, entry, &printed);
+            int rc = handle_entry(t, key, si, entries->element[e]);
             if (rc != DM_CLI_OK)
                 return rc;
-            const char *id = entry->element[0]->str;
-            if (t->group && (rc = ack(t, key, id)) != DM_CLI_OK)
-                return rc;
-            snprintf(t->ids[si], ID_LEN, "%s", id);
         }
     }
     return DM_CLI_OK;
@@ -341,6 +362,101 @@ static int last_delivered(tail *t, unsigned i, char out[ID_LEN])
     return DM_CLI_OK;
 }
 
+/*
+ * Take over what other consumers of the group received but did not acknowledge for
+ * --claim-idle-ms (a consumer that died: the default name <hostname>:<pid> is never reused),
+ * print it and acknowledge it. XAUTOCLAIM's COUNT keeps within --count. Entries trimmed from
+ * the stream while pending come back as ids only (Redis 7: the reply's third element, already
+ * dropped from the pending list; Redis 6.2: nil fields): nothing to print, acknowledged.
+ */
+static int run_claim(tail *t)
+{
+    int rc = DM_CLI_OK;
+    char count[32], idle[32], start[ID_LEN];
+    snprintf(idle, sizeof idle, "%d", t->claim_idle_ms);
+    for (unsigned i = 0; i < t->n && !done(t); i++) {
+        snprintf(start, sizeof start, "0-0");
+        do {
+            snprintf(count, sizeof count, "%lld", batch_size(t, 1));
+            const char *argv[] = {"XAUTOCLAIM", t->keys[i], t->group, t->consumer, idle,
+                                  start, "COUNT", count};
+            redisReply *rep = command(t, 8, argv, false, &rc);
+            if (!rep)
+                return rc;
+            if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 ||
+                rep->element[0]->type != REDIS_REPLY_STRING ||
+                rep->element[1]->type != REDIS_REPLY_ARRAY) {
+                freeReplyObject(rep);
+                return dm_cli_fail("tail: redis at %s: malformed XAUTOCLAIM reply",
+                                   t->c->redis_where);
+            }
+            const redisReply *entries = rep->element[1];
+            for (size_t e = 0; e < entries->elements && rc == DM_CLI_OK; e++)
+                if (entries->element[e]->type != REDIS_REPLY_NIL)
+                    rc = handle_entry(t, t->keys[i], (int)i, entries->element[e]);
+            const redisReply *gone = rep->elements > 2 ? rep->element[2] : NULL;
+            for (size_t e = 0; gone && gone->type == REDIS_REPLY_ARRAY && e < gone->elements &&
+                               rc == DM_CLI_OK;
+                 e++) {
+                const redisReply *id = gone->element[e];
+                if (id->type != REDIS_REPLY_STRING)
+                    continue;
+                fprintf(stderr, "digestmap: tail: %s entry %s no longer exists (trimmed); "
+                                "skipped\n", t->keys[i], id->str);
+                rc = ack(t, t->keys[i], id->str);
+            }
+            snprintf(start, sizeof start, "%s", rep->element[0]->str);
+            freeReplyObject(rep);
+        } while (rc == DM_CLI_OK && !done(t) && strcmp(start, "0-0") != 0);
+        if (rc != DM_CLI_OK)
+            return rc;
+    }
+    return rc;
+}
+
+/*
+ * On a clean exit, remove this consumer from the group when nothing is pending on it, so
+ * runs under the default name (<hostname>:<pid>) do not pile up in XINFO CONSUMERS. With
+ * entries pending it stays: a restart under the same name, or XAUTOCLAIM, gets them.
+ * Best effort: a failure is reported, the exit status stays.
+ */
+static void forget_consumer(tail *t)
+{
+    if (t->r->err) {
+        /* A signal shut the socket down during a blocking read. */
+        char err[768];
+        redisFree(t->r);
+        t->r = dm_cli_redis_connect(t->c, t->c->command_timeout_ms, err, sizeof err);
+        if (!t->r) {
+            fprintf(stderr, "digestmap: tail: consumer %s left in group %s: %s\n", t->consumer,
+                    t->group, err);
+            return;
+        }
+    }
+    for (unsigned i = 0; i < t->n; i++) {
+        const char *pargv[] = {"XPENDING", t->keys[i], t->group, "-", "+", "1", t->consumer};
+        redisReply *rep = redisCommandArgv(t->r, 7, pargv, NULL);
+        bool idle = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 0;
+        bool failed = !rep || rep->type == REDIS_REPLY_ERROR;
+        if (rep)
+            freeReplyObject(rep);
+        if (idle) {
+            /* Nothing is read in between: no entry can become pending on it now. */
+            const char *dargv[] = {"XGROUP", "DELCONSUMER", t->keys[i], t->group, t->consumer};
+            rep = redisCommandArgv(t->r, 5, dargv, NULL);
+            failed = !rep || rep->type == REDIS_REPLY_ERROR;
+            if (rep)
+                freeReplyObject(rep);
+        }
+        if (failed) {
+            fprintf(stderr, "digestmap: tail: redis at %s: cannot remove consumer %s from "
+                            "group %s on %s: %s\n", t->c->redis_where, t->consumer, t->group,
+                    t->keys[i], t->r->err ? t->r->errstr : "refused");
+            return;
+        }
+    }
+}
+
 /* Fewer records wanted than there are streams: take them one stream at a time. */
 static int run_new_exact(tail *t, const char **argv)
 {
@@ -387,7 +503,8 @@ static int run_new_exact(tail *t, const char **argv)
 static int run_group(tail *t)
 {
     int rc;
-    if ((rc = create_groups(t)) != DM_CLI_OK || (rc = run_pending(t)) != DM_CLI_OK)
+    if ((rc = create_groups(t)) != DM_CLI_OK || (rc = run_pending(t)) != DM_CLI_OK ||
+        (rc = run_claim(t)) != DM_CLI_OK)
         return rc;
     size_t argc = 10 + 2 * (size_t)t->n;
     const char **argv = dm_xcalloc(argc, sizeof *argv);
@@ -415,6 +532,9 @@ static int run_group(tail *t)
             argv[k++] = ">";
         long long got = 0;
         rc = read_and_handle(t, (int)k, argv, true, &got);
+        /* Idle: meanwhile another consumer may have died with entries pending. */
+        if (rc == DM_CLI_OK && got == 0 && !done(t))
+            rc = run_claim(t);
     }
     free(argv);
     return rc;
@@ -431,9 +551,11 @@ int dm_cli_cmd_tail(dm_cli_flags *f, int argc, char **argv)
         {"from-start", no_argument, NULL, OPT_FROM_START},
         {"count", required_argument, NULL, OPT_COUNT},
         {"block-ms", required_argument, NULL, OPT_BLOCK_MS},
+        {"claim-idle-ms", required_argument, NULL, OPT_CLAIM_IDLE_MS},
         {NULL, 0, NULL, 0},
     };
-    tail t = {.block_ms = DEFAULT_BLOCK_MS};
+    tail t = {.block_ms = DEFAULT_BLOCK_MS, .claim_idle_ms = DEFAULT_CLAIM_IDLE_MS};
+    bool claim_given = false;
     const char *consumer = NULL;
     long long v;
     int ret;
@@ -471,6 +593,13 @@ int dm_cli_cmd_tail(dm_cli_flags *f, int argc, char **argv)
                                                   "not \"%s\"", optarg);
             t.block_ms = (int)v;
             break;
+        case OPT_CLAIM_IDLE_MS:
+            if (!dm_cli_parse_int(optarg, 1, 86400000, &v))
+                return dm_cli_usage_error("tail", "--claim-idle-ms: must be an integer "
+                                                  "1..86400000, not \"%s\"", optarg);
+            t.claim_idle_ms = (int)v;
+            claim_given = true;
+            break;
         default: return dm_cli_bad_option("tail", ret, argv);
         }
     }
@@ -478,6 +607,8 @@ int dm_cli_cmd_tail(dm_cli_flags *f, int argc, char **argv)
         return dm_cli_usage_error("tail", "unexpected argument \"%s\"", argv[optind]);
     if (consumer && !t.group)
         return dm_cli_usage_error("tail", "--consumer needs --group");
+    if (claim_given && !t.group)
+        return dm_cli_usage_error("tail", "--claim-idle-ms needs --group");
 
     dm_cli c;
     char err[768];
@@ -505,7 +636,6 @@ int dm_cli_cmd_tail(dm_cli_flags *f, int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
 
     /* The socket must outwait the server-side BLOCK. */
     t.c = &c;
@@ -520,6 +650,8 @@ int dm_cli_cmd_tail(dm_cli_flags *f, int argc, char **argv)
     for (unsigned i = 0; i < t.n; i++)
         dm_join_key(t.keys[i], c.prefix, i, "out", NULL);
     rc = t.group ? run_group(&t) : run_plain(&t);
+    if (t.group && rc == DM_CLI_OK)
+        forget_consumer(&t);
 
 out:
     if (t.r)

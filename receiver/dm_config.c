@@ -588,6 +588,71 @@ static int parse_redis_unix(loader *ld, const char *rest, dm_config *c)
     return DM_OK;
 }
 
+/* redis.url into c->redis's host, port, unix_path, db, username and password. */
+static int parse_redis_url(loader *ld, const char *url, dm_config *c)
+{
+    if (strncmp(url, "redis://", 8) == 0)
+        return parse_redis_tcp(ld, url + 8, c);
+    if (strncmp(url, "unix:", 5) == 0)
+        return parse_redis_unix(ld, url + 5, c);
+    if (strncmp(url, "rediss://", 9) == 0)
+        return failf(ld, DM_EINVAL, "redis.url", "TLS to Redis (rediss://) is not supported yet");
+    return failf(ld, DM_EINVAL, "redis.url", "must start with \"redis://\" or \"unix:\"");
+}
+
+bool dm_config_prefix_valid(const char *prefix)
+{
+    /* The prefix is embedded in every key name and stream name: keep it to characters that
+     * need no quoting anywhere (no braces, which would change the hash tag). */
+    size_t n = strlen(prefix);
+    bool ok = n >= 1 && n <= 64;
+    for (size_t i = 0; ok && i < n; i++) {
+        char ch = prefix[i];
+        ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+             ch == '_' || ch == '.' || ch == ':' || ch == '-';
+    }
+    return ok;
+}
+
+int dm_config_parse_redis_url(const char *url, dm_redis_endpoint *out, char *err,
+                              size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    char why[512] = "";
+    loader ld = {.err = why, .errlen = sizeof why};
+    dm_config tmp;
+    memset(&tmp, 0, sizeof tmp);
+    int rc = parse_redis_url(&ld, url, &tmp);
+    if (rc == DM_OK) {
+        out->host = tmp.redis.host;
+        out->port = tmp.redis.port;
+        out->unix_path = tmp.redis.unix_path;
+        out->db = tmp.redis.db;
+        out->username = tmp.redis.username;
+        out->password = tmp.redis.password;
+        return DM_OK;
+    }
+    /* A failed parse can leave what it had already decoded. */
+    dm_redis_endpoint part = {.host = tmp.redis.host, .unix_path = tmp.redis.unix_path,
+                              .username = tmp.redis.username, .password = tmp.redis.password};
+    dm_redis_endpoint_clear(&part);
+    const char *msg = strncmp(why, "redis.url: ", 11) == 0 ? why + 11 : why;
+    if (errlen)
+        snprintf(err, errlen, "%s", msg);
+    return rc;
+}
+
+void dm_redis_endpoint_clear(dm_redis_endpoint *e)
+{
+    if (e->username)
+        free_secret(e->username, strlen(e->username));
+    if (e->password)
+        free_secret(e->password, strlen(e->password));
+    free(e->host);
+    free(e->unix_path);
+    memset(e, 0, sizeof *e);
+}
+
 static int parse_redis(loader *ld, const json_t *root, dm_config *c)
 {
     static const char *const keys[] = {"url", "password", "password_env", "password_file",
@@ -621,34 +686,14 @@ static int parse_redis(loader *ld, const json_t *root, dm_config *c)
         c->redis.connect_timeout_ms = 2000;
     }
 
-    if (prefix) {
-        /* The prefix is embedded in every key name and stream name: keep it to characters
-         * that need no quoting anywhere (no braces, which would change the hash tag). */
-        size_t n = strlen(prefix);
-        bool ok = n <= 64;
-        for (size_t i = 0; ok && i < n; i++) {
-            char ch = prefix[i];
-            ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-                 ch == '_' || ch == '.' || ch == ':' || ch == '-';
-        }
-        if (!ok)
-            return failf(ld, DM_EINVAL, "redis.prefix",
-                         "must be 1..64 characters of [A-Za-z0-9_.:-]");
-    }
+    if (prefix && !dm_config_prefix_valid(prefix))
+        return failf(ld, DM_EINVAL, "redis.prefix", "must be 1..64 characters of [A-Za-z0-9_.:-]");
     c->redis.prefix = dm_xstrdup(prefix ? prefix : "dm");
     c->redis.server_bin = dm_xstrdup(server ? server : "redis-server");
 
     if (url) {
         c->redis.url = dm_xstrdup(url);
-        if (strncmp(url, "redis://", 8) == 0)
-            rc = parse_redis_tcp(ld, url + 8, c);
-        else if (strncmp(url, "unix:", 5) == 0)
-            rc = parse_redis_unix(ld, url + 5, c);
-        else if (strncmp(url, "rediss://", 9) == 0)
-            rc = failf(ld, DM_EINVAL, "redis.url", "TLS to Redis (rediss://) is not supported yet");
-        else
-            rc = failf(ld, DM_EINVAL, "redis.url", "must start with \"redis://\" or \"unix:\"");
-        if (rc < 0)
+        if ((rc = parse_redis_url(ld, url, c)) < 0)
             return rc;
     } else {
         /* Embedded server: a unix socket inside data_dir, nothing listening on TCP. */

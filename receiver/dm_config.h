@@ -169,4 +169,30 @@ int dm_config_load_buffer(const char *json, size_t len, const char *base_dir, dm
 /** Free @p c (NULL is fine). Secrets are wiped before being freed. */
 void dm_config_free(dm_config *c);
 
+/** Where a redis.url points (see dm_config_parse_redis_url); all strings owned. */
+typedef struct dm_redis_endpoint {
+    char *host;      /**< literal IP for TCP, NULL for a unix socket */
+    int port;
+    char *unix_path; /**< unix socket path, NULL for TCP */
+    int db;
+    char *username;  /**< ACL user, or NULL */
+    char *password;  /**< or NULL */
+} dm_redis_endpoint;
+
+/**
+ * Parse @p url with exactly the rules of redis.url (redis://[[user]:password@]IP[:PORT][/DB],
+ * unix:///abs/path[?db=N], unix:relative/path[?db=N]), for tools that take the same URL.
+ * Returns DM_OK with @p out filled (free with dm_redis_endpoint_clear), or DM_EINVAL with the
+ * daemon's reason, without the "redis.url: " key path, in @p err (never the URL itself: it
+ * may hold the password) and @p out empty.
+ */
+int dm_config_parse_redis_url(const char *url, dm_redis_endpoint *out, char *err,
+                              size_t errlen);
+
+/** Free what @p e holds (secrets wiped) and zero it. */
+void dm_redis_endpoint_clear(dm_redis_endpoint *e);
+
+/** Whether @p prefix is a valid redis.prefix: 1..64 characters of [A-Za-z0-9_.:-]. */
+bool dm_config_prefix_valid(const char *prefix);
+
 #endif

@@ -928,6 +928,32 @@ static void test_redis_urls(void **state)
         assert_int_equal(c->redis.port, ok[i].port);
         assert_int_equal(c->redis.db, ok[i].db);
         dm_config_free(c);
+
+        /* The exported parser (digestmap --redis) gives the same endpoint. */
+        dm_redis_endpoint e;
+        char err[256] = "";
+        assert_int_equal(dm_config_parse_redis_url(ok[i].url, &e, err, sizeof err), DM_OK);
+        if (ok[i].host)
+            assert_string_equal(e.host, ok[i].host);
+        else
+            assert_null(e.host);
+        if (ok[i].unix_path)
+            assert_string_equal(e.unix_path, ok[i].unix_path);
+        else
+            assert_null(e.unix_path);
+        if (ok[i].user)
+            assert_string_equal(e.username, ok[i].user);
+        else
+            assert_null(e.username);
+        if (ok[i].password)
+            assert_string_equal(e.password, ok[i].password);
+        else
+            assert_null(e.password);
+        assert_int_equal(e.port, ok[i].port);
+        assert_int_equal(e.db, ok[i].db);
+        dm_redis_endpoint_clear(&e);
+        assert_null(e.host);
+        assert_null(e.password);
     }
 
     static const struct {
@@ -961,6 +987,7 @@ static void test_redis_urls(void **state)
          "redis.url: the user info must be \"[user]:password\" (expected "
          "redis://[[user]:password@]HOST[:PORT][/DB])"},
         {"redis://user:@127.0.0.1", "redis.url: the password in the url is empty"},
+        {"redis://:@127.0.0.1", "redis.url: the password in the url is empty"},
         {"redis://:p%4@127.0.0.1", "redis.url: bad percent-encoding in the password"},
         {"redis://:p%00@127.0.0.1", "redis.url: bad percent-encoding in the password"},
         {"redis://u%zz:p@127.0.0.1", "redis.url: bad percent-encoding in the user name"},
@@ -974,6 +1001,15 @@ static void test_redis_urls(void **state)
     for (size_t i = 0; i < DM_ARRAY_LEN(bad); i++) {
         snprintf(json, sizeof(json), REDIS("'url': '%s'"), bad[i].url);
         EXPECT_ERR(json, bad[i].msg);
+        /* The exported parser refuses it with the same reason, without the key path. */
+        dm_redis_endpoint e;
+        char err[256] = "";
+        assert_int_equal(dm_config_parse_redis_url(bad[i].url, &e, err, sizeof err), DM_EINVAL);
+        assert_string_equal(err, bad[i].msg + strlen("redis.url: "));
+        assert_null(e.host);
+        assert_null(e.unix_path);
+        assert_null(e.username);
+        assert_null(e.password);
     }
 
     char longp[200];
@@ -982,6 +1018,13 @@ static void test_redis_urls(void **state)
     longp[108] = '\0';
     snprintf(json, sizeof(json), REDIS("'url': 'unix://%s'"), longp);
     EXPECT_ERR(json, "redis.url: the socket path is longer than 107 bytes");
+    {
+        dm_redis_endpoint e;
+        char err[256] = "";
+        snprintf(json, sizeof(json), "unix://%s", longp);
+        assert_int_equal(dm_config_parse_redis_url(json, &e, err, sizeof err), DM_EINVAL);
+        assert_string_equal(err, "the socket path is longer than 107 bytes");
+    }
     longp[107] = '\0';
     snprintf(json, sizeof(json), REDIS("'url': 'unix://%s'"), longp);
     dm_config *c = load_ok(json);
@@ -989,6 +1032,16 @@ static void test_redis_urls(void **state)
     dm_config_free(c);
 
     EXPECT_ERR(REDIS("'url': ''"), "redis.url: must be a non-empty string");
+
+    assert_true(dm_config_prefix_valid("dm"));
+    assert_true(dm_config_prefix_valid("acme.dm:x-1_"));
+    assert_false(dm_config_prefix_valid(""));
+    assert_false(dm_config_prefix_valid("a{b}"));
+    memset(longp, 'a', 65);
+    longp[65] = '\0';
+    assert_false(dm_config_prefix_valid(longp));
+    longp[64] = '\0';
+    assert_true(dm_config_prefix_valid(longp));
     EXPECT_ERR("{'redis': 'redis://127.0.0.1', " SRC_NONE "}", "redis: must be an object");
 }
 
