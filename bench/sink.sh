@@ -1,0 +1,333 @@
+#!/usr/bin/env bash
+# bench/sink.sh [RECORDS] - webhook-sink delivery throughput, as ratios against nginx answering
+# 204 on loopback measured in the same run (see bench/README.md, "Webhook sink"). Installs what
+# is missing (as root or with sudo), builds build-bench/ (Release) like run.sh, then for each
+# max_inflight: the nginx ceiling at that many wrk connections (keep-alive, and a new connection
+# per request), and digestmapd with one sink pointing at that nginx delivering RECORDS records
+# appended at once to dm:{0}:out. Checks from nginx's access log that every record arrived
+# exactly once with a valid signature. Stops by itself and cleans up.
+#   env: SINK_RECORDS (20000), SINK_INFLIGHT ("16 64"), BENCH_SECONDS (3: each ceiling figure),
+#        BENCH_PORT / NGINX_PORT (first free from 18090 / 18190), BENCH_REV=<git rev> (as run.sh)
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+records=${1:-${SINK_RECORDS:-20000}}
+inflight_list=${SINK_INFLIGHT:-"16 64"}
+secs=${BENCH_SECONDS:-3}
+secret="bench-sink-secret"
+acr_auth="Bearer bench-acr-token"; ci_auth="Bearer bench-ci-token"
+case "$records$secs${inflight_list// /}" in
+    *[!0-9]*|"") echo "usage: bench/sink.sh [RECORDS]" >&2; exit 2 ;;
+esac
+
+# --- packages, build (as run.sh) ---------------------------------------------------------------
+scripts/deps.sh run
+missing=()
+for p in nginx-light wrk redis-server redis-tools curl; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "sink bench: installing missing packages: ${missing[*]}" >&2
+    sudo=(); [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+command -v python3 >/dev/null || { echo "sink bench: needs python3" >&2; exit 1; }
+
+# --- processes and cleanup ---------------------------------------------------------------------
+tmp=$(mktemp -d /tmp/dm-sinkbench.XXXXXX)
+redis_pid=""; dm_pid=""; nginx_pid=""
+stop_pid() { # pid: SIGTERM, wait at most 12 s, then SIGKILL
+    local pid=$1
+    kill "$pid" 2>/dev/null || return 0
+    for _ in $(seq 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+    [ -n "$dm_pid" ] && stop_pid "$dm_pid"
+    [ -n "$nginx_pid" ] && stop_pid "$nginx_pid"
+    [ -n "$redis_pid" ] && stop_pid "$redis_pid"
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+fail() { echo "sink bench: FAIL: $*" >&2; exit 1; }
+free_port() { # first port from $1 on that nothing listens on (another bench may be running)
+    local p
+    for p in $(seq "$1" $(( $1 + 99 ))); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return 0; }
+    done
+    fail "no free port from $1"
+}
+port=${BENCH_PORT:-$(free_port 18090)}
+nginx_port=${NGINX_PORT:-$(free_port 18190)}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }   # utime + stime of a process
+per_rec_us() { # ticks-before ticks-after records: CPU microseconds per record
+    awk -v a="$1" -v b="$2" -v n="$3" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN {printf "%.1f", (n > 0) ? (b - a) * 1e6 / hz / n : 0}'
+}
+now() { date +%s.%N; }
+rcli() { redis-cli -s "$tmp/redis.sock" "$@"; }
+
+src=$top
+if [ -n "${BENCH_REV:-}" ]; then
+    src=$tmp/src; mkdir "$src"
+    git -C "$top" archive "$BENCH_REV" | tar -x -C "$src"
+    echo "sink bench: building $BENCH_REV ($(git -C "$top" rev-parse --short "$BENCH_REV"))" >&2
+fi
+cmake -S "$src" -B "$src/build-bench" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$src/build-bench" -j"$(nproc)" --target digestmapd >/dev/null
+daemon=$src/build-bench/bin/digestmapd
+
+echo "sink bench: $(date -u +%FT%TZ), $(nproc) cores, $records records per run, max_inflight" \
+     "$inflight_list, ${secs}s per ceiling, wrk -t1, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+
+# --- nginx: one process answering 204, logging what identifies and authenticates a delivery ----
+# Same server and log format for the ceiling (/ceiling) and the sink (/hook/); one process
+# (master_process off) so that its CPU time is that of /proc/<pid>/stat. The logs are buffered
+# and written at exit, when they are checked.
+chmod 755 "$tmp"
+cat > "$tmp/nginx.conf" <<CONF
+worker_processes 1;
+master_process off;
+daemon off;
+pid $tmp/nginx.pid;
+error_log $tmp/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  log_format sink '\$request_method \$uri \$http_idempotency_key \$http_x_digestmap_signature \$content_length';
+  client_body_temp_path $tmp;
+  server {
+    listen 127.0.0.1:$nginx_port reuseport;
+    client_max_body_size 1m;
+    location /ceiling { access_log $tmp/ceiling.log sink buffer=64k; return 204; }
+    location /hook/ { access_log $tmp/hook.log sink buffer=64k; return 204; }
+  }
+}
+CONF
+nginx -e "$tmp/nginx-error.log" -c "$tmp/nginx.conf" -p "$tmp" & nginx_pid=$!
+for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$nginx_port") 2>/dev/null && break; sleep 0.1; done
+(exec 3<>"/dev/tcp/127.0.0.1/$nginx_port") 2>/dev/null || fail "nginx did not start"
+
+# --- redis, digestmapd -------------------------------------------------------------------------
+redis-server --port 0 --unixsocket "$tmp/redis.sock" --unixsocketperm 700 --save "" \
+    --appendonly no --dir "$tmp" --logfile "$tmp/redis.log" & redis_pid=$!
+for _ in $(seq 50); do rcli ping >/dev/null 2>&1 && break; sleep 0.1; done
+[ "$(rcli ping)" = PONG ] || fail "redis-server did not start"
+
+start_daemon() { # max_inflight
+    cat > "$tmp/config.json" <<JSON
+{
+  "listen": "127.0.0.1:$port",
+  "workers": 1,
+  "log_level": "info",
+  "redis": {"url": "unix://$tmp/redis.sock"},
+  "sources": [
+    {"type": "acr", "path": "/v1/registry/acr",
+     "auth": [{"type": "header", "name": "Authorization", "value": "$acr_auth"}]},
+    {"type": "build", "path": "/v1/builds",
+     "auth": [{"type": "header", "name": "Authorization", "value": "$ci_auth"}]}
+  ],
+  "outputs": {"webhooks": [
+    {"name": "bench", "url": "http://127.0.0.1:$nginx_port/hook/m$1", "secret": "$secret",
+     "max_inflight": $1}
+  ]}
+}
+JSON
+    : > "$tmp/digestmapd.log"
+    "$daemon" --config "$tmp/config.json" 2>>"$tmp/digestmapd.log" & dm_pid=$!
+    for _ in $(seq 100); do
+        grep -q 'msg="sink started"' "$tmp/digestmapd.log" \
+            && curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return 0
+        kill -0 "$dm_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$tmp/digestmapd.log" >&2; fail "digestmapd (max_inflight $1) did not start its sink"
+}
+metric() { # name: the daemon's counter (sum over labels)
+    curl -sf "http://127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m || index($1, m "{") == 1 {s += $2} END {print s + 0}'
+}
+wait_metric() { # name value seconds: poll (every 50 ms) until the counter reaches value
+    local deadline; deadline=$(( $(date +%s) + $3 ))
+    while [ "$(metric "$1")" -lt "$2" ]; do
+        [ "$(date +%s)" -lt "$deadline" ] || return 1
+        sleep 0.05
+    done
+}
+
+# --- a real record, from a join: an ACR push and the build event of the same digest ---------------
+template_record() {
+    local digest ts
+    digest="sha256:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    ts=$(date -u +%Y-%m-%dT%H:%M:%S.123456789Z)
+    cat > "$tmp/push.json" <<EOF
+{ "id": "evt-bench-1", "timestamp": "$ts", "action": "push",
+  "target": { "mediaType": "application/vnd.oci.image.index.v1+json", "size": 1609,
+              "digest": "$digest", "length": 1609, "repository": "team/api", "tag": "1.4.0" },
+  "request": { "id": "req-1", "host": "contoso.azurecr.io", "method": "PUT",
+               "useragent": "buildkit/v0.16" } }
+EOF
+    cat > "$tmp/build.json" <<EOF
+{ "images": [ { "name": "contoso.azurecr.io/team/api", "digest": "$digest", "tags": ["1.4.0"] } ],
+  "built_at": "$ts",
+  "run": { "provider": "github", "repository": "acme/api", "run_id": "4242",
+           "run_attempt": "1", "commit": "3e1c0d9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d",
+           "ref": "refs/heads/main", "workflow": "release", "actor": "mona" } }
+EOF
+    local a b
+    a=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: $acr_auth" \
+        -H 'Content-Type: application/json' --data-binary @"$tmp/push.json" \
+        "http://127.0.0.1:$port/v1/registry/acr")
+    b=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: $ci_auth" \
+        -H 'Content-Type: application/json' --data-binary @"$tmp/build.json" \
+        "http://127.0.0.1:$port/v1/builds")
+    [ "$a$b" = 202202 ] || fail "join for the template record: answers $a and $b"
+    for _ in $(seq 50); do [ "$(rcli xlen 'dm:{0}:out')" -ge 1 ] && break; sleep 0.1; done
+    rcli -2 --json XRANGE 'dm:{0}:out' - + COUNT 1 > "$tmp/template.json"
+    [ -s "$tmp/template.json" ] && [ "$(rcli xlen 'dm:{0}:out')" -ge 1 ] || fail "the join wrote no record"
+}
+
+# records.py gen RUN N TEMPLATE OUT: N records like TEMPLATE (each its own CloudEvent id and
+# digest) as XADD commands in RESP, for redis-cli --pipe.
+# records.py check RUN N LOG SECRET TEMPLATE: from nginx's log, "posts unique badsig" of the ids
+# of that run (a signature is checked against the body the record was generated with).
+cat > "$tmp/records.py" <<'PY'
+import hashlib, hmac, json, sys
+
+def template(path):
+    [[_, fields]] = json.load(open(path))
+    f = dict(zip(fields[::2], fields[1::2]))
+    ev = json.loads(f["event"])
+    return f["type"], f["digest"], ev["id"], f["event"]
+
+def record(tpl, run, i):
+    typ, digest, ce_id, event = tpl
+    new_id = "bench-%s-%07d" % (run, i)
+    new_digest = "sha256:" + hashlib.sha256(new_id.encode()).hexdigest()
+    return typ, new_digest, new_id, event.replace(ce_id, new_id).replace(digest, new_digest)
+
+def resp(*args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        b = a.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    return b"".join(out)
+
+cmd, run, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if cmd == "gen":
+    tpl = template(sys.argv[4])
+    with open(sys.argv[5], "wb") as out:
+        for i in range(n):
+            typ, digest, _, event = record(tpl, run, i)
+            out.write(resp("XADD", "dm:{0}:out", "*", "type", typ, "digest", digest,
+                           "event", event))
+    print(len(tpl[3].encode()))
+else:
+    log, secret, tpl = sys.argv[4], sys.argv[5].encode(), template(sys.argv[6])
+    prefix = "bench-%s-" % run
+    posts, seen, bad = 0, set(), 0
+    for line in open(log):
+        method, uri, key, sig, clen = line.split()
+        if not key.startswith(prefix):
+            continue
+        posts += 1
+        seen.add(key)
+        i = int(key[len(prefix):])
+        body = record(tpl, run, i)[3].encode()
+        want = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+        if method != "POST" or i >= n or sig != want or clen != str(len(body)):
+            bad += 1
+    print(posts, len(seen), bad)
+PY
+
+# --- ceiling: wrk POSTing one record's event with the sink's headers ---------------------------
+# CLOSE=1 adds "Connection: close", as every delivery of dm_hclient has: wrk then opens a new
+# connection per request (the sink's way); without it, keep-alive (the usual ceiling).
+cat > "$tmp/post.lua" <<'LUA'
+local f = io.open(os.getenv("BODY_FILE"), "r")
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/cloudevents+json"
+wrk.headers["X-Digestmap-Signature"] = "sha256=" .. string.rep("0", 64)
+wrk.headers["Idempotency-Key"] = "ceiling"
+wrk.headers["X-Digestmap-Attempt"] = "1"
+wrk.headers["User-Agent"] = "digestmap"
+if os.getenv("CLOSE") == "1" then wrk.headers["Connection"] = "close" end
+LUA
+ceiling() { # connections close(0|1): requests/s
+    BODY_FILE=$tmp/body.json CLOSE=$2 wrk -t1 -c"$1" -d"${secs}s" -s "$tmp/post.lua" \
+        "http://127.0.0.1:$nginx_port/ceiling" > "$tmp/wrk.out"
+    local non2xx errs
+    non2xx=$(awk '/Non-2xx/ {n = $NF} END {print n + 0}' "$tmp/wrk.out")
+    errs=$(awk '/Socket errors/ {gsub(",", ""); n = $4 + $6 + $8 + $10} END {print n + 0}' "$tmp/wrk.out")
+    [ "$non2xx" = 0 ] || fail "ceiling: $non2xx non-2xx answers"
+    [ "$errs" = 0 ] || echo "sink bench: ceiling c$1 close=$2: $errs socket errors" >&2
+    awk '/Requests\/sec/ {print $2}' "$tmp/wrk.out"
+}
+
+# --- runs --------------------------------------------------------------------------------------
+rows=()
+checks=()
+for m in $inflight_list; do
+    rcli flushall >/dev/null
+    start_daemon "$m"
+    base=0
+    if [ ! -s "$tmp/template.json" ]; then
+        template_record
+        wait_metric digestmap_sink_delivered_total 1 10 || fail "the join's record was not delivered"
+        base=1
+        rcli -2 --json XRANGE 'dm:{0}:out' - + COUNT 1 | python3 -c '
+import json, sys
+[[_, f]] = json.load(sys.stdin)
+sys.stdout.write(dict(zip(f[::2], f[1::2]))["event"])' > "$tmp/body.json"
+    fi
+    body_bytes=$(python3 "$tmp/records.py" gen "m$m" "$records" "$tmp/template.json" "$tmp/records.resp")
+
+    c_ka=$(ceiling "$m" 0); c_close=$(ceiling "$m" 1)
+
+    d0=$(cpu_ticks "$dm_pid"); r0=$(cpu_ticks "$redis_pid"); n0=$(cpu_ticks "$nginx_pid")
+    t0=$(now)
+    redis-cli -s "$tmp/redis.sock" --pipe < "$tmp/records.resp" > "$tmp/pipe.out" 2>&1 \
+        || { cat "$tmp/pipe.out" >&2; fail "redis-cli --pipe"; }
+    t_pipe=$(now)
+    wait_metric digestmap_sink_delivered_total $(( base + records )) 120 \
+        || fail "max_inflight $m: $(( $(metric digestmap_sink_delivered_total) - base )) of $records delivered after 120 s"
+    t1=$(now)
+    d1=$(cpu_ticks "$dm_pid"); r1=$(cpu_ticks "$redis_pid"); n1=$(cpu_ticks "$nginx_pid")
+    retried=$(metric digestmap_sink_retried_total); dead=$(metric digestmap_sink_dead_lettered_total)
+    delivered=$(( $(metric digestmap_sink_delivered_total) - base ))
+    pending=$(rcli XPENDING 'dm:{0}:out' digestmap:bench | head -n 1)
+    echo "sink bench: max_inflight $m: $records records ($body_bytes-byte event) appended in" \
+         "$(awk -v a="$t0" -v b="$t_pipe" 'BEGIN {printf "%.2f", b - a}') s, delivered $delivered in" \
+         "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}') s, retried $retried," \
+         "dead-lettered $dead, pending $pending; ceiling keep-alive $c_ka, new connection each $c_close req/s" >&2
+    [ "$retried" = 0 ] && [ "$dead" = 0 ] || fail "max_inflight $m: $retried retried, $dead dead-lettered"
+    [ "$delivered" = "$records" ] || fail "max_inflight $m: $delivered delivered for $records records"
+    rate=$(awk -v n="$records" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", n / (b - a)}')
+    rows+=("$m|$rate|$c_ka|$c_close|$(per_rec_us "$d0" "$d1" "$records")|$(per_rec_us "$r0" "$r1" "$records")|$(per_rec_us "$n0" "$n1" "$records")")
+    checks+=("$m")
+    stop_pid "$dm_pid"; dm_pid=""
+done
+
+# nginx writes its buffered access logs when it exits
+stop_pid "$nginx_pid"; nginx_pid=""
+for m in "${checks[@]}"; do
+    read -r posts unique bad < <(python3 "$tmp/records.py" check "m$m" "$records" "$tmp/hook.log" \
+        "$secret" "$tmp/template.json")
+    echo "sink bench: max_inflight $m: nginx saw $posts POSTs of the run's records, $unique distinct," \
+         "$bad with a wrong signature, length or method" >&2
+    [ "$posts" = "$records" ] && [ "$unique" = "$records" ] && [ "$bad" = 0 ] \
+        || fail "max_inflight $m: nginx saw $posts POSTs ($unique distinct, $bad bad) for $records records"
+done
+
+# --- table -------------------------------------------------------------------------------------
+printf '\n%-12s %10s %14s %14s %9s %9s %14s %12s %11s\n' max_inflight records/s \
+    'nginx ka req/s' 'nginx new-conn' '/ka' /new-conn 'CPU/rec dmd' 'CPU/rec redis' 'CPU/rec nginx'
+for r in "${rows[@]}"; do
+    IFS='|' read -r m rate ka cl dcpu rcpu ncpu <<< "$r"
+    awk -v m="$m" -v r="$rate" -v a="$ka" -v c="$cl" -v d="$dcpu" -v x="$rcpu" -v n="$ncpu" \
+        'BEGIN {printf "%-12s %10.0f %14.0f %14.0f %9.3f %9.3f %12sus %10sus %9sus\n", m, r, a, c, r / a, r / c, d, x, n}'
+done
