@@ -129,6 +129,11 @@ void dm_metrics_set(dm_gauge g, int64_t v)
     atomic_store_explicit(&gauges[g], v, memory_order_relaxed);
 }
 
+void dm_metrics_gauge_add(dm_gauge g, int64_t delta)
+{
+    atomic_fetch_add_explicit(&gauges[g], delta, memory_order_relaxed);
+}
+
 void dm_metrics_inflight(int delta)
 {
     atomic_fetch_add_explicit(&inflight, delta, memory_order_relaxed);

@@ -59,6 +59,8 @@ void dm_metrics_request(size_t route, int status);
 void dm_metrics_parked(const char *source, uint64_t n);
 /** Set a gauge. */
 void dm_metrics_set(dm_gauge g, int64_t v);
+/** Add @p delta to a gauge atomically (for gauges moved from several threads). */
+void dm_metrics_gauge_add(dm_gauge g, int64_t delta);
 /** Gauge of requests being processed, across workers. */
 void dm_metrics_inflight(int delta);
 

@@ -142,31 +142,38 @@ typedef enum {
 typedef enum { FROM_NEW = 0, FROM_START, FROM_ID } start_kind;
 
 typedef struct stream stream;
+
+/* One shard's Redis connection. A connection serializes blocking commands, and an XREAD may
+ * name keys of one hash slot only on a Cluster: so every shard blocks on its own. */
+typedef struct shard_conn {
+    stream *s;
+    size_t shard;
+    dm_redis *redis;
+    bool reading; /**< an XREAD is in flight */
+} shard_conn;
+
 struct stream {
     dm_sse_hub *hub;
     stream *prev, *next;
     stream_state state;
     struct evhttp_request *req;      /**< until handed back to evhttp (then NULL) */
     struct evhttp_connection *evcon; /**< NULL once evhttp closed the connection */
-    dm_redis *redis;                 /**< this stream's own connection */
+    shard_conn *conns;               /**< nshards, conns[i] reads keys[i] */
     bool inflight;                   /**< admitted by dm_worker_begin, not yet ended */
-    bool reading;                    /**< an XREAD is in flight */
     start_kind from;
     size_t pending;                  /**< start replies still expected */
-    size_t next_shard;               /**< shard of the next XREVRANGE reply (FIFO) */
     size_t nshards;
     dm_sse_id *pos;                  /**< last delivered id (or start position) per shard */
     char (*keys)[DM_KEY_BUFLEN];
-    char (*ids)[DM_SSE_ID_MAX + 1];  /**< XREAD arguments */
-    const char **argv;
-    size_t *lens;
-    char *idtext;                    /**< composite id of the last record sent */
+    char *idtext;                    /**< composite id last sent to the client */
     size_t idsize;
+    bool id_stale;                   /**< pos moved past idtext without a record (skipped) */
     uint64_t records;
     int64_t paused_since;            /**< monotonic ms when back-pressure began; 0: not paused */
     char peer[64];
     char fromtext[72];               /**< for the log lines */
     struct event *timer;             /**< start deadline, then back-pressure polling */
+    struct event *keepalive;         /**< fires when nothing was written for block_ms */
     struct event *reap_ev;
 };
 
@@ -176,13 +183,26 @@ struct dm_sse_hub {
     bool closed;
 };
 
-/* Open streams of the whole process (api.max_stream_clients is process-wide). */
+/* Open streams of the whole process (api.max_stream_clients is process-wide). Taken with a
+ * compare-exchange so it never goes over the limit, even for a moment (a fetch_add followed
+ * by an undo would refuse a client that another thread's undo was about to make room for). */
 static atomic_int g_clients;
+
+static bool slot_take(int max)
+{
+    int n = atomic_load(&g_clients);
+    do {
+        if (n >= max)
+            return false;
+    } while (!atomic_compare_exchange_weak(&g_clients, &n, n + 1));
+    dm_metrics_gauge_add(DM_G_SSE_CLIENTS, 1);
+    return true;
+}
 
 static void slot_release(void)
 {
-    int n = atomic_fetch_sub(&g_clients, 1) - 1;
-    dm_metrics_set(DM_G_SSE_CLIENTS, n);
+    atomic_fetch_sub(&g_clients, 1);
+    dm_metrics_gauge_add(DM_G_SSE_CLIENTS, -1);
 }
 
 static int block_ms(const dm_config *c)
@@ -200,22 +220,23 @@ static void stream_free(stream *s)
     if (s->next)
         s->next->prev = s->prev;
     /* Runs the callbacks still pending (XREAD, start commands) with DM_EUNAVAIL: they see
-     * S_DONE and return, so s must still be alive here. */
-    dm_redis_free(s->redis);
+     * S_DONE and return, so s and its conns must still be alive here. */
+    for (size_t i = 0; i < s->nshards; i++)
+        dm_redis_free(s->conns[i].redis);
     if (s->timer)
         event_free(s->timer);
+    if (s->keepalive)
+        event_free(s->keepalive);
     if (s->reap_ev)
         event_free(s->reap_ev);
+    free(s->conns);
     free(s->pos);
     free(s->keys);
-    free(s->ids);
-    free(s->argv);
-    free(s->lens);
     free(s->idtext);
     free(s);
 }
 
-/* Never free in place: we may be inside a callback of s->redis, or of evhttp. */
+/* Never free in place: we may be inside a callback of a Redis connection, or of evhttp. */
 static void on_reap(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
@@ -234,6 +255,7 @@ static void finish(stream *s, const char *reason)
     bool streaming = s->state == S_STREAMING;
     s->state = S_DONE;
     evtimer_del(s->timer);
+    evtimer_del(s->keepalive);
     if (s->evcon)
         evhttp_connection_set_closecb(s->evcon, NULL, NULL); /* s is going away */
     s->evcon = NULL;
@@ -252,6 +274,27 @@ static void finish(stream *s, const char *reason)
         dm_debug("event stream abandoned before it started", "peer=%s reason=\"%s\"", s->peer,
                  reason);
     event_active(s->reap_ev, EV_TIMEOUT, 0);
+}
+
+/*
+ * End a slow client's stream by freeing its connection, with the request and every byte still
+ * waiting for it. Ending the reply instead would queue the last chunk behind up to
+ * DM_SSE_HARD_BUFFER unsent bytes that live until the write timeout (for ever with a client
+ * that reads a trickle), while the released slot lets the client open another stream: memory
+ * would no longer be bounded by api.max_stream_clients. Only called from our own events
+ * (timers, Redis replies), never from inside an evhttp callback of this connection.
+ */
+static void drop(stream *s, const char *reason)
+{
+    struct evhttp_connection *evcon = s->evcon;
+    if (evcon) {
+        evhttp_connection_set_closecb(evcon, NULL, NULL);
+        s->evcon = NULL;
+        s->req = NULL; /* queued on evcon: freed with it */
+    }
+    finish(s, reason);
+    if (evcon)
+        evhttp_connection_free(evcon);
 }
 
 /* The answer before the stream started: 503 (Redis unusable, or shutting down). */
@@ -298,64 +341,94 @@ static size_t unsent_bytes(const stream *s)
     return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
 }
 
-static void send_text(stream *s, const char *text)
+/* Send @p out (emptied) and push the keepalive back: only silence needs one. */
+static void send_buf(stream *s, struct evbuffer *out)
 {
-    struct evbuffer *b = evbuffer_new();
-    if (!b)
+    evhttp_send_reply_chunk(s->req, out);
+    const dm_config *c = dm_worker_app(s->hub->w)->conf;
+    int ms = block_ms(c);
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(s->keepalive, &tv);
+}
+
+/* Append "id: <composite id>\n" (the current position) and remember it as sent. */
+static void add_id_line(stream *s, struct evbuffer *out)
+{
+    dm_sse_format_ids(s->pos, s->nshards, s->idtext, s->idsize);
+    evbuffer_add_printf(out, "id: %s\n", s->idtext);
+    s->id_stale = false;
+}
+
+/* Silence for block_ms: a comment line for the proxies, and the position if it moved past
+ * skipped entries since the last id the client got (a block without data sets the client's
+ * last event id without dispatching an event). */
+static void on_keepalive(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    stream *s = arg;
+    if (s->state != S_STREAMING)
+        return;
+    struct evbuffer *out = evbuffer_new();
+    if (!out)
         abort();
-    evbuffer_add(b, text, strlen(text));
-    evhttp_send_reply_chunk(s->req, b);
-    evbuffer_free(b);
+    evbuffer_add(out, ": keepalive\n", 12);
+    if (s->id_stale)
+        add_id_line(s, out);
+    evbuffer_add(out, "\n", 1);
+    send_buf(s, out);
+    evbuffer_free(out);
 }
 
 static void on_read(int err, redisReply *rep, void *arg);
 
+/* Start an XREAD on every shard that has none in flight, unless the client is behind. */
 static void next_read(stream *s)
 {
-    if (s->state != S_STREAMING || s->reading)
+    if (s->state != S_STREAMING)
         return;
     const dm_config *c = dm_worker_app(s->hub->w)->conf;
     size_t unsent = unsent_bytes(s);
     if (unsent > DM_SSE_HARD_BUFFER) {
-        finish(s, "slow client: send buffer over the hard limit");
+        drop(s, "slow client: send buffer over the hard limit");
         return;
     }
     if (unsent > DM_SSE_SOFT_BUFFER) {
         int64_t now = dm_mono_ms();
-        if (!s->paused_since)
+        if (!s->paused_since) {
             s->paused_since = now;
-        else if (now - s->paused_since > (int64_t)c->limits.idle_timeout_seconds * 2000) {
-            finish(s, "slow client: paused too long");
+            dm_debug("event stream paused", "peer=%s unsent=%zu", s->peer, unsent);
+        } else if (now - s->paused_since > (int64_t)c->limits.idle_timeout_seconds * 2000) {
+            drop(s, "slow client: paused too long");
             return;
         }
         struct timeval tv = {0, PAUSE_POLL_MS * 1000};
         evtimer_add(s->timer, &tv);
         return;
     }
+    if (s->paused_since)
+        dm_debug("event stream resumed", "peer=%s unsent=%zu", s->peer, unsent);
     s->paused_since = 0;
 
     char blk[16];
-    snprintf(blk, sizeof blk, "%d", block_ms(c));
-    size_t n = s->nshards, a = 0;
-    const char *head[] = {"XREAD", "COUNT", STR(DM_SSE_BATCH), "BLOCK", blk, "STREAMS"};
-    for (size_t i = 0; i < DM_ARRAY_LEN(head); i++, a++) {
-        s->argv[a] = head[i];
-        s->lens[a] = strlen(head[i]);
+    int blen = snprintf(blk, sizeof blk, "%d", block_ms(c));
+    for (size_t i = 0; i < s->nshards; i++) {
+        shard_conn *sc = &s->conns[i];
+        if (sc->reading)
+            continue;
+        char id[DM_SSE_ID_MAX + 1];
+        size_t idlen = dm_sse_format_ids(&s->pos[i], 1, id, sizeof id);
+        const char *argv[] = {"XREAD", "COUNT", STR(DM_SSE_BATCH), "BLOCK", blk, "STREAMS",
+                              s->keys[i], id};
+        size_t lens[] = {5, 5, strlen(STR(DM_SSE_BATCH)), 5, (size_t)blen, 7,
+                         strlen(s->keys[i]), idlen};
+        if (dm_redis_command(sc->redis, on_read, sc, (int)DM_ARRAY_LEN(argv), argv, lens) !=
+            DM_OK) {
+            dm_metrics_inc(DM_M_REDIS_UNAVAILABLE);
+            finish(s, "redis unavailable");
+            return;
+        }
+        sc->reading = true;
     }
-    for (size_t i = 0; i < n; i++, a++) {
-        s->argv[a] = s->keys[i];
-        s->lens[a] = strlen(s->keys[i]);
-    }
-    for (size_t i = 0; i < n; i++, a++) {
-        s->lens[a] = dm_sse_format_ids(&s->pos[i], 1, s->ids[i], sizeof s->ids[i]);
-        s->argv[a] = s->ids[i];
-    }
-    if (dm_redis_command(s->redis, on_read, s, (int)a, s->argv, s->lens) != DM_OK) {
-        dm_metrics_inc(DM_M_REDIS_UNAVAILABLE);
-        finish(s, "redis unavailable");
-        return;
-    }
-    s->reading = true;
 }
 
 static bool str_is(const redisReply *r, const char *s)
@@ -393,14 +466,17 @@ static bool add_entries(stream *s, size_t shard, const redisReply *entries, stru
         const redisReply *type = field(e->element[1], "type");
         const redisReply *event = field(e->element[1], "event");
         if (!event) {
-            /* Not a record of ours (DESIGN §6.4 fields): skip it, but move past it. */
+            /* Not a record of ours (DESIGN §6.4 fields): skip it, but move past it; the next
+             * keepalive carries the new position. */
             char idq[DM_SSE_ID_MAX + 1];
             dm_sse_format_ids(&id, 1, idq, sizeof idq);
             dm_warn("event stream skipped an entry without an event field", "key=%s id=%s",
                     s->keys[shard], idq);
+            s->id_stale = true;
             continue;
         }
         dm_sse_format_ids(s->pos, s->nshards, s->idtext, s->idsize);
+        s->id_stale = false;
         dm_sse_format_event(out, s->idtext, type ? type->str : "", type ? type->len : 0,
                             event->str, event->len);
         (*sent)++;
@@ -410,8 +486,9 @@ static bool add_entries(stream *s, size_t shard, const redisReply *entries, stru
 
 static void on_read(int err, redisReply *rep, void *arg)
 {
-    stream *s = arg;
-    s->reading = false;
+    shard_conn *sc = arg;
+    stream *s = sc->s;
+    sc->reading = false;
     if (s->state != S_STREAMING)
         return;
     if (err != DM_OK) {
@@ -419,16 +496,15 @@ static void on_read(int err, redisReply *rep, void *arg)
         finish(s, err == DM_ETIMEOUT ? "redis timeout" : "redis unavailable");
         return;
     }
-    if (rep->type == REDIS_REPLY_NIL) {
-        send_text(s, ": keepalive\n\n");
+    if (rep->type == REDIS_REPLY_NIL) { /* BLOCK ran out; on_keepalive covers the silence */
         next_read(s);
         return;
     }
     if (rep->type == REDIS_REPLY_ERROR) {
         char q[160];
         dm_metrics_inc(DM_M_REDIS_ERROR);
-        dm_error("event stream: XREAD failed", "peer=%s reply=%s", s->peer,
-                 dm_log_quote(rep->str, rep->len, q, sizeof q));
+        dm_error("event stream: XREAD failed", "peer=%s key=%s reply=%s", s->peer,
+                 s->keys[sc->shard], dm_log_quote(rep->str, rep->len, q, sizeof q));
         finish(s, "redis error");
         return;
     }
@@ -436,30 +512,32 @@ static void on_read(int err, redisReply *rep, void *arg)
     if (!out)
         abort();
     uint64_t sent = 0;
+    /* One key per XREAD: [[key, entries]]. */
     bool ok = rep->type == REDIS_REPLY_ARRAY;
     for (size_t i = 0; ok && i < rep->elements; i++) {
         const redisReply *part = rep->element[i];
-        if (part->type != REDIS_REPLY_ARRAY || part->elements != 2 ||
-            part->element[0]->type != REDIS_REPLY_STRING) {
-            ok = false;
-            break;
-        }
-        size_t shard = 0;
-        while (shard < s->nshards && !str_is(part->element[0], s->keys[shard]))
-            shard++;
-        ok = shard < s->nshards && add_entries(s, shard, part->element[1], out, &sent);
+        ok = part->type == REDIS_REPLY_ARRAY && part->elements == 2 &&
+             str_is(part->element[0], s->keys[sc->shard]) &&
+             add_entries(s, sc->shard, part->element[1], out, &sent);
     }
-    if (evbuffer_get_length(out))
-        evhttp_send_reply_chunk(s->req, out);
-    evbuffer_free(out);
-    s->records += sent;
-    dm_metrics_add(DM_M_SSE_RECORDS, sent);
     if (!ok) {
+        evbuffer_free(out);
         dm_metrics_inc(DM_M_REDIS_ERROR);
         dm_error("event stream: unexpected XREAD reply", "peer=%s type=%d", s->peer, rep->type);
         finish(s, "unexpected redis reply");
         return;
     }
+    /* The batch counts before it is queued: with it, more than the hard limit would wait. */
+    if (unsent_bytes(s) + evbuffer_get_length(out) > DM_SSE_HARD_BUFFER) {
+        evbuffer_free(out);
+        drop(s, "slow client: send buffer over the hard limit");
+        return;
+    }
+    if (evbuffer_get_length(out))
+        send_buf(s, out);
+    evbuffer_free(out);
+    s->records += sent;
+    dm_metrics_add(DM_M_SSE_RECORDS, sent);
     next_read(s);
 }
 
@@ -502,9 +580,17 @@ static void begin_stream(stream *s)
         bufferevent_setwatermark(bev, EV_READ, 0, READ_HIGH_WATERMARK);
         bufferevent_enable(bev, EV_READ);
     }
-    char retry[32];
-    snprintf(retry, sizeof retry, "retry: %d\n\n", DM_SSE_RETRY_MS);
-    send_text(s, retry);
+    /* The start position goes out at once as an id-only block: a client that reconnects
+     * before its first record (server restart, Redis lost, proxy timeout) resumes here
+     * instead of at the new end, so records added in between are not lost. */
+    struct evbuffer *out = evbuffer_new();
+    if (!out)
+        abort();
+    evbuffer_add_printf(out, "retry: %d\n", DM_SSE_RETRY_MS);
+    add_id_line(s, out);
+    evbuffer_add(out, "\n", 1);
+    send_buf(s, out);
+    evbuffer_free(out);
     dm_info("event stream opened", "peer=%s from=%s shards=%zu", s->peer, s->fromtext,
             s->nshards);
     next_read(s);
@@ -512,7 +598,8 @@ static void begin_stream(stream *s)
 
 static void on_start_reply(int err, redisReply *rep, void *arg)
 {
-    stream *s = arg;
+    shard_conn *sc = arg;
+    stream *s = sc->s;
     if (s->state != S_STARTING)
         return;
     if (err != DM_OK) {
@@ -528,7 +615,6 @@ static void on_start_reply(int err, redisReply *rep, void *arg)
     }
     if (s->from == FROM_NEW) {
         /* XREVRANGE <key> + - COUNT 1: the last entry, or nothing for an empty stream. */
-        size_t shard = s->next_shard++;
         dm_sse_id id = {0, 0};
         if (rep->type != REDIS_REPLY_ARRAY ||
             (rep->elements > 0 &&
@@ -539,8 +625,7 @@ static void on_start_reply(int err, redisReply *rep, void *arg)
             refuse_start(s, DM_EREDIS, "unexpected storage reply");
             return;
         }
-        if (shard < s->nshards)
-            s->pos[shard] = id;
+        s->pos[sc->shard] = id;
     }
     if (--s->pending == 0)
         begin_stream(s);
@@ -559,7 +644,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 static void on_redis_ready(bool ready, void *arg)
 {
-    stream *s = arg;
+    shard_conn *sc = arg;
+    stream *s = sc->s;
     if (ready)
         return;
     /* Called from inside the client's callbacks: finish only schedules the free. */
@@ -710,15 +796,12 @@ void dm_sse_handle(dm_worker *w, struct evhttp_request *req)
         evhttp_send_reply_end(req);
         return;
     }
-    int n = atomic_fetch_add(&g_clients, 1) + 1;
-    if (n > c->api_max_stream_clients) {
-        atomic_fetch_sub(&g_clients, 1);
+    if (!slot_take(c->api_max_stream_clients)) {
         free(pos);
         refuse(req, 503, DM_M_OVERLOADED, "too many event-stream clients (%d open, "
                "api.max_stream_clients)", c->api_max_stream_clients);
         return;
     }
-    dm_metrics_set(DM_G_SSE_CLIENTS, n);
     if (!dm_worker_begin(w)) {
         slot_release();
         free(pos);
@@ -735,18 +818,20 @@ void dm_sse_handle(dm_worker *w, struct evhttp_request *req)
     s->nshards = nshards;
     s->pos = pos;
     s->keys = dm_xcalloc(nshards, sizeof *s->keys);
-    s->ids = dm_xcalloc(nshards, sizeof *s->ids);
-    s->argv = dm_xcalloc(6 + 2 * nshards, sizeof *s->argv);
-    s->lens = dm_xcalloc(6 + 2 * nshards, sizeof *s->lens);
+    s->conns = dm_xcalloc(nshards, sizeof *s->conns);
     s->idsize = nshards * (DM_SSE_ID_MAX + 1) + 1;
     s->idtext = dm_xcalloc(1, s->idsize);
     snprintf(s->fromtext, sizeof s->fromtext, "%s", fromtext);
     dm_http_peer(req, s->peer);
-    for (size_t i = 0; i < nshards; i++)
+    for (size_t i = 0; i < nshards; i++) {
         dm_join_key(s->keys[i], app->join.prefix, (unsigned)i, "out", NULL);
+        s->conns[i].s = s;
+        s->conns[i].shard = i;
+    }
     s->timer = evtimer_new(dm_worker_base(w), on_timer, s);
+    s->keepalive = evtimer_new(dm_worker_base(w), on_keepalive, s);
     s->reap_ev = event_new(dm_worker_base(w), -1, 0, on_reap, s);
-    if (!s->timer || !s->reap_ev)
+    if (!s->timer || !s->keepalive || !s->reap_ev)
         abort(); /* out of memory: as dm_xmalloc */
     s->next = h->head;
     if (h->head)
@@ -764,32 +849,35 @@ void dm_sse_handle(dm_worker *w, struct evhttp_request *req)
         .db = c->redis.db,
         .connect_timeout_ms = c->redis.connect_timeout_ms,
         .command_timeout_ms = cmd_ms,
-        .max_inflight = (int)nshards + 2,
-        .scripts = NULL, /* XREAD and XREVRANGE only */
+        .max_inflight = 2, /* a start command, then one XREAD at a time */
+        .scripts = NULL, /* XREAD, XREVRANGE and PING only */
         .nscripts = 0,
         .name = "event-stream",
         .on_ready = on_redis_ready,
-        .on_ready_arg = s,
     };
-    s->redis = dm_redis_new(dm_worker_base(w), &ro);
-    if (!dm_redis_ready(s->redis)) {
-        refuse_start(s, DM_EUNAVAIL, "storage unavailable");
-        return;
+    for (size_t i = 0; i < nshards; i++) {
+        ro.on_ready_arg = &s->conns[i];
+        s->conns[i].redis = dm_redis_new(dm_worker_base(w), &ro);
+        if (!dm_redis_ready(s->conns[i].redis)) {
+            refuse_start(s, DM_EUNAVAIL, "storage unavailable");
+            return;
+        }
     }
-    /* Queued behind the connection set-up; an unreachable server fails them. */
+    /* Queued behind the connection set-up; an unreachable server fails them. Every
+     * connection is checked before the 200: a stream must not start half blind. */
     int rc = DM_OK;
-    if (from == FROM_NEW) {
-        for (size_t i = 0; i < nshards && rc == DM_OK; i++) {
+    for (size_t i = 0; i < nshards && rc == DM_OK; i++) {
+        if (from == FROM_NEW) {
             const char *argv[] = {"XREVRANGE", s->keys[i], "+", "-", "COUNT", "1"};
             size_t lens[] = {9, strlen(s->keys[i]), 1, 1, 5, 1};
-            rc = dm_redis_command(s->redis, on_start_reply, s, 6, argv, lens);
-            if (rc == DM_OK)
-                s->pending++;
+            rc = dm_redis_command(s->conns[i].redis, on_start_reply, &s->conns[i], 6, argv,
+                                  lens);
+        } else {
+            const char *argv[] = {"PING"};
+            size_t lens[] = {4};
+            rc = dm_redis_command(s->conns[i].redis, on_start_reply, &s->conns[i], 1, argv,
+                                  lens);
         }
-    } else {
-        const char *argv[] = {"PING"};
-        size_t lens[] = {4};
-        rc = dm_redis_command(s->redis, on_start_reply, s, 1, argv, lens);
         if (rc == DM_OK)
             s->pending++;
     }

@@ -1,15 +1,24 @@
 /* dm_sse.h - GET /v1/events/stream: output records as Server-Sent Events (DESIGN §6.3, §6.4).
  *
  * Answer: 200, Content-Type: text/event-stream, Cache-Control: no-cache, X-Accel-Buffering: no,
- * Connection: close, chunked. The stream starts with "retry: 2000" and then carries one SSE
- * event per output record, in stream order:
+ * Connection: close, chunked. The stream starts with a block without data that carries the
+ * start position:
+ *
+ *     retry: 2000
+ *     id: <start position, as below>
+ *
+ * (a client sets its last event id from it without dispatching an event, so one that
+ * reconnects before its first record - server restart, Redis lost, proxy timeout - resumes
+ * there instead of at the new end). Then one SSE event per output record, in stream order:
  *
  *     id: <id>
  *     event: <the entry's "type" field>
  *     data: <the entry's "event" field: the CloudEvents JSON document, one line>
  *
- * and a comment line ": keepalive" whenever no record came for DM_SSE_KEEPALIVE_MS (or half of
- * limits.idle_timeout_seconds if that is shorter), so proxies keep the connection open.
+ * and a comment line ": keepalive" whenever nothing was written for DM_SSE_KEEPALIVE_MS (or
+ * half of limits.idle_timeout_seconds if that is shorter), so proxies keep the connection open.
+ * When the position moved past entries that were skipped (no "event" field) since the last
+ * id sent, the keepalive block also carries "id: <position>".
  *
  * Ids. With one shard (the default) the id is the entry id of <prefix>:{0}:out, e.g.
  * "1732800000000-0". With N shards it is the list, in shard order and separated by commas, of
@@ -29,19 +38,35 @@
  * not exactly N of them) is a 400. If trimming (outputs.stream_maxlen) already removed records
  * after the id, the stream continues with the oldest record that remains: those records are
  * lost for this client. An empty Last-Event-ID counts as absent (SSE clients send it empty
- * after an "id:" line that reset the id).
+ * after an "id:" line that reset the id). An id ahead of a shard's newest entry (another
+ * deployment's id, a Redis whose clock went back) is not clamped: that shard sends nothing
+ * until its entries pass the id, and the entries added before that are never sent to this
+ * client (XREAD semantics); the stream looks idle (keepalives only).
  *
  * Answers before the stream starts: 401/403 from api.auth, 400 for a bad parameter, 403 when
  * api.max_stream_clients is 0 (event streams disabled), 503 with Retry-After when that many
  * streams are already open in the process, when Redis cannot be reached, or while the worker
  * shuts down. HEAD gets the 200 headers without a stream.
  *
- * Each stream has its own Redis connection (XREAD BLOCK never waits on the worker's request
- * connection). A client that reads slower than records arrive is paused (no XREAD) while more
- * than DM_SSE_SOFT_BUFFER bytes wait for it, and the stream ends when it stays paused for
- * twice limits.idle_timeout_seconds or more than DM_SSE_HARD_BUFFER bytes wait. A lost Redis
- * connection ends the stream: the client reconnects with its Last-Event-ID. Closing streams
- * are logged ("event stream closed" with peer, records and reason).
+ * Each stream has its own Redis connection per shard (XREAD BLOCK never waits on the worker's
+ * request connection, and a connection serializes blocking commands): every shard's
+ * connection loops on "XREAD COUNT DM_SSE_BATCH BLOCK <ms> STREAMS <that shard's key> <id>",
+ * so no command names keys of two hash slots (Redis Cluster answers CROSSSLOT to that).
+ * A stream thus holds redis.shards connections; api.max_stream_clients x redis.shards is the
+ * Redis connection budget of the event streams of one process. (The Redis client itself
+ * talks to one server: on a Cluster every shard's key must be reachable through it.)
+ *
+ * Back-pressure: a client that reads slower than records arrive is paused (no XREAD) while
+ * more than DM_SSE_SOFT_BUFFER bytes wait for it. Its stream ends when it stays paused for
+ * twice limits.idle_timeout_seconds, when a reply would put more than DM_SSE_HARD_BUFFER
+ * bytes in wait (one XREAD brings at most DM_SSE_BATCH records per shard), or when the
+ * connection's write timeout (limits.idle_timeout_seconds without progress) fires. A slow
+ * client's connection is then freed at once with the bytes still waiting for it, so the
+ * memory of dropped clients does not outlive their slot: at most about DM_SSE_SOFT_BUFFER plus
+ * one batch per shard (capped by DM_SSE_HARD_BUFFER) per open stream. A lost Redis
+ * connection ends the stream: the client reconnects with its Last-Event-ID. Streams log when
+ * they are paused and resumed (debug) and when they close ("event stream closed" with peer,
+ * records and reason).
  *
  * All functions run on the worker's thread; the hub owns every stream state of its worker.
  */
@@ -54,10 +79,10 @@ struct evhttp_request;
 struct evbuffer;
 typedef struct dm_sse_hub dm_sse_hub;
 
-#define DM_SSE_KEEPALIVE_MS 15000         /**< XREAD BLOCK time: a keepalive at least this often */
+#define DM_SSE_KEEPALIVE_MS 15000         /**< silence before a keepalive; the XREAD BLOCK time */
 #define DM_SSE_BATCH 100                  /**< XREAD COUNT (per shard) */
 #define DM_SSE_SOFT_BUFFER (1024 * 1024)  /**< unsent bytes above which XREAD waits */
-#define DM_SSE_HARD_BUFFER (8 * 1024 * 1024) /**< unsent bytes that end the stream */
+#define DM_SSE_HARD_BUFFER (8 * 1024 * 1024) /**< unsent bytes (with a batch) that end the stream */
 #define DM_SSE_RETRY_MS 2000              /**< the "retry:" sent to clients */
 
 /** The event streams of worker @p w (created before its thread starts). */
