@@ -74,9 +74,11 @@ struct dm_fetch {
 /*---- One GET ----------------------------------------------------------------------------*/
 
 /* Start a GET of @p url for dm_fetch's callers: NULL with a reason in @p err when it cannot
- * start (the callback then never runs). */
-static dm_hclient_req *get(dm_fetch *f, const char *url, const char *accept, size_t max_body,
-                           dm_hclient_cb cb, void *arg, char *err, size_t errlen)
+ * start (the callback then never runs). @p lenient: the URL was validated by dm_sns_url_ok,
+ * which decides what may appear in its path and query. */
+static dm_hclient_req *get(dm_fetch *f, const char *url, bool lenient, const char *accept,
+                           size_t max_body, dm_hclient_cb cb, void *arg, char *err,
+                           size_t errlen)
 {
     const dm_hclient_header h[] = {{"Accept", accept}, {"User-Agent", "digestmapd"}};
     dm_hclient_request_opts o = {
@@ -86,6 +88,7 @@ static dm_hclient_req *get(dm_fetch *f, const char *url, const char *accept, siz
         .nheaders = DM_ARRAY_LEN(h),
         .timeout_ms = DM_FETCH_TIMEOUT_S * 1000,
         .max_body = max_body,
+        .lenient_url = lenient,
     };
     return dm_hclient_request(f->http, &o, cb, arg, err, errlen);
 }
@@ -152,7 +155,7 @@ static void jwks_start(job *j, const char *trigger)
     dm_debug("jwks fetch", "url=%s trigger=\"%s\"", j->url_q, trigger);
     dm_keyring_fetch_begin(j->keyring);
     char err[DM_HCLIENT_ERRLEN];
-    j->req = get(j->f, j->url, "application/json, application/jwk-set+json",
+    j->req = get(j->f, j->url, false, "application/json, application/jwk-set+json",
                  DM_FETCH_JWKS_MAX_BODY, on_jwks_response, j, err, sizeof err);
     if (!j->req)
         jwks_done(j, NULL, err);
@@ -287,8 +290,9 @@ static void sns_start(sns_job *s, const char *url, bool confirm)
     dm_debug(confirm ? "sns subscription confirmation" : "sns certificate fetch",
              "url=%s via=\"%s\"", g->url_q, target ? f->test_base : "aws");
     char err[DM_HCLIENT_ERRLEN];
-    g->req = get(f, target ? target : url, confirm ? "*/*" : "application/x-pem-file, */*",
-                 DM_FETCH_SNS_MAX_BODY, on_sns_response, g, err, sizeof err);
+    const char *accept = confirm ? "*/*" : "application/x-pem-file, */*";
+    g->req = get(f, target ? target : url, true, accept, DM_FETCH_SNS_MAX_BODY, on_sns_response,
+                 g, err, sizeof err);
     free(target);
     if (!g->req) {
         sns_done(g, NULL, err);

@@ -436,7 +436,8 @@ dm_hclient_req *dm_hclient_request(dm_hclient *c, const dm_hclient_request_opts 
         snprintf(err, errlen, "unsupported method");
         return NULL;
     }
-    struct evhttp_uri *u = o->url ? evhttp_uri_parse_with_flags(o->url, 0) : NULL;
+    unsigned flags = o->lenient_url ? EVHTTP_URI_NONCONFORMANT : 0;
+    struct evhttp_uri *u = o->url ? evhttp_uri_parse_with_flags(o->url, flags) : NULL;
     const char *scheme = u ? evhttp_uri_get_scheme(u) : NULL;
     const char *host = u ? evhttp_uri_get_host(u) : NULL;
     bool tls = scheme && strcasecmp(scheme, "https") == 0;

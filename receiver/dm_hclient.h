@@ -44,6 +44,9 @@ typedef struct dm_hclient_request_opts {
     int timeout_ms;      /**< deadline from the start of the call to the last byte (> 0) */
     size_t max_body;     /**< largest response body accepted (bytes) */
     const char *ca_file; /**< https: PEM trust anchors instead of the system store, or NULL */
+    bool lenient_url;    /**< the caller validated @c url itself: its path and query may hold
+                              characters RFC 3986 does not allow there; they are sent as they
+                              are (scheme, host and port are still checked) */
 } dm_hclient_request_opts;
 
 /** What a request ended with. Everything is borrowed: valid during the callback only. */

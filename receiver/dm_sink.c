@@ -6,9 +6,11 @@
  *
  * Ownership: a record is created when a read or a claim hands it over and freed in exactly
  * one place (drop), always from the completion of its last step (XACK or sink_dead.lua
- * answered) or from a claim refresh that shows it is no longer pending here. At most one
+ * answered) or from a claim refresh that shows it is no longer ours (abandon: at once when no
+ * Redis command of the record is in flight, else from that command's completion). At most one
  * asynchronous step of a record is outstanding at any time (an HTTP attempt, a timer, or one
- * Redis command), so a completion never finds its record freed. On stop, the Redis clients
+ * Redis command), so a completion never finds its record freed; claim refreshes refer to
+ * records by shard and id, not by pointer. On stop, the Redis clients
  * are freed first: their callbacks run (with DM_EUNAVAIL) while every record still exists, and
  * do nothing because `stopping` is set; only then are the records freed.
  */
@@ -24,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -37,9 +40,11 @@
 #define READ_BACKOFF_MIN_MS 250
 #define READ_BACKOFF_MAX_MS 5000
 #define OP_RETRY_MS         1000 /* a failed XACK / dead-lettering is tried again */
+#define OP_WARN_EVERY       10   /* ... and logged as a warning at the 1st, 10th, 20th, ... try */
 #define CREATE_RETRY_MS     1000
+#define CLAIM_CALLS_MAX     32   /* XAUTOCLAIM calls per shard and claim round */
 #define GROUP_BUF           (64 + 16)
-#define URL_Q_BUF           600
+#define ORIGIN_BUF          300
 #define CURSOR_BUF          48
 
 /*---- Types ------------------------------------------------------------------------------*/
@@ -65,7 +70,9 @@ typedef struct rec {
     int status;                   /* of the last attempt (0: none) */
     char error[DM_HCLIENT_ERRLEN];/* of the last attempt */
     rec_state state;
-    bool lost;                    /* no longer pending here: do not retry */
+    bool busy;                    /* its XACK / sink_dead.lua is in flight */
+    bool lost;                    /* no longer ours: abandon it when that command answers */
+    int op_failures;              /* failed XACK / sink_dead.lua tries so far */
     dm_hclient_req *req;
     struct event *timer;
     struct rec *prev, *next;
@@ -75,7 +82,8 @@ struct sink {
     dm_sinks *all;
     const dm_sink_conf *c;
     char group[GROUP_BUF];        /* "digestmap:<name>" */
-    char url_q[URL_Q_BUF];
+    char origin[ORIGIN_BUF];      /* scheme://host:port of the url, for logs (the path and
+                                     query may carry credentials) */
     unsigned nshards;
     char (*out_keys)[DM_KEY_BUFLEN];
     char (*dead_keys)[DM_KEY_BUFLEN];
@@ -92,6 +100,8 @@ struct sink {
     bool claiming;                /* an XAUTOCLAIM round is under way (no reads meanwhile) */
     bool claim_wanted;            /* a round is due: it starts when no read is in flight */
     unsigned claim_shard;
+    unsigned claim_calls;         /* XAUTOCLAIM calls on claim_shard in this round */
+    unsigned refreshing;          /* claim refresh commands in flight */
     char (*cursors)[CURSOR_BUF];  /* XAUTOCLAIM cursor per shard */
     struct event *read_timer, *create_timer, *refresh_timer, *claim_timer;
     rec *held;
@@ -110,12 +120,11 @@ struct dm_sinks {
     size_t held_total;
 };
 
-/* The claim refresh of one shard: which ids were asked for. */
+/* The claim refresh of one held record (looked up again by id when the answer comes). */
 typedef struct refresh_ctx {
     sink *s;
     unsigned shard;
-    size_t n;
-    char **ids;
+    char *id;
 } refresh_ctx;
 
 static void maybe_read(sink *s);
@@ -400,13 +409,6 @@ static void after_failure(rec *r, int64_t retry_after_ms)
     quote(r->error, eq, sizeof eq);
     bool last = dm_sink_classify(r->status) == DM_SINK_PERMANENT ||
                 r->attempts >= s->c->max_attempts;
-    if (!last && r->lost) {
-        dm_warn("sink delivery failed", "sink=%s id=%s attempt=%d status=%d error=%s "
-                "retry_in_ms=none reason=\"no longer pending here\"",
-                s->c->name, r->id, r->attempts, r->status, eq);
-        drop(r);
-        return;
-    }
     if (last) {
         dm_warn("sink delivery failed", "sink=%s id=%s attempt=%d status=%d error=%s "
                 "retry_in_ms=none", s->c->name, r->id, r->attempts, r->status, eq);
@@ -483,18 +485,33 @@ static void attempt(rec *r)
 
 /*---- Acknowledging and dead-lettering ---------------------------------------------------*/
 
+/* The record's XACK / sink_dead.lua failed: it stays held (and its claim refreshed), and the
+ * command is tried again in OP_RETRY_MS, for as long as it takes. A record that is no longer
+ * ours meanwhile is abandoned instead. */
 static void op_failed(rec *r, const char *what, int err, const redisReply *reply)
 {
+    if (r->lost) {
+        drop(r);
+        return;
+    }
     char q[160];
     const char *why = err != DM_OK ? dm_strerror(err) : reply && reply->str ? reply->str : "?";
-    dm_warn("sink redis command failed", "sink=%s id=%s command=%s reason=%s retry_in_ms=%d",
-            r->s->c->name, r->id, what, quote(why, q, sizeof q), OP_RETRY_MS);
+    r->op_failures++;
+    if (r->op_failures == 1 || r->op_failures % OP_WARN_EVERY == 0)
+        dm_warn("sink redis command failed", "sink=%s id=%s command=%s reason=%s failures=%d "
+                "retry_in_ms=%d", r->s->c->name, r->id, what, quote(why, q, sizeof q),
+                r->op_failures, OP_RETRY_MS);
+    else
+        dm_debug("sink redis command failed", "sink=%s id=%s command=%s reason=%s failures=%d "
+                 "retry_in_ms=%d", r->s->c->name, r->id, what, quote(why, q, sizeof q),
+                 r->op_failures, OP_RETRY_MS);
     set_timer(r->timer, OP_RETRY_MS);
 }
 
 static void on_ack(int err, redisReply *reply, void *arg)
 {
     rec *r = arg;
+    r->busy = false;
     if (r->s->all->stopping)
         return;
     /* NOGROUP: Redis lost the group (and the pending entry with it): nothing to acknowledge. */
@@ -512,7 +529,9 @@ static void ack(rec *r)
     const char *argv[] = {"XACK", s->out_keys[r->shard], s->group, r->id};
     size_t lens[] = {4, strlen(argv[1]), strlen(argv[2]), strlen(r->id)};
     int rc = dm_redis_command(s->all->ctl, on_ack, r, 4, argv, lens);
-    if (rc != DM_OK)
+    if (rc == DM_OK)
+        r->busy = true;
+    else
         op_failed(r, "XACK", rc, NULL);
 }
 
@@ -520,6 +539,7 @@ static void on_dead(int err, redisReply *reply, void *arg)
 {
     rec *r = arg;
     sink *s = r->s;
+    r->busy = false;
     if (s->all->stopping)
         return;
     if (err != DM_OK || !reply || reply->type != REDIS_REPLY_INTEGER) {
@@ -556,7 +576,9 @@ static void dead_letter(rec *r)
     lens[7] = r->event_len;
     int rc = dm_redis_eval(s->all->ctl, DM_SCRIPT_SINK_DEAD, on_dead, r, 2,
                            (int)DM_ARRAY_LEN(argv), argv, lens);
-    if (rc != DM_OK)
+    if (rc == DM_OK)
+        r->busy = true;
+    else
         op_failed(r, "sink_dead.lua", rc, NULL);
 }
 
@@ -722,9 +744,13 @@ static void on_autoclaim(int err, redisReply *reply, void *arg)
             loose_ack(s, shard, gone->element[i]->str);
         }
     }
-    /* A full page means there may be more: stay on this shard while there is room. */
-    if (strcmp(s->cursors[shard], "0-0") == 0 || entries->elements == 0)
+    /* A call scans at most 10 x COUNT entries of the group's PEL, and may return none of them
+     * (all held by live instances) with a cursor that is not 0-0 yet: go on from the cursor,
+     * up to CLAIM_CALLS_MAX calls per shard and round (the next round resumes there). */
+    if (strcmp(s->cursors[shard], "0-0") == 0 || ++s->claim_calls >= CLAIM_CALLS_MAX) {
         s->claim_shard++;
+        s->claim_calls = 0;
+    }
     claim_next(s);
 }
 
@@ -749,7 +775,8 @@ static void claim_next(sink *s)
         lens[i] = strlen(argv[i]);
     if (dm_redis_command(all->ctl, on_autoclaim, s, (int)DM_ARRAY_LEN(argv), argv, lens) !=
         DM_OK) {
-        s->claiming = false; /* the next tick tries again */
+        s->claiming = false; /* the next tick tries again; reads go on meanwhile */
+        maybe_read(s);
         return;
     }
     s->claim_reserved = free_slots;
@@ -760,6 +787,7 @@ static void start_claim(sink *s)
     s->claim_wanted = false;
     s->claiming = true;
     s->claim_shard = 0;
+    s->claim_calls = 0;
     claim_next(s);
 }
 
@@ -777,77 +805,138 @@ static void on_claim_timer(evutil_socket_t fd, short what, void *arg)
 
 static void refresh_free(refresh_ctx *x)
 {
-    for (size_t i = 0; i < x->n; i++)
-        free(x->ids[i]);
-    free(x->ids);
+    free(x->id);
     free(x);
 }
 
-/* XCLAIM … JUSTID answers the ids still pending in the group (now ours again); an id asked
- * for and not returned was acknowledged (by another instance that took it over) or deleted. */
-static void on_refresh(int err, redisReply *reply, void *arg)
+static const char *state_name(rec_state st)
+{
+    switch (st) {
+    case R_DELIVERING:
+        return "delivering";
+    case R_WAITING:
+        return "waiting";
+    case R_ACKING:
+        return "acknowledging";
+    case R_DEADING:
+        return "dead-lettering";
+    }
+    return "?";
+}
+
+/* The record is no longer pending in our name: another instance took it over (and delivers
+ * it), or it was acknowledged or deleted. Leave it without acknowledging it; when its XACK or
+ * sink_dead.lua is in flight, the answer ends it. */
+static void abandon(rec *r, const char *why, const char *owner)
+{
+    char oq[320];
+    dm_warn("sink record no longer ours: abandoned", "sink=%s id=%s state=%s reason=\"%s\" "
+            "owner=%s", r->s->c->name, r->id, state_name(r->state), why,
+            quote(owner ? owner : "", oq, sizeof oq));
+    if (r->busy)
+        r->lost = true;
+    else
+        drop(r);
+}
+
+/* Second step: XCLAIM … <idle> <id> JUSTID answered. Not returned: the entry changed hands
+ * (or was acknowledged) since XPENDING; the next round finds out which. */
+static void on_reclaim(int err, redisReply *reply, void *arg)
 {
     refresh_ctx *x = arg;
     sink *s = x->s;
-    if (!s->all->stopping && err == DM_OK && reply->type == REDIS_REPLY_ARRAY) {
-        for (size_t i = 0; i < x->n; i++) {
-            bool found = false;
-            for (size_t k = 0; k < reply->elements && !found; k++)
-                found = reply->element[k]->type == REDIS_REPLY_STRING &&
-                        strcmp(reply->element[k]->str, x->ids[i]) == 0;
-            rec *r = found ? NULL : find_held(s, x->shard, x->ids[i]);
-            if (!r)
-                continue;
-            if (r->state == R_WAITING) {
-                dm_info("sink record no longer pending here: dropped", "sink=%s id=%s",
-                        s->c->name, r->id);
-                drop(r);
-            } else if (r->state == R_DELIVERING) {
-                r->lost = true;
-            }
-        }
-    } else if (!s->all->stopping && is_error_reply(reply, "NOGROUP")) {
+    s->refreshing--;
+    if (!s->all->stopping && err == DM_OK && is_error_reply(reply, "NOGROUP"))
         lost_groups(s);
-    }
+    else if (!s->all->stopping && err == DM_OK && reply->type == REDIS_REPLY_ARRAY &&
+             reply->elements == 0 && find_held(s, x->shard, x->id))
+        dm_debug("sink claim not refreshed", "sink=%s id=%s", s->c->name, x->id);
     refresh_free(x);
 }
 
+/* First step: XPENDING <key> <group> <id> <id> 1 answered with the entry's owner and idle
+ * time. Ours: XCLAIM it with min-idle-time = that idle time, which resets its idle time only if
+ * nobody claimed it in between (a claim would have reset it below that), so a refresh never
+ * takes a record back from an instance that took it over. Someone else's, or not pending any
+ * more: abandon it. */
+static void on_owner(int err, redisReply *reply, void *arg)
+{
+    refresh_ctx *x = arg;
+    sink *s = x->s;
+    dm_sinks *all = s->all;
+    s->refreshing--;
+    rec *r = NULL;
+    if (all->stopping || err != DM_OK) {
+        refresh_free(x); /* the next round tries again, long before claim_idle_ms */
+        return;
+    }
+    if (is_error_reply(reply, "NOGROUP")) {
+        lost_groups(s);
+        refresh_free(x);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || !(r = find_held(s, x->shard, x->id))) {
+        refresh_free(x);
+        return;
+    }
+    if (reply->elements == 0) {
+        abandon(r, "no longer pending", NULL);
+        refresh_free(x);
+        return;
+    }
+    const redisReply *e = reply->element[0];
+    if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
+        e->element[1]->type != REDIS_REPLY_STRING || e->element[2]->type != REDIS_REPLY_INTEGER) {
+        refresh_free(x);
+        return;
+    }
+    if (strcmp(e->element[1]->str, all->consumer) != 0) {
+        abandon(r, "taken over by another instance", e->element[1]->str);
+        refresh_free(x);
+        return;
+    }
+    char idle[24];
+    snprintf(idle, sizeof idle, "%lld", e->element[2]->integer);
+    const char *argv[] = {"XCLAIM", s->out_keys[x->shard], s->group, all->consumer, idle, x->id,
+                          "JUSTID"};
+    size_t lens[DM_ARRAY_LEN(argv)];
+    for (size_t i = 0; i < DM_ARRAY_LEN(argv); i++)
+        lens[i] = strlen(argv[i]);
+    if (dm_redis_command(all->ctl, on_reclaim, x, (int)DM_ARRAY_LEN(argv), argv, lens) == DM_OK)
+        s->refreshing++;
+    else
+        refresh_free(x);
+}
+
+/* Every claim_idle_ms/3: keep the idle time of every record held here (whatever its state)
+ * below claim_idle_ms, so that no other instance takes it over, and find the ones that are no
+ * longer ours. A round starts only when the previous one has fully answered. */
 static void on_refresh_timer(evutil_socket_t fd, short what, void *arg)
 {
     sink *s = arg;
     (void)fd;
     (void)what;
-    if (!s->running || s->nheld == 0)
+    if (!s->running || s->nheld == 0 || s->all->stopping)
         return;
-    for (unsigned shard = 0; shard < s->nshards; shard++) {
+    if (s->refreshing > 0) {
+        dm_debug("sink claim refresh still in flight", "sink=%s commands=%u", s->c->name,
+                 s->refreshing);
+        return;
+    }
+    for (rec *r = s->held; r; r = r->next) {
         refresh_ctx *x = dm_xcalloc(1, sizeof *x);
         x->s = s;
-        x->shard = shard;
-        x->ids = dm_xcalloc(s->nheld, sizeof *x->ids);
-        for (rec *r = s->held; r; r = r->next)
-            if (r->shard == shard && (r->state == R_DELIVERING || r->state == R_WAITING))
-                x->ids[x->n++] = dm_xstrdup(r->id);
-        if (x->n == 0) {
-            refresh_free(x);
-            continue;
-        }
-        size_t argc = 6 + x->n;
-        const char **argv = dm_xcalloc(argc, sizeof *argv);
-        size_t *lens = dm_xcalloc(argc, sizeof *lens);
-        argv[0] = "XCLAIM";
-        argv[1] = s->out_keys[shard];
-        argv[2] = s->group;
-        argv[3] = s->all->consumer;
-        argv[4] = "0";
-        for (size_t i = 0; i < x->n; i++)
-            argv[5 + i] = x->ids[i];
-        argv[argc - 1] = "JUSTID";
-        for (size_t i = 0; i < argc; i++)
+        x->shard = r->shard;
+        x->id = dm_xstrdup(r->id);
+        const char *argv[] = {"XPENDING", s->out_keys[r->shard], s->group, r->id, r->id, "1"};
+        size_t lens[DM_ARRAY_LEN(argv)];
+        for (size_t i = 0; i < DM_ARRAY_LEN(argv); i++)
             lens[i] = strlen(argv[i]);
-        if (dm_redis_command(s->all->ctl, on_refresh, x, (int)argc, argv, lens) != DM_OK)
-            refresh_free(x); /* the next tick tries again (long before claim_idle_ms) */
-        free(argv);
-        free(lens);
+        if (dm_redis_command(s->all->ctl, on_owner, x, (int)DM_ARRAY_LEN(argv), argv, lens) ==
+            DM_OK)
+            s->refreshing++;
+        else
+            refresh_free(x); /* the next round tries again */
     }
 }
 
@@ -874,14 +963,24 @@ static void on_group_created(int err, redisReply *reply, void *arg)
     }
     s->running = true;
     if (!s->started) {
-        char uq[URL_Q_BUF];
+        char oq[ORIGIN_BUF + 16];
         s->started = true;
-        dm_info("sink started", "sink=%s url=%s group=%s consumer=%s shards=%u", s->c->name,
-                quote(s->c->url, uq, sizeof uq), s->group, s->all->consumer, s->nshards);
+        dm_info("sink started", "sink=%s origin=%s group=%s consumer=%s shards=%u", s->c->name,
+                quote(s->origin, oq, sizeof oq), s->group, s->all->consumer, s->nshards);
     }
     /* Take over what other instances left behind before reading new records. */
     on_claim_timer(-1, 0, s);
     maybe_read(s);
+}
+
+/* The first creation starts at the end of the streams ($): a new sink gets the records written
+ * from then on. Once the sink has run, a group that is missing was lost by Redis (restart
+ * without persistence, failover, FLUSHALL), and the daemon may have written records since:
+ * it starts at 0 then, so that they are delivered (what is still in the stream is delivered
+ * again: at least once). */
+static const char *group_start(const sink *s)
+{
+    return s->started ? "0" : "$";
 }
 
 static void create_groups(sink *s)
@@ -892,8 +991,8 @@ static void create_groups(sink *s)
     evtimer_del(s->create_timer);
     s->create_failed = false;
     for (unsigned shard = 0; shard < s->nshards; shard++) {
-        const char *argv[] = {"XGROUP", "CREATE", s->out_keys[shard], s->group, "$",
-                              "MKSTREAM"};
+        const char *argv[] = {"XGROUP", "CREATE", s->out_keys[shard], s->group,
+                              group_start(s), "MKSTREAM"};
         size_t lens[DM_ARRAY_LEN(argv)];
         for (size_t i = 0; i < DM_ARRAY_LEN(argv); i++)
             lens[i] = strlen(argv[i]);
@@ -914,15 +1013,68 @@ static void on_create_timer(evutil_socket_t fd, short what, void *arg)
     create_groups(arg);
 }
 
+static void on_group_ensured(int err, redisReply *reply, void *arg)
+{
+    sink *s = arg;
+    if (s->all->stopping || err != DM_OK || is_error_reply(reply, "BUSYGROUP"))
+        return;
+    if (is_error_reply(reply, NULL)) {
+        char q[200];
+        dm_warn("sink cannot create its consumer group", "sink=%s group=%s reason=%s",
+                s->c->name, s->group, quote(reply->str, q, sizeof q));
+    } else {
+        dm_warn("sink consumer group missing: created it again", "sink=%s group=%s from=0",
+                s->c->name, s->group);
+    }
+}
+
+/* A reconnection may be to a server that lost the groups (restart without persistence,
+ * failover) while the daemon's XADDs recreate the streams: create them again now rather than
+ * at the next read (BUSYGROUP is the normal answer), so that trimming sees them and no record
+ * written meanwhile is skipped. */
+static void ensure_groups(sink *s)
+{
+    for (unsigned shard = 0; shard < s->nshards; shard++) {
+        const char *argv[] = {"XGROUP", "CREATE", s->out_keys[shard], s->group,
+                              group_start(s), "MKSTREAM"};
+        size_t lens[DM_ARRAY_LEN(argv)];
+        for (size_t i = 0; i < DM_ARRAY_LEN(argv); i++)
+            lens[i] = strlen(argv[i]);
+        dm_redis_command(s->all->ctl, on_group_ensured, s, (int)DM_ARRAY_LEN(argv), argv, lens);
+    }
+}
+
 static void on_ctl_ready(bool ready, void *arg)
 {
     dm_sinks *all = arg;
     if (!ready || all->stopping)
         return;
     for (size_t i = 0; i < all->n; i++) {
-        dm_redis_kick(all->v[i].reader); /* the server is back: no need to wait out a backoff */
-        create_groups(&all->v[i]);
+        sink *s = &all->v[i];
+        dm_redis_kick(s->reader); /* the server is back: no need to wait out a backoff */
+        if (s->running)
+            ensure_groups(s);
+        else
+            create_groups(s);
     }
+}
+
+/* "scheme://host:port" of @p url (the config checked it is an http(s) URL). */
+static void url_origin(const char *url, char *out, size_t size)
+{
+    struct evhttp_uri *u = evhttp_uri_parse_with_flags(url, EVHTTP_URI_NONCONFORMANT);
+    const char *scheme = u ? evhttp_uri_get_scheme(u) : NULL;
+    const char *host = u ? evhttp_uri_get_host(u) : NULL;
+    if (!scheme || !host) {
+        snprintf(out, size, "?");
+    } else {
+        bool tls = strcasecmp(scheme, "https") == 0;
+        int port = evhttp_uri_get_port(u);
+        snprintf(out, size, "%s://%s:%d", tls ? "https" : "http", host,
+                 port > 0 ? port : tls ? 443 : 80);
+    }
+    if (u)
+        evhttp_uri_free(u);
 }
 
 static int sink_init(dm_sinks *all, sink *s, const dm_sink_conf *c, char *err, size_t errlen)
@@ -931,6 +1083,7 @@ static int sink_init(dm_sinks *all, sink *s, const dm_sink_conf *c, char *err, s
     s->all = all;
     s->c = c;
     snprintf(s->group, sizeof s->group, "digestmap:%s", c->name);
+    url_origin(c->url, s->origin, sizeof s->origin);
     s->nshards = (unsigned)conf->redis.shards;
     s->out_keys = dm_xcalloc(s->nshards, sizeof *s->out_keys);
     s->dead_keys = dm_xcalloc(s->nshards, sizeof *s->dead_keys);
@@ -1008,8 +1161,9 @@ int dm_sinks_start(struct event_base *base, const dm_config *conf, dm_sinks **ou
         rc = sink_init(all, &all->v[i], &conf->outputs.webhooks[i], err, errlen);
         if (rc != DM_OK)
             goto fail;
-        /* Per held record one command at most, plus a claim and a refresh per shard. */
-        ctl_inflight += conf->outputs.webhooks[i].max_inflight + 4 * conf->redis.shards;
+        /* Per held record one command at most and one refresh step, plus a claim and the
+         * group commands per shard. */
+        ctl_inflight += 2 * conf->outputs.webhooks[i].max_inflight + 4 * conf->redis.shards;
     }
     dm_redis_opts co = {
         .host = conf->redis.host,

@@ -2,7 +2,12 @@
  *
  * Reading. Each sink reads every shard's output stream <prefix>:{s}:out through its consumer
  * group "digestmap:<name>" (created at start with XGROUP CREATE … $ MKSTREAM: a new sink gets
- * the records written from then on, and the group's position survives restarts). The consumer
+ * the records written from then on, and the group's position survives restarts). A group that
+ * goes missing once the sink has run (Redis restarted without persistence, a failover, FLUSHALL:
+ * noticed at the control connection's reconnection, where XGROUP CREATE is sent again, or at
+ * a NOGROUP answer) is created again at 0, not $: the records the daemon wrote before that are
+ * delivered, and whatever else is still in the stream is delivered again (at least once). The
+ * consumer
  * is "<hostname>:<pid>"; several instances sharing the group share the records, each record
  * going to one of them. Reads are XREADGROUP … BLOCK on a Redis connection of the sink's own
  * (a blocked read would hold up every command queued behind it); acknowledgements, claims and
@@ -25,24 +30,35 @@
  * Dead-lettering (sink_dead.lua, atomic, idempotent): XADD <prefix>:{s}:dead MAXLEN ~
  * stream_maxlen with the entry's type, digest and event plus sink, stream_id, attempts, error
  * and failed_at (ms), then XACK. If Redis cannot be reached, acknowledgements and
- * dead-letterings are retried (the record stays held and pending meanwhile).
+ * dead-letterings are retried every second (the record stays held, pending and refreshed
+ * meanwhile; msg="sink redis command failed" is a warning at the 1st, 10th, 20th, … try).
  *
- * Several instances. Held records are re-claimed (XCLAIM … JUSTID) every claim_idle_ms/3, so
- * their idle time never reaches claim_idle_ms; every claim_idle_ms/2 (and at start) each
- * instance takes over records idle longer than claim_idle_ms (XAUTOCLAIM), i.e. those of a
- * crashed or stuck instance, and delivers them like new ones (a claim round waits for the
- * blocking read in flight to return, so reads and claims together stay within the bound: a
- * takeover comes at most claim_idle_ms + claim_idle_ms/2 + DM_SINK_BLOCK_MS after the
- * holder's last sign of life). Attempt counts live in memory:
- * a record taken over starts counting again, and a record re-claimed by an instance that had
- * lost it for longer than claim_idle_ms (e.g. through a Redis outage) may be delivered by two
- * instances: delivery is at least once, and receivers deduplicate with Idempotency-Key.
- * Entries trimmed meanwhile are acknowledged when a claim reports them.
+ * Several instances. Every claim_idle_ms/3, each held record (in every state: being delivered,
+ * waiting, being acknowledged or dead-lettered) is refreshed, so its idle time never reaches
+ * claim_idle_ms: XPENDING <key> <group> <id> <id> 1 tells its owner and idle time; when it is
+ * still this consumer, XCLAIM … <that idle time> <id> JUSTID resets the idle time (the
+ * min-idle-time makes it a no-op if anyone claimed the entry in between, so a refresh never
+ * takes a record back from an instance that took it over); when it is another consumer, or no
+ * longer pending, the record is abandoned without acknowledgement (msg="sink record no longer
+ * ours: abandoned", warn; a delivery in flight is cancelled) — the other instance delivers it.
+ * Every claim_idle_ms/2 (and at start) each instance takes over records idle longer than
+ * claim_idle_ms (XAUTOCLAIM from a cursor per shard, COUNT = room; while the cursor is not
+ * 0-0 it calls again, up to 32 calls per shard and round, the next round resuming there), i.e.
+ * those of a crashed or stuck instance, and delivers them like new ones (a claim round waits
+ * for the blocking read in flight to return, so reads and claims together stay within the
+ * bound: a takeover comes at most claim_idle_ms + claim_idle_ms/2 + DM_SINK_BLOCK_MS after the
+ * holder's last sign of life, when the PEL scanned before the record — 10 × COUNT entries a
+ * call — fits in one round). Attempt counts live in memory: a record taken over starts counting
+ * again, and an instance that was cut off for longer than claim_idle_ms (e.g. a Redis outage)
+ * may deliver a record once more before its next refresh shows it was taken over, so two
+ * instances may deliver it: delivery is at least once, and receivers deduplicate with
+ * Idempotency-Key. Entries trimmed meanwhile are acknowledged when a claim reports them.
  *
  * Redis errors: reads back off (up to 5 s) and retry; records are never dropped: what is not
  * acknowledged stays pending in Redis and is delivered again.
  *
- * Logs: msg="sink started" (info), msg="sink delivery failed" per failed attempt (warn),
+ * Logs: msg="sink started" (info; the url appears only as origin=scheme://host:port, since its
+ * path and query may carry credentials), msg="sink delivery failed" per failed attempt (warn),
  * msg="record dead-lettered" (warn), msg="record delivered" (debug).
  * Metrics: DM_M_SINK_* and the gauge DM_G_SINK_INFLIGHT (records held, all sinks).
  */

@@ -9,8 +9,9 @@ start_sink five --default 500
 PORT_FIVE=$SINK_PORT
 start_sink four --default 400
 PORT_FOUR=$SINK_PORT
-# A port nobody listens on: bind one, note it, let it go.
-CLOSED=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# A port nobody listens on, held (bound, not listening) for the whole test.
+hold_closed_port
+CLOSED=$CLOSED_PORT
 start_daemon "$(sink_config "
     {\"name\": \"five\", \"url\": \"http://127.0.0.1:$PORT_FIVE/\", \"secret\": \"k5\",
      \"types\": [\"$CONFIRMED\"], \"max_attempts\": 3, \"backoff_initial_ms\": 50},

@@ -12,6 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -189,15 +193,54 @@ static void test_deadline(void **state)
 static void test_refused(void **state)
 {
     fixture *f = *state;
+    /* A port bound without listening refuses connections, and stays ours (no parallel test
+     * can start listening on it) until the socket is closed. */
+    evutil_socket_t fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    ev_socklen_t len = sizeof sin;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
     int port = f->port;
-    evhttp_free(f->http); /* nobody listens on the port any more */
-    f->http = evhttp_new(f->base);
+    f->port = ntohs(sin.sin_port);
     start(f, "/", 2000, 1024);
     f->port = port;
     run(f);
+    evutil_closesocket(fd);
     assert_int_equal(f->calls, 1);
     assert_int_equal(f->status, 0);
     assert_non_null(strstr(f->error, "connection failed"));
+    assert_non_null(strstr(f->error, "refused"));
+}
+
+/* lenient_url: a path and query RFC 3986 does not allow (as SNS URLs may have) are sent as
+ * they are; scheme, host and user info are still checked. Without it they are refused. */
+static void test_lenient_url(void **state)
+{
+    fixture *f = *state;
+    char url[128], err[DM_HCLIENT_ERRLEN];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/a|b?q={x}", f->port);
+    dm_hclient_request_opts o = {.method = "GET", .url = url, .timeout_ms = 2000,
+                                 .max_body = 1024};
+    err[0] = '\0';
+    assert_null(dm_hclient_request(f->c, &o, on_response, f, err, sizeof err));
+    assert_string_equal(err, "not an http(s) URL");
+    o.lenient_url = true;
+    assert_non_null(dm_hclient_request(f->c, &o, on_response, f, err, sizeof err));
+    run(f);
+    assert_int_equal(f->calls, 1);
+    assert_string_equal(f->path, "/a|b?q={x}");
+    assert_int_equal(f->status, 503);
+    static const char *const bad[] = {"ftp://127.0.0.1/a|b", "http://u:p@127.0.0.1/a|b",
+                                      "http:///a|b"};
+    for (size_t i = 0; i < DM_ARRAY_LEN(bad); i++) {
+        dm_hclient_request_opts b = {.method = "GET", .url = bad[i], .timeout_ms = 100,
+                                     .max_body = 10, .lenient_url = true};
+        err[0] = '\0';
+        assert_null(dm_hclient_request(f->c, &b, on_response, f, err, sizeof err));
+        assert_string_equal(err, "not an http(s) URL");
+    }
+    assert_int_equal(f->calls, 1);
 }
 
 static void test_unusable(void **state)
@@ -251,6 +294,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_body_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lenient_url, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unusable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_and_free, setup, teardown),
     };

@@ -18,6 +18,33 @@ start_sink() {
     SINK_PORT=$(cat "$T/$name.port")
 }
 
+# hold_closed_port: set CLOSED_PORT to a 127.0.0.1 TCP port that refuses connections: a socket
+# bound to it without listening is held until this script ends, so that no parallel test can
+# take the port meanwhile.
+hold_closed_port() {
+    rm -f "$T/closed.port"
+    python3 -c '
+import os, socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+with open(sys.argv[1] + ".tmp", "w") as fh:
+    fh.write(str(s.getsockname()[1]))
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+while True:
+    try:
+        os.kill(int(sys.argv[2]), 0)
+    except OSError:
+        break
+    time.sleep(0.5)
+' "$T/closed.port" $$ &
+    for _ in $(seq 1 100); do
+        [ -s "$T/closed.port" ] && break
+        sleep 0.05
+    done
+    [ -s "$T/closed.port" ] || die "could not hold a closed port"
+    CLOSED_PORT=$(cat "$T/closed.port")
+}
+
 # sink_answers NAME LIST: the next requests to NAME get these answers (see sink.py).
 sink_answers() { printf '%s' "$2" > "$T/$1.answers"; }
 
