@@ -67,6 +67,23 @@ struct dm_server {
     size_t nprotected;
 };
 
+dm_redis_opts dm_server_redis_opts(const dm_config *c, const char *name)
+{
+    return (dm_redis_opts){
+        .host = c->redis.host,
+        .port = c->redis.port,
+        .unix_path = c->redis.unix_path,
+        .username = c->redis.username,
+        .password = c->redis.password,
+        .db = c->redis.db,
+        .connect_timeout_ms = c->redis.connect_timeout_ms,
+        .command_timeout_ms = c->redis.command_timeout_ms,
+        .scripts = dm_join_scripts(),
+        .nscripts = DM_SCRIPT_COUNT,
+        .name = name,
+    };
+}
+
 /*---------------------------------------------------------------- worker API ---*/
 
 const dm_app *dm_worker_app(const dm_worker *w)
@@ -413,25 +430,13 @@ static int worker_init(dm_server *s, dm_worker *w, int id, char *err, size_t err
     char name[32];
     snprintf(name, sizeof name, "worker-%d", id);
     int per_conn = c->limits.max_inflight / s->nworkers;
-    dm_redis_opts ro = {
-        .host = c->redis.host,
-        .port = c->redis.port,
-        .unix_path = c->redis.unix_path,
-        .username = c->redis.username,
-        .password = c->redis.password,
-        .db = c->redis.db,
-        .connect_timeout_ms = c->redis.connect_timeout_ms,
-        .command_timeout_ms = c->redis.command_timeout_ms,
-        /* Room for the largest build event (one command per digest), which is refused whole
-         * when it does not fit (dm_ingest), never parked in part. */
-        .max_inflight = per_conn * 4 > DM_MAX_EVENTS_PER_REQUEST * 2 ? per_conn * 4
-                                                                    : DM_MAX_EVENTS_PER_REQUEST * 2,
-        .scripts = dm_join_scripts(),
-        .nscripts = DM_SCRIPT_COUNT,
-        .name = name,
-        .on_ready = on_redis_ready,
-        .on_ready_arg = w,
-    };
+    dm_redis_opts ro = dm_server_redis_opts(c, name);
+    /* Room for the largest build event (one command per digest), which is refused whole when
+     * it does not fit (dm_ingest), never parked in part. */
+    ro.max_inflight = per_conn * 4 > DM_MAX_EVENTS_PER_REQUEST * 2 ? per_conn * 4
+                                                                  : DM_MAX_EVENTS_PER_REQUEST * 2;
+    ro.on_ready = on_redis_ready;
+    ro.on_ready_arg = w;
     /* Events first: the Redis client may report readiness to the other workers at once. */
     w->kick_ev = event_new(w->base, -1, 0, on_kick, w);
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);

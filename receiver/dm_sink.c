@@ -21,6 +21,7 @@
 #include "dm_log.h"
 #include "dm_metrics.h"
 #include "dm_redis.h"
+#include "dm_server.h"
 #include "dm_time.h"
 
 #include <stdio.h>
@@ -1096,23 +1097,12 @@ static int sink_init(dm_sinks *all, sink *s, const dm_sink_conf *c, char *err, s
     s->read_backoff_ms = READ_BACKOFF_MIN_MS;
     char name[96];
     snprintf(name, sizeof name, "sink-%s", c->name);
-    dm_redis_opts ro = {
-        .host = conf->redis.host,
-        .port = conf->redis.port,
-        .unix_path = conf->redis.unix_path,
-        .username = conf->redis.username,
-        .password = conf->redis.password,
-        .db = conf->redis.db,
-        .connect_timeout_ms = conf->redis.connect_timeout_ms,
-        /* A read blocks up to DM_SINK_BLOCK_MS by design: that is no timeout. */
-        .command_timeout_ms = conf->redis.command_timeout_ms + DM_SINK_BLOCK_MS,
-        .max_inflight = 4,
-        .scripts = dm_join_scripts(),
-        .nscripts = DM_SCRIPT_COUNT,
-        .name = name,
-        .on_ready = on_reader_ready,
-        .on_ready_arg = s,
-    };
+    dm_redis_opts ro = dm_server_redis_opts(conf, name);
+    /* A read blocks up to DM_SINK_BLOCK_MS by design: that is no timeout. */
+    ro.command_timeout_ms = conf->redis.command_timeout_ms + DM_SINK_BLOCK_MS;
+    ro.max_inflight = 4;
+    ro.on_ready = on_reader_ready;
+    ro.on_ready_arg = s;
     s->read_timer = evtimer_new(all->base, on_read_timer, s);
     s->create_timer = evtimer_new(all->base, on_create_timer, s);
     s->refresh_timer = event_new(all->base, -1, EV_PERSIST, on_refresh_timer, s);
@@ -1165,22 +1155,10 @@ int dm_sinks_start(struct event_base *base, const dm_config *conf, dm_sinks **ou
          * group commands per shard. */
         ctl_inflight += 2 * conf->outputs.webhooks[i].max_inflight + 4 * conf->redis.shards;
     }
-    dm_redis_opts co = {
-        .host = conf->redis.host,
-        .port = conf->redis.port,
-        .unix_path = conf->redis.unix_path,
-        .username = conf->redis.username,
-        .password = conf->redis.password,
-        .db = conf->redis.db,
-        .connect_timeout_ms = conf->redis.connect_timeout_ms,
-        .command_timeout_ms = conf->redis.command_timeout_ms,
-        .max_inflight = ctl_inflight,
-        .scripts = dm_join_scripts(),
-        .nscripts = DM_SCRIPT_COUNT,
-        .name = "sinks",
-        .on_ready = on_ctl_ready,
-        .on_ready_arg = all,
-    };
+    dm_redis_opts co = dm_server_redis_opts(conf, "sinks");
+    co.max_inflight = ctl_inflight;
+    co.on_ready = on_ctl_ready;
+    co.on_ready_arg = all;
     all->ctl = dm_redis_new(base, &co);
     if (!all->ctl) {
         snprintf(err, errlen, "sinks: cannot create a Redis client");

@@ -840,21 +840,12 @@ void dm_sse_handle(dm_worker *w, struct evhttp_request *req)
     evhttp_connection_set_closecb(evcon, on_conn_close, s);
 
     int cmd_ms = block_ms(c) + c->redis.command_timeout_ms;
-    dm_redis_opts ro = {
-        .host = c->redis.host,
-        .port = c->redis.port,
-        .unix_path = c->redis.unix_path,
-        .username = c->redis.username,
-        .password = c->redis.password,
-        .db = c->redis.db,
-        .connect_timeout_ms = c->redis.connect_timeout_ms,
-        .command_timeout_ms = cmd_ms,
-        .max_inflight = 2, /* a start command, then one XREAD at a time */
-        .scripts = NULL, /* XREAD, XREVRANGE and PING only */
-        .nscripts = 0,
-        .name = "event-stream",
-        .on_ready = on_redis_ready,
-    };
+    dm_redis_opts ro = dm_server_redis_opts(c, "event-stream");
+    ro.command_timeout_ms = cmd_ms;
+    ro.max_inflight = 2; /* a start command, then one XREAD at a time */
+    ro.scripts = NULL;   /* XREAD, XREVRANGE and PING only */
+    ro.nscripts = 0;
+    ro.on_ready = on_redis_ready;
     for (size_t i = 0; i < nshards; i++) {
         ro.on_ready_arg = &s->conns[i];
         s->conns[i].redis = dm_redis_new(dm_worker_base(w), &ro);
