@@ -253,40 +253,90 @@ bool dm_query_cursor_decode(const char *text, size_t len, char member[DM_INDEX_M
     return true;
 }
 
-typedef struct page_item {
-    char member[DM_INDEX_MEMBER_LEN + 1];
-    char *data; /* the mapping JSON, owned */
-    size_t len;
-} page_item;
+static int cmp_picks(const void *a, const void *b)
+{
+    return memcmp(((const dm_query_pick *)a)->member, ((const dm_query_pick *)b)->member,
+                  DM_INDEX_MEMBER_LEN);
+}
+
+size_t dm_query_merge(const dm_query_shard_page *pages, size_t npages, unsigned limit,
+                      dm_query_pick *out, const char **next)
+{
+    /* Everything up to the smallest open frontier has been seen in every shard; past it, an
+     * unfinished shard may hold members it did not return. */
+    const char *frontier = NULL;
+    size_t total = 0;
+    for (size_t p = 0; p < npages; p++) {
+        total += pages[p].n;
+        if (!pages[p].exhausted &&
+            (!frontier || memcmp(pages[p].frontier, frontier, DM_INDEX_MEMBER_LEN) < 0))
+            frontier = pages[p].frontier;
+    }
+    dm_query_pick *all = dm_xmalloc((total ? total : 1) * sizeof *all);
+    size_t usable = 0;
+    for (size_t p = 0; p < npages; p++) {
+        for (size_t i = 0; i < pages[p].n; i++) {
+            const char *mem = pages[p].members + i * DM_INDEX_MEMBER_LEN;
+            if (!frontier || memcmp(mem, frontier, DM_INDEX_MEMBER_LEN) <= 0)
+                all[usable++] = (dm_query_pick){.member = mem, .shard = p, .index = i};
+        }
+    }
+    if (usable) /* qsort wants a valid pointer even for 0 items */
+        qsort(all, usable, sizeof *all, cmp_picks);
+    size_t take = usable < limit ? usable : limit;
+    memcpy(out, all, take * sizeof *out);
+    if (usable > take)
+        *next = all[take - 1].member;
+    else
+        *next = frontier; /* NULL: every shard is exhausted, the walk is complete */
+    free(all);
+    return take;
+}
+
+unsigned dm_query_shard_limit(unsigned limit, unsigned shards)
+{
+    if (shards <= 1)
+        return limit;
+    unsigned share = 2 * ((limit + shards - 1) / shards);
+    unsigned per = share > 8 ? share : 8;
+    return per < limit ? per : limit;
+}
+
+/* What one shard answered (lua/mappings.lua). */
+typedef struct shard_answer {
+    bool exhausted;
+    char frontier[DM_INDEX_MEMBER_LEN + 1];
+    char *members; /* n × DM_INDEX_MEMBER_LEN bytes, ascending */
+    char **data;   /* n mapping JSON texts, owned */
+    size_t *lens;
+    size_t n;
+} shard_answer;
 
 /* One GET /v1/mappings answer being assembled from one script call per shard. */
 typedef struct mappings_ctx {
     dm_query_cb cb;
     void *arg;
     dm_mappings_query q;
+    unsigned per;     /* live mappings asked of each shard */
     unsigned pending; /* shard calls not answered yet */
     int err;          /* first failure, DM_OK if none */
-    page_item *items;
-    size_t n, cap;
-    /* The smallest frontier of a shard that is not exhausted: the merged page must stop there,
-     * since that shard may hold unseen members right after it. */
-    bool bounded;
-    char frontier[DM_INDEX_MEMBER_LEN + 1];
+    shard_answer *shards;
+    size_t nshards;
     long long dead;
 } mappings_ctx;
 
 static void mappings_free(mappings_ctx *m)
 {
-    for (size_t i = 0; i < m->n; i++)
-        free(m->items[i].data);
-    free(m->items);
+    for (size_t s = 0; s < m->nshards; s++) {
+        shard_answer *a = &m->shards[s];
+        for (size_t i = 0; i < a->n; i++)
+            free(a->data[i]);
+        free(a->data);
+        free(a->lens);
+        free(a->members);
+    }
+    free(m->shards);
     free(m);
-}
-
-static int cmp_items(const void *a, const void *b)
-{
-    return memcmp(((const page_item *)a)->member, ((const page_item *)b)->member,
-                  DM_INDEX_MEMBER_LEN);
 }
 
 static const char *const INDEX_KINDS[] = {"repo", "run", "img"};
@@ -315,33 +365,31 @@ static void mappings_finish(mappings_ctx *m)
         mappings_free(m);
         return;
     }
-    if (m->n) /* qsort wants a valid pointer even for 0 items */
-        qsort(m->items, m->n, sizeof *m->items, cmp_items);
-    size_t usable = m->n;
-    if (m->bounded) {
-        usable = 0;
-        while (usable < m->n &&
-               memcmp(m->items[usable].member, m->frontier, DM_INDEX_MEMBER_LEN) <= 0)
-            usable++;
-    }
-    size_t take = usable < m->q.limit ? usable : m->q.limit;
+    dm_query_shard_page *pages = dm_xcalloc(m->nshards, sizeof *pages);
+    for (size_t s = 0; s < m->nshards; s++)
+        pages[s] = (dm_query_shard_page){.exhausted = m->shards[s].exhausted,
+                                         .frontier = m->shards[s].frontier,
+                                         .members = m->shards[s].members,
+                                         .n = m->shards[s].n};
+    dm_query_pick *picks = dm_xmalloc(m->q.limit * sizeof *picks);
     const char *next = NULL;
-    if (usable > take)
-        next = m->items[take - 1].member;
-    else if (m->bounded)
-        next = m->frontier;
+    size_t take = dm_query_merge(pages, m->nshards, m->q.limit, picks, &next);
 
     json_t *list = json_array();
     for (size_t i = 0; i < take; i++) {
-        json_t *v = json_loadb(m->items[i].data, m->items[i].len, 0, NULL);
+        const shard_answer *a = &m->shards[picks[i].shard];
+        char member[DM_INDEX_MEMBER_LEN + 1];
+        memcpy(member, picks[i].member, DM_INDEX_MEMBER_LEN);
+        member[DM_INDEX_MEMBER_LEN] = '\0';
+        json_t *v = json_loadb(a->data[picks[i].index], a->lens[picks[i].index], 0, NULL);
         if (!json_is_object(v)) {
             /* park.lua wrote it: only a foreign writer could leave this. */
-            dm_warn("unreadable mapping skipped", "member=%s", m->items[i].member);
+            dm_warn("unreadable mapping skipped", "member=%s", member);
             json_decref(v);
             continue;
         }
         char t[DM_TIME_BUFLEN];
-        dm_time_format(member_time(m->items[i].member), t);
+        dm_time_format(member_time(member), t);
         json_object_set_new(v, "confirmed_at", json_string(t));
         json_array_append_new(list, v);
     }
@@ -351,6 +399,8 @@ static void mappings_finish(mappings_ctx *m)
         dm_query_cursor_encode(next, c);
         cursor = json_string(c);
     }
+    free(picks);
+    free(pages);
     if (m->dead > 0) {
         char qname[160];
         dm_debug("stale index entries removed", "index=%s name=%s count=%lld",
@@ -365,54 +415,65 @@ static void mappings_finish(mappings_ctx *m)
     mappings_free(m);
 }
 
-/* One shard's page: {exhausted, frontier, dead, member, mapping, …} (lua/mappings.lua). */
-static int take_page(mappings_ctx *m, const redisReply *rep)
+/* Shard @p a's page: {exhausted, frontier, dead, member, mapping, …} (lua/mappings.lua), at
+ * most m->per pairs, members ascending and after the cursor (dm_query_merge relies on it). */
+static int take_page(mappings_ctx *m, shard_answer *a, const redisReply *rep)
 {
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 || rep->elements % 2 == 0 ||
-        rep->element[0]->type != REDIS_REPLY_INTEGER ||
+        (rep->elements - 3) / 2 > m->per || rep->element[0]->type != REDIS_REPLY_INTEGER ||
         rep->element[1]->type != REDIS_REPLY_STRING ||
         rep->element[2]->type != REDIS_REPLY_INTEGER)
         return DM_EREDIS;
-    bool exhausted = rep->element[0]->integer != 0;
     const redisReply *f = rep->element[1];
-    m->dead += rep->element[2]->integer;
-    if (!exhausted) {
-        if (!member_valid(f->str, f->len))
+    a->exhausted = rep->element[0]->integer != 0;
+    if (!a->exhausted) {
+        /* Past the cursor, or the next page would start where this one did. */
+        if (!member_valid(f->str, f->len) ||
+            (m->q.after[0] && memcmp(f->str, m->q.after, DM_INDEX_MEMBER_LEN) <= 0))
             return DM_EREDIS;
-        if (!m->bounded || memcmp(f->str, m->frontier, DM_INDEX_MEMBER_LEN) < 0) {
-            memcpy(m->frontier, f->str, DM_INDEX_MEMBER_LEN);
-            m->frontier[DM_INDEX_MEMBER_LEN] = '\0';
-        }
-        m->bounded = true;
+        memcpy(a->frontier, f->str, DM_INDEX_MEMBER_LEN);
+        a->frontier[DM_INDEX_MEMBER_LEN] = '\0';
     }
-    for (size_t i = 3; i + 1 < rep->elements; i += 2) {
-        const redisReply *mem = rep->element[i], *data = rep->element[i + 1];
+    m->dead += rep->element[2]->integer;
+    size_t n = (rep->elements - 3) / 2;
+    a->members = dm_xmalloc(n ? n * DM_INDEX_MEMBER_LEN : 1);
+    a->data = dm_xcalloc(n ? n : 1, sizeof *a->data);
+    a->lens = dm_xcalloc(n ? n : 1, sizeof *a->lens);
+    const char *prev = m->q.after[0] ? m->q.after : NULL;
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *mem = rep->element[3 + 2 * i], *data = rep->element[4 + 2 * i];
         if (mem->type != REDIS_REPLY_STRING || data->type != REDIS_REPLY_STRING ||
-            !member_valid(mem->str, mem->len))
+            !member_valid(mem->str, mem->len) ||
+            (prev && memcmp(prev, mem->str, DM_INDEX_MEMBER_LEN) >= 0))
             return DM_EREDIS;
-        if (m->n == m->cap) {
-            m->cap = m->cap ? 2 * m->cap : 64;
-            m->items = dm_xrealloc(m->items, m->cap * sizeof *m->items);
-        }
-        page_item *it = &m->items[m->n++];
-        memcpy(it->member, mem->str, DM_INDEX_MEMBER_LEN);
-        it->member[DM_INDEX_MEMBER_LEN] = '\0';
-        it->data = dm_xstrndup(data->str, data->len);
-        it->len = data->len;
+        char *slot = a->members + i * DM_INDEX_MEMBER_LEN;
+        memcpy(slot, mem->str, DM_INDEX_MEMBER_LEN);
+        prev = slot;
+        a->data[i] = dm_xstrndup(data->str, data->len);
+        a->lens[i] = data->len;
+        a->n = i + 1;
     }
     return DM_OK;
 }
 
+/* The callback's argument: the request and which shard the call went to. */
+typedef struct page_call {
+    mappings_ctx *m;
+    size_t shard;
+} page_call;
+
 static void on_page(int err, redisReply *rep, void *arg)
 {
-    mappings_ctx *m = arg;
+    page_call *c = arg;
+    mappings_ctx *m = c->m;
     if (err == DM_OK && m->err == DM_OK) {
-        err = take_page(m, rep);
+        err = take_page(m, &m->shards[c->shard], rep);
         if (err != DM_OK)
-            dm_error("mappings script failed", "reply_type=%d reply=\"%.*s\"", rep->type,
-                     rep->type == REDIS_REPLY_ERROR ? (int)rep->len : 0,
+            dm_error("mappings script failed", "shard=%zu reply_type=%d reply=\"%.*s\"", c->shard,
+                     rep->type, rep->type == REDIS_REPLY_ERROR ? (int)rep->len : 0,
                      rep->type == REDIS_REPLY_ERROR ? rep->str : "");
     }
+    free(c);
     if (err != DM_OK && m->err == DM_OK)
         m->err = err;
     if (--m->pending == 0)
@@ -432,9 +493,12 @@ int dm_query_mappings(dm_redis *r, const dm_join_conf *conf, const dm_mappings_q
     m->arg = arg;
     m->q = *q;
     m->err = DM_OK;
+    m->per = dm_query_shard_limit(q->limit, conf->shards);
+    m->nshards = conf->shards;
+    m->shards = dm_xcalloc(conf->shards, sizeof *m->shards);
     m->pending = conf->shards;
     char limit[16], ttl[24];
-    snprintf(limit, sizeof limit, "%u", q->limit);
+    snprintf(limit, sizeof limit, "%u", m->per);
     snprintf(ttl, sizeof ttl, "%lld", (long long)conf->mapping_ttl_ms);
     for (unsigned s = 0; s < conf->shards; s++) {
         char base[DM_KEY_BUFLEN];
@@ -446,9 +510,12 @@ int dm_query_mappings(dm_redis *r, const dm_join_conf *conf, const dm_mappings_q
         snprintf(key, klen + 1, "%six:%s:%s", base, INDEX_KINDS[q->kind], q->name);
         const char *argv[] = {key, q->after, limit, base, ttl};
         size_t lens[] = {klen, strlen(q->after), strlen(limit), (size_t)blen, strlen(ttl)};
-        int rc = dm_redis_eval(r, DM_SCRIPT_MAPPINGS, on_page, m, 1, 5, argv, lens);
+        page_call *c = dm_xmalloc(sizeof *c);
+        *c = (page_call){.m = m, .shard = s};
+        int rc = dm_redis_eval(r, DM_SCRIPT_MAPPINGS, on_page, c, 1, 5, argv, lens);
         free(key);
         if (rc != DM_OK) {
+            free(c);
             /* Not expected after the room check; the calls already queued still answer. */
             m->pending -= conf->shards - s;
             if (m->pending == 0) {

@@ -30,8 +30,13 @@ typedef enum {
 #define DM_CURSOR_LEN 168
 #define DM_QUERY_MAX_LIMIT 500
 #define DM_QUERY_DEFAULT_LIMIT 50
-/** Longest index name accepted (a repository path, "<provider>/<run id>", …). */
-#define DM_QUERY_MAX_NAME 512
+/**
+ * Longest index name accepted: the longest name park.lua may index, a build's run.repository
+ * (2048 bytes, adapters/dm_build.c and the OIDC claims of dm_oidc.c). The other names are
+ * shorter: "<provider>/<run id>" at most 269 bytes, "<registry>/<image repository>" at most
+ * 512 (host 255 + '/' + repository 256, the registry adapters' limits).
+ */
+#define DM_QUERY_MAX_NAME 2048
 
 typedef struct dm_mappings_query {
     dm_index_kind kind;
@@ -51,6 +56,41 @@ void dm_query_cursor_encode(const char *member, char out[DM_CURSOR_LEN + 1]);
  * only for exactly what dm_query_cursor_encode produces from a well-formed member.
  */
 bool dm_query_cursor_decode(const char *text, size_t len, char member[DM_INDEX_MEMBER_LEN + 1]);
+
+/** One shard's answer to a page request (lua/mappings.lua), as the merge needs it. */
+typedef struct dm_query_shard_page {
+    /** Nothing follows @c frontier in the shard's index. */
+    bool exhausted;
+    /** The last member the shard examined (DM_INDEX_MEMBER_LEN bytes): read when !exhausted. */
+    const char *frontier;
+    /** The live members it returned: @c n × DM_INDEX_MEMBER_LEN bytes back to back, no NULs. */
+    const char *members;
+    size_t n;
+} dm_query_shard_page;
+
+/** One entry of a merged page: member @c index of page @c shard (@c member points into it). */
+typedef struct dm_query_pick {
+    const char *member;
+    size_t shard, index;
+} dm_query_pick;
+
+/**
+ * Merge the shards' answers into one page, newest first: at most @p limit picks into @p out,
+ * never past the smallest frontier of a shard that is not exhausted, since that shard may hold
+ * live members right after it that it did not return (it stopped at its own limit or work
+ * budget). Returns the number of picks; @p next gets the member the next cursor stands for
+ * (pointing into @p pages), or NULL when the walk is complete. No I/O; @p pages are only read.
+ */
+size_t dm_query_merge(const dm_query_shard_page *pages, size_t npages, unsigned limit,
+                      dm_query_pick *out, const char **next);
+
+/**
+ * Live mappings each shard is asked for when a page of @p limit is merged over @p shards:
+ * min(limit, max(8, 2 × ceil(limit / shards))), so the work of one request stays near
+ * 2 × limit (at least 8 per shard) instead of shards × limit. A shard that holds more stops at
+ * its frontier and the merge stops there too: a page may be shorter than limit, never wrong.
+ */
+unsigned dm_query_shard_limit(unsigned limit, unsigned shards);
 
 /**
  * One page of mappings, newest first by confirmation time, merged over all shards (one script

@@ -9,6 +9,7 @@
 
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,16 @@ static void append_name(char *buf, size_t size, const char *s)
     for (size_t i = 0; s[i] && i < 40 && n + 1 < size; i++)
         buf[n++] = (s[i] > 0x20 && s[i] < 0x7f) ? s[i] : '?';
     buf[n] = '\0';
+}
+
+/* Names are echoed in the JSON answer and compared with what park.lua indexed (UTF-8 from a
+ * JSON event): jansson refuses a string that is not valid UTF-8. */
+static bool is_utf8(const char *s)
+{
+    json_t *j = json_string(s);
+    bool ok = j != NULL;
+    json_decref(j);
+    return ok;
 }
 
 /* The index name: "<a>" or "<a>/<b>"; -1 when longer than DM_QUERY_MAX_NAME. */
@@ -111,6 +122,14 @@ int dm_api_parse_mappings(const char *query, dm_mappings_query *q, dm_error *err
         rc = dm_error_set(err, "", "ambiguous: give only one of repository, run, or registry "
                                    "with image_repository");
         goto done;
+    }
+
+    static const int names[] = {P_REPOSITORY, P_RUN, P_REGISTRY, P_IMAGE_REPOSITORY};
+    for (size_t i = 0; i < DM_ARRAY_LEN(names); i++) {
+        if (val[names[i]] && !is_utf8(val[names[i]])) {
+            rc = dm_error_set(err, PARAMS[names[i]], "must be UTF-8");
+            goto done;
+        }
     }
 
     const char *too_long = NULL;

@@ -14,9 +14,10 @@ void dm_api_mappings(dm_worker *w, struct evhttp_request *req);
 /**
  * Parse and validate a GET /v1/mappings query string (@p query may be NULL: no parameters)
  * into @p q. Exactly one of repository=, run=<provider>/<run id>, or registry= with
- * image_repository=; limit 1..500 (default 50); cursor as returned by a previous answer.
- * Unknown and repeated parameters are refused. Returns DM_OK, or DM_EINVAL with @p err
- * naming the parameter ("" when the question itself is missing or ambiguous) and the reason.
+ * image_repository=, each UTF-8 and together at most DM_QUERY_MAX_NAME bytes; limit 1..500
+ * (default 50); cursor as returned by a previous answer. Unknown and repeated parameters are
+ * refused. Returns DM_OK, or DM_EINVAL with @p err naming the parameter ("" when the question
+ * itself is missing or ambiguous) and the reason.
  */
 int dm_api_parse_mappings(const char *query, dm_mappings_query *q, dm_error *err);
 

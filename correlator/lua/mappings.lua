@@ -14,7 +14,9 @@
 -- The mapping hashes are undeclared keys of this script, in the index's own hash slot (same
 -- {s} tag), like park.lua's index writes. A member whose mapping is gone (expired with its
 -- hash, evicted) is skipped and removed here. The work per call is bounded: at most 4 × limit
--- members are examined, so a page may hold fewer than limit mappings with exhausted = 0.
+-- members are examined, so a page may hold fewer than limit mappings with exhausted = 0, and at
+-- most TRIM_BATCH expired entries are removed. Expired entries left for a later call are never
+-- read: the range stops before the first one, so expiry is exact all the same.
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local key = KEYS[1]
@@ -25,8 +27,13 @@ local mapping_ttl = tonumber(ARGV[4])
 
 local function inverted(ms) return string.format('%013d', 9999999999999 - ms) end
 
--- Entries older than mapping_ttl go now, not only at the index's next write: expiry is exact.
-redis.call('ZREMRANGEBYLEX', key, '[' .. inverted(math.max(now - mapping_ttl - 1, 0)), '+')
+-- Entries confirmed before now - mapping_ttl (inverted time >= that of now - mapping_ttl - 1)
+-- are expired: removed a batch at a time (not only at the index's next write), never returned.
+local TRIM_BATCH = 1000
+local expired = inverted(math.max(now - mapping_ttl - 1, 0))
+local gone = redis.call('ZRANGE', key, '[' .. expired, '+', 'BYLEX', 'LIMIT', 0, TRIM_BATCH)
+if #gone > 0 then redis.call('ZREM', key, unpack(gone)) end
+local last = '(' .. expired -- members < the expired bound: live by time
 
 local out = { 0, cursor, 0 }
 local found, dead = 0, 0
@@ -35,7 +42,7 @@ local from = cursor == '' and '-' or '(' .. cursor
 local exhausted = false
 while found < limit and budget > 0 do
   local want = math.min(limit - found, budget)
-  local batch = redis.call('ZRANGE', key, from, '+', 'BYLEX', 'LIMIT', 0, want)
+  local batch = redis.call('ZRANGE', key, from, last, 'BYLEX', 'LIMIT', 0, want)
   budget = budget - #batch
   for _, member in ipairs(batch) do
     out[2] = member
@@ -59,7 +66,7 @@ end
 if not exhausted then
   -- Stopped by the limit or the budget: is there anything at all after the frontier?
   local from_next = out[2] == '' and '-' or '(' .. out[2]
-  exhausted = #redis.call('ZRANGE', key, from_next, '+', 'BYLEX', 'LIMIT', 0, 1) == 0
+  exhausted = #redis.call('ZRANGE', key, from_next, last, 'BYLEX', 'LIMIT', 0, 1) == 0
 end
 out[1] = exhausted and 1 or 0
 out[3] = dead

@@ -93,10 +93,13 @@ local edges = 0
 -- undeclared keys outright would need them declared, which the caller cannot do: it does not
 -- know which builds a push joins.
 -- Expiry: an entry is kept mapping_ttl after its edge was confirmed (like the mapping itself),
--- trimmed on every write of its index (and by mappings.lua on every read); the key expires
--- mapping_ttl after its newest entry, so a quiet index vanishes.
+-- trimmed on every write of its index (and by mappings.lua on every read), at most
+-- INDEX_TRIM_BATCH entries a time so no call does unbounded work (mappings.lua never reads an
+-- expired entry left over); the key expires mapping_ttl after its newest entry, so a quiet
+-- index vanishes.
 local INDEX_BASE = string.sub(KEYS[6], 1, -4) .. 'ix:'
 local function inverted(ms) return string.format('%013d', 9999999999999 - ms) end
+local INDEX_TRIM_BATCH = 1000
 
 local function index_edge(id, bb, loc)
   local member = inverted(now) .. '|' .. digest .. '|' .. id
@@ -111,7 +114,8 @@ local function index_edge(id, bb, loc)
   end
   for _, k in ipairs(keys) do
     redis.call('ZADD', k, 0, member)
-    redis.call('ZREMRANGEBYLEX', k, stale, '+')
+    local gone = redis.call('ZRANGE', k, stale, '+', 'BYLEX', 'LIMIT', 0, INDEX_TRIM_BATCH)
+    if #gone > 0 then redis.call('ZREM', k, unpack(gone)) end
     redis.call('PEXPIRE', k, mapping_ttl)
   end
 end

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GET /v1/mappings: the three query indexes (code repository, run, registry repository), newest
-# first, cursor pagination that walks every mapping exactly once (with 1 and with 4 shards),
-# precise 400s, 401, lazy removal of entries whose mapping is gone, and expiry with
+# first, cursor pagination that walks every mapping exactly once (with 1 and with 4 shards, also
+# when a shard stops at its work budget or its share of the page), precise 400s, 401, lazy
+# removal of entries whose mapping is gone, the longest indexable name, and expiry with
 # mapping_ttl_seconds.
 . "$(dirname "$0")/lib.sh"
 start_redis
@@ -66,6 +67,18 @@ walk() {
 
 # ask QUERY: like mappings, and DIGS = the answer's digests in order, space separated.
 ask() { mappings "$1"; DIGS=$(jq -r '[.mappings[].digest] | join(" ")' <<<"$BODY"); }
+
+# digest_in SHARD SHARDS: a fresh digest that lives in that shard.
+digest_in() {
+    local d
+    while :; do
+        d=$(random_digest)
+        [ "$(shard_of "$d" "$2")" == "$1" ] && { echo "$d"; return; }
+    done
+}
+
+# walked: the digests of the last walk, in order, space separated.
+walked() { cut -d' ' -f1 <<<"$WALK" | paste -sd' ' -; }
 
 # ---------------------------------------------------------------- one shard
 for i in 1 2 3 4 5 6 7; do eval "d$i=\$(random_digest)"; done
@@ -181,6 +194,31 @@ check "4 dead entries removed by that call" 3 "$(rcli zcard 'dm:{0}:ix:repo:acme
 walk "repository=acme/many" 1; all=$WALK
 check "the walk still finds the live mapping" "$live" "$(cut -d' ' -f1 <<<"$all")"
 
+# the longest code repository a build may name (run.repository, 2048 bytes) is indexed and can
+# be asked for; UTF-8 names are echoed as they are
+long=$(printf 'r%.0s' $(seq 2048))
+dl=$(random_digest)
+edge "$dl" "$long" 701 team/long
+ask "repository=$long"
+check "a 2048-byte repository can be queried" "$dl $long" "$DIGS $(jq -r .query.repository <<<"$BODY")"
+mappings "repository=%C3%A9quipe/api"
+check "a UTF-8 name is echoed" '200 {"repository":"équipe/api","limit":50}' "$STATUS $(jq -c .query <<<"$BODY")"
+
+# expired entries are trimmed at most 1000 per call, and those left over are never answered,
+# even when their mapping still exists (here: 1200 entries 91 days old pointing at a live one)
+dold=$(random_digest)
+edge "$dold" acme/old 801 team/old
+id=$(rcli --raw hkeys "dm:{0}:m:$dold")
+old_ms=$(( $(date +%s%3N) - 91 * 86400000 ))
+args=()
+for k in $(seq 1 1200); do args+=(0 "$(printf '%013d' $((9999999999999 - old_ms + k)))|$dold|$id"); done
+rcli zadd 'dm:{0}:ix:repo:acme/old' "${args[@]}" >/dev/null
+ask "repository=acme/old"
+check "expired entries are not answered, though their mapping lives" "$dold" "$DIGS"
+check "one read trims 1000 expired entries" 201 "$(rcli zcard 'dm:{0}:ix:repo:acme/old')"
+ask "repository=acme/old&limit=1"
+check "the next read trims the rest" "$dold 1" "$DIGS $(rcli zcard 'dm:{0}:ix:repo:acme/old')"
+
 # index keys: score 0, member layout, TTL
 check "index member layout" 1 "$(rcli --raw zrange 'dm:{0}:ix:run:github/101' 0 0 | grep -cE '^[0-9]{13}\|sha256:[0-9a-f]{64}\|[0-9a-f]{40}$')"
 check "scores are 0" 0 "$(rcli --raw zrange 'dm:{0}:ix:img:contoso.azurecr.io/team/api' 0 0 withscores | tail -n 1)"
@@ -233,7 +271,10 @@ bad "repeated parameter" "?repository=a&repository=b" "repository: given more th
 bad "empty value" "?repository=" "repository: must not be empty"
 bad "parameter without =" "?repository" "malformed query string: every parameter must be name=value, separated by &"
 bad "NUL byte" "?repository=a%00b" "parameters must not contain NUL bytes (%00)"
-bad "name too long" "?repository=$(printf 'a%.0s' $(seq 513))" "repository: longer than 512 bytes"
+bad "name too long" "?repository=$(printf 'a%.0s' $(seq 2049))" "repository: longer than 2048 bytes"
+bad "name not UTF-8" "?repository=acme/ap%FF" "repository: must be UTF-8"
+bad "run not UTF-8" "?run=github/1%C3" "run: must be UTF-8"
+bad "image repository not UTF-8" "?registry=r&image_repository=team/%C0%AF" "image_repository: must be UTF-8"
 check "every 400 counted" $((inv0 + NBAD)) "$(metric digestmap_invalid_requests_total)"
 check "400s are logged with the field and reason" yes \
     "$(grep -q 'status=400 route=/v1/mappings field="limit" reason="must be an integer from 1 to 500"' "$T/daemon.log" && echo yes)"
@@ -282,15 +323,51 @@ walk "run=github/501" 3; all=$WALK
 check "4 shards: by run" 4 "$(wc -l <<<"$all")"
 check "4 shards: by registry repository" 12 \
     "$(mappings "registry=contoso.azurecr.io&image_repository=team/sharded"; jq '.mappings | length' <<<"$BODY")"
+
+# Each shard is asked for its share of a page (limit 20 over 4 shards: 10), not the whole
+# limit: with 12 of 16 mappings in shard 0, the first page stops at shard 0's 10th (the 14th
+# overall) and the next page goes on from there. Oldest first: every 4th in shards 1-3.
+expected=()
+for i in $(seq 1 16); do
+    if [ $((i % 4)) == 0 ]; then d=$(digest_in $((i / 4 % 3 + 1)) 4); else d=$(digest_in 0 4); fi
+    edge "$d" acme/crowded $((800 + i)) team/crowded
+    expected=("$d" "${expected[@]}")
+done
+want=$(printf '%s\n' "${expected[@]}" | paste -sd' ' -)
+check "crowded shard holds 12" 12 "$(rcli zcard 'dm:{0}:ix:repo:acme/crowded')"
+walk "repository=acme/crowded" 20
+check "4 shards, limit 20: a page stops at the crowded shard's share" "2 / 14 2 | $want" "$PAGES / $SIZES| $(walked)"
+walk "repository=acme/crowded" 3
+check "4 shards, limit 3: every mapping once, in order" "$want" "$(walked)"
+walk "repository=acme/crowded" 500
+check "4 shards, limit 500: one page" "1 / 16 | $want" "$PAGES / $SIZES| $(walked)"
+
+# A shard that spends its work budget (4 x limit) on dead entries stops the page at the last
+# entry it examined: the other shard's older mappings must not overtake its live one. Shard 1
+# holds older mappings (o1, o2); shard 0 one live mapping (la) under five newer dead ones.
+o1=$(digest_in 1 4); edge "$o1" acme/frontier 901 team/frontier
+o2=$(digest_in 1 4); edge "$o2" acme/frontier 902 team/frontier
+la=$(digest_in 0 4); edge "$la" acme/frontier 903 team/frontier
+for i in 1 2 3 4 5; do
+    d=$(digest_in 0 4)
+    edge "$d" acme/frontier $((903 + i)) team/frontier
+    rcli del "dm:{0}:m:$d" >/dev/null
+done
+check "frontier case: 6 entries in shard 0, 2 in shard 1" "6 2" \
+    "$(rcli zcard 'dm:{0}:ix:repo:acme/frontier') $(rcli zcard 'dm:{1}:ix:repo:acme/frontier')"
+walk "repository=acme/frontier" 1
+check "a shard's unfinished budget bounds the page: every live mapping once, in order" \
+    "$la $o2 $o1" "$(walked)"
+check "the dead entries were removed on the way" 1 "$(rcli zcard 'dm:{0}:ix:repo:acme/frontier')"
 stop_daemon
 
 # ---------------------------------------------------------------- expiry
-# mapping_ttl_seconds 3 (window 1 + grace 1): an edge leaves the indexes 3 s after it was
-# confirmed, trimmed on the index's next write and on every read; quiet indexes vanish.
-# Timeline (Redis clock, ta = first edge): a at ta, b at ta+1.5 s, c at ta+3.1 s (a expired,
-# b not until ta+4.5 s), everything gone by c+3 s.
+# mapping_ttl_seconds 6: an edge leaves the indexes 6 s after it was confirmed, trimmed on the
+# index's next write and on every read; quiet indexes vanish. Timeline (Redis clock, ta = just
+# after the first edge): a at ta, b at ta+3 s, c at ta+6.1 s (a expired, b not until ta+9 s:
+# almost 3 s of slack for a loaded machine), everything gone by c+6 s.
 rcli flushall >/dev/null
-start_daemon "$(default_config '"window_seconds": 1, "grace_seconds": 1, "mapping_ttl_seconds": 3')"
+start_daemon "$(default_config '"window_seconds": 1, "grace_seconds": 1, "mapping_ttl_seconds": 6')"
 ix='dm:{0}:ix:repo:acme/short'
 redis_ms() { local t; t=($(rcli --raw time)); echo $((t[0] * 1000 + t[1] / 1000)); }
 ea=$(random_digest)
@@ -298,14 +375,14 @@ edge "$ea" acme/short 601 team/short
 ta=$(redis_ms)
 ask "repository=acme/short"
 check "fresh edge listed" "$ea" "$DIGS"
-check_match "index key TTL is mapping_ttl" '^(2[0-9]{3}|3000)$' "$(rcli pttl "$ix")"
-while [ $(( $(redis_ms) - ta )) -lt 1500 ]; do sleep 0.05; done
+check_match "index key TTL is mapping_ttl" '^([4-5][0-9]{3}|6000)$' "$(rcli pttl "$ix")"
+while [ $(( $(redis_ms) - ta )) -lt 3000 ]; do sleep 0.05; done
 eb=$(random_digest)
 edge "$eb" acme/short 602 team/short
 ask "repository=acme/short"
 check "two edges listed" "$eb $ea" "$DIGS"
-# the first edge expires (> 3 s after ta) while the key lives on (its TTL follows the second)
-while [ $(( $(redis_ms) - ta )) -lt 3100 ]; do sleep 0.05; done
+# the first edge expires (> 6 s after ta) while the key lives on (its TTL follows the second)
+while [ $(( $(redis_ms) - ta )) -lt 6100 ]; do sleep 0.05; done
 check "expired entry still stored until the next write or read" 2 "$(rcli zcard "$ix")"
 ec=$(random_digest)
 edge "$ec" acme/short 603 team/short
@@ -313,7 +390,7 @@ check "a write trims expired entries" 2 "$(rcli zcard "$ix")"
 ask "repository=acme/short"
 check "trimmed entry gone from the answer" "$ec $eb" "$DIGS"
 got=""
-for _ in $(seq 1 80); do
+for _ in $(seq 1 150); do
     ask "repository=acme/short"
     got="$STATUS $DIGS"
     [ "$got" == "200 " ] && break

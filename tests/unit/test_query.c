@@ -1,4 +1,5 @@
-/* test_query.c - GET /v1/mappings: cursor encoding and decoding, query-string validation. */
+/* test_query.c - GET /v1/mappings: cursor encoding and decoding, query-string validation, and
+ * the merge of the shards' pages (against a model of lua/mappings.lua). */
 #include "dm_common.h"
 #include "dm_api.h"
 #include "dm_query.h"
@@ -234,11 +235,256 @@ static void test_parse_invalid(void **state)
     int n = snprintf(longq, sizeof longq, "repository=");
     memset(longq + n, 'r', DM_QUERY_MAX_NAME + 1);
     longq[n + DM_QUERY_MAX_NAME + 1] = '\0';
-    parse_bad(longq, "repository", "longer than 512 bytes");
+    char too_long[64];
+    snprintf(too_long, sizeof too_long, "longer than %d bytes", DM_QUERY_MAX_NAME);
+    parse_bad(longq, "repository", too_long);
     n = snprintf(longq, sizeof longq, "registry=r&image_repository=");
     memset(longq + n, 'i', DM_QUERY_MAX_NAME - 1);
     longq[n + DM_QUERY_MAX_NAME - 1] = '\0';
-    parse_bad(longq, "image_repository", "longer than 512 bytes");
+    parse_bad(longq, "image_repository", too_long);
+
+    /* names that are not UTF-8 are refused, not dropped from the echoed query */
+    parse_bad("repository=acme%2Fap%FF", "repository", "must be UTF-8");
+    parse_bad("run=github/1%C3", "run", "must be UTF-8");
+    parse_bad("registry=r%80&image_repository=i", "registry", "must be UTF-8");
+    parse_bad("registry=r&image_repository=%ED%A0%80", "image_repository", "must be UTF-8");
+    parse_bad("repository=%C0%AF", "repository", "must be UTF-8"); /* overlong '/' */
+}
+
+static void test_name_limit(void **state)
+{
+    (void)state;
+    /* A build's run.repository may be 2048 bytes (adapters/dm_build.c, dm_oidc.c) and park.lua
+     * indexes it: the longest one must be a question the API accepts. */
+    assert_true(DM_QUERY_MAX_NAME >= 2048);
+    dm_mappings_query q;
+    parse_ok("repository=%C3%A9quipe/api", &q); /* UTF-8 is fine */
+    assert_string_equal(q.name, "\xc3\xa9quipe/api");
+}
+
+/*---------------------------------------------------------------- merge ---*/
+
+/* A model shard: its index (ascending members) and which entries still have their mapping. */
+#define MODEL_MAX 64
+typedef struct model_shard {
+    char members[MODEL_MAX][DM_INDEX_MEMBER_LEN + 1];
+    bool live[MODEL_MAX];
+    size_t n;
+} model_shard;
+
+static void model_member(char out[DM_INDEX_MEMBER_LEN + 1], unsigned age, unsigned tag)
+{
+    /* age 0 = the newest: the inverted time grows with age, as in park.lua */
+    snprintf(out, DM_INDEX_MEMBER_LEN + 1, "%013u|sha256:%s|%040u", 1000000 + age, HEX64, tag);
+}
+
+/* What lua/mappings.lua answers: up to per live members after the cursor, at most 4 × per
+ * examined; the frontier is the last one examined, exhausted when nothing follows it. */
+static void model_page(const model_shard *s, const char *after, unsigned per,
+                       dm_query_shard_page *pg, char *members, char frontier[])
+{
+    size_t i = 0;
+    while (i < s->n && after[0] && memcmp(s->members[i], after, DM_INDEX_MEMBER_LEN) <= 0)
+        i++;
+    size_t found = 0, budget = 4 * per;
+    const char *last = after;
+    while (i < s->n && found < per && budget > 0) {
+        last = s->members[i];
+        if (s->live[i])
+            memcpy(members + found++ * DM_INDEX_MEMBER_LEN, s->members[i], DM_INDEX_MEMBER_LEN);
+        i++;
+        budget--;
+    }
+    snprintf(frontier, DM_INDEX_MEMBER_LEN + 1, "%s", last);
+    *pg = (dm_query_shard_page){
+        .exhausted = i == s->n, .frontier = frontier, .members = members, .n = found};
+}
+
+/* Walk every page of the model with @p limit; the members returned, in order, into @p got. */
+static size_t model_walk(const model_shard *shards, size_t nshards, unsigned limit,
+                         char (*got)[DM_INDEX_MEMBER_LEN + 1], size_t max, size_t *pages)
+{
+    unsigned per = dm_query_shard_limit(limit, (unsigned)nshards);
+    char after[DM_INDEX_MEMBER_LEN + 1] = "";
+    size_t ngot = 0;
+    *pages = 0;
+    for (;;) {
+        dm_query_shard_page pg[16];
+        static char members[16][MODEL_MAX * DM_INDEX_MEMBER_LEN];
+        static char frontiers[16][DM_INDEX_MEMBER_LEN + 1];
+        static dm_query_pick picks[MODEL_MAX * 16];
+        assert_true(nshards <= 16 && limit <= MODEL_MAX * 16);
+        for (size_t s = 0; s < nshards; s++)
+            model_page(&shards[s], after, per, &pg[s], members[s], frontiers[s]);
+        const char *next = NULL;
+        size_t take = dm_query_merge(pg, nshards, limit, picks, &next);
+        assert_true(take <= limit);
+        for (size_t i = 0; i < take; i++) {
+            assert_true(ngot < max);
+            assert_int_equal(picks[i].index < pg[picks[i].shard].n, true);
+            assert_ptr_equal(picks[i].member, pg[picks[i].shard].members +
+                                                  picks[i].index * DM_INDEX_MEMBER_LEN);
+            memcpy(got[ngot], picks[i].member, DM_INDEX_MEMBER_LEN);
+            got[ngot++][DM_INDEX_MEMBER_LEN] = '\0';
+        }
+        (*pages)++;
+        if (!next)
+            return ngot;
+        /* a cursor always moves forward, so a walk ends */
+        assert_true(!after[0] || memcmp(next, after, DM_INDEX_MEMBER_LEN) > 0);
+        memcpy(after, next, DM_INDEX_MEMBER_LEN);
+        after[DM_INDEX_MEMBER_LEN] = '\0';
+        assert_true(*pages < 10000);
+    }
+}
+
+/* Every live member of the model exactly once, newest first. */
+static void check_walk(const model_shard *shards, size_t nshards, unsigned limit)
+{
+    static char want[16 * MODEL_MAX][DM_INDEX_MEMBER_LEN + 1];
+    static char got[16 * MODEL_MAX][DM_INDEX_MEMBER_LEN + 1];
+    size_t nwant = 0;
+    for (size_t s = 0; s < nshards; s++)
+        for (size_t i = 0; i < shards[s].n; i++)
+            if (shards[s].live[i])
+                memcpy(want[nwant++], shards[s].members[i], DM_INDEX_MEMBER_LEN + 1);
+    qsort(want, nwant, sizeof want[0], (int (*)(const void *, const void *))strcmp);
+    size_t pages, ngot = model_walk(shards, nshards, limit, got, DM_ARRAY_LEN(got), &pages);
+    if (ngot != nwant)
+        fail_msg("limit %u, %zu shards: walked %zu mappings in %zu pages, want %zu", limit,
+                 nshards, ngot, pages, nwant);
+    for (size_t i = 0; i < nwant; i++)
+        if (strcmp(got[i], want[i]) != 0)
+            fail_msg("limit %u, %zu shards: mapping %zu is %.13s, want %.13s", limit, nshards, i,
+                     got[i], want[i]);
+}
+
+static void shard_add(model_shard *s, unsigned age, bool live)
+{
+    assert_true(s->n < MODEL_MAX);
+    model_member(s->members[s->n], age, (unsigned)s->n);
+    s->live[s->n++] = live;
+}
+
+static void test_merge_stops_at_unfinished_shard(void **state)
+{
+    (void)state;
+    /* Shard 0: five dead entries (ages 0-4) newer than its live one (age 6); shard 1: live
+     * entries older and newer than that (ages 5, 7, 8). With limit 1 shard 0 spends its budget
+     * of 4 on dead entries: the page must stop at its frontier, not take shard 1's age 5 and
+     * jump past shard 0's age 6. */
+    static model_shard sh[2];
+    memset(sh, 0, sizeof sh);
+    for (unsigned age = 0; age < 5; age++)
+        shard_add(&sh[0], age, false);
+    shard_add(&sh[0], 6, true);
+    shard_add(&sh[1], 5, true);
+    shard_add(&sh[1], 7, true);
+    shard_add(&sh[1], 8, true);
+    check_walk(sh, 2, 1);
+    check_walk(sh, 2, 2);
+    check_walk(sh, 2, 50);
+
+    /* the first page of that walk: empty, its cursor is shard 0's frontier (age 3) */
+    char m0[4 * DM_INDEX_MEMBER_LEN], m1[4 * DM_INDEX_MEMBER_LEN];
+    char f0[DM_INDEX_MEMBER_LEN + 1], f1[DM_INDEX_MEMBER_LEN + 1];
+    dm_query_shard_page pg[2];
+    model_page(&sh[0], "", 1, &pg[0], m0, f0);
+    model_page(&sh[1], "", 1, &pg[1], m1, f1);
+    assert_false(pg[0].exhausted);
+    assert_int_equal(pg[0].n, 0);
+    assert_int_equal(pg[1].n, 1);
+    dm_query_pick picks[1];
+    const char *next = NULL;
+    assert_int_equal(dm_query_merge(pg, 2, 1, picks, &next), 0);
+    assert_ptr_equal(next, pg[0].frontier);
+    assert_memory_equal(next, sh[0].members[3], DM_INDEX_MEMBER_LEN);
+}
+
+static void test_merge_cut(void **state)
+{
+    (void)state;
+    char a[3 * DM_INDEX_MEMBER_LEN + 1], b[2 * DM_INDEX_MEMBER_LEN + 1], m[DM_INDEX_MEMBER_LEN + 1];
+    const unsigned ages_a[] = {1, 4, 5}, ages_b[] = {2, 3};
+    for (size_t i = 0; i < 3; i++) {
+        model_member(m, ages_a[i], 0);
+        memcpy(a + i * DM_INDEX_MEMBER_LEN, m, DM_INDEX_MEMBER_LEN);
+    }
+    for (size_t i = 0; i < 2; i++) {
+        model_member(m, ages_b[i], 1);
+        memcpy(b + i * DM_INDEX_MEMBER_LEN, m, DM_INDEX_MEMBER_LEN);
+    }
+    dm_query_shard_page pg[2] = {{.exhausted = true, .members = a, .n = 3},
+                                 {.exhausted = true, .members = b, .n = 2}};
+    dm_query_pick picks[5];
+    const char *next = NULL;
+    /* all exhausted, everything fits: in order, no cursor */
+    assert_int_equal(dm_query_merge(pg, 2, 5, picks, &next), 5);
+    assert_null(next);
+    const size_t want_shard[] = {0, 1, 1, 0, 0}, want_index[] = {0, 0, 1, 1, 2};
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(picks[i].shard, want_shard[i]);
+        assert_int_equal(picks[i].index, want_index[i]);
+    }
+    /* more than the limit: the cursor is the last member taken */
+    assert_int_equal(dm_query_merge(pg, 2, 2, picks, &next), 2);
+    assert_ptr_equal(next, b);
+    /* shard 1 unfinished at its last member (age 3): ages 4 and 5 wait for the next page */
+    pg[1].exhausted = false;
+    pg[1].frontier = b + DM_INDEX_MEMBER_LEN;
+    assert_int_equal(dm_query_merge(pg, 2, 5, picks, &next), 3);
+    assert_ptr_equal(next, pg[1].frontier);
+    /* no shard answered anything */
+    dm_query_shard_page none[2] = {{.exhausted = true}, {.exhausted = true}};
+    assert_int_equal(dm_query_merge(none, 2, 5, picks, &next), 0);
+    assert_null(next);
+}
+
+static void test_merge_random_walks(void **state)
+{
+    (void)state;
+    /* Random indexes (some entries dead, some shards crowded) walked with many limits: every
+     * live mapping exactly once, newest first, whatever each shard is asked for. */
+    static model_shard sh[16];
+    uint32_t seed = 12345;
+    for (int round = 0; round < 60; round++) {
+        size_t nshards = 1 + (size_t)(round % 7 == 6 ? 15 : round % 5);
+        memset(sh, 0, sizeof sh);
+        unsigned entries = 20 + (unsigned)(round * 7 % 150);
+        for (unsigned age = 0; age < entries; age++) {
+            seed = seed * 1103515245u + 12345u;
+            /* one crowded shard in odd rounds */
+            size_t s = (round % 2 && (seed >> 16) % 3 != 0) ? 0 : (seed >> 8) % nshards;
+            if (sh[s].n == MODEL_MAX)
+                continue;
+            shard_add(&sh[s], age, (seed >> 20) % 4 != 0 || (round % 3 == 0 && age > 10));
+        }
+        const unsigned limits[] = {1, 2, 3, 5, 8, 13, 40, 500};
+        for (size_t l = 0; l < DM_ARRAY_LEN(limits); l++)
+            check_walk(sh, nshards, limits[l]);
+    }
+}
+
+static void test_shard_limit(void **state)
+{
+    (void)state;
+    assert_int_equal(dm_query_shard_limit(50, 1), 50);
+    assert_int_equal(dm_query_shard_limit(500, 1), 500);
+    assert_int_equal(dm_query_shard_limit(1, 4), 1);
+    assert_int_equal(dm_query_shard_limit(5, 4), 5);
+    assert_int_equal(dm_query_shard_limit(20, 4), 10);
+    assert_int_equal(dm_query_shard_limit(500, 4), 250);
+    assert_int_equal(dm_query_shard_limit(500, 16), 64);
+    assert_int_equal(dm_query_shard_limit(500, 1024), 8);
+    assert_int_equal(dm_query_shard_limit(3, 1024), 3);
+    assert_int_equal(dm_query_shard_limit(50, 1024), 8);
+    /* the work of a full page stays near 2 × limit, never shards × limit */
+    for (unsigned shards = 2; shards <= 1024; shards *= 2)
+        for (unsigned limit = 1; limit <= 500; limit++) {
+            unsigned per = dm_query_shard_limit(limit, shards);
+            assert_true(per >= 1 && per <= limit);
+            assert_true((unsigned long)per * shards <= 2ul * limit + 2ul * shards + 8ul * shards);
+        }
 }
 
 int main(void)
@@ -246,7 +492,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cursor_roundtrip), cmocka_unit_test(test_cursor_url_alphabet),
         cmocka_unit_test(test_cursor_invalid),   cmocka_unit_test(test_parse_valid),
-        cmocka_unit_test(test_parse_invalid),
+        cmocka_unit_test(test_parse_invalid),   cmocka_unit_test(test_name_limit),
+        cmocka_unit_test(test_merge_stops_at_unfinished_shard),
+        cmocka_unit_test(test_merge_cut),        cmocka_unit_test(test_merge_random_walks),
+        cmocka_unit_test(test_shard_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
