@@ -191,25 +191,11 @@ typedef struct api_req {
     struct evhttp_request *req;
 } api_req;
 
-static void unavailable(struct evhttp_request *req, int err)
-{
-    char peer[64];
-    dm_metric m = err == DM_EBUSY      ? DM_M_OVERLOADED
-                  : err == DM_ETIMEOUT ? DM_M_REDIS_TIMEOUT
-                  : err == DM_EREDIS   ? DM_M_REDIS_ERROR
-                                       : DM_M_REDIS_UNAVAILABLE;
-    dm_metrics_inc(m);
-    dm_warn("request refused", "status=503 route=" ROUTE_NAME " reason=\"%s\" peer=%s",
-            dm_strerror(err), dm_http_peer(req, peer));
-    dm_http_error(req, DM_ROUTE_MAPPINGS, 503, "%s; retry later",
-                  err == DM_EBUSY ? "too many requests in flight" : "storage unavailable");
-}
-
 static void on_mappings(int err, int status, char *body, void *arg)
 {
     api_req *a = arg;
     if (err != DM_OK)
-        unavailable(a->req, err);
+        dm_http_unavailable(a->req, DM_ROUTE_MAPPINGS, ROUTE_NAME, err);
     else
         dm_http_json(a->req, DM_ROUTE_MAPPINGS, status, body);
     free(body);
@@ -238,7 +224,7 @@ void dm_api_mappings(dm_worker *w, struct evhttp_request *req)
         return;
     }
     if (!dm_worker_begin(w)) {
-        unavailable(req, DM_EBUSY);
+        dm_http_unavailable(req, DM_ROUTE_MAPPINGS, ROUTE_NAME, DM_EBUSY);
         return;
     }
     api_req *a = dm_xmalloc(sizeof *a);
@@ -247,7 +233,7 @@ void dm_api_mappings(dm_worker *w, struct evhttp_request *req)
     int rc = dm_query_mappings(dm_worker_redis(w), &dm_worker_app(w)->join, &q, on_mappings, a);
     if (rc != DM_OK) {
         free(a);
-        unavailable(req, rc);
+        dm_http_unavailable(req, DM_ROUTE_MAPPINGS, ROUTE_NAME, rc);
         dm_worker_end(w);
     }
 }

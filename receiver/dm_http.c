@@ -1,5 +1,6 @@
 #include "dm_common.h"
 #include "dm_http.h"
+#include "dm_log.h"
 #include "dm_metrics.h"
 
 #include <event2/buffer.h>
@@ -82,4 +83,19 @@ const char *dm_http_peer(struct evhttp_request *req, char buf[64])
         evhttp_connection_get_peer(c, &addr, &port);
     snprintf(buf, 64, "%s:%u", addr ? addr : "?", (unsigned)port);
     return buf;
+}
+
+void dm_http_unavailable(struct evhttp_request *req, size_t route, const char *route_name,
+                         int err)
+{
+    char peer[64];
+    dm_metric m = err == DM_EBUSY      ? DM_M_OVERLOADED
+                  : err == DM_ETIMEOUT ? DM_M_REDIS_TIMEOUT
+                  : err == DM_EREDIS   ? DM_M_REDIS_ERROR
+                                       : DM_M_REDIS_UNAVAILABLE;
+    dm_metrics_inc(m);
+    dm_warn("request refused", "status=503 route=%s reason=\"%s\" peer=%s", route_name,
+            dm_strerror(err), dm_http_peer(req, peer));
+    dm_http_error(req, route, 503, "%s; retry later",
+                  err == DM_EBUSY ? "too many requests in flight" : "storage unavailable");
 }

@@ -78,20 +78,6 @@ static bool authenticate(struct evhttp_request *req, size_t route, const char *p
     return false;
 }
 
-static void unavailable(struct evhttp_request *req, size_t route, int err)
-{
-    char peer[64];
-    dm_metric m = err == DM_EBUSY      ? DM_M_OVERLOADED
-                  : err == DM_ETIMEOUT ? DM_M_REDIS_TIMEOUT
-                  : err == DM_EREDIS   ? DM_M_REDIS_ERROR
-                                       : DM_M_REDIS_UNAVAILABLE;
-    dm_metrics_inc(m);
-    dm_warn("request refused", "status=503 reason=\"%s\" peer=%s", dm_strerror(err),
-            dm_http_peer(req, peer));
-    dm_http_error(req, route, 503, "%s; retry later",
-                  err == DM_EBUSY ? "too many requests in flight" : "storage unavailable");
-}
-
 static void refuse_invalid(struct evhttp_request *req, size_t route, const char *path, int status,
                            const dm_error *err)
 {
@@ -119,7 +105,7 @@ static void ingest_done(ingest *in)
             size_t lens[] = {3, strlen(in->jti_key)};
             dm_redis_command(dm_worker_redis(in->w), ignore_reply, NULL, 2, argv, lens);
         }
-        unavailable(in->req, in->route, in->first_err);
+        dm_http_unavailable(in->req, in->route, in->path, in->first_err);
     } else {
         char body[128];
         snprintf(body, sizeof body, "{\"status\":\"accepted\",\"events\":%zu,\"edges\":%d}",
@@ -373,7 +359,7 @@ void dm_ingest_handle(dm_worker *w, struct evhttp_request *req, const dm_source_
         int why = dm_redis_ready(dm_worker_redis(w)) ? DM_EBUSY : DM_EUNAVAIL;
         dm_event_list_dispose(&events);
         dm_auth_outcome_dispose(&auth);
-        unavailable(req, route, why);
+        dm_http_unavailable(req, route, src->path, why);
         return;
     }
     ingest *in = dm_xcalloc(1, sizeof *in);
@@ -407,7 +393,7 @@ static void on_query(int err, int status, char *body, void *arg)
 {
     query_req *q = arg;
     if (err != DM_OK)
-        unavailable(q->req, DM_ROUTE_IMAGES, err);
+        dm_http_unavailable(q->req, DM_ROUTE_IMAGES, "/v1/images", err);
     else
         dm_http_json(q->req, DM_ROUTE_IMAGES, status, body);
     free(body);
@@ -446,7 +432,7 @@ void dm_ingest_query_image(dm_worker *w, struct evhttp_request *req, const char 
         return;
     }
     if (!dm_worker_begin(w)) {
-        unavailable(req, DM_ROUTE_IMAGES, DM_EBUSY);
+        dm_http_unavailable(req, DM_ROUTE_IMAGES, "/v1/images", DM_EBUSY);
         return;
     }
     query_req *q = dm_xmalloc(sizeof *q);
@@ -455,7 +441,7 @@ void dm_ingest_query_image(dm_worker *w, struct evhttp_request *req, const char 
     int rc = dm_query_image(dm_worker_redis(w), &app->join, digest, on_query, q);
     if (rc != DM_OK) {
         free(q);
-        unavailable(req, DM_ROUTE_IMAGES, rc);
+        dm_http_unavailable(req, DM_ROUTE_IMAGES, "/v1/images", rc);
         dm_worker_end(w);
     }
 }
