@@ -151,6 +151,10 @@ static void on_query(int err, redisReply *rep, void *arg)
     json_t *ans = json_pack("{s:s, s:o, s:{s:o, s:o}, s:o}", "digest", q->digest, "mappings",
                             mappings, "pending", "registry", pushes, "build", builds, "deleted",
                             deleted);
+    /* A 404 is an error answer (DESIGN §6.3: {"error": …}) and still the document's shape,
+     * so a client can read either. */
+    if (!found)
+        json_object_set_new(ans, "error", json_string("nothing is known about this digest"));
     char *body = json_dumps(ans, JSON_COMPACT);
     json_decref(ans);
     q->cb(DM_OK, found ? 200 : 404, body, q->arg);

@@ -81,7 +81,7 @@ check "pending build: not matched, name and tags" 'false contoso.azurecr.io/team
 u=$(random_digest)
 query_image "$u"
 check "unknown digest: 404" 404 "$STATUS"
-check "unknown digest: empty answer" "{\"digest\":\"$u\",\"mappings\":[],\"pending\":{\"registry\":[],\"build\":[]},\"deleted\":[]}" "$BODY"
+check "unknown digest: empty answer with an error" "{\"digest\":\"$u\",\"mappings\":[],\"pending\":{\"registry\":[],\"build\":[]},\"deleted\":[],\"error\":\"nothing is known about this digest\"}" "$BODY"
 query_image "sha256%3A${d#sha256:}"
 check "percent-encoded colon: the same digest" "200 $d" "$STATUS $(jq -r .digest <<<"$BODY")"
 E='{"error":"digest: must be sha256: followed by 64 lowercase hex digits"}'
