@@ -32,7 +32,9 @@ typedef struct dm_cli_flags {
 
 /** The settings the commands use, resolved by dm_cli_resolve(); all strings owned. */
 typedef struct dm_cli {
-    dm_config *conf; /**< the loaded --config file, or NULL */
+    dm_config *conf; /**< the loaded --config file, or NULL. Loaded with
+                          DM_CONFIG_SECRETS_OPTIONAL: a secret the command does not need may
+                          be unresolved (NULL, with secret_missing) */
 
     /* Redis */
     char *redis_where;    /**< for messages: the unix path or host:port (never the password) */
@@ -41,6 +43,9 @@ typedef struct dm_cli {
     int redis_port;
     char *redis_user;     /**< ACL user, or NULL */
     char *redis_password; /**< or NULL */
+    char *redis_password_missing; /**< "<config>: redis.password_env: …" when the config names
+                                       a password that could not be resolved, else NULL;
+                                       dm_cli_redis_connect() then fails with it */
     int redis_db;
     int connect_timeout_ms;
     int command_timeout_ms;
@@ -52,6 +57,8 @@ typedef struct dm_cli {
                           NULL when the configuration listens on port 0 and --url is missing */
     char *token_header; /**< header that carries the API credential ("Authorization"), or NULL */
     char *token;     /**< its value (--token, or the config's api.auth header entry), or NULL */
+    char *token_missing; /**< no --token and the config's api.auth header entries are all
+                              unresolved: "<config>: api.auth[i].value_env: …"; else NULL */
     char *cacert;    /**< PEM trust anchors for https instead of the system store, or NULL */
 } dm_cli;
 
@@ -111,7 +118,9 @@ bool dm_cli_parse_int(const char *s, long long min, long long max, long long *ou
 /**
  * Load the configuration (if any) and resolve every setting from @p f, the configuration and
  * the defaults. Returns DM_OK, or DM_EINVAL (a bad flag value: usage error) / DM_EIO (the
- * configuration could not be loaded) with @p err filled.
+ * configuration could not be loaded) with @p err filled. A secret of the configuration that
+ * cannot be resolved does not fail here: only the command that needs it fails, naming the key
+ * and the variable or file (redis_password_missing, token_missing, the entries' secret_missing).
  */
 int dm_cli_resolve(const dm_cli_flags *f, dm_cli *out, char *err, size_t errlen);
 
@@ -121,7 +130,8 @@ void dm_cli_dispose(dm_cli *c);
 /**
  * Connect to Redis as resolved (AUTH and SELECT included) with the connect timeout; the
  * socket then waits at most @p read_timeout_ms for a reply (0: no limit). Returns the
- * context, or NULL with @p err filled ("cannot connect to redis at …: …").
+ * context, or NULL with @p err filled ("cannot connect to redis at …: …", or
+ * redis_password_missing without trying).
  */
 redisContext *dm_cli_redis_connect(const dm_cli *c, int read_timeout_ms, char *err,
                                    size_t errlen);

@@ -235,6 +235,13 @@ int dm_cli_cmd_query(dm_cli_flags *f, int argc, char **argv)
     int rc = resolve_http("query", f, &c);
     if (rc != DM_CLI_OK)
         return rc;
+    if (!c.token && c.token_missing) {
+        /* Asking without the credential the configuration names would only earn a 401. */
+        rc = dm_cli_fail("%s", c.token_missing);
+        fputs("digestmap: query needs the API credential: set it, or give --token\n", stderr);
+        dm_cli_dispose(&c);
+        return rc;
+    }
     char *enc = evhttp_uriencode(digest, -1, 0);
     size_t n = strlen(enc) + sizeof "/v1/images/";
     char *path = dm_xmalloc(n);
@@ -474,13 +481,28 @@ int dm_cli_cmd_send_build(dm_cli_flags *f, int argc, char **argv)
     } else if (f->token) {
         hdr[nh++] = (dm_hclient_header){"Authorization", f->token};
     } else if (src) {
-        const dm_auth_entry *hmac = NULL, *header = NULL;
+        /* The daemon accepts any entry of the list: skip those whose secret is unresolved
+         * here, and name the first of them when none is left. */
+        const dm_auth_entry *hmac = NULL, *header = NULL, *missing = NULL;
         for (size_t i = 0; i < src->auth.n; i++) {
             const dm_auth_entry *e = &src->auth.v[i];
-            if (e->type == DM_AUTH_HMAC && !hmac)
+            if (e->type != DM_AUTH_HMAC && e->type != DM_AUTH_HEADER)
+                continue;
+            if (!e->secret) {
+                /* an hmac entry is preferred, as when both are resolved */
+                if (!missing || (missing->type != DM_AUTH_HMAC && e->type == DM_AUTH_HMAC))
+                    missing = e;
+            } else if (e->type == DM_AUTH_HMAC && !hmac) {
                 hmac = e;
-            else if (e->type == DM_AUTH_HEADER && !header)
+            } else if (e->type == DM_AUTH_HEADER && !header) {
                 header = e;
+            }
+        }
+        if (!hmac && !header && missing) {
+            rc = dm_cli_fail("%s: %s", f->config, missing->secret_missing);
+            fputs("digestmap: send-build needs the build source's credential: set it, or give "
+                  "--secret, --secret-env or --token\n", stderr);
+            goto out;
         }
         if (hmac) {
             key = hmac->secret;

@@ -55,7 +55,16 @@ static int parse_redis_url(const char *url, dm_cli *c, char *err, size_t errlen)
     return DM_OK;
 }
 
-static void redis_from_config(const dm_config *conf, dm_cli *c)
+/* "<config path>: <what>" (the form of a configuration load error). */
+static char *config_message(const char *config, const char *what)
+{
+    size_t n = strlen(config) + 2 + strlen(what) + 1;
+    char *m = dm_xmalloc(n);
+    snprintf(m, n, "%s: %s", config, what);
+    return m;
+}
+
+static void redis_from_config(const dm_config *conf, const char *config, dm_cli *c)
 {
     if (conf->redis.unix_path) {
         c->redis_unix = dm_xstrdup(conf->redis.unix_path);
@@ -68,6 +77,8 @@ static void redis_from_config(const dm_config *conf, dm_cli *c)
         c->redis_user = dm_xstrdup(conf->redis.username);
     if (conf->redis.password)
         c->redis_password = dm_xstrdup(conf->redis.password);
+    else if (conf->redis.password_missing)
+        c->redis_password_missing = config_message(config, conf->redis.password_missing);
     c->redis_db = conf->redis.db;
 }
 
@@ -117,7 +128,10 @@ int dm_cli_resolve(const dm_cli_flags *f, dm_cli *c, char *err, size_t errlen)
 {
     memset(c, 0, sizeof *c);
     char cerr[512] = "";
-    if (f->config && dm_config_load_file(f->config, &c->conf, cerr, sizeof cerr) != DM_OK) {
+    /* Secrets are resolved, but one the command does not need may be missing: tail must not
+     * need the webhook sinks' secrets, nor query the Redis password. */
+    if (f->config && dm_config_load_file_opts(f->config, DM_CONFIG_SECRETS_OPTIONAL, &c->conf,
+                                              cerr, sizeof cerr) != DM_OK) {
         snprintf(err, errlen, "%s: %s", f->config, cerr);
         c->conf = NULL;
         return DM_EIO;
@@ -129,7 +143,7 @@ int dm_cli_resolve(const dm_cli_flags *f, dm_cli *c, char *err, size_t errlen)
         if (rc != DM_OK)
             return rc;
     } else if (conf) {
-        redis_from_config(conf, c);
+        redis_from_config(conf, f->config, c);
     } else {
         c->redis_unix = dm_xstrdup(DEFAULT_REDIS_SOCKET);
         set_where(c);
@@ -170,15 +184,23 @@ int dm_cli_resolve(const dm_cli_flags *f, dm_cli *c, char *err, size_t errlen)
         c->token_header = dm_xstrdup("Authorization");
         c->token = dm_xstrdup(f->token);
     } else if (conf) {
-        /* The first header entry of api.auth is a credential the client can present. */
+        /* The first header entry of api.auth is a credential the client can present; the
+         * daemon accepts any entry, so one whose secret is unresolved here is skipped. */
+        const dm_auth_entry *missing = NULL;
         for (size_t i = 0; i < conf->api_auth.n; i++) {
             const dm_auth_entry *e = &conf->api_auth.v[i];
-            if (e->type == DM_AUTH_HEADER && e->secret) {
+            if (e->type != DM_AUTH_HEADER)
+                continue;
+            if (e->secret) {
                 c->token_header = dm_xstrdup(e->name);
                 c->token = dm_xstrndup((const char *)e->secret, e->secret_len);
                 break;
             }
+            if (!missing)
+                missing = e;
         }
+        if (!c->token && missing)
+            c->token_missing = config_message(f->config, missing->secret_missing);
     }
     if (f->cacert)
         c->cacert = dm_xstrdup(f->cacert);
@@ -193,10 +215,12 @@ void dm_cli_dispose(dm_cli *c)
     free(c->redis_host);
     free(c->redis_user);
     free_secret(c->redis_password);
+    free(c->redis_password_missing);
     free(c->prefix);
     free(c->url);
     free(c->token_header);
     free_secret(c->token);
+    free(c->token_missing);
     free(c->cacert);
     memset(c, 0, sizeof *c);
 }
@@ -227,6 +251,11 @@ static bool command_ok(redisContext *ctx, int argc, const char **argv, const cha
 redisContext *dm_cli_redis_connect(const dm_cli *c, int read_timeout_ms, char *err,
                                    size_t errlen)
 {
+    /* Connecting without the password the configuration asks for would only end in NOAUTH. */
+    if (c->redis_password_missing) {
+        snprintf(err, errlen, "%s", c->redis_password_missing);
+        return NULL;
+    }
     struct timeval ctv = ms_tv(c->connect_timeout_ms);
     redisContext *ctx = c->redis_unix ? redisConnectUnixWithTimeout(c->redis_unix, ctv)
                                       : redisConnectWithTimeout(c->redis_host, c->redis_port, ctv);

@@ -57,6 +57,7 @@ typedef struct {
     char *err;
     size_t errlen;
     const char *base_dir; /* for relative *_file paths; NULL: the working directory */
+    unsigned flags;       /* DM_CONFIG_* */
 } loader;
 
 static int failf(loader *ld, int code, const char *path, const char *fmt, ...)
@@ -258,8 +259,30 @@ static char *resolve_path(const loader *ld, const char *p)
     return r;
 }
 
+static int unresolved(loader *ld, char **missing, int code, const char *path, const char *fmt,
+                      ...) __attribute__((format(printf, 5, 6)));
+
+/* A secret that cannot be resolved: the load fails as failf() would, or, with
+ * DM_CONFIG_SECRETS_OPTIONAL, the same "<path>: <message>" goes to *@p missing and the load
+ * goes on (the secret stays NULL). */
+static int unresolved(loader *ld, char **missing, int code, const char *path, const char *fmt,
+                      ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (!(ld->flags & DM_CONFIG_SECRETS_OPTIONAL))
+        return failf(ld, code, path, "%s", msg);
+    size_t n = strlen(path) + 2 + strlen(msg) + 1;
+    *missing = dm_xmalloc(n);
+    snprintf(*missing, n, "%s: %s", path, msg);
+    return DM_OK;
+}
+
 static int secret_from_file(loader *ld, const char *kpath, const char *file, unsigned char **out,
-                            size_t *outlen)
+                            size_t *outlen, char **missing)
 {
     char *full = resolve_path(ld, file);
     unsigned char *buf = NULL;
@@ -272,7 +295,10 @@ static int secret_from_file(loader *ld, const char *kpath, const char *file, uns
         goto fail;
     }
     if (rc < 0) {
-        rc = failf(ld, DM_EIO, kpath, "cannot read \"%s\": %s", show(full, sb), strerror(-rc));
+        /* Absent or unreadable here: a tool may not need it (DM_CONFIG_SECRETS_OPTIONAL). An
+         * empty or oversized file is read fine and wrong, and stays an error below. */
+        rc = unresolved(ld, missing, DM_EIO, kpath, "cannot read \"%s\": %s", show(full, sb),
+                        strerror(-rc));
         goto fail;
     }
     cap = len + 1;
@@ -303,10 +329,11 @@ fail:
 /*
  * A secret given as "<base>", "<base>_env" or "<base>_file" in the object at @p path:
  * exactly one of them, non-empty. Absent and !required → *out = NULL. The result is
- * NUL-terminated; free with free_secret().
+ * NUL-terminated; free with free_secret(). With DM_CONFIG_SECRETS_OPTIONAL, an unset variable
+ * or unreadable file also gives *out = NULL, and *missing (free()) says why.
  */
 static int get_secret(loader *ld, const json_t *obj, const char *path, const char *base,
-                      bool required, unsigned char **out, size_t *outlen)
+                      bool required, unsigned char **out, size_t *outlen, char **missing)
 {
     char k_env[64], k_file[64], pb[PATH_BUF], sb[SHOW_BUF];
     const char *val, *env, *file;
@@ -340,13 +367,13 @@ static int get_secret(loader *ld, const json_t *obj, const char *path, const cha
         /* getenv is not thread-safe, but configuration is loaded before any thread starts. */
         const char *ev = getenv(env);
         if (!ev || !*ev)
-            return failf(ld, DM_EINVAL, key_path(pb, path, k_env),
-                         "environment variable \"%s\" is not set or empty", show(env, sb));
+            return unresolved(ld, missing, DM_EINVAL, key_path(pb, path, k_env),
+                              "environment variable \"%s\" is not set or empty", show(env, sb));
         *outlen = strlen(ev);
         *out = (unsigned char *)dm_xstrndup(ev, *outlen);
         return DM_OK;
     }
-    return secret_from_file(ld, key_path(pb, path, k_file), file, out, outlen);
+    return secret_from_file(ld, key_path(pb, path, k_file), file, out, outlen, missing);
 }
 
 /*---- listen -----------------------------------------------------------------------------*/
@@ -712,9 +739,11 @@ static int parse_redis(loader *ld, const json_t *root, dm_config *c)
     if (r) {
         unsigned char *pw = NULL;
         size_t pwlen = 0;
-        if ((rc = get_secret(ld, r, "redis", "password", false, &pw, &pwlen)) < 0)
+        if ((rc = get_secret(ld, r, "redis", "password", false, &pw, &pwlen,
+                             &c->redis.password_missing)) < 0)
             return rc;
-        if (pw && c->redis.password) {
+        /* An unresolved password_env is still a second password. */
+        if ((pw || c->redis.password_missing) && c->redis.password) {
             free_secret(pw, pwlen);
             return failf(ld, DM_EINVAL, "redis",
                          "give the password once: the url has one, and so has "
@@ -1014,7 +1043,8 @@ static int parse_auth_entry(loader *ld, const json_t *e, const char *path, dm_au
             return failf(ld, DM_EINVAL, key_path(pb, path, "name"),
                          "\"%s\" is not a valid header name", show(name, sb));
         out->name = dm_xstrdup(name);
-        return get_secret(ld, e, path, "value", true, &out->secret, &out->secret_len);
+        return get_secret(ld, e, path, "value", true, &out->secret, &out->secret_len,
+                          &out->secret_missing);
     }
     if (strcmp(type, "hmac-sha256") == 0) {
         out->type = DM_AUTH_HMAC;
@@ -1025,7 +1055,8 @@ static int parse_auth_entry(loader *ld, const json_t *e, const char *path, dm_au
             return failf(ld, DM_EINVAL, key_path(pb, path, "header"),
                          "\"%s\" is not a valid header name", show(name, sb));
         out->name = dm_xstrdup(name ? name : DEFAULT_HMAC_HEADER);
-        return get_secret(ld, e, path, "secret", true, &out->secret, &out->secret_len);
+        return get_secret(ld, e, path, "secret", true, &out->secret, &out->secret_len,
+                          &out->secret_missing);
     }
     if (strcmp(type, "oidc") == 0) {
         out->type = DM_AUTH_OIDC;
@@ -1331,7 +1362,8 @@ static int parse_sink(loader *ld, const json_t *w, const char *path, dm_sink_con
         return failf(ld, DM_EINVAL, key_path(pb, path, "name"),
                      "\"%s\" must be 1..64 characters of A-Z a-z 0-9 . _ - :", show(s, sb));
     out->name = s ? dm_xstrdup(s) : default_sink_name(out->url);
-    if ((rc = get_secret(ld, w, path, "secret", true, &out->secret, &out->secret_len)) < 0)
+    if ((rc = get_secret(ld, w, path, "secret", true, &out->secret, &out->secret_len,
+                         &out->secret_missing)) < 0)
         return rc;
 
     const json_t *types = json_object_get(w, "types");
@@ -1489,10 +1521,10 @@ static int parse_root(loader *ld, const json_t *root, dm_config *c)
 
 /*---- API --------------------------------------------------------------------------------*/
 
-static int load(const char *json, size_t len, const char *base_dir, dm_config **out, char *err,
-                size_t errlen)
+static int load(const char *json, size_t len, const char *base_dir, unsigned flags,
+                dm_config **out, char *err, size_t errlen)
 {
-    loader ld = {.err = err, .errlen = errlen, .base_dir = base_dir};
+    loader ld = {.err = err, .errlen = errlen, .base_dir = base_dir, .flags = flags};
     json_error_t jerr;
     dm_config *c = NULL;
     int rc;
@@ -1527,10 +1559,22 @@ fail:
 int dm_config_load_buffer(const char *json, size_t len, const char *base_dir, dm_config **out,
                           char *err, size_t errlen)
 {
-    return load(json, len, base_dir, out, err, errlen);
+    return load(json, len, base_dir, 0, out, err, errlen);
+}
+
+int dm_config_load_buffer_opts(const char *json, size_t len, const char *base_dir,
+                               unsigned flags, dm_config **out, char *err, size_t errlen)
+{
+    return load(json, len, base_dir, flags, out, err, errlen);
 }
 
 int dm_config_load_file(const char *path, dm_config **out, char *err, size_t errlen)
+{
+    return dm_config_load_file_opts(path, 0, out, err, errlen);
+}
+
+int dm_config_load_file_opts(const char *path, unsigned flags, dm_config **out, char *err,
+                             size_t errlen)
 {
     loader ld = {.err = err, .errlen = errlen};
     unsigned char *buf = NULL;
@@ -1551,7 +1595,7 @@ int dm_config_load_file(const char *path, dm_config **out, char *err, size_t err
         free(base);
         base = dm_xstrdup("/");
     }
-    rc = load((const char *)buf, len, base, out, err, errlen);
+    rc = load((const char *)buf, len, base, flags, out, err, errlen);
     free(base);
     /* The file may hold inline secrets (dev configs do). */
     free_secret(buf, len + 1);
@@ -1564,6 +1608,7 @@ static void free_auth_list(dm_auth_list *l)
         dm_auth_entry *a = &l->v[i];
         free(a->name);
         free_secret(a->secret, a->secret_len);
+        free(a->secret_missing);
         for (size_t k = 0; k < a->nissuers; k++)
             free(a->issuers[k]);
         free(a->issuers);
@@ -1601,6 +1646,7 @@ void dm_config_free(dm_config *c)
         free_secret(c->redis.username, strlen(c->redis.username));
     if (c->redis.password)
         free_secret(c->redis.password, strlen(c->redis.password));
+    free(c->redis.password_missing);
     free(c->redis.prefix);
     free(c->redis.host);
     free(c->redis.unix_path);
@@ -1619,6 +1665,7 @@ void dm_config_free(dm_config *c)
         free(w->name);
         free(w->url);
         free_secret(w->secret, w->secret_len);
+        free(w->secret_missing);
         for (size_t k = 0; k < w->ntypes; k++)
             free(w->types[k]);
         free(w->types);

@@ -2,7 +2,9 @@
  *
  * Unknown keys are errors (a typo must not silently disable security). Secrets may be given
  * as "x", "x_env": "VAR" or "x_file": "path" (relative paths are resolved against the
- * directory of the config file); they are resolved at load time.
+ * directory of the config file); they are resolved at load time. Tools that need only some
+ * of them (the digestmap client) load with DM_CONFIG_SECRETS_OPTIONAL: a secret that cannot
+ * be resolved is then left NULL, with the would-be error kept beside it (secret_missing).
  * A dm_config is immutable after loading and shared read-only by all worker threads, except
  * the oidc entries' keyrings and the sns entries' certificate caches, which synchronize
  * themselves (dm_keyring.h). Loading reads files but never touches the network: jwks_url keys,
@@ -36,8 +38,12 @@ typedef struct dm_sns_cert {
 typedef struct dm_auth_entry {
     dm_auth_type type;
     char *name;            /**< header name (HEADER: "name", HMAC: "header", default X-Digestmap-Signature) */
-    unsigned char *secret; /**< HEADER: the expected value; HMAC: the key. NULL for NONE */
+    unsigned char *secret; /**< HEADER: the expected value; HMAC: the key. NULL for NONE,
+                                and for an unresolved secret (see secret_missing) */
     size_t secret_len;
+    char *secret_missing;  /**< DM_CONFIG_SECRETS_OPTIONAL only: why the secret is NULL, the
+                                error a strict load gives ("api.auth[0].value_env: environment
+                                variable \"X\" is not set or empty"); else NULL */
 
     /* OIDC only */
     char **issuers;        /**< accepted "iss": the configured issuer (+ Google's bare alias) */
@@ -80,8 +86,10 @@ typedef struct dm_sink_conf {
     char *name;            /**< [A-Za-z0-9._-]{1,64}, unique; default "sink-" + 12 hex digits of
                                 SHA-256(url). Names the consumer group "digestmap:<name>" */
     char *url;             /**< https://, or http:// to 127.0.0.1, [::1] or localhost only */
-    unsigned char *secret; /**< HMAC-SHA256 key of X-Digestmap-Signature (required) */
+    unsigned char *secret; /**< HMAC-SHA256 key of X-Digestmap-Signature (required; NULL
+                                only when unresolved, see secret_missing) */
     size_t secret_len;
+    char *secret_missing;  /**< as in dm_auth_entry */
     char **types;          /**< record types to deliver (full names); none = all. Others are
                                 acknowledged without delivery */
     size_t ntypes;
@@ -107,6 +115,7 @@ typedef struct dm_config {
                                May hold the password: never log it. */
         char *username;   /**< ACL user from "redis://user:pw@…" (AUTH user pw); NULL: default */
         char *password;   /**< from the url or password/_env/_file; NULL if none */
+        char *password_missing; /**< as dm_auth_entry.secret_missing, for password_env/_file */
         char *prefix;     /**< default "dm" */
         int shards;       /**< default 1, 1..1024 */
         /* parsed from url (or set for the embedded server): */
@@ -165,6 +174,25 @@ int dm_config_load_file(const char *path, dm_config **out, char *err, size_t err
 /** Same, from @p len bytes of JSON; relative *_file secrets are resolved against @p base_dir. */
 int dm_config_load_buffer(const char *json, size_t len, const char *base_dir, dm_config **out,
                           char *err, size_t errlen);
+
+/**
+ * Flag of the *_opts loaders, for tools that need only some secrets: a secret whose
+ * environment variable is unset or empty, or whose file cannot be read (open/read error), is
+ * left NULL (length 0) and the error a strict load would give is kept in the entry's
+ * secret_missing (redis.password_missing) instead of failing the load. Everything else is
+ * checked as strictly as without the flag: the shape of every secret ("give only one of …",
+ * "… is required"), a secret file that is empty or too large, and the files that are not
+ * secrets (jwks_file, SNS certs, ca_file). digestmapd never uses it.
+ */
+#define DM_CONFIG_SECRETS_OPTIONAL 0x1u
+
+/** dm_config_load_file with @p flags (DM_CONFIG_*); flags 0 is dm_config_load_file. */
+int dm_config_load_file_opts(const char *path, unsigned flags, dm_config **out, char *err,
+                             size_t errlen);
+
+/** dm_config_load_buffer with @p flags (DM_CONFIG_*). */
+int dm_config_load_buffer_opts(const char *json, size_t len, const char *base_dir,
+                               unsigned flags, dm_config **out, char *err, size_t errlen);
 
 /** Free @p c (NULL is fine). Secrets are wiped before being freed. */
 void dm_config_free(dm_config *c);

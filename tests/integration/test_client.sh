@@ -209,6 +209,54 @@ cli --url "$URL" --token 'Bearer nope' query "$d1"
 check "query with a wrong token: exit 1" 1 "$RC"
 check_match "wrong token: 401 on stderr" 'HTTP 401' "$ERR"
 
+# --- a config whose secrets are not all set here: each command needs only its own ---
+# The daemon's config with the build source's, the API's and a webhook sink's secrets in
+# environment variables that are unset (the sink's stays unset throughout).
+unset DM_TEST_CI_TOKEN DM_TEST_CI_SECRET DM_TEST_API_TOKEN DM_TEST_SINK_SECRET
+jq '.sources[1].auth[0] |= (del(.value) | .value_env = "DM_TEST_CI_TOKEN")
+    | .sources[1].auth[1] |= (del(.secret) | .secret_env = "DM_TEST_CI_SECRET")
+    | .api.auth[0] |= (del(.value) | .value_env = "DM_TEST_API_TOKEN")
+    | .outputs.webhooks = [{"url": "http://127.0.0.1:9/hook", "secret_env": "DM_TEST_SINK_SECRET"}]' \
+    "$CONF" > "$T/secrets.json"
+SC=$T/secrets.json
+cli --config "$SC" tail --from-start --count 1
+check "unset sink/API/build secrets: tail still runs" "0 $d1" "$RC $(jq -r .subject <<<"$OUT")"
+cli --config "$SC" --url "$URL" query "$d1"
+check "unset API secret: query without --token fails naming the key and the variable" \
+    "1 digestmap: $SC: api.auth[0].value_env: environment variable \"DM_TEST_API_TOKEN\" is not set or empty" \
+    "$RC $(head -n 1 <<<"$ERR")"
+check_match "unset API secret: the way out is named" 'give --token' "$ERR"
+cli --config "$SC" --url "$URL" --token 'Bearer api-token' query "$d1"
+check "unset API secret: query with --token works" "0 $d1" "$RC $(jq -r .digest <<<"$OUT")"
+DM_TEST_API_TOKEN='Bearer api-token' cli --config "$SC" --url "$URL" query "$d1"
+check "API secret set: query uses it (the sink's is still unset)" "0 $d1" \
+    "$RC $(jq -r .digest <<<"$OUT")"
+d4=$(random_digest)
+cli --config "$SC" --url "$URL" send-build --image contoso.azurecr.io/team/api --digest "$d4" \
+    --run-id 4
+check "unset build secrets: send-build without a credential fails naming the hmac entry" \
+    "1 digestmap: $SC: sources[1].auth[1].secret_env: environment variable \"DM_TEST_CI_SECRET\" is not set or empty" \
+    "$RC $(head -n 1 <<<"$ERR")"
+cli --config "$SC" --url "$URL" send-build --image contoso.azurecr.io/team/api --digest "$d4" \
+    --run-id 4 --secret ci-secret
+check "unset build secrets: send-build with --secret works" "0 accepted" \
+    "$RC $(jq -r .status <<<"$OUT")"
+DM_TEST_CI_TOKEN='Bearer ci-token' cli --config "$SC" --url "$URL" send-build \
+    --image contoso.azurecr.io/team/api --digest "$d4" --run-id 4
+check "hmac secret unset, header value set: send-build sends the header" "0 accepted" \
+    "$RC $(jq -r .status <<<"$OUT")"
+# the daemon still refuses the very same file, at the first unset variable
+RC=0
+timeout 10 "$DIGESTMAPD" --config "$SC" >/dev/null 2>"$T/refused.err" || RC=$?
+check "digestmapd refuses the config with unset secrets" \
+    "1 digestmapd: $SC: sources[1].auth[0].value_env: environment variable \"DM_TEST_CI_TOKEN\" is not set or empty" \
+    "$RC $(cat "$T/refused.err")"
+DM_TEST_CI_TOKEN=x DM_TEST_CI_SECRET=x DM_TEST_API_TOKEN=x timeout 10 "$DIGESTMAPD" \
+    --config "$SC" --check-config >/dev/null 2>"$T/refused.err" && RC=0 || RC=$?
+check "digestmapd refuses it while the sink's variable is unset" \
+    "1 digestmapd: $SC: outputs.webhooks[0].secret_env: environment variable \"DM_TEST_SINK_SECRET\" is not set or empty" \
+    "$RC $(cat "$T/refused.err")"
+
 # --- consumer group: each run acknowledges what it printed ---
 d2=$(random_digest)
 mapping "$d2" 2002 2.0.0
@@ -236,10 +284,12 @@ stuck_consumer() {
     wait_blocked xreadgroup
     kill -STOP "$BGPID"
     for v in "$@"; do cmds="${cmds}XADD $K * event '{\"k\":$v}'"$'\n'; n=$((n + 1)); done
+    # Taken before the delivery, so a lower bound of it: "now - TDELIV < X" proves the
+    # records were idle less than X, and "t - TDELIV >= X" is implied by an idle time >= X.
+    TDELIV=$(date +%s%N)
     # one transaction: the blocked read is served once, with all of them
     printf 'MULTI\n%sEXEC\n' "$cmds" | rcli >/dev/null
     got=$(wait_count "$n" 10 pending g2 "$K")
-    TDELIV=$(date +%s%N)
     check "consumer $name: all $n records delivered, none acknowledged" "$n" "$got"
     check "consumer $name: the pending records are its own" "$name $n" \
         "$(rcli xpending "$K" g2 | tail -n 2 | tr '\n' ' ' | sed 's/ $//')"
@@ -380,8 +430,12 @@ DM_TEST_REDIS_PW=wrong cli --config "$T/auth.json" tail --from-start --count 1
 check "wrong redis password: exit 1" 1 "$RC"
 check_match "wrong redis password: message" "redis at $T/auth.sock: AUTH refused: WRONGPASS" "$ERR"
 cli --config "$T/auth.json" tail --from-start --count 1
-check "config with an unset *_env secret: exit 1" 1 "$RC"
-check_match "unset *_env secret: named" 'DM_TEST_REDIS_PW' "$ERR"
+check "tail, redis password_env unset: fails naming the key and the variable" \
+    "1 digestmap: $T/auth.json: redis.password_env: environment variable \"DM_TEST_REDIS_PW\" is not set or empty" \
+    "$RC $ERR"
+# query does not need the Redis password
+cli --config "$T/auth.json" --url "$URL" query "${SD[0]}"
+check "redis password_env unset: query still works" "0 ${SD[0]}" "$RC $(jq -r .digest <<<"$OUT")"
 # the same over TCP, the password in --redis (percent-encoded user info)
 tcp=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 redis-cli -s "$T/auth.sock" -a s3cret --no-auth-warning config set port "$tcp" >/dev/null

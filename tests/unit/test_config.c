@@ -1312,6 +1312,178 @@ static void test_load_file(void **state)
     dm_config_free(NULL);
 }
 
+
+/*---- DM_CONFIG_SECRETS_OPTIONAL (the client's mode) -------------------------------------*/
+
+static int try_load_opt(const char *json, const char *base, dm_config **out, char *err,
+                        size_t n)
+{
+    const char *j = q(json);
+    return dm_config_load_buffer_opts(j, strlen(j), base, DM_CONFIG_SECRETS_OPTIONAL, out, err,
+                                      n);
+}
+
+/* Same as EXPECT_ERR_AT, in the optional mode. */
+#define EXPECT_OPT_ERR_AT(json, base, code, msg)                                               \
+    do {                                                                                       \
+        char e_[512] = "";                                                                     \
+        dm_config *c_ = (dm_config *)1;                                                        \
+        assert_int_equal(try_load_opt((json), (base), &c_, e_, sizeof(e_)), (code));           \
+        assert_null(c_);                                                                       \
+        assert_string_equal(e_, (msg));                                                        \
+    } while (0)
+
+static void test_optional_secrets(void **state)
+{
+    (void)state;
+    char json[2048], msg[512], err[512];
+    setenv("DM_TEST_SET", "Bearer set", 1);
+    setenv("DM_TEST_EMPTY", "", 1);
+    unsetenv("DM_TEST_UNSET");
+
+    /* Every kind of secret, unresolved: env unset, env empty, file missing, file a directory. */
+    snprintf(json, sizeof(json),
+             "{'redis': {'url': 'redis://127.0.0.1', 'password_env': 'DM_TEST_UNSET'},"
+             " 'sources': [{'type': 'build', 'auth': ["
+             "   {'type': 'hmac-sha256', 'secret_env': 'DM_TEST_EMPTY'},"
+             "   {'type': 'header', 'name': 'X-T', 'value_file': 'nope.txt'},"
+             "   {'type': 'header', 'name': 'X-U', 'value_env': 'DM_TEST_SET'}]}],"
+             " 'api': {'auth': [{'type': 'header', 'name': 'Authorization',"
+             "                   'value_file': 'sub'}]},"
+             " 'outputs': {'webhooks': [{'url': 'http://127.0.0.1:9/',"
+             "                           'secret_env': 'DM_TEST_UNSET'}]}}");
+    const char *strict_first = "redis.password_env: environment variable \"DM_TEST_UNSET\" is "
+                               "not set or empty";
+    /* The daemon's loaders are unchanged: the first unresolved secret fails the load. */
+    EXPECT_ERR_AT(json, tmpdir, DM_EINVAL, strict_first);
+    dm_config *c = (dm_config *)1;
+    const char *j = q(json);
+    assert_int_equal(dm_config_load_buffer_opts(j, strlen(j), tmpdir, 0, &c, err, sizeof(err)),
+                     DM_EINVAL);
+    assert_null(c);
+    assert_string_equal(err, strict_first);
+
+    c = NULL;
+    assert_int_equal(try_load_opt(json, tmpdir, &c, err, sizeof(err)), DM_OK);
+    assert_non_null(c);
+    assert_null(c->redis.password);
+    assert_string_equal(c->redis.password_missing, strict_first);
+    /* The rest of the configuration is loaded as usual. */
+    assert_string_equal(c->redis.host, "127.0.0.1");
+
+    const dm_auth_entry *a = c->sources[0].auth.v;
+    assert_int_equal(c->sources[0].auth.n, 3);
+    assert_int_equal(a[0].type, DM_AUTH_HMAC);
+    assert_null(a[0].secret);
+    assert_int_equal(a[0].secret_len, 0);
+    assert_string_equal(a[0].name, "X-Digestmap-Signature");
+    assert_string_equal(a[0].secret_missing, "sources[0].auth[0].secret_env: environment "
+                                             "variable \"DM_TEST_EMPTY\" is not set or empty");
+    assert_null(a[1].secret);
+    assert_int_equal(a[1].secret_len, 0);
+    assert_string_equal(a[1].name, "X-T");
+    snprintf(msg, sizeof(msg),
+             "sources[0].auth[1].value_file: cannot read \"%s/nope.txt\": No such file or "
+             "directory", tmpdir);
+    assert_string_equal(a[1].secret_missing, msg);
+    /* A resolved secret has no message. */
+    assert_secret(&a[2], "Bearer set");
+    assert_null(a[2].secret_missing);
+
+    assert_null(c->api_auth.v[0].secret);
+    snprintf(msg, sizeof(msg), "api.auth[0].value_file: cannot read \"%s/sub\": Is a directory",
+             tmpdir);
+    assert_string_equal(c->api_auth.v[0].secret_missing, msg);
+
+    assert_int_equal(c->outputs.nwebhooks, 1);
+    assert_null(c->outputs.webhooks[0].secret);
+    assert_int_equal(c->outputs.webhooks[0].secret_len, 0);
+    assert_string_equal(c->outputs.webhooks[0].secret_missing,
+                        "outputs.webhooks[0].secret_env: environment variable \"DM_TEST_UNSET\" "
+                        "is not set or empty");
+    dm_config_free(c);
+
+    /* Everything resolved: the optional mode gives what the strict one gives. */
+    c = NULL;
+    assert_int_equal(try_load_opt("{'redis': {'password_env': 'DM_TEST_SET'}, "
+                                  "'outputs': {'webhooks': [{'url': 'https://a/',"
+                                  " 'secret_env': 'DM_TEST_SET'}]}, " SRC_NONE "}",
+                                  NULL, &c, err, sizeof(err)),
+                     DM_OK);
+    assert_string_equal(c->redis.password, "Bearer set");
+    assert_null(c->redis.password_missing);
+    assert_int_equal(c->outputs.webhooks[0].secret_len, strlen("Bearer set"));
+    assert_null(c->outputs.webhooks[0].secret_missing);
+    dm_config_free(c);
+
+    /* What is not an unresolvable secret stays an error: the shape of a secret ... */
+    EXPECT_OPT_ERR_AT(SRC_AUTH("{'type': 'header', 'name': 'A'}"), NULL, DM_EINVAL,
+                      "sources[0].auth[0]: one of \"value\", \"value_env\" or \"value_file\" is "
+                      "required");
+    EXPECT_OPT_ERR_AT(SRC_AUTH("{'type': 'hmac-sha256', 'secret_env': 'DM_TEST_UNSET', "
+                               "'secret': 'x'}"), NULL, DM_EINVAL,
+                      "sources[0].auth[0]: give only one of \"secret\", \"secret_env\" or "
+                      "\"secret_file\"");
+    EXPECT_OPT_ERR_AT(SRC_AUTH("{'type': 'hmac-sha256', 'secret_env': 'DM_TEST_UNSET', "
+                               "'secert': 'x'}"), NULL, DM_EINVAL,
+                      "sources[0].auth[0]: unknown key \"secert\"");
+    /* ... a password given twice, even when the second one is unresolved ... */
+    EXPECT_OPT_ERR_AT(REDIS("'url': 'redis://:a@127.0.0.1', 'password_env': 'DM_TEST_UNSET'"),
+                      NULL, DM_EINVAL,
+                      "redis: give the password once: the url has one, and so has \"password\", "
+                      "\"password_env\" or \"password_file\"");
+    /* ... a secret file that was read and is wrong ... */
+    snprintf(msg, sizeof(msg), "sources[0].auth[0].secret_file: \"%s/empty.txt\" is empty", tmpdir);
+    EXPECT_OPT_ERR_AT(SRC_AUTH("{'type': 'hmac-sha256', 'secret_file': 'empty.txt'}"), tmpdir,
+                      DM_EINVAL, msg);
+    snprintf(msg, sizeof(msg),
+             "sources[0].auth[0].secret_file: \"%s/big.txt\" is larger than 65536 bytes", tmpdir);
+    EXPECT_OPT_ERR_AT(SRC_AUTH("{'type': 'hmac-sha256', 'secret_file': 'big.txt'}"), tmpdir,
+                      DM_EINVAL, msg);
+    /* ... and the files that are not secrets: the OIDC keys and the sink's trust anchors. */
+    EXPECT_OPT_ERR_AT(OIDC_HEAD "'jwks_file': 'no-such-file.json'" OIDC_TAIL, "/nonexistent",
+                      DM_EIO,
+                      "sources[0].auth[0].jwks_file: cannot read \"/nonexistent/no-such-file.json\": "
+                      "No such file or directory");
+    EXPECT_OPT_ERR_AT("{'outputs': {'webhooks': [{'url': 'https://a/', 'secret_env': "
+                      "'DM_TEST_UNSET', 'ca_file': 'no-ca.pem'}]}, " SRC_NONE "}", "/nonexistent",
+                      DM_EIO,
+                      "outputs.webhooks[0].ca_file: cannot read \"/nonexistent/no-ca.pem\": No "
+                      "such file or directory");
+
+    /* From a file: relative secret files are looked up beside it, as in the strict mode. */
+    const char *cfg = q("{'api': {'auth': [{'type': 'header', 'name': 'A', 'value_file':"
+                        " 'rel.txt'}, {'type': 'header', 'name': 'B', 'value_file': "
+                        "'sub/rel.txt'}]}, " SRC_NONE "}");
+    write_file("cfg.json", cfg, strlen(cfg));
+    char path[256];
+    snprintf(path, sizeof(path), "%s/cfg.json", tmpdir);
+    c = (dm_config *)1;
+    snprintf(msg, sizeof(msg),
+             "api.auth[0].value_file: cannot read \"%s/rel.txt\": No such file or directory",
+             tmpdir);
+    assert_int_equal(dm_config_load_file(path, &c, err, sizeof(err)), DM_EIO);
+    assert_null(c);
+    assert_string_equal(err, msg);
+    assert_int_equal(dm_config_load_file_opts(path, 0, &c, err, sizeof(err)), DM_EIO);
+    assert_string_equal(err, msg);
+    assert_int_equal(dm_config_load_file_opts(path, DM_CONFIG_SECRETS_OPTIONAL, &c, err,
+                                              sizeof(err)),
+                     DM_OK);
+    assert_null(c->api_auth.v[0].secret);
+    assert_string_equal(c->api_auth.v[0].secret_missing, msg);
+    assert_secret(&c->api_auth.v[1], "relative-secret");
+    dm_config_free(c);
+    /* The file itself must still be readable. */
+    assert_int_equal(dm_config_load_file_opts("/nonexistent/digestmap.json",
+                                              DM_CONFIG_SECRETS_OPTIONAL, &c, err, sizeof(err)),
+                     DM_EIO);
+    assert_null(c);
+
+    unsetenv("DM_TEST_SET");
+    unsetenv("DM_TEST_EMPTY");
+}
+
 static void test_shipped_configs(void **state)
 {
     (void)state;
@@ -1396,6 +1568,7 @@ int main(void)
         cmocka_unit_test(test_api),            cmocka_unit_test(test_sns_entry),
         cmocka_unit_test(test_webhooks),       cmocka_unit_test(test_json_errors),
         cmocka_unit_test(test_load_file),      cmocka_unit_test(test_shipped_configs),
+        cmocka_unit_test(test_optional_secrets),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
