@@ -15,12 +15,13 @@ extern const char dm_lua_sweep_report[];
 extern const char dm_lua_mappings[];
 extern const char dm_lua_trim[];
 extern const char dm_lua_sink_dead[];
+extern const char dm_lua_sink_prune[];
 
 const char *const *dm_join_scripts(void)
 {
     static const char *const scripts[DM_SCRIPT_COUNT] = {
         dm_lua_park,     dm_lua_query, dm_lua_sweep_claim, dm_lua_sweep_report,
-        dm_lua_mappings, dm_lua_trim,  dm_lua_sink_dead};
+        dm_lua_mappings, dm_lua_trim,  dm_lua_sink_dead,   dm_lua_sink_prune};
     return scripts;
 }
 

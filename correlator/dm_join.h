@@ -18,6 +18,7 @@ enum {
     DM_SCRIPT_MAPPINGS,   /**< mappings.lua: one page of an index (GET /v1/mappings) */
     DM_SCRIPT_TRIM,       /**< trim.lua: trim an output stream, sparing protected groups */
     DM_SCRIPT_SINK_DEAD,  /**< sink_dead.lua: dead-letter a record and acknowledge it */
+    DM_SCRIPT_SINK_PRUNE, /**< sink_prune.lua: remove a sink group's stale consumers */
     DM_SCRIPT_COUNT
 };
 

@@ -47,6 +47,12 @@
 #define GROUP_BUF           (64 + 16)
 #define ORIGIN_BUF          300
 #define CURSOR_BUF          48
+/* Consumers left behind by stopped instances (see dm_sink.h, "Consumers"): removed when idle
+ * longer than PRUNE_IDLE_FACTOR x claim_idle_ms with nothing pending, checked every
+ * max(claim_idle_ms, min(PRUNE_EVERY_MAX_MS, that idle time / 4)). */
+#define PRUNE_IDLE_FACTOR   10
+#define PRUNE_EVERY_MAX_MS  60000
+#define PRUNE_DEL_MAX       16   /* consumers removed per shard and round at most */
 
 /*---- Types ------------------------------------------------------------------------------*/
 
@@ -104,6 +110,9 @@ struct sink {
     unsigned claim_calls;         /* XAUTOCLAIM calls on claim_shard in this round */
     unsigned refreshing;          /* claim refresh commands in flight */
     char (*cursors)[CURSOR_BUF];  /* XAUTOCLAIM cursor per shard */
+    bool pruning;                 /* a round of stale-consumer removal is under way */
+    unsigned prune_shard;         /* the shard whose check is in flight */
+    int64_t prune_next_ms;        /* dm_mono_ms() from which the next round may start */
     struct event *read_timer, *create_timer, *refresh_timer, *claim_timer;
     rec *held;
     size_t nheld;
@@ -792,16 +801,124 @@ static void start_claim(sink *s)
     claim_next(s);
 }
 
+static void maybe_prune(sink *s);
+
 static void on_claim_timer(evutil_socket_t fd, short what, void *arg)
 {
     sink *s = arg;
     (void)fd;
     (void)what;
-    if (s->claiming || !s->running)
+    if (!s->running)
+        return;
+    maybe_prune(s);
+    if (s->claiming)
         return;
     s->claim_wanted = true;
     if (!s->reading)
         start_claim(s);
+}
+
+/*---- Stale consumers -------------------------------------------------------------------*/
+
+/* A consumer idle this long is taken for a stopped instance's. At least 10 s (claim_idle_ms
+ * >= 1000), and 10 min or more from claim_idle_ms = 60 s (the default) on. */
+static int64_t prune_idle_ms(const sink *s)
+{
+    return (int64_t)PRUNE_IDLE_FACTOR * s->c->claim_idle_ms;
+}
+
+static int64_t prune_every_ms(const sink *s)
+{
+    int64_t every = prune_idle_ms(s) / 4;
+    if (every > PRUNE_EVERY_MAX_MS)
+        every = PRUNE_EVERY_MAX_MS;
+    return every > s->c->claim_idle_ms ? every : s->c->claim_idle_ms;
+}
+
+/* Stale consumers are removed by correlator/lua/sink_prune.lua (DM_SCRIPT_SINK_PRUNE): the
+ * check and the removal must be one atomic step (the script says why). */
+
+static void prune_next(sink *s);
+
+static bool is_int(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_INTEGER;
+}
+
+/* The script answered for prune_shard: log what it removed and kept, go on with the next
+ * shard. */
+static void on_pruned(int err, redisReply *reply, void *arg)
+{
+    sink *s = arg;
+    if (s->all->stopping)
+        return;
+    const char *key = s->out_keys[s->prune_shard];
+    if (err != DM_OK || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_ARRAY ||
+        reply->element[1]->type != REDIS_REPLY_ARRAY) {
+        /* NOGROUP, a lost connection, ...: the reads and claims deal with those; the next
+         * round tries again. */
+        char q[200];
+        dm_debug("sink consumer check failed", "sink=%s stream=%s reason=%s", s->c->name, key,
+                 quote(err != DM_OK                       ? dm_strerror(err)
+                       : reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                          : "unexpected reply",
+                       q, sizeof q));
+        s->pruning = false;
+        return;
+    }
+    char nq[320];
+    const redisReply *removed = reply->element[0], *kept = reply->element[1];
+    for (size_t i = 0; i + 1 < removed->elements; i += 2) {
+        const redisReply *name = removed->element[i], *idle = removed->element[i + 1];
+        if (name->type == REDIS_REPLY_STRING && is_int(idle))
+            dm_info("sink consumer removed", "sink=%s consumer=%s idle_ms=%lld stream=%s",
+                    s->c->name, quote(name->str, nq, sizeof nq), idle->integer, key);
+    }
+    for (size_t i = 0; i + 2 < kept->elements; i += 3) {
+        const redisReply *name = kept->element[i], *idle = kept->element[i + 1],
+                         *pending = kept->element[i + 2];
+        if (name->type == REDIS_REPLY_STRING && is_int(idle) && is_int(pending))
+            dm_debug("sink consumer idle with entries pending: kept", "sink=%s consumer=%s "
+                     "idle_ms=%lld pending=%lld stream=%s", s->c->name,
+                     quote(name->str, nq, sizeof nq), idle->integer, pending->integer, key);
+    }
+    s->prune_shard++;
+    prune_next(s);
+}
+
+/* One shard after the other, one script call each (at most PRUNE_DEL_MAX removals; the next
+ * round gets the others). */
+static void prune_next(sink *s)
+{
+    dm_sinks *all = s->all;
+    if (all->stopping || !s->running || s->prune_shard >= s->nshards) {
+        s->pruning = false;
+        return;
+    }
+    char limit[24], most[16];
+    snprintf(limit, sizeof limit, "%lld", (long long)prune_idle_ms(s));
+    snprintf(most, sizeof most, "%d", PRUNE_DEL_MAX);
+    const char *argv[] = {s->out_keys[s->prune_shard], s->group, all->consumer, limit, most};
+    size_t lens[DM_ARRAY_LEN(argv)];
+    for (size_t i = 0; i < DM_ARRAY_LEN(argv); i++)
+        lens[i] = strlen(argv[i]);
+    if (dm_redis_eval(all->ctl, DM_SCRIPT_SINK_PRUNE, on_pruned, s, 1, (int)DM_ARRAY_LEN(argv),
+                      argv, lens) != DM_OK)
+        s->pruning = false; /* the next round tries again */
+}
+
+/* From the claim timer: a round of stale-consumer removal when one is due. It runs on the
+ * control connection beside reads and claims (it hands over no record). */
+static void maybe_prune(sink *s)
+{
+    int64_t now = dm_mono_ms();
+    if (s->pruning || s->all->stopping || now < s->prune_next_ms)
+        return;
+    s->prune_next_ms = now + prune_every_ms(s);
+    s->pruning = true;
+    s->prune_shard = 0;
+    prune_next(s);
 }
 
 static void refresh_free(refresh_ctx *x)
@@ -1152,8 +1269,8 @@ int dm_sinks_start(struct event_base *base, const dm_config *conf, dm_sinks **ou
         if (rc != DM_OK)
             goto fail;
         /* Per held record one command at most and one refresh step, plus a claim and the
-         * group commands per shard. */
-        ctl_inflight += 2 * conf->outputs.webhooks[i].max_inflight + 4 * conf->redis.shards;
+         * group commands per shard, and a stale-consumer check. */
+        ctl_inflight += 2 * conf->outputs.webhooks[i].max_inflight + 4 * conf->redis.shards + 1;
     }
     dm_redis_opts co = dm_server_redis_opts(conf, "sinks");
     co.max_inflight = ctl_inflight;

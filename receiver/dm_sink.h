@@ -54,12 +54,29 @@
  * instances may deliver it: delivery is at least once, and receivers deduplicate with
  * Idempotency-Key. Entries trimmed meanwhile are acknowledged when a claim reports them.
  *
+ * Consumers. Every consumer an instance ever read as stays in the group when the instance
+ * stops (SIGTERM, crash, reschedule), so each sink removes the ones left behind: at its claim
+ * rounds, at most once every P = max(claim_idle_ms, min(60 s, L / 4)) where L = 10 ×
+ * claim_idle_ms (L = 10 min and P = 60 s at the default 60 s; L = 10 s and P = 2.5 s at the
+ * smallest, 1 s), one script per shard runs XINFO CONSUMERS and XGROUP DELCONSUMER for each
+ * consumer other than this one (at most 16 a shard and round) idle for more than L with
+ * nothing pending (msg="sink consumer removed" sink=… consumer=… idle_ms=… stream=…, info).
+ * A stopped instance's consumer is gone within about L + P + claim_idle_ms/2 of its last read
+ * that returned an entry (Redis 7.0 refreshes a consumer's idle time only at its reads that
+ * return entries and at its claims; 7.2 at every read).
+ * One with entries pending is kept (msg="sink consumer idle with entries pending: kept",
+ * debug) until a claim has taken them over; it goes at a later round. Removing a live
+ * instance's consumer (idle through a quiet period) costs nothing: it has nothing pending, and
+ * its next read that returns an entry creates it again. The script makes the check and the
+ * removal atomic, so no entry is handed to a consumer between the two.
+ *
  * Redis errors: reads back off (up to 5 s) and retry; records are never dropped: what is not
  * acknowledged stays pending in Redis and is delivered again.
  *
  * Logs: msg="sink started" (info; the url appears only as origin=scheme://host:port, since its
  * path and query may carry credentials), msg="sink delivery failed" per failed attempt (warn),
- * msg="record dead-lettered" (warn), msg="record delivered" (debug).
+ * msg="record dead-lettered" (warn), msg="record delivered" (debug), msg="sink consumer
+ * removed" (info).
  * Metrics: DM_M_SINK_* and the gauge DM_G_SINK_INFLIGHT (records held, all sinks).
  */
 #ifndef DM_RECEIVER_DM_SINK_H

@@ -119,3 +119,27 @@ for _, fields in json.load(sys.stdin) or []:
     print(dict(zip(fields[::2], fields[1::2])).get(sys.argv[1], ""))
 ' "$2"
 }
+
+# consumers GROUP [SHARD]: "name pending idle_ms" of each consumer of GROUP on dm:{SHARD}:out,
+# one a line (nothing when the group or the stream does not exist).
+consumers() {
+    rcli -2 --json XINFO CONSUMERS "dm:{${2:-0}}:out" "$1" 2>/dev/null | python3 -c '
+import json, sys
+try:
+    rows = json.load(sys.stdin)
+except ValueError:
+    rows = None
+for row in rows if isinstance(rows, list) else []:
+    f = dict(zip(row[::2], row[1::2]))
+    print(f["name"], f["pending"], f["idle"])
+'
+}
+
+# consumer_field GROUP NAME FIELD [SHARD]: FIELD (pending or idle) of consumer NAME of GROUP on
+# dm:{SHARD}:out; "gone" when there is no such consumer.
+consumer_field() {
+    local v
+    v=$(consumers "$1" "${4:-0}" | awk -v n="$2" -v f="$3" \
+        '$1 == n { print (f == "pending" ? $2 : $3) }')
+    echo "${v:-gone}"
+}
