@@ -16,30 +16,12 @@ workers_list=${BENCH_WORKERS:-"2 1"}
 acr_auth="Bearer bench-acr-token"; ci_auth="Bearer bench-ci-token"
 case "$secs$conns" in *[!0-9]*) echo "usage: bench/run.sh [SECONDS] [CONNECTIONS]" >&2; exit 2;; esac
 
-# --- packages, build ---------------------------------------------------------------------------
-scripts/deps.sh run
-missing=()
-for p in nginx-light wrk redis-server redis-tools curl; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "bench: installing missing packages: ${missing[*]}" >&2
-    sudo=(); [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-    export DEBIAN_FRONTEND=noninteractive
-    "${sudo[@]}" apt-get update -qq
-    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-
-# --- processes and cleanup ---------------------------------------------------------------------
+# --- packages, processes and cleanup, build (bench/lib.sh) --------------------------------------
+BENCH_NAME=bench
+. bench/lib.sh
+bench_deps
 tmp=$(mktemp -d /tmp/dm-bench.XXXXXX)
 redis_pid=""; dm_pid=""; perf_pid=""
-stop_pid() { # pid: SIGTERM, wait at most 12 s, then SIGKILL
-    local pid=$1
-    kill "$pid" 2>/dev/null || return 0
-    for _ in $(seq 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 cleanup() {
     [ -n "$perf_pid" ] && stop_pid "$perf_pid"
     [ -n "$dm_pid" ] && stop_pid "$dm_pid"
@@ -48,32 +30,11 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-fail() { echo "bench: FAIL: $*" >&2; exit 1; }
-free_port() { # first port from $1 on that nothing listens on (another bench may be running)
-    local p
-    for p in $(seq "$1" $(( $1 + 99 ))); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return 0; }
-    done
-    fail "no free port from $1"
-}
 port=${BENCH_PORT:-$(free_port 18090)}
 export NGINX_PORT=${NGINX_PORT:-$(free_port 18190)} REDIS_PORT=${REDIS_PORT:-$(free_port 16490)}
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }   # utime + stime of a process
-per_req_us() { # ticks-before ticks-after requests: CPU microseconds per request
-    awk -v a="$1" -v b="$2" -v n="$3" -v hz="$(getconf CLK_TCK)" \
-        'BEGIN {printf "%.0f", (n > 0) ? (b - a) * 1e6 / hz / n : 0}'
-}
+per_req_us() { per_item_us "$1" "$2" "$3"; } # ticks-before ticks-after requests
 rcli() { redis-cli -s "$tmp/redis.sock" "$@"; }
-
-src=$top
-if [ -n "${BENCH_REV:-}" ]; then
-    src=$tmp/src; mkdir "$src"
-    git -C "$top" archive "$BENCH_REV" | tar -x -C "$src"
-    echo "bench: building $BENCH_REV ($(git -C "$top" rev-parse --short "$BENCH_REV"))" >&2
-fi
-cmake -S "$src" -B "$src/build-bench" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$src/build-bench" -j"$(nproc)" --target digestmapd >/dev/null
-daemon=$src/build-bench/bin/digestmapd
+bench_build
 
 echo "bench: $(date -u +%FT%TZ), $(nproc) cores, ${secs}s per figure, $conns connections," \
      "wrk -t1, load average $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews everything)" >&2
