@@ -33,6 +33,7 @@ struct dm_trimmer {
     bool busy;         /**< a call is in flight: its callback owns the next step */
     bool more;         /**< some shard had more to remove: tick again at once */
     bool freed;        /**< dm_trimmer_free ran while busy: the callback frees */
+    int64_t last_error_ms; /**< when "stream trim failed" was last logged */
     group_warn *warned;
     size_t nwarned;
     dm_trim_stats st;
@@ -79,24 +80,36 @@ static void on_trim(int err, redisReply *rep, void *arg)
         dm_trimmer_free(t);
         return;
     }
-    if (err != DM_OK || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 ||
-        (rep->elements - 3) % 2 != 0) {
-        if (err == DM_OK && rep->type == REDIS_REPLY_ERROR)
+    if (err != DM_OK || rep->type != REDIS_REPLY_ARRAY || rep->elements < 4 ||
+        (rep->elements - 4) % 2 != 0 || rep->element[3]->type != REDIS_REPLY_STRING) {
+        int64_t now = dm_now_ms();
+        if (err == DM_OK && rep->type == REDIS_REPLY_ERROR &&
+            now - t->last_error_ms >= WARN_EVERY_MS) {
+            t->last_error_ms = now; /* one line a minute: the next tick would say the same */
             dm_error("stream trim failed", "shard=%u reply=\"%.*s\"", t->shard, (int)rep->len,
                      rep->str);
+        }
         t->st.complete = false;
     } else {
         t->st.trimmed += rep->element[1]->integer;
         if (rep->element[2]->integer)
             t->more = true;
-        for (size_t i = 3; i + 1 < rep->elements; i += 2) {
+        const redisReply *holder = rep->element[3];
+        long long len = rep->element[0]->integer;
+        for (size_t i = 4; i + 1 < rep->elements; i += 2) {
             const redisReply *name = rep->element[i], *bl = rep->element[i + 1];
             if (name->type != REDIS_REPLY_STRING || bl->type != REDIS_REPLY_INTEGER)
                 continue;
             if (bl->integer > t->st.max_backlog)
                 t->st.max_backlog = bl->integer;
-            if (bl->integer * 100 >= t->conf->stream_maxlen * DM_TRIM_WARN_PERCENT)
-                warn_lag(t, name->str, name->len, bl->integer);
+            /* In doubles: stream_maxlen may be as large as LLONG_MAX. */
+            bool lagging = (double)bl->integer * 100 >=
+                           (double)t->conf->stream_maxlen * DM_TRIM_WARN_PERCENT;
+            /* Without a lag figure (Redis 6.2, or a group created at an arbitrary id), a group
+             * that held trimming back is the lagging one, with at least the excess unread. */
+            bool held = holder->len == name->len && memcmp(holder->str, name->str, name->len) == 0;
+            if (lagging || (bl->integer < 0 && held))
+                warn_lag(t, name->str, name->len, bl->integer >= 0 ? bl->integer : len);
         }
     }
     if (++t->shard < t->conf->shards) {

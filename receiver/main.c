@@ -132,10 +132,11 @@ int main(int argc, char **argv)
      * the entry's unknown-kid refresh (a fetch is already in flight). */
     if (dm_fetch_start(base, conf, &fetch, err, sizeof err) != DM_OK)
         goto fail;
-    if (dm_server_start(conf, &server, NULL, err, sizeof err) != DM_OK)
-        goto fail;
-    /* Webhook sinks also run on this thread: request workers never wait for a sink. */
+    /* Webhook sinks also run on this thread: request workers never wait for a sink. They start
+     * first: a sink that cannot start (a malformed ca_file) stops us before we accept. */
     if (dm_sinks_start(base, conf, &sinks, err, sizeof err) != DM_OK)
+        goto fail;
+    if (dm_server_start(conf, &server, NULL, err, sizeof err) != DM_OK)
         goto fail;
     dm_info("digestmapd started", "version=%s redis=%s", DM_VERSION,
             conf->redis.url ? "external" : "embedded");
