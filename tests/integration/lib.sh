@@ -96,44 +96,64 @@ default_config() {
 EOF
 }
 
-# start_daemon [CONFIG_JSON]: start digestmapd and wait until it listens and /readyz says 200.
-start_daemon() {
-    local conf=${1:-$(default_config)}
-    printf '%s\n' "$conf" > "$T/config.json"
-    : > "$T/daemon.log"
-    "$DIGESTMAPD" --config "$T/config.json" 2>>"$T/daemon.log" &
-    DAEMON_PID=$!
+# launch SUFFIX WHAT CONFIG_JSON: start digestmapd with $T/configSUFFIX.json, logging to
+# $T/daemonSUFFIX.log, and wait until it listens and /readyz says 200; sets LAUNCHED_PID and
+# LAUNCHED_PORT. WHAT names it in failures.
+launch() {
+    local sfx=$1 what=$2
+    printf '%s\n' "$3" > "$T/config$sfx.json"
+    : > "$T/daemon$sfx.log"
+    "$DIGESTMAPD" --config "$T/config$sfx.json" 2>>"$T/daemon$sfx.log" &
+    LAUNCHED_PID=$!
+    LAUNCHED_PORT=""
     for _ in $(seq 1 200); do
-        PORT=$(sed -n 's/.*msg="listening" addr=[^ ]*:\([0-9]*\) .*/\1/p' "$T/daemon.log" | tail -n 1)
-        [ -n "$PORT" ] && break
-        kill -0 "$DAEMON_PID" 2>/dev/null || die "digestmapd exited during startup"
+        LAUNCHED_PORT=$(sed -n 's/.*msg="listening" addr=[^ ]*:\([0-9]*\) .*/\1/p' \
+            "$T/daemon$sfx.log" | tail -n 1)
+        [ -n "$LAUNCHED_PORT" ] && break
+        kill -0 "$LAUNCHED_PID" 2>/dev/null || die "$what exited during startup"
         sleep 0.05
     done
-    [ -n "$PORT" ] || die "digestmapd did not report its port"
-    wait_ready 200
+    [ -n "$LAUNCHED_PORT" ] || die "$what did not report its port"
+    wait_ready 200 "$LAUNCHED_PORT" "$what"
 }
 
-# wait_ready CODE: poll /readyz until it answers CODE (10 s at most).
+# start_daemon [CONFIG_JSON]: start digestmapd (PORT, DAEMON_PID, log $T/daemon.log) and wait
+# until it listens and /readyz says 200.
+start_daemon() {
+    launch "" digestmapd "${1:-$(default_config)}"
+    DAEMON_PID=$LAUNCHED_PID
+    PORT=$LAUNCHED_PORT
+}
+
+# wait_ready CODE [PORT [WHAT]]: poll /readyz (of PORT, default $PORT) until it answers CODE
+# (10 s at most).
 wait_ready() {
+    local port=${2:-$PORT}
     for _ in $(seq 1 200); do
-        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/readyz")" == "$1" ] && return 0
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz")" == "$1" ] && return 0
         sleep 0.05
     done
-    die "/readyz never answered $1"
+    die "${3:-digestmapd}: /readyz never answered $1"
+}
+
+# halt PID LOG WHAT: SIGTERM, expect exit status 0 and no sanitizer report in LOG.
+halt() {
+    kill -TERM "$1" 2>/dev/null || true
+    local rc=0
+    wait "$1" || rc=$?
+    check "$3 exits 0 on SIGTERM" 0 "$rc"
+    if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$2"; then
+        fail "sanitizer report in the log of $3"
+        grep -E -A20 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$2" >&2 | head -40
+    fi
 }
 
 # stop_daemon: SIGTERM, expect exit status 0 and no sanitizer report in the log.
 stop_daemon() {
     [ -n "$DAEMON_PID" ] || return 0
-    kill -TERM "$DAEMON_PID" 2>/dev/null || true
-    local rc=0
-    wait "$DAEMON_PID" || rc=$?
+    local pid=$DAEMON_PID
     DAEMON_PID=""
-    check "digestmapd exits 0 on SIGTERM" 0 "$rc"
-    if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$T/daemon.log"; then
-        fail "sanitizer report in the daemon log"
-        grep -E -A20 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$T/daemon.log" >&2 | head -40
-    fi
+    halt "$pid" "$T/daemon.log" digestmapd
 }
 
 # request METHOD PATH [curl args...]: sets STATUS, BODY and HEADERS.
@@ -236,25 +256,10 @@ PORT2=""
 # start_daemon2 [CONFIG_JSON]: a second digestmapd on its own port (PORT2, log $T/daemon2.log),
 # normally sharing the first one's Redis. Stopped by stop_daemon2 (or killed at exit).
 start_daemon2() {
-    local conf=${1:-$(default_config)}
-    printf '%s\n' "$conf" > "$T/config2.json"
-    : > "$T/daemon2.log"
-    "$DIGESTMAPD" --config "$T/config2.json" 2>>"$T/daemon2.log" &
-    DAEMON2_PID=$!
     trap 'cleanup_daemon2; cleanup' EXIT
-    PORT2=""
-    for _ in $(seq 1 200); do
-        PORT2=$(sed -n 's/.*msg="listening" addr=[^ ]*:\([0-9]*\) .*/\1/p' "$T/daemon2.log" | tail -n 1)
-        [ -n "$PORT2" ] && break
-        kill -0 "$DAEMON2_PID" 2>/dev/null || die "second digestmapd exited during startup"
-        sleep 0.05
-    done
-    [ -n "$PORT2" ] || die "second digestmapd did not report its port"
-    for _ in $(seq 1 200); do
-        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT2/readyz")" == 200 ] && return 0
-        sleep 0.05
-    done
-    die "second digestmapd: /readyz never answered 200"
+    launch 2 "second digestmapd" "${1:-$(default_config)}"
+    DAEMON2_PID=$LAUNCHED_PID
+    PORT2=$LAUNCHED_PORT
 }
 
 cleanup_daemon2() {
@@ -264,14 +269,9 @@ cleanup_daemon2() {
 # stop_daemon2: SIGTERM the second daemon, expect exit status 0 and no sanitizer report.
 stop_daemon2() {
     [ -n "$DAEMON2_PID" ] || return 0
-    kill -TERM "$DAEMON2_PID" 2>/dev/null || true
-    local rc=0
-    wait "$DAEMON2_PID" || rc=$?
+    local pid=$DAEMON2_PID
     DAEMON2_PID=""
-    check "second digestmapd exits 0 on SIGTERM" 0 "$rc"
-    if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$T/daemon2.log"; then
-        fail "sanitizer report in the second daemon's log"
-    fi
+    halt "$pid" "$T/daemon2.log" "second digestmapd"
 }
 
 # metric_at PORT NAME: like metric, against the daemon listening on PORT.
