@@ -8,10 +8,10 @@
 #include <string.h>
 
 /* Sender-controlled strings end up in Redis keys and records: bound them. */
-#define ACR_MAX_ID 256
+#define ACR_MAX_ID         256
 #define ACR_MAX_REPOSITORY 256
-#define ACR_MAX_HOST 255 /* a DNS name, plus room for ":port" is not needed by ACR */
-#define ACR_MAX_TAG 128  /* the distribution spec's tag grammar allows 128 characters */
+#define ACR_MAX_HOST       255 /* a DNS name, plus room for ":port" is not needed by ACR */
+#define ACR_MAX_TAG        128 /* the distribution spec's tag grammar allows 128 characters */
 #define ACR_MAX_MEDIA_TYPE 255
 
 /* ------------------------------------------------------------------------------------------ */
@@ -108,14 +108,15 @@ int dm_acr_parse(const char *body, size_t len, dm_event_list *out, dm_error *err
     }
     memcpy(ev->digest, json_string_value(digest), DM_DIGEST_BUFLEN);
 
-    if (dm_json_get_string(target, "repository", "target.repository", true, ACR_MAX_REPOSITORY, &s, &n,
-                   err) != DM_OK)
+    if (dm_json_get_string(target, "repository", "target.repository", true, ACR_MAX_REPOSITORY, &s,
+                           &n, err) != DM_OK)
         goto fail;
     ev->repository = dm_xstrndup(s, n);
 
     /* Deletes are per manifest, never per tag (ACR sends no delete on untag): ignore "tag". */
     if (action == DM_ACTION_PUSH) {
-        if (dm_json_get_string(target, "tag", "target.tag", false, ACR_MAX_TAG, &s, &n, err) != DM_OK)
+        if (dm_json_get_string(target, "tag", "target.tag", false, ACR_MAX_TAG, &s, &n, err) !=
+            DM_OK)
             goto fail;
         /* Child manifests of an index are pushed by digest: no tag, or an empty one. */
         if (s && n > 0) {
@@ -125,8 +126,8 @@ int dm_acr_parse(const char *body, size_t len, dm_event_list *out, dm_error *err
         }
     }
 
-    if (dm_json_get_string(target, "mediaType", "target.mediaType", false, ACR_MAX_MEDIA_TYPE, &s, &n,
-                   err) != DM_OK)
+    if (dm_json_get_string(target, "mediaType", "target.mediaType", false, ACR_MAX_MEDIA_TYPE, &s,
+                           &n, err) != DM_OK)
         goto fail;
     if (s && n > 0)
         ev->media_type = dm_xstrndup(s, n);
@@ -134,7 +135,8 @@ int dm_acr_parse(const char *body, size_t len, dm_event_list *out, dm_error *err
     json_t *request;
     if (get_object(root, "request", &request, err) != DM_OK)
         goto fail;
-    if (dm_json_get_string(request, "host", "request.host", true, ACR_MAX_HOST, &s, &n, err) != DM_OK)
+    if (dm_json_get_string(request, "host", "request.host", true, ACR_MAX_HOST, &s, &n, err) !=
+        DM_OK)
         goto fail;
     /* A registry host[:port]: letters, digits, '.', '-', ':' (and [] for IPv6). It is the
      * first part of the location "<host>/<repository>", so a '/' would make locations

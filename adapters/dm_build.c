@@ -10,11 +10,11 @@
 #include <string.h>
 
 /* Sender-controlled strings end up in Redis keys and records: bound them. */
-#define BUILD_MAX_NAME 512
-#define BUILD_MAX_TAG 128 /* the distribution spec's tag grammar allows 128 characters */
-#define BUILD_MAX_RUN_ID 256
+#define BUILD_MAX_NAME        512
+#define BUILD_MAX_TAG         128 /* the distribution spec's tag grammar allows 128 characters */
+#define BUILD_MAX_RUN_ID      256
 #define BUILD_MAX_RUN_ATTEMPT 64
-#define BUILD_MAX_RUN_STRING 2048
+#define BUILD_MAX_RUN_STRING  2048
 
 /* Every digest one body can name, so the duplicate check below can be sized once. */
 #define BUILD_MAX_DIGESTS (DM_BUILD_MAX_IMAGES * (1 + DM_BUILD_MAX_MANIFESTS))
@@ -24,7 +24,6 @@
 /* ------------------------------------------------------------------------------------------ */
 /* JSON helpers                                                                                 */
 /* ------------------------------------------------------------------------------------------ */
-
 
 /* JSON null counts as absent for optional members: many CI templating tools write null for
  * an unset variable. */
@@ -131,15 +130,14 @@ static int parse_run(json_t *root, dm_build_info *b, dm_error *err)
     /* An absent or empty attempt is the first attempt. */
     json_t *att = member(run, "run_attempt");
     if (att && !(json_is_string(att) && json_string_length(att) == 0)) {
-        if (id_string(att, "run.run_attempt", BUILD_MAX_RUN_ATTEMPT, &b->run_attempt, err) !=
-            DM_OK)
+        if (id_string(att, "run.run_attempt", BUILD_MAX_RUN_ATTEMPT, &b->run_attempt, err) != DM_OK)
             return DM_EINVAL;
     }
 
-    static const char *const keys[] = {"repository", "repository_url", "workflow",
-                                       "workflow_ref", "run_url", "commit", "ref", "actor"};
+    static const char *const keys[] = {"repository", "repository_url", "workflow", "workflow_ref",
+                                       "run_url",    "commit",         "ref",      "actor"};
     char **dsts[] = {&b->repository, &b->repository_url, &b->workflow, &b->workflow_ref,
-                     &b->run_url, &b->commit, &b->ref, &b->actor};
+                     &b->run_url,    &b->commit,         &b->ref,      &b->actor};
     for (size_t i = 0; i < DM_ARRAY_LEN(keys); i++) {
         if (run_string(run, keys[i], dsts[i], err) != DM_OK)
             return DM_EINVAL;
@@ -258,7 +256,8 @@ static int parse_image(build_ctx *c, json_t *img, size_t i, dm_error *err)
             return dm_error_set(err, path, "must have at most %d entries", DM_BUILD_MAX_TAGS);
         size_t k;
         json_t *t;
-        json_array_foreach(tags, k, t) {
+        json_array_foreach(tags, k, t)
+        {
             snprintf(path, sizeof path, "images[%zu].tags[%zu]", i, k);
             if (!json_is_string(t))
                 return dm_error_set(err, path, "must be a string");
@@ -275,12 +274,12 @@ static int parse_image(build_ctx *c, json_t *img, size_t i, dm_error *err)
         if (!json_is_array(mans))
             return dm_error_set(err, path, "must be an array");
         if (json_array_size(mans) > DM_BUILD_MAX_MANIFESTS)
-            return dm_error_set(err, path, "must have at most %d entries",
-                                DM_BUILD_MAX_MANIFESTS);
+            return dm_error_set(err, path, "must have at most %d entries", DM_BUILD_MAX_MANIFESTS);
         size_t k;
         json_t *m;
         const char *md;
-        json_array_foreach(mans, k, m) {
+        json_array_foreach(mans, k, m)
+        {
             snprintf(path, sizeof path, "images[%zu].manifests[%zu]", i, k);
             if (digest_at(m, path, &md, err) != DM_OK)
                 return DM_EINVAL;
@@ -322,8 +321,8 @@ static int parse_image(build_ctx *c, json_t *img, size_t i, dm_error *err)
 /* API                                                                                          */
 /* ------------------------------------------------------------------------------------------ */
 
-int dm_build_parse(const char *body, size_t len, const dm_build_info *verified,
-                   dm_event_list *out, dm_error *err)
+int dm_build_parse(const char *body, size_t len, const dm_build_info *verified, dm_event_list *out,
+                   dm_error *err)
 {
     dm_event_list list = {0};
     dm_build_info id = {0};
@@ -379,7 +378,8 @@ int dm_build_parse(const char *body, size_t len, const dm_build_info *verified,
     c.seen.slot = dm_xcalloc(SEEN_SLOTS, sizeof *c.seen.slot);
     size_t i;
     json_t *img;
-    json_array_foreach(images, i, img) {
+    json_array_foreach(images, i, img)
+    {
         if (parse_image(&c, img, i, err) != DM_OK)
             goto fail;
     }

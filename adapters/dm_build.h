@@ -5,9 +5,9 @@
 #include "dm_event.h"
 
 /** Upper bounds on one body, so a request's Redis work is bounded. */
-#define DM_BUILD_MAX_IMAGES 64
-#define DM_BUILD_MAX_MANIFESTS 128
-#define DM_BUILD_MAX_TAGS 64
+#define DM_BUILD_MAX_IMAGES       64
+#define DM_BUILD_MAX_MANIFESTS    128
+#define DM_BUILD_MAX_TAGS         64
 /** The most events one build body can produce (each image and each of its manifests). */
 #define DM_MAX_EVENTS_PER_REQUEST (DM_BUILD_MAX_IMAGES * (1 + DM_BUILD_MAX_MANIFESTS))
 
@@ -22,8 +22,8 @@
  *
  * Returns DM_OK (out filled; the caller disposes it) or DM_EINVAL (err filled, out empty).
  */
-int dm_build_parse(const char *body, size_t len, const dm_build_info *verified,
-                   dm_event_list *out, dm_error *err);
+int dm_build_parse(const char *body, size_t len, const dm_build_info *verified, dm_event_list *out,
+                   dm_error *err);
 
 /**
  * Parse only the body's optional "run" (for a verified token that proves part of the identity:

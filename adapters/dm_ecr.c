@@ -9,17 +9,16 @@
 #include <string.h>
 
 /* Sender-controlled strings end up in Redis keys and records: bound them. */
-#define ECR_MAX_ID 256
+#define ECR_MAX_ID         256
 #define ECR_MAX_REPOSITORY 256 /* ECR's own limit for repository names */
-#define ECR_MAX_TAG 128        /* the distribution spec's tag grammar allows 128 characters */
+#define ECR_MAX_TAG        128 /* the distribution spec's tag grammar allows 128 characters */
 #define ECR_MAX_MEDIA_TYPE 255
-#define ECR_MAX_REGION 32 /* the longest region names today are about 15 characters */
-#define ECR_ACCOUNT_LEN 12
+#define ECR_MAX_REGION     32 /* the longest region names today are about 15 characters */
+#define ECR_ACCOUNT_LEN    12
 
 /* ------------------------------------------------------------------------------------------ */
 /* Helpers                                                                                      */
 /* ------------------------------------------------------------------------------------------ */
-
 
 static bool is_lower_alnum(char c)
 {
@@ -67,8 +66,8 @@ int dm_ecr_parse(const char *body, size_t len, dm_event_list *out, dm_error *err
         goto fail;
     }
     const char *detail_type;
-    if (dm_json_get_string(root, "detail-type", "detail-type", true, SIZE_MAX, &detail_type, &n, err) !=
-        DM_OK)
+    if (dm_json_get_string(root, "detail-type", "detail-type", true, SIZE_MAX, &detail_type, &n,
+                           err) != DM_OK)
         goto fail;
 
     /* The envelope is the same for every EventBridge event, so it is checked even for events
@@ -85,8 +84,8 @@ int dm_ecr_parse(const char *body, size_t len, dm_event_list *out, dm_error *err
         goto fail;
     }
     /* account and region become the registry host: nothing else may slip into it. */
-    if (dm_json_get_string(root, "account", "account", true, SIZE_MAX, &account, &account_len, err) !=
-        DM_OK)
+    if (dm_json_get_string(root, "account", "account", true, SIZE_MAX, &account, &account_len,
+                           err) != DM_OK)
         goto fail;
     bool digits = account_len == ECR_ACCOUNT_LEN;
     for (size_t i = 0; digits && i < account_len; i++)
@@ -95,8 +94,8 @@ int dm_ecr_parse(const char *body, size_t len, dm_event_list *out, dm_error *err
         dm_error_set(err, "account", "must be 12 digits");
         goto fail;
     }
-    if (dm_json_get_string(root, "region", "region", true, ECR_MAX_REGION, &region, &region_len, err) !=
-        DM_OK)
+    if (dm_json_get_string(root, "region", "region", true, ECR_MAX_REGION, &region, &region_len,
+                           err) != DM_OK)
         goto fail;
     /* One or more DNS labels' worth of [a-z0-9-], not starting or ending with '-'. */
     bool region_ok = is_lower_alnum(region[0]) && is_lower_alnum(region[region_len - 1]);
@@ -132,8 +131,8 @@ int dm_ecr_parse(const char *body, size_t len, dm_event_list *out, dm_error *err
         json_decref(root);
         return DM_OK;
     }
-    if (dm_json_get_string(detail, "action-type", "detail.action-type", true, SIZE_MAX, &s, &n, err) !=
-        DM_OK)
+    if (dm_json_get_string(detail, "action-type", "detail.action-type", true, SIZE_MAX, &s, &n,
+                           err) != DM_OK)
         goto fail;
     dm_action action;
     if (strcmp(s, "PUSH") == 0) {
@@ -163,7 +162,7 @@ int dm_ecr_parse(const char *body, size_t len, dm_event_list *out, dm_error *err
              (int)region_len, region, china ? ".cn" : "");
 
     if (dm_json_get_string(detail, "repository-name", "detail.repository-name", true,
-                   ECR_MAX_REPOSITORY, &s, &n, err) != DM_OK)
+                           ECR_MAX_REPOSITORY, &s, &n, err) != DM_OK)
         goto fail;
     if (check_repository(s, n, "detail.repository-name", err) != DM_OK)
         goto fail;
@@ -186,7 +185,7 @@ int dm_ecr_parse(const char *body, size_t len, dm_event_list *out, dm_error *err
      * for ACR, a delete carries no tag. Pushes by digest (platform manifests) have none. */
     if (action == DM_ACTION_PUSH) {
         if (dm_json_get_string(detail, "image-tag", "detail.image-tag", false, ECR_MAX_TAG, &s, &n,
-                       err) != DM_OK)
+                               err) != DM_OK)
             goto fail;
         if (s && n > 0) {
             ev->tags = dm_xmalloc(sizeof *ev->tags);
@@ -196,7 +195,7 @@ int dm_ecr_parse(const char *body, size_t len, dm_event_list *out, dm_error *err
     }
 
     if (dm_json_get_string(detail, "manifest-media-type", "detail.manifest-media-type", false,
-                   ECR_MAX_MEDIA_TYPE, &s, &n, err) != DM_OK)
+                           ECR_MAX_MEDIA_TYPE, &s, &n, err) != DM_OK)
         goto fail;
     if (s && n > 0)
         ev->media_type = dm_xstrndup(s, n);

@@ -250,9 +250,12 @@ static json_t *build_object(const dm_build_info *b)
 static const char *action_name(dm_action a)
 {
     switch (a) {
-    case DM_ACTION_PUSH: return "push";
-    case DM_ACTION_DELETE: return "delete";
-    case DM_ACTION_BUILD: return "build";
+    case DM_ACTION_PUSH:
+        return "push";
+    case DM_ACTION_DELETE:
+        return "delete";
+    case DM_ACTION_BUILD:
+        return "build";
     }
     return "push";
 }

@@ -11,10 +11,13 @@
 #include <jansson.h>
 
 /** "sha256:" + 64 lowercase hex + NUL. */
-#define DM_DIGEST_LEN 71
+#define DM_DIGEST_LEN    71
 #define DM_DIGEST_BUFLEN 72
 
-typedef enum { DM_SIDE_REGISTRY = 0, DM_SIDE_BUILD } dm_side;
+typedef enum {
+    DM_SIDE_REGISTRY = 0,
+    DM_SIDE_BUILD
+} dm_side;
 
 typedef enum {
     DM_ACTION_PUSH = 0, /**< registry: a manifest was pushed */
@@ -29,19 +32,19 @@ typedef enum {
 
 /** Build identity (DESIGN §3, §6.4 "build"). NULL members are absent. */
 typedef struct dm_build_info {
-    char *provider;       /**< github | azure-devops | gitlab | generic */
-    char *repository;     /**< code repository, e.g. "acme/api" */
+    char *provider;   /**< github | azure-devops | gitlab | generic */
+    char *repository; /**< code repository, e.g. "acme/api" */
     char *repository_url;
     char *workflow;
     char *workflow_ref;
     char *run_id;
-    char *run_attempt;    /**< "1" when the sender gave none */
+    char *run_attempt; /**< "1" when the sender gave none */
     char *run_url;
     char *commit;
     char *ref;
     char *actor;
-    char *issuer;         /**< OIDC issuer when verified */
-    bool verified;        /**< identity taken from a verified token, not from the body */
+    char *issuer;           /**< OIDC issuer when verified */
+    bool verified;          /**< identity taken from a verified token, not from the body */
     char **verified_fields; /**< when only some fields come from the token (Azure DevOps):
                                  their names; NULL/0 otherwise */
     size_t nverified_fields;
@@ -50,15 +53,15 @@ typedef struct dm_build_info {
 typedef struct dm_event {
     dm_side side;
     dm_action action;
-    char source[16];              /**< "acr", "ecr", "gar", or the build provider */
-    char *event_id;               /**< sender's id (registry) or "<run key>/<digest>" (build) */
-    int64_t event_time_ms;        /**< from the payload; 0 = not given (arrival time is used) */
+    char source[16];       /**< "acr", "ecr", "gar", or the build provider */
+    char *event_id;        /**< sender's id (registry) or "<run key>/<digest>" (build) */
+    int64_t event_time_ms; /**< from the payload; 0 = not given (arrival time is used) */
     char digest[DM_DIGEST_BUFLEN];
 
     /* registry side */
-    char *registry;               /**< host, lowercase, e.g. "contoso.azurecr.io" */
-    char *repository;             /**< e.g. "team/api" */
-    char *media_type;             /**< may be NULL */
+    char *registry;   /**< host, lowercase, e.g. "contoso.azurecr.io" */
+    char *repository; /**< e.g. "team/api" */
+    char *media_type; /**< may be NULL */
 
     /* both sides: tags named by the sender (registry: 0 or 1; build: any) */
     char **tags;
@@ -66,8 +69,9 @@ typedef struct dm_event {
 
     /* build side */
     dm_relation relation;
-    char index_digest[DM_DIGEST_BUFLEN]; /**< platform manifests: the image they belong to, else "" */
-    char *name;                   /**< build's "name" (registry/repository) if given, else NULL */
+    char index_digest
+        [DM_DIGEST_BUFLEN]; /**< platform manifests: the image they belong to, else "" */
+    char *name;             /**< build's "name" (registry/repository) if given, else NULL */
     dm_build_info build;
 } dm_event;
 
@@ -80,9 +84,9 @@ typedef struct dm_event_list {
 
 /** A precise, sender-safe reason for rejecting a request (400 unless status says otherwise). */
 typedef struct dm_error {
-    int status;       /**< HTTP status to answer, 400 by default */
-    char field[64];   /**< JSON path of the offending field, "" if none */
-    char text[192];   /**< human reason, e.g. "must be sha256: followed by 64 lowercase hex" */
+    int status;     /**< HTTP status to answer, 400 by default */
+    char field[64]; /**< JSON path of the offending field, "" if none */
+    char text[192]; /**< human reason, e.g. "must be sha256: followed by 64 lowercase hex" */
 } dm_error;
 
 /** Fill @p err (status 400) and return DM_EINVAL. printf-style @p fmt for the text. */

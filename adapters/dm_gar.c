@@ -11,16 +11,16 @@
 #include <strings.h>
 
 /* Sender-controlled strings end up in Redis keys and records: bound them. */
-#define GAR_MAX_ID 256
-#define GAR_MAX_DATA 65536                           /* decoded message.data */
-#define GAR_MAX_DATA_B64 (((GAR_MAX_DATA + 2) / 3) * 4) /* its padded base64 length */
-#define GAR_MAX_REF 1024 /* a whole reference; its parts have their own limits */
-#define GAR_MAX_HOST 255
+#define GAR_MAX_ID         256
+#define GAR_MAX_DATA       65536                          /* decoded message.data */
+#define GAR_MAX_DATA_B64   (((GAR_MAX_DATA + 2) / 3) * 4) /* its padded base64 length */
+#define GAR_MAX_REF        1024 /* a whole reference; its parts have their own limits */
+#define GAR_MAX_HOST       255
 #define GAR_MAX_REPOSITORY 256
-#define GAR_MAX_TAG 128 /* the distribution spec's tag grammar allows 128 characters */
+#define GAR_MAX_TAG        128 /* the distribution spec's tag grammar allows 128 characters */
 
 #define DIGEST_REF_SHAPE "HOST/REPOSITORY@sha256:HEX"
-#define TAG_REF_SHAPE "HOST/REPOSITORY:TAG"
+#define TAG_REF_SHAPE    "HOST/REPOSITORY:TAG"
 
 /* The image a reference names, pointing into the reference. */
 typedef struct image_name {
@@ -32,15 +32,14 @@ typedef struct image_name {
 /* JSON helpers                                                                                 */
 /* ------------------------------------------------------------------------------------------ */
 
-
 /*
  * Pub/Sub writes some members twice, camelCase and snake_case ("messageId", "message_id").
  * Either is enough; when both are present they must agree, or two readers of one message
  * could take different ids.
  */
 static int get_twin_string(json_t *obj, const char *camel, const char *camel_path,
-                           const char *snake, const char *snake_path, size_t max,
-                           const char **s, size_t *n, const char **path, dm_error *err)
+                           const char *snake, const char *snake_path, size_t max, const char **s,
+                           size_t *n, const char **path, dm_error *err)
 {
     const char *a, *b;
     size_t alen, blen;
@@ -65,8 +64,8 @@ static int get_twin_string(json_t *obj, const char *camel, const char *camel_pat
 
 static bool is_b64(char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '+' || c == '/';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
 }
 
 /*
@@ -79,8 +78,7 @@ static int decode_data(const char *s, size_t n, unsigned char **buf, size_t *len
     *buf = NULL;
     *len = 0;
     if (n > GAR_MAX_DATA_B64)
-        return dm_error_set(err, "message.data", "must decode to at most %d bytes",
-                            GAR_MAX_DATA);
+        return dm_error_set(err, "message.data", "must decode to at most %d bytes", GAR_MAX_DATA);
     size_t pad = 0;
     while (pad < 2 && pad < n && s[n - 1 - pad] == '=')
         pad++;
@@ -99,8 +97,7 @@ static int decode_data(const char *s, size_t n, unsigned char **buf, size_t *len
     size_t m = (size_t)r - pad;
     if (m > GAR_MAX_DATA) {
         free(out);
-        return dm_error_set(err, "message.data", "must decode to at most %d bytes",
-                            GAR_MAX_DATA);
+        return dm_error_set(err, "message.data", "must decode to at most %d bytes", GAR_MAX_DATA);
     }
     *buf = out;
     *len = m;
@@ -142,8 +139,9 @@ static int split_name(const char *s, size_t n, const char *path, const char *sha
         char c = s[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '.' || c == '-' || c == ':'))
-            return dm_error_set(err, path, "must start with a host name (A-Z, a-z, 0-9, '.', "
-                                           "'-', ':')");
+            return dm_error_set(err, path,
+                                "must start with a host name (A-Z, a-z, 0-9, '.', "
+                                "'-', ':')");
     }
 
     if (name->repo_len > GAR_MAX_REPOSITORY)
@@ -154,8 +152,9 @@ static int split_name(const char *s, size_t n, const char *path, const char *sha
         char c = r[i];
         if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
               c == '-' || c == '/'))
-            return dm_error_set(err, path, "must have a repository of a-z, 0-9, '.', '_', "
-                                           "'-' and '/'");
+            return dm_error_set(err, path,
+                                "must have a repository of a-z, 0-9, '.', '_', "
+                                "'-' and '/'");
         if (c == '/' && (i == 0 || i + 1 == name->repo_len || r[i + 1] == '/'))
             return dm_error_set(err, path, "must not have an empty path component");
     }
@@ -163,8 +162,7 @@ static int split_name(const char *s, size_t n, const char *path, const char *sha
 }
 
 /* "HOST/REPOSITORY@sha256:HEX": the digest follows the last '@'. */
-static int parse_digest_ref(const char *s, size_t n, image_name *name, char *digest,
-                            dm_error *err)
+static int parse_digest_ref(const char *s, size_t n, image_name *name, char *digest, dm_error *err)
 {
     const char *at = last_char(s, n, '@');
     if (!at)
@@ -189,8 +187,8 @@ static int parse_digest_ref(const char *s, size_t n, image_name *name, char *dig
 
 static bool is_tag_char(char c, bool first)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || (!first && (c == '.' || c == '-'));
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           (!first && (c == '.' || c == '-'));
 }
 
 /* "HOST/REPOSITORY:TAG": the tag follows the last ':', which must follow the last '/' (a

@@ -18,16 +18,16 @@
 #include <string.h>
 
 /* A bearer token travels in one HTTP header; real ones are 1-2 KiB. */
-#define JWT_MAX_LEN 16384
+#define JWT_MAX_LEN     16384
 /* Longest base64url text decoded anywhere (token parts are bounded by JWT_MAX_LEN, JWK
  * members by the key sizes below). */
-#define B64_MAX_LEN JWT_MAX_LEN
-#define RSA_MIN_BITS 2048
+#define B64_MAX_LEN     JWT_MAX_LEN
+#define RSA_MIN_BITS    2048
 /* Verification cost grows with the modulus; nobody signs tokens with more than this. */
-#define RSA_MAX_BITS 8192
+#define RSA_MAX_BITS    8192
 /* JWK "e": 65537 in practice; a few bytes keeps verification cheap. */
 #define RSA_MAX_E_BYTES 8
-#define P256_COORD_LEN 32
+#define P256_COORD_LEN  32
 
 /* ------------------------------------------------------------------------------------------ */
 /* Types                                                                                      */
@@ -56,8 +56,8 @@ struct dm_jwks {
 
 static bool is_b64url_char(char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
 }
 
 /*
@@ -269,8 +269,7 @@ static EVP_PKEY *ec_p256_key(const json_t *k)
 
     EVP_PKEY *pkey = NULL;
     OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
-    if (bld &&
-        OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) &&
+    if (bld && OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) &&
         OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, sizeof point))
         pkey = pkey_fromdata("EC", bld);
     OSSL_PARAM_BLD_free(bld);
@@ -299,7 +298,8 @@ static bool key_ops_allow_verify(const json_t *k)
         return false;
     size_t i;
     const json_t *op;
-    json_array_foreach(ops, i, op) {
+    json_array_foreach(ops, i, op)
+    {
         if (jstr_equal(op, "verify"))
             return true;
     }
@@ -355,8 +355,7 @@ static bool parse_jwk(const json_t *k, jwk *out)
 /* ------------------------------------------------------------------------------------------ */
 
 /* JWS ES256 signatures are r||s, 32 bytes each (RFC 7518 §3.4); OpenSSL verifies DER. */
-static bool es256_to_der(const unsigned char *sig, size_t len, unsigned char **der,
-                         size_t *der_len)
+static bool es256_to_der(const unsigned char *sig, size_t len, unsigned char **der, size_t *der_len)
 {
     *der = NULL;
     if (len != 2 * P256_COORD_LEN)
@@ -402,8 +401,7 @@ static bool verify_signature(const jwk *key, const char *input, size_t input_len
     if (mdctx &&
         EVP_DigestVerifyInit_ex(mdctx, &pctx, "SHA256", NULL, NULL, key->pkey, NULL) == 1 &&
         (key->alg != ALG_RS256 || EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1))
-        ok = EVP_DigestVerify(mdctx, sig, sig_len, (const unsigned char *)input,
-                              input_len) == 1;
+        ok = EVP_DigestVerify(mdctx, sig, sig_len, (const unsigned char *)input, input_len) == 1;
     EVP_MD_CTX_free(mdctx);
     OPENSSL_free(der);
     return ok;
@@ -428,7 +426,8 @@ static bool audience_ok(const json_t *aud, const char *want)
         return jstr_equal(aud, want);
     size_t i;
     const json_t *a;
-    json_array_foreach(aud, i, a) {
+    json_array_foreach(aud, i, a)
+    {
         if (jstr_equal(a, want))
             return true;
     }
@@ -502,8 +501,8 @@ static bool split_decode(const char *token, size_t len, jwt_parts *p)
 }
 
 /* Everything up to the claims; *payload is the parsed, signature-checked payload on OK. */
-static dm_jwt_status verify_token(const char *token, size_t len, const dm_jwks *keys,
-                                  jwt_parts *p, json_t **header, json_t **payload, char *kid)
+static dm_jwt_status verify_token(const char *token, size_t len, const dm_jwks *keys, jwt_parts *p,
+                                  json_t **header, json_t **payload, char *kid)
 {
     if (!token || len == 0 || len > JWT_MAX_LEN || !split_decode(token, len, p))
         return DM_JWT_MALFORMED;

@@ -41,16 +41,16 @@ void dm_jwks_free(dm_jwks *keys);
 typedef struct dm_jwt_policy {
     const char *const *issuers; /**< accepted "iss" values (exact match); n >= 1 */
     size_t nissuers;
-    const char *audience;       /**< required: "aud" equals it, or is an array containing it */
-    int64_t now_s;              /**< current time, seconds since the epoch */
-    int64_t leeway_s;           /**< allowed clock difference for exp / nbf / iat (60) */
+    const char *audience; /**< required: "aud" equals it, or is an array containing it */
+    int64_t now_s;        /**< current time, seconds since the epoch */
+    int64_t leeway_s;     /**< allowed clock difference for exp / nbf / iat (60) */
 } dm_jwt_policy;
 
 typedef enum {
     DM_JWT_OK = 0,
-    DM_JWT_MALFORMED,     /**< not three base64url parts, bad JSON, missing/ill-typed claims */
-    DM_JWT_BAD_ALG,       /**< alg missing, "none", HS*, or not allowed for the key */
-    DM_JWT_UNKNOWN_KID,   /**< no key with the header's kid (callers may refresh the JWKS) */
+    DM_JWT_MALFORMED,   /**< not three base64url parts, bad JSON, missing/ill-typed claims */
+    DM_JWT_BAD_ALG,     /**< alg missing, "none", HS*, or not allowed for the key */
+    DM_JWT_UNKNOWN_KID, /**< no key with the header's kid (callers may refresh the JWKS) */
     DM_JWT_BAD_SIGNATURE,
     DM_JWT_BAD_ISSUER,
     DM_JWT_BAD_AUDIENCE,

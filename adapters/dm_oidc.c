@@ -13,9 +13,9 @@
 #include <string.h>
 
 /* Same bounds as the body's "run" (dm_build.c): these strings end up in Redis keys/records. */
-#define OIDC_MAX_RUN_ID 256
+#define OIDC_MAX_RUN_ID      256
 #define OIDC_MAX_RUN_ATTEMPT 64
-#define OIDC_MAX_STRING 2048
+#define OIDC_MAX_STRING      2048
 
 #define GITHUB_ISSUER "https://token.actions.githubusercontent.com"
 #define GITHUB_SERVER "https://github.com"
@@ -88,9 +88,9 @@ static int claim_string(const json_t *claims, const char *key, claim_kind kind, 
         return DM_OK;
     }
     if (!json_is_string(v))
-        return dm_error_set(err, path, kind == CLAIM_TEXT
-                                           ? "must be a string"
-                                           : "must be a string or a non-negative integer");
+        return dm_error_set(err, path,
+                            kind == CLAIM_TEXT ? "must be a string"
+                                               : "must be a string or a non-negative integer");
     const char *s = json_string_value(v);
     size_t n = json_string_length(v);
     if (n == 0)
@@ -202,8 +202,8 @@ static int github_identity(const json_t *claims, const char *server_url, dm_buil
 
     char *server = base_url(server_url && *server_url ? server_url : GITHUB_SERVER);
     out->repository_url = join(server, "/", out->repository, (const char *)NULL);
-    out->run_url = join(server, "/", out->repository, "/actions/runs/", out->run_id,
-                        "/attempts/", out->run_attempt, (const char *)NULL);
+    out->run_url = join(server, "/", out->repository, "/actions/runs/", out->run_id, "/attempts/",
+                        out->run_attempt, (const char *)NULL);
     free(server);
     return DM_OK;
 }
@@ -224,8 +224,8 @@ static int gitlab_identity(const char *issuer, const json_t *claims, dm_build_in
     if (issuer) {
         char *base = base_url(issuer); /* iss is the instance URL */
         out->repository_url = join(base, "/", out->repository, (const char *)NULL);
-        out->run_url = join(base, "/", out->repository, "/-/pipelines/", out->run_id,
-                            (const char *)NULL);
+        out->run_url =
+            join(base, "/", out->repository, "/-/pipelines/", out->run_id, (const char *)NULL);
         free(base);
     }
     return DM_OK;
@@ -258,8 +258,8 @@ static void from_body(const dm_build_info *body_run, dm_build_info *out)
 
 /* The Azure DevOps token proves the organization/project/service connection (iss, sub) and,
  * in current tokens, the pipeline run; whatever it carries replaces the body's value. */
-static int azure_identity(const json_t *claims, const dm_build_info *body_run,
-                          dm_build_info *out, dm_error *err)
+static int azure_identity(const json_t *claims, const dm_build_info *body_run, dm_build_info *out,
+                          dm_error *err)
 {
     static const struct {
         const char *claim;
@@ -273,8 +273,7 @@ static int azure_identity(const json_t *claims, const dm_build_info *body_run,
         {"rpo_ver", "commit", CLAIM_TEXT},
         {"rpo_ref", "ref", CLAIM_TEXT},
     };
-    char **dst[] = {&out->repository_url, &out->workflow, &out->run_id, &out->commit,
-                    &out->ref};
+    char **dst[] = {&out->repository_url, &out->workflow, &out->run_id, &out->commit, &out->ref};
     _Static_assert(DM_ARRAY_LEN(map) == DM_ARRAY_LEN(dst), "one destination per claim");
 
     out->provider = dm_xstrdup("azure-devops");
@@ -296,8 +295,8 @@ static int azure_identity(const json_t *claims, const dm_build_info *body_run,
     return DM_OK;
 }
 
-static int generic_identity(const json_t *claims, const dm_build_info *body_run,
-                            dm_build_info *out, dm_error *err)
+static int generic_identity(const json_t *claims, const dm_build_info *body_run, dm_build_info *out,
+                            dm_error *err)
 {
     out->provider = dm_xstrdup("generic");
     from_body(body_run, out);
@@ -314,8 +313,8 @@ static int generic_identity(const json_t *claims, const dm_build_info *body_run,
 /* ------------------------------------------------------------------------------------------ */
 
 int dm_oidc_identity(dm_oidc_provider provider, const char *issuer, const json_t *claims,
-                     const char *server_url, const dm_build_info *body_run,
-                     dm_build_info *out, dm_error *err)
+                     const char *server_url, const dm_build_info *body_run, dm_build_info *out,
+                     dm_error *err)
 {
     memset(out, 0, sizeof *out);
     if (!json_is_object(claims))
@@ -327,10 +326,9 @@ int dm_oidc_identity(dm_oidc_provider provider, const char *issuer, const json_t
     int rc;
     switch (provider) {
     case DM_OIDC_GITHUB:
-        rc = github_identity(claims,
-                             server_url && *server_url ? server_url
-                                                       : ghes_server(issuer, ghes, sizeof ghes),
-                             out, err);
+        rc = github_identity(
+            claims, server_url && *server_url ? server_url : ghes_server(issuer, ghes, sizeof ghes),
+            out, err);
         break;
     case DM_OIDC_GITLAB:
         rc = gitlab_identity(issuer, claims, out, err);
@@ -390,7 +388,8 @@ static bool any_allowed(const json_t *v, const json_t *allowed)
 {
     size_t i;
     const json_t *want;
-    json_array_foreach(allowed, i, want) {
+    json_array_foreach(allowed, i, want)
+    {
         if (value_matches(v, want))
             return true;
     }
@@ -409,7 +408,8 @@ bool dm_oidc_allowed(const json_t *claims, const json_t *allow, const char **why
     }
     const char *key;
     const json_t *allowed;
-    json_object_foreach((json_t *)allow, key, allowed) {
+    json_object_foreach((json_t *)allow, key, allowed)
+    {
         const json_t *v = json_is_object(claims) ? json_object_get(claims, key) : NULL;
         bool ok = false;
         if (v && !json_is_null(v) && json_is_array(allowed)) {
@@ -418,7 +418,8 @@ bool dm_oidc_allowed(const json_t *claims, const json_t *allow, const char **why
                  * elements is allowed. */
                 size_t i;
                 const json_t *e;
-                json_array_foreach(v, i, e) {
+                json_array_foreach(v, i, e)
+                {
                     if (any_allowed(e, allowed)) {
                         ok = true;
                         break;

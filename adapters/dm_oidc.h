@@ -7,11 +7,11 @@
 #include <jansson.h>
 
 typedef enum {
-    DM_OIDC_AUTO = 0,       /**< from the issuer: GitHub, Azure DevOps (vstoken / Entra), else GitLab */
+    DM_OIDC_AUTO = 0, /**< from the issuer: GitHub, Azure DevOps (vstoken / Entra), else GitLab */
     DM_OIDC_GITHUB,
     DM_OIDC_GITLAB,
     DM_OIDC_AZURE_DEVOPS,
-    DM_OIDC_GENERIC,        /**< no mapping: repository = sub, run from the body */
+    DM_OIDC_GENERIC, /**< no mapping: repository = sub, run from the body */
 } dm_oidc_provider;
 
 /** Provider for an issuer URL when configured as DM_OIDC_AUTO. */
@@ -37,8 +37,8 @@ dm_oidc_provider dm_oidc_detect(const char *issuer);
  * repository and run_id; GitLab: project_path and pipeline_id) is missing or not a string.
  */
 int dm_oidc_identity(dm_oidc_provider provider, const char *issuer, const json_t *claims,
-                     const char *server_url, const dm_build_info *body_run,
-                     dm_build_info *out, dm_error *err);
+                     const char *server_url, const dm_build_info *body_run, dm_build_info *out,
+                     dm_error *err);
 
 /**
  * Check the "claims" allowlist of an auth entry: @p allow is an object whose every member

@@ -24,19 +24,19 @@
 #include <string.h>
 
 /* SNS caps a published message at 256 KiB. */
-#define SNS_MAX_MESSAGE (256u * 1024u)
+#define SNS_MAX_MESSAGE   (256u * 1024u)
 /* The other members are AWS-generated and short; the bounds leave ample room. */
-#define SNS_MAX_ID 256         /* MessageId: a UUID */
-#define SNS_MAX_ARN 1024       /* topic names are at most 256 characters */
-#define SNS_MAX_SUBJECT 512    /* at most 100 UTF-8 characters */
+#define SNS_MAX_ID        256  /* MessageId: a UUID */
+#define SNS_MAX_ARN       1024 /* topic names are at most 256 characters */
+#define SNS_MAX_SUBJECT   512  /* at most 100 UTF-8 characters */
 #define SNS_MAX_TIMESTAMP 64
-#define SNS_MAX_TOKEN 2048
-#define SNS_MAX_URL 4096
+#define SNS_MAX_TOKEN     2048
+#define SNS_MAX_URL       4096
 #define SNS_MAX_SIGNATURE 2048 /* base64 of an 8192-bit RSA signature is 1368 characters */
 /* An SNS signing certificate is ~2 KiB of PEM; anything far larger is not one. */
-#define SNS_MAX_PEM (64 * 1024)
-#define RSA_MIN_BITS 2048
-#define RSA_MAX_BITS 8192
+#define SNS_MAX_PEM       (64 * 1024)
+#define RSA_MIN_BITS      2048
+#define RSA_MAX_BITS      8192
 
 /* ------------------------------------------------------------------------------------------ */
 /* Helpers                                                                                    */
@@ -136,8 +136,8 @@ static bool sns_host_ok(const char *host, size_t n)
 
 static bool is_b64_char(char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '+' || c == '/';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
 }
 
 /*
@@ -299,8 +299,8 @@ int dm_sns_parse(const char *body, size_t len, dm_sns_message *out, dm_error *er
         goto fail;
     }
     /* Decided before anything else is read, so an unknown scheme is never half-interpreted. */
-    if (take_string(root, "SignatureVersion", true, false, false, 8, &m.signature_version,
-                    err) != DM_OK)
+    if (take_string(root, "SignatureVersion", true, false, false, 8, &m.signature_version, err) !=
+        DM_OK)
         goto fail;
     if (strcmp(m.signature_version, "1") != 0 && strcmp(m.signature_version, "2") != 0) {
         dm_error_set(err, "SignatureVersion", "must be \"1\" or \"2\"");
@@ -311,27 +311,26 @@ int dm_sns_parse(const char *body, size_t len, dm_sns_message *out, dm_error *er
     /* In the order of the string to sign, then the proof. */
     if (take_string(root, "Message", true, false, true, SNS_MAX_MESSAGE, &m.message, err) !=
             DM_OK ||
-        take_string(root, "MessageId", true, false, false, SNS_MAX_ID, &m.message_id, err) !=
-            DM_OK)
+        take_string(root, "MessageId", true, false, false, SNS_MAX_ID, &m.message_id, err) != DM_OK)
         goto fail;
-    if (!conf && take_string(root, "Subject", false, true, false, SNS_MAX_SUBJECT, &m.subject,
-                             err) != DM_OK)
+    if (!conf &&
+        take_string(root, "Subject", false, true, false, SNS_MAX_SUBJECT, &m.subject, err) != DM_OK)
         goto fail;
-    if (conf && take_string(root, "SubscribeURL", true, false, false, SNS_MAX_URL,
-                            &m.subscribe_url, err) != DM_OK)
+    if (conf && take_string(root, "SubscribeURL", true, false, false, SNS_MAX_URL, &m.subscribe_url,
+                            err) != DM_OK)
         goto fail;
-    if (take_string(root, "Timestamp", true, false, false, SNS_MAX_TIMESTAMP, &m.timestamp,
-                    err) != DM_OK)
+    if (take_string(root, "Timestamp", true, false, false, SNS_MAX_TIMESTAMP, &m.timestamp, err) !=
+        DM_OK)
         goto fail;
     if (conf &&
         take_string(root, "Token", true, false, false, SNS_MAX_TOKEN, &m.token, err) != DM_OK)
         goto fail;
     if (take_string(root, "TopicArn", true, false, false, SNS_MAX_ARN, &m.topic_arn, err) !=
             DM_OK ||
-        take_string(root, "Signature", true, false, false, SNS_MAX_SIGNATURE, &m.signature,
-                    err) != DM_OK ||
-        take_string(root, "SigningCertURL", true, false, false, SNS_MAX_URL,
-                    &m.signing_cert_url, err) != DM_OK)
+        take_string(root, "Signature", true, false, false, SNS_MAX_SIGNATURE, &m.signature, err) !=
+            DM_OK ||
+        take_string(root, "SigningCertURL", true, false, false, SNS_MAX_URL, &m.signing_cert_url,
+                    err) != DM_OK)
         goto fail;
 
     json_decref(root);

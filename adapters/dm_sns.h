@@ -14,8 +14,8 @@ typedef enum {
 /** A parsed envelope; every string is owned (NULL when absent). */
 typedef struct dm_sns_message {
     dm_sns_type type;
-    char *type_str, *message_id, *topic_arn, *subject, *message, *timestamp, *token,
-        *subscribe_url, *signature_version, *signature, *signing_cert_url;
+    char *type_str, *message_id, *topic_arn, *subject, *message, *timestamp, *token, *subscribe_url,
+        *signature_version, *signature, *signing_cert_url;
 } dm_sns_message;
 
 /**

@@ -158,8 +158,8 @@ int dm_cli_usage_error(const char *command, const char *fmt, ...)
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     if (command)
-        fprintf(stderr, "digestmap: %s: %s\n(\"digestmap %s --help\" for usage)\n", command,
-                buf, command);
+        fprintf(stderr, "digestmap: %s: %s\n(\"digestmap %s --help\" for usage)\n", command, buf,
+                command);
     else
         fprintf(stderr, "digestmap: %s\n(\"digestmap --help\" for usage)\n", buf);
     return DM_CLI_USAGE;
@@ -168,14 +168,29 @@ int dm_cli_usage_error(const char *command, const char *fmt, ...)
 bool dm_cli_global_option(dm_cli_flags *f, int opt, const char *arg)
 {
     switch (opt) {
-    case DM_OPT_CONFIG: f->config = arg; return true;
-    case DM_OPT_REDIS: f->redis = arg; return true;
-    case DM_OPT_PREFIX: f->prefix = arg; return true;
-    case DM_OPT_SHARDS: f->shards = arg; return true;
-    case DM_OPT_URL: f->url = arg; return true;
-    case DM_OPT_TOKEN: f->token = arg; return true;
-    case DM_OPT_CACERT: f->cacert = arg; return true;
-    default: return false;
+    case DM_OPT_CONFIG:
+        f->config = arg;
+        return true;
+    case DM_OPT_REDIS:
+        f->redis = arg;
+        return true;
+    case DM_OPT_PREFIX:
+        f->prefix = arg;
+        return true;
+    case DM_OPT_SHARDS:
+        f->shards = arg;
+        return true;
+    case DM_OPT_URL:
+        f->url = arg;
+        return true;
+    case DM_OPT_TOKEN:
+        f->token = arg;
+        return true;
+    case DM_OPT_CACERT:
+        f->cacert = arg;
+        return true;
+    default:
+        return false;
     }
 }
 

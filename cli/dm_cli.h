@@ -17,7 +17,11 @@
 #include <hiredis/hiredis.h>
 
 /** Exit codes. */
-enum { DM_CLI_OK = 0, DM_CLI_FAIL = 1, DM_CLI_USAGE = 2 };
+enum {
+    DM_CLI_OK = 0,
+    DM_CLI_FAIL = 1,
+    DM_CLI_USAGE = 2
+};
 
 /** Raw global options as given on the command line (borrowed from argv), NULL = not given. */
 typedef struct dm_cli_flags {
@@ -37,12 +41,12 @@ typedef struct dm_cli {
                           be unresolved (NULL, with secret_missing) */
 
     /* Redis */
-    char *redis_where;    /**< for messages: the unix path or host:port (never the password) */
-    char *redis_unix;     /**< unix socket path, or NULL for TCP */
-    char *redis_host;     /**< TCP host: an IP literal (digestmapd's redis.url rules) */
+    char *redis_where; /**< for messages: the unix path or host:port (never the password) */
+    char *redis_unix;  /**< unix socket path, or NULL for TCP */
+    char *redis_host;  /**< TCP host: an IP literal (digestmapd's redis.url rules) */
     int redis_port;
-    char *redis_user;     /**< ACL user, or NULL */
-    char *redis_password; /**< or NULL */
+    char *redis_user;             /**< ACL user, or NULL */
+    char *redis_password;         /**< or NULL */
     char *redis_password_missing; /**< "<config>: redis.password_env: …" when the config names
                                        a password that could not be resolved, else NULL;
                                        dm_cli_redis_connect() then fails with it */
@@ -53,13 +57,13 @@ typedef struct dm_cli {
     unsigned shards;
 
     /* HTTP API */
-    char *url;       /**< base URL, without a trailing slash, e.g. "http://127.0.0.1:8080";
+    char *url;           /**< base URL, without a trailing slash, e.g. "http://127.0.0.1:8080";
                           NULL when the configuration listens on port 0 and --url is missing */
-    char *token_header; /**< header that carries the API credential ("Authorization"), or NULL */
-    char *token;     /**< its value (--token, or the config's api.auth header entry), or NULL */
+    char *token_header;  /**< header that carries the API credential ("Authorization"), or NULL */
+    char *token;         /**< its value (--token, or the config's api.auth header entry), or NULL */
     char *token_missing; /**< no --token and the config's api.auth header entries are all
                               unresolved: "<config>: api.auth[i].value_env: …"; else NULL */
-    char *cacert;    /**< PEM trust anchors for https instead of the system store, or NULL */
+    char *cacert;        /**< PEM trust anchors for https instead of the system store, or NULL */
 } dm_cli;
 
 /* Long-option values of the global options (also accepted after the command name). */
@@ -77,15 +81,17 @@ enum {
 };
 
 /** The getopt_long entries of the global options, to append to a command's table. */
-#define DM_CLI_GLOBAL_OPTIONS                                                                      \
-    {"config", required_argument, NULL, DM_OPT_CONFIG},                                           \
-        {"redis", required_argument, NULL, DM_OPT_REDIS},                                         \
-        {"prefix", required_argument, NULL, DM_OPT_PREFIX},                                       \
-        {"shards", required_argument, NULL, DM_OPT_SHARDS},                                       \
-        {"url", required_argument, NULL, DM_OPT_URL},                                             \
-        {"token", required_argument, NULL, DM_OPT_TOKEN},                                         \
-        {"cacert", required_argument, NULL, DM_OPT_CACERT},                                       \
-        {"help", no_argument, NULL, DM_OPT_HELP}
+#define DM_CLI_GLOBAL_OPTIONS                               \
+    {"config", required_argument, NULL, DM_OPT_CONFIG},     \
+        {"redis", required_argument, NULL, DM_OPT_REDIS},   \
+        {"prefix", required_argument, NULL, DM_OPT_PREFIX}, \
+        {"shards", required_argument, NULL, DM_OPT_SHARDS}, \
+        {"url", required_argument, NULL, DM_OPT_URL},       \
+        {"token", required_argument, NULL, DM_OPT_TOKEN},   \
+        {"cacert", required_argument, NULL, DM_OPT_CACERT}, \
+    {                                                       \
+        "help", no_argument, NULL, DM_OPT_HELP              \
+    }
 
 /** Usage texts (static). */
 extern const char dm_cli_usage_main[];
@@ -133,8 +139,7 @@ void dm_cli_dispose(dm_cli *c);
  * context, or NULL with @p err filled ("cannot connect to redis at …: …", or
  * redis_password_missing without trying).
  */
-redisContext *dm_cli_redis_connect(const dm_cli *c, int read_timeout_ms, char *err,
-                                   size_t errlen);
+redisContext *dm_cli_redis_connect(const dm_cli *c, int read_timeout_ms, char *err, size_t errlen);
 
 /* Commands: @p argc/@p argv start at the command name; @p f holds the global options given
  * before it. Each returns the exit code. */

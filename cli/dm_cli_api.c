@@ -23,9 +23,9 @@
 
 #define SIGNATURE_HEADER "X-Digestmap-Signature"
 /* One exchange, connect to last byte. */
-#define HTTP_TIMEOUT_MS 30000
+#define HTTP_TIMEOUT_MS  30000
 /* Largest answer accepted: far beyond any digest's record. */
-#define HTTP_MAX_BODY (16u * 1024 * 1024)
+#define HTTP_MAX_BODY    (16u * 1024 * 1024)
 
 /*--------------------------------------------------------------------------- HTTP ---*/
 
@@ -273,7 +273,8 @@ int dm_cli_cmd_query(dm_cli_flags *f, int argc, char **argv)
         rc = report_status(what, &ans, why);
         if (ans.status == 401 && !c.token)
             fputs("digestmap: no API credential: give --token \"Bearer …\" or --config with "
-                  "api.auth\n", stderr);
+                  "api.auth\n",
+                  stderr);
     }
     answer_free(&ans);
     free(path);
@@ -305,8 +306,9 @@ enum {
 };
 
 /* Run members, in the order of DESIGN §6.3; index = option - OPT_PROVIDER. */
-static const char *const run_keys[] = {"provider", "run_id", "run_attempt", "repository",
-                                       "commit", "ref", "workflow", "actor", "run_url"};
+static const char *const run_keys[] = {"provider",   "run_id", "run_attempt",
+                                       "repository", "commit", "ref",
+                                       "workflow",   "actor",  "run_url"};
 
 typedef struct build_args {
     const char *image, *digest, *built_at, *path, *secret, *secret_env, *sig_header;
@@ -394,15 +396,33 @@ static int parse_build_args(dm_cli_flags *f, int argc, char **argv, build_args *
         if (ret >= OPT_IMAGE && !valid_utf8(optarg))
             return dm_cli_usage_error("send-build", "--%s: not valid UTF-8", opts[idx].name);
         switch (ret) {
-        case OPT_IMAGE: a->image = optarg; break;
-        case OPT_DIGEST: a->digest = optarg; break;
-        case OPT_TAG: json_array_append_new(a->tags, json_string(optarg)); break;
-        case OPT_MANIFEST: json_array_append_new(a->manifests, json_string(optarg)); break;
-        case OPT_BUILT_AT: a->built_at = optarg; break;
-        case OPT_PATH: a->path = optarg; break;
-        case OPT_SECRET: a->secret = optarg; break;
-        case OPT_SECRET_ENV: a->secret_env = optarg; break;
-        case OPT_SIG_HEADER: a->sig_header = optarg; break;
+        case OPT_IMAGE:
+            a->image = optarg;
+            break;
+        case OPT_DIGEST:
+            a->digest = optarg;
+            break;
+        case OPT_TAG:
+            json_array_append_new(a->tags, json_string(optarg));
+            break;
+        case OPT_MANIFEST:
+            json_array_append_new(a->manifests, json_string(optarg));
+            break;
+        case OPT_BUILT_AT:
+            a->built_at = optarg;
+            break;
+        case OPT_PATH:
+            a->path = optarg;
+            break;
+        case OPT_SECRET:
+            a->secret = optarg;
+            break;
+        case OPT_SECRET_ENV:
+            a->secret_env = optarg;
+            break;
+        case OPT_SIG_HEADER:
+            a->sig_header = optarg;
+            break;
         default:
             if (ret >= OPT_PROVIDER && ret <= OPT_RUN_URL) {
                 a->run[ret - OPT_PROVIDER] = optarg;
@@ -501,7 +521,8 @@ int dm_cli_cmd_send_build(dm_cli_flags *f, int argc, char **argv)
         if (!hmac && !header && missing) {
             rc = dm_cli_fail("%s: %s", f->config, missing->secret_missing);
             fputs("digestmap: send-build needs the build source's credential: set it, or give "
-                  "--secret, --secret-env or --token\n", stderr);
+                  "--secret, --secret-env or --token\n",
+                  stderr);
             goto out;
         }
         if (hmac) {
@@ -526,10 +547,12 @@ int dm_cli_cmd_send_build(dm_cli_flags *f, int argc, char **argv)
                              "or --config with a build source");
         else if (a.path)
             rc = dm_cli_fail("send-build: no credentials: %s has no build source at %s; give "
-                             "--secret, --secret-env or --token", f->config, a.path);
+                             "--secret, --secret-env or --token",
+                             f->config, a.path);
         else
             rc = dm_cli_fail("send-build: no credentials: %s has no build source; give "
-                             "--secret, --secret-env or --token", f->config);
+                             "--secret, --secret-env or --token",
+                             f->config);
         goto out;
     }
 

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #define DEFAULT_REDIS_SOCKET "var/redis.sock"
-#define DEFAULT_URL "http://127.0.0.1:8080"
+#define DEFAULT_URL          "http://127.0.0.1:8080"
 
 static void free_secret(char *s)
 {
@@ -30,8 +30,8 @@ static void set_where(dm_cli *c)
     }
     size_t wn = strlen(c->redis_host) + 16;
     c->redis_where = dm_xmalloc(wn);
-    snprintf(c->redis_where, wn, strchr(c->redis_host, ':') ? "[%s]:%d" : "%s:%d",
-             c->redis_host, c->redis_port);
+    snprintf(c->redis_where, wn, strchr(c->redis_host, ':') ? "[%s]:%d" : "%s:%d", c->redis_host,
+             c->redis_port);
 }
 
 /* --redis takes exactly what digestmapd's redis.url takes (the daemon's own parser).
@@ -89,16 +89,18 @@ static int check_url(const char *url, char *err, size_t errlen)
     const char *host = u ? evhttp_uri_get_host(u) : NULL;
     int rc = DM_OK;
     if (!u || !scheme || (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) {
-        snprintf(err, errlen, "--url \"%.200s\": expected http://HOST[:PORT] or https://HOST[:PORT]",
-                 url);
+        snprintf(err, errlen,
+                 "--url \"%.200s\": expected http://HOST[:PORT] or https://HOST[:PORT]", url);
         rc = DM_EINVAL;
     } else if (!host || !*host) {
         snprintf(err, errlen, "--url \"%.200s\": missing host", url);
         rc = DM_EINVAL;
     } else if (evhttp_uri_get_query(u) || evhttp_uri_get_fragment(u) ||
                evhttp_uri_get_userinfo(u)) {
-        snprintf(err, errlen, "--url \"%.200s\": only scheme, host, port and a path prefix are "
-                              "allowed", url);
+        snprintf(err, errlen,
+                 "--url \"%.200s\": only scheme, host, port and a path prefix are "
+                 "allowed",
+                 url);
         rc = DM_EINVAL;
     }
     if (u)
@@ -130,8 +132,8 @@ int dm_cli_resolve(const dm_cli_flags *f, dm_cli *c, char *err, size_t errlen)
     char cerr[512] = "";
     /* Secrets are resolved, but one the command does not need may be missing: tail must not
      * need the webhook sinks' secrets, nor query the Redis password. */
-    if (f->config && dm_config_load_file_opts(f->config, DM_CONFIG_SECRETS_OPTIONAL, &c->conf,
-                                              cerr, sizeof cerr) != DM_OK) {
+    if (f->config && dm_config_load_file_opts(f->config, DM_CONFIG_SECRETS_OPTIONAL, &c->conf, cerr,
+                                              sizeof cerr) != DM_OK) {
         snprintf(err, errlen, "%s: %s", f->config, cerr);
         c->conf = NULL;
         return DM_EIO;
@@ -248,8 +250,7 @@ static bool command_ok(redisContext *ctx, int argc, const char **argv, const cha
     return ok;
 }
 
-redisContext *dm_cli_redis_connect(const dm_cli *c, int read_timeout_ms, char *err,
-                                   size_t errlen)
+redisContext *dm_cli_redis_connect(const dm_cli *c, int read_timeout_ms, char *err, size_t errlen)
 {
     /* Connecting without the password the configuration asks for would only end in NOAUTH. */
     if (c->redis_password_missing) {
@@ -279,8 +280,7 @@ redisContext *dm_cli_redis_connect(const dm_cli *c, int read_timeout_ms, char *e
     if (c->redis_password) {
         const char *argv[3] = {"AUTH", c->redis_user ? c->redis_user : c->redis_password,
                                c->redis_password};
-        if (!command_ok(ctx, c->redis_user ? 3 : 2, argv, "AUTH", c->redis_where, err,
-                        errlen)) {
+        if (!command_ok(ctx, c->redis_user ? 3 : 2, argv, "AUTH", c->redis_where, err, errlen)) {
             redisFree(ctx);
             return NULL;
         }

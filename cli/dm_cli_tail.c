@@ -32,13 +32,19 @@
 #include <unistd.h>
 
 #define DEFAULT_BLOCK_MS 5000
-#define MAX_BATCH 100
-#define ID_LEN 48 /* "<ms>-<seq>": two 64-bit numbers */
+#define MAX_BATCH        100
+#define ID_LEN           48 /* "<ms>-<seq>": two 64-bit numbers */
 
 #define DEFAULT_CLAIM_IDLE_MS 60000
 
-enum { OPT_GROUP = DM_OPT_FIRST_COMMAND_OPTION, OPT_CONSUMER, OPT_FROM_START, OPT_COUNT,
-       OPT_BLOCK_MS, OPT_CLAIM_IDLE_MS };
+enum {
+    OPT_GROUP = DM_OPT_FIRST_COMMAND_OPTION,
+    OPT_CONSUMER,
+    OPT_FROM_START,
+    OPT_COUNT,
+    OPT_BLOCK_MS,
+    OPT_CLAIM_IDLE_MS
+};
 
 static volatile sig_atomic_t stop_requested;
 static volatile sig_atomic_t blocking_fd = -1;
@@ -63,7 +69,7 @@ typedef struct tail {
     const char *group;
     char consumer[300];
     bool from_start;
-    long long count;   /* 0: no limit */
+    long long count; /* 0: no limit */
     long long printed;
     int block_ms;
     int claim_idle_ms; /* XAUTOCLAIM entries pending this long on other consumers */
@@ -91,8 +97,8 @@ static redisReply *command(tail *t, int argc, const char **argv, bool blocking, 
     blocking_fd = -1;
     if (!rep) {
         *rc = stop_requested ? DM_CLI_OK
-                             : dm_cli_fail("tail: redis at %s: %s: %s", t->c->redis_where,
-                                           argv[0], t->r->errstr);
+                             : dm_cli_fail("tail: redis at %s: %s: %s", t->c->redis_where, argv[0],
+                                           t->r->errstr);
         return NULL;
     }
     if (rep->type == REDIS_REPLY_ERROR) {
@@ -111,8 +117,8 @@ static int print_entry(tail *t, const char *key, const redisReply *entry, bool *
     const redisReply *id = entry->element[0], *fields = entry->element[1];
     if (fields->type != REDIS_REPLY_ARRAY) {
         /* A pending entry that was trimmed away before it was delivered: nothing to print. */
-        fprintf(stderr, "digestmap: tail: %s entry %s no longer exists (trimmed); skipped\n",
-                key, id->str);
+        fprintf(stderr, "digestmap: tail: %s entry %s no longer exists (trimmed); skipped\n", key,
+                id->str);
         return DM_CLI_OK;
     }
     const redisReply *ev = NULL;
@@ -154,8 +160,8 @@ static int ack(tail *t, const char *key, const char *id)
     if (rc != DM_CLI_OK) /* reported by command() */
         return rc;
     return dm_cli_fail("tail: redis at %s: cannot acknowledge %s entry %s (%s): it stays "
-                       "pending and will be delivered again", t->c->redis_where, key, id,
-                       t->r->err ? t->r->errstr : "interrupted");
+                       "pending and will be delivered again",
+                       t->c->redis_where, key, id, t->r->err ? t->r->errstr : "interrupted");
 }
 
 static int stream_index(const tail *t, const char *key)
@@ -200,8 +206,7 @@ static int handle_reply(tail *t, const redisReply *rep, long long *got)
     for (size_t s = 0; s < rep->elements; s++) {
         const redisReply *st = rep->element[s];
         if (st->type != REDIS_REPLY_ARRAY || st->elements != 2 ||
-            st->element[0]->type != REDIS_REPLY_STRING ||
-            st->element[1]->type != REDIS_REPLY_ARRAY)
+            st->element[0]->type != REDIS_REPLY_STRING || st->element[1]->type != REDIS_REPLY_ARRAY)
             return dm_cli_fail("tail: redis at %s: malformed stream reply", t->c->redis_where);
         const char *key = st->element[0]->str;
         int si = stream_index(t, key);
@@ -268,8 +273,7 @@ static int run_plain(tail *t)
     while (!done(t) && rc == DM_CLI_OK) {
         /* Surplus entries beyond --count are simply not printed: nothing is acknowledged. */
         snprintf(count, sizeof count, "%lld",
-                 t->count ? (t->count - t->printed < MAX_BATCH ? t->count - t->printed
-                                                                : MAX_BATCH)
+                 t->count ? (t->count - t->printed < MAX_BATCH ? t->count - t->printed : MAX_BATCH)
                           : MAX_BATCH);
         size_t k = 0;
         argv[k++] = "XREAD";
@@ -295,8 +299,8 @@ static int create_groups(tail *t)
 {
     int rc = DM_CLI_OK;
     for (unsigned i = 0; i < t->n; i++) {
-        const char *argv[] = {"XGROUP", "CREATE", t->keys[i], t->group,
-                              t->from_start ? "0" : "$", "MKSTREAM"};
+        const char *argv[] = {"XGROUP",  "CREATE", t->keys[i], t->group, t->from_start ? "0" : "$",
+                              "MKSTREAM"};
         redisReply *rep = redisCommandArgv(t->r, 6, argv, NULL);
         if (!rep)
             return stop_requested ? DM_CLI_OK
@@ -323,8 +327,8 @@ static int run_pending(tail *t)
         for (;;) {
             long long got = 0;
             snprintf(count, sizeof count, "%lld", batch_size(t, 1));
-            const char *argv[] = {"XREADGROUP", "GROUP", t->group, t->consumer, "COUNT",
-                                  count, "STREAMS", t->keys[i], t->ids[i]};
+            const char *argv[] = {"XREADGROUP", "GROUP",   t->group,   t->consumer, "COUNT",
+                                  count,        "STREAMS", t->keys[i], t->ids[i]};
             if ((rc = read_and_handle(t, 9, argv, false, &got)) != DM_CLI_OK)
                 return rc;
             if (got == 0 || done(t))
@@ -378,8 +382,8 @@ static int run_claim(tail *t)
         snprintf(start, sizeof start, "0-0");
         do {
             snprintf(count, sizeof count, "%lld", batch_size(t, 1));
-            const char *argv[] = {"XAUTOCLAIM", t->keys[i], t->group, t->consumer, idle,
-                                  start, "COUNT", count};
+            const char *argv[] = {"XAUTOCLAIM", t->keys[i], t->group, t->consumer,
+                                  idle,         start,      "COUNT",  count};
             redisReply *rep = command(t, 8, argv, false, &rc);
             if (!rep)
                 return rc;
@@ -395,14 +399,16 @@ static int run_claim(tail *t)
                 if (entries->element[e]->type != REDIS_REPLY_NIL)
                     rc = handle_entry(t, t->keys[i], (int)i, entries->element[e]);
             const redisReply *gone = rep->elements > 2 ? rep->element[2] : NULL;
-            for (size_t e = 0; gone && gone->type == REDIS_REPLY_ARRAY && e < gone->elements &&
-                               rc == DM_CLI_OK;
+            for (size_t e = 0;
+                 gone && gone->type == REDIS_REPLY_ARRAY && e < gone->elements && rc == DM_CLI_OK;
                  e++) {
                 const redisReply *id = gone->element[e];
                 if (id->type != REDIS_REPLY_STRING)
                     continue;
-                fprintf(stderr, "digestmap: tail: %s entry %s no longer exists (trimmed); "
-                                "skipped\n", t->keys[i], id->str);
+                fprintf(stderr,
+                        "digestmap: tail: %s entry %s no longer exists (trimmed); "
+                        "skipped\n",
+                        t->keys[i], id->str);
                 rc = ack(t, t->keys[i], id->str);
             }
             snprintf(start, sizeof start, "%s", rep->element[0]->str);
@@ -449,9 +455,11 @@ static void forget_consumer(tail *t)
                 freeReplyObject(rep);
         }
         if (failed) {
-            fprintf(stderr, "digestmap: tail: redis at %s: cannot remove consumer %s from "
-                            "group %s on %s: %s\n", t->c->redis_where, t->consumer, t->group,
-                    t->keys[i], t->r->err ? t->r->errstr : "refused");
+            fprintf(stderr,
+                    "digestmap: tail: redis at %s: cannot remove consumer %s from "
+                    "group %s on %s: %s\n",
+                    t->c->redis_where, t->consumer, t->group, t->keys[i],
+                    t->r->err ? t->r->errstr : "refused");
             return;
         }
     }
@@ -466,8 +474,8 @@ static int run_new_exact(tail *t, const char **argv)
     for (unsigned j = 0; j < t->n && !done(t); j++) {
         unsigned i = (t->next + j) % t->n;
         snprintf(count, sizeof count, "%lld", t->count - t->printed);
-        const char *a[] = {"XREADGROUP", "GROUP", t->group, t->consumer, "COUNT", count,
-                           "STREAMS", t->keys[i], ">"};
+        const char *a[] = {"XREADGROUP", "GROUP",   t->group,   t->consumer, "COUNT",
+                           count,        "STREAMS", t->keys[i], ">"};
         if ((rc = read_and_handle(t, 9, a, false, &got)) != DM_CLI_OK)
             return rc;
     }
@@ -476,7 +484,7 @@ static int run_new_exact(tail *t, const char **argv)
         return DM_CLI_OK;
     /* Nothing new: wait (XREAD delivers nothing) until a stream grows past what the group
      * delivered. */
-    char (*last)[ID_LEN] = dm_xcalloc(t->n, sizeof *last);
+    char(*last)[ID_LEN] = dm_xcalloc(t->n, sizeof *last);
     for (unsigned i = 0; i < t->n && rc == DM_CLI_OK; i++)
         rc = last_delivered(t, i, last[i]);
     if (rc == DM_CLI_OK && !done(t)) {
@@ -580,27 +588,36 @@ int dm_cli_cmd_tail(dm_cli_flags *f, int argc, char **argv)
                                           sizeof t.consumer - 1);
             consumer = optarg;
             break;
-        case OPT_FROM_START: t.from_start = true; break;
+        case OPT_FROM_START:
+            t.from_start = true;
+            break;
         case OPT_COUNT:
             if (!dm_cli_parse_int(optarg, 1, (long long)1 << 53, &v))
-                return dm_cli_usage_error("tail", "--count: must be a positive integer, not "
-                                                  "\"%s\"", optarg);
+                return dm_cli_usage_error("tail",
+                                          "--count: must be a positive integer, not "
+                                          "\"%s\"",
+                                          optarg);
             t.count = v;
             break;
         case OPT_BLOCK_MS:
             if (!dm_cli_parse_int(optarg, 1, 3600000, &v))
-                return dm_cli_usage_error("tail", "--block-ms: must be an integer 1..3600000, "
-                                                  "not \"%s\"", optarg);
+                return dm_cli_usage_error("tail",
+                                          "--block-ms: must be an integer 1..3600000, "
+                                          "not \"%s\"",
+                                          optarg);
             t.block_ms = (int)v;
             break;
         case OPT_CLAIM_IDLE_MS:
             if (!dm_cli_parse_int(optarg, 1, 86400000, &v))
-                return dm_cli_usage_error("tail", "--claim-idle-ms: must be an integer "
-                                                  "1..86400000, not \"%s\"", optarg);
+                return dm_cli_usage_error("tail",
+                                          "--claim-idle-ms: must be an integer "
+                                          "1..86400000, not \"%s\"",
+                                          optarg);
             t.claim_idle_ms = (int)v;
             claim_given = true;
             break;
-        default: return dm_cli_bad_option("tail", ret, argv);
+        default:
+            return dm_cli_bad_option("tail", ret, argv);
         }
     }
     if (optind < argc)
@@ -615,8 +632,7 @@ int dm_cli_cmd_tail(dm_cli_flags *f, int argc, char **argv)
     int rc = dm_cli_resolve(f, &c, err, sizeof err);
     if (rc != DM_OK) {
         dm_cli_dispose(&c);
-        return rc == DM_EINVAL ? dm_cli_usage_error("tail", "%s", err)
-                               : dm_cli_fail("%s", err);
+        return rc == DM_EINVAL ? dm_cli_usage_error("tail", "%s", err) : dm_cli_fail("%s", err);
     }
     if (t.group) {
         if (consumer) {

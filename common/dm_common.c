@@ -7,15 +7,24 @@
 const char *dm_strerror(int code)
 {
     switch (code) {
-    case DM_OK: return "ok";
-    case DM_EINVAL: return "invalid input";
-    case DM_ENOMEM: return "out of memory";
-    case DM_EIO: return "i/o error";
-    case DM_EUNAVAIL: return "redis unavailable";
-    case DM_EBUSY: return "too many requests in flight";
-    case DM_ETIMEOUT: return "timeout";
-    case DM_EREDIS: return "redis error";
-    default: return "unknown error";
+    case DM_OK:
+        return "ok";
+    case DM_EINVAL:
+        return "invalid input";
+    case DM_ENOMEM:
+        return "out of memory";
+    case DM_EIO:
+        return "i/o error";
+    case DM_EUNAVAIL:
+        return "redis unavailable";
+    case DM_EBUSY:
+        return "too many requests in flight";
+    case DM_ETIMEOUT:
+        return "timeout";
+    case DM_EREDIS:
+        return "redis error";
+    default:
+        return "unknown error";
     }
 }
 

@@ -20,13 +20,13 @@
 /** Result codes: 0 is success, failures are negative. */
 enum {
     DM_OK = 0,
-    DM_EINVAL = -1,   /**< input rejected (the caller's error struct says why) */
+    DM_EINVAL = -1, /**< input rejected (the caller's error struct says why) */
     DM_ENOMEM = -2,
     DM_EIO = -3,      /**< file or socket error */
     DM_EUNAVAIL = -4, /**< Redis not connected / not ready */
     DM_EBUSY = -5,    /**< an in-flight cap was reached */
     DM_ETIMEOUT = -6,
-    DM_EREDIS = -7,   /**< Redis answered with an error */
+    DM_EREDIS = -7, /**< Redis answered with an error */
 };
 
 /** A short constant description of a DM_E* code. */

@@ -82,7 +82,7 @@ void dm_log(dm_log_level level, const char *msg, const char *fmt, ...)
 
 static void libevent_log(int severity, const char *msg)
 {
-    dm_log_level l = severity >= EVENT_LOG_ERR ? DM_LOG_ERROR
+    dm_log_level l = severity >= EVENT_LOG_ERR    ? DM_LOG_ERROR
                      : severity == EVENT_LOG_WARN ? DM_LOG_WARN
                      : severity == EVENT_LOG_MSG  ? DM_LOG_INFO
                                                   : DM_LOG_DEBUG;

@@ -8,7 +8,12 @@
 
 #include "dm_common.h"
 
-typedef enum { DM_LOG_DEBUG = 0, DM_LOG_INFO, DM_LOG_WARN, DM_LOG_ERROR } dm_log_level;
+typedef enum {
+    DM_LOG_DEBUG = 0,
+    DM_LOG_INFO,
+    DM_LOG_WARN,
+    DM_LOG_ERROR
+} dm_log_level;
 
 /** Set the minimum level written (default DM_LOG_INFO). Call before starting threads. */
 void dm_log_set_level(dm_log_level level);
@@ -35,8 +40,8 @@ const char *dm_log_quote(const char *s, size_t len, char *buf, size_t size);
 void dm_log_hook_libevent(void);
 
 #define dm_debug(msg, ...) dm_log(DM_LOG_DEBUG, msg, __VA_ARGS__)
-#define dm_info(msg, ...) dm_log(DM_LOG_INFO, msg, __VA_ARGS__)
-#define dm_warn(msg, ...) dm_log(DM_LOG_WARN, msg, __VA_ARGS__)
+#define dm_info(msg, ...)  dm_log(DM_LOG_INFO, msg, __VA_ARGS__)
+#define dm_warn(msg, ...)  dm_log(DM_LOG_WARN, msg, __VA_ARGS__)
 #define dm_error(msg, ...) dm_log(DM_LOG_ERROR, msg, __VA_ARGS__)
 
 #endif

@@ -130,5 +130,6 @@ void dm_time_format(int64_t ms, char buf[DM_TIME_BUFLEN])
         y = 9999; /* keeps the fixed-width form; such times are rejected long before */
     snprintf(buf, DM_TIME_BUFLEN, "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ", (unsigned)y % 10000u,
              (unsigned)m % 100u, (unsigned)d % 100u, (unsigned)(rem / 3600) % 100u,
-             (unsigned)(rem % 3600 / 60) % 100u, (unsigned)(rem % 60) % 100u, (unsigned)msr % 1000u);
+             (unsigned)(rem % 3600 / 60) % 100u, (unsigned)(rem % 60) % 100u,
+             (unsigned)msr % 1000u);
 }

@@ -26,7 +26,7 @@ enum {
 const char *const *dm_join_scripts(void);
 
 typedef struct dm_join_conf {
-    const char *prefix;  /**< borrowed; e.g. "dm" */
+    const char *prefix; /**< borrowed; e.g. "dm" */
     unsigned shards;
     int64_t window_ms, grace_ms, max_skew_ms, mapping_ttl_ms;
     long long stream_maxlen;

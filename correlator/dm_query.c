@@ -76,10 +76,10 @@ static json_t *pending_build(json_t *b)
 {
     /* The record's key order (lua/lib.lua BUILD_KEYS), not the stored one: cjson writes a Lua
      * table in hash order. built_at is reported beside the identity. */
-    static const char *const keys[] = {"provider",  "repository", "repository_url", "workflow",
-                                       "workflow_ref", "run_id",  "run_attempt",    "run_url",
-                                       "commit",    "ref",        "actor",          "verified",
-                                       "issuer",    "verified_fields"};
+    static const char *const keys[] = {
+        "provider", "repository",  "repository_url", "workflow",       "workflow_ref",
+        "run_id",   "run_attempt", "run_url",        "commit",         "ref",
+        "actor",    "verified",    "issuer",         "verified_fields"};
     json_t *o = json_object();
     json_t *id = json_object_get(b, "b");
     if (json_is_object(id)) {
@@ -146,11 +146,11 @@ static void on_query(int err, redisReply *rep, void *arg)
             json_array_append_new(lists[k], v);
         }
     }
-    bool found = json_array_size(mappings) || json_array_size(pushes) ||
-                 json_array_size(builds) || json_array_size(deleted);
-    json_t *ans = json_pack("{s:s, s:o, s:{s:o, s:o}, s:o}", "digest", q->digest, "mappings",
-                            mappings, "pending", "registry", pushes, "build", builds, "deleted",
-                            deleted);
+    bool found = json_array_size(mappings) || json_array_size(pushes) || json_array_size(builds) ||
+                 json_array_size(deleted);
+    json_t *ans =
+        json_pack("{s:s, s:o, s:{s:o, s:o}, s:o}", "digest", q->digest, "mappings", mappings,
+                  "pending", "registry", pushes, "build", builds, "deleted", deleted);
     /* A 404 is an error answer (DESIGN §6.3: {"error": …}) and still the document's shape,
      * so a client can read either. */
     if (!found)
@@ -189,8 +189,8 @@ int dm_query_image(dm_redis *r, const dm_join_conf *conf, const char *digest, dm
 /* Index member layout (lua/park.lua index_edge): fixed widths, so members compare with
  * memcmp exactly as Redis orders them (BYLEX is memcmp order). */
 #define INV_DIGITS 13
-#define INV_BASE INT64_C(9999999999999)
-#define ID_HEX 40
+#define INV_BASE   INT64_C(9999999999999)
+#define ID_HEX     40
 
 static bool is_lower_hex(const char *s, size_t n)
 {
@@ -209,8 +209,8 @@ static bool member_valid(const char *m, size_t len)
         if (m[i] < '0' || m[i] > '9')
             return false;
     const char *d = m + INV_DIGITS + 1;
-    return m[INV_DIGITS] == '|' && dm_digest_valid(d, DM_DIGEST_LEN) &&
-           d[DM_DIGEST_LEN] == '|' && is_lower_hex(d + DM_DIGEST_LEN + 1, ID_HEX);
+    return m[INV_DIGITS] == '|' && dm_digest_valid(d, DM_DIGEST_LEN) && d[DM_DIGEST_LEN] == '|' &&
+           is_lower_hex(d + DM_DIGEST_LEN + 1, ID_HEX);
 }
 
 /* The confirmation time a (valid) member stands for. */
@@ -408,8 +408,8 @@ static void mappings_finish(mappings_ctx *m)
     if (m->dead > 0) {
         char qname[160];
         dm_debug("stale index entries removed", "index=%s name=%s count=%lld",
-                 INDEX_KINDS[m->q.kind], dm_log_quote(m->q.name, strlen(m->q.name), qname,
-                                                      sizeof qname), m->dead);
+                 INDEX_KINDS[m->q.kind],
+                 dm_log_quote(m->q.name, strlen(m->q.name), qname, sizeof qname), m->dead);
     }
     json_t *ans = json_pack("{s:o, s:o, s:o}", "query", query_echo(&m->q), "mappings", list,
                             "next_cursor", cursor);
@@ -425,8 +425,7 @@ static int take_page(mappings_ctx *m, shard_answer *a, const redisReply *rep)
 {
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 || rep->elements % 2 == 0 ||
         (rep->elements - 3) / 2 > m->per || rep->element[0]->type != REDIS_REPLY_INTEGER ||
-        rep->element[1]->type != REDIS_REPLY_STRING ||
-        rep->element[2]->type != REDIS_REPLY_INTEGER)
+        rep->element[1]->type != REDIS_REPLY_STRING || rep->element[2]->type != REDIS_REPLY_INTEGER)
         return DM_EREDIS;
     const redisReply *f = rep->element[1];
     a->exhausted = rep->element[0]->integer != 0;
@@ -508,8 +507,8 @@ int dm_query_mappings(dm_redis *r, const dm_join_conf *conf, const dm_mappings_q
         char base[DM_KEY_BUFLEN];
         int blen = snprintf(base, sizeof base, "%s:{%u}:", conf->prefix, s);
         /* Index names are user data (repository paths): sized to fit, not to DM_KEY_BUFLEN. */
-        size_t klen = (size_t)blen + strlen("ix:") + strlen(INDEX_KINDS[q->kind]) + 1 +
-                      strlen(q->name);
+        size_t klen =
+            (size_t)blen + strlen("ix:") + strlen(INDEX_KINDS[q->kind]) + 1 + strlen(q->name);
         char *key = dm_xmalloc(klen + 1);
         snprintf(key, klen + 1, "%six:%s:%s", base, INDEX_KINDS[q->kind], q->name);
         const char *argv[] = {key, q->after, limit, base, ttl};

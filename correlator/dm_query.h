@@ -25,10 +25,10 @@ typedef enum {
 } dm_index_kind;
 
 /** An index member: "<13-digit inverted ms>|sha256:<64 hex>|<40 hex edge id>". */
-#define DM_INDEX_MEMBER_LEN 126
+#define DM_INDEX_MEMBER_LEN    126
 /** A cursor: the unpadded base64url text of a member. */
-#define DM_CURSOR_LEN 168
-#define DM_QUERY_MAX_LIMIT 500
+#define DM_CURSOR_LEN          168
+#define DM_QUERY_MAX_LIMIT     500
 #define DM_QUERY_DEFAULT_LIMIT 50
 /**
  * Longest index name accepted: the longest name park.lua may index, a build's run.repository
@@ -36,7 +36,7 @@ typedef enum {
  * shorter: "<provider>/<run id>" at most 269 bytes, "<registry>/<image repository>" at most
  * 512 (host 255 + '/' + repository 256, the registry adapters' limits).
  */
-#define DM_QUERY_MAX_NAME 2048
+#define DM_QUERY_MAX_NAME      2048
 
 typedef struct dm_mappings_query {
     dm_index_kind kind;

@@ -26,7 +26,7 @@ typedef enum {
 
 struct dm_redis {
     struct event_base *base;
-    redisAsyncContext *ac;      /**< NULL when not connected; ac->data points back here */
+    redisAsyncContext *ac; /**< NULL when not connected; ac->data points back here */
     conn_state state;
     char *host, *unix_path, *username, *password, *name;
     int port, db, connect_timeout_ms, command_timeout_ms, max_inflight;
@@ -35,12 +35,12 @@ struct dm_redis {
     size_t nscripts, scripts_loaded;
     size_t inflight;
     int backoff_ms;
-    unsigned seed;              /**< for backoff jitter (rand() is not thread-safe) */
-    bool timing_out;            /**< set while a command deadline tears the connection down */
+    unsigned seed;   /**< for backoff jitter (rand() is not thread-safe) */
+    bool timing_out; /**< set while a command deadline tears the connection down */
     struct event *reconnect_timer, *connect_timer, *teardown_ev;
     void (*on_ready)(bool ready, void *arg);
     void *on_ready_arg;
-    bool reported_ready;        /**< last readiness passed to on_ready */
+    bool reported_ready; /**< last readiness passed to on_ready */
     const char *teardown_why;
 };
 
@@ -173,7 +173,7 @@ static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata)
     }
     if (privdata == NULL)
         return; /* AUTH or SELECT */
-    size_t i = (size_t)((char (*)[41])privdata - r->shas);
+    size_t i = (size_t)((char(*)[41])privdata - r->shas);
     if (rep->type != REDIS_REPLY_STRING || rep->len != 40) {
         defer_teardown(r, "unexpected SCRIPT LOAD reply");
         return;
@@ -193,8 +193,8 @@ static void connect_now(dm_redis *r)
 {
     if (r->state == ST_CLOSED)
         return;
-    redisAsyncContext *ac = r->unix_path ? redisAsyncConnectUnix(r->unix_path)
-                                         : redisAsyncConnect(r->host, r->port);
+    redisAsyncContext *ac =
+        r->unix_path ? redisAsyncConnectUnix(r->unix_path) : redisAsyncConnect(r->host, r->port);
     if (!ac) {
         dm_error("redis connect failed", "conn=%s reason=\"out of memory\"", r->name);
         schedule_reconnect(r);

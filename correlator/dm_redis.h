@@ -16,7 +16,7 @@ struct event_base;
 struct redisReply;
 
 typedef struct dm_redis_opts {
-    const char *host;      /**< IP literal for TCP, or NULL */
+    const char *host; /**< IP literal for TCP, or NULL */
     int port;
     const char *unix_path; /**< unix socket path, or NULL */
     const char *username;  /**< ACL user for AUTH (Redis 6+), or NULL for the default user */
@@ -24,10 +24,11 @@ typedef struct dm_redis_opts {
     int db;
     int connect_timeout_ms;
     int command_timeout_ms;
-    int max_inflight;      /**< commands in flight before dm_redis_* answers DM_EBUSY */
-    const char *const *scripts; /**< Lua sources loaded at connect (borrowed for the client's life) */
+    int max_inflight; /**< commands in flight before dm_redis_* answers DM_EBUSY */
+    const char *const
+        *scripts; /**< Lua sources loaded at connect (borrowed for the client's life) */
     size_t nscripts;
-    const char *name;      /**< for log lines, e.g. "worker-1" */
+    const char *name; /**< for log lines, e.g. "worker-1" */
     /** Called on the client's thread when it becomes ready (true) or stops being ready. */
     void (*on_ready)(bool ready, void *arg);
     void *on_ready_arg;

@@ -10,7 +10,7 @@
 
 /* A claimed item stays invisible to other sweepers this long; if we die holding it, another
  * instance reports it after the lease. */
-#define LEASE_MS 30000
+#define LEASE_MS             30000
 /* Reports in flight at once: a large backlog is fed to Redis in small steps, so it neither
  * hits the command deadline nor monopolizes the server. */
 #define MAX_REPORTS_INFLIGHT 32
@@ -29,11 +29,11 @@ struct dm_sweeper {
     dm_sweep_cb cb;
     void *arg;
     struct event *timer;
-    int pending;        /**< commands of the current tick not yet answered */
-    claimed *queue;     /**< claimed items waiting to be reported */
+    int pending;    /**< commands of the current tick not yet answered */
+    claimed *queue; /**< claimed items waiting to be reported */
     size_t qlen, qhead, qcap;
     int reports_inflight;
-    bool backlog;       /**< some shard had a full batch: tick again at once */
+    bool backlog; /**< some shard had a full batch: tick again at once */
     dm_sweep_stats st;
 };
 
@@ -107,8 +107,10 @@ static bool send_report(dm_sweeper *s, const claimed *c)
     snprintf(ttl_s, sizeof ttl_s, "%lld", (long long)s->conf->mapping_ttl_ms);
     snprintf(lease_s, sizeof lease_s, "%lld", c->lease);
     snprintf(window_s, sizeof window_s, "%lld", (long long)s->conf->window_ms);
-    const char *argv[11] = {keys[0], keys[1], keys[2], keys[3], keys[4], keys[5], c->member,
-                            lease_s, window_s, s->conf->report_untagged ? "1" : "0", ttl_s};
+    const char *argv[11] = {
+        keys[0], keys[1],   keys[2], keys[3],  keys[4],
+        keys[5], c->member, lease_s, window_s, s->conf->report_untagged ? "1" : "0",
+        ttl_s};
     size_t lens[11];
     for (int i = 0; i < 11; i++)
         lens[i] = strlen(argv[i]);
@@ -157,7 +159,8 @@ static void on_claim(int err, redisReply *rep, void *arg)
     free(c);
     if (err != DM_OK || rep->type != REDIS_REPLY_ARRAY || rep->elements < 4) {
         if (err == DM_OK && rep->type == REDIS_REPLY_ERROR)
-            dm_error("sweep claim failed", "shard=%u reply=\"%.*s\"", shard, (int)rep->len, rep->str);
+            dm_error("sweep claim failed", "shard=%u reply=\"%.*s\"", shard, (int)rep->len,
+                     rep->str);
         s->st.complete = false;
         command_done(s);
         return;

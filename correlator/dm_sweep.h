@@ -15,9 +15,9 @@ struct event_base;
 /** Outcome of one tick, for metrics. */
 typedef struct dm_sweep_stats {
     int unmatched_registry, unmatched_build; /**< records emitted this tick */
-    int64_t lag_ms;       /**< now − oldest expiry claimed this tick (0 if none) */
+    int64_t lag_ms; /**< now − oldest expiry claimed this tick (0 if none) */
     int64_t parked_registry, parked_build; /**< parked items across shards (Redis counters) */
-    bool complete;        /**< every shard answered (else the figures are partial) */
+    bool complete; /**< every shard answered (else the figures are partial) */
 } dm_sweep_stats;
 
 typedef void (*dm_sweep_cb)(const dm_sweep_stats *stats, void *arg);

@@ -29,10 +29,10 @@ struct dm_trimmer {
     dm_trim_cb cb;
     void *arg;
     struct event *timer;
-    unsigned shard;    /**< shard of the call in flight */
-    bool busy;         /**< a call is in flight: its callback owns the next step */
-    bool more;         /**< some shard had more to remove: tick again at once */
-    bool freed;        /**< dm_trimmer_free ran while busy: the callback frees */
+    unsigned shard;        /**< shard of the call in flight */
+    bool busy;             /**< a call is in flight: its callback owns the next step */
+    bool more;             /**< some shard had more to remove: tick again at once */
+    bool freed;            /**< dm_trimmer_free ran while busy: the callback frees */
     int64_t last_error_ms; /**< when "stream trim failed" was last logged */
     group_warn *warned;
     size_t nwarned;
@@ -103,8 +103,8 @@ static void on_trim(int err, redisReply *rep, void *arg)
             if (bl->integer > t->st.max_backlog)
                 t->st.max_backlog = bl->integer;
             /* In doubles: stream_maxlen may be as large as LLONG_MAX. */
-            bool lagging = (double)bl->integer * 100 >=
-                           (double)t->conf->stream_maxlen * DM_TRIM_WARN_PERCENT;
+            bool lagging =
+                (double)bl->integer * 100 >= (double)t->conf->stream_maxlen * DM_TRIM_WARN_PERCENT;
             /* Without a lag figure (Redis 6.2, or a group created at an arbitrary id), a group
              * that held trimming back is the lagging one, with at least the excess unread. */
             bool held = holder->len == name->len && memcmp(holder->str, name->str, name->len) == 0;

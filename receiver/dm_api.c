@@ -18,7 +18,15 @@
 
 /*---------------------------------------------------------------- parameters ---*/
 
-enum { P_REPOSITORY, P_RUN, P_REGISTRY, P_IMAGE_REPOSITORY, P_LIMIT, P_CURSOR, P_COUNT };
+enum {
+    P_REPOSITORY,
+    P_RUN,
+    P_REGISTRY,
+    P_IMAGE_REPOSITORY,
+    P_LIMIT,
+    P_CURSOR,
+    P_COUNT
+};
 static const char *const PARAMS[P_COUNT] = {"repository",       "run",   "registry",
                                             "image_repository", "limit", "cursor"};
 
@@ -73,14 +81,16 @@ int dm_api_parse_mappings(const char *query, dm_mappings_query *q, dm_error *err
     TAILQ_INIT(&kv);
     if (query && evhttp_parse_query_str(query, &kv) != 0) {
         evhttp_clear_headers(&kv);
-        return dm_error_set(err, "", "malformed query string: every parameter must be "
-                                     "name=value, separated by &");
+        return dm_error_set(err, "",
+                            "malformed query string: every parameter must be "
+                            "name=value, separated by &");
     }
     const char *val[P_COUNT] = {NULL};
     char unknown[160] = "";
     int rc = DM_OK;
     struct evkeyval *e;
-    TAILQ_FOREACH(e, &kv, next) {
+    TAILQ_FOREACH(e, &kv, next)
+    {
         size_t i = 0;
         while (i < P_COUNT && strcmp(e->key, PARAMS[i]) != 0) /* names are case-sensitive */
             i++;
@@ -99,8 +109,10 @@ int dm_api_parse_mappings(const char *query, dm_mappings_query *q, dm_error *err
         val[i] = e->value;
     }
     if (unknown[0]) {
-        rc = dm_error_set(err, "", "unknown parameter(s): %s (known: repository, run, registry, "
-                                   "image_repository, limit, cursor)", unknown);
+        rc = dm_error_set(err, "",
+                          "unknown parameter(s): %s (known: repository, run, registry, "
+                          "image_repository, limit, cursor)",
+                          unknown);
         goto done;
     }
 
@@ -114,13 +126,15 @@ int dm_api_parse_mappings(const char *query, dm_mappings_query *q, dm_error *err
     }
     int questions = (val[P_REPOSITORY] != NULL) + (val[P_RUN] != NULL) + (val[P_REGISTRY] != NULL);
     if (questions == 0) {
-        rc = dm_error_set(err, "", "one of repository=<code repository>, run=<provider>/<run id>, "
-                                   "or registry=<host>&image_repository=<path> is required");
+        rc = dm_error_set(err, "",
+                          "one of repository=<code repository>, run=<provider>/<run id>, "
+                          "or registry=<host>&image_repository=<path> is required");
         goto done;
     }
     if (questions > 1) {
-        rc = dm_error_set(err, "", "ambiguous: give only one of repository, run, or registry "
-                                   "with image_repository");
+        rc = dm_error_set(err, "",
+                          "ambiguous: give only one of repository, run, or registry "
+                          "with image_repository");
         goto done;
     }
 
@@ -168,14 +182,12 @@ int dm_api_parse_mappings(const char *query, dm_mappings_query *q, dm_error *err
         size_t n = strspn(s, "0123456789");
         long v = (n == strlen(s) && n <= 3) ? strtol(s, NULL, 10) : -1;
         if (v < 1 || v > DM_QUERY_MAX_LIMIT) {
-            rc = dm_error_set(err, "limit", "must be an integer from 1 to %d",
-                              DM_QUERY_MAX_LIMIT);
+            rc = dm_error_set(err, "limit", "must be an integer from 1 to %d", DM_QUERY_MAX_LIMIT);
             goto done;
         }
         q->limit = (unsigned)v;
     }
-    if (val[P_CURSOR] &&
-        !dm_query_cursor_decode(val[P_CURSOR], strlen(val[P_CURSOR]), q->after)) {
+    if (val[P_CURSOR] && !dm_query_cursor_decode(val[P_CURSOR], strlen(val[P_CURSOR]), q->after)) {
         rc = dm_error_set(err, "cursor", "not a next_cursor returned by this API");
         goto done;
     }

@@ -29,11 +29,11 @@
 
 /* What one entry concluded about the request. */
 typedef enum {
-    ENTRY_PASS,    /* the credential is valid */
-    ENTRY_MISSING, /* the entry's header is absent: this entry does not apply */
-    ENTRY_BAD,     /* the header is present but wrong */
+    ENTRY_PASS,      /* the credential is valid */
+    ENTRY_MISSING,   /* the entry's header is absent: this entry does not apply */
+    ENTRY_BAD,       /* the header is present but wrong */
     ENTRY_FORBIDDEN, /* a valid token whose claims the entry does not allow */
-    ENTRY_RETRY,   /* cannot decide yet: the signing certificate is being fetched */
+    ENTRY_RETRY,     /* cannot decide yet: the signing certificate is being fetched */
 } entry_result;
 
 static entry_result check_header(const dm_auth_entry *e, const char *value, const char **reason)
@@ -51,8 +51,8 @@ static entry_result check_header(const dm_auth_entry *e, const char *value, cons
     return ENTRY_PASS;
 }
 
-static entry_result check_hmac(const dm_auth_entry *e, const char *value,
-                               const unsigned char *body, size_t len, const char **reason)
+static entry_result check_hmac(const dm_auth_entry *e, const char *value, const unsigned char *body,
+                               size_t len, const char **reason)
 {
     unsigned char got[SHA256_DIGEST_LENGTH], want[EVP_MAX_MD_SIZE];
     unsigned int want_len = 0;
@@ -156,8 +156,8 @@ static void dispose_sns(dm_auth_outcome *out)
 
 /* No certificate for a valid SigningCertURL: with fetch_certs (and a topic we serve, so that
  * only plausible messages cause fetches), ask for one and have the sender retry. */
-static entry_result sns_missing_cert(const dm_auth_entry *e, const dm_sns_message *m,
-                                     bool topic_ok, dm_auth_outcome *out, const char **reason)
+static entry_result sns_missing_cert(const dm_auth_entry *e, const dm_sns_message *m, bool topic_ok,
+                                     dm_auth_outcome *out, const char **reason)
 {
     if (!e->fetch_certs || !e->sns_cache) {
         *reason = "unknown SNS signing certificate (add it to \"certs\")";
@@ -180,8 +180,8 @@ static entry_result sns_missing_cert(const dm_auth_entry *e, const dm_sns_messag
         break;
     case DM_SNS_FETCH_FAILED:
         *reason = "SNS signing certificate fetch failed: retried later";
-        snprintf(out->detail, sizeof out->detail, "%.150s (last fetch: %s)",
-                 m->signing_cert_url, why);
+        snprintf(out->detail, sizeof out->detail, "%.150s (last fetch: %s)", m->signing_cert_url,
+                 why);
         return ENTRY_RETRY;
     case DM_SNS_FETCH_BUSY:
     default:
@@ -194,7 +194,7 @@ static entry_result sns_missing_cert(const dm_auth_entry *e, const dm_sns_messag
 
 /* An SNS envelope: parsed, from an expected topic, signed with a certificate we were given or
  * fetched. */
-#define SNS_MAX_AGE_MS (2 * 3600 * 1000)
+#define SNS_MAX_AGE_MS    (2 * 3600 * 1000)
 #define SNS_MAX_FUTURE_MS (5 * 60 * 1000)
 
 /* "https://sns.<region>.amazonaws.com…" must serve the topic's region

@@ -10,10 +10,10 @@
 #include "dm_config.h"
 
 typedef enum {
-    DM_AUTH_OK = 0,      /**< an entry passed */
-    DM_AUTH_MISSING = 1, /**< no entry's header was present → 401 */
-    DM_AUTH_BAD = 2,     /**< a credential was present but wrong → 401 */
-    DM_AUTH_FORBIDDEN = 3, /**< a valid token whose claims are not allowed → 403 */
+    DM_AUTH_OK = 0,          /**< an entry passed */
+    DM_AUTH_MISSING = 1,     /**< no entry's header was present → 401 */
+    DM_AUTH_BAD = 2,         /**< a credential was present but wrong → 401 */
+    DM_AUTH_FORBIDDEN = 3,   /**< a valid token whose claims are not allowed → 403 */
     DM_AUTH_UNAVAILABLE = 4, /**< cannot decide yet (an SNS certificate is being fetched)
                                   → 503 + Retry-After, so the sender retries */
 } dm_auth_result;
@@ -24,13 +24,13 @@ typedef const char *(*dm_header_fn)(void *ctx, const char *name);
 /** Everything a check concluded. */
 typedef struct dm_auth_outcome {
     dm_auth_result result;
-    const char *reason;          /**< static string for the log line */
-    const dm_auth_entry *entry;  /**< the entry that passed (borrowed from the list), or NULL */
-    json_t *claims;              /**< OIDC: the verified claims (owned), else NULL */
-    char kid[128];               /**< OIDC: the token's kid, if parsed (for logs) */
-    char forbidden_claim[64];    /**< FORBIDDEN: the claim that was not allowed */
-    struct dm_sns_message *sns;  /**< SNS: the verified envelope (owned), else NULL */
-    char detail[272];            /**< extra log detail (e.g. an unknown SigningCertURL) */
+    const char *reason;         /**< static string for the log line */
+    const dm_auth_entry *entry; /**< the entry that passed (borrowed from the list), or NULL */
+    json_t *claims;             /**< OIDC: the verified claims (owned), else NULL */
+    char kid[128];              /**< OIDC: the token's kid, if parsed (for logs) */
+    char forbidden_claim[64];   /**< FORBIDDEN: the claim that was not allowed */
+    struct dm_sns_message *sns; /**< SNS: the verified envelope (owned), else NULL */
+    char detail[272];           /**< extra log detail (e.g. an unknown SigningCertURL) */
 } dm_auth_outcome;
 
 /**
@@ -49,8 +49,6 @@ void dm_auth_verify(const dm_auth_list *list, dm_header_fn get_header, void *ctx
 
 /** Release what an outcome owns. */
 void dm_auth_outcome_dispose(dm_auth_outcome *out);
-
-
 
 /**
  * Check a request against @p list: it passes if any entry passes. @p body/@p len is the raw

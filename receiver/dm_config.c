@@ -32,9 +32,9 @@
 
 /*---- Limits and defaults ----------------------------------------------------------------*/
 
-#define PATH_BUF        192                 /* longest key path we print */
-#define SHOW_BUF        96                  /* longest user value we echo in a message */
-#define SECRET_FILE_MAX 65536               /* a secret file larger than this is a mistake */
+#define PATH_BUF        192   /* longest key path we print */
+#define SHOW_BUF        96    /* longest user value we echo in a message */
+#define SECRET_FILE_MAX 65536 /* a secret file larger than this is a mistake */
 #define CONFIG_FILE_MAX (4 * 1024 * 1024)
 #define ROUTE_PATH_MAX  256
 /* Ten years: far beyond any sensible window, and seconds * 1000 stays far from overflow in
@@ -133,8 +133,7 @@ static const char *index_path(char buf[PATH_BUF], const char *parent, size_t i)
 /* @p allowed is NULL-terminated. Keys are compared with their length: the parser refuses
  * "\u0000" today (no JSON_ALLOW_NUL), and if that ever changes "value\u0000x" must still not
  * pass as "value" and then be silently ignored. */
-static int check_keys(loader *ld, const json_t *obj, const char *path,
-                      const char *const *allowed)
+static int check_keys(loader *ld, const json_t *obj, const char *path, const char *const *allowed)
 {
     const char *key;
     size_t klen;
@@ -259,14 +258,13 @@ static char *resolve_path(const loader *ld, const char *p)
     return r;
 }
 
-static int unresolved(loader *ld, char **missing, int code, const char *path, const char *fmt,
-                      ...) __attribute__((format(printf, 5, 6)));
+static int unresolved(loader *ld, char **missing, int code, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 
 /* A secret that cannot be resolved: the load fails as failf() would, or, with
  * DM_CONFIG_SECRETS_OPTIONAL, the same "<path>: <message>" goes to *@p missing and the load
  * goes on (the secret stays NULL). */
-static int unresolved(loader *ld, char **missing, int code, const char *path, const char *fmt,
-                      ...)
+static int unresolved(loader *ld, char **missing, int code, const char *path, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
@@ -350,8 +348,8 @@ static int get_secret(loader *ld, const json_t *obj, const char *path, const cha
 
     int given = (val != NULL) + (env != NULL) + (file != NULL);
     if (given > 1)
-        return failf(ld, DM_EINVAL, path, "give only one of \"%s\", \"%s\" or \"%s\"", base,
-                     k_env, k_file);
+        return failf(ld, DM_EINVAL, path, "give only one of \"%s\", \"%s\" or \"%s\"", base, k_env,
+                     k_file);
     if (given == 0) {
         if (!required)
             return DM_OK;
@@ -428,8 +426,10 @@ static int parse_listen(loader *ld, const char *s, dm_config *c)
         host = dm_xstrndup(s, (size_t)(colon - s));
         if (strchr(host, ':')) {
             free(host);
-            return failf(ld, DM_EINVAL, "listen", "\"%s\": an IPv6 address must be in brackets, "
-                         "e.g. \"[::1]:8080\"", show(s, sb));
+            return failf(ld, DM_EINVAL, "listen",
+                         "\"%s\": an IPv6 address must be in brackets, "
+                         "e.g. \"[::1]:8080\"",
+                         show(s, sb));
         }
         if (strcmp(host, "localhost") == 0) {
             free(host);
@@ -452,8 +452,7 @@ bad_host:
                  show(s, sb));
 bad_form:
     free(host);
-    return failf(ld, DM_EINVAL, "listen", "\"%s\" must have the form \"host:port\"",
-                 show(s, sb));
+    return failf(ld, DM_EINVAL, "listen", "\"%s\" must have the form \"host:port\"", show(s, sb));
 }
 
 /*---- redis ------------------------------------------------------------------------------*/
@@ -543,8 +542,7 @@ static int parse_redis_tcp(loader *ld, const char *rest, dm_config *c)
         host = dm_xstrndup(hostpart + 1, (size_t)(close - hostpart - 1));
         p = close + 1;
         if (!is_ipv6(host)) {
-            rc = failf(ld, DM_EINVAL, "redis.url", "\"%s\" is not an IPv6 address",
-                       show(host, sb));
+            rc = failf(ld, DM_EINVAL, "redis.url", "\"%s\" is not an IPv6 address", show(host, sb));
             goto fail;
         }
     } else {
@@ -641,8 +639,7 @@ bool dm_config_prefix_valid(const char *prefix)
     return ok;
 }
 
-int dm_config_parse_redis_url(const char *url, dm_redis_endpoint *out, char *err,
-                              size_t errlen)
+int dm_config_parse_redis_url(const char *url, dm_redis_endpoint *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     char why[512] = "";
@@ -660,8 +657,10 @@ int dm_config_parse_redis_url(const char *url, dm_redis_endpoint *out, char *err
         return DM_OK;
     }
     /* A failed parse can leave what it had already decoded. */
-    dm_redis_endpoint part = {.host = tmp.redis.host, .unix_path = tmp.redis.unix_path,
-                              .username = tmp.redis.username, .password = tmp.redis.password};
+    dm_redis_endpoint part = {.host = tmp.redis.host,
+                              .unix_path = tmp.redis.unix_path,
+                              .username = tmp.redis.username,
+                              .password = tmp.redis.password};
     dm_redis_endpoint_clear(&part);
     const char *msg = strncmp(why, "redis.url: ", 11) == 0 ? why + 11 : why;
     if (errlen)
@@ -682,9 +681,9 @@ void dm_redis_endpoint_clear(dm_redis_endpoint *e)
 
 static int parse_redis(loader *ld, const json_t *root, dm_config *c)
 {
-    static const char *const keys[] = {"url", "password", "password_env", "password_file",
-                                       "prefix", "shards", "server", "command_timeout_ms",
-                                       "connect_timeout_ms", NULL};
+    static const char *const keys[] = {
+        "url",    "password", "password_env",       "password_file",      "prefix",
+        "shards", "server",   "command_timeout_ms", "connect_timeout_ms", NULL};
     const json_t *r;
     const char *url = NULL, *prefix = NULL, *server = NULL;
     long long v;
@@ -839,15 +838,16 @@ static int load_keyring(loader *ld, const char *path, const char *jwks_file, dm_
     rc = dm_keyring_new((const char *)buf, len, &out->keyring, &jerr);
     free(buf);
     if (rc != DM_OK) {
-        rc = failf(ld, DM_EINVAL, key_path(pb, path, "jwks_file"), "\"%s\": %s%s%s",
-                   show(full, sb), jerr.field, jerr.field[0] ? ": " : "", jerr.text);
+        rc = failf(ld, DM_EINVAL, key_path(pb, path, "jwks_file"), "\"%s\": %s%s%s", show(full, sb),
+                   jerr.field, jerr.field[0] ? ": " : "", jerr.text);
         free(full);
         return rc;
     }
     if (dm_keyring_count(out->keyring) == 0) {
         rc = failf(ld, DM_EINVAL, key_path(pb, path, "jwks_file"),
                    "\"%s\" has no usable key (RS256 RSA >= 2048 bits or ES256 P-256, with a "
-                   "kid)", show(full, sb));
+                   "kid)",
+                   show(full, sb));
         free(full);
         return rc;
     }
@@ -859,11 +859,10 @@ static int load_keyring(loader *ld, const char *path, const char *jwks_file, dm_
  *  "claims", "provider", "server_url"} */
 static int parse_oidc_entry(loader *ld, const json_t *e, const char *path, dm_auth_entry *out)
 {
-    static const char *const keys[] = {"type",     "issuer",   "audience",
-                                       "jwks_file", "jwks_url", "jwks_refresh_seconds",
-                                       "claims",   "provider", "server_url", NULL};
-    static const char *const providers[] = {"auto", "github", "gitlab", "azure-devops",
-                                            "generic"};
+    static const char *const keys[] = {
+        "type",   "issuer",   "audience",   "jwks_file", "jwks_url", "jwks_refresh_seconds",
+        "claims", "provider", "server_url", NULL};
+    static const char *const providers[] = {"auto", "github", "gitlab", "azure-devops", "generic"};
     char pb[PATH_BUF], sb[SHOW_BUF];
     const char *issuer, *audience, *jwks_file, *jwks_url, *provider, *server_url;
     long long refresh;
@@ -899,7 +898,8 @@ static int parse_oidc_entry(loader *ld, const json_t *e, const char *path, dm_au
         if (i == DM_ARRAY_LEN(providers))
             return failf(ld, DM_EINVAL, key_path(pb, path, "provider"),
                          "unknown provider \"%s\" (expected auto, github, gitlab, azure-devops "
-                         "or generic)", show(provider, sb));
+                         "or generic)",
+                         show(provider, sb));
         out->provider = (int)i; /* same order as dm_oidc_provider */
     }
     const json_t *claims = json_object_get(e, "claims");
@@ -909,7 +909,8 @@ static int parse_oidc_entry(loader *ld, const json_t *e, const char *path, dm_au
                          "must be an object of claim name -> list of allowed values");
         const char *k;
         const json_t *v;
-        json_object_foreach((json_t *)claims, k, v) {
+        json_object_foreach((json_t *)claims, k, v)
+        {
             if (!json_is_array(v) || json_array_size(v) == 0)
                 return failf(ld, DM_EINVAL, key_path(pb, path, "claims"),
                              "\"%s\" must list the allowed values (a non-empty array)",
@@ -940,8 +941,8 @@ static int parse_oidc_entry(loader *ld, const json_t *e, const char *path, dm_au
  *  "fetch_certs": bool, "confirm_subscriptions": bool} */
 static int parse_sns_entry(loader *ld, const json_t *e, const char *path, dm_auth_entry *out)
 {
-    static const char *const keys[] = {"type", "topic_arns", "certs", "fetch_certs",
-                                       "confirm_subscriptions", NULL};
+    static const char *const keys[] = {
+        "type", "topic_arns", "certs", "fetch_certs", "confirm_subscriptions", NULL};
     static const char *const flags[] = {"fetch_certs", "confirm_subscriptions"};
     char pb[PATH_BUF], sb[SHOW_BUF];
     int rc;
@@ -982,14 +983,16 @@ static int parse_sns_entry(loader *ld, const json_t *e, const char *path, dm_aut
     out->certs = dm_xcalloc(json_object_size(certs), sizeof *out->certs);
     const char *url;
     const json_t *file;
-    json_object_foreach((json_t *)certs, url, file) {
+    json_object_foreach((json_t *)certs, url, file)
+    {
         if (!dm_sns_url_ok(url, true))
             return failf(ld, DM_EINVAL, key_path(pb, path, "certs"),
                          "\"%s\" is not an SNS certificate URL (https://sns.<region>."
-                         "amazonaws.com[.cn]/….pem)", show(url, sb));
+                         "amazonaws.com[.cn]/….pem)",
+                         show(url, sb));
         if (!json_is_string(file))
-            return failf(ld, DM_EINVAL, key_path(pb, path, "certs"),
-                         "\"%s\" must name a PEM file", show(url, sb));
+            return failf(ld, DM_EINVAL, key_path(pb, path, "certs"), "\"%s\" must name a PEM file",
+                         show(url, sb));
         char *full = resolve_path(ld, json_string_value(file));
         unsigned char *buf = NULL;
         size_t len = 0;
@@ -1013,10 +1016,10 @@ static int parse_sns_entry(loader *ld, const json_t *e, const char *path, dm_aut
 static int parse_auth_entry(loader *ld, const json_t *e, const char *path, dm_auth_entry *out)
 {
     static const char *const none_keys[] = {"type", NULL};
-    static const char *const header_keys[] = {"type", "name", "value", "value_env",
-                                              "value_file", NULL};
-    static const char *const hmac_keys[] = {"type", "header", "secret", "secret_env",
-                                            "secret_file", NULL};
+    static const char *const header_keys[] = {"type",      "name",       "value",
+                                              "value_env", "value_file", NULL};
+    static const char *const hmac_keys[] = {"type",       "header",      "secret",
+                                            "secret_env", "secret_file", NULL};
     char pb[PATH_BUF], sb[SHOW_BUF];
     const char *type, *name;
     int rc;
@@ -1089,8 +1092,8 @@ static int parse_auth_list(loader *ld, const json_t *obj, const char *parent, dm
     list->n = json_array_size(a);
     list->v = dm_xcalloc(list->n, sizeof(*list->v));
     for (size_t i = 0; i < list->n; i++) {
-        if ((rc = parse_auth_entry(ld, json_array_get(a, i), index_path(eb, pb, i),
-                                   &list->v[i])) < 0)
+        if ((rc = parse_auth_entry(ld, json_array_get(a, i), index_path(eb, pb, i), &list->v[i])) <
+            0)
             return rc;
     }
     return DM_OK;
@@ -1114,12 +1117,10 @@ static int check_route_path(loader *ld, const char *pb, const char *p)
     }
     for (size_t i = 0; i < DM_ARRAY_LEN(reserved_paths); i++)
         if (strcmp(p, reserved_paths[i]) == 0)
-            return failf(ld, DM_EINVAL, pb, "\"%s\" is reserved for a built-in route",
-                         show(p, sb));
+            return failf(ld, DM_EINVAL, pb, "\"%s\" is reserved for a built-in route", show(p, sb));
     for (size_t i = 0; i < DM_ARRAY_LEN(reserved_prefixes); i++)
         if (strncmp(p, reserved_prefixes[i], strlen(reserved_prefixes[i])) == 0)
-            return failf(ld, DM_EINVAL, pb, "\"%s\" is reserved for a built-in route",
-                         show(p, sb));
+            return failf(ld, DM_EINVAL, pb, "\"%s\" is reserved for a built-in route", show(p, sb));
     return DM_OK;
 }
 
@@ -1149,7 +1150,8 @@ static int parse_source(loader *ld, const json_t *s, const char *path, dm_source
     else
         return failf(ld, DM_EINVAL, pb,
                      "unknown source type \"%s\" (expected \"acr\", \"ecr\", \"gar\" or "
-                     "\"build\")", show(type, sb));
+                     "\"build\")",
+                     show(type, sb));
 
     if ((rc = get_str(ld, s, path, "path", true, &route)) < 0)
         return rc;
@@ -1205,10 +1207,9 @@ static int parse_sources(loader *ld, const json_t *root, dm_config *c)
 
 static int parse_correlation(loader *ld, const json_t *root, dm_config *c)
 {
-    static const char *const keys[] = {"window_seconds",      "grace_seconds",
-                                       "max_clock_skew_seconds", "mapping_ttl_seconds",
-                                       "sweep_interval_ms",   "sweep_batch",
-                                       "report_untagged",     NULL};
+    static const char *const keys[] = {
+        "window_seconds",    "grace_seconds", "max_clock_skew_seconds", "mapping_ttl_seconds",
+        "sweep_interval_ms", "sweep_batch",   "report_untagged",        NULL};
     const json_t *o;
     long long v;
     int rc;
@@ -1336,10 +1337,20 @@ static char *default_sink_name(const char *url)
 
 static int parse_sink(loader *ld, const json_t *w, const char *path, dm_sink_conf *out)
 {
-    static const char *const keys[] = {
-        "name", "url", "secret", "secret_env", "secret_file", "types", "ca_file", "timeout_ms",
-        "max_attempts", "max_inflight", "backoff_initial_ms", "backoff_max_ms", "claim_idle_ms",
-        NULL};
+    static const char *const keys[] = {"name",
+                                       "url",
+                                       "secret",
+                                       "secret_env",
+                                       "secret_file",
+                                       "types",
+                                       "ca_file",
+                                       "timeout_ms",
+                                       "max_attempts",
+                                       "max_inflight",
+                                       "backoff_initial_ms",
+                                       "backoff_max_ms",
+                                       "claim_idle_ms",
+                                       NULL};
     char pb[PATH_BUF], sb[SHOW_BUF];
     const char *s;
     long long v;
@@ -1371,8 +1382,7 @@ static int parse_sink(loader *ld, const json_t *w, const char *path, dm_sink_con
         return failf(ld, DM_EINVAL, key_path(pb, path, "types"),
                      "must be a non-empty array of record types");
     out->ntypes = 0;
-    out->types = json_array_size(types) ? dm_xcalloc(json_array_size(types), sizeof(char *))
-                                        : NULL;
+    out->types = json_array_size(types) ? dm_xcalloc(json_array_size(types), sizeof(char *)) : NULL;
     for (size_t i = 0; i < json_array_size(types); i++) {
         const json_t *t = json_array_get(types, i);
         bool known = false;
@@ -1408,8 +1418,7 @@ static int parse_sink(loader *ld, const json_t *w, const char *path, dm_sink_con
         {"claim_idle_ms", 1000, 86400000, 60000, offsetof(dm_sink_conf, claim_idle_ms)},
     };
     for (size_t i = 0; i < DM_ARRAY_LEN(ints); i++) {
-        if ((rc = get_int(ld, w, path, ints[i].key, ints[i].min, ints[i].max, ints[i].def, &v)) <
-            0)
+        if ((rc = get_int(ld, w, path, ints[i].key, ints[i].min, ints[i].max, ints[i].def, &v)) < 0)
             return rc;
         *(int *)((char *)out + ints[i].off) = (int)v;
     }
@@ -1454,8 +1463,7 @@ static int parse_outputs(loader *ld, const json_t *root, dm_config *c)
         if (!json_is_string(g) || !is_simple_name(json_string_value(g), 128))
             return failf(ld, DM_EINVAL, index_path(pb, "outputs.stream_groups", i),
                          "must be a group name of 1..128 characters of A-Z a-z 0-9 . _ - :");
-        c->outputs.stream_groups[c->outputs.nstream_groups++] =
-            dm_xstrdup(json_string_value(g));
+        c->outputs.stream_groups[c->outputs.nstream_groups++] = dm_xstrdup(json_string_value(g));
     }
 
     const json_t *hooks = o ? json_object_get(o, "webhooks") : NULL;
@@ -1482,9 +1490,9 @@ static int parse_outputs(loader *ld, const json_t *root, dm_config *c)
 
 static int parse_root(loader *ld, const json_t *root, dm_config *c)
 {
-    static const char *const keys[] = {"listen", "workers", "data_dir", "log_level", "tls",
-                                       "redis", "correlation", "limits", "sources", "api",
-                                       "outputs", NULL};
+    static const char *const keys[] = {"listen",  "workers", "data_dir",    "log_level",
+                                       "tls",     "redis",   "correlation", "limits",
+                                       "sources", "api",     "outputs",     NULL};
     const char *s;
     long long v;
     dm_log_level lvl;
@@ -1521,8 +1529,8 @@ static int parse_root(loader *ld, const json_t *root, dm_config *c)
 
 /*---- API --------------------------------------------------------------------------------*/
 
-static int load(const char *json, size_t len, const char *base_dir, unsigned flags,
-                dm_config **out, char *err, size_t errlen)
+static int load(const char *json, size_t len, const char *base_dir, unsigned flags, dm_config **out,
+                char *err, size_t errlen)
 {
     loader ld = {.err = err, .errlen = errlen, .base_dir = base_dir, .flags = flags};
     json_error_t jerr;
@@ -1562,8 +1570,8 @@ int dm_config_load_buffer(const char *json, size_t len, const char *base_dir, dm
     return load(json, len, base_dir, 0, out, err, errlen);
 }
 
-int dm_config_load_buffer_opts(const char *json, size_t len, const char *base_dir,
-                               unsigned flags, dm_config **out, char *err, size_t errlen)
+int dm_config_load_buffer_opts(const char *json, size_t len, const char *base_dir, unsigned flags,
+                               dm_config **out, char *err, size_t errlen)
 {
     return load(json, len, base_dir, flags, out, err, errlen);
 }

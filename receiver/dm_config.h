@@ -37,33 +37,33 @@ typedef struct dm_sns_cert {
 
 typedef struct dm_auth_entry {
     dm_auth_type type;
-    char *name;            /**< header name (HEADER: "name", HMAC: "header", default X-Digestmap-Signature) */
+    char *name; /**< header name (HEADER: "name", HMAC: "header", default X-Digestmap-Signature) */
     unsigned char *secret; /**< HEADER: the expected value; HMAC: the key. NULL for NONE,
                                 and for an unresolved secret (see secret_missing) */
     size_t secret_len;
-    char *secret_missing;  /**< DM_CONFIG_SECRETS_OPTIONAL only: why the secret is NULL, the
+    char *secret_missing; /**< DM_CONFIG_SECRETS_OPTIONAL only: why the secret is NULL, the
                                 error a strict load gives ("api.auth[0].value_env: environment
                                 variable \"X\" is not set or empty"); else NULL */
 
     /* OIDC only */
-    char **issuers;        /**< accepted "iss": the configured issuer (+ Google's bare alias) */
+    char **issuers; /**< accepted "iss": the configured issuer (+ Google's bare alias) */
     size_t nissuers;
-    char *audience;        /**< required "aud" */
+    char *audience;             /**< required "aud" */
     struct dm_keyring *keyring; /**< keys from jwks_file, then from jwks_url (owned; thread-safe,
                                      the one mutable part of a loaded config) */
-    char *jwks_url;        /**< where to fetch keys (https://, or http:// to loopback), or NULL */
+    char *jwks_url; /**< where to fetch keys (https://, or http:// to loopback), or NULL */
     int jwks_refresh_seconds; /**< with jwks_url: refetch period, default 3600, 60..86400 */
-    json_t *claims;        /**< allowlist object ({"claim": [values]}), or NULL; owned */
-    int provider;          /**< dm_oidc_provider: how claims become a build identity */
-    char *server_url;      /**< GitHub server for run URLs (GHES), or NULL for github.com */
+    json_t *claims;           /**< allowlist object ({"claim": [values]}), or NULL; owned */
+    int provider;             /**< dm_oidc_provider: how claims become a build identity */
+    char *server_url;         /**< GitHub server for run URLs (GHES), or NULL for github.com */
 
     /* SNS only */
-    char **topic_arns;     /**< accepted TopicArn values */
+    char **topic_arns; /**< accepted TopicArn values */
     size_t ntopic_arns;
-    dm_sns_cert *certs;    /**< from "certs" (URL → PEM file); may be empty with fetch_certs */
+    dm_sns_cert *certs; /**< from "certs" (URL → PEM file); may be empty with fetch_certs */
     size_t ncerts;
-    bool fetch_certs;      /**< fetch unknown SigningCertURLs (validated) into sns_cache */
-    bool confirm_subscriptions; /**< GET the SubscribeURL of verified confirmations */
+    bool fetch_certs;               /**< fetch unknown SigningCertURLs (validated) into sns_cache */
+    bool confirm_subscriptions;     /**< GET the SubscribeURL of verified confirmations */
     struct dm_sns_cache *sns_cache; /**< with fetch_certs or confirm_subscriptions (owned;
                                          thread-safe), else NULL */
 } dm_auth_entry;
@@ -73,7 +73,12 @@ typedef struct dm_auth_list {
     size_t n;
 } dm_auth_list;
 
-typedef enum { DM_SRC_ACR = 0, DM_SRC_BUILD, DM_SRC_ECR, DM_SRC_GAR } dm_source_type;
+typedef enum {
+    DM_SRC_ACR = 0,
+    DM_SRC_BUILD,
+    DM_SRC_ECR,
+    DM_SRC_GAR
+} dm_source_type;
 
 typedef struct dm_source_conf {
     dm_source_type type;
@@ -89,41 +94,41 @@ typedef struct dm_sink_conf {
     unsigned char *secret; /**< HMAC-SHA256 key of X-Digestmap-Signature (required; NULL
                                 only when unresolved, see secret_missing) */
     size_t secret_len;
-    char *secret_missing;  /**< as in dm_auth_entry */
-    char **types;          /**< record types to deliver (full names); none = all. Others are
+    char *secret_missing; /**< as in dm_auth_entry */
+    char **types;         /**< record types to deliver (full names); none = all. Others are
                                 acknowledged without delivery */
     size_t ntypes;
-    char *ca_file;         /**< PEM trust anchors for https instead of the system store, or NULL */
-    int timeout_ms;        /**< one attempt, connect to last byte; default 10000 */
-    int max_attempts;      /**< then dead-lettered; default 8 */
-    int max_inflight;      /**< deliveries in flight per instance; default 16 */
-    int backoff_initial_ms;/**< first retry delay; doubles per attempt, full jitter; default 1000 */
-    int backoff_max_ms;    /**< cap of the delay and of an honoured Retry-After; default 300000 */
-    int claim_idle_ms;     /**< another instance's pending record idle this long is taken over
+    char *ca_file;          /**< PEM trust anchors for https instead of the system store, or NULL */
+    int timeout_ms;         /**< one attempt, connect to last byte; default 10000 */
+    int max_attempts;       /**< then dead-lettered; default 8 */
+    int max_inflight;       /**< deliveries in flight per instance; default 16 */
+    int backoff_initial_ms; /**< first retry delay; doubles per attempt, full jitter; default 1000 */
+    int backoff_max_ms;     /**< cap of the delay and of an honoured Retry-After; default 300000 */
+    int claim_idle_ms;      /**< another instance's pending record idle this long is taken over
                                 (XAUTOCLAIM); default 60000 */
 } dm_sink_conf;
 
 typedef struct dm_config {
-    char *listen_host;  /**< literal IP, default "127.0.0.1" */
-    int listen_port;    /**< default 8080; 0 = any free port (printed at startup) */
-    int workers;        /**< default 2, 1..64 */
-    char *data_dir;     /**< default "var" (relative to the working directory) */
-    char *log_level;    /**< default "info" */
+    char *listen_host; /**< literal IP, default "127.0.0.1" */
+    int listen_port;   /**< default 8080; 0 = any free port (printed at startup) */
+    int workers;       /**< default 2, 1..64 */
+    char *data_dir;    /**< default "var" (relative to the working directory) */
+    char *log_level;   /**< default "info" */
 
     struct {
-        char *url;        /**< NULL: digestmapd starts its own redis-server in data_dir.
+        char *url;      /**< NULL: digestmapd starts its own redis-server in data_dir.
                                May hold the password: never log it. */
-        char *username;   /**< ACL user from "redis://user:pw@…" (AUTH user pw); NULL: default */
-        char *password;   /**< from the url or password/_env/_file; NULL if none */
+        char *username; /**< ACL user from "redis://user:pw@…" (AUTH user pw); NULL: default */
+        char *password; /**< from the url or password/_env/_file; NULL if none */
         char *password_missing; /**< as dm_auth_entry.secret_missing, for password_env/_file */
-        char *prefix;     /**< default "dm" */
-        int shards;       /**< default 1, 1..1024 */
+        char *prefix;           /**< default "dm" */
+        int shards;             /**< default 1, 1..1024 */
         /* parsed from url (or set for the embedded server): */
-        char *host;       /**< literal IP for TCP, NULL for a unix socket */
+        char *host; /**< literal IP for TCP, NULL for a unix socket */
         int port;
-        char *unix_path;  /**< unix socket path, NULL for TCP */
-        int db;           /**< database number, default 0 */
-        char *server_bin; /**< embedded server binary, default "redis-server" */
+        char *unix_path;        /**< unix socket path, NULL for TCP */
+        int db;                 /**< database number, default 0 */
+        char *server_bin;       /**< embedded server binary, default "redis-server" */
         int command_timeout_ms; /**< default 2000 */
         int connect_timeout_ms; /**< default 2000 */
     } redis;
@@ -154,10 +159,10 @@ typedef struct dm_config {
                                      process, default 64 (then 503); 0 disables the route (403) */
 
     struct {
-        long long stream_maxlen;  /**< default 1000000: entries kept per output stream, more
+        long long stream_maxlen; /**< default 1000000: entries kept per output stream, more
                                        only while a protected consumer group has not read them */
-        int trim_interval_ms;     /**< default 1000: how often the streams are trimmed */
-        char **stream_groups;     /**< consumer groups (besides the sinks') trimming waits for */
+        int trim_interval_ms;    /**< default 1000: how often the streams are trimmed */
+        char **stream_groups;    /**< consumer groups (besides the sinks') trimming waits for */
         size_t nstream_groups;
         dm_sink_conf *webhooks;
         size_t nwebhooks;
@@ -191,20 +196,20 @@ int dm_config_load_file_opts(const char *path, unsigned flags, dm_config **out, 
                              size_t errlen);
 
 /** dm_config_load_buffer with @p flags (DM_CONFIG_*). */
-int dm_config_load_buffer_opts(const char *json, size_t len, const char *base_dir,
-                               unsigned flags, dm_config **out, char *err, size_t errlen);
+int dm_config_load_buffer_opts(const char *json, size_t len, const char *base_dir, unsigned flags,
+                               dm_config **out, char *err, size_t errlen);
 
 /** Free @p c (NULL is fine). Secrets are wiped before being freed. */
 void dm_config_free(dm_config *c);
 
 /** Where a redis.url points (see dm_config_parse_redis_url); all strings owned. */
 typedef struct dm_redis_endpoint {
-    char *host;      /**< literal IP for TCP, NULL for a unix socket */
+    char *host; /**< literal IP for TCP, NULL for a unix socket */
     int port;
     char *unix_path; /**< unix socket path, NULL for TCP */
     int db;
-    char *username;  /**< ACL user, or NULL */
-    char *password;  /**< or NULL */
+    char *username; /**< ACL user, or NULL */
+    char *password; /**< or NULL */
 } dm_redis_endpoint;
 
 /**
@@ -214,8 +219,7 @@ typedef struct dm_redis_endpoint {
  * daemon's reason, without the "redis.url: " key path, in @p err (never the URL itself: it
  * may hold the password) and @p out empty.
  */
-int dm_config_parse_redis_url(const char *url, dm_redis_endpoint *out, char *err,
-                              size_t errlen);
+int dm_config_parse_redis_url(const char *url, dm_redis_endpoint *out, char *err, size_t errlen);
 
 /** Free what @p e holds (secrets wiped) and zero it. */
 void dm_redis_endpoint_clear(dm_redis_endpoint *e);

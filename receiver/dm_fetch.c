@@ -32,43 +32,43 @@
 /* An oidc entry with a jwks_url. */
 typedef struct job {
     dm_fetch *f;
-    dm_keyring *keyring;         /* borrowed from the config */
-    const char *url;             /* borrowed from the config (validated by dm_config) */
-    char url_q[URL_LOG_BUF];     /* the url, quoted for log lines */
+    dm_keyring *keyring;     /* borrowed from the config */
+    const char *url;         /* borrowed from the config (validated by dm_config) */
+    char url_q[URL_LOG_BUF]; /* the url, quoted for log lines */
     int refresh_s;
-    struct event *timer;         /* every refresh_s */
-    struct event *kick;          /* a worker asked for a refresh (unknown kid) */
-    dm_hclient_req *req;         /* the fetch in flight, if any */
-    bool again;                  /* a kick came while busy: fetch again once it ends */
+    struct event *timer; /* every refresh_s */
+    struct event *kick;  /* a worker asked for a refresh (unknown kid) */
+    dm_hclient_req *req; /* the fetch in flight, if any */
+    bool again;          /* a kick came while busy: fetch again once it ends */
 } job;
 
 /* An sns entry with a cache (fetch_certs and/or confirm_subscriptions). */
 typedef struct sns_job {
     dm_fetch *f;
-    dm_sns_cache *cache;         /* borrowed from the config */
-    struct event *kick;          /* a worker queued a certificate or a confirmation */
-    int inflight;                /* fetches of this entry not ended yet */
+    dm_sns_cache *cache; /* borrowed from the config */
+    struct event *kick;  /* a worker queued a certificate or a confirmation */
+    int inflight;        /* fetches of this entry not ended yet */
 } sns_job;
 
 /* One SNS certificate or confirmation fetch in flight. */
 typedef struct sns_get {
     sns_job *s;
     bool confirm;
-    char *url;                   /* the SNS URL, the cache's key (owned) */
-    char url_q[URL_LOG_BUF];     /* the url, quoted for log lines */
+    char *url;               /* the SNS URL, the cache's key (owned) */
+    char url_q[URL_LOG_BUF]; /* the url, quoted for log lines */
     dm_hclient_req *req;
-    LIST_ENTRY(sns_get) link;    /* in f->gets */
+    LIST_ENTRY(sns_get) link; /* in f->gets */
 } sns_get;
 
 struct dm_fetch {
     struct event_base *base;
     dm_hclient *http;
-    char *test_base;             /* DIGESTMAP_TEST_SNS_CERT_BASE without a trailing '/' */
+    char *test_base; /* DIGESTMAP_TEST_SNS_CERT_BASE without a trailing '/' */
     job *jobs;
     size_t njobs;
     sns_job *sns;
     size_t nsns;
-    LIST_HEAD(, sns_get) gets;   /* SNS fetches in flight */
+    LIST_HEAD(, sns_get) gets; /* SNS fetches in flight */
 };
 
 /*---- One GET ----------------------------------------------------------------------------*/
@@ -77,8 +77,7 @@ struct dm_fetch {
  * start (the callback then never runs). @p lenient: the URL was validated by dm_sns_url_ok,
  * which decides what may appear in its path and query. */
 static dm_hclient_req *get(dm_fetch *f, const char *url, bool lenient, const char *accept,
-                           size_t max_body, dm_hclient_cb cb, void *arg, char *err,
-                           size_t errlen)
+                           size_t max_body, dm_hclient_cb cb, void *arg, char *err, size_t errlen)
 {
     const dm_hclient_header h[] = {{"Accept", accept}, {"User-Agent", "digestmapd"}};
     dm_hclient_request_opts o = {
@@ -291,8 +290,8 @@ static void sns_start(sns_job *s, const char *url, bool confirm)
              "url=%s via=\"%s\"", g->url_q, target ? f->test_base : "aws");
     char err[DM_HCLIENT_ERRLEN];
     const char *accept = confirm ? "*/*" : "application/x-pem-file, */*";
-    g->req = get(f, target ? target : url, true, accept, DM_FETCH_SNS_MAX_BODY, on_sns_response,
-                 g, err, sizeof err);
+    g->req = get(f, target ? target : url, true, accept, DM_FETCH_SNS_MAX_BODY, on_sns_response, g,
+                 err, sizeof err);
     free(target);
     if (!g->req) {
         sns_done(g, NULL, err);
@@ -356,8 +355,10 @@ static int read_test_base(char **out, char *err, size_t errlen)
     if (u) /* evhttp_uri_free(NULL) crashes */
         evhttp_uri_free(u);
     if (!ok || !local) {
-        snprintf(err, errlen, "%s must be http://127.0.0.1:PORT, http://[::1]:PORT or "
-                 "http://localhost:PORT (tests only)", DM_FETCH_TEST_SNS_BASE_ENV);
+        snprintf(err, errlen,
+                 "%s must be http://127.0.0.1:PORT, http://[::1]:PORT or "
+                 "http://localhost:PORT (tests only)",
+                 DM_FETCH_TEST_SNS_BASE_ENV);
         return DM_EINVAL;
     }
     size_t n = strlen(v);

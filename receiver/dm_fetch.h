@@ -40,13 +40,13 @@ struct event_base;
 typedef struct dm_fetch dm_fetch;
 
 /** Deadline of one fetch, name resolution and TLS handshake included (seconds). */
-#define DM_FETCH_TIMEOUT_S 10
+#define DM_FETCH_TIMEOUT_S         10
 /** Largest JWKS document accepted (bytes). */
-#define DM_FETCH_JWKS_MAX_BODY (1024 * 1024)
+#define DM_FETCH_JWKS_MAX_BODY     (1024 * 1024)
 /** Largest SNS certificate (and confirmation response) accepted (bytes). */
-#define DM_FETCH_SNS_MAX_BODY (64 * 1024)
+#define DM_FETCH_SNS_MAX_BODY      (64 * 1024)
 /** SNS fetches (certificates and confirmations) in flight at once, per sns entry. */
-#define DM_FETCH_SNS_PARALLEL 4
+#define DM_FETCH_SNS_PARALLEL      4
 /** The test-only override of the SNS base URL (see above). */
 #define DM_FETCH_TEST_SNS_BASE_ENV "DIGESTMAP_TEST_SNS_CERT_BASE"
 

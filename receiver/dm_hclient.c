@@ -59,16 +59,16 @@ struct dm_hclient {
 
 struct dm_hclient_req {
     dm_hclient *c;
-    dm_hclient_cb cb;     /* NULL once called or cancelled */
+    dm_hclient_cb cb; /* NULL once called or cancelled */
     void *arg;
     bool tls;
-    char *host;           /* to connect to: no brackets */
+    char *host; /* to connect to: no brackets */
     int port;
     struct evhttp_connection *evcon;
     struct event *deadline;
-    struct event *reap;   /* deferred: hand over a result, then release the connection */
-    bool starting;        /* inside dm_hclient_request */
-    bool done;            /* a result is known */
+    struct event *reap; /* deferred: hand over a result, then release the connection */
+    bool starting;      /* inside dm_hclient_request */
+    bool done;          /* a result is known */
     /* The result. */
     int status;
     bool have_headers;
@@ -144,7 +144,8 @@ static SSL_CTX *new_ctx(const char *ca_file, char *err, size_t errlen)
 static SSL_CTX *find_ctx(dm_hclient *c, const char *ca_file, char *err, size_t errlen)
 {
     for (trust *t = c->trusts; t; t = t->next) {
-        if ((!ca_file && !t->ca_file) || (ca_file && t->ca_file && strcmp(ca_file, t->ca_file) == 0))
+        if ((!ca_file && !t->ca_file) ||
+            (ca_file && t->ca_file && strcmp(ca_file, t->ca_file) == 0))
             return t->ctx;
     }
     SSL_CTX *ctx = new_ctx(ca_file, err, errlen);
@@ -316,7 +317,8 @@ static int on_headers(struct evhttp_request *req, void *arg)
     TAILQ_INIT(&r->headers);
     r->have_headers = true;
     struct evkeyval *h;
-    TAILQ_FOREACH(h, evhttp_request_get_input_headers(req), next) {
+    TAILQ_FOREACH(h, evhttp_request_get_input_headers(req), next)
+    {
         evhttp_add_header(&r->headers, h->key, h->value);
     }
     return 0;
@@ -374,9 +376,9 @@ static struct bufferevent *tls_bufferevent(dm_hclient_req *r, SSL_CTX *ctx)
         SSL_free(ssl);
         return NULL;
     }
-    struct bufferevent *bev = bufferevent_openssl_socket_new(
-        r->c->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-        BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    struct bufferevent *bev =
+        bufferevent_openssl_socket_new(r->c->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (!bev) {
         SSL_free(ssl);
         return NULL;
@@ -392,8 +394,8 @@ dm_hclient *dm_hclient_new(struct event_base *base, char *err, size_t errlen)
 {
     dm_hclient *c = dm_xcalloc(1, sizeof *c);
     c->base = base;
-    c->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-                                      EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    c->dns =
+        evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
     if (!c->dns) {
         snprintf(err, errlen, "cannot set up the DNS resolver");
         free(c);
@@ -499,8 +501,8 @@ dm_hclient_req *dm_hclient_request(dm_hclient *c, const dm_hclient_request_opts 
         fail(r, "%s", "TLS setup failed");
         goto out;
     }
-    r->evcon = evhttp_connection_base_bufferevent_new(c->base, c->dns, bev, r->host,
-                                                      (ev_uint16_t)r->port);
+    r->evcon =
+        evhttp_connection_base_bufferevent_new(c->base, c->dns, bev, r->host, (ev_uint16_t)r->port);
     if (!r->evcon) {
         if (bev)
             bufferevent_free(bev);

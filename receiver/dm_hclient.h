@@ -34,12 +34,12 @@ typedef struct dm_hclient_header {
 } dm_hclient_header;
 
 typedef struct dm_hclient_request_opts {
-    const char *method;  /**< "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD" */
-    const char *url;     /**< http:// or https:// absolute URL */
+    const char *method;               /**< "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD" */
+    const char *url;                  /**< http:// or https:// absolute URL */
     const dm_hclient_header *headers; /**< extra headers (Host, Connection and
                                           Content-Length are set by the client) */
     size_t nheaders;
-    const void *body;    /**< copied; may be NULL */
+    const void *body; /**< copied; may be NULL */
     size_t body_len;
     int timeout_ms;      /**< deadline from the start of the call to the last byte (> 0) */
     size_t max_body;     /**< largest response body accepted (bytes) */
@@ -51,14 +51,14 @@ typedef struct dm_hclient_request_opts {
 
 /** What a request ended with. Everything is borrowed: valid during the callback only. */
 typedef struct dm_hclient_response {
-    int status;          /**< the response's status code, or 0 when no status line arrived */
-    const char *error;   /**< NULL for a complete response; else a short text ("timeout",
+    int status;        /**< the response's status code, or 0 when no status line arrived */
+    const char *error; /**< NULL for a complete response; else a short text ("timeout",
                               "connection failed: Connection refused", "TLS: certificate verify
                               failed (…)", "response larger than N bytes", …). A status may be
                               set along with an error (e.g. the body was cut short). */
     const struct evkeyvalq *headers; /**< response headers (evhttp_find_header works on it);
                                           NULL when status is 0 */
-    const char *body;    /**< response body (not NUL-terminated); NULL with error set */
+    const char *body;                /**< response body (not NUL-terminated); NULL with error set */
     size_t body_len;
 } dm_hclient_response;
 

@@ -15,21 +15,31 @@
 static const char *reason_phrase(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 202: return "Accepted";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 413: return "Payload Too Large";
-    case 503: return "Service Unavailable";
-    default: return "Error";
+    case 200:
+        return "OK";
+    case 202:
+        return "Accepted";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 413:
+        return "Payload Too Large";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Error";
     }
 }
 
 static void reply(struct evhttp_request *req, size_t route, int status, const char *ctype,
-                 struct evbuffer *body)
+                  struct evbuffer *body)
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Content-Type", ctype);
@@ -85,8 +95,7 @@ const char *dm_http_peer(struct evhttp_request *req, char buf[64])
     return buf;
 }
 
-void dm_http_unavailable(struct evhttp_request *req, size_t route, const char *route_name,
-                         int err)
+void dm_http_unavailable(struct evhttp_request *req, size_t route, const char *route_name, int err)
 {
     char peer[64];
     dm_metric m = err == DM_EBUSY      ? DM_M_OVERLOADED

@@ -26,8 +26,7 @@ void dm_http_error(struct evhttp_request *req, size_t route, int status, const c
  * (in-flight cap), DM_ETIMEOUT, DM_EREDIS or DM_EUNAVAIL. Logged with @p route_name and
  * counted in the matching metric.
  */
-void dm_http_unavailable(struct evhttp_request *req, size_t route, const char *route_name,
-                         int err);
+void dm_http_unavailable(struct evhttp_request *req, size_t route, const char *route_name, int err);
 
 /** Reply with a plain-text body and content type @p ctype (for /metrics). */
 void dm_http_text(struct evhttp_request *req, size_t route, int status, const char *ctype,

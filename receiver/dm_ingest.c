@@ -63,8 +63,8 @@ static bool authenticate(struct evhttp_request *req, size_t route, const char *p
         dm_metrics_inc(DM_M_AUTH_FAILED);
     char detail[320];
     dm_warn("request refused",
-            "status=%d route=%s reason=\"%s\" kid=\"%.64s\" claim=\"%s\" detail=%s peer=%s",
-            status, path, out->reason ? out->reason : "", out->kid, out->forbidden_claim,
+            "status=%d route=%s reason=\"%s\" kid=\"%.64s\" claim=\"%s\" detail=%s peer=%s", status,
+            path, out->reason ? out->reason : "", out->kid, out->forbidden_claim,
             dm_log_quote(out->detail, strlen(out->detail), detail, sizeof detail),
             dm_http_peer(req, peer));
     if (out->result == DM_AUTH_FORBIDDEN)
@@ -72,8 +72,8 @@ static bool authenticate(struct evhttp_request *req, size_t route, const char *p
     else if (out->result == DM_AUTH_UNAVAILABLE) /* with Retry-After */
         dm_http_error(req, route, 503, "signing certificate not available yet; retry later");
     else
-        dm_http_error(req, route, 401, out->result == DM_AUTH_MISSING ? "missing credentials"
-                                                                      : "bad credentials");
+        dm_http_error(req, route, 401,
+                      out->result == DM_AUTH_MISSING ? "missing credentials" : "bad credentials");
     dm_auth_outcome_dispose(out);
     return false;
 }
@@ -170,8 +170,10 @@ static void on_jti(int err, redisReply *rep, void *arg)
         /* SET NX found the marker: this token was used before. */
         char peer[64];
         dm_metrics_inc(DM_M_AUTH_FAILED);
-        dm_warn("request refused", "status=401 route=%s reason=\"token replayed (jti seen)\" "
-                "peer=%s", in->path, dm_http_peer(in->req, peer));
+        dm_warn("request refused",
+                "status=401 route=%s reason=\"token replayed (jti seen)\" "
+                "peer=%s",
+                in->path, dm_http_peer(in->req, peer));
         dm_http_error(in->req, in->route, 401, "bad credentials: token already used");
         dm_event_list_dispose(&in->list);
         dm_worker_end(in->w);
@@ -239,10 +241,12 @@ static void sns_control(struct evhttp_request *req, size_t route, const char *pa
     if (confirmation && e && e->confirm_subscriptions && e->sns_cache) {
         if (!dm_sns_cache_confirm(e->sns_cache, su)) {
             char peer[64];
-            dm_warn("request refused", "status=503 route=%s reason=\"too many subscription "
-                    "confirmations pending\" topic=%s peer=%s", path, topic,
-                    dm_http_peer(req, peer));
-            dm_http_error(req, route, 503, "too many subscription confirmations pending; "
+            dm_warn("request refused",
+                    "status=503 route=%s reason=\"too many subscription "
+                    "confirmations pending\" topic=%s peer=%s",
+                    path, topic, dm_http_peer(req, peer));
+            dm_http_error(req, route, 503,
+                          "too many subscription confirmations pending; "
                           "retry later");
             return;
         }
@@ -276,8 +280,8 @@ static int token_identity(const dm_auth_outcome *auth, const char *body, size_t 
     *status = 400;
     if (dm_build_parse_run(body, len, &body_run, &present, err) != DM_OK)
         return DM_EINVAL;
-    int rc = dm_oidc_identity(p, iss, auth->claims, e->server_url, present ? &body_run : NULL, id,
-                              err);
+    int rc =
+        dm_oidc_identity(p, iss, auth->claims, e->server_url, present ? &body_run : NULL, id, err);
     dm_build_info_dispose(&body_run);
     if (rc != DM_OK)
         *status = 403; /* a valid token that does not identify a build */

@@ -29,7 +29,7 @@ struct dm_keyring {
     dm_keyring_wake_fn wake;
     void *wake_arg;
     bool fetching;
-    bool kid_refreshed;          /* last_kid_refresh is set */
+    bool kid_refreshed; /* last_kid_refresh is set */
     int64_t last_kid_refresh;
 };
 
@@ -143,8 +143,7 @@ static int merge(dm_keyring *kr, const char *doc, size_t len, dm_jwks **out, dm_
     return rc;
 }
 
-int dm_keyring_update(dm_keyring *kr, const char *doc, size_t len, size_t *nkeys,
-                      dm_error *err)
+int dm_keyring_update(dm_keyring *kr, const char *doc, size_t len, size_t *nkeys, dm_error *err)
 {
     dm_jwks *fetched = NULL, *set = NULL;
     int rc = dm_jwks_parse(doc, len, &fetched, err);
@@ -224,7 +223,11 @@ struct dm_sns_pem {
     char data[]; /* NUL-terminated */
 };
 
-typedef enum { WANT_QUEUED, WANT_IN_FLIGHT, WANT_IDLE } want_state;
+typedef enum {
+    WANT_QUEUED,
+    WANT_IN_FLIGHT,
+    WANT_IDLE
+} want_state;
 
 typedef struct {
     char *url;
@@ -337,8 +340,8 @@ static void wake_locked(dm_sns_cache *c)
         c->wake(c->wake_arg);
 }
 
-dm_sns_fetch_state dm_sns_cache_want(dm_sns_cache *c, const char *url, int64_t mono_ms,
-                                     char *why, size_t whylen)
+dm_sns_fetch_state dm_sns_cache_want(dm_sns_cache *c, const char *url, int64_t mono_ms, char *why,
+                                     size_t whylen)
 {
     dm_sns_fetch_state st;
     if (whylen)

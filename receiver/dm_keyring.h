@@ -63,8 +63,7 @@ void dm_keyset_release(dm_keyset *ks);
  * without a usable key returns DM_EINVAL with @p err filled, and the current set stays.
  * Thread-safe.
  */
-int dm_keyring_update(dm_keyring *kr, const char *doc, size_t len, size_t *nkeys,
-                      dm_error *err);
+int dm_keyring_update(dm_keyring *kr, const char *doc, size_t len, size_t *nkeys, dm_error *err);
 
 /**
  * Called when a refresh is wanted, with the keyring's lock held: it must be quick, must not
@@ -107,13 +106,13 @@ typedef struct dm_sns_cache dm_sns_cache;
 typedef struct dm_sns_pem dm_sns_pem;
 
 /** Certificates kept; beyond it the least recently used one is dropped. */
-#define DM_SNS_CACHE_MAX 64
+#define DM_SNS_CACHE_MAX      64
 /** URLs waiting for a fetch or for their next retry (after a failure). */
-#define DM_SNS_WANTED_MAX 64
+#define DM_SNS_WANTED_MAX     64
 /** Fetches of one URL are at least this far apart (ms). */
 #define DM_SNS_FETCH_RETRY_MS 60000
 /** Subscription confirmations waiting for the fetcher. */
-#define DM_SNS_CONFIRM_MAX 16
+#define DM_SNS_CONFIRM_MAX    16
 
 dm_sns_cache *dm_sns_cache_new(void);
 
@@ -145,8 +144,8 @@ typedef enum {
  * DM_SNS_FETCH_RETRY_MS before @p mono_ms. Calls the waker when it queues. With FAILED,
  * copies the last failure's reason into @p why (@p whylen bytes, may be 0).
  */
-dm_sns_fetch_state dm_sns_cache_want(dm_sns_cache *c, const char *url, int64_t mono_ms,
-                                     char *why, size_t whylen);
+dm_sns_fetch_state dm_sns_cache_want(dm_sns_cache *c, const char *url, int64_t mono_ms, char *why,
+                                     size_t whylen);
 
 /**
  * Queue a GET of the SubscribeURL @p url (validated) for the fetcher and call the waker.

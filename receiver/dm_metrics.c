@@ -9,8 +9,8 @@
 static const int statuses[] = {200, 202, 204, 400, 401, 403, 404, 405, 413, 500, 503};
 #define NSTATUS (DM_ARRAY_LEN(statuses) + 1) /* + "other" */
 
-static const char *const sources[] = {"acr", "ecr", "gar", "github", "azure-devops", "gitlab",
-                                      "generic", "other"};
+static const char *const sources[] = {"acr",          "ecr",    "gar",     "github",
+                                      "azure-devops", "gitlab", "generic", "other"};
 
 static const struct {
     const char *name, *help;
@@ -149,15 +149,18 @@ void dm_metrics_render(struct evbuffer *out)
             if (!v)
                 continue;
             if (s < DM_ARRAY_LEN(statuses))
-                evbuffer_add_printf(out, "digestmap_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+                evbuffer_add_printf(out,
+                                    "digestmap_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
                                     route_names[r], statuses[s], (unsigned long long)v);
             else
-                evbuffer_add_printf(out, "digestmap_requests_total{route=\"%s\",status=\"other\"} %llu\n",
-                                    route_names[r], (unsigned long long)v);
+                evbuffer_add_printf(
+                    out, "digestmap_requests_total{route=\"%s\",status=\"other\"} %llu\n",
+                    route_names[r], (unsigned long long)v);
         }
     }
-    evbuffer_add_printf(out, "# HELP digestmap_events_parked_total Events parked in Redis by source.\n"
-                             "# TYPE digestmap_events_parked_total counter\n");
+    evbuffer_add_printf(out,
+                        "# HELP digestmap_events_parked_total Events parked in Redis by source.\n"
+                        "# TYPE digestmap_events_parked_total counter\n");
     for (size_t i = 0; i < DM_ARRAY_LEN(sources); i++)
         evbuffer_add_printf(out, "digestmap_events_parked_total{source=\"%s\"} %llu\n", sources[i],
                             (unsigned long long)atomic_load(&parked[i]));
@@ -169,8 +172,9 @@ void dm_metrics_render(struct evbuffer *out)
         evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", gauge_info[g].name,
                             gauge_info[g].help, gauge_info[g].name, gauge_info[g].name,
                             (long long)atomic_load(&gauges[g]));
-    evbuffer_add_printf(out, "# HELP digestmap_inflight_requests Requests being processed.\n"
-                             "# TYPE digestmap_inflight_requests gauge\n"
-                             "digestmap_inflight_requests %lld\n",
+    evbuffer_add_printf(out,
+                        "# HELP digestmap_inflight_requests Requests being processed.\n"
+                        "# TYPE digestmap_inflight_requests gauge\n"
+                        "digestmap_inflight_requests %lld\n",
                         (long long)atomic_load(&inflight));
 }

@@ -13,27 +13,27 @@
 struct evbuffer;
 
 typedef enum {
-    DM_M_EDGES = 0,        /**< mapping edges emitted */
-    DM_M_DELETES,          /**< image.deleted records emitted */
-    DM_M_DUPLICATES,       /**< events seen before that produced nothing new */
-    DM_M_SKEW_REPLACED,    /**< event times replaced by arrival time */
-    DM_M_REDIS_UNAVAILABLE,/**< requests refused or failed because Redis was not usable */
-    DM_M_REDIS_TIMEOUT,    /**< commands that hit their deadline */
-    DM_M_REDIS_ERROR,      /**< error replies from Redis */
-    DM_M_OVERLOADED,       /**< requests refused by max_inflight */
-    DM_M_AUTH_FAILED,      /**< requests refused for missing or bad credentials */
-    DM_M_INVALID,          /**< requests refused as malformed (400) */
-    DM_M_IGNORED,          /**< requests acknowledged but ignored (ping, chart, …) */
-    DM_M_TOO_LARGE,        /**< requests refused for a body over limits.max_body_bytes */
+    DM_M_EDGES = 0,          /**< mapping edges emitted */
+    DM_M_DELETES,            /**< image.deleted records emitted */
+    DM_M_DUPLICATES,         /**< events seen before that produced nothing new */
+    DM_M_SKEW_REPLACED,      /**< event times replaced by arrival time */
+    DM_M_REDIS_UNAVAILABLE,  /**< requests refused or failed because Redis was not usable */
+    DM_M_REDIS_TIMEOUT,      /**< commands that hit their deadline */
+    DM_M_REDIS_ERROR,        /**< error replies from Redis */
+    DM_M_OVERLOADED,         /**< requests refused by max_inflight */
+    DM_M_AUTH_FAILED,        /**< requests refused for missing or bad credentials */
+    DM_M_INVALID,            /**< requests refused as malformed (400) */
+    DM_M_IGNORED,            /**< requests acknowledged but ignored (ping, chart, …) */
+    DM_M_TOO_LARGE,          /**< requests refused for a body over limits.max_body_bytes */
     DM_M_UNMATCHED_REGISTRY, /**< unmatched records for pushes no pipeline claimed */
-    DM_M_UNMATCHED_BUILD,  /**< unmatched records for builds never seen in a registry */
-    DM_M_SINK_DELIVERED,   /**< records a webhook sink acknowledged (2xx) */
-    DM_M_SINK_RETRIED,     /**< failed delivery attempts that will be retried */
-    DM_M_SINK_DEAD,        /**< records moved to the dead-letter stream */
-    DM_M_SINK_FILTERED,    /**< records acknowledged without delivery (sink "types" filter) */
-    DM_M_SINK_CLAIMED,     /**< pending records taken over from another instance */
-    DM_M_SSE_RECORDS,      /**< records sent on /v1/events/stream */
-    DM_M_STREAM_TRIMMED,   /**< output-stream entries removed by trimming */
+    DM_M_UNMATCHED_BUILD,    /**< unmatched records for builds never seen in a registry */
+    DM_M_SINK_DELIVERED,     /**< records a webhook sink acknowledged (2xx) */
+    DM_M_SINK_RETRIED,       /**< failed delivery attempts that will be retried */
+    DM_M_SINK_DEAD,          /**< records moved to the dead-letter stream */
+    DM_M_SINK_FILTERED,      /**< records acknowledged without delivery (sink "types" filter) */
+    DM_M_SINK_CLAIMED,       /**< pending records taken over from another instance */
+    DM_M_SSE_RECORDS,        /**< records sent on /v1/events/stream */
+    DM_M_STREAM_TRIMMED,     /**< output-stream entries removed by trimming */
     DM_M_COUNT
 } dm_metric;
 

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #define START_TIMEOUT_MS 10000
-#define STOP_TIMEOUT_MS 10000
+#define STOP_TIMEOUT_MS  10000
 
 struct dm_redis_child {
     pid_t pid;
@@ -88,8 +88,10 @@ int dm_redis_child_start(const char *bin, const char *data_dir, dm_redis_child *
         return DM_EINVAL;
     }
     if (can_connect(sock_path)) {
-        snprintf(err, errlen, "a Redis already listens on %s (another digestmapd using data_dir "
-                              "\"%s\"?)", sock_path, data_dir);
+        snprintf(err, errlen,
+                 "a Redis already listens on %s (another digestmapd using data_dir "
+                 "\"%s\"?)",
+                 sock_path, data_dir);
         return DM_EIO;
     }
     pid_t parent = getpid();
@@ -107,13 +109,12 @@ int dm_redis_child_start(const char *bin, const char *data_dir, dm_redis_child *
         if (getppid() != parent)
             _exit(1);
         execlp(bin, bin, "--port", "0", "--unixsocket", sock_path, "--unixsocketperm", "700",
-               "--dir", dir, "--appendonly", "yes", "--appendfsync", "everysec", "--save",
-               "", "--daemonize", "no", "--logfile", "redis.log", "--protected-mode", "yes",
+               "--dir", dir, "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+               "--daemonize", "no", "--logfile", "redis.log", "--protected-mode", "yes",
                /* parked items (~120 bytes) stay in the compact listpack encoding */
                "--hash-max-listpack-value", "256",
                /* query-index members (126 bytes) too, while an index has <= 128 entries */
-               "--zset-max-listpack-value", "128",
-               (char *)NULL);
+               "--zset-max-listpack-value", "128", (char *)NULL);
         fprintf(stderr, "level=error msg=\"cannot start redis-server\" bin=\"%s\" reason=\"%s\"\n",
                 bin, strerror(errno));
         _exit(127);
@@ -121,9 +122,10 @@ int dm_redis_child_start(const char *bin, const char *data_dir, dm_redis_child *
     for (int waited = 0; waited < START_TIMEOUT_MS; waited += 20) {
         int status;
         if (waitpid(pid, &status, WNOHANG) == pid) {
-            snprintf(err, errlen, "redis-server (%s) exited during startup with status %d; see "
-                                  "%s/redis.log", bin, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-                     data_dir);
+            snprintf(err, errlen,
+                     "redis-server (%s) exited during startup with status %d; see "
+                     "%s/redis.log",
+                     bin, WIFEXITED(status) ? WEXITSTATUS(status) : -1, data_dir);
             return DM_EIO;
         }
         if (can_connect(sock_path)) {

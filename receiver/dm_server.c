@@ -28,8 +28,8 @@
 
 #define DRAIN_TIMEOUT_S 10
 /* After the last answer, keep the loop running this long so evhttp writes it out. */
-#define FLUSH_MS 200
-#define IMAGES_PREFIX "/v1/images/"
+#define FLUSH_MS        200
+#define IMAGES_PREFIX   "/v1/images/"
 
 typedef enum {
     W_RUNNING = 0, /**< accepting and serving */
@@ -43,16 +43,16 @@ struct dm_worker {
     struct event_base *base;
     struct evhttp *http;
     struct evhttp_bound_socket *bound;
-    int fd;                  /**< listening socket, owned until evhttp takes it */
+    int fd; /**< listening socket, owned until evhttp takes it */
     dm_redis *redis;
-    dm_redis *sweep_redis;   /**< worker 1 only: the sweeper's own connection, so a backlog of
+    dm_redis *sweep_redis; /**< worker 1 only: the sweeper's own connection, so a backlog of
                                   reports never delays or times out request traffic */
-    dm_sweeper *sweeper;     /**< worker 1 only: one sweeper per process is enough */
-    dm_trimmer *trimmer;     /**< worker 1 only, on the sweeper's connection */
-    dm_sse_hub *sse;         /**< open /v1/events/stream answers of this worker */
-    bool finishing;          /**< finish_drain ran: Redis is closed, the loop is ending */
-    struct event *stop_ev;   /**< activated from the main thread to begin draining */
-    struct event *kick_ev;   /**< activated by another worker whose Redis came back */
+    dm_sweeper *sweeper;   /**< worker 1 only: one sweeper per process is enough */
+    dm_trimmer *trimmer;   /**< worker 1 only, on the sweeper's connection */
+    dm_sse_hub *sse;       /**< open /v1/events/stream answers of this worker */
+    bool finishing;        /**< finish_drain ran: Redis is closed, the loop is ending */
+    struct event *stop_ev; /**< activated from the main thread to begin draining */
+    struct event *kick_ev; /**< activated by another worker whose Redis came back */
     struct event *drain_timer;
     worker_state state;
     int inflight, max_inflight;
@@ -277,7 +277,7 @@ static void finish_drain(dm_worker *w)
     dm_redis *r = w->redis, *sr = w->sweep_redis;
     w->redis = NULL; /* requests on open connections now get 503 */
     w->sweep_redis = NULL;
-    dm_redis_free(r); /* runs the pending callbacks: each answers and ends its request */
+    dm_redis_free(r);  /* runs the pending callbacks: each answers and ends its request */
     dm_redis_free(sr); /* before the sweeper: its callbacks use it */
     dm_sweeper_free(w->sweeper);
     w->sweeper = NULL;
@@ -433,8 +433,8 @@ static int worker_init(dm_server *s, dm_worker *w, int id, char *err, size_t err
     dm_redis_opts ro = dm_server_redis_opts(c, name);
     /* Room for the largest build event (one command per digest), which is refused whole when
      * it does not fit (dm_ingest), never parked in part. */
-    ro.max_inflight = per_conn * 4 > DM_MAX_EVENTS_PER_REQUEST * 2 ? per_conn * 4
-                                                                  : DM_MAX_EVENTS_PER_REQUEST * 2;
+    ro.max_inflight =
+        per_conn * 4 > DM_MAX_EVENTS_PER_REQUEST * 2 ? per_conn * 4 : DM_MAX_EVENTS_PER_REQUEST * 2;
     ro.on_ready = on_redis_ready;
     ro.on_ready_arg = w;
     /* Events first: the Redis client may report readiness to the other workers at once. */
@@ -454,12 +454,11 @@ static int worker_init(dm_server *s, dm_worker *w, int id, char *err, size_t err
                                                      cc->correlation.sweep_interval_ms,
                                                      cc->correlation.sweep_batch, on_sweep, NULL)
                                     : NULL;
-        w->trimmer = w->sweep_redis
-                         ? dm_trimmer_new(w->base, w->sweep_redis, &s->app.join,
-                                          cc->outputs.trim_interval_ms,
-                                          (const char *const *)s->protected_groups,
-                                          s->nprotected, on_trim, NULL)
-                         : NULL;
+        w->trimmer = w->sweep_redis ? dm_trimmer_new(w->base, w->sweep_redis, &s->app.join,
+                                                     cc->outputs.trim_interval_ms,
+                                                     (const char *const *)s->protected_groups,
+                                                     s->nprotected, on_trim, NULL)
+                                    : NULL;
     }
     if (!w->redis || !w->stop_ev || !w->drain_timer || !w->kick_ev ||
         (id == 1 && (!w->sweeper || !w->trimmer))) {
@@ -508,8 +507,7 @@ static void stop_workers(dm_server *s, int started)
     dm_metrics_shutdown();
 }
 
-int dm_server_start(const dm_config *conf, dm_server **out, int *port_out, char *err,
-                    size_t errlen)
+int dm_server_start(const dm_config *conf, dm_server **out, int *port_out, char *err, size_t errlen)
 {
     dm_server *s = dm_xcalloc(1, sizeof *s);
     s->app.conf = conf;

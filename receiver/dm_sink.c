@@ -43,7 +43,7 @@
 #define OP_RETRY_MS         1000 /* a failed XACK / dead-lettering is tried again */
 #define OP_WARN_EVERY       10   /* ... and logged as a warning at the 1st, 10th, 20th, ... try */
 #define CREATE_RETRY_MS     1000
-#define CLAIM_CALLS_MAX     32   /* XAUTOCLAIM calls per shard and claim round */
+#define CLAIM_CALLS_MAX     32 /* XAUTOCLAIM calls per shard and claim round */
 #define GROUP_BUF           (64 + 16)
 #define ORIGIN_BUF          300
 #define CURSOR_BUF          48
@@ -52,7 +52,7 @@
  * max(claim_idle_ms, min(PRUNE_EVERY_MAX_MS, that idle time / 4)). */
 #define PRUNE_IDLE_FACTOR   10
 #define PRUNE_EVERY_MAX_MS  60000
-#define PRUNE_DEL_MAX       16   /* consumers removed per shard and round at most */
+#define PRUNE_DEL_MAX       16 /* consumers removed per shard and round at most */
 
 /*---- Types ------------------------------------------------------------------------------*/
 
@@ -68,18 +68,18 @@ typedef enum {
 typedef struct rec {
     sink *s;
     unsigned shard;
-    char *id;                     /* stream entry id */
-    char *type, *digest, *event;  /* the entry's fields ("" when absent) */
+    char *id;                    /* stream entry id */
+    char *type, *digest, *event; /* the entry's fields ("" when absent) */
     size_t event_len;
-    char *ce_id;                  /* the CloudEvent id, NULL when the event has none */
+    char *ce_id; /* the CloudEvent id, NULL when the event has none */
     char sig[DM_SINK_SIGLEN];
     int attempts;
-    int status;                   /* of the last attempt (0: none) */
-    char error[DM_HCLIENT_ERRLEN];/* of the last attempt */
+    int status;                    /* of the last attempt (0: none) */
+    char error[DM_HCLIENT_ERRLEN]; /* of the last attempt */
     rec_state state;
-    bool busy;                    /* its XACK / sink_dead.lua is in flight */
-    bool lost;                    /* no longer ours: abandon it when that command answers */
-    int op_failures;              /* failed XACK / sink_dead.lua tries so far */
+    bool busy;       /* its XACK / sink_dead.lua is in flight */
+    bool lost;       /* no longer ours: abandon it when that command answers */
+    int op_failures; /* failed XACK / sink_dead.lua tries so far */
     dm_hclient_req *req;
     struct event *timer;
     struct rec *prev, *next;
@@ -88,31 +88,31 @@ typedef struct rec {
 struct sink {
     dm_sinks *all;
     const dm_sink_conf *c;
-    char group[GROUP_BUF];        /* "digestmap:<name>" */
-    char origin[ORIGIN_BUF];      /* scheme://host:port of the url, for logs (the path and
+    char group[GROUP_BUF];   /* "digestmap:<name>" */
+    char origin[ORIGIN_BUF]; /* scheme://host:port of the url, for logs (the path and
                                      query may carry credentials) */
     unsigned nshards;
     char (*out_keys)[DM_KEY_BUFLEN];
     char (*dead_keys)[DM_KEY_BUFLEN];
-    dm_redis *reader;             /* XREADGROUP only */
-    bool started;                 /* "sink started" was logged */
-    bool running;                 /* the groups exist: reads and claims may run */
-    unsigned creating;            /* XGROUP CREATE replies outstanding */
+    dm_redis *reader;  /* XREADGROUP only */
+    bool started;      /* "sink started" was logged */
+    bool running;      /* the groups exist: reads and claims may run */
+    unsigned creating; /* XGROUP CREATE replies outstanding */
     bool create_failed;
-    bool reading;                 /* an XREADGROUP is in flight */
+    bool reading; /* an XREADGROUP is in flight */
     int read_backoff_ms;
-    size_t read_reserved;         /* entries the read in flight may hand over */
-    size_t claim_reserved;        /* entries the claim in flight may hand over */
-    unsigned rr;                  /* first shard of the next partial read */
-    bool claiming;                /* an XAUTOCLAIM round is under way (no reads meanwhile) */
-    bool claim_wanted;            /* a round is due: it starts when no read is in flight */
+    size_t read_reserved;  /* entries the read in flight may hand over */
+    size_t claim_reserved; /* entries the claim in flight may hand over */
+    unsigned rr;           /* first shard of the next partial read */
+    bool claiming;         /* an XAUTOCLAIM round is under way (no reads meanwhile) */
+    bool claim_wanted;     /* a round is due: it starts when no read is in flight */
     unsigned claim_shard;
-    unsigned claim_calls;         /* XAUTOCLAIM calls on claim_shard in this round */
-    unsigned refreshing;          /* claim refresh commands in flight */
-    char (*cursors)[CURSOR_BUF];  /* XAUTOCLAIM cursor per shard */
-    bool pruning;                 /* a round of stale-consumer removal is under way */
-    unsigned prune_shard;         /* the shard whose check is in flight */
-    int64_t prune_next_ms;        /* dm_mono_ms() from which the next round may start */
+    unsigned claim_calls;        /* XAUTOCLAIM calls on claim_shard in this round */
+    unsigned refreshing;         /* claim refresh commands in flight */
+    char (*cursors)[CURSOR_BUF]; /* XAUTOCLAIM cursor per shard */
+    bool pruning;                /* a round of stale-consumer removal is under way */
+    unsigned prune_shard;        /* the shard whose check is in flight */
+    int64_t prune_next_ms;       /* dm_mono_ms() from which the next round may start */
     struct event *read_timer, *create_timer, *refresh_timer, *claim_timer;
     rec *held;
     size_t nheld;
@@ -125,7 +125,7 @@ struct dm_sinks {
     dm_hclient *http;
     sink *v;
     size_t n;
-    char consumer[300];           /* "<hostname>:<pid>" */
+    char consumer[300]; /* "<hostname>:<pid>" */
     bool stopping;
     size_t held_total;
 };
@@ -417,19 +417,22 @@ static void after_failure(rec *r, int64_t retry_after_ms)
     sink *s = r->s;
     char eq[DM_HCLIENT_ERRLEN + 16];
     quote(r->error, eq, sizeof eq);
-    bool last = dm_sink_classify(r->status) == DM_SINK_PERMANENT ||
-                r->attempts >= s->c->max_attempts;
+    bool last =
+        dm_sink_classify(r->status) == DM_SINK_PERMANENT || r->attempts >= s->c->max_attempts;
     if (last) {
-        dm_warn("sink delivery failed", "sink=%s id=%s attempt=%d status=%d error=%s "
-                "retry_in_ms=none", s->c->name, r->id, r->attempts, r->status, eq);
+        dm_warn("sink delivery failed",
+                "sink=%s id=%s attempt=%d status=%d error=%s "
+                "retry_in_ms=none",
+                s->c->name, r->id, r->attempts, r->status, eq);
         dead_letter(r);
         return;
     }
     int64_t delay = dm_sink_retry_delay_ms(r->attempts, s->c->backoff_initial_ms,
                                            s->c->backoff_max_ms, retry_after_ms, random_u32());
-    dm_warn("sink delivery failed", "sink=%s id=%s attempt=%d status=%d error=%s "
-            "retry_in_ms=%lld", s->c->name, r->id, r->attempts, r->status, eq,
-            (long long)delay);
+    dm_warn("sink delivery failed",
+            "sink=%s id=%s attempt=%d status=%d error=%s "
+            "retry_in_ms=%lld",
+            s->c->name, r->id, r->attempts, r->status, eq, (long long)delay);
     dm_metrics_inc(DM_M_SINK_RETRIED);
     r->state = R_WAITING;
     set_timer(r->timer, delay);
@@ -508,13 +511,15 @@ static void op_failed(rec *r, const char *what, int err, const redisReply *reply
     const char *why = err != DM_OK ? dm_strerror(err) : reply && reply->str ? reply->str : "?";
     r->op_failures++;
     if (r->op_failures == 1 || r->op_failures % OP_WARN_EVERY == 0)
-        dm_warn("sink redis command failed", "sink=%s id=%s command=%s reason=%s failures=%d "
-                "retry_in_ms=%d", r->s->c->name, r->id, what, quote(why, q, sizeof q),
-                r->op_failures, OP_RETRY_MS);
+        dm_warn("sink redis command failed",
+                "sink=%s id=%s command=%s reason=%s failures=%d "
+                "retry_in_ms=%d",
+                r->s->c->name, r->id, what, quote(why, q, sizeof q), r->op_failures, OP_RETRY_MS);
     else
-        dm_debug("sink redis command failed", "sink=%s id=%s command=%s reason=%s failures=%d "
-                 "retry_in_ms=%d", r->s->c->name, r->id, what, quote(why, q, sizeof q),
-                 r->op_failures, OP_RETRY_MS);
+        dm_debug("sink redis command failed",
+                 "sink=%s id=%s command=%s reason=%s failures=%d "
+                 "retry_in_ms=%d",
+                 r->s->c->name, r->id, what, quote(why, q, sizeof q), r->op_failures, OP_RETRY_MS);
     set_timer(r->timer, OP_RETRY_MS);
 }
 
@@ -559,12 +564,10 @@ static void on_dead(int err, redisReply *reply, void *arg)
     if (reply->integer == 1) {
         char eq[DM_HCLIENT_ERRLEN + 16];
         dm_metrics_inc(DM_M_SINK_DEAD);
-        dm_warn("record dead-lettered", "sink=%s id=%s attempts=%d error=%s stream=%s",
-                s->c->name, r->id, r->attempts, quote(r->error, eq, sizeof eq),
-                s->dead_keys[r->shard]);
+        dm_warn("record dead-lettered", "sink=%s id=%s attempts=%d error=%s stream=%s", s->c->name,
+                r->id, r->attempts, quote(r->error, eq, sizeof eq), s->dead_keys[r->shard]);
     } else {
-        dm_info("record not dead-lettered: no longer pending", "sink=%s id=%s", s->c->name,
-                r->id);
+        dm_info("record not dead-lettered: no longer pending", "sink=%s id=%s", s->c->name, r->id);
     }
     drop(r);
 }
@@ -577,15 +580,24 @@ static void dead_letter(rec *r)
     snprintf(maxlen, sizeof maxlen, "%lld", s->all->conf->outputs.stream_maxlen);
     snprintf(attempts, sizeof attempts, "%d", r->attempts);
     snprintf(failed_at, sizeof failed_at, "%lld", (long long)dm_now_ms());
-    const char *argv[] = {s->out_keys[r->shard], s->dead_keys[r->shard], s->group, r->id,
-                          maxlen, r->type, r->digest, r->event, s->c->name, attempts,
-                          r->error, failed_at};
+    const char *argv[] = {s->out_keys[r->shard],
+                          s->dead_keys[r->shard],
+                          s->group,
+                          r->id,
+                          maxlen,
+                          r->type,
+                          r->digest,
+                          r->event,
+                          s->c->name,
+                          attempts,
+                          r->error,
+                          failed_at};
     size_t lens[DM_ARRAY_LEN(argv)];
     for (size_t i = 0; i < DM_ARRAY_LEN(argv); i++)
         lens[i] = strlen(argv[i]);
     lens[7] = r->event_len;
-    int rc = dm_redis_eval(s->all->ctl, DM_SCRIPT_SINK_DEAD, on_dead, r, 2,
-                           (int)DM_ARRAY_LEN(argv), argv, lens);
+    int rc = dm_redis_eval(s->all->ctl, DM_SCRIPT_SINK_DEAD, on_dead, r, 2, (int)DM_ARRAY_LEN(argv),
+                           argv, lens);
     if (rc == DM_OK)
         r->busy = true;
     else
@@ -600,8 +612,8 @@ static void read_failed(sink *s, const char *why)
     dm_warn("sink read failed", "sink=%s reason=%s retry_in_ms=%d", s->c->name,
             quote(why, q, sizeof q), s->read_backoff_ms);
     set_timer(s->read_timer, s->read_backoff_ms);
-    s->read_backoff_ms = s->read_backoff_ms * 2 > READ_BACKOFF_MAX_MS ? READ_BACKOFF_MAX_MS
-                                                                    : s->read_backoff_ms * 2;
+    s->read_backoff_ms =
+        s->read_backoff_ms * 2 > READ_BACKOFF_MAX_MS ? READ_BACKOFF_MAX_MS : s->read_backoff_ms * 2;
 }
 
 /* The groups are gone (Redis restarted empty, or FLUSHALL): make them again. */
@@ -678,8 +690,8 @@ static void maybe_read(sink *s)
     int argc = 0;
     const char **argv = dm_xcalloc(10 + 2 * (size_t)nread, sizeof *argv);
     size_t *lens = dm_xcalloc(10 + 2 * (size_t)nread, sizeof *lens);
-    const char *head[] = {"XREADGROUP", "GROUP", s->group, all->consumer, "COUNT", count_s,
-                          "BLOCK", block_s, "STREAMS"};
+    const char *head[] = {"XREADGROUP", "GROUP", s->group, all->consumer, "COUNT",
+                          count_s,      "BLOCK", block_s,  "STREAMS"};
     for (size_t i = 0; i < DM_ARRAY_LEN(head); i++)
         argv[argc++] = head[i];
     for (unsigned i = 0; i < nread; i++)
@@ -732,7 +744,7 @@ static void on_autoclaim(int err, redisReply *reply, void *arg)
             return;
         }
         char q[200];
-        const char *why = err != DM_OK                     ? dm_strerror(err)
+        const char *why = err != DM_OK                       ? dm_strerror(err)
                           : reply->type == REDIS_REPLY_ERROR ? reply->str
                                                              : "unexpected reply";
         dm_warn("sink claim failed", "sink=%s reason=%s", s->c->name, quote(why, q, sizeof q));
@@ -778,13 +790,12 @@ static void claim_next(sink *s)
     snprintf(idle, sizeof idle, "%d", s->c->claim_idle_ms);
     snprintf(count, sizeof count, "%zu", free_slots);
     unsigned shard = s->claim_shard;
-    const char *argv[] = {"XAUTOCLAIM", s->out_keys[shard], s->group, all->consumer, idle,
-                          s->cursors[shard], "COUNT", count};
+    const char *argv[] = {"XAUTOCLAIM", s->out_keys[shard], s->group, all->consumer,
+                          idle,         s->cursors[shard],  "COUNT",  count};
     size_t lens[DM_ARRAY_LEN(argv)];
     for (size_t i = 0; i < DM_ARRAY_LEN(argv); i++)
         lens[i] = strlen(argv[i]);
-    if (dm_redis_command(all->ctl, on_autoclaim, s, (int)DM_ARRAY_LEN(argv), argv, lens) !=
-        DM_OK) {
+    if (dm_redis_command(all->ctl, on_autoclaim, s, (int)DM_ARRAY_LEN(argv), argv, lens) != DM_OK) {
         s->claiming = false; /* the next tick tries again; reads go on meanwhile */
         maybe_read(s);
         return;
@@ -879,9 +890,11 @@ static void on_pruned(int err, redisReply *reply, void *arg)
         const redisReply *name = kept->element[i], *idle = kept->element[i + 1],
                          *pending = kept->element[i + 2];
         if (name->type == REDIS_REPLY_STRING && is_int(idle) && is_int(pending))
-            dm_debug("sink consumer idle with entries pending: kept", "sink=%s consumer=%s "
-                     "idle_ms=%lld pending=%lld stream=%s", s->c->name,
-                     quote(name->str, nq, sizeof nq), idle->integer, pending->integer, key);
+            dm_debug("sink consumer idle with entries pending: kept",
+                     "sink=%s consumer=%s "
+                     "idle_ms=%lld pending=%lld stream=%s",
+                     s->c->name, quote(name->str, nq, sizeof nq), idle->integer, pending->integer,
+                     key);
     }
     s->prune_shard++;
     prune_next(s);
@@ -948,8 +961,10 @@ static const char *state_name(rec_state st)
 static void abandon(rec *r, const char *why, const char *owner)
 {
     char oq[320];
-    dm_warn("sink record no longer ours: abandoned", "sink=%s id=%s state=%s reason=\"%s\" "
-            "owner=%s", r->s->c->name, r->id, state_name(r->state), why,
+    dm_warn("sink record no longer ours: abandoned",
+            "sink=%s id=%s state=%s reason=\"%s\" "
+            "owner=%s",
+            r->s->c->name, r->id, state_name(r->state), why,
             quote(owner ? owner : "", oq, sizeof oq));
     if (r->busy)
         r->lost = true;
@@ -1109,13 +1124,13 @@ static void create_groups(sink *s)
     evtimer_del(s->create_timer);
     s->create_failed = false;
     for (unsigned shard = 0; shard < s->nshards; shard++) {
-        const char *argv[] = {"XGROUP", "CREATE", s->out_keys[shard], s->group,
-                              group_start(s), "MKSTREAM"};
+        const char *argv[] = {"XGROUP", "CREATE",       s->out_keys[shard],
+                              s->group, group_start(s), "MKSTREAM"};
         size_t lens[DM_ARRAY_LEN(argv)];
         for (size_t i = 0; i < DM_ARRAY_LEN(argv); i++)
             lens[i] = strlen(argv[i]);
-        if (dm_redis_command(all->ctl, on_group_created, s, (int)DM_ARRAY_LEN(argv), argv,
-                             lens) == DM_OK)
+        if (dm_redis_command(all->ctl, on_group_created, s, (int)DM_ARRAY_LEN(argv), argv, lens) ==
+            DM_OK)
             s->creating++;
         else
             s->create_failed = true;
@@ -1138,8 +1153,8 @@ static void on_group_ensured(int err, redisReply *reply, void *arg)
         return;
     if (is_error_reply(reply, NULL)) {
         char q[200];
-        dm_warn("sink cannot create its consumer group", "sink=%s group=%s reason=%s",
-                s->c->name, s->group, quote(reply->str, q, sizeof q));
+        dm_warn("sink cannot create its consumer group", "sink=%s group=%s reason=%s", s->c->name,
+                s->group, quote(reply->str, q, sizeof q));
     } else {
         dm_warn("sink consumer group missing: created it again", "sink=%s group=%s from=0",
                 s->c->name, s->group);
@@ -1153,8 +1168,8 @@ static void on_group_ensured(int err, redisReply *reply, void *arg)
 static void ensure_groups(sink *s)
 {
     for (unsigned shard = 0; shard < s->nshards; shard++) {
-        const char *argv[] = {"XGROUP", "CREATE", s->out_keys[shard], s->group,
-                              group_start(s), "MKSTREAM"};
+        const char *argv[] = {"XGROUP", "CREATE",       s->out_keys[shard],
+                              s->group, group_start(s), "MKSTREAM"};
         size_t lens[DM_ARRAY_LEN(argv)];
         for (size_t i = 0; i < DM_ARRAY_LEN(argv); i++)
             lens[i] = strlen(argv[i]);
@@ -1189,7 +1204,9 @@ static void url_origin(const char *url, char *out, size_t size)
         bool tls = strcasecmp(scheme, "https") == 0;
         int port = evhttp_uri_get_port(u);
         snprintf(out, size, "%s://%s:%d", tls ? "https" : "http", host,
-                 port > 0 ? port : tls ? 443 : 80);
+                 port > 0 ? port
+                 : tls    ? 443
+                          : 80);
     }
     if (u)
         evhttp_uri_free(u);

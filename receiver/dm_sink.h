@@ -88,7 +88,7 @@ struct event_base;
 typedef struct dm_sinks dm_sinks;
 
 /** XREADGROUP BLOCK time of the sinks' reads (ms). */
-#define DM_SINK_BLOCK_MS 2000
+#define DM_SINK_BLOCK_MS     2000
 /** Largest response body read from a sink (a bigger one still counts by its status). */
 #define DM_SINK_MAX_RESPONSE (64 * 1024)
 

@@ -23,14 +23,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ROUTE_NAME "/v1/events/stream"
+#define ROUTE_NAME          "/v1/events/stream"
 /* While a client is paused by back-pressure, look at its buffer this often. */
-#define PAUSE_POLL_MS 50
+#define PAUSE_POLL_MS       50
 /* Bytes a client may send us during a stream before its socket is no longer read (the bytes
  * are ignored: reading only serves to notice a hang-up early). */
 #define READ_HIGH_WATERMARK 4096
-#define STR_(x) #x
-#define STR(x) STR_(x)
+#define STR_(x)             #x
+#define STR(x)              STR_(x)
 
 /*---------------------------------------------------------------- pure helpers ---*/
 
@@ -68,21 +68,26 @@ int dm_sse_parse_ids(const char *s, size_t n, size_t nshards, dm_sse_id *out, ch
         if (i == nshards) {
             snprintf(err, errlen, "more than %zu id%s: with redis.shards = %zu the id is %s",
                      nshards, nshards == 1 ? "" : "s", nshards,
-                     nshards == 1 ? "<ms>-<seq>" : "a comma-separated list of <ms>-<seq>, one "
-                                                   "per shard");
+                     nshards == 1 ? "<ms>-<seq>"
+                                  : "a comma-separated list of <ms>-<seq>, one "
+                                    "per shard");
             return DM_EINVAL;
         }
         if (parse_one(s + start, k - start, &out[i]) != DM_OK) {
-            snprintf(err, errlen, "id number %zu is not <ms>-<seq> (two decimal numbers, at most "
-                     "20 digits each, joined by a dash)", i + 1);
+            snprintf(err, errlen,
+                     "id number %zu is not <ms>-<seq> (two decimal numbers, at most "
+                     "20 digits each, joined by a dash)",
+                     i + 1);
             return DM_EINVAL;
         }
         i++;
         start = k + 1;
     }
     if (i != nshards) {
-        snprintf(err, errlen, "%zu id%s given, %zu expected (one <ms>-<seq> per shard, "
-                 "comma-separated)", i, i == 1 ? "" : "s", nshards);
+        snprintf(err, errlen,
+                 "%zu id%s given, %zu expected (one <ms>-<seq> per shard, "
+                 "comma-separated)",
+                 i, i == 1 ? "" : "s", nshards);
         return DM_EINVAL;
     }
     return DM_OK;
@@ -139,7 +144,11 @@ typedef enum {
     S_DONE,         /**< ended; waiting for reap_ev to free it */
 } stream_state;
 
-typedef enum { FROM_NEW = 0, FROM_START, FROM_ID } start_kind;
+typedef enum {
+    FROM_NEW = 0,
+    FROM_START,
+    FROM_ID
+} start_kind;
 
 typedef struct stream stream;
 
@@ -161,19 +170,19 @@ struct stream {
     shard_conn *conns;               /**< nshards, conns[i] reads keys[i] */
     bool inflight;                   /**< admitted by dm_worker_begin, not yet ended */
     start_kind from;
-    size_t pending;                  /**< start replies still expected */
+    size_t pending; /**< start replies still expected */
     size_t nshards;
-    dm_sse_id *pos;                  /**< last delivered id (or start position) per shard */
+    dm_sse_id *pos; /**< last delivered id (or start position) per shard */
     char (*keys)[DM_KEY_BUFLEN];
-    char *idtext;                    /**< composite id last sent to the client */
+    char *idtext; /**< composite id last sent to the client */
     size_t idsize;
-    bool id_stale;                   /**< pos moved past idtext without a record (skipped) */
+    bool id_stale; /**< pos moved past idtext without a record (skipped) */
     uint64_t records;
-    int64_t paused_since;            /**< monotonic ms when back-pressure began; 0: not paused */
+    int64_t paused_since; /**< monotonic ms when back-pressure began; 0: not paused */
     char peer[64];
-    char fromtext[72];               /**< for the log lines */
-    struct event *timer;             /**< start deadline, then back-pressure polling */
-    struct event *keepalive;         /**< fires when nothing was written for block_ms */
+    char fromtext[72];       /**< for the log lines */
+    struct event *timer;     /**< start deadline, then back-pressure polling */
+    struct event *keepalive; /**< fires when nothing was written for block_ms */
     struct event *reap_ev;
 };
 
@@ -417,10 +426,10 @@ static void next_read(stream *s)
             continue;
         char id[DM_SSE_ID_MAX + 1];
         size_t idlen = dm_sse_format_ids(&s->pos[i], 1, id, sizeof id);
-        const char *argv[] = {"XREAD", "COUNT", STR(DM_SSE_BATCH), "BLOCK", blk, "STREAMS",
-                              s->keys[i], id};
-        size_t lens[] = {5, 5, strlen(STR(DM_SSE_BATCH)), 5, (size_t)blen, 7,
-                         strlen(s->keys[i]), idlen};
+        const char *argv[] = {"XREAD", "COUNT",   STR(DM_SSE_BATCH), "BLOCK",
+                              blk,     "STREAMS", s->keys[i],        id};
+        size_t lens[] = {5,    5, strlen(STR(DM_SSE_BATCH)), 5, (size_t)blen, 7, strlen(s->keys[i]),
+                         idlen};
         if (dm_redis_command(sc->redis, on_read, sc, (int)DM_ARRAY_LEN(argv), argv, lens) !=
             DM_OK) {
             dm_metrics_inc(DM_M_REDIS_UNAVAILABLE);
@@ -441,8 +450,7 @@ static const redisReply *field(const redisReply *fields, const char *name)
     if (fields->type != REDIS_REPLY_ARRAY)
         return NULL;
     for (size_t i = 0; i + 1 < fields->elements; i += 2) {
-        if (str_is(fields->element[i], name) &&
-            fields->element[i + 1]->type == REDIS_REPLY_STRING)
+        if (str_is(fields->element[i], name) && fields->element[i + 1]->type == REDIS_REPLY_STRING)
             return fields->element[i + 1];
     }
     return NULL;
@@ -477,8 +485,8 @@ static bool add_entries(stream *s, size_t shard, const redisReply *entries, stru
         }
         dm_sse_format_ids(s->pos, s->nshards, s->idtext, s->idsize);
         s->id_stale = false;
-        dm_sse_format_event(out, s->idtext, type ? type->str : "", type ? type->len : 0,
-                            event->str, event->len);
+        dm_sse_format_event(out, s->idtext, type ? type->str : "", type ? type->len : 0, event->str,
+                            event->len);
         (*sent)++;
     }
     return true;
@@ -591,8 +599,7 @@ static void begin_stream(stream *s)
     evbuffer_add(out, "\n", 1);
     send_buf(s, out);
     evbuffer_free(out);
-    dm_info("event stream opened", "peer=%s from=%s shards=%zu", s->peer, s->fromtext,
-            s->nshards);
+    dm_info("event stream opened", "peer=%s from=%s shards=%zu", s->peer, s->fromtext, s->nshards);
     next_read(s);
 }
 
@@ -620,8 +627,8 @@ static void on_start_reply(int err, redisReply *rep, void *arg)
             (rep->elements > 0 &&
              (rep->element[0]->type != REDIS_REPLY_ARRAY || rep->element[0]->elements < 1 ||
               rep->element[0]->element[0]->type != REDIS_REPLY_STRING ||
-              parse_one(rep->element[0]->element[0]->str, rep->element[0]->element[0]->len,
-                        &id) != DM_OK))) {
+              parse_one(rep->element[0]->element[0]->str, rep->element[0]->element[0]->len, &id) !=
+                  DM_OK))) {
             refuse_start(s, DM_EREDIS, "unexpected storage reply");
             return;
         }
@@ -706,10 +713,11 @@ static bool parse_start(struct evhttp_request *req, size_t nshards, start_kind *
         return false;
     }
     struct evkeyval *e;
-    TAILQ_FOREACH(e, &kv, next) {
+    TAILQ_FOREACH(e, &kv, next)
+    {
         const char **slot = strcmp(e->key, "last_event_id") == 0 ? &qid
-                            : strcmp(e->key, "from") == 0       ? &qfrom
-                                                                : NULL;
+                            : strcmp(e->key, "from") == 0        ? &qfrom
+                                                                 : NULL;
         char name[48];
         printable(e->key, name, sizeof name);
         if (!slot) {
@@ -727,8 +735,9 @@ static bool parse_start(struct evhttp_request *req, size_t nshards, start_kind *
     }
     bool ok = true;
     if (qfrom && strcmp(qfrom, "start") != 0) {
-        refuse(req, 400, DM_M_INVALID, "from: must be \"start\" (or leave it out for new records "
-                                       "only)");
+        refuse(req, 400, DM_M_INVALID,
+               "from: must be \"start\" (or leave it out for new records "
+               "only)");
         ok = false;
     }
     const char *hid = evhttp_find_header(evhttp_request_get_input_headers(req), "Last-Event-ID");
@@ -772,8 +781,9 @@ void dm_sse_handle(dm_worker *w, struct evhttp_request *req)
     }
     if (c->api_max_stream_clients == 0) {
         free(pos);
-        refuse(req, 403, DM_M_COUNT, "event streams are disabled on this server "
-                                     "(api.max_stream_clients is 0)");
+        refuse(req, 403, DM_M_COUNT,
+               "event streams are disabled on this server "
+               "(api.max_stream_clients is 0)");
         return;
     }
     if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
@@ -798,8 +808,10 @@ void dm_sse_handle(dm_worker *w, struct evhttp_request *req)
     }
     if (!slot_take(c->api_max_stream_clients)) {
         free(pos);
-        refuse(req, 503, DM_M_OVERLOADED, "too many event-stream clients (%d open, "
-               "api.max_stream_clients)", c->api_max_stream_clients);
+        refuse(req, 503, DM_M_OVERLOADED,
+               "too many event-stream clients (%d open, "
+               "api.max_stream_clients)",
+               c->api_max_stream_clients);
         return;
     }
     if (!dm_worker_begin(w)) {
@@ -861,13 +873,11 @@ void dm_sse_handle(dm_worker *w, struct evhttp_request *req)
         if (from == FROM_NEW) {
             const char *argv[] = {"XREVRANGE", s->keys[i], "+", "-", "COUNT", "1"};
             size_t lens[] = {9, strlen(s->keys[i]), 1, 1, 5, 1};
-            rc = dm_redis_command(s->conns[i].redis, on_start_reply, &s->conns[i], 6, argv,
-                                  lens);
+            rc = dm_redis_command(s->conns[i].redis, on_start_reply, &s->conns[i], 6, argv, lens);
         } else {
             const char *argv[] = {"PING"};
             size_t lens[] = {4};
-            rc = dm_redis_command(s->conns[i].redis, on_start_reply, &s->conns[i], 1, argv,
-                                  lens);
+            rc = dm_redis_command(s->conns[i].redis, on_start_reply, &s->conns[i], 1, argv, lens);
         }
         if (rc == DM_OK)
             s->pending++;

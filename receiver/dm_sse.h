@@ -80,10 +80,10 @@ struct evbuffer;
 typedef struct dm_sse_hub dm_sse_hub;
 
 #define DM_SSE_KEEPALIVE_MS 15000         /**< silence before a keepalive; the XREAD BLOCK time */
-#define DM_SSE_BATCH 100                  /**< XREAD COUNT (per shard) */
-#define DM_SSE_SOFT_BUFFER (1024 * 1024)  /**< unsent bytes above which XREAD waits */
-#define DM_SSE_HARD_BUFFER (8 * 1024 * 1024) /**< unsent bytes (with a batch) that end the stream */
-#define DM_SSE_RETRY_MS 2000              /**< the "retry:" sent to clients */
+#define DM_SSE_BATCH        100           /**< XREAD COUNT (per shard) */
+#define DM_SSE_SOFT_BUFFER  (1024 * 1024) /**< unsent bytes above which XREAD waits */
+#define DM_SSE_HARD_BUFFER  (8 * 1024 * 1024) /**< unsent bytes (with a batch) that end the stream */
+#define DM_SSE_RETRY_MS     2000              /**< the "retry:" sent to clients */
 
 /** The event streams of worker @p w (created before its thread starts). */
 dm_sse_hub *dm_sse_hub_new(dm_worker *w);

@@ -114,8 +114,8 @@ int main(int argc, char **argv)
     struct event *sigterm = NULL, *sigint = NULL;
 
     if (!conf->redis.url) {
-        if (dm_redis_child_start(conf->redis.server_bin, conf->data_dir, &child, err,
-                                 sizeof err) != DM_OK)
+        if (dm_redis_child_start(conf->redis.server_bin, conf->data_dir, &child, err, sizeof err) !=
+            DM_OK)
             goto fail;
         free(conf->redis.unix_path);
         conf->redis.unix_path = dm_xstrdup(dm_redis_child_socket(child));

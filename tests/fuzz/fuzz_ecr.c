@@ -59,8 +59,8 @@ static void check_event(const dm_event *ev)
         if (!lower_alnum(*p) && *p != '.' && *p != '_' && *p != '-' && *p != '/')
             __builtin_trap();
     }
-    if (ev->ntags > 1 || (ev->ntags && (!ev->tags || !ev->tags[0] || !ev->tags[0][0] ||
-                                        strlen(ev->tags[0]) > 128)))
+    if (ev->ntags > 1 ||
+        (ev->ntags && (!ev->tags || !ev->tags[0] || !ev->tags[0][0] || strlen(ev->tags[0]) > 128)))
         __builtin_trap();
     if (ev->action == DM_ACTION_DELETE && ev->ntags != 0)
         __builtin_trap();
@@ -72,7 +72,7 @@ static void check_event(const dm_event *ev)
 }
 
 static const char *const ignored_reasons[] = {"detail-type not handled", "failed action",
-                                               "action-type not handled", NULL};
+                                              "action-type not handled", NULL};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

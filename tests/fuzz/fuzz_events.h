@@ -28,8 +28,7 @@ static inline void fuzz_check_error(const dm_event_list *l, const dm_error *err)
 
 /* dm_event_to_json of a registry event is a duplicate-free object whose digest, tags count,
  * t and side match @p ev, and whose string member @p key (if not NULL) is @p value. */
-static inline void fuzz_check_registry_json(const dm_event *ev, const char *key,
-                                            const char *value)
+static inline void fuzz_check_registry_json(const dm_event *ev, const char *key, const char *value)
 {
     char *s = dm_event_to_json(ev);
     json_error_t jerr;
@@ -60,11 +59,9 @@ static inline void fuzz_check_registry_json(const dm_event *ev, const char *key,
  * what it is given in out). DM_OK: either ignored (no events; the reason one of the
  * NULL-terminated @p reasons, or any reason if @p reasons is NULL) or exactly one event, which
  * @p check_event vets. DM_EINVAL: fuzz_check_error. Anything else traps. */
-static inline void fuzz_run_registry(int (*parse)(const char *, size_t, dm_event_list *,
-                                                  dm_error *),
-                                     const char *body, size_t size,
-                                     const char *const *reasons,
-                                     void (*check_event)(const dm_event *))
+static inline void
+fuzz_run_registry(int (*parse)(const char *, size_t, dm_event_list *, dm_error *), const char *body,
+                  size_t size, const char *const *reasons, void (*check_event)(const dm_event *))
 {
     dm_event_list l;
     dm_error err;

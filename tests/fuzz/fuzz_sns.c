@@ -21,27 +21,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Self-signed RSA-2048 test certificate (public material; CN "digestmap fuzz_sns test
  * certificate", valid 2026-2126). */
-static const char CERT_PEM[] =
-    "-----BEGIN CERTIFICATE-----\n"
-    "MIIDPzCCAiegAwIBAgIUEjjtjhYe34PM4lt4Zy03I/wqrEkwDQYJKoZIhvcNAQEL\n"
-    "BQAwLjEsMCoGA1UEAwwjZGlnZXN0bWFwIGZ1enpfc25zIHRlc3QgY2VydGlmaWNh\n"
-    "dGUwIBcNMjYxMTI4MTcwMzM4WhgPMjEyNjExMDQxNzAzMzhaMC4xLDAqBgNVBAMM\n"
-    "I2RpZ2VzdG1hcCBmdXp6X3NucyB0ZXN0IGNlcnRpZmljYXRlMIIBIjANBgkqhkiG\n"
-    "9w0BAQEFAAOCAQ8AMIIBCgKCAQEAytj6GCSyevjx8KBmD6aXpqnoQFTUHTvD3JSq\n"
-    "+EAqU5T6JnYOM6rH21yjip+M41twTN8rv95QXPV5nFHBDjjF2oBQGLZaLIpemSAe\n"
-    "GUhaq646ccWMHalTLF1mMDNjrXEh/f4otAiXWnvr8PjsLBYZtmHNObe0r/i5cOJL\n"
-    "ccTepojDIXTM4EK/gWo7DTVf7/wbYbli3sCf8BKLF57Dsn7i5BeUnjVtdFz+uqG2\n"
-    "UhXbbU8i5Q306smCRfSC5v9935ureKrO+1TsJmvGc2E3UybP9o0cagyQR4qfpUCP\n"
-    "Q/9oT5hYQy5oQg48hqq96s65R5nfLADY6wa4XykqyIcbx6nXTwIDAQABo1MwUTAd\n"
-    "BgNVHQ4EFgQU4Xp50FJZ1op1bll8tFx3pg/N4ZgwHwYDVR0jBBgwFoAU4Xp50FJZ\n"
-    "1op1bll8tFx3pg/N4ZgwDwYDVR0TAQH/BAUwAwEB/zANBgkqhkiG9w0BAQsFAAOC\n"
-    "AQEAM8ZIe+iXXP6rnPaO25LGvn+o4lE5Dwi2jVlL0MOYZWgS46ZTobQP9IxJ+ksZ\n"
-    "U10MB+GfW0d1EVbw+LEvvJVi4AX0BV1g2/apO7TCFuQA5/CycIBFJdc0CQXd1g7G\n"
-    "sUo/qZhzxoTjSvfqDAPo4FTYp9rFWyrzzp1OPVLrSaeO8+i15DNWXrdVBzpdXmnh\n"
-    "7U9UPKQmFjwQ7tk1qEdlaJbwWFlGF2OQwsRhzAcTCXqjPzG4ihXyrszhtLKe7gdu\n"
-    "XW5j5SBYhP1oX7uU05reVrkXumbAnoULf5j0w6fZEcthMYAfSUlVUt3EF0KyyD/0\n"
-    "KKpxSckTdcqie4Kif6DSgqZWpg==\n"
-    "-----END CERTIFICATE-----\n";
+static const char CERT_PEM[] = "-----BEGIN CERTIFICATE-----\n"
+                               "MIIDPzCCAiegAwIBAgIUEjjtjhYe34PM4lt4Zy03I/wqrEkwDQYJKoZIhvcNAQEL\n"
+                               "BQAwLjEsMCoGA1UEAwwjZGlnZXN0bWFwIGZ1enpfc25zIHRlc3QgY2VydGlmaWNh\n"
+                               "dGUwIBcNMjYxMTI4MTcwMzM4WhgPMjEyNjExMDQxNzAzMzhaMC4xLDAqBgNVBAMM\n"
+                               "I2RpZ2VzdG1hcCBmdXp6X3NucyB0ZXN0IGNlcnRpZmljYXRlMIIBIjANBgkqhkiG\n"
+                               "9w0BAQEFAAOCAQ8AMIIBCgKCAQEAytj6GCSyevjx8KBmD6aXpqnoQFTUHTvD3JSq\n"
+                               "+EAqU5T6JnYOM6rH21yjip+M41twTN8rv95QXPV5nFHBDjjF2oBQGLZaLIpemSAe\n"
+                               "GUhaq646ccWMHalTLF1mMDNjrXEh/f4otAiXWnvr8PjsLBYZtmHNObe0r/i5cOJL\n"
+                               "ccTepojDIXTM4EK/gWo7DTVf7/wbYbli3sCf8BKLF57Dsn7i5BeUnjVtdFz+uqG2\n"
+                               "UhXbbU8i5Q306smCRfSC5v9935ureKrO+1TsJmvGc2E3UybP9o0cagyQR4qfpUCP\n"
+                               "Q/9oT5hYQy5oQg48hqq96s65R5nfLADY6wa4XykqyIcbx6nXTwIDAQABo1MwUTAd\n"
+                               "BgNVHQ4EFgQU4Xp50FJZ1op1bll8tFx3pg/N4ZgwHwYDVR0jBBgwFoAU4Xp50FJZ\n"
+                               "1op1bll8tFx3pg/N4ZgwDwYDVR0TAQH/BAUwAwEB/zANBgkqhkiG9w0BAQsFAAOC\n"
+                               "AQEAM8ZIe+iXXP6rnPaO25LGvn+o4lE5Dwi2jVlL0MOYZWgS46ZTobQP9IxJ+ksZ\n"
+                               "U10MB+GfW0d1EVbw+LEvvJVi4AX0BV1g2/apO7TCFuQA5/CycIBFJdc0CQXd1g7G\n"
+                               "sUo/qZhzxoTjSvfqDAPo4FTYp9rFWyrzzp1OPVLrSaeO8+i15DNWXrdVBzpdXmnh\n"
+                               "7U9UPKQmFjwQ7tk1qEdlaJbwWFlGF2OQwsRhzAcTCXqjPzG4ihXyrszhtLKe7gdu\n"
+                               "XW5j5SBYhP1oX7uU05reVrkXumbAnoULf5j0w6fZEcthMYAfSUlVUt3EF0KyyD/0\n"
+                               "KKpxSckTdcqie4Kif6DSgqZWpg==\n"
+                               "-----END CERTIFICATE-----\n";
 
 /* SHA-256 of the string to sign of each signed corpus envelope. */
 static const char *const SIGNED[] = {
@@ -130,8 +129,7 @@ static void check_url(const char *url)
          * fine in a path or query). */
         const char *path = strncmp(url, "https://", 8) == 0 ? strchr(url + 8, '/') : NULL;
         if (!path || memchr(url + 8, '@', (size_t)(path - url - 8)) ||
-            memchr(url + 8, ':', (size_t)(path - url - 8)) || strchr(url, '#') ||
-            strchr(url, '\\'))
+            memchr(url + 8, ':', (size_t)(path - url - 8)) || strchr(url, '#') || strchr(url, '\\'))
             __builtin_trap();
     }
     if (dm_sns_url_ok(url, true) && !dm_sns_url_ok(url, false))
@@ -191,16 +189,16 @@ static void check_message(const dm_sns_message *m)
     if (!m->signature_version ||
         (strcmp(m->signature_version, "1") != 0 && strcmp(m->signature_version, "2") != 0))
         __builtin_trap();
-    const char *required[] = {m->message_id, m->topic_arn, m->message, m->timestamp,
-                              m->signature, m->signing_cert_url};
+    const char *required[] = {m->message_id, m->topic_arn, m->message,
+                              m->timestamp,  m->signature, m->signing_cert_url};
     for (size_t i = 0; i < DM_ARRAY_LEN(required); i++) {
         if (!required[i] || !required[i][0])
             __builtin_trap();
     }
     if (strlen(m->message) > 256 * 1024)
         __builtin_trap();
-    const char *single[] = {m->message_id, m->topic_arn, m->subject, m->timestamp, m->token,
-                            m->subscribe_url, m->signature, m->signing_cert_url};
+    const char *single[] = {m->message_id, m->topic_arn,     m->subject,   m->timestamp,
+                            m->token,      m->subscribe_url, m->signature, m->signing_cert_url};
     for (size_t i = 0; i < DM_ARRAY_LEN(single); i++) {
         if (single[i] && (!single[i][0] || has_control(single[i])))
             __builtin_trap();

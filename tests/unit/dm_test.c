@@ -48,8 +48,7 @@ char *dm_test_guarded_copy(const char *src, size_t len, char **map, size_t *mapl
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     size_t pages = (len + page - 1) / page + 1;
-    char *m = mmap(NULL, pages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-                   0);
+    char *m = mmap(NULL, pages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     assert_true(m != MAP_FAILED);
     assert_int_equal(mprotect(m + (pages - 1) * page, page, PROT_NONE), 0);
     char *p = m + (pages - 1) * page - len;
@@ -60,8 +59,8 @@ char *dm_test_guarded_copy(const char *src, size_t len, char **map, size_t *mapl
     return p;
 }
 
-int dm_test_parse_guarded(dm_test_parse_fn parse, const char *body, size_t len,
-                          dm_event_list *out, dm_error *err)
+int dm_test_parse_guarded(dm_test_parse_fn parse, const char *body, size_t len, dm_event_list *out,
+                          dm_error *err)
 {
     char *map;
     size_t maplen;
@@ -86,8 +85,8 @@ void dm_test_parse_fixture(dm_test_parse_fn parse, const char *module, const cha
         fail_msg("%s: [%s] %s", name, err.field, err.text);
 }
 
-void dm_test_expect_ignored_fixture(dm_test_parse_fn parse, const char *module,
-                                    const char *name, const char *reason)
+void dm_test_expect_ignored_fixture(dm_test_parse_fn parse, const char *module, const char *name,
+                                    const char *reason)
 {
     dm_event_list l;
     dm_test_parse_fixture(parse, module, name, &l);
@@ -98,8 +97,8 @@ void dm_test_expect_ignored_fixture(dm_test_parse_fn parse, const char *module,
     dm_event_list_dispose(&l);
 }
 
-void dm_test_every_fixture_parses(dm_test_parse_fn parse, const char *module,
-                                  const char *prefix, int min_seen)
+void dm_test_every_fixture_parses(dm_test_parse_fn parse, const char *module, const char *prefix,
+                                  int min_seen)
 {
     char dir[512];
     snprintf(dir, sizeof dir, "%s/%s", DM_FIXTURES, module);

@@ -9,8 +9,7 @@
 #include <stddef.h>
 
 /* A parser under test: dm_acr_parse and friends, usually wrapped in a guard-page copy. */
-typedef int (*dm_test_parse_fn)(const char *body, size_t len, dm_event_list *out,
-                                dm_error *err);
+typedef int (*dm_test_parse_fn)(const char *body, size_t len, dm_event_list *out, dm_error *err);
 
 /* Read all of @p path into a dm_xmalloc'ed buffer (not NUL-terminated); fails if unreadable. */
 char *dm_test_read_file(const char *path, size_t *len);
@@ -24,8 +23,8 @@ char *dm_test_load_fixture(const char *rel, size_t *len);
 char *dm_test_guarded_copy(const char *src, size_t len, char **map, size_t *maplen);
 
 /* Run @p parse on a dm_test_guarded_copy of @p body (NULL body when @p len is 0). */
-int dm_test_parse_guarded(dm_test_parse_fn parse, const char *body, size_t len,
-                          dm_event_list *out, dm_error *err);
+int dm_test_parse_guarded(dm_test_parse_fn parse, const char *body, size_t len, dm_event_list *out,
+                          dm_error *err);
 
 /* Parse DM_FIXTURES/@p module/@p name with @p parse over a list poisoned with 0x5a (the
  * parser must not rely on a zeroed list) and expect DM_OK. */
@@ -33,13 +32,13 @@ void dm_test_parse_fixture(dm_test_parse_fn parse, const char *module, const cha
                            dm_event_list *out);
 
 /* Fixture @p name parses to an ignored list with exactly @p reason and no events. */
-void dm_test_expect_ignored_fixture(dm_test_parse_fn parse, const char *module,
-                                    const char *name, const char *reason);
+void dm_test_expect_ignored_fixture(dm_test_parse_fn parse, const char *module, const char *name,
+                                    const char *reason);
 
 /* Every DM_FIXTURES/@p module/<@p prefix>*.json parses to one event or an ignored empty list;
  * at least @p min_seen of them. */
-void dm_test_every_fixture_parses(dm_test_parse_fn parse, const char *module,
-                                  const char *prefix, int min_seen);
+void dm_test_every_fixture_parses(dm_test_parse_fn parse, const char *module, const char *prefix,
+                                  int min_seen);
 
 /* The list a failed parse must leave: no events, nothing ignored. */
 void dm_test_assert_empty(const dm_event_list *l);

@@ -80,11 +80,12 @@ static void test_push(void **state)
     assert_null(ev->name);
     assert_null(ev->build.provider);
     assert_false(ev->build.verified);
-    dm_test_expect_json(ev, "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"acr\","
-                    "\"event_id\":\"5d3e8f4a-7b21-4c6e-9f10-2a3b4c5d6e7f\",\"t\":1795874531483,"
-                    "\"digest\":\"" D1 "\",\"registry\":\"contoso.azurecr.io\","
-                    "\"repository\":\"team/api\",\"tags\":[\"1.4.0\"],"
-                    "\"media_type\":\"application/vnd.oci.image.index.v1+json\"}");
+    dm_test_expect_json(ev,
+                        "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"acr\","
+                        "\"event_id\":\"5d3e8f4a-7b21-4c6e-9f10-2a3b4c5d6e7f\",\"t\":1795874531483,"
+                        "\"digest\":\"" D1 "\",\"registry\":\"contoso.azurecr.io\","
+                        "\"repository\":\"team/api\",\"tags\":[\"1.4.0\"],"
+                        "\"media_type\":\"application/vnd.oci.image.index.v1+json\"}");
     dm_event_list_dispose(&l);
 }
 
@@ -104,11 +105,12 @@ static void test_push_platform_manifest(void **state)
     assert_string_equal(ev->media_type, "application/vnd.oci.image.manifest.v1+json");
     assert_int_equal(ev->ntags, 0); /* pushed by digest */
     assert_null(ev->tags);
-    dm_test_expect_json(ev, "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"acr\","
-                    "\"event_id\":\"6e4f9a5b-8c32-4d7f-a021-3b4c5d6e7f80\",\"t\":1795874530901,"
-                    "\"digest\":\"" D2 "\",\"registry\":\"contoso.azurecr.io\","
-                    "\"repository\":\"team/api\",\"tags\":[],"
-                    "\"media_type\":\"application/vnd.oci.image.manifest.v1+json\"}");
+    dm_test_expect_json(ev,
+                        "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"acr\","
+                        "\"event_id\":\"6e4f9a5b-8c32-4d7f-a021-3b4c5d6e7f80\",\"t\":1795874530901,"
+                        "\"digest\":\"" D2 "\",\"registry\":\"contoso.azurecr.io\","
+                        "\"repository\":\"team/api\",\"tags\":[],"
+                        "\"media_type\":\"application/vnd.oci.image.manifest.v1+json\"}");
     dm_event_list_dispose(&l);
 }
 
@@ -130,11 +132,12 @@ static void test_delete(void **state)
     assert_string_equal(ev->repository, "team/api");
     assert_string_equal(ev->media_type, "application/vnd.oci.image.index.v1+json");
     assert_int_equal(ev->ntags, 0);
-    dm_test_expect_json(ev, "{\"side\":\"registry\",\"action\":\"delete\",\"source\":\"acr\","
-                    "\"event_id\":\"7f5a0b6c-9d43-4e80-b132-4c5d6e7f8091\",\"t\":1795891200000,"
-                    "\"digest\":\"" D1 "\",\"registry\":\"contoso.azurecr.io\","
-                    "\"repository\":\"team/api\",\"tags\":[],"
-                    "\"media_type\":\"application/vnd.oci.image.index.v1+json\"}");
+    dm_test_expect_json(ev,
+                        "{\"side\":\"registry\",\"action\":\"delete\",\"source\":\"acr\","
+                        "\"event_id\":\"7f5a0b6c-9d43-4e80-b132-4c5d6e7f8091\",\"t\":1795891200000,"
+                        "\"digest\":\"" D1 "\",\"registry\":\"contoso.azurecr.io\","
+                        "\"repository\":\"team/api\",\"tags\":[],"
+                        "\"media_type\":\"application/vnd.oci.image.index.v1+json\"}");
     dm_event_list_dispose(&l);
 }
 
@@ -205,7 +208,7 @@ static void test_invalid_table(void **state)
 
 /*---- edge cases ---------------------------------------------------------------------------*/
 
-#define REQ ",\"request\":{\"host\":\"contoso.azurecr.io\"}"
+#define REQ  ",\"request\":{\"host\":\"contoso.azurecr.io\"}"
 #define HEAD "{\"id\":\"e1\",\"timestamp\":\"2026-11-28T14:03:20Z\","
 
 static void test_ignored_actions_inline(void **state)
@@ -253,9 +256,10 @@ static void test_optional_members(void **state)
     assert_null(l.v[0].media_type);
     assert_int_equal(l.v[0].ntags, 0);
     assert_int_equal(l.v[0].event_time_ms, 1795874600000);
-    dm_test_expect_json(&l.v[0], "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"acr\","
-                         "\"event_id\":\"e1\",\"t\":1795874600000,\"digest\":\"" D2 "\","
-                         "\"registry\":\"myreg.azurecr.io\",\"repository\":\"a/b\",\"tags\":[]}");
+    dm_test_expect_json(&l.v[0],
+                        "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"acr\","
+                        "\"event_id\":\"e1\",\"t\":1795874600000,\"digest\":\"" D2 "\","
+                        "\"registry\":\"myreg.azurecr.io\",\"repository\":\"a/b\",\"tags\":[]}");
     dm_event_list_dispose(&l);
 
     /* an empty mediaType says nothing */
@@ -332,8 +336,9 @@ static void test_errors_inline(void **state)
     expect_error("{", "",
                  "invalid JSON at line 1 column 1: string or '}' expected near end of file");
     expect_error("null", "", "invalid JSON at line 1 column 4: '[' or '{' expected near 'null'");
-    expect_error("{\"action\":\"ping\"} x", "", "invalid JSON at line 1 column 19: end of file "
-                                               "expected near 'x'");
+    expect_error("{\"action\":\"ping\"} x", "",
+                 "invalid JSON at line 1 column 19: end of file "
+                 "expected near 'x'");
     expect_error("[{\"action\":\"ping\"}]", "", "must be a JSON object");
     expect_error("{}", "action", "is required");
     expect_error("{\"action\":[\"push\"]}", "action", "must be a string");

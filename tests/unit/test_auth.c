@@ -28,8 +28,8 @@
 
 #include <cmocka.h>
 
-#define BODY     "{\"images\":[]}"
-#define BODY_SIG "e0f8882fd0aa7f3dd7ebd4c4c15b574010e628f0929d3cbc10ceae7f8b96722e"
+#define BODY      "{\"images\":[]}"
+#define BODY_SIG  "e0f8882fd0aa7f3dd7ebd4c4c15b574010e628f0929d3cbc10ceae7f8b96722e"
 /* HMAC-SHA256(key "k", empty message). */
 #define EMPTY_SIG "8bb990c40a7d61cb97597a942125025be50ac8beb74436e3735b98893a7f6620"
 
@@ -53,14 +53,18 @@ static const char *get_header(void *ctx, const char *name)
 
 static dm_auth_entry header_entry(const char *name, const char *value)
 {
-    return (dm_auth_entry){.type = DM_AUTH_HEADER, .name = (char *)name,
-                           .secret = (unsigned char *)value, .secret_len = strlen(value)};
+    return (dm_auth_entry){.type = DM_AUTH_HEADER,
+                           .name = (char *)name,
+                           .secret = (unsigned char *)value,
+                           .secret_len = strlen(value)};
 }
 
 static dm_auth_entry hmac_entry(const char *name, const char *key)
 {
-    return (dm_auth_entry){.type = DM_AUTH_HMAC, .name = (char *)name,
-                           .secret = (unsigned char *)key, .secret_len = strlen(key)};
+    return (dm_auth_entry){.type = DM_AUTH_HMAC,
+                           .name = (char *)name,
+                           .secret = (unsigned char *)key,
+                           .secret_len = strlen(key)};
 }
 
 static dm_auth_result check(const dm_auth_list *l, request *r, const char *body,
@@ -154,12 +158,12 @@ static void test_hmac(void **state)
     assert_int_equal(check(&lk, &empty, "", &why), DM_AUTH_OK);
 
     static const char *const malformed[] = {
-        BODY_SIG,                                     /* no prefix */
-        "sha1=" BODY_SIG,                             /* other algorithm */
-        "SHA256=" BODY_SIG,                           /* prefix is lower-case */
+        BODY_SIG,           /* no prefix */
+        "sha1=" BODY_SIG,   /* other algorithm */
+        "SHA256=" BODY_SIG, /* prefix is lower-case */
         "sha256 =" BODY_SIG,
-        "sha256=" BODY_SIG "00",                      /* 33 bytes */
-        "sha256=" BODY_SIG "0",                       /* odd length */
+        "sha256=" BODY_SIG "00",                                                   /* 33 bytes */
+        "sha256=" BODY_SIG "0",                                                    /* odd length */
         "sha256=e0f8882fd0aa7f3dd7ebd4c4c15b574010e628f0929d3cbc10ceae7f8b96722",  /* 63 */
         "sha256=e0f8882fd0aa7f3dd7ebd4c4c15b574010e628f0929d3cbc10ceae7f8b96722g", /* non-hex */
         "sha256=e0:f8:88:2f:d0:aa:7f:3d:d7:eb:d4:c4:c1:5b:57:40:10:e6:28:f0:92",
@@ -197,8 +201,8 @@ static void test_any_of(void **state)
     assert_int_equal(token_only.lookups, 1); /* the first passing entry ends the check */
 
     /* A wrong token does not stop a valid signature from passing. */
-    request wrong_token_good_sig = {{{"Authorization", "Bearer nope"},
-                                     {"X-Digestmap-Signature", "sha256=" BODY_SIG}}};
+    request wrong_token_good_sig = {
+        {{"Authorization", "Bearer nope"}, {"X-Digestmap-Signature", "sha256=" BODY_SIG}}};
     assert_int_equal(check(&l, &wrong_token_good_sig, BODY, &why), DM_AUTH_OK);
 
     /* Present but wrong → BAD, with the reason of the first present credential. */
@@ -335,8 +339,7 @@ static char *jwks2(EVP_PKEY *k1, const char *kid1, EVP_PKEY *k2, const char *kid
 {
     char *j1 = k1 ? ec_jwk(k1, kid1) : NULL, *j2 = k2 ? ec_jwk(k2, kid2) : NULL;
     char *out = dm_xmalloc(1200);
-    snprintf(out, 1200, "{\"keys\":[%s%s%s]}", j1 ? j1 : "", j1 && j2 ? "," : "",
-             j2 ? j2 : "");
+    snprintf(out, 1200, "{\"keys\":[%s%s%s]}", j1 ? j1 : "", j1 && j2 ? "," : "", j2 ? j2 : "");
     free(j1);
     free(j2);
     return out;
@@ -403,9 +406,12 @@ static const char *const issuers[] = {ISS};
 
 static dm_auth_entry oidc_entry(dm_keyring *kr)
 {
-    return (dm_auth_entry){.type = DM_AUTH_OIDC, .name = (char *)"Authorization",
-                           .issuers = (char **)issuers, .nissuers = 1,
-                           .audience = (char *)"digestmap", .keyring = kr};
+    return (dm_auth_entry){.type = DM_AUTH_OIDC,
+                           .name = (char *)"Authorization",
+                           .issuers = (char **)issuers,
+                           .nissuers = 1,
+                           .audience = (char *)"digestmap",
+                           .keyring = kr};
 }
 
 /* Verify "Authorization: <value>" against @p e at NOW; returns the result, sets *why. */
@@ -457,7 +463,8 @@ static void test_keyring_swap(void **state)
     dm_error err = {0};
     size_t n = 99;
     assert_int_equal(dm_keyring_update(kr, "nope", 4, &n, &err), DM_EINVAL);
-    assert_string_equal(err.text, "invalid JSON at line 1 column 4: '[' or '{' expected near 'nope'");
+    assert_string_equal(err.text,
+                        "invalid JSON at line 1 column 4: '[' or '{' expected near 'nope'");
     assert_int_equal(n, 99);
     const char *none = "{\"keys\":[{\"kty\":\"oct\",\"kid\":\"a\",\"k\":\"c2VjcmV0\"}]}";
     assert_int_equal(dm_keyring_update(kr, none, strlen(none), &n, &err), DM_EINVAL);
@@ -657,7 +664,8 @@ static char *self_signed(EVP_PKEY *key)
     assert_int_equal(X509_set_pubkey(x, key), 1);
     X509_NAME *name = X509_get_subject_name(x);
     assert_int_equal(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                                                (const unsigned char *)"sns", -1, -1, 0), 1);
+                                                (const unsigned char *)"sns", -1, -1, 0),
+                     1);
     assert_int_equal(X509_set_issuer_name(x, name), 1);
     assert_true(X509_sign(x, key, EVP_sha256()) > 0);
     BIO *bio = BIO_new(BIO_s_mem());
@@ -676,21 +684,19 @@ static char *sns_body(EVP_PKEY *key, const char *topic, const char *cert_url)
     const char *msg = "{\"id\":\"e\"}", *ts = "2025-11-28T14:00:00.000Z";
     char sts[1024];
     snprintf(sts, sizeof sts,
-             "Message\n%s\nMessageId\nm-1\nTimestamp\n%s\nTopicArn\n%s\nType\nNotification\n",
-             msg, ts, topic);
+             "Message\n%s\nMessageId\nm-1\nTimestamp\n%s\nTopicArn\n%s\nType\nNotification\n", msg,
+             ts, topic);
     unsigned char sig[512];
     size_t siglen = sizeof sig;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     assert_int_equal(EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, key), 1);
-    assert_int_equal(EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *)sts, strlen(sts)),
-                     1);
+    assert_int_equal(EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *)sts, strlen(sts)), 1);
     EVP_MD_CTX_free(ctx);
     char b64[1024];
     assert_true(EVP_EncodeBlock((unsigned char *)b64, sig, (int)siglen) > 0);
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "Type", "Notification",
-                          "MessageId", "m-1", "TopicArn", topic, "Message", msg, "Timestamp",
-                          ts, "SignatureVersion", "2", "Signature", b64, "SigningCertURL",
-                          cert_url);
+                          "MessageId", "m-1", "TopicArn", topic, "Message", msg, "Timestamp", ts,
+                          "SignatureVersion", "2", "Signature", b64, "SigningCertURL", cert_url);
     assert_non_null(o);
     char *body = json_dumps(o, JSON_COMPACT);
     json_decref(o);
@@ -701,9 +707,12 @@ static const char *const sns_topics[] = {SNS_TOPIC};
 
 static dm_auth_entry sns_entry(dm_sns_cache *cache)
 {
-    return (dm_auth_entry){.type = DM_AUTH_SNS, .name = "x-amz-sns-message-type",
-                           .topic_arns = (char **)sns_topics, .ntopic_arns = 1,
-                           .fetch_certs = true, .sns_cache = cache};
+    return (dm_auth_entry){.type = DM_AUTH_SNS,
+                           .name = "x-amz-sns-message-type",
+                           .topic_arns = (char **)sns_topics,
+                           .ntopic_arns = 1,
+                           .fetch_certs = true,
+                           .sns_cache = cache};
 }
 
 static dm_auth_result verify_sns(const dm_auth_entry *e, const char *body, dm_auth_outcome *o)
@@ -767,7 +776,8 @@ static void test_sns_fetch_certs(void **state)
     /* A foreign certificate URL or an unlisted topic never asks for a fetch. */
     body = sns_body(rsa, SNS_TOPIC, "https://evil.example.com/SimpleNotificationService-a.pem");
     assert_int_equal(verify_sns(&e, body, &o), DM_AUTH_BAD);
-    assert_string_equal(o.reason, "SigningCertURL is not an SNS certificate URL of the topic's region");
+    assert_string_equal(o.reason,
+                        "SigningCertURL is not an SNS certificate URL of the topic's region");
     dm_auth_outcome_dispose(&o);
     free(body);
     body = sns_body(rsa, "arn:aws:sns:eu-west-1:111122223333:other",
@@ -821,7 +831,8 @@ static void test_sns_fetch_certs(void **state)
     assert_int_equal(o.result, DM_AUTH_OK);
     dm_auth_outcome_dispose(&o);
     free(body);
-    body = sns_body(rsa, SNS_TOPIC, "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-d.pem");
+    body = sns_body(rsa, SNS_TOPIC,
+                    "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-d.pem");
     dm_auth_verify(&l, get_header, &r, (const unsigned char *)body, strlen(body), NOW, &o);
     assert_int_equal(o.result, DM_AUTH_UNAVAILABLE);
     dm_auth_outcome_dispose(&o);
@@ -876,17 +887,17 @@ static void test_sns_cache(void **state)
         snprintf(url, sizeof url, "https://sns.eu-west-1.amazonaws.com/w%d.pem", i);
         assert_int_equal(dm_sns_cache_want(c, url, 100 + i, NULL, 0), DM_SNS_FETCH_REQUESTED);
     }
-    assert_int_equal(dm_sns_cache_want(c, "https://sns.eu-west-1.amazonaws.com/more.pem", 500,
-                                       NULL, 0),
-                     DM_SNS_FETCH_BUSY);
+    assert_int_equal(
+        dm_sns_cache_want(c, "https://sns.eu-west-1.amazonaws.com/more.pem", 500, NULL, 0),
+        DM_SNS_FETCH_BUSY);
     /* ... an idle (failed) one makes room. */
     t = dm_sns_cache_take_wanted(c);
     assert_string_equal(t, "https://sns.eu-west-1.amazonaws.com/w0.pem"); /* oldest first */
     dm_sns_cache_fetched(c, t, NULL, 0, "HTTP 500");
     free(t);
-    assert_int_equal(dm_sns_cache_want(c, "https://sns.eu-west-1.amazonaws.com/more.pem", 600,
-                                       NULL, 0),
-                     DM_SNS_FETCH_REQUESTED);
+    assert_int_equal(
+        dm_sns_cache_want(c, "https://sns.eu-west-1.amazonaws.com/more.pem", 600, NULL, 0),
+        DM_SNS_FETCH_REQUESTED);
     while ((t = dm_sns_cache_take_wanted(c)) != NULL) {
         dm_sns_cache_fetched(c, t, "PEM", 3, NULL);
         free(t);
@@ -918,14 +929,12 @@ static void test_sns_cache(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_header),         cmocka_unit_test(test_hmac),
-        cmocka_unit_test(test_any_of),         cmocka_unit_test(test_none_and_empty),
-        cmocka_unit_test(test_dev_config),
-        cmocka_unit_test(test_keyring_swap),   cmocka_unit_test(test_keyring_merge),
-        cmocka_unit_test(test_keyring_refresh_requests),
-        cmocka_unit_test(test_oidc_unknown_kid),
-        cmocka_unit_test(test_keyring_concurrent),
-        cmocka_unit_test(test_sns_fetch_certs), cmocka_unit_test(test_sns_cache),
+        cmocka_unit_test(test_header),           cmocka_unit_test(test_hmac),
+        cmocka_unit_test(test_any_of),           cmocka_unit_test(test_none_and_empty),
+        cmocka_unit_test(test_dev_config),       cmocka_unit_test(test_keyring_swap),
+        cmocka_unit_test(test_keyring_merge),    cmocka_unit_test(test_keyring_refresh_requests),
+        cmocka_unit_test(test_oidc_unknown_kid), cmocka_unit_test(test_keyring_concurrent),
+        cmocka_unit_test(test_sns_fetch_certs),  cmocka_unit_test(test_sns_cache),
     };
     return cmocka_run_group_tests(tests, oidc_setup, oidc_teardown);
 }

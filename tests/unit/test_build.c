@@ -208,19 +208,18 @@ static void test_multiarch_verified(void **state)
     assert_null(l.v[1].tags);
     assert_int_equal(l.v[2].ntags, 0);
     dm_test_expect_json(
-        &l.v[1],
-        "{\"side\":\"build\",\"action\":\"build\",\"source\":\"github\","
-        "\"event_id\":\"github/12094877312/1/" D2 "\",\"t\":1795874534000,"
-        "\"digest\":\"" D2 "\",\"relation\":\"platform-manifest\",\"index\":\"" D1 "\","
-        "\"name\":\"contoso.azurecr.io/team/api\",\"tags\":[],"
-        "\"build\":{\"provider\":\"github\",\"repository\":\"acme/api\","
-        "\"repository_url\":\"https://github.com/acme/api\",\"workflow\":\"release\","
-        "\"workflow_ref\":\"acme/api/.github/workflows/release.yml@refs/heads/main\","
-        "\"run_id\":\"12094877312\",\"run_attempt\":\"1\","
-        "\"run_url\":\"https://github.com/acme/api/actions/runs/12094877312/attempts/1\","
-        "\"commit\":\"3e1c0d9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d\","
-        "\"ref\":\"refs/heads/main\",\"actor\":\"mona\","
-        "\"issuer\":\"https://token.actions.githubusercontent.com\",\"verified\":true}}");
+        &l.v[1], "{\"side\":\"build\",\"action\":\"build\",\"source\":\"github\","
+                 "\"event_id\":\"github/12094877312/1/" D2 "\",\"t\":1795874534000,"
+                 "\"digest\":\"" D2 "\",\"relation\":\"platform-manifest\",\"index\":\"" D1 "\","
+                 "\"name\":\"contoso.azurecr.io/team/api\",\"tags\":[],"
+                 "\"build\":{\"provider\":\"github\",\"repository\":\"acme/api\","
+                 "\"repository_url\":\"https://github.com/acme/api\",\"workflow\":\"release\","
+                 "\"workflow_ref\":\"acme/api/.github/workflows/release.yml@refs/heads/main\","
+                 "\"run_id\":\"12094877312\",\"run_attempt\":\"1\","
+                 "\"run_url\":\"https://github.com/acme/api/actions/runs/12094877312/attempts/1\","
+                 "\"commit\":\"3e1c0d9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d\","
+                 "\"ref\":\"refs/heads/main\",\"actor\":\"mona\","
+                 "\"issuer\":\"https://token.actions.githubusercontent.com\",\"verified\":true}}");
     dm_event_list_dispose(&l);
 }
 
@@ -254,17 +253,16 @@ static void test_verified_overrides_run(void **state)
 
     /* "run" is not even looked at */
     dm_error err;
-    assert_int_equal(parse_str("{\"images\":[{\"digest\":\"" D1 "\"}],\"run\":17}", &github_token,
-                               &l, &err),
-                     DM_OK);
+    assert_int_equal(
+        parse_str("{\"images\":[{\"digest\":\"" D1 "\"}],\"run\":17}", &github_token, &l, &err),
+        DM_OK);
     assert_int_equal(l.n, 1);
     assert_int_equal(l.v[0].event_time_ms, 0);
     dm_event_list_dispose(&l);
 
     /* "verified" stays as given, and a sparse identity still gives a usable event id */
     dm_build_info sparse = {.provider = "gitlab", .verified = false};
-    assert_int_equal(parse_str("{\"images\":[{\"digest\":\"" D1 "\"}]}", &sparse, &l, &err),
-                     DM_OK);
+    assert_int_equal(parse_str("{\"images\":[{\"digest\":\"" D1 "\"}]}", &sparse, &l, &err), DM_OK);
     assert_string_equal(l.v[0].source, "gitlab");
     assert_string_equal(l.v[0].event_id, "gitlab//1/" D1);
     assert_null(l.v[0].build.run_id);
@@ -274,8 +272,7 @@ static void test_verified_overrides_run(void **state)
 
     /* a provider longer than source[] is cut, never overflowing */
     dm_build_info longp = {.provider = "a-very-long-provider-name", .run_id = "1"};
-    assert_int_equal(parse_str("{\"images\":[{\"digest\":\"" D1 "\"}]}", &longp, &l, &err),
-                     DM_OK);
+    assert_int_equal(parse_str("{\"images\":[{\"digest\":\"" D1 "\"}]}", &longp, &l, &err), DM_OK);
     assert_string_equal(l.v[0].source, "a-very-long-pro");
     assert_string_equal(l.v[0].build.provider, "a-very-long-provider-name");
     dm_event_list_dispose(&l);
@@ -312,11 +309,12 @@ static void test_generic_minimal(void **state)
     dm_event_list l;
     parse_fixture("event-generic-minimal.json", NULL, &l);
     assert_int_equal(l.n, 1);
-    dm_test_expect_json(&l.v[0], "{\"side\":\"build\",\"action\":\"build\",\"source\":\"generic\","
-                         "\"event_id\":\"generic/nightly-2026-11-28/3/" D3 "\",\"t\":0,"
-                         "\"digest\":\"" D3 "\",\"relation\":\"image\",\"tags\":[],"
-                         "\"build\":{\"provider\":\"generic\",\"run_id\":\"nightly-2026-11-28\","
-                         "\"run_attempt\":\"3\",\"verified\":false}}");
+    dm_test_expect_json(&l.v[0],
+                        "{\"side\":\"build\",\"action\":\"build\",\"source\":\"generic\","
+                        "\"event_id\":\"generic/nightly-2026-11-28/3/" D3 "\",\"t\":0,"
+                        "\"digest\":\"" D3 "\",\"relation\":\"image\",\"tags\":[],"
+                        "\"build\":{\"provider\":\"generic\",\"run_id\":\"nightly-2026-11-28\","
+                        "\"run_attempt\":\"3\",\"verified\":false}}");
     assert_null(l.v[0].name);
     assert_int_equal(l.v[0].ntags, 0);
     dm_event_list_dispose(&l);
@@ -384,8 +382,7 @@ static void test_invalid_table(void **state)
 
 #define IMG "{\"images\":[{\"digest\":\"" D1 "\"}],"
 
-static void expect_run(const char *run, const char *source, const char *run_id,
-                       const char *attempt)
+static void expect_run(const char *run, const char *source, const char *run_id, const char *attempt)
 {
     char body[1024];
     snprintf(body, sizeof body, IMG "\"run\":%s}", run);
@@ -434,8 +431,8 @@ static void test_run_identity(void **state)
                  "is required");
     expect_error(IMG "\"run\":{\"provider\":\"github\",\"run_id\":\"1\",\"workflow\":{}}}", NULL,
                  "run.workflow", "must be a string");
-    expect_error(IMG "\"run\":{\"provider\":\"github\",\"run_id\":\"1\",\"workflow_ref\":1}}",
-                 NULL, "run.workflow_ref", "must be a string");
+    expect_error(IMG "\"run\":{\"provider\":\"github\",\"run_id\":\"1\",\"workflow_ref\":1}}", NULL,
+                 "run.workflow_ref", "must be a string");
     expect_error(IMG "\"run\":{\"provider\":\"github\",\"run_id\":\"1\",\"run_url\":true}}", NULL,
                  "run.run_url", "must be a string");
     expect_error(IMG "\"run\":{\"provider\":\"github\",\"run_id\":\"1\",\"repository\":[]}}", NULL,

@@ -60,13 +60,13 @@ static dm_config *load_ok(const char *json)
 }
 
 /* A macro so that a failure reports the line of the case, not of a helper. */
-#define EXPECT_ERR_AT(json, base, code, msg)                                                   \
-    do {                                                                                       \
-        char e_[512] = "";                                                                     \
-        dm_config *c_ = (dm_config *)1;                                                        \
-        assert_int_equal(try_load((json), (base), &c_, e_, sizeof(e_)), (code));               \
-        assert_null(c_);                                                                       \
-        assert_string_equal(e_, (msg));                                                        \
+#define EXPECT_ERR_AT(json, base, code, msg)                                     \
+    do {                                                                         \
+        char e_[512] = "";                                                       \
+        dm_config *c_ = (dm_config *)1;                                          \
+        assert_int_equal(try_load((json), (base), &c_, e_, sizeof(e_)), (code)); \
+        assert_null(c_);                                                         \
+        assert_string_equal(e_, (msg));                                          \
     } while (0)
 #define EXPECT_ERR(json, msg) EXPECT_ERR_AT(json, NULL, DM_EINVAL, msg)
 
@@ -87,9 +87,9 @@ static void remove_file(const char *name)
     unlink(path);
 }
 
-static const char *const tmp_files[] = {"secret.txt", "crlf.txt", "two-nl.txt", "empty.txt",
-                                        "nl-only.txt", "big.txt", "max.txt", "sub/rel.txt",
-                                        "cfg.json", "sns-a.pem"};
+static const char *const tmp_files[] = {"secret.txt",  "crlf.txt", "two-nl.txt", "empty.txt",
+                                        "nl-only.txt", "big.txt",  "max.txt",    "sub/rel.txt",
+                                        "cfg.json",    "sns-a.pem"};
 
 static int group_setup(void **state)
 {
@@ -286,8 +286,8 @@ static void test_listen(void **state)
         const char *listen, *host;
         int port;
     } ok[] = {
-        {"localhost:0", "127.0.0.1", 0},   {"0.0.0.0:80", "0.0.0.0", 80},
-        {"[::]:65535", "::", 65535},       {"10.0.0.1:00080", "10.0.0.1", 80},
+        {"localhost:0", "127.0.0.1", 0}, {"0.0.0.0:80", "0.0.0.0", 80},
+        {"[::]:65535", "::", 65535},     {"10.0.0.1:00080", "10.0.0.1", 80},
         {"[fe80::1]:1", "fe80::1", 1},
     };
     char json[256];
@@ -346,10 +346,8 @@ static void test_scalars(void **state)
     EXPECT_ERR("{'workers': 65, " SRC_NONE "}", "workers: must be an integer between 1 and 64");
     EXPECT_ERR("{'workers': '2', " SRC_NONE "}", "workers: must be an integer between 1 and 64");
     EXPECT_ERR("{'workers': 2.0, " SRC_NONE "}", "workers: must be an integer between 1 and 64");
-    EXPECT_ERR("{'workers': true, " SRC_NONE "}",
-               "workers: must be an integer between 1 and 64");
-    EXPECT_ERR("{'workers': null, " SRC_NONE "}",
-               "workers: must be an integer between 1 and 64");
+    EXPECT_ERR("{'workers': true, " SRC_NONE "}", "workers: must be an integer between 1 and 64");
+    EXPECT_ERR("{'workers': null, " SRC_NONE "}", "workers: must be an integer between 1 and 64");
     EXPECT_ERR("{'data_dir': '', " SRC_NONE "}", "data_dir: must be a non-empty string");
     EXPECT_ERR("{'data_dir': ['var'], " SRC_NONE "}", "data_dir: must be a non-empty string");
     /* NUL would truncate the C string: the parser refuses it. */
@@ -386,8 +384,7 @@ static void test_scalars(void **state)
 static void test_unknown_keys(void **state)
 {
     (void)state;
-    EXPECT_ERR("{'listen': '127.0.0.1:1', 'wokers': 2, " SRC_NONE "}",
-               "unknown key \"wokers\"");
+    EXPECT_ERR("{'listen': '127.0.0.1:1', 'wokers': 2, " SRC_NONE "}", "unknown key \"wokers\"");
     EXPECT_ERR("{'redis': {'url': 'redis://127.0.0.1', 'passwrd': 'x'}, " SRC_NONE "}",
                "redis: unknown key \"passwrd\"");
     EXPECT_ERR("{'correlation': {'window': 5}, " SRC_NONE "}",
@@ -450,8 +447,8 @@ static void test_unsupported(void **state)
                "sources[0].auth[0].type: \"sns\" authenticates only \"ecr\" sources");
 }
 
-#define SNS_ENTRY(extra)                                                                      \
-    "{'sources': [{'type': 'ecr', 'auth': [{'type': 'sns', 'topic_arns': "                     \
+#define SNS_ENTRY(extra)                                                   \
+    "{'sources': [{'type': 'ecr', 'auth': [{'type': 'sns', 'topic_arns': " \
     "['arn:aws:sns:eu-west-1:1:t']" extra "}]}]}"
 #define SNS_URL "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-a.pem"
 
@@ -489,7 +486,8 @@ static void test_sns_entry(void **state)
 
     /* Both, with listed certificates too; false is the default. */
     c = load_ok_at(SNS_ENTRY(", 'fetch_certs': true, 'confirm_subscriptions': false, 'certs': "
-                             "{'" SNS_URL "': 'sns-a.pem'}"), tmpdir);
+                             "{'" SNS_URL "': 'sns-a.pem'}"),
+                   tmpdir);
     e = &c->sources[0].auth.v[0];
     assert_int_equal(e->ncerts, 1);
     assert_string_equal(e->certs[0].url, SNS_URL);
@@ -498,8 +496,9 @@ static void test_sns_entry(void **state)
     dm_config_free(c);
 
     /* confirm_subscriptions alone: certificates still have to be listed. */
-    c = load_ok_at(SNS_ENTRY(", 'confirm_subscriptions': true, 'certs': {'" SNS_URL
-                             "': 'sns-a.pem'}"), tmpdir);
+    c = load_ok_at(
+        SNS_ENTRY(", 'confirm_subscriptions': true, 'certs': {'" SNS_URL "': 'sns-a.pem'}"),
+        tmpdir);
     e = &c->sources[0].auth.v[0];
     assert_false(e->fetch_certs);
     assert_true(e->confirm_subscriptions);
@@ -534,12 +533,11 @@ static void test_sns_entry(void **state)
 static void test_oidc_entry(void **state)
 {
     (void)state;
-    dm_config *c = load_ok_at(
-        "{'sources': [{'type': 'build', 'auth': [{'type': 'oidc',"
-        "  'issuer': 'https://accounts.google.com', 'audience': 'digestmap',"
-        "  'jwks_file': 'jwks/rsa-public.json', 'provider': 'gitlab',"
-        "  'claims': {'email_verified': [true]}}]}]}",
-        DM_FIXTURES);
+    dm_config *c = load_ok_at("{'sources': [{'type': 'build', 'auth': [{'type': 'oidc',"
+                              "  'issuer': 'https://accounts.google.com', 'audience': 'digestmap',"
+                              "  'jwks_file': 'jwks/rsa-public.json', 'provider': 'gitlab',"
+                              "  'claims': {'email_verified': [true]}}]}]}",
+                              DM_FIXTURES);
     const dm_auth_entry *e = &c->sources[0].auth.v[0];
     assert_int_equal(e->type, DM_AUTH_OIDC);
     assert_int_equal(e->nissuers, 2); /* Google's bare-host alias */
@@ -575,7 +573,9 @@ static void test_oidc_entry(void **state)
 
 /* jwks_url: https, or http to loopback only; no user info; jwks_refresh_seconds 60..86400 and
  * only with jwks_url; one of jwks_file or jwks_url. */
-#define OIDC_HEAD "{'sources': [{'type': 'build', 'auth': [{'type': 'oidc', 'issuer': 'https://i', 'audience': 'a', "
+#define OIDC_HEAD                                                                                  \
+    "{'sources': [{'type': 'build', 'auth': [{'type': 'oidc', 'issuer': 'https://i', 'audience': " \
+    "'a', "
 #define OIDC_TAIL "}]}]}"
 
 static void test_oidc_jwks_url(void **state)
@@ -592,7 +592,8 @@ static void test_oidc_jwks_url(void **state)
     dm_config_free(c);
 
     /* File and url: the file's keys are there from the start. */
-    c = load_ok_at(OIDC_HEAD "'jwks_file': 'jwks/rsa-public.json', 'jwks_url': "
+    c = load_ok_at(OIDC_HEAD
+                   "'jwks_file': 'jwks/rsa-public.json', 'jwks_url': "
                    "'https://i.example:8443/keys?v=2', 'jwks_refresh_seconds': 60" OIDC_TAIL,
                    DM_FIXTURES);
     e = &c->sources[0].auth.v[0];
@@ -604,7 +605,8 @@ static void test_oidc_jwks_url(void **state)
 
     /* Plain http to the loopback interface is allowed (tests, a local proxy). */
     static const char *const loopback[] = {
-        OIDC_HEAD "'jwks_url': 'http://127.0.0.1:8080/jwks.json', 'jwks_refresh_seconds': 86400" OIDC_TAIL,
+        OIDC_HEAD
+        "'jwks_url': 'http://127.0.0.1:8080/jwks.json', 'jwks_refresh_seconds': 86400" OIDC_TAIL,
         OIDC_HEAD "'jwks_url': 'http://[::1]:8080/jwks.json'" OIDC_TAIL,
         OIDC_HEAD "'jwks_url': 'http://localhost/jwks.json'" OIDC_TAIL,
         OIDC_HEAD "'jwks_url': 'https://127.0.0.1'" OIDC_TAIL,
@@ -619,14 +621,13 @@ static void test_oidc_jwks_url(void **state)
                "sources[0].auth[0].jwks_url: must be a non-empty string");
     EXPECT_ERR(OIDC_HEAD "'jwks_url': 42" OIDC_TAIL,
                "sources[0].auth[0].jwks_url: must be a non-empty string");
-#define SCHEME_MSG "sources[0].auth[0].jwks_url: must be an https:// URL (http:// only to " \
-                   "127.0.0.1, [::1] or localhost)"
+#define SCHEME_MSG                                                           \
+    "sources[0].auth[0].jwks_url: must be an https:// URL (http:// only to " \
+    "127.0.0.1, [::1] or localhost)"
     EXPECT_ERR(OIDC_HEAD "'jwks_url': 'http://i.example/jwks'" OIDC_TAIL, SCHEME_MSG);
     EXPECT_ERR(OIDC_HEAD "'jwks_url': 'http://10.0.0.1/jwks'" OIDC_TAIL, SCHEME_MSG);
-    EXPECT_ERR(OIDC_HEAD "'jwks_url': 'http://localhost.evil.example/jwks'" OIDC_TAIL,
-               SCHEME_MSG);
-    EXPECT_ERR(OIDC_HEAD "'jwks_url': 'http://127.0.0.1.evil.example/jwks'" OIDC_TAIL,
-               SCHEME_MSG);
+    EXPECT_ERR(OIDC_HEAD "'jwks_url': 'http://localhost.evil.example/jwks'" OIDC_TAIL, SCHEME_MSG);
+    EXPECT_ERR(OIDC_HEAD "'jwks_url': 'http://127.0.0.1.evil.example/jwks'" OIDC_TAIL, SCHEME_MSG);
     EXPECT_ERR(OIDC_HEAD "'jwks_url': 'ftp://i.example/jwks'" OIDC_TAIL, SCHEME_MSG);
     EXPECT_ERR(OIDC_HEAD "'jwks_url': 'HTTPS://i.example/jwks'" OIDC_TAIL, SCHEME_MSG);
     EXPECT_ERR(OIDC_HEAD "'jwks_url': 'i.example/jwks'" OIDC_TAIL, SCHEME_MSG);
@@ -655,14 +656,15 @@ static void test_oidc_jwks_url(void **state)
     EXPECT_ERR(OIDC_HEAD "'jwks_url': 'https://i/k', 'jwks_refresh_seconds': '60'" OIDC_TAIL,
                "sources[0].auth[0].jwks_refresh_seconds: must be an integer between 60 and "
                "86400");
-    EXPECT_ERR_AT(OIDC_HEAD "'jwks_file': 'jwks/rsa-public.json', 'jwks_refresh_seconds': 60"
-                  OIDC_TAIL, DM_FIXTURES, DM_EINVAL,
+    EXPECT_ERR_AT(OIDC_HEAD
+                  "'jwks_file': 'jwks/rsa-public.json', 'jwks_refresh_seconds': 60" OIDC_TAIL,
+                  DM_FIXTURES, DM_EINVAL,
                   "sources[0].auth[0].jwks_refresh_seconds: only applies with \"jwks_url\"");
     /* The url is checked before any file is read, and the file still must hold a key. */
     EXPECT_ERR(OIDC_HEAD "'jwks_file': 'no-such-file', 'jwks_url': 'http://i/k'" OIDC_TAIL,
                SCHEME_MSG);
-    EXPECT_ERR_AT(OIDC_HEAD "'jwks_file': 'no-such-file.json', 'jwks_url': 'https://i/k'"
-                  OIDC_TAIL, "/nonexistent", DM_EIO,
+    EXPECT_ERR_AT(OIDC_HEAD "'jwks_file': 'no-such-file.json', 'jwks_url': 'https://i/k'" OIDC_TAIL,
+                  "/nonexistent", DM_EIO,
                   "sources[0].auth[0].jwks_file: cannot read \"/nonexistent/no-such-file.json\": "
                   "No such file or directory");
     /* A typo next to jwks_url is still a typo. */
@@ -681,9 +683,10 @@ static void test_sources_errors(void **state)
     EXPECT_ERR("{'sources': {'type': 'acr'}}", "sources: must be a non-empty array");
     EXPECT_ERR("{'sources': ['acr']}", "sources[0]: must be an object");
     EXPECT_ERR("{'sources': [{'auth': [{'type': 'none'}]}]}", "sources[0]: \"type\" is required");
-    EXPECT_ERR("{'sources': [{'type': 'ghcr', 'auth': [{'type': 'none'}]}]}",
-               "sources[0].type: unknown source type \"ghcr\" (expected \"acr\", \"ecr\", \"gar\" or "
-               "\"build\")");
+    EXPECT_ERR(
+        "{'sources': [{'type': 'ghcr', 'auth': [{'type': 'none'}]}]}",
+        "sources[0].type: unknown source type \"ghcr\" (expected \"acr\", \"ecr\", \"gar\" or "
+        "\"build\")");
     EXPECT_ERR("{'sources': [{'type': 7, 'auth': [{'type': 'none'}]}]}",
                "sources[0].type: must be a non-empty string");
     EXPECT_ERR("{'sources': [{'type': 'acr'}]}",
@@ -737,8 +740,8 @@ static void test_paths(void **state)
                "sources[0].path: must not contain '?' or '#'");
     EXPECT_ERR("{'sources': [{'type': 'acr', 'path': '/a b', 'auth': [{'type': 'none'}]}]}",
                "sources[0].path: must be printable ASCII without spaces");
-    static const char *const reserved[] = {"/healthz", "/readyz", "/metrics", "/v1/mappings",
-                                           "/v1/events/stream", "/v1/images/x"};
+    static const char *const reserved[] = {"/healthz",     "/readyz",           "/metrics",
+                                           "/v1/mappings", "/v1/events/stream", "/v1/images/x"};
     char json[512], msg[256];
     for (size_t i = 0; i < DM_ARRAY_LEN(reserved); i++) {
         snprintf(json, sizeof(json),
@@ -860,8 +863,9 @@ static void test_file_secrets(void **state)
                   DM_EIO, msg);
     snprintf(msg, sizeof(msg), "api.auth[0].value_file: cannot read \"%s/sub\": Is a directory",
              tmpdir);
-    EXPECT_ERR_AT("{'api': {'auth': [{'type': 'header', 'name': 'A', 'value_file': 'sub'}]}, "
-                  SRC_NONE "}", tmpdir, DM_EIO, msg);
+    EXPECT_ERR_AT(
+        "{'api': {'auth': [{'type': 'header', 'name': 'A', 'value_file': 'sub'}]}, " SRC_NONE "}",
+        tmpdir, DM_EIO, msg);
     snprintf(msg, sizeof(msg), "sources[0].auth[0].secret_file: \"%s/empty.txt\" is empty", tmpdir);
     EXPECT_ERR_AT(SRC_AUTH("{'type': 'hmac-sha256', 'secret_file': 'empty.txt'}"), tmpdir,
                   DM_EINVAL, msg);
@@ -871,8 +875,8 @@ static void test_file_secrets(void **state)
                   DM_EINVAL, msg);
     snprintf(msg, sizeof(msg),
              "sources[0].auth[0].secret_file: \"%s/big.txt\" is larger than 65536 bytes", tmpdir);
-    EXPECT_ERR_AT(SRC_AUTH("{'type': 'hmac-sha256', 'secret_file': 'big.txt'}"), tmpdir,
-                  DM_EINVAL, msg);
+    EXPECT_ERR_AT(SRC_AUTH("{'type': 'hmac-sha256', 'secret_file': 'big.txt'}"), tmpdir, DM_EINVAL,
+                  msg);
     /* Without a base directory a relative path is relative to the working directory. */
     EXPECT_ERR_AT(SRC_AUTH("{'type': 'hmac-sha256', 'secret_file': 'dm-no-such-file'}"), NULL,
                   DM_EIO,
@@ -1173,24 +1177,28 @@ static void test_webhooks(void **state)
                "outputs.webhooks: must be an array of sinks");
     EXPECT_ERR("{'outputs': {'webhooks': [{'secret': 's'}]}, " SRC_NONE "}",
                "outputs.webhooks[0].url: is required");
-    EXPECT_ERR("{'outputs': {'webhooks': [{'url': 'http://sink.example.com/', 'secret': 's'}]}, "
-               SRC_NONE "}",
-               "outputs.webhooks[0].url: must be an https:// URL (http:// only to 127.0.0.1, "
-               "[::1] or localhost)");
-    EXPECT_ERR("{'outputs': {'webhooks': [{'url': 'https://u:p@sink/', 'secret': 's'}]}, "
-               SRC_NONE "}", "outputs.webhooks[0].url: must not contain user info");
+    EXPECT_ERR(
+        "{'outputs': {'webhooks': [{'url': 'http://sink.example.com/', 'secret': 's'}]}, " SRC_NONE
+        "}",
+        "outputs.webhooks[0].url: must be an https:// URL (http:// only to 127.0.0.1, "
+        "[::1] or localhost)");
+    EXPECT_ERR("{'outputs': {'webhooks': [{'url': 'https://u:p@sink/', 'secret': 's'}]}, " SRC_NONE
+               "}",
+               "outputs.webhooks[0].url: must not contain user info");
     EXPECT_ERR("{'outputs': {'webhooks': [{'url': 'https://sink/'}]}, " SRC_NONE "}",
                "outputs.webhooks[0]: one of \"secret\", \"secret_env\" or \"secret_file\" is "
                "required");
-    EXPECT_ERR("{'outputs': {'webhooks': [{'url': 'https://sink/', 'secret': 's', 'urls': 1}]}, "
-               SRC_NONE "}", "outputs.webhooks[0]: unknown key \"urls\"");
+    EXPECT_ERR(
+        "{'outputs': {'webhooks': [{'url': 'https://sink/', 'secret': 's', 'urls': 1}]}, " SRC_NONE
+        "}",
+        "outputs.webhooks[0]: unknown key \"urls\"");
     EXPECT_ERR("{'outputs': {'webhooks': [{'url': 'https://sink/', 'secret': 's', "
                "'types': ['mapping.confirmed.v1']}]}, " SRC_NONE "}",
                "outputs.webhooks[0].types: must hold record types "
                "(\"dev.digestmap.mapping.confirmed.v1\", \"dev.digestmap.mapping.unmatched.v1\", "
                "\"dev.digestmap.image.deleted.v1\")");
-    EXPECT_ERR("{'outputs': {'webhooks': [{'url': 'https://sink/', 'secret': 's', 'name': 'a b'}]},"
-               SRC_NONE "}",
+    EXPECT_ERR("{'outputs': {'webhooks': [{'url': 'https://sink/', 'secret': 's', 'name': 'a "
+               "b'}]}," SRC_NONE "}",
                "outputs.webhooks[0].name: \"a b\" must be 1..64 characters of A-Z a-z 0-9 . _ - :");
     EXPECT_ERR("{'outputs': {'webhooks': [{'url': 'https://a/', 'secret': 's', 'name': 'x'},"
                "  {'url': 'https://b/', 'secret': 's', 'name': 'x'}]}, " SRC_NONE "}",
@@ -1209,12 +1217,12 @@ static void test_webhooks(void **state)
                "outputs.stream_groups[1]: must be a group name of 1..128 characters of A-Z a-z "
                "0-9 . _ - :");
 
-    dm_config *c = load_ok("{'outputs': {'stream_groups': ['siem'], 'webhooks': ["
-                           "  {'url': 'http://127.0.0.1:9/hook', 'secret': 'k'},"
-                           "  {'url': 'https://sink.example.com/', 'secret': 'k2', 'name': 'soc',"
-                           "   'types': ['dev.digestmap.mapping.unmatched.v1'],"
-                           "   'max_attempts': 3, 'timeout_ms': 500, 'claim_idle_ms': 1000}]}, "
-                           SRC_NONE "}");
+    dm_config *c =
+        load_ok("{'outputs': {'stream_groups': ['siem'], 'webhooks': ["
+                "  {'url': 'http://127.0.0.1:9/hook', 'secret': 'k'},"
+                "  {'url': 'https://sink.example.com/', 'secret': 'k2', 'name': 'soc',"
+                "   'types': ['dev.digestmap.mapping.unmatched.v1'],"
+                "   'max_attempts': 3, 'timeout_ms': 500, 'claim_idle_ms': 1000}]}, " SRC_NONE "}");
     assert_int_equal(c->outputs.nstream_groups, 1);
     assert_string_equal(c->outputs.stream_groups[0], "siem");
     assert_int_equal(c->outputs.trim_interval_ms, 1000);
@@ -1312,25 +1320,22 @@ static void test_load_file(void **state)
     dm_config_free(NULL);
 }
 
-
 /*---- DM_CONFIG_SECRETS_OPTIONAL (the client's mode) -------------------------------------*/
 
-static int try_load_opt(const char *json, const char *base, dm_config **out, char *err,
-                        size_t n)
+static int try_load_opt(const char *json, const char *base, dm_config **out, char *err, size_t n)
 {
     const char *j = q(json);
-    return dm_config_load_buffer_opts(j, strlen(j), base, DM_CONFIG_SECRETS_OPTIONAL, out, err,
-                                      n);
+    return dm_config_load_buffer_opts(j, strlen(j), base, DM_CONFIG_SECRETS_OPTIONAL, out, err, n);
 }
 
 /* Same as EXPECT_ERR_AT, in the optional mode. */
-#define EXPECT_OPT_ERR_AT(json, base, code, msg)                                               \
-    do {                                                                                       \
-        char e_[512] = "";                                                                     \
-        dm_config *c_ = (dm_config *)1;                                                        \
-        assert_int_equal(try_load_opt((json), (base), &c_, e_, sizeof(e_)), (code));           \
-        assert_null(c_);                                                                       \
-        assert_string_equal(e_, (msg));                                                        \
+#define EXPECT_OPT_ERR_AT(json, base, code, msg)                                     \
+    do {                                                                             \
+        char e_[512] = "";                                                           \
+        dm_config *c_ = (dm_config *)1;                                              \
+        assert_int_equal(try_load_opt((json), (base), &c_, e_, sizeof(e_)), (code)); \
+        assert_null(c_);                                                             \
+        assert_string_equal(e_, (msg));                                              \
     } while (0)
 
 static void test_optional_secrets(void **state)
@@ -1384,7 +1389,8 @@ static void test_optional_secrets(void **state)
     assert_string_equal(a[1].name, "X-T");
     snprintf(msg, sizeof(msg),
              "sources[0].auth[1].value_file: cannot read \"%s/nope.txt\": No such file or "
-             "directory", tmpdir);
+             "directory",
+             tmpdir);
     assert_string_equal(a[1].secret_missing, msg);
     /* A resolved secret has no message. */
     assert_secret(&a[2], "Bearer set");
@@ -1421,15 +1427,16 @@ static void test_optional_secrets(void **state)
                       "sources[0].auth[0]: one of \"value\", \"value_env\" or \"value_file\" is "
                       "required");
     EXPECT_OPT_ERR_AT(SRC_AUTH("{'type': 'hmac-sha256', 'secret_env': 'DM_TEST_UNSET', "
-                               "'secret': 'x'}"), NULL, DM_EINVAL,
+                               "'secret': 'x'}"),
+                      NULL, DM_EINVAL,
                       "sources[0].auth[0]: give only one of \"secret\", \"secret_env\" or "
                       "\"secret_file\"");
     EXPECT_OPT_ERR_AT(SRC_AUTH("{'type': 'hmac-sha256', 'secret_env': 'DM_TEST_UNSET', "
-                               "'secert': 'x'}"), NULL, DM_EINVAL,
-                      "sources[0].auth[0]: unknown key \"secert\"");
+                               "'secert': 'x'}"),
+                      NULL, DM_EINVAL, "sources[0].auth[0]: unknown key \"secert\"");
     /* ... a password given twice, even when the second one is unresolved ... */
-    EXPECT_OPT_ERR_AT(REDIS("'url': 'redis://:a@127.0.0.1', 'password_env': 'DM_TEST_UNSET'"),
-                      NULL, DM_EINVAL,
+    EXPECT_OPT_ERR_AT(REDIS("'url': 'redis://:a@127.0.0.1', 'password_env': 'DM_TEST_UNSET'"), NULL,
+                      DM_EINVAL,
                       "redis: give the password once: the url has one, and so has \"password\", "
                       "\"password_env\" or \"password_file\"");
     /* ... a secret file that was read and is wrong ... */
@@ -1441,13 +1448,13 @@ static void test_optional_secrets(void **state)
     EXPECT_OPT_ERR_AT(SRC_AUTH("{'type': 'hmac-sha256', 'secret_file': 'big.txt'}"), tmpdir,
                       DM_EINVAL, msg);
     /* ... and the files that are not secrets: the OIDC keys and the sink's trust anchors. */
-    EXPECT_OPT_ERR_AT(OIDC_HEAD "'jwks_file': 'no-such-file.json'" OIDC_TAIL, "/nonexistent",
-                      DM_EIO,
-                      "sources[0].auth[0].jwks_file: cannot read \"/nonexistent/no-such-file.json\": "
-                      "No such file or directory");
+    EXPECT_OPT_ERR_AT(
+        OIDC_HEAD "'jwks_file': 'no-such-file.json'" OIDC_TAIL, "/nonexistent", DM_EIO,
+        "sources[0].auth[0].jwks_file: cannot read \"/nonexistent/no-such-file.json\": "
+        "No such file or directory");
     EXPECT_OPT_ERR_AT("{'outputs': {'webhooks': [{'url': 'https://a/', 'secret_env': "
-                      "'DM_TEST_UNSET', 'ca_file': 'no-ca.pem'}]}, " SRC_NONE "}", "/nonexistent",
-                      DM_EIO,
+                      "'DM_TEST_UNSET', 'ca_file': 'no-ca.pem'}]}, " SRC_NONE "}",
+                      "/nonexistent", DM_EIO,
                       "outputs.webhooks[0].ca_file: cannot read \"/nonexistent/no-ca.pem\": No "
                       "such file or directory");
 
@@ -1467,9 +1474,8 @@ static void test_optional_secrets(void **state)
     assert_string_equal(err, msg);
     assert_int_equal(dm_config_load_file_opts(path, 0, &c, err, sizeof(err)), DM_EIO);
     assert_string_equal(err, msg);
-    assert_int_equal(dm_config_load_file_opts(path, DM_CONFIG_SECRETS_OPTIONAL, &c, err,
-                                              sizeof(err)),
-                     DM_OK);
+    assert_int_equal(
+        dm_config_load_file_opts(path, DM_CONFIG_SECRETS_OPTIONAL, &c, err, sizeof(err)), DM_OK);
     assert_null(c->api_auth.v[0].secret);
     assert_string_equal(c->api_auth.v[0].secret_missing, msg);
     assert_secret(&c->api_auth.v[1], "relative-secret");
@@ -1519,9 +1525,9 @@ static void test_shipped_configs(void **state)
 
     /* The example needs its environment; without it, it names the first missing variable. */
     unsetenv("DIGESTMAP_REDIS_PASSWORD");
-    assert_int_equal(dm_config_load_file(CONFIGS_DIR "/digestmap.example.json", &c, err,
-                                         sizeof(err)),
-                     DM_EINVAL);
+    assert_int_equal(
+        dm_config_load_file(CONFIGS_DIR "/digestmap.example.json", &c, err, sizeof(err)),
+        DM_EINVAL);
     assert_string_equal(err, "redis.password_env: environment variable "
                              "\"DIGESTMAP_REDIS_PASSWORD\" is not set or empty");
     setenv("DIGESTMAP_REDIS_PASSWORD", "redis-pw", 1);
@@ -1556,18 +1562,30 @@ static void test_shipped_configs(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),       cmocka_unit_test(test_every_key),
-        cmocka_unit_test(test_listen),         cmocka_unit_test(test_scalars),
-        cmocka_unit_test(test_unknown_keys),   cmocka_unit_test(test_unsupported),
-        cmocka_unit_test(test_oidc_entry),     cmocka_unit_test(test_oidc_jwks_url),
-        cmocka_unit_test(test_sources_errors), cmocka_unit_test(test_paths),
-        cmocka_unit_test(test_auth_entries),   cmocka_unit_test(test_env_secrets),
-        cmocka_unit_test(test_file_secrets),   cmocka_unit_test(test_redis_urls),
-        cmocka_unit_test(test_redis_password), cmocka_unit_test(test_redis_other),
-        cmocka_unit_test(test_correlation),    cmocka_unit_test(test_limits_outputs),
-        cmocka_unit_test(test_api),            cmocka_unit_test(test_sns_entry),
-        cmocka_unit_test(test_webhooks),       cmocka_unit_test(test_json_errors),
-        cmocka_unit_test(test_load_file),      cmocka_unit_test(test_shipped_configs),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_every_key),
+        cmocka_unit_test(test_listen),
+        cmocka_unit_test(test_scalars),
+        cmocka_unit_test(test_unknown_keys),
+        cmocka_unit_test(test_unsupported),
+        cmocka_unit_test(test_oidc_entry),
+        cmocka_unit_test(test_oidc_jwks_url),
+        cmocka_unit_test(test_sources_errors),
+        cmocka_unit_test(test_paths),
+        cmocka_unit_test(test_auth_entries),
+        cmocka_unit_test(test_env_secrets),
+        cmocka_unit_test(test_file_secrets),
+        cmocka_unit_test(test_redis_urls),
+        cmocka_unit_test(test_redis_password),
+        cmocka_unit_test(test_redis_other),
+        cmocka_unit_test(test_correlation),
+        cmocka_unit_test(test_limits_outputs),
+        cmocka_unit_test(test_api),
+        cmocka_unit_test(test_sns_entry),
+        cmocka_unit_test(test_webhooks),
+        cmocka_unit_test(test_json_errors),
+        cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_shipped_configs),
         cmocka_unit_test(test_optional_secrets),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

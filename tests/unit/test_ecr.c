@@ -19,9 +19,9 @@
 #include <cmocka.h>
 
 #define D_WORKER "sha256:c860431e45170f74bed5c6447b1f22772e653212cd72e48ea23d85b91166e626"
-#define D_CHILD "sha256:c88e5aaa01eea22e7cd7268b0f2733f99cab3065f1392f19808e96909b7a102b"
-#define D_CN "sha256:0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
-#define HOST_EU "111122223333.dkr.ecr.eu-west-1.amazonaws.com"
+#define D_CHILD  "sha256:c88e5aaa01eea22e7cd7268b0f2733f99cab3065f1392f19808e96909b7a102b"
+#define D_CN     "sha256:0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
+#define HOST_EU  "111122223333.dkr.ecr.eu-west-1.amazonaws.com"
 
 /*---- helpers ------------------------------------------------------------------------------*/
 
@@ -86,15 +86,16 @@ static char *event_in(const char *region, const char *detail)
 {
     size_t cap = strlen(region) + strlen(detail) + 512;
     char *s = dm_xmalloc(cap);
-    snprintf(s, cap,
-             "{\"version\":\"0\",\"id\":\"ev-1\",\"detail-type\":\"ECR Image Action\","
-             "\"source\":\"aws.ecr\",\"account\":\"111122223333\",\"time\":\"2026-11-28T14:03:05Z\","
-             "\"region\":\"%s\",\"resources\":[],\"detail\":{%s}}",
-             region, detail);
+    snprintf(
+        s, cap,
+        "{\"version\":\"0\",\"id\":\"ev-1\",\"detail-type\":\"ECR Image Action\","
+        "\"source\":\"aws.ecr\",\"account\":\"111122223333\",\"time\":\"2026-11-28T14:03:05Z\","
+        "\"region\":\"%s\",\"resources\":[],\"detail\":{%s}}",
+        region, detail);
     return s;
 }
 
-#define PUSH_OK "\"result\":\"SUCCESS\",\"action-type\":\"PUSH\",\"repository-name\":\"a/b\","
+#define PUSH_OK       "\"result\":\"SUCCESS\",\"action-type\":\"PUSH\",\"repository-name\":\"a/b\","
 #define DIGEST_MEMBER "\"image-digest\":\"" D_WORKER "\""
 
 /*---- fixtures -----------------------------------------------------------------------------*/
@@ -123,11 +124,12 @@ static void test_push(void **state)
     assert_null(ev->name);
     assert_null(ev->build.provider);
     assert_false(ev->build.verified);
-    dm_test_expect_json(ev, "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"ecr\","
-                    "\"event_id\":\"c8d1e2f3-a4b5-4c6d-8e7f-9012a3b4c5d6\",\"t\":1795874585000,"
-                    "\"digest\":\"" D_WORKER "\",\"registry\":\"" HOST_EU "\","
-                    "\"repository\":\"payments/worker\",\"tags\":[\"2.0.1\"],"
-                    "\"media_type\":\"application/vnd.oci.image.manifest.v1+json\"}");
+    dm_test_expect_json(ev,
+                        "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"ecr\","
+                        "\"event_id\":\"c8d1e2f3-a4b5-4c6d-8e7f-9012a3b4c5d6\",\"t\":1795874585000,"
+                        "\"digest\":\"" D_WORKER "\",\"registry\":\"" HOST_EU "\","
+                        "\"repository\":\"payments/worker\",\"tags\":[\"2.0.1\"],"
+                        "\"media_type\":\"application/vnd.oci.image.manifest.v1+json\"}");
     dm_event_list_dispose(&l);
 }
 
@@ -148,10 +150,11 @@ static void test_push_untagged(void **state)
     assert_null(ev->media_type);
     assert_int_equal(ev->ntags, 0); /* pushed by digest: no image-tag */
     assert_null(ev->tags);
-    dm_test_expect_json(ev, "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"ecr\","
-                    "\"event_id\":\"d9e2f3a4-b5c6-4d7e-9f80-0123b4c5d6e7\",\"t\":1795874584000,"
-                    "\"digest\":\"" D_CHILD "\",\"registry\":\"" HOST_EU "\","
-                    "\"repository\":\"payments/worker\",\"tags\":[]}");
+    dm_test_expect_json(ev,
+                        "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"ecr\","
+                        "\"event_id\":\"d9e2f3a4-b5c6-4d7e-9f80-0123b4c5d6e7\",\"t\":1795874584000,"
+                        "\"digest\":\"" D_CHILD "\",\"registry\":\"" HOST_EU "\","
+                        "\"repository\":\"payments/worker\",\"tags\":[]}");
     dm_event_list_dispose(&l);
 }
 
@@ -173,10 +176,11 @@ static void test_delete(void **state)
     assert_string_equal(ev->repository, "payments/worker");
     assert_null(ev->media_type);
     assert_int_equal(ev->ntags, 0); /* the delete's image-tag is not relied on */
-    dm_test_expect_json(ev, "{\"side\":\"registry\",\"action\":\"delete\",\"source\":\"ecr\","
-                    "\"event_id\":\"fb04b5c6-d7e8-4f90-b1a2-2345d6e7f809\",\"t\":1795942800000,"
-                    "\"digest\":\"" D_WORKER "\",\"registry\":\"" HOST_EU "\","
-                    "\"repository\":\"payments/worker\",\"tags\":[]}");
+    dm_test_expect_json(ev,
+                        "{\"side\":\"registry\",\"action\":\"delete\",\"source\":\"ecr\","
+                        "\"event_id\":\"fb04b5c6-d7e8-4f90-b1a2-2345d6e7f809\",\"t\":1795942800000,"
+                        "\"digest\":\"" D_WORKER "\",\"registry\":\"" HOST_EU "\","
+                        "\"repository\":\"payments/worker\",\"tags\":[]}");
     dm_event_list_dispose(&l);
 }
 
@@ -240,11 +244,11 @@ static void test_sns_message(void **state)
     assert_int_equal(l.n, 1);
     /* the same event as the API-destination delivery of eventbridge-push.json */
     dm_test_expect_json(&l.v[0], "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"ecr\","
-                         "\"event_id\":\"c8d1e2f3-a4b5-4c6d-8e7f-9012a3b4c5d6\","
-                         "\"t\":1795874585000,\"digest\":\"" D_WORKER "\","
-                         "\"registry\":\"" HOST_EU "\",\"repository\":\"payments/worker\","
-                         "\"tags\":[\"2.0.1\"],"
-                         "\"media_type\":\"application/vnd.oci.image.manifest.v1+json\"}");
+                                 "\"event_id\":\"c8d1e2f3-a4b5-4c6d-8e7f-9012a3b4c5d6\","
+                                 "\"t\":1795874585000,\"digest\":\"" D_WORKER "\","
+                                 "\"registry\":\"" HOST_EU "\",\"repository\":\"payments/worker\","
+                                 "\"tags\":[\"2.0.1\"],"
+                                 "\"media_type\":\"application/vnd.oci.image.manifest.v1+json\"}");
     dm_event_list_dispose(&l);
     json_decref(env);
 }
@@ -260,8 +264,8 @@ static void test_invalid_table(void **state)
 
 /*---- edge cases ---------------------------------------------------------------------------*/
 
-#define ENV_HEAD                                                                               \
-    "{\"id\":\"e1\",\"source\":\"aws.ecr\",\"account\":\"111122223333\","                      \
+#define ENV_HEAD                                                          \
+    "{\"id\":\"e1\",\"source\":\"aws.ecr\",\"account\":\"111122223333\"," \
     "\"time\":\"2026-11-28T14:03:05Z\",\"region\":\"eu-west-1\","
 
 static void test_ignored_inline(void **state)
@@ -336,21 +340,22 @@ static void test_optional_members(void **state)
     dm_event *ev;
 
     /* null and empty optional members say nothing; unknown members are ignored */
-    char *body = event_in("eu-west-1", PUSH_OK DIGEST_MEMBER ",\"image-tag\":\"\","
-                                       "\"manifest-media-type\":\"\",\"artifact-media-type\":7,"
-                                       "\"last-activated-at\":null,\"future\":{\"x\":[1]}");
+    char *body = event_in("eu-west-1", PUSH_OK DIGEST_MEMBER
+                          ",\"image-tag\":\"\","
+                          "\"manifest-media-type\":\"\",\"artifact-media-type\":7,"
+                          "\"last-activated-at\":null,\"future\":{\"x\":[1]}");
     ev = expect_one(body, &l);
     assert_int_equal(ev->ntags, 0);
     assert_null(ev->tags);
     assert_null(ev->media_type);
     dm_test_expect_json(ev, "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"ecr\","
-                    "\"event_id\":\"ev-1\",\"t\":1795874585000,\"digest\":\"" D_WORKER "\","
-                    "\"registry\":\"" HOST_EU "\",\"repository\":\"a/b\",\"tags\":[]}");
+                            "\"event_id\":\"ev-1\",\"t\":1795874585000,\"digest\":\"" D_WORKER "\","
+                            "\"registry\":\"" HOST_EU "\",\"repository\":\"a/b\",\"tags\":[]}");
     dm_event_list_dispose(&l);
     free(body);
 
     body = event_in("eu-west-1", PUSH_OK DIGEST_MEMBER ",\"image-tag\":null,"
-                                 "\"manifest-media-type\":null");
+                                                       "\"manifest-media-type\":null");
     ev = expect_one(body, &l);
     assert_int_equal(ev->ntags, 0);
     assert_null(ev->media_type);
@@ -358,9 +363,10 @@ static void test_optional_members(void **state)
     free(body);
 
     /* any media type is taken as is (OCI artifacts, Helm charts) */
-    body = event_in("eu-west-1", PUSH_OK DIGEST_MEMBER ",\"image-tag\":\"chart-1.0.0\","
-                                 "\"manifest-media-type\":\"application/vnd.cncf.helm.config."
-                                 "v1+json\"");
+    body = event_in("eu-west-1", PUSH_OK DIGEST_MEMBER
+                    ",\"image-tag\":\"chart-1.0.0\","
+                    "\"manifest-media-type\":\"application/vnd.cncf.helm.config."
+                    "v1+json\"");
     ev = expect_one(body, &l);
     assert_string_equal(ev->tags[0], "chart-1.0.0");
     assert_string_equal(ev->media_type, "application/vnd.cncf.helm.config.v1+json");
@@ -399,8 +405,8 @@ static void test_delete_ignores_tag(void **state)
     for (size_t i = 0; i < DM_ARRAY_LEN(tags); i++) {
         char detail[512];
         snprintf(detail, sizeof detail,
-                 "\"result\":\"SUCCESS\",\"action-type\":\"DELETE\",\"repository-name\":\"a\","
-                 DIGEST_MEMBER ",%s",
+                 "\"result\":\"SUCCESS\",\"action-type\":\"DELETE\",\"repository-name\":"
+                 "\"a\"," DIGEST_MEMBER ",%s",
                  tags[i]);
         char *body = event_in("eu-west-1", detail);
         dm_event_list l;

@@ -87,12 +87,13 @@ static void test_error_set(void **state)
     longf[sizeof longf - 1] = '\0';
     dm_error_set(&e, longf, "%s", longf);
     assert_int_equal(strlen(e.field), sizeof e.field - 1);
-    assert_int_equal(strlen(e.text), sizeof longf - 1 < sizeof e.text - 1 ? sizeof longf - 1
-                                                                          : sizeof e.text - 1);
+    assert_int_equal(strlen(e.text),
+                     sizeof longf - 1 < sizeof e.text - 1 ? sizeof longf - 1 : sizeof e.text - 1);
 
     /* sender bytes quoted in a text stay printable ASCII */
     dm_error_set(&e, "", "near '%s'", "a\tb\xc3\xa9\x7f");
-    assert_string_equal(e.text, "near 'a?b???" "'"); /* split: no trigraph */
+    assert_string_equal(e.text, "near 'a?b???"
+                                "'"); /* split: no trigraph */
 
     /* a NULL error struct is tolerated */
     assert_int_equal(dm_error_set(NULL, "x", "y"), DM_EINVAL);
@@ -312,9 +313,9 @@ static void test_json_build(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_digest_valid),     cmocka_unit_test(test_digest_shard),
-        cmocka_unit_test(test_error_set),        cmocka_unit_test(test_list_add_dispose),
-        cmocka_unit_test(test_build_info_copy),  cmocka_unit_test(test_json_registry),
+        cmocka_unit_test(test_digest_valid),    cmocka_unit_test(test_digest_shard),
+        cmocka_unit_test(test_error_set),       cmocka_unit_test(test_list_add_dispose),
+        cmocka_unit_test(test_build_info_copy), cmocka_unit_test(test_json_registry),
         cmocka_unit_test(test_json_build),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -19,9 +19,9 @@
 #include <cmocka.h>
 
 #define D_BILLING "sha256:7cfeb49edad264b1b30942ecd6970344c841a50b52560b9f3842c7a7d526d401"
-#define D_OTHER "sha256:49e792bdff5945f156179f8c232376481f60fe38e63f96dd5a376b030c3c9600"
-#define HOST "europe-west4-docker.pkg.dev"
-#define NAME HOST "/acme-prod/apps/billing"
+#define D_OTHER   "sha256:49e792bdff5945f156179f8c232376481f60fe38e63f96dd5a376b030c3c9600"
+#define HOST      "europe-west4-docker.pkg.dev"
+#define NAME      HOST "/acme-prod/apps/billing"
 
 /*---- helpers ------------------------------------------------------------------------------*/
 
@@ -150,9 +150,9 @@ static void test_insert_tagged(void **state)
     assert_null(ev->name);
     assert_null(ev->build.provider);
     dm_test_expect_json(ev, "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"gar\","
-                    "\"event_id\":\"17730518093427361\",\"t\":1795874661337,"
-                    "\"digest\":\"" D_BILLING "\",\"registry\":\"" HOST "\","
-                    "\"repository\":\"acme-prod/apps/billing\",\"tags\":[\"3.2.0\"]}");
+                            "\"event_id\":\"17730518093427361\",\"t\":1795874661337,"
+                            "\"digest\":\"" D_BILLING "\",\"registry\":\"" HOST "\","
+                            "\"repository\":\"acme-prod/apps/billing\",\"tags\":[\"3.2.0\"]}");
     dm_event_list_dispose(&l);
 }
 
@@ -173,9 +173,9 @@ static void test_insert_digest_only(void **state)
     assert_int_equal(ev->ntags, 0);
     assert_null(ev->tags);
     dm_test_expect_json(ev, "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"gar\","
-                    "\"event_id\":\"17730518093427360\",\"t\":1795874661102,"
-                    "\"digest\":\"" D_BILLING "\",\"registry\":\"" HOST "\","
-                    "\"repository\":\"acme-prod/apps/billing\",\"tags\":[]}");
+                            "\"event_id\":\"17730518093427360\",\"t\":1795874661102,"
+                            "\"digest\":\"" D_BILLING "\",\"registry\":\"" HOST "\","
+                            "\"repository\":\"acme-prod/apps/billing\",\"tags\":[]}");
     dm_event_list_dispose(&l);
 }
 
@@ -196,9 +196,9 @@ static void test_delete_digest(void **state)
     assert_string_equal(ev->repository, "acme-prod/apps/billing");
     assert_int_equal(ev->ntags, 0);
     dm_test_expect_json(ev, "{\"side\":\"registry\",\"action\":\"delete\",\"source\":\"gar\","
-                    "\"event_id\":\"17730518093427401\",\"t\":1795946402500,"
-                    "\"digest\":\"" D_BILLING "\",\"registry\":\"" HOST "\","
-                    "\"repository\":\"acme-prod/apps/billing\",\"tags\":[]}");
+                            "\"event_id\":\"17730518093427401\",\"t\":1795946402500,"
+                            "\"digest\":\"" D_BILLING "\",\"registry\":\"" HOST "\","
+                            "\"repository\":\"acme-prod/apps/billing\",\"tags\":[]}");
     dm_event_list_dispose(&l);
 }
 
@@ -309,16 +309,15 @@ static void test_references(void **state)
          "\"tag\":\"localhost:5000/a:5000\"}",
          "localhost:5000", "a", "5000"},
         /* deep paths and every repository character */
-        {"{\"action\":\"INSERT\",\"digest\":\"" HOST "/p-1/r.x/a_b/c--d/e@" D_OTHER "\"}",
-         HOST, "p-1/r.x/a_b/c--d/e", NULL},
+        {"{\"action\":\"INSERT\",\"digest\":\"" HOST "/p-1/r.x/a_b/c--d/e@" D_OTHER "\"}", HOST,
+         "p-1/r.x/a_b/c--d/e", NULL},
         /* host names are case-insensitive: lowercased, and compared so */
         {"{\"action\":\"INSERT\",\"digest\":\"Europe-West4-Docker.PKG.dev/acme-prod/apps/"
          "billing@" D_BILLING "\",\"tag\":\"europe-west4-docker.pkg.dev/acme-prod/apps/"
          "billing:Latest\"}",
          HOST, "acme-prod/apps/billing", "Latest"},
         /* a tag of '_' and a one-character everything */
-        {"{\"action\":\"INSERT\",\"digest\":\"h/r@" D_OTHER "\",\"tag\":\"h/r:_\"}", "h", "r",
-         "_"},
+        {"{\"action\":\"INSERT\",\"digest\":\"h/r@" D_OTHER "\",\"tag\":\"h/r:_\"}", "h", "r", "_"},
         /* members GAR does not send are ignored; null tag = no tag */
         {"{\"action\":\"INSERT\",\"digest\":\"" NAME "@" D_BILLING "\",\"tag\":null,"
          "\"mediaType\":7,\"x\":{}}",
@@ -369,8 +368,7 @@ static void test_twin_members(void **state)
         const char *members, *id;
         int64_t t;
     } cases[] = {
-        {"\"messageId\":\"1\",\"publishTime\":\"2026-11-28T14:04:21.337Z\"", "1",
-         1795874661337},
+        {"\"messageId\":\"1\",\"publishTime\":\"2026-11-28T14:04:21.337Z\"", "1", 1795874661337},
         {"\"message_id\":\"2\",\"publish_time\":\"2026-11-28T14:04:21Z\"", "2", 1795874661000},
         {"\"messageId\":\"3\",\"publish_time\":\"2026-11-28T15:04:21.5+01:00\"", "3",
          1795874661500},
@@ -430,8 +428,9 @@ static void test_base64_padding(void **state)
     /* a decoded NUL right after the object is not swallowed by the padding */
     expect_body_error("{\"message\":{\"data\":\"e30A\",\"messageId\":\"1\","
                       "\"publishTime\":\"2026-11-28T14:04:21Z\"}}",
-                      "message.data", "invalid JSON at line 1 column 3: end of file expected "
-                                      "near end of file");
+                      "message.data",
+                      "invalid JSON at line 1 column 3: end of file expected "
+                      "near end of file");
 }
 
 static void test_limits(void **state)
@@ -472,8 +471,8 @@ static void test_limits(void **state)
     id[256] = '\0';
     char json[2048];
     snprintf(json, sizeof json,
-             "{\"action\":\"INSERT\",\"digest\":\"%s/%s@" D_OTHER "\",\"tag\":\"%s/%s:%s\"}",
-             host, repo, host, repo, tag);
+             "{\"action\":\"INSERT\",\"digest\":\"%s/%s@" D_OTHER "\",\"tag\":\"%s/%s:%s\"}", host,
+             repo, host, repo, tag);
     char *d = b64(json, strlen(json));
     size_t cap = strlen(d) + 1024;
     body = dm_xmalloc(cap);
@@ -500,8 +499,8 @@ static void test_errors_inline(void **state)
     expect_body_error("{}", "message", "is required");
     /* envelope members are checked before the data is decoded */
     expect_body_error("{\"message\":{\"data\":\"!\"}}", "message.messageId", "is required");
-    expect_body_error("{\"message\":{\"data\":\"!\",\"messageId\":\"1\"}}",
-                      "message.publishTime", "is required");
+    expect_body_error("{\"message\":{\"data\":\"!\",\"messageId\":\"1\"}}", "message.publishTime",
+                      "is required");
     expect_body_error("{\"message\":{\"data\":\"!\",\"messageId\":\"1\","
                       "\"publishTime\":\"2026-11-28T14:04:21Z\"}}",
                       "message.data", "must be base64");
@@ -534,18 +533,12 @@ static void test_errors_inline(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_insert_tagged),
-        cmocka_unit_test(test_insert_digest_only),
-        cmocka_unit_test(test_delete_digest),
-        cmocka_unit_test(test_delete_tag_ignored),
-        cmocka_unit_test(test_every_fixture_parses),
-        cmocka_unit_test(test_decoded_samples),
-        cmocka_unit_test(test_invalid_table),
-        cmocka_unit_test(test_ignored_inline),
-        cmocka_unit_test(test_references),
-        cmocka_unit_test(test_twin_members),
-        cmocka_unit_test(test_base64_padding),
-        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_insert_tagged),        cmocka_unit_test(test_insert_digest_only),
+        cmocka_unit_test(test_delete_digest),        cmocka_unit_test(test_delete_tag_ignored),
+        cmocka_unit_test(test_every_fixture_parses), cmocka_unit_test(test_decoded_samples),
+        cmocka_unit_test(test_invalid_table),        cmocka_unit_test(test_ignored_inline),
+        cmocka_unit_test(test_references),           cmocka_unit_test(test_twin_members),
+        cmocka_unit_test(test_base64_padding),       cmocka_unit_test(test_limits),
         cmocka_unit_test(test_errors_inline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -131,8 +131,13 @@ static dm_hclient_req *start(fixture *f, const char *path, int timeout_ms, size_
                                           {"Content-Type", "application/json"}};
     char url[128], err[DM_HCLIENT_ERRLEN];
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", f->port, path);
-    dm_hclient_request_opts o = {.method = "POST", .url = url, .headers = h, .nheaders = 2,
-                                 .body = "{\"a\":1}", .body_len = 7, .timeout_ms = timeout_ms,
+    dm_hclient_request_opts o = {.method = "POST",
+                                 .url = url,
+                                 .headers = h,
+                                 .nheaders = 2,
+                                 .body = "{\"a\":1}",
+                                 .body_len = 7,
+                                 .timeout_ms = timeout_ms,
                                  .max_body = max_body};
     dm_hclient_req *r = dm_hclient_request(f->c, &o, on_response, f, err, sizeof err);
     assert_non_null(r);
@@ -220,8 +225,7 @@ static void test_lenient_url(void **state)
     fixture *f = *state;
     char url[128], err[DM_HCLIENT_ERRLEN];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/a|b?q={x}", f->port);
-    dm_hclient_request_opts o = {.method = "GET", .url = url, .timeout_ms = 2000,
-                                 .max_body = 1024};
+    dm_hclient_request_opts o = {.method = "GET", .url = url, .timeout_ms = 2000, .max_body = 1024};
     err[0] = '\0';
     assert_null(dm_hclient_request(f->c, &o, on_response, f, err, sizeof err));
     assert_string_equal(err, "not an http(s) URL");
@@ -234,8 +238,8 @@ static void test_lenient_url(void **state)
     static const char *const bad[] = {"ftp://127.0.0.1/a|b", "http://u:p@127.0.0.1/a|b",
                                       "http:///a|b"};
     for (size_t i = 0; i < DM_ARRAY_LEN(bad); i++) {
-        dm_hclient_request_opts b = {.method = "GET", .url = bad[i], .timeout_ms = 100,
-                                     .max_body = 10, .lenient_url = true};
+        dm_hclient_request_opts b = {
+            .method = "GET", .url = bad[i], .timeout_ms = 100, .max_body = 10, .lenient_url = true};
         err[0] = '\0';
         assert_null(dm_hclient_request(f->c, &b, on_response, f, err, sizeof err));
         assert_string_equal(err, "not an http(s) URL");
@@ -250,15 +254,17 @@ static void test_unusable(void **state)
     static const char *const urls[] = {"ftp://127.0.0.1/", "127.0.0.1:80", "http://",
                                        "http://u:p@127.0.0.1/", NULL};
     for (size_t i = 0; i < DM_ARRAY_LEN(urls); i++) {
-        dm_hclient_request_opts o = {.method = "POST", .url = urls[i], .timeout_ms = 100,
-                                     .max_body = 10};
+        dm_hclient_request_opts o = {
+            .method = "POST", .url = urls[i], .timeout_ms = 100, .max_body = 10};
         err[0] = '\0';
         assert_null(dm_hclient_request(f->c, &o, on_response, f, err, sizeof err));
         assert_true(err[0] != '\0');
     }
     dm_hclient_request_opts o = {.method = "BREW", .url = "http://127.0.0.1/", .timeout_ms = 100};
     assert_null(dm_hclient_request(f->c, &o, on_response, f, err, sizeof err));
-    dm_hclient_request_opts t = {.method = "GET", .url = "https://127.0.0.1/", .timeout_ms = 100,
+    dm_hclient_request_opts t = {.method = "GET",
+                                 .url = "https://127.0.0.1/",
+                                 .timeout_ms = 100,
                                  .ca_file = "/nonexistent/ca.pem"};
     assert_null(dm_hclient_request(f->c, &t, on_response, f, err, sizeof err));
     assert_non_null(strstr(err, "cannot load CA file"));

@@ -25,11 +25,11 @@
 
 #include <cmocka.h>
 
-#define NOW 1764338400 /* 2025-11-28T14:00:00Z */
+#define NOW    1764338400 /* 2025-11-28T14:00:00Z */
 #define LEEWAY 60
-#define ISS "https://token.actions.githubusercontent.com"
-#define AUD "digestmap"
-#define SUB "repo:acme/api:ref:refs/heads/main"
+#define ISS    "https://token.actions.githubusercontent.com"
+#define AUD    "digestmap"
+#define SUB    "repo:acme/api:ref:refs/heads/main"
 
 static const char *const issuers[] = {"https://accounts.google.com", ISS};
 
@@ -101,8 +101,8 @@ static json_t *rsa_jwk(const EVP_PKEY *pkey, const char *kid, const char *alg)
 {
     char *n = bn_param_b64url(pkey, OSSL_PKEY_PARAM_RSA_N);
     char *e = bn_param_b64url(pkey, OSSL_PKEY_PARAM_RSA_E);
-    json_t *k = json_pack("{s:s, s:s, s:s, s:s, s:s}", "kty", "RSA", "kid", kid, "use", "sig",
-                          "n", n, "e", e);
+    json_t *k = json_pack("{s:s, s:s, s:s, s:s, s:s}", "kty", "RSA", "kid", kid, "use", "sig", "n",
+                          n, "e", e);
     assert_non_null(k);
     if (alg)
         json_object_set_new(k, "alg", json_string(alg));
@@ -128,8 +128,8 @@ static json_t *ec_jwk(const EVP_PKEY *pkey, const char *kid, const char *alg)
 {
     char *x, *y;
     ec_xy(pkey, &x, &y);
-    json_t *k = json_pack("{s:s, s:s, s:s, s:s, s:s}", "kty", "EC", "kid", kid, "crv", "P-256",
-                          "x", x, "y", y);
+    json_t *k = json_pack("{s:s, s:s, s:s, s:s, s:s}", "kty", "EC", "kid", kid, "crv", "P-256", "x",
+                          x, "y", y);
     assert_non_null(k);
     if (alg)
         json_object_set_new(k, "alg", json_string(alg));
@@ -233,8 +233,8 @@ static char *header_json(const char *alg, const char *kid)
 /* The claims of a token every check accepts; tests change or delete members. */
 static json_t *good_claims(void)
 {
-    json_t *c = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s}", "iss", ISS, "aud", AUD, "sub",
-                          SUB, "iat", (json_int_t)NOW - 10, "nbf", (json_int_t)NOW - 10, "exp",
+    json_t *c = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s}", "iss", ISS, "aud", AUD, "sub", SUB,
+                          "iat", (json_int_t)NOW - 10, "nbf", (json_int_t)NOW - 10, "exp",
                           (json_int_t)NOW + 300, "repository", "acme/api");
     assert_non_null(c);
     return c;
@@ -261,8 +261,8 @@ static dm_jwt_status verify_guarded(const char *token, size_t len, const dm_jwks
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     size_t pages = (len + page - 1) / page + 1;
-    char *map = mmap(NULL, pages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-                     0);
+    char *map =
+        mmap(NULL, pages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     assert_true(map != MAP_FAILED);
     assert_int_equal(mprotect(map + (pages - 1) * page, page, PROT_NONE), 0);
     char *p = map + (pages - 1) * page - len;
@@ -300,8 +300,7 @@ static void expect(char *token, dm_jwt_status want)
 {
     dm_jwt_status got = verify(token);
     if (got != want)
-        fail_msg("got %s, want %s for %s", dm_jwt_status_str(got), dm_jwt_status_str(want),
-                 token);
+        fail_msg("got %s, want %s for %s", dm_jwt_status_str(got), dm_jwt_status_str(want), token);
     free(token);
 }
 
@@ -467,8 +466,8 @@ static void test_alg_not_allowed(void **state)
 {
     (void)state;
     /* Each properly signed by a key of the right type, so only the alg can refuse it. */
-    const char *algs[] = {"HS256", "HS384", "HS512", "RS384", "RS512", "PS256",
-                          "PS384", "ES384", "ES512", "EdDSA", "rs256", "RS256 ", ""};
+    const char *algs[] = {"HS256", "HS384", "HS512", "RS384", "RS512",  "PS256", "PS384",
+                          "ES384", "ES512", "EdDSA", "rs256", "RS256 ", ""};
     for (size_t i = 0; i < DM_ARRAY_LEN(algs); i++) {
         expect(mint(algs[i], "rsa-1", good_claims(), fx.rsa), DM_JWT_BAD_ALG);
         expect(mint(algs[i], "ec-1", good_claims(), fx.ec), DM_JWT_BAD_ALG);
@@ -723,10 +722,14 @@ static void test_bad_audience(void **state)
 {
     (void)state;
     json_t *values[] = {
-        json_string("other"),        json_string(AUD "x"),
-        json_string("Digestmap"),    json_pack("[s, s]", "a", "b"),
-        json_array(),                json_pack("[[s]]", AUD),
-        json_integer(0),             json_pack("{s:s}", "aud", AUD),
+        json_string("other"),
+        json_string(AUD "x"),
+        json_string("Digestmap"),
+        json_pack("[s, s]", "a", "b"),
+        json_array(),
+        json_pack("[[s]]", AUD),
+        json_integer(0),
+        json_pack("{s:s}", "aud", AUD),
     };
     for (size_t i = 0; i < DM_ARRAY_LEN(values); i++) {
         json_t *c = good_claims();
@@ -1005,17 +1008,14 @@ static void test_no_keys(void **state)
 {
     (void)state;
     char *t = mint("RS256", "rsa-1", good_claims(), fx.rsa);
-    assert_int_equal(dm_jwt_verify(t, strlen(t), NULL, &policy, NULL, NULL),
-                     DM_JWT_UNKNOWN_KID);
+    assert_int_equal(dm_jwt_verify(t, strlen(t), NULL, &policy, NULL, NULL), DM_JWT_UNKNOWN_KID);
     dm_jwks *empty = parse_jwks("{\"keys\":[]}");
-    assert_int_equal(dm_jwt_verify(t, strlen(t), empty, &policy, NULL, NULL),
-                     DM_JWT_UNKNOWN_KID);
+    assert_int_equal(dm_jwt_verify(t, strlen(t), empty, &policy, NULL, NULL), DM_JWT_UNKNOWN_KID);
     dm_jwks_free(empty);
     /* A policy with no issuer accepts none. */
     dm_jwt_policy none = policy;
     none.nissuers = 0;
-    assert_int_equal(dm_jwt_verify(t, strlen(t), fx.keys, &none, NULL, NULL),
-                     DM_JWT_BAD_ISSUER);
+    assert_int_equal(dm_jwt_verify(t, strlen(t), fx.keys, &none, NULL, NULL), DM_JWT_BAD_ISSUER);
     free(t);
 }
 
@@ -1045,8 +1045,7 @@ static void test_jwks_rsa1024_skipped(void **state)
     assert_int_equal(dm_jwks_count(set), 0);
     assert_false(dm_jwks_has_kid(set, "small"));
     char *t = mint("RS256", "small", good_claims(), fx.rsa1024);
-    assert_int_equal(dm_jwt_verify(t, strlen(t), set, &policy, NULL, NULL),
-                     DM_JWT_UNKNOWN_KID);
+    assert_int_equal(dm_jwt_verify(t, strlen(t), set, &policy, NULL, NULL), DM_JWT_UNKNOWN_KID);
     free(t);
     dm_jwks_free(set);
     free(doc);
@@ -1074,11 +1073,11 @@ static void test_jwks_unsupported_only(void **state)
 
     json_t *keys = json_array();
     /* Wrong kty, crv, use, alg, key_ops. */
-    json_array_append_new(keys, json_pack("{s:s, s:s, s:s}", "kty", "oct", "kid", "o", "k",
-                                          "c2VjcmV0"));
-    json_array_append_new(keys, json_pack("{s:s, s:s, s:s, s:s}", "kty", "OKP", "kid", "ed",
-                                          "crv", "Ed25519", "x",
-                                          "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"));
+    json_array_append_new(keys,
+                          json_pack("{s:s, s:s, s:s}", "kty", "oct", "kid", "o", "k", "c2VjcmV0"));
+    json_array_append_new(keys,
+                          json_pack("{s:s, s:s, s:s, s:s}", "kty", "OKP", "kid", "ed", "crv",
+                                    "Ed25519", "x", "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"));
     json_array_append_new(keys, with(ec_jwk(fx.ec, "p384", NULL), "crv", json_string("P-384")));
     json_array_append_new(keys, with(ec_jwk(fx.ec, "nocrv", NULL), "crv", NULL));
     json_array_append_new(keys, with(rsa_jwk(fx.rsa, "enc", NULL), "use", json_string("enc")));
@@ -1088,8 +1087,8 @@ static void test_jwks_unsupported_only(void **state)
     json_array_append_new(keys, rsa_jwk(fx.rsa, "es", "ES256"));
     json_array_append_new(keys, ec_jwk(fx.ec, "rs", "RS256"));
     json_array_append_new(keys, ec_jwk(fx.ec, "es384", "ES384"));
-    json_array_append_new(keys, with(rsa_jwk(fx.rsa, "ops", NULL), "key_ops",
-                                     json_pack("[s]", "encrypt")));
+    json_array_append_new(
+        keys, with(rsa_jwk(fx.rsa, "ops", NULL), "key_ops", json_pack("[s]", "encrypt")));
     json_array_append_new(keys, with(rsa_jwk(fx.rsa, "kty", NULL), "kty", json_string("rsa")));
     /* No or unusable kid. */
     json_array_append_new(keys, with(rsa_jwk(fx.rsa, "x", NULL), "kid", NULL));
@@ -1130,8 +1129,8 @@ static void test_jwks_accepts(void **state)
     /* Without use/alg, with key_ops verify, extra members and unknown top-level members. */
     json_t *keys = json_array();
     json_array_append_new(keys, with(rsa_jwk(fx.rsa, "a", NULL), "use", NULL));
-    json_array_append_new(keys, with(ec_jwk(fx.ec, "b", "ES256"), "key_ops",
-                                     json_pack("[s, s]", "sign", "verify")));
+    json_array_append_new(
+        keys, with(ec_jwk(fx.ec, "b", "ES256"), "key_ops", json_pack("[s, s]", "sign", "verify")));
     json_array_append_new(keys, with(rsa_jwk(fx.rsa2, "c", "RS256"), "x5t", json_string("abc")));
     char *doc = dump(json_pack("{s:o, s:s}", "keys", keys, "extra", "ignored"));
     dm_jwks *set = parse_jwks(doc);
@@ -1170,8 +1169,7 @@ static void test_jwks_malformed(void **state)
     for (size_t i = 0; i < DM_ARRAY_LEN(cases); i++) {
         dm_jwks *set = (dm_jwks *)(uintptr_t)1;
         dm_error err = {0};
-        assert_int_equal(dm_jwks_parse(cases[i].doc, strlen(cases[i].doc), &set, &err),
-                         DM_EINVAL);
+        assert_int_equal(dm_jwks_parse(cases[i].doc, strlen(cases[i].doc), &set, &err), DM_EINVAL);
         assert_null(set);
         assert_int_equal(err.status, 400);
         assert_string_equal(err.field, cases[i].field);

@@ -35,8 +35,10 @@ static void test_requests_by_route_and_status(void **state)
     dm_metrics_request(0, 299); /* not a known status: "other" */
     dm_metrics_request(7, 200); /* no such route: ignored */
     char *s = render();
-    assert_non_null(strstr(s, "digestmap_requests_total{route=\"/v1/registry/acr\",status=\"202\"} 2\n"));
-    assert_non_null(strstr(s, "digestmap_requests_total{route=\"/v1/registry/acr\",status=\"401\"} 1\n"));
+    assert_non_null(
+        strstr(s, "digestmap_requests_total{route=\"/v1/registry/acr\",status=\"202\"} 2\n"));
+    assert_non_null(
+        strstr(s, "digestmap_requests_total{route=\"/v1/registry/acr\",status=\"401\"} 1\n"));
     assert_non_null(strstr(s, "digestmap_requests_total{route=\"/healthz\",status=\"other\"} 1\n"));
     assert_null(strstr(s, "status=\"200\""));
     free(s);

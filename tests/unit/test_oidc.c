@@ -14,10 +14,10 @@
 #include <cmocka.h>
 
 #define GITHUB_ISS "https://token.actions.githubusercontent.com"
-#define GHES_ISS "https://ghes.example.com/_services/token"
+#define GHES_ISS   "https://ghes.example.com/_services/token"
 #define GITLAB_ISS "https://gitlab.example.com"
-#define AZURE_ISS "https://vstoken.dev.azure.com/0f3c9a52-6b1e-4d7a-9c2f-5e8d1b7a4c60"
-#define ENTRA_ISS "https://login.microsoftonline.com/6d2f8e14-3a5b-4c7d-8e9f-0a1b2c3d4e5f/v2.0"
+#define AZURE_ISS  "https://vstoken.dev.azure.com/0f3c9a52-6b1e-4d7a-9c2f-5e8d1b7a4c60"
+#define ENTRA_ISS  "https://login.microsoftonline.com/6d2f8e14-3a5b-4c7d-8e9f-0a1b2c3d4e5f/v2.0"
 
 /* What the pipeline itself says in the body's "run" (event-azure-pipelines.json). */
 static const dm_build_info azure_body = {
@@ -355,20 +355,20 @@ static void test_azure_full_token(void **state)
     body.ref = "refs/heads/evil";
     static const dm_build_info want = {
         .provider = "azure-devops",
-        .repository = "payments/worker",                                      /* body */
+        .repository = "payments/worker",                                        /* body */
         .repository_url = "https://dev.azure.com/contoso/payments/_git/worker", /* rpo_uri */
-        .workflow = "12",                                                     /* def_id */
-        .run_id = "20418",                                                    /* run_id */
-        .run_attempt = "1",                                                   /* body */
+        .workflow = "12",                                                       /* def_id */
+        .run_id = "20418",                                                      /* run_id */
+        .run_attempt = "1",                                                     /* body */
         .run_url = "https://dev.azure.com/contoso/payments/_build/results?buildId=20418",
         .commit = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678", /* rpo_ver */
-        .ref = "refs/heads/main",                              /* rpo_ref */
-        .actor = "build-service",                              /* body */
+        .ref = "refs/heads/main",                             /* rpo_ref */
+        .actor = "build-service",                             /* body */
         .issuer = AZURE_ISS,
         .verified = true,
     };
-    static const char *const fields[] = {"repository_url", "workflow", "run_id", "commit",
-                                         "ref", NULL};
+    static const char *const fields[] = {"repository_url", "workflow", "run_id",
+                                         "commit",         "ref",      NULL};
     dm_build_info b;
     identity_ok(DM_OIDC_AUTO, AZURE_ISS, claims, NULL, &body, &b);
     assert_build(&b, &want, fields);
@@ -500,8 +500,8 @@ static void test_missing_claims(void **state)
                  "is required");
     expect_error(DM_OIDC_AUTO, GITLAB_ISS, "{\"project_path\":\"g/p\"}", "token.pipeline_id",
                  "is required");
-    expect_error(DM_OIDC_GENERIC, "https://accounts.google.com", "{\"email\":\"a@b\"}",
-                 "token.sub", "is required");
+    expect_error(DM_OIDC_GENERIC, "https://accounts.google.com", "{\"email\":\"a@b\"}", "token.sub",
+                 "is required");
 }
 
 static void test_malformed_claims(void **state)
@@ -526,9 +526,8 @@ static void test_malformed_claims(void **state)
     expect_error(DM_OIDC_GITHUB, GITHUB_ISS,
                  "{\"repository\":\"a/b\",\"run_id\":\"1\",\"actor\":true}", "token.actor",
                  "must be a string");
-    expect_error(DM_OIDC_GITHUB, GITHUB_ISS,
-                 "{\"repository\":\"a\\u0000b\",\"run_id\":\"1\"}", "token.repository",
-                 "must not contain NUL characters");
+    expect_error(DM_OIDC_GITHUB, GITHUB_ISS, "{\"repository\":\"a\\u0000b\",\"run_id\":\"1\"}",
+                 "token.repository", "must not contain NUL characters");
     expect_error(DM_OIDC_GITLAB, GITLAB_ISS, "{\"project_path\":\"g/p\",\"pipeline_id\":\"1/2\"}",
                  "token.pipeline_id", "must not contain '/' or control characters");
     expect_error(DM_OIDC_GITLAB, GITLAB_ISS,

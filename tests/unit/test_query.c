@@ -33,8 +33,8 @@ static void test_cursor_roundtrip(void **state)
     cursor_of(MEMBER, c);
     assert_int_equal(strlen(c), DM_CURSOR_LEN);
     for (size_t i = 0; i < DM_CURSOR_LEN; i++)
-        assert_non_null(strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
-                               c[i]));
+        assert_non_null(
+            strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", c[i]));
     assert_true(dm_query_cursor_decode(c, strlen(c), m));
     assert_string_equal(m, MEMBER);
     /* base64 of "826…": a known prefix, so the encoding is base64 and not something else */
@@ -109,12 +109,14 @@ static void test_cursor_invalid(void **state)
     }
     /* well-formed base64url of malformed members */
     const char *members[] = {
-        "8204125468626|sha256:" HEX64 "|" "89ABCDEF0123456789abcdef0123456789abcdef", /* upper */
+        "8204125468626|sha256:" HEX64 "|"
+        "89ABCDEF0123456789abcdef0123456789abcdef", /* upper */
         "8204125468626|sha512:" HEX64 "|" HEX40,
         "82041254686x6|sha256:" HEX64 "|" HEX40,
         "8204125468626,sha256:" HEX64 "|" HEX40,
         "8204125468626|sha256:" HEX64 ";" HEX40,
-        "8204125468626|sha256:" "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdeg"
+        "8204125468626|sha256:"
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdeg"
         "|" HEX40,
     };
     for (size_t i = 0; i < DM_ARRAY_LEN(members); i++) {
@@ -322,8 +324,8 @@ static size_t model_walk(const model_shard *shards, size_t nshards, unsigned lim
         for (size_t i = 0; i < take; i++) {
             assert_true(ngot < max);
             assert_int_equal(picks[i].index < pg[picks[i].shard].n, true);
-            assert_ptr_equal(picks[i].member, pg[picks[i].shard].members +
-                                                  picks[i].index * DM_INDEX_MEMBER_LEN);
+            assert_ptr_equal(picks[i].member,
+                             pg[picks[i].shard].members + picks[i].index * DM_INDEX_MEMBER_LEN);
             memcpy(got[ngot], picks[i].member, DM_INDEX_MEMBER_LEN);
             got[ngot++][DM_INDEX_MEMBER_LEN] = '\0';
         }
@@ -351,8 +353,8 @@ static void check_walk(const model_shard *shards, size_t nshards, unsigned limit
     qsort(want, nwant, sizeof want[0], (int (*)(const void *, const void *))strcmp);
     size_t pages, ngot = model_walk(shards, nshards, limit, got, DM_ARRAY_LEN(got), &pages);
     if (ngot != nwant)
-        fail_msg("limit %u, %zu shards: walked %zu mappings in %zu pages, want %zu", limit,
-                 nshards, ngot, pages, nwant);
+        fail_msg("limit %u, %zu shards: walked %zu mappings in %zu pages, want %zu", limit, nshards,
+                 ngot, pages, nwant);
     for (size_t i = 0; i < nwant; i++)
         if (strcmp(got[i], want[i]) != 0)
             fail_msg("limit %u, %zu shards: mapping %zu is %.13s, want %.13s", limit, nshards, i,
@@ -490,11 +492,15 @@ static void test_shard_limit(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cursor_roundtrip), cmocka_unit_test(test_cursor_url_alphabet),
-        cmocka_unit_test(test_cursor_invalid),   cmocka_unit_test(test_parse_valid),
-        cmocka_unit_test(test_parse_invalid),   cmocka_unit_test(test_name_limit),
+        cmocka_unit_test(test_cursor_roundtrip),
+        cmocka_unit_test(test_cursor_url_alphabet),
+        cmocka_unit_test(test_cursor_invalid),
+        cmocka_unit_test(test_parse_valid),
+        cmocka_unit_test(test_parse_invalid),
+        cmocka_unit_test(test_name_limit),
         cmocka_unit_test(test_merge_stops_at_unfinished_shard),
-        cmocka_unit_test(test_merge_cut),        cmocka_unit_test(test_merge_random_walks),
+        cmocka_unit_test(test_merge_cut),
+        cmocka_unit_test(test_merge_random_walks),
         cmocka_unit_test(test_shard_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

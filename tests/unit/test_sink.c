@@ -18,8 +18,8 @@ static void test_classify(void **state)
     (void)state;
     static const int delivered[] = {200, 201, 202, 204, 299};
     static const int retry[] = {0, 408, 425, 429, 500, 502, 503, 504, 599};
-    static const int permanent[] = {100, 199, 300, 301, 302, 304, 400, 401, 403, 404, 405,
-                                    409, 410, 413, 422, 426, 428, 431, 451, 600};
+    static const int permanent[] = {100, 199, 300, 301, 302, 304, 400, 401, 403, 404,
+                                    405, 409, 410, 413, 422, 426, 428, 431, 451, 600};
     for (size_t i = 0; i < DM_ARRAY_LEN(delivered); i++)
         assert_int_equal(dm_sink_classify(delivered[i]), DM_SINK_DELIVERED);
     for (size_t i = 0; i < DM_ARRAY_LEN(retry); i++)
@@ -63,10 +63,12 @@ static void test_signature(void **state)
     /* RFC 4231 test case 2 */
     const char *data = "what do ya want for nothing?";
     dm_sink_signature((const unsigned char *)"Jefe", 4, data, strlen(data), sig);
-    assert_string_equal(sig, "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    assert_string_equal(sig,
+                        "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
     /* an empty body is signed too (openssl dgst -sha256 -hmac k < /dev/null) */
     dm_sink_signature((const unsigned char *)"k", 1, NULL, 0, sig);
-    assert_string_equal(sig, "sha256=8bb990c40a7d61cb97597a942125025be50ac8beb74436e3735b98893a7f6620");
+    assert_string_equal(sig,
+                        "sha256=8bb990c40a7d61cb97597a942125025be50ac8beb74436e3735b98893a7f6620");
 }
 
 static int64_t ra_ok(const char *v, int64_t now)

@@ -27,8 +27,8 @@
 
 #define NOTIFICATION "ecr/sns-notification.unsigned.json"
 #define CONFIRMATION "ecr/sns-subscription-confirmation.unsigned.json"
-#define CERT_URL                                                                                  \
-    "https://sns.eu-west-1.amazonaws.com/"                                                        \
+#define CERT_URL                           \
+    "https://sns.eu-west-1.amazonaws.com/" \
     "SimpleNotificationService-0000000000000000000000000000test.pem"
 
 /* Generated once for the whole group: RSA keygen is the slow part of this test. */
@@ -109,10 +109,10 @@ static const char *get_str(const json_t *o, const char *key)
 /* The string to sign, computed from the JSON object by this test (FORMATS.md §2 B). */
 static char *test_string_to_sign(const json_t *o)
 {
-    static const char *const notification[] = {"Message", "MessageId", "Subject",
-                                               "Timestamp", "TopicArn", "Type"};
+    static const char *const notification[] = {"Message",   "MessageId", "Subject",
+                                               "Timestamp", "TopicArn",  "Type"};
     static const char *const confirmation[] = {"Message", "MessageId", "SubscribeURL", "Timestamp",
-                                               "Token", "TopicArn", "Type"};
+                                               "Token",   "TopicArn",  "Type"};
     bool conf = strcmp(get_str(o, "Type"), "Notification") != 0;
     const char *const *names = conf ? confirmation : notification;
     size_t n = conf ? DM_ARRAY_LEN(confirmation) : DM_ARRAY_LEN(notification);
@@ -147,8 +147,7 @@ static void sign_as(json_t *o, const char *version, EVP_PKEY *key, const char *m
     assert_non_null(ctx);
     assert_int_equal(EVP_DigestSignInit_ex(ctx, NULL, md, NULL, NULL, key, NULL), 1);
     size_t len = 0;
-    assert_int_equal(
-        EVP_DigestSign(ctx, NULL, &len, (const unsigned char *)tbs, strlen(tbs)), 1);
+    assert_int_equal(EVP_DigestSign(ctx, NULL, &len, (const unsigned char *)tbs, strlen(tbs)), 1);
     unsigned char *sig = dm_xmalloc(len);
     assert_int_equal(EVP_DigestSign(ctx, sig, &len, (const unsigned char *)tbs, strlen(tbs)), 1);
     char *text = b64(sig, len);
@@ -195,8 +194,8 @@ static void expect_verified(const json_t *o)
         fail_msg("verify: [%s] %s", err.field, err.text);
 }
 
-static void expect_refused_pem(const json_t *o, const char *pem, size_t pem_len,
-                               const char *field, const char *text)
+static void expect_refused_pem(const json_t *o, const char *pem, size_t pem_len, const char *field,
+                               const char *text)
 {
     dm_sns_message m;
     dm_error err;
@@ -230,8 +229,8 @@ static char *make_cert(EVP_PKEY *key)
     assert_int_equal(X509_set_pubkey(x, key), 1);
     X509_NAME *name = X509_get_subject_name(x);
     assert_int_equal(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                                                (const unsigned char *)"sns.amazonaws.com", -1,
-                                                -1, 0),
+                                                (const unsigned char *)"sns.amazonaws.com", -1, -1,
+                                                0),
                      1);
     assert_int_equal(X509_set_issuer_name(x, name), 1);
     assert_true(X509_sign(x, key, EVP_sha256()) > 0);
@@ -442,8 +441,8 @@ static void test_signed_members_changed(void **state)
         {NOTIFICATION, "Subject", "changed", true},
         {CONFIRMATION, "Type", "UnsubscribeConfirmation", false},
         {CONFIRMATION, "Token", "2336412f37fb687f", false},
-        {CONFIRMATION,
-         "SubscribeURL", "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription", false},
+        {CONFIRMATION, "SubscribeURL",
+         "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription", false},
         {CONFIRMATION, "TopicArn", "arn:aws:sns:eu-west-1:111122223333:other-topic", false},
         {CONFIRMATION, "MessageId", "5c2a1d0f-3e4b-6c7d-9e8f-0a1b2c3d4e50", false},
         {CONFIRMATION, "Timestamp", "2026-11-28T13:50:00.001Z", false},
@@ -750,8 +749,8 @@ static void expect_string_to_sign(const char *body, const char *want)
     dm_sns_message_dispose(&m);
 }
 
-#define PROOF                                                                                     \
-    "\"SignatureVersion\":\"1\",\"Signature\":\"QUJD\","                                          \
+#define PROOF                                            \
+    "\"SignatureVersion\":\"1\",\"Signature\":\"QUJD\"," \
     "\"SigningCertURL\":\"https://sns.us-east-1.amazonaws.com/c.pem\""
 
 static void test_string_to_sign_golden(void **state)
@@ -830,12 +829,12 @@ static void test_string_to_sign_fixtures(void **state)
 
 /*---- parse errors -------------------------------------------------------------------------*/
 
-#define N_BASE                                                                                    \
-    "\"Type\":\"Notification\",\"MessageId\":\"i\",\"TopicArn\":\"a\",\"Timestamp\":\"t\","     \
+#define N_BASE                                                                              \
+    "\"Type\":\"Notification\",\"MessageId\":\"i\",\"TopicArn\":\"a\",\"Timestamp\":\"t\"," \
     "\"Signature\":\"QUJD\",\"SigningCertURL\":\"u\""
-#define C_BASE                                                                                    \
-    "\"Type\":\"SubscriptionConfirmation\",\"MessageId\":\"i\",\"TopicArn\":\"a\","            \
-    "\"Timestamp\":\"t\",\"Signature\":\"QUJD\",\"SigningCertURL\":\"u\",\"Message\":\"m\","   \
+#define C_BASE                                                                               \
+    "\"Type\":\"SubscriptionConfirmation\",\"MessageId\":\"i\",\"TopicArn\":\"a\","          \
+    "\"Timestamp\":\"t\",\"Signature\":\"QUJD\",\"SigningCertURL\":\"u\",\"Message\":\"m\"," \
     "\"SignatureVersion\":\"2\""
 
 static void expect_parse_error(const char *body, size_t len, const char *field, const char *text)
@@ -878,8 +877,7 @@ static void test_parse_errors(void **state)
         {"{\"Type\":\"Notification\",\"SignatureVersion\":\"\"}", "SignatureVersion",
          "must not be empty"},
         {"{" N_BASE ",\"SignatureVersion\":\"1\"}", "Message", "is required"},
-        {"{" N_BASE ",\"SignatureVersion\":\"1\",\"Message\":null}", "Message",
-         "must be a string"},
+        {"{" N_BASE ",\"SignatureVersion\":\"1\",\"Message\":null}", "Message", "must be a string"},
         {"{" N_BASE ",\"SignatureVersion\":\"1\",\"Message\":{}}", "Message", "must be a string"},
         {"{" N_BASE ",\"SignatureVersion\":\"1\",\"Message\":\"\"}", "Message",
          "must not be empty"},
@@ -1067,8 +1065,7 @@ static void test_url_table(void **state)
     for (size_t i = 0; i < DM_ARRAY_LEN(cases); i++) {
         if (dm_sns_url_ok(cases[i].url, true) != cases[i].pem_ok ||
             dm_sns_url_ok(cases[i].url, false) != cases[i].plain_ok)
-            fail_msg("%s: want pem=%d plain=%d", cases[i].url, cases[i].pem_ok,
-                     cases[i].plain_ok);
+            fail_msg("%s: want pem=%d plain=%d", cases[i].url, cases[i].pem_ok, cases[i].plain_ok);
     }
     assert_false(dm_sns_url_ok(NULL, true));
     assert_false(dm_sns_url_ok(NULL, false));

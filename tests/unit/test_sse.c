@@ -53,14 +53,24 @@ static void test_parse_rejects(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "",            /* empty */
-        "123",         /* no sequence (Redis would take it; we want exact positions) */
-        "123-",        "-5",           "1-2-3",       "+1-2",         "1-+2",
-        " 1-2",        "1-2 ",         "1 -2",        "0x1-2",        "1-2,",
-        ",1-2",        "18446744073709551616-0",      /* UINT64_MAX + 1 */
-        "1-99999999999999999999",     /* 20 digits, overflows */
-        "000000000000000000001-0",    /* 21 digits */
-        "1\n-2",       "１-2",
+        "",    /* empty */
+        "123", /* no sequence (Redis would take it; we want exact positions) */
+        "123-",
+        "-5",
+        "1-2-3",
+        "+1-2",
+        "1-+2",
+        " 1-2",
+        "1-2 ",
+        "1 -2",
+        "0x1-2",
+        "1-2,",
+        ",1-2",
+        "18446744073709551616-0",  /* UINT64_MAX + 1 */
+        "1-99999999999999999999",  /* 20 digits, overflows */
+        "000000000000000000001-0", /* 21 digits */
+        "1\n-2",
+        "１-2",
     };
     for (size_t i = 0; i < DM_ARRAY_LEN(bad); i++) {
         dm_sse_id id[1];
@@ -119,8 +129,9 @@ static void test_format_event(void **state)
     expect_event("dev.digestmap.mapping.confirmed.v1", "{\"a\":1}",
                  "id: 1-0\nevent: dev.digestmap.mapping.confirmed.v1\ndata: {\"a\":1}\n\n");
     /* LF, CRLF and CR all end a data line; the client joins the lines back with LF */
-    expect_event("t", "{\n\"a\":1\r\n}\rx", "id: 1-0\nevent: t\ndata: {\ndata: \"a\":1\ndata: }\n"
-                                              "data: x\n\n");
+    expect_event("t", "{\n\"a\":1\r\n}\rx",
+                 "id: 1-0\nevent: t\ndata: {\ndata: \"a\":1\ndata: }\n"
+                 "data: x\n\n");
     /* a trailing line break keeps its (empty) last line, so the document arrives whole */
     expect_event("t", "{}\n", "id: 1-0\nevent: t\ndata: {}\ndata: \n\n");
     /* no type, or a type that would break the framing: no event line (a "message" event) */

@@ -68,9 +68,9 @@ static void test_parse_invalid(void **state)
     parse_bad("2026");
     parse_bad("2026-11-28");
     parse_bad("2026-11-28T14:02");
-    parse_bad("2026-11-28T14:02:11");       /* no zone */
-    parse_bad("2026-11-28T14:02:11.483");   /* no zone */
-    parse_bad("2026-11-28T14:02:11.Z");     /* empty fraction */
+    parse_bad("2026-11-28T14:02:11");                /* no zone */
+    parse_bad("2026-11-28T14:02:11.483");            /* no zone */
+    parse_bad("2026-11-28T14:02:11.Z");              /* empty fraction */
     parse_bad("2026-11-28T14:02:11.1234567890123Z"); /* 13 digits */
     parse_bad("2026-11-28T14:02:11Zjunk");
     parse_bad("2026-11-28T14:02:11Z ");
@@ -144,8 +144,9 @@ static void test_roundtrip(void **state)
 {
     (void)state;
     /* every format() output parses back to the same millisecond */
-    int64_t samples[] = {0, 1, 999, 1000, 86399999, 86400000, 951782400000, 1795874531483,
-                         -1, -1000, -86400001, 4102444800000, 253402300799999};
+    int64_t samples[] = {
+        0,  1,     999,       1000,          86399999,       86400000, 951782400000, 1795874531483,
+        -1, -1000, -86400001, 4102444800000, 253402300799999};
     for (size_t i = 0; i < DM_ARRAY_LEN(samples); i++) {
         char buf[DM_TIME_BUFLEN];
         dm_time_format(samples[i], buf);
@@ -170,9 +171,9 @@ static void test_clocks(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_valid),   cmocka_unit_test(test_parse_invalid),
+        cmocka_unit_test(test_parse_valid),        cmocka_unit_test(test_parse_invalid),
         cmocka_unit_test(test_parse_length_bound), cmocka_unit_test(test_format),
-        cmocka_unit_test(test_roundtrip),     cmocka_unit_test(test_clocks),
+        cmocka_unit_test(test_roundtrip),          cmocka_unit_test(test_clocks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
