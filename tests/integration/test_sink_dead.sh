@@ -74,7 +74,7 @@ check "nothing delivered" 0 "$(metric digestmap_sink_delivered_total)"
 
 # --- sink_dead.lua is idempotent: a second call for an acknowledged entry writes nothing.
 check "sink_dead.lua again for an acknowledged entry" 0 \
-    "$(rcli EVAL "$(cat "$DM_SRC/correlator/lua/sink_dead.lua")" 2 'dm:{0}:out' 'dm:{0}:dead' \
+    "$(rcli EVAL "$(cat "$DM_SRC/outputs/lua/sink_dead.lua")" 2 'dm:{0}:out' 'dm:{0}:dead' \
         digestmap:five "$id5" 1000 t d e five 3 err 1)"
 check "still four dead entries" 4 "$(dead_count)"
 

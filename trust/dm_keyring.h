@@ -11,8 +11,8 @@
  * documents to dm_keyring_update; verifiers ask for a refresh with dm_keyring_request_refresh
  * when a token names a kid the set does not hold.
  */
-#ifndef DM_RECEIVER_DM_KEYRING_H
-#define DM_RECEIVER_DM_KEYRING_H
+#ifndef DM_TRUST_DM_KEYRING_H
+#define DM_TRUST_DM_KEYRING_H
 
 #include "dm_common.h"
 #include "dm_event.h"

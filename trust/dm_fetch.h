@@ -30,8 +30,8 @@
  * the validated URL's path and query instead of from AWS (a warning is logged at startup). The
  * URLs are still validated as usual. Any other value is a startup error.
  */
-#ifndef DM_RECEIVER_DM_FETCH_H
-#define DM_RECEIVER_DM_FETCH_H
+#ifndef DM_TRUST_DM_FETCH_H
+#define DM_TRUST_DM_FETCH_H
 
 #include "dm_config.h"
 

@@ -15,8 +15,8 @@
  * large backlog is removed over several calls, never in one long script: 1000 entries of 2 KB
  * keep Redis busy ~15 ms).
  */
-#ifndef DM_CORRELATOR_DM_TRIM_H
-#define DM_CORRELATOR_DM_TRIM_H
+#ifndef DM_OUTPUTS_DM_TRIM_H
+#define DM_OUTPUTS_DM_TRIM_H
 
 #include "dm_join.h"
 

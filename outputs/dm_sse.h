@@ -70,8 +70,8 @@
  *
  * All functions run on the worker's thread; the hub owns every stream state of its worker.
  */
-#ifndef DM_RECEIVER_DM_SSE_H
-#define DM_RECEIVER_DM_SSE_H
+#ifndef DM_OUTPUTS_DM_SSE_H
+#define DM_OUTPUTS_DM_SSE_H
 
 #include "dm_server.h"
 

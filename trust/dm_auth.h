@@ -4,8 +4,8 @@
  * libevent, and OIDC keys come from the entry's keyring (dm_keyring.h). All secret comparisons
  * are constant-time.
  */
-#ifndef DM_RECEIVER_DM_AUTH_H
-#define DM_RECEIVER_DM_AUTH_H
+#ifndef DM_TRUST_DM_AUTH_H
+#define DM_TRUST_DM_AUTH_H
 
 #include "dm_config.h"
 

@@ -10,8 +10,8 @@
  * themselves (dm_keyring.h). Loading reads files but never touches the network: jwks_url keys,
  * SNS certificates and subscription confirmations are fetched by dm_fetch after the load.
  */
-#ifndef DM_RECEIVER_DM_CONFIG_H
-#define DM_RECEIVER_DM_CONFIG_H
+#ifndef DM_CONFIG_DM_CONFIG_H
+#define DM_CONFIG_DM_CONFIG_H
 
 #include "dm_common.h"
 

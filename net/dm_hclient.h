@@ -13,8 +13,8 @@
  *
  * Not thread-safe: one dm_hclient per event_base, used from that base's thread only.
  */
-#ifndef DM_RECEIVER_DM_HCLIENT_H
-#define DM_RECEIVER_DM_HCLIENT_H
+#ifndef DM_NET_DM_HCLIENT_H
+#define DM_NET_DM_HCLIENT_H
 
 #include "dm_common.h"
 

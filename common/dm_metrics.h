@@ -5,8 +5,8 @@
  * Routes are numbered by the server (dm_metrics_init names them); statuses outside the
  * known set are counted as "other".
  */
-#ifndef DM_RECEIVER_DM_METRICS_H
-#define DM_RECEIVER_DM_METRICS_H
+#ifndef DM_COMMON_DM_METRICS_H
+#define DM_COMMON_DM_METRICS_H
 
 #include "dm_common.h"
 

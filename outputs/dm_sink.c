@@ -846,7 +846,7 @@ static int64_t prune_every_ms(const sink *s)
     return every > s->c->claim_idle_ms ? every : s->c->claim_idle_ms;
 }
 
-/* Stale consumers are removed by correlator/lua/sink_prune.lua (DM_SCRIPT_SINK_PRUNE): the
+/* Stale consumers are removed by outputs/lua/sink_prune.lua (DM_SCRIPT_SINK_PRUNE): the
  * check and the removal must be one atomic step (the script says why). */
 
 static void prune_next(sink *s);

@@ -79,8 +79,8 @@
  * removed" (info).
  * Metrics: DM_M_SINK_* and the gauge DM_G_SINK_INFLIGHT (records held, all sinks).
  */
-#ifndef DM_RECEIVER_DM_SINK_H
-#define DM_RECEIVER_DM_SINK_H
+#ifndef DM_OUTPUTS_DM_SINK_H
+#define DM_OUTPUTS_DM_SINK_H
 
 #include "dm_config.h"
 
