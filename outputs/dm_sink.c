@@ -21,6 +21,7 @@
 #include "dm_log.h"
 #include "dm_metrics.h"
 #include "dm_redis.h"
+#include "dm_redis_conf.h"
 #include "dm_server.h"
 #include "dm_time.h"
 
@@ -1231,7 +1232,7 @@ static int sink_init(dm_sinks *all, sink *s, const dm_sink_conf *c, char *err, s
     s->read_backoff_ms = READ_BACKOFF_MIN_MS;
     char name[96];
     snprintf(name, sizeof name, "sink-%s", c->name);
-    dm_redis_opts ro = dm_server_redis_opts(conf, name);
+    dm_redis_opts ro = dm_redis_conf_opts(conf, name);
     /* A read blocks up to DM_SINK_BLOCK_MS by design: that is no timeout. */
     ro.command_timeout_ms = conf->redis.command_timeout_ms + DM_SINK_BLOCK_MS;
     ro.max_inflight = 4;
@@ -1289,7 +1290,7 @@ int dm_sinks_start(struct event_base *base, const dm_config *conf, dm_sinks **ou
          * group commands per shard, and a stale-consumer check. */
         ctl_inflight += 2 * conf->outputs.webhooks[i].max_inflight + 4 * conf->redis.shards + 1;
     }
-    dm_redis_opts co = dm_server_redis_opts(conf, "sinks");
+    dm_redis_opts co = dm_redis_conf_opts(conf, "sinks");
     co.max_inflight = ctl_inflight;
     co.on_ready = on_ctl_ready;
     co.on_ready_arg = all;

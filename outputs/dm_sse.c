@@ -6,6 +6,7 @@
 #include "dm_log.h"
 #include "dm_metrics.h"
 #include "dm_redis.h"
+#include "dm_redis_conf.h"
 #include "dm_time.h"
 
 #include <sys/queue.h> /* TAILQ_FOREACH over evkeyvalq */
@@ -852,7 +853,7 @@ void dm_sse_handle(dm_worker *w, struct evhttp_request *req)
     evhttp_connection_set_closecb(evcon, on_conn_close, s);
 
     int cmd_ms = block_ms(c) + c->redis.command_timeout_ms;
-    dm_redis_opts ro = dm_server_redis_opts(c, "event-stream");
+    dm_redis_opts ro = dm_redis_conf_opts(c, "event-stream");
     ro.command_timeout_ms = cmd_ms;
     ro.max_inflight = 2; /* a start command, then one XREAD at a time */
     ro.scripts = NULL;   /* XREAD, XREVRANGE and PING only */

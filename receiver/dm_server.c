@@ -5,6 +5,7 @@
 #include "dm_log.h"
 #include "dm_metrics.h"
 #include "dm_redis.h"
+#include "dm_redis_conf.h"
 #include "dm_sweep.h"
 #include "dm_trim.h"
 #include "dm_api.h"
@@ -66,23 +67,6 @@ struct dm_server {
     char **protected_groups;  /**< consumer groups trimming waits for (sinks', stream_groups) */
     size_t nprotected;
 };
-
-dm_redis_opts dm_server_redis_opts(const dm_config *c, const char *name)
-{
-    return (dm_redis_opts){
-        .host = c->redis.host,
-        .port = c->redis.port,
-        .unix_path = c->redis.unix_path,
-        .username = c->redis.username,
-        .password = c->redis.password,
-        .db = c->redis.db,
-        .connect_timeout_ms = c->redis.connect_timeout_ms,
-        .command_timeout_ms = c->redis.command_timeout_ms,
-        .scripts = dm_join_scripts(),
-        .nscripts = DM_SCRIPT_COUNT,
-        .name = name,
-    };
-}
 
 /*---------------------------------------------------------------- worker API ---*/
 
@@ -430,7 +414,7 @@ static int worker_init(dm_server *s, dm_worker *w, int id, char *err, size_t err
     char name[32];
     snprintf(name, sizeof name, "worker-%d", id);
     int per_conn = c->limits.max_inflight / s->nworkers;
-    dm_redis_opts ro = dm_server_redis_opts(c, name);
+    dm_redis_opts ro = dm_redis_conf_opts(c, name);
     /* Room for the largest build event (one command per digest), which is refused whole when
      * it does not fit (dm_ingest), never parked in part. */
     ro.max_inflight =

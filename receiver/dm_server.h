@@ -31,12 +31,6 @@ typedef struct dm_app {
 
 typedef struct dm_worker dm_worker;
 
-/**
- * Options for a Redis connection to the configured server: address, credentials, database,
- * timeouts and every Lua script (dm_join_scripts), named @p name (borrowed); the caller sets
- * max_inflight and what else differs (on_ready, a longer command timeout for blocking reads).
- */
-struct dm_redis_opts dm_server_redis_opts(const dm_config *c, const char *name);
 typedef struct dm_server dm_server;
 
 /**

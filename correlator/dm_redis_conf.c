@@ -1,0 +1,20 @@
+/* dm_redis_conf.c - see dm_redis_conf.h. */
+#include "dm_redis_conf.h"
+#include "dm_join.h"
+
+dm_redis_opts dm_redis_conf_opts(const dm_config *c, const char *name)
+{
+    return (dm_redis_opts){
+        .host = c->redis.host,
+        .port = c->redis.port,
+        .unix_path = c->redis.unix_path,
+        .username = c->redis.username,
+        .password = c->redis.password,
+        .db = c->redis.db,
+        .connect_timeout_ms = c->redis.connect_timeout_ms,
+        .command_timeout_ms = c->redis.command_timeout_ms,
+        .scripts = dm_join_scripts(),
+        .nscripts = DM_SCRIPT_COUNT,
+        .name = name,
+    };
+}

@@ -1,0 +1,20 @@
+/* dm_redis_conf.h - the options of a Redis connection to the configured server.
+ *
+ * One place turns the configuration's redis section into dm_redis_opts, so the request
+ * workers, the sinks and the event streams connect alike (address, credentials, database,
+ * timeouts, and every Lua script of dm_join_scripts).
+ */
+#ifndef DM_CORRELATOR_DM_REDIS_CONF_H
+#define DM_CORRELATOR_DM_REDIS_CONF_H
+
+#include "dm_config.h"
+#include "dm_redis.h"
+
+/**
+ * Options for a connection named @p name (borrowed, like every string taken from @p c, which
+ * must outlive the connection). The caller sets max_inflight and what else differs (on_ready,
+ * a longer command timeout for blocking reads).
+ */
+dm_redis_opts dm_redis_conf_opts(const dm_config *c, const char *name);
+
+#endif
