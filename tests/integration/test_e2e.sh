@@ -27,7 +27,7 @@ check "push-second answer reports one edge" '{"status":"accepted","events":1,"ed
 
 check "two confirmed records in the stream" 2 "$(stream_count dev.digestmap.mapping.confirmed.v1)"
 
-# the record's shape (DESIGN §6.4)
+# the record's shape (README "Output records")
 ev=$(rcli --raw xrange 'dm:{0}:out' - + | awk 'prev=="event"{print} {prev=$0}' | head -n 1)
 check "record type" dev.digestmap.mapping.confirmed.v1 "$(jq -r .type <<<"$ev")"
 check "record specversion" 1.0 "$(jq -r .specversion <<<"$ev")"

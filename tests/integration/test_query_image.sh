@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GET /v1/images/<digest> answers DESIGN §6.3 in full: mappings with merged tags, pending
+# GET /v1/images/<digest> answers as README "Query API" says, in full: mappings with merged tags, pending
 # registry and build events with their expiry (expires_at, RFC 3339), deletes; 404 for an
 # unknown digest, 400 for malformed ones, 401 without the API token; pending items leave the
 # answer when they expire.
