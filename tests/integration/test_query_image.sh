@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# GET /v1/images/<digest> answers as README "Query API" says, in full: mappings with merged tags, pending
-# registry and build events with their expiry (expires_at, RFC 3339), deletes; 404 for an
-# unknown digest, 400 for malformed ones, 401 without the API token; pending items leave the
-# answer when they expire.
+# GET /v1/images/<digest> answers in full as README "Query API" says: mappings with merged
+# tags, pending registry and build events with their expiry (expires_at, RFC 3339), deletes;
+# 404 for an unknown digest, 400 for malformed ones, 401 without the API token; pending items
+# leave the answer when they expire.
 . "$(dirname "$0")/lib.sh"
 start_redis
 start_daemon
