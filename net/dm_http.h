@@ -1,10 +1,12 @@
-/* dm_http.h - JSON answers for evhttp requests, counted in the metrics.
+/* dm_http.h - answers of the daemon's HTTP server (evhttp requests): JSON documents and
+ * errors, counted per route in the metrics (@p route is the route's number given to
+ * dm_metrics_init).
  *
  * Every function here sends the one reply of @p req; afterwards the request belongs to evhttp
  * again and must not be touched.
  */
-#ifndef DM_RECEIVER_DM_HTTP_H
-#define DM_RECEIVER_DM_HTTP_H
+#ifndef DM_NET_DM_HTTP_H
+#define DM_NET_DM_HTTP_H
 
 #include "dm_common.h"
 
