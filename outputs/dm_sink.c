@@ -22,7 +22,6 @@
 #include "dm_metrics.h"
 #include "dm_redis.h"
 #include "dm_redis_conf.h"
-#include "dm_server.h"
 #include "dm_time.h"
 
 #include <stdio.h>

@@ -1,15 +1,13 @@
 #include "dm_common.h"
 #include "dm_sse.h"
 #include "dm_http.h"
-#include "dm_ingest.h"
-#include "dm_join.h"
 #include "dm_log.h"
 #include "dm_metrics.h"
 #include "dm_redis.h"
 #include "dm_redis_conf.h"
 #include "dm_time.h"
 
-#include <sys/queue.h> /* TAILQ_FOREACH over evkeyvalq */
+#include <sys/queue.h> /* LIST of a hub's streams */
 
 #include <errno.h>
 #include <stdarg.h>
@@ -17,14 +15,12 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <hiredis/hiredis.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define ROUTE_NAME          "/v1/events/stream"
 /* While a client is paused by back-pressure, look at its buffer this often. */
 #define PAUSE_POLL_MS       50
 /* Bytes a client may send us during a stream before its socket is no longer read (the bytes
@@ -33,110 +29,6 @@
 #define STR_(x)             #x
 #define STR(x)              STR_(x)
 
-/*---------------------------------------------------------------- pure helpers ---*/
-
-/* One "<ms>-<seq>" of @p n bytes; no sign, no spaces, no overflow. */
-static int parse_one(const char *s, size_t n, dm_sse_id *out)
-{
-    const char *dash = memchr(s, '-', n);
-    if (!dash)
-        return DM_EINVAL;
-    uint64_t v[2] = {0, 0};
-    const char *part[2] = {s, dash + 1};
-    size_t plen[2] = {(size_t)(dash - s), n - (size_t)(dash - s) - 1};
-    for (int k = 0; k < 2; k++) {
-        if (plen[k] == 0 || plen[k] > 20)
-            return DM_EINVAL;
-        for (size_t i = 0; i < plen[k]; i++) {
-            unsigned d = (unsigned char)part[k][i] - '0';
-            if (d > 9 || v[k] > (UINT64_MAX - d) / 10)
-                return DM_EINVAL;
-            v[k] = v[k] * 10 + d;
-        }
-    }
-    out->ms = v[0];
-    out->seq = v[1];
-    return DM_OK;
-}
-
-int dm_sse_parse_ids(const char *s, size_t n, size_t nshards, dm_sse_id *out, char *err,
-                     size_t errlen)
-{
-    size_t i = 0, start = 0;
-    for (size_t k = 0; k <= n; k++) {
-        if (k < n && s[k] != ',')
-            continue;
-        if (i == nshards) {
-            snprintf(err, errlen, "more than %zu id%s: with redis.shards = %zu the id is %s",
-                     nshards, nshards == 1 ? "" : "s", nshards,
-                     nshards == 1 ? "<ms>-<seq>"
-                                  : "a comma-separated list of <ms>-<seq>, one "
-                                    "per shard");
-            return DM_EINVAL;
-        }
-        if (parse_one(s + start, k - start, &out[i]) != DM_OK) {
-            snprintf(err, errlen,
-                     "id number %zu is not <ms>-<seq> (two decimal numbers, at most "
-                     "20 digits each, joined by a dash)",
-                     i + 1);
-            return DM_EINVAL;
-        }
-        i++;
-        start = k + 1;
-    }
-    if (i != nshards) {
-        snprintf(err, errlen,
-                 "%zu id%s given, %zu expected (one <ms>-<seq> per shard, "
-                 "comma-separated)",
-                 i, i == 1 ? "" : "s", nshards);
-        return DM_EINVAL;
-    }
-    return DM_OK;
-}
-
-size_t dm_sse_format_ids(const dm_sse_id *ids, size_t n, char *buf, size_t size)
-{
-    size_t len = 0;
-    if (size)
-        buf[0] = '\0';
-    for (size_t i = 0; i < n && len < size; i++) {
-        int w = snprintf(buf + len, size - len, "%s%llu-%llu", i ? "," : "",
-                         (unsigned long long)ids[i].ms, (unsigned long long)ids[i].seq);
-        if (w < 0 || (size_t)w >= size - len)
-            return len; /* truncated: the caller sized buf too small */
-        len += (size_t)w;
-    }
-    return len;
-}
-
-void dm_sse_format_event(struct evbuffer *out, const char *id, const char *type, size_t tlen,
-                         const char *data, size_t dlen)
-{
-    evbuffer_add_printf(out, "id: %s\n", id);
-    if (tlen && !memchr(type, '\n', tlen) && !memchr(type, '\r', tlen)) {
-        evbuffer_add(out, "event: ", 7);
-        evbuffer_add(out, type, tlen);
-        evbuffer_add(out, "\n", 1);
-    }
-    /* Every line terminator of the SSE grammar ends a data line; the client joins the data
-     * lines back with LF, so a document with line breaks arrives whole (CRLF/CR as LF). */
-    size_t i = 0;
-    for (;;) {
-        size_t j = i;
-        while (j < dlen && data[j] != '\n' && data[j] != '\r')
-            j++;
-        evbuffer_add(out, "data: ", 6);
-        evbuffer_add(out, data + i, j - i);
-        evbuffer_add(out, "\n", 1);
-        if (j >= dlen)
-            break;
-        if (data[j] == '\r' && j + 1 < dlen && data[j + 1] == '\n')
-            j++;
-        i = j + 1;
-    }
-    evbuffer_add(out, "\n", 1);
-}
-
 /*---------------------------------------------------------------- state ---*/
 
 typedef enum {
@@ -144,12 +36,6 @@ typedef enum {
     S_STREAMING,    /**< 200 sent; XREAD loop */
     S_DONE,         /**< ended; waiting for reap_ev to free it */
 } stream_state;
-
-typedef enum {
-    FROM_NEW = 0,
-    FROM_START,
-    FROM_ID
-} start_kind;
 
 typedef struct stream stream;
 
@@ -164,13 +50,15 @@ typedef struct shard_conn {
 
 struct stream {
     dm_sse_hub *hub;
-    stream *prev, *next;
+    LIST_ENTRY(stream) link; /**< in hub->streams */
     stream_state state;
+    size_t route;                    /**< for the metrics */
+    const char *route_name;          /**< for log lines (static) */
     struct evhttp_request *req;      /**< until handed back to evhttp (then NULL) */
     struct evhttp_connection *evcon; /**< NULL once evhttp closed the connection */
     shard_conn *conns;               /**< nshards, conns[i] reads keys[i] */
-    bool inflight;                   /**< admitted by dm_worker_begin, not yet ended */
-    start_kind from;
+    bool inflight;                   /**< admitted by the hub's admit, not yet done */
+    dm_sse_from from;
     size_t pending; /**< start replies still expected */
     size_t nshards;
     dm_sse_id *pos; /**< last delivered id (or start position) per shard */
@@ -188,8 +76,8 @@ struct stream {
 };
 
 struct dm_sse_hub {
-    dm_worker *w;
-    stream *head;
+    dm_sse_hub_conf hc;
+    LIST_HEAD(, stream) streams; /**< newest first */
     bool closed;
 };
 
@@ -223,12 +111,7 @@ static int block_ms(const dm_config *c)
 
 static void stream_free(stream *s)
 {
-    if (s->prev)
-        s->prev->next = s->next;
-    else if (s->hub->head == s)
-        s->hub->head = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    LIST_REMOVE(s, link);
     /* Runs the callbacks still pending (XREAD, start commands) with DM_EUNAVAIL: they see
      * S_DONE and return, so s and its conns must still be alive here. */
     for (size_t i = 0; i < s->nshards; i++)
@@ -274,7 +157,7 @@ static void finish(stream *s, const char *reason)
     s->req = NULL;
     if (s->inflight) {
         s->inflight = false;
-        dm_worker_end(s->hub->w);
+        s->hub->hc.done(s->hub->hc.arg);
     }
     slot_release();
     if (streaming)
@@ -317,10 +200,10 @@ static void refuse_start(stream *s, int err, const char *what)
                                      : DM_M_REDIS_UNAVAILABLE;
     if (err != DM_OK)
         dm_metrics_inc(m);
-    dm_warn("request refused", "status=503 route=%s reason=\"%s\" peer=%s", ROUTE_NAME, what,
+    dm_warn("request refused", "status=503 route=%s reason=\"%s\" peer=%s", s->route_name, what,
             s->peer);
     if (s->req && evhttp_request_get_connection(s->req))
-        dm_http_error(s->req, DM_ROUTE_EVENTS, 503, "%s; retry later", what);
+        dm_http_error(s->req, s->route, 503, "%s; retry later", what);
     else if (s->req)
         evhttp_send_reply_end(s->req); /* detached from its closed connection: frees it */
     s->req = NULL;
@@ -355,7 +238,7 @@ static size_t unsent_bytes(const stream *s)
 static void send_buf(stream *s, struct evbuffer *out)
 {
     evhttp_send_reply_chunk(s->req, out);
-    const dm_config *c = dm_worker_app(s->hub->w)->conf;
+    const dm_config *c = s->hub->hc.conf;
     int ms = block_ms(c);
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(s->keepalive, &tv);
@@ -396,7 +279,7 @@ static void next_read(stream *s)
 {
     if (s->state != S_STREAMING)
         return;
-    const dm_config *c = dm_worker_app(s->hub->w)->conf;
+    const dm_config *c = s->hub->hc.conf;
     size_t unsent = unsent_bytes(s);
     if (unsent > DM_SSE_HARD_BUFFER) {
         drop(s, "slow client: send buffer over the hard limit");
@@ -469,14 +352,14 @@ static bool add_entries(stream *s, size_t shard, const redisReply *entries, stru
         dm_sse_id id;
         if (e->type != REDIS_REPLY_ARRAY || e->elements < 2 ||
             e->element[0]->type != REDIS_REPLY_STRING ||
-            parse_one(e->element[0]->str, e->element[0]->len, &id) != DM_OK)
+            dm_sse_parse_id(e->element[0]->str, e->element[0]->len, &id) != DM_OK)
             return false;
         s->pos[shard] = id;
         const redisReply *type = field(e->element[1], "type");
         const redisReply *event = field(e->element[1], "event");
         if (!event) {
-            /* Not a record of ours (DESIGN §6.4 fields): skip it, but move past it; the next
-             * keepalive carries the new position. */
+            /* Not an output record (README.md "Output records": type, digest, event): skip it,
+             * but move past it; the next keepalive carries the new position. */
             char idq[DM_SSE_ID_MAX + 1];
             dm_sse_format_ids(&id, 1, idq, sizeof idq);
             dm_warn("event stream skipped an entry without an event field", "key=%s id=%s",
@@ -562,7 +445,7 @@ static void begin_stream(stream *s)
         finish(s, "client gone");
         return;
     }
-    const dm_config *c = dm_worker_app(s->hub->w)->conf;
+    const dm_config *c = s->hub->hc.conf;
     struct evkeyvalq *h = evhttp_request_get_output_headers(s->req);
     evhttp_add_header(h, "Content-Type", "text/event-stream");
     evhttp_add_header(h, "Cache-Control", "no-cache");
@@ -571,11 +454,11 @@ static void begin_stream(stream *s)
      * request on it: a client reconnects anyway. */
     evhttp_add_header(h, "Connection", "close");
     evhttp_send_reply_start(s->req, 200, "OK");
-    dm_metrics_request(DM_ROUTE_EVENTS, 200);
+    dm_metrics_request(s->route, 200);
     s->state = S_STREAMING;
     if (s->inflight) {
         s->inflight = false;
-        dm_worker_end(s->hub->w); /* a stream is not a request in flight (dm_server drain) */
+        s->hub->hc.done(s->hub->hc.arg); /* a stream is not a request in flight (drain) */
     }
     /* The connection's read timeout would end an idle stream whatever we write; the write
      * timeout stays: a client that reads nothing for idle_timeout_seconds is dropped. Reading
@@ -621,15 +504,15 @@ static void on_start_reply(int err, redisReply *rep, void *arg)
         refuse_start(s, DM_EREDIS, "storage error");
         return;
     }
-    if (s->from == FROM_NEW) {
+    if (s->from == DM_SSE_FROM_NEW) {
         /* XREVRANGE <key> + - COUNT 1: the last entry, or nothing for an empty stream. */
         dm_sse_id id = {0, 0};
         if (rep->type != REDIS_REPLY_ARRAY ||
             (rep->elements > 0 &&
              (rep->element[0]->type != REDIS_REPLY_ARRAY || rep->element[0]->elements < 1 ||
               rep->element[0]->element[0]->type != REDIS_REPLY_STRING ||
-              parse_one(rep->element[0]->element[0]->str, rep->element[0]->element[0]->len, &id) !=
-                  DM_OK))) {
+              dm_sse_parse_id(rep->element[0]->element[0]->str, rep->element[0]->element[0]->len,
+                              &id) != DM_OK))) {
             refuse_start(s, DM_EREDIS, "unexpected storage reply");
             return;
         }
@@ -667,10 +550,11 @@ static void on_redis_ready(bool ready, void *arg)
 
 /*---------------------------------------------------------------- request ---*/
 
-static void refuse(struct evhttp_request *req, int status, dm_metric m, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+static void refuse(struct evhttp_request *req, size_t route, const char *route_name, int status,
+                   dm_metric m, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
-static void refuse(struct evhttp_request *req, int status, dm_metric m, const char *fmt, ...)
+static void refuse(struct evhttp_request *req, size_t route, const char *route_name, int status,
+                   dm_metric m, const char *fmt, ...)
 {
     char text[320], q[360], peer[64];
     va_list ap;
@@ -680,178 +564,98 @@ static void refuse(struct evhttp_request *req, int status, dm_metric m, const ch
     if (m != DM_M_COUNT)
         dm_metrics_inc(m);
     dm_log(status >= 500 ? DM_LOG_WARN : DM_LOG_INFO, "request refused",
-           "status=%d route=%s reason=%s peer=%s", status, ROUTE_NAME,
+           "status=%d route=%s reason=%s peer=%s", status, route_name,
            dm_log_quote(text, strlen(text), q, sizeof q), dm_http_peer(req, peer));
-    dm_http_error(req, DM_ROUTE_EVENTS, status, "%s", text);
+    dm_http_error(req, route, status, "%s", text);
 }
 
-/* Printable ASCII copy of @p s for an error answer or a log line. */
-static void printable(const char *s, char *buf, size_t size)
+/* The checks before a stream may start, in this order. Returns true when it may: the client
+ * then holds a slot and the worker admitted it. Otherwise @p req has been answered (refused,
+ * or HEAD's headers). */
+static bool may_open(dm_sse_hub *h, struct evhttp_request *req, size_t route,
+                     const char *route_name)
 {
-    size_t n = 0;
-    for (size_t i = 0; s[i] && n + 1 < size; i++)
-        buf[n++] = (s[i] > 0x20 && s[i] < 0x7f) ? s[i] : '?';
-    buf[n] = '\0';
-}
-
-/* Parse the start position. Returns false after answering 400. */
-static bool parse_start(struct evhttp_request *req, size_t nshards, start_kind *from,
-                        dm_sse_id *pos, char *fromtext, size_t fromsize)
-{
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
-    const char *qid = NULL, *qfrom = NULL;
-    struct evkeyvalq kv;
-    TAILQ_INIT(&kv);
-    if (query && strstr(query, "%00")) {
-        refuse(req, 400, DM_M_INVALID, "parameters must not contain NUL bytes (%%00)");
-        return false;
-    }
-    if (query && evhttp_parse_query_str(query, &kv) != 0) {
-        evhttp_clear_headers(&kv);
-        refuse(req, 400, DM_M_INVALID,
-               "malformed query string: every parameter must be name=value, separated by &");
-        return false;
-    }
-    struct evkeyval *e;
-    TAILQ_FOREACH(e, &kv, next)
-    {
-        const char **slot = strcmp(e->key, "last_event_id") == 0 ? &qid
-                            : strcmp(e->key, "from") == 0        ? &qfrom
-                                                                 : NULL;
-        char name[48];
-        printable(e->key, name, sizeof name);
-        if (!slot) {
-            refuse(req, 400, DM_M_INVALID, "unknown parameter %s (known: last_event_id, from)",
-                   name);
-            evhttp_clear_headers(&kv);
-            return false;
-        }
-        if (*slot) {
-            refuse(req, 400, DM_M_INVALID, "%s: given more than once", name);
-            evhttp_clear_headers(&kv);
-            return false;
-        }
-        *slot = e->value;
-    }
-    bool ok = true;
-    if (qfrom && strcmp(qfrom, "start") != 0) {
-        refuse(req, 400, DM_M_INVALID,
-               "from: must be \"start\" (or leave it out for new records "
-               "only)");
-        ok = false;
-    }
-    const char *hid = evhttp_find_header(evhttp_request_get_input_headers(req), "Last-Event-ID");
-    const char *id = hid && *hid ? hid : qid && *qid ? qid : NULL;
-    const char *what = hid && *hid ? "Last-Event-ID" : "last_event_id";
-    if (ok && id) {
-        char err[200];
-        if (dm_sse_parse_ids(id, strlen(id), nshards, pos, err, sizeof err) != DM_OK) {
-            refuse(req, 400, DM_M_INVALID, "%s: %s", what, err);
-            ok = false;
-        } else {
-            *from = FROM_ID;
-            char q[64];
-            snprintf(fromtext, fromsize, "%s", dm_log_quote(id, strlen(id), q, sizeof q));
-        }
-    } else if (ok && qfrom) {
-        *from = FROM_START;
-        snprintf(fromtext, fromsize, "start");
-    } else if (ok) {
-        *from = FROM_NEW;
-        snprintf(fromtext, fromsize, "new");
-    }
-    evhttp_clear_headers(&kv);
-    return ok;
-}
-
-void dm_sse_handle(dm_worker *w, struct evhttp_request *req)
-{
-    dm_sse_hub *h = dm_worker_sse(w);
-    const dm_app *app = dm_worker_app(w);
-    const dm_config *c = app->conf;
-    if (!dm_ingest_api_auth(w, req, DM_ROUTE_EVENTS, ROUTE_NAME))
-        return;
-    size_t nshards = app->join.shards ? app->join.shards : 1;
-    dm_sse_id *pos = dm_xcalloc(nshards, sizeof *pos);
-    start_kind from = FROM_NEW;
-    char fromtext[72];
-    if (!parse_start(req, nshards, &from, pos, fromtext, sizeof fromtext)) {
-        free(pos);
-        return;
-    }
-    if (c->api_max_stream_clients == 0) {
-        free(pos);
-        refuse(req, 403, DM_M_COUNT,
+    int max = h->hc.conf->api_max_stream_clients;
+    if (max == 0) {
+        refuse(req, route, route_name, 403, DM_M_COUNT,
                "event streams are disabled on this server "
                "(api.max_stream_clients is 0)");
-        return;
+        return false;
     }
     if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
-        free(pos);
         struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
         evhttp_add_header(oh, "Content-Type", "text/event-stream");
         evhttp_add_header(oh, "Cache-Control", "no-cache");
         evhttp_send_reply(req, 200, "OK", NULL);
-        dm_metrics_request(DM_ROUTE_EVENTS, 200);
-        return;
+        dm_metrics_request(route, 200);
+        return false;
     }
-    if (!h || h->closed) {
-        free(pos);
-        refuse(req, 503, DM_M_COUNT, "server is shutting down; retry later");
-        return;
+    if (h->closed) {
+        refuse(req, route, route_name, 503, DM_M_COUNT, "server is shutting down; retry later");
+        return false;
     }
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-    if (!evcon) { /* cannot happen while evhttp holds reading off; be safe */
-        free(pos);
+    if (!evhttp_request_get_connection(req)) { /* cannot happen while evhttp holds reading off */
         evhttp_send_reply_end(req);
-        return;
+        return false;
     }
-    if (!slot_take(c->api_max_stream_clients)) {
-        free(pos);
-        refuse(req, 503, DM_M_OVERLOADED,
+    if (!slot_take(max)) {
+        refuse(req, route, route_name, 503, DM_M_OVERLOADED,
                "too many event-stream clients (%d open, "
                "api.max_stream_clients)",
-               c->api_max_stream_clients);
-        return;
+               max);
+        return false;
     }
-    if (!dm_worker_begin(w)) {
+    if (!h->hc.admit(h->hc.arg)) {
         slot_release();
-        free(pos);
-        refuse(req, 503, DM_M_OVERLOADED, "too many requests in flight; retry later");
-        return;
+        refuse(req, route, route_name, 503, DM_M_OVERLOADED,
+               "too many requests in flight; retry later");
+        return false;
     }
+    return true;
+}
 
+/* A stream in S_STARTING for @p req (admitted by may_open), on @p h's list; it takes @p pos. */
+static stream *stream_new(dm_sse_hub *h, struct evhttp_request *req, size_t route,
+                          const char *route_name, const dm_sse_start *start, size_t nshards,
+                          dm_sse_id *pos)
+{
     stream *s = dm_xcalloc(1, sizeof *s);
     s->hub = h;
+    s->route = route;
+    s->route_name = route_name;
     s->req = req;
-    s->evcon = evcon;
+    s->evcon = evhttp_request_get_connection(req);
     s->inflight = true;
-    s->from = from;
+    s->from = start->from;
     s->nshards = nshards;
     s->pos = pos;
     s->keys = dm_xcalloc(nshards, sizeof *s->keys);
     s->conns = dm_xcalloc(nshards, sizeof *s->conns);
     s->idsize = nshards * (DM_SSE_ID_MAX + 1) + 1;
     s->idtext = dm_xcalloc(1, s->idsize);
-    snprintf(s->fromtext, sizeof s->fromtext, "%s", fromtext);
+    snprintf(s->fromtext, sizeof s->fromtext, "%s", start->text);
     dm_http_peer(req, s->peer);
     for (size_t i = 0; i < nshards; i++) {
-        dm_join_key(s->keys[i], app->join.prefix, (unsigned)i, "out", NULL);
+        dm_join_key(s->keys[i], h->hc.join->prefix, (unsigned)i, "out", NULL);
         s->conns[i].s = s;
         s->conns[i].shard = i;
     }
-    s->timer = evtimer_new(dm_worker_base(w), on_timer, s);
-    s->keepalive = evtimer_new(dm_worker_base(w), on_keepalive, s);
-    s->reap_ev = event_new(dm_worker_base(w), -1, 0, on_reap, s);
+    s->timer = evtimer_new(h->hc.base, on_timer, s);
+    s->keepalive = evtimer_new(h->hc.base, on_keepalive, s);
+    s->reap_ev = event_new(h->hc.base, -1, 0, on_reap, s);
     if (!s->timer || !s->keepalive || !s->reap_ev)
         abort(); /* out of memory: as dm_xmalloc */
-    s->next = h->head;
-    if (h->head)
-        h->head->prev = s;
-    h->head = s;
-    evhttp_connection_set_closecb(evcon, on_conn_close, s);
+    LIST_INSERT_HEAD(&h->streams, s, link);
+    evhttp_connection_set_closecb(s->evcon, on_conn_close, s);
+    return s;
+}
 
+/* Open every shard's Redis connection and queue its start command (the last entry id, or a
+ * PING); begin_stream runs when all have answered, refuse_start when one fails or the
+ * deadline passes. */
+static void start_shards(stream *s)
+{
+    const dm_config *c = s->hub->hc.conf;
     int cmd_ms = block_ms(c) + c->redis.command_timeout_ms;
     dm_redis_opts ro = dm_redis_conf_opts(c, "event-stream");
     ro.command_timeout_ms = cmd_ms;
@@ -859,9 +663,9 @@ void dm_sse_handle(dm_worker *w, struct evhttp_request *req)
     ro.scripts = NULL;   /* XREAD, XREVRANGE and PING only */
     ro.nscripts = 0;
     ro.on_ready = on_redis_ready;
-    for (size_t i = 0; i < nshards; i++) {
+    for (size_t i = 0; i < s->nshards; i++) {
         ro.on_ready_arg = &s->conns[i];
-        s->conns[i].redis = dm_redis_new(dm_worker_base(w), &ro);
+        s->conns[i].redis = dm_redis_new(s->hub->hc.base, &ro);
         if (!dm_redis_ready(s->conns[i].redis)) {
             refuse_start(s, DM_EUNAVAIL, "storage unavailable");
             return;
@@ -870,8 +674,8 @@ void dm_sse_handle(dm_worker *w, struct evhttp_request *req)
     /* Queued behind the connection set-up; an unreachable server fails them. Every
      * connection is checked before the 200: a stream must not start half blind. */
     int rc = DM_OK;
-    for (size_t i = 0; i < nshards && rc == DM_OK; i++) {
-        if (from == FROM_NEW) {
+    for (size_t i = 0; i < s->nshards && rc == DM_OK; i++) {
+        if (s->from == DM_SSE_FROM_NEW) {
             const char *argv[] = {"XREVRANGE", s->keys[i], "+", "-", "COUNT", "1"};
             size_t lens[] = {9, strlen(s->keys[i]), 1, 1, 5, 1};
             rc = dm_redis_command(s->conns[i].redis, on_start_reply, &s->conns[i], 6, argv, lens);
@@ -893,12 +697,34 @@ void dm_sse_handle(dm_worker *w, struct evhttp_request *req)
     evtimer_add(s->timer, &tv);
 }
 
+void dm_sse_serve(dm_sse_hub *h, struct evhttp_request *req, size_t route, const char *route_name)
+{
+    size_t nshards = h->hc.join->shards ? h->hc.join->shards : 1;
+    dm_sse_id *pos = dm_xcalloc(nshards, sizeof *pos);
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+    const char *header = evhttp_find_header(evhttp_request_get_input_headers(req), "Last-Event-ID");
+    dm_sse_start start;
+    char err[320];
+    if (dm_sse_parse_start(query, header, nshards, &start, pos, err, sizeof err) != DM_OK) {
+        free(pos);
+        refuse(req, route, route_name, 400, DM_M_INVALID, "%s", err);
+        return;
+    }
+    if (!may_open(h, req, route, route_name)) {
+        free(pos);
+        return;
+    }
+    start_shards(stream_new(h, req, route, route_name, &start, nshards, pos));
+}
+
 /*---------------------------------------------------------------- hub ---*/
 
-dm_sse_hub *dm_sse_hub_new(dm_worker *w)
+dm_sse_hub *dm_sse_hub_new(const dm_sse_hub_conf *hc)
 {
     dm_sse_hub *h = dm_xcalloc(1, sizeof *h);
-    h->w = w;
+    h->hc = *hc;
+    LIST_INIT(&h->streams);
     return h;
 }
 
@@ -907,7 +733,9 @@ void dm_sse_hub_close(dm_sse_hub *h)
     if (!h)
         return;
     h->closed = true;
-    for (stream *s = h->head; s; s = s->next) {
+    stream *s;
+    LIST_FOREACH(s, &h->streams, link)
+    {
         if (s->state == S_STARTING)
             refuse_start(s, DM_OK, "server is shutting down");
         else
@@ -922,8 +750,8 @@ void dm_sse_hub_free(dm_sse_hub *h)
     /* The loop has ended: reap events will not run. Streams still open here (the worker never
      * drained) stay on their connections, which evhttp_free frees with their requests; only
      * our close callbacks must go, since they would find s freed. */
-    while (h->head) {
-        stream *s = h->head;
+    while (!LIST_EMPTY(&h->streams)) {
+        stream *s = LIST_FIRST(&h->streams);
         if (s->evcon)
             evhttp_connection_set_closecb(s->evcon, NULL, NULL);
         if (s->state != S_DONE) {

@@ -1,9 +1,10 @@
 #include "dm_common.h"
 #include "dm_api.h"
+#include "dm_access.h"
 #include "dm_http.h"
-#include "dm_ingest.h"
 #include "dm_log.h"
 #include "dm_metrics.h"
+#include "dm_sse.h"
 
 #include <sys/queue.h> /* TAILQ_FOREACH over evkeyvalq */
 
@@ -13,8 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define ROUTE_NAME "/v1/mappings"
 
 /*---------------------------------------------------------------- parameters ---*/
 
@@ -70,6 +69,106 @@ static int set_name(dm_mappings_query *q, const char *a, const char *b)
     return 0;
 }
 
+/* Sort the parameters of @p kv by name into @p val (borrowed from @p kv): every name known,
+ * none repeated, no value empty. */
+static int collect_params(struct evkeyvalq *kv, const char *val[P_COUNT], dm_error *err)
+{
+    char unknown[160] = "";
+    struct evkeyval *e;
+    TAILQ_FOREACH(e, kv, next)
+    {
+        size_t i = 0;
+        while (i < P_COUNT && strcmp(e->key, PARAMS[i]) != 0) /* names are case-sensitive */
+            i++;
+        if (i == P_COUNT) {
+            append_name(unknown, sizeof unknown, e->key);
+            continue;
+        }
+        if (val[i])
+            return dm_error_set(err, PARAMS[i], "given more than once");
+        if (e->value[0] == '\0')
+            return dm_error_set(err, PARAMS[i], "must not be empty");
+        val[i] = e->value;
+    }
+    if (unknown[0])
+        return dm_error_set(err, "",
+                            "unknown parameter(s): %s (known: repository, run, registry, "
+                            "image_repository, limit, cursor)",
+                            unknown);
+    return DM_OK;
+}
+
+/* Exactly one question is asked, and its names are UTF-8. */
+static int check_question(const char *const val[P_COUNT], dm_error *err)
+{
+    if (val[P_REGISTRY] && !val[P_IMAGE_REPOSITORY])
+        return dm_error_set(err, "image_repository", "is required with registry");
+    if (val[P_IMAGE_REPOSITORY] && !val[P_REGISTRY])
+        return dm_error_set(err, "registry", "is required with image_repository");
+    int questions = (val[P_REPOSITORY] != NULL) + (val[P_RUN] != NULL) + (val[P_REGISTRY] != NULL);
+    if (questions == 0)
+        return dm_error_set(err, "",
+                            "one of repository=<code repository>, run=<provider>/<run id>, "
+                            "or registry=<host>&image_repository=<path> is required");
+    if (questions > 1)
+        return dm_error_set(err, "",
+                            "ambiguous: give only one of repository, run, or registry "
+                            "with image_repository");
+    static const int names[] = {P_REPOSITORY, P_RUN, P_REGISTRY, P_IMAGE_REPOSITORY};
+    for (size_t i = 0; i < DM_ARRAY_LEN(names); i++) {
+        if (val[names[i]] && !is_utf8(val[names[i]]))
+            return dm_error_set(err, PARAMS[names[i]], "must be UTF-8");
+    }
+    return DM_OK;
+}
+
+/* The index and the name in it that the (checked) question asks for. */
+static int set_question(dm_mappings_query *q, const char *const val[P_COUNT], dm_error *err)
+{
+    const char *too_long = NULL;
+    if (val[P_REPOSITORY]) {
+        q->kind = DM_INDEX_REPOSITORY;
+        if (set_name(q, val[P_REPOSITORY], NULL) != 0)
+            too_long = "repository";
+    } else if (val[P_RUN]) {
+        const char *run = val[P_RUN], *slash = strchr(run, '/');
+        /* Run keys are "<provider>/<run id>" and a run id never holds '/' (dm_build). */
+        if (!slash || slash == run || slash[1] == '\0' || strchr(slash + 1, '/'))
+            return dm_error_set(err, "run", "must be <provider>/<run id>, e.g. github/9876543210");
+        q->kind = DM_INDEX_RUN;
+        if (set_name(q, run, NULL) != 0)
+            too_long = "run";
+    } else {
+        if (strchr(val[P_REGISTRY], '/'))
+            return dm_error_set(err, "registry",
+                                "must be a registry host without '/', e.g. contoso.azurecr.io; "
+                                "the path goes in image_repository");
+        q->kind = DM_INDEX_IMAGE;
+        if (set_name(q, val[P_REGISTRY], val[P_IMAGE_REPOSITORY]) != 0)
+            too_long = "image_repository";
+    }
+    if (too_long)
+        return dm_error_set(err, too_long, "longer than %d bytes", DM_QUERY_MAX_NAME);
+    return DM_OK;
+}
+
+/* The page: limit (or the default) and where the previous page ended. */
+static int set_page(dm_mappings_query *q, const char *const val[P_COUNT], dm_error *err)
+{
+    if (val[P_LIMIT]) {
+        const char *s = val[P_LIMIT];
+        size_t n = strspn(s, "0123456789");
+        long v = (n == strlen(s) && n <= 3) ? strtol(s, NULL, 10) : -1;
+        if (v < 1 || v > DM_QUERY_MAX_LIMIT)
+            return dm_error_set(err, "limit", "must be an integer from 1 to %d",
+                                DM_QUERY_MAX_LIMIT);
+        q->limit = (unsigned)v;
+    }
+    if (val[P_CURSOR] && !dm_query_cursor_decode(val[P_CURSOR], strlen(val[P_CURSOR]), q->after))
+        return dm_error_set(err, "cursor", "not a next_cursor returned by this API");
+    return DM_OK;
+}
+
 int dm_api_parse_mappings(const char *query, dm_mappings_query *q, dm_error *err)
 {
     memset(q, 0, sizeof *q);
@@ -86,138 +185,94 @@ int dm_api_parse_mappings(const char *query, dm_mappings_query *q, dm_error *err
                             "name=value, separated by &");
     }
     const char *val[P_COUNT] = {NULL};
-    char unknown[160] = "";
-    int rc = DM_OK;
-    struct evkeyval *e;
-    TAILQ_FOREACH(e, &kv, next)
-    {
-        size_t i = 0;
-        while (i < P_COUNT && strcmp(e->key, PARAMS[i]) != 0) /* names are case-sensitive */
-            i++;
-        if (i == P_COUNT) {
-            append_name(unknown, sizeof unknown, e->key);
-            continue;
-        }
-        if (val[i]) {
-            rc = dm_error_set(err, PARAMS[i], "given more than once");
-            goto done;
-        }
-        if (e->value[0] == '\0') {
-            rc = dm_error_set(err, PARAMS[i], "must not be empty");
-            goto done;
-        }
-        val[i] = e->value;
-    }
-    if (unknown[0]) {
-        rc = dm_error_set(err, "",
-                          "unknown parameter(s): %s (known: repository, run, registry, "
-                          "image_repository, limit, cursor)",
-                          unknown);
-        goto done;
-    }
-
-    if (val[P_REGISTRY] && !val[P_IMAGE_REPOSITORY]) {
-        rc = dm_error_set(err, "image_repository", "is required with registry");
-        goto done;
-    }
-    if (val[P_IMAGE_REPOSITORY] && !val[P_REGISTRY]) {
-        rc = dm_error_set(err, "registry", "is required with image_repository");
-        goto done;
-    }
-    int questions = (val[P_REPOSITORY] != NULL) + (val[P_RUN] != NULL) + (val[P_REGISTRY] != NULL);
-    if (questions == 0) {
-        rc = dm_error_set(err, "",
-                          "one of repository=<code repository>, run=<provider>/<run id>, "
-                          "or registry=<host>&image_repository=<path> is required");
-        goto done;
-    }
-    if (questions > 1) {
-        rc = dm_error_set(err, "",
-                          "ambiguous: give only one of repository, run, or registry "
-                          "with image_repository");
-        goto done;
-    }
-
-    static const int names[] = {P_REPOSITORY, P_RUN, P_REGISTRY, P_IMAGE_REPOSITORY};
-    for (size_t i = 0; i < DM_ARRAY_LEN(names); i++) {
-        if (val[names[i]] && !is_utf8(val[names[i]])) {
-            rc = dm_error_set(err, PARAMS[names[i]], "must be UTF-8");
-            goto done;
-        }
-    }
-
-    const char *too_long = NULL;
-    if (val[P_REPOSITORY]) {
-        q->kind = DM_INDEX_REPOSITORY;
-        if (set_name(q, val[P_REPOSITORY], NULL) != 0)
-            too_long = "repository";
-    } else if (val[P_RUN]) {
-        const char *run = val[P_RUN], *slash = strchr(run, '/');
-        /* Run keys are "<provider>/<run id>" and a run id never holds '/' (dm_build). */
-        if (!slash || slash == run || slash[1] == '\0' || strchr(slash + 1, '/')) {
-            rc = dm_error_set(err, "run", "must be <provider>/<run id>, e.g. github/9876543210");
-            goto done;
-        }
-        q->kind = DM_INDEX_RUN;
-        if (set_name(q, run, NULL) != 0)
-            too_long = "run";
-    } else {
-        if (strchr(val[P_REGISTRY], '/')) {
-            rc = dm_error_set(err, "registry",
-                              "must be a registry host without '/', e.g. contoso.azurecr.io; "
-                              "the path goes in image_repository");
-            goto done;
-        }
-        q->kind = DM_INDEX_IMAGE;
-        if (set_name(q, val[P_REGISTRY], val[P_IMAGE_REPOSITORY]) != 0)
-            too_long = "image_repository";
-    }
-    if (too_long) {
-        rc = dm_error_set(err, too_long, "longer than %d bytes", DM_QUERY_MAX_NAME);
-        goto done;
-    }
-
-    if (val[P_LIMIT]) {
-        const char *s = val[P_LIMIT];
-        size_t n = strspn(s, "0123456789");
-        long v = (n == strlen(s) && n <= 3) ? strtol(s, NULL, 10) : -1;
-        if (v < 1 || v > DM_QUERY_MAX_LIMIT) {
-            rc = dm_error_set(err, "limit", "must be an integer from 1 to %d", DM_QUERY_MAX_LIMIT);
-            goto done;
-        }
-        q->limit = (unsigned)v;
-    }
-    if (val[P_CURSOR] && !dm_query_cursor_decode(val[P_CURSOR], strlen(val[P_CURSOR]), q->after)) {
-        rc = dm_error_set(err, "cursor", "not a next_cursor returned by this API");
-        goto done;
-    }
-done:
+    int rc = collect_params(&kv, val, err);
+    if (rc == DM_OK)
+        rc = check_question(val, err);
+    if (rc == DM_OK)
+        rc = set_question(q, val, err);
+    if (rc == DM_OK)
+        rc = set_page(q, val, err);
     evhttp_clear_headers(&kv);
     return rc;
 }
 
-/*---------------------------------------------------------------- request ---*/
+/*---------------------------------------------------------------- requests ---*/
 
+/* One query waiting for Redis: owns the right to answer the request once. */
 typedef struct api_req {
     dm_worker *w;
     struct evhttp_request *req;
+    size_t route;
+    const char *route_name; /**< the route table's, static */
 } api_req;
 
-static void on_mappings(int err, int status, char *body, void *arg)
+static void on_answer(int err, int status, char *body, void *arg)
 {
     api_req *a = arg;
     if (err != DM_OK)
-        dm_http_unavailable(a->req, DM_ROUTE_MAPPINGS, ROUTE_NAME, err);
+        dm_http_unavailable(a->req, a->route, a->route_name, err);
     else
-        dm_http_json(a->req, DM_ROUTE_MAPPINGS, status, body);
+        dm_http_json(a->req, a->route, status, body);
     free(body);
     dm_worker_end(a->w);
     free(a);
 }
 
-void dm_api_mappings(dm_worker *w, struct evhttp_request *req)
+/* Admit a query (NULL: answered 503, the in-flight cap is reached). */
+static api_req *api_req_new(dm_worker *w, struct evhttp_request *req, const dm_route_match *m)
 {
-    if (!dm_ingest_api_auth(w, req, DM_ROUTE_MAPPINGS, ROUTE_NAME))
+    if (!dm_worker_begin(w)) {
+        dm_http_unavailable(req, m->id, m->name, DM_EBUSY);
+        return NULL;
+    }
+    api_req *a = dm_xmalloc(sizeof *a);
+    a->w = w;
+    a->req = req;
+    a->route = m->id;
+    a->route_name = m->name;
+    return a;
+}
+
+/* @p rc is what submitting @p a's query to Redis returned: on failure nothing will call
+ * on_answer, so answer here. */
+static void api_req_submitted(api_req *a, int rc)
+{
+    if (rc == DM_OK)
+        return;
+    dm_worker *w = a->w;
+    dm_http_unavailable(a->req, a->route, a->route_name, rc);
+    free(a);
+    dm_worker_end(w);
+}
+
+void dm_api_image(dm_worker *w, struct evhttp_request *req, const dm_route_match *m)
+{
+    size_t dlen = 0;
+    char *decoded = evhttp_uridecode(m->rest, 0, &dlen);
+    /* A decoded NUL ("%00") would cut the digest short: refuse it as malformed. */
+    const char *digest = decoded && strlen(decoded) == dlen ? decoded : "";
+    const dm_app *app = dm_worker_app(w);
+    if (!dm_access_api(app->conf, req, m->id, m->name)) {
+        free(decoded);
+        return;
+    }
+    if (!dm_digest_valid(digest, strlen(digest))) {
+        dm_metrics_inc(DM_M_INVALID);
+        dm_info("request refused", "status=400 route=%s reason=\"bad digest\"", m->name);
+        dm_http_error(req, m->id, 400,
+                      "digest: must be sha256: followed by 64 lowercase hex digits");
+        free(decoded);
+        return;
+    }
+    api_req *a = api_req_new(w, req, m);
+    if (a)
+        api_req_submitted(a, dm_query_image(dm_worker_redis(w), &app->join, digest, on_answer, a));
+    free(decoded);
+}
+
+void dm_api_mappings(dm_worker *w, struct evhttp_request *req, const dm_route_match *m)
+{
+    if (!dm_access_api(dm_worker_app(w)->conf, req, m->id, m->name))
         return;
     const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
     dm_mappings_query q;
@@ -225,27 +280,25 @@ void dm_api_mappings(dm_worker *w, struct evhttp_request *req)
     if (dm_api_parse_mappings(query, &q, &err) != DM_OK) {
         char peer[64], field[80], reason[240];
         dm_metrics_inc(DM_M_INVALID);
-        dm_info("request refused", "status=400 route=" ROUTE_NAME " field=%s reason=%s peer=%s",
+        dm_info("request refused", "status=400 route=%s field=%s reason=%s peer=%s", m->name,
                 dm_log_quote(err.field, strlen(err.field), field, sizeof field),
                 dm_log_quote(err.text, strlen(err.text), reason, sizeof reason),
                 dm_http_peer(req, peer));
         if (err.field[0])
-            dm_http_error(req, DM_ROUTE_MAPPINGS, 400, "%s: %s", err.field, err.text);
+            dm_http_error(req, m->id, 400, "%s: %s", err.field, err.text);
         else
-            dm_http_error(req, DM_ROUTE_MAPPINGS, 400, "%s", err.text);
+            dm_http_error(req, m->id, 400, "%s", err.text);
         return;
     }
-    if (!dm_worker_begin(w)) {
-        dm_http_unavailable(req, DM_ROUTE_MAPPINGS, ROUTE_NAME, DM_EBUSY);
+    api_req *a = api_req_new(w, req, m);
+    if (a)
+        api_req_submitted(
+            a, dm_query_mappings(dm_worker_redis(w), &dm_worker_app(w)->join, &q, on_answer, a));
+}
+
+void dm_api_events(dm_worker *w, struct evhttp_request *req, const dm_route_match *m)
+{
+    if (!dm_access_api(dm_worker_app(w)->conf, req, m->id, m->name))
         return;
-    }
-    api_req *a = dm_xmalloc(sizeof *a);
-    a->w = w;
-    a->req = req;
-    int rc = dm_query_mappings(dm_worker_redis(w), &dm_worker_app(w)->join, &q, on_mappings, a);
-    if (rc != DM_OK) {
-        free(a);
-        dm_http_unavailable(req, DM_ROUTE_MAPPINGS, ROUTE_NAME, rc);
-        dm_worker_end(w);
-    }
+    dm_sse_serve(dm_worker_sse(w), req, m->id, m->name);
 }

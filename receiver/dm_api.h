@@ -1,15 +1,23 @@
-/* dm_api.h - GET /v1/mappings: which images a code repository, a run or a registry
- * repository produced (DESIGN §6.3), newest first, paginated. */
+/* dm_api.h - the query API, behind api.auth (dm_access.h): GET /v1/images/<digest> (what is
+ * known about one image), GET /v1/mappings (which images a code repository, a run or a
+ * registry repository produced, newest first, paginated; README.md "Query API") and
+ * GET /v1/events/stream (output records as Server-Sent Events, outputs/dm_sse.h).
+ * Route handlers (dm_routes.h).
+ */
 #ifndef DM_RECEIVER_DM_API_H
 #define DM_RECEIVER_DM_API_H
 
 #include "dm_query.h"
-#include "dm_server.h"
+#include "dm_worker.h"
 
-struct evhttp_request;
+/** GET /v1/images/<digest>: @p m->rest is the digest, still percent-encoded. */
+void dm_api_image(dm_worker *w, struct evhttp_request *req, const dm_route_match *m);
 
 /** GET /v1/mappings?repository=… | ?run=<provider>/<id> | ?registry=…&image_repository=… */
-void dm_api_mappings(dm_worker *w, struct evhttp_request *req);
+void dm_api_mappings(dm_worker *w, struct evhttp_request *req, const dm_route_match *m);
+
+/** GET (or HEAD) /v1/events/stream. */
+void dm_api_events(dm_worker *w, struct evhttp_request *req, const dm_route_match *m);
 
 /**
  * Parse and validate a GET /v1/mappings query string (@p query may be NULL: no parameters)

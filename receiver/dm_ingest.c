@@ -1,13 +1,12 @@
 #include "dm_common.h"
 #include "dm_ingest.h"
+#include "dm_access.h"
 #include "dm_acr.h"
-#include "dm_auth.h"
 #include "dm_build.h"
 #include "dm_http.h"
 #include "dm_keyring.h"
 #include "dm_log.h"
 #include "dm_metrics.h"
-#include "dm_query.h"
 #include "dm_redis.h"
 
 #include "dm_ecr.h"
@@ -39,44 +38,6 @@ typedef struct ingest {
     int edges, duplicates, skewed, deletes;
     char jti_key[DM_KEY_BUFLEN]; /**< replay marker set for this request's token, or "" */
 } ingest;
-
-static const char *find_header(void *ctx, const char *name)
-{
-    return evhttp_find_header(evhttp_request_get_input_headers(ctx), name);
-}
-
-/* Returns true when the request may proceed (@p out then holds what the credentials proved;
- * the caller disposes it); otherwise it has been answered 401 or 403. */
-static bool authenticate(struct evhttp_request *req, size_t route, const char *path,
-                         const dm_auth_list *auth, const unsigned char *body, size_t len,
-                         dm_auth_outcome *out)
-{
-    dm_auth_verify(auth, find_header, req, body, len, dm_now_ms() / 1000, out);
-    if (out->result == DM_AUTH_OK)
-        return true;
-    char peer[64];
-    int status = out->result == DM_AUTH_FORBIDDEN     ? 403
-                 : out->result == DM_AUTH_UNAVAILABLE ? 503
-                                                      : 401;
-    /* 503: not a failed authentication, the sender retries and will pass (or fail) then. */
-    if (status != 503)
-        dm_metrics_inc(DM_M_AUTH_FAILED);
-    char detail[320];
-    dm_warn("request refused",
-            "status=%d route=%s reason=\"%s\" kid=\"%.64s\" claim=\"%s\" detail=%s peer=%s", status,
-            path, out->reason ? out->reason : "", out->kid, out->forbidden_claim,
-            dm_log_quote(out->detail, strlen(out->detail), detail, sizeof detail),
-            dm_http_peer(req, peer));
-    if (out->result == DM_AUTH_FORBIDDEN)
-        dm_http_error(req, route, 403, "token not allowed: claim %s", out->forbidden_claim);
-    else if (out->result == DM_AUTH_UNAVAILABLE) /* with Retry-After */
-        dm_http_error(req, route, 503, "signing certificate not available yet; retry later");
-    else
-        dm_http_error(req, route, 401,
-                      out->result == DM_AUTH_MISSING ? "missing credentials" : "bad credentials");
-    dm_auth_outcome_dispose(out);
-    return false;
-}
 
 static void refuse_invalid(struct evhttp_request *req, size_t route, const char *path, int status,
                            const dm_error *err)
@@ -288,96 +249,105 @@ static int token_identity(const dm_auth_outcome *auth, const char *body, size_t 
     return rc;
 }
 
-void dm_ingest_handle(dm_worker *w, struct evhttp_request *req, const dm_source_conf *src,
-                      size_t route)
+/* libevent refuses only bodies over twice the limit (dm_server.c sets that cap), so the limit
+ * itself is enforced here, with a JSON 413, a log line and a counter. Returns false after
+ * answering. */
+static bool body_fits(dm_worker *w, struct evhttp_request *req, size_t route, const char *path,
+                      size_t len)
 {
-    struct evbuffer *buf = evhttp_request_get_input_buffer(req);
-    size_t len = evbuffer_get_length(buf);
-    if (len > dm_worker_app(w)->conf->limits.max_body_bytes) {
-        char peer[64];
-        dm_metrics_inc(DM_M_TOO_LARGE);
-        dm_warn("request refused", "status=413 route=%s bytes=%zu limit=%zu peer=%s", src->path,
-                len, dm_worker_app(w)->conf->limits.max_body_bytes, dm_http_peer(req, peer));
-        dm_http_error(req, route, 413, "body of %zu bytes exceeds limits.max_body_bytes (%zu)", len,
-                      dm_worker_app(w)->conf->limits.max_body_bytes);
-        return;
-    }
-    const char *body = len ? (const char *)evbuffer_pullup(buf, -1) : "";
-    dm_auth_outcome auth;
-    if (!authenticate(req, route, src->path, &src->auth, (const unsigned char *)body, len, &auth))
-        return;
+    size_t limit = dm_worker_app(w)->conf->limits.max_body_bytes;
+    if (len <= limit)
+        return true;
+    char peer[64];
+    dm_metrics_inc(DM_M_TOO_LARGE);
+    dm_warn("request refused", "status=413 route=%s bytes=%zu limit=%zu peer=%s", path, len, limit,
+            dm_http_peer(req, peer));
+    dm_http_error(req, route, 413, "body of %zu bytes exceeds limits.max_body_bytes (%zu)", len,
+                  limit);
+    return false;
+}
 
-    dm_event_list events = {0};
+/* Adapt the body (or the message of a verified SNS envelope) by the source's type into
+ * @p events. Returns false after answering: refused, or an SNS control message. */
+static bool adapt(struct evhttp_request *req, size_t route, const dm_source_conf *src,
+                  const dm_auth_outcome *auth, const char *body, size_t len, dm_event_list *events)
+{
     dm_error err = {0};
     int status = 400, rc;
     if (src->type == DM_SRC_ACR) {
-        rc = dm_acr_parse(body, len, &events, &err);
-    } else if (auth.sns && src->type != DM_SRC_ECR) {
+        rc = dm_acr_parse(body, len, events, &err);
+    } else if (auth->sns && src->type != DM_SRC_ECR) {
         /* The configuration refuses this; never trust an unsigned body on its strength. */
         dm_error e = {0};
         dm_error_set(&e, "", "SNS envelopes are accepted on ECR sources only");
         refuse_invalid(req, route, src->path, 401, &e);
-        dm_auth_outcome_dispose(&auth);
-        return;
-    } else if (src->type == DM_SRC_ECR && auth.sns) {
-        if (auth.sns->type != DM_SNS_NOTIFICATION) {
-            sns_control(req, route, src->path, auth.entry, auth.sns);
-            dm_auth_outcome_dispose(&auth);
-            return;
+        return false;
+    } else if (src->type == DM_SRC_ECR && auth->sns) {
+        if (auth->sns->type != DM_SNS_NOTIFICATION) {
+            sns_control(req, route, src->path, auth->entry, auth->sns);
+            return false;
         }
         /* The EventBridge event travels as a JSON string inside the signed envelope. */
-        rc = dm_ecr_parse(auth.sns->message, strlen(auth.sns->message), &events, &err);
+        rc = dm_ecr_parse(auth->sns->message, strlen(auth->sns->message), events, &err);
     } else if (src->type == DM_SRC_ECR) {
-        rc = dm_ecr_parse(body, len, &events, &err);
+        rc = dm_ecr_parse(body, len, events, &err);
     } else if (src->type == DM_SRC_GAR) {
-        rc = dm_gar_parse(body, len, &events, &err);
-    } else if (auth.claims) {
+        rc = dm_gar_parse(body, len, events, &err);
+    } else if (auth->claims) {
         dm_build_info id = {0};
-        rc = token_identity(&auth, body, len, &id, &status, &err);
+        rc = token_identity(auth, body, len, &id, &status, &err);
         if (rc == DM_OK)
-            rc = dm_build_parse(body, len, &id, &events, &err);
+            rc = dm_build_parse(body, len, &id, events, &err);
         dm_build_info_dispose(&id);
     } else {
-        rc = dm_build_parse(body, len, NULL, &events, &err);
+        rc = dm_build_parse(body, len, NULL, events, &err);
     }
     if (rc != DM_OK) {
         refuse_invalid(req, route, src->path, err.status && status == 400 ? err.status : status,
                        &err);
-        dm_auth_outcome_dispose(&auth);
-        return;
+        return false;
     }
-    if (events.ignored || events.n == 0) {
-        char out[160];
-        const char *why = events.ignored ? events.ignored : "no events";
-        dm_metrics_inc(DM_M_IGNORED);
-        dm_info("request ignored", "route=%s reason=\"%s\"", src->path, why);
-        snprintf(out, sizeof out, "{\"status\":\"ignored\",\"reason\":\"%s\"}", why);
-        dm_http_json(req, route, 200, out);
-        dm_event_list_dispose(&events);
-        dm_auth_outcome_dispose(&auth);
-        return;
-    }
+    return true;
+}
+
+/* A request that carried nothing to park (a ping, a chart push, …): acknowledged, 200. */
+static void answer_ignored(struct evhttp_request *req, size_t route, const char *path,
+                           const dm_event_list *events)
+{
+    char out[160];
+    const char *why = events->ignored ? events->ignored : "no events";
+    dm_metrics_inc(DM_M_IGNORED);
+    dm_info("request ignored", "route=%s reason=\"%s\"", path, why);
+    snprintf(out, sizeof out, "{\"status\":\"ignored\",\"reason\":\"%s\"}", why);
+    dm_http_json(req, route, 200, out);
+}
+
+/* Park @p events (taken over) after the replay check of a token with a jti; @p auth is
+ * disposed. */
+static void park(dm_worker *w, struct evhttp_request *req, size_t route, const char *path,
+                 dm_event_list *events, dm_auth_outcome *auth)
+{
     /* All or nothing: a request whose events do not all fit is refused before any is parked
      * (a partial write would be retried forever at the same point). */
-    if (dm_redis_room(dm_worker_redis(w)) < events.n + 1 || !dm_worker_begin(w)) {
+    if (dm_redis_room(dm_worker_redis(w)) < events->n + 1 || !dm_worker_begin(w)) {
         int why = dm_redis_ready(dm_worker_redis(w)) ? DM_EBUSY : DM_EUNAVAIL;
-        dm_event_list_dispose(&events);
-        dm_auth_outcome_dispose(&auth);
-        dm_http_unavailable(req, route, src->path, why);
+        dm_event_list_dispose(events);
+        dm_auth_outcome_dispose(auth);
+        dm_http_unavailable(req, route, path, why);
         return;
     }
     ingest *in = dm_xcalloc(1, sizeof *in);
     in->w = w;
     in->req = req;
     in->route = route;
-    in->path = src->path;
-    in->list = events;
-    in->events = events.n;
-    snprintf(in->source, sizeof in->source, "%s", events.v[0].source);
-    bool has_jti = auth.claims && json_is_string(json_object_get(auth.claims, "jti")) &&
-                   json_is_number(json_object_get(auth.claims, "exp"));
-    rc = has_jti ? check_replay(in, auth.claims) : DM_OK;
-    dm_auth_outcome_dispose(&auth);
+    in->path = path;
+    in->list = *events;
+    in->events = events->n;
+    snprintf(in->source, sizeof in->source, "%s", events->v[0].source);
+    bool has_jti = auth->claims && json_is_string(json_object_get(auth->claims, "jti")) &&
+                   json_is_number(json_object_get(auth->claims, "exp"));
+    int rc = has_jti ? check_replay(in, auth->claims) : DM_OK;
+    dm_auth_outcome_dispose(auth);
     if (!has_jti) {
         submit_all(in);
     } else if (rc != DM_OK) {
@@ -386,97 +356,28 @@ void dm_ingest_handle(dm_worker *w, struct evhttp_request *req, const dm_source_
     }
 }
 
-/*---------------------------------------------------------------- query ---*/
-
-typedef struct query_req {
-    dm_worker *w;
-    struct evhttp_request *req;
-} query_req;
-
-static void on_query(int err, int status, char *body, void *arg)
+void dm_ingest_handle(dm_worker *w, struct evhttp_request *req, const dm_route_match *m)
 {
-    query_req *q = arg;
-    if (err != DM_OK)
-        dm_http_unavailable(q->req, DM_ROUTE_IMAGES, "/v1/images", err);
-    else
-        dm_http_json(q->req, DM_ROUTE_IMAGES, status, body);
-    free(body);
-    dm_worker_end(q->w);
-    free(q);
-}
-
-bool dm_ingest_api_auth(dm_worker *w, struct evhttp_request *req, size_t route,
-                        const char *route_name)
-{
-    const dm_app *app = dm_worker_app(w);
-    if (!app->conf->api_configured) {
-        dm_metrics_inc(DM_M_AUTH_FAILED);
-        dm_warn("request refused", "status=401 route=%s reason=\"%s\"", route_name,
-                "no api.auth configured");
-        dm_http_error(req, route, 401, "query API disabled: configure api.auth");
-        return false;
-    }
+    const dm_source_conf *src = m->source;
+    struct evbuffer *buf = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(buf);
+    if (!body_fits(w, req, m->id, src->path, len))
+        return;
+    const char *body = len ? (const char *)evbuffer_pullup(buf, -1) : "";
     dm_auth_outcome auth;
-    if (!authenticate(req, route, route_name, &app->conf->api_auth, NULL, 0, &auth))
-        return false;
-    dm_auth_outcome_dispose(&auth);
-    return true;
-}
-
-void dm_ingest_query_image(dm_worker *w, struct evhttp_request *req, const char *digest)
-{
-    const dm_app *app = dm_worker_app(w);
-    if (!dm_ingest_api_auth(w, req, DM_ROUTE_IMAGES, "/v1/images"))
+    if (!dm_access_verify(req, m->id, src->path, &src->auth, (const unsigned char *)body, len,
+                          &auth))
         return;
-    if (!dm_digest_valid(digest, strlen(digest))) {
-        dm_metrics_inc(DM_M_INVALID);
-        dm_info("request refused", "status=400 route=/v1/images reason=\"bad digest\"");
-        dm_http_error(req, DM_ROUTE_IMAGES, 400,
-                      "digest: must be sha256: followed by 64 lowercase hex digits");
+    dm_event_list events = {0};
+    if (!adapt(req, m->id, src, &auth, body, len, &events)) {
+        dm_auth_outcome_dispose(&auth);
         return;
     }
-    if (!dm_worker_begin(w)) {
-        dm_http_unavailable(req, DM_ROUTE_IMAGES, "/v1/images", DM_EBUSY);
+    if (events.ignored || events.n == 0) {
+        answer_ignored(req, m->id, src->path, &events);
+        dm_event_list_dispose(&events);
+        dm_auth_outcome_dispose(&auth);
         return;
     }
-    query_req *q = dm_xmalloc(sizeof *q);
-    q->w = w;
-    q->req = req;
-    int rc = dm_query_image(dm_worker_redis(w), &app->join, digest, on_query, q);
-    if (rc != DM_OK) {
-        free(q);
-        dm_http_unavailable(req, DM_ROUTE_IMAGES, "/v1/images", rc);
-        dm_worker_end(w);
-    }
-}
-
-/*---------------------------------------------------------------- readiness ---*/
-
-static void on_ping(int err, redisReply *rep, void *arg)
-{
-    query_req *q = arg;
-    if (err == DM_OK && rep->type == REDIS_REPLY_STATUS && dm_worker_all_ready(q->w))
-        dm_http_json(q->req, DM_ROUTE_READYZ, 200, "{\"status\":\"ready\"}");
-    else
-        dm_http_error(q->req, DM_ROUTE_READYZ, 503, "redis unavailable");
-    dm_worker_end(q->w);
-    free(q);
-}
-
-void dm_ingest_readyz(dm_worker *w, struct evhttp_request *req)
-{
-    if (!dm_worker_begin(w)) {
-        dm_http_error(req, DM_ROUTE_READYZ, 503, "too many requests in flight");
-        return;
-    }
-    query_req *q = dm_xmalloc(sizeof *q);
-    q->w = w;
-    q->req = req;
-    const char *argv[] = {"PING"};
-    size_t lens[] = {4};
-    if (dm_redis_command(dm_worker_redis(w), on_ping, q, 1, argv, lens) != DM_OK) {
-        free(q);
-        dm_http_error(req, DM_ROUTE_READYZ, 503, "redis unavailable");
-        dm_worker_end(w);
-    }
+    park(w, req, m->id, src->path, &events, &auth);
 }

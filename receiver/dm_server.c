@@ -1,20 +1,18 @@
 #include "dm_common.h"
 #include "dm_server.h"
-#include "dm_http.h"
-#include "dm_ingest.h"
+#include "dm_build.h"
 #include "dm_log.h"
 #include "dm_metrics.h"
 #include "dm_redis.h"
 #include "dm_redis_conf.h"
+#include "dm_routes.h"
+#include "dm_sse.h"
 #include "dm_sweep.h"
 #include "dm_trim.h"
-#include "dm_api.h"
-#include "dm_sse.h"
-#include "dm_build.h"
+#include "dm_worker.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/listener.h>
@@ -30,7 +28,6 @@
 #define DRAIN_TIMEOUT_S 10
 /* After the last answer, keep the loop running this long so evhttp writes it out. */
 #define FLUSH_MS        200
-#define IMAGES_PREFIX   "/v1/images/"
 
 typedef enum {
     W_RUNNING = 0, /**< accepting and serving */
@@ -156,96 +153,23 @@ void dm_worker_end(dm_worker *w)
         finish_drain(w);
 }
 
-/*---------------------------------------------------------------- routing ---*/
-
-static void method_not_allowed(struct evhttp_request *req, size_t route, const char *allow)
+/* Event streams are admitted like requests until their 200 is sent (dm_sse.h). */
+static bool sse_admit(void *arg)
 {
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
-    dm_http_error(req, route, 405, "method not allowed; use %s", allow);
+    return dm_worker_begin(arg);
 }
 
-static bool is_get(struct evhttp_request *req)
+static void sse_done(void *arg)
 {
-    enum evhttp_cmd_type m = evhttp_request_get_command(req);
-    return m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD;
+    dm_worker_end(arg);
 }
 
+/* Every request goes to the route table: evhttp's own per-path callbacks cannot match a
+ * prefix, answer 405 or count a 404. */
 static void on_request(struct evhttp_request *req, void *arg)
 {
     dm_worker *w = arg;
-    const dm_config *conf = w->server->app.conf;
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-    if (!path || !*path)
-        path = "/";
-
-    for (size_t i = 0; i < conf->nsources; i++) {
-        if (strcmp(path, conf->sources[i].path) == 0) {
-            size_t route = DM_ROUTE_SOURCES + i;
-            if (evhttp_request_get_command(req) != EVHTTP_REQ_POST)
-                method_not_allowed(req, route, "POST");
-            else
-                dm_ingest_handle(w, req, &conf->sources[i], route);
-            return;
-        }
-    }
-    if (strcmp(path, "/healthz") == 0) {
-        if (!is_get(req))
-            method_not_allowed(req, DM_ROUTE_HEALTHZ, "GET");
-        else
-            dm_http_json(req, DM_ROUTE_HEALTHZ, 200, "{\"status\":\"ok\"}");
-        return;
-    }
-    if (strcmp(path, "/readyz") == 0) {
-        if (!is_get(req))
-            method_not_allowed(req, DM_ROUTE_READYZ, "GET");
-        else
-            dm_ingest_readyz(w, req);
-        return;
-    }
-    if (strcmp(path, "/metrics") == 0) {
-        if (!is_get(req)) {
-            method_not_allowed(req, DM_ROUTE_METRICS, "GET");
-            return;
-        }
-        struct evbuffer *b = evbuffer_new();
-        if (!b)
-            abort();
-        dm_metrics_render(b);
-        dm_http_text(req, DM_ROUTE_METRICS, 200, "text/plain; version=0.0.4", b);
-        evbuffer_free(b);
-        return;
-    }
-    if (strncmp(path, IMAGES_PREFIX, strlen(IMAGES_PREFIX)) == 0) {
-        if (!is_get(req)) {
-            method_not_allowed(req, DM_ROUTE_IMAGES, "GET");
-            return;
-        }
-        size_t dlen = 0;
-        char *digest = evhttp_uridecode(path + strlen(IMAGES_PREFIX), 0, &dlen);
-        /* A decoded NUL ("%00") would cut the digest short: refuse it as malformed. */
-        dm_ingest_query_image(w, req, digest && strlen(digest) == dlen ? digest : "");
-        free(digest);
-        return;
-    }
-    if (strcmp(path, "/v1/mappings") == 0) {
-        if (!is_get(req))
-            method_not_allowed(req, DM_ROUTE_MAPPINGS, "GET");
-        else
-            dm_api_mappings(w, req);
-        return;
-    }
-    if (strcmp(path, "/v1/events/stream") == 0) {
-        if (!is_get(req))
-            method_not_allowed(req, DM_ROUTE_EVENTS, "GET");
-        else
-            dm_sse_handle(w, req);
-        return;
-    }
-    char peer[64], qpath[160];
-    dm_info("request refused", "status=404 path=%s peer=%s",
-            dm_log_quote(path, strlen(path), qpath, sizeof qpath), dm_http_peer(req, peer));
-    dm_http_error(req, DM_ROUTE_OTHER, 404, "no such route");
+    dm_routes_dispatch(w, w->server->app.conf, req);
 }
 
 /*---------------------------------------------------------------- lifecycle ---*/
@@ -367,14 +291,9 @@ static int bound_port(int fd)
     return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 }
 
-static int worker_init(dm_server *s, dm_worker *w, int id, char *err, size_t errlen)
+/* The worker's event loop and HTTP server, on its listening socket. */
+static int worker_http(dm_worker *w, const dm_config *c, char *err, size_t errlen)
 {
-    const dm_config *c = s->app.conf;
-    w->id = id;
-    w->server = s;
-    w->max_inflight = c->limits.max_inflight / s->nworkers;
-    if (w->max_inflight < 1)
-        w->max_inflight = 1;
     /* The changelist merges the several epoll_ctl calls a request makes per loop iteration
      * (bench/: ~10% less CPU per request). Safe here: no fd is dup'ed across events. */
     struct event_config *cfg = event_config_new();
@@ -385,7 +304,7 @@ static int worker_init(dm_server *s, dm_worker *w, int id, char *err, size_t err
         event_config_free(cfg);
     w->http = w->base ? evhttp_new(w->base) : NULL;
     if (!w->http) {
-        snprintf(err, errlen, "worker %d: cannot create event loop", id);
+        snprintf(err, errlen, "worker %d: cannot create event loop", w->id);
         return DM_ENOMEM;
     }
     /* libevent answers bodies over its limit itself (an HTML 413 we cannot log or count), so
@@ -405,11 +324,46 @@ static int worker_init(dm_server *s, dm_worker *w, int id, char *err, size_t err
     struct evconnlistener *lev = evconnlistener_new(
         w->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, w->fd);
     if (!lev) {
-        snprintf(err, errlen, "worker %d: cannot create listener", id);
+        snprintf(err, errlen, "worker %d: cannot create listener", w->id);
         return DM_ENOMEM;
     }
     w->fd = -1; /* the listener owns it now */
     w->bound = evhttp_bind_listener(w->http, lev);
+    return DM_OK;
+}
+
+/* Worker 1 only: the sweeper and the trimmer, on their own Redis connection (@p ro's options
+ * under another name). */
+static void worker_background(dm_server *s, dm_worker *w, const dm_redis_opts *ro)
+{
+    const dm_config *cc = s->app.conf;
+    dm_redis_opts so = *ro;
+    so.name = "sweeper";
+    so.on_ready = NULL;
+    so.on_ready_arg = NULL;
+    w->sweep_redis = dm_redis_new(w->base, &so);
+    w->sweeper = w->sweep_redis ? dm_sweeper_new(w->base, w->sweep_redis, &s->app.join,
+                                                 cc->correlation.sweep_interval_ms,
+                                                 cc->correlation.sweep_batch, on_sweep, NULL)
+                                : NULL;
+    w->trimmer =
+        w->sweep_redis
+            ? dm_trimmer_new(w->base, w->sweep_redis, &s->app.join, cc->outputs.trim_interval_ms,
+                             (const char *const *)s->protected_groups, s->nprotected, on_trim, NULL)
+            : NULL;
+}
+
+static int worker_init(dm_server *s, dm_worker *w, int id, char *err, size_t errlen)
+{
+    const dm_config *c = s->app.conf;
+    w->id = id;
+    w->server = s;
+    w->max_inflight = c->limits.max_inflight / s->nworkers;
+    if (w->max_inflight < 1)
+        w->max_inflight = 1;
+    int rc = worker_http(w, c, err, errlen);
+    if (rc != DM_OK)
+        return rc;
 
     char name[32];
     snprintf(name, sizeof name, "worker-%d", id);
@@ -426,24 +380,14 @@ static int worker_init(dm_server *s, dm_worker *w, int id, char *err, size_t err
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
     w->redis = dm_redis_new(w->base, &ro);
     w->drain_timer = evtimer_new(w->base, on_drain_timeout, w);
-    w->sse = dm_sse_hub_new(w);
-    if (id == 1) {
-        const dm_config *cc = s->app.conf;
-        dm_redis_opts so = ro;
-        so.name = "sweeper";
-        so.on_ready = NULL;
-        so.on_ready_arg = NULL;
-        w->sweep_redis = dm_redis_new(w->base, &so);
-        w->sweeper = w->sweep_redis ? dm_sweeper_new(w->base, w->sweep_redis, &s->app.join,
-                                                     cc->correlation.sweep_interval_ms,
-                                                     cc->correlation.sweep_batch, on_sweep, NULL)
-                                    : NULL;
-        w->trimmer = w->sweep_redis ? dm_trimmer_new(w->base, w->sweep_redis, &s->app.join,
-                                                     cc->outputs.trim_interval_ms,
-                                                     (const char *const *)s->protected_groups,
-                                                     s->nprotected, on_trim, NULL)
-                                    : NULL;
-    }
+    w->sse = dm_sse_hub_new(&(dm_sse_hub_conf){.base = w->base,
+                                               .conf = c,
+                                               .join = &s->app.join,
+                                               .admit = sse_admit,
+                                               .done = sse_done,
+                                               .arg = w});
+    if (id == 1)
+        worker_background(s, w, &ro);
     if (!w->redis || !w->stop_ev || !w->drain_timer || !w->kick_ev ||
         (id == 1 && (!w->sweeper || !w->trimmer))) {
         snprintf(err, errlen, "worker %d: out of memory", id);
@@ -532,19 +476,7 @@ int dm_server_start(const dm_config *conf, dm_server **out, int *port_out, char 
     for (int i = 0; i < s->nworkers && rc == DM_OK; i++)
         rc = listen_socket(conf->listen_host, port, true, &s->workers[i].fd, err, errlen);
 
-    size_t nroutes = DM_ROUTE_SOURCES + conf->nsources;
-    const char **names = dm_xcalloc(nroutes, sizeof *names);
-    names[DM_ROUTE_HEALTHZ] = "/healthz";
-    names[DM_ROUTE_READYZ] = "/readyz";
-    names[DM_ROUTE_METRICS] = "/metrics";
-    names[DM_ROUTE_IMAGES] = "/v1/images";
-    names[DM_ROUTE_MAPPINGS] = "/v1/mappings";
-    names[DM_ROUTE_EVENTS] = "/v1/events/stream";
-    names[DM_ROUTE_OTHER] = "other";
-    for (size_t i = 0; i < conf->nsources; i++)
-        names[DM_ROUTE_SOURCES + i] = conf->sources[i].path;
-    dm_metrics_init(names, nroutes);
-    free(names);
+    dm_routes_init_metrics(conf);
 
     int started = 0;
     for (int i = 0; i < s->nworkers && rc == DM_OK; i++)

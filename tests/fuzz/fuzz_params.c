@@ -11,7 +11,7 @@
 #include "dm_api.h"
 #include "dm_hclient.h"
 #include "dm_query.h"
-#include "dm_sse.h"
+#include "dm_sse_text.h"
 
 #include <stdlib.h>
 #include <string.h>

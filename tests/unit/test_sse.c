@@ -1,7 +1,7 @@
 /* test_sse.c - the pure parts of the event stream: Last-Event-ID parsing and formatting, and
  * the SSE framing of one record. */
 #include "dm_common.h"
-#include "dm_sse.h"
+#include "dm_sse_text.h"
 
 #include <event2/buffer.h>
 #include <setjmp.h>

@@ -1,0 +1,62 @@
+#include "dm_common.h"
+#include "dm_access.h"
+#include "dm_http.h"
+#include "dm_log.h"
+#include "dm_metrics.h"
+#include "dm_time.h"
+
+#include <event2/http.h>
+#include <string.h>
+
+static const char *find_header(void *ctx, const char *name)
+{
+    return evhttp_find_header(evhttp_request_get_input_headers(ctx), name);
+}
+
+bool dm_access_verify(struct evhttp_request *req, size_t route, const char *route_name,
+                      const dm_auth_list *auth, const unsigned char *body, size_t len,
+                      dm_auth_outcome *out)
+{
+    dm_auth_verify(auth, find_header, req, body, len, dm_now_ms() / 1000, out);
+    if (out->result == DM_AUTH_OK)
+        return true;
+    char peer[64];
+    int status = out->result == DM_AUTH_FORBIDDEN     ? 403
+                 : out->result == DM_AUTH_UNAVAILABLE ? 503
+                                                      : 401;
+    /* 503: not a failed authentication, the sender retries and will pass (or fail) then. */
+    if (status != 503)
+        dm_metrics_inc(DM_M_AUTH_FAILED);
+    char detail[320];
+    dm_warn("request refused",
+            "status=%d route=%s reason=\"%s\" kid=\"%.64s\" claim=\"%s\" detail=%s peer=%s", status,
+            route_name, out->reason ? out->reason : "", out->kid, out->forbidden_claim,
+            dm_log_quote(out->detail, strlen(out->detail), detail, sizeof detail),
+            dm_http_peer(req, peer));
+    if (out->result == DM_AUTH_FORBIDDEN)
+        dm_http_error(req, route, 403, "token not allowed: claim %s", out->forbidden_claim);
+    else if (out->result == DM_AUTH_UNAVAILABLE) /* with Retry-After */
+        dm_http_error(req, route, 503, "signing certificate not available yet; retry later");
+    else
+        dm_http_error(req, route, 401,
+                      out->result == DM_AUTH_MISSING ? "missing credentials" : "bad credentials");
+    dm_auth_outcome_dispose(out);
+    return false;
+}
+
+bool dm_access_api(const dm_config *conf, struct evhttp_request *req, size_t route,
+                   const char *route_name)
+{
+    if (!conf->api_configured) {
+        dm_metrics_inc(DM_M_AUTH_FAILED);
+        dm_warn("request refused", "status=401 route=%s reason=\"%s\"", route_name,
+                "no api.auth configured");
+        dm_http_error(req, route, 401, "query API disabled: configure api.auth");
+        return false;
+    }
+    dm_auth_outcome auth;
+    if (!dm_access_verify(req, route, route_name, &conf->api_auth, NULL, 0, &auth))
+        return false;
+    dm_auth_outcome_dispose(&auth);
+    return true;
+}

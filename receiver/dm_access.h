@@ -1,0 +1,33 @@
+/* dm_access.h - who may use a route: the credentials of a request checked against a list of
+ * auth entries (dm_auth.h), and a refusal answered, logged and counted.
+ *
+ * Sources check their own "auth" list (with the body, for HMAC); the query API (/v1/images,
+ * /v1/mappings, /v1/events/stream) checks "api.auth".
+ */
+#ifndef DM_RECEIVER_DM_ACCESS_H
+#define DM_RECEIVER_DM_ACCESS_H
+
+#include "dm_auth.h"
+
+struct evhttp_request;
+
+/**
+ * Check @p req (headers, and @p body of @p len bytes for HMAC) against @p auth. Returns true
+ * when it may proceed: @p out then holds what the credentials proved, and the caller disposes
+ * it (dm_auth_outcome_dispose). Otherwise the request has been answered 401, 403 or 503 (an
+ * SNS certificate still being fetched), logged with @p route_name and counted, and @p out
+ * holds nothing.
+ */
+bool dm_access_verify(struct evhttp_request *req, size_t route, const char *route_name,
+                      const dm_auth_list *auth, const unsigned char *body, size_t len,
+                      dm_auth_outcome *out);
+
+/**
+ * Authenticate a request to a query route (api.auth; 401 to everyone when "api" is not
+ * configured). Returns true when it may proceed; otherwise it has been answered (401, 403 or
+ * 503), logged with @p route_name and counted.
+ */
+bool dm_access_api(const dm_config *conf, struct evhttp_request *req, size_t route,
+                   const char *route_name);
+
+#endif
