@@ -1,10 +1,11 @@
 /* fuzz_params.c - libFuzzer target for the parsers of untrusted text on the consuming side:
- * the GET /v1/mappings query string (with its cursor), the event stream's Last-Event-ID and a
- * sink's Retry-After answer. Any bytes give a result or a precise refusal, never a crash or a
+ * the GET /v1/mappings query string (with its cursor), the event stream's Last-Event-ID and
+ * start position, and a sink's Retry-After answer. Any bytes give a result or a precise refusal, never a crash or a
  * leak, and what is accepted is well-formed:
  *   - a parsed mappings query has a known kind, a non-empty name, 1 <= limit <= max, and a
  *     cursor member that encodes back to a cursor decoding to the same member;
  *   - parsed stream ids format back to text that parses to the same ids;
+ *   - a start position is refused with a reason, or names where it starts;
  *   - a Retry-After delay is never negative.
  * The first input byte picks the number of shards for the ids (1..8). */
 #include "dm_common.h"
@@ -67,6 +68,27 @@ static void check_ids(const char *text, size_t len, size_t nshards)
         __builtin_trap();
 }
 
+static void check_start(const char *text, size_t nshards)
+{
+    dm_sse_id pos[MAX_SHARDS];
+    dm_sse_start st;
+    char err[320] = "";
+    /* The same text as query string and as Last-Event-ID header. */
+    if (dm_sse_parse_start(text, NULL, nshards, &st, pos, err, sizeof err) != DM_OK) {
+        if (!err[0])
+            __builtin_trap();
+    } else if (!st.text[0] || st.from > DM_SSE_FROM_ID) {
+        __builtin_trap();
+    }
+    err[0] = '\0';
+    if (dm_sse_parse_start(NULL, text, nshards, &st, pos, err, sizeof err) != DM_OK) {
+        if (!err[0])
+            __builtin_trap();
+    } else if (!st.text[0]) {
+        __builtin_trap();
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size == 0)
@@ -81,6 +103,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_mappings(s);
     check_cursor(text, len);
     check_ids(text, len, nshards);
+    check_start(s, nshards);
     int64_t delay = 0;
     if (dm_hclient_retry_after_ms(s, 1700000000000LL, &delay) == DM_OK && delay < 0)
         __builtin_trap();

@@ -1,5 +1,5 @@
-/* test_sse.c - the pure parts of the event stream: Last-Event-ID parsing and formatting, and
- * the SSE framing of one record. */
+/* test_sse.c - the pure parts of the event stream (dm_sse_text.h): Last-Event-ID parsing and
+ * formatting, the start position, and the SSE framing of one record. */
 #include "dm_common.h"
 #include "dm_sse_text.h"
 
@@ -104,6 +104,51 @@ static void test_format_ids(void **state)
     assert_int_equal(DM_SSE_ID_MAX, dm_sse_format_ids(&max, 1, one, sizeof one));
 }
 
+/* dm_sse_parse_start on @p query and @p header with 2 shards refuses with exactly @p want. */
+static void expect_start_refused(const char *query, const char *header, const char *want)
+{
+    dm_sse_start st;
+    dm_sse_id pos[2];
+    char err[320] = "";
+    assert_int_equal(DM_EINVAL, dm_sse_parse_start(query, header, 2, &st, pos, err, sizeof err));
+    assert_string_equal(want, err);
+}
+
+static void test_parse_start(void **state)
+{
+    (void)state;
+    dm_sse_start st;
+    dm_sse_id pos[2] = {{0, 0}, {0, 0}};
+    char err[320];
+    assert_int_equal(DM_OK, dm_sse_parse_start(NULL, NULL, 2, &st, pos, err, sizeof err));
+    assert_int_equal(DM_SSE_FROM_NEW, st.from);
+    assert_string_equal("new", st.text);
+    assert_int_equal(DM_OK, dm_sse_parse_start("from=start", "", 2, &st, pos, err, sizeof err));
+    assert_int_equal(DM_SSE_FROM_START, st.from);
+    assert_string_equal("start", st.text);
+    /* the header beats the parameters; an empty header counts as absent */
+    assert_int_equal(DM_OK, dm_sse_parse_start("from=start&last_event_id=1-1,2-2", "3-3,4-4", 2,
+                                               &st, pos, err, sizeof err));
+    assert_int_equal(DM_SSE_FROM_ID, st.from);
+    assert_true(pos[0].ms == 3 && pos[1].seq == 4);
+    assert_string_equal("\"3-3,4-4\"", st.text);
+    assert_int_equal(DM_OK,
+                     dm_sse_parse_start("last_event_id=1-1,2-2", "", 2, &st, pos, err, sizeof err));
+    assert_true(st.from == DM_SSE_FROM_ID && pos[0].ms == 1 && pos[1].ms == 2);
+
+    expect_start_refused("a=%00", NULL, "parameters must not contain NUL bytes (%00)");
+    expect_start_refused("since=1", NULL, "unknown parameter since (known: last_event_id, from)");
+    expect_start_refused("from=start&from=start", NULL, "from: given more than once");
+    expect_start_refused("from=end", NULL,
+                         "from: must be \"start\" (or leave it out for new records only)");
+    expect_start_refused(NULL, "1-1",
+                         "Last-Event-ID: 1 id given, 2 expected (one <ms>-<seq> "
+                         "per shard, comma-separated)");
+    expect_start_refused("last_event_id=x", NULL,
+                         "last_event_id: id number 1 is not <ms>-<seq> (two decimal numbers, at "
+                         "most 20 digits each, joined by a dash)");
+}
+
 static char *event_text(const char *id, const char *type, const char *data, size_t dlen)
 {
     struct evbuffer *b = evbuffer_new();
@@ -145,7 +190,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_one_shard), cmocka_unit_test(test_parse_shards),
         cmocka_unit_test(test_parse_rejects),   cmocka_unit_test(test_format_ids),
-        cmocka_unit_test(test_format_event),
+        cmocka_unit_test(test_format_event),    cmocka_unit_test(test_parse_start),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
