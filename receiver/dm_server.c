@@ -77,11 +77,6 @@ dm_redis *dm_worker_redis(const dm_worker *w)
     return w->redis;
 }
 
-struct event_base *dm_worker_base(const dm_worker *w)
-{
-    return w->base;
-}
-
 dm_sse_hub *dm_worker_sse(const dm_worker *w)
 {
     return w->sse;

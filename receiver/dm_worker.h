@@ -1,6 +1,6 @@
 /* dm_worker.h - what a request handler gets from the server: the worker thread it runs on
- * (that worker's Redis connection, event loop and admission count) and the route its request
- * matched.
+ * (that worker's Redis connection, event streams and admission count) and the route its
+ * request matched.
  *
  * dm_server.c implements the worker functions; the handlers (dm_ingest, dm_api, dm_health)
  * use only this header, and the server reaches them only through the route table
@@ -13,7 +13,6 @@
 #include "dm_join.h"
 
 struct evhttp_request;
-struct event_base;
 struct dm_redis;
 struct dm_sse_hub;
 
@@ -38,7 +37,6 @@ typedef void dm_handler(dm_worker *w, struct evhttp_request *req, const dm_route
 
 const dm_app *dm_worker_app(const dm_worker *w);
 struct dm_redis *dm_worker_redis(const dm_worker *w);
-struct event_base *dm_worker_base(const dm_worker *w);
 /** This worker's event-stream clients (dm_sse.h). */
 struct dm_sse_hub *dm_worker_sse(const dm_worker *w);
 /** True when every worker's Redis connection is ready (for /readyz). */
