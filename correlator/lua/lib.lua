@@ -1,8 +1,5 @@
--- lib.lua: prepended by the build to park.lua and sweep_report.lua (one script each).
---
--- Time is Redis's own clock (TIME), so every instance judges arrival and expiry alike.
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+-- lib.lua: the stored form and the record encoders, prepended by the build (after clock.lua,
+-- whose "now" it uses) to the scripts listed in correlator/CMakeLists.txt DM_LUA_WITH_LIB.
 
 -- Output JSON is written by hand for a fixed key order and real arrays (cjson turns an empty
 -- table into {}). cjson escapes '/' as '\/'; undo it: a literal backslash is always escaped as

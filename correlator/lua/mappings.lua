@@ -1,4 +1,5 @@
--- mappings.lua: one page of one shard's query index (GET /v1/mappings), read in one call.
+-- mappings.lua (after clock.lua): one page of one shard's query index (GET /v1/mappings), read
+-- in one call.
 --
 -- KEYS: 1 <p>:{s}:ix:<kind>:<name>  zset, members "<inverted ms>|<digest>|<edge id>" (park.lua)
 -- ARGV: 1 cursor: the last member already returned ("" = from the newest)
@@ -17,8 +18,6 @@
 -- members are examined, so a page may hold fewer than limit mappings with exhausted = 0, and at
 -- most TRIM_BATCH expired entries are removed. Expired entries left for a later call are never
 -- read: the range stops before the first one, so expiry is exact all the same.
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local key = KEYS[1]
 local cursor = ARGV[1]
 local limit = tonumber(ARGV[2])

@@ -1,5 +1,6 @@
--- park.lua (after lib.lua): park one normalized event, probe the other side, emit edges;
--- atomically, so redeliveries and concurrent instances can never produce an edge twice.
+-- park.lua (after clock.lua and lib.lua): park one normalized event, probe the other side,
+-- emit edges; atomically, so redeliveries and concurrent instances can never produce an edge
+-- twice.
 --
 -- KEYS (all of one shard, so one hash slot):
 --   1 <p>:{s}:r:<digest>  hash  registry location -> parked push (internal JSON)

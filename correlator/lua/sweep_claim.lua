@@ -1,4 +1,5 @@
--- sweep_claim.lua: claim up to ARGV[1] expired items of one shard for ARGV[2] ms (a lease).
+-- sweep_claim.lua (after clock.lua): claim up to ARGV[1] expired items of one shard for ARGV[2]
+-- ms (a lease).
 --
 -- Claiming re-scores an item to the end of its lease, so other instances skip it; the
 -- claimant reports it with sweep_report.lua, which only acts if the item still carries that
@@ -6,8 +7,6 @@
 -- KEYS: 1 <p>:{s}:due, 2 <p>:{s}:stats
 -- Returns {now, oldest expiry claimed (0 if none), parked pushes, parked builds,
 --          member 1, lease 1, member 2, lease 2, …}.
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local limit = tonumber(ARGV[1])
 local lease = now + tonumber(ARGV[2])
 local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)

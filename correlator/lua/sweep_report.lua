@@ -1,5 +1,6 @@
--- sweep_report.lua (after lib.lua): report the expired items of one (side, digest) that got
--- no edge, exactly once: only the holder of the current lease acts, and it removes them.
+-- sweep_report.lua (after clock.lua and lib.lua): report the expired items of one (side,
+-- digest) that got no edge, exactly once: only the holder of the current lease acts, and it
+-- removes them.
 --
 -- KEYS (one shard): 1 r:<digest>, 2 b:<digest>, 3 due, 4 out, 5 stats, 6 u:<digest>
 -- ARGV: 1 member ("r<hex>" or "b<hex>"), 2 lease, 3 window ms,
