@@ -8,22 +8,8 @@
 
 #include "dm_event.h"
 #include "dm_redis.h"
-
-/** Script numbers in dm_join_scripts(); pass the array to dm_redis_opts.scripts. */
-enum {
-    DM_SCRIPT_PARK = 0,
-    DM_SCRIPT_QUERY,
-    DM_SCRIPT_SWEEP_CLAIM,
-    DM_SCRIPT_SWEEP_REPORT,
-    DM_SCRIPT_MAPPINGS,   /**< mappings.lua: one page of an index (GET /v1/mappings) */
-    DM_SCRIPT_TRIM,       /**< trim.lua: trim an output stream, sparing protected groups */
-    DM_SCRIPT_SINK_DEAD,  /**< sink_dead.lua: dead-letter a record and acknowledge it */
-    DM_SCRIPT_SINK_PRUNE, /**< sink_prune.lua: remove a sink group's stale consumers */
-    DM_SCRIPT_COUNT
-};
-
-/** The Lua sources, indexed by DM_SCRIPT_* (static storage). */
-const char *const *dm_join_scripts(void);
+/* Until every caller includes it itself: outputs/ still gets the script numbers from here. */
+#include "dm_scripts.h"
 
 typedef struct dm_join_conf {
     const char *prefix; /**< borrowed; e.g. "dm" */

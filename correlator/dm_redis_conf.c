@@ -1,6 +1,6 @@
 /* dm_redis_conf.c - see dm_redis_conf.h. */
 #include "dm_redis_conf.h"
-#include "dm_join.h"
+#include "dm_scripts.h"
 
 dm_redis_opts dm_redis_conf_opts(const dm_config *c, const char *name)
 {
@@ -13,7 +13,7 @@ dm_redis_opts dm_redis_conf_opts(const dm_config *c, const char *name)
         .db = c->redis.db,
         .connect_timeout_ms = c->redis.connect_timeout_ms,
         .command_timeout_ms = c->redis.command_timeout_ms,
-        .scripts = dm_join_scripts(),
+        .scripts = dm_scripts(),
         .nscripts = DM_SCRIPT_COUNT,
         .name = name,
     };

@@ -1,11 +1,14 @@
-/* test_join.c - key names: every key of one join shares the shard's hash tag. */
+/* test_join.c - key names (every key of one join shares the shard's hash tag) and the script
+ * list (the build's and dm_scripts' agree). */
 #include "dm_common.h"
 #include "dm_join.h"
+#include "dm_scripts.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -37,18 +40,75 @@ static void test_shard_of_digest(void **state)
 static void test_scripts_embedded(void **state)
 {
     (void)state;
-    const char *const *s = dm_join_scripts();
+    const char *const *s = dm_scripts();
     /* the build embeds the Lua sources; an empty one would load but do nothing */
+    for (unsigned i = 0; i < DM_SCRIPT_COUNT; i++) {
+        assert_non_null(s[i]);
+        if (strlen(s[i]) < 100)
+            fail_msg("script %s is %zu bytes", dm_script_name(i), strlen(s[i]));
+    }
     assert_non_null(strstr(s[DM_SCRIPT_PARK], "redis.call('XADD'"));
     assert_non_null(strstr(s[DM_SCRIPT_QUERY], "HVALS"));
+    assert_non_null(strstr(s[DM_SCRIPT_TRIM], "XTRIM"));
+    assert_null(dm_script_name(DM_SCRIPT_COUNT));
+}
+
+static void test_script_lists_agree(void **state)
+{
+    (void)state;
+    /* Every script the build embeds has a number, and every number a script of its name. */
+    unsigned n;
+    const char *const *embedded = dm_scripts_embedded(&n);
+    assert_int_equal(n, DM_SCRIPT_COUNT);
+    for (unsigned i = 0; i < n; i++) {
+        unsigned found = DM_SCRIPT_COUNT;
+        for (unsigned j = 0; j < DM_SCRIPT_COUNT; j++)
+            if (strcmp(dm_script_name(j), embedded[i]) == 0)
+                found = j;
+        if (found == DM_SCRIPT_COUNT)
+            fail_msg("embedded script %s has no DM_SCRIPT_ number", embedded[i]);
+        /* its header names it: "-- <name>.lua" after the preludes */
+        char head[64];
+        snprintf(head, sizeof head, "-- %s.lua", embedded[i]);
+        if (!strstr(dm_scripts()[found], head))
+            fail_msg("DM_SCRIPT_ number %u holds no %s", found, head);
+    }
+}
+
+static void test_script_preludes(void **state)
+{
+    (void)state;
+    /* One TIME call per script that needs the time, from clock.lua; lib.lua after it. */
+    const char *const *s = dm_scripts();
+    const unsigned with_clock[] = {DM_SCRIPT_PARK, DM_SCRIPT_QUERY, DM_SCRIPT_SWEEP_CLAIM,
+                                   DM_SCRIPT_SWEEP_REPORT, DM_SCRIPT_MAPPINGS};
+    for (size_t i = 0; i < DM_ARRAY_LEN(with_clock); i++) {
+        const char *src = s[with_clock[i]];
+        const char *t = strstr(src, "redis.call('TIME')");
+        if (!t || strstr(t + 1, "redis.call('TIME')"))
+            fail_msg("%s: not exactly one TIME call", dm_script_name(with_clock[i]));
+        assert_ptr_equal(strstr(src, "-- clock.lua"), src);
+    }
+    const unsigned with_lib[] = {DM_SCRIPT_PARK, DM_SCRIPT_SWEEP_REPORT};
+    for (size_t i = 0; i < DM_ARRAY_LEN(with_lib); i++) {
+        const char *src = s[with_lib[i]];
+        const char *lib = strstr(src, "-- lib.lua");
+        char head[64];
+        snprintf(head, sizeof head, "-- %s.lua", dm_script_name(with_lib[i]));
+        assert_non_null(lib);
+        assert_true(lib < strstr(src, head));
+    }
+    const unsigned plain[] = {DM_SCRIPT_TRIM, DM_SCRIPT_SINK_DEAD, DM_SCRIPT_SINK_PRUNE};
+    for (size_t i = 0; i < DM_ARRAY_LEN(plain); i++)
+        assert_null(strstr(s[plain[i]], "redis.call('TIME')"));
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_key_names),
-        cmocka_unit_test(test_shard_of_digest),
-        cmocka_unit_test(test_scripts_embedded),
+        cmocka_unit_test(test_key_names),        cmocka_unit_test(test_shard_of_digest),
+        cmocka_unit_test(test_scripts_embedded), cmocka_unit_test(test_script_lists_agree),
+        cmocka_unit_test(test_script_preludes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
