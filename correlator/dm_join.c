@@ -7,15 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void dm_join_key(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shard, const char *kind,
-                 const char *digest)
-{
-    if (digest)
-        snprintf(buf, DM_KEY_BUFLEN, "%s:{%u}:%s:%s", prefix, shard, kind, digest);
-    else
-        snprintf(buf, DM_KEY_BUFLEN, "%s:{%u}:%s", prefix, shard, kind);
-}
-
 typedef struct submit_ctx {
     dm_join_cb cb;
     void *arg;
@@ -53,19 +44,23 @@ static void on_park(int err, redisReply *rep, void *arg)
 int dm_join_submit(dm_redis *r, const dm_join_conf *conf, const dm_event *ev, dm_join_cb cb,
                    void *arg)
 {
-    static const char *const kinds[] = {"r", "b", "m", "d", "due", "out", "stats"};
-    char keys[DM_ARRAY_LEN(kinds)][DM_KEY_BUFLEN];
+    /* The KEYS of park.lua, in its order. */
+    char keys[7][DM_KEY_BUFLEN];
     char nums[4][24];
     const char *argv[12];
     size_t lens[12];
-    unsigned shard = dm_digest_shard(ev->digest, conf->shards);
-    int n = 0;
-    for (size_t i = 0; i < DM_ARRAY_LEN(kinds); i++) {
-        bool per_digest = i < 4;
-        dm_join_key(keys[i], conf->prefix, shard, kinds[i], per_digest ? ev->digest : NULL);
-        argv[n] = keys[i];
-        lens[n++] = strlen(keys[i]);
-    }
+    const char *prefix = conf->prefix, *digest = ev->digest;
+    unsigned shard = dm_digest_shard(digest, conf->shards);
+    lens[0] = dm_key_pushes(keys[0], prefix, shard, digest);
+    lens[1] = dm_key_builds(keys[1], prefix, shard, digest);
+    lens[2] = dm_key_mappings(keys[2], prefix, shard, digest);
+    lens[3] = dm_key_deletes(keys[3], prefix, shard, digest);
+    lens[4] = dm_key_due(keys[4], prefix, shard);
+    lens[5] = dm_key_out(keys[5], prefix, shard);
+    lens[6] = dm_key_stats(keys[6], prefix, shard);
+    int n = (int)DM_ARRAY_LEN(keys);
+    for (int i = 0; i < n; i++)
+        argv[i] = keys[i];
     char *json = dm_event_to_json(ev);
     argv[n] = json;
     lens[n++] = strlen(json);
@@ -78,7 +73,7 @@ int dm_join_submit(dm_redis *r, const dm_join_conf *conf, const dm_event *ev, dm
     submit_ctx *s = dm_xmalloc(sizeof *s);
     s->cb = cb;
     s->arg = arg;
-    int rc = dm_redis_eval(r, DM_SCRIPT_PARK, on_park, s, (int)DM_ARRAY_LEN(kinds), n, argv, lens);
+    int rc = dm_redis_eval(r, DM_SCRIPT_PARK, on_park, s, (int)DM_ARRAY_LEN(keys), n, argv, lens);
     free(json);
     if (rc != DM_OK)
         free(s);

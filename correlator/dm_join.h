@@ -1,14 +1,17 @@
-/* dm_join.h - the join: one atomic script call per event (DESIGN §4, §5).
+/* dm_join.h - the join: one atomic script call per event (lua/park.lua).
  *
- * Key names carry the shard's hash tag "{s}" even with one shard, so every key one script
- * touches lives in one hash slot (Redis Cluster ready) and the layout never changes shape.
+ * An event is parked under its digest for the correlation window, the other side's parked
+ * items are probed, and every pair within the window becomes an edge: a mapping record on the
+ * shard's output stream, written once however often the event is delivered.
  */
 #ifndef DM_CORRELATOR_DM_JOIN_H
 #define DM_CORRELATOR_DM_JOIN_H
 
 #include "dm_event.h"
 #include "dm_redis.h"
-/* Until every caller includes it itself: outputs/ still gets the script numbers from here. */
+/* Until every caller includes them itself: outputs/, receiver/ and cli/ still get the key names
+ * and the script numbers from here. */
+#include "dm_keys.h"
 #include "dm_scripts.h"
 
 typedef struct dm_join_conf {
@@ -18,16 +21,6 @@ typedef struct dm_join_conf {
     long long stream_maxlen;
     bool report_untagged; /**< report unmatched untagged platform manifests too */
 } dm_join_conf;
-
-/** Largest key name dm_join_key() writes. */
-#define DM_KEY_BUFLEN 160
-
-/**
- * Write "<prefix>:{<shard>}:<kind>:<digest>" (or "<prefix>:{<shard>}:<kind>" when @p digest
- * is NULL) into @p buf. kind: "r", "b", "m", "d" (per digest), "due", "out", "stats".
- */
-void dm_join_key(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shard, const char *kind,
-                 const char *digest);
 
 typedef struct dm_join_result {
     int edges;     /**< new mapping edges emitted to the stream */

@@ -164,16 +164,15 @@ static void on_query(int err, redisReply *rep, void *arg)
 int dm_query_image(dm_redis *r, const dm_join_conf *conf, const char *digest, dm_query_cb cb,
                    void *arg)
 {
-    static const char *const kinds[] = {"r", "b", "m", "d"};
+    /* The KEYS of query.lua, in its order. */
     char keys[4][DM_KEY_BUFLEN];
-    const char *argv[4];
     size_t lens[4];
     unsigned shard = dm_digest_shard(digest, conf->shards);
-    for (size_t i = 0; i < 4; i++) {
-        dm_join_key(keys[i], conf->prefix, shard, kinds[i], digest);
-        argv[i] = keys[i];
-        lens[i] = strlen(keys[i]);
-    }
+    lens[0] = dm_key_pushes(keys[0], conf->prefix, shard, digest);
+    lens[1] = dm_key_builds(keys[1], conf->prefix, shard, digest);
+    lens[2] = dm_key_mappings(keys[2], conf->prefix, shard, digest);
+    lens[3] = dm_key_deletes(keys[3], conf->prefix, shard, digest);
+    const char *argv[4] = {keys[0], keys[1], keys[2], keys[3]};
     query_ctx *q = dm_xcalloc(1, sizeof *q);
     q->cb = cb;
     q->arg = arg;
@@ -343,8 +342,6 @@ static void mappings_free(mappings_ctx *m)
     free(m);
 }
 
-static const char *const INDEX_KINDS[] = {"repo", "run", "img"};
-
 static json_t *query_echo(const dm_mappings_query *q)
 {
     json_t *o = json_object();
@@ -408,7 +405,7 @@ static void mappings_finish(mappings_ctx *m)
     if (m->dead > 0) {
         char qname[160];
         dm_debug("stale index entries removed", "index=%s name=%s count=%lld",
-                 INDEX_KINDS[m->q.kind],
+                 dm_key_index_kind(m->q.kind),
                  dm_log_quote(m->q.name, strlen(m->q.name), qname, sizeof qname), m->dead);
     }
     json_t *ans = json_pack("{s:o, s:o, s:o}", "query", query_echo(&m->q), "mappings", list,
@@ -505,14 +502,10 @@ int dm_query_mappings(dm_redis *r, const dm_join_conf *conf, const dm_mappings_q
     snprintf(ttl, sizeof ttl, "%lld", (long long)conf->mapping_ttl_ms);
     for (unsigned s = 0; s < conf->shards; s++) {
         char base[DM_KEY_BUFLEN];
-        int blen = snprintf(base, sizeof base, "%s:{%u}:", conf->prefix, s);
-        /* Index names are user data (repository paths): sized to fit, not to DM_KEY_BUFLEN. */
-        size_t klen =
-            (size_t)blen + strlen("ix:") + strlen(INDEX_KINDS[q->kind]) + 1 + strlen(q->name);
-        char *key = dm_xmalloc(klen + 1);
-        snprintf(key, klen + 1, "%six:%s:%s", base, INDEX_KINDS[q->kind], q->name);
+        size_t blen = dm_key_shard_base(base, conf->prefix, s), klen;
+        char *key = dm_key_index(conf->prefix, s, q->kind, q->name, &klen);
         const char *argv[] = {key, q->after, limit, base, ttl};
-        size_t lens[] = {klen, strlen(q->after), strlen(limit), (size_t)blen, strlen(ttl)};
+        size_t lens[] = {klen, strlen(q->after), strlen(limit), blen, strlen(ttl)};
         page_call *c = dm_xmalloc(sizeof *c);
         *c = (page_call){.m = m, .shard = s};
         int rc = dm_redis_eval(r, DM_SCRIPT_MAPPINGS, on_page, c, 1, 5, argv, lens);

@@ -3,6 +3,7 @@
 #define DM_CORRELATOR_DM_QUERY_H
 
 #include "dm_join.h"
+#include "dm_keys.h"
 
 /**
  * Completion: on DM_OK, @p status is 200 (found) or 404 (nothing known) and @p body is the
@@ -16,13 +17,6 @@ int dm_query_image(dm_redis *r, const dm_join_conf *conf, const char *digest, dm
                    void *arg);
 
 /*---------------------------------------------------------------- GET /v1/mappings ---*/
-
-/** The three query indexes park.lua writes (one sorted set per shard and name). */
-typedef enum {
-    DM_INDEX_REPOSITORY = 0, /**< "ix:repo:<build repository>", e.g. acme/api */
-    DM_INDEX_RUN,            /**< "ix:run:<provider>/<run id>" */
-    DM_INDEX_IMAGE,          /**< "ix:img:<registry>/<image repository>" */
-} dm_index_kind;
 
 /** An index member: "<13-digit inverted ms>|sha256:<64 hex>|<40 hex edge id>". */
 #define DM_INDEX_MEMBER_LEN    126

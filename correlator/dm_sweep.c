@@ -97,13 +97,15 @@ static bool send_report(dm_sweeper *s, const claimed *c)
     memcpy(digest, "sha256:", 7);
     memcpy(digest + 7, c->member + 1, 64);
     digest[DM_DIGEST_LEN] = '\0';
+    /* The KEYS of sweep_report.lua, in its order. */
     char keys[6][DM_KEY_BUFLEN], lease_s[24], window_s[24], ttl_s[24];
-    dm_join_key(keys[0], s->conf->prefix, c->shard, "r", digest);
-    dm_join_key(keys[1], s->conf->prefix, c->shard, "b", digest);
-    dm_join_key(keys[2], s->conf->prefix, c->shard, "due", NULL);
-    dm_join_key(keys[3], s->conf->prefix, c->shard, "out", NULL);
-    dm_join_key(keys[4], s->conf->prefix, c->shard, "stats", NULL);
-    dm_join_key(keys[5], s->conf->prefix, c->shard, "u", digest);
+    const char *prefix = s->conf->prefix;
+    dm_key_pushes(keys[0], prefix, c->shard, digest);
+    dm_key_builds(keys[1], prefix, c->shard, digest);
+    dm_key_due(keys[2], prefix, c->shard);
+    dm_key_out(keys[3], prefix, c->shard);
+    dm_key_stats(keys[4], prefix, c->shard);
+    dm_key_reported(keys[5], prefix, c->shard, digest);
     snprintf(ttl_s, sizeof ttl_s, "%lld", (long long)s->conf->mapping_ttl_ms);
     snprintf(lease_s, sizeof lease_s, "%lld", c->lease);
     snprintf(window_s, sizeof window_s, "%lld", (long long)s->conf->window_ms);
@@ -193,8 +195,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     snprintf(lease, sizeof lease, "%d", LEASE_MS);
     for (unsigned shard = 0; shard < s->conf->shards; shard++) {
         char due[DM_KEY_BUFLEN], stats[DM_KEY_BUFLEN];
-        dm_join_key(due, s->conf->prefix, shard, "due", NULL);
-        dm_join_key(stats, s->conf->prefix, shard, "stats", NULL);
+        dm_key_due(due, s->conf->prefix, shard);
+        dm_key_stats(stats, s->conf->prefix, shard);
         const char *argv[4] = {due, stats, batch, lease};
         size_t lens[4] = {strlen(due), strlen(stats), strlen(batch), strlen(lease)};
         claim_ctx *c = dm_xmalloc(sizeof *c);

@@ -2,6 +2,7 @@
  * list (the build's and dm_scripts' agree). */
 #include "dm_common.h"
 #include "dm_join.h"
+#include "dm_keys.h"
 #include "dm_scripts.h"
 
 #include <setjmp.h>
@@ -15,16 +16,78 @@
 
 #define D1 "sha256:49e792bdff5945f156179f8c232376481f60fe38e63f96dd5a376b030c3c9600"
 
+/* @p got was written by a dm_key_* function that returned @p len: it is @p want. */
+static void key_is(const char *got, size_t len, const char *want)
+{
+    assert_string_equal(got, want);
+    assert_int_equal(len, strlen(want));
+}
+
 static void test_key_names(void **state)
 {
     (void)state;
     char k[DM_KEY_BUFLEN];
+    key_is(k, dm_key_pushes(k, "dm", 0, D1), "dm:{0}:r:" D1);
+    key_is(k, dm_key_builds(k, "dm", 3, D1), "dm:{3}:b:" D1);
+    key_is(k, dm_key_mappings(k, "dm", 0, D1), "dm:{0}:m:" D1);
+    key_is(k, dm_key_deletes(k, "dm", 0, D1), "dm:{0}:d:" D1);
+    key_is(k, dm_key_reported(k, "dm", 0, D1), "dm:{0}:u:" D1);
+    key_is(k, dm_key_out(k, "dm", 0), "dm:{0}:out");
+    key_is(k, dm_key_dead(k, "dm", 7), "dm:{7}:dead");
+    key_is(k, dm_key_due(k, "acme.prod", 13), "acme.prod:{13}:due");
+    key_is(k, dm_key_stats(k, "dm", 0), "dm:{0}:stats");
+    key_is(k, dm_key_shard_base(k, "dm", 2), "dm:{2}:");
+    key_is(k, dm_key_jti(k, "dm", "ab12"), "dm:jti:ab12");
+    /* the form outside callers still use */
     dm_join_key(k, "dm", 0, "r", D1);
     assert_string_equal(k, "dm:{0}:r:" D1);
     dm_join_key(k, "dm", 0, "out", NULL);
     assert_string_equal(k, "dm:{0}:out");
-    dm_join_key(k, "acme.prod", 13, "due", NULL);
-    assert_string_equal(k, "acme.prod:{13}:due");
+}
+
+static void test_key_longest(void **state)
+{
+    (void)state;
+    /* The longest prefix (64 bytes) and shard number still fit, whole. */
+    char prefix[65], k[DM_KEY_BUFLEN];
+    memset(prefix, 'p', 64);
+    prefix[64] = '\0';
+    size_t n = dm_key_pushes(k, prefix, 4294967295u, D1);
+    assert_int_equal(n, 64 + strlen(":{4294967295}:r:") + strlen(D1));
+    assert_int_equal(strlen(k), n);
+    assert_true(n < DM_KEY_BUFLEN);
+    n = dm_key_jti(k, prefix, D1 + 7); /* 64 hex digits, as a sha256 */
+    assert_int_equal(strlen(k), n);
+    assert_int_equal(n, 64 + 5 + 64);
+}
+
+static void test_index_keys(void **state)
+{
+    (void)state;
+    size_t len;
+    char *k = dm_key_index("dm", 1, DM_INDEX_REPOSITORY, "acme/api", &len);
+    key_is(k, len, "dm:{1}:ix:repo:acme/api");
+    free(k);
+    k = dm_key_index("dm", 0, DM_INDEX_RUN, "github/123", &len);
+    key_is(k, len, "dm:{0}:ix:run:github/123");
+    free(k);
+    k = dm_key_index("dm", 0, DM_INDEX_IMAGE, "contoso.azurecr.io/team/api", &len);
+    key_is(k, len, "dm:{0}:ix:img:contoso.azurecr.io/team/api");
+    free(k);
+    /* names are user data of any length: the key is sized to fit */
+    char name[2049];
+    memset(name, 'r', 2048);
+    name[2048] = '\0';
+    k = dm_key_index("dm", 0, DM_INDEX_REPOSITORY, name, &len);
+    assert_int_equal(len, strlen("dm:{0}:ix:repo:") + 2048);
+    assert_int_equal(strlen(k), len);
+    free(k);
+    /* the index key starts with the shard base mappings.lua is given */
+    char base[DM_KEY_BUFLEN];
+    dm_key_shard_base(base, "dm", 5);
+    k = dm_key_index("dm", 5, DM_INDEX_RUN, "x/1", &len);
+    assert_memory_equal(k, base, strlen(base));
+    free(k);
 }
 
 static void test_shard_of_digest(void **state)
@@ -106,7 +169,8 @@ static void test_script_preludes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_key_names),        cmocka_unit_test(test_shard_of_digest),
+        cmocka_unit_test(test_key_names),        cmocka_unit_test(test_key_longest),
+        cmocka_unit_test(test_index_keys),       cmocka_unit_test(test_shard_of_digest),
         cmocka_unit_test(test_scripts_embedded), cmocka_unit_test(test_script_lists_agree),
         cmocka_unit_test(test_script_preludes),
     };
