@@ -1,7 +1,6 @@
 #include "dm_common.h"
 #include "dm_query.h"
 #include "dm_log.h"
-#include "dm_time.h"
 
 #include <hiredis/hiredis.h>
 #include <jansson.h>
@@ -16,148 +15,75 @@ typedef struct query_ctx {
     char digest[DM_DIGEST_BUFLEN];
 } query_ctx;
 
-static json_t *parse(const redisReply *s)
-{
-    if (s->type != REDIS_REPLY_STRING)
-        return NULL;
-    return json_loadb(s->str, s->len, 0, NULL);
-}
+/* A growing text, for answers assembled from pieces that are already JSON. */
+typedef struct answer_text {
+    char *s;
+    size_t len, cap;
+} answer_text;
 
-static json_t *iso(json_t *ms)
+static void answer_add(answer_text *t, const char *s, size_t n)
 {
-    char buf[DM_TIME_BUFLEN];
-    dm_time_format((int64_t)json_number_value(ms), buf);
-    return json_string(buf);
-}
-
-static const char *media_type(const char *code)
-{
-    /* park.lua stores the common media types as codes (lua/lib.lua MEDIA). */
-    static const char *const map[][2] = {
-        {"oi", "application/vnd.oci.image.index.v1+json"},
-        {"om", "application/vnd.oci.image.manifest.v1+json"},
-        {"dl", "application/vnd.docker.distribution.manifest.list.v2+json"},
-        {"dm", "application/vnd.docker.distribution.manifest.v2+json"},
-    };
-    for (size_t i = 0; i < DM_ARRAY_LEN(map); i++)
-        if (strcmp(code, map[i][0]) == 0)
-            return map[i][1];
-    return code;
-}
-
-static json_t *tags_of(json_t *item)
-{
-    json_t *g = json_object_get(item, "g");
-    return json_is_array(g) ? json_incref(g) : json_array(); /* cjson writes [] as {} */
-}
-
-/* Parked push (stored form, lua/lib.lua) at location "<registry>/<repository>". */
-static json_t *pending_push(const char *loc, size_t loclen, json_t *p)
-{
-    const char *slash = memchr(loc, '/', loclen);
-    size_t rlen = slash ? (size_t)(slash - loc) : loclen;
-    json_t *o = json_object();
-    json_object_set_new(o, "registry", json_stringn(loc, rlen));
-    json_object_set_new(o, "repository",
-                        json_stringn(slash ? slash + 1 : "", slash ? loclen - rlen - 1 : 0));
-    json_object_set_new(o, "tags", tags_of(p));
-    json_object_set(o, "source", json_object_get(p, "s"));
-    json_object_set(o, "event_id", json_object_get(p, "e"));
-    if (json_is_string(json_object_get(p, "m")))
-        json_object_set_new(o, "media_type",
-                            json_string(media_type(json_string_value(json_object_get(p, "m")))));
-    json_object_set_new(o, "pushed_at", iso(json_object_get(p, "t")));
-    json_object_set_new(o, "matched", json_boolean(json_object_get(p, "k") != NULL));
-    json_object_set_new(o, "expires_at", iso(json_object_get(p, "x")));
-    return o;
-}
-
-static json_t *pending_build(json_t *b)
-{
-    /* The record's key order (lua/lib.lua BUILD_KEYS), not the stored one: cjson writes a Lua
-     * table in hash order. built_at is reported beside the identity. */
-    static const char *const keys[] = {
-        "provider", "repository",  "repository_url", "workflow",       "workflow_ref",
-        "run_id",   "run_attempt", "run_url",        "commit",         "ref",
-        "actor",    "verified",    "issuer",         "verified_fields"};
-    json_t *o = json_object();
-    json_t *id = json_object_get(b, "b");
-    if (json_is_object(id)) {
-        json_t *copy = json_object();
-        for (size_t i = 0; i < DM_ARRAY_LEN(keys); i++) {
-            json_t *v = json_object_get(id, keys[i]);
-            if (v && !(json_is_object(v) && json_object_size(v) == 0)) /* cjson: [] as {} */
-                json_object_set(copy, keys[i], v);
-        }
-        json_object_set_new(o, "build", copy);
+    if (t->len + n + 1 > t->cap) {
+        t->cap = (t->len + n + 1) * 2;
+        t->s = dm_xrealloc(t->s, t->cap);
     }
-    bool manifest = json_is_string(json_object_get(b, "r"));
-    json_object_set_new(o, "relation", json_string(manifest ? "platform-manifest" : "image"));
-    if (json_is_string(json_object_get(b, "i")))
-        json_object_set(o, "index", json_object_get(b, "i"));
-    if (json_is_string(json_object_get(b, "n")))
-        json_object_set(o, "name", json_object_get(b, "n"));
-    json_object_set_new(o, "tags", tags_of(b));
-    json_object_set_new(o, "built_at", iso(json_object_get(b, "t")));
-    json_object_set_new(o, "matched", json_boolean(json_object_get(b, "k") != NULL));
-    json_object_set_new(o, "expires_at", iso(json_object_get(b, "x")));
-    return o;
+    memcpy(t->s + t->len, s, n);
+    t->len += n;
+    t->s[t->len] = '\0';
+}
+
+static void answer_adds(answer_text *t, const char *s)
+{
+    answer_add(t, s, strlen(s));
+}
+
+/* A list query.lua answers: the text of a JSON array. */
+static bool is_array_text(const redisReply *e)
+{
+    return e->type == REDIS_REPLY_STRING && e->len >= 2 && e->str[0] == '[' &&
+           e->str[e->len - 1] == ']';
+}
+
+char *dm_query_image_answer(const char *digest, const redisReply *rep, int *status)
+{
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 4)
+        return NULL;
+    bool found = false;
+    for (size_t i = 0; i < 4; i++) {
+        if (!is_array_text(rep->element[i]))
+            return NULL;
+        found = found || rep->element[i]->len > 2;
+    }
+    /* The lists in query.lua's order, each after its member name. */
+    static const char *const names[] = {
+        "\",\"mappings\":", ",\"pending\":{\"registry\":", ",\"build\":", "},\"deleted\":"};
+    answer_text t = {0};
+    answer_adds(&t, "{\"digest\":\"");
+    answer_adds(&t, digest); /* valid, so nothing in it needs escaping */
+    for (size_t i = 0; i < 4; i++) {
+        answer_adds(&t, names[i]);
+        answer_add(&t, rep->element[i]->str, rep->element[i]->len);
+    }
+    /* A 404 is an error answer ({"error": …}, like every other) and still the document's
+     * shape, so a client can read either. */
+    answer_adds(&t, found ? "}" : ",\"error\":\"nothing is known about this digest\"}");
+    *status = found ? 200 : 404;
+    return t.s;
 }
 
 static void on_query(int err, redisReply *rep, void *arg)
 {
     query_ctx *q = arg;
-    if (err != DM_OK) {
-        q->cb(err, 0, NULL, q->arg);
-        free(q);
-        return;
-    }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 5 ||
-        rep->element[0]->type != REDIS_REPLY_INTEGER) {
-        dm_error("query script failed", "reply_type=%d", rep->type);
-        q->cb(DM_EREDIS, 0, NULL, q->arg);
-        free(q);
-        return;
-    }
-    double now = (double)rep->element[0]->integer;
-    json_t *mappings = json_array(), *pushes = json_array(), *builds = json_array(),
-           *deleted = json_array();
-    json_t *lists[4] = {mappings, pushes, builds, deleted};
-    for (size_t k = 0; k < 4; k++) {
-        const redisReply *vals = rep->element[k + 1];
-        if (vals->type != REDIS_REPLY_ARRAY)
-            continue;
-        bool parked = k == 1 || k == 2; /* HGETALL: field, value pairs */
-        for (size_t i = parked ? 1 : 0; i < vals->elements; i += parked ? 2 : 1) {
-            json_t *v = parse(vals->element[i]);
-            if (!v)
-                continue;
-            if (parked) {
-                /* Expired: no longer joinable, so not pending (the sweeper reports it). */
-                if (json_number_value(json_object_get(v, "x")) < now) {
-                    json_decref(v);
-                    continue;
-                }
-                const redisReply *f = vals->element[i - 1];
-                json_t *shaped = k == 1 ? pending_push(f->str, f->len, v) : pending_build(v);
-                json_decref(v);
-                v = shaped;
-            }
-            json_array_append_new(lists[k], v);
+    int status = 0;
+    char *body = NULL;
+    if (err == DM_OK) {
+        body = dm_query_image_answer(q->digest, rep, &status);
+        if (!body) {
+            dm_error("query script failed", "reply_type=%d", rep->type);
+            err = DM_EREDIS;
         }
     }
-    bool found = json_array_size(mappings) || json_array_size(pushes) || json_array_size(builds) ||
-                 json_array_size(deleted);
-    json_t *ans =
-        json_pack("{s:s, s:o, s:{s:o, s:o}, s:o}", "digest", q->digest, "mappings", mappings,
-                  "pending", "registry", pushes, "build", builds, "deleted", deleted);
-    /* A 404 is an error answer (DESIGN §6.3: {"error": …}) and still the document's shape,
-     * so a client can read either. */
-    if (!found)
-        json_object_set_new(ans, "error", json_string("nothing is known about this digest"));
-    char *body = json_dumps(ans, JSON_COMPACT);
-    json_decref(ans);
-    q->cb(DM_OK, found ? 200 : 404, body, q->arg);
+    q->cb(err, status, body, q->arg);
     free(q);
 }
 
@@ -210,15 +136,6 @@ static bool member_valid(const char *m, size_t len)
     const char *d = m + INV_DIGITS + 1;
     return m[INV_DIGITS] == '|' && dm_digest_valid(d, DM_DIGEST_LEN) && d[DM_DIGEST_LEN] == '|' &&
            is_lower_hex(d + DM_DIGEST_LEN + 1, ID_HEX);
-}
-
-/* The confirmation time a (valid) member stands for. */
-static int64_t member_time(const char *m)
-{
-    int64_t inv = 0;
-    for (size_t i = 0; i < INV_DIGITS; i++)
-        inv = inv * 10 + (m[i] - '0');
-    return INV_BASE - inv;
 }
 
 void dm_query_cursor_encode(const char *member, char out[DM_CURSOR_LEN + 1])
@@ -359,6 +276,37 @@ static json_t *query_echo(const dm_mappings_query *q)
     return o;
 }
 
+char *dm_query_mappings_answer(const dm_mappings_query *q, const char *const *mappings,
+                               const size_t *lens, size_t n, const char *next)
+{
+    json_t *echo = query_echo(q);
+    char *echo_text = json_dumps(echo, JSON_COMPACT);
+    json_decref(echo);
+    if (!echo_text)
+        abort(); /* allocation failure inside jansson: fatal, like dm_xmalloc's */
+    answer_text t = {0};
+    answer_adds(&t, "{\"query\":");
+    answer_adds(&t, echo_text);
+    free(echo_text);
+    answer_adds(&t, ",\"mappings\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            answer_adds(&t, ",");
+        answer_add(&t, mappings[i], lens[i]);
+    }
+    answer_adds(&t, "],\"next_cursor\":");
+    if (next) {
+        char c[DM_CURSOR_LEN + 1]; /* base64url: nothing in it needs escaping */
+        dm_query_cursor_encode(next, c);
+        answer_adds(&t, "\"");
+        answer_adds(&t, c);
+        answer_adds(&t, "\"}");
+    } else {
+        answer_adds(&t, "null}");
+    }
+    return t.s;
+}
+
 static void mappings_finish(mappings_ctx *m)
 {
     if (m->err != DM_OK) {
@@ -376,30 +324,23 @@ static void mappings_finish(mappings_ctx *m)
     const char *next = NULL;
     size_t take = dm_query_merge(pages, m->nshards, m->q.limit, picks, &next);
 
-    json_t *list = json_array();
+    /* mappings.lua answers "" for a stored value that is not a JSON object: park.lua wrote it,
+     * so only a foreign writer could leave this. */
+    const char **texts = dm_xmalloc((take ? take : 1) * sizeof *texts);
+    size_t *lens = dm_xmalloc((take ? take : 1) * sizeof *lens), n = 0;
     for (size_t i = 0; i < take; i++) {
         const shard_answer *a = &m->shards[picks[i].shard];
-        char member[DM_INDEX_MEMBER_LEN + 1];
-        memcpy(member, picks[i].member, DM_INDEX_MEMBER_LEN);
-        member[DM_INDEX_MEMBER_LEN] = '\0';
-        json_t *v = json_loadb(a->data[picks[i].index], a->lens[picks[i].index], 0, NULL);
-        if (!json_is_object(v)) {
-            /* park.lua wrote it: only a foreign writer could leave this. */
-            dm_warn("unreadable mapping skipped", "member=%s", member);
-            json_decref(v);
+        if (a->lens[picks[i].index] == 0) {
+            dm_warn("unreadable mapping skipped", "member=%.*s", DM_INDEX_MEMBER_LEN,
+                    picks[i].member);
             continue;
         }
-        char t[DM_TIME_BUFLEN];
-        dm_time_format(member_time(member), t);
-        json_object_set_new(v, "confirmed_at", json_string(t));
-        json_array_append_new(list, v);
+        texts[n] = a->data[picks[i].index];
+        lens[n++] = a->lens[picks[i].index];
     }
-    json_t *cursor = json_null();
-    if (next) {
-        char c[DM_CURSOR_LEN + 1];
-        dm_query_cursor_encode(next, c);
-        cursor = json_string(c);
-    }
+    char *body = dm_query_mappings_answer(&m->q, texts, lens, n, next);
+    free(texts);
+    free(lens);
     free(picks);
     free(pages);
     if (m->dead > 0) {
@@ -408,12 +349,15 @@ static void mappings_finish(mappings_ctx *m)
                  dm_key_index_kind(m->q.kind),
                  dm_log_quote(m->q.name, strlen(m->q.name), qname, sizeof qname), m->dead);
     }
-    json_t *ans = json_pack("{s:o, s:o, s:o}", "query", query_echo(&m->q), "mappings", list,
-                            "next_cursor", cursor);
-    char *body = json_dumps(ans, JSON_COMPACT);
-    json_decref(ans);
     m->cb(DM_OK, 200, body, m->arg);
     mappings_free(m);
+}
+
+/* A mapping as mappings.lua answers it: a JSON object, or "" for an unreadable one. */
+static bool mapping_text(const redisReply *e)
+{
+    return e->type == REDIS_REPLY_STRING &&
+           (e->len == 0 || (e->len >= 2 && e->str[0] == '{' && e->str[e->len - 1] == '}'));
 }
 
 /* Shard @p a's page: {exhausted, frontier, dead, member, mapping, …} (lua/mappings.lua), at
@@ -442,7 +386,7 @@ static int take_page(mappings_ctx *m, shard_answer *a, const redisReply *rep)
     const char *prev = m->q.after[0] ? m->q.after : NULL;
     for (size_t i = 0; i < n; i++) {
         const redisReply *mem = rep->element[3 + 2 * i], *data = rep->element[4 + 2 * i];
-        if (mem->type != REDIS_REPLY_STRING || data->type != REDIS_REPLY_STRING ||
+        if (mem->type != REDIS_REPLY_STRING || !mapping_text(data) ||
             !member_valid(mem->str, mem->len) ||
             (prev && memcmp(prev, mem->str, DM_INDEX_MEMBER_LEN) >= 0))
             return DM_EREDIS;

@@ -5,16 +5,30 @@
 #include "dm_join.h"
 #include "dm_keys.h"
 
+struct redisReply;
+
 /**
  * Completion: on DM_OK, @p status is 200 (found) or 404 (nothing known) and @p body is the
- * JSON answer of DESIGN §6.3 (malloc'd, NUL-terminated; ownership passes to the callback,
- * which frees it). On error (DM_EUNAVAIL, DM_ETIMEOUT, DM_EREDIS) body is NULL.
+ * JSON answer (malloc'd, NUL-terminated; ownership passes to the callback, which frees it). On
+ * error (DM_EUNAVAIL, DM_ETIMEOUT, DM_EREDIS) body is NULL.
  */
 typedef void (*dm_query_cb)(int err, int status, char *body, void *arg);
 
-/** Query @p digest (must be valid). Returns as dm_redis_eval. */
+/**
+ * Query @p digest (must be valid): {"digest", "mappings", "pending": {"registry", "build"},
+ * "deleted"} (README.md "Query API"), plus "error" with status 404 when all four lists are empty.
+ * Returns as dm_redis_eval.
+ */
 int dm_query_image(dm_redis *r, const dm_join_conf *conf, const char *digest, dm_query_cb cb,
                    void *arg);
+
+/**
+ * The answer of dm_query_image from lua/query.lua's reply @p rep (borrowed): four texts of
+ * JSON arrays, already in their final form (C never reads the stored form), which this only
+ * places into the document. Returns the body (malloc'd) with @p status 200 or 404, or NULL
+ * when @p rep is not that shape. No I/O.
+ */
+char *dm_query_image_answer(const char *digest, const struct redisReply *rep, int *status);
 
 /*---------------------------------------------------------------- GET /v1/mappings ---*/
 
@@ -77,6 +91,15 @@ typedef struct dm_query_pick {
  */
 size_t dm_query_merge(const dm_query_shard_page *pages, size_t npages, unsigned limit,
                       dm_query_pick *out, const char **next);
+
+/**
+ * The GET /v1/mappings answer, {"query":{…},"mappings":[…],"next_cursor":…}: the echo of @p q,
+ * the page's @p n mappings in order (@p lens bytes each, lua/mappings.lua's elements, already
+ * in their final form, which this only places into the document) and the cursor of member
+ * @p next (NULL: null, the walk is complete). Returns the body (malloc'd). No I/O.
+ */
+char *dm_query_mappings_answer(const dm_mappings_query *q, const char *const *mappings,
+                               const size_t *lens, size_t n, const char *next);
 
 /**
  * Live mappings each shard is asked for when a page of @p limit is merged over @p shards:

@@ -102,6 +102,27 @@ local function emit(out_key, kind, id, digest, data)
     'digest', digest, 'event', doc)
 end
 
+-- A stored document (a mapping, a delete record) as an element of an HTTP answer: the text
+-- itself if it is a JSON object or array, nil if not (only a foreign writer could leave that).
+local function stored_doc(text)
+  local ok, v = pcall(cjson.decode, text)
+  if ok and type(v) == 'table' then return text, v end
+  return nil
+end
+
+-- The HTTP answers (query.lua, mappings.lua) keep the bytes they had when C wrote them with
+-- jansson: control characters as \u00XX with upper-case hex digits, DEL (0x7f) and '/' as they
+-- are, where cjson writes lower-case digits and escapes both. A literal backslash is always
+-- escaped, so every match below is one whole escape.
+local function answer_text(text)
+  return (string.gsub(text, '\\(.)(%x?%x?%x?%x?)', function(c, hex)
+    if c == '/' then return '/' .. hex end
+    if c ~= 'u' or #hex < 4 then return nil end
+    if hex == '007f' then return '\127' end
+    return '\\u' .. string.upper(hex)
+  end))
+end
+
 -- Parked hashes outlive their items' expiry so the sweeper can still read an expired item and
 -- report it; the sweeper deletes each field it reports. The slack only matters while no
 -- sweeper runs at all.

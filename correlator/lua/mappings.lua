@@ -1,5 +1,5 @@
--- mappings.lua (after clock.lua): one page of one shard's query index (GET /v1/mappings), read
--- in one call.
+-- mappings.lua (after clock.lua and lib.lua): one page of one shard's query index
+-- (GET /v1/mappings), read in one call.
 --
 -- KEYS: 1 <p>:{s}:ix:<kind>:<name>  zset, members "<inverted ms>|<digest>|<edge id>" (park.lua)
 -- ARGV: 1 cursor: the last member already returned ("" = from the newest)
@@ -7,7 +7,10 @@
 --       3 "<p>:{s}:" (this shard's key prefix, for the <p>:{s}:m:<digest> hashes)
 --       4 mapping ttl ms
 -- Returns {exhausted (0/1), frontier, dead removed, member 1, mapping 1, member 2, …}: up to
--- limit (member, mapping JSON) pairs after the cursor, in member order (newest first).
+-- limit (member, mapping) pairs after the cursor, in member order (newest first). A mapping is
+-- its element of the answer, the stored document with "confirmed_at" (the member's time)
+-- added, or "" when the stored value is not a JSON object (only a foreign writer could leave
+-- one; the caller logs and skips it).
 -- frontier is the last member examined (the cursor when none was): everything up to it has
 -- been seen; exhausted = 1 when nothing follows it. The caller merges the shards' pages and
 -- must not go past the smallest frontier of a shard that is not exhausted.
@@ -25,6 +28,15 @@ local base = ARGV[3]
 local mapping_ttl = tonumber(ARGV[4])
 
 local function inverted(ms) return string.format('%013d', 9999999999999 - ms) end
+
+-- The stored mapping of member as its element of the answer (see above).
+local function answer(member, data)
+  local text, m = stored_doc(data)
+  if not text or string.sub(text, 1, 1) ~= '{' or string.sub(text, -1) ~= '}' then return '' end
+  local at = jstr(iso(9999999999999 - (tonumber(string.sub(member, 1, 13)) or 0)))
+  local open = next(m) == nil and '{' or (string.sub(text, 1, -2) .. ',')
+  return answer_text(open .. '"confirmed_at":' .. at .. '}')
+end
 
 -- Entries confirmed before now - mapping_ttl (inverted time >= that of now - mapping_ttl - 1)
 -- are expired: removed a batch at a time (not only at the index's next write), never returned.
@@ -49,7 +61,7 @@ while found < limit and budget > 0 do
     local data = d and redis.call('HGET', base .. 'm:' .. d, id)
     if data then
       out[#out + 1] = member
-      out[#out + 1] = data
+      out[#out + 1] = answer(member, data)
       found = found + 1
     else
       redis.call('ZREM', key, member)

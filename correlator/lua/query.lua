@@ -1,8 +1,66 @@
--- query.lua (after clock.lua): everything stored about one digest, read atomically in one
--- round trip.
--- KEYS: 1 r, 2 b, 3 m, 4 d (see park.lua).
--- Returns {now ms, mapping values, parked pushes (field, value, …), parked builds (field,
--- value, …), delete values}; parked items carry their expiry ("x"), which the caller
--- compares with now: expired ones are no longer joinable, so not pending.
-return { now, redis.call('HVALS', KEYS[3]), redis.call('HGETALL', KEYS[1]),
-         redis.call('HGETALL', KEYS[2]), redis.call('HVALS', KEYS[4]) }
+-- query.lua (after clock.lua and lib.lua): everything stored about one digest, read atomically
+-- in one round trip and answered in its final JSON form (GET /v1/images/<digest>), so that
+-- only the Lua side reads the stored form.
+--
+-- KEYS: 1 r, 2 b, 3 m, 4 d (one digest's hashes, see park.lua)
+-- Returns {mappings, pending pushes, pending builds, deletes}: each the text of a JSON array of
+-- the answer's objects, "[]" when there are none. Parked items whose expiry ("x") has passed
+-- are left out: no longer joinable, so not pending (the sweeper reports them). Values that are
+-- not JSON objects or arrays (only a foreign writer could leave them) are left out too.
+
+-- A parked push at location "<registry>/<repository>" -> its entry in pending.registry.
+local function pending_push(loc, p)
+  local slash = string.find(loc, '/', 1, true)
+  local registry = slash and string.sub(loc, 1, slash - 1) or loc
+  local repository = slash and string.sub(loc, slash + 1) or ''
+  return '{"registry":' .. jstr(registry) .. ',"repository":' .. jstr(repository)
+    .. ',"tags":' .. jarr(tags_of(p))
+    .. (is_str(p.s) and (',"source":' .. jstr(p.s)) or '')
+    .. (is_str(p.e) and (',"event_id":' .. jstr(p.e)) or '')
+    .. (is_str(p.m) and (',"media_type":' .. jstr(media_type(p.m))) or '')
+    .. ',"pushed_at":' .. jstr(iso(tonumber(p.t) or 0))
+    .. ',"matched":' .. tostring(p.k ~= nil)
+    .. ',"expires_at":' .. jstr(iso(tonumber(p.x) or 0)) .. '}'
+end
+
+-- A parked build -> its entry in pending.build: the identity in the record's key order, with
+-- built_at beside it (park.lua may have stored one inside the identity: not shown there).
+local function pending_build(b)
+  local out = ''
+  if type(b.b) == 'table' then
+    b.b.built_at = nil
+    out = '"build":' .. enc_build(b.b) .. ','
+  end
+  return '{' .. out .. '"relation":' .. (is_str(b.r) and '"platform-manifest"' or '"image"')
+    .. (is_str(b.i) and (',"index":' .. jstr(b.i)) or '')
+    .. (is_str(b.n) and (',"name":' .. jstr(b.n)) or '')
+    .. ',"tags":' .. jarr(tags_of(b))
+    .. ',"built_at":' .. jstr(iso(tonumber(b.t) or 0))
+    .. ',"matched":' .. tostring(b.k ~= nil)
+    .. ',"expires_at":' .. jstr(iso(tonumber(b.x) or 0)) .. '}'
+end
+
+-- The parked items of hash key that are still pending, each shaped by shape(field, item).
+local function pending(key, shape)
+  local out = {}
+  local all = redis.call('HGETALL', key)
+  for i = 1, #all, 2 do
+    local _, item = stored_doc(all[i + 1])
+    if item and (tonumber(item.x) or 0) >= now then out[#out + 1] = shape(all[i], item) end
+  end
+  return out
+end
+
+-- The stored documents of hash key as they are (mappings and delete records are stored in
+-- their answer form).
+local function documents(key)
+  local out = {}
+  for _, v in ipairs(redis.call('HVALS', key)) do out[#out + 1] = stored_doc(v) end
+  return out
+end
+
+local function array(list) return answer_text('[' .. table.concat(list, ',') .. ']') end
+
+return { array(documents(KEYS[3])), array(pending(KEYS[1], pending_push)),
+         array(pending(KEYS[2], function(_, b) return pending_build(b) end)),
+         array(documents(KEYS[4])) }

@@ -152,7 +152,8 @@ static void test_script_preludes(void **state)
             fail_msg("%s: not exactly one TIME call", dm_script_name(with_clock[i]));
         assert_ptr_equal(strstr(src, "-- clock.lua"), src);
     }
-    const unsigned with_lib[] = {DM_SCRIPT_PARK, DM_SCRIPT_SWEEP_REPORT};
+    const unsigned with_lib[] = {DM_SCRIPT_PARK, DM_SCRIPT_QUERY, DM_SCRIPT_SWEEP_REPORT,
+                                 DM_SCRIPT_MAPPINGS};
     for (size_t i = 0; i < DM_ARRAY_LEN(with_lib); i++) {
         const char *src = s[with_lib[i]];
         const char *lib = strstr(src, "-- lib.lua");

@@ -1,5 +1,7 @@
-/* test_query.c - GET /v1/mappings: cursor encoding and decoding, query-string validation, and
- * the merge of the shards' pages (against a model of lua/mappings.lua). */
+/* test_query.c - the C side of the query answers: GET /v1/images placed together from
+ * lua/query.lua's pieces; GET /v1/mappings: cursor encoding and decoding, query-string
+ * validation, the merge of the shards' pages (against a model of lua/mappings.lua) and the
+ * answer placed together from the page's mappings. */
 #include "dm_common.h"
 #include "dm_api.h"
 #include "dm_query.h"
@@ -14,6 +16,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <hiredis/hiredis.h>
 
 #define HEX64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define HEX40 "89abcdef0123456789abcdef0123456789abcdef"
@@ -130,6 +133,147 @@ static void test_cursor_invalid(void **state)
     nul[60] = '\0';
     b64url(nul, sizeof nul, buf);
     decode_bad(buf);
+}
+
+/*---------------------------------------------------------------- GET /v1/images ---*/
+
+#define DIGEST "sha256:" HEX64
+
+/* A reply of query.lua (or something else): strings and integers as hiredis builds them. */
+typedef struct fake_reply {
+    redisReply top, items[6];
+    redisReply *ptrs[6];
+} fake_reply;
+
+static const redisReply *fake(fake_reply *f, size_t n, const char *const *strs)
+{
+    memset(f, 0, sizeof *f);
+    f->top.type = REDIS_REPLY_ARRAY;
+    f->top.elements = n;
+    f->top.element = f->ptrs;
+    for (size_t i = 0; i < n; i++) {
+        f->ptrs[i] = &f->items[i];
+        if (strs[i]) {
+            f->items[i].type = REDIS_REPLY_STRING;
+            f->items[i].str = (char *)strs[i];
+            f->items[i].len = strlen(strs[i]);
+        } else {
+            f->items[i].type = REDIS_REPLY_INTEGER;
+            f->items[i].integer = 1;
+        }
+    }
+    return &f->top;
+}
+
+static void image_answer_is(const char *const pieces[4], int want_status, const char *want)
+{
+    fake_reply f;
+    int status = 0;
+    char *body = dm_query_image_answer(DIGEST, fake(&f, 4, pieces), &status);
+    assert_non_null(body);
+    assert_int_equal(status, want_status);
+    assert_string_equal(body, want);
+    free(body);
+}
+
+static void test_image_answer(void **state)
+{
+    (void)state;
+    /* The pieces are placed as they are, in query.lua's order: C does not read them. */
+    const char *const found[4] = {"[{\"digest\":\"m\"}]", "[{\"registry\":\"r\"},{\"x\":1}]", "[]",
+                                  "[{\"image\":{\"deleted_at\":\"t\"}}]"};
+    image_answer_is(found, 200,
+                    "{\"digest\":\"" DIGEST "\",\"mappings\":[{\"digest\":\"m\"}],"
+                    "\"pending\":{\"registry\":[{\"registry\":\"r\"},{\"x\":1}],\"build\":[]},"
+                    "\"deleted\":[{\"image\":{\"deleted_at\":\"t\"}}]}");
+    /* any one list is enough for a 200 */
+    for (size_t i = 0; i < 4; i++) {
+        const char *one[4] = {"[]", "[]", "[]", "[]"};
+        one[i] = "[{}]";
+        fake_reply f;
+        int status = 0;
+        char *body = dm_query_image_answer(DIGEST, fake(&f, 4, one), &status);
+        assert_int_equal(status, 200);
+        assert_null(strstr(body, "error"));
+        free(body);
+    }
+    /* nothing known: the same document, every list empty, with an error */
+    const char *const none[4] = {"[]", "[]", "[]", "[]"};
+    image_answer_is(none, 404,
+                    "{\"digest\":\"" DIGEST "\",\"mappings\":[],\"pending\":{\"registry\":[],"
+                    "\"build\":[]},\"deleted\":[],\"error\":\"nothing is known about this "
+                    "digest\"}");
+}
+
+static void image_answer_bad(const redisReply *rep)
+{
+    int status = -1;
+    assert_null(dm_query_image_answer(DIGEST, rep, &status));
+    assert_int_equal(status, -1);
+}
+
+static void test_image_answer_malformed(void **state)
+{
+    (void)state;
+    fake_reply f;
+    /* the shape of another version of the script, or of another script */
+    const char *const five[5] = {NULL, "[]", "[]", "[]", "[]"};
+    image_answer_bad(fake(&f, 5, five));
+    image_answer_bad(fake(&f, 3, five + 1));
+    image_answer_bad(fake(&f, 4, five));
+    /* lists that are not array texts */
+    const char *const bad[] = {"", "[", "]", "{}", "[]x", " []", "null"};
+    for (size_t i = 0; i < DM_ARRAY_LEN(bad); i++) {
+        const char *p[4] = {"[]", "[]", "[]", "[]"};
+        p[i % 4] = bad[i];
+        image_answer_bad(fake(&f, 4, p));
+    }
+    /* an error reply (the script failed) */
+    redisReply err = {.type = REDIS_REPLY_ERROR, .str = (char *)"ERR x", .len = 5};
+    image_answer_bad(&err);
+}
+
+/*---------------------------------------------------------------- GET /v1/mappings ---*/
+
+static void test_mappings_answer(void **state)
+{
+    (void)state;
+    dm_mappings_query q = {.kind = DM_INDEX_REPOSITORY, .limit = 2};
+    snprintf(q.name, sizeof q.name, "acme/api");
+    const char *const maps[] = {"{\"a\":1,\"confirmed_at\":\"t1\"}", "{\"confirmed_at\":\"t2\"}"};
+    const size_t lens[] = {strlen(maps[0]), strlen(maps[1])};
+    char c[DM_CURSOR_LEN + 1], want[512];
+    dm_query_cursor_encode(MEMBER, c);
+    /* the page's mappings as they are, in order; the cursor of the next member */
+    char *body = dm_query_mappings_answer(&q, maps, lens, 2, MEMBER);
+    snprintf(want, sizeof want,
+             "{\"query\":{\"repository\":\"acme/api\",\"limit\":2},\"mappings\":[%s,%s],"
+             "\"next_cursor\":\"%s\"}",
+             maps[0], maps[1], c);
+    assert_string_equal(body, want);
+    free(body);
+    /* the walk is complete: null; no mappings: [] */
+    body = dm_query_mappings_answer(&q, maps, lens, 0, NULL);
+    assert_string_equal(body, "{\"query\":{\"repository\":\"acme/api\",\"limit\":2},"
+                              "\"mappings\":[],\"next_cursor\":null}");
+    free(body);
+    /* the echo: a run; an image split at its first '/'; names are JSON-escaped */
+    q = (dm_mappings_query){.kind = DM_INDEX_RUN, .limit = 50};
+    snprintf(q.name, sizeof q.name, "github/12\"3");
+    body = dm_query_mappings_answer(&q, maps, lens, 1, NULL);
+    snprintf(want, sizeof want,
+             "{\"query\":{\"run\":\"github/12\\\"3\",\"limit\":50},\"mappings\":[%s],"
+             "\"next_cursor\":null}",
+             maps[0]);
+    assert_string_equal(body, want);
+    free(body);
+    q = (dm_mappings_query){.kind = DM_INDEX_IMAGE, .limit = 1};
+    snprintf(q.name, sizeof q.name, "contoso.azurecr.io/team/\xc3\xa9");
+    body = dm_query_mappings_answer(&q, maps, lens, 0, NULL);
+    assert_string_equal(body, "{\"query\":{\"registry\":\"contoso.azurecr.io\","
+                              "\"image_repository\":\"team/\xc3\xa9\",\"limit\":1},"
+                              "\"mappings\":[],\"next_cursor\":null}");
+    free(body);
 }
 
 static void parse_ok(const char *qs, dm_mappings_query *q)
@@ -492,6 +636,9 @@ static void test_shard_limit(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_image_answer),
+        cmocka_unit_test(test_image_answer_malformed),
+        cmocka_unit_test(test_mappings_answer),
         cmocka_unit_test(test_cursor_roundtrip),
         cmocka_unit_test(test_cursor_url_alphabet),
         cmocka_unit_test(test_cursor_invalid),
