@@ -1,5 +1,6 @@
 -- trim.lua: trim one output stream to stream_maxlen entries, but never remove an entry that a
--- protected consumer group has not acknowledged yet (DESIGN §7: no silent data loss).
+-- protected consumer group has not acknowledged yet: a lagging consumer makes the stream grow,
+-- it never loses a record silently (README.md "Trimming and lagging consumers").
 --
 -- XADD MAXLEN would drop the oldest entries whatever the groups still need, so records are
 -- appended untrimmed (lib.lua emit) and this script, run every trim_interval_ms by one
