@@ -1,6 +1,7 @@
 #include "dm_common.h"
 #include "dm_sse.h"
 #include "dm_http.h"
+#include "dm_keys.h"
 #include "dm_log.h"
 #include "dm_metrics.h"
 #include "dm_redis.h"
@@ -636,7 +637,7 @@ static stream *stream_new(dm_sse_hub *h, struct evhttp_request *req, size_t rout
     snprintf(s->fromtext, sizeof s->fromtext, "%s", start->text);
     dm_http_peer(req, s->peer);
     for (size_t i = 0; i < nshards; i++) {
-        dm_join_key(s->keys[i], h->hc.join->prefix, (unsigned)i, "out", NULL);
+        dm_key_out(s->keys[i], h->hc.join->prefix, (unsigned)i);
         s->conns[i].s = s;
         s->conns[i].shard = i;
     }

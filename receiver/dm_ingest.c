@@ -5,6 +5,7 @@
 #include "dm_build.h"
 #include "dm_http.h"
 #include "dm_keyring.h"
+#include "dm_keys.h"
 #include "dm_log.h"
 #include "dm_metrics.h"
 #include "dm_redis.h"
@@ -164,7 +165,7 @@ static int check_replay(ingest *in, const json_t *claims)
     for (size_t i = 0; i < sizeof md; i++)
         snprintf(hex + 2 * i, 3, "%02x", md[i]);
     const dm_app *app = dm_worker_app(in->w);
-    snprintf(in->jti_key, sizeof in->jti_key, "%s:jti:%s", app->join.prefix, hex);
+    dm_key_jti(in->jti_key, app->join.prefix, hex);
     /* Kept until the token could no longer be accepted anyway: exp + leeway, but never more
      * than a day (in double first: a signed exp of 1e300 must not overflow). */
     double until_s = json_number_value(exp) + 60;
