@@ -2,11 +2,11 @@
  * /v1/images/<digest>) and "send-build" (POST a build event, signed like a CI step would).
  * The exchange uses the daemon's own HTTP client (dm_hclient: a deadline for the whole
  * exchange, a response size cap, certificate and name verification) on a private event_base
- * dispatched until the answer arrives, and the daemon's signature function (dm_sink). */
+ * dispatched until the answer arrives, and the signature the daemon checks (dm_sign). */
 #include "dm_common.h"
 #include "dm_cli.h"
 #include "dm_hclient.h"
-#include "dm_sink.h"
+#include "dm_sign.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -558,9 +558,9 @@ int dm_cli_cmd_send_build(dm_cli_flags *f, int argc, char **argv)
 
     size_t len = 0;
     char *body = build_body(&a, &len);
-    char sig[DM_SINK_SIGLEN];
+    char sig[DM_SIGN_LEN];
     if (key) {
-        dm_sink_signature(key, keylen, body, len, sig);
+        dm_sign_body(key, keylen, body, len, sig);
         hdr[nh++] = (dm_hclient_header){sig_header ? sig_header : SIGNATURE_HEADER, sig};
     }
 

@@ -22,6 +22,7 @@
 #include "dm_metrics.h"
 #include "dm_redis.h"
 #include "dm_redis_conf.h"
+#include "dm_sign.h"
 #include "dm_time.h"
 
 #include <stdio.h>
@@ -34,8 +35,6 @@
 #include <event2/http.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #define READ_BACKOFF_MIN_MS 250
@@ -72,7 +71,7 @@ typedef struct rec {
     char *type, *digest, *event; /* the entry's fields ("" when absent) */
     size_t event_len;
     char *ce_id; /* the CloudEvent id, NULL when the event has none */
-    char sig[DM_SINK_SIGLEN];
+    char sig[DM_SIGN_LEN];
     int attempts;
     int status;                    /* of the last attempt (0: none) */
     char error[DM_HCLIENT_ERRLEN]; /* of the last attempt */
@@ -172,23 +171,6 @@ int64_t dm_sink_retry_delay_ms(int attempt_no, int backoff_initial_ms, int backo
             delay = ra;
     }
     return delay;
-}
-
-void dm_sink_signature(const unsigned char *key, size_t key_len, const void *body, size_t len,
-                       char out[DM_SINK_SIGLEN])
-{
-    static const char hex[] = "0123456789abcdef";
-    static const unsigned char empty[1] = {0};
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int mac_len = 0;
-    if (!HMAC(EVP_sha256(), key, (int)key_len, body ? body : empty, len, mac, &mac_len))
-        mac_len = 0; /* cannot happen with SHA-256; the receiver then refuses the signature */
-    memcpy(out, "sha256=", 7);
-    for (unsigned int i = 0; i < mac_len && i < 32; i++) {
-        out[7 + 2 * i] = hex[mac[i] >> 4];
-        out[7 + 2 * i + 1] = hex[mac[i] & 15];
-    }
-    out[7 + 2 * (mac_len < 32 ? mac_len : 32)] = '\0';
 }
 
 /*---- Helpers ----------------------------------------------------------------------------*/
@@ -389,7 +371,7 @@ static void take(sink *s, unsigned shard, const redisReply *entry, bool claimed)
         rec_free(r); /* stays pending; a later claim brings it back */
         return;
     }
-    dm_sink_signature(s->c->secret, s->c->secret_len, r->event, r->event_len, r->sig);
+    dm_sign_body(s->c->secret, s->c->secret_len, r->event, r->event_len, r->sig);
     r->next = s->held;
     if (r->next)
         r->next->prev = r;

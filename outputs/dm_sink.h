@@ -123,11 +123,4 @@ dm_sink_outcome dm_sink_classify(int status);
 int64_t dm_sink_retry_delay_ms(int attempt, int backoff_initial_ms, int backoff_max_ms,
                                int64_t retry_after_ms, uint32_t rnd);
 
-/** Size of a dm_sink_signature() result ("sha256=" + 64 hex digits + NUL). */
-#define DM_SINK_SIGLEN 72
-
-/** Write "sha256=<lowercase hex HMAC-SHA256(key, body)>" into @p out. */
-void dm_sink_signature(const unsigned char *key, size_t key_len, const void *body, size_t len,
-                       char out[DM_SINK_SIGLEN]);
-
 #endif

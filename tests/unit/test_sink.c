@@ -2,6 +2,7 @@
  * jitter and Retry-After, the signature, and Retry-After parsing (dm_hclient). */
 #include "dm_common.h"
 #include "dm_hclient.h"
+#include "dm_sign.h"
 #include "dm_sink.h"
 
 #include <setjmp.h>
@@ -59,14 +60,14 @@ static void test_backoff(void **state)
 static void test_signature(void **state)
 {
     (void)state;
-    char sig[DM_SINK_SIGLEN];
+    char sig[DM_SIGN_LEN];
     /* RFC 4231 test case 2 */
     const char *data = "what do ya want for nothing?";
-    dm_sink_signature((const unsigned char *)"Jefe", 4, data, strlen(data), sig);
+    dm_sign_body((const unsigned char *)"Jefe", 4, data, strlen(data), sig);
     assert_string_equal(sig,
                         "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
     /* an empty body is signed too (openssl dgst -sha256 -hmac k < /dev/null) */
-    dm_sink_signature((const unsigned char *)"k", 1, NULL, 0, sig);
+    dm_sign_body((const unsigned char *)"k", 1, NULL, 0, sig);
     assert_string_equal(sig,
                         "sha256=8bb990c40a7d61cb97597a942125025be50ac8beb74436e3735b98893a7f6620");
 }
