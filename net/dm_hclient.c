@@ -44,17 +44,18 @@
 
 /*---- Types ------------------------------------------------------------------------------*/
 
+/* One TLS context per CA file (and one for the system store), built once and kept. */
 typedef struct trust {
     char *ca_file; /* NULL: the system store */
     SSL_CTX *ctx;
-    struct trust *next;
+    LIST_ENTRY(trust) link;
 } trust;
 
 struct dm_hclient {
     struct event_base *base;
     struct evdns_base *dns;
-    trust *trusts;
-    dm_hclient_req *reqs; /* started and not yet reaped */
+    LIST_HEAD(, trust) trusts;
+    LIST_HEAD(, dm_hclient_req) reqs; /* started and not yet reaped */
 };
 
 struct dm_hclient_req {
@@ -80,7 +81,7 @@ struct dm_hclient_req {
     enum evhttp_request_error req_err;
     int sock_err;
     size_t max_body;
-    dm_hclient_req *prev, *next;
+    LIST_ENTRY(dm_hclient_req) link; /* in c->reqs */
 };
 
 /*---- Small helpers ----------------------------------------------------------------------*/
@@ -143,7 +144,9 @@ static SSL_CTX *new_ctx(const char *ca_file, char *err, size_t errlen)
 
 static SSL_CTX *find_ctx(dm_hclient *c, const char *ca_file, char *err, size_t errlen)
 {
-    for (trust *t = c->trusts; t; t = t->next) {
+    trust *t;
+    LIST_FOREACH(t, &c->trusts, link)
+    {
         if ((!ca_file && !t->ca_file) ||
             (ca_file && t->ca_file && strcmp(ca_file, t->ca_file) == 0))
             return t->ctx;
@@ -151,29 +154,17 @@ static SSL_CTX *find_ctx(dm_hclient *c, const char *ca_file, char *err, size_t e
     SSL_CTX *ctx = new_ctx(ca_file, err, errlen);
     if (!ctx)
         return NULL;
-    trust *t = dm_xcalloc(1, sizeof *t);
+    t = dm_xcalloc(1, sizeof *t);
     t->ca_file = ca_file ? dm_xstrdup(ca_file) : NULL;
     t->ctx = ctx;
-    t->next = c->trusts;
-    c->trusts = t;
+    LIST_INSERT_HEAD(&c->trusts, t, link);
     return ctx;
 }
 
 /*---- One request ------------------------------------------------------------------------*/
 
-static void req_unlink(dm_hclient_req *r)
-{
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        r->c->reqs = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    r->prev = r->next = NULL;
-}
-
-/* Free everything; the request must be unlinked or about to be. Pending libevent requests
- * are dropped with the connection, without their callbacks. */
+/* Free everything; the request must be unlinked from c->reqs, or never linked. Pending
+ * libevent requests are dropped with the connection, without their callbacks. */
 static void req_free(dm_hclient_req *r)
 {
     if (r->evcon)
@@ -210,7 +201,7 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     call_back(r, NULL, 0); /* a failure found while starting, not handed over yet */
-    req_unlink(r);
+    LIST_REMOVE(r, link);
     req_free(r); /* frees this very event: libevent allows that from its callback */
 }
 
@@ -394,6 +385,8 @@ dm_hclient *dm_hclient_new(struct event_base *base, char *err, size_t errlen)
 {
     dm_hclient *c = dm_xcalloc(1, sizeof *c);
     c->base = base;
+    LIST_INIT(&c->trusts);
+    LIST_INIT(&c->reqs);
     c->dns =
         evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
     if (!c->dns) {
@@ -408,14 +401,14 @@ void dm_hclient_free(dm_hclient *c)
 {
     if (!c)
         return;
-    while (c->reqs) {
-        dm_hclient_req *r = c->reqs;
-        req_unlink(r);
+    dm_hclient_req *r;
+    while ((r = LIST_FIRST(&c->reqs)) != NULL) {
+        LIST_REMOVE(r, link);
         req_free(r);
     }
-    while (c->trusts) {
-        trust *t = c->trusts;
-        c->trusts = t->next;
+    trust *t;
+    while ((t = LIST_FIRST(&c->trusts)) != NULL) {
+        LIST_REMOVE(t, link);
         SSL_CTX_free(t->ctx);
         free(t->ca_file);
         free(t);
@@ -430,14 +423,18 @@ int dm_hclient_add_trust(dm_hclient *c, const char *ca_file, char *err, size_t e
     return find_ctx(c, ca_file, err, errlen) ? DM_OK : DM_EIO;
 }
 
-dm_hclient_req *dm_hclient_request(dm_hclient *c, const dm_hclient_request_opts *o,
-                                   dm_hclient_cb cb, void *arg, char *err, size_t errlen)
+/* What a request needs of its URL. */
+typedef struct target {
+    bool tls;
+    int port;              /* the URL's, else 443 / 80 */
+    char *host;            /* to connect to: no brackets (owned) */
+    char host_header[300]; /* the Host header: as the URL writes it, with its port if given */
+    char *path;            /* path and query, "/" at least (owned) */
+} target;
+
+/* Parse and check @p o's URL (scheme http or https, a host, no userinfo). */
+static int parse_target(const dm_hclient_request_opts *o, target *t, char *err, size_t errlen)
 {
-    enum evhttp_cmd_type method;
-    if (method_of(o->method, &method) != DM_OK) {
-        snprintf(err, errlen, "unsupported method");
-        return NULL;
-    }
     unsigned flags = o->lenient_url ? EVHTTP_URI_NONCONFORMANT : 0;
     struct evhttp_uri *u = o->url ? evhttp_uri_parse_with_flags(o->url, flags) : NULL;
     const char *scheme = u ? evhttp_uri_get_scheme(u) : NULL;
@@ -448,77 +445,34 @@ dm_hclient_req *dm_hclient_request(dm_hclient *c, const dm_hclient_request_opts 
         if (u) /* evhttp_uri_free(NULL) crashes */
             evhttp_uri_free(u);
         snprintf(err, errlen, "not an http(s) URL");
-        return NULL;
+        return DM_EINVAL;
     }
-    SSL_CTX *ctx = NULL;
-    if (tls && !(ctx = find_ctx(c, o->ca_file, err, errlen))) {
-        evhttp_uri_free(u);
-        return NULL;
-    }
-
-    dm_hclient_req *r = dm_xcalloc(1, sizeof *r);
-    r->c = c;
-    r->cb = cb;
-    r->arg = arg;
-    r->tls = tls;
-    r->max_body = o->max_body;
+    t->tls = tls;
     int port = evhttp_uri_get_port(u);
-    r->port = port > 0 ? port : (tls ? 443 : 80);
+    t->port = port > 0 ? port : (tls ? 443 : 80);
     size_t hl = strlen(host);
-    r->host = host[0] == '[' && hl >= 2 ? dm_xstrndup(host + 1, hl - 2) : dm_xstrdup(host);
-    char host_header[300];
+    t->host = host[0] == '[' && hl >= 2 ? dm_xstrndup(host + 1, hl - 2) : dm_xstrdup(host);
     if (port > 0)
-        snprintf(host_header, sizeof host_header, "%s:%d", host, port);
+        snprintf(t->host_header, sizeof t->host_header, "%s:%d", host, port);
     else
-        snprintf(host_header, sizeof host_header, "%s", host);
+        snprintf(t->host_header, sizeof t->host_header, "%s", host);
     const char *path = evhttp_uri_get_path(u), *query = evhttp_uri_get_query(u);
     if (!path || !*path)
         path = "/";
     size_t tn = strlen(path) + (query ? strlen(query) + 1 : 0) + 1;
-    char *target = dm_xmalloc(tn);
-    snprintf(target, tn, "%s%s%s", path, query ? "?" : "", query ? query : "");
+    t->path = dm_xmalloc(tn);
+    snprintf(t->path, tn, "%s%s%s", path, query ? "?" : "", query ? query : "");
     evhttp_uri_free(u);
+    return DM_OK;
+}
 
-    r->deadline = evtimer_new(c->base, on_deadline, r);
-    r->reap = event_new(c->base, -1, 0, on_reap, r);
-    if (!r->deadline || !r->reap) {
-        snprintf(err, errlen, "cannot create events");
-        free(target);
-        req_free(r);
-        return NULL;
-    }
-    r->next = c->reqs;
-    if (r->next)
-        r->next->prev = r;
-    c->reqs = r;
-    r->starting = true;
-
-    /* From here on every outcome is a result handed to the callback (deferred). */
-    struct timeval tv = {o->timeout_ms / 1000, (o->timeout_ms % 1000) * 1000};
-    event_add(r->deadline, &tv);
-    struct bufferevent *bev = NULL;
-    if (tls && !(bev = tls_bufferevent(r, ctx))) {
-        fail(r, "%s", "TLS setup failed");
-        goto out;
-    }
-    r->evcon =
-        evhttp_connection_base_bufferevent_new(c->base, c->dns, bev, r->host, (ev_uint16_t)r->port);
-    if (!r->evcon) {
-        if (bev)
-            bufferevent_free(bev);
-        fail(r, "%s", "cannot create a connection");
-        goto out;
-    }
-    evhttp_connection_set_timeout_tv(r->evcon, &tv);
-    evhttp_connection_set_max_body_size(r->evcon, (ev_ssize_t)o->max_body);
-    evhttp_connection_set_max_headers_size(r->evcon, MAX_HEADER_LEN);
-    evhttp_connection_set_retries(r->evcon, 0);
-
+/* libevent's request for @p r: callbacks, headers and body; NULL when it cannot be made. */
+static struct evhttp_request *new_request(dm_hclient_req *r, const dm_hclient_request_opts *o,
+                                          enum evhttp_cmd_type method, const char *host_header)
+{
     struct evhttp_request *req = evhttp_request_new(on_done, r);
-    if (!req) {
-        fail(r, "%s", "cannot create a request");
-        goto out;
-    }
+    if (!req)
+        return NULL;
     evhttp_request_set_error_cb(req, on_error);
     evhttp_request_set_header_cb(req, on_headers);
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
@@ -530,11 +484,83 @@ dm_hclient_req *dm_hclient_request(dm_hclient *c, const dm_hclient_request_opts 
         evbuffer_add(evhttp_request_get_output_buffer(req), o->body, o->body_len);
     else if (method == EVHTTP_REQ_POST || method == EVHTTP_REQ_PUT || method == EVHTTP_REQ_PATCH)
         evhttp_add_header(h, "Content-Length", "0");
+    return req;
+}
+
+/* Arm the deadline, connect and send. Every outcome, a failure here included, is a result
+ * handed to the callback (deferred while r->starting). */
+static void start(dm_hclient_req *r, const dm_hclient_request_opts *o, SSL_CTX *ctx,
+                  enum evhttp_cmd_type method, const target *t)
+{
+    dm_hclient *c = r->c;
+    struct timeval tv = {o->timeout_ms / 1000, (o->timeout_ms % 1000) * 1000};
+    event_add(r->deadline, &tv);
+    struct bufferevent *bev = NULL;
+    if (t->tls && !(bev = tls_bufferevent(r, ctx))) {
+        fail(r, "%s", "TLS setup failed");
+        return;
+    }
+    r->evcon =
+        evhttp_connection_base_bufferevent_new(c->base, c->dns, bev, r->host, (ev_uint16_t)r->port);
+    if (!r->evcon) {
+        if (bev)
+            bufferevent_free(bev);
+        fail(r, "%s", "cannot create a connection");
+        return;
+    }
+    evhttp_connection_set_timeout_tv(r->evcon, &tv);
+    evhttp_connection_set_max_body_size(r->evcon, (ev_ssize_t)o->max_body);
+    evhttp_connection_set_max_headers_size(r->evcon, MAX_HEADER_LEN);
+    evhttp_connection_set_retries(r->evcon, 0);
+
+    struct evhttp_request *req = new_request(r, o, method, t->host_header);
+    if (!req) {
+        fail(r, "%s", "cannot create a request");
+        return;
+    }
     /* A failure may already run on_done (and finish) from inside this call. */
-    if (evhttp_make_request(r->evcon, req, method, target) != 0)
+    if (evhttp_make_request(r->evcon, req, method, t->path) != 0)
         fail(r, "%s", "cannot send the request");
-out:
-    free(target);
+}
+
+dm_hclient_req *dm_hclient_request(dm_hclient *c, const dm_hclient_request_opts *o,
+                                   dm_hclient_cb cb, void *arg, char *err, size_t errlen)
+{
+    enum evhttp_cmd_type method;
+    if (method_of(o->method, &method) != DM_OK) {
+        snprintf(err, errlen, "unsupported method");
+        return NULL;
+    }
+    target t;
+    if (parse_target(o, &t, err, errlen) != DM_OK)
+        return NULL;
+    SSL_CTX *ctx = NULL;
+    if (t.tls && !(ctx = find_ctx(c, o->ca_file, err, errlen))) {
+        free(t.host);
+        free(t.path);
+        return NULL;
+    }
+
+    dm_hclient_req *r = dm_xcalloc(1, sizeof *r);
+    r->c = c;
+    r->cb = cb;
+    r->arg = arg;
+    r->tls = t.tls;
+    r->max_body = o->max_body;
+    r->port = t.port;
+    r->host = t.host; /* the request owns it from here */
+    r->deadline = evtimer_new(c->base, on_deadline, r);
+    r->reap = event_new(c->base, -1, 0, on_reap, r);
+    if (!r->deadline || !r->reap) {
+        snprintf(err, errlen, "cannot create events");
+        free(t.path);
+        req_free(r);
+        return NULL;
+    }
+    LIST_INSERT_HEAD(&c->reqs, r, link);
+    r->starting = true;
+    start(r, o, ctx, method, &t);
+    free(t.path);
     r->starting = false;
     return r;
 }
