@@ -18,12 +18,13 @@
  *
  * Delivery. POST url with the entry's `event` field as the body, byte for byte, and the
  * headers Content-Type: application/cloudevents+json, X-Digestmap-Signature:
- * sha256=<lowercase hex HMAC-SHA256(secret, body)>, Idempotency-Key: <CloudEvent id>,
- * X-Digestmap-Attempt: <n> (1-based) and User-Agent: digestmap; each attempt has timeout_ms
- * from connect to the response's last byte. Records whose type is not in `types` (when set)
- * are acknowledged without delivery.
+ * sha256=<lowercase hex HMAC-SHA256(secret, body)> (dm_sign.h), Idempotency-Key:
+ * <CloudEvent id>, X-Digestmap-Attempt: <n> (1-based) and User-Agent: digestmap; each attempt
+ * has timeout_ms from connect to the response's last byte. Records whose type is not in
+ * `types` (when set) are acknowledged without delivery.
  *   - 2xx: XACK.
- *   - transport error, timeout, 408, 425, 429, 5xx: retried after dm_sink_retry_delay_ms.
+ *   - transport error, timeout, 408, 425, 429, 5xx: retried after dm_sink_retry_delay_ms
+ *     (dm_sink_record.h).
  *   - any other status (1xx, 3xx, other 4xx), and an entry that is not a record (no `event`
  *     field, or one without a CloudEvent id): dead-lettered at once.
  *   - max_attempts failed attempts: dead-lettered.
@@ -46,13 +47,14 @@
  * 0-0 it calls again, up to 32 calls per shard and round, the next round resuming there), i.e.
  * those of a crashed or stuck instance, and delivers them like new ones (a claim round waits
  * for the blocking read in flight to return, so reads and claims together stay within the
- * bound: a takeover comes at most claim_idle_ms + claim_idle_ms/2 + DM_SINK_BLOCK_MS after the
- * holder's last sign of life, when the PEL scanned before the record — 10 × COUNT entries a
- * call — fits in one round). Attempt counts live in memory: a record taken over starts counting
- * again, and an instance that was cut off for longer than claim_idle_ms (e.g. a Redis outage)
- * may deliver a record once more before its next refresh shows it was taken over, so two
- * instances may deliver it: delivery is at least once, and receivers deduplicate with
- * Idempotency-Key. Entries trimmed meanwhile are acknowledged when a claim reports them.
+ * bound: a takeover comes at most claim_idle_ms + claim_idle_ms/2 + DM_SINK_BLOCK_MS (2 s,
+ * dm_sink_reader.h) after the holder's last sign of life, when the PEL scanned before the
+ * record — 10 × COUNT entries a call — fits in one round). Attempt counts live in memory: a
+ * record taken over starts counting again, and an instance that was cut off for longer than
+ * claim_idle_ms (e.g. a Redis outage) may deliver a record once more before its next refresh
+ * shows it was taken over, so two instances may deliver it: delivery is at least once, and
+ * receivers deduplicate with Idempotency-Key. Entries trimmed meanwhile are acknowledged when a
+ * claim reports them.
  *
  * Consumers. Every consumer an instance ever read as stays in the group when the instance
  * stops (SIGTERM, crash, reschedule), so each sink removes the ones left behind: at its claim
@@ -78,6 +80,9 @@
  * msg="record dead-lettered" (warn), msg="record delivered" (debug), msg="sink consumer
  * removed" (info).
  * Metrics: DM_M_SINK_* and the gauge DM_G_SINK_INFLIGHT (records held, all sinks).
+ *
+ * Modules: this one starts and stops the sinks; dm_sink_group.h lists the others (reader,
+ * records, pruning) and what they share.
  */
 #ifndef DM_OUTPUTS_DM_SINK_H
 #define DM_OUTPUTS_DM_SINK_H
@@ -86,11 +91,6 @@
 
 struct event_base;
 typedef struct dm_sinks dm_sinks;
-
-/** XREADGROUP BLOCK time of the sinks' reads (ms). */
-#define DM_SINK_BLOCK_MS     2000
-/** Largest response body read from a sink (a bigger one still counts by its status). */
-#define DM_SINK_MAX_RESPONSE (64 * 1024)
 
 /**
  * Start delivering for every configured sink on @p base (the main thread's). @p conf is
@@ -103,24 +103,5 @@ int dm_sinks_start(struct event_base *base, const dm_config *conf, dm_sinks **ou
 
 /** Stop: deliveries in flight are abandoned (they stay pending and are redelivered). */
 void dm_sinks_stop(dm_sinks *s);
-
-/** How a delivery's answer is treated. */
-typedef enum {
-    DM_SINK_DELIVERED = 0, /**< 2xx */
-    DM_SINK_RETRY,         /**< transport failure (status 0), 408, 425, 429, 5xx */
-    DM_SINK_PERMANENT,     /**< anything else: dead-letter at once */
-} dm_sink_outcome;
-
-/** Classify an HTTP status (0: no response). */
-dm_sink_outcome dm_sink_classify(int status);
-
-/**
- * Delay before the retry that follows failed attempt number @p attempt (1-based):
- * d = min(backoff_max_ms, backoff_initial_ms * 2^(attempt-1)), then d/2 + (@p rnd mod
- * (d/2 + 1)) (jitter); a @p retry_after_ms >= 0 (from Retry-After) raises it to at least
- * min(retry_after_ms, backoff_max_ms). Pure.
- */
-int64_t dm_sink_retry_delay_ms(int attempt, int backoff_initial_ms, int backoff_max_ms,
-                               int64_t retry_after_ms, uint32_t rnd);
 
 #endif

@@ -3,7 +3,7 @@
 #include "dm_common.h"
 #include "dm_hclient.h"
 #include "dm_sign.h"
-#include "dm_sink.h"
+#include "dm_sink_record.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
