@@ -4,7 +4,8 @@
  * exchange, a response size cap, certificate and name verification) on a private event_base
  * dispatched until the answer arrives, and the signature the daemon checks (dm_sign). */
 #include "dm_common.h"
-#include "dm_cli.h"
+#include "dm_cli_api.h"
+#include "dm_cli_conf.h"
 #include "dm_hclient.h"
 #include "dm_sign.h"
 
@@ -175,23 +176,10 @@ static int write_failed(const char *what)
                        errno ? strerror(errno) : "write error");
 }
 
-/* Resolve the settings; prints and returns the exit code on failure, DM_CLI_OK otherwise. */
-static int resolve(const char *command, const dm_cli_flags *f, dm_cli *c)
-{
-    char err[768];
-    int rc = dm_cli_resolve(f, c, err, sizeof err);
-    if (rc == DM_OK)
-        return DM_CLI_OK;
-    dm_cli_dispose(c);
-    if (rc == DM_EINVAL)
-        return dm_cli_usage_error(command, "%s", err);
-    return dm_cli_fail("%s", err);
-}
-
-/* resolve() for the commands that need the API's URL. */
+/* dm_cli_resolve_for() for the commands that need the API's URL. */
 static int resolve_http(const char *command, const dm_cli_flags *f, dm_cli *c)
 {
-    int rc = resolve(command, f, c);
+    int rc = dm_cli_resolve_for(command, f, c);
     if (rc == DM_CLI_OK && !c->url) {
         dm_cli_dispose(c);
         return dm_cli_usage_error(command, "%s listens on port 0 (any free port): give --url",
@@ -212,6 +200,16 @@ static int report_status(const char *what, const answer *ans, const char *why)
 
 /*---------------------------------------------------------------------------- query ---*/
 
+static const char usage_query[] =
+    "usage: digestmap [GLOBAL OPTIONS] query DIGEST\n"
+    "\n"
+    "Asks digestmapd what it knows about DIGEST (GET /v1/images/DIGEST, with the API token)\n"
+    "and prints the answer, pretty-printed: the confirmed mappings, the pending registry and\n"
+    "build events, and deletes.\n"
+    "\n"
+    "Exit status: 0 when found (200); 1 when unknown (404, the answer is printed too) or on\n"
+    "any other answer or failure (status and error on stderr).\n";
+
 int dm_cli_cmd_query(dm_cli_flags *f, int argc, char **argv)
 {
     static const struct option opts[] = {DM_CLI_GLOBAL_OPTIONS, {NULL, 0, NULL, 0}};
@@ -220,7 +218,7 @@ int dm_cli_cmd_query(dm_cli_flags *f, int argc, char **argv)
     opterr = 0;
     while ((ret = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         if (ret == 'h' || ret == DM_OPT_HELP) {
-            fputs(dm_cli_usage_query, stdout);
+            fputs(usage_query, stdout);
             return DM_CLI_OK;
         }
         if (!dm_cli_global_option(f, ret, optarg))
@@ -283,6 +281,36 @@ int dm_cli_cmd_query(dm_cli_flags *f, int argc, char **argv)
 }
 
 /*----------------------------------------------------------------------- send-build ---*/
+
+static const char usage_send_build[] =
+    "usage: digestmap [GLOBAL OPTIONS] send-build --image NAME --digest DIGEST [OPTIONS]\n"
+    "\n"
+    "Posts a build event for one image (the body of POST /v1/builds) and prints the answer.\n"
+    "\n"
+    "  --image NAME          registry/repository, e.g. contoso.azurecr.io/team/api\n"
+    "  --digest DIGEST       sha256:<64 hex digits> of the image or index\n"
+    "  --tag T               a tag (repeatable)\n"
+    "  --manifest DIGEST     a platform manifest of the index (repeatable)\n"
+    "  --provider P          github, azure-devops, gitlab or generic (default generic)\n"
+    "  --run-id ID           the run's id (needed unless an OIDC token is sent)\n"
+    "  --run-attempt N       the run's attempt (the daemon's default: 1)\n"
+    "  --repository R        code repository, e.g. acme/api\n"
+    "  --commit SHA  --ref REF  --workflow W  --actor A  --run-url URL\n"
+    "  --built-at RFC3339    build time (default: the arrival time at digestmapd)\n"
+    "  --path PATH           route (default: the configuration's build source, else\n"
+    "                        /v1/builds)\n"
+    "  --secret S            HMAC-SHA256 key of the signature (not with --token)\n"
+    "  --secret-env VAR      the same, read from the environment variable VAR\n"
+    "  --signature-header H  header of the signature (default: the configuration's, else\n"
+    "                        X-Digestmap-Signature)\n"
+    "\n"
+    "Credentials, the first that applies: --secret / --secret-env (header H: sha256=<hex\n"
+    "HMAC-SHA256(secret, body)>); --token (sent as Authorization, e.g. \"Bearer <OIDC token>\");\n"
+    "the configuration's build source: its hmac-sha256 entry, else its header entry.\n"
+    "A \"run\" object is sent when any of --provider, --run-id, --run-attempt, --repository,\n"
+    "--commit, --ref, --workflow, --actor or --run-url is given.\n"
+    "\n"
+    "Exit status: 0 on a 2xx answer, 1 otherwise (status and error on stderr).\n";
 
 enum {
     OPT_IMAGE = DM_OPT_FIRST_COMMAND_OPTION,
@@ -388,7 +416,7 @@ static int parse_build_args(dm_cli_flags *f, int argc, char **argv, build_args *
     opterr = 0;
     while ((ret = getopt_long(argc, argv, ":h", opts, &idx)) != -1) {
         if (ret == 'h' || ret == DM_OPT_HELP) {
-            fputs(dm_cli_usage_send_build, stdout);
+            fputs(usage_send_build, stdout);
             return -1;
         }
         if (dm_cli_global_option(f, ret, optarg))

@@ -2,7 +2,7 @@
  * open the synchronous Redis connection. --redis and --prefix follow digestmapd's own rules
  * (dm_config); --url is checked with libevent's URI parser. */
 #include "dm_common.h"
-#include "dm_cli.h"
+#include "dm_cli_conf.h"
 
 #include <event2/http.h>
 #include <openssl/crypto.h>
@@ -207,6 +207,18 @@ int dm_cli_resolve(const dm_cli_flags *f, dm_cli *c, char *err, size_t errlen)
     if (f->cacert)
         c->cacert = dm_xstrdup(f->cacert);
     return DM_OK;
+}
+
+int dm_cli_resolve_for(const char *command, const dm_cli_flags *f, dm_cli *out)
+{
+    char err[768];
+    int rc = dm_cli_resolve(f, out, err, sizeof err);
+    if (rc == DM_OK)
+        return DM_CLI_OK;
+    dm_cli_dispose(out);
+    if (rc == DM_EINVAL)
+        return dm_cli_usage_error(command, "%s", err);
+    return dm_cli_fail("%s", err);
 }
 
 void dm_cli_dispose(dm_cli *c)

@@ -20,7 +20,8 @@
  * exits at once instead of after the block time.
  */
 #include "dm_common.h"
-#include "dm_cli.h"
+#include "dm_cli_tail.h"
+#include "dm_cli_conf.h"
 #include "dm_join.h"
 
 #include <errno.h>
@@ -36,6 +37,37 @@
 #define ID_LEN           48 /* "<ms>-<seq>": two 64-bit numbers */
 
 #define DEFAULT_CLAIM_IDLE_MS 60000
+
+static const char usage[] =
+    "usage: digestmap [GLOBAL OPTIONS] tail [--group G [--consumer C] [--claim-idle-ms MS]]\n"
+    "                 [--from-start] [--count N] [--block-ms MS]\n"
+    "\n"
+    "Prints the \"event\" field of each output record (a CloudEvents 1.0 JSON document) as\n"
+    "one line on stdout, reading the streams <prefix>:{0}:out … <prefix>:{N-1}:out (N =\n"
+    "shards). Records are ordered within a shard's stream, not across streams.\n"
+    "\n"
+    "  --group G      read through consumer group G, created on each stream if missing (at\n"
+    "                 the stream's end, or at its start with --from-start), and acknowledge\n"
+    "                 (XACK) each record once it was written to stdout. The consumer first\n"
+    "                 re-reads the records it had received but not acknowledged, then takes\n"
+    "                 over (XAUTOCLAIM) the records other consumers of the group left\n"
+    "                 unacknowledged for --claim-idle-ms, at start and whenever a read finds\n"
+    "                 nothing new: a consumer that died loses nothing. On a clean exit a\n"
+    "                 consumer with nothing pending is removed from the group.\n"
+    "  --consumer C   consumer name in the group (default <hostname>:<pid>); a consumer\n"
+    "                 restarted under the same name re-reads its pending records at once\n"
+    "  --claim-idle-ms MS  take over another consumer's record once it was pending that\n"
+    "                 long, 1..86400000 (default 60000: longer than any print and\n"
+    "                 acknowledgement, so a live consumer's records are not taken)\n"
+    "  --from-start   without --group: print the streams' whole content first;\n"
+    "                 with --group: create missing groups at the start of the streams\n"
+    "  --count N      exit 0 after N records (N >= 1)\n"
+    "  --block-ms MS  longest wait of one read on the server, 1..3600000 (default 5000)\n"
+    "\n"
+    "Without --group nothing is acknowledged: records added while tail is not running are not\n"
+    "printed later. SIGINT/SIGTERM end tail with status 0; a record is acknowledged only after\n"
+    "it was printed, so an interrupted consumer gets it again at its next start. A failed\n"
+    "acknowledgement ends tail with status 1 (the record stays pending).\n";
 
 enum {
     OPT_GROUP = DM_OPT_FIRST_COMMAND_OPTION,
@@ -571,7 +603,7 @@ int dm_cli_cmd_tail(dm_cli_flags *f, int argc, char **argv)
     opterr = 0;
     while ((ret = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         if (ret == 'h' || ret == DM_OPT_HELP) {
-            fputs(dm_cli_usage_tail, stdout);
+            fputs(usage, stdout);
             return DM_CLI_OK;
         }
         if (dm_cli_global_option(f, ret, optarg))
@@ -629,11 +661,9 @@ int dm_cli_cmd_tail(dm_cli_flags *f, int argc, char **argv)
 
     dm_cli c;
     char err[768];
-    int rc = dm_cli_resolve(f, &c, err, sizeof err);
-    if (rc != DM_OK) {
-        dm_cli_dispose(&c);
-        return rc == DM_EINVAL ? dm_cli_usage_error("tail", "%s", err) : dm_cli_fail("%s", err);
-    }
+    int rc = dm_cli_resolve_for("tail", f, &c);
+    if (rc != DM_CLI_OK)
+        return rc;
     if (t.group) {
         if (consumer) {
             snprintf(t.consumer, sizeof t.consumer, "%s", consumer);
