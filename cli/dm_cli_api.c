@@ -333,7 +333,8 @@ enum {
     OPT_SIG_HEADER,
 };
 
-/* Run members, in the order of DESIGN §6.3; index = option - OPT_PROVIDER. */
+/* The members of the body's "run" object (README.md, "Build events"), in the order they are
+ * written; index = option - OPT_PROVIDER. */
 static const char *const run_keys[] = {"provider",   "run_id", "run_attempt",
                                        "repository", "commit", "ref",
                                        "workflow",   "actor",  "run_url"};
@@ -344,7 +345,7 @@ typedef struct build_args {
     json_t *tags, *manifests;
 } build_args;
 
-/* The §6.3 body for one image. */
+/* The body of POST /v1/builds (README.md, "Build events") for one image. */
 static char *build_body(const build_args *a, size_t *len)
 {
     json_t *img = json_object();
@@ -387,6 +388,25 @@ static bool valid_utf8(const char *s)
     return j != NULL;
 }
 
+/* What the options must say together. */
+static int check_build_args(const dm_cli_flags *f, const build_args *a)
+{
+    if (!a->image)
+        return dm_cli_usage_error("send-build", "--image NAME is required");
+    if (!a->digest)
+        return dm_cli_usage_error("send-build", "--digest DIGEST is required");
+    if (a->secret && a->secret_env)
+        return dm_cli_usage_error("send-build", "give --secret or --secret-env, not both");
+    if ((a->secret || a->secret_env) && f->token)
+        return dm_cli_usage_error("send-build", "give --secret/--secret-env or --token, not "
+                                                "both (one credential is sent)");
+    if (a->path && a->path[0] != '/')
+        return dm_cli_usage_error("send-build", "--path must start with \"/\"");
+    return DM_CLI_OK;
+}
+
+/* Parse send-build's options into @p a. Returns DM_CLI_OK, -1 after --help, or the exit code
+ * of a usage error. */
 static int parse_build_args(dm_cli_flags *f, int argc, char **argv, build_args *a)
 {
     static const struct option opts[] = {
@@ -461,18 +481,7 @@ static int parse_build_args(dm_cli_flags *f, int argc, char **argv, build_args *
     }
     if (optind < argc)
         return dm_cli_usage_error("send-build", "unexpected argument \"%s\"", argv[optind]);
-    if (!a->image)
-        return dm_cli_usage_error("send-build", "--image NAME is required");
-    if (!a->digest)
-        return dm_cli_usage_error("send-build", "--digest DIGEST is required");
-    if (a->secret && a->secret_env)
-        return dm_cli_usage_error("send-build", "give --secret or --secret-env, not both");
-    if ((a->secret || a->secret_env) && f->token)
-        return dm_cli_usage_error("send-build", "give --secret/--secret-env or --token, not "
-                                                "both (one credential is sent)");
-    if (a->path && a->path[0] != '/')
-        return dm_cli_usage_error("send-build", "--path must start with \"/\"");
-    return DM_CLI_OK;
+    return check_build_args(f, a);
 }
 
 /* The configuration's build source for @p path (or the first one when @p path is NULL). */
@@ -486,117 +495,136 @@ static const dm_source_conf *build_source(const dm_config *conf, const char *pat
     return NULL;
 }
 
-int dm_cli_cmd_send_build(dm_cli_flags *f, int argc, char **argv)
+/* The credential a build event is sent with: an HMAC key (the body's signature goes in
+ * sig_header), or a header of its own in hdr. */
+typedef struct build_cred {
+    const unsigned char *key; /* borrowed (from secret_copy or the configuration), or NULL */
+    size_t keylen;
+    const char *sig_header; /* NULL: SIGNATURE_HEADER */
+    dm_hclient_header hdr[2];
+    size_t nh;
+    char *secret_copy; /* owned; wiped by cred_dispose */
+} build_cred;
+
+static void cred_dispose(build_cred *cr)
 {
-    build_args a = {.tags = json_array(), .manifests = json_array()};
-    int rc = parse_build_args(f, argc, argv, &a);
-    if (rc != DM_CLI_OK) {
-        json_decref(a.tags);
-        json_decref(a.manifests);
-        return rc < 0 ? DM_CLI_OK : rc;
+    if (cr->secret_copy) {
+        OPENSSL_cleanse(cr->secret_copy, strlen(cr->secret_copy));
+        free(cr->secret_copy);
     }
-    dm_cli c;
-    if ((rc = resolve_http("send-build", f, &c)) != DM_CLI_OK) {
-        json_decref(a.tags);
-        json_decref(a.manifests);
+    memset(cr, 0, sizeof *cr);
+}
+
+/* --secret / --secret-env. */
+static int cred_from_flags(const build_args *a, build_cred *cr)
+{
+    const char *s = a->secret;
+    if (a->secret_env && !(s = getenv(a->secret_env)))
+        return dm_cli_fail("send-build: --secret-env: environment variable %s is not set",
+                           a->secret_env);
+    if (!*s)
+        return dm_cli_fail("send-build: the HMAC secret is empty");
+    cr->secret_copy = dm_xstrdup(s);
+    cr->key = (const unsigned char *)cr->secret_copy;
+    cr->keylen = strlen(cr->secret_copy);
+    return DM_CLI_OK;
+}
+
+/* The configuration's build source @p src: its hmac-sha256 entry, else its header entry.
+ * The daemon accepts any entry of the list: skip those whose secret is unresolved here, and
+ * name the first of them when none is left. */
+static int cred_from_source(const dm_cli_flags *f, const dm_source_conf *src, build_cred *cr)
+{
+    const dm_auth_entry *hmac = NULL, *header = NULL, *missing = NULL;
+    for (size_t i = 0; i < src->auth.n; i++) {
+        const dm_auth_entry *e = &src->auth.v[i];
+        if (e->type != DM_AUTH_HMAC && e->type != DM_AUTH_HEADER)
+            continue;
+        if (!e->secret) {
+            /* an hmac entry is preferred, as when both are resolved */
+            if (!missing || (missing->type != DM_AUTH_HMAC && e->type == DM_AUTH_HMAC))
+                missing = e;
+        } else if (e->type == DM_AUTH_HMAC && !hmac) {
+            hmac = e;
+        } else if (e->type == DM_AUTH_HEADER && !header) {
+            header = e;
+        }
+    }
+    if (!hmac && !header && missing) {
+        int rc = dm_cli_fail("%s: %s", f->config, missing->secret_missing);
+        fputs("digestmap: send-build needs the build source's credential: set it, or give "
+              "--secret, --secret-env or --token\n",
+              stderr);
         return rc;
     }
-
-    const dm_source_conf *src = build_source(c.conf, a.path);
-    const char *path = a.path ? a.path : src ? src->path : "/v1/builds";
-
-    /* Credentials: explicit flags first, then the configuration's build source. */
-    const unsigned char *key = NULL;
-    size_t keylen = 0;
-    const char *sig_header = a.sig_header;
-    dm_hclient_header hdr[2];
-    size_t nh = 0;
-    char *secret_copy = NULL;
-    if (a.secret || a.secret_env) {
-        const char *s = a.secret;
-        if (a.secret_env && !(s = getenv(a.secret_env))) {
-            rc = dm_cli_fail("send-build: --secret-env: environment variable %s is not set",
-                             a.secret_env);
-            goto out;
-        }
-        if (!*s) {
-            rc = dm_cli_fail("send-build: the HMAC secret is empty");
-            goto out;
-        }
-        secret_copy = dm_xstrdup(s);
-        key = (const unsigned char *)secret_copy;
-        keylen = strlen(secret_copy);
-    } else if (f->token) {
-        hdr[nh++] = (dm_hclient_header){"Authorization", f->token};
-    } else if (src) {
-        /* The daemon accepts any entry of the list: skip those whose secret is unresolved
-         * here, and name the first of them when none is left. */
-        const dm_auth_entry *hmac = NULL, *header = NULL, *missing = NULL;
-        for (size_t i = 0; i < src->auth.n; i++) {
-            const dm_auth_entry *e = &src->auth.v[i];
-            if (e->type != DM_AUTH_HMAC && e->type != DM_AUTH_HEADER)
-                continue;
-            if (!e->secret) {
-                /* an hmac entry is preferred, as when both are resolved */
-                if (!missing || (missing->type != DM_AUTH_HMAC && e->type == DM_AUTH_HMAC))
-                    missing = e;
-            } else if (e->type == DM_AUTH_HMAC && !hmac) {
-                hmac = e;
-            } else if (e->type == DM_AUTH_HEADER && !header) {
-                header = e;
-            }
-        }
-        if (!hmac && !header && missing) {
-            rc = dm_cli_fail("%s: %s", f->config, missing->secret_missing);
-            fputs("digestmap: send-build needs the build source's credential: set it, or give "
-                  "--secret, --secret-env or --token\n",
-                  stderr);
-            goto out;
-        }
-        if (hmac) {
-            key = hmac->secret;
-            keylen = hmac->secret_len;
-            if (!sig_header)
-                sig_header = hmac->name;
-        } else if (header) {
-            secret_copy = dm_xstrndup((const char *)header->secret, header->secret_len);
-            hdr[nh++] = (dm_hclient_header){header->name, secret_copy};
-        }
+    if (hmac) {
+        cr->key = hmac->secret;
+        cr->keylen = hmac->secret_len;
+        if (!cr->sig_header)
+            cr->sig_header = hmac->name;
+    } else if (header) {
+        cr->secret_copy = dm_xstrndup((const char *)header->secret, header->secret_len);
+        cr->hdr[cr->nh++] = (dm_hclient_header){header->name, cr->secret_copy};
     }
-    if (!key && nh == 0 && src) {
-        rc = dm_cli_fail("send-build: the configuration's build source %s has no hmac-sha256 "
-                         "or header entry: give --secret, --secret-env or --token",
-                         src->path);
-        goto out;
-    }
-    if (!key && nh == 0) {
-        if (!c.conf)
-            rc = dm_cli_fail("send-build: no credentials: give --secret, --secret-env, --token, "
-                             "or --config with a build source");
-        else if (a.path)
-            rc = dm_cli_fail("send-build: no credentials: %s has no build source at %s; give "
-                             "--secret, --secret-env or --token",
-                             f->config, a.path);
-        else
-            rc = dm_cli_fail("send-build: no credentials: %s has no build source; give "
-                             "--secret, --secret-env or --token",
-                             f->config);
-        goto out;
-    }
+    return DM_CLI_OK;
+}
 
+/* No credential was found: say where one could come from. */
+static int no_credentials(const dm_cli_flags *f, const dm_cli *c, const build_args *a,
+                          const dm_source_conf *src)
+{
+    if (src)
+        return dm_cli_fail("send-build: the configuration's build source %s has no hmac-sha256 "
+                           "or header entry: give --secret, --secret-env or --token",
+                           src->path);
+    if (!c->conf)
+        return dm_cli_fail("send-build: no credentials: give --secret, --secret-env, --token, "
+                           "or --config with a build source");
+    if (a->path)
+        return dm_cli_fail("send-build: no credentials: %s has no build source at %s; give "
+                           "--secret, --secret-env or --token",
+                           f->config, a->path);
+    return dm_cli_fail("send-build: no credentials: %s has no build source; give "
+                       "--secret, --secret-env or --token",
+                       f->config);
+}
+
+/* Credentials: explicit flags first, then the configuration's build source @p src. */
+static int choose_credentials(const dm_cli_flags *f, const dm_cli *c, const build_args *a,
+                              const dm_source_conf *src, build_cred *cr)
+{
+    int rc = DM_CLI_OK;
+    cr->sig_header = a->sig_header;
+    if (a->secret || a->secret_env)
+        rc = cred_from_flags(a, cr);
+    else if (f->token)
+        cr->hdr[cr->nh++] = (dm_hclient_header){"Authorization", f->token};
+    else if (src)
+        rc = cred_from_source(f, src, cr);
+    if (rc == DM_CLI_OK && !cr->key && cr->nh == 0)
+        rc = no_credentials(f, c, a, src);
+    return rc;
+}
+
+/* Build the body, sign it when @p cr has a key, post it to @p path and print the answer. */
+static int post_build(const dm_cli *c, const char *path, const build_args *a, build_cred *cr)
+{
     size_t len = 0;
-    char *body = build_body(&a, &len);
+    char *body = build_body(a, &len);
     char sig[DM_SIGN_LEN];
-    if (key) {
-        dm_sign_body(key, keylen, body, len, sig);
-        hdr[nh++] = (dm_hclient_header){sig_header ? sig_header : SIGNATURE_HEADER, sig};
+    if (cr->key) {
+        dm_sign_body(cr->key, cr->keylen, body, len, sig);
+        cr->hdr[cr->nh++] =
+            (dm_hclient_header){cr->sig_header ? cr->sig_header : SIGNATURE_HEADER, sig};
     }
 
+    int rc;
     answer ans;
     char err[768], why[512];
     char what[300];
     snprintf(what, sizeof what, "send-build: POST %.200s", path);
-    if (http_exchange(&c, "POST", path, hdr, nh, body, len, &ans, err, sizeof err) != DM_OK) {
+    if (http_exchange(c, "POST", path, cr->hdr, cr->nh, body, len, &ans, err, sizeof err) !=
+        DM_OK) {
         rc = dm_cli_fail("%s: %s", what, err);
     } else {
         if (ans.status >= 200 && ans.status < 300) {
@@ -609,13 +637,36 @@ int dm_cli_cmd_send_build(dm_cli_flags *f, int argc, char **argv)
         answer_free(&ans);
     }
     free(body);
-out:
-    if (secret_copy) {
-        OPENSSL_cleanse(secret_copy, strlen(secret_copy));
-        free(secret_copy);
-    }
+    return rc;
+}
+
+/* Everything after the arguments were parsed. */
+static int send_build(dm_cli_flags *f, const build_args *a)
+{
+    dm_cli c;
+    int rc = resolve_http("send-build", f, &c);
+    if (rc != DM_CLI_OK)
+        return rc;
+    const dm_source_conf *src = build_source(c.conf, a->path);
+    const char *path = a->path ? a->path : src ? src->path : "/v1/builds";
+    build_cred cr = {0};
+    rc = choose_credentials(f, &c, a, src, &cr);
+    if (rc == DM_CLI_OK)
+        rc = post_build(&c, path, a, &cr);
+    cred_dispose(&cr);
+    dm_cli_dispose(&c);
+    return rc;
+}
+
+int dm_cli_cmd_send_build(dm_cli_flags *f, int argc, char **argv)
+{
+    build_args a = {.tags = json_array(), .manifests = json_array()};
+    int rc = parse_build_args(f, argc, argv, &a);
+    if (rc < 0)
+        rc = DM_CLI_OK; /* --help */
+    else if (rc == DM_CLI_OK)
+        rc = send_build(f, &a);
     json_decref(a.tags);
     json_decref(a.manifests);
-    dm_cli_dispose(&c);
     return rc;
 }

@@ -126,6 +126,47 @@ static char *url_from_config(const dm_config *conf)
     return url;
 }
 
+/* The API's base URL: --url, else the configuration's listen address, else the default;
+ * without a trailing slash. */
+static int resolve_url(const dm_cli_flags *f, const dm_config *conf, dm_cli *c, char *err,
+                       size_t errlen)
+{
+    if (f->url) {
+        if (check_url(f->url, err, errlen) != DM_OK)
+            return DM_EINVAL;
+        c->url = dm_xstrdup(f->url);
+    } else if (conf) {
+        c->url = url_from_config(conf); /* only the HTTP commands need it */
+    } else {
+        c->url = dm_xstrdup(DEFAULT_URL);
+    }
+    size_t ul = c->url ? strlen(c->url) : 0;
+    while (ul > 0 && c->url[ul - 1] == '/')
+        c->url[--ul] = '\0';
+    return DM_OK;
+}
+
+/* The first header entry of api.auth is a credential the client can present; the daemon
+ * accepts any entry, so one whose secret is unresolved here is skipped. */
+static void token_from_config(const dm_config *conf, const char *config, dm_cli *c)
+{
+    const dm_auth_entry *missing = NULL;
+    for (size_t i = 0; i < conf->api_auth.n; i++) {
+        const dm_auth_entry *e = &conf->api_auth.v[i];
+        if (e->type != DM_AUTH_HEADER)
+            continue;
+        if (e->secret) {
+            c->token_header = dm_xstrdup(e->name);
+            c->token = dm_xstrndup((const char *)e->secret, e->secret_len);
+            return;
+        }
+        if (!missing)
+            missing = e;
+    }
+    if (missing)
+        c->token_missing = config_message(config, missing->secret_missing);
+}
+
 int dm_cli_resolve(const dm_cli_flags *f, dm_cli *c, char *err, size_t errlen)
 {
     memset(c, 0, sizeof *c);
@@ -169,40 +210,14 @@ int dm_cli_resolve(const dm_cli_flags *f, dm_cli *c, char *err, size_t errlen)
         c->shards = (unsigned)v;
     }
 
-    if (f->url) {
-        if (check_url(f->url, err, errlen) != DM_OK)
-            return DM_EINVAL;
-        c->url = dm_xstrdup(f->url);
-    } else if (conf) {
-        c->url = url_from_config(conf); /* only the HTTP commands need it */
-    } else {
-        c->url = dm_xstrdup(DEFAULT_URL);
-    }
-    size_t ul = c->url ? strlen(c->url) : 0;
-    while (ul > 0 && c->url[ul - 1] == '/')
-        c->url[--ul] = '\0';
+    if (resolve_url(f, conf, c, err, errlen) != DM_OK)
+        return DM_EINVAL;
 
     if (f->token) {
         c->token_header = dm_xstrdup("Authorization");
         c->token = dm_xstrdup(f->token);
     } else if (conf) {
-        /* The first header entry of api.auth is a credential the client can present; the
-         * daemon accepts any entry, so one whose secret is unresolved here is skipped. */
-        const dm_auth_entry *missing = NULL;
-        for (size_t i = 0; i < conf->api_auth.n; i++) {
-            const dm_auth_entry *e = &conf->api_auth.v[i];
-            if (e->type != DM_AUTH_HEADER)
-                continue;
-            if (e->secret) {
-                c->token_header = dm_xstrdup(e->name);
-                c->token = dm_xstrndup((const char *)e->secret, e->secret_len);
-                break;
-            }
-            if (!missing)
-                missing = e;
-        }
-        if (!c->token && missing)
-            c->token_missing = config_message(f->config, missing->secret_missing);
+        token_from_config(conf, f->config, c);
     }
     if (f->cacert)
         c->cacert = dm_xstrdup(f->cacert);

@@ -582,7 +582,9 @@ static int run_group(tail *t)
 
 /*------------------------------------------------------------------------- command ---*/
 
-int dm_cli_cmd_tail(dm_cli_flags *f, int argc, char **argv)
+/* Parse tail's options into @p t (and @p consumer, the --consumer name or NULL). Returns
+ * DM_CLI_OK, -1 after --help, or the exit code of a usage error. */
+static int parse_tail_args(dm_cli_flags *f, int argc, char **argv, tail *t, const char **consumer)
 {
     static const struct option opts[] = {
         DM_CLI_GLOBAL_OPTIONS,
@@ -594,9 +596,7 @@ int dm_cli_cmd_tail(dm_cli_flags *f, int argc, char **argv)
         {"claim-idle-ms", required_argument, NULL, OPT_CLAIM_IDLE_MS},
         {NULL, 0, NULL, 0},
     };
-    tail t = {.block_ms = DEFAULT_BLOCK_MS, .claim_idle_ms = DEFAULT_CLAIM_IDLE_MS};
     bool claim_given = false;
-    const char *consumer = NULL;
     long long v;
     int ret;
     optind = 0;
@@ -604,7 +604,7 @@ int dm_cli_cmd_tail(dm_cli_flags *f, int argc, char **argv)
     while ((ret = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         if (ret == 'h' || ret == DM_OPT_HELP) {
             fputs(usage, stdout);
-            return DM_CLI_OK;
+            return -1;
         }
         if (dm_cli_global_option(f, ret, optarg))
             continue;
@@ -612,16 +612,16 @@ int dm_cli_cmd_tail(dm_cli_flags *f, int argc, char **argv)
         case OPT_GROUP:
             if (!*optarg)
                 return dm_cli_usage_error("tail", "--group: the name must not be empty");
-            t.group = optarg;
+            t->group = optarg;
             break;
         case OPT_CONSUMER:
-            if (!*optarg || strlen(optarg) >= sizeof t.consumer)
+            if (!*optarg || strlen(optarg) >= sizeof t->consumer)
                 return dm_cli_usage_error("tail", "--consumer: the name must be 1..%zu bytes",
-                                          sizeof t.consumer - 1);
-            consumer = optarg;
+                                          sizeof t->consumer - 1);
+            *consumer = optarg;
             break;
         case OPT_FROM_START:
-            t.from_start = true;
+            t->from_start = true;
             break;
         case OPT_COUNT:
             if (!dm_cli_parse_int(optarg, 1, (long long)1 << 53, &v))
@@ -629,7 +629,7 @@ int dm_cli_cmd_tail(dm_cli_flags *f, int argc, char **argv)
                                           "--count: must be a positive integer, not "
                                           "\"%s\"",
                                           optarg);
-            t.count = v;
+            t->count = v;
             break;
         case OPT_BLOCK_MS:
             if (!dm_cli_parse_int(optarg, 1, 3600000, &v))
@@ -637,7 +637,7 @@ int dm_cli_cmd_tail(dm_cli_flags *f, int argc, char **argv)
                                           "--block-ms: must be an integer 1..3600000, "
                                           "not \"%s\"",
                                           optarg);
-            t.block_ms = (int)v;
+            t->block_ms = (int)v;
             break;
         case OPT_CLAIM_IDLE_MS:
             if (!dm_cli_parse_int(optarg, 1, 86400000, &v))
@@ -645,7 +645,7 @@ int dm_cli_cmd_tail(dm_cli_flags *f, int argc, char **argv)
                                           "--claim-idle-ms: must be an integer "
                                           "1..86400000, not \"%s\"",
                                           optarg);
-            t.claim_idle_ms = (int)v;
+            t->claim_idle_ms = (int)v;
             claim_given = true;
             break;
         default:
@@ -654,52 +654,71 @@ int dm_cli_cmd_tail(dm_cli_flags *f, int argc, char **argv)
     }
     if (optind < argc)
         return dm_cli_usage_error("tail", "unexpected argument \"%s\"", argv[optind]);
-    if (consumer && !t.group)
+    if (*consumer && !t->group)
         return dm_cli_usage_error("tail", "--consumer needs --group");
-    if (claim_given && !t.group)
+    if (claim_given && !t->group)
         return dm_cli_usage_error("tail", "--claim-idle-ms needs --group");
+    return DM_CLI_OK;
+}
 
-    dm_cli c;
-    char err[768];
-    int rc = dm_cli_resolve_for("tail", f, &c);
-    if (rc != DM_CLI_OK)
-        return rc;
-    if (t.group) {
-        if (consumer) {
-            snprintf(t.consumer, sizeof t.consumer, "%s", consumer);
-        } else {
-            char host[256] = "";
-            if (gethostname(host, sizeof host) != 0 || !host[0])
-                snprintf(host, sizeof host, "localhost");
-            host[sizeof host - 1] = '\0';
-            snprintf(t.consumer, sizeof t.consumer, "%s:%ld", host, (long)getpid());
-        }
+/* The consumer name: @p given, else "<hostname>:<pid>". */
+static void set_consumer(tail *t, const char *given)
+{
+    if (given) {
+        snprintf(t->consumer, sizeof t->consumer, "%s", given);
+        return;
     }
+    char host[256] = "";
+    if (gethostname(host, sizeof host) != 0 || !host[0])
+        snprintf(host, sizeof host, "localhost");
+    host[sizeof host - 1] = '\0';
+    snprintf(t->consumer, sizeof t->consumer, "%s:%ld", host, (long)getpid());
+}
 
-    /* SA_RESTART: stdout writes resume after a signal; a blocked Redis read is ended by the
-     * handler's shutdown() instead. */
+/* SA_RESTART: stdout writes resume after a signal; a blocked Redis read is ended by the
+ * handler's shutdown() instead. */
+static void catch_signals(void)
+{
     struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+}
 
+/* Connect, then read the streams, plainly or through the group, until done. */
+static int run(tail *t, dm_cli *c)
+{
+    char err[768];
     /* The socket must outwait the server-side BLOCK. */
-    t.c = &c;
-    t.r = dm_cli_redis_connect(&c, t.block_ms + c.command_timeout_ms, err, sizeof err);
-    if (!t.r) {
-        rc = dm_cli_fail("%s", err);
-        goto out;
-    }
-    t.n = c.shards;
-    t.keys = dm_xcalloc(t.n, sizeof *t.keys);
-    t.ids = dm_xcalloc(t.n, sizeof *t.ids);
-    for (unsigned i = 0; i < t.n; i++)
-        dm_join_key(t.keys[i], c.prefix, i, "out", NULL);
-    rc = t.group ? run_group(&t) : run_plain(&t);
-    if (t.group && rc == DM_CLI_OK)
-        forget_consumer(&t);
+    t->c = c;
+    t->r = dm_cli_redis_connect(c, t->block_ms + c->command_timeout_ms, err, sizeof err);
+    if (!t->r)
+        return dm_cli_fail("%s", err);
+    t->n = c->shards;
+    t->keys = dm_xcalloc(t->n, sizeof *t->keys);
+    t->ids = dm_xcalloc(t->n, sizeof *t->ids);
+    for (unsigned i = 0; i < t->n; i++)
+        dm_join_key(t->keys[i], c->prefix, i, "out", NULL);
+    int rc = t->group ? run_group(t) : run_plain(t);
+    if (t->group && rc == DM_CLI_OK)
+        forget_consumer(t);
+    return rc;
+}
 
-out:
+int dm_cli_cmd_tail(dm_cli_flags *f, int argc, char **argv)
+{
+    tail t = {.block_ms = DEFAULT_BLOCK_MS, .claim_idle_ms = DEFAULT_CLAIM_IDLE_MS};
+    const char *consumer = NULL;
+    int rc = parse_tail_args(f, argc, argv, &t, &consumer);
+    if (rc != DM_CLI_OK)
+        return rc < 0 ? DM_CLI_OK : rc;
+    dm_cli c;
+    if ((rc = dm_cli_resolve_for("tail", f, &c)) != DM_CLI_OK)
+        return rc;
+    if (t.group)
+        set_consumer(&t, consumer);
+    catch_signals();
+    rc = run(&t, &c);
     if (t.r)
         redisFree(t.r);
     free(t.keys);
