@@ -1,3 +1,5 @@
+/* dm_trim.c - trimming the output streams without losing what a protected group still needs
+ * (see dm_trim.h; the script is outputs/lua/trim.lua). */
 #include "dm_common.h"
 #include "dm_trim.h"
 #include "dm_log.h"

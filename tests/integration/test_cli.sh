@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Command line (DESIGN §6.1): --version, --help, --check-config, exit codes, config errors,
-# SIGINT/SIGTERM, and the embedded redis-server started and stopped by digestmapd.
+# digestmapd's command line (README.md, "Running it"): --version, --help, --check-config,
+# exit codes, config errors, SIGINT/SIGTERM, and the embedded redis-server started and stopped
+# by digestmapd.
 . "$(dirname "$0")/lib.sh"
 
 out=$("$DIGESTMAPD" --version 2>/dev/null) && rc=0 || rc=$?
