@@ -277,6 +277,27 @@ static long long batch_size(const tail *t, unsigned streams)
     return per > MAX_BATCH ? MAX_BATCH : per < 1 ? 1 : per;
 }
 
+/*
+ * Fill @p argv (room for @p nhead + 4 + 2 x streams) with "<head…> BLOCK <block> STREAMS
+ * <key>… <id>…": @p ids holds each stream's id, or is NULL for ">" on every stream (the
+ * group's new entries). Returns the argument count.
+ */
+static int blocking_read_args(const tail *t, const char **argv, const char *const *head,
+                              size_t nhead, const char *block, char (*ids)[ID_LEN])
+{
+    size_t k = 0;
+    for (size_t i = 0; i < nhead; i++)
+        argv[k++] = head[i];
+    argv[k++] = "BLOCK";
+    argv[k++] = block;
+    argv[k++] = "STREAMS";
+    for (unsigned i = 0; i < t->n; i++)
+        argv[k++] = t->keys[i];
+    for (unsigned i = 0; i < t->n; i++)
+        argv[k++] = ids ? ids[i] : ">";
+    return (int)k;
+}
+
 /*------------------------------------------------------------------- without a group ---*/
 
 static int run_plain(tail *t)
@@ -307,19 +328,10 @@ static int run_plain(tail *t)
         snprintf(count, sizeof count, "%lld",
                  t->count ? (t->count - t->printed < MAX_BATCH ? t->count - t->printed : MAX_BATCH)
                           : MAX_BATCH);
-        size_t k = 0;
-        argv[k++] = "XREAD";
-        argv[k++] = "COUNT";
-        argv[k++] = count;
-        argv[k++] = "BLOCK";
-        argv[k++] = block;
-        argv[k++] = "STREAMS";
-        for (unsigned i = 0; i < t->n; i++)
-            argv[k++] = t->keys[i];
-        for (unsigned i = 0; i < t->n; i++)
-            argv[k++] = t->ids[i];
+        const char *head[] = {"XREAD", "COUNT", count};
+        int nargs = blocking_read_args(t, argv, head, DM_ARRAY_LEN(head), block, t->ids);
         long long got = 0;
-        rc = read_and_handle(t, (int)k, argv, true, &got);
+        rc = read_and_handle(t, nargs, argv, true, &got);
     }
     free(argv);
     return rc;
@@ -521,18 +533,9 @@ static int run_new_exact(tail *t, const char **argv)
         rc = last_delivered(t, i, last[i]);
     if (rc == DM_CLI_OK && !done(t)) {
         snprintf(block, sizeof block, "%d", t->block_ms);
-        size_t k = 0;
-        argv[k++] = "XREAD";
-        argv[k++] = "COUNT";
-        argv[k++] = "1";
-        argv[k++] = "BLOCK";
-        argv[k++] = block;
-        argv[k++] = "STREAMS";
-        for (unsigned i = 0; i < t->n; i++)
-            argv[k++] = t->keys[i];
-        for (unsigned i = 0; i < t->n; i++)
-            argv[k++] = last[i];
-        redisReply *rep = command(t, (int)k, argv, true, &rc);
+        const char *head[] = {"XREAD", "COUNT", "1"};
+        int nargs = blocking_read_args(t, argv, head, DM_ARRAY_LEN(head), block, last);
+        redisReply *rep = command(t, nargs, argv, true, &rc);
         if (rep)
             freeReplyObject(rep);
     }
@@ -556,22 +559,10 @@ static int run_group(tail *t)
             continue;
         }
         snprintf(count, sizeof count, "%lld", batch_size(t, t->n));
-        size_t k = 0;
-        argv[k++] = "XREADGROUP";
-        argv[k++] = "GROUP";
-        argv[k++] = t->group;
-        argv[k++] = t->consumer;
-        argv[k++] = "COUNT";
-        argv[k++] = count;
-        argv[k++] = "BLOCK";
-        argv[k++] = block;
-        argv[k++] = "STREAMS";
-        for (unsigned i = 0; i < t->n; i++)
-            argv[k++] = t->keys[i];
-        for (unsigned i = 0; i < t->n; i++)
-            argv[k++] = ">";
+        const char *head[] = {"XREADGROUP", "GROUP", t->group, t->consumer, "COUNT", count};
+        int nargs = blocking_read_args(t, argv, head, DM_ARRAY_LEN(head), block, NULL);
         long long got = 0;
-        rc = read_and_handle(t, (int)k, argv, true, &got);
+        rc = read_and_handle(t, nargs, argv, true, &got);
         /* Idle: meanwhile another consumer may have died with entries pending. */
         if (rc == DM_CLI_OK && got == 0 && !done(t))
             rc = run_claim(t);
