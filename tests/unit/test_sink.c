@@ -1,5 +1,5 @@
 /* test_sink.c - the pure parts of the webhook sink: outcome of a status, retry delays with
- * jitter and Retry-After, the signature, and Retry-After parsing (dm_hclient). */
+ * jitter and Retry-After, the signature (dm_sign), and Retry-After parsing (dm_hclient). */
 #include "dm_common.h"
 #include "dm_hclient.h"
 #include "dm_sign.h"
