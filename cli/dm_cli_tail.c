@@ -22,7 +22,7 @@
 #include "dm_common.h"
 #include "dm_cli_tail.h"
 #include "dm_cli_conf.h"
-#include "dm_join.h"
+#include "dm_keys.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -689,7 +689,7 @@ static int run(tail *t, dm_cli *c)
     t->keys = dm_xcalloc(t->n, sizeof *t->keys);
     t->ids = dm_xcalloc(t->n, sizeof *t->ids);
     for (unsigned i = 0; i < t->n; i++)
-        dm_join_key(t->keys[i], c->prefix, i, "out", NULL);
+        dm_key_out(t->keys[i], c->prefix, i);
     int rc = t->group ? run_group(t) : run_plain(t);
     if (t->group && rc == DM_CLI_OK)
         forget_consumer(t);

@@ -1,6 +1,8 @@
 #include "dm_common.h"
 #include "dm_join.h"
 #include "dm_log.h"
+#include "dm_keys.h"
+#include "dm_scripts.h"
 
 #include <hiredis/hiredis.h>
 #include <stdio.h>

@@ -9,10 +9,6 @@
 
 #include "dm_event.h"
 #include "dm_redis.h"
-/* Until every caller includes them itself: outputs/, receiver/ and cli/ still get the key names
- * and the script numbers from here. */
-#include "dm_keys.h"
-#include "dm_scripts.h"
 
 typedef struct dm_join_conf {
     const char *prefix; /**< borrowed; e.g. "dm" */

@@ -104,12 +104,3 @@ size_t dm_key_jti(char buf[DM_KEY_BUFLEN], const char *prefix, const char *hex)
 {
     return written(snprintf(buf, DM_KEY_BUFLEN, "%s:jti:%s", prefix, hex));
 }
-
-void dm_join_key(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shard, const char *kind,
-                 const char *digest)
-{
-    if (digest)
-        digest_key(buf, prefix, shard, kind, digest);
-    else
-        shard_key(buf, prefix, shard, kind);
-}

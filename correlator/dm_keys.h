@@ -73,12 +73,4 @@ char *dm_key_index(const char *prefix, unsigned shard, dm_index_kind kind, const
 /** String "<prefix>:jti:<hex>": an accepted OIDC token (@p hex: sha256 of issuer and jti). */
 size_t dm_key_jti(char buf[DM_KEY_BUFLEN], const char *prefix, const char *hex);
 
-/**
- * "<prefix>:{<shard>}:<kind>[:<digest>]" for any @p kind: the form the functions above write,
- * kept for the call sites outside correlator/ that still name kinds themselves. New code
- * uses the function of its kind.
- */
-void dm_join_key(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shard, const char *kind,
-                 const char *digest);
-
 #endif

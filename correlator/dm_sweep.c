@@ -1,6 +1,8 @@
 #include "dm_common.h"
 #include "dm_sweep.h"
 #include "dm_log.h"
+#include "dm_keys.h"
+#include "dm_scripts.h"
 
 #include <event2/event.h>
 #include <hiredis/hiredis.h>

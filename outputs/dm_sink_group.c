@@ -3,6 +3,7 @@
 #include "dm_common.h"
 #include "dm_sink_group.h"
 #include "dm_log.h"
+#include "dm_keys.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,8 +25,8 @@ void dm_sink_group_init(dm_sink_group *g, dm_sink_shared *all, const dm_sink_con
     g->out_keys = dm_xcalloc(g->nshards, sizeof *g->out_keys);
     g->dead_keys = dm_xcalloc(g->nshards, sizeof *g->dead_keys);
     for (unsigned i = 0; i < g->nshards; i++) {
-        dm_join_key(g->out_keys[i], conf->redis.prefix, i, "out", NULL);
-        dm_join_key(g->dead_keys[i], conf->redis.prefix, i, "dead", NULL);
+        dm_key_out(g->out_keys[i], conf->redis.prefix, i);
+        dm_key_dead(g->dead_keys[i], conf->redis.prefix, i);
     }
 }
 

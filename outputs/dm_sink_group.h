@@ -19,7 +19,8 @@
 
 #include "dm_config.h"
 #include "dm_hclient.h"
-#include "dm_join.h"
+#include "dm_redis.h"
+#include "dm_keys.h"
 
 struct event;
 struct event_base;

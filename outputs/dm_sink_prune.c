@@ -3,6 +3,7 @@
 #include "dm_sink_prune.h"
 #include "dm_log.h"
 #include "dm_time.h"
+#include "dm_scripts.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -12,6 +12,7 @@
 #include "dm_metrics.h"
 #include "dm_sign.h"
 #include "dm_time.h"
+#include "dm_scripts.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -4,6 +4,8 @@
 #include "dm_trim.h"
 #include "dm_log.h"
 #include "dm_time.h"
+#include "dm_keys.h"
+#include "dm_scripts.h"
 
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
@@ -127,7 +129,7 @@ static void on_trim(int err, redisReply *rep, void *arg)
 
 static void send_shard(dm_trimmer *t)
 {
-    dm_join_key(t->key, t->conf->prefix, t->shard, "out", NULL);
+    dm_key_out(t->key, t->conf->prefix, t->shard);
     t->lens[0] = strlen(t->key);
     if (dm_redis_eval(t->redis, DM_SCRIPT_TRIM, on_trim, t, 1, t->argc, t->argv, t->lens) ==
         DM_OK) {

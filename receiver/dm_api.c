@@ -5,6 +5,7 @@
 #include "dm_log.h"
 #include "dm_metrics.h"
 #include "dm_sse.h"
+#include "dm_keys.h"
 
 #include <sys/queue.h> /* TAILQ_FOREACH over evkeyvalq */
 

@@ -13,6 +13,7 @@
 #include "dm_hclient.h"
 #include "dm_query.h"
 #include "dm_sse_text.h"
+#include "dm_keys.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -38,11 +38,6 @@ static void test_key_names(void **state)
     key_is(k, dm_key_stats(k, "dm", 0), "dm:{0}:stats");
     key_is(k, dm_key_shard_base(k, "dm", 2), "dm:{2}:");
     key_is(k, dm_key_jti(k, "dm", "ab12"), "dm:jti:ab12");
-    /* the form outside callers still use */
-    dm_join_key(k, "dm", 0, "r", D1);
-    assert_string_equal(k, "dm:{0}:r:" D1);
-    dm_join_key(k, "dm", 0, "out", NULL);
-    assert_string_equal(k, "dm:{0}:out");
 }
 
 static void test_key_longest(void **state)

@@ -6,6 +6,7 @@
 #include "dm_api.h"
 #include "dm_query.h"
 #include "dm_test.h"
+#include "dm_keys.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
