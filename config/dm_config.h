@@ -1,4 +1,4 @@
-/* dm_config.h - the JSON configuration file (DESIGN §6.2).
+/* dm_config.h - the JSON configuration file (every key: configs/README.md).
  *
  * Unknown keys are errors (a typo must not silently disable security). Secrets may be given
  * as "x", "x_env": "VAR" or "x_file": "path" (relative paths are resolved against the
