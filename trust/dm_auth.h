@@ -1,4 +1,5 @@
-/* dm_auth.h - request authentication for ingest and query routes (DESIGN §6.2).
+/* dm_auth.h - request authentication for ingest and query routes (the auth entries:
+ * configs/README.md, "auth entries").
  *
  * No I/O: headers are read through a callback so the module is unit-testable without
  * libevent, and OIDC keys come from the entry's keyring (dm_keyring.h). All secret comparisons
