@@ -5,10 +5,11 @@
  * directory of the config file); they are resolved at load time. Tools that need only some
  * of them (the digestmap client) load with DM_CONFIG_SECRETS_OPTIONAL: a secret that cannot
  * be resolved is then left NULL, with the would-be error kept beside it (secret_missing).
- * A dm_config is immutable after loading and shared read-only by all worker threads, except
- * the oidc entries' keyrings and the sns entries' certificate caches, which synchronize
- * themselves (dm_keyring.h). Loading reads files but never touches the network: jwks_url keys,
- * SNS certificates and subscription confirmations are fetched by dm_fetch after the load.
+ * A dm_config is plain data (strings, numbers, the bytes of the files it names), immutable
+ * after loading and shared read-only by all threads. What is learned while running, the keys
+ * fetched from a jwks_url and the SNS certificates fetched from AWS, lives in the runtime
+ * objects that dm_trust_new (trust/dm_trust.h) builds from a loaded configuration. Loading
+ * reads files but never touches the network.
  */
 #ifndef DM_CONFIG_DM_CONFIG_H
 #define DM_CONFIG_DM_CONFIG_H
@@ -16,9 +17,6 @@
 #include "dm_common.h"
 
 #include <jansson.h>
-
-struct dm_keyring;
-struct dm_sns_cache;
 
 typedef enum {
     DM_AUTH_NONE = 0, /**< accepts everything; warned about at startup */
@@ -48,9 +46,10 @@ typedef struct dm_auth_entry {
     /* OIDC only */
     char **issuers; /**< accepted "iss": the configured issuer (+ Google's bare alias) */
     size_t nissuers;
-    char *audience;             /**< required "aud" */
-    struct dm_keyring *keyring; /**< keys from jwks_file, then from jwks_url (owned; thread-safe,
-                                     the one mutable part of a loaded config) */
+    char *audience; /**< required "aud" */
+    char *jwks;     /**< the jwks_file's JWKS document (read and checked at load: it holds at
+                         least one usable key), or NULL without jwks_file */
+    size_t jwks_len;
     char *jwks_url; /**< where to fetch keys (https://, or http:// to loopback), or NULL */
     int jwks_refresh_seconds; /**< with jwks_url: refetch period, default 3600, 60..86400 */
     json_t *claims;           /**< allowlist object ({"claim": [values]}), or NULL; owned */
@@ -62,10 +61,9 @@ typedef struct dm_auth_entry {
     size_t ntopic_arns;
     dm_sns_cert *certs; /**< from "certs" (URL → PEM file); may be empty with fetch_certs */
     size_t ncerts;
-    bool fetch_certs;               /**< fetch unknown SigningCertURLs (validated) into sns_cache */
-    bool confirm_subscriptions;     /**< GET the SubscribeURL of verified confirmations */
-    struct dm_sns_cache *sns_cache; /**< with fetch_certs or confirm_subscriptions (owned;
-                                         thread-safe), else NULL */
+    bool fetch_certs;           /**< fetch unknown SigningCertURLs (validated) into the entry's
+                                     certificate cache (dm_trust) */
+    bool confirm_subscriptions; /**< GET the SubscribeURL of verified confirmations */
 } dm_auth_entry;
 
 typedef struct dm_auth_list {

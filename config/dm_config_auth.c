@@ -3,7 +3,6 @@
  */
 #include "dm_config_loader.h"
 #include "dm_jwt.h"
-#include "dm_keyring.h"
 #include "dm_sns.h"
 
 #include <errno.h>
@@ -29,45 +28,79 @@ static bool is_header_name(const char *s)
     return true;
 }
 
-/* The jwks_file's keys, or none, into a new keyring for @p out. */
-static int load_keyring(dm_cfg_loader *ld, const char *path, const char *jwks_file,
-                        dm_auth_entry *out)
+/* The jwks_file, read and checked now, so that a file the verifier could not use fails the
+ * load (and --check-config) rather than every token; its bytes are kept for the keyring that
+ * dm_trust builds. */
+static int read_jwks_file(dm_cfg_loader *ld, const char *path, const char *jwks_file,
+                          dm_auth_entry *out)
 {
     char pb[PATH_BUF], sb[SHOW_BUF];
     dm_error jerr = {0};
-    int rc;
-    if (!jwks_file)
-        return dm_keyring_new(NULL, 0, &out->keyring, &jerr);
-
     char *full = dm_cfg_resolve_path(ld, jwks_file);
     unsigned char *buf = NULL;
     size_t len = 0;
-    rc = dm_cfg_read_file(full, JWKS_FILE_MAX, &buf, &len);
+    dm_jwks *keys = NULL;
+    int rc = dm_cfg_read_file(full, JWKS_FILE_MAX, &buf, &len);
     if (rc != DM_OK) {
         rc = dm_cfg_fail(ld, rc == DM_EINVAL ? DM_EINVAL : DM_EIO,
                          dm_cfg_key_path(pb, path, "jwks_file"), "cannot read \"%s\": %s",
                          dm_cfg_show(full, sb),
                          rc == DM_EINVAL ? "larger than 1 MiB" : strerror(-rc));
-        free(full);
-        return rc;
-    }
-    rc = dm_keyring_new((const char *)buf, len, &out->keyring, &jerr);
-    free(buf);
-    if (rc != DM_OK) {
+    } else if (dm_jwks_parse((const char *)buf, len, &keys, &jerr) != DM_OK) {
         rc = dm_cfg_fail(ld, DM_EINVAL, dm_cfg_key_path(pb, path, "jwks_file"), "\"%s\": %s%s%s",
                          dm_cfg_show(full, sb), jerr.field, jerr.field[0] ? ": " : "", jerr.text);
-        free(full);
-        return rc;
-    }
-    if (dm_keyring_count(out->keyring) == 0) {
+    } else if (dm_jwks_count(keys) == 0) {
         rc = dm_cfg_fail(ld, DM_EINVAL, dm_cfg_key_path(pb, path, "jwks_file"),
                          "\"%s\" has no usable key (RS256 RSA >= 2048 bits or ES256 P-256, with a "
                          "kid)",
                          dm_cfg_show(full, sb));
-        free(full);
+    }
+    dm_jwks_free(keys);
+    free(full);
+    if (rc != DM_OK) {
+        free(buf);
         return rc;
     }
-    free(full);
+    out->jwks = (char *)buf;
+    out->jwks_len = len;
+    return DM_OK;
+}
+
+/* "provider" (how claims become a build identity) and "claims" (the allowlist). */
+static int parse_oidc_claims(dm_cfg_loader *ld, const json_t *e, const char *path,
+                             const char *provider, dm_auth_entry *out)
+{
+    static const char *const providers[] = {"auto", "github", "gitlab", "azure-devops", "generic"};
+    char pb[PATH_BUF], sb[SHOW_BUF];
+    out->provider = 0;
+    if (provider) {
+        size_t i = 0;
+        while (i < DM_ARRAY_LEN(providers) && strcmp(provider, providers[i]) != 0)
+            i++;
+        if (i == DM_ARRAY_LEN(providers))
+            return dm_cfg_fail(
+                ld, DM_EINVAL, dm_cfg_key_path(pb, path, "provider"),
+                "unknown provider \"%s\" (expected auto, github, gitlab, azure-devops "
+                "or generic)",
+                dm_cfg_show(provider, sb));
+        out->provider = (int)i; /* same order as dm_oidc_provider */
+    }
+    const json_t *claims = json_object_get(e, "claims");
+    if (!claims)
+        return DM_OK;
+    if (!json_is_object(claims))
+        return dm_cfg_fail(ld, DM_EINVAL, dm_cfg_key_path(pb, path, "claims"),
+                           "must be an object of claim name -> list of allowed values");
+    const char *k;
+    const json_t *v;
+    json_object_foreach((json_t *)claims, k, v)
+    {
+        if (!json_is_array(v) || json_array_size(v) == 0)
+            return dm_cfg_fail(ld, DM_EINVAL, dm_cfg_key_path(pb, path, "claims"),
+                               "\"%s\" must list the allowed values (a non-empty array)",
+                               dm_cfg_show(k, sb));
+    }
+    out->claims = json_deep_copy(claims);
     return DM_OK;
 }
 
@@ -79,8 +112,7 @@ static int parse_oidc_entry(dm_cfg_loader *ld, const json_t *e, const char *path
     static const char *const keys[] = {
         "type",   "issuer",   "audience",   "jwks_file", "jwks_url", "jwks_refresh_seconds",
         "claims", "provider", "server_url", NULL};
-    static const char *const providers[] = {"auto", "github", "gitlab", "azure-devops", "generic"};
-    char pb[PATH_BUF], sb[SHOW_BUF];
+    char pb[PATH_BUF];
     const char *issuer, *audience, *jwks_file, *jwks_url, *provider, *server_url;
     long long refresh;
     int rc;
@@ -107,37 +139,9 @@ static int parse_oidc_entry(dm_cfg_loader *ld, const json_t *e, const char *path
     if (!jwks_url && json_object_get(e, "jwks_refresh_seconds"))
         return dm_cfg_fail(ld, DM_EINVAL, dm_cfg_key_path(pb, path, "jwks_refresh_seconds"),
                            "only applies with \"jwks_url\"");
-    if ((rc = dm_cfg_get_int(ld, e, path, "jwks_refresh_seconds", 60, 86400, 3600, &refresh)) < 0)
+    if ((rc = dm_cfg_get_int(ld, e, path, "jwks_refresh_seconds", 60, 86400, 3600, &refresh)) < 0 ||
+        (rc = parse_oidc_claims(ld, e, path, provider, out)) < 0)
         return rc;
-    out->provider = 0;
-    if (provider) {
-        size_t i = 0;
-        while (i < DM_ARRAY_LEN(providers) && strcmp(provider, providers[i]) != 0)
-            i++;
-        if (i == DM_ARRAY_LEN(providers))
-            return dm_cfg_fail(
-                ld, DM_EINVAL, dm_cfg_key_path(pb, path, "provider"),
-                "unknown provider \"%s\" (expected auto, github, gitlab, azure-devops "
-                "or generic)",
-                dm_cfg_show(provider, sb));
-        out->provider = (int)i; /* same order as dm_oidc_provider */
-    }
-    const json_t *claims = json_object_get(e, "claims");
-    if (claims) {
-        if (!json_is_object(claims))
-            return dm_cfg_fail(ld, DM_EINVAL, dm_cfg_key_path(pb, path, "claims"),
-                               "must be an object of claim name -> list of allowed values");
-        const char *k;
-        const json_t *v;
-        json_object_foreach((json_t *)claims, k, v)
-        {
-            if (!json_is_array(v) || json_array_size(v) == 0)
-                return dm_cfg_fail(ld, DM_EINVAL, dm_cfg_key_path(pb, path, "claims"),
-                                   "\"%s\" must list the allowed values (a non-empty array)",
-                                   dm_cfg_show(k, sb));
-        }
-        out->claims = json_deep_copy(claims);
-    }
     /* Google signs with "https://accounts.google.com" but older tokens say the bare host. */
     bool google = strcmp(issuer, "https://accounts.google.com") == 0;
     out->nissuers = google ? 2 : 1;
@@ -154,7 +158,7 @@ static int parse_oidc_entry(dm_cfg_loader *ld, const json_t *e, const char *path
     }
     /* The url's keys are fetched after the load (dm_fetch): configuration does no I/O
      * beyond reading files. */
-    return load_keyring(ld, path, jwks_file, out);
+    return jwks_file ? read_jwks_file(ld, path, jwks_file, out) : DM_OK;
 }
 
 /* {"type": "sns", "topic_arns": [...], "certs": {"<SigningCertURL>": "<pem file>"},
@@ -190,9 +194,6 @@ static int parse_sns_entry(dm_cfg_loader *ld, const json_t *e, const char *path,
                 "must hold topic ARNs (\"arn:aws…:sns:<region>:<account>:<topic>\")");
         out->topic_arns[i] = dm_xstrdup(json_string_value(a));
     }
-    /* The cache exists before "certs" is read: a failed load frees it with the entry. */
-    if (out->fetch_certs || out->confirm_subscriptions)
-        out->sns_cache = dm_sns_cache_new();
     const json_t *certs = json_object_get(e, "certs");
     if (certs && !json_is_object(certs))
         return dm_cfg_fail(ld, DM_EINVAL, dm_cfg_key_path(pb, path, "certs"),
@@ -337,7 +338,7 @@ void dm_cfg_free_auth_list(dm_auth_list *l)
         free(a->issuers);
         free(a->audience);
         free(a->server_url);
-        dm_keyring_free(a->keyring);
+        free(a->jwks);
         free(a->jwks_url);
         json_decref(a->claims);
         for (size_t k = 0; k < a->ntopic_arns; k++)
@@ -348,7 +349,6 @@ void dm_cfg_free_auth_list(dm_auth_list *l)
             free(a->certs[k].pem);
         }
         free(a->certs);
-        dm_sns_cache_free(a->sns_cache);
     }
     free(l->v);
     l->v = NULL;

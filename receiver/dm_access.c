@@ -14,10 +14,10 @@ static const char *find_header(void *ctx, const char *name)
 }
 
 bool dm_access_verify(struct evhttp_request *req, size_t route, const char *route_name,
-                      const dm_auth_list *auth, const unsigned char *body, size_t len,
-                      dm_auth_outcome *out)
+                      const dm_trust *trust, const dm_auth_list *auth, const unsigned char *body,
+                      size_t len, dm_auth_outcome *out)
 {
-    dm_auth_verify(auth, find_header, req, body, len, dm_now_ms() / 1000, out);
+    dm_auth_verify(trust, auth, find_header, req, body, len, dm_now_ms() / 1000, out);
     if (out->result == DM_AUTH_OK)
         return true;
     char peer[64];
@@ -44,8 +44,8 @@ bool dm_access_verify(struct evhttp_request *req, size_t route, const char *rout
     return false;
 }
 
-bool dm_access_api(const dm_config *conf, struct evhttp_request *req, size_t route,
-                   const char *route_name)
+bool dm_access_api(const dm_config *conf, const dm_trust *trust, struct evhttp_request *req,
+                   size_t route, const char *route_name)
 {
     if (!conf->api_configured) {
         dm_metrics_inc(DM_M_AUTH_FAILED);
@@ -55,7 +55,7 @@ bool dm_access_api(const dm_config *conf, struct evhttp_request *req, size_t rou
         return false;
     }
     dm_auth_outcome auth;
-    if (!dm_access_verify(req, route, route_name, &conf->api_auth, NULL, 0, &auth))
+    if (!dm_access_verify(req, route, route_name, trust, &conf->api_auth, NULL, 0, &auth))
         return false;
     dm_auth_outcome_dispose(&auth);
     return true;

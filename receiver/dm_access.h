@@ -8,26 +8,28 @@
 #define DM_RECEIVER_DM_ACCESS_H
 
 #include "dm_auth.h"
+#include "dm_trust.h"
 
 struct evhttp_request;
 
 /**
- * Check @p req (headers, and @p body of @p len bytes for HMAC) against @p auth. Returns true
+ * Check @p req (headers, and @p body of @p len bytes for HMAC) against @p auth, whose keys
+ * and certificates @p trust holds. Returns true
  * when it may proceed: @p out then holds what the credentials proved, and the caller disposes
  * it (dm_auth_outcome_dispose). Otherwise the request has been answered 401, 403 or 503 (an
  * SNS certificate still being fetched), logged with @p route_name and counted, and @p out
  * holds nothing.
  */
 bool dm_access_verify(struct evhttp_request *req, size_t route, const char *route_name,
-                      const dm_auth_list *auth, const unsigned char *body, size_t len,
-                      dm_auth_outcome *out);
+                      const dm_trust *trust, const dm_auth_list *auth, const unsigned char *body,
+                      size_t len, dm_auth_outcome *out);
 
 /**
  * Authenticate a request to a query route (api.auth; 401 to everyone when "api" is not
  * configured). Returns true when it may proceed; otherwise it has been answered (401, 403 or
  * 503), logged with @p route_name and counted.
  */
-bool dm_access_api(const dm_config *conf, struct evhttp_request *req, size_t route,
-                   const char *route_name);
+bool dm_access_api(const dm_config *conf, const dm_trust *trust, struct evhttp_request *req,
+                   size_t route, const char *route_name);
 
 #endif

@@ -253,7 +253,7 @@ void dm_api_image(dm_worker *w, struct evhttp_request *req, const dm_route_match
     /* A decoded NUL ("%00") would cut the digest short: refuse it as malformed. */
     const char *digest = decoded && strlen(decoded) == dlen ? decoded : "";
     const dm_app *app = dm_worker_app(w);
-    if (!dm_access_api(app->conf, req, m->id, m->name)) {
+    if (!dm_access_api(app->conf, app->trust, req, m->id, m->name)) {
         free(decoded);
         return;
     }
@@ -273,7 +273,7 @@ void dm_api_image(dm_worker *w, struct evhttp_request *req, const dm_route_match
 
 void dm_api_mappings(dm_worker *w, struct evhttp_request *req, const dm_route_match *m)
 {
-    if (!dm_access_api(dm_worker_app(w)->conf, req, m->id, m->name))
+    if (!dm_access_api(dm_worker_app(w)->conf, dm_worker_app(w)->trust, req, m->id, m->name))
         return;
     const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
     dm_mappings_query q;
@@ -299,7 +299,7 @@ void dm_api_mappings(dm_worker *w, struct evhttp_request *req, const dm_route_ma
 
 void dm_api_events(dm_worker *w, struct evhttp_request *req, const dm_route_match *m)
 {
-    if (!dm_access_api(dm_worker_app(w)->conf, req, m->id, m->name))
+    if (!dm_access_api(dm_worker_app(w)->conf, dm_worker_app(w)->trust, req, m->id, m->name))
         return;
     dm_sse_serve(dm_worker_sse(w), req, m->id, m->name);
 }

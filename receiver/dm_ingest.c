@@ -187,7 +187,7 @@ static int check_replay(ingest *in, const json_t *claims)
  * confirm_subscriptions the fetcher (dm_fetch.h, main thread) issues it and logs the outcome;
  * otherwise the URL is logged for an operator to open. */
 static void sns_control(struct evhttp_request *req, size_t route, const char *path,
-                        const dm_auth_entry *e, const dm_sns_message *m)
+                        const dm_auth_entry *e, dm_sns_cache *cache, const dm_sns_message *m)
 {
     char url[600], topic[300];
     bool confirmation = m->type == DM_SNS_SUBSCRIPTION_CONFIRMATION;
@@ -200,8 +200,8 @@ static void sns_control(struct evhttp_request *req, size_t route, const char *pa
     }
     dm_log_quote(m->topic_arn, strlen(m->topic_arn), topic, sizeof topic);
     dm_log_quote(su, strlen(su), url, sizeof url);
-    if (confirmation && e && e->confirm_subscriptions && e->sns_cache) {
-        if (!dm_sns_cache_confirm(e->sns_cache, su)) {
+    if (confirmation && e && e->confirm_subscriptions && cache) {
+        if (!dm_sns_cache_confirm(cache, su)) {
             char peer[64];
             dm_warn("request refused",
                     "status=503 route=%s reason=\"too many subscription "
@@ -285,7 +285,7 @@ static bool adapt(struct evhttp_request *req, size_t route, const dm_source_conf
         return false;
     } else if (src->type == DM_SRC_ECR && auth->sns) {
         if (auth->sns->type != DM_SNS_NOTIFICATION) {
-            sns_control(req, route, src->path, auth->entry, auth->sns);
+            sns_control(req, route, src->path, auth->entry, auth->sns_cache, auth->sns);
             return false;
         }
         /* The EventBridge event travels as a JSON string inside the signed envelope. */
@@ -366,8 +366,8 @@ void dm_ingest_handle(dm_worker *w, struct evhttp_request *req, const dm_route_m
         return;
     const char *body = len ? (const char *)evbuffer_pullup(buf, -1) : "";
     dm_auth_outcome auth;
-    if (!dm_access_verify(req, m->id, src->path, &src->auth, (const unsigned char *)body, len,
-                          &auth))
+    if (!dm_access_verify(req, m->id, src->path, dm_worker_app(w)->trust, &src->auth,
+                          (const unsigned char *)body, len, &auth))
         return;
     dm_event_list events = {0};
     if (!adapt(req, m->id, src, &auth, body, len, &events)) {

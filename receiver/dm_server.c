@@ -430,10 +430,12 @@ static void stop_workers(dm_server *s, int started)
     dm_metrics_shutdown();
 }
 
-int dm_server_start(const dm_config *conf, dm_server **out, int *port_out, char *err, size_t errlen)
+int dm_server_start(const dm_config *conf, const dm_trust *trust, dm_server **out, int *port_out,
+                    char *err, size_t errlen)
 {
     dm_server *s = dm_xcalloc(1, sizeof *s);
     s->app.conf = conf;
+    s->app.trust = trust;
     s->app.join = (dm_join_conf){
         .prefix = conf->redis.prefix,
         .shards = (unsigned)conf->redis.shards,

@@ -10,6 +10,7 @@
 #define DM_RECEIVER_DM_SERVER_H
 
 #include "dm_config.h"
+#include "dm_trust.h"
 
 typedef struct dm_server dm_server;
 
@@ -18,8 +19,8 @@ typedef struct dm_server dm_server;
  * The bound port is logged (useful with port 0) and returned through @p port_out.
  * Returns DM_OK, or an error with a reason in @p err.
  */
-int dm_server_start(const dm_config *conf, dm_server **out, int *port_out, char *err,
-                    size_t errlen);
+int dm_server_start(const dm_config *conf, const dm_trust *trust, dm_server **out, int *port_out,
+                    char *err, size_t errlen);
 
 /** Stop accepting, let in-flight requests finish (bounded wait), join threads, free. */
 void dm_server_stop(dm_server *s);

@@ -11,6 +11,7 @@
 
 #include "dm_config.h"
 #include "dm_join.h"
+#include "dm_trust.h"
 
 struct evhttp_request;
 struct dm_redis;
@@ -19,6 +20,7 @@ struct dm_sse_hub;
 /** Process-wide, read-only after start. */
 typedef struct dm_app {
     const dm_config *conf; /**< borrowed for the server's life */
+    const dm_trust *trust; /**< the auth entries' keyrings and caches; borrowed likewise */
     dm_join_conf join;
 } dm_app;
 

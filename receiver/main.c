@@ -11,6 +11,7 @@
 #include "dm_redis_child.h"
 #include "dm_server.h"
 #include "dm_sink.h"
+#include "dm_trust.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -86,12 +87,16 @@ int main(int argc, char **argv)
 
     char err[512] = "";
     dm_config *conf = NULL;
-    if (dm_config_load_file(config_path, &conf, err, sizeof err) != DM_OK) {
+    dm_trust *trust = NULL;
+    if (dm_config_load_file(config_path, &conf, err, sizeof err) != DM_OK ||
+        dm_trust_new(conf, &trust, err, sizeof err) != DM_OK) {
         fprintf(stderr, "digestmapd: %s: %s\n", config_path, err);
+        dm_config_free(conf);
         return 1;
     }
     if (check_only) {
         printf("digestmapd: %s: configuration is valid\n", config_path);
+        dm_trust_free(trust);
         dm_config_free(conf);
         return 0;
     }
@@ -130,13 +135,13 @@ int main(int argc, char **argv)
     /* Key and certificate fetches run on this (the main) thread's base. The first JWKS ones
      * start before the workers accept: tokens arriving meanwhile are refused without using up
      * the entry's unknown-kid refresh (a fetch is already in flight). */
-    if (dm_fetch_start(base, conf, &fetch, err, sizeof err) != DM_OK)
+    if (dm_fetch_start(base, trust, &fetch, err, sizeof err) != DM_OK)
         goto fail;
     /* Webhook sinks also run on this thread: request workers never wait for a sink. They start
      * first: a sink that cannot start (a malformed ca_file) stops us before we accept. */
     if (dm_sinks_start(base, conf, &sinks, err, sizeof err) != DM_OK)
         goto fail;
-    if (dm_server_start(conf, &server, NULL, err, sizeof err) != DM_OK)
+    if (dm_server_start(conf, trust, &server, NULL, err, sizeof err) != DM_OK)
         goto fail;
     dm_info("digestmapd started", "version=%s redis=%s", DM_VERSION,
             conf->redis.url ? "external" : "embedded");
@@ -159,6 +164,7 @@ fail:
     if (base)
         event_base_free(base);
     dm_redis_child_stop(child);
+    dm_trust_free(trust);
     dm_config_free(conf);
     libevent_global_shutdown();
     return rc;

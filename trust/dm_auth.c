@@ -97,8 +97,8 @@ static const char *bearer_token(const char *value)
 
 #define OIDC_MAX_LIFETIME_S 86400
 
-static entry_result check_oidc(const dm_auth_entry *e, const char *value, int64_t now_s,
-                               dm_auth_outcome *out, const char **reason)
+static entry_result check_oidc(const dm_auth_entry *e, dm_keyring *keyring, const char *value,
+                               int64_t now_s, dm_auth_outcome *out, const char **reason)
 {
     const char *token = bearer_token(value);
     if (!token) {
@@ -114,14 +114,14 @@ static entry_result check_oidc(const dm_auth_entry *e, const char *value, int64_
     };
     json_t *claims = NULL;
     /* The reference keeps the set alive while a refresh may swap in another one. */
-    dm_keyset *ks = dm_keyring_acquire(e->keyring);
+    dm_keyset *ks = keyring ? dm_keyring_acquire(keyring) : NULL;
     dm_jwt_status st =
         dm_jwt_verify(token, strlen(token), dm_keyset_jwks(ks), &pol, &claims, out->kid);
     dm_keyset_release(ks);
     /* The issuer may have rotated its keys: ask for a refetch (rate-limited, a no-op without
      * jwks_url) and answer this request now; a later one will find the new key. */
-    if (st == DM_JWT_UNKNOWN_KID)
-        dm_keyring_request_refresh(e->keyring, dm_mono_ms());
+    if (st == DM_JWT_UNKNOWN_KID && keyring)
+        dm_keyring_request_refresh(keyring, dm_mono_ms());
     if (st != DM_JWT_OK) {
         *reason = dm_jwt_status_str(st);
         return ENTRY_BAD;
@@ -151,15 +151,17 @@ static void dispose_sns(dm_auth_outcome *out)
         dm_sns_message_dispose(out->sns);
         free(out->sns);
         out->sns = NULL;
+        out->sns_cache = NULL;
     }
 }
 
 /* No certificate for a valid SigningCertURL: with fetch_certs (and a topic we serve, so that
  * only plausible messages cause fetches), ask for one and have the sender retry. */
-static entry_result sns_missing_cert(const dm_auth_entry *e, const dm_sns_message *m, bool topic_ok,
-                                     dm_auth_outcome *out, const char **reason)
+static entry_result sns_missing_cert(const dm_auth_entry *e, dm_sns_cache *cache,
+                                     const dm_sns_message *m, bool topic_ok, dm_auth_outcome *out,
+                                     const char **reason)
 {
-    if (!e->fetch_certs || !e->sns_cache) {
+    if (!e->fetch_certs || !cache) {
         *reason = "unknown SNS signing certificate (add it to \"certs\")";
         snprintf(out->detail, sizeof out->detail, "%.150s", m->signing_cert_url);
         return ENTRY_BAD;
@@ -171,7 +173,7 @@ static entry_result sns_missing_cert(const dm_auth_entry *e, const dm_sns_messag
         return ENTRY_BAD;
     }
     char why[100];
-    switch (dm_sns_cache_want(e->sns_cache, m->signing_cert_url, dm_mono_ms(), why, sizeof why)) {
+    switch (dm_sns_cache_want(cache, m->signing_cert_url, dm_mono_ms(), why, sizeof why)) {
     case DM_SNS_FETCH_REQUESTED:
         *reason = "SNS signing certificate not cached: fetch requested";
         break;
@@ -215,8 +217,9 @@ static bool same_region(const dm_sns_message *m)
            strncasecmp(host, arn, (size_t)(end - arn)) == 0;
 }
 
-static entry_result check_sns(const dm_auth_entry *e, const unsigned char *body, size_t len,
-                              int64_t now_s, dm_auth_outcome *out, const char **reason)
+static entry_result check_sns(const dm_auth_entry *e, dm_sns_cache *cache,
+                              const unsigned char *body, size_t len, int64_t now_s,
+                              dm_auth_outcome *out, const char **reason)
 {
     dm_sns_message *m = dm_xcalloc(1, sizeof *m);
     dm_error err = {0};
@@ -242,11 +245,11 @@ static entry_result check_sns(const dm_auth_entry *e, const unsigned char *body,
             pem = e->certs[i].pem;
             pem_len = e->certs[i].pem_len;
         }
-    if (!pem && e->fetch_certs && e->sns_cache &&
-        (fetched = dm_sns_cache_get(e->sns_cache, m->signing_cert_url, dm_mono_ms())))
+    if (!pem && e->fetch_certs && cache &&
+        (fetched = dm_sns_cache_get(cache, m->signing_cert_url, dm_mono_ms())))
         pem = dm_sns_pem_data(fetched, &pem_len);
     if (!pem) {
-        r = sns_missing_cert(e, m, topic_ok, out, reason);
+        r = sns_missing_cert(e, cache, m, topic_ok, out, reason);
         goto done;
     }
     if (dm_sns_verify(m, pem, pem_len, &err) != DM_OK) {
@@ -276,6 +279,7 @@ static entry_result check_sns(const dm_auth_entry *e, const unsigned char *body,
     dm_sns_pem_release(fetched);
     dispose_sns(out);
     out->sns = m;
+    out->sns_cache = cache;
     return ENTRY_PASS;
 done:
     dm_sns_pem_release(fetched);
@@ -284,8 +288,9 @@ done:
     return r;
 }
 
-void dm_auth_verify(const dm_auth_list *list, dm_header_fn get_header, void *ctx,
-                    const unsigned char *body, size_t len, int64_t now_s, dm_auth_outcome *out)
+void dm_auth_verify(const dm_trust *trust, const dm_auth_list *list, dm_header_fn get_header,
+                    void *ctx, const unsigned char *body, size_t len, int64_t now_s,
+                    dm_auth_outcome *out)
 {
     const char *bad_reason = NULL, *retry_reason = NULL;
     bool forbidden = false, retry = false;
@@ -313,9 +318,11 @@ void dm_auth_verify(const dm_auth_list *list, dm_header_fn get_header, void *ctx
         } else if (e->type == DM_AUTH_HMAC) {
             r = check_hmac(e, value, body, len, &why);
         } else if (e->type == DM_AUTH_OIDC) {
-            r = check_oidc(e, value, now_s, out, &why);
+            const dm_trust_entry *te = dm_trust_find(trust, e);
+            r = check_oidc(e, te ? te->keyring : NULL, value, now_s, out, &why);
         } else if (e->type == DM_AUTH_SNS) {
-            r = check_sns(e, body, len, now_s, out, &why);
+            const dm_trust_entry *te = dm_trust_find(trust, e);
+            r = check_sns(e, te ? te->sns_cache : NULL, body, len, now_s, out, &why);
         } else {
             r = ENTRY_BAD; /* fail closed on a corrupt list */
             why = "unknown auth type";
@@ -363,11 +370,12 @@ void dm_auth_outcome_dispose(dm_auth_outcome *out)
     dispose_sns(out);
 }
 
-dm_auth_result dm_auth_check(const dm_auth_list *list, dm_header_fn get_header, void *ctx,
-                             const unsigned char *body, size_t len, const char **reason)
+dm_auth_result dm_auth_check(const dm_trust *trust, const dm_auth_list *list,
+                             dm_header_fn get_header, void *ctx, const unsigned char *body,
+                             size_t len, const char **reason)
 {
     dm_auth_outcome o;
-    dm_auth_verify(list, get_header, ctx, body, len, dm_now_ms() / 1000, &o);
+    dm_auth_verify(trust, list, get_header, ctx, body, len, dm_now_ms() / 1000, &o);
     if (reason)
         *reason = o.reason;
     dm_auth_outcome_dispose(&o);

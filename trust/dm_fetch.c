@@ -11,6 +11,7 @@
 #include "dm_hclient.h"
 #include "dm_keyring.h"
 #include "dm_log.h"
+#include "dm_trust.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +33,7 @@
 /* An oidc entry with a jwks_url. */
 typedef struct job {
     dm_fetch *f;
-    dm_keyring *keyring;     /* borrowed from the config */
+    dm_keyring *keyring;     /* borrowed from the trust */
     const char *url;         /* borrowed from the config (validated by dm_config) */
     char url_q[URL_LOG_BUF]; /* the url, quoted for log lines */
     int refresh_s;
@@ -45,7 +46,7 @@ typedef struct job {
 /* An sns entry with a cache (fetch_certs and/or confirm_subscriptions). */
 typedef struct sns_job {
     dm_fetch *f;
-    dm_sns_cache *cache; /* borrowed from the config */
+    dm_sns_cache *cache; /* borrowed from the trust */
     struct event *kick;  /* a worker queued a certificate or a confirmation */
     int inflight;        /* fetches of this entry not ended yet */
 } sns_job;
@@ -183,10 +184,11 @@ static void jwks_wake(void *arg)
     event_active(j->kick, EV_TIMEOUT, 0);
 }
 
-static int job_init(dm_fetch *f, job *j, const dm_auth_entry *e, char *err, size_t errlen)
+static int job_init(dm_fetch *f, job *j, const dm_trust_entry *te, char *err, size_t errlen)
 {
+    const dm_auth_entry *e = te->conf;
     j->f = f;
-    j->keyring = e->keyring;
+    j->keyring = te->keyring;
     j->url = e->jwks_url;
     j->refresh_s = e->jwks_refresh_seconds;
     dm_log_quote(j->url, strlen(j->url), j->url_q, sizeof j->url_q);
@@ -373,26 +375,24 @@ static int read_test_base(char **out, char *err, size_t errlen)
 
 /*---- Setup ------------------------------------------------------------------------------*/
 
-static void count_entries(const dm_auth_list *l, size_t *njobs, size_t *nsns)
+static bool fetches_keys(const dm_trust_entry *te)
 {
-    for (size_t i = 0; i < l->n; i++) {
-        *njobs += l->v[i].type == DM_AUTH_OIDC && l->v[i].jwks_url;
-        *nsns += l->v[i].type == DM_AUTH_SNS && l->v[i].sns_cache;
-    }
+    return te->keyring && te->conf->jwks_url;
 }
 
-static int add_entries(dm_fetch *f, const dm_auth_list *l, char *err, size_t errlen)
+/* One job per entry with a jwks_url, one sns job per certificate cache, in configuration
+ * order. */
+static int add_entries(dm_fetch *f, const dm_trust_entry *v, size_t n, char *err, size_t errlen)
 {
-    for (size_t i = 0; i < l->n; i++) {
-        const dm_auth_entry *e = &l->v[i];
-        if (e->type == DM_AUTH_OIDC && e->jwks_url) {
-            int rc = job_init(f, &f->jobs[f->njobs++], e, err, errlen);
+    for (size_t i = 0; i < n; i++) {
+        if (fetches_keys(&v[i])) {
+            int rc = job_init(f, &f->jobs[f->njobs++], &v[i], err, errlen);
             if (rc != DM_OK)
                 return rc;
-        } else if (e->type == DM_AUTH_SNS && e->sns_cache) {
+        } else if (v[i].sns_cache) {
             sns_job *s = &f->sns[f->nsns++];
             s->f = f;
-            s->cache = e->sns_cache;
+            s->cache = v[i].sns_cache;
             s->kick = event_new(f->base, -1, 0, on_sns_kick, s);
             if (!s->kick) {
                 snprintf(err, errlen, "sns: cannot create events");
@@ -403,7 +403,7 @@ static int add_entries(dm_fetch *f, const dm_auth_list *l, char *err, size_t err
     return DM_OK;
 }
 
-int dm_fetch_start(struct event_base *base, const dm_config *conf, dm_fetch **out, char *err,
+int dm_fetch_start(struct event_base *base, const dm_trust *trust, dm_fetch **out, char *err,
                    size_t errlen)
 {
     *out = NULL;
@@ -411,10 +411,12 @@ int dm_fetch_start(struct event_base *base, const dm_config *conf, dm_fetch **ou
     int rc = read_test_base(&test_base, err, errlen);
     if (rc != DM_OK)
         return rc;
-    size_t njobs = 0, nsns = 0;
-    count_entries(&conf->api_auth, &njobs, &nsns);
-    for (size_t i = 0; i < conf->nsources; i++)
-        count_entries(&conf->sources[i].auth, &njobs, &nsns);
+    size_t n = 0, njobs = 0, nsns = 0;
+    const dm_trust_entry *v = dm_trust_entries(trust, &n);
+    for (size_t i = 0; i < n; i++) {
+        njobs += fetches_keys(&v[i]);
+        nsns += v[i].sns_cache != NULL;
+    }
     if (njobs + nsns == 0) {
         free(test_base);
         return DM_OK;
@@ -426,11 +428,7 @@ int dm_fetch_start(struct event_base *base, const dm_config *conf, dm_fetch **ou
     LIST_INIT(&f->gets);
     f->jobs = dm_xcalloc(njobs ? njobs : 1, sizeof *f->jobs);
     f->sns = dm_xcalloc(nsns ? nsns : 1, sizeof *f->sns);
-    for (size_t i = 0; i < conf->nsources && rc == DM_OK; i++)
-        rc = add_entries(f, &conf->sources[i].auth, err, errlen);
-    if (rc == DM_OK)
-        rc = add_entries(f, &conf->api_auth, err, errlen);
-    if (rc != DM_OK)
+    if ((rc = add_entries(f, v, n, err, errlen)) != DM_OK)
         goto fail;
 
     char herr[DM_HCLIENT_ERRLEN];

@@ -1,13 +1,14 @@
 /* dm_fetch.h - outgoing HTTP(S) GETs on the main thread's event_base: the JWKS of every oidc
  * entry with a jwks_url (into the entry's keyring), the SNS signing certificates and the
  * subscription confirmations of every sns entry with fetch_certs / confirm_subscriptions
- * (through the entry's dm_sns_cache). See dm_keyring.h for both.
+ * (through the entry's dm_sns_cache). Both live in a dm_trust (dm_trust.h); see dm_keyring.h
+ * for how they are shared with the workers.
  *
  * All fetches go through one dm_hclient (dm_hclient.h): asynchronous name resolution, a
  * deadline and a body cap; https verifies the server's certificate against the system CA store
  * (SSL_CERT_FILE / SSL_CERT_DIR override it, as for any OpenSSL client) and its name, with
- * TLS >= 1.2, and fails closed. Worker threads never fetch and never wait for a fetch: they wake the fetcher through
- * a keyring's or a cache's waker (event_active, thread-safe).
+ * TLS >= 1.2, and fails closed. Worker threads never fetch and never wait for a fetch: they
+ * wake the fetcher through a keyring's or a cache's waker (event_active, thread-safe).
  *
  * JWKS: each URL is fetched at start, every jwks_refresh_seconds, and when the keyring asks for
  * it (a token named an unknown kid; rate-limited by the keyring). Only an HTTP 200 with a JWKS
@@ -33,7 +34,7 @@
 #ifndef DM_TRUST_DM_FETCH_H
 #define DM_TRUST_DM_FETCH_H
 
-#include "dm_config.h"
+#include "dm_trust.h"
 
 struct event_base;
 
@@ -51,14 +52,14 @@ typedef struct dm_fetch dm_fetch;
 #define DM_FETCH_TEST_SNS_BASE_ENV "DIGESTMAP_TEST_SNS_CERT_BASE"
 
 /**
- * Start fetching for every oidc entry of @p conf (sources and api) with a jwks_url (the first
- * fetches start now) and serve every sns entry with a cache. @p base (the main thread's,
- * created after evthread_use_pthreads(), so workers may wake it) and @p conf are borrowed and
- * must outlive the fetcher. Reads DIGESTMAP_TEST_SNS_CERT_BASE. Returns DM_OK and *out (NULL
+ * Start fetching for every oidc entry of @p trust with a jwks_url (the first fetches start now)
+ * and serve every sns entry with a cache. @p base (the main thread's, created after
+ * evthread_use_pthreads(), so workers may wake it) and @p trust (with the configuration it was
+ * built from) are borrowed and must outlive the fetcher. Reads DIGESTMAP_TEST_SNS_CERT_BASE. Returns DM_OK and *out (NULL
  * when there is nothing to fetch), or DM_EIO/DM_EINVAL with a reason in @p err when the TLS or
  * DNS setup fails or the test variable is not a loopback http URL.
  */
-int dm_fetch_start(struct event_base *base, const dm_config *conf, dm_fetch **out, char *err,
+int dm_fetch_start(struct event_base *base, const dm_trust *trust, dm_fetch **out, char *err,
                    size_t errlen);
 
 /**

@@ -1,6 +1,7 @@
 /* test_auth.c - dm_auth: header and HMAC checks, any-of-list semantics, anonymous entries,
  * OIDC entries backed by a dm_keyring (swaps, merges, refresh requests, concurrent readers),
- * and SNS entries with fetched certificates (dm_sns_cache: requests, rate limits, bounds).
+ * SNS entries with fetched certificates (dm_sns_cache: requests, rate limits, bounds), and
+ * dm_trust, which gives each configured entry its keyring or cache.
  *
  * Expected signatures were computed independently with the openssl command line, e.g.
  *   printf '%s' '{"images":[]}' | openssl dgst -sha256 -hmac dev-ci-secret
@@ -9,6 +10,7 @@
 #include "dm_auth.h"
 #include "dm_keyring.h"
 #include "dm_sns.h"
+#include "dm_trust.h"
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -71,8 +73,8 @@ static dm_auth_result check(const dm_auth_list *l, request *r, const char *body,
                             const char **reason)
 {
     *reason = "unset";
-    return dm_auth_check(l, get_header, r, (const unsigned char *)body, body ? strlen(body) : 0,
-                         reason);
+    return dm_auth_check(NULL, l, get_header, r, (const unsigned char *)body,
+                         body ? strlen(body) : 0, reason);
 }
 
 /*---- Header -----------------------------------------------------------------------------*/
@@ -111,7 +113,7 @@ static void test_header(void **state)
     assert_int_equal(none.lookups, 1);
 
     /* A NULL reason pointer is allowed. */
-    assert_int_equal(dm_auth_check(&l, get_header, &ok, NULL, 0, NULL), DM_AUTH_OK);
+    assert_int_equal(dm_auth_check(NULL, &l, get_header, &ok, NULL, 0, NULL), DM_AUTH_OK);
 }
 
 /*---- HMAC -------------------------------------------------------------------------------*/
@@ -404,23 +406,34 @@ static void update_ok(dm_keyring *kr, const char *doc, size_t want_n)
 
 static const char *const issuers[] = {ISS};
 
-static dm_auth_entry oidc_entry(dm_keyring *kr)
+static dm_auth_entry oidc_entry(void)
 {
     return (dm_auth_entry){.type = DM_AUTH_OIDC,
                            .name = (char *)"Authorization",
                            .issuers = (char **)issuers,
                            .nissuers = 1,
-                           .audience = (char *)"digestmap",
-                           .keyring = kr};
+                           .audience = (char *)"digestmap"};
+}
+
+/* The trust digestmapd builds for api.auth = @p v (@p n entries, which must outlive it). */
+static dm_trust *trust_of(dm_auth_entry *v, size_t n)
+{
+    dm_config conf = {.api_configured = true, .api_auth = {v, n}};
+    dm_trust *t = NULL;
+    char err[256] = "";
+    if (dm_trust_new(&conf, &t, err, sizeof err) != DM_OK)
+        fail_msg("dm_trust_new: %s", err);
+    return t;
 }
 
 /* Verify "Authorization: <value>" against @p e at NOW; returns the result, sets *why. */
-static dm_auth_result verify_oidc(const dm_auth_entry *e, const char *value, const char **why)
+static dm_auth_result verify_oidc(const dm_trust *t, const dm_auth_entry *e, const char *value,
+                                  const char **why)
 {
     dm_auth_list l = {(dm_auth_entry *)e, 1};
     request r = {{{"Authorization", value}}};
     dm_auth_outcome o;
-    dm_auth_verify(&l, get_header, &r, NULL, 0, NOW, &o);
+    dm_auth_verify(t, &l, get_header, &r, NULL, 0, NOW, &o);
     *why = o.reason;
     dm_auth_outcome_dispose(&o);
     return o.result;
@@ -490,29 +503,32 @@ static void test_keyring_merge(void **state)
 {
     (void)state;
     char *file = jwks2(key_a, "shared", NULL, NULL);
-    dm_keyring *kr = ring(file);
+    dm_auth_entry e = oidc_entry();
+    e.jwks = file;
+    e.jwks_len = strlen(file);
+    dm_trust *t = trust_of(&e, 1);
+    dm_keyring *kr = dm_trust_find(t, &e)->keyring;
     assert_int_equal(dm_keyring_count(kr), 1);
     assert_int_equal(dm_keyring_file_count(kr), 1);
-    dm_auth_entry e = oidc_entry(kr);
     const char *why;
 
     char *ta = bearer(key_a, "shared"), *tb = bearer(key_b, "shared"), *tc = bearer(key_c, "c");
-    assert_int_equal(verify_oidc(&e, ta, &why), DM_AUTH_OK);
+    assert_int_equal(verify_oidc(t, &e, ta, &why), DM_AUTH_OK);
 
     /* The url serves another key under the same kid, and a new one. */
     char *fetched = jwks2(key_b, "shared", key_c, "c");
     update_ok(kr, fetched, 2);
     assert_int_equal(dm_keyring_count(kr), 2);
-    assert_int_equal(verify_oidc(&e, ta, &why), DM_AUTH_OK);
-    assert_int_equal(verify_oidc(&e, tb, &why), DM_AUTH_BAD);
+    assert_int_equal(verify_oidc(t, &e, ta, &why), DM_AUTH_OK);
+    assert_int_equal(verify_oidc(t, &e, tb, &why), DM_AUTH_BAD);
     assert_string_equal(why, "bad signature");
-    assert_int_equal(verify_oidc(&e, tc, &why), DM_AUTH_OK);
+    assert_int_equal(verify_oidc(t, &e, tc, &why), DM_AUTH_OK);
 
     /* The url drops c: the file's key stays. */
     char *only_b = jwks2(key_b, "b", NULL, NULL);
     update_ok(kr, only_b, 1);
-    assert_int_equal(verify_oidc(&e, ta, &why), DM_AUTH_OK);
-    assert_int_equal(verify_oidc(&e, tc, &why), DM_AUTH_BAD);
+    assert_int_equal(verify_oidc(t, &e, ta, &why), DM_AUTH_OK);
+    assert_int_equal(verify_oidc(t, &e, tc, &why), DM_AUTH_BAD);
     assert_string_equal(why, "unknown key id");
 
     /* A malformed file is refused with the parser's reason. */
@@ -523,7 +539,7 @@ static void test_keyring_merge(void **state)
     assert_string_equal(err.field, "keys");
     assert_string_equal(err.text, "must be an array");
 
-    dm_keyring_free(kr);
+    dm_trust_free(t);
     free(file);
     free(fetched);
     free(only_b);
@@ -567,36 +583,37 @@ static void test_keyring_refresh_requests(void **state)
 static void test_oidc_unknown_kid(void **state)
 {
     (void)state;
-    dm_keyring *kr = ring(NULL);
-    dm_auth_entry e = oidc_entry(kr);
+    dm_auth_entry e = oidc_entry();
+    dm_trust *t = trust_of(&e, 1);
+    dm_keyring *kr = dm_trust_find(t, &e)->keyring;
     dm_keyring_set_waker(kr, count_wake, NULL);
     wakes = 0;
     const char *why;
     char *ta = bearer(key_a, "a"), *tb = bearer(key_b, "b");
 
-    assert_int_equal(verify_oidc(&e, ta, &why), DM_AUTH_BAD); /* keys pending */
+    assert_int_equal(verify_oidc(t, &e, ta, &why), DM_AUTH_BAD); /* keys pending */
     assert_string_equal(why, "unknown key id");
     assert_int_equal(wakes, 1);
 
     char *doc_a = jwks2(key_a, "a", NULL, NULL);
     update_ok(kr, doc_a, 1);
-    assert_int_equal(verify_oidc(&e, ta, &why), DM_AUTH_OK);
-    assert_int_equal(verify_oidc(&e, tb, &why), DM_AUTH_BAD);
+    assert_int_equal(verify_oidc(t, &e, ta, &why), DM_AUTH_OK);
+    assert_int_equal(verify_oidc(t, &e, tb, &why), DM_AUTH_BAD);
     assert_string_equal(why, "unknown key id");
     /* Within the minute of the first request: not asked again. */
     assert_int_equal(wakes, 1);
 
     char *doc_ab = jwks2(key_a, "a", key_b, "b");
     update_ok(kr, doc_ab, 2);
-    assert_int_equal(verify_oidc(&e, tb, &why), DM_AUTH_OK);
+    assert_int_equal(verify_oidc(t, &e, tb, &why), DM_AUTH_OK);
     /* Known kids and other refusals never ask. */
     char *wrong = bearer(key_c, "a");
-    assert_int_equal(verify_oidc(&e, wrong, &why), DM_AUTH_BAD);
+    assert_int_equal(verify_oidc(t, &e, wrong, &why), DM_AUTH_BAD);
     assert_string_equal(why, "bad signature");
     assert_int_equal(wakes, 1);
 
     dm_keyring_set_waker(kr, NULL, NULL);
-    dm_keyring_free(kr);
+    dm_trust_free(t);
     free(doc_a);
     free(doc_ab);
     free(ta);
@@ -606,6 +623,7 @@ static void test_oidc_unknown_kid(void **state)
 
 /* Readers on several threads while the set is swapped under them. */
 typedef struct {
+    const dm_trust *t;
     dm_auth_entry *e;
     const char *token;
     int ok;
@@ -616,7 +634,7 @@ static void *reader(void *p)
     reader_arg *a = p;
     for (int i = 0; i < 300; i++) {
         const char *why;
-        a->ok += verify_oidc(a->e, a->token, &why) == DM_AUTH_OK;
+        a->ok += verify_oidc(a->t, a->e, a->token, &why) == DM_AUTH_OK;
     }
     return NULL;
 }
@@ -625,14 +643,15 @@ static void test_keyring_concurrent(void **state)
 {
     (void)state;
     char *doc_a = jwks2(key_a, "a", NULL, NULL), *doc_ab = jwks2(key_a, "a", key_b, "b");
-    dm_keyring *kr = ring(NULL);
+    dm_auth_entry e = oidc_entry();
+    dm_trust *trust = trust_of(&e, 1);
+    dm_keyring *kr = dm_trust_find(trust, &e)->keyring;
     update_ok(kr, doc_a, 1);
-    dm_auth_entry e = oidc_entry(kr);
     char *ta = bearer(key_a, "a");
     pthread_t t[4];
     reader_arg args[4];
     for (int i = 0; i < 4; i++) {
-        args[i] = (reader_arg){.e = &e, .token = ta};
+        args[i] = (reader_arg){.t = trust, .e = &e, .token = ta};
         assert_int_equal(pthread_create(&t[i], NULL, reader, &args[i]), 0);
     }
     for (int i = 0; i < 200; i++)
@@ -641,7 +660,7 @@ static void test_keyring_concurrent(void **state)
         assert_int_equal(pthread_join(t[i], NULL), 0);
         assert_int_equal(args[i].ok, 300); /* "a" is in every set */
     }
-    dm_keyring_free(kr);
+    dm_trust_free(trust);
     free(doc_a);
     free(doc_ab);
     free(ta);
@@ -705,21 +724,21 @@ static char *sns_body(EVP_PKEY *key, const char *topic, const char *cert_url)
 
 static const char *const sns_topics[] = {SNS_TOPIC};
 
-static dm_auth_entry sns_entry(dm_sns_cache *cache)
+static dm_auth_entry sns_entry(void)
 {
     return (dm_auth_entry){.type = DM_AUTH_SNS,
                            .name = "x-amz-sns-message-type",
                            .topic_arns = (char **)sns_topics,
                            .ntopic_arns = 1,
-                           .fetch_certs = true,
-                           .sns_cache = cache};
+                           .fetch_certs = true};
 }
 
-static dm_auth_result verify_sns(const dm_auth_entry *e, const char *body, dm_auth_outcome *o)
+static dm_auth_result verify_sns(const dm_trust *t, const dm_auth_entry *e, const char *body,
+                                 dm_auth_outcome *o)
 {
     dm_auth_list l = {(dm_auth_entry *)e, 1};
     request r = {{{"x-amz-sns-message-type", "Notification"}}};
-    dm_auth_verify(&l, get_header, &r, (const unsigned char *)body, strlen(body), NOW, o);
+    dm_auth_verify(t, &l, get_header, &r, (const unsigned char *)body, strlen(body), NOW, o);
     return o->result;
 }
 
@@ -729,15 +748,16 @@ static void test_sns_fetch_certs(void **state)
     EVP_PKEY *rsa = EVP_RSA_gen(2048);
     assert_non_null(rsa);
     char *pem = self_signed(rsa);
-    dm_sns_cache *c = dm_sns_cache_new();
+    dm_auth_entry e = sns_entry();
+    dm_trust *t = trust_of(&e, 1);
+    dm_sns_cache *c = dm_trust_find(t, &e)->sns_cache;
     wakes = 0;
     dm_sns_cache_set_waker(c, count_wake, NULL);
-    dm_auth_entry e = sns_entry(c);
     dm_auth_outcome o;
 
     /* Unknown certificate: 503-worthy, one fetch requested. */
     char *body = sns_body(rsa, SNS_TOPIC, SNS_CERT);
-    assert_int_equal(verify_sns(&e, body, &o), DM_AUTH_UNAVAILABLE);
+    assert_int_equal(verify_sns(t, &e, body, &o), DM_AUTH_UNAVAILABLE);
     assert_string_equal(o.reason, "SNS signing certificate not cached: fetch requested");
     assert_string_equal(o.detail, SNS_CERT);
     assert_null(o.sns);
@@ -749,7 +769,7 @@ static void test_sns_fetch_certs(void **state)
     assert_null(dm_sns_cache_take_wanted(c));
 
     /* While it is in flight: still 503, no second request. */
-    assert_int_equal(verify_sns(&e, body, &o), DM_AUTH_UNAVAILABLE);
+    assert_int_equal(verify_sns(t, &e, body, &o), DM_AUTH_UNAVAILABLE);
     assert_string_equal(o.reason, "SNS signing certificate not cached: fetch in progress");
     dm_auth_outcome_dispose(&o);
     assert_int_equal(wakes, 1);
@@ -757,7 +777,7 @@ static void test_sns_fetch_certs(void **state)
     /* Fetched: the retry verifies. */
     dm_sns_cache_fetched(c, SNS_CERT, pem, strlen(pem), NULL);
     assert_int_equal(dm_sns_cache_count(c), 1);
-    assert_int_equal(verify_sns(&e, body, &o), DM_AUTH_OK);
+    assert_int_equal(verify_sns(t, &e, body, &o), DM_AUTH_OK);
     assert_non_null(o.sns);
     assert_string_equal(o.sns->topic_arn, SNS_TOPIC);
     dm_auth_outcome_dispose(&o);
@@ -768,28 +788,28 @@ static void test_sns_fetch_certs(void **state)
     char *m = strstr(body, "\\\"e\\\"");
     assert_non_null(m);
     m[2] = 'f';
-    assert_int_equal(verify_sns(&e, body, &o), DM_AUTH_BAD);
+    assert_int_equal(verify_sns(t, &e, body, &o), DM_AUTH_BAD);
     assert_string_equal(o.reason, "SNS signature mismatch");
     dm_auth_outcome_dispose(&o);
     free(body);
 
     /* A foreign certificate URL or an unlisted topic never asks for a fetch. */
     body = sns_body(rsa, SNS_TOPIC, "https://evil.example.com/SimpleNotificationService-a.pem");
-    assert_int_equal(verify_sns(&e, body, &o), DM_AUTH_BAD);
+    assert_int_equal(verify_sns(t, &e, body, &o), DM_AUTH_BAD);
     assert_string_equal(o.reason,
                         "SigningCertURL is not an SNS certificate URL of the topic's region");
     dm_auth_outcome_dispose(&o);
     free(body);
     body = sns_body(rsa, "arn:aws:sns:eu-west-1:111122223333:other",
                     "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-b.pem");
-    assert_int_equal(verify_sns(&e, body, &o), DM_AUTH_BAD);
+    assert_int_equal(verify_sns(t, &e, body, &o), DM_AUTH_BAD);
     assert_string_equal(o.reason,
                         "unknown SNS signing certificate (topic not allowed: not fetched)");
     dm_auth_outcome_dispose(&o);
     free(body);
     /* ... but a known certificate still proves the wrong topic: 403. */
     body = sns_body(rsa, "arn:aws:sns:eu-west-1:111122223333:other", SNS_CERT);
-    assert_int_equal(verify_sns(&e, body, &o), DM_AUTH_FORBIDDEN);
+    assert_int_equal(verify_sns(t, &e, body, &o), DM_AUTH_FORBIDDEN);
     dm_auth_outcome_dispose(&o);
     free(body);
     assert_int_equal(wakes, 1);
@@ -798,13 +818,13 @@ static void test_sns_fetch_certs(void **state)
     /* A failed fetch: 503 with the last failure, and no refetch within the interval. */
     const char *url_c = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-c.pem";
     body = sns_body(rsa, SNS_TOPIC, url_c);
-    assert_int_equal(verify_sns(&e, body, &o), DM_AUTH_UNAVAILABLE);
+    assert_int_equal(verify_sns(t, &e, body, &o), DM_AUTH_UNAVAILABLE);
     dm_auth_outcome_dispose(&o);
     url = dm_sns_cache_take_wanted(c);
     assert_string_equal(url, url_c);
     free(url);
     dm_sns_cache_fetched(c, url_c, NULL, 0, "HTTP 404");
-    assert_int_equal(verify_sns(&e, body, &o), DM_AUTH_UNAVAILABLE);
+    assert_int_equal(verify_sns(t, &e, body, &o), DM_AUTH_UNAVAILABLE);
     assert_string_equal(o.reason, "SNS signing certificate fetch failed: retried later");
     assert_string_equal(o.detail, "https://sns.eu-west-1.amazonaws.com/"
                                   "SimpleNotificationService-c.pem (last fetch: HTTP 404)");
@@ -816,33 +836,104 @@ static void test_sns_fetch_certs(void **state)
     /* Without fetch_certs the cache is not consulted: refused as before. */
     e.fetch_certs = false;
     body = sns_body(rsa, SNS_TOPIC, SNS_CERT);
-    assert_int_equal(verify_sns(&e, body, &o), DM_AUTH_BAD);
+    assert_int_equal(verify_sns(t, &e, body, &o), DM_AUTH_BAD);
     assert_string_equal(o.reason, "unknown SNS signing certificate (add it to \"certs\")");
     dm_auth_outcome_dispose(&o);
 
     /* A 503 outranks another entry's refusal (a retry may pass); OK outranks everything. */
-    e.fetch_certs = true;
-    dm_sns_cache *c2 = dm_sns_cache_new();
-    dm_auth_entry two[2] = {sns_entry(c2), e};
+    dm_auth_entry two[2] = {sns_entry(), sns_entry()};
     two[0].fetch_certs = false;
+    dm_trust *t2 = trust_of(two, 2);
+    assert_null(dm_trust_find(t2, &two[0])); /* no fetch_certs: no cache */
+    dm_sns_cache_fetched(dm_trust_find(t2, &two[1])->sns_cache, SNS_CERT, pem, strlen(pem), NULL);
     dm_auth_list l = {two, 2};
     request r = {{{"x-amz-sns-message-type", "Notification"}}};
-    dm_auth_verify(&l, get_header, &r, (const unsigned char *)body, strlen(body), NOW, &o);
+    dm_auth_verify(t2, &l, get_header, &r, (const unsigned char *)body, strlen(body), NOW, &o);
     assert_int_equal(o.result, DM_AUTH_OK);
     dm_auth_outcome_dispose(&o);
     free(body);
     body = sns_body(rsa, SNS_TOPIC,
                     "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-d.pem");
-    dm_auth_verify(&l, get_header, &r, (const unsigned char *)body, strlen(body), NOW, &o);
+    dm_auth_verify(t2, &l, get_header, &r, (const unsigned char *)body, strlen(body), NOW, &o);
     assert_int_equal(o.result, DM_AUTH_UNAVAILABLE);
     dm_auth_outcome_dispose(&o);
     free(body);
 
     dm_sns_cache_set_waker(c, NULL, NULL);
-    dm_sns_cache_free(c2);
-    dm_sns_cache_free(c);
+    dm_trust_free(t2);
+    dm_trust_free(t);
     free(pem);
     EVP_PKEY_free(rsa);
+}
+
+/*---- dm_trust ---------------------------------------------------------------------------*/
+
+/* Every oidc entry gets a keyring holding its jwks_file's keys; every sns entry that fetches
+ * certificates or confirms subscriptions a cache; the other entries nothing. */
+static void test_trust_new(void **state)
+{
+    (void)state;
+    char json[] = "{'sources': ["
+                  " {'type': 'ecr', 'auth': ["
+                  "  {'type': 'sns', 'topic_arns': ['" SNS_TOPIC "'],"
+                  "   'certs': {'" SNS_CERT "': 'tls/ca.pem'}},"
+                  "  {'type': 'sns', 'topic_arns': ['" SNS_TOPIC "'], 'fetch_certs': true},"
+                  "  {'type': 'sns', 'topic_arns': ['" SNS_TOPIC "'],"
+                  "   'certs': {'" SNS_CERT "': 'tls/ca.pem'}, 'confirm_subscriptions': true}]},"
+                  " {'type': 'build', 'auth': ["
+                  "  {'type': 'header', 'name': 'X-T', 'value': 'v'},"
+                  "  {'type': 'oidc', 'issuer': '" ISS "', 'audience': 'a',"
+                  "   'jwks_file': 'jwks/rsa-public.json'}]}],"
+                  " 'api': {'auth': [{'type': 'oidc', 'issuer': '" ISS "', 'audience': 'a',"
+                  "   'jwks_url': 'https://i.example/jwks'}]}}";
+    for (char *s = json; *s; s++)
+        *s = *s == '\'' ? '"' : *s;
+    char err[256] = "";
+    dm_config *c = NULL;
+    if (dm_config_load_buffer(json, strlen(json), DM_FIXTURES, &c, err, sizeof err) != DM_OK)
+        fail_msg("config: %s", err);
+    dm_trust *t = NULL;
+    assert_int_equal(dm_trust_new(c, &t, err, sizeof err), DM_OK);
+
+    const dm_auth_list *sns = &c->sources[0].auth, *build = &c->sources[1].auth;
+    size_t n = 0;
+    const dm_trust_entry *v = dm_trust_entries(t, &n);
+    assert_int_equal(n, 4); /* configuration order: sources, then api */
+    assert_ptr_equal(v[0].conf, &sns->v[1]);
+    assert_ptr_equal(v[1].conf, &sns->v[2]);
+    assert_ptr_equal(v[2].conf, &build->v[1]);
+    assert_ptr_equal(v[3].conf, &c->api_auth.v[0]);
+
+    assert_null(dm_trust_find(t, &sns->v[0])); /* certs only: nothing is fetched */
+    assert_null(dm_trust_find(t, &build->v[0]));
+    for (size_t i = 1; i <= 2; i++) {
+        const dm_trust_entry *te = dm_trust_find(t, &sns->v[i]);
+        assert_ptr_equal(te, &v[i - 1]);
+        assert_null(te->keyring);
+        assert_non_null(te->sns_cache);
+        assert_int_equal(dm_sns_cache_count(te->sns_cache), 0);
+    }
+    const dm_trust_entry *file = dm_trust_find(t, &build->v[1]);
+    assert_null(file->sns_cache);
+    assert_int_equal(dm_keyring_count(file->keyring), 1);
+    assert_int_equal(dm_keyring_file_count(file->keyring), 1);
+    const dm_trust_entry *url = dm_trust_find(t, &c->api_auth.v[0]);
+    assert_int_equal(dm_keyring_count(url->keyring), 0); /* until the first fetch */
+    assert_int_equal(dm_keyring_file_count(url->keyring), 0);
+    assert_null(dm_trust_find(NULL, &build->v[1]));
+    dm_trust_free(t);
+    dm_trust_free(NULL);
+    dm_config_free(c);
+
+    /* Bytes the loader would have refused: named by the entry's path. */
+    dm_auth_entry e = oidc_entry();
+    e.jwks = (char *)"{}";
+    e.jwks_len = 2;
+    dm_config conf = {.api_configured = true, .api_auth = {&e, 1}};
+    t = NULL;
+    assert_int_equal(dm_trust_new(&conf, &t, err, sizeof err), DM_EINVAL);
+    assert_null(t);
+    assert_string_equal(err, "api.auth[0].jwks_file: keys: must be an array");
 }
 
 static void test_sns_cache(void **state)
@@ -934,7 +1025,8 @@ int main(void)
         cmocka_unit_test(test_dev_config),       cmocka_unit_test(test_keyring_swap),
         cmocka_unit_test(test_keyring_merge),    cmocka_unit_test(test_keyring_refresh_requests),
         cmocka_unit_test(test_oidc_unknown_kid), cmocka_unit_test(test_keyring_concurrent),
-        cmocka_unit_test(test_sns_fetch_certs),  cmocka_unit_test(test_sns_cache),
+        cmocka_unit_test(test_sns_fetch_certs),  cmocka_unit_test(test_trust_new),
+        cmocka_unit_test(test_sns_cache),
     };
     return cmocka_run_group_tests(tests, oidc_setup, oidc_teardown);
 }

@@ -4,7 +4,7 @@
  * the JSON stays readable; expected messages use real double quotes.
  */
 #include "dm_config.h"
-#include "dm_keyring.h"
+#include "dm_jwt.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -457,31 +457,27 @@ static void test_sns_entry(void **state)
     (void)state;
     write_file("sns-a.pem", "-----BEGIN CERTIFICATE-----\n", 28);
 
-    /* certs only: nothing is fetched, no cache. */
+    /* certs only: nothing is fetched. */
     dm_config *c = load_ok_at(SNS_ENTRY(", 'certs': {'" SNS_URL "': 'sns-a.pem'}"), tmpdir);
     const dm_auth_entry *e = &c->sources[0].auth.v[0];
     assert_int_equal(e->type, DM_AUTH_SNS);
     assert_int_equal(e->ncerts, 1);
     assert_false(e->fetch_certs);
     assert_false(e->confirm_subscriptions);
-    assert_null(e->sns_cache);
     dm_config_free(c);
 
-    /* fetch_certs: certs becomes optional; a cache is created. */
+    /* fetch_certs: certs becomes optional (test_auth: the trust gives the entry a cache). */
     c = load_ok(SNS_ENTRY(", 'fetch_certs': true"));
     e = &c->sources[0].auth.v[0];
     assert_true(e->fetch_certs);
     assert_false(e->confirm_subscriptions);
     assert_int_equal(e->ncerts, 0);
-    assert_non_null(e->sns_cache);
-    assert_int_equal(dm_sns_cache_count(e->sns_cache), 0);
     dm_config_free(c);
 
     c = load_ok(SNS_ENTRY(", 'fetch_certs': true, 'certs': {}, 'confirm_subscriptions': true"));
     e = &c->sources[0].auth.v[0];
     assert_true(e->fetch_certs);
     assert_true(e->confirm_subscriptions);
-    assert_non_null(e->sns_cache);
     dm_config_free(c);
 
     /* Both, with listed certificates too; false is the default. */
@@ -502,7 +498,6 @@ static void test_sns_entry(void **state)
     e = &c->sources[0].auth.v[0];
     assert_false(e->fetch_certs);
     assert_true(e->confirm_subscriptions);
-    assert_non_null(e->sns_cache);
     dm_config_free(c);
 
     EXPECT_ERR(SNS_ENTRY(""),
@@ -530,6 +525,19 @@ static void test_sns_entry(void **state)
                "sources[0].auth[0].topic_arns: must be a non-empty array of topic ARNs");
 }
 
+/* The usable keys of the jwks_file kept in @p e (its bytes, as the keyring will read them). */
+static size_t jwks_keys(const dm_auth_entry *e)
+{
+    dm_jwks *keys = NULL;
+    dm_error err = {0};
+    assert_non_null(e->jwks);
+    assert_int_equal(strlen(e->jwks), e->jwks_len);
+    assert_int_equal(dm_jwks_parse(e->jwks, e->jwks_len, &keys, &err), DM_OK);
+    size_t n = dm_jwks_count(keys);
+    dm_jwks_free(keys);
+    return n;
+}
+
 static void test_oidc_entry(void **state)
 {
     (void)state;
@@ -545,8 +553,7 @@ static void test_oidc_entry(void **state)
     assert_string_equal(e->audience, "digestmap");
     assert_int_equal(e->provider, 2);
     assert_non_null(e->claims);
-    assert_non_null(e->keyring);
-    assert_int_equal(dm_keyring_count(e->keyring), 1);
+    assert_int_equal(jwks_keys(e), 1);
     assert_null(e->jwks_url);
     dm_config_free(c);
     /* Not a JWKS: the message names the key and the file (the path is shortened when long). */
@@ -586,9 +593,8 @@ static void test_oidc_jwks_url(void **state)
     const dm_auth_entry *e = &c->sources[0].auth.v[0];
     assert_string_equal(e->jwks_url, "https://i.example/.well-known/jwks");
     assert_int_equal(e->jwks_refresh_seconds, 3600);
-    assert_non_null(e->keyring);
-    assert_int_equal(dm_keyring_count(e->keyring), 0);
-    assert_int_equal(dm_keyring_file_count(e->keyring), 0);
+    assert_null(e->jwks);
+    assert_int_equal(e->jwks_len, 0);
     dm_config_free(c);
 
     /* File and url: the file's keys are there from the start. */
@@ -599,8 +605,7 @@ static void test_oidc_jwks_url(void **state)
     e = &c->sources[0].auth.v[0];
     assert_string_equal(e->jwks_url, "https://i.example:8443/keys?v=2");
     assert_int_equal(e->jwks_refresh_seconds, 60);
-    assert_int_equal(dm_keyring_count(e->keyring), 1);
-    assert_int_equal(dm_keyring_file_count(e->keyring), 1);
+    assert_int_equal(jwks_keys(e), 1);
     dm_config_free(c);
 
     /* Plain http to the loopback interface is allowed (tests, a local proxy). */
