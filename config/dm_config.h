@@ -124,7 +124,9 @@ typedef struct dm_config {
         /* parsed from url (or set for the embedded server): */
         char *host; /**< literal IP for TCP, NULL for a unix socket */
         int port;
-        char *unix_path;        /**< unix socket path, NULL for TCP */
+        char *unix_path;        /**< unix socket path, NULL for TCP; for the embedded server
+                                     "<data_dir>/redis.sock" (digestmapd connects through the
+                                     started server's absolute path: dm_redis_conf_opts) */
         int db;                 /**< database number, default 0 */
         char *server_bin;       /**< embedded server binary, default "redis-server" */
         int command_timeout_ms; /**< default 2000 */

@@ -2,12 +2,12 @@
 #include "dm_redis_conf.h"
 #include "dm_scripts.h"
 
-dm_redis_opts dm_redis_conf_opts(const dm_config *c, const char *name)
+dm_redis_opts dm_redis_conf_opts(const dm_config *c, const char *socket, const char *name)
 {
     return (dm_redis_opts){
-        .host = c->redis.host,
-        .port = c->redis.port,
-        .unix_path = c->redis.unix_path,
+        .host = socket ? NULL : c->redis.host,
+        .port = socket ? 0 : c->redis.port,
+        .unix_path = socket ? socket : c->redis.unix_path,
         .username = c->redis.username,
         .password = c->redis.password,
         .db = c->redis.db,

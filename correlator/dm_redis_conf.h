@@ -12,9 +12,11 @@
 
 /**
  * Options for a connection named @p name (borrowed, like every string taken from @p c, which
- * must outlive the connection). The caller sets max_inflight and what else differs (on_ready,
- * a longer command timeout for blocking reads).
+ * must outlive the connection). @p socket is the unix socket of the redis-server digestmapd
+ * started itself (redis.url absent), which replaces the configured address, or NULL. The
+ * caller sets max_inflight and what else differs (on_ready, a longer command timeout for
+ * blocking reads).
  */
-dm_redis_opts dm_redis_conf_opts(const dm_config *c, const char *name);
+dm_redis_opts dm_redis_conf_opts(const dm_config *c, const char *socket, const char *name);
 
 #endif

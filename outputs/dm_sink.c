@@ -44,8 +44,8 @@ static void consumer_name(char *out, size_t size)
     snprintf(out, size, "%s:%ld", host, (long)getpid());
 }
 
-int dm_sinks_start(struct event_base *base, const dm_config *conf, dm_sinks **out, char *err,
-                   size_t errlen)
+int dm_sinks_start(struct event_base *base, const dm_config *conf, const char *redis_socket,
+                   dm_sinks **out, char *err, size_t errlen)
 {
     *out = NULL;
     if (conf->outputs.nwebhooks == 0)
@@ -53,6 +53,7 @@ int dm_sinks_start(struct event_base *base, const dm_config *conf, dm_sinks **ou
     dm_sinks *all = dm_xcalloc(1, sizeof *all);
     dm_sink_shared *sh = &all->shared;
     sh->base = base;
+    sh->redis_socket = redis_socket;
     sh->conf = conf;
     consumer_name(sh->consumer, sizeof sh->consumer);
     int rc = DM_OK;
@@ -72,7 +73,7 @@ int dm_sinks_start(struct event_base *base, const dm_config *conf, dm_sinks **ou
          * group commands per shard, and a stale-consumer check. */
         ctl_inflight += 2 * conf->outputs.webhooks[i].max_inflight + 4 * conf->redis.shards + 1;
     }
-    dm_redis_opts co = dm_redis_conf_opts(conf, "sinks");
+    dm_redis_opts co = dm_redis_conf_opts(conf, sh->redis_socket, "sinks");
     co.max_inflight = ctl_inflight;
     co.on_ready = on_ctl_ready;
     co.on_ready_arg = all;

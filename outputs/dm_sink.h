@@ -94,12 +94,13 @@ typedef struct dm_sinks dm_sinks;
 
 /**
  * Start delivering for every configured sink on @p base (the main thread's). @p conf is
- * borrowed and must outlive the sinks. Returns DM_OK and *out (NULL when no sink is
+ * borrowed and must outlive the sinks, and so is @p redis_socket (the embedded redis-server's
+ * socket, or NULL: see dm_redis_conf_opts). Returns DM_OK and *out (NULL when no sink is
  * configured), or an error with a reason in @p err (a ca_file that cannot be loaded, no
  * resolver).
  */
-int dm_sinks_start(struct event_base *base, const dm_config *conf, dm_sinks **out, char *err,
-                   size_t errlen);
+int dm_sinks_start(struct event_base *base, const dm_config *conf, const char *redis_socket,
+                   dm_sinks **out, char *err, size_t errlen);
 
 /** Stop: deliveries in flight are abandoned (they stay pending and are redelivered). */
 void dm_sinks_stop(dm_sinks *s);

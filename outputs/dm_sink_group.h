@@ -33,11 +33,12 @@ struct redisReply;
 
 /** What all sinks share; owned by dm_sinks. */
 typedef struct dm_sink_shared {
-    struct event_base *base; /**< the main thread's (borrowed) */
-    const dm_config *conf;   /**< borrowed */
-    dm_redis *ctl;           /**< every sink's XGROUP, XACK, XPENDING, XCLAIM, XAUTOCLAIM and
+    struct event_base *base;  /**< the main thread's (borrowed) */
+    const dm_config *conf;    /**< borrowed */
+    const char *redis_socket; /**< the embedded redis-server's socket, or NULL (borrowed) */
+    dm_redis *ctl;            /**< every sink's XGROUP, XACK, XPENDING, XCLAIM, XAUTOCLAIM and
                                   scripts; never a blocking read (reads have their own) */
-    dm_hclient *http;        /**< every delivery */
+    dm_hclient *http;         /**< every delivery */
     char consumer[DM_SINK_CONSUMER_BUF]; /**< "<hostname>:<pid>" */
     bool stopping;     /**< dm_sinks_stop has begun: every Redis callback returns at once */
     size_t held_total; /**< records held by all sinks (the gauge DM_G_SINK_INFLIGHT) */

@@ -550,7 +550,7 @@ static dm_redis *new_reader_connection(sink *s)
     const dm_config *conf = s->g.all->conf;
     char name[96];
     snprintf(name, sizeof name, "sink-%s", s->g.c->name);
-    dm_redis_opts ro = dm_redis_conf_opts(conf, name);
+    dm_redis_opts ro = dm_redis_conf_opts(conf, s->g.all->redis_socket, name);
     /* A read blocks up to DM_SINK_BLOCK_MS by design: that is no timeout. */
     ro.command_timeout_ms = conf->redis.command_timeout_ms + DM_SINK_BLOCK_MS;
     ro.max_inflight = 4;

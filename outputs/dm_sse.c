@@ -658,7 +658,7 @@ static void start_shards(stream *s)
 {
     const dm_config *c = s->hub->hc.conf;
     int cmd_ms = block_ms(c) + c->redis.command_timeout_ms;
-    dm_redis_opts ro = dm_redis_conf_opts(c, "event-stream");
+    dm_redis_opts ro = dm_redis_conf_opts(c, s->hub->hc.redis_socket, "event-stream");
     ro.command_timeout_ms = cmd_ms;
     ro.max_inflight = 2; /* a start command, then one XREAD at a time */
     ro.scripts = NULL;   /* XREAD, XREVRANGE and PING only */

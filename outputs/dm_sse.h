@@ -73,6 +73,7 @@ typedef struct dm_sse_hub dm_sse_hub;
 typedef struct dm_sse_hub_conf {
     struct event_base *base;  /**< the worker's loop: timers and Redis connections run on it */
     const dm_config *conf;    /**< limits, redis (dm_redis_conf.h), api.max_stream_clients */
+    const char *redis_socket; /**< the embedded redis-server's socket, or NULL */
     const dm_join_conf *join; /**< the output streams' key prefix and shards */
     /** Admit a stream as a request in flight until its 200 is sent, so a draining worker
      *  waits for streams still starting (false: the in-flight cap is reached → 503). */

@@ -363,7 +363,7 @@ static int worker_init(dm_server *s, dm_worker *w, int id, char *err, size_t err
     char name[32];
     snprintf(name, sizeof name, "worker-%d", id);
     int per_conn = c->limits.max_inflight / s->nworkers;
-    dm_redis_opts ro = dm_redis_conf_opts(c, name);
+    dm_redis_opts ro = dm_redis_conf_opts(c, s->app.redis_socket, name);
     /* Room for the largest build event (one command per digest), which is refused whole when
      * it does not fit (dm_ingest), never parked in part. */
     ro.max_inflight =
@@ -377,6 +377,7 @@ static int worker_init(dm_server *s, dm_worker *w, int id, char *err, size_t err
     w->drain_timer = evtimer_new(w->base, on_drain_timeout, w);
     w->sse = dm_sse_hub_new(&(dm_sse_hub_conf){.base = w->base,
                                                .conf = c,
+                                               .redis_socket = s->app.redis_socket,
                                                .join = &s->app.join,
                                                .admit = sse_admit,
                                                .done = sse_done,
@@ -430,12 +431,13 @@ static void stop_workers(dm_server *s, int started)
     dm_metrics_shutdown();
 }
 
-int dm_server_start(const dm_config *conf, const dm_trust *trust, dm_server **out, int *port_out,
-                    char *err, size_t errlen)
+int dm_server_start(const dm_config *conf, const dm_trust *trust, const char *redis_socket,
+                    dm_server **out, int *port_out, char *err, size_t errlen)
 {
     dm_server *s = dm_xcalloc(1, sizeof *s);
     s->app.conf = conf;
     s->app.trust = trust;
+    s->app.redis_socket = redis_socket;
     s->app.join = (dm_join_conf){
         .prefix = conf->redis.prefix,
         .shards = (unsigned)conf->redis.shards,

@@ -19,8 +19,9 @@ struct dm_sse_hub;
 
 /** Process-wide, read-only after start. */
 typedef struct dm_app {
-    const dm_config *conf; /**< borrowed for the server's life */
-    const dm_trust *trust; /**< the auth entries' keyrings and caches; borrowed likewise */
+    const dm_config *conf;    /**< borrowed for the server's life */
+    const dm_trust *trust;    /**< the auth entries' keyrings and caches; borrowed likewise */
+    const char *redis_socket; /**< the embedded redis-server's socket, or NULL (borrowed) */
     dm_join_conf join;
 } dm_app;
 

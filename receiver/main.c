@@ -122,9 +122,10 @@ int main(int argc, char **argv)
         if (dm_redis_child_start(conf->redis.server_bin, conf->data_dir, &child, err, sizeof err) !=
             DM_OK)
             goto fail;
-        free(conf->redis.unix_path);
-        conf->redis.unix_path = dm_xstrdup(dm_redis_child_socket(child));
     }
+    /* The embedded server's socket path is absolute (redis-server runs in data_dir): every
+     * connection uses it rather than the configuration's data_dir-relative one. */
+    const char *redis_socket = child ? dm_redis_child_socket(child) : NULL;
     base = event_base_new();
     sigterm = base ? evsignal_new(base, SIGTERM, on_signal, base) : NULL;
     sigint = base ? evsignal_new(base, SIGINT, on_signal, base) : NULL;
@@ -139,9 +140,9 @@ int main(int argc, char **argv)
         goto fail;
     /* Webhook sinks also run on this thread: request workers never wait for a sink. They start
      * first: a sink that cannot start (a malformed ca_file) stops us before we accept. */
-    if (dm_sinks_start(base, conf, &sinks, err, sizeof err) != DM_OK)
+    if (dm_sinks_start(base, conf, redis_socket, &sinks, err, sizeof err) != DM_OK)
         goto fail;
-    if (dm_server_start(conf, trust, &server, NULL, err, sizeof err) != DM_OK)
+    if (dm_server_start(conf, trust, redis_socket, &server, NULL, err, sizeof err) != DM_OK)
         goto fail;
     dm_info("digestmapd started", "version=%s redis=%s", DM_VERSION,
             conf->redis.url ? "external" : "embedded");
