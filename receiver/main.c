@@ -1,7 +1,8 @@
 /* digestmapd - maps container image digests to the pipeline runs that built them.
  *
- * main: parse the command line, load the configuration, start the private Redis if no
- * redis.url is configured, start the workers, wait for SIGTERM/SIGINT, and stop in order.
+ * main: parse the command line, load the configuration and build its runtime objects (the
+ * keyrings and SNS caches of dm_trust), start the private Redis if no redis.url is configured,
+ * the fetcher, the sinks and the workers, wait for SIGTERM/SIGINT, and stop in reverse order.
  */
 #include "dm_common.h"
 #include "dm_auth.h"
@@ -58,17 +59,29 @@ static void warn_anonymous(const dm_config *c)
         dm_warn("no api.auth configured: the query API answers 401 to every request", NULL);
 }
 
-int main(int argc, char **argv)
+/* Everything main starts, so that one function stops it (NULL: not started). */
+typedef struct process {
+    dm_config *conf;
+    dm_trust *trust;
+    dm_redis_child *child;
+    struct event_base *base;
+    struct event *sigterm, *sigint;
+    dm_fetch *fetch;
+    dm_sinks *sinks;
+    dm_server *server;
+} process;
+
+/* Returns the exit code when the command line is all there is to do (--version, --help, a
+ * usage error), else -1 with *config_path set. */
+static int parse_args(int argc, char **argv, const char **config_path, bool *check_only)
 {
-    const char *config_path = NULL;
-    bool check_only = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-            config_path = argv[++i];
+            *config_path = argv[++i];
         } else if (strncmp(argv[i], "--config=", 9) == 0) {
-            config_path = argv[i] + 9;
+            *config_path = argv[i] + 9;
         } else if (strcmp(argv[i], "--check-config") == 0) {
-            check_only = true;
+            *check_only = true;
         } else if (strcmp(argv[i], "--version") == 0) {
             printf("digestmapd %s\n", DM_VERSION);
             return 0;
@@ -80,26 +93,16 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (!config_path) {
+    if (!*config_path) {
         fprintf(stderr, "digestmapd: --config FILE is required\n%s", usage);
         return 2;
     }
+    return -1;
+}
 
-    char err[512] = "";
-    dm_config *conf = NULL;
-    dm_trust *trust = NULL;
-    if (dm_config_load_file(config_path, &conf, err, sizeof err) != DM_OK ||
-        dm_trust_new(conf, &trust, err, sizeof err) != DM_OK) {
-        fprintf(stderr, "digestmapd: %s: %s\n", config_path, err);
-        dm_config_free(conf);
-        return 1;
-    }
-    if (check_only) {
-        printf("digestmapd: %s: configuration is valid\n", config_path);
-        dm_trust_free(trust);
-        dm_config_free(conf);
-        return 0;
-    }
+/* The process-wide settings, once the configuration is known and before any thread starts. */
+static void setup_process(const dm_config *conf)
+{
     dm_log_level level = DM_LOG_INFO;
     if (conf->log_level)
         dm_log_parse_level(conf->log_level, &level);
@@ -109,64 +112,93 @@ int main(int argc, char **argv)
     /* Before any event_base exists: lets the main thread wake the workers on shutdown. */
     evthread_use_pthreads();
     warn_anonymous(conf);
+}
 
-    int rc = 1;
-    dm_redis_child *child = NULL;
-    dm_server *server = NULL;
-    dm_fetch *fetch = NULL;
-    dm_sinks *sinks = NULL;
-    struct event_base *base = NULL;
-    struct event *sigterm = NULL, *sigint = NULL;
-
-    if (!conf->redis.url) {
-        if (dm_redis_child_start(conf->redis.server_bin, conf->data_dir, &child, err, sizeof err) !=
-            DM_OK)
-            goto fail;
-    }
+/* Start the embedded Redis (without redis.url), the signal events, the fetcher, the sinks and
+ * the workers, in that order. On failure @p err says why; what started is left for stop(). */
+static int start(process *p, char *err, size_t errlen)
+{
+    const dm_config *conf = p->conf;
+    int rc;
+    if (!conf->redis.url && (rc = dm_redis_child_start(conf->redis.server_bin, conf->data_dir,
+                                                       &p->child, err, errlen)) != DM_OK)
+        return rc;
     /* The embedded server's socket path is absolute (redis-server runs in data_dir): every
      * connection uses it rather than the configuration's data_dir-relative one. */
-    const char *redis_socket = child ? dm_redis_child_socket(child) : NULL;
-    base = event_base_new();
-    sigterm = base ? evsignal_new(base, SIGTERM, on_signal, base) : NULL;
-    sigint = base ? evsignal_new(base, SIGINT, on_signal, base) : NULL;
-    if (!sigterm || !sigint || event_add(sigterm, NULL) || event_add(sigint, NULL)) {
-        snprintf(err, sizeof err, "cannot set up signal handling");
-        goto fail;
+    const char *redis_socket = p->child ? dm_redis_child_socket(p->child) : NULL;
+    p->base = event_base_new();
+    p->sigterm = p->base ? evsignal_new(p->base, SIGTERM, on_signal, p->base) : NULL;
+    p->sigint = p->base ? evsignal_new(p->base, SIGINT, on_signal, p->base) : NULL;
+    if (!p->sigterm || !p->sigint || event_add(p->sigterm, NULL) || event_add(p->sigint, NULL)) {
+        snprintf(err, errlen, "cannot set up signal handling");
+        return DM_EIO;
     }
     /* Key and certificate fetches run on this (the main) thread's base. The first JWKS ones
      * start before the workers accept: tokens arriving meanwhile are refused without using up
      * the entry's unknown-kid refresh (a fetch is already in flight). */
-    if (dm_fetch_start(base, trust, &fetch, err, sizeof err) != DM_OK)
-        goto fail;
+    if ((rc = dm_fetch_start(p->base, p->trust, &p->fetch, err, errlen)) != DM_OK)
+        return rc;
     /* Webhook sinks also run on this thread: request workers never wait for a sink. They start
      * first: a sink that cannot start (a malformed ca_file) stops us before we accept. */
-    if (dm_sinks_start(base, conf, redis_socket, &sinks, err, sizeof err) != DM_OK)
-        goto fail;
-    if (dm_server_start(conf, trust, redis_socket, &server, NULL, err, sizeof err) != DM_OK)
-        goto fail;
-    dm_info("digestmapd started", "version=%s redis=%s", DM_VERSION,
-            conf->redis.url ? "external" : "embedded");
-    event_base_dispatch(base);
+    if ((rc = dm_sinks_start(p->base, conf, redis_socket, &p->sinks, err, errlen)) != DM_OK)
+        return rc;
+    return dm_server_start(conf, p->trust, redis_socket, &p->server, NULL, err, errlen);
+}
+
+/* Stop and free what start() started, in reverse, then the configuration. */
+static void stop(process *p)
+{
     /* Workers first: once joined, none can ask the fetcher for a refresh. */
-    dm_server_stop(server);
-    dm_info("stopped", NULL);
-    rc = 0;
-fail:
-    if (rc != 0)
-        dm_error("cannot start", "reason=\"%s\"", err);
-    if (rc != 0)
-        dm_server_stop(server);
-    dm_sinks_stop(sinks);
-    dm_fetch_stop(fetch);
-    if (sigterm)
-        event_free(sigterm);
-    if (sigint)
-        event_free(sigint);
-    if (base)
-        event_base_free(base);
-    dm_redis_child_stop(child);
-    dm_trust_free(trust);
-    dm_config_free(conf);
+    dm_server_stop(p->server);
+    dm_sinks_stop(p->sinks);
+    dm_fetch_stop(p->fetch);
+    if (p->sigterm)
+        event_free(p->sigterm);
+    if (p->sigint)
+        event_free(p->sigint);
+    if (p->base)
+        event_base_free(p->base);
+    dm_redis_child_stop(p->child);
+    dm_trust_free(p->trust);
+    dm_config_free(p->conf);
     libevent_global_shutdown();
-    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config_path = NULL;
+    bool check_only = false;
+    int rc = parse_args(argc, argv, &config_path, &check_only);
+    if (rc >= 0)
+        return rc;
+
+    process p = {0};
+    char err[512] = "";
+    /* The trust is built here too, so --check-config checks all that a start would. */
+    if (dm_config_load_file(config_path, &p.conf, err, sizeof err) != DM_OK ||
+        dm_trust_new(p.conf, &p.trust, err, sizeof err) != DM_OK) {
+        fprintf(stderr, "digestmapd: %s: %s\n", config_path, err);
+        dm_config_free(p.conf);
+        return 1;
+    }
+    if (check_only) {
+        printf("digestmapd: %s: configuration is valid\n", config_path);
+        dm_trust_free(p.trust);
+        dm_config_free(p.conf);
+        return 0;
+    }
+    setup_process(p.conf);
+    if (start(&p, err, sizeof err) != DM_OK) {
+        dm_error("cannot start", "reason=\"%s\"", err);
+        stop(&p);
+        return 1;
+    }
+    dm_info("digestmapd started", "version=%s redis=%s", DM_VERSION,
+            p.conf->redis.url ? "external" : "embedded");
+    event_base_dispatch(p.base);
+    dm_server_stop(p.server);
+    p.server = NULL;
+    dm_info("stopped", NULL);
+    stop(&p);
+    return 0;
 }
