@@ -245,6 +245,47 @@ void dm_redis_endpoint_clear(dm_redis_endpoint *e)
 
 /*---- The redis section ------------------------------------------------------------------*/
 
+/* Embedded server: a unix socket inside data_dir, nothing listening on TCP. */
+static int embedded_socket(dm_cfg_loader *ld, dm_config *c)
+{
+    size_t n = strlen(c->data_dir) + sizeof("/redis.sock");
+    if (n - 1 > SUN_PATH_MAX) {
+        char sb[SHOW_BUF];
+        return dm_cfg_fail(ld, DM_EINVAL, "data_dir",
+                           "\"%s/redis.sock\" is longer than %zu bytes (the unix socket path "
+                           "limit); shorten data_dir or give redis.url",
+                           dm_cfg_show(c->data_dir, sb), (size_t)SUN_PATH_MAX);
+    }
+    c->redis.unix_path = dm_xmalloc(n);
+    snprintf(c->redis.unix_path, n, "%s/redis.sock", c->data_dir);
+    return DM_OK;
+}
+
+/* "password", "password_env" or "password_file" of the redis object @p r, after the url. */
+static int parse_redis_password(dm_cfg_loader *ld, const json_t *r, dm_config *c)
+{
+    unsigned char *pw = NULL;
+    size_t pwlen = 0;
+    int rc;
+    if ((rc = dm_cfg_get_secret(ld, r, "redis", "password", false, &pw, &pwlen,
+                                &c->redis.password_missing)) < 0)
+        return rc;
+    /* An unresolved password_env is still a second password. */
+    if ((pw || c->redis.password_missing) && c->redis.password) {
+        dm_cfg_free_secret(pw, pwlen);
+        return dm_cfg_fail(ld, DM_EINVAL, "redis",
+                           "give the password once: the url has one, and so has "
+                           "\"password\", \"password_env\" or \"password_file\"");
+    }
+    if (pw && memchr(pw, '\0', pwlen)) {
+        dm_cfg_free_secret(pw, pwlen);
+        return dm_cfg_fail(ld, DM_EINVAL, "redis", "the password must not contain NUL bytes");
+    }
+    if (pw)
+        c->redis.password = (char *)pw;
+    return DM_OK;
+}
+
 int dm_cfg_parse_redis(dm_cfg_loader *ld, const json_t *root, dm_config *c)
 {
     static const char *const keys[] = {
@@ -284,45 +325,11 @@ int dm_cfg_parse_redis(dm_cfg_loader *ld, const json_t *root, dm_config *c)
     c->redis.prefix = dm_xstrdup(prefix ? prefix : "dm");
     c->redis.server_bin = dm_xstrdup(server ? server : "redis-server");
 
-    if (url) {
+    if (url)
         c->redis.url = dm_xstrdup(url);
-        if ((rc = parse_redis_url(ld, url, c)) < 0)
-            return rc;
-    } else {
-        /* Embedded server: a unix socket inside data_dir, nothing listening on TCP. */
-        size_t n = strlen(c->data_dir) + sizeof("/redis.sock");
-        if (n - 1 > SUN_PATH_MAX) {
-            char sb[SHOW_BUF];
-            return dm_cfg_fail(ld, DM_EINVAL, "data_dir",
-                               "\"%s/redis.sock\" is longer than %zu bytes (the unix socket path "
-                               "limit); shorten data_dir or give redis.url",
-                               dm_cfg_show(c->data_dir, sb), (size_t)SUN_PATH_MAX);
-        }
-        c->redis.unix_path = dm_xmalloc(n);
-        snprintf(c->redis.unix_path, n, "%s/redis.sock", c->data_dir);
-    }
-
-    if (r) {
-        unsigned char *pw = NULL;
-        size_t pwlen = 0;
-        if ((rc = dm_cfg_get_secret(ld, r, "redis", "password", false, &pw, &pwlen,
-                                    &c->redis.password_missing)) < 0)
-            return rc;
-        /* An unresolved password_env is still a second password. */
-        if ((pw || c->redis.password_missing) && c->redis.password) {
-            dm_cfg_free_secret(pw, pwlen);
-            return dm_cfg_fail(ld, DM_EINVAL, "redis",
-                               "give the password once: the url has one, and so has "
-                               "\"password\", \"password_env\" or \"password_file\"");
-        }
-        if (pw && memchr(pw, '\0', pwlen)) {
-            dm_cfg_free_secret(pw, pwlen);
-            return dm_cfg_fail(ld, DM_EINVAL, "redis", "the password must not contain NUL bytes");
-        }
-        if (pw)
-            c->redis.password = (char *)pw;
-    }
-    return DM_OK;
+    if ((rc = url ? parse_redis_url(ld, url, c) : embedded_socket(ld, c)) < 0)
+        return rc;
+    return r ? parse_redis_password(ld, r, c) : DM_OK;
 }
 
 void dm_cfg_free_redis(dm_config *c)
