@@ -1,6 +1,7 @@
 /* dm_build.c - CI build-event bodies (DESIGN §6.3): one build event per digest named. */
 #include "dm_build.h"
 
+#include "dm_json.h"
 #include "dm_time.h"
 
 #include <inttypes.h>
@@ -19,62 +20,6 @@
 /* Every digest one body can name, so the duplicate check below can be sized once. */
 #define BUILD_MAX_DIGESTS (DM_BUILD_MAX_IMAGES * (1 + DM_BUILD_MAX_MANIFESTS))
 
-#define DIGEST_TEXT "must be sha256: followed by 64 lowercase hex digits"
-
-/* ------------------------------------------------------------------------------------------ */
-/* JSON helpers                                                                                 */
-/* ------------------------------------------------------------------------------------------ */
-
-/* JSON null counts as absent for optional members: many CI templating tools write null for
- * an unset variable. */
-static json_t *member(json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    return json_is_null(v) ? NULL : v;
-}
-
-/* A string or a non-negative integer (CI systems number their runs), as a new string. */
-static int id_string(json_t *v, const char *path, size_t max, char **out, dm_error *err)
-{
-    *out = NULL;
-    if (json_is_integer(v)) {
-        json_int_t i = json_integer_value(v);
-        if (i < 0)
-            return dm_error_set(err, path, "must not be negative");
-        char buf[32];
-        snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, i);
-        *out = dm_xstrdup(buf);
-        return DM_OK;
-    }
-    if (!json_is_string(v))
-        return dm_error_set(err, path, "must be a string or a non-negative integer");
-    size_t n = json_string_length(v);
-    if (n == 0)
-        return dm_error_set(err, path, "must not be empty");
-    if (n > max)
-        return dm_error_set(err, path, "must be at most %zu bytes", max);
-    /* Run ids are parts of the run key "<provider>/<run_id>/<attempt>" that identifies edges:
-     * a '/' would let two different runs share a key. */
-    const char *str = json_string_value(v);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)str[i];
-        if (ch == '/' || ch < 0x20 || ch == 0x7f)
-            return dm_error_set(err, path, "must not contain '/' or control characters");
-    }
-    *out = dm_xstrndup(str, n);
-    return DM_OK;
-}
-
-static int digest_at(json_t *v, const char *path, const char **out, dm_error *err)
-{
-    if (!v)
-        return dm_error_set(err, path, "is required");
-    if (!json_is_string(v) || !dm_digest_valid(json_string_value(v), json_string_length(v)))
-        return dm_error_set(err, path, DIGEST_TEXT);
-    *out = json_string_value(v);
-    return DM_OK;
-}
-
 /* ------------------------------------------------------------------------------------------ */
 /* Build identity from the body's "run"                                                         */
 /* ------------------------------------------------------------------------------------------ */
@@ -85,30 +30,19 @@ static int run_string(json_t *run, const char *key, char **dst, dm_error *err)
 {
     char path[64];
     snprintf(path, sizeof path, "run.%s", key);
-    json_t *v = member(run, key);
-    if (!v)
-        return DM_OK;
-    if (!json_is_string(v))
-        return dm_error_set(err, path, "must be a string");
-    size_t n = json_string_length(v);
-    if (n > BUILD_MAX_RUN_STRING)
-        return dm_error_set(err, path, "must be at most %d bytes", BUILD_MAX_RUN_STRING);
+    json_t *v = dm_json_member(run, key);
     /* "" says nothing; leaving it NULL keeps it out of the record. */
-    if (n > 0)
-        *dst = dm_xstrndup(json_string_value(v), n);
-    return DM_OK;
+    return v ? dm_json_copy_value(v, path, BUILD_MAX_RUN_STRING, 0, dst, err) : DM_OK;
 }
 
 /* Fill @p b from the body's "run"; on error @p b may be partly filled (the caller disposes). */
 static int parse_run(json_t *root, dm_build_info *b, dm_error *err)
 {
-    json_t *run = member(root, "run");
-    if (!run)
-        return dm_error_set(err, "run", "is required");
-    if (!json_is_object(run))
-        return dm_error_set(err, "run", "must be an object");
+    json_t *run;
+    if (dm_json_get_object(root, "run", "run", &run, err) != DM_OK)
+        return DM_EINVAL;
 
-    json_t *p = member(run, "provider");
+    json_t *p = dm_json_member(run, "provider");
     if (!p)
         return dm_error_set(err, "run.provider", "is required");
     if (!json_is_string(p))
@@ -121,18 +55,20 @@ static int parse_run(json_t *root, dm_build_info *b, dm_error *err)
         return dm_error_set(err, "run.provider",
                             "must be one of github, azure-devops, gitlab, generic");
 
-    json_t *id = member(run, "run_id");
+    json_t *id = dm_json_member(run, "run_id");
     if (!id)
         return dm_error_set(err, "run.run_id", "is required");
-    if (id_string(id, "run.run_id", BUILD_MAX_RUN_ID, &b->run_id, err) != DM_OK)
+    if (dm_json_copy_value(id, "run.run_id", BUILD_MAX_RUN_ID, DM_JSON_INTEGER | DM_JSON_RUN_KEY,
+                           &b->run_id, err) != DM_OK)
         return DM_EINVAL;
+    if (!b->run_id)
+        return dm_error_set(err, "run.run_id", "must not be empty");
 
     /* An absent or empty attempt is the first attempt. */
-    json_t *att = member(run, "run_attempt");
-    if (att && !(json_is_string(att) && json_string_length(att) == 0)) {
-        if (id_string(att, "run.run_attempt", BUILD_MAX_RUN_ATTEMPT, &b->run_attempt, err) != DM_OK)
-            return DM_EINVAL;
-    }
+    json_t *att = dm_json_member(run, "run_attempt");
+    if (att && dm_json_copy_value(att, "run.run_attempt", BUILD_MAX_RUN_ATTEMPT,
+                                  DM_JSON_INTEGER | DM_JSON_RUN_KEY, &b->run_attempt, err) != DM_OK)
+        return DM_EINVAL;
 
     static const char *const keys[] = {"repository", "repository_url", "workflow", "workflow_ref",
                                        "run_url",    "commit",         "ref",      "actor"};
@@ -214,107 +150,169 @@ static dm_event *emit(build_ctx *c, const char *d)
     return ev;
 }
 
-static bool tag_seen(char **tags, size_t n, const char *t)
+/* ------------------------------------------------------------------------------------------ */
+/* Images                                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+/* One entry of "images" once checked: the members are borrowed, NULL when absent. */
+typedef struct image_in {
+    const char *digest;
+    json_t *name, *tags, *manifests;
+} image_in;
+
+static int check_array(const json_t *v, const char *path, size_t max, dm_error *err)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(tags[i], t) == 0)
-            return true;
-    }
-    return false;
+    if (!json_is_array(v))
+        return dm_error_set(err, path, "must be an array");
+    if (json_array_size(v) > max)
+        return dm_error_set(err, path, "must have at most %zu entries", max);
+    return DM_OK;
 }
 
-/* Validate image @p i completely, then emit its events; nothing is emitted on error. */
-static int parse_image(build_ctx *c, json_t *img, size_t i, dm_error *err)
+/* images[i].<key>: an array of at most @p max entries, each a tag (a non-empty string) or,
+ * with @p digests, a digest. */
+static int check_list(const json_t *a, size_t i, const char *key, size_t max, bool digests,
+                      dm_error *err)
+{
+    char path[64];
+    snprintf(path, sizeof path, "images[%zu].%s", i, key);
+    if (check_array(a, path, max, err) != DM_OK)
+        return DM_EINVAL;
+    size_t k;
+    const json_t *v;
+    const char *d;
+    json_array_foreach(a, k, v)
+    {
+        snprintf(path, sizeof path, "images[%zu].%s[%zu]", i, key, k);
+        int rc = digests ? dm_json_digest(v, path, &d, err)
+                         : dm_json_check_string(v, path, true, BUILD_MAX_TAG, err);
+        if (rc != DM_OK)
+            return DM_EINVAL;
+    }
+    return DM_OK;
+}
+
+/* Check image @p i completely, so that nothing is emitted for a body with an error. */
+static int check_image(json_t *img, size_t i, image_in *in, dm_error *err)
 {
     char path[64];
     snprintf(path, sizeof path, "images[%zu]", i);
     if (!json_is_object(img))
         return dm_error_set(err, path, "must be an object");
 
-    const char *digest;
     snprintf(path, sizeof path, "images[%zu].digest", i);
-    if (digest_at(member(img, "digest"), path, &digest, err) != DM_OK)
+    if (dm_json_digest(dm_json_member(img, "digest"), path, &in->digest, err) != DM_OK)
         return DM_EINVAL;
 
-    json_t *name = member(img, "name");
-    if (name) {
-        snprintf(path, sizeof path, "images[%zu].name", i);
-        if (!json_is_string(name))
-            return dm_error_set(err, path, "must be a string");
-        if (json_string_length(name) == 0)
-            return dm_error_set(err, path, "must not be empty");
-        if (json_string_length(name) > BUILD_MAX_NAME)
-            return dm_error_set(err, path, "must be at most %d bytes", BUILD_MAX_NAME);
-    }
+    snprintf(path, sizeof path, "images[%zu].name", i);
+    in->name = dm_json_member(img, "name");
+    if (in->name && dm_json_check_string(in->name, path, true, BUILD_MAX_NAME, err) != DM_OK)
+        return DM_EINVAL;
 
-    json_t *tags = member(img, "tags");
-    if (tags) {
-        snprintf(path, sizeof path, "images[%zu].tags", i);
-        if (!json_is_array(tags))
-            return dm_error_set(err, path, "must be an array");
-        if (json_array_size(tags) > DM_BUILD_MAX_TAGS)
-            return dm_error_set(err, path, "must have at most %d entries", DM_BUILD_MAX_TAGS);
-        size_t k;
-        json_t *t;
-        json_array_foreach(tags, k, t)
-        {
-            snprintf(path, sizeof path, "images[%zu].tags[%zu]", i, k);
-            if (!json_is_string(t))
-                return dm_error_set(err, path, "must be a string");
-            if (json_string_length(t) == 0)
-                return dm_error_set(err, path, "must not be empty");
-            if (json_string_length(t) > BUILD_MAX_TAG)
-                return dm_error_set(err, path, "must be at most %d bytes", BUILD_MAX_TAG);
-        }
-    }
+    in->tags = dm_json_member(img, "tags");
+    if (in->tags && check_list(in->tags, i, "tags", DM_BUILD_MAX_TAGS, false, err) != DM_OK)
+        return DM_EINVAL;
 
-    json_t *mans = member(img, "manifests");
-    if (mans) {
-        snprintf(path, sizeof path, "images[%zu].manifests", i);
-        if (!json_is_array(mans))
-            return dm_error_set(err, path, "must be an array");
-        if (json_array_size(mans) > DM_BUILD_MAX_MANIFESTS)
-            return dm_error_set(err, path, "must have at most %d entries", DM_BUILD_MAX_MANIFESTS);
-        size_t k;
-        json_t *m;
-        const char *md;
-        json_array_foreach(mans, k, m)
-        {
-            snprintf(path, sizeof path, "images[%zu].manifests[%zu]", i, k);
-            if (digest_at(m, path, &md, err) != DM_OK)
-                return DM_EINVAL;
-        }
-    }
+    in->manifests = dm_json_member(img, "manifests");
+    if (in->manifests &&
+        check_list(in->manifests, i, "manifests", DM_BUILD_MAX_MANIFESTS, true, err) != DM_OK)
+        return DM_EINVAL;
+    return DM_OK;
+}
 
-    dm_event *ev = emit(c, digest);
+static char *name_copy(const json_t *name)
+{
+    return name ? dm_xstrndup(json_string_value(name), json_string_length(name)) : NULL;
+}
+
+/* The events of a checked image: its own, then one per platform manifest. */
+static void emit_image(build_ctx *c, const image_in *in)
+{
+    dm_event *ev = emit(c, in->digest);
     if (ev) {
         ev->relation = DM_REL_IMAGE;
         ev->index_digest[0] = '\0';
-        if (name)
-            ev->name = dm_xstrndup(json_string_value(name), json_string_length(name));
-        size_t nt = tags ? json_array_size(tags) : 0;
-        if (nt > 0) {
-            ev->tags = dm_xcalloc(nt, sizeof *ev->tags);
-            for (size_t k = 0; k < nt; k++) {
-                json_t *t = json_array_get(tags, k);
-                /* Tags are a set (FORMATS §0.4): a repeated tag is named once. */
-                if (!tag_seen(ev->tags, ev->ntags, json_string_value(t)))
-                    ev->tags[ev->ntags++] =
-                        dm_xstrndup(json_string_value(t), json_string_length(t));
-            }
-        }
+        ev->name = name_copy(in->name);
+        size_t k;
+        json_t *t;
+        /* Tags are a set: a repeated tag is named once (dm_event_add_tag). */
+        json_array_foreach(in->tags, k, t)
+            dm_event_add_tag(ev, json_string_value(t), json_string_length(t));
     }
-    for (size_t k = 0; mans && k < json_array_size(mans); k++) {
-        dm_event *pm = emit(c, json_string_value(json_array_get(mans, k)));
+    size_t k;
+    json_t *m;
+    json_array_foreach(in->manifests, k, m)
+    {
+        dm_event *pm = emit(c, json_string_value(m));
         if (!pm)
             continue;
         pm->relation = DM_REL_PLATFORM_MANIFEST;
-        memcpy(pm->index_digest, digest, DM_DIGEST_LEN);
+        memcpy(pm->index_digest, in->digest, DM_DIGEST_LEN);
         pm->index_digest[DM_DIGEST_LEN] = '\0';
-        if (name)
-            pm->name = dm_xstrndup(json_string_value(name), json_string_length(name));
+        pm->name = name_copy(in->name);
     }
+}
+
+/* "images": a non-empty array of at most DM_BUILD_MAX_IMAGES entries. */
+static int get_images(json_t *root, json_t **images, dm_error *err)
+{
+    *images = dm_json_member(root, "images");
+    if (!*images)
+        return dm_error_set(err, "images", "is required");
+    if (check_array(*images, "images", DM_BUILD_MAX_IMAGES, err) != DM_OK)
+        return DM_EINVAL;
+    if (json_array_size(*images) == 0)
+        return dm_error_set(err, "images", "must not be empty");
     return DM_OK;
+}
+
+/* "built_at", optional: the events' time (0, arrival time, when absent). */
+static int get_built_at(json_t *root, int64_t *t, dm_error *err)
+{
+    json_t *built_at = dm_json_member(root, "built_at");
+    if (!built_at)
+        return DM_OK;
+    if (!json_is_string(built_at))
+        return dm_error_set(err, "built_at", "must be a string");
+    if (dm_time_parse_rfc3339(json_string_value(built_at), json_string_length(built_at), t) !=
+        DM_OK)
+        return dm_error_set(err, "built_at", "must be an RFC 3339 timestamp");
+    return DM_OK;
+}
+
+/* The identity every event copies. A verified token's identity wins; the body's "run" is then
+ * not even looked at. */
+static int get_identity(json_t *root, const dm_build_info *verified, dm_build_info *id,
+                        dm_error *err)
+{
+    if (verified)
+        dm_build_info_copy(id, verified);
+    else if (parse_run(root, id, err) != DM_OK)
+        return DM_EINVAL;
+    /* "1 when the sender gave none" (dm_event.h) holds for a sparse token's identity too. */
+    if (!id->run_attempt)
+        id->run_attempt = dm_xstrdup("1");
+    return DM_OK;
+}
+
+/* Check each image, then emit its events; stops at the first error. */
+static int emit_images(build_ctx *c, json_t *images, dm_error *err)
+{
+    c->seen.slot = dm_xcalloc(SEEN_SLOTS, sizeof *c->seen.slot);
+    int rc = DM_OK;
+    size_t i;
+    json_t *img;
+    json_array_foreach(images, i, img)
+    {
+        image_in in;
+        rc = check_image(img, i, &in, err);
+        if (rc != DM_OK)
+            break;
+        emit_image(c, &in);
+    }
+    free(c->seen.slot);
+    c->seen.slot = NULL;
+    return rc;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -324,79 +322,25 @@ static int parse_image(build_ctx *c, json_t *img, size_t i, dm_error *err)
 int dm_build_parse(const char *body, size_t len, const dm_build_info *verified, dm_event_list *out,
                    dm_error *err)
 {
-    dm_event_list list = {0};
-    dm_build_info id = {0};
-    build_ctx c = {.list = &list};
-    json_t *root = NULL;
-
+    json_t *root = NULL, *images = NULL;
     memset(out, 0, sizeof *out);
     if (dm_json_load_object(body, len, &root, err) != DM_OK)
-        goto fail;
+        return DM_EINVAL;
 
-    json_t *images = member(root, "images");
-    if (!images) {
-        dm_error_set(err, "images", "is required");
-        goto fail;
-    }
-    if (!json_is_array(images)) {
-        dm_error_set(err, "images", "must be an array");
-        goto fail;
-    }
-    if (json_array_size(images) == 0) {
-        dm_error_set(err, "images", "must not be empty");
-        goto fail;
-    }
-    if (json_array_size(images) > DM_BUILD_MAX_IMAGES) {
-        dm_error_set(err, "images", "must have at most %d entries", DM_BUILD_MAX_IMAGES);
-        goto fail;
-    }
-
-    json_t *built_at = member(root, "built_at");
-    if (built_at) {
-        if (!json_is_string(built_at)) {
-            dm_error_set(err, "built_at", "must be a string");
-            goto fail;
-        }
-        if (dm_time_parse_rfc3339(json_string_value(built_at), json_string_length(built_at),
-                                  &c.t) != DM_OK) {
-            dm_error_set(err, "built_at", "must be an RFC 3339 timestamp");
-            goto fail;
-        }
-    }
-
-    /* A verified token's identity wins; the body's "run" is then not even looked at. */
-    if (verified) {
-        dm_build_info_copy(&id, verified);
-    } else if (parse_run(root, &id, err) != DM_OK) {
-        goto fail;
-    }
-    /* "1 when the sender gave none" (dm_event.h) holds for a sparse token's identity too. */
-    if (!id.run_attempt)
-        id.run_attempt = dm_xstrdup("1");
-    c.id = &id;
-
-    c.seen.slot = dm_xcalloc(SEEN_SLOTS, sizeof *c.seen.slot);
-    size_t i;
-    json_t *img;
-    json_array_foreach(images, i, img)
-    {
-        if (parse_image(&c, img, i, err) != DM_OK)
-            goto fail;
-    }
-
-    free(c.seen.slot);
+    dm_build_info id = {0};
+    build_ctx c = {.id = &id, .list = out};
+    int rc = get_images(root, &images, err);
+    if (rc == DM_OK)
+        rc = get_built_at(root, &c.t, err);
+    if (rc == DM_OK)
+        rc = get_identity(root, verified, &id, err);
+    if (rc == DM_OK)
+        rc = emit_images(&c, images, err);
     dm_build_info_dispose(&id);
     json_decref(root);
-    *out = list;
-    return DM_OK;
-
-fail:
-    free(c.seen.slot);
-    dm_event_list_dispose(&list);
-    dm_build_info_dispose(&id);
-    json_decref(root);
-    memset(out, 0, sizeof *out);
-    return DM_EINVAL;
+    if (rc != DM_OK)
+        dm_event_list_dispose(out); /* leaves it zeroed */
+    return rc;
 }
 
 int dm_build_parse_run(const char *body, size_t len, dm_build_info *out, bool *present,
@@ -408,7 +352,7 @@ int dm_build_parse_run(const char *body, size_t len, dm_build_info *out, bool *p
     if (dm_json_load_object(body, len, &root, err) != DM_OK)
         return DM_EINVAL;
     int rc = DM_OK;
-    if (member(root, "run")) {
+    if (dm_json_member(root, "run")) {
         *present = true;
         rc = parse_run(root, out, err);
         if (rc != DM_OK)

@@ -1,6 +1,7 @@
 /* dm_ecr.c - Amazon ECR "ECR Image Action" EventBridge events (FORMATS.md §2). */
 #include "dm_ecr.h"
 
+#include "dm_json.h"
 #include "dm_time.h"
 
 #include <jansson.h>
@@ -16,8 +17,15 @@
 #define ECR_MAX_REGION     32 /* the longest region names today are about 15 characters */
 #define ECR_ACCOUNT_LEN    12
 
+/* The EventBridge envelope: the same for every service's events. */
+typedef struct ecr_envelope {
+    const char *detail_type, *id, *account, *region; /* borrowed from the document */
+    size_t id_len, account_len, region_len;
+    int64_t time_ms;
+} ecr_envelope;
+
 /* ------------------------------------------------------------------------------------------ */
-/* Helpers                                                                                      */
+/* Envelope                                                                                     */
 /* ------------------------------------------------------------------------------------------ */
 
 static bool is_lower_alnum(char c)
@@ -25,21 +33,150 @@ static bool is_lower_alnum(char c)
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
 }
 
-/*
- * An ECR repository name: lowercase letters, digits, '.', '_', '-', in path components
- * separated by single '/'. The name follows the host in "<host>/<repository>" locations, so an
- * empty component ("a//b", "/a", "a/") would make two spellings of one location.
- */
-static int check_repository(const char *s, size_t n, const char *path, dm_error *err)
+/* account and region become the registry host: nothing else may slip into it. */
+static int parse_account_region(json_t *root, ecr_envelope *env, dm_error *err)
 {
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!is_lower_alnum(c) && c != '.' && c != '_' && c != '-' && c != '/')
-            return dm_error_set(err, path, "must contain only a-z, 0-9, '.', '_', '-' and '/'");
-        if (c == '/' && (i == 0 || i + 1 == n || s[i + 1] == '/'))
-            return dm_error_set(err, path, "must not have an empty path component");
-    }
+    if (dm_json_get_string(root, "account", "account", true, SIZE_MAX, &env->account,
+                           &env->account_len, err) != DM_OK)
+        return DM_EINVAL;
+    bool digits = env->account_len == ECR_ACCOUNT_LEN;
+    for (size_t i = 0; digits && i < env->account_len; i++)
+        digits = env->account[i] >= '0' && env->account[i] <= '9';
+    if (!digits)
+        return dm_error_set(err, "account", "must be 12 digits");
+
+    if (dm_json_get_string(root, "region", "region", true, ECR_MAX_REGION, &env->region,
+                           &env->region_len, err) != DM_OK)
+        return DM_EINVAL;
+    /* One or more DNS labels' worth of [a-z0-9-], not starting or ending with '-'. */
+    const char *region = env->region;
+    size_t n = env->region_len;
+    bool region_ok = is_lower_alnum(region[0]) && is_lower_alnum(region[n - 1]);
+    for (size_t i = 0; region_ok && i < n; i++)
+        region_ok = is_lower_alnum(region[i]) || region[i] == '-';
+    if (!region_ok)
+        return dm_error_set(err, "region", "must be a region name (a-z, 0-9 and inner '-')");
     return DM_OK;
+}
+
+/*
+ * The envelope is checked even for events that are then ignored: a body without it is not
+ * from EventBridge. A rule that forwards another service's events here is a misconfiguration
+ * the operator should see as an error, not a silent "ignored".
+ */
+static int parse_envelope(json_t *root, ecr_envelope *env, dm_error *err)
+{
+    const char *s;
+    size_t n;
+    if (dm_json_get_string(root, "source", "source", true, SIZE_MAX, &s, &n, err) != DM_OK)
+        return DM_EINVAL;
+    if (strcmp(s, "aws.ecr") != 0)
+        return dm_error_set(err, "source", "must be \"aws.ecr\"");
+    if (dm_json_get_string(root, "detail-type", "detail-type", true, SIZE_MAX, &env->detail_type,
+                           &n, err) != DM_OK ||
+        dm_json_get_string(root, "id", "id", true, ECR_MAX_ID, &env->id, &env->id_len, err) !=
+            DM_OK ||
+        dm_json_get_string(root, "time", "time", true, SIZE_MAX, &s, &n, err) != DM_OK)
+        return DM_EINVAL;
+    if (dm_time_parse_rfc3339(s, n, &env->time_ms) != DM_OK)
+        return dm_error_set(err, "time", "must be an RFC 3339 timestamp");
+    return parse_account_region(root, env, err);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Detail                                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+/*
+ * The action of an "ECR Image Action" event, or *ignored set. A failed push names no digest
+ * (nothing was stored): it is acknowledged before one is asked for.
+ */
+static int parse_action(json_t *detail, dm_action *action, const char **ignored, dm_error *err)
+{
+    const char *s;
+    size_t n;
+    if (dm_json_get_string(detail, "result", "detail.result", true, SIZE_MAX, &s, &n, err) != DM_OK)
+        return DM_EINVAL;
+    if (strcmp(s, "SUCCESS") != 0) {
+        *ignored = "failed action";
+        return DM_OK;
+    }
+    if (dm_json_get_string(detail, "action-type", "detail.action-type", true, SIZE_MAX, &s, &n,
+                           err) != DM_OK)
+        return DM_EINVAL;
+    if (strcmp(s, "PUSH") == 0)
+        *action = DM_ACTION_PUSH;
+    else if (strcmp(s, "DELETE") == 0)
+        *action = DM_ACTION_DELETE;
+    else
+        *ignored = "action-type not handled";
+    return DM_OK;
+}
+
+/* The registry host is not in the event: "<account>.dkr.ecr.<region>.amazonaws.com", and
+ * China partitions use their own top-level domain. */
+static char *registry_host(const ecr_envelope *env)
+{
+    bool china = env->region_len > 3 && memcmp(env->region, "cn-", 3) == 0;
+    size_t cap = env->account_len + env->region_len + sizeof ".dkr.ecr..amazonaws.com.cn";
+    char *host = dm_xmalloc(cap);
+    snprintf(host, cap, "%.*s.dkr.ecr.%.*s.amazonaws.com%s", (int)env->account_len, env->account,
+             (int)env->region_len, env->region, china ? ".cn" : "");
+    return host;
+}
+
+/* The one event of a push or delete: the envelope's id, time and host, the detail's image. */
+static int parse_event(const ecr_envelope *env, json_t *detail, dm_action action,
+                       dm_event_list *list, dm_error *err)
+{
+    dm_event *ev = dm_event_list_add_registry(list, "ecr", action);
+    ev->event_id = dm_xstrndup(env->id, env->id_len);
+    ev->event_time_ms = env->time_ms;
+    ev->registry = registry_host(env);
+
+    const char *s;
+    size_t n;
+    if (dm_json_get_string(detail, "repository-name", "detail.repository-name", true,
+                           ECR_MAX_REPOSITORY, &s, &n, err) != DM_OK)
+        return DM_EINVAL;
+    if (dm_repository_check(s, n, "detail.repository-name",
+                            "must contain only a-z, 0-9, '.', '_', '-' and '/'", err) != DM_OK)
+        return DM_EINVAL;
+    ev->repository = dm_xstrndup(s, n);
+
+    if (dm_json_get_digest(detail, "image-digest", "detail.image-digest", ev->digest, err) != DM_OK)
+        return DM_EINVAL;
+
+    /* Deletes are per manifest, and AWS's own delete example still carries an image-tag that
+     * must not be relied on: as for ACR, a delete carries no tag. Pushes by digest (platform
+     * manifests) have none. */
+    if (action == DM_ACTION_PUSH) {
+        if (dm_json_get_string(detail, "image-tag", "detail.image-tag", false, ECR_MAX_TAG, &s, &n,
+                               err) != DM_OK)
+            return DM_EINVAL;
+        if (s && n > 0)
+            dm_event_add_tag(ev, s, n);
+    }
+    return dm_json_copy_string(detail, "manifest-media-type", "detail.manifest-media-type",
+                               ECR_MAX_MEDIA_TYPE, &ev->media_type, err);
+}
+
+/* Everything after the envelope; *ignored set for what is acknowledged without an event. */
+static int parse_detail(json_t *root, const ecr_envelope *env, dm_event_list *out, dm_error *err)
+{
+    if (strcmp(env->detail_type, "ECR Image Action") != 0) {
+        out->ignored = "detail-type not handled";
+        return DM_OK;
+    }
+    json_t *detail;
+    if (dm_json_get_object(root, "detail", "detail", &detail, err) != DM_OK)
+        return DM_EINVAL;
+    dm_action action = DM_ACTION_PUSH;
+    if (parse_action(detail, &action, &out->ignored, err) != DM_OK)
+        return DM_EINVAL;
+    if (out->ignored)
+        return DM_OK;
+    return parse_event(env, detail, action, out, err);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -48,165 +185,17 @@ static int check_repository(const char *s, size_t n, const char *path, dm_error 
 
 int dm_ecr_parse(const char *body, size_t len, dm_event_list *out, dm_error *err)
 {
-    dm_event_list list = {0};
     json_t *root = NULL;
-    const char *s;
-    size_t n;
-
     memset(out, 0, sizeof *out);
     if (dm_json_load_object(body, len, &root, err) != DM_OK)
-        goto fail;
+        return DM_EINVAL;
 
-    /* A rule that forwards another service's events here is a misconfiguration the operator
-     * should see as an error, not a silent "ignored". */
-    if (dm_json_get_string(root, "source", "source", true, SIZE_MAX, &s, &n, err) != DM_OK)
-        goto fail;
-    if (strcmp(s, "aws.ecr") != 0) {
-        dm_error_set(err, "source", "must be \"aws.ecr\"");
-        goto fail;
-    }
-    const char *detail_type;
-    if (dm_json_get_string(root, "detail-type", "detail-type", true, SIZE_MAX, &detail_type, &n,
-                           err) != DM_OK)
-        goto fail;
-
-    /* The envelope is the same for every EventBridge event, so it is checked even for events
-     * that are then ignored: a body without it is not from EventBridge. */
-    const char *id, *account, *region;
-    size_t id_len, account_len, region_len;
-    int64_t time_ms;
-    if (dm_json_get_string(root, "id", "id", true, ECR_MAX_ID, &id, &id_len, err) != DM_OK)
-        goto fail;
-    if (dm_json_get_string(root, "time", "time", true, SIZE_MAX, &s, &n, err) != DM_OK)
-        goto fail;
-    if (dm_time_parse_rfc3339(s, n, &time_ms) != DM_OK) {
-        dm_error_set(err, "time", "must be an RFC 3339 timestamp");
-        goto fail;
-    }
-    /* account and region become the registry host: nothing else may slip into it. */
-    if (dm_json_get_string(root, "account", "account", true, SIZE_MAX, &account, &account_len,
-                           err) != DM_OK)
-        goto fail;
-    bool digits = account_len == ECR_ACCOUNT_LEN;
-    for (size_t i = 0; digits && i < account_len; i++)
-        digits = account[i] >= '0' && account[i] <= '9';
-    if (!digits) {
-        dm_error_set(err, "account", "must be 12 digits");
-        goto fail;
-    }
-    if (dm_json_get_string(root, "region", "region", true, ECR_MAX_REGION, &region, &region_len,
-                           err) != DM_OK)
-        goto fail;
-    /* One or more DNS labels' worth of [a-z0-9-], not starting or ending with '-'. */
-    bool region_ok = is_lower_alnum(region[0]) && is_lower_alnum(region[region_len - 1]);
-    for (size_t i = 0; region_ok && i < region_len; i++)
-        region_ok = is_lower_alnum(region[i]) || region[i] == '-';
-    if (!region_ok) {
-        dm_error_set(err, "region", "must be a region name (a-z, 0-9 and inner '-')");
-        goto fail;
-    }
-
-    if (strcmp(detail_type, "ECR Image Action") != 0) {
-        out->ignored = "detail-type not handled";
-        json_decref(root);
-        return DM_OK;
-    }
-
-    json_t *detail = json_object_get(root, "detail");
-    if (!detail || json_is_null(detail)) {
-        dm_error_set(err, "detail", "is required");
-        goto fail;
-    }
-    if (!json_is_object(detail)) {
-        dm_error_set(err, "detail", "must be an object");
-        goto fail;
-    }
-
-    /* A failed push names no digest (nothing was stored): acknowledge it before asking for
-     * one. */
-    if (dm_json_get_string(detail, "result", "detail.result", true, SIZE_MAX, &s, &n, err) != DM_OK)
-        goto fail;
-    if (strcmp(s, "SUCCESS") != 0) {
-        out->ignored = "failed action";
-        json_decref(root);
-        return DM_OK;
-    }
-    if (dm_json_get_string(detail, "action-type", "detail.action-type", true, SIZE_MAX, &s, &n,
-                           err) != DM_OK)
-        goto fail;
-    dm_action action;
-    if (strcmp(s, "PUSH") == 0) {
-        action = DM_ACTION_PUSH;
-    } else if (strcmp(s, "DELETE") == 0) {
-        action = DM_ACTION_DELETE;
-    } else {
-        out->ignored = "action-type not handled";
-        json_decref(root);
-        return DM_OK;
-    }
-
-    dm_event *ev = dm_event_list_add(&list);
-    ev->side = DM_SIDE_REGISTRY;
-    ev->action = action;
-    memcpy(ev->source, "ecr", sizeof "ecr");
-    ev->relation = DM_REL_IMAGE;
-    ev->event_id = dm_xstrndup(id, id_len);
-    ev->event_time_ms = time_ms;
-
-    /* The registry host is not in the event (FORMATS §2): China partitions use their own
-     * top-level domain. */
-    bool china = region_len > 3 && memcmp(region, "cn-", 3) == 0;
-    size_t cap = account_len + region_len + sizeof ".dkr.ecr..amazonaws.com.cn";
-    ev->registry = dm_xmalloc(cap);
-    snprintf(ev->registry, cap, "%.*s.dkr.ecr.%.*s.amazonaws.com%s", (int)account_len, account,
-             (int)region_len, region, china ? ".cn" : "");
-
-    if (dm_json_get_string(detail, "repository-name", "detail.repository-name", true,
-                           ECR_MAX_REPOSITORY, &s, &n, err) != DM_OK)
-        goto fail;
-    if (check_repository(s, n, "detail.repository-name", err) != DM_OK)
-        goto fail;
-    ev->repository = dm_xstrndup(s, n);
-
-    json_t *digest = json_object_get(detail, "image-digest");
-    if (!digest || json_is_null(digest)) {
-        dm_error_set(err, "detail.image-digest", "is required");
-        goto fail;
-    }
-    if (!json_is_string(digest) ||
-        !dm_digest_valid(json_string_value(digest), json_string_length(digest))) {
-        dm_error_set(err, "detail.image-digest",
-                     "must be sha256: followed by 64 lowercase hex digits");
-        goto fail;
-    }
-    memcpy(ev->digest, json_string_value(digest), DM_DIGEST_BUFLEN);
-
-    /* Deletes are per manifest; FORMATS §2 warns not to rely on a delete's image-tag, so, as
-     * for ACR, a delete carries no tag. Pushes by digest (platform manifests) have none. */
-    if (action == DM_ACTION_PUSH) {
-        if (dm_json_get_string(detail, "image-tag", "detail.image-tag", false, ECR_MAX_TAG, &s, &n,
-                               err) != DM_OK)
-            goto fail;
-        if (s && n > 0) {
-            ev->tags = dm_xmalloc(sizeof *ev->tags);
-            ev->tags[0] = dm_xstrndup(s, n);
-            ev->ntags = 1;
-        }
-    }
-
-    if (dm_json_get_string(detail, "manifest-media-type", "detail.manifest-media-type", false,
-                           ECR_MAX_MEDIA_TYPE, &s, &n, err) != DM_OK)
-        goto fail;
-    if (s && n > 0)
-        ev->media_type = dm_xstrndup(s, n);
-
+    ecr_envelope env = {0};
+    int rc = parse_envelope(root, &env, err);
+    if (rc == DM_OK)
+        rc = parse_detail(root, &env, out, err);
     json_decref(root);
-    *out = list;
-    return DM_OK;
-
-fail:
-    dm_event_list_dispose(&list);
-    json_decref(root);
-    memset(out, 0, sizeof *out);
-    return DM_EINVAL;
+    if (rc != DM_OK)
+        dm_event_list_dispose(out); /* leaves it zeroed */
+    return rc;
 }

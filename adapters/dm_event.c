@@ -85,6 +85,54 @@ dm_event *dm_event_list_add(dm_event_list *list)
     return ev;
 }
 
+dm_event *dm_event_list_add_registry(dm_event_list *list, const char *source, dm_action action)
+{
+    dm_event *ev = dm_event_list_add(list);
+    ev->side = DM_SIDE_REGISTRY;
+    ev->action = action;
+    snprintf(ev->source, sizeof ev->source, "%s", source);
+    ev->relation = DM_REL_IMAGE;
+    return ev;
+}
+
+void dm_event_set_registry(dm_event *ev, const char *host, size_t n)
+{
+    free(ev->registry);
+    ev->registry = dm_xstrndup(host, n);
+    for (char *p = ev->registry; *p; p++) {
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    }
+}
+
+void dm_event_add_tag(dm_event *ev, const char *tag, size_t n)
+{
+    for (size_t i = 0; i < ev->ntags; i++) {
+        if (strlen(ev->tags[i]) == n && memcmp(ev->tags[i], tag, n) == 0)
+            return;
+    }
+    ev->tags = dm_xrealloc(ev->tags, (ev->ntags + 1) * sizeof *ev->tags);
+    ev->tags[ev->ntags++] = dm_xstrndup(tag, n);
+}
+
+static bool is_lower_alnum(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+int dm_repository_check(const char *s, size_t n, const char *path, const char *bad_char_text,
+                        dm_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!is_lower_alnum(c) && c != '.' && c != '_' && c != '-' && c != '/')
+            return dm_error_set(err, path, "%s", bad_char_text);
+        if (c == '/' && (i == 0 || i + 1 == n || s[i + 1] == '/'))
+            return dm_error_set(err, path, "must not have an empty path component");
+    }
+    return DM_OK;
+}
+
 static void event_dispose(dm_event *ev)
 {
     free(ev->event_id);
@@ -114,12 +162,10 @@ static char *dup_or_null(const char *s)
     return s ? dm_xstrdup(s) : NULL;
 }
 
-void dm_build_info_copy(dm_build_info *dst, const dm_build_info *src)
+void dm_build_info_copy_run(dm_build_info *dst, const dm_build_info *src)
 {
-    memset(dst, 0, sizeof *dst);
     if (!src)
         return;
-    dst->provider = dup_or_null(src->provider);
     dst->repository = dup_or_null(src->repository);
     dst->repository_url = dup_or_null(src->repository_url);
     dst->workflow = dup_or_null(src->workflow);
@@ -130,6 +176,15 @@ void dm_build_info_copy(dm_build_info *dst, const dm_build_info *src)
     dst->commit = dup_or_null(src->commit);
     dst->ref = dup_or_null(src->ref);
     dst->actor = dup_or_null(src->actor);
+}
+
+void dm_build_info_copy(dm_build_info *dst, const dm_build_info *src)
+{
+    memset(dst, 0, sizeof *dst);
+    if (!src)
+        return;
+    dst->provider = dup_or_null(src->provider);
+    dm_build_info_copy_run(dst, src);
     dst->issuer = dup_or_null(src->issuer);
     dst->verified = src->verified;
     dst->verified_fields = NULL;
@@ -301,45 +356,4 @@ char *dm_event_to_json(const dm_event *ev)
     if (!s)
         abort(); /* allocation failure inside jansson: fatal, see put() */
     return s;
-}
-
-int dm_json_load_object(const char *body, size_t len, json_t **root, dm_error *err)
-{
-    *root = NULL;
-    if (!body || len == 0)
-        return dm_error_set(err, "", "body is empty");
-    json_error_t jerr;
-    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!j)
-        return dm_error_set(err, "", "invalid JSON at line %d column %d: %s", jerr.line,
-                            jerr.column, jerr.text);
-    if (!json_is_object(j)) {
-        json_decref(j);
-        return dm_error_set(err, "", "must be a JSON object");
-    }
-    *root = j;
-    return DM_OK;
-}
-
-int dm_json_get_string(json_t *obj, const char *key, const char *path, bool required, size_t max,
-                       const char **s, size_t *n, dm_error *err)
-{
-    *s = NULL;
-    *n = 0;
-    json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v)) {
-        if (required)
-            return dm_error_set(err, path, "is required");
-        return DM_OK;
-    }
-    if (!json_is_string(v))
-        return dm_error_set(err, path, "must be a string");
-    size_t len = json_string_length(v);
-    if (required && len == 0)
-        return dm_error_set(err, path, "must not be empty");
-    if (len > max)
-        return dm_error_set(err, path, "must be at most %zu bytes", max);
-    *s = json_string_value(v);
-    *n = len;
-    return DM_OK;
 }

@@ -8,8 +8,6 @@
 
 #include "dm_common.h"
 
-#include <jansson.h>
-
 /** "sha256:" + 64 lowercase hex + NUL. */
 #define DM_DIGEST_LEN    71
 #define DM_DIGEST_BUFLEN 72
@@ -99,11 +97,37 @@ bool dm_digest_valid(const char *s, size_t len);
 /** Append a zeroed event to @p list and return it (owned by the list). */
 dm_event *dm_event_list_add(dm_event_list *list);
 
+/** Append a registry event (relation image) from registry @p source ("acr", ...) for @p action. */
+dm_event *dm_event_list_add_registry(dm_event_list *list, const char *source, dm_action action);
+
+/** Set ev->registry to host @p host (@p n bytes) in lowercase: host names are
+ *  case-insensitive, and the join keys on one spelling. */
+void dm_event_set_registry(dm_event *ev, const char *host, size_t n);
+
+/** Add tag @p tag (@p n bytes) to @p ev unless it is there already: tags are a set. */
+void dm_event_add_tag(dm_event *ev, const char *tag, size_t n);
+
+/**
+ * Check repository name @p s (@p n bytes): lowercase path components of [a-z0-9._-]
+ * separated by single '/'. The name follows the host in "<host>/<repository>" locations, so
+ * an empty component ("a//b", "/a", "a/") would make two spellings of one location.
+ * DM_OK, or DM_EINVAL with @p err naming @p path: @p bad_char_text (each adapter words it for
+ * its member) for another character, "must not have an empty path component" for the rest.
+ */
+int dm_repository_check(const char *s, size_t n, const char *path, const char *bad_char_text,
+                        dm_error *err);
+
 /** Free everything the list owns and zero it. Safe on a zeroed list. */
 void dm_event_list_dispose(dm_event_list *list);
 
 /** Deep-copy @p src into @p dst (dst is overwritten, not freed first). */
 void dm_build_info_copy(dm_build_info *dst, const dm_build_info *src);
+
+/**
+ * Copy what @p src says about the run (repository through actor: not provider, issuer or
+ * verification) into @p dst, whose members of that range must be NULL. @p src may be NULL.
+ */
+void dm_build_info_copy_run(dm_build_info *dst, const dm_build_info *src);
 
 /** Free the strings of @p b and zero it. */
 void dm_build_info_dispose(dm_build_info *b);
@@ -113,23 +137,6 @@ void dm_build_info_dispose(dm_build_info *b);
  * Returns a malloc'd NUL-terminated string the caller frees.
  */
 char *dm_event_to_json(const dm_event *ev);
-
-/**
- * Parse a request body as one JSON object (duplicate keys refused: two values for one field
- * must not mean different things to different readers). Returns DM_OK and a new reference
- * in *root, or DM_EINVAL with @p err saying why ("body is empty", "invalid JSON at …",
- * "must be a JSON object").
- */
-int dm_json_load_object(const char *body, size_t len, json_t **root, dm_error *err);
-
-/**
- * Member @p key of @p obj as a string (borrowed from @p obj: *s, *n bytes). JSON null counts
- * as absent, because senders' serializers (.NET for ACR) write null for unset members.
- * Absent and not @p required: DM_OK with *s NULL. Otherwise DM_EINVAL with @p err naming
- * @p path for a wrong type, an empty string when @p required, or more than @p max bytes.
- */
-int dm_json_get_string(json_t *obj, const char *key, const char *path, bool required, size_t max,
-                       const char **s, size_t *n, dm_error *err);
 
 /** Shard of a valid digest: first 4 hex digits as an integer, mod @p shards (DESIGN §5). */
 unsigned dm_digest_shard(const char *digest, unsigned shards);

@@ -1,10 +1,11 @@
 /* dm_gar.c - Google Artifact Registry notifications via Pub/Sub push (FORMATS.md §3). */
 #include "dm_gar.h"
 
+#include "dm_base64.h"
+#include "dm_json.h"
 #include "dm_time.h"
 
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,45 +63,19 @@ static int get_twin_string(json_t *obj, const char *camel, const char *camel_pat
 /* message.data                                                                                 */
 /* ------------------------------------------------------------------------------------------ */
 
-static bool is_b64(char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
-           c == '/';
-}
-
-/*
- * Decode the standard, padded base64 of message.data into a new buffer. EVP_DecodeBlock is
- * lenient (it skips surrounding whitespace and takes '=' anywhere) and counts padding as
- * decoded zero bytes, so the shape is checked first and the padding subtracted after.
- */
+/* The standard, padded base64 of message.data decoded into a new buffer. */
 static int decode_data(const char *s, size_t n, unsigned char **buf, size_t *len, dm_error *err)
 {
-    *buf = NULL;
-    *len = 0;
     if (n > GAR_MAX_DATA_B64)
         return dm_error_set(err, "message.data", "must decode to at most %d bytes", GAR_MAX_DATA);
-    size_t pad = 0;
-    while (pad < 2 && pad < n && s[n - 1 - pad] == '=')
-        pad++;
-    bool ok = n % 4 == 0;
-    for (size_t i = 0; ok && i < n - pad; i++)
-        ok = is_b64(s[i]);
-    if (!ok)
+    if (!dm_base64_decode(s, n, 0, buf, len))
         return dm_error_set(err, "message.data", "must be base64");
-
-    unsigned char *out = dm_xmalloc(n / 4 * 3 + 1);
-    int r = EVP_DecodeBlock(out, (const unsigned char *)s, (int)n);
-    if (r < 0 || (size_t)r != n / 4 * 3) {
-        free(out);
-        return dm_error_set(err, "message.data", "must be base64");
-    }
-    size_t m = (size_t)r - pad;
-    if (m > GAR_MAX_DATA) {
-        free(out);
+    if (*len > GAR_MAX_DATA) {
+        free(*buf);
+        *buf = NULL;
+        *len = 0;
         return dm_error_set(err, "message.data", "must decode to at most %d bytes", GAR_MAX_DATA);
     }
-    *buf = out;
-    *len = m;
     return DM_OK;
 }
 
@@ -147,18 +122,8 @@ static int split_name(const char *s, size_t n, const char *path, const char *sha
     if (name->repo_len > GAR_MAX_REPOSITORY)
         return dm_error_set(err, path, "must have a repository of at most %d bytes",
                             GAR_MAX_REPOSITORY);
-    const char *r = name->repo;
-    for (size_t i = 0; i < name->repo_len; i++) {
-        char c = r[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-              c == '-' || c == '/'))
-            return dm_error_set(err, path,
-                                "must have a repository of a-z, 0-9, '.', '_', "
-                                "'-' and '/'");
-        if (c == '/' && (i == 0 || i + 1 == name->repo_len || r[i + 1] == '/'))
-            return dm_error_set(err, path, "must not have an empty path component");
-    }
-    return DM_OK;
+    return dm_repository_check(name->repo, name->repo_len, path,
+                               "must have a repository of a-z, 0-9, '.', '_', '-' and '/'", err);
 }
 
 /* "HOST/REPOSITORY@sha256:HEX": the digest follows the last '@'. */
@@ -214,60 +179,93 @@ static int parse_tag_ref(const char *s, size_t n, image_name *name, const char *
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* API                                                                                          */
+/* Steps                                                                                        */
 /* ------------------------------------------------------------------------------------------ */
 
-int dm_gar_parse(const char *body, size_t len, dm_event_list *out, dm_error *err)
-{
-    dm_event_list list = {0};
-    json_t *root = NULL, *data = NULL;
-    unsigned char *raw = NULL;
-    const char *s;
-    size_t n;
-
-    memset(out, 0, sizeof *out);
-    if (dm_json_load_object(body, len, &root, err) != DM_OK)
-        goto fail;
-
-    json_t *message = json_object_get(root, "message");
-    if (!message || json_is_null(message)) {
-        dm_error_set(err, "message", "is required");
-        goto fail;
-    }
-    if (!json_is_object(message)) {
-        dm_error_set(err, "message", "must be an object");
-        goto fail;
-    }
-
-    /* GAR's data has neither id nor time (FORMATS §3): Pub/Sub's stand in for them. */
-    const char *id, *path;
+/* What the Pub/Sub envelope says: GAR's data has neither id nor time, so Pub/Sub's stand in
+ * for them. */
+typedef struct gar_message {
+    const char *id; /* borrowed from the document */
     size_t id_len;
     int64_t time_ms;
-    if (get_twin_string(message, "messageId", "message.messageId", "message_id",
-                        "message.message_id", GAR_MAX_ID, &id, &id_len, &path, err) != DM_OK)
-        goto fail;
-    if (get_twin_string(message, "publishTime", "message.publishTime", "publish_time",
-                        "message.publish_time", SIZE_MAX, &s, &n, &path, err) != DM_OK)
-        goto fail;
-    if (dm_time_parse_rfc3339(s, n, &time_ms) != DM_OK) {
-        dm_error_set(err, path, "must be an RFC 3339 timestamp");
-        goto fail;
-    }
+    unsigned char *raw; /* decoded message.data, owned */
+    json_t *data;       /* raw parsed, owned */
+} gar_message;
 
-    if (dm_json_get_string(message, "data", "message.data", true, SIZE_MAX, &s, &n, err) != DM_OK)
-        goto fail;
+static void message_dispose(gar_message *m)
+{
+    json_decref(m->data);
+    free(m->raw);
+    memset(m, 0, sizeof *m);
+}
+
+/* The envelope's id and time, then message.data decoded and parsed as a JSON object. */
+static int parse_message(json_t *root, gar_message *m, dm_error *err)
+{
+    json_t *message;
+    const char *s, *path;
+    size_t n;
+    if (dm_json_get_object(root, "message", "message", &message, err) != DM_OK ||
+        get_twin_string(message, "messageId", "message.messageId", "message_id",
+                        "message.message_id", GAR_MAX_ID, &m->id, &m->id_len, &path,
+                        err) != DM_OK ||
+        get_twin_string(message, "publishTime", "message.publishTime", "publish_time",
+                        "message.publish_time", SIZE_MAX, &s, &n, &path, err) != DM_OK)
+        return DM_EINVAL;
+    if (dm_time_parse_rfc3339(s, n, &m->time_ms) != DM_OK)
+        return dm_error_set(err, path, "must be an RFC 3339 timestamp");
+
     size_t raw_len;
-    if (decode_data(s, n, &raw, &raw_len, err) != DM_OK)
-        goto fail;
-    if (dm_json_load_object((const char *)raw, raw_len, &data, err) != DM_OK) {
+    if (dm_json_get_string(message, "data", "message.data", true, SIZE_MAX, &s, &n, err) != DM_OK ||
+        decode_data(s, n, &m->raw, &raw_len, err) != DM_OK)
+        return DM_EINVAL;
+    if (dm_json_load_object((const char *)m->raw, raw_len, &m->data, err) != DM_OK) {
         /* keep jansson's reason, but say where: the decoded data, not the body */
         if (err)
             snprintf(err->field, sizeof err->field, "%s", "message.data");
-        goto fail;
+        return DM_EINVAL;
     }
+    return DM_OK;
+}
 
-    if (dm_json_get_string(data, "action", "data.action", true, SIZE_MAX, &s, &n, err) != DM_OK)
-        goto fail;
+/* The image the data names: both members are full references, each validated, and when both
+ * are given they must name one image. */
+typedef struct gar_image {
+    image_name dname, tname; /* .host NULL when the member is absent */
+    char digest[DM_DIGEST_BUFLEN];
+    const char *tag;
+    size_t tag_len;
+} gar_image;
+
+static int parse_refs(json_t *data, gar_image *img, dm_error *err)
+{
+    const char *s;
+    size_t n;
+    if (dm_json_get_string(data, "digest", "data.digest", false, GAR_MAX_REF, &s, &n, err) != DM_OK)
+        return DM_EINVAL;
+    if (s && parse_digest_ref(s, n, &img->dname, img->digest, err) != DM_OK)
+        return DM_EINVAL;
+    if (dm_json_get_string(data, "tag", "data.tag", false, GAR_MAX_REF, &s, &n, err) != DM_OK)
+        return DM_EINVAL;
+    if (s && parse_tag_ref(s, n, &img->tname, &img->tag, &img->tag_len, err) != DM_OK)
+        return DM_EINVAL;
+    const image_name *d = &img->dname, *t = &img->tname;
+    if (d->host && t->host &&
+        (d->host_len != t->host_len || d->repo_len != t->repo_len ||
+         strncasecmp(d->host, t->host, d->host_len) != 0 ||
+         memcmp(d->repo, t->repo, d->repo_len) != 0))
+        return dm_error_set(err, "data.tag", "must name the same image as data.digest");
+    return DM_OK;
+}
+
+/* The decoded data: its action and image, then the event; *ignored set for what is
+ * acknowledged without one. */
+static int parse_data(const gar_message *m, dm_event_list *out, dm_error *err)
+{
+    const char *s;
+    size_t n;
+    if (dm_json_get_string(m->data, "action", "data.action", true, SIZE_MAX, &s, &n, err) != DM_OK)
+        return DM_EINVAL;
     dm_action action;
     if (strcmp(s, "INSERT") == 0) {
         action = DM_ACTION_PUSH;
@@ -275,73 +273,51 @@ int dm_gar_parse(const char *body, size_t len, dm_event_list *out, dm_error *err
         action = DM_ACTION_DELETE;
     } else {
         out->ignored = "unknown action";
-        goto done;
+        return DM_OK;
     }
 
-    /* Both members are full references: validate each, then check they name one image. */
-    image_name dname = {0}, tname = {0};
-    char digest[DM_DIGEST_BUFLEN] = "";
-    const char *tag = NULL;
-    size_t tag_len = 0;
-    if (dm_json_get_string(data, "digest", "data.digest", false, GAR_MAX_REF, &s, &n, err) != DM_OK)
-        goto fail;
-    if (s && parse_digest_ref(s, n, &dname, digest, err) != DM_OK)
-        goto fail;
-    if (dm_json_get_string(data, "tag", "data.tag", false, GAR_MAX_REF, &s, &n, err) != DM_OK)
-        goto fail;
-    if (s && parse_tag_ref(s, n, &tname, &tag, &tag_len, err) != DM_OK)
-        goto fail;
-    if (dname.host && tname.host &&
-        (dname.host_len != tname.host_len || dname.repo_len != tname.repo_len ||
-         strncasecmp(dname.host, tname.host, dname.host_len) != 0 ||
-         memcmp(dname.repo, tname.repo, dname.repo_len) != 0)) {
-        dm_error_set(err, "data.tag", "must name the same image as data.digest");
-        goto fail;
-    }
-    if (!dname.host) {
+    gar_image img = {0};
+    if (parse_refs(m->data, &img, err) != DM_OK)
+        return DM_EINVAL;
+    if (!img.dname.host) {
         /* A removed tag names no manifest: only our own (repo, tag) state could say which. */
-        if (action == DM_ACTION_DELETE && tname.host) {
+        if (action == DM_ACTION_DELETE && img.tname.host) {
             out->ignored = "tag-only delete";
-            goto done;
+            return DM_OK;
         }
-        dm_error_set(err, "data.digest", "is required");
-        goto fail;
+        return dm_error_set(err, "data.digest", "is required");
     }
 
-    dm_event *ev = dm_event_list_add(&list);
-    ev->side = DM_SIDE_REGISTRY;
-    ev->action = action;
-    memcpy(ev->source, "gar", sizeof "gar");
-    ev->relation = DM_REL_IMAGE;
-    ev->event_id = dm_xstrndup(id, id_len);
-    ev->event_time_ms = time_ms;
-    memcpy(ev->digest, digest, DM_DIGEST_BUFLEN);
-    ev->registry = dm_xstrndup(dname.host, dname.host_len);
-    /* Host names are case-insensitive; the join keys on the lowercase form. */
-    for (char *p = ev->registry; *p; p++) {
-        if (*p >= 'A' && *p <= 'Z')
-            *p = (char)(*p - 'A' + 'a');
-    }
-    ev->repository = dm_xstrndup(dname.repo, dname.repo_len);
+    dm_event *ev = dm_event_list_add_registry(out, "gar", action);
+    ev->event_id = dm_xstrndup(m->id, m->id_len);
+    ev->event_time_ms = m->time_ms;
+    memcpy(ev->digest, img.digest, DM_DIGEST_BUFLEN);
+    dm_event_set_registry(ev, img.dname.host, img.dname.host_len);
+    ev->repository = dm_xstrndup(img.dname.repo, img.dname.repo_len);
     /* A delete removes the manifest with all its tags: as for ACR, it carries none. */
-    if (action == DM_ACTION_PUSH && tag) {
-        ev->tags = dm_xmalloc(sizeof *ev->tags);
-        ev->tags[0] = dm_xstrndup(tag, tag_len);
-        ev->ntags = 1;
-    }
-    *out = list;
-
-done:
-    json_decref(data);
-    free(raw);
-    json_decref(root);
+    if (action == DM_ACTION_PUSH && img.tag)
+        dm_event_add_tag(ev, img.tag, img.tag_len);
     return DM_OK;
+}
 
-fail:
-    dm_event_list_dispose(&list);
-    json_decref(data);
-    free(raw);
-    json_decref(root);
+/* ------------------------------------------------------------------------------------------ */
+/* API                                                                                          */
+/* ------------------------------------------------------------------------------------------ */
+
+int dm_gar_parse(const char *body, size_t len, dm_event_list *out, dm_error *err)
+{
+    json_t *root = NULL;
     memset(out, 0, sizeof *out);
-    return DM_EINVAL;
+    if (dm_json_load_object(body, len, &root, err) != DM_OK)
+        return DM_EINVAL;
+
+    gar_message m = {0};
+    int rc = parse_message(root, &m, err);
+    if (rc == DM_OK)
+        rc = parse_data(&m, out, err);
+    message_dispose(&m);
+    json_decref(root);
+    if (rc != DM_OK)
+        dm_event_list_dispose(out); /* leaves it zeroed */
+    return rc;
 }

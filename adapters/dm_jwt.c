@@ -7,6 +7,9 @@
  */
 #include "dm_jwt.h"
 
+#include "dm_base64.h"
+#include "dm_json.h"
+
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
@@ -54,64 +57,20 @@ struct dm_jwks {
 /* base64url (RFC 4648 §5, unpadded as RFC 7515 §2 requires)                                  */
 /* ------------------------------------------------------------------------------------------ */
 
-static bool is_b64url_char(char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '_';
-}
-
 /*
  * Decode @p len bytes of unpadded base64url into a new buffer (*out, freed by the caller;
  * never NULL on success, even for 0 bytes). Refuses characters outside the alphabet (so
  * '=', whitespace and standard-alphabet '+' '/' too), impossible lengths, and non-canonical
- * encodings (unused trailing bits set): a token has exactly one spelling, so a signature
- * cannot be re-spelled to slip past a cache keyed by the token text.
+ * encodings: a token has exactly one spelling, so a signature cannot be re-spelled to slip
+ * past a cache keyed by the token text.
  */
 static bool b64url_decode(const char *in, size_t len, unsigned char **out, size_t *outlen)
 {
     *out = NULL;
     *outlen = 0;
-    if (len > B64_MAX_LEN || len % 4 == 1)
+    if (len > B64_MAX_LEN)
         return false;
-    for (size_t i = 0; i < len; i++) {
-        if (!is_b64url_char(in[i]))
-            return false;
-    }
-
-    /* EVP_DecodeBlock wants the standard alphabet and whole quanta. */
-    size_t pad = (4 - len % 4) % 4;
-    size_t padded = len + pad;
-    unsigned char *text = dm_xmalloc(padded + 1);
-    for (size_t i = 0; i < len; i++)
-        text[i] = in[i] == '-' ? '+' : in[i] == '_' ? '/' : (unsigned char)in[i];
-    memset(text + len, '=', pad);
-
-    unsigned char *bin = dm_xmalloc(padded / 4 * 3 + 1);
-    int n = EVP_DecodeBlock(bin, text, (int)padded);
-    /* EVP_DecodeBlock counts the bytes the padding stands for as decoded zeros. */
-    if (n < 0 || (size_t)n != padded / 4 * 3) {
-        free(text);
-        free(bin);
-        return false;
-    }
-    size_t exact = (size_t)n - pad;
-
-    /* Canonical form: encoding the result again must give back the input. */
-    unsigned char *again = dm_xmalloc(padded + 1);
-    int m = EVP_EncodeBlock(again, bin, (int)exact);
-    bool ok = m >= 0 && (size_t)m == padded;
-    for (size_t i = 0; ok && i < len; i++)
-        ok = again[i] == text[i];
-    free(again);
-    free(text);
-    if (!ok) {
-        free(bin);
-        return false;
-    }
-    /* Exact size, so a sanitizer build catches any read past the decoded bytes. */
-    *out = dm_xrealloc(bin, exact ? exact : 1);
-    *outlen = exact;
-    return true;
+    return dm_base64_decode(in, len, DM_BASE64_URL | DM_BASE64_CANONICAL, out, outlen);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -128,15 +87,11 @@ static bool jstr_equal(const json_t *v, const char *s)
     return json_string_length(v) == n && memcmp(json_string_value(v), s, n) == 0;
 }
 
+/* A decoded part as a JSON object, or NULL. */
 static json_t *load_object(const unsigned char *p, size_t n)
 {
-    json_error_t jerr;
-    json_t *j = json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES, &jerr);
-    if (j && !json_is_object(j)) {
-        json_decref(j);
-        j = NULL;
-    }
-    return j;
+    json_t *j;
+    return dm_json_load_object((const char *)p, n, &j, NULL) == DM_OK ? j : NULL;
 }
 
 /* Optional string member: true with *s NULL when absent, false when present but not a
@@ -552,15 +507,9 @@ int dm_jwks_parse(const char *json, size_t len, dm_jwks **out, dm_error *err)
     *out = NULL;
     if (!json || len == 0)
         return dm_error_set(err, "", "JWKS document is empty");
-    json_error_t jerr;
-    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root)
-        return dm_error_set(err, "", "invalid JSON at line %d column %d: %s", jerr.line,
-                            jerr.column, jerr.text);
-    if (!json_is_object(root)) {
-        json_decref(root);
-        return dm_error_set(err, "", "must be a JSON object");
-    }
+    json_t *root;
+    if (dm_json_load_object(json, len, &root, err) != DM_OK)
+        return DM_EINVAL;
     const json_t *arr = json_object_get(root, "keys");
     if (!json_is_array(arr)) {
         json_decref(root);

@@ -6,6 +6,8 @@
  */
 #include "dm_oidc.h"
 
+#include "dm_json.h"
+
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -78,41 +80,13 @@ static int claim_string(const json_t *claims, const char *key, claim_kind kind, 
     const json_t *v = json_object_get(claims, key);
     if (!v || json_is_null(v))
         return DM_OK;
-    if (kind != CLAIM_TEXT && json_is_integer(v)) {
-        json_int_t i = json_integer_value(v);
-        if (i < 0)
-            return dm_error_set(err, path, "must not be negative");
-        char buf[32];
-        snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, i);
-        *out = dm_xstrdup(buf);
-        return DM_OK;
-    }
-    if (!json_is_string(v))
-        return dm_error_set(err, path,
-                            kind == CLAIM_TEXT ? "must be a string"
-                                               : "must be a string or a non-negative integer");
-    const char *s = json_string_value(v);
-    size_t n = json_string_length(v);
-    if (n == 0)
-        return DM_OK;
     size_t max = kind == CLAIM_RUN_ID    ? OIDC_MAX_RUN_ID
                  : kind == CLAIM_ATTEMPT ? OIDC_MAX_RUN_ATTEMPT
                                          : OIDC_MAX_STRING;
-    if (n > max)
-        return dm_error_set(err, path, "must be at most %zu bytes", max);
-    if (strlen(s) != n)
-        return dm_error_set(err, path, "must not contain NUL characters");
-    /* Run ids form the run key "<provider>/<run_id>/<attempt>": a '/' would let two runs
-     * share a key. */
-    if (kind == CLAIM_RUN_ID || kind == CLAIM_ATTEMPT) {
-        for (size_t i = 0; i < n; i++) {
-            unsigned char ch = (unsigned char)s[i];
-            if (ch == '/' || ch < 0x20 || ch == 0x7f)
-                return dm_error_set(err, path, "must not contain '/' or control characters");
-        }
-    }
-    *out = dm_xstrndup(s, n);
-    return DM_OK;
+    unsigned flags = kind == CLAIM_TEXT ? 0 : DM_JSON_INTEGER;
+    if (kind == CLAIM_RUN_ID || kind == CLAIM_ATTEMPT)
+        flags |= DM_JSON_RUN_KEY;
+    return dm_json_copy_value(v, path, max, flags, out, err);
 }
 
 /* claim_string for a claim the provider cannot do without. */
@@ -157,11 +131,6 @@ static char *base_url(const char *url)
     while (n > 0 && url[n - 1] == '/')
         n--;
     return dm_xstrndup(url, n);
-}
-
-static char *dup_or_null(const char *s)
-{
-    return s ? dm_xstrdup(s) : NULL;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -238,24 +207,6 @@ static void add_verified(dm_build_info *out, const char *field)
     out->verified_fields[out->nverified_fields++] = dm_xstrdup(field);
 }
 
-/* Start from the body's run (display only, unverified); the caller overrides from the
- * token. The body's own provider and verification state never carry over. */
-static void from_body(const dm_build_info *body_run, dm_build_info *out)
-{
-    if (!body_run)
-        return;
-    out->repository = dup_or_null(body_run->repository);
-    out->repository_url = dup_or_null(body_run->repository_url);
-    out->workflow = dup_or_null(body_run->workflow);
-    out->workflow_ref = dup_or_null(body_run->workflow_ref);
-    out->run_id = dup_or_null(body_run->run_id);
-    out->run_attempt = dup_or_null(body_run->run_attempt);
-    out->run_url = dup_or_null(body_run->run_url);
-    out->commit = dup_or_null(body_run->commit);
-    out->ref = dup_or_null(body_run->ref);
-    out->actor = dup_or_null(body_run->actor);
-}
-
 /* The Azure DevOps token proves the organization/project/service connection (iss, sub) and,
  * in current tokens, the pipeline run; whatever it carries replaces the body's value. */
 static int azure_identity(const json_t *claims, const dm_build_info *body_run, dm_build_info *out,
@@ -277,7 +228,9 @@ static int azure_identity(const json_t *claims, const dm_build_info *body_run, d
     _Static_assert(DM_ARRAY_LEN(map) == DM_ARRAY_LEN(dst), "one destination per claim");
 
     out->provider = dm_xstrdup("azure-devops");
-    from_body(body_run, out);
+    /* Start from the body's run (display only, unverified); the token overrides it. The
+     * body's own provider and verification state never carry over. */
+    dm_build_info_copy_run(out, body_run);
     for (size_t i = 0; i < DM_ARRAY_LEN(map); i++) {
         char *v;
         if (claim_string(claims, map[i].claim, map[i].kind, &v, err) != DM_OK)
@@ -299,7 +252,7 @@ static int generic_identity(const json_t *claims, const dm_build_info *body_run,
                             dm_error *err)
 {
     out->provider = dm_xstrdup("generic");
-    from_body(body_run, out);
+    dm_build_info_copy_run(out, body_run);
     free(out->repository);
     out->repository = NULL;
     if (claim_required(claims, "sub", CLAIM_TEXT, &out->repository, err) != DM_OK)
@@ -350,7 +303,7 @@ int dm_oidc_identity(dm_oidc_provider provider, const char *issuer, const json_t
     /* "1 when the sender gave none" (dm_event.h), also when the body gave no run at all. */
     if (!out->run_attempt)
         out->run_attempt = dm_xstrdup("1");
-    out->issuer = dup_or_null(issuer);
+    out->issuer = issuer ? dm_xstrdup(issuer) : NULL;
     out->verified = true;
     return DM_OK;
 }

@@ -13,6 +13,9 @@
  */
 #include "dm_sns.h"
 
+#include "dm_base64.h"
+#include "dm_json.h"
+
 #include <limits.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -134,49 +137,15 @@ static bool sns_host_ok(const char *host, size_t n)
 /* Signatures                                                                                 */
 /* ------------------------------------------------------------------------------------------ */
 
-static bool is_b64_char(char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
-           c == '/';
-}
-
-/*
- * Decode padded standard base64 (RFC 4648 §4, one line, as SNS writes it) into a new buffer
- * (*out, freed by the caller). Refuses other characters (whitespace included), misplaced or
- * missing padding, and non-canonical spellings (unused trailing bits set).
- */
+/* Padded standard base64 (RFC 4648 §4, one line, as SNS writes it), in its one canonical
+ * spelling (dm_base64.h). */
 static bool b64_decode(const char *in, size_t len, unsigned char **out, size_t *outlen)
 {
     *out = NULL;
     *outlen = 0;
-    if (len == 0 || len % 4 != 0 || len > SNS_MAX_SIGNATURE)
+    if (len == 0 || len > SNS_MAX_SIGNATURE)
         return false;
-    size_t pad = in[len - 1] == '=' ? (in[len - 2] == '=' ? 2 : 1) : 0;
-    for (size_t i = 0; i < len - pad; i++) {
-        if (!is_b64_char(in[i]))
-            return false;
-    }
-
-    unsigned char *bin = dm_xmalloc(len / 4 * 3 + 1);
-    int n = EVP_DecodeBlock(bin, (const unsigned char *)in, (int)len);
-    /* EVP_DecodeBlock counts the bytes the padding stands for as decoded zeros. */
-    if (n < 0 || (size_t)n != len / 4 * 3) {
-        free(bin);
-        return false;
-    }
-    size_t exact = (size_t)n - pad;
-
-    unsigned char *again = dm_xmalloc(len + 1);
-    int m = EVP_EncodeBlock(again, bin, (int)exact);
-    bool ok = m >= 0 && (size_t)m == len && memcmp(again, in, len) == 0;
-    free(again);
-    if (!ok) {
-        free(bin);
-        return false;
-    }
-    *out = bin;
-    *outlen = exact;
-    return true;
+    return dm_base64_decode(in, len, DM_BASE64_CANONICAL, out, outlen);
 }
 
 /* A PEM "Proc-Type: 4,ENCRYPTED" block must not make OpenSSL's default callback prompt for a

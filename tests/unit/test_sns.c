@@ -8,6 +8,7 @@
 #include "dm_common.h"
 #include "dm_sns.h"
 
+#include <jansson.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
