@@ -1,4 +1,4 @@
-/* dm_acr.c - Azure Container Registry webhook bodies (FORMATS.md §1). */
+/* dm_acr.c - Azure Container Registry webhook bodies (docs/registries.md). */
 #include "dm_acr.h"
 
 #include "dm_json.h"

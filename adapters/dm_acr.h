@@ -1,4 +1,4 @@
-/* dm_acr.h - Azure Container Registry webhook bodies (FORMATS.md §1). Pure function. */
+/* dm_acr.h - Azure Container Registry webhook bodies (docs/registries.md). Pure function. */
 #ifndef DM_ADAPTERS_DM_ACR_H
 #define DM_ADAPTERS_DM_ACR_H
 

@@ -1,4 +1,4 @@
-/* dm_build.c - CI build-event bodies (DESIGN §6.3): one build event per digest named. */
+/* dm_build.c - CI build-event bodies (docs/ci.md): one build event per digest named. */
 #include "dm_build.h"
 
 #include "dm_json.h"

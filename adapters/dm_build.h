@@ -1,4 +1,4 @@
-/* dm_build.h - CI build-event bodies (DESIGN §6.3). Pure function. */
+/* dm_build.h - CI build-event bodies (docs/ci.md). Pure function. */
 #ifndef DM_ADAPTERS_DM_BUILD_H
 #define DM_ADAPTERS_DM_BUILD_H
 

@@ -1,4 +1,4 @@
-/* dm_ecr.c - Amazon ECR "ECR Image Action" EventBridge events (FORMATS.md §2). */
+/* dm_ecr.c - Amazon ECR "ECR Image Action" EventBridge events (docs/registries.md). */
 #include "dm_ecr.h"
 
 #include "dm_json.h"

@@ -1,4 +1,4 @@
-/* dm_ecr.h - Amazon ECR "ECR Image Action" EventBridge events (FORMATS.md §2). Pure. */
+/* dm_ecr.h - Amazon ECR "ECR Image Action" EventBridge events (docs/registries.md). Pure. */
 #ifndef DM_ADAPTERS_DM_ECR_H
 #define DM_ADAPTERS_DM_ECR_H
 

@@ -1,5 +1,5 @@
 /* dm_event.c - the normalized event: validation helpers, list ownership and the JSON
- * document the join script reads (DESIGN §3). */
+ * document the join script reads (correlator/lua/park.lua). */
 #include "dm_event.h"
 
 #include <jansson.h>

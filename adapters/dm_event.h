@@ -1,4 +1,4 @@
-/* dm_event.h - the normalized event every adapter produces (DESIGN §3).
+/* dm_event.h - the normalized event every adapter produces.
  *
  * Adapters are pure: bytes in, a dm_event_list or a dm_error out; no I/O, no globals.
  * Every string in these structs is owned by the struct and freed by dm_event_list_dispose().
@@ -28,7 +28,8 @@ typedef enum {
     DM_REL_PLATFORM_MANIFEST, /**< a platform manifest listed under an image's "manifests" */
 } dm_relation;
 
-/** Build identity (DESIGN §3, §6.4 "build"). NULL members are absent. */
+/** Build identity: the "build" object of output records (README.md "Output records"). NULL
+ *  members are absent. */
 typedef struct dm_build_info {
     char *provider;   /**< github | azure-devops | gitlab | generic */
     char *repository; /**< code repository, e.g. "acme/api" */
@@ -138,7 +139,8 @@ void dm_build_info_dispose(dm_build_info *b);
  */
 char *dm_event_to_json(const dm_event *ev);
 
-/** Shard of a valid digest: first 4 hex digits as an integer, mod @p shards (DESIGN §5). */
+/** Shard of a valid digest: first 4 hex digits as an integer, mod @p shards (every Redis key
+ *  and stream of a digest carries its shard as the hash tag "{s}", README.md). */
 unsigned dm_digest_shard(const char *digest, unsigned shards);
 
 #endif

@@ -1,4 +1,4 @@
-/* dm_gar.c - Google Artifact Registry notifications via Pub/Sub push (FORMATS.md §3). */
+/* dm_gar.c - Google Artifact Registry notifications via Pub/Sub push (docs/registries.md). */
 #include "dm_gar.h"
 
 #include "dm_base64.h"

@@ -1,4 +1,4 @@
-/* dm_gar.h - Google Artifact Registry notifications via Pub/Sub push (FORMATS.md §3). Pure. */
+/* dm_gar.h - Google Artifact Registry notifications via Pub/Sub push (docs/registries.md). Pure. */
 #ifndef DM_ADAPTERS_DM_GAR_H
 #define DM_ADAPTERS_DM_GAR_H
 

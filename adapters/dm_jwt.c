@@ -1,4 +1,5 @@
-/* dm_jwt.c - JWS compact tokens (RS256, ES256) verified against a JWKS (DESIGN §6.2 "oidc").
+/* dm_jwt.c - JWS compact tokens (RS256, ES256) verified against a JWKS (the "oidc" auth entry,
+ * configs/README.md).
  *
  * Everything cryptographic (base64, bignums, keys, signatures) is OpenSSL 3's non-deprecated
  * API; JSON is jansson's. The order of checks is part of the contract: structure, then "alg"

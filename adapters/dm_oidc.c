@@ -1,6 +1,6 @@
 /* dm_oidc.c - build identity from the verified claims of a CI platform's OIDC token (pure).
  *
- * Claim names (FORMATS §4-§6): GitHub's "OIDC token claims" reference, GitLab's "ID token
+ * Claim names: GitHub's "OIDC token claims" reference, GitLab's "ID token
  * authentication" page, and for Azure Pipelines the claims seen in real tokens
  * (sigstore/fulcio#1803): org_id, prj_id, def_id, rpo_id, rpo_uri, rpo_ver, rpo_ref, run_id.
  */

@@ -1,4 +1,5 @@
-/* dm_sns.c - Amazon SNS HTTP(S) envelopes and their signatures (FORMATS.md §2 B).
+/* dm_sns.c - Amazon SNS HTTP(S) envelopes and their signatures (docs/registries.md "Amazon ECR
+ * through SNS").
  *
  * Two properties the rest of the daemon relies on:
  * - Every value the parsed struct exposes (except Signature, SignatureVersion and

@@ -1,4 +1,4 @@
-/* dm_sns.h - Amazon SNS HTTP(S) message envelopes and their signatures (FORMATS.md §2 B). Pure:
+/* dm_sns.h - Amazon SNS HTTP(S) message envelopes and their signatures (docs/registries.md). Pure:
  * the caller supplies the signing certificate (PEM bytes); nothing is fetched here. */
 #ifndef DM_ADAPTERS_DM_SNS_H
 #define DM_ADAPTERS_DM_SNS_H

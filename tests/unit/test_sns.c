@@ -107,7 +107,8 @@ static const char *get_str(const json_t *o, const char *key)
     return json_string_value(json_object_get(o, key));
 }
 
-/* The string to sign, computed from the JSON object by this test (FORMATS.md §2 B). */
+/* The string to sign, computed from the JSON object by this test: "Name\nValue\n" pairs in
+ * the order AWS documents. */
 static char *test_string_to_sign(const json_t *o)
 {
     static const char *const notification[] = {"Message",   "MessageId", "Subject",
