@@ -70,6 +70,13 @@ int dm_test_parse_guarded(dm_test_parse_fn parse, const char *body, size_t len, 
     return rc;
 }
 
+int dm_test_parse_str(dm_test_parse_fn parse, const char *body, dm_event_list *out, dm_error *err)
+{
+    memset(err, 0, sizeof *err);
+    memset(out, 0x5a, sizeof *out); /* the parser must not rely on a zeroed list */
+    return dm_test_parse_guarded(parse, body, strlen(body), out, err);
+}
+
 void dm_test_parse_fixture(dm_test_parse_fn parse, const char *module, const char *name,
                            dm_event_list *out)
 {
@@ -78,11 +85,22 @@ void dm_test_parse_fixture(dm_test_parse_fn parse, const char *module, const cha
     size_t len;
     char *body = dm_test_load_fixture(rel, &len);
     dm_error err = {0};
-    memset(out, 0x5a, sizeof *out); /* the parser must not rely on a zeroed list */
-    int rc = parse(body, len, out, &err);
+    memset(out, 0x5a, sizeof *out);
+    int rc = dm_test_parse_guarded(parse, body, len, out, &err);
     free(body);
     if (rc != DM_OK)
         fail_msg("%s: [%s] %s", name, err.field, err.text);
+}
+
+/* @p l (from @p what) is ignored for exactly @p reason, with no events; disposes it. */
+static void expect_ignored_list(dm_event_list *l, const char *what, const char *reason)
+{
+    if (!l->ignored || strcmp(l->ignored, reason) != 0)
+        fail_msg("%s: ignored \"%s\", want \"%s\"", what, l->ignored ? l->ignored : "(not)",
+                 reason);
+    assert_int_equal(l->n, 0);
+    assert_null(l->v);
+    dm_event_list_dispose(l);
 }
 
 void dm_test_expect_ignored_fixture(dm_test_parse_fn parse, const char *module, const char *name,
@@ -90,11 +108,71 @@ void dm_test_expect_ignored_fixture(dm_test_parse_fn parse, const char *module, 
 {
     dm_event_list l;
     dm_test_parse_fixture(parse, module, name, &l);
-    assert_non_null(l.ignored);
-    assert_string_equal(l.ignored, reason);
-    assert_int_equal(l.n, 0);
-    assert_null(l.v);
+    expect_ignored_list(&l, name, reason);
+}
+
+void dm_test_expect_ignored(dm_test_parse_fn parse, const char *body, const char *reason)
+{
+    dm_event_list l;
+    dm_error err;
+    if (dm_test_parse_str(parse, body, &l, &err) != DM_OK)
+        fail_msg("%s: [%s] %s", body, err.field, err.text);
+    expect_ignored_list(&l, body, reason);
+}
+
+dm_event *dm_test_expect_one(dm_test_parse_fn parse, const char *body, dm_event_list *l)
+{
+    dm_error err;
+    if (dm_test_parse_str(parse, body, l, &err) != DM_OK)
+        fail_msg("%s: [%s] %s", body, err.field, err.text);
+    assert_null(l->ignored);
+    assert_int_equal(l->n, 1);
+    return &l->v[0];
+}
+
+void dm_test_expect_error(dm_test_parse_fn parse, const char *body, const char *field,
+                          const char *text)
+{
+    dm_event_list l;
+    dm_error err;
+    if (dm_test_parse_str(parse, body, &l, &err) != DM_EINVAL)
+        fail_msg("accepted: %s", body);
+    if (err.status != 400 || strcmp(err.field, field) != 0 || strcmp(err.text, text) != 0)
+        fail_msg("%s: got %d [%s] %s, want 400 [%s] %s", body, err.status, err.field, err.text,
+                 field, text);
+    dm_test_assert_empty(&l);
+}
+
+/* @p parse refuses @p body (@p len bytes, unguarded) with "body is empty". */
+static void expect_body_empty(dm_test_parse_fn parse, const char *body, size_t len)
+{
+    dm_event_list l;
+    dm_error err = {0};
+    memset(&l, 0x5a, sizeof l);
+    assert_int_equal(parse(body, len, &l, &err), DM_EINVAL);
+    assert_int_equal(err.status, 400);
+    assert_string_equal(err.field, "");
+    assert_string_equal(err.text, "body is empty");
+    dm_test_assert_empty(&l);
+}
+
+void dm_test_expect_short_bodies(dm_test_parse_fn parse, const char *valid)
+{
+    /* an empty body, with or without a pointer */
+    expect_body_empty(parse, "", 0);
+    expect_body_empty(parse, NULL, 0);
+
+    /* the body length is what counts: a valid body cut short is malformed */
+    dm_event_list l;
+    dm_error err = {0};
+    memset(&l, 0x5a, sizeof l);
+    assert_int_equal(dm_test_parse_guarded(parse, valid, strlen(valid), &l, &err), DM_OK);
     dm_event_list_dispose(&l);
+    memset(&l, 0x5a, sizeof l);
+    assert_int_equal(dm_test_parse_guarded(parse, valid, strlen(valid) - 1, &l, &err), DM_EINVAL);
+    assert_string_equal(err.field, "");
+    assert_true(strncmp(err.text, "invalid JSON at ", 16) == 0);
+    dm_test_assert_empty(&l);
 }
 
 void dm_test_every_fixture_parses(dm_test_parse_fn parse, const char *module, const char *prefix,
@@ -136,6 +214,91 @@ void dm_test_expect_json(const dm_event *ev, const char *want)
     free(j);
 }
 
+/* Fail naming @p where and @p what unless @p got is @p want (NULL: must be NULL). */
+static void expect_str(const char *where, const char *what, const char *got, const char *want)
+{
+    if (want ? got && strcmp(got, want) == 0 : !got)
+        return;
+    fail_msg("%s: %s is \"%s\", want \"%s\"", where, what, got ? got : "(null)",
+             want ? want : "(null)");
+}
+
+static void expect_int(const char *where, const char *what, long long got, long long want)
+{
+    if (got != want)
+        fail_msg("%s: %s is %lld, want %lld", where, what, got, want);
+}
+
+/* The document dm_event_to_json makes of @p want: members in its fixed order, media_type
+ * only when there is one. The values are plain (no character JSON escapes). */
+static char *registry_json(const char *source, const dm_test_registry_event *want)
+{
+    char tags[256] = "", media[512] = "";
+    if (want->tag)
+        snprintf(tags, sizeof tags, "\"%s\"", want->tag);
+    if (want->media_type)
+        snprintf(media, sizeof media, ",\"media_type\":\"%s\"", want->media_type);
+    size_t cap = 4096;
+    char *j = dm_xmalloc(cap);
+    snprintf(j, cap,
+             "{\"side\":\"registry\",\"action\":\"%s\",\"source\":\"%s\",\"event_id\":\"%s\","
+             "\"t\":%lld,\"digest\":\"%s\",\"registry\":\"%s\",\"repository\":\"%s\","
+             "\"tags\":[%s]%s}",
+             want->action == DM_ACTION_DELETE ? "delete" : "push", source, want->event_id,
+             (long long)want->t, want->digest, want->registry, want->repository, tags, media);
+    return j;
+}
+
+void dm_test_expect_registry_event(const dm_event *ev, const char *source,
+                                   const dm_test_registry_event *want)
+{
+    const char *at = want->fixture;
+    expect_int(at, "side", ev->side, DM_SIDE_REGISTRY);
+    expect_int(at, "action", ev->action, want->action);
+    expect_str(at, "source", ev->source, source);
+    expect_str(at, "event_id", ev->event_id, want->event_id);
+    expect_int(at, "event_time_ms", ev->event_time_ms, want->t);
+    expect_str(at, "digest", ev->digest, want->digest);
+    expect_str(at, "registry", ev->registry, want->registry);
+    expect_str(at, "repository", ev->repository, want->repository);
+    expect_str(at, "media_type", ev->media_type, want->media_type);
+    expect_int(at, "ntags", (long long)ev->ntags, want->tag ? 1 : 0);
+    if (want->tag)
+        expect_str(at, "tags[0]", ev->tags[0], want->tag);
+    else if (ev->tags)
+        fail_msg("%s: tags is not NULL", at);
+    expect_int(at, "relation", ev->relation, DM_REL_IMAGE);
+    expect_str(at, "index_digest", ev->index_digest, "");
+    expect_str(at, "name", ev->name, NULL);
+    expect_str(at, "build.provider", ev->build.provider, NULL);
+    expect_int(at, "build.verified", ev->build.verified, false);
+    char *got = dm_event_to_json(ev), *doc = registry_json(source, want);
+    expect_str(at, "JSON", got, doc);
+    free(doc);
+    free(got);
+}
+
+void dm_test_expect_registry_fixtures(dm_test_parse_fn parse, const char *module,
+                                      const char *source, const dm_test_registry_event *want,
+                                      size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        dm_event_list l;
+        dm_test_parse_fixture(parse, module, want[i].fixture, &l);
+        if (l.ignored || l.n != 1)
+            fail_msg("%s: %zu events, ignored \"%s\"; want one", want[i].fixture, l.n,
+                     l.ignored ? l.ignored : "");
+        dm_test_expect_registry_event(&l.v[0], source, &want[i]);
+        dm_event_list_dispose(&l);
+    }
+}
+
+void dm_test_fill(char *buf, char c, size_t n)
+{
+    memset(buf, c, n);
+    buf[n] = '\0';
+}
+
 void dm_test_run_invalid_table(const char *module, dm_test_parse_fn parse, int min_cases)
 {
     char rel[512];
@@ -162,7 +325,7 @@ void dm_test_run_invalid_table(const char *module, dm_test_parse_fn parse, int m
         dm_event_list l;
         dm_error err = {0};
         memset(&l, 0x5a, sizeof l);
-        int rc = parse(body, len, &l, &err);
+        int rc = dm_test_parse_guarded(parse, body, len, &l, &err);
         free(body);
         if (rc != DM_EINVAL)
             fail_msg("%s: accepted", file);

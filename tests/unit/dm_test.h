@@ -8,7 +8,9 @@
 
 #include <stddef.h>
 
-/* A parser under test: dm_acr_parse and friends, usually wrapped in a guard-page copy. */
+/* A parser under test: dm_acr_parse and friends. The helpers below run it on guarded copies
+ * (dm_test_guarded_copy) over a list poisoned with 0x5a (the parser must not rely on a zeroed
+ * one). */
 typedef int (*dm_test_parse_fn)(const char *body, size_t len, dm_event_list *out, dm_error *err);
 
 /* Read all of @p path into a dm_xmalloc'ed buffer (not NUL-terminated); fails if unreadable. */
@@ -26,14 +28,31 @@ char *dm_test_guarded_copy(const char *src, size_t len, char **map, size_t *mapl
 int dm_test_parse_guarded(dm_test_parse_fn parse, const char *body, size_t len, dm_event_list *out,
                           dm_error *err);
 
-/* Parse DM_FIXTURES/@p module/@p name with @p parse over a list poisoned with 0x5a (the
- * parser must not rely on a zeroed list) and expect DM_OK. */
+/* dm_test_parse_guarded on NUL-terminated @p body, over a poisoned list, with @p err zeroed. */
+int dm_test_parse_str(dm_test_parse_fn parse, const char *body, dm_event_list *out, dm_error *err);
+
+/* Parse DM_FIXTURES/@p module/@p name and expect DM_OK. */
 void dm_test_parse_fixture(dm_test_parse_fn parse, const char *module, const char *name,
                            dm_event_list *out);
 
 /* Fixture @p name parses to an ignored list with exactly @p reason and no events. */
 void dm_test_expect_ignored_fixture(dm_test_parse_fn parse, const char *module, const char *name,
                                     const char *reason);
+
+/* @p body parses to an ignored list with exactly @p reason and no events. */
+void dm_test_expect_ignored(dm_test_parse_fn parse, const char *body, const char *reason);
+
+/* @p body parses to exactly one event, not ignored; returns it (@p l is the caller's to
+ * dispose). */
+dm_event *dm_test_expect_one(dm_test_parse_fn parse, const char *body, dm_event_list *l);
+
+/* @p body is refused: DM_EINVAL, status 400, exactly @p field and @p text, an empty list. */
+void dm_test_expect_error(dm_test_parse_fn parse, const char *body, const char *field,
+                          const char *text);
+
+/* What is too short to be a body: "" and NULL (length 0) are "body is empty", and @p valid
+ * cut one byte short is invalid JSON (field ""); each leaves an empty list. */
+void dm_test_expect_short_bodies(dm_test_parse_fn parse, const char *valid);
 
 /* Every DM_FIXTURES/@p module/<@p prefix>*.json parses to one event or an ignored empty list;
  * at least @p min_seen of them. */
@@ -45,6 +64,32 @@ void dm_test_assert_empty(const dm_event_list *l);
 
 /* dm_event_to_json(@p ev) is exactly @p want. */
 void dm_test_expect_json(const dm_event *ev, const char *want);
+
+/* One registry event as a test expects it, field by field. */
+typedef struct dm_test_registry_event {
+    const char *fixture; /* the file under DM_FIXTURES/<module>/ that gives it */
+    dm_action action;
+    const char *event_id;
+    int64_t t;
+    const char *digest, *registry, *repository;
+    const char *tag;        /* the one tag, or NULL for none */
+    const char *media_type; /* NULL for none */
+} dm_test_registry_event;
+
+/* @p ev is @p want from registry @p source ("acr", ...) in every field: side registry,
+ * relation image, no index, name or build identity; and dm_event_to_json(@p ev) is the
+ * document park.lua reads, spelled out from @p want member by member in its fixed order. */
+void dm_test_expect_registry_event(const dm_event *ev, const char *source,
+                                   const dm_test_registry_event *want);
+
+/* Each of the @p n fixtures of @p module named in @p want parses to exactly one event, and it
+ * is that entry of @p want. */
+void dm_test_expect_registry_fixtures(dm_test_parse_fn parse, const char *module,
+                                      const char *source, const dm_test_registry_event *want,
+                                      size_t n);
+
+/* @p n times @p c, then a NUL, into @p buf (n + 1 bytes): a value exactly at a limit. */
+void dm_test_fill(char *buf, char c, size_t n);
 
 /* DM_FIXTURES/@p module/invalid/expected.tsv names every *.json there with its exact error
  * ("file<TAB>field<TAB>text"): each must give DM_EINVAL, status 400, that field and text and

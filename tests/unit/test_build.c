@@ -53,10 +53,10 @@ static int parse_guarded(const char *body, size_t len, const dm_build_info *veri
     return rc;
 }
 
-/* parse_guarded without a verified identity, as a dm_test_parse_fn. */
+/* dm_build_parse without a verified identity, as a dm_test_parse_fn (which guards it). */
 static int parse_unverified(const char *body, size_t len, dm_event_list *out, dm_error *err)
 {
-    return parse_guarded(body, len, NULL, out, err);
+    return dm_build_parse(body, len, NULL, out, err);
 }
 
 static void parse_fixture(const char *name, const dm_build_info *verified, dm_event_list *out)
@@ -478,10 +478,8 @@ static void test_limits_accepted(void **state)
     /* 64 tags of 128 bytes, a 512-byte name, 2048-byte run strings */
     b = (sbuf){0};
     char tag[129], name[513], big[2049];
-    memset(name, 'n', 512);
-    name[512] = '\0';
-    memset(big, 'c', 2048);
-    big[2048] = '\0';
+    dm_test_fill(name, 'n', 512);
+    dm_test_fill(big, 'c', 2048);
     sb_add(&b, "{\"images\":[{\"digest\":\"" D1 "\",\"name\":\"%s\",\"tags\":[", name);
     for (int i = 0; i < DM_BUILD_MAX_TAGS; i++) {
         snprintf(tag, sizeof tag, "%03d", i); /* distinct */

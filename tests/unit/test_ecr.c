@@ -4,7 +4,6 @@
 #include "dm_ecr.h"
 #include "dm_test.h"
 
-#include <dirent.h>
 #include <jansson.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,8 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -22,63 +19,18 @@
 #define D_CHILD  "sha256:c88e5aaa01eea22e7cd7268b0f2733f99cab3065f1392f19808e96909b7a102b"
 #define D_CN     "sha256:0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
 #define HOST_EU  "111122223333.dkr.ecr.eu-west-1.amazonaws.com"
+#define HOST_CN  "210987654321.dkr.ecr.cn-northwest-1.amazonaws.com.cn"
 
 /*---- helpers ------------------------------------------------------------------------------*/
 
-/* Parse @p body placed so that its last byte is followed by an unreadable page: any read past
- * len faults, even without ASan. */
-static int parse_guarded(const char *body, size_t len, dm_event_list *out, dm_error *err)
-{
-    return dm_test_parse_guarded(dm_ecr_parse, body, len, out, err);
-}
-
-/* Parse fixture @p name (relative to tests/fixtures/ecr) and expect success. */
-static void parse_fixture(const char *name, dm_event_list *out)
-{
-    dm_test_parse_fixture(parse_guarded, "ecr", name, out);
-}
-
-static int parse_str(const char *s, dm_event_list *out, dm_error *err)
-{
-    memset(err, 0, sizeof *err);
-    memset(out, 0x5a, sizeof *out);
-    return parse_guarded(s, strlen(s), out, err);
-}
-
 static void expect_error(const char *body, const char *field, const char *text)
 {
-    dm_event_list l;
-    dm_error err;
-    if (parse_str(body, &l, &err) != DM_EINVAL)
-        fail_msg("accepted: %s", body);
-    assert_int_equal(err.status, 400);
-    assert_string_equal(err.field, field);
-    assert_string_equal(err.text, text);
-    dm_test_assert_empty(&l);
+    dm_test_expect_error(dm_ecr_parse, body, field, text);
 }
 
-static void expect_ignored(const char *body, const char *reason)
-{
-    dm_event_list l;
-    dm_error err;
-    if (parse_str(body, &l, &err) != DM_OK)
-        fail_msg("%s: [%s] %s", body, err.field, err.text);
-    assert_non_null(l.ignored);
-    assert_string_equal(l.ignored, reason);
-    assert_int_equal(l.n, 0);
-    assert_null(l.v);
-    dm_event_list_dispose(&l);
-}
-
-/* Parse @p body, expect exactly one event and return it in @p l (the caller disposes). */
 static dm_event *expect_one(const char *body, dm_event_list *l)
 {
-    dm_error err;
-    if (parse_str(body, l, &err) != DM_OK)
-        fail_msg("%s: [%s] %s", body, err.field, err.text);
-    assert_null(l->ignored);
-    assert_int_equal(l->n, 1);
-    return &l->v[0];
+    return dm_test_expect_one(dm_ecr_parse, body, l);
 }
 
 /* An ECR Image Action event around @p detail (a JSON object's members) in @p region. */
@@ -100,127 +52,42 @@ static char *event_in(const char *region, const char *detail)
 
 /*---- fixtures -----------------------------------------------------------------------------*/
 
-static void test_push(void **state)
+static const dm_test_registry_event fixtures[] = {
+    {"eventbridge-push.json", DM_ACTION_PUSH, "c8d1e2f3-a4b5-4c6d-8e7f-9012a3b4c5d6",
+     1795874585000, /* 2026-11-28T14:03:05Z */
+     D_WORKER, HOST_EU, "payments/worker", "2.0.1", "application/vnd.oci.image.manifest.v1+json"},
+    /* pushed by digest: no image-tag */
+    {"eventbridge-push-untagged.json", DM_ACTION_PUSH, "d9e2f3a4-b5c6-4d7e-9f80-0123b4c5d6e7",
+     1795874584000, D_CHILD, HOST_EU, "payments/worker", NULL, NULL},
+    /* the delete's image-tag is not relied on */
+    {"eventbridge-delete.json", DM_ACTION_DELETE, "fb04b5c6-d7e8-4f90-b1a2-2345d6e7f809",
+     1795942800000, /* 2026-11-29T09:00:00Z */
+     D_WORKER, HOST_EU, "payments/worker", NULL, NULL},
+    {"eventbridge-push-cn.json", DM_ACTION_PUSH, "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+     1795874700000, D_CN, HOST_CN, "team/api-gateway", "v3",
+     "application/vnd.docker.distribution.manifest.list.v2+json"},
+};
+
+static void test_fixtures(void **state)
 {
     (void)state;
-    dm_event_list l;
-    parse_fixture("eventbridge-push.json", &l);
-    assert_null(l.ignored);
-    assert_int_equal(l.n, 1);
-    dm_event *ev = &l.v[0];
-    assert_int_equal(ev->side, DM_SIDE_REGISTRY);
-    assert_int_equal(ev->action, DM_ACTION_PUSH);
-    assert_string_equal(ev->source, "ecr");
-    assert_string_equal(ev->event_id, "c8d1e2f3-a4b5-4c6d-8e7f-9012a3b4c5d6");
-    assert_int_equal(ev->event_time_ms, 1795874585000); /* 2026-11-28T14:03:05Z */
-    assert_string_equal(ev->digest, D_WORKER);
-    assert_string_equal(ev->registry, HOST_EU);
-    assert_string_equal(ev->repository, "payments/worker");
-    assert_string_equal(ev->media_type, "application/vnd.oci.image.manifest.v1+json");
-    assert_int_equal(ev->ntags, 1);
-    assert_string_equal(ev->tags[0], "2.0.1");
-    assert_int_equal(ev->relation, DM_REL_IMAGE);
-    assert_string_equal(ev->index_digest, "");
-    assert_null(ev->name);
-    assert_null(ev->build.provider);
-    assert_false(ev->build.verified);
-    dm_test_expect_json(ev,
-                        "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"ecr\","
-                        "\"event_id\":\"c8d1e2f3-a4b5-4c6d-8e7f-9012a3b4c5d6\",\"t\":1795874585000,"
-                        "\"digest\":\"" D_WORKER "\",\"registry\":\"" HOST_EU "\","
-                        "\"repository\":\"payments/worker\",\"tags\":[\"2.0.1\"],"
-                        "\"media_type\":\"application/vnd.oci.image.manifest.v1+json\"}");
-    dm_event_list_dispose(&l);
-}
-
-static void test_push_untagged(void **state)
-{
-    (void)state;
-    dm_event_list l;
-    parse_fixture("eventbridge-push-untagged.json", &l);
-    assert_null(l.ignored);
-    assert_int_equal(l.n, 1);
-    dm_event *ev = &l.v[0];
-    assert_int_equal(ev->action, DM_ACTION_PUSH);
-    assert_string_equal(ev->event_id, "d9e2f3a4-b5c6-4d7e-9f80-0123b4c5d6e7");
-    assert_int_equal(ev->event_time_ms, 1795874584000);
-    assert_string_equal(ev->digest, D_CHILD);
-    assert_string_equal(ev->registry, HOST_EU);
-    assert_string_equal(ev->repository, "payments/worker");
-    assert_null(ev->media_type);
-    assert_int_equal(ev->ntags, 0); /* pushed by digest: no image-tag */
-    assert_null(ev->tags);
-    dm_test_expect_json(ev,
-                        "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"ecr\","
-                        "\"event_id\":\"d9e2f3a4-b5c6-4d7e-9f80-0123b4c5d6e7\",\"t\":1795874584000,"
-                        "\"digest\":\"" D_CHILD "\",\"registry\":\"" HOST_EU "\","
-                        "\"repository\":\"payments/worker\",\"tags\":[]}");
-    dm_event_list_dispose(&l);
-}
-
-static void test_delete(void **state)
-{
-    (void)state;
-    dm_event_list l;
-    parse_fixture("eventbridge-delete.json", &l);
-    assert_null(l.ignored);
-    assert_int_equal(l.n, 1);
-    dm_event *ev = &l.v[0];
-    assert_int_equal(ev->side, DM_SIDE_REGISTRY);
-    assert_int_equal(ev->action, DM_ACTION_DELETE);
-    assert_string_equal(ev->source, "ecr");
-    assert_string_equal(ev->event_id, "fb04b5c6-d7e8-4f90-b1a2-2345d6e7f809");
-    assert_int_equal(ev->event_time_ms, 1795942800000); /* 2026-11-29T09:00:00Z */
-    assert_string_equal(ev->digest, D_WORKER);
-    assert_string_equal(ev->registry, HOST_EU);
-    assert_string_equal(ev->repository, "payments/worker");
-    assert_null(ev->media_type);
-    assert_int_equal(ev->ntags, 0); /* the delete's image-tag is not relied on */
-    dm_test_expect_json(ev,
-                        "{\"side\":\"registry\",\"action\":\"delete\",\"source\":\"ecr\","
-                        "\"event_id\":\"fb04b5c6-d7e8-4f90-b1a2-2345d6e7f809\",\"t\":1795942800000,"
-                        "\"digest\":\"" D_WORKER "\",\"registry\":\"" HOST_EU "\","
-                        "\"repository\":\"payments/worker\",\"tags\":[]}");
-    dm_event_list_dispose(&l);
-}
-
-static void test_push_china(void **state)
-{
-    (void)state;
-    dm_event_list l;
-    parse_fixture("eventbridge-push-cn.json", &l);
-    assert_int_equal(l.n, 1);
-    dm_event *ev = &l.v[0];
-    assert_int_equal(ev->action, DM_ACTION_PUSH);
-    assert_string_equal(ev->event_id, "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d");
-    assert_int_equal(ev->event_time_ms, 1795874700000);
-    assert_string_equal(ev->digest, D_CN);
-    assert_string_equal(ev->registry, "210987654321.dkr.ecr.cn-northwest-1.amazonaws.com.cn");
-    assert_string_equal(ev->repository, "team/api-gateway");
-    assert_string_equal(ev->media_type,
-                        "application/vnd.docker.distribution.manifest.list.v2+json");
-    assert_int_equal(ev->ntags, 1);
-    assert_string_equal(ev->tags[0], "v3");
-    dm_event_list_dispose(&l);
-}
-
-static void expect_ignored_fixture(const char *name, const char *reason)
-{
-    dm_test_expect_ignored_fixture(parse_guarded, "ecr", name, reason);
+    dm_test_expect_registry_fixtures(dm_ecr_parse, "ecr", "ecr", fixtures, DM_ARRAY_LEN(fixtures));
 }
 
 static void test_ignored_fixtures(void **state)
 {
     (void)state;
-    expect_ignored_fixture("eventbridge-push-failure.json", "failed action");
-    expect_ignored_fixture("eventbridge-image-scan.json", "detail-type not handled");
+    dm_test_expect_ignored_fixture(dm_ecr_parse, "ecr", "eventbridge-push-failure.json",
+                                   "failed action");
+    dm_test_expect_ignored_fixture(dm_ecr_parse, "ecr", "eventbridge-image-scan.json",
+                                   "detail-type not handled");
 }
 
 /* Every eventbridge-*.json under tests/fixtures/ecr parses (the named tests check values). */
 static void test_every_fixture_parses(void **state)
 {
     (void)state;
-    dm_test_every_fixture_parses(parse_guarded, "ecr", "eventbridge-", 6);
+    dm_test_every_fixture_parses(dm_ecr_parse, "ecr", "eventbridge-", 6);
 }
 
 /* SNS delivery: the notification's "Message" string is the EventBridge event, parsed by the
@@ -239,16 +106,13 @@ static void test_sns_message(void **state)
 
     dm_event_list l;
     dm_error err = {0};
-    assert_int_equal(parse_guarded(json_string_value(msg), json_string_length(msg), &l, &err),
+    memset(&l, 0x5a, sizeof l);
+    assert_int_equal(dm_test_parse_guarded(dm_ecr_parse, json_string_value(msg),
+                                           json_string_length(msg), &l, &err),
                      DM_OK);
     assert_int_equal(l.n, 1);
     /* the same event as the API-destination delivery of eventbridge-push.json */
-    dm_test_expect_json(&l.v[0], "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"ecr\","
-                                 "\"event_id\":\"c8d1e2f3-a4b5-4c6d-8e7f-9012a3b4c5d6\","
-                                 "\"t\":1795874585000,\"digest\":\"" D_WORKER "\","
-                                 "\"registry\":\"" HOST_EU "\",\"repository\":\"payments/worker\","
-                                 "\"tags\":[\"2.0.1\"],"
-                                 "\"media_type\":\"application/vnd.oci.image.manifest.v1+json\"}");
+    dm_test_expect_registry_event(&l.v[0], "ecr", &fixtures[0]);
     dm_event_list_dispose(&l);
     json_decref(env);
 }
@@ -259,7 +123,7 @@ static void test_sns_message(void **state)
 static void test_invalid_table(void **state)
 {
     (void)state;
-    dm_test_run_invalid_table("ecr", parse_guarded, 90);
+    dm_test_run_invalid_table("ecr", dm_ecr_parse, 90);
 }
 
 /*---- edge cases ---------------------------------------------------------------------------*/
@@ -301,7 +165,7 @@ static void test_ignored_inline(void **state)
          "action-type not handled"},
     };
     for (size_t i = 0; i < DM_ARRAY_LEN(cases); i++)
-        expect_ignored(cases[i].body, cases[i].reason);
+        dm_test_expect_ignored(dm_ecr_parse, cases[i].body, cases[i].reason);
 }
 
 /* The registry host is derived from account and region; China regions use .amazonaws.com.cn. */
@@ -424,14 +288,10 @@ static void test_limits(void **state)
     (void)state;
     /* exactly at each limit is accepted */
     char repo[257], tag[129], id[257], media[256];
-    memset(repo, 'r', 256);
-    repo[256] = '\0';
-    memset(tag, 't', 128);
-    tag[128] = '\0';
-    memset(id, 'i', 256);
-    id[256] = '\0';
-    memset(media, 'm', 255);
-    media[255] = '\0';
+    dm_test_fill(repo, 'r', 256);
+    dm_test_fill(tag, 't', 128);
+    dm_test_fill(id, 'i', 256);
+    dm_test_fill(media, 'm', 255);
     size_t cap = 4096;
     char *body = dm_xmalloc(cap);
     snprintf(body, cap,
@@ -442,11 +302,16 @@ static void test_limits(void **state)
              "\"repository-name\":\"%s\",\"image-tag\":\"%s\",\"manifest-media-type\":\"%s\"}}",
              id, repo, tag, media);
     dm_event_list l;
-    dm_event *ev = expect_one(body, &l);
-    assert_int_equal(strlen(ev->repository), 256);
-    assert_int_equal(strlen(ev->tags[0]), 128);
-    assert_int_equal(strlen(ev->event_id), 256);
-    assert_int_equal(strlen(ev->media_type), 255);
+    dm_test_registry_event want = {.fixture = "limits",
+                                   .action = DM_ACTION_PUSH,
+                                   .event_id = id,
+                                   .t = 1795874585000,
+                                   .digest = D_WORKER,
+                                   .registry = "999999999999.dkr.ecr.eu-west-1.amazonaws.com",
+                                   .repository = repo,
+                                   .tag = tag,
+                                   .media_type = media};
+    dm_test_expect_registry_event(expect_one(body, &l), "ecr", &want);
     dm_event_list_dispose(&l);
     free(body);
 }
@@ -483,33 +348,15 @@ static void test_errors_inline(void **state)
     expect_error(body, "region", "must be at most 32 bytes");
     free(body);
 
-    /* an empty body, with or without a pointer */
-    dm_event_list l;
-    dm_error err = {0};
-    memset(&l, 0x5a, sizeof l);
-    assert_int_equal(dm_ecr_parse("", 0, &l, &err), DM_EINVAL);
-    assert_string_equal(err.text, "body is empty");
-    dm_test_assert_empty(&l);
-    memset(&l, 0x5a, sizeof l);
-    assert_int_equal(dm_ecr_parse(NULL, 0, &l, &err), DM_EINVAL);
-    dm_test_assert_empty(&l);
-
-    /* the body length is what counts: a valid body cut short is malformed */
     body = event_in("eu-west-1", PUSH_OK DIGEST_MEMBER);
-    memset(&l, 0x5a, sizeof l);
-    assert_int_equal(parse_guarded(body, strlen(body) - 1, &l, &err), DM_EINVAL);
-    assert_string_equal(err.field, "");
-    dm_test_assert_empty(&l);
+    dm_test_expect_short_bodies(dm_ecr_parse, body);
     free(body);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_push),
-        cmocka_unit_test(test_push_untagged),
-        cmocka_unit_test(test_delete),
-        cmocka_unit_test(test_push_china),
+        cmocka_unit_test(test_fixtures),
         cmocka_unit_test(test_ignored_fixtures),
         cmocka_unit_test(test_every_fixture_parses),
         cmocka_unit_test(test_sns_message),

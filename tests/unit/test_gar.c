@@ -4,7 +4,6 @@
 #include "dm_gar.h"
 #include "dm_test.h"
 
-#include <dirent.h>
 #include <openssl/evp.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,8 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -24,26 +21,6 @@
 #define NAME      HOST "/acme-prod/apps/billing"
 
 /*---- helpers ------------------------------------------------------------------------------*/
-
-/* Parse @p body placed so that its last byte is followed by an unreadable page: any read past
- * len faults, even without ASan. */
-static int parse_guarded(const char *body, size_t len, dm_event_list *out, dm_error *err)
-{
-    return dm_test_parse_guarded(dm_gar_parse, body, len, out, err);
-}
-
-/* Parse fixture @p name (relative to tests/fixtures/gar) and expect success. */
-static void parse_fixture(const char *name, dm_event_list *out)
-{
-    dm_test_parse_fixture(parse_guarded, "gar", name, out);
-}
-
-static int parse_str(const char *s, dm_event_list *out, dm_error *err)
-{
-    memset(err, 0, sizeof *err);
-    memset(out, 0x5a, sizeof *out);
-    return parse_guarded(s, strlen(s), out, err);
-}
 
 /* Standard padded base64 of @p data (@p len bytes), made by OpenSSL. */
 static char *b64(const void *data, size_t len)
@@ -81,40 +58,21 @@ static char *envelope(const char *data_json)
 static dm_event *expect_one(const char *data_json, dm_event_list *l)
 {
     char *body = envelope(data_json);
-    dm_error err;
-    if (parse_str(body, l, &err) != DM_OK)
-        fail_msg("%s: [%s] %s", data_json, err.field, err.text);
+    dm_event *ev = dm_test_expect_one(dm_gar_parse, body, l);
     free(body);
-    assert_null(l->ignored);
-    assert_int_equal(l->n, 1);
-    return &l->v[0];
+    return ev;
 }
 
 static void expect_ignored(const char *data_json, const char *reason)
 {
     char *body = envelope(data_json);
-    dm_event_list l;
-    dm_error err;
-    if (parse_str(body, &l, &err) != DM_OK)
-        fail_msg("%s: [%s] %s", data_json, err.field, err.text);
+    dm_test_expect_ignored(dm_gar_parse, body, reason);
     free(body);
-    assert_non_null(l.ignored);
-    assert_string_equal(l.ignored, reason);
-    assert_int_equal(l.n, 0);
-    assert_null(l.v);
-    dm_event_list_dispose(&l);
 }
 
 static void expect_body_error(const char *body, const char *field, const char *text)
 {
-    dm_event_list l;
-    dm_error err;
-    if (parse_str(body, &l, &err) != DM_EINVAL)
-        fail_msg("accepted: %s", body);
-    assert_int_equal(err.status, 400);
-    assert_string_equal(err.field, field);
-    assert_string_equal(err.text, text);
-    dm_test_assert_empty(&l);
+    dm_test_expect_error(dm_gar_parse, body, field, text);
 }
 
 static void expect_error(const char *data_json, const char *field, const char *text)
@@ -126,99 +84,35 @@ static void expect_error(const char *data_json, const char *field, const char *t
 
 /*---- fixtures -----------------------------------------------------------------------------*/
 
-static void test_insert_tagged(void **state)
-{
-    (void)state;
-    dm_event_list l;
-    parse_fixture("pubsub-insert-tagged.json", &l);
-    assert_null(l.ignored);
-    assert_int_equal(l.n, 1);
-    dm_event *ev = &l.v[0];
-    assert_int_equal(ev->side, DM_SIDE_REGISTRY);
-    assert_int_equal(ev->action, DM_ACTION_PUSH);
-    assert_string_equal(ev->source, "gar");
-    assert_string_equal(ev->event_id, "17730518093427361");
-    assert_int_equal(ev->event_time_ms, 1795874661337); /* 2026-11-28T14:04:21.337Z */
-    assert_string_equal(ev->digest, D_BILLING);
-    assert_string_equal(ev->registry, HOST);
-    assert_string_equal(ev->repository, "acme-prod/apps/billing");
-    assert_null(ev->media_type);
-    assert_int_equal(ev->ntags, 1);
-    assert_string_equal(ev->tags[0], "3.2.0");
-    assert_int_equal(ev->relation, DM_REL_IMAGE);
-    assert_string_equal(ev->index_digest, "");
-    assert_null(ev->name);
-    assert_null(ev->build.provider);
-    dm_test_expect_json(ev, "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"gar\","
-                            "\"event_id\":\"17730518093427361\",\"t\":1795874661337,"
-                            "\"digest\":\"" D_BILLING "\",\"registry\":\"" HOST "\","
-                            "\"repository\":\"acme-prod/apps/billing\",\"tags\":[\"3.2.0\"]}");
-    dm_event_list_dispose(&l);
-}
+static const dm_test_registry_event fixtures[] = {
+    {"pubsub-insert-tagged.json", DM_ACTION_PUSH, "17730518093427361",
+     1795874661337, /* 2026-11-28T14:04:21.337Z */
+     D_BILLING, HOST, "acme-prod/apps/billing", "3.2.0", NULL},
+    {"pubsub-insert-digest-only.json", DM_ACTION_PUSH, "17730518093427360", 1795874661102,
+     D_BILLING, HOST, "acme-prod/apps/billing", NULL, NULL},
+    {"pubsub-delete-digest.json", DM_ACTION_DELETE, "17730518093427401",
+     1795946402500, /* 2026-11-29T10:00:02.500Z */
+     D_BILLING, HOST, "acme-prod/apps/billing", NULL, NULL},
+};
 
-static void test_insert_digest_only(void **state)
+static void test_fixtures(void **state)
 {
     (void)state;
-    dm_event_list l;
-    parse_fixture("pubsub-insert-digest-only.json", &l);
-    assert_null(l.ignored);
-    assert_int_equal(l.n, 1);
-    dm_event *ev = &l.v[0];
-    assert_int_equal(ev->action, DM_ACTION_PUSH);
-    assert_string_equal(ev->event_id, "17730518093427360");
-    assert_int_equal(ev->event_time_ms, 1795874661102);
-    assert_string_equal(ev->digest, D_BILLING);
-    assert_string_equal(ev->registry, HOST);
-    assert_string_equal(ev->repository, "acme-prod/apps/billing");
-    assert_int_equal(ev->ntags, 0);
-    assert_null(ev->tags);
-    dm_test_expect_json(ev, "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"gar\","
-                            "\"event_id\":\"17730518093427360\",\"t\":1795874661102,"
-                            "\"digest\":\"" D_BILLING "\",\"registry\":\"" HOST "\","
-                            "\"repository\":\"acme-prod/apps/billing\",\"tags\":[]}");
-    dm_event_list_dispose(&l);
-}
-
-static void test_delete_digest(void **state)
-{
-    (void)state;
-    dm_event_list l;
-    parse_fixture("pubsub-delete-digest.json", &l);
-    assert_null(l.ignored);
-    assert_int_equal(l.n, 1);
-    dm_event *ev = &l.v[0];
-    assert_int_equal(ev->action, DM_ACTION_DELETE);
-    assert_string_equal(ev->source, "gar");
-    assert_string_equal(ev->event_id, "17730518093427401");
-    assert_int_equal(ev->event_time_ms, 1795946402500); /* 2026-11-29T10:00:02.500Z */
-    assert_string_equal(ev->digest, D_BILLING);
-    assert_string_equal(ev->registry, HOST);
-    assert_string_equal(ev->repository, "acme-prod/apps/billing");
-    assert_int_equal(ev->ntags, 0);
-    dm_test_expect_json(ev, "{\"side\":\"registry\",\"action\":\"delete\",\"source\":\"gar\","
-                            "\"event_id\":\"17730518093427401\",\"t\":1795946402500,"
-                            "\"digest\":\"" D_BILLING "\",\"registry\":\"" HOST "\","
-                            "\"repository\":\"acme-prod/apps/billing\",\"tags\":[]}");
-    dm_event_list_dispose(&l);
+    dm_test_expect_registry_fixtures(dm_gar_parse, "gar", "gar", fixtures, DM_ARRAY_LEN(fixtures));
 }
 
 static void test_delete_tag_ignored(void **state)
 {
     (void)state;
-    dm_event_list l;
-    parse_fixture("pubsub-delete-tag.json", &l);
-    assert_non_null(l.ignored);
-    assert_string_equal(l.ignored, "tag-only delete");
-    assert_int_equal(l.n, 0);
-    assert_null(l.v);
-    dm_event_list_dispose(&l);
+    dm_test_expect_ignored_fixture(dm_gar_parse, "gar", "pubsub-delete-tag.json",
+                                   "tag-only delete");
 }
 
 /* Every pubsub-*.json under tests/fixtures/gar parses (the named tests check values). */
 static void test_every_fixture_parses(void **state)
 {
     (void)state;
-    dm_test_every_fixture_parses(parse_guarded, "gar", "pubsub-", 4);
+    dm_test_every_fixture_parses(dm_gar_parse, "gar", "pubsub-", 4);
 }
 
 /* The decoded samples (data-*.json, pretty-printed) wrapped by the test give the same events
@@ -237,11 +131,11 @@ static void test_decoded_samples(void **state)
         free(data);
         dm_event_list got, want;
         dm_error err;
-        if (parse_str(body, &got, &err) != DM_OK)
+        if (dm_test_parse_str(dm_gar_parse, body, &got, &err) != DM_OK)
             fail_msg("data-%s.json: [%s] %s", names[i], err.field, err.text);
         free(body);
         snprintf(path, sizeof path, "pubsub-%s.json", names[i]);
-        parse_fixture(path, &want);
+        dm_test_parse_fixture(dm_gar_parse, "gar", path, &want);
 
         assert_int_equal(got.n, want.n);
         if (want.ignored)
@@ -270,7 +164,7 @@ static void test_decoded_samples(void **state)
 static void test_invalid_table(void **state)
 {
     (void)state;
-    dm_test_run_invalid_table("gar", parse_guarded, 100);
+    dm_test_run_invalid_table("gar", dm_gar_parse, 100);
 }
 
 /*---- edge cases ---------------------------------------------------------------------------*/
@@ -380,12 +274,9 @@ static void test_twin_members(void **state)
         char body[1024];
         snprintf(body, sizeof body, "{\"message\":{\"data\":\"%s\",%s}}", d, cases[i].members);
         dm_event_list l;
-        dm_error err;
-        if (parse_str(body, &l, &err) != DM_OK)
-            fail_msg("%s: [%s] %s", body, err.field, err.text);
-        assert_int_equal(l.n, 1);
-        assert_string_equal(l.v[0].event_id, cases[i].id);
-        assert_int_equal(l.v[0].event_time_ms, cases[i].t);
+        dm_event *ev = dm_test_expect_one(dm_gar_parse, body, &l);
+        assert_string_equal(ev->event_id, cases[i].id);
+        assert_int_equal(ev->event_time_ms, cases[i].t);
         dm_event_list_dispose(&l);
     }
     free(d);
@@ -445,10 +336,7 @@ static void test_limits(void **state)
     memcpy(data + 65536 - 2, "\"}", 2);
     char *body = envelope_n(data, 65536);
     dm_event_list l;
-    dm_error err;
-    if (parse_str(body, &l, &err) != DM_OK)
-        fail_msg("64 KiB: [%s] %s", err.field, err.text);
-    assert_int_equal(l.n, 1);
+    dm_test_expect_one(dm_gar_parse, body, &l);
     dm_event_list_dispose(&l);
     free(body);
 
@@ -461,14 +349,10 @@ static void test_limits(void **state)
 
     /* host 255, repository 256, tag 128, message id 256 */
     char host[256], repo[257], tag[129], id[257];
-    memset(host, 'h', 255);
-    host[255] = '\0';
-    memset(repo, 'r', 256);
-    repo[256] = '\0';
-    memset(tag, 't', 128);
-    tag[128] = '\0';
-    memset(id, '7', 256);
-    id[256] = '\0';
+    dm_test_fill(host, 'h', 255);
+    dm_test_fill(repo, 'r', 256);
+    dm_test_fill(tag, 't', 128);
+    dm_test_fill(id, '7', 256);
     char json[2048];
     snprintf(json, sizeof json,
              "{\"action\":\"INSERT\",\"digest\":\"%s/%s@" D_OTHER "\",\"tag\":\"%s/%s:%s\"}", host,
@@ -481,12 +365,15 @@ static void test_limits(void **state)
              "\"publishTime\":\"2026-11-28T14:04:21Z\"}}",
              d, id);
     free(d);
-    if (parse_str(body, &l, &err) != DM_OK)
-        fail_msg("limits: [%s] %s", err.field, err.text);
-    assert_int_equal(strlen(l.v[0].registry), 255);
-    assert_int_equal(strlen(l.v[0].repository), 256);
-    assert_int_equal(strlen(l.v[0].tags[0]), 128);
-    assert_int_equal(strlen(l.v[0].event_id), 256);
+    dm_test_registry_event want = {.fixture = "limits",
+                                   .action = DM_ACTION_PUSH,
+                                   .event_id = id,
+                                   .t = 1795874661000,
+                                   .digest = D_OTHER,
+                                   .registry = host,
+                                   .repository = repo,
+                                   .tag = tag};
+    dm_test_expect_registry_event(dm_test_expect_one(dm_gar_parse, body, &l), "gar", &want);
     dm_event_list_dispose(&l);
     free(body);
 }
@@ -510,35 +397,24 @@ static void test_errors_inline(void **state)
     expect_error("{\"action\":\"INSERT\",\"tag\":\"" NAME ":3.2.0\"}", "data.digest",
                  "is required");
 
-    /* an empty body, with or without a pointer */
-    dm_event_list l;
-    dm_error err = {0};
-    memset(&l, 0x5a, sizeof l);
-    assert_int_equal(dm_gar_parse("", 0, &l, &err), DM_EINVAL);
-    assert_string_equal(err.text, "body is empty");
-    dm_test_assert_empty(&l);
-    memset(&l, 0x5a, sizeof l);
-    assert_int_equal(dm_gar_parse(NULL, 0, &l, &err), DM_EINVAL);
-    dm_test_assert_empty(&l);
-
-    /* the body length is what counts: a valid body cut short is malformed */
     char *body = envelope("{\"action\":\"INSERT\",\"digest\":\"h/r@" D_OTHER "\"}");
-    memset(&l, 0x5a, sizeof l);
-    assert_int_equal(parse_guarded(body, strlen(body) - 1, &l, &err), DM_EINVAL);
-    assert_string_equal(err.field, "");
-    dm_test_assert_empty(&l);
+    dm_test_expect_short_bodies(dm_gar_parse, body);
     free(body);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_insert_tagged),        cmocka_unit_test(test_insert_digest_only),
-        cmocka_unit_test(test_delete_digest),        cmocka_unit_test(test_delete_tag_ignored),
-        cmocka_unit_test(test_every_fixture_parses), cmocka_unit_test(test_decoded_samples),
-        cmocka_unit_test(test_invalid_table),        cmocka_unit_test(test_ignored_inline),
-        cmocka_unit_test(test_references),           cmocka_unit_test(test_twin_members),
-        cmocka_unit_test(test_base64_padding),       cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_fixtures),
+        cmocka_unit_test(test_delete_tag_ignored),
+        cmocka_unit_test(test_every_fixture_parses),
+        cmocka_unit_test(test_decoded_samples),
+        cmocka_unit_test(test_invalid_table),
+        cmocka_unit_test(test_ignored_inline),
+        cmocka_unit_test(test_references),
+        cmocka_unit_test(test_twin_members),
+        cmocka_unit_test(test_base64_padding),
+        cmocka_unit_test(test_limits),
         cmocka_unit_test(test_errors_inline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
