@@ -44,6 +44,41 @@ char *dm_test_load_fixture(const char *rel, size_t *len)
     return dm_test_read_file(path, len);
 }
 
+json_t *dm_test_load_json(const char *rel)
+{
+    char path[1024];
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", DM_FIXTURES, rel) >= sizeof path)
+        fail_msg("path too long: %s", rel);
+    json_error_t jerr;
+    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!j)
+        fail_msg("%s: %s", path, jerr.text);
+    return j;
+}
+
+bool dm_test_keys_make(dm_test_keys *k)
+{
+    k->rsa = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+    k->rsa2 = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+    k->rsa1024 = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)1024);
+    k->ec = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    k->ec2 = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    if (k->rsa && k->rsa2 && k->rsa1024 && k->ec && k->ec2)
+        return true;
+    dm_test_keys_free(k);
+    return false;
+}
+
+void dm_test_keys_free(dm_test_keys *k)
+{
+    EVP_PKEY_free(k->rsa);
+    EVP_PKEY_free(k->rsa2);
+    EVP_PKEY_free(k->rsa1024);
+    EVP_PKEY_free(k->ec);
+    EVP_PKEY_free(k->ec2);
+    memset(k, 0, sizeof *k);
+}
+
 char *dm_test_guarded_copy(const char *src, size_t len, char **map, size_t *maplen)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
@@ -293,10 +328,89 @@ void dm_test_expect_registry_fixtures(dm_test_parse_fn parse, const char *module
     }
 }
 
+const dm_build_info dm_test_github_identity = {
+    .provider = "github",
+    .repository = "acme/api",
+    .repository_url = "https://github.com/acme/api",
+    .workflow = "release",
+    .workflow_ref = "acme/api/.github/workflows/release.yml@refs/heads/main",
+    .run_id = "12094877312",
+    .run_attempt = "1",
+    .run_url = "https://github.com/acme/api/actions/runs/12094877312/attempts/1",
+    .commit = "3e1c0d9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d",
+    .ref = "refs/heads/main",
+    .actor = "mona",
+    .issuer = "https://token.actions.githubusercontent.com",
+    .verified = true,
+};
+
+const dm_build_info dm_test_azure_run = {
+    .provider = "azure-devops",
+    .repository = "payments/worker",
+    .repository_url = "https://dev.azure.com/contoso/payments/_git/worker",
+    .workflow = "worker-ci",
+    .run_id = "20418",
+    .run_attempt = "1",
+    .run_url = "https://dev.azure.com/contoso/payments/_build/results?buildId=20418",
+    .commit = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678",
+    .ref = "refs/heads/main",
+    .actor = "build-service",
+};
+
+void dm_test_expect_build_info(const dm_build_info *got, const dm_build_info *want,
+                               const char *const *fields)
+{
+    const char *at = "build";
+    expect_str(at, "provider", got->provider, want->provider);
+    expect_str(at, "repository", got->repository, want->repository);
+    expect_str(at, "repository_url", got->repository_url, want->repository_url);
+    expect_str(at, "workflow", got->workflow, want->workflow);
+    expect_str(at, "workflow_ref", got->workflow_ref, want->workflow_ref);
+    expect_str(at, "run_id", got->run_id, want->run_id);
+    expect_str(at, "run_attempt", got->run_attempt, want->run_attempt);
+    expect_str(at, "run_url", got->run_url, want->run_url);
+    expect_str(at, "commit", got->commit, want->commit);
+    expect_str(at, "ref", got->ref, want->ref);
+    expect_str(at, "actor", got->actor, want->actor);
+    expect_str(at, "issuer", got->issuer, want->issuer);
+    expect_int(at, "verified", got->verified, want->verified);
+    size_t n = 0;
+    while (fields && fields[n])
+        n++;
+    expect_int(at, "nverified_fields", (long long)got->nverified_fields, (long long)n);
+    if (n == 0 && got->verified_fields)
+        fail_msg("build: verified_fields is not NULL");
+    for (size_t i = 0; i < n; i++)
+        expect_str(at, "verified_fields[i]", got->verified_fields[i], fields[i]);
+}
+
 void dm_test_fill(char *buf, char c, size_t n)
 {
     memset(buf, c, n);
     buf[n] = '\0';
+}
+
+void dm_test_limits_fill(dm_test_limits *m)
+{
+    dm_test_fill(m->id, 'i', sizeof m->id - 1);
+    dm_test_fill(m->repository, 'r', sizeof m->repository - 1);
+    dm_test_fill(m->host, 'h', sizeof m->host - 1);
+    dm_test_fill(m->tag, 't', sizeof m->tag - 1);
+    dm_test_fill(m->media_type, 'm', sizeof m->media_type - 1);
+}
+
+dm_test_registry_event dm_test_limits_event(const dm_test_limits *m, int64_t t, const char *digest,
+                                            const char *registry, bool media_type)
+{
+    return (dm_test_registry_event){.fixture = "limits",
+                                    .action = DM_ACTION_PUSH,
+                                    .event_id = m->id,
+                                    .t = t,
+                                    .digest = digest,
+                                    .registry = registry,
+                                    .repository = m->repository,
+                                    .tag = m->tag,
+                                    .media_type = media_type ? m->media_type : NULL};
 }
 
 void dm_test_run_invalid_table(const char *module, dm_test_parse_fn parse, int min_cases)

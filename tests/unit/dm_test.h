@@ -6,6 +6,8 @@
 #include "dm_common.h"
 #include "dm_event.h"
 
+#include <jansson.h>
+#include <openssl/evp.h>
 #include <stddef.h>
 
 /* A parser under test: dm_acr_parse and friends. The helpers below run it on guarded copies
@@ -18,6 +20,22 @@ char *dm_test_read_file(const char *path, size_t *len);
 
 /* Read DM_FIXTURES/@p rel, e.g. "acr/push.json". */
 char *dm_test_load_fixture(const char *rel, size_t *len);
+
+/* DM_FIXTURES/@p rel parsed as JSON (duplicate keys refused); a new reference. */
+json_t *dm_test_load_json(const char *rel);
+
+/* Keys for the signature tests, made once per group: RSA keygen is their slow part. */
+typedef struct dm_test_keys {
+    EVP_PKEY *rsa, *rsa2; /* RSA-2048 */
+    EVP_PKEY *rsa1024;    /* too small to be trusted */
+    EVP_PKEY *ec, *ec2;   /* EC P-256 */
+} dm_test_keys;
+
+/* Generate every key of @p k; false, with none held, when OpenSSL fails. */
+bool dm_test_keys_make(dm_test_keys *k);
+
+/* Free the keys of @p k and zero it. */
+void dm_test_keys_free(dm_test_keys *k);
 
 /* Copy @p len bytes of @p src so that the last one is followed by an unreadable page: any read
  * past len faults, even without ASan (picohttpparser's test trick). Returns the copy; release
@@ -90,6 +108,32 @@ void dm_test_expect_registry_fixtures(dm_test_parse_fn parse, const char *module
 
 /* @p n times @p c, then a NUL, into @p buf (n + 1 bytes): a value exactly at a limit. */
 void dm_test_fill(char *buf, char c, size_t n);
+
+/* Values exactly at the bounds every registry adapter takes: id and repository 256 bytes,
+ * host and media type 255, tag 128 (each of one lowercase letter, repeated). */
+typedef struct dm_test_limits {
+    char id[257], repository[257], host[256], tag[129], media_type[256];
+} dm_test_limits;
+
+void dm_test_limits_fill(dm_test_limits *m);
+
+/* The push event of digest @p digest at @p t for values @p m, from registry @p registry. */
+dm_test_registry_event dm_test_limits_event(const dm_test_limits *m, int64_t t, const char *digest,
+                                            const char *registry, bool media_type);
+
+/* What the OIDC verifier makes of tests/fixtures/build/github-oidc-claims.json (issuer
+ * "https://token.actions.githubusercontent.com"). */
+extern const dm_build_info dm_test_github_identity;
+
+/* What the pipeline itself says in the "run" of tests/fixtures/build/event-azure-pipelines.json
+ * (unverified, no issuer). */
+extern const dm_build_info dm_test_azure_run;
+
+/* Every member of @p got equals @p want's (NULL: absent); @p fields is the exact, NULL-ended
+ * verified_fields list, or NULL for none (the whole identity comes from a token or from the
+ * body). */
+void dm_test_expect_build_info(const dm_build_info *got, const dm_build_info *want,
+                               const char *const *fields);
 
 /* DM_FIXTURES/@p module/invalid/expected.tsv names every *.json there with its exact error
  * ("file<TAB>field<TAB>text"): each must give DM_EINVAL, status 400, that field and text and

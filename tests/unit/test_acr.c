@@ -168,33 +168,21 @@ static void test_delete_ignores_tag(void **state)
 static void test_limits(void **state)
 {
     (void)state;
-    /* exactly at each limit is accepted */
-    char repo[257], host[256], tag[129], id[257];
-    dm_test_fill(repo, 'r', 256);
-    dm_test_fill(host, 'H', 255);
-    dm_test_fill(tag, 't', 128);
-    dm_test_fill(id, 'i', 256);
-    size_t cap = 2048;
-    char *body = dm_xmalloc(cap);
-    snprintf(body, cap,
+    /* exactly at each limit is accepted; the host is sent in uppercase */
+    dm_test_limits m;
+    dm_test_limits_fill(&m);
+    char host[sizeof m.host];
+    dm_test_fill(host, 'H', sizeof host - 1);
+    char body[2048];
+    snprintf(body, sizeof body,
              "{\"id\":\"%s\",\"timestamp\":\"2026-11-28T14:03:20Z\",\"action\":\"push\","
              "\"target\":{\"digest\":\"" D1 "\",\"repository\":\"%s\",\"tag\":\"%s\"},"
              "\"request\":{\"host\":\"%s\"}}",
-             id, repo, tag, host);
-    char lower[256];
-    dm_test_fill(lower, 'h', 255); /* the host, lowercased */
+             m.id, m.repository, m.tag, host);
     dm_event_list l;
-    dm_test_registry_event want = {.fixture = "limits",
-                                   .action = DM_ACTION_PUSH,
-                                   .event_id = id,
-                                   .t = 1795874600000,
-                                   .digest = D1,
-                                   .registry = lower,
-                                   .repository = repo,
-                                   .tag = tag};
+    dm_test_registry_event want = dm_test_limits_event(&m, 1795874600000, D1, m.host, false);
     dm_test_expect_registry_event(expect_one(body, &l), "acr", &want);
     dm_event_list_dispose(&l);
-    free(body);
 }
 
 static void test_errors_inline(void **state)

@@ -21,23 +21,6 @@
 #define D3 "sha256:d71c0c9f33ce0c8353da33e72a0f01d6d4e7ff58d796bd7984b82908f817fde7"
 #define D4 "sha256:c860431e45170f74bed5c6447b1f22772e653212cd72e48ea23d85b91166e626"
 
-/* What the OIDC verifier makes of tests/fixtures/build/github-oidc-claims.json. */
-static const dm_build_info github_token = {
-    .provider = "github",
-    .repository = "acme/api",
-    .repository_url = "https://github.com/acme/api",
-    .workflow = "release",
-    .workflow_ref = "acme/api/.github/workflows/release.yml@refs/heads/main",
-    .run_id = "12094877312",
-    .run_attempt = "1",
-    .run_url = "https://github.com/acme/api/actions/runs/12094877312/attempts/1",
-    .commit = "3e1c0d9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d",
-    .ref = "refs/heads/main",
-    .actor = "mona",
-    .issuer = "https://token.actions.githubusercontent.com",
-    .verified = true,
-};
-
 /*---- helpers ------------------------------------------------------------------------------*/
 
 /* Parse @p body placed so that its last byte is followed by an unreadable page. */
@@ -59,12 +42,18 @@ static int parse_unverified(const char *body, size_t len, dm_event_list *out, dm
     return dm_build_parse(body, len, NULL, out, err);
 }
 
+/* Fixture @p name, a new buffer of *len bytes. */
+static char *load_fixture(const char *name, size_t *len)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "build/%s", name);
+    return dm_test_load_fixture(rel, len);
+}
+
 static void parse_fixture(const char *name, const dm_build_info *verified, dm_event_list *out)
 {
-    char path[512];
-    snprintf(path, sizeof path, "%s/build/%s", DM_FIXTURES, name);
     size_t len;
-    char *body = dm_test_read_file(path, &len);
+    char *body = load_fixture(name, &len);
     dm_error err = {0};
     int rc = parse_guarded(body, len, verified, out, &err);
     free(body);
@@ -79,16 +68,33 @@ static int parse_str(const char *s, const dm_build_info *verified, dm_event_list
     return parse_guarded(s, strlen(s), verified, out, err);
 }
 
-static void expect_error(const char *body, const dm_build_info *verified, const char *field,
-                         const char *text)
+/* @p body (@p len bytes) is refused with status 400, exactly @p field and @p text, and an
+ * empty list. */
+static void expect_refused(const char *body, size_t len, const dm_build_info *verified,
+                           const char *field, const char *text)
 {
     dm_event_list l;
-    dm_error err;
-    assert_int_equal(parse_str(body, verified, &l, &err), DM_EINVAL);
+    dm_error err = {0};
+    assert_int_equal(parse_guarded(body, len, verified, &l, &err), DM_EINVAL);
     assert_int_equal(err.status, 400);
     assert_string_equal(err.field, field);
     assert_string_equal(err.text, text);
     dm_test_assert_empty(&l);
+}
+
+static void expect_error(const char *body, const dm_build_info *verified, const char *field,
+                         const char *text)
+{
+    expect_refused(body, strlen(body), verified, field, text);
+}
+
+static void expect_fixture_error(const char *name, const dm_build_info *verified, const char *field,
+                                 const char *text)
+{
+    size_t len;
+    char *body = load_fixture(name, &len);
+    expect_refused(body, len, verified, field, text);
+    free(body);
 }
 
 /* Growing string for generated bodies. */
@@ -138,21 +144,7 @@ static void test_azure_pipelines(void **state)
     assert_null(ev->registry);
     assert_null(ev->repository);
     assert_null(ev->media_type);
-    const dm_build_info *b = &ev->build;
-    assert_string_equal(b->provider, "azure-devops");
-    assert_string_equal(b->repository, "payments/worker");
-    assert_string_equal(b->repository_url, "https://dev.azure.com/contoso/payments/_git/worker");
-    assert_string_equal(b->workflow, "worker-ci");
-    assert_null(b->workflow_ref);
-    assert_string_equal(b->run_id, "20418");
-    assert_string_equal(b->run_attempt, "1");
-    assert_string_equal(b->run_url,
-                        "https://dev.azure.com/contoso/payments/_build/results?buildId=20418");
-    assert_string_equal(b->commit, "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678");
-    assert_string_equal(b->ref, "refs/heads/main");
-    assert_string_equal(b->actor, "build-service");
-    assert_null(b->issuer);
-    assert_false(b->verified);
+    dm_test_expect_build_info(&ev->build, &dm_test_azure_run, NULL);
     dm_test_expect_json(
         ev,
         "{\"side\":\"build\",\"action\":\"build\",\"source\":\"azure-devops\","
@@ -183,20 +175,15 @@ static void check_multiarch_event(const dm_event *ev, const char *digest, dm_rel
     assert_int_equal(ev->relation, rel);
     assert_string_equal(ev->index_digest, index);
     assert_string_equal(ev->name, "contoso.azurecr.io/team/api");
-    assert_string_equal(ev->build.provider, "github");
-    assert_string_equal(ev->build.run_id, "12094877312");
-    assert_string_equal(ev->build.run_attempt, "1");
-    assert_string_equal(ev->build.commit, "3e1c0d9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d");
-    assert_string_equal(ev->build.issuer, "https://token.actions.githubusercontent.com");
-    assert_ptr_not_equal(ev->build.issuer, github_token.issuer); /* a copy */
-    assert_true(ev->build.verified);
+    dm_test_expect_build_info(&ev->build, &dm_test_github_identity, NULL);
+    assert_ptr_not_equal(ev->build.issuer, dm_test_github_identity.issuer); /* a copy */
 }
 
 static void test_multiarch_verified(void **state)
 {
     (void)state;
     dm_event_list l;
-    parse_fixture("event-multiarch.json", &github_token, &l);
+    parse_fixture("event-multiarch.json", &dm_test_github_identity, &l);
     assert_int_equal(l.n, 3);
     check_multiarch_event(&l.v[0], D1, DM_REL_IMAGE, "");
     assert_int_equal(l.v[0].ntags, 2);
@@ -226,23 +213,14 @@ static void test_multiarch_verified(void **state)
 static void test_multiarch_unverified_needs_run(void **state)
 {
     (void)state;
-    size_t len;
-    char *body = dm_test_read_file(DM_FIXTURES "/build/event-multiarch.json", &len);
-    dm_event_list l;
-    dm_error err = {0};
-    assert_int_equal(parse_guarded(body, len, NULL, &l, &err), DM_EINVAL);
-    assert_int_equal(err.status, 400);
-    assert_string_equal(err.field, "run");
-    assert_string_equal(err.text, "is required");
-    dm_test_assert_empty(&l);
-    free(body);
+    expect_fixture_error("event-multiarch.json", NULL, "run", "is required");
 }
 
 static void test_verified_overrides_run(void **state)
 {
     (void)state;
     dm_event_list l;
-    parse_fixture("event-azure-pipelines.json", &github_token, &l);
+    parse_fixture("event-azure-pipelines.json", &dm_test_github_identity, &l);
     assert_int_equal(l.n, 1);
     assert_string_equal(l.v[0].source, "github");
     assert_string_equal(l.v[0].event_id, "github/12094877312/1/" D4);
@@ -253,9 +231,9 @@ static void test_verified_overrides_run(void **state)
 
     /* "run" is not even looked at */
     dm_error err;
-    assert_int_equal(
-        parse_str("{\"images\":[{\"digest\":\"" D1 "\"}],\"run\":17}", &github_token, &l, &err),
-        DM_OK);
+    assert_int_equal(parse_str("{\"images\":[{\"digest\":\"" D1 "\"}],\"run\":17}",
+                               &dm_test_github_identity, &l, &err),
+                     DM_OK);
     assert_int_equal(l.n, 1);
     assert_int_equal(l.v[0].event_time_ms, 0);
     dm_event_list_dispose(&l);
@@ -357,15 +335,8 @@ static void test_duplicates(void **state)
 static void test_claims_file_is_not_a_body(void **state)
 {
     (void)state;
-    size_t len;
-    char *body = dm_test_read_file(DM_FIXTURES "/build/github-oidc-claims.json", &len);
-    dm_event_list l;
-    dm_error err = {0};
-    assert_int_equal(parse_guarded(body, len, &github_token, &l, &err), DM_EINVAL);
-    assert_string_equal(err.field, "images");
-    assert_string_equal(err.text, "is required");
-    dm_test_assert_empty(&l);
-    free(body);
+    expect_fixture_error("github-oidc-claims.json", &dm_test_github_identity, "images",
+                         "is required");
 }
 
 /*---- invalid table ------------------------------------------------------------------------*/
@@ -508,20 +479,20 @@ static void test_error_after_events_leaves_out_empty(void **state)
                  NULL, "images[1].manifests[1]",
                  "must be sha256: followed by 64 lowercase hex digits");
     expect_error("{\"images\":[{\"digest\":\"" D1 "\"},{\"digest\":\"" D2 "\",\"name\":\"\"}]}",
-                 &github_token, "images[1].name", "must not be empty");
+                 &dm_test_github_identity, "images[1].name", "must not be empty");
 }
 
 static void test_errors_inline(void **state)
 {
     (void)state;
-    expect_error("{\"images\":[]}", &github_token, "images", "must not be empty");
-    expect_error("{\"images\":[null]}", &github_token, "images[0]", "must be an object");
-    expect_error("{\"images\":[{}]}", &github_token, "images[0].digest", "is required");
+    expect_error("{\"images\":[]}", &dm_test_github_identity, "images", "must not be empty");
+    expect_error("{\"images\":[null]}", &dm_test_github_identity, "images[0]", "must be an object");
+    expect_error("{\"images\":[{}]}", &dm_test_github_identity, "images[0].digest", "is required");
     expect_error("{\"images\":[{\"digest\":\"" D1 "\",\"tags\":null,\"manifests\":null,"
                  "\"name\":null}],\"built_at\":\"2026-11-28T14:02:14\"}",
-                 &github_token, "built_at", "must be an RFC 3339 timestamp");
-    expect_error("{\"images\":[{\"digest\":\"" D1 "\",\"tags\":[\"a\",null]}]}", &github_token,
-                 "images[0].tags[1]", "must be a string");
+                 &dm_test_github_identity, "built_at", "must be an RFC 3339 timestamp");
+    expect_error("{\"images\":[{\"digest\":\"" D1 "\",\"tags\":[\"a\",null]}]}",
+                 &dm_test_github_identity, "images[0].tags[1]", "must be a string");
     expect_error("[]", NULL, "", "must be a JSON object");
     expect_error("{\"images\":[{\"digest\":\"" D1 "\"}]", NULL, "",
                  "invalid JSON at line 1 column 96: '}' expected near end of file");
@@ -529,7 +500,7 @@ static void test_errors_inline(void **state)
     dm_event_list l;
     dm_error err = {0};
     memset(&l, 0x5a, sizeof l);
-    assert_int_equal(dm_build_parse(NULL, 0, &github_token, &l, &err), DM_EINVAL);
+    assert_int_equal(dm_build_parse(NULL, 0, &dm_test_github_identity, &l, &err), DM_EINVAL);
     assert_string_equal(err.text, "body is empty");
     dm_test_assert_empty(&l);
 }

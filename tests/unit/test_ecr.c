@@ -95,12 +95,7 @@ static void test_every_fixture_parses(void **state)
 static void test_sns_message(void **state)
 {
     (void)state;
-    size_t len;
-    char *body = dm_test_read_file(DM_FIXTURES "/ecr/sns-notification.unsigned.json", &len);
-    json_error_t jerr;
-    json_t *env = json_loadb(body, len, 0, &jerr);
-    free(body);
-    assert_non_null(env);
+    json_t *env = dm_test_load_json("ecr/sns-notification.unsigned.json");
     json_t *msg = json_object_get(env, "Message");
     assert_true(json_is_string(msg));
 
@@ -287,33 +282,21 @@ static void test_limits(void **state)
 {
     (void)state;
     /* exactly at each limit is accepted */
-    char repo[257], tag[129], id[257], media[256];
-    dm_test_fill(repo, 'r', 256);
-    dm_test_fill(tag, 't', 128);
-    dm_test_fill(id, 'i', 256);
-    dm_test_fill(media, 'm', 255);
-    size_t cap = 4096;
-    char *body = dm_xmalloc(cap);
-    snprintf(body, cap,
+    dm_test_limits m;
+    dm_test_limits_fill(&m);
+    char body[4096];
+    snprintf(body, sizeof body,
              "{\"id\":\"%s\",\"source\":\"aws.ecr\",\"detail-type\":\"ECR Image Action\","
              "\"account\":\"999999999999\",\"time\":\"2026-11-28T14:03:05Z\","
              "\"region\":\"eu-west-1\",\"detail\":{\"result\":\"SUCCESS\","
              "\"action-type\":\"PUSH\",\"image-digest\":\"" D_WORKER "\","
              "\"repository-name\":\"%s\",\"image-tag\":\"%s\",\"manifest-media-type\":\"%s\"}}",
-             id, repo, tag, media);
+             m.id, m.repository, m.tag, m.media_type);
     dm_event_list l;
-    dm_test_registry_event want = {.fixture = "limits",
-                                   .action = DM_ACTION_PUSH,
-                                   .event_id = id,
-                                   .t = 1795874585000,
-                                   .digest = D_WORKER,
-                                   .registry = "999999999999.dkr.ecr.eu-west-1.amazonaws.com",
-                                   .repository = repo,
-                                   .tag = tag,
-                                   .media_type = media};
+    dm_test_registry_event want = dm_test_limits_event(
+        &m, 1795874585000, D_WORKER, "999999999999.dkr.ecr.eu-west-1.amazonaws.com", true);
     dm_test_expect_registry_event(expect_one(body, &l), "ecr", &want);
     dm_event_list_dispose(&l);
-    free(body);
 }
 
 static void test_errors_inline(void **state)

@@ -348,31 +348,21 @@ static void test_limits(void **state)
     free(data);
 
     /* host 255, repository 256, tag 128, message id 256 */
-    char host[256], repo[257], tag[129], id[257];
-    dm_test_fill(host, 'h', 255);
-    dm_test_fill(repo, 'r', 256);
-    dm_test_fill(tag, 't', 128);
-    dm_test_fill(id, '7', 256);
+    dm_test_limits m;
+    dm_test_limits_fill(&m);
     char json[2048];
     snprintf(json, sizeof json,
-             "{\"action\":\"INSERT\",\"digest\":\"%s/%s@" D_OTHER "\",\"tag\":\"%s/%s:%s\"}", host,
-             repo, host, repo, tag);
+             "{\"action\":\"INSERT\",\"digest\":\"%s/%s@" D_OTHER "\",\"tag\":\"%s/%s:%s\"}",
+             m.host, m.repository, m.host, m.repository, m.tag);
     char *d = b64(json, strlen(json));
     size_t cap = strlen(d) + 1024;
     body = dm_xmalloc(cap);
     snprintf(body, cap,
              "{\"message\":{\"data\":\"%s\",\"messageId\":\"%s\","
              "\"publishTime\":\"2026-11-28T14:04:21Z\"}}",
-             d, id);
+             d, m.id);
     free(d);
-    dm_test_registry_event want = {.fixture = "limits",
-                                   .action = DM_ACTION_PUSH,
-                                   .event_id = id,
-                                   .t = 1795874661000,
-                                   .digest = D_OTHER,
-                                   .registry = host,
-                                   .repository = repo,
-                                   .tag = tag};
+    dm_test_registry_event want = dm_test_limits_event(&m, 1795874661000, D_OTHER, m.host, false);
     dm_test_expect_registry_event(dm_test_expect_one(dm_gar_parse, body, &l), "gar", &want);
     dm_event_list_dispose(&l);
     free(body);

@@ -2,6 +2,7 @@
  * its claims fixture, required and malformed claims, body merge, and the claims allowlist. */
 #include "dm_common.h"
 #include "dm_oidc.h"
+#include "dm_test.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,20 +19,6 @@
 #define GITLAB_ISS "https://gitlab.example.com"
 #define AZURE_ISS  "https://vstoken.dev.azure.com/0f3c9a52-6b1e-4d7a-9c2f-5e8d1b7a4c60"
 #define ENTRA_ISS  "https://login.microsoftonline.com/6d2f8e14-3a5b-4c7d-8e9f-0a1b2c3d4e5f/v2.0"
-
-/* What the pipeline itself says in the body's "run" (event-azure-pipelines.json). */
-static const dm_build_info azure_body = {
-    .provider = "azure-devops",
-    .repository = "payments/worker",
-    .repository_url = "https://dev.azure.com/contoso/payments/_git/worker",
-    .workflow = "worker-ci",
-    .run_id = "20418",
-    .run_attempt = "1",
-    .run_url = "https://dev.azure.com/contoso/payments/_build/results?buildId=20418",
-    .commit = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678",
-    .ref = "refs/heads/main",
-    .actor = "build-service",
-};
 
 /* A body that lies about everything: a token-backed provider must ignore it. */
 static const dm_build_info lying_body = {
@@ -52,17 +39,6 @@ static const dm_build_info lying_body = {
 
 /*---- helpers ------------------------------------------------------------------------------*/
 
-static json_t *load_claims(const char *rel)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", DM_FIXTURES, rel);
-    json_error_t jerr;
-    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-    if (!j)
-        fail_msg("%s: %s", path, jerr.text);
-    return j;
-}
-
 static json_t *parse_json(const char *s)
 {
     json_error_t jerr;
@@ -71,49 +47,6 @@ static json_t *parse_json(const char *s)
     if (!j)
         fail_msg("bad test JSON: %s", jerr.text);
     return j;
-}
-
-static void assert_str_or_null(const char *got, const char *want, const char *what)
-{
-    if (!want) {
-        if (got)
-            fail_msg("%s: want NULL, got \"%s\"", what, got);
-        return;
-    }
-    if (!got)
-        fail_msg("%s: want \"%s\", got NULL", what, want);
-    if (strcmp(got, want) != 0)
-        fail_msg("%s: want \"%s\", got \"%s\"", what, want, got);
-}
-
-/* Every member of @p got equals @p want; @p fields is the exact verified_fields list, or
- * NULL for "none" (the whole identity comes from the token). */
-static void assert_build(const dm_build_info *got, const dm_build_info *want,
-                         const char *const *fields)
-{
-    assert_str_or_null(got->provider, want->provider, "provider");
-    assert_str_or_null(got->repository, want->repository, "repository");
-    assert_str_or_null(got->repository_url, want->repository_url, "repository_url");
-    assert_str_or_null(got->workflow, want->workflow, "workflow");
-    assert_str_or_null(got->workflow_ref, want->workflow_ref, "workflow_ref");
-    assert_str_or_null(got->run_id, want->run_id, "run_id");
-    assert_str_or_null(got->run_attempt, want->run_attempt, "run_attempt");
-    assert_str_or_null(got->run_url, want->run_url, "run_url");
-    assert_str_or_null(got->commit, want->commit, "commit");
-    assert_str_or_null(got->ref, want->ref, "ref");
-    assert_str_or_null(got->actor, want->actor, "actor");
-    assert_str_or_null(got->issuer, want->issuer, "issuer");
-    assert_int_equal(got->verified, want->verified);
-    size_t n = 0;
-    while (fields && fields[n])
-        n++;
-    assert_int_equal(got->nverified_fields, n);
-    if (n == 0) {
-        assert_null(got->verified_fields);
-        return;
-    }
-    for (size_t i = 0; i < n; i++)
-        assert_str_or_null(got->verified_fields[i], fields[i], "verified_fields[i]");
 }
 
 static void identity_ok(dm_oidc_provider p, const char *iss, const json_t *claims,
@@ -126,6 +59,17 @@ static void identity_ok(dm_oidc_provider p, const char *iss, const json_t *claim
         fail_msg("identity: [%s] %s", err.field, err.text);
 }
 
+/* dm_oidc_identity succeeds and gives exactly @p want (verified_fields: @p fields). */
+static void expect_identity(dm_oidc_provider p, const char *iss, const json_t *claims,
+                            const char *server_url, const dm_build_info *body,
+                            const dm_build_info *want, const char *const *fields)
+{
+    dm_build_info b;
+    identity_ok(p, iss, claims, server_url, body, &b);
+    dm_test_expect_build_info(&b, want, fields);
+    dm_build_info_dispose(&b);
+}
+
 static void expect_error(dm_oidc_provider p, const char *iss, const char *claims_json,
                          const char *field, const char *text)
 {
@@ -133,7 +77,8 @@ static void expect_error(dm_oidc_provider p, const char *iss, const char *claims
     dm_build_info out;
     dm_error err = {0};
     memset(&out, 0x5a, sizeof out);
-    assert_int_equal(dm_oidc_identity(p, iss, claims, NULL, &azure_body, &out, &err), DM_EINVAL);
+    assert_int_equal(dm_oidc_identity(p, iss, claims, NULL, &dm_test_azure_run, &out, &err),
+                     DM_EINVAL);
     assert_int_equal(err.status, 400);
     assert_string_equal(err.field, field);
     assert_string_equal(err.text, text);
@@ -175,56 +120,34 @@ static void test_detect(void **state)
 
 /*---- GitHub -------------------------------------------------------------------------------*/
 
-static const dm_build_info github_want = {
-    .provider = "github",
-    .repository = "acme/api",
-    .repository_url = "https://github.com/acme/api",
-    .workflow = "release",
-    .workflow_ref = "acme/api/.github/workflows/release.yml@refs/heads/main",
-    .run_id = "12094877312",
-    .run_attempt = "1",
-    .run_url = "https://github.com/acme/api/actions/runs/12094877312/attempts/1",
-    .commit = "3e1c0d9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d",
-    .ref = "refs/heads/main",
-    .actor = "mona",
-    .issuer = GITHUB_ISS,
-    .verified = true,
-};
-
 static void test_github(void **state)
 {
     (void)state;
-    json_t *claims = load_claims("build/github-oidc-claims.json");
-    dm_build_info b;
+    json_t *claims = dm_test_load_json("build/github-oidc-claims.json");
     /* detected from the issuer; the body's run is ignored */
-    identity_ok(DM_OIDC_AUTO, GITHUB_ISS, claims, NULL, &lying_body, &b);
-    assert_build(&b, &github_want, NULL);
-    dm_build_info_dispose(&b);
+    expect_identity(DM_OIDC_AUTO, GITHUB_ISS, claims, NULL, &lying_body, &dm_test_github_identity,
+                    NULL);
 
     /* configured explicitly, server URL given with a trailing '/' */
-    identity_ok(DM_OIDC_GITHUB, GITHUB_ISS, claims, "https://github.com/", NULL, &b);
-    assert_build(&b, &github_want, NULL);
-    dm_build_info_dispose(&b);
+    expect_identity(DM_OIDC_GITHUB, GITHUB_ISS, claims, "https://github.com/", NULL,
+                    &dm_test_github_identity, NULL);
     json_decref(claims);
 }
 
 static void test_github_enterprise_slug(void **state)
 {
     (void)state;
-    json_t *claims = load_claims("build/github-oidc-claims.json");
-    dm_build_info want = github_want;
+    json_t *claims = dm_test_load_json("build/github-oidc-claims.json");
+    dm_build_info want = dm_test_github_identity;
     want.issuer = GITHUB_ISS "/acme-corp";
-    dm_build_info b;
-    identity_ok(DM_OIDC_AUTO, want.issuer, claims, NULL, NULL, &b);
-    assert_build(&b, &want, NULL);
-    dm_build_info_dispose(&b);
+    expect_identity(DM_OIDC_AUTO, want.issuer, claims, NULL, NULL, &want, NULL);
     json_decref(claims);
 }
 
 static void test_ghes(void **state)
 {
     (void)state;
-    json_t *claims = load_claims("oidc/ghes-claims.json");
+    json_t *claims = dm_test_load_json("oidc/ghes-claims.json");
     static const dm_build_info want = {
         .provider = "github",
         .repository = "platform/builder",
@@ -241,14 +164,10 @@ static void test_ghes(void **state)
         .issuer = GHES_ISS,
         .verified = true,
     };
-    dm_build_info b;
-    identity_ok(DM_OIDC_AUTO, GHES_ISS, claims, "https://ghes.example.com//", &lying_body, &b);
-    assert_build(&b, &want, NULL);
-    dm_build_info_dispose(&b);
+    expect_identity(DM_OIDC_AUTO, GHES_ISS, claims, "https://ghes.example.com//", &lying_body,
+                    &want, NULL);
     /* Without server_url, a GHES issuer's own host serves the run links, not github.com. */
-    identity_ok(DM_OIDC_AUTO, GHES_ISS, claims, NULL, &lying_body, &b);
-    assert_build(&b, &want, NULL);
-    dm_build_info_dispose(&b);
+    expect_identity(DM_OIDC_AUTO, GHES_ISS, claims, NULL, &lying_body, &want, NULL);
     json_decref(claims);
 }
 
@@ -268,9 +187,7 @@ static void test_github_numeric_run(void **state)
         .verified = true,
     };
     dm_build_info b;
-    identity_ok(DM_OIDC_GITHUB, GITHUB_ISS, claims, NULL, NULL, &b);
-    assert_build(&b, &want, NULL);
-    dm_build_info_dispose(&b);
+    expect_identity(DM_OIDC_GITHUB, GITHUB_ISS, claims, NULL, NULL, &want, NULL);
     json_decref(claims);
 
     /* empty or null optional claims are absent; run_attempt then defaults to "1" */
@@ -305,18 +222,13 @@ static const dm_build_info gitlab_want = {
 static void test_gitlab(void **state)
 {
     (void)state;
-    json_t *claims = load_claims("oidc/gitlab-claims.json");
-    dm_build_info b;
-    identity_ok(DM_OIDC_AUTO, GITLAB_ISS, claims, NULL, &lying_body, &b);
-    assert_build(&b, &gitlab_want, NULL);
-    dm_build_info_dispose(&b);
+    json_t *claims = dm_test_load_json("oidc/gitlab-claims.json");
+    expect_identity(DM_OIDC_AUTO, GITLAB_ISS, claims, NULL, &lying_body, &gitlab_want, NULL);
 
     /* an issuer with a trailing '/' still gives clean URLs (issuer kept as configured) */
     dm_build_info want = gitlab_want;
     want.issuer = GITLAB_ISS "/";
-    identity_ok(DM_OIDC_GITLAB, GITLAB_ISS "/", claims, NULL, NULL, &b);
-    assert_build(&b, &want, NULL);
-    dm_build_info_dispose(&b);
+    expect_identity(DM_OIDC_GITLAB, GITLAB_ISS "/", claims, NULL, NULL, &want, NULL);
     json_decref(claims);
 }
 
@@ -334,10 +246,7 @@ static void test_gitlab_numeric_run(void **state)
         .issuer = "https://gitlab.com",
         .verified = true,
     };
-    dm_build_info b;
-    identity_ok(DM_OIDC_AUTO, "https://gitlab.com", claims, NULL, NULL, &b);
-    assert_build(&b, &want, NULL);
-    dm_build_info_dispose(&b);
+    expect_identity(DM_OIDC_AUTO, "https://gitlab.com", claims, NULL, NULL, &want, NULL);
     json_decref(claims);
 }
 
@@ -346,9 +255,9 @@ static void test_gitlab_numeric_run(void **state)
 static void test_azure_full_token(void **state)
 {
     (void)state;
-    json_t *claims = load_claims("oidc/azure-devops-claims.json");
+    json_t *claims = dm_test_load_json("oidc/azure-devops-claims.json");
     /* the body claims another run, commit and repository URL: the token wins on those */
-    dm_build_info body = azure_body;
+    dm_build_info body = dm_test_azure_run;
     body.repository_url = "https://dev.azure.com/contoso/payments/_git/other";
     body.run_id = "1";
     body.commit = "ffffffffffffffffffffffffffffffffffffffff";
@@ -369,10 +278,7 @@ static void test_azure_full_token(void **state)
     };
     static const char *const fields[] = {"repository_url", "workflow", "run_id",
                                          "commit",         "ref",      NULL};
-    dm_build_info b;
-    identity_ok(DM_OIDC_AUTO, AZURE_ISS, claims, NULL, &body, &b);
-    assert_build(&b, &want, fields);
-    dm_build_info_dispose(&b);
+    expect_identity(DM_OIDC_AUTO, AZURE_ISS, claims, NULL, &body, &want, fields);
 
     /* no body at all: only what the token proves, attempt 1 */
     static const dm_build_info want_token_only = {
@@ -386,9 +292,7 @@ static void test_azure_full_token(void **state)
         .issuer = AZURE_ISS,
         .verified = true,
     };
-    identity_ok(DM_OIDC_AZURE_DEVOPS, AZURE_ISS, claims, NULL, NULL, &b);
-    assert_build(&b, &want_token_only, fields);
-    dm_build_info_dispose(&b);
+    expect_identity(DM_OIDC_AZURE_DEVOPS, AZURE_ISS, claims, NULL, NULL, &want_token_only, fields);
     json_decref(claims);
 }
 
@@ -399,20 +303,18 @@ static void test_azure_partial_token(void **state)
     json_t *claims = parse_json("{\"sub\":\"p://contoso/payments/worker-ci\","
                                 "\"rpo_uri\":\"https://dev.azure.com/contoso/payments/_git/w2\","
                                 "\"run_id\":20419,\"rpo_ver\":\"\",\"def_id\":null}");
-    dm_build_info want = azure_body;
+    dm_build_info want = dm_test_azure_run;
     want.repository_url = "https://dev.azure.com/contoso/payments/_git/w2";
     want.run_id = "20419";
     want.issuer = AZURE_ISS;
     want.verified = true;
     static const char *const fields[] = {"repository_url", "run_id", NULL};
     dm_build_info b;
-    identity_ok(DM_OIDC_AUTO, AZURE_ISS, claims, NULL, &azure_body, &b);
-    assert_build(&b, &want, fields);
-    dm_build_info_dispose(&b);
+    expect_identity(DM_OIDC_AUTO, AZURE_ISS, claims, NULL, &dm_test_azure_run, &want, fields);
     json_decref(claims);
 
     claims = parse_json("{\"def_id\":12}");
-    identity_ok(DM_OIDC_AZURE_DEVOPS, AZURE_ISS, claims, NULL, &azure_body, &b);
+    identity_ok(DM_OIDC_AZURE_DEVOPS, AZURE_ISS, claims, NULL, &dm_test_azure_run, &b);
     assert_string_equal(b.workflow, "12");
     assert_int_equal(b.nverified_fields, 1);
     assert_string_equal(b.verified_fields[0], "workflow");
@@ -430,20 +332,17 @@ static void test_azure_service_connection_token(void **state)
                            "oidc/azure-devops-entra-claims.json"};
     char *issuers[] = {AZURE_ISS, ENTRA_ISS};
     for (size_t i = 0; i < 2; i++) {
-        json_t *claims = load_claims(files[i]);
-        dm_build_info want = azure_body;
+        json_t *claims = dm_test_load_json(files[i]);
+        dm_build_info want = dm_test_azure_run;
         want.issuer = issuers[i];
         want.verified = true;
-        dm_build_info b;
-        identity_ok(DM_OIDC_AUTO, issuers[i], claims, NULL, &azure_body, &b);
-        assert_build(&b, &want, fields);
-        dm_build_info_dispose(&b);
+        expect_identity(DM_OIDC_AUTO, issuers[i], claims, NULL, &dm_test_azure_run, &want, fields);
         json_decref(claims);
     }
 
     /* the body gave no attempt: "1" */
-    json_t *claims = load_claims("oidc/azure-devops-sc-claims.json");
-    dm_build_info body = azure_body;
+    json_t *claims = dm_test_load_json("oidc/azure-devops-sc-claims.json");
+    dm_build_info body = dm_test_azure_run;
     body.run_attempt = NULL;
     dm_build_info b;
     identity_ok(DM_OIDC_AUTO, AZURE_ISS, claims, NULL, &body, &b);
@@ -458,17 +357,15 @@ static void test_azure_service_connection_token(void **state)
 static void test_generic(void **state)
 {
     (void)state;
-    json_t *claims = load_claims("oidc/generic-claims.json");
-    dm_build_info want = azure_body;
+    json_t *claims = dm_test_load_json("oidc/generic-claims.json");
+    dm_build_info want = dm_test_azure_run;
     want.provider = "generic";
     want.repository = "104857342918374650123"; /* sub */
     want.issuer = "https://accounts.google.com";
     want.verified = true;
     static const char *const fields[] = {"repository", NULL};
-    dm_build_info b;
-    identity_ok(DM_OIDC_GENERIC, "https://accounts.google.com", claims, NULL, &azure_body, &b);
-    assert_build(&b, &want, fields);
-    dm_build_info_dispose(&b);
+    expect_identity(DM_OIDC_GENERIC, "https://accounts.google.com", claims, NULL,
+                    &dm_test_azure_run, &want, fields);
 
     static const dm_build_info want_no_body = {
         .provider = "generic",
@@ -477,9 +374,8 @@ static void test_generic(void **state)
         .issuer = "https://accounts.google.com",
         .verified = true,
     };
-    identity_ok(DM_OIDC_GENERIC, "https://accounts.google.com", claims, NULL, NULL, &b);
-    assert_build(&b, &want_no_body, fields);
-    dm_build_info_dispose(&b);
+    expect_identity(DM_OIDC_GENERIC, "https://accounts.google.com", claims, NULL, NULL,
+                    &want_no_body, fields);
     json_decref(claims);
 }
 
@@ -584,9 +480,9 @@ static bool allowed(const json_t *claims, const char *allow_json, const char **w
 static void test_allowlist(void **state)
 {
     (void)state;
-    json_t *gh = load_claims("build/github-oidc-claims.json");
-    json_t *gen = load_claims("oidc/generic-claims.json");
-    json_t *gl = load_claims("oidc/gitlab-claims.json");
+    json_t *gh = dm_test_load_json("build/github-oidc-claims.json");
+    json_t *gen = dm_test_load_json("oidc/generic-claims.json");
+    json_t *gl = dm_test_load_json("oidc/gitlab-claims.json");
     const char *why = "unset";
 
     /* exact */

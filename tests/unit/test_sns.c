@@ -7,6 +7,7 @@
  */
 #include "dm_common.h"
 #include "dm_sns.h"
+#include "dm_test.h"
 
 #include <jansson.h>
 #include <openssl/bio.h>
@@ -32,38 +33,20 @@
     "https://sns.eu-west-1.amazonaws.com/" \
     "SimpleNotificationService-0000000000000000000000000000test.pem"
 
-/* Generated once for the whole group: RSA keygen is the slow part of this test. */
+/* Made once for the whole group. key.rsa signs and its certificate is the one configured;
+ * rsa2 is "another key", rsa1024 too small to be trusted, ec not RSA. */
 static struct {
-    EVP_PKEY *rsa;     /* signs; its certificate is the one configured */
-    EVP_PKEY *rsa2;    /* "another key" */
-    EVP_PKEY *rsa1024; /* too small to be trusted */
-    EVP_PKEY *ec;      /* not RSA */
+    dm_test_keys key;
     char *cert, *cert_rsa2, *cert_rsa1024, *cert_ec; /* PEM, NUL-terminated */
 } fx;
 
 /*---- helpers ------------------------------------------------------------------------------*/
 
-/* Copy @p len bytes to the end of a readable page followed by an unreadable one, so any read
- * past len faults even without ASan. Returns the copy; release with guarded_free. */
-static char *guarded_copy(const char *src, size_t len, char **map, size_t *maplen)
-{
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    size_t pages = (len + page - 1) / page + 1;
-    *maplen = pages * page;
-    *map = mmap(NULL, *maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    assert_true(*map != MAP_FAILED);
-    assert_int_equal(mprotect(*map + (pages - 1) * page, page, PROT_NONE), 0);
-    char *p = *map + (pages - 1) * page - len;
-    if (len)
-        memcpy(p, src, len);
-    return p;
-}
-
 static int parse_guarded(const char *body, size_t len, dm_sns_message *out, dm_error *err)
 {
     char *map;
     size_t maplen;
-    char *p = guarded_copy(body, len, &map, &maplen);
+    char *p = dm_test_guarded_copy(body, len, &map, &maplen);
     memset(out, 0x5a, sizeof *out); /* the parser must not rely on a zeroed struct */
     memset(err, 0, sizeof *err);
     int rc = dm_sns_parse(len ? p : NULL, len, out, err);
@@ -77,24 +60,13 @@ static int verify_guarded(const dm_sns_message *m, const char *pem, size_t len, 
 {
     char *map;
     size_t maplen;
-    char *p = guarded_copy(pem, len, &map, &maplen);
+    char *p = dm_test_guarded_copy(pem, len, &map, &maplen);
     memset(err, 0, sizeof *err);
     ERR_clear_error();
     int rc = dm_sns_verify(m, len ? p : NULL, len, err);
     assert_int_equal(ERR_peek_error(), 0);
     munmap(map, maplen);
     return rc;
-}
-
-static json_t *load_fixture(const char *name)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", DM_FIXTURES, name);
-    json_error_t jerr;
-    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-    if (!j)
-        fail_msg("%s: %s", path, jerr.text);
-    return j;
 }
 
 static void set_str(json_t *o, const char *key, const char *value)
@@ -163,7 +135,7 @@ static void sign_as(json_t *o, const char *version, EVP_PKEY *key, const char *m
 /* Sign the way SNS does for @p version ("1": SHA-1, "2": SHA-256) with the configured key. */
 static void sign(json_t *o, const char *version)
 {
-    sign_as(o, version, fx.rsa, strcmp(version, "1") == 0 ? "SHA1" : "SHA256");
+    sign_as(o, version, fx.key.rsa, strcmp(version, "1") == 0 ? "SHA1" : "SHA256");
 }
 
 /* Parse @p o (must succeed) into @p m. */
@@ -254,16 +226,12 @@ static char *make_cert(EVP_PKEY *key)
 static int group_setup(void **state)
 {
     (void)state;
-    fx.rsa = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
-    fx.rsa2 = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
-    fx.rsa1024 = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)1024);
-    fx.ec = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-    if (!fx.rsa || !fx.rsa2 || !fx.rsa1024 || !fx.ec)
+    if (!dm_test_keys_make(&fx.key))
         return -1;
-    fx.cert = make_cert(fx.rsa);
-    fx.cert_rsa2 = make_cert(fx.rsa2);
-    fx.cert_rsa1024 = make_cert(fx.rsa1024);
-    fx.cert_ec = make_cert(fx.ec);
+    fx.cert = make_cert(fx.key.rsa);
+    fx.cert_rsa2 = make_cert(fx.key.rsa2);
+    fx.cert_rsa1024 = make_cert(fx.key.rsa1024);
+    fx.cert_ec = make_cert(fx.key.ec);
     return 0;
 }
 
@@ -274,10 +242,7 @@ static int group_teardown(void **state)
     free(fx.cert_rsa2);
     free(fx.cert_rsa1024);
     free(fx.cert_ec);
-    EVP_PKEY_free(fx.rsa);
-    EVP_PKEY_free(fx.rsa2);
-    EVP_PKEY_free(fx.rsa1024);
-    EVP_PKEY_free(fx.ec);
+    dm_test_keys_free(&fx.key);
     return 0;
 }
 
@@ -286,7 +251,7 @@ static int group_teardown(void **state)
 static void test_notification_v2(void **state)
 {
     (void)state;
-    json_t *o = load_fixture(NOTIFICATION);
+    json_t *o = dm_test_load_json(NOTIFICATION);
     sign(o, "2");
     expect_verified(o);
 
@@ -312,7 +277,7 @@ static void test_notification_v2(void **state)
 static void test_notification_v1(void **state)
 {
     (void)state;
-    json_t *o = load_fixture(NOTIFICATION);
+    json_t *o = dm_test_load_json(NOTIFICATION);
     sign(o, "1");
     expect_verified(o);
     json_decref(o);
@@ -322,7 +287,7 @@ static void test_notification_with_subject(void **state)
 {
     (void)state;
     for (int v = 1; v <= 2; v++) {
-        json_t *o = load_fixture(NOTIFICATION);
+        json_t *o = dm_test_load_json(NOTIFICATION);
         set_str(o, "Subject", "ECR image pushed \xc3\xa9");
         sign(o, v == 1 ? "1" : "2");
         expect_verified(o);
@@ -338,7 +303,7 @@ static void test_subscription_confirmation(void **state)
 {
     (void)state;
     for (int v = 1; v <= 2; v++) {
-        json_t *o = load_fixture(CONFIRMATION);
+        json_t *o = dm_test_load_json(CONFIRMATION);
         sign(o, v == 1 ? "1" : "2");
         expect_verified(o);
 
@@ -362,7 +327,7 @@ static void test_subscription_confirmation(void **state)
 static void test_unsubscribe_confirmation(void **state)
 {
     (void)state;
-    json_t *o = load_fixture(CONFIRMATION);
+    json_t *o = dm_test_load_json(CONFIRMATION);
     set_str(o, "Type", "UnsubscribeConfirmation");
     sign(o, "2");
     expect_verified(o);
@@ -377,7 +342,7 @@ static void test_unsubscribe_confirmation(void **state)
 static void test_unsigned_members_dropped(void **state)
 {
     (void)state;
-    json_t *o = load_fixture(NOTIFICATION);
+    json_t *o = dm_test_load_json(NOTIFICATION);
     sign(o, "2");
     set_str(o, "Token", "not-signed");
     set_str(o, "SubscribeURL", "https://evil.example/");
@@ -390,7 +355,7 @@ static void test_unsigned_members_dropped(void **state)
     dm_sns_message_dispose(&m);
     json_decref(o);
 
-    o = load_fixture(CONFIRMATION);
+    o = dm_test_load_json(CONFIRMATION);
     sign(o, "2");
     set_str(o, "Subject", "not signed for a confirmation");
     expect_verified(o);
@@ -400,7 +365,7 @@ static void test_unsigned_members_dropped(void **state)
     json_decref(o);
 
     /* A null Subject is no Subject (as the AWS SDK validators read it). */
-    o = load_fixture(NOTIFICATION);
+    o = dm_test_load_json(NOTIFICATION);
     sign(o, "2");
     json_object_set_new(o, "Subject", json_null());
     expect_verified(o);
@@ -413,7 +378,7 @@ static void test_message_altered(void **state)
 {
     (void)state;
     for (int v = 1; v <= 2; v++) {
-        json_t *o = load_fixture(NOTIFICATION);
+        json_t *o = dm_test_load_json(NOTIFICATION);
         sign(o, v == 1 ? "1" : "2");
         char *msg = dm_xstrdup(get_str(o, "Message"));
         char *tag = strstr(msg, "2.0.1");
@@ -451,7 +416,7 @@ static void test_signed_members_changed(void **state)
         {CONFIRMATION, "Message", "You have chosen to subscribe.", false},
     };
     for (size_t i = 0; i < DM_ARRAY_LEN(cases); i++) {
-        json_t *o = load_fixture(cases[i].fixture);
+        json_t *o = dm_test_load_json(cases[i].fixture);
         if (cases[i].subject)
             set_str(o, "Subject", "signed subject");
         sign(o, "2");
@@ -473,7 +438,7 @@ static void test_signed_members_changed(void **state)
 static void test_subject_folded_into_message_id(void **state)
 {
     (void)state;
-    json_t *o = load_fixture(NOTIFICATION);
+    json_t *o = dm_test_load_json(NOTIFICATION);
     set_str(o, "Subject", "S");
     sign(o, "2");
     char *before = test_string_to_sign(o);
@@ -500,8 +465,8 @@ static void test_subject_folded_into_message_id(void **state)
 static void test_other_key(void **state)
 {
     (void)state;
-    json_t *o = load_fixture(NOTIFICATION);
-    sign_as(o, "2", fx.rsa2, "SHA256");
+    json_t *o = dm_test_load_json(NOTIFICATION);
+    sign_as(o, "2", fx.key.rsa2, "SHA256");
     expect_mismatch(o);
     /* ...which verifies with its own certificate: the refusal is about the key alone. */
     dm_error err;
@@ -512,15 +477,15 @@ static void test_other_key(void **state)
 static void test_version_mismatch(void **state)
 {
     (void)state;
-    json_t *o = load_fixture(NOTIFICATION);
-    sign_as(o, "2", fx.rsa, "SHA1"); /* a v1 signature presented as v2 */
+    json_t *o = dm_test_load_json(NOTIFICATION);
+    sign_as(o, "2", fx.key.rsa, "SHA1"); /* a v1 signature presented as v2 */
     expect_mismatch(o);
-    sign_as(o, "1", fx.rsa, "SHA256");
+    sign_as(o, "1", fx.key.rsa, "SHA256");
     expect_mismatch(o);
     json_decref(o);
 
-    o = load_fixture(CONFIRMATION);
-    sign_as(o, "2", fx.rsa, "SHA1");
+    o = dm_test_load_json(CONFIRMATION);
+    sign_as(o, "2", fx.key.rsa, "SHA1");
     expect_mismatch(o);
     json_decref(o);
 }
@@ -528,7 +493,7 @@ static void test_version_mismatch(void **state)
 static void test_ec_certificate(void **state)
 {
     (void)state;
-    json_t *o = load_fixture(NOTIFICATION);
+    json_t *o = dm_test_load_json(NOTIFICATION);
     sign(o, "2");
     expect_refused_pem(o, fx.cert_ec, strlen(fx.cert_ec), "SigningCertURL",
                        "certificate key is not RSA");
@@ -538,8 +503,8 @@ static void test_ec_certificate(void **state)
 static void test_small_rsa_certificate(void **state)
 {
     (void)state;
-    json_t *o = load_fixture(NOTIFICATION);
-    sign_as(o, "2", fx.rsa1024, "SHA256");
+    json_t *o = dm_test_load_json(NOTIFICATION);
+    sign_as(o, "2", fx.key.rsa1024, "SHA256");
     expect_refused_pem(o, fx.cert_rsa1024, strlen(fx.cert_rsa1024), "SigningCertURL",
                        "certificate RSA key must have 2048 to 8192 bits");
     json_decref(o);
@@ -548,13 +513,13 @@ static void test_small_rsa_certificate(void **state)
 static void test_garbage_pem(void **state)
 {
     (void)state;
-    json_t *o = load_fixture(NOTIFICATION);
+    json_t *o = dm_test_load_json(NOTIFICATION);
     sign(o, "2");
     const char *text = "certificate is not a PEM X.509 certificate";
 
     /* The public key alone, in PEM: not a certificate. */
     BIO *bio = BIO_new(BIO_s_mem());
-    assert_int_equal(PEM_write_bio_PUBKEY(bio, fx.rsa), 1);
+    assert_int_equal(PEM_write_bio_PUBKEY(bio, fx.key.rsa), 1);
     char *data;
     long publen = BIO_get_mem_data(bio, &data);
     char *pubkey = dm_xstrndup(data, (size_t)publen);
@@ -609,7 +574,7 @@ static void test_garbage_pem(void **state)
 static void test_bad_base64(void **state)
 {
     (void)state;
-    json_t *o = load_fixture(NOTIFICATION);
+    json_t *o = dm_test_load_json(NOTIFICATION);
     sign(o, "2");
     const char *good = get_str(o, "Signature");
     size_t n = strlen(good); /* 256 bytes: 85 quanta and "xx==" */
@@ -670,8 +635,8 @@ static void test_bad_base64(void **state)
 static void test_error_queue_preserved(void **state)
 {
     (void)state;
-    json_t *o = load_fixture(NOTIFICATION);
-    sign_as(o, "2", fx.rsa2, "SHA256");
+    json_t *o = dm_test_load_json(NOTIFICATION);
+    sign_as(o, "2", fx.key.rsa2, "SHA256");
     dm_sns_message m;
     parse_json(o, &m);
     const char *pems[] = {"garbage", fx.cert, fx.cert_ec};
@@ -698,7 +663,7 @@ static void test_verify_hand_made(void **state)
     dm_error err;
     assert_int_equal(dm_sns_verify(NULL, fx.cert, strlen(fx.cert), &err), DM_EINVAL);
 
-    json_t *o = load_fixture(NOTIFICATION);
+    json_t *o = dm_test_load_json(NOTIFICATION);
     sign(o, "2");
     dm_sns_message m;
     parse_json(o, &m);
@@ -815,7 +780,7 @@ static void test_string_to_sign_fixtures(void **state)
     (void)state;
     const char *names[] = {NOTIFICATION, CONFIRMATION};
     for (size_t i = 0; i < DM_ARRAY_LEN(names); i++) {
-        json_t *o = load_fixture(names[i]);
+        json_t *o = dm_test_load_json(names[i]);
         sign(o, "2");
         dm_sns_message m;
         parse_json(o, &m);
@@ -976,7 +941,7 @@ static void test_dispose_safe(void **state)
     dm_sns_message_dispose(&m);
     dm_sns_message_dispose(NULL);
 
-    json_t *o = load_fixture(CONFIRMATION);
+    json_t *o = dm_test_load_json(CONFIRMATION);
     sign(o, "1");
     parse_json(o, &m);
     dm_sns_message_dispose(&m);
