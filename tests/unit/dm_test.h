@@ -53,10 +53,6 @@ int dm_test_parse_str(dm_test_parse_fn parse, const char *body, dm_event_list *o
 void dm_test_parse_fixture(dm_test_parse_fn parse, const char *module, const char *name,
                            dm_event_list *out);
 
-/* Fixture @p name parses to an ignored list with exactly @p reason and no events. */
-void dm_test_expect_ignored_fixture(dm_test_parse_fn parse, const char *module, const char *name,
-                                    const char *reason);
-
 /* @p body parses to an ignored list with exactly @p reason and no events. */
 void dm_test_expect_ignored(dm_test_parse_fn parse, const char *body, const char *reason);
 
@@ -92,6 +88,7 @@ typedef struct dm_test_registry_event {
     const char *digest, *registry, *repository;
     const char *tag;        /* the one tag, or NULL for none */
     const char *media_type; /* NULL for none */
+    const char *ignored;    /* set instead of the above: acknowledged for this reason */
 } dm_test_registry_event;
 
 /* @p ev is @p want from registry @p source ("acr", ...) in every field: side registry,
@@ -101,7 +98,7 @@ void dm_test_expect_registry_event(const dm_event *ev, const char *source,
                                    const dm_test_registry_event *want);
 
 /* Each of the @p n fixtures of @p module named in @p want parses to exactly one event, and it
- * is that entry of @p want. */
+ * is that entry of @p want, or (.ignored) to no event, ignored for exactly that reason. */
 void dm_test_expect_registry_fixtures(dm_test_parse_fn parse, const char *module,
                                       const char *source, const dm_test_registry_event *want,
                                       size_t n);

@@ -66,27 +66,16 @@ static const dm_test_registry_event fixtures[] = {
     {"eventbridge-push-cn.json", DM_ACTION_PUSH, "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
      1795874700000, D_CN, HOST_CN, "team/api-gateway", "v3",
      "application/vnd.docker.distribution.manifest.list.v2+json"},
+    {"eventbridge-push-failure.json", .ignored = "failed action"},
+    {"eventbridge-image-scan.json", .ignored = "detail-type not handled"},
 };
 
+/* The named fixtures give exactly what the table says; every eventbridge-*.json under
+ * tests/fixtures/ecr parses. */
 static void test_fixtures(void **state)
 {
     (void)state;
     dm_test_expect_registry_fixtures(dm_ecr_parse, "ecr", "ecr", fixtures, DM_ARRAY_LEN(fixtures));
-}
-
-static void test_ignored_fixtures(void **state)
-{
-    (void)state;
-    dm_test_expect_ignored_fixture(dm_ecr_parse, "ecr", "eventbridge-push-failure.json",
-                                   "failed action");
-    dm_test_expect_ignored_fixture(dm_ecr_parse, "ecr", "eventbridge-image-scan.json",
-                                   "detail-type not handled");
-}
-
-/* Every eventbridge-*.json under tests/fixtures/ecr parses (the named tests check values). */
-static void test_every_fixture_parses(void **state)
-{
-    (void)state;
     dm_test_every_fixture_parses(dm_ecr_parse, "ecr", "eventbridge-", 6);
 }
 
@@ -339,16 +328,10 @@ static void test_errors_inline(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fixtures),
-        cmocka_unit_test(test_ignored_fixtures),
-        cmocka_unit_test(test_every_fixture_parses),
-        cmocka_unit_test(test_sns_message),
-        cmocka_unit_test(test_invalid_table),
-        cmocka_unit_test(test_ignored_inline),
-        cmocka_unit_test(test_region_hosts),
-        cmocka_unit_test(test_optional_members),
-        cmocka_unit_test(test_delete_ignores_tag),
-        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_fixtures),           cmocka_unit_test(test_sns_message),
+        cmocka_unit_test(test_invalid_table),      cmocka_unit_test(test_ignored_inline),
+        cmocka_unit_test(test_region_hosts),       cmocka_unit_test(test_optional_members),
+        cmocka_unit_test(test_delete_ignores_tag), cmocka_unit_test(test_limits),
         cmocka_unit_test(test_errors_inline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

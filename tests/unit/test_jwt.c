@@ -302,6 +302,17 @@ static void expect_claims(json_t *claims, dm_jwt_status want)
     expect(mint("RS256", "rsa-1", claims, fx.key.rsa), want);
 }
 
+/* Good claims with claim @p name set to @p value (stolen), or deleted when @p value is NULL. */
+static void expect_claim(const char *name, json_t *value, dm_jwt_status want)
+{
+    json_t *c = good_claims();
+    if (value)
+        json_object_set_new(c, name, value);
+    else
+        json_object_del(c, name);
+    expect_claims(c, want);
+}
+
 /* A token minted with good claims: its header's alg and kid, the key that signs it (one of
  * fx.key), and the verdict. */
 typedef struct mint_case {
@@ -389,44 +400,26 @@ static void test_optional_outputs(void **state)
 static void test_audience_forms(void **state)
 {
     (void)state;
-    json_t *c = good_claims();
-    json_object_set_new(c, "aud", json_pack("[i, s, s]", 7, "x", AUD));
-    expect_claims(c, DM_JWT_OK);
-    c = good_claims();
-    json_object_set_new(c, "aud", json_pack("[s]", AUD));
-    expect_claims(c, DM_JWT_OK);
+    expect_claim("aud", json_pack("[i, s, s]", 7, "x", AUD), DM_JWT_OK);
+    expect_claim("aud", json_pack("[s]", AUD), DM_JWT_OK);
 }
 
 static void test_leeway_edges(void **state)
 {
     (void)state;
-    json_t *c = good_claims();
-    json_object_set_new(c, "exp", json_integer(NOW - 59));
-    expect_claims(c, DM_JWT_OK);
-    c = good_claims();
-    json_object_set_new(c, "exp", json_integer(NOW - 60));
-    expect_claims(c, DM_JWT_EXPIRED);
-    c = good_claims();
-    json_object_set_new(c, "nbf", json_integer(NOW + 60));
-    expect_claims(c, DM_JWT_OK);
-    c = good_claims();
-    json_object_set_new(c, "nbf", json_integer(NOW + 61));
-    expect_claims(c, DM_JWT_NOT_YET_VALID);
-    c = good_claims();
-    json_object_set_new(c, "iat", json_integer(NOW + 60));
-    expect_claims(c, DM_JWT_OK);
-    c = good_claims();
-    json_object_set_new(c, "iat", json_integer(NOW + 61));
-    expect_claims(c, DM_JWT_NOT_YET_VALID);
+    expect_claim("exp", json_integer(NOW - 59), DM_JWT_OK);
+    expect_claim("exp", json_integer(NOW - 60), DM_JWT_EXPIRED);
+    expect_claim("nbf", json_integer(NOW + 60), DM_JWT_OK);
+    expect_claim("nbf", json_integer(NOW + 61), DM_JWT_NOT_YET_VALID);
+    expect_claim("iat", json_integer(NOW + 60), DM_JWT_OK);
+    expect_claim("iat", json_integer(NOW + 61), DM_JWT_NOT_YET_VALID);
     /* NumericDate may be a real; nbf and iat are optional. */
-    c = good_claims();
+    json_t *c = good_claims();
     json_object_set_new(c, "exp", json_real(NOW - 59.5));
     json_object_del(c, "nbf");
     json_object_del(c, "iat");
     expect_claims(c, DM_JWT_OK);
-    c = good_claims();
-    json_object_set_new(c, "exp", json_real(NOW - 60.0));
-    expect_claims(c, DM_JWT_EXPIRED);
+    expect_claim("exp", json_real(NOW - 60.0), DM_JWT_EXPIRED);
 }
 
 /*---- refusals: algorithm ------------------------------------------------------------------*/
@@ -692,20 +685,13 @@ static void test_bad_issuer(void **state)
         json_integer(1),
         json_null(),
     };
-    for (size_t i = 0; i < DM_ARRAY_LEN(values); i++) {
-        json_t *c = good_claims();
-        json_object_set_new(c, "iss", values[i]);
-        expect_claims(c, DM_JWT_BAD_ISSUER);
-    }
-    json_t *c = good_claims();
-    json_object_del(c, "iss");
-    expect_claims(c, DM_JWT_BAD_ISSUER);
+    for (size_t i = 0; i < DM_ARRAY_LEN(values); i++)
+        expect_claim("iss", values[i], DM_JWT_BAD_ISSUER);
+    expect_claim("iss", NULL, DM_JWT_BAD_ISSUER);
     /* The second accepted issuer works too. */
-    c = good_claims();
-    json_object_set_new(c, "iss", json_string("https://accounts.google.com"));
-    expect_claims(c, DM_JWT_OK);
+    expect_claim("iss", json_string("https://accounts.google.com"), DM_JWT_OK);
     /* iss is checked before aud and time. */
-    c = good_claims();
+    json_t *c = good_claims();
     json_object_set_new(c, "iss", json_string("https://evil.example"));
     json_object_del(c, "aud");
     json_object_del(c, "exp");
@@ -725,16 +711,11 @@ static void test_bad_audience(void **state)
         json_integer(0),
         json_pack("{s:s}", "aud", AUD),
     };
-    for (size_t i = 0; i < DM_ARRAY_LEN(values); i++) {
-        json_t *c = good_claims();
-        json_object_set_new(c, "aud", values[i]);
-        expect_claims(c, DM_JWT_BAD_AUDIENCE);
-    }
-    json_t *c = good_claims();
-    json_object_del(c, "aud");
-    expect_claims(c, DM_JWT_BAD_AUDIENCE);
+    for (size_t i = 0; i < DM_ARRAY_LEN(values); i++)
+        expect_claim("aud", values[i], DM_JWT_BAD_AUDIENCE);
+    expect_claim("aud", NULL, DM_JWT_BAD_AUDIENCE);
     /* aud before time. */
-    c = good_claims();
+    json_t *c = good_claims();
     json_object_set_new(c, "aud", json_string("other"));
     json_object_set_new(c, "exp", json_integer(1));
     expect_claims(c, DM_JWT_BAD_AUDIENCE);
@@ -743,43 +724,28 @@ static void test_bad_audience(void **state)
 static void test_time_refusals(void **state)
 {
     (void)state;
-    json_t *c = good_claims();
-    json_object_set_new(c, "exp", json_integer(NOW - 3600));
-    expect_claims(c, DM_JWT_EXPIRED);
-    c = good_claims();
-    json_object_del(c, "exp");
-    expect_claims(c, DM_JWT_EXPIRED);
+    expect_claim("exp", json_integer(NOW - 3600), DM_JWT_EXPIRED);
+    expect_claim("exp", NULL, DM_JWT_EXPIRED);
     /* Missing exp is refused for itself, not as "exp 0 is long past". */
-    c = good_claims();
+    json_t *c = good_claims();
     json_object_del(c, "exp");
     char *t = mint("RS256", "rsa-1", c, fx.key.rsa);
     dm_jwt_policy epoch = policy;
     epoch.now_s = 0;
     assert_int_equal(dm_jwt_verify(t, strlen(t), fx.keys, &epoch, NULL, NULL), DM_JWT_EXPIRED);
     free(t);
-    c = good_claims();
-    json_object_set_new(c, "nbf", json_integer(NOW + 3600));
-    expect_claims(c, DM_JWT_NOT_YET_VALID);
-    c = good_claims();
-    json_object_set_new(c, "iat", json_integer(NOW + 3600));
-    expect_claims(c, DM_JWT_NOT_YET_VALID);
+    expect_claim("nbf", json_integer(NOW + 3600), DM_JWT_NOT_YET_VALID);
+    expect_claim("iat", json_integer(NOW + 3600), DM_JWT_NOT_YET_VALID);
     /* Absurd values neither overflow nor pass. */
-    c = good_claims();
-    json_object_set_new(c, "exp", json_integer(INT64_MIN));
-    expect_claims(c, DM_JWT_EXPIRED);
-    c = good_claims();
-    json_object_set_new(c, "nbf", json_integer(INT64_MAX));
-    expect_claims(c, DM_JWT_NOT_YET_VALID);
+    expect_claim("exp", json_integer(INT64_MIN), DM_JWT_EXPIRED);
+    expect_claim("nbf", json_integer(INT64_MAX), DM_JWT_NOT_YET_VALID);
 
     /* Present but not a number. */
     const char *names[] = {"exp", "nbf", "iat"};
     for (size_t i = 0; i < DM_ARRAY_LEN(names); i++) {
         json_t *bad[] = {json_string("1764338400"), json_true(), json_null(), json_array()};
-        for (size_t j = 0; j < DM_ARRAY_LEN(bad); j++) {
-            c = good_claims();
-            json_object_set_new(c, names[i], bad[j]);
-            expect_claims(c, DM_JWT_MALFORMED);
-        }
+        for (size_t j = 0; j < DM_ARRAY_LEN(bad); j++)
+            expect_claim(names[i], bad[j], DM_JWT_MALFORMED);
     }
 }
 

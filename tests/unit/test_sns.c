@@ -138,6 +138,14 @@ static void sign(json_t *o, const char *version)
     sign_as(o, version, fx.key.rsa, strcmp(version, "1") == 0 ? "SHA1" : "SHA256");
 }
 
+/* Fixture @p name signed as SNS signs for @p version; a new reference. */
+static json_t *signed_fixture(const char *name, const char *version)
+{
+    json_t *o = dm_test_load_json(name);
+    sign(o, version);
+    return o;
+}
+
 /* Parse @p o (must succeed) into @p m. */
 static void parse_json(const json_t *o, dm_sns_message *m)
 {
@@ -251,8 +259,7 @@ static int group_teardown(void **state)
 static void test_notification_v2(void **state)
 {
     (void)state;
-    json_t *o = dm_test_load_json(NOTIFICATION);
-    sign(o, "2");
+    json_t *o = signed_fixture(NOTIFICATION, "2");
     expect_verified(o);
 
     dm_sns_message m;
@@ -277,8 +284,7 @@ static void test_notification_v2(void **state)
 static void test_notification_v1(void **state)
 {
     (void)state;
-    json_t *o = dm_test_load_json(NOTIFICATION);
-    sign(o, "1");
+    json_t *o = signed_fixture(NOTIFICATION, "1");
     expect_verified(o);
     json_decref(o);
 }
@@ -303,8 +309,7 @@ static void test_subscription_confirmation(void **state)
 {
     (void)state;
     for (int v = 1; v <= 2; v++) {
-        json_t *o = dm_test_load_json(CONFIRMATION);
-        sign(o, v == 1 ? "1" : "2");
+        json_t *o = signed_fixture(CONFIRMATION, v == 1 ? "1" : "2");
         expect_verified(o);
 
         dm_sns_message m;
@@ -342,8 +347,7 @@ static void test_unsubscribe_confirmation(void **state)
 static void test_unsigned_members_dropped(void **state)
 {
     (void)state;
-    json_t *o = dm_test_load_json(NOTIFICATION);
-    sign(o, "2");
+    json_t *o = signed_fixture(NOTIFICATION, "2");
     set_str(o, "Token", "not-signed");
     set_str(o, "SubscribeURL", "https://evil.example/");
     json_object_set_new(o, "MessageAttributes", json_object());
@@ -355,8 +359,7 @@ static void test_unsigned_members_dropped(void **state)
     dm_sns_message_dispose(&m);
     json_decref(o);
 
-    o = dm_test_load_json(CONFIRMATION);
-    sign(o, "2");
+    o = signed_fixture(CONFIRMATION, "2");
     set_str(o, "Subject", "not signed for a confirmation");
     expect_verified(o);
     parse_json(o, &m);
@@ -365,8 +368,7 @@ static void test_unsigned_members_dropped(void **state)
     json_decref(o);
 
     /* A null Subject is no Subject (as the AWS SDK validators read it). */
-    o = dm_test_load_json(NOTIFICATION);
-    sign(o, "2");
+    o = signed_fixture(NOTIFICATION, "2");
     json_object_set_new(o, "Subject", json_null());
     expect_verified(o);
     json_decref(o);
@@ -378,8 +380,7 @@ static void test_message_altered(void **state)
 {
     (void)state;
     for (int v = 1; v <= 2; v++) {
-        json_t *o = dm_test_load_json(NOTIFICATION);
-        sign(o, v == 1 ? "1" : "2");
+        json_t *o = signed_fixture(NOTIFICATION, v == 1 ? "1" : "2");
         char *msg = dm_xstrdup(get_str(o, "Message"));
         char *tag = strstr(msg, "2.0.1");
         assert_non_null(tag);
@@ -493,8 +494,7 @@ static void test_version_mismatch(void **state)
 static void test_ec_certificate(void **state)
 {
     (void)state;
-    json_t *o = dm_test_load_json(NOTIFICATION);
-    sign(o, "2");
+    json_t *o = signed_fixture(NOTIFICATION, "2");
     expect_refused_pem(o, fx.cert_ec, strlen(fx.cert_ec), "SigningCertURL",
                        "certificate key is not RSA");
     json_decref(o);
@@ -513,8 +513,7 @@ static void test_small_rsa_certificate(void **state)
 static void test_garbage_pem(void **state)
 {
     (void)state;
-    json_t *o = dm_test_load_json(NOTIFICATION);
-    sign(o, "2");
+    json_t *o = signed_fixture(NOTIFICATION, "2");
     const char *text = "certificate is not a PEM X.509 certificate";
 
     /* The public key alone, in PEM: not a certificate. */
@@ -574,8 +573,7 @@ static void test_garbage_pem(void **state)
 static void test_bad_base64(void **state)
 {
     (void)state;
-    json_t *o = dm_test_load_json(NOTIFICATION);
-    sign(o, "2");
+    json_t *o = signed_fixture(NOTIFICATION, "2");
     const char *good = get_str(o, "Signature");
     size_t n = strlen(good); /* 256 bytes: 85 quanta and "xx==" */
     assert_int_equal(n, 344);
@@ -663,8 +661,7 @@ static void test_verify_hand_made(void **state)
     dm_error err;
     assert_int_equal(dm_sns_verify(NULL, fx.cert, strlen(fx.cert), &err), DM_EINVAL);
 
-    json_t *o = dm_test_load_json(NOTIFICATION);
-    sign(o, "2");
+    json_t *o = signed_fixture(NOTIFICATION, "2");
     dm_sns_message m;
     parse_json(o, &m);
 
@@ -941,8 +938,7 @@ static void test_dispose_safe(void **state)
     dm_sns_message_dispose(&m);
     dm_sns_message_dispose(NULL);
 
-    json_t *o = dm_test_load_json(CONFIRMATION);
-    sign(o, "1");
+    json_t *o = signed_fixture(CONFIRMATION, "1");
     parse_json(o, &m);
     dm_sns_message_dispose(&m);
     static const dm_sns_message zero;
