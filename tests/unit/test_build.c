@@ -270,14 +270,16 @@ static void test_gitlab_integer_run(void **state)
     assert_int_equal(ev->ntags, 2); /* "v7" named twice */
     assert_string_equal(ev->tags[0], "v7");
     assert_string_equal(ev->tags[1], "stable");
-    assert_string_equal(ev->build.run_id, "4711");
-    assert_string_equal(ev->build.run_attempt, "1");
-    assert_string_equal(ev->build.repository, "group/app");
-    assert_string_equal(ev->build.ref, "refs/tags/v7");
-    assert_null(ev->build.run_url); /* null */
-    assert_null(ev->build.actor);   /* "" */
-    assert_null(ev->build.workflow);
-    assert_false(ev->build.verified);
+    /* run_url null and actor "" are absent; the attempt defaults to "1" */
+    static const dm_build_info want = {
+        .provider = "gitlab",
+        .repository = "group/app",
+        .run_id = "4711",
+        .run_attempt = "1",
+        .commit = "0123456789abcdef0123456789abcdef01234567",
+        .ref = "refs/tags/v7",
+    };
+    dm_test_expect_build_info(&ev->build, &want, NULL);
     dm_event_list_dispose(&l);
 }
 

@@ -1,6 +1,8 @@
-/* test_event.c - digests, shards, list ownership, errors and the park.lua JSON document. */
+/* test_event.c - digests, shards, list ownership, errors, the helpers adapters fill events
+ * with, and the park.lua JSON document. */
 #include "dm_common.h"
 #include "dm_event.h"
+#include "dm_test.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -158,20 +160,9 @@ static void test_build_info_copy(void **state)
     dm_build_info dst;
     memset(&dst, 0x7f, sizeof dst); /* overwritten, not freed */
     dm_build_info_copy(&dst, &src);
-    assert_string_equal(dst.provider, "github");
+    dm_test_expect_build_info(&dst, &src, NULL);
     assert_ptr_not_equal(dst.provider, src.provider);
-    assert_string_equal(dst.repository, "acme/api");
-    assert_string_equal(dst.repository_url, "https://github.com/acme/api");
-    assert_string_equal(dst.workflow, "release");
-    assert_string_equal(dst.workflow_ref, src.workflow_ref);
-    assert_string_equal(dst.run_id, "1");
-    assert_string_equal(dst.run_attempt, "2");
-    assert_string_equal(dst.run_url, src.run_url);
-    assert_string_equal(dst.commit, "abc");
-    assert_string_equal(dst.ref, "refs/heads/main");
-    assert_string_equal(dst.actor, "mona");
-    assert_null(dst.issuer);
-    assert_true(dst.verified);
+    assert_ptr_not_equal(dst.run_url, src.run_url);
     dm_build_info_dispose(&dst);
     assert_null(dst.provider);
     assert_false(dst.verified);
@@ -181,6 +172,87 @@ static void test_build_info_copy(void **state)
     dm_build_info_copy(&dst, NULL);
     assert_null(dst.provider);
     assert_false(dst.verified);
+
+    /* Only the run's description: provider, issuer and verification stay as they were. */
+    static const char *const fields[] = {"run_id", NULL};
+    dm_build_info run = {.provider = dm_xstrdup("azure-devops")};
+    run.verified_fields = dm_xcalloc(1, sizeof *run.verified_fields);
+    run.verified_fields[0] = dm_xstrdup("run_id");
+    run.nverified_fields = 1;
+    dm_build_info_copy_run(&run, &src);
+    dm_build_info want = src;
+    want.provider = "azure-devops";
+    want.verified = false;
+    dm_test_expect_build_info(&run, &want, fields);
+    assert_ptr_not_equal(run.repository, src.repository);
+    dm_build_info_copy_run(&run, NULL); /* nothing to copy: unchanged */
+    dm_test_expect_build_info(&run, &want, fields);
+    dm_build_info_dispose(&run);
+}
+
+static void test_registry_helpers(void **state)
+{
+    (void)state;
+    dm_event_list l;
+    memset(&l, 0, sizeof l);
+    dm_event *ev = dm_event_list_add_registry(&l, "gar", DM_ACTION_DELETE);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(ev->side, DM_SIDE_REGISTRY);
+    assert_int_equal(ev->action, DM_ACTION_DELETE);
+    assert_string_equal(ev->source, "gar");
+    assert_int_equal(ev->relation, DM_REL_IMAGE);
+    assert_null(ev->event_id);
+
+    /* host names are lowercased; only the given bytes are taken */
+    dm_event_set_registry(ev, "Europe-West4-Docker.PKG.dev/x", 27);
+    assert_string_equal(ev->registry, "europe-west4-docker.pkg.dev");
+    dm_event_set_registry(ev, "A:5000", 6); /* replaces the first */
+    assert_string_equal(ev->registry, "a:5000");
+
+    /* tags are a set, compared in full: "v1" is not "v1.0" */
+    dm_event_add_tag(ev, "v1.0", 2);
+    dm_event_add_tag(ev, "v1", 2);
+    dm_event_add_tag(ev, "v1.0", 4);
+    dm_event_add_tag(ev, "v1", 2);
+    assert_int_equal(ev->ntags, 2);
+    assert_string_equal(ev->tags[0], "v1");
+    assert_string_equal(ev->tags[1], "v1.0");
+    dm_event_list_dispose(&l);
+}
+
+static void test_repository_check(void **state)
+{
+    (void)state;
+    static const char *const good[] = {"a", "team/api", "p-1/r.x/a_b/c--d/e", "0", "a.b_c-d"};
+    for (size_t i = 0; i < DM_ARRAY_LEN(good); i++) {
+        dm_error err = {0};
+        if (dm_repository_check(good[i], strlen(good[i]), "r", "bad", &err) != DM_OK)
+            fail_msg("%s: [%s] %s", good[i], err.field, err.text);
+    }
+    static const struct {
+        const char *name, *text;
+    } bad[] = {
+        {"A", "bad"},
+        {"a b", "bad"},
+        {"a:1", "bad"},
+        {"a@b", "bad"},
+        {"/a", "must not have an empty path component"},
+        {"a/", "must not have an empty path component"},
+        {"a//b", "must not have an empty path component"},
+        {"/", "must not have an empty path component"},
+        {"a/B/", "bad"}, /* the first fault found, from the left */
+    };
+    for (size_t i = 0; i < DM_ARRAY_LEN(bad); i++) {
+        dm_error err = {0};
+        assert_int_equal(
+            dm_repository_check(bad[i].name, strlen(bad[i].name), "detail.r", "bad", &err),
+            DM_EINVAL);
+        assert_int_equal(err.status, 400);
+        assert_string_equal(err.field, "detail.r");
+        assert_string_equal(err.text, bad[i].text);
+    }
+    /* only the given bytes count */
+    assert_int_equal(dm_repository_check("a/b/", 3, "r", "bad", NULL), DM_OK);
 }
 
 static dm_event *registry_event(dm_event_list *l)
@@ -201,24 +273,16 @@ static dm_event *registry_event(dm_event_list *l)
     return ev;
 }
 
-static void expect_json(const dm_event *ev, const char *want)
-{
-    char *j = dm_event_to_json(ev);
-    assert_non_null(j);
-    assert_string_equal(j, want);
-    free(j);
-}
-
 static void test_json_registry(void **state)
 {
     (void)state;
     dm_event_list l = {0};
     dm_event *ev = registry_event(&l);
-    expect_json(ev, "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"acr\","
-                    "\"event_id\":\"5d3e8f4a\",\"t\":1795874531483,\"digest\":\"" D1 "\","
-                    "\"registry\":\"contoso.azurecr.io\",\"repository\":\"team/api\","
-                    "\"tags\":[\"1.4.0\"],"
-                    "\"media_type\":\"application/vnd.oci.image.index.v1+json\"}");
+    dm_test_expect_json(ev, "{\"side\":\"registry\",\"action\":\"push\",\"source\":\"acr\","
+                            "\"event_id\":\"5d3e8f4a\",\"t\":1795874531483,\"digest\":\"" D1 "\","
+                            "\"registry\":\"contoso.azurecr.io\",\"repository\":\"team/api\","
+                            "\"tags\":[\"1.4.0\"],"
+                            "\"media_type\":\"application/vnd.oci.image.index.v1+json\"}");
 
     /* delete, untagged, no media type, unknown time, quotes escaped */
     ev->action = DM_ACTION_DELETE;
@@ -231,19 +295,19 @@ static void test_json_registry(void **state)
     ev->event_time_ms = 0;
     free(ev->repository);
     ev->repository = dm_xstrdup("a\"b\\c");
-    expect_json(ev, "{\"side\":\"registry\",\"action\":\"delete\",\"source\":\"acr\","
-                    "\"event_id\":\"5d3e8f4a\",\"t\":0,\"digest\":\"" D1 "\","
-                    "\"registry\":\"contoso.azurecr.io\",\"repository\":\"a\\\"b\\\\c\","
-                    "\"tags\":[]}");
+    dm_test_expect_json(ev, "{\"side\":\"registry\",\"action\":\"delete\",\"source\":\"acr\","
+                            "\"event_id\":\"5d3e8f4a\",\"t\":0,\"digest\":\"" D1 "\","
+                            "\"registry\":\"contoso.azurecr.io\",\"repository\":\"a\\\"b\\\\c\","
+                            "\"tags\":[]}");
 
     /* bytes that are not UTF-8 still give a well-formed document */
     free(ev->repository);
     ev->repository = dm_xstrdup("team/\xff\xfe");
     ev->event_time_ms = -5;
-    expect_json(ev, "{\"side\":\"registry\",\"action\":\"delete\",\"source\":\"acr\","
-                    "\"event_id\":\"5d3e8f4a\",\"t\":-5,\"digest\":\"" D1 "\","
-                    "\"registry\":\"contoso.azurecr.io\",\"repository\":\"team/??\","
-                    "\"tags\":[]}");
+    dm_test_expect_json(ev, "{\"side\":\"registry\",\"action\":\"delete\",\"source\":\"acr\","
+                            "\"event_id\":\"5d3e8f4a\",\"t\":-5,\"digest\":\"" D1 "\","
+                            "\"registry\":\"contoso.azurecr.io\",\"repository\":\"team/??\","
+                            "\"tags\":[]}");
     dm_event_list_dispose(&l);
 }
 
@@ -278,17 +342,18 @@ static void test_json_build(void **state)
                        .issuer = "https://token.actions.githubusercontent.com",
                        .verified = true};
     dm_build_info_copy(&ev->build, &b);
-    expect_json(ev, "{\"side\":\"build\",\"action\":\"build\",\"source\":\"github\","
-                    "\"event_id\":\"github/12094877312/1/" D1 "\",\"t\":1795874534000,"
-                    "\"digest\":\"" D1 "\",\"relation\":\"image\","
-                    "\"name\":\"contoso.azurecr.io/team/api\",\"tags\":[\"1.4.0\",\"latest\"],"
-                    "\"build\":{\"provider\":\"github\",\"repository\":\"acme/api\","
-                    "\"repository_url\":\"https://github.com/acme/api\",\"workflow\":\"release\","
-                    "\"workflow_ref\":\"w@refs/heads/main\",\"run_id\":\"12094877312\","
-                    "\"run_attempt\":\"1\",\"run_url\":\"https://u\",\"commit\":\"3e1c\","
-                    "\"ref\":\"refs/heads/main\",\"actor\":\"mona\","
-                    "\"issuer\":\"https://token.actions.githubusercontent.com\","
-                    "\"verified\":true}}");
+    dm_test_expect_json(
+        ev, "{\"side\":\"build\",\"action\":\"build\",\"source\":\"github\","
+            "\"event_id\":\"github/12094877312/1/" D1 "\",\"t\":1795874534000,"
+            "\"digest\":\"" D1 "\",\"relation\":\"image\","
+            "\"name\":\"contoso.azurecr.io/team/api\",\"tags\":[\"1.4.0\",\"latest\"],"
+            "\"build\":{\"provider\":\"github\",\"repository\":\"acme/api\","
+            "\"repository_url\":\"https://github.com/acme/api\",\"workflow\":\"release\","
+            "\"workflow_ref\":\"w@refs/heads/main\",\"run_id\":\"12094877312\","
+            "\"run_attempt\":\"1\",\"run_url\":\"https://u\",\"commit\":\"3e1c\","
+            "\"ref\":\"refs/heads/main\",\"actor\":\"mona\","
+            "\"issuer\":\"https://token.actions.githubusercontent.com\","
+            "\"verified\":true}}");
 
     /* platform manifest: "index" present, no name given, only the members that are set */
     dm_event *pm = dm_event_list_add(&l);
@@ -302,20 +367,22 @@ static void test_json_build(void **state)
     pm->build.provider = dm_xstrdup("generic");
     pm->build.run_id = dm_xstrdup("7");
     pm->build.run_attempt = dm_xstrdup("1");
-    expect_json(pm, "{\"side\":\"build\",\"action\":\"build\",\"source\":\"generic\","
-                    "\"event_id\":\"generic/7/1/" D2 "\",\"t\":0,\"digest\":\"" D2 "\","
-                    "\"relation\":\"platform-manifest\",\"index\":\"" D1 "\",\"tags\":[],"
-                    "\"build\":{\"provider\":\"generic\",\"run_id\":\"7\",\"run_attempt\":\"1\","
-                    "\"verified\":false}}");
+    dm_test_expect_json(
+        pm, "{\"side\":\"build\",\"action\":\"build\",\"source\":\"generic\","
+            "\"event_id\":\"generic/7/1/" D2 "\",\"t\":0,\"digest\":\"" D2 "\","
+            "\"relation\":\"platform-manifest\",\"index\":\"" D1 "\",\"tags\":[],"
+            "\"build\":{\"provider\":\"generic\",\"run_id\":\"7\",\"run_attempt\":\"1\","
+            "\"verified\":false}}");
     dm_event_list_dispose(&l);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_digest_valid),    cmocka_unit_test(test_digest_shard),
-        cmocka_unit_test(test_error_set),       cmocka_unit_test(test_list_add_dispose),
-        cmocka_unit_test(test_build_info_copy), cmocka_unit_test(test_json_registry),
+        cmocka_unit_test(test_digest_valid),     cmocka_unit_test(test_digest_shard),
+        cmocka_unit_test(test_error_set),        cmocka_unit_test(test_list_add_dispose),
+        cmocka_unit_test(test_build_info_copy),  cmocka_unit_test(test_registry_helpers),
+        cmocka_unit_test(test_repository_check), cmocka_unit_test(test_json_registry),
         cmocka_unit_test(test_json_build),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
