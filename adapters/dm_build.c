@@ -4,7 +4,6 @@
 #include "dm_json.h"
 #include "dm_time.h"
 
-#include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,6 +1,7 @@
 /* dm_json.c - reading a sender's JSON document, with the errors every adapter answers. */
 #include "dm_json.h"
 
+#include <inttypes.h> /* JSON_INTEGER_FORMAT may be PRId64 */
 #include <stdio.h>
 #include <string.h>
 
