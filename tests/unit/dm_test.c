@@ -157,6 +157,16 @@ dm_event *dm_test_expect_one(dm_test_parse_fn parse, const char *body, dm_event_
     return &l->v[0];
 }
 
+void dm_test_expect_untagged_delete(dm_test_parse_fn parse, const char *body)
+{
+    dm_event_list l;
+    dm_event *ev = dm_test_expect_one(parse, body, &l);
+    assert_int_equal(ev->action, DM_ACTION_DELETE);
+    assert_int_equal(ev->ntags, 0);
+    assert_null(ev->tags);
+    dm_event_list_dispose(&l);
+}
+
 void dm_test_expect_error(dm_test_parse_fn parse, const char *body, const char *field,
                           const char *text)
 {

@@ -60,6 +60,10 @@ void dm_test_expect_ignored(dm_test_parse_fn parse, const char *body, const char
  * dispose). */
 dm_event *dm_test_expect_one(dm_test_parse_fn parse, const char *body, dm_event_list *l);
 
+/* @p body is one delete event that carries no tag (a delete removes the manifest with all its
+ * tags, whatever tag the sender names). */
+void dm_test_expect_untagged_delete(dm_test_parse_fn parse, const char *body);
+
 /* @p body is refused: DM_EINVAL, status 400, exactly @p field and @p text, an empty list. */
 void dm_test_expect_error(dm_test_parse_fn parse, const char *body, const char *field,
                           const char *text);

@@ -226,13 +226,10 @@ static void test_references(void **state)
     }
 
     /* a delete of a tagged image carries no tag */
-    dm_event_list l;
-    dm_event *ev = expect_one("{\"action\":\"DELETE\",\"digest\":\"" NAME "@" D_BILLING "\","
-                              "\"tag\":\"" NAME ":3.2.0\"}",
-                              &l);
-    assert_int_equal(ev->action, DM_ACTION_DELETE);
-    assert_int_equal(ev->ntags, 0);
-    dm_event_list_dispose(&l);
+    char *body = envelope("{\"action\":\"DELETE\",\"digest\":\"" NAME "@" D_BILLING "\","
+                          "\"tag\":\"" NAME ":3.2.0\"}");
+    dm_test_expect_untagged_delete(dm_gar_parse, body);
+    free(body);
 
     /* the digest is the text after the last '@', the host the text before the first '/' */
     expect_error("{\"action\":\"INSERT\",\"digest\":\"h/r@" D_OTHER "@" D_BILLING "\"}",
