@@ -2,7 +2,7 @@
  * files only: this header is not part of dm_config's interface (dm_config.h is), and nothing
  * outside config/ includes it. Internal names carry the dm_cfg_ prefix.
  *
- * The loader is split by section: dm_config.c (the root, listen, sources, correlation, limits,
+ * The loader is split by section: dm_config_root.c (the root, listen, sources, correlation, limits,
  * api, and the load and free entry points), dm_config_auth.c (auth lists), dm_config_outputs.c
  * (outputs and webhook sinks), dm_config_redis.c (redis, and the redis URL shared with the
  * command-line client) and dm_config_secret.c (secrets and the files the loader reads).

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Configuration refuses a source at any of these paths (config/dm_config.c). */
+/* Configuration refuses a source at any of these paths (config/dm_config_root.c). */
 static const dm_route builtin[] = {
     {"/healthz", false, DM_ROUTE_GET, dm_health_healthz, "/healthz"},
     {"/readyz", false, DM_ROUTE_GET, dm_health_readyz, "/readyz"},

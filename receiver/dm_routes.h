@@ -4,7 +4,7 @@
  * The built-in routes are fixed; each configured source adds a POST route at its path. A
  * request is dispatched to the route its path matches, answered 405 (with Allow) when the
  * method is not allowed there, and 404 ("other" in the metrics) when no route matches. The
- * configuration refuses a source path that a built-in route would take (config/dm_config.c,
+ * configuration refuses a source path that a built-in route would take (config/dm_config_root.c,
  * checked against this table by tests/unit/test_routes.c), so at most one route matches.
  *
  * Route numbers (for dm_metrics_init and dm_http.h): the built-in routes in table order, then

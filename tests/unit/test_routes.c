@@ -1,5 +1,5 @@
 /* test_routes.c - the route table (receiver/dm_routes.h) against the configuration: every
- * built-in route's path is one a source may not take (config/dm_config.c keeps that list
+ * built-in route's path is one a source may not take (config/dm_config_root.c keeps that list
  * itself, since config/ sits below receiver/), and the paths beside them stay free. */
 #include "dm_common.h"
 #include "dm_config.h"

@@ -1,4 +1,4 @@
-/* dm_config.c - load and validate the JSON configuration file: the entry points, the root
+/* dm_config_root.c - load and validate the JSON configuration file: the entry points, the root
  * object and its small sections (listen, sources, correlation, limits, api). The larger
  * sections have a file each; dm_config_loader.h says which, and how the loader reports errors.
  */
