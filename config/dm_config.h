@@ -78,10 +78,17 @@ typedef enum {
     DM_SRC_GAR
 } dm_source_type;
 
+/** A request quota (sources[].rate): a token bucket per source and per credential. */
+typedef struct dm_rate_conf {
+    double per_second; /**< tokens added per second; 0: no quota (the key is absent) */
+    int burst;         /**< bucket size, default ceil(per_second), at least 1 */
+} dm_rate_conf;
+
 typedef struct dm_source_conf {
     dm_source_type type;
     char *path; /**< route path, default "/v1/registry/acr" or "/v1/builds" */
     dm_auth_list auth;
+    dm_rate_conf rate; /**< over it: 429 with Retry-After */
 } dm_source_conf;
 
 /** One webhook sink (outputs.webhooks[i]); see dm_sink.h for the delivery rules. */
@@ -129,6 +136,8 @@ typedef struct dm_config {
                                      started server's absolute path: dm_redis_conf_opts) */
         int db;                 /**< database number, default 0 */
         char *server_bin;       /**< embedded server binary, default "redis-server" */
+        long long maxmemory;    /**< embedded server only: bytes, with noeviction; 0 (absent):
+                                     25 % of the machine's memory, decided at start */
         int command_timeout_ms; /**< default 2000 */
         int connect_timeout_ms; /**< default 2000 */
     } redis;
@@ -148,7 +157,24 @@ typedef struct dm_config {
         size_t max_header_bytes;  /**< default 16384 */
         int max_inflight;         /**< default 10000 (per process, split across workers) */
         int idle_timeout_seconds; /**< default 30: read/write timeout of a connection */
+        int max_connections;      /**< default 4096: open client connections per process (the
+                                       server lowers it to the fd limit less a reserve) */
+        int header_timeout_ms;    /**< default 10000: the whole request head must arrive within */
+        int body_timeout_ms;      /**< default 30000: the whole body must arrive within */
+        size_t max_body_memory_bytes; /**< default 64 MiB: bytes of all bodies in flight together
+                                           (503 beyond); at least max_body_bytes */
+        int max_builds_per_digest;    /**< default 256: parked builds kept per digest */
+        int max_locations_per_digest; /**< default 256: registry locations kept per digest */
+        int max_tags_per_location;    /**< default 64: tags kept per location or mapping */
     } limits;
+
+    /** tls: the listener speaks TLS only. Paths resolved against the config file's directory;
+     *  the files are read (and checked) when the server starts. NULL cert_file: plain HTTP. */
+    struct {
+        char *cert_file; /**< PEM certificate chain, leaf first */
+        char *key_file;  /**< PEM private key */
+        int min_version; /**< 0x0303 (TLS 1.2, default) or 0x0304 (TLS 1.3): TLS1_x_VERSION */
+    } tls;
 
     dm_source_conf *sources;
     size_t nsources;
@@ -162,6 +188,8 @@ typedef struct dm_config {
         long long stream_maxlen; /**< default 1000000: entries kept per output stream, more
                                        only while a protected consumer group has not read them */
         int trim_interval_ms;    /**< default 1000: how often the streams are trimmed */
+        long long max_group_lag; /**< default stream_maxlen: a protected group further behind
+                                       than this no longer holds trimming back (logged, counted) */
         char **stream_groups;    /**< consumer groups (besides the sinks') trimming waits for */
         size_t nstream_groups;
         dm_sink_conf *webhooks;

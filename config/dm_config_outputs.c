@@ -179,7 +179,7 @@ static int parse_sink(dm_cfg_loader *ld, const json_t *w, const char *path, dm_s
 int dm_cfg_parse_outputs(dm_cfg_loader *ld, const json_t *root, dm_config *c)
 {
     static const char *const keys[] = {"stream_maxlen", "trim_interval_ms", "stream_groups",
-                                       "webhooks", NULL};
+                                       "max_group_lag", "webhooks",         NULL};
     const json_t *o;
     char pb[PATH_BUF], sb[SHOW_BUF];
     long long v;
@@ -195,6 +195,12 @@ int dm_cfg_parse_outputs(dm_cfg_loader *ld, const json_t *root, dm_config *c)
     if ((rc = dm_cfg_get_int(ld, o, "outputs", "trim_interval_ms", 10, 3600000, 1000, &v)) < 0)
         return rc;
     c->outputs.trim_interval_ms = (int)v;
+    /* A dead consumer must not grow a stream without end: past this backlog its group stops
+     * holding trimming back (and it loses the oldest records, logged and counted). */
+    if ((rc = dm_cfg_get_int(ld, o, "outputs", "max_group_lag", 1, LLONG_MAX,
+                             c->outputs.stream_maxlen, &v)) < 0)
+        return rc;
+    c->outputs.max_group_lag = v;
 
     const json_t *groups = o ? json_object_get(o, "stream_groups") : NULL;
     if (groups && !json_is_array(groups))

@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/un.h>
 
@@ -289,8 +290,8 @@ static int parse_redis_password(dm_cfg_loader *ld, const json_t *r, dm_config *c
 int dm_cfg_parse_redis(dm_cfg_loader *ld, const json_t *root, dm_config *c)
 {
     static const char *const keys[] = {
-        "url",    "password", "password_env",       "password_file",      "prefix",
-        "shards", "server",   "command_timeout_ms", "connect_timeout_ms", NULL};
+        "url",    "password",           "password_env",       "password_file", "prefix", "shards",
+        "server", "command_timeout_ms", "connect_timeout_ms", "maxmemory",     NULL};
     const json_t *r;
     const char *url = NULL, *prefix = NULL, *server = NULL;
     long long v;
@@ -313,6 +314,15 @@ int dm_cfg_parse_redis(dm_cfg_loader *ld, const json_t *root, dm_config *c)
         if ((rc = dm_cfg_get_int(ld, r, "redis", "connect_timeout_ms", 10, 60000, 2000, &v)) < 0)
             return rc;
         c->redis.connect_timeout_ms = (int)v;
+        /* The embedded server's memory cap: over it every ingest gets 503, never a 202 that
+         * Redis could not hold. An external Redis has its own maxmemory. */
+        if ((rc = dm_cfg_get_int(ld, r, "redis", "maxmemory", 1048576, LLONG_MAX, 0, &v)) < 0)
+            return rc;
+        c->redis.maxmemory = v;
+        if (v && json_object_get(r, "url"))
+            return dm_cfg_fail(ld, DM_EINVAL, "redis.maxmemory",
+                               "applies to the embedded redis-server only (set maxmemory in the "
+                               "configuration of the Redis that redis.url names)");
     } else {
         c->redis.shards = 1;
         c->redis.command_timeout_ms = 2000;

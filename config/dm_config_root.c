@@ -103,9 +103,38 @@ static int check_route_path(dm_cfg_loader *ld, const char *pb, const char *p)
     return DM_OK;
 }
 
+/* sources[].rate: {"per_second": N (> 0, at most 1000000, may be fractional), "burst": M}. */
+static int parse_rate(dm_cfg_loader *ld, const json_t *s, const char *path, dm_rate_conf *out)
+{
+    static const char *const keys[] = {"per_second", "burst", NULL};
+    char pb[PATH_BUF];
+    const json_t *o;
+    long long v;
+    int rc;
+
+    if ((rc = dm_cfg_get_obj(ld, s, path, "rate", &o)) < 0 || !o)
+        return rc < 0 ? rc : DM_OK;
+    const char *rp = dm_cfg_key_path(pb, path, "rate");
+    if ((rc = dm_cfg_check_keys(ld, o, rp, keys)) < 0)
+        return rc;
+    const json_t *ps = json_object_get(o, "per_second");
+    double n = json_is_number(ps) ? json_number_value(ps) : 0;
+    if (!json_is_number(ps) || !(n > 0 && n <= 1000000)) {
+        char kb[PATH_BUF];
+        return dm_cfg_fail(ld, DM_EINVAL, dm_cfg_key_path(kb, rp, "per_second"),
+                           "must be a number greater than 0 and at most 1000000");
+    }
+    long long def = (long long)n < n ? (long long)n + 1 : (long long)n;
+    if ((rc = dm_cfg_get_int(ld, o, rp, "burst", 1, 10000000, def < 1 ? 1 : def, &v)) < 0)
+        return rc;
+    out->per_second = n;
+    out->burst = (int)v;
+    return DM_OK;
+}
+
 static int parse_source(dm_cfg_loader *ld, const json_t *s, const char *path, dm_source_conf *out)
 {
-    static const char *const keys[] = {"type", "path", "auth", NULL};
+    static const char *const keys[] = {"type", "path", "auth", "rate", NULL};
     char pb[PATH_BUF], sb[SHOW_BUF];
     const char *type, *route;
     int rc;
@@ -142,7 +171,8 @@ static int parse_source(dm_cfg_loader *ld, const json_t *s, const char *path, dm
                 : out->type == DM_SRC_GAR ? "/v1/registry/gar"
                                           : "/v1/builds";
     out->path = dm_xstrdup(route);
-    if ((rc = dm_cfg_parse_auth_list(ld, s, path, &out->auth)) < 0)
+    if ((rc = parse_rate(ld, s, path, &out->rate)) < 0 ||
+        (rc = dm_cfg_parse_auth_list(ld, s, path, &out->auth)) < 0)
         return rc;
     /* An SNS signature covers only the envelope's documented fields: it authenticates the
      * EventBridge event in "Message", nothing else a body might carry. */
@@ -228,10 +258,48 @@ static int parse_correlation(dm_cfg_loader *ld, const json_t *root, dm_config *c
     return DM_OK;
 }
 
+/* What bounds a stranger's connections and an authenticated sender's work per digest. */
+static int parse_limits_attack(dm_cfg_loader *ld, const json_t *o, const char *p, dm_config *c)
+{
+    long long v;
+    int rc;
+
+    if ((rc = dm_cfg_get_int(ld, o, p, "max_connections", 1, 1000000, 4096, &v)) < 0)
+        return rc;
+    c->limits.max_connections = (int)v;
+    if ((rc = dm_cfg_get_int(ld, o, p, "header_timeout_ms", 100, 600000, 10000, &v)) < 0)
+        return rc;
+    c->limits.header_timeout_ms = (int)v;
+    if ((rc = dm_cfg_get_int(ld, o, p, "body_timeout_ms", 100, 3600000, 30000, &v)) < 0)
+        return rc;
+    c->limits.body_timeout_ms = (int)v;
+    if ((rc = dm_cfg_get_int(ld, o, p, "max_body_memory_bytes", 65536, 68719476736LL, 67108864,
+                             &v)) < 0)
+        return rc;
+    c->limits.max_body_memory_bytes = (size_t)v;
+    if (c->limits.max_body_memory_bytes < c->limits.max_body_bytes)
+        return dm_cfg_fail(ld, DM_EINVAL, "limits.max_body_memory_bytes",
+                           "must be at least limits.max_body_bytes (%zu): one body must fit",
+                           c->limits.max_body_bytes);
+    if ((rc = dm_cfg_get_int(ld, o, p, "max_builds_per_digest", 1, 100000, 256, &v)) < 0)
+        return rc;
+    c->limits.max_builds_per_digest = (int)v;
+    if ((rc = dm_cfg_get_int(ld, o, p, "max_locations_per_digest", 1, 100000, 256, &v)) < 0)
+        return rc;
+    c->limits.max_locations_per_digest = (int)v;
+    if ((rc = dm_cfg_get_int(ld, o, p, "max_tags_per_location", 1, 1024, 64, &v)) < 0)
+        return rc;
+    c->limits.max_tags_per_location = (int)v;
+    return DM_OK;
+}
+
 static int parse_limits(dm_cfg_loader *ld, const json_t *root, dm_config *c)
 {
-    static const char *const keys[] = {"max_body_bytes", "max_header_bytes", "max_inflight",
-                                       "idle_timeout_seconds", NULL};
+    static const char *const keys[] = {
+        "max_body_bytes",           "max_header_bytes",      "max_inflight",
+        "idle_timeout_seconds",     "max_connections",       "header_timeout_ms",
+        "body_timeout_ms",          "max_body_memory_bytes", "max_builds_per_digest",
+        "max_locations_per_digest", "max_tags_per_location", NULL};
     const json_t *o;
     const char *p = "limits";
     long long v;
@@ -253,7 +321,7 @@ static int parse_limits(dm_cfg_loader *ld, const json_t *root, dm_config *c)
     if ((rc = dm_cfg_get_int(ld, o, p, "idle_timeout_seconds", 1, 3600, 30, &v)) < 0)
         return rc;
     c->limits.idle_timeout_seconds = (int)v;
-    return DM_OK;
+    return parse_limits_attack(ld, o, p, c);
 }
 
 static int parse_api(dm_cfg_loader *ld, const json_t *root, dm_config *c)
@@ -278,6 +346,36 @@ static int parse_api(dm_cfg_loader *ld, const json_t *root, dm_config *c)
     return DM_OK;
 }
 
+/* tls: {"cert_file", "key_file", "min_version": "1.2" | "1.3"}. The files are read when the
+ * server starts (and on SIGHUP), where a bad file refuses to start. */
+static int parse_tls(dm_cfg_loader *ld, const json_t *root, dm_config *c)
+{
+    static const char *const keys[] = {"cert_file", "key_file", "min_version", NULL};
+    const json_t *o;
+    const char *cert, *key, *ver;
+    int rc;
+
+    c->tls.min_version = 0x0303;
+    if ((rc = dm_cfg_get_obj(ld, root, "", "tls", &o)) < 0 || !o)
+        return rc < 0 ? rc : DM_OK;
+    if ((rc = dm_cfg_check_keys(ld, o, "tls", keys)) < 0 ||
+        (rc = dm_cfg_get_str(ld, o, "tls", "cert_file", true, &cert)) < 0 ||
+        (rc = dm_cfg_get_str(ld, o, "tls", "key_file", true, &key)) < 0 ||
+        (rc = dm_cfg_get_str(ld, o, "tls", "min_version", true, &ver)) < 0)
+        return rc;
+    if (!cert || !key)
+        return dm_cfg_fail(ld, DM_EINVAL, "tls", "\"cert_file\" and \"key_file\" are required");
+    if (ver && strcmp(ver, "1.2") != 0 && strcmp(ver, "1.3") != 0)
+        return dm_cfg_fail(ld, DM_EINVAL, "tls.min_version", "must be \"1.2\" or \"1.3\"");
+    if (ver && strcmp(ver, "1.3") == 0)
+        c->tls.min_version = 0x0304;
+    c->tls.cert_file = dm_cfg_resolve_path(ld, cert);
+    c->tls.key_file = dm_cfg_resolve_path(ld, key);
+    /* Refuse rather than ignore until the listener speaks TLS: a config that asks for TLS
+     * must not run in cleartext. */
+    return dm_cfg_fail(ld, DM_EINVAL, "tls", "not supported yet (planned: issue \"TLS\")");
+}
+
 static int parse_root(dm_cfg_loader *ld, const json_t *root, dm_config *c)
 {
     static const char *const keys[] = {"listen",  "workers", "data_dir",    "log_level",
@@ -290,9 +388,8 @@ static int parse_root(dm_cfg_loader *ld, const json_t *root, dm_config *c)
 
     if ((rc = dm_cfg_check_keys(ld, root, "", keys)) < 0)
         return rc;
-    /* Refuse rather than ignore: a config that asks for TLS must not run in cleartext. */
-    if (json_object_get(root, "tls"))
-        return dm_cfg_fail(ld, DM_EINVAL, "tls", "not supported yet (planned: issue \"TLS\")");
+    if ((rc = parse_tls(ld, root, c)) < 0)
+        return rc;
 
     if ((rc = dm_cfg_get_str(ld, root, "", "listen", true, &s)) < 0 ||
         (rc = parse_listen(ld, s ? s : "127.0.0.1:8080", c)) < 0)
@@ -408,6 +505,8 @@ void dm_config_free(dm_config *c)
     free(c->listen_host);
     free(c->data_dir);
     free(c->log_level);
+    free(c->tls.cert_file);
+    free(c->tls.key_file);
     dm_cfg_free_redis(c);
     for (size_t i = 0; i < c->nsources; i++) {
         free(c->sources[i].path);

@@ -169,6 +169,17 @@ static void test_defaults(void **state)
     assert_int_equal(c->limits.max_header_bytes, 16384);
     assert_int_equal(c->limits.max_inflight, 10000);
     assert_int_equal(c->limits.idle_timeout_seconds, 30);
+    assert_int_equal(c->limits.max_connections, 4096);
+    assert_int_equal(c->limits.header_timeout_ms, 10000);
+    assert_int_equal(c->limits.body_timeout_ms, 30000);
+    assert_int_equal(c->limits.max_body_memory_bytes, 67108864);
+    assert_int_equal(c->limits.max_builds_per_digest, 256);
+    assert_int_equal(c->limits.max_locations_per_digest, 256);
+    assert_int_equal(c->limits.max_tags_per_location, 64);
+    assert_null(c->tls.cert_file);
+    assert_int_equal(c->redis.maxmemory, 0);
+    assert_true(c->outputs.max_group_lag == c->outputs.stream_maxlen);
+    assert_true(c->sources[0].rate.per_second == 0);
 
     assert_int_equal(c->nsources, 1);
     assert_int_equal(c->sources[0].type, DM_SRC_ACR);
@@ -422,6 +433,12 @@ static void test_unsupported(void **state)
     (void)state;
     EXPECT_ERR("{'tls': {'cert_file': 'c', 'key_file': 'k'}, " SRC_NONE "}",
                "tls: not supported yet (planned: issue \"TLS\")");
+    EXPECT_ERR("{'tls': {'cert_file': 'c'}, " SRC_NONE "}",
+               "tls: \"cert_file\" and \"key_file\" are required");
+    EXPECT_ERR("{'tls': {'cert_file': 'c', 'key_file': 'k', 'min_version': '1.1'}, " SRC_NONE "}",
+               "tls.min_version: must be \"1.2\" or \"1.3\"");
+    EXPECT_ERR("{'tls': {'cert_file': 'c', 'key_file': 'k', 'ciphers': 'x'}, " SRC_NONE "}",
+               "tls: unknown key \"ciphers\"");
     /* ecr and gar sources exist; their default paths collide with an explicit one. */
     EXPECT_ERR("{'sources': [{'type': 'ecr', 'auth': [{'type': 'none'}]},"
                "  {'type': 'acr', 'path': '/v1/registry/ecr', 'auth': [{'type': 'none'}]}]}",
@@ -1165,6 +1182,78 @@ static void test_limits_outputs(void **state)
     EXPECT_ERR("{'limits': {'idle_timeout_seconds': 3601}, " SRC_NONE "}",
                "limits.idle_timeout_seconds: must be an integer between 1 and 3600");
     EXPECT_ERR("{'limits': 5, " SRC_NONE "}", "limits: must be an object");
+    EXPECT_ERR("{'limits': {'max_connections': 0}, " SRC_NONE "}",
+               "limits.max_connections: must be an integer between 1 and 1000000");
+    EXPECT_ERR("{'limits': {'header_timeout_ms': 99}, " SRC_NONE "}",
+               "limits.header_timeout_ms: must be an integer between 100 and 600000");
+    EXPECT_ERR("{'limits': {'body_timeout_ms': 3600001}, " SRC_NONE "}",
+               "limits.body_timeout_ms: must be an integer between 100 and 3600000");
+    EXPECT_ERR("{'limits': {'max_body_bytes': 1048576, 'max_body_memory_bytes': 1048575}, " SRC_NONE
+               "}",
+               "limits.max_body_memory_bytes: must be at least limits.max_body_bytes (1048576): "
+               "one body must fit");
+    EXPECT_ERR("{'limits': {'max_builds_per_digest': 0}, " SRC_NONE "}",
+               "limits.max_builds_per_digest: must be an integer between 1 and 100000");
+    EXPECT_ERR("{'limits': {'max_locations_per_digest': 100001}, " SRC_NONE "}",
+               "limits.max_locations_per_digest: must be an integer between 1 and 100000");
+    EXPECT_ERR("{'limits': {'max_tags_per_location': 1025}, " SRC_NONE "}",
+               "limits.max_tags_per_location: must be an integer between 1 and 1024");
+    dm_config *l =
+        load_ok("{'limits': {'max_connections': 10, 'header_timeout_ms': 100,"
+                " 'body_timeout_ms': 200, 'max_body_bytes': 65536,"
+                " 'max_body_memory_bytes': 65536, 'max_builds_per_digest': 3,"
+                " 'max_locations_per_digest': 4, 'max_tags_per_location': 5}, " SRC_NONE "}");
+    assert_int_equal(l->limits.max_connections, 10);
+    assert_int_equal(l->limits.header_timeout_ms, 100);
+    assert_int_equal(l->limits.body_timeout_ms, 200);
+    assert_int_equal(l->limits.max_body_memory_bytes, 65536);
+    assert_int_equal(l->limits.max_builds_per_digest, 3);
+    assert_int_equal(l->limits.max_locations_per_digest, 4);
+    assert_int_equal(l->limits.max_tags_per_location, 5);
+    dm_config_free(l);
+
+    /* sources[].rate: a token bucket; burst defaults to per_second rounded up */
+    l = load_ok("{'sources': [{'type': 'acr', 'rate': {'per_second': 2.5},"
+                " 'auth': [{'type': 'none'}]}]}");
+    assert_true(l->sources[0].rate.per_second == 2.5);
+    assert_int_equal(l->sources[0].rate.burst, 3);
+    dm_config_free(l);
+    l = load_ok("{'sources': [{'type': 'acr', 'rate': {'per_second': 0.1, 'burst': 20},"
+                " 'auth': [{'type': 'none'}]}]}");
+    assert_int_equal(l->sources[0].rate.burst, 20);
+    dm_config_free(l);
+    EXPECT_ERR("{'sources': [{'type': 'acr', 'rate': {'per_second': 0},"
+               " 'auth': [{'type': 'none'}]}]}",
+               "sources[0].rate.per_second: must be a number greater than 0 and at most 1000000");
+    EXPECT_ERR("{'sources': [{'type': 'acr', 'rate': {'burst': 2},"
+               " 'auth': [{'type': 'none'}]}]}",
+               "sources[0].rate.per_second: must be a number greater than 0 and at most 1000000");
+    EXPECT_ERR("{'sources': [{'type': 'acr', 'rate': {'per_second': 1, 'burst': 0},"
+               " 'auth': [{'type': 'none'}]}]}",
+               "sources[0].rate.burst: must be an integer between 1 and 10000000");
+    EXPECT_ERR("{'sources': [{'type': 'acr', 'rate': {'per_second': 1, 'bust': 3},"
+               " 'auth': [{'type': 'none'}]}]}",
+               "sources[0].rate: unknown key \"bust\"");
+
+    /* redis.maxmemory: the embedded server's only */
+    l = load_ok("{'redis': {'maxmemory': 1048576}, " SRC_NONE "}");
+    assert_int_equal(l->redis.maxmemory, 1048576);
+    dm_config_free(l);
+    EXPECT_ERR("{'redis': {'maxmemory': 1048575}, " SRC_NONE "}",
+               "redis.maxmemory: must be an integer >= 1048576");
+    EXPECT_ERR("{'redis': {'url': 'redis://127.0.0.1', 'maxmemory': 1048576}, " SRC_NONE "}",
+               "redis.maxmemory: applies to the embedded redis-server only (set maxmemory in the "
+               "configuration of the Redis that redis.url names)");
+
+    /* outputs.max_group_lag follows stream_maxlen unless given */
+    l = load_ok("{'outputs': {'stream_maxlen': 50}, " SRC_NONE "}");
+    assert_int_equal(l->outputs.max_group_lag, 50);
+    dm_config_free(l);
+    l = load_ok("{'outputs': {'stream_maxlen': 50, 'max_group_lag': 7}, " SRC_NONE "}");
+    assert_int_equal(l->outputs.max_group_lag, 7);
+    dm_config_free(l);
+    EXPECT_ERR("{'outputs': {'max_group_lag': 0}, " SRC_NONE "}",
+               "outputs.max_group_lag: must be an integer >= 1");
 
     EXPECT_ERR("{'outputs': {'stream_maxlen': 0}, " SRC_NONE "}",
                "outputs.stream_maxlen: must be an integer >= 1");
