@@ -2,9 +2,11 @@
  * Redis connection, accepting on SO_REUSEPORT sockets that share one port (the kernel spreads
  * the connections; no thread hands requests to another).
  *
- * Threads share nothing mutable but the metrics' atomics and the read-only dm_app. Requests
- * go to the handlers of the route table (dm_routes.h); what handlers get from their worker is
- * in dm_worker.h.
+ * This module is the process: the sockets, the threads, start and stop, and what the workers
+ * share. One worker (its loop, Redis connections, admission and drain) is dm_worker.h. Threads
+ * share nothing mutable but the metrics' atomics and the worker siblings (the count of ready
+ * workers, the events that kick them); dm_app is read-only. The server hands every worker the
+ * route table (dm_routes.h) as its request callback.
  */
 #ifndef DM_RECEIVER_DM_SERVER_H
 #define DM_RECEIVER_DM_SERVER_H

@@ -1,10 +1,13 @@
-/* dm_worker.h - what a request handler gets from the server: the worker thread it runs on
- * (that worker's Redis connection, event streams and admission count) and the route its
- * request matched.
+/* dm_worker.h - one worker thread of the server: its event loop and evhttp on its own listening
+ * socket, its Redis connection, its event streams and its admission count; worker 1 also runs
+ * the sweeper and the trimmer. The struct is private to dm_worker.c.
  *
- * dm_server.c implements the worker functions; the handlers (dm_ingest, dm_api, dm_health)
- * use only this header, and the server reaches them only through the route table
- * (dm_routes.h). Every function here runs on the worker's own thread.
+ * Two sides use it. The server (dm_server.c) creates the workers, runs each on its thread,
+ * drains and frees them, and hands each the function that answers its requests (the route
+ * table, dm_routes.h): the worker never calls the route table or the server itself, and
+ * reaches its siblings only through the dm_worker_siblings the server owns. The handlers
+ * (dm_ingest, dm_api, dm_health) get the accessors below and the route their request matched.
+ * Except where a function says otherwise, it runs on the worker's own thread.
  */
 #ifndef DM_RECEIVER_DM_WORKER_H
 #define DM_RECEIVER_DM_WORKER_H
@@ -12,6 +15,8 @@
 #include "dm_config.h"
 #include "dm_join.h"
 #include "dm_trust.h"
+
+#include <stdatomic.h>
 
 struct evhttp_request;
 struct dm_redis;
@@ -26,6 +31,8 @@ typedef struct dm_app {
 } dm_app;
 
 typedef struct dm_worker dm_worker;
+
+/*---------------------------------------------------------------- for the handlers ---*/
 
 /** The route a request matched, as its handler sees it (borrowed for the call only). */
 typedef struct dm_route_match {
@@ -48,5 +55,46 @@ bool dm_worker_all_ready(const dm_worker *w);
 bool dm_worker_begin(dm_worker *w);
 /** A request admitted by dm_worker_begin has been answered. */
 void dm_worker_end(dm_worker *w);
+
+/*---------------------------------------------------------------- for the server ---*/
+
+/** What the workers of one server share. The server owns it and frees it after every worker;
+ * the workers update @c ready and kick each other through @c all from their own threads. */
+typedef struct dm_worker_siblings {
+    atomic_int ready; /**< workers whose Redis connection is ready */
+    dm_worker **all;  /**< every worker by id - 1 (NULL until created), set before any runs */
+    int n;
+} dm_worker_siblings;
+
+/** Answers one request of worker @p w (the server's route table); runs on @p w's thread. */
+typedef void dm_worker_request_fn(dm_worker *w, struct evhttp_request *req, void *arg);
+
+typedef struct dm_worker_conf {
+    int id;                              /**< 1..siblings->n; in log lines, and worker 1 sweeps */
+    const dm_app *app;                   /**< borrowed until dm_worker_free */
+    dm_worker_siblings *siblings;        /**< borrowed likewise */
+    int fd;                              /**< its listening socket, bound and listening: the worker
+                                        owns it from the call on, also when the call fails */
+    const char *const *protected_groups; /**< the consumer groups worker 1's trimmer waits for
+                                              (borrowed likewise) */
+    size_t nprotected;
+    dm_worker_request_fn *on_request; /**< every request goes here */
+    void *on_request_arg;
+} dm_worker_conf;
+
+/**
+ * Create a worker from @p wc, ready to run (its thread not started). Returns DM_OK with the
+ * worker in @p out, or an error with a reason in @p err (nothing left to free).
+ */
+int dm_worker_new(const dm_worker_conf *wc, dm_worker **out, char *err, size_t errlen);
+
+/** The worker's thread: run its event loop until a drain has ended it. */
+void dm_worker_run(dm_worker *w);
+
+/** Any thread: stop accepting, let in-flight requests finish (bounded wait), end the loop. */
+void dm_worker_drain(dm_worker *w);
+
+/** Free @p w (NULL is fine) once its loop has ended or never ran. */
+void dm_worker_free(dm_worker *w);
 
 #endif
