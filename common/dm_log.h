@@ -23,18 +23,27 @@ int dm_log_parse_level(const char *name, dm_log_level *out);
 
 /**
  * Write one line. @p msg is quoted; @p fmt (printf-style, may be NULL) appends
- * "key=value" pairs verbatim. Values that may contain spaces or quotes must be passed
- * through dm_log_quote() by the caller.
+ * "key=value" pairs verbatim. Every value that comes from outside the process (a request, a
+ * fetched document, a peer's reply) or may contain a space or a quote must be passed through
+ * dm_log_quote() (or dm_log_quote_str()) by the caller: that is the one way such a value
+ * reaches a log line. As a last resort, any control byte left in the line is written as '?',
+ * so one call is always exactly one line.
  */
 void dm_log(dm_log_level level, const char *msg, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /**
- * Quote @p s (at most @p len bytes, not NUL-terminated) for a log value into @p buf of
- * @p size bytes: wraps in double quotes, escapes quotes/backslashes and replaces control
- * bytes, truncating with "…" when needed. Returns @p buf.
+ * Quote @p s (at most @p len bytes, not NUL-terminated; NULL is "") for a log value into @p buf
+ * of @p size bytes (at least 8): wraps it in double quotes and escapes what could end the value
+ * or the line, or drive a terminal: '"' and '\\' as \" and \\, LF, CR and TAB as \n, \r
+ * and \t, every other control byte (ESC, DEL, …), byte of malformed UTF-8, C1 control or
+ * bidirectional override as \xHH per byte. Well-formed UTF-8 text is kept. A value that does
+ * not fit is cut (never inside an escape or a UTF-8 sequence) and ends with "…". Returns @p buf.
  */
 const char *dm_log_quote(const char *s, size_t len, char *buf, size_t size);
+
+/** dm_log_quote of a NUL-terminated string (NULL is ""). */
+const char *dm_log_quote_str(const char *s, char *buf, size_t size);
 
 /** Route libevent's internal messages through dm_log. */
 void dm_log_hook_libevent(void);
