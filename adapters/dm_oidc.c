@@ -349,14 +349,19 @@ static bool any_allowed(const json_t *v, const json_t *allowed)
     return false;
 }
 
-bool dm_oidc_allowed(const json_t *claims, const json_t *allow, const char **why)
+bool dm_oidc_allowed(const json_t *claims, const json_t *allow, const char **why,
+                     const char **problem)
 {
-    const char *dummy;
+    const char *dummy, *dummy_problem;
     if (!why)
         why = &dummy;
+    if (!problem)
+        problem = &dummy_problem;
     *why = NULL;
+    *problem = NULL;
     if (!json_is_object(allow)) {
         *why = "claims";
+        *problem = DM_OIDC_CLAIM_NOT_ALLOWED;
         return false;
     }
     const char *key;
@@ -364,26 +369,20 @@ bool dm_oidc_allowed(const json_t *claims, const json_t *allow, const char **why
     json_object_foreach((json_t *)allow, key, allowed)
     {
         const json_t *v = json_is_object(claims) ? json_object_get(claims, key) : NULL;
-        bool ok = false;
-        if (v && !json_is_null(v) && json_is_array(allowed)) {
-            if (json_is_array(v)) {
-                /* A list claim (e.g. "aud", GitLab "groups_direct") passes when one of its
-                 * elements is allowed. */
-                size_t i;
-                const json_t *e;
-                json_array_foreach(v, i, e)
-                {
-                    if (any_allowed(e, allowed)) {
-                        ok = true;
-                        break;
-                    }
-                }
-            } else {
-                ok = any_allowed(v, allowed);
-            }
-        }
-        if (!ok) {
+        const char *p = NULL;
+        if (!v || json_is_null(v))
+            p = DM_OIDC_CLAIM_MISSING;
+        /* A list claim is not checked element by element: ["evil", "acme"] must not pass an
+         * allowlist of "acme", and what a list means (any? all?) differs per claim. */
+        else if (json_is_array(v))
+            p = DM_OIDC_CLAIM_ARRAY;
+        else if (json_is_object(v))
+            p = DM_OIDC_CLAIM_OBJECT;
+        else if (!json_is_array(allowed) || !any_allowed(v, allowed))
+            p = DM_OIDC_CLAIM_NOT_ALLOWED;
+        if (p) {
             *why = key;
+            *problem = p;
             return false;
         }
     }

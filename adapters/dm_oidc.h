@@ -40,12 +40,23 @@ int dm_oidc_identity(dm_oidc_provider provider, const char *issuer, const json_t
                      const char *server_url, const dm_build_info *body_run, dm_build_info *out,
                      dm_error *err);
 
+/* Why a claim failed its allowlist (dm_oidc_allowed's *problem): constant strings, safe to
+ * send to the token's holder. */
+#define DM_OIDC_CLAIM_MISSING     "is missing"
+#define DM_OIDC_CLAIM_NOT_ALLOWED "is not an allowed value"
+#define DM_OIDC_CLAIM_ARRAY       "is an array: an allowlisted claim must be a single value"
+#define DM_OIDC_CLAIM_OBJECT      "is an object: an allowlisted claim must be a single value"
+
 /**
  * Check the "claims" allowlist of an auth entry: @p allow is an object whose every member
  * names a claim and lists the allowed values (strings, booleans or numbers; a string ending
- * in '*' matches any value starting with what precedes it). All members must match.
- * Returns true when allowed; otherwise *why names the first claim that did not match.
+ * in '*' matches any value starting with what precedes it). All members must match, and a
+ * claim matches only when it is a single value (a string, a boolean or a number) equal to one
+ * of them: a claim that is an array or an object never matches, whatever its elements.
+ * Returns true when allowed; otherwise *why (may be NULL) names the first claim that did not
+ * match and *problem (may be NULL) says why (one of DM_OIDC_CLAIM_*).
  */
-bool dm_oidc_allowed(const json_t *claims, const json_t *allow, const char **why);
+bool dm_oidc_allowed(const json_t *claims, const json_t *allow, const char **why,
+                     const char **problem);
 
 #endif

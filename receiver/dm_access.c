@@ -1,8 +1,10 @@
 #include "dm_common.h"
 #include "dm_access.h"
 #include "dm_http.h"
+#include "dm_jwt.h"
 #include "dm_log.h"
 #include "dm_metrics.h"
+#include "dm_oidc.h"
 #include "dm_time.h"
 
 #include <event2/http.h>
@@ -27,19 +29,28 @@ bool dm_access_verify(struct evhttp_request *req, size_t route, const char *rout
     /* 503: not a failed authentication, the sender retries and will pass (or fail) then. */
     if (status != 503)
         dm_metrics_inc(DM_M_AUTH_FAILED);
-    char detail[320];
-    dm_warn("request refused",
-            "status=%d route=%s reason=\"%s\" kid=\"%.64s\" claim=\"%s\" detail=%s peer=%s", status,
-            route_name, out->reason ? out->reason : "", out->kid, out->forbidden_claim,
-            dm_log_quote(out->detail, strlen(out->detail), detail, sizeof detail),
-            dm_http_peer(req, peer));
-    if (out->result == DM_AUTH_FORBIDDEN)
-        dm_http_error(req, route, 403, "token not allowed: claim %s", out->forbidden_claim);
-    else if (out->result == DM_AUTH_UNAVAILABLE) /* with Retry-After */
+    /* Everything but the status and the route comes from the request (the kid, the SNS
+     * detail) or is quoted like it, so no sender can end the line or forge a key. */
+    char reason[160], kid[DM_JWT_KID_BUFLEN * 4 + 8], claim[160], detail[320];
+    dm_warn("request refused", "status=%d route=%s reason=%s kid=%s claim=%s detail=%s peer=%s",
+            status, route_name, dm_log_quote_str(out->reason, reason, sizeof reason),
+            dm_log_quote_str(out->kid, kid, sizeof kid),
+            dm_log_quote_str(out->forbidden_claim, claim, sizeof claim),
+            dm_log_quote_str(out->detail, detail, sizeof detail), dm_http_peer(req, peer));
+    if (out->result == DM_AUTH_FORBIDDEN) {
+        /* A list or object claim gets the precise reason; a value that is not allowed keeps
+         * the documented short answer. */
+        const char *p = out->forbidden_problem;
+        bool shape =
+            p && (strcmp(p, DM_OIDC_CLAIM_ARRAY) == 0 || strcmp(p, DM_OIDC_CLAIM_OBJECT) == 0);
+        dm_http_error(req, route, 403, "token not allowed: claim %s%s%s", out->forbidden_claim,
+                      shape ? " " : "", shape ? p : "");
+    } else if (out->result == DM_AUTH_UNAVAILABLE) { /* with Retry-After */
         dm_http_error(req, route, 503, "signing certificate not available yet; retry later");
-    else
+    } else {
         dm_http_error(req, route, 401,
                       out->result == DM_AUTH_MISSING ? "missing credentials" : "bad credentials");
+    }
     dm_auth_outcome_dispose(out);
     return false;
 }
@@ -49,8 +60,8 @@ bool dm_access_api(const dm_config *conf, const dm_trust *trust, struct evhttp_r
 {
     if (!conf->api_configured) {
         dm_metrics_inc(DM_M_AUTH_FAILED);
-        dm_warn("request refused", "status=401 route=%s reason=\"%s\"", route_name,
-                "no api.auth configured");
+        dm_warn("request refused", "status=401 route=%s reason=\"no api.auth configured\"",
+                route_name);
         dm_http_error(req, route, 401, "query API disabled: configure api.auth");
         return false;
     }

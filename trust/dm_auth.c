@@ -133,9 +133,18 @@ static entry_result check_oidc(const dm_auth_entry *e, dm_keyring *keyring, cons
         *reason = "token lifetime too long";
         return ENTRY_BAD;
     }
-    const char *why = NULL;
-    if (e->claims && !dm_oidc_allowed(claims, e->claims, &why)) {
+    /* The replay check remembers a string or a number (dm_jwt_jti_text); anything else could
+     * not be remembered, so the token could be replayed: refuse it. */
+    const json_t *jti = json_object_get(claims, "jti");
+    if (jti && !json_is_string(jti) && !json_is_number(jti)) {
+        json_decref(claims);
+        *reason = "jti is not a string or a number";
+        return ENTRY_BAD;
+    }
+    const char *why = NULL, *problem = NULL;
+    if (e->claims && !dm_oidc_allowed(claims, e->claims, &why, &problem)) {
         snprintf(out->forbidden_claim, sizeof out->forbidden_claim, "%s", why ? why : "?");
+        out->forbidden_problem = problem;
         json_decref(claims);
         *reason = "claims not allowed";
         return ENTRY_FORBIDDEN;

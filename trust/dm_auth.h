@@ -26,15 +26,17 @@ typedef const char *(*dm_header_fn)(void *ctx, const char *name);
 /** Everything a check concluded. */
 typedef struct dm_auth_outcome {
     dm_auth_result result;
-    const char *reason;         /**< static string for the log line */
-    const dm_auth_entry *entry; /**< the entry that passed (borrowed from the list), or NULL */
-    json_t *claims;             /**< OIDC: the verified claims (owned), else NULL */
-    char kid[128];              /**< OIDC: the token's kid, if parsed (for logs) */
-    char forbidden_claim[64];   /**< FORBIDDEN: the claim that was not allowed */
-    struct dm_sns_message *sns; /**< SNS: the verified envelope (owned), else NULL */
-    dm_sns_cache *sns_cache;    /**< SNS: the passing entry's certificate cache (borrowed from
+    const char *reason;            /**< static string for the log line */
+    const dm_auth_entry *entry;    /**< the entry that passed (borrowed from the list), or NULL */
+    json_t *claims;                /**< OIDC: the verified claims (owned), else NULL */
+    char kid[128];                 /**< OIDC: the token's kid, if parsed (for logs) */
+    char forbidden_claim[64];      /**< FORBIDDEN: the claim that was not allowed */
+    const char *forbidden_problem; /**< FORBIDDEN by a claims allowlist: why (DM_OIDC_CLAIM_*,
+                                        static), else NULL */
+    struct dm_sns_message *sns;    /**< SNS: the verified envelope (owned), else NULL */
+    dm_sns_cache *sns_cache;       /**< SNS: the passing entry's certificate cache (borrowed from
                                      the trust; it queues subscription confirmations), or NULL */
-    char detail[272];           /**< extra log detail (e.g. an unknown SigningCertURL) */
+    char detail[272];              /**< extra log detail (e.g. an unknown SigningCertURL) */
 } dm_auth_outcome;
 
 /**

@@ -463,10 +463,12 @@ static void test_malformed_claims(void **state)
 
 /*---- allowlist ----------------------------------------------------------------------------*/
 
+static const char *last_problem;
+
 static bool allowed(const json_t *claims, const char *allow_json, const char **why)
 {
     json_t *allow = parse_json(allow_json);
-    bool ok = dm_oidc_allowed(claims, allow, why);
+    bool ok = dm_oidc_allowed(claims, allow, why, &last_problem);
     /* why points into allow, which is freed below: copy what the assertions need */
     static char buf[64];
     if (why && *why) {
@@ -540,11 +542,25 @@ static void test_allowlist(void **state)
     assert_false(allowed(gl, "{\"project_path\":[\"acme/*\"],\"ref_type\":[\"tag\"]}", &why));
     assert_string_equal(why, "ref_type");
 
-    /* a list claim passes when one of its elements is allowed */
-    json_t *aud = parse_json("{\"aud\":[\"other\",\"digestmap\"]}");
-    assert_true(allowed(aud, "{\"aud\":[\"digestmap\"]}", &why));
-    assert_false(allowed(aud, "{\"aud\":[\"nope\"]}", &why));
-    json_decref(aud);
+    assert_string_equal(last_problem, DM_OIDC_CLAIM_NOT_ALLOWED);
+    assert_false(allowed(gh, "{\"environment\":[\"*\"]}", &why));
+    assert_string_equal(last_problem, DM_OIDC_CLAIM_MISSING);
+
+    /* a list or object claim never passes, even when an element is allowed: ["evil","acme"]
+     * is not "acme" */
+    json_t *lists = parse_json("{\"aud\":[\"other\",\"digestmap\"],\"owner\":[\"evil\",\"acme\"],"
+                               "\"one\":[\"acme\"],\"obj\":{\"acme\":true}}");
+    assert_false(allowed(lists, "{\"aud\":[\"digestmap\"]}", &why));
+    assert_string_equal(why, "aud");
+    assert_string_equal(last_problem, DM_OIDC_CLAIM_ARRAY);
+    assert_false(allowed(lists, "{\"owner\":[\"acme\"]}", &why));
+    assert_string_equal(last_problem, DM_OIDC_CLAIM_ARRAY);
+    assert_false(allowed(lists, "{\"one\":[\"acme\"]}", &why));
+    assert_false(allowed(lists, "{\"owner\":[\"*\"]}", &why));
+    assert_false(allowed(lists, "{\"obj\":[\"*\"]}", &why));
+    assert_string_equal(why, "obj");
+    assert_string_equal(last_problem, DM_OIDC_CLAIM_OBJECT);
+    json_decref(lists);
 
     /* objects, arrays and null are never allowed values; no values allows nothing */
     assert_false(allowed(gh, "{\"repository\":[null]}", &why));
@@ -555,11 +571,11 @@ static void test_allowlist(void **state)
     assert_true(allowed(gh, "{}", &why));
     assert_false(allowed(gh, "[]", &why));
     assert_non_null(why);
-    assert_false(dm_oidc_allowed(gh, NULL, &why));
+    assert_false(dm_oidc_allowed(gh, NULL, &why, NULL));
     assert_non_null(why);
     json_t *allow = parse_json("{\"repository\":[\"acme/api\"]}");
-    assert_true(dm_oidc_allowed(gh, allow, NULL)); /* why is optional */
-    assert_false(dm_oidc_allowed(NULL, allow, &why));
+    assert_true(dm_oidc_allowed(gh, allow, NULL, NULL)); /* why is optional */
+    assert_false(dm_oidc_allowed(NULL, allow, &why, NULL));
     assert_string_equal(why, "repository");
     json_decref(allow);
 
