@@ -136,8 +136,8 @@ static dm_event *emit(build_ctx *c, const char *d)
     dm_event *ev = dm_event_list_add(c->list);
     ev->side = DM_SIDE_BUILD;
     ev->action = DM_ACTION_BUILD;
-    const char *provider = c->id->provider ? c->id->provider : "";
-    const char *run_id = c->id->run_id ? c->id->run_id : ""; /* only a sparse token lacks it */
+    const char *provider = c->id->provider; /* both checked by get_identity */
+    const char *run_id = c->id->run_id;
     snprintf(ev->source, sizeof ev->source, "%s", provider);
     ev->event_time_ms = c->t;
     memcpy(ev->digest, d, DM_DIGEST_LEN);
@@ -288,6 +288,17 @@ static int get_identity(json_t *root, const dm_build_info *verified, dm_build_in
         dm_build_info_copy(id, verified);
     else if (parse_run(root, id, err) != DM_OK)
         return DM_EINVAL;
+    /* A token that does not name its run (the generic provider, an Azure service connection)
+     * leaves the run id to the body's "run"; without either the edge would have no identity
+     * and the join script nothing to key the build by, so the sender must hear it now: a 400
+     * is final, where a failure in Redis would make it retry forever. */
+    if (!id->provider)
+        return dm_error_set(err, "run.provider", "is required");
+    if (!id->run_id)
+        return dm_error_set(err, "run.run_id",
+                            "is required: the %s token carries no run id, so the body's run "
+                            "must give one",
+                            id->provider);
     /* "1 when the sender gave none" (dm_event.h) holds for a sparse token's identity too. */
     if (!id->run_attempt)
         id->run_attempt = dm_xstrdup("1");

@@ -18,7 +18,9 @@
  *
  * @p verified is the identity taken from a verified OIDC token, or NULL. When given, it
  * overrides the body's "run" (which is then optional); when NULL, "run" with "provider" and
- * "run_id" is required and the events say verified = false.
+ * "run_id" is required and the events say verified = false. Either way the identity must name
+ * a provider and a run id (a token that carries no run id, without a body "run" that gives
+ * one, is refused: field "run.run_id"); run_attempt defaults to "1".
  *
  * Returns DM_OK (out filled; the caller disposes it) or DM_EINVAL (err filled, out empty).
  */

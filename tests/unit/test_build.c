@@ -238,15 +238,30 @@ static void test_verified_overrides_run(void **state)
     assert_int_equal(l.v[0].event_time_ms, 0);
     dm_event_list_dispose(&l);
 
-    /* "verified" stays as given, and a sparse identity still gives a usable event id */
-    dm_build_info sparse = {.provider = "gitlab", .verified = false};
+    /* "verified" stays as given, and a sparse identity (no attempt) gets attempt 1 */
+    dm_build_info sparse = {.provider = "gitlab", .run_id = "9", .verified = false};
     assert_int_equal(parse_str("{\"images\":[{\"digest\":\"" D1 "\"}]}", &sparse, &l, &err), DM_OK);
     assert_string_equal(l.v[0].source, "gitlab");
-    assert_string_equal(l.v[0].event_id, "gitlab//1/" D1);
-    assert_null(l.v[0].build.run_id);
+    assert_string_equal(l.v[0].event_id, "gitlab/9/1/" D1);
     assert_string_equal(l.v[0].build.run_attempt, "1");
     assert_false(l.v[0].build.verified);
     dm_event_list_dispose(&l);
+
+    /* an identity without a run id (a token that does not name its run, and no body "run")
+     * is refused with the field, never turned into an event the join script cannot key */
+    dm_build_info no_run = {
+        .provider = "generic", .repository = "sc://org/project/conn", .verified = true};
+    memset(&err, 0, sizeof err);
+    assert_int_equal(parse_str("{\"images\":[{\"digest\":\"" D1 "\"}]}", &no_run, &l, &err),
+                     DM_EINVAL);
+    assert_int_equal(l.n, 0);
+    assert_int_equal(err.status, 400);
+    assert_string_equal(err.field, "run.run_id");
+    assert_non_null(strstr(err.text, "is required"));
+    dm_build_info no_provider = {.run_id = "1", .verified = true};
+    assert_int_equal(parse_str("{\"images\":[{\"digest\":\"" D1 "\"}]}", &no_provider, &l, &err),
+                     DM_EINVAL);
+    assert_string_equal(err.field, "run.provider");
 
     /* a provider longer than source[] is cut, never overflowing */
     dm_build_info longp = {.provider = "a-very-long-provider-name", .run_id = "1"};
