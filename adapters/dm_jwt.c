@@ -18,6 +18,8 @@
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 #include <openssl/rsa.h>
+#include <inttypes.h> /* JSON_INTEGER_FORMAT may be PRId64 */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -621,4 +623,34 @@ dm_jwt_status dm_jwt_verify(const char *token, size_t len, const dm_jwks *keys,
     free(parts.payload);
     free(parts.sig);
     return st;
+}
+
+bool dm_jwt_jti_text(const json_t *jti, char buf[DM_JWT_JTI_NUMBER_BUFLEN], const char **text,
+                     size_t *len)
+{
+    if (json_is_string(jti)) {
+        *text = json_string_value(jti);
+        *len = json_string_length(jti);
+        return true;
+    }
+    if (!json_is_number(jti))
+        return false;
+    int n;
+    buf[0] = '\0';
+    if (json_is_integer(jti)) {
+        n = snprintf(buf + 1, DM_JWT_JTI_NUMBER_BUFLEN - 1, "%" JSON_INTEGER_FORMAT,
+                     json_integer_value(jti));
+    } else {
+        double v = json_real_value(jti);
+        /* 2^53: every integer up to it is exact in a double, so it prints as the integer. */
+        if (v == 0)
+            n = snprintf(buf + 1, DM_JWT_JTI_NUMBER_BUFLEN - 1, "0");
+        else if (v >= -9007199254740992.0 && v <= 9007199254740992.0 && v == (double)(long long)v)
+            n = snprintf(buf + 1, DM_JWT_JTI_NUMBER_BUFLEN - 1, "%lld", (long long)v);
+        else
+            n = snprintf(buf + 1, DM_JWT_JTI_NUMBER_BUFLEN - 1, "%.17g", v);
+    }
+    *text = buf;
+    *len = (size_t)n + 1;
+    return true;
 }

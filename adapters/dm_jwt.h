@@ -73,4 +73,19 @@ dm_jwt_status dm_jwt_verify(const char *token, size_t len, const dm_jwks *keys,
                             const dm_jwt_policy *policy, json_t **claims,
                             char kid[DM_JWT_KID_BUFLEN]);
 
+/** Room for the replay text of a numeric jti (dm_jwt_jti_text). */
+#define DM_JWT_JTI_NUMBER_BUFLEN 40
+
+/**
+ * The text a token's "jti" claim @p jti (borrowed from its claims) is remembered by for replay
+ * checks: a string is its own bytes; a number (RFC 7519 says "string", some issuers send
+ * numbers) is canonicalized, so every spelling of one value is one text: integers, and reals
+ * with an integral value up to 2^53, in decimal ("1e3", "1000.0" and 1000 are "1000"), other
+ * reals as "%.17g"; it is preceded by a NUL byte, which no jansson string holds, so a number
+ * is never taken for a string. Sets *@p text (into @p jti or @p buf) and *@p len and returns
+ * true; false for any other type (NULL included).
+ */
+bool dm_jwt_jti_text(const json_t *jti, char buf[DM_JWT_JTI_NUMBER_BUFLEN], const char **text,
+                     size_t *len);
+
 #endif

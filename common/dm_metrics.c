@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const int statuses[] = {200, 202, 204, 400, 401, 403, 404, 405, 413, 500, 503};
+static const int statuses[] = {200, 202, 204, 400, 401, 403, 404, 405, 413, 429, 500, 503};
 #define NSTATUS (DM_ARRAY_LEN(statuses) + 1) /* + "other" */
 
 static const char *const sources[] = {"acr",          "ecr",    "gar",     "github",
@@ -49,6 +49,11 @@ static const struct {
     [DM_M_SSE_RECORDS] = {"digestmap_sse_records_total", "Records sent to event-stream clients."},
     [DM_M_STREAM_TRIMMED] = {"digestmap_stream_trimmed_total",
                              "Output-stream entries removed by trimming."},
+    [DM_M_RATE_LIMITED] = {"digestmap_rate_limited_total",
+                           "Requests refused 429 by a source's quota (sources[].rate)."},
+    [DM_M_SNS_FETCH_REFUSED] = {"digestmap_sns_cert_fetch_refused_total",
+                                "SNS certificate fetches refused: URL not of AWS's form, or the "
+                                "host's fetch rate reached."},
 };
 
 static const struct {

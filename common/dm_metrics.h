@@ -34,6 +34,8 @@ typedef enum {
     DM_M_SINK_CLAIMED,       /**< pending records taken over from another instance */
     DM_M_SSE_RECORDS,        /**< records sent on /v1/events/stream */
     DM_M_STREAM_TRIMMED,     /**< output-stream entries removed by trimming */
+    DM_M_RATE_LIMITED,       /**< requests refused 429 by a source's quota (sources[].rate) */
+    DM_M_SNS_FETCH_REFUSED,  /**< SNS certificate fetches refused (URL form, host rate limit) */
     DM_M_COUNT
 } dm_metric;
 

@@ -12,7 +12,10 @@
 
 #include "dm_ecr.h"
 #include "dm_gar.h"
+#include "dm_jwt.h"
 #include "dm_oidc.h"
+#include "dm_quota.h"
+#include "dm_rate.h"
 #include "dm_sns.h"
 #include "dm_time.h"
 
@@ -43,10 +46,12 @@ typedef struct ingest {
 static void refuse_invalid(struct evhttp_request *req, size_t route, const char *path, int status,
                            const dm_error *err)
 {
-    char peer[64];
+    /* The reason may quote the request (jansson's "near '…'", a field name): quoted. */
+    char peer[64], field[160], text[400];
     dm_metrics_inc(DM_M_INVALID);
-    dm_warn("request refused", "status=%d route=%s field=\"%s\" reason=\"%s\" peer=%s", status,
-            path, err->field, err->text, dm_http_peer(req, peer));
+    dm_warn("request refused", "status=%d route=%s field=%s reason=%s peer=%s", status, path,
+            dm_log_quote_str(err->field, field, sizeof field),
+            dm_log_quote_str(err->text, text, sizeof text), dm_http_peer(req, peer));
     if (err->field[0])
         dm_http_error(req, route, status, "%s: %s", err->field, err->text);
     else
@@ -146,18 +151,23 @@ static void on_jti(int err, redisReply *rep, void *arg)
 }
 
 /* Remember the token's jti until it expires, atomically (SET NX): a captured token cannot be
- * replayed within its lifetime. Returns DM_OK when the check was queued. */
+ * replayed within its lifetime. A numeric jti counts as well as a string (dm_jwt_jti_text).
+ * Returns DM_OK when the check was queued. */
 static int check_replay(ingest *in, const json_t *claims)
 {
-    const char *jti = json_string_value(json_object_get(claims, "jti"));
     const char *iss = json_string_value(json_object_get(claims, "iss"));
     json_t *exp = json_object_get(claims, "exp");
+    char numbuf[DM_JWT_JTI_NUMBER_BUFLEN];
+    const char *jti = NULL;
+    size_t jti_len = 0;
+    if (!iss || !dm_jwt_jti_text(json_object_get(claims, "jti"), numbuf, &jti, &jti_len))
+        return DM_EINVAL; /* the caller checked both */
     unsigned char md[SHA256_DIGEST_LENGTH];
     char hex[2 * SHA256_DIGEST_LENGTH + 1], pxat[24];
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) ||
         !EVP_DigestUpdate(ctx, iss, strlen(iss)) || !EVP_DigestUpdate(ctx, "\n", 1) ||
-        !EVP_DigestUpdate(ctx, jti, strlen(jti)) || !EVP_DigestFinal_ex(ctx, md, NULL)) {
+        !EVP_DigestUpdate(ctx, jti, jti_len) || !EVP_DigestFinal_ex(ctx, md, NULL)) {
         EVP_MD_CTX_free(ctx);
         return DM_ENOMEM;
     }
@@ -268,6 +278,38 @@ static bool body_fits(dm_worker *w, struct evhttp_request *req, size_t route, co
     return false;
 }
 
+/* The source's quota (sources[].rate): per source and per credential, shared by the workers.
+ * Returns false after answering 429 with Retry-After; @p auth is then disposed. */
+static bool within_quota(struct evhttp_request *req, size_t route, const dm_source_conf *src,
+                         dm_auth_outcome *auth)
+{
+    if (!(src->rate.per_second > 0))
+        return true;
+    char cred[DM_QUOTA_CREDENTIAL_LEN];
+    dm_quota_credential(&src->auth, auth, cred, sizeof cred);
+    int64_t wait_ms = 0;
+    dm_quota_verdict v =
+        dm_quota_take(dm_quota_shared(), src->path, &src->rate, cred, dm_mono_ms(), &wait_ms);
+    if (v == DM_QUOTA_OK)
+        return true;
+    int64_t after_s = dm_rate_retry_after_s(wait_ms);
+    char peer[64], credq[200], after[24];
+    dm_metrics_inc(DM_M_RATE_LIMITED);
+    dm_warn("request refused",
+            "status=429 route=%s reason=\"quota exceeded\" quota=%s credential=%s "
+            "retry_after_s=%lld peer=%s",
+            src->path, v == DM_QUOTA_SOURCE ? "source" : "credential",
+            dm_log_quote_str(cred, credq, sizeof credq), (long long)after_s,
+            dm_http_peer(req, peer));
+    snprintf(after, sizeof after, "%lld", (long long)after_s);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", after);
+    dm_http_error(req, route, 429,
+                  "too many requests for this %s (sources[].rate); retry in %lld s",
+                  v == DM_QUOTA_SOURCE ? "source" : "credential", (long long)after_s);
+    dm_auth_outcome_dispose(auth);
+    return false;
+}
+
 /* Adapt the body (or the message of a verified SNS envelope) by the source's type into
  * @p events. Returns false after answering: refused, or an SNS control message. */
 static bool adapt(struct evhttp_request *req, size_t route, const dm_source_conf *src,
@@ -318,7 +360,8 @@ static void answer_ignored(struct evhttp_request *req, size_t route, const char 
     char out[160];
     const char *why = events->ignored ? events->ignored : "no events";
     dm_metrics_inc(DM_M_IGNORED);
-    dm_info("request ignored", "route=%s reason=\"%s\"", path, why);
+    char q[96];
+    dm_info("request ignored", "route=%s reason=%s", path, dm_log_quote_str(why, q, sizeof q));
     snprintf(out, sizeof out, "{\"status\":\"ignored\",\"reason\":\"%s\"}", why);
     dm_http_json(req, route, 200, out);
 }
@@ -345,7 +388,10 @@ static void park(dm_worker *w, struct evhttp_request *req, size_t route, const c
     in->list = *events;
     in->events = events->n;
     snprintf(in->source, sizeof in->source, "%s", events->v[0].source);
-    bool has_jti = auth->claims && json_is_string(json_object_get(auth->claims, "jti")) &&
+    /* dm_auth refused a token whose jti is neither a string nor a number. */
+    json_t *jti = auth->claims ? json_object_get(auth->claims, "jti") : NULL;
+    bool has_jti = (json_is_string(jti) || json_is_number(jti)) &&
+                   json_is_string(json_object_get(auth->claims, "iss")) &&
                    json_is_number(json_object_get(auth->claims, "exp"));
     int rc = has_jti ? check_replay(in, auth->claims) : DM_OK;
     dm_auth_outcome_dispose(auth);
@@ -368,6 +414,8 @@ void dm_ingest_handle(dm_worker *w, struct evhttp_request *req, const dm_route_m
     dm_auth_outcome auth;
     if (!dm_access_verify(req, m->id, src->path, dm_worker_app(w)->trust, &src->auth,
                           (const unsigned char *)body, len, &auth))
+        return;
+    if (!within_quota(req, m->id, src, &auth))
         return;
     dm_event_list events = {0};
     if (!adapt(req, m->id, src, &auth, body, len, &events)) {
