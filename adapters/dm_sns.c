@@ -428,3 +428,35 @@ bool dm_sns_url_ok(const char *url, bool want_pem)
     }
     return true;
 }
+
+/* The longest hex name accepted: AWS's are 32 digits (an MD5-sized name). */
+#define SNS_CERT_MAX_HEX 64
+
+bool dm_sns_cert_url_canonical(const char *url)
+{
+    static const char scheme[] = "https://sns.";
+    static const char *const hosts[] = {".amazonaws.com/", ".amazonaws.com.cn/"};
+    static const char name[] = "SimpleNotificationService-";
+    if (!url || strncmp(url, scheme, sizeof scheme - 1) != 0)
+        return false;
+    const char *p = url + sizeof scheme - 1, *region = p;
+    while ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-')
+        p++;
+    if (p == region)
+        return false;
+    size_t k = 0;
+    while (k < DM_ARRAY_LEN(hosts) && strncmp(p, hosts[k], strlen(hosts[k])) != 0)
+        k++;
+    if (k == DM_ARRAY_LEN(hosts))
+        return false;
+    p += strlen(hosts[k]);
+    if (strncmp(p, name, sizeof name - 1) != 0)
+        return false;
+    p += sizeof name - 1;
+    const char *hex = p;
+    while ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))
+        p++;
+    size_t nhex = (size_t)(p - hex);
+    /* ".pem" and the end: no query, fragment or further path. */
+    return nhex >= 1 && nhex <= SNS_CERT_MAX_HEX && strcmp(p, ".pem") == 0;
+}

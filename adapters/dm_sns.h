@@ -49,4 +49,14 @@ int dm_sns_verify(const dm_sns_message *m, const char *cert_pem, size_t pem_len,
  */
 bool dm_sns_url_ok(const char *url, bool want_pem);
 
+/**
+ * True for a SigningCertURL of the exact form SNS uses, the only one digestmapd fetches:
+ * "https://sns.<region>.amazonaws.com/SimpleNotificationService-<hex>.pem" (or
+ * ".amazonaws.com.cn"), all lowercase, region [a-z0-9-]+, 1 to 64 lowercase hex digits, and
+ * nothing after ".pem": no query, fragment, user info, port or other path. AWS documents only
+ * that the URL is on the SNS host of the region; every certificate it has published has this
+ * name, so anything else names no certificate and is refused before a fetch.
+ */
+bool dm_sns_cert_url_canonical(const char *url);
+
 #endif

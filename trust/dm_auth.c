@@ -9,6 +9,7 @@
 #include "dm_auth.h"
 #include "dm_jwt.h"
 #include "dm_keyring.h"
+#include "dm_metrics.h"
 #include "dm_sns.h"
 #include "dm_oidc.h"
 #include "dm_time.h"
@@ -181,8 +182,22 @@ static entry_result sns_missing_cert(const dm_auth_entry *e, dm_sns_cache *cache
         snprintf(out->detail, sizeof out->detail, "%.150s", m->signing_cert_url);
         return ENTRY_BAD;
     }
+    /* Only AWS's own form is fetched: a sender that knows a listed topic could otherwise make
+     * us GET any path and query of the SNS host (dm_sns_cert_url_canonical). */
+    if (!dm_sns_cert_url_canonical(m->signing_cert_url)) {
+        dm_metrics_inc(DM_M_SNS_FETCH_REFUSED);
+        *reason = "SigningCertURL is not of the form https://sns.<region>.amazonaws.com/"
+                  "SimpleNotificationService-<hex>.pem: not fetched";
+        snprintf(out->detail, sizeof out->detail, "%.150s", m->signing_cert_url);
+        return ENTRY_BAD;
+    }
     char why[100];
     switch (dm_sns_cache_want(cache, m->signing_cert_url, dm_mono_ms(), why, sizeof why)) {
+    case DM_SNS_FETCH_LIMITED:
+        dm_metrics_inc(DM_M_SNS_FETCH_REFUSED);
+        *reason = "SNS signing certificate not cached: fetches from this host are rate-limited";
+        snprintf(out->detail, sizeof out->detail, "%.150s (%s)", m->signing_cert_url, why);
+        return ENTRY_RETRY;
     case DM_SNS_FETCH_REQUESTED:
         *reason = "SNS signing certificate not cached: fetch requested";
         break;

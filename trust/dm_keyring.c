@@ -5,6 +5,7 @@
  * built, so a reader may keep verifying with a set that has just been replaced.
  */
 #include "dm_keyring.h"
+#include "dm_rate.h"
 #include "dm_time.h"
 
 #include <pthread.h>
@@ -253,12 +254,14 @@ struct dm_sns_cache {
     size_t nconfirms;
     dm_keyring_wake_fn wake;
     void *wake_arg;
+    dm_rate_table *hosts; /* fetches per host */
 };
 
 dm_sns_cache *dm_sns_cache_new(void)
 {
     dm_sns_cache *c = dm_xcalloc(1, sizeof *c);
     pthread_mutex_init(&c->lock, NULL);
+    c->hosts = dm_rate_table_new(DM_SNS_HOSTS_MAX);
     return c;
 }
 
@@ -286,6 +289,7 @@ void dm_sns_cache_free(dm_sns_cache *c)
         free(c->wanted[i].url);
     for (size_t i = 0; i < c->nconfirms; i++)
         free(c->confirms[i]);
+    dm_rate_table_free(c->hosts);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
@@ -340,6 +344,19 @@ static void wake_locked(dm_sns_cache *c)
         c->wake(c->wake_arg);
 }
 
+/* Take a fetch from the bucket of @p url's host ("https://HOST/…"); false (and the time until
+ * one is available) when it is empty. Called with the cache locked. */
+static bool host_allows(dm_sns_cache *c, const char *url, int64_t mono_ms, int64_t *wait_ms)
+{
+    const char *host = strstr(url, "://");
+    host = host ? host + 3 : url;
+    const char *end = strchr(host, '/');
+    size_t n = end ? (size_t)(end - host) : strlen(host);
+    dm_bucket *b = dm_rate_table_get(c->hosts, host, n, NULL);
+    return dm_bucket_try(b, 1000.0 / DM_SNS_HOST_FETCH_EVERY_MS, DM_SNS_HOST_FETCH_BURST, mono_ms,
+                         wait_ms);
+}
+
 dm_sns_fetch_state dm_sns_cache_want(dm_sns_cache *c, const char *url, int64_t mono_ms, char *why,
                                      size_t whylen)
 {
@@ -367,8 +384,14 @@ dm_sns_fetch_state dm_sns_cache_want(dm_sns_cache *c, const char *url, int64_t m
             if (old)
                 drop_wanted(c, old);
         }
+        int64_t host_wait = 0;
         if (!w && c->nwanted == DM_SNS_WANTED_MAX) {
             st = DM_SNS_FETCH_BUSY;
+        } else if (!host_allows(c, url, mono_ms, &host_wait)) {
+            st = DM_SNS_FETCH_LIMITED;
+            if (whylen)
+                snprintf(why, whylen, "host fetch rate reached; next fetch in %lld s",
+                         (long long)dm_rate_retry_after_s(host_wait));
         } else {
             if (!w) {
                 w = &c->wanted[c->nwanted++];

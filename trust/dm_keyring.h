@@ -106,13 +106,19 @@ typedef struct dm_sns_cache dm_sns_cache;
 typedef struct dm_sns_pem dm_sns_pem;
 
 /** Certificates kept; beyond it the least recently used one is dropped. */
-#define DM_SNS_CACHE_MAX      64
+#define DM_SNS_CACHE_MAX           64
 /** URLs waiting for a fetch or for their next retry (after a failure). */
-#define DM_SNS_WANTED_MAX     64
+#define DM_SNS_WANTED_MAX          64
 /** Fetches of one URL are at least this far apart (ms). */
-#define DM_SNS_FETCH_RETRY_MS 60000
+#define DM_SNS_FETCH_RETRY_MS      60000
 /** Subscription confirmations waiting for the fetcher. */
-#define DM_SNS_CONFIRM_MAX    16
+#define DM_SNS_CONFIRM_MAX         16
+/** Certificate fetches from one SNS host (per cache): at most this many at once, then ... */
+#define DM_SNS_HOST_FETCH_BURST    4
+/** ... one more every this many ms (4 a minute). */
+#define DM_SNS_HOST_FETCH_EVERY_MS 15000
+/** Hosts whose fetch rate is remembered (least recently used forgotten beyond it). */
+#define DM_SNS_HOSTS_MAX           32
 
 dm_sns_cache *dm_sns_cache_new(void);
 
@@ -136,13 +142,18 @@ typedef enum {
     DM_SNS_FETCH_PENDING,       /**< a fetch is queued or in flight (or the cert just came) */
     DM_SNS_FETCH_FAILED,        /**< the last fetch failed; the next is not due yet */
     DM_SNS_FETCH_BUSY,          /**< DM_SNS_WANTED_MAX other URLs are pending: not queued */
+    DM_SNS_FETCH_LIMITED,       /**< the URL's host had its DM_SNS_HOST_FETCH_* share of
+                                     fetches: not queued */
 } dm_sns_fetch_state;
 
 /**
- * A message named @p url (already validated with dm_sns_url_ok) and it is not cached: queue a
- * fetch unless one is queued or in flight, or the last one for this URL started less than
- * DM_SNS_FETCH_RETRY_MS before @p mono_ms. Calls the waker when it queues. With FAILED,
- * copies the last failure's reason into @p why (@p whylen bytes, may be 0).
+ * A message named @p url (already validated with dm_sns_url_ok, and of the exact form
+ * dm_sns_cert_url_canonical) and it is not cached: queue a fetch unless one is queued or in
+ * flight (one per URL), the last one for this URL started less than DM_SNS_FETCH_RETRY_MS
+ * before @p mono_ms, or the URL's host had DM_SNS_HOST_FETCH_BURST fetches, refilled one per
+ * DM_SNS_HOST_FETCH_EVERY_MS (so however many URLs a sender names, a host gets a few fetches a
+ * minute). Calls the waker when it queues. With FAILED, copies the last failure's reason into
+ * @p why (@p whylen bytes, may be 0); with LIMITED, when the next fetch may start.
  */
 dm_sns_fetch_state dm_sns_cache_want(dm_sns_cache *c, const char *url, int64_t mono_ms, char *why,
                                      size_t whylen);

@@ -9,6 +9,7 @@
  */
 #include "dm_auth.h"
 #include "dm_keyring.h"
+#include "dm_oidc.h"
 #include "dm_sns.h"
 #include "dm_trust.h"
 
@@ -347,14 +348,15 @@ static char *jwks2(EVP_PKEY *k1, const char *kid1, EVP_PKEY *k2, const char *kid
     return out;
 }
 
-/* An ES256 token for @p kid signed by @p key, valid at NOW; "Bearer …" (caller frees). */
-static char *bearer(EVP_PKEY *key, const char *kid)
+/* An ES256 token for @p kid signed by @p key, valid at NOW, with the claims @p extra (",…"
+ * members, may be ""); "Bearer …" (caller frees). */
+static char *bearer_with(EVP_PKEY *key, const char *kid, const char *extra)
 {
-    char header[128], payload[256];
+    char header[128], payload[512];
     snprintf(header, sizeof header, "{\"alg\":\"ES256\",\"typ\":\"JWT\",\"kid\":\"%s\"}", kid);
     snprintf(payload, sizeof payload,
-             "{\"iss\":\"%s\",\"aud\":\"digestmap\",\"sub\":\"x\",\"iat\":%d,\"exp\":%d}", ISS,
-             NOW - 10, NOW + 300);
+             "{\"iss\":\"%s\",\"aud\":\"digestmap\",\"sub\":\"x\",\"iat\":%d,\"exp\":%d%s}", ISS,
+             NOW - 10, NOW + 300, extra);
     char *h = b64url((const unsigned char *)header, strlen(header));
     char *p = b64url((const unsigned char *)payload, strlen(payload));
     char input[1024];
@@ -382,6 +384,11 @@ static char *bearer(EVP_PKEY *key, const char *kid)
     free(h);
     free(p);
     return t;
+}
+
+static char *bearer(EVP_PKEY *key, const char *kid)
+{
+    return bearer_with(key, kid, "");
 }
 
 static dm_keyring *ring(const char *file_doc)
@@ -666,6 +673,57 @@ static void test_keyring_concurrent(void **state)
     free(ta);
 }
 
+/* An allowlisted claim must be one allowed value: a list holding one is refused, with the
+ * reason; a jti that the replay check could not remember is refused. */
+static void test_oidc_claim_shapes(void **state)
+{
+    (void)state;
+    char *file = jwks2(key_a, "k", NULL, NULL);
+    dm_auth_entry e = oidc_entry();
+    e.jwks = file;
+    e.jwks_len = strlen(file);
+    e.claims = json_pack("{s:[s]}", "owner", "acme");
+    dm_trust *t = trust_of(&e, 1);
+    dm_auth_list l = {&e, 1};
+    static const struct {
+        const char *extra;
+        dm_auth_result result;
+        const char *problem;
+    } cases[] = {
+        {",\"owner\":\"acme\"", DM_AUTH_OK, NULL},
+        {",\"owner\":\"acme\",\"jti\":\"j\"", DM_AUTH_OK, NULL},
+        {",\"owner\":\"acme\",\"jti\":42", DM_AUTH_OK, NULL},
+        {",\"owner\":\"acme\",\"jti\":4.5", DM_AUTH_OK, NULL},
+        {",\"owner\":[\"evil\",\"acme\"]", DM_AUTH_FORBIDDEN, DM_OIDC_CLAIM_ARRAY},
+        {",\"owner\":[\"acme\"]", DM_AUTH_FORBIDDEN, DM_OIDC_CLAIM_ARRAY},
+        {",\"owner\":{\"acme\":1}", DM_AUTH_FORBIDDEN, DM_OIDC_CLAIM_OBJECT},
+        {",\"owner\":\"evil\"", DM_AUTH_FORBIDDEN, DM_OIDC_CLAIM_NOT_ALLOWED},
+        {"", DM_AUTH_FORBIDDEN, DM_OIDC_CLAIM_MISSING},
+        {",\"owner\":\"acme\",\"jti\":{\"a\":1}", DM_AUTH_BAD, NULL},
+        {",\"owner\":\"acme\",\"jti\":[\"j\"]", DM_AUTH_BAD, NULL},
+        {",\"owner\":\"acme\",\"jti\":true", DM_AUTH_BAD, NULL},
+    };
+    for (size_t i = 0; i < DM_ARRAY_LEN(cases); i++) {
+        char *tok = bearer_with(key_a, "k", cases[i].extra);
+        request r = {{{"Authorization", tok}}};
+        dm_auth_outcome o;
+        dm_auth_verify(t, &l, get_header, &r, NULL, 0, NOW, &o);
+        if (o.result != cases[i].result)
+            fail_msg("case %zu (%s): result %d, reason %s", i, cases[i].extra, o.result, o.reason);
+        if (cases[i].result == DM_AUTH_FORBIDDEN) {
+            assert_string_equal(o.forbidden_claim, "owner");
+            assert_string_equal(o.forbidden_problem, cases[i].problem);
+        } else if (cases[i].result == DM_AUTH_BAD) {
+            assert_string_equal(o.reason, "jti is not a string or a number");
+        }
+        dm_auth_outcome_dispose(&o);
+        free(tok);
+    }
+    dm_trust_free(t);
+    json_decref(e.claims);
+    free(file);
+}
+
 /*---- SNS with fetched certificates ------------------------------------------------------*/
 
 #define SNS_TOPIC "arn:aws:sns:eu-west-1:111122223333:ecr-events"
@@ -833,6 +891,58 @@ static void test_sns_fetch_certs(void **state)
     assert_null(dm_sns_cache_take_wanted(c));
     free(body);
 
+    /* Only AWS's exact form is fetched: another path or a query is refused, never queued. */
+    static const char *const odd[] = {
+        "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-c.pem?x=1",
+        "https://sns.eu-west-1.amazonaws.com/any/path.pem",
+        "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-zz.pem",
+    };
+    for (size_t i = 0; i < DM_ARRAY_LEN(odd); i++) {
+        body = sns_body(rsa, SNS_TOPIC, odd[i]);
+        assert_int_equal(verify_sns(t, &e, body, &o), DM_AUTH_BAD);
+        assert_string_equal(o.reason, "SigningCertURL is not of the form https://sns.<region>."
+                                      "amazonaws.com/SimpleNotificationService-<hex>.pem: not "
+                                      "fetched");
+        assert_string_equal(o.detail, odd[i]);
+        dm_auth_outcome_dispose(&o);
+        free(body);
+    }
+    assert_int_equal(wakes, 2);
+    assert_null(dm_sns_cache_take_wanted(c));
+
+    /* A host gets a few fetches, whatever the number of names: new URLs are queued until its
+     * bucket is empty (DM_SNS_HOST_FETCH_BURST, two used above; a refill every 15 s could add
+     * one on a slow machine), then answered 503 without a fetch. */
+    int requested = 0;
+    bool limited = false;
+    for (int i = 0; i < 2 * DM_SNS_HOST_FETCH_BURST && !limited; i++) {
+        char u[128];
+        snprintf(u, sizeof u,
+                 "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-%04x.pem",
+                 0xf00 + i);
+        body = sns_body(rsa, SNS_TOPIC, u);
+        assert_int_equal(verify_sns(t, &e, body, &o), DM_AUTH_UNAVAILABLE);
+        if (strcmp(o.reason, "SNS signing certificate not cached: fetch requested") == 0) {
+            requested++;
+        } else {
+            assert_string_equal(o.reason, "SNS signing certificate not cached: fetches from "
+                                          "this host are rate-limited");
+            assert_non_null(strstr(o.detail, "host fetch rate reached; next fetch in "));
+            limited = true;
+        }
+        dm_auth_outcome_dispose(&o);
+        free(body);
+    }
+    assert_true(limited);
+    assert_true(requested >= DM_SNS_HOST_FETCH_BURST - 2 && requested <= DM_SNS_HOST_FETCH_BURST);
+    assert_int_equal(wakes, 2 + requested);
+    for (int i = 0; i < requested; i++) {
+        url = dm_sns_cache_take_wanted(c);
+        assert_non_null(url);
+        free(url);
+    }
+    assert_null(dm_sns_cache_take_wanted(c)); /* the limited URL was not queued */
+
     /* Without fetch_certs the cache is not consulted: refused as before. */
     e.fetch_certs = false;
     body = sns_body(rsa, SNS_TOPIC, SNS_CERT);
@@ -973,22 +1083,21 @@ static void test_sns_cache(void **state)
     assert_int_equal(len, 3);
     assert_null(dm_sns_cache_get(c, "https://sns.eu-west-1.amazonaws.com/x.pem", 0));
 
-    /* Bounded: at most DM_SNS_WANTED_MAX pending URLs ... */
+    /* Bounded: at most DM_SNS_WANTED_MAX pending URLs (on as many hosts, so that the
+     * per-host rate, tested below, does not decide) ... */
     for (int i = 0; i < DM_SNS_WANTED_MAX; i++) {
-        snprintf(url, sizeof url, "https://sns.eu-west-1.amazonaws.com/w%d.pem", i);
+        snprintf(url, sizeof url, "https://sns.r%d.amazonaws.com/w%d.pem", i, i);
         assert_int_equal(dm_sns_cache_want(c, url, 100 + i, NULL, 0), DM_SNS_FETCH_REQUESTED);
     }
-    assert_int_equal(
-        dm_sns_cache_want(c, "https://sns.eu-west-1.amazonaws.com/more.pem", 500, NULL, 0),
-        DM_SNS_FETCH_BUSY);
+    assert_int_equal(dm_sns_cache_want(c, "https://sns.more.amazonaws.com/more.pem", 500, NULL, 0),
+                     DM_SNS_FETCH_BUSY);
     /* ... an idle (failed) one makes room. */
     t = dm_sns_cache_take_wanted(c);
-    assert_string_equal(t, "https://sns.eu-west-1.amazonaws.com/w0.pem"); /* oldest first */
+    assert_string_equal(t, "https://sns.r0.amazonaws.com/w0.pem"); /* oldest first */
     dm_sns_cache_fetched(c, t, NULL, 0, "HTTP 500");
     free(t);
-    assert_int_equal(
-        dm_sns_cache_want(c, "https://sns.eu-west-1.amazonaws.com/more.pem", 600, NULL, 0),
-        DM_SNS_FETCH_REQUESTED);
+    assert_int_equal(dm_sns_cache_want(c, "https://sns.more.amazonaws.com/more.pem", 600, NULL, 0),
+                     DM_SNS_FETCH_REQUESTED);
     while ((t = dm_sns_cache_take_wanted(c)) != NULL) {
         dm_sns_cache_fetched(c, t, "PEM", 3, NULL);
         free(t);
@@ -1011,6 +1120,45 @@ static void test_sns_cache(void **state)
     free(t);
     assert_true(dm_sns_cache_confirm(c, "https://sns.eu-west-1.amazonaws.com/?Token=x"));
 
+    /* Per host: DM_SNS_HOST_FETCH_BURST fetches at once, then one per
+     * DM_SNS_HOST_FETCH_EVERY_MS; another host has its own share; a limited URL is not
+     * queued. The clock is the test's. */
+    dm_sns_cache *h = dm_sns_cache_new();
+    const int64_t t0 = 1000000;
+    for (int i = 0; i < DM_SNS_HOST_FETCH_BURST; i++) {
+        snprintf(url, sizeof url,
+                 "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-%x.pem", i);
+        assert_int_equal(dm_sns_cache_want(h, url, t0, why, sizeof why), DM_SNS_FETCH_REQUESTED);
+    }
+    const char *next = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-ff.pem";
+    assert_int_equal(dm_sns_cache_want(h, next, t0, why, sizeof why), DM_SNS_FETCH_LIMITED);
+    assert_string_equal(why, "host fetch rate reached; next fetch in 15 s");
+    assert_int_equal(
+        dm_sns_cache_want(h, next, t0 + DM_SNS_HOST_FETCH_EVERY_MS - 1001, why, sizeof why),
+        DM_SNS_FETCH_LIMITED);
+    assert_string_equal(why, "host fetch rate reached; next fetch in 2 s"); /* rounded up */
+    assert_int_equal(dm_sns_cache_want(h,
+                                       "https://sns.eu-west-2.amazonaws.com/"
+                                       "SimpleNotificationService-1.pem",
+                                       t0, why, sizeof why),
+                     DM_SNS_FETCH_REQUESTED);
+    for (int i = 0; i < DM_SNS_HOST_FETCH_BURST + 1; i++) {
+        t = dm_sns_cache_take_wanted(h);
+        assert_non_null(t);
+        assert_null(strstr(t, "-ff.pem"));
+        free(t);
+    }
+    assert_null(dm_sns_cache_take_wanted(h));
+    assert_int_equal(dm_sns_cache_want(h, next, t0 + DM_SNS_HOST_FETCH_EVERY_MS, why, sizeof why),
+                     DM_SNS_FETCH_REQUESTED);
+    /* one per interval, not a new burst */
+    assert_int_equal(dm_sns_cache_want(h,
+                                       "https://sns.us-east-1.amazonaws.com/"
+                                       "SimpleNotificationService-fe.pem",
+                                       t0 + DM_SNS_HOST_FETCH_EVERY_MS, why, sizeof why),
+                     DM_SNS_FETCH_LIMITED);
+    dm_sns_cache_free(h);
+
     /* A reference outlives the cache. */
     dm_sns_cache_free(c);
     assert_memory_equal(dm_sns_pem_data(p, &len), "PEM", 3);
@@ -1026,7 +1174,7 @@ int main(void)
         cmocka_unit_test(test_keyring_merge),    cmocka_unit_test(test_keyring_refresh_requests),
         cmocka_unit_test(test_oidc_unknown_kid), cmocka_unit_test(test_keyring_concurrent),
         cmocka_unit_test(test_sns_fetch_certs),  cmocka_unit_test(test_trust_new),
-        cmocka_unit_test(test_sns_cache),
+        cmocka_unit_test(test_sns_cache),        cmocka_unit_test(test_oidc_claim_shapes),
     };
     return cmocka_run_group_tests(tests, oidc_setup, oidc_teardown);
 }

@@ -1043,6 +1043,57 @@ static void test_url_table(void **state)
     free(url);
 }
 
+/* The only SigningCertURLs fetched: AWS's exact form. */
+static void test_cert_url_canonical(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *url;
+        bool ok;
+    } cases[] = {
+        {"https://sns.us-east-1.amazonaws.com/"
+         "SimpleNotificationService-d6d679a1d18e95c2f9ffcf11f4f9e198.pem",
+         true},
+        {"https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-0123abcd.pem", true},
+        {"https://sns.us-gov-west-1.amazonaws.com/SimpleNotificationService-a.pem", true},
+        /* what the report's 177 fetches used: any path, any query */
+        {"https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem?x=1", false},
+        {"https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem#f", false},
+        {"https://sns.eu-west-1.amazonaws.com/x.pem", false},
+        {"https://sns.eu-west-1.amazonaws.com/a/SimpleNotificationService-abc.pem", false},
+        {"https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem/x.pem", false},
+        {"https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-.pem", false},
+        {"https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-ABC.pem", false},
+        {"https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-xyz.pem", false},
+        {"https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc%2e.pem", false},
+        {"https://sns.eu-west-1.amazonaws.com/simplenotificationservice-abc.pem", false},
+        {"https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.PEM", false},
+        {"https://sns.eu-west-1.amazonaws.com:443/SimpleNotificationService-abc.pem", false},
+        {"https://u@sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem", false},
+        {"https://SNS.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem", false},
+        {"https://sns.eu-west-1.amazonaws.com.evil.com/SimpleNotificationService-abc.pem", false},
+        {"https://sns.eu.west.1.amazonaws.com/SimpleNotificationService-abc.pem", false},
+        {"https://sns..amazonaws.com/SimpleNotificationService-abc.pem", false},
+        {"http://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem", false},
+        {"", false},
+    };
+    for (size_t i = 0; i < DM_ARRAY_LEN(cases); i++) {
+        if (dm_sns_cert_url_canonical(cases[i].url) != cases[i].ok)
+            fail_msg("%s: expected %d", cases[i].url, cases[i].ok);
+        /* the exact form is a subset of what may be trusted at all */
+        if (cases[i].ok)
+            assert_true(dm_sns_url_ok(cases[i].url, true));
+    }
+    assert_false(dm_sns_cert_url_canonical(NULL));
+    char url[200];
+    snprintf(url, sizeof url,
+             "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-%064d.pem", 0);
+    assert_true(dm_sns_cert_url_canonical(url));
+    snprintf(url, sizeof url,
+             "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-%065d.pem", 0);
+    assert_false(dm_sns_cert_url_canonical(url));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1069,6 +1120,7 @@ int main(void)
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_dispose_safe),
         cmocka_unit_test(test_url_table),
+        cmocka_unit_test(test_cert_url_canonical),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
