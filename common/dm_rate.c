@@ -23,13 +23,15 @@ int64_t dm_bucket_wait_ms(dm_bucket *b, double per_second, double burst, int64_t
             b->tokens = burst;
         b->last_ms = now_ms;
     }
-    if (b->tokens >= 1.0)
+    if (b->tokens >= 1.0 - 1e-9) /* the same noise: a token due now is there */
         return 0;
     if (!(per_second > 0))
         return INT64_MAX / 2; /* never refills: a configuration the loader refuses */
     double ms = (1.0 - b->tokens) * 1000.0 / per_second;
     int64_t w = (int64_t)ms;
-    if ((double)w < ms) /* rounded up: waiting less would find no token yet */
+    /* Rounded up (waiting less would find no token yet), but not for the rounding noise of
+     * the sums above: 0.998 tokens at 2 a second is 1 ms, not 1.0000000000000009. */
+    if (ms - (double)w > 1e-6)
         w++;
     return w < 1 ? 1 : w;
 }
@@ -63,7 +65,7 @@ typedef struct node {
     size_t len;
     uint64_t hash;
     dm_bucket bucket;
-    struct node *chain;      /* next in the hash chain */
+    struct node *chain;         /* next in the hash chain */
     struct node *newer, *older; /* the use list */
 } node;
 

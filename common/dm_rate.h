@@ -31,8 +31,7 @@ void dm_bucket_take(dm_bucket *b);
  * dm_bucket_wait_ms, then take a token if there is one. Returns true when taken; otherwise
  * false and *@p wait_ms (may be NULL) is the time until one is available.
  */
-bool dm_bucket_try(dm_bucket *b, double per_second, double burst, int64_t now_ms,
-                   int64_t *wait_ms);
+bool dm_bucket_try(dm_bucket *b, double per_second, double burst, int64_t now_ms, int64_t *wait_ms);
 
 /** Whole seconds for a Retry-After header: @p wait_ms rounded up, at least 1. */
 int64_t dm_rate_retry_after_s(int64_t wait_ms);

@@ -26,8 +26,8 @@ dm_quota *dm_quota_new(size_t max_credentials)
     dm_quota *q = dm_xcalloc(1, sizeof *q);
     pthread_mutex_init(&q->lock, NULL);
     q->sources = dm_rate_table_new(DM_QUOTA_MAX_SOURCES);
-    q->credentials = dm_rate_table_new(max_credentials ? max_credentials
-                                                       : DM_QUOTA_MAX_CREDENTIALS);
+    q->credentials =
+        dm_rate_table_new(max_credentials ? max_credentials : DM_QUOTA_MAX_CREDENTIALS);
     return q;
 }
 

@@ -33,9 +33,9 @@ void dm_quota_free(dm_quota *q);
 dm_quota *dm_quota_shared(void);
 
 typedef enum {
-    DM_QUOTA_OK = 0,        /**< within both quotas: one token taken from each */
-    DM_QUOTA_SOURCE,        /**< the source's bucket is empty (nothing taken) */
-    DM_QUOTA_CREDENTIAL,    /**< the credential's bucket is empty (nothing taken) */
+    DM_QUOTA_OK = 0,     /**< within both quotas: one token taken from each */
+    DM_QUOTA_SOURCE,     /**< the source's bucket is empty (nothing taken) */
+    DM_QUOTA_CREDENTIAL, /**< the credential's bucket is empty (nothing taken) */
 } dm_quota_verdict;
 
 /**

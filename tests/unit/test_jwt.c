@@ -1157,6 +1157,60 @@ static void test_status_str(void **state)
     assert_string_equal(dm_jwt_status_str((dm_jwt_status)99), "unknown status");
 }
 
+/* The replay identity of a jti: strings as they are, numbers canonical and never equal to a
+ * string. */
+static void test_jti_text(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *json;
+        const char *want; /* NULL: refused */
+        bool number;
+    } cases[] = {
+        {"{\"j\":\"abc\"}", "abc", false},
+        {"{\"j\":\"\"}", "", false},
+        {"{\"j\":\"1000\"}", "1000", false},
+        {"{\"j\":1000}", "1000", true},
+        {"{\"j\":1000.0}", "1000", true},
+        {"{\"j\":1e3}", "1000", true},
+        {"{\"j\":-7}", "-7", true},
+        {"{\"j\":0.0}", "0", true},
+        {"{\"j\":-0.0}", "0", true},
+        {"{\"j\":9007199254740992.0}", "9007199254740992", true},
+        {"{\"j\":9223372036854775807}", "9223372036854775807", true},
+        {"{\"j\":1.5}", "1.5", true},
+        {"{\"j\":1e300}", "1.0000000000000001e+300", true},
+        {"{\"j\":null}", NULL, false},
+        {"{\"j\":true}", NULL, false},
+        {"{\"j\":[1]}", NULL, false},
+        {"{\"j\":{}}", NULL, false},
+        {"{}", NULL, false},
+    };
+    for (size_t i = 0; i < DM_ARRAY_LEN(cases); i++) {
+        json_error_t e;
+        json_t *o = json_loads(cases[i].json, 0, &e);
+        assert_non_null(o);
+        char buf[DM_JWT_JTI_NUMBER_BUFLEN];
+        const char *text = NULL;
+        size_t len = 0;
+        bool ok = dm_jwt_jti_text(json_object_get(o, "j"), buf, &text, &len);
+        if (ok != (cases[i].want != NULL))
+            fail_msg("%s: ok %d", cases[i].json, ok);
+        if (ok) {
+            if (cases[i].number) {
+                /* a NUL first: "1000" the string and 1000 the number are different tokens */
+                assert_int_equal(text[0], '\0');
+                assert_int_equal(len, strlen(cases[i].want) + 1);
+                assert_memory_equal(text + 1, cases[i].want, len - 1);
+            } else {
+                assert_int_equal(len, strlen(cases[i].want));
+                assert_memory_equal(text, cases[i].want, len);
+            }
+        }
+        json_decref(o);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1187,6 +1241,7 @@ int main(void)
         cmocka_unit_test(test_jwks_accepts),
         cmocka_unit_test(test_jwks_malformed),
         cmocka_unit_test(test_status_str),
+        cmocka_unit_test(test_jti_text),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
