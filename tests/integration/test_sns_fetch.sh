@@ -9,15 +9,17 @@ start_redis
 
 TOPIC=arn:aws:sns:eu-west-1:111122223333:ecr-events
 SNS=https://sns.eu-west-1.amazonaws.com
-CERT_URL=$SNS/SimpleNotificationService-test.pem
+CERT_URL=$SNS/SimpleNotificationService-7e57.pem
 SUB_URL="$SNS/?Action=ConfirmSubscription&TopicArn=$TOPIC&Token=tok"
 W=$T/www
 mkdir -p "$W"
-openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/sns.key" -out "$W/SimpleNotificationService-test.pem" \
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/sns.key" -out "$W/SimpleNotificationService-7e57.pem" \
     -days 2 -subj "/CN=sns.amazonaws.com" 2>/dev/null
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/ec.key" \
     -out "$W/SimpleNotificationService-ec.pem" -days 2 -subj "/CN=ec" 2>/dev/null
-printf 'not a certificate\n' > "$W/SimpleNotificationService-junk.pem"
+printf 'not a certificate\n' > "$W/SimpleNotificationService-ba0.pem"
+# Names are AWS's form (SimpleNotificationService-<hex>.pem), the only one fetched.
+kind_hex() { case $1 in junk) echo ba0 ;; ec) echo ec ;; esac; }
 
 python3 "$(dirname "$0")/sns/serve.py" "$W" "$W/port" >/dev/null 2>>"$T/serve.log" &
 SERVER=$!
@@ -78,7 +80,7 @@ post_sns "$T/n1.json" Notification
 check "unknown certificate: 503" 503 "$STATUS"
 check_match "503 carries Retry-After" $'[Rr]etry-[Aa]fter: [0-9]+' "$HEADERS"
 check "reason logged" "SNS signing certificate not cached: fetch requested" "$(last_refusal)"
-check_match "certificate fetched" 'level=info msg="sns certificate fetched" url="https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-test.pem"' \
+check_match "certificate fetched" 'level=info msg="sns certificate fetched" url="https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-7e57.pem"' \
     "$(wait_log 'msg="sns certificate fetched"')"
 post_sns "$T/n1.json" Notification
 check "retry with the fetched certificate: 202" 202 "$STATUS"
@@ -89,12 +91,12 @@ check "the build joins the SNS push" '{"status":"accepted","events":1,"edges":1}
 edge=$(rcli --raw xrange 'dm:{0}:out' - + | grep -F "\"subject\":\"$d\"" | grep -F mapping.confirmed | \
     jq -c '[.data.image.registry, .data.image.repository, .data.image.source]' 2>/dev/null || true)
 check "one edge with the derived registry" '["111122223333.dkr.ecr.eu-west-1.amazonaws.com","payments/worker","ecr"]' "$edge"
-check "the certificate was fetched once" 1 "$(requests_for /SimpleNotificationService-test.pem)"
+check "the certificate was fetched once" 1 "$(requests_for /SimpleNotificationService-7e57.pem)"
 d2=$(random_digest)
 sns_envelope Notification "$(eb_event "$d2" eb-f2)" sns-f2 "$T/sns.key" "$CERT_URL" > "$T/n2.json"
 post_sns "$T/n2.json" Notification
 check "next message, cached certificate: 202 at once" 202 "$STATUS"
-check "no second fetch" 1 "$(requests_for /SimpleNotificationService-test.pem)"
+check "no second fetch" 1 "$(requests_for /SimpleNotificationService-7e57.pem)"
 
 # 2. Refusals that never fetch: a foreign certificate URL, an unlisted topic.
 keys_before=$(rcli dbsize)
@@ -105,36 +107,36 @@ check "its reason" "SigningCertURL is not an SNS certificate URL of the topic's 
 sns_envelope Notification "$(eb_event "$d2" eb-p)" sns-p "$T/sns.key" "https://sns.eu-west-1.amazonaws.com:8443/SimpleNotificationService-evil.pem" > "$T/p.json"
 post_sns "$T/p.json" Notification
 check "SNS host with a port: 401" 401 "$STATUS"
-sns_envelope Notification "$(eb_event "$d2" eb-t)" sns-t "$T/sns.key" "$SNS/SimpleNotificationService-other.pem" arn:aws:sns:eu-west-1:111122223333:other > "$T/t.json"
+sns_envelope Notification "$(eb_event "$d2" eb-t)" sns-t "$T/sns.key" "$SNS/SimpleNotificationService-0e.pem" arn:aws:sns:eu-west-1:111122223333:other > "$T/t.json"
 post_sns "$T/t.json" Notification
 check "unknown certificate of an unlisted topic: 401" 401 "$STATUS"
 sleep 0.3
-check "the server saw no request for them" 0 "$(grep -c -E 'evil|other' "$W/requests.log" || true)"
+check "the server saw no request for them" 0 "$(grep -c -E 'evil|-0e\.pem' "$W/requests.log" || true)"
 check "refused messages parked nothing" "$keys_before" "$(rcli dbsize)"
 
 # 3. A failed fetch (404) keeps answering 503, logged; no refetch within the retry interval.
-MISSING=$SNS/SimpleNotificationService-missing.pem
+MISSING=$SNS/SimpleNotificationService-404.pem
 sns_envelope Notification "$(eb_event "$d2" eb-m)" sns-m "$T/sns.key" "$MISSING" > "$T/m.json"
 post_sns "$T/m.json" Notification
 check "certificate the server does not have: 503" 503 "$STATUS"
-check_match "404 logged as a failed fetch" 'level=warn msg="sns certificate fetch failed" url="https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-missing.pem" reason="HTTP 404"' \
-    "$(wait_log 'msg="sns certificate fetch failed" url="https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-missing.pem"')"
+check_match "404 logged as a failed fetch" 'level=warn msg="sns certificate fetch failed" url="https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-404.pem" reason="HTTP 404"' \
+    "$(wait_log 'msg="sns certificate fetch failed" url="https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-404.pem"')"
 post_sns "$T/m.json" Notification
 check "retry after the failed fetch: still 503" 503 "$STATUS"
 check "its reason" "SNS signing certificate fetch failed: retried later" "$(last_refusal)"
 check_match "the last failure is logged with the refusal" 'last fetch: HTTP 404' \
     "$(grep 'msg="request refused"' "$T/daemon.log" | tail -n 1)"
 sleep 0.3
-check "one fetch within the retry interval" 1 "$(requests_for /SimpleNotificationService-missing.pem)"
+check "one fetch within the retry interval" 1 "$(requests_for /SimpleNotificationService-404.pem)"
 
 # 4. What is fetched must be a PEM certificate with an RSA key.
 for kind in junk ec; do
-    sns_envelope Notification "$(eb_event "$d2" "eb-$kind")" "sns-$kind" "$T/sns.key" "$SNS/SimpleNotificationService-$kind.pem" > "$T/$kind.json"
+    sns_envelope Notification "$(eb_event "$d2" "eb-$kind")" "sns-$kind" "$T/sns.key" "$SNS/SimpleNotificationService-$(kind_hex "$kind").pem" > "$T/$kind.json"
     post_sns "$T/$kind.json" Notification
     check "$kind certificate: 503" 503 "$STATUS"
 done
 check_match "garbage refused" 'reason="not a PEM X.509 certificate"' \
-    "$(wait_log 'msg="sns certificate fetch failed" url="https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-junk.pem"')"
+    "$(wait_log 'msg="sns certificate fetch failed" url="https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-ba0.pem"')"
 check_match "EC key refused" "reason=\"the certificate's key is not RSA\"" \
     "$(wait_log 'msg="sns certificate fetch failed" url="https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-ec.pem"')"
 

@@ -216,12 +216,9 @@ static void test_credential_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bucket),
-        cmocka_unit_test(test_retry_after),
-        cmocka_unit_test(test_table_lru),
-        cmocka_unit_test(test_quota_credential_and_source),
-        cmocka_unit_test(test_quota_bounded),
-        cmocka_unit_test(test_quota_threads),
+        cmocka_unit_test(test_bucket),           cmocka_unit_test(test_retry_after),
+        cmocka_unit_test(test_table_lru),        cmocka_unit_test(test_quota_credential_and_source),
+        cmocka_unit_test(test_quota_bounded),    cmocka_unit_test(test_quota_threads),
         cmocka_unit_test(test_credential_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
