@@ -288,8 +288,9 @@ static void sns_start(sns_job *s, const char *url, bool confirm)
         target = dm_xmalloc(n);
         snprintf(target, n, "%s%s", f->test_base, rest ? rest : "/");
     }
-    dm_debug(confirm ? "sns subscription confirmation" : "sns certificate fetch",
-             "url=%s via=\"%s\"", g->url_q, target ? f->test_base : "aws");
+    char via[160];
+    dm_debug(confirm ? "sns subscription confirmation" : "sns certificate fetch", "url=%s via=%s",
+             g->url_q, dm_log_quote_str(target ? f->test_base : "aws", via, sizeof via));
     char err[DM_HCLIENT_ERRLEN];
     const char *accept = confirm ? "*/*" : "application/x-pem-file, */*";
     g->req = get(f, target ? target : url, true, accept, DM_FETCH_SNS_MAX_BODY, on_sns_response, g,
@@ -367,9 +368,10 @@ static int read_test_base(char **out, char *err, size_t errlen)
     while (n > 0 && v[n - 1] == '/')
         n--;
     *out = dm_xstrndup(v, n);
+    char q[160];
     dm_warn("test-only setting: SNS certificates and subscription confirmations are fetched "
             "from a local server, not from AWS",
-            "variable=%s base=\"%s\"", DM_FETCH_TEST_SNS_BASE_ENV, *out);
+            "variable=%s base=%s", DM_FETCH_TEST_SNS_BASE_ENV, dm_log_quote_str(*out, q, sizeof q));
     return DM_OK;
 }
 
