@@ -54,6 +54,8 @@ static const struct {
     [DM_M_SNS_FETCH_REFUSED] = {"digestmap_sns_cert_fetch_refused_total",
                                 "SNS certificate fetches refused: URL not of AWS's form, or the "
                                 "host's fetch rate reached."},
+    [DM_M_TLS_FAILED] = {"digestmap_tls_handshake_failures_total",
+                         "TLS handshakes of the listener that failed."},
 };
 
 static const struct {

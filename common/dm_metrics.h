@@ -36,6 +36,7 @@ typedef enum {
     DM_M_STREAM_TRIMMED,     /**< output-stream entries removed by trimming */
     DM_M_RATE_LIMITED,       /**< requests refused 429 by a source's quota (sources[].rate) */
     DM_M_SNS_FETCH_REFUSED,  /**< SNS certificate fetches refused (URL form, host rate limit) */
+    DM_M_TLS_FAILED,         /**< failed TLS handshakes of the listener */
     DM_M_COUNT
 } dm_metric;
 
