@@ -21,6 +21,7 @@ struct dm_server {
     pthread_t *threads;         /**< one per worker, in the same order */
     char **protected_groups;    /**< consumer groups trimming waits for (sinks', stream_groups) */
     size_t nprotected;
+    dm_tls *tls; /**< borrowed; NULL: plain HTTP */
 };
 
 /* What every worker calls for each request: the route table, which the worker itself does
@@ -165,6 +166,7 @@ static int create_workers(dm_server *s, int rc, const int *fds, char *err, size_
             .nprotected = s->nprotected,
             .on_request = on_request,
             .on_request_arg = s,
+            .tls = s->tls,
         };
         rc = dm_worker_new(&wc, &s->workers.all[i], err, errlen);
     }
@@ -172,9 +174,10 @@ static int create_workers(dm_server *s, int rc, const int *fds, char *err, size_
 }
 
 int dm_server_start(const dm_config *conf, const dm_trust *trust, const char *redis_socket,
-                    dm_server **out, int *port_out, char *err, size_t errlen)
+                    dm_tls *tls, dm_server **out, int *port_out, char *err, size_t errlen)
 {
     dm_server *s = dm_xcalloc(1, sizeof *s);
+    s->tls = tls;
     s->app.conf = conf;
     s->app.trust = trust;
     s->app.redis_socket = redis_socket;
@@ -214,8 +217,9 @@ int dm_server_start(const dm_config *conf, const dm_trust *trust, const char *re
         stop_workers(s, started);
         return rc;
     }
-    dm_info("listening", "addr=%s%s%s:%d workers=%d", strchr(conf->listen_host, ':') ? "[" : "",
-            conf->listen_host, strchr(conf->listen_host, ':') ? "]" : "", port, n);
+    dm_info("listening", "addr=%s%s%s:%d workers=%d tls=%s",
+            strchr(conf->listen_host, ':') ? "[" : "", conf->listen_host,
+            strchr(conf->listen_host, ':') ? "]" : "", port, n, tls ? "on" : "off");
     if (port_out)
         *port_out = port;
     *out = s;

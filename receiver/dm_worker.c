@@ -288,6 +288,8 @@ static int worker_init(dm_worker *w, const dm_worker_conf *wc, char *err, size_t
     int rc = worker_http(w, c, err, errlen);
     if (rc != DM_OK)
         return rc;
+    if (wc->tls) /* every connection evhttp accepts speaks TLS: no cleartext fallback */
+        evhttp_set_bevcb(w->http, dm_tls_evhttp_bevcb, wc->tls);
 
     char name[32];
     snprintf(name, sizeof name, "worker-%d", id);

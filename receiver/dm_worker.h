@@ -14,6 +14,7 @@
 
 #include "dm_config.h"
 #include "dm_join.h"
+#include "dm_tls.h"
 #include "dm_trust.h"
 
 #include <stdatomic.h>
@@ -80,6 +81,8 @@ typedef struct dm_worker_conf {
     size_t nprotected;
     dm_worker_request_fn *on_request; /**< every request goes here */
     void *on_request_arg;
+    dm_tls *tls; /**< the listener speaks TLS through it (dm_tls.h), or NULL: plain HTTP;
+                      borrowed until dm_worker_free */
 } dm_worker_conf;
 
 /**

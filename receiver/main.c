@@ -1,8 +1,9 @@
 /* digestmapd - maps container image digests to the pipeline runs that built them.
  *
  * main: parse the command line, load the configuration and build its runtime objects (the
- * keyrings and SNS caches of dm_trust), start the private Redis if no redis.url is configured,
- * the fetcher, the sinks and the workers, wait for SIGTERM/SIGINT, and stop in reverse order.
+ * keyrings and SNS caches of dm_trust, the listener's TLS of dm_tls), start the private Redis if
+ * no redis.url is configured, the fetcher, the sinks and the workers, wait for SIGTERM/SIGINT
+ * (reloading the TLS certificate on SIGHUP), and stop in reverse order.
  */
 #include "dm_common.h"
 #include "dm_auth.h"
@@ -12,6 +13,7 @@
 #include "dm_redis_child.h"
 #include "dm_server.h"
 #include "dm_sink.h"
+#include "dm_tls.h"
 #include "dm_trust.h"
 
 #include <errno.h>
@@ -37,13 +39,34 @@ static const char usage[] =
     "\n"
     "Without redis.url in the configuration, digestmapd starts its own redis-server with a\n"
     "unix socket and an append-only file in data_dir, and stops it on exit.\n"
-    "SIGTERM or SIGINT: stop accepting, finish in-flight requests, exit 0.\n";
+    "SIGTERM or SIGINT: stop accepting, finish in-flight requests, exit 0.\n"
+    "SIGHUP: reload the tls certificate and key (a failed reload keeps the current ones).\n";
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
     dm_info("shutting down", "signal=%d", (int)sig);
     event_base_loopbreak(arg);
+}
+
+/* SIGHUP: read the certificate and key again. The files are small and local, so reading them on
+ * the main loop holds up only the fetcher and the sinks, for a moment; requests never wait. */
+static void on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig, (void)what;
+    dm_tls *tls = arg;
+    char err[512], desc[400];
+    if (!tls) {
+        dm_info("SIGHUP ignored: no tls configured", NULL);
+        return;
+    }
+    if (dm_tls_reload(tls, err, sizeof err) != DM_OK) {
+        char q[600];
+        dm_error("tls reload failed; keeping the current certificate", "reason=%s",
+                 dm_log_quote(err, strlen(err), q, sizeof q));
+        return;
+    }
+    dm_info("tls certificate reloaded", "%s", dm_tls_describe(tls, desc, sizeof desc));
 }
 
 static void warn_anonymous(const dm_config *c)
@@ -63,9 +86,10 @@ static void warn_anonymous(const dm_config *c)
 typedef struct process {
     dm_config *conf;
     dm_trust *trust;
+    dm_tls *tls; /**< the listener's TLS, or NULL: plain HTTP */
     dm_redis_child *child;
     struct event_base *base;
-    struct event *sigterm, *sigint;
+    struct event *sigterm, *sigint, *sighup;
     dm_fetch *fetch;
     dm_sinks *sinks;
     dm_server *server;
@@ -129,7 +153,10 @@ static int start(process *p, char *err, size_t errlen)
     p->base = event_base_new();
     p->sigterm = p->base ? evsignal_new(p->base, SIGTERM, on_signal, p->base) : NULL;
     p->sigint = p->base ? evsignal_new(p->base, SIGINT, on_signal, p->base) : NULL;
-    if (!p->sigterm || !p->sigint || event_add(p->sigterm, NULL) || event_add(p->sigint, NULL)) {
+    /* Also without tls: SIGHUP's default action would end the process. */
+    p->sighup = p->base ? evsignal_new(p->base, SIGHUP, on_sighup, p->tls) : NULL;
+    if (!p->sigterm || !p->sigint || !p->sighup || event_add(p->sigterm, NULL) ||
+        event_add(p->sigint, NULL) || event_add(p->sighup, NULL)) {
         snprintf(err, errlen, "cannot set up signal handling");
         return DM_EIO;
     }
@@ -142,7 +169,7 @@ static int start(process *p, char *err, size_t errlen)
      * first: a sink that cannot start (a malformed ca_file) stops us before we accept. */
     if ((rc = dm_sinks_start(p->base, conf, redis_socket, &p->sinks, err, errlen)) != DM_OK)
         return rc;
-    return dm_server_start(conf, p->trust, redis_socket, &p->server, NULL, err, errlen);
+    return dm_server_start(conf, p->trust, redis_socket, p->tls, &p->server, NULL, err, errlen);
 }
 
 /* Stop and free what start() started, in reverse, then the configuration. */
@@ -156,9 +183,12 @@ static void stop(process *p)
         event_free(p->sigterm);
     if (p->sigint)
         event_free(p->sigint);
+    if (p->sighup)
+        event_free(p->sighup);
     if (p->base)
         event_base_free(p->base);
     dm_redis_child_stop(p->child);
+    dm_tls_free(p->tls); /* after the workers: they make connections from it */
     dm_trust_free(p->trust);
     dm_config_free(p->conf);
     libevent_global_shutdown();
@@ -174,20 +204,28 @@ int main(int argc, char **argv)
 
     process p = {0};
     char err[512] = "";
-    /* The trust is built here too, so --check-config checks all that a start would. */
+    /* The trust and the TLS certificate are loaded here too, so --check-config checks all that
+     * a start would, and a bad file refuses to start before anything runs. */
     if (dm_config_load_file(config_path, &p.conf, err, sizeof err) != DM_OK ||
-        dm_trust_new(p.conf, &p.trust, err, sizeof err) != DM_OK) {
+        dm_trust_new(p.conf, &p.trust, err, sizeof err) != DM_OK ||
+        dm_tls_new(p.conf, &p.tls, err, sizeof err) != DM_OK) {
         fprintf(stderr, "digestmapd: %s: %s\n", config_path, err);
+        dm_trust_free(p.trust);
         dm_config_free(p.conf);
         return 1;
     }
     if (check_only) {
         printf("digestmapd: %s: configuration is valid\n", config_path);
+        dm_tls_free(p.tls);
         dm_trust_free(p.trust);
         dm_config_free(p.conf);
         return 0;
     }
     setup_process(p.conf);
+    if (p.tls) {
+        char desc[400];
+        dm_info("tls certificate loaded", "%s", dm_tls_describe(p.tls, desc, sizeof desc));
+    }
     if (start(&p, err, sizeof err) != DM_OK) {
         dm_error("cannot start", "reason=\"%s\"", err);
         stop(&p);

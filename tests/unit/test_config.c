@@ -431,8 +431,6 @@ static void test_unknown_keys(void **state)
 static void test_unsupported(void **state)
 {
     (void)state;
-    EXPECT_ERR("{'tls': {'cert_file': 'c', 'key_file': 'k'}, " SRC_NONE "}",
-               "tls: not supported yet (planned: issue \"TLS\")");
     EXPECT_ERR("{'tls': {'cert_file': 'c'}, " SRC_NONE "}",
                "tls: \"cert_file\" and \"key_file\" are required");
     EXPECT_ERR("{'tls': {'cert_file': 'c', 'key_file': 'k', 'min_version': '1.1'}, " SRC_NONE "}",
