@@ -101,8 +101,8 @@ static bool pem_at_end(void)
 
 /* Put the chain of @p pem (leaf first, then its intermediates) into @p ctx; the leaf, with its
  * own reference, in @p leaf_out. */
-static int load_chain(SSL_CTX *ctx, const char *path, const char *pem, size_t len,
-                      X509 **leaf_out, char *err, size_t errlen)
+static int load_chain(SSL_CTX *ctx, const char *path, const char *pem, size_t len, X509 **leaf_out,
+                      char *err, size_t errlen)
 {
     bool asked = false;
     BIO *b = BIO_new_mem_buf(pem, (int)len);
@@ -128,8 +128,10 @@ static int load_chain(SSL_CTX *ctx, const char *path, const char *pem, size_t le
         }
     }
     if (!pem_at_end()) {
-        snprintf(err, errlen, "tls.cert_file: \"%s\": a block after the first certificate is not "
-                 "a PEM certificate (%s)", path, ossl_reason());
+        snprintf(err, errlen,
+                 "tls.cert_file: \"%s\": a block after the first certificate is not "
+                 "a PEM certificate (%s)",
+                 path, ossl_reason());
         goto fail;
     }
     ERR_clear_error();
@@ -186,6 +188,16 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
     return SSL_TLSEXT_ERR_OK;
 }
 
+/* Index of each SSL's peer address text (set when its handshake starts, freed with it): by
+ * the time a handshake fails the peer may have reset the connection, and getpeername with it. */
+static int peer_index = -1;
+
+static void free_peer(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+    free(ptr);
+}
+
 /* "ip:port" of the socket's peer into @p buf, or "-". */
 static const char *peer_of(const SSL *ssl, char *buf, size_t size)
 {
@@ -208,16 +220,21 @@ static const char *peer_of(const SSL *ssl, char *buf, size_t size)
     return buf;
 }
 
-/* bufferevent_openssl writes each chunk of its output as a TLS record of its own, with a
- * send(2) each: an answer's head and body are two small segments, and Nagle's algorithm holds
- * the second until the client acknowledges the first, which it delays (40 ms per answer,
- * measured). Plain HTTP writes both in one writev. The socket is first known here: evhttp sets
- * it after the bufferevent is made, and the handshake starts on its first bytes. */
-static void no_delay(const SSL *ssl)
+/* The first handshake event of a connection: the socket is first known here (evhttp sets it
+ * after the bufferevent is made, and the handshake starts on the client's first bytes).
+ * TCP_NODELAY: bufferevent_openssl writes each chunk of its output as a TLS record of its own,
+ * with a send(2) each, so an answer's head and body are two small segments, and Nagle's
+ * algorithm holds the second until the client acknowledges the first, which it delays (40 ms
+ * per answer, measured). Plain HTTP writes both in one writev. */
+static void on_start(const SSL *ssl)
 {
+    if (SSL_get_ex_data(ssl, peer_index))
+        return; /* TLS 1.3 starts a "handshake" again to send its session tickets */
     int fd = SSL_get_fd(ssl), one = 1;
     if (fd >= 0)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    char peer[64];
+    SSL_set_ex_data((SSL *)ssl, peer_index, dm_xstrdup(peer_of(ssl, peer, sizeof peer)));
 }
 
 /* A failed handshake is worth one line: an operator whose registry cannot connect needs the
@@ -229,18 +246,20 @@ static void no_delay(const SSL *ssl)
 static void on_info(const SSL *ssl, int where, int ret)
 {
     if (where & SSL_CB_HANDSHAKE_START)
-        no_delay(ssl);
+        on_start(ssl);
     if (!(where & SSL_CB_EXIT) || !(where & SSL_ST_ACCEPT) || ret > 0)
         return;
     unsigned long e = ERR_peek_error();
     if (e == 0)
         return;
-    const char *reason = ERR_reason_error_string(e);
-    char peer[64], q[160];
+    const char *reason = ERR_reason_error_string(e), *peer = SSL_get_ex_data(ssl, peer_index);
+    char buf[64], q[160];
+    if (!reason)
+        reason = "unknown";
     dm_metrics_inc(DM_M_TLS_FAILED);
-    dm_info("tls handshake failed", "peer=%s reason=%s", peer_of(ssl, peer, sizeof peer),
-            dm_log_quote(reason ? reason : "unknown", strlen(reason ? reason : "unknown"), q,
-                         sizeof q));
+    dm_info("tls handshake failed", "peer=%s reason=%s",
+            peer ? peer : peer_of(ssl, buf, sizeof buf),
+            dm_log_quote(reason, strlen(reason), q, sizeof q));
 }
 
 /* A complete context from the files: nothing of it is shared until it is. */
@@ -320,6 +339,11 @@ int dm_tls_new(const dm_config *conf, dm_tls **out, char *err, size_t errlen)
     *out = NULL;
     if (!conf->tls.cert_file)
         return DM_OK;
+    /* Once, on the main thread before any worker runs: workers read it without a lock. */
+    if (peer_index < 0 && (peer_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, free_peer)) < 0) {
+        snprintf(err, errlen, "tls: cannot allocate an SSL ex_data index");
+        return DM_ENOMEM;
+    }
     dm_tls *t = dm_xcalloc(1, sizeof *t);
     pthread_mutex_init(&t->lock, NULL);
     t->cert_file = dm_xstrdup(conf->tls.cert_file);

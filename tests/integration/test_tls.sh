@@ -26,14 +26,16 @@ hcurl() {
     curl -s --cacert "$ca" "$@"
 }
 
-# launch_tls SUFFIX WHAT CONFIG: like lib.sh's launch, but waits for /readyz over https
-# (trusting ca.pem); sets LAUNCHED_PID and LAUNCHED_PORT.
+# launch_tls SUFFIX WHAT CONFIG PIDVAR: like lib.sh's launch, but waits for /readyz over https
+# (trusting ca.pem). The pid goes into PIDVAR (DAEMON_PID or DAEMON2_PID, which lib.sh's
+# cleanup kills) at once, so a failed start leaves no process; sets LAUNCHED_PORT.
 launch_tls() {
     local sfx=$1 what=$2
     printf '%s\n' "$3" > "$T/config$sfx.json"
     : > "$T/daemon$sfx.log"
     "$DIGESTMAPD" --config "$T/config$sfx.json" 2>>"$T/daemon$sfx.log" &
     LAUNCHED_PID=$!
+    printf -v "$4" '%s' "$LAUNCHED_PID"
     LAUNCHED_PORT=""
     for _ in $(seq 1 200); do
         LAUNCHED_PORT=$(sed -n 's/.*msg="listening" addr=[^ ]*:\([0-9]*\) .*/\1/p' \
@@ -79,8 +81,7 @@ healthz() { hcurl "$FX/ca.pem" -o /dev/null -w '%{http_code}' "https://127.0.0.1
 cp "$FX/server.pem" "$T/cert.pem"
 cp "$FX/server.key" "$T/key.pem"
 start_redis
-launch_tls "" digestmapd "$(tls_config "$T/cert.pem" "$T/key.pem")"
-DAEMON_PID=$LAUNCHED_PID
+launch_tls "" digestmapd "$(tls_config "$T/cert.pem" "$T/key.pem")" DAEMON_PID
 PORT=$LAUNCHED_PORT
 LOG=$T/daemon.log
 start_daemon2 # plain HTTP, same Redis: the reference answers
@@ -234,17 +235,17 @@ check "the plain daemon still answers" 200 \
 stop_daemon2
 
 # --- min_version "1.3": TLS 1.2 refused.
+# In the second daemon's place (stopped above), so lib.sh's cleanup covers it.
 launch_tls 3 "digestmapd (TLS 1.3 only)" \
-    "$(tls_config "$FX/server.pem" "$FX/server.key" ', "min_version": "1.3"')"
-PID3=$LAUNCHED_PID
-trap 'kill -KILL $PID3 2>/dev/null || true; cleanup_daemon2; cleanup' EXIT
+    "$(tls_config "$FX/server.pem" "$FX/server.key" ', "min_version": "1.3"')" DAEMON2_PID
 check_match "min_version 1.3: TLS 1.3 is accepted" "New, TLSv1.3, Cipher is [A-Z]" \
     "$(openssl s_client -connect "127.0.0.1:$LAUNCHED_PORT" -tls1_3 </dev/null 2>/dev/null)"
 check_match "min_version 1.3: TLS 1.2 gets no session" 'New, \(NONE\), Cipher is \(NONE\)' \
     "$(openssl s_client -connect "127.0.0.1:$LAUNCHED_PORT" -tls1_2 </dev/null 2>/dev/null)"
 check_match "min_version 1.3: TLS 1.2 is refused and logged" 'reason="unsupported protocol"' \
     "$(wait_log "$T/daemon3.log" 'msg="tls handshake failed"')"
-halt "$PID3" "$T/daemon3.log" "digestmapd (TLS 1.3 only)"
+DAEMON2_PID=""
+halt "$LAUNCHED_PID" "$T/daemon3.log" "digestmapd (TLS 1.3 only)"
 
 # --- A bad file refuses to start, with the reason; --check-config says the same.
 echo "garbage" > "$T/junk.pem"
