@@ -109,7 +109,8 @@ static void test_load_and_describe(void **state)
     char err[256], desc[400];
     assert_int_equal(DM_OK, dm_tls_new(&f->conf, &t, err, sizeof err));
     assert_non_null(t);
-    assert_string_equal("serial=" SERIAL_A " not_after=2126-11-04T18:26:39Z subject=\"/CN=localhost\"",
+    assert_string_equal("serial=" SERIAL_A
+                        " not_after=2126-11-04T18:26:39Z subject=\"/CN=localhost\"",
                         dm_tls_describe(t, desc, sizeof desc));
     struct event_base *base = event_base_new();
     struct bufferevent *bev = dm_tls_bufferevent(t, base);
@@ -231,7 +232,8 @@ static void test_reload_races_connections(void **state)
     for (int i = 0; i < 2; i++)
         assert_int_equal(0, pthread_create(&th[i], NULL, make_connections, &r[i]));
     for (int i = 0; i < 20; i++) {
-        use(f, i % 2 ? "server.pem" : "other-server.pem", i % 2 ? "server.key" : "other-server.key");
+        use(f, i % 2 ? "server.pem" : "other-server.pem",
+            i % 2 ? "server.key" : "other-server.key");
         assert_int_equal(DM_OK, dm_tls_reload(t, err, sizeof err));
     }
     for (int i = 0; i < 2; i++)
