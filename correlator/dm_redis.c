@@ -42,6 +42,13 @@ struct dm_redis {
     void *on_ready_arg;
     bool reported_ready; /**< last readiness passed to on_ready */
     const char *teardown_why;
+    /* dm_redis_free may be called from inside one of the client's own callbacks (a reply
+     * completes the last request of a draining worker, which frees the client), while hiredis
+     * still holds commands whose privdata points here and while our own code (teardown, the
+     * reply dispatch) still has to run on return. Like hiredis's REDIS_IN_CALLBACK, the memory
+     * then stays until the outermost entry point returns and every command has completed. */
+    int busy;          /**< our entry points (hiredis callbacks, timers) running right now */
+    bool free_pending; /**< dm_redis_free ran: destroy once !busy && !inflight */
 };
 
 /* One command in flight: owns its deadline timer and, for EVALSHA, a copy of its arguments so
@@ -60,6 +67,21 @@ typedef struct cmd {
 
 static void connect_now(dm_redis *r);
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata);
+static void destroy(dm_redis *r);
+
+/* Every entry point from the event loop or hiredis brackets its work with enter/leave; the
+ * memory is released by the leave that finds the client freed, idle and empty. Nothing may
+ * touch @p r after leave. */
+static void enter(dm_redis *r)
+{
+    r->busy++;
+}
+
+static void leave(dm_redis *r)
+{
+    if (--r->busy == 0 && r->free_pending && r->inflight == 0)
+        destroy(r);
+}
 
 /*---------------------------------------------------------------- connection state ---*/
 
@@ -105,7 +127,9 @@ static void on_teardown_ev(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     dm_redis *r = arg;
+    enter(r);
     teardown(r, r->teardown_why ? r->teardown_why : "error");
+    leave(r);
 }
 
 /* Ask for a teardown from inside a hiredis callback: it runs on the next loop iteration. */
@@ -120,15 +144,20 @@ static void defer_teardown(dm_redis *r, const char *why)
 static void on_reconnect_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
-    connect_now(arg);
+    dm_redis *r = arg;
+    enter(r);
+    connect_now(r);
+    leave(r);
 }
 
 static void on_connect_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     dm_redis *r = arg;
+    enter(r);
     if (r->state == ST_CONNECTING)
         teardown(r, "connect timeout");
+    leave(r);
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
@@ -137,12 +166,14 @@ static void on_connect(const redisAsyncContext *ac, int status)
     if (!r)
         return;
     if (status != REDIS_OK) {
+        enter(r);
         /* hiredis frees the context right after this callback returns. */
         dm_warn("redis connect failed", "conn=%s reason=\"%s\"", r->name, ac->errstr);
         ((redisAsyncContext *)ac)->data = NULL;
         r->ac = NULL;
         evtimer_del(r->connect_timer);
         schedule_reconnect(r);
+        leave(r);
     }
 }
 
@@ -151,21 +182,19 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     dm_redis *r = ac->data;
     if (!r)
         return;
+    enter(r);
     dm_warn("redis disconnected", "conn=%s reason=\"%s\"", r->name,
             status == REDIS_OK ? "closed" : ac->errstr);
     ((redisAsyncContext *)ac)->data = NULL;
     r->ac = NULL;
     evtimer_del(r->connect_timer);
     schedule_reconnect(r);
+    leave(r);
 }
 
 /* Replies to the connection set-up commands (AUTH, SELECT, SCRIPT LOAD). */
-static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata)
+static void setup_reply(dm_redis *r, redisReply *rep, void *privdata)
 {
-    dm_redis *r = ac->data;
-    redisReply *rep = reply;
-    if (!r || r->ac != ac || !rep)
-        return; /* the connection is already gone; its owner is reconnecting */
     if (rep->type == REDIS_REPLY_ERROR) {
         dm_error("redis setup failed", "conn=%s reply=\"%.*s\"", r->name, (int)rep->len, rep->str);
         defer_teardown(r, "setup command failed");
@@ -187,6 +216,16 @@ static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata)
         dm_info("redis ready", "conn=%s", r->name);
         report(r, true);
     }
+}
+
+static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    dm_redis *r = ac->data;
+    if (!r || r->ac != ac || !reply)
+        return; /* the connection is already gone; its owner is reconnecting */
+    enter(r);
+    setup_reply(r, reply, privdata);
+    leave(r);
 }
 
 static void connect_now(dm_redis *r)
@@ -263,9 +302,11 @@ static void on_cmd_timeout(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     cmd *c = arg;
     dm_redis *r = c->r;
+    enter(r);
     r->timing_out = true;
     teardown(r, "command timeout"); /* finishes c and everything queued behind it */
     r->timing_out = false;
+    leave(r);
 }
 
 static int send_cmd(dm_redis *r, cmd *c, int argc, const char **argv, const size_t *lens)
@@ -275,12 +316,8 @@ static int send_cmd(dm_redis *r, cmd *c, int argc, const char **argv, const size
     return DM_OK;
 }
 
-static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
+static void handle_reply(dm_redis *r, cmd *c, redisReply *rep)
 {
-    (void)ac;
-    cmd *c = privdata;
-    dm_redis *r = c->r;
-    redisReply *rep = reply;
     if (!rep) {
         /* The connection is going away; refuse new commands until it is rebuilt. */
         if (r->state == ST_READY || r->state == ST_CONNECTING) {
@@ -306,6 +343,18 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
         return;
     }
     cmd_finish(c, DM_OK, rep);
+}
+
+/* Every command's completion: c->r stays valid through it even if the callback frees the
+ * client (hiredis then fails the commands queued behind, each through here). */
+static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    cmd *c = privdata;
+    dm_redis *r = c->r;
+    enter(r);
+    handle_reply(r, c, reply);
+    leave(r);
 }
 
 static int check_can_send(const dm_redis *r)
@@ -420,17 +469,8 @@ dm_redis *dm_redis_new(struct event_base *base, const dm_redis_opts *opts)
     return r;
 }
 
-void dm_redis_free(dm_redis *r)
+static void destroy(dm_redis *r)
 {
-    if (!r)
-        return;
-    r->state = ST_CLOSED;
-    if (r->ac) {
-        redisAsyncContext *ac = r->ac;
-        r->ac = NULL;
-        ac->data = NULL;
-        redisAsyncFree(ac);
-    }
     if (r->reconnect_timer)
         event_free(r->reconnect_timer);
     if (r->connect_timer)
@@ -448,11 +488,37 @@ void dm_redis_free(dm_redis *r)
     free(r);
 }
 
+void dm_redis_free(dm_redis *r)
+{
+    if (!r || r->free_pending)
+        return;
+    r->free_pending = true;
+    r->state = ST_CLOSED;
+    enter(r);
+    if (r->reconnect_timer)
+        evtimer_del(r->reconnect_timer);
+    if (r->connect_timer)
+        evtimer_del(r->connect_timer);
+    if (r->teardown_ev)
+        event_del(r->teardown_ev);
+    if (r->ac) {
+        redisAsyncContext *ac = r->ac;
+        r->ac = NULL;
+        ac->data = NULL;
+        /* Fails every pending command through on_reply, now or (inside one of this
+         * context's callbacks) as soon as that callback returns. */
+        redisAsyncFree(ac);
+    }
+    leave(r);
+}
+
 void dm_redis_kick(dm_redis *r)
 {
     if (r && r->state == ST_IDLE && evtimer_pending(r->reconnect_timer, NULL)) {
+        enter(r);
         evtimer_del(r->reconnect_timer);
         connect_now(r);
+        leave(r);
     }
 }
 

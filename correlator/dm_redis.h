@@ -46,7 +46,12 @@ typedef void (*dm_redis_cb)(int err, struct redisReply *reply, void *arg);
 /** Create the client and start connecting. @p opts strings are copied. */
 dm_redis *dm_redis_new(struct event_base *base, const dm_redis_opts *opts);
 
-/** Fail everything in flight (callbacks run with DM_EUNAVAIL) and free. NULL is fine. */
+/**
+ * Fail everything in flight (callbacks run with DM_EUNAVAIL) and free. NULL is fine. Safe from
+ * inside one of this client's own callbacks (e.g. the last answer of a draining worker): the
+ * commands queued behind then fail as soon as that callback returns, each callback still runs
+ * once, and the memory goes after the last of them. Nothing new is accepted meanwhile.
+ */
 void dm_redis_free(dm_redis *r);
 
 /** True when connected, authenticated and the scripts are loaded. */

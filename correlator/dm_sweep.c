@@ -36,6 +36,7 @@ struct dm_sweeper {
     size_t qlen, qhead, qcap;
     int reports_inflight;
     bool backlog; /**< some shard had a full batch: tick again at once */
+    bool closed;  /**< dm_sweeper_free ran while commands were in flight: the last frees */
     dm_sweep_stats st;
 };
 
@@ -50,16 +51,29 @@ static void schedule(dm_sweeper *s, int ms)
     evtimer_add(s->timer, &tv);
 }
 
-static void tick_done(dm_sweeper *s)
+static void destroy(dm_sweeper *s)
 {
-    if (s->cb)
-        s->cb(&s->st, s->arg);
-    schedule(s, s->backlog ? 0 : s->interval_ms);
+    event_free(s->timer);
+    free(s->queue);
+    free(s);
 }
 
+/* The callback last: it may free the sweeper. */
+static void tick_done(dm_sweeper *s)
+{
+    schedule(s, s->backlog ? 0 : s->interval_ms);
+    if (s->cb)
+        s->cb(&s->st, s->arg);
+}
+
+/* Every completion ends here, last: nothing may touch @p s after it. */
 static void command_done(dm_sweeper *s)
 {
-    if (--s->pending == 0)
+    if (--s->pending > 0)
+        return;
+    if (s->closed)
+        destroy(s);
+    else
         tick_done(s);
 }
 
@@ -89,7 +103,8 @@ static void on_report(int err, redisReply *rep, void *arg)
         s->st.unmatched_build += (int)int_at(rep, 1);
     }
     s->reports_inflight--;
-    pump(s);
+    if (!s->closed)
+        pump(s);
     command_done(s);
 }
 
@@ -161,6 +176,10 @@ static void on_claim(int err, redisReply *rep, void *arg)
     dm_sweeper *s = c->s;
     unsigned shard = c->shard;
     free(c);
+    if (s->closed) {
+        command_done(s); /* the lease runs out; another sweep reports the items */
+        return;
+    }
     if (err != DM_OK || rep->type != REDIS_REPLY_ARRAY || rep->elements < 4) {
         if (err == DM_OK && rep->type == REDIS_REPLY_ERROR)
             dm_error("sweep claim failed", "shard=%u reply=\"%.*s\"", shard, (int)rep->len,
@@ -238,9 +257,14 @@ dm_sweeper *dm_sweeper_new(struct event_base *base, dm_redis *redis, const dm_jo
 
 void dm_sweeper_free(dm_sweeper *s)
 {
-    if (!s)
+    if (!s || s->closed)
         return;
-    event_free(s->timer);
-    free(s->queue);
-    free(s);
+    if (s->pending > 0) {
+        /* Commands in flight will complete (dm_redis guarantees it) and find it here. */
+        s->closed = true;
+        evtimer_del(s->timer);
+        s->qhead = s->qlen; /* nothing more is sent */
+        return;
+    }
+    destroy(s);
 }

@@ -33,7 +33,11 @@ dm_sweeper *dm_sweeper_new(struct event_base *base, struct dm_redis *redis,
                            const dm_join_conf *conf, int interval_ms, int batch, dm_sweep_cb cb,
                            void *arg);
 
-/** Stop and free. Commands still in flight finish harmlessly. NULL is fine. */
+/**
+ * Stop and free. NULL is fine. Commands still in flight finish harmlessly: the sweeper stays
+ * (inert: nothing more is sent, @c cb no longer runs) until the last of them completes, so
+ * it may be freed before its connection, or from inside @c cb.
+ */
 void dm_sweeper_free(dm_sweeper *s);
 
 #endif
