@@ -190,6 +190,9 @@ int dm_server_start(const dm_config *conf, const dm_trust *trust, const char *re
         .mapping_ttl_ms = conf->correlation.mapping_ttl_seconds * 1000,
         .stream_maxlen = conf->outputs.stream_maxlen,
         .report_untagged = conf->correlation.report_untagged,
+        .max_builds = conf->limits.max_builds_per_digest,
+        .max_locations = conf->limits.max_locations_per_digest,
+        .max_tags = conf->limits.max_tags_per_location,
     };
     int n = s->workers.n = conf->workers;
     s->workers.all = dm_xcalloc((size_t)n, sizeof *s->workers.all);
