@@ -56,6 +56,11 @@ static const struct {
                                 "host's fetch rate reached."},
     [DM_M_TLS_FAILED] = {"digestmap_tls_handshake_failures_total",
                          "TLS handshakes of the listener that failed."},
+    [DM_M_ITEMS_EVICTED] = {"digestmap_items_evicted_total",
+                            "Parked builds, pushes and delete records dropped by the per-digest "
+                            "limits (the least recent of a digest)."},
+    [DM_M_REDIS_OOM] = {"digestmap_redis_oom_total",
+                        "Events refused (503) because Redis was over its maxmemory."},
 };
 
 static const struct {

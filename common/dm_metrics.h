@@ -37,6 +37,8 @@ typedef enum {
     DM_M_RATE_LIMITED,       /**< requests refused 429 by a source's quota (sources[].rate) */
     DM_M_SNS_FETCH_REFUSED,  /**< SNS certificate fetches refused (URL form, host rate limit) */
     DM_M_TLS_FAILED,         /**< failed TLS handshakes of the listener */
+    DM_M_ITEMS_EVICTED,      /**< parked items, delete records dropped by the per-digest bounds */
+    DM_M_REDIS_OOM,          /**< events refused because Redis was over maxmemory */
     DM_M_COUNT
 } dm_metric;
 

@@ -2,9 +2,12 @@
 #include "dm_join.h"
 #include "dm_log.h"
 #include "dm_keys.h"
+#include "dm_metrics.h"
 #include "dm_scripts.h"
+#include "dm_time.h"
 
 #include <hiredis/hiredis.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +24,24 @@ static long long int_at(const redisReply *rep, size_t i)
                : 0;
 }
 
+/* "OOM command not allowed when used memory > 'maxmemory'.": Redis 7 refuses a script that
+ * declares writes before it runs; Redis < 7 fails its first write that needs memory, inside
+ * the script ("... @user_script:…: -OOM command not allowed …"). */
+static bool is_oom(const redisReply *rep)
+{
+    return (rep->len >= 4 && memcmp(rep->str, "OOM ", 4) == 0) ||
+           (rep->str && strstr(rep->str, "-OOM command not allowed") != NULL);
+}
+
+/* At most one "over maxmemory" line per second and process (workers share it). */
+static _Atomic int64_t oom_logged_ms;
+
+static bool oom_log_due(void)
+{
+    int64_t now = dm_mono_ms(), last = atomic_load(&oom_logged_ms);
+    return now - last >= 1000 && atomic_compare_exchange_strong(&oom_logged_ms, &last, now);
+}
+
 static void on_park(int err, redisReply *rep, void *arg)
 {
     submit_ctx *s = arg;
@@ -31,7 +52,19 @@ static void on_park(int err, redisReply *rep, void *arg)
         cb(err, NULL, cb_arg);
         return;
     }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 4) {
+    if (rep->type == REDIS_REPLY_ERROR && is_oom(rep)) {
+        /* Refused before the script ran (its shebang declares writes): the sender gets 503 +
+         * Retry-After; the request's own log line says so. One line here per second at most,
+         * since a full Redis refuses every event. */
+        dm_metrics_inc(DM_M_REDIS_OOM);
+        char reply[160];
+        if (oom_log_due())
+            dm_warn("redis over maxmemory: events refused", "reply=%s",
+                    dm_log_quote(rep->str, rep->len, reply, sizeof reply));
+        cb(DM_EREDIS, NULL, cb_arg);
+        return;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 5) {
         dm_error("join script failed", "reply=\"%.*s\"",
                  rep->type == REDIS_REPLY_ERROR ? (int)rep->len : 0,
                  rep->type == REDIS_REPLY_ERROR ? rep->str : "");
@@ -39,7 +72,9 @@ static void on_park(int err, redisReply *rep, void *arg)
         return;
     }
     dm_join_result res = {(int)int_at(rep, 0), (int)int_at(rep, 1), (int)int_at(rep, 2),
-                          (int)int_at(rep, 3)};
+                          (int)int_at(rep, 3), (int)int_at(rep, 4)};
+    if (res.evicted > 0)
+        dm_metrics_add(DM_M_ITEMS_EVICTED, (uint64_t)res.evicted);
     cb(DM_OK, &res, cb_arg);
 }
 
@@ -47,10 +82,10 @@ int dm_join_submit(dm_redis *r, const dm_join_conf *conf, const dm_event *ev, dm
                    void *arg)
 {
     /* The KEYS of park.lua, in its order. */
-    char keys[7][DM_KEY_BUFLEN];
-    char nums[4][24];
-    const char *argv[12];
-    size_t lens[12];
+    char keys[8][DM_KEY_BUFLEN];
+    char nums[7][24];
+    const char *argv[16];
+    size_t lens[16];
     const char *prefix = conf->prefix, *digest = ev->digest;
     unsigned shard = dm_digest_shard(digest, conf->shards);
     lens[0] = dm_key_pushes(keys[0], prefix, shard, digest);
@@ -60,14 +95,17 @@ int dm_join_submit(dm_redis *r, const dm_join_conf *conf, const dm_event *ev, dm
     lens[4] = dm_key_due(keys[4], prefix, shard);
     lens[5] = dm_key_out(keys[5], prefix, shard);
     lens[6] = dm_key_stats(keys[6], prefix, shard);
+    lens[7] = dm_key_mapping_ids(keys[7], prefix, shard, digest);
     int n = (int)DM_ARRAY_LEN(keys);
     for (int i = 0; i < n; i++)
         argv[i] = keys[i];
     char *json = dm_event_to_json(ev);
     argv[n] = json;
     lens[n++] = strlen(json);
-    long long vals[4] = {conf->window_ms, conf->grace_ms, conf->max_skew_ms, conf->mapping_ttl_ms};
-    for (size_t i = 0; i < 4; i++) {
+    long long vals[7] = {conf->window_ms,      conf->grace_ms,   conf->max_skew_ms,
+                         conf->mapping_ttl_ms, conf->max_builds, conf->max_locations,
+                         conf->max_tags};
+    for (size_t i = 0; i < DM_ARRAY_LEN(vals); i++) {
         snprintf(nums[i], sizeof nums[i], "%lld", vals[i]);
         argv[n] = nums[i];
         lens[n++] = strlen(nums[i]);

@@ -16,6 +16,9 @@ typedef struct dm_join_conf {
     int64_t window_ms, grace_ms, max_skew_ms, mapping_ttl_ms;
     long long stream_maxlen;
     bool report_untagged; /**< report unmatched untagged platform manifests too */
+    /** Per-digest bounds (limits.*, configs/README.md), each >= 1: parked builds, parked
+     * registry locations (and delete records), tags per location, build and mapping. */
+    int max_builds, max_locations, max_tags;
 } dm_join_conf;
 
 typedef struct dm_join_result {
@@ -23,9 +26,15 @@ typedef struct dm_join_result {
     int duplicate; /**< 1 if the event was seen before and produced nothing new */
     int skewed;    /**< 1 if its event time was replaced by the arrival time */
     int deleted;   /**< 1 if a delete record was emitted */
+    int evicted;   /**< items of the digest dropped by the bounds (already counted in
+                        digestmap_items_evicted_total) */
 } dm_join_result;
 
-/** Completion: @p err DM_OK with @p res, or DM_EUNAVAIL / DM_ETIMEOUT / DM_EREDIS (res NULL). */
+/**
+ * Completion: @p err DM_OK with @p res, or DM_EUNAVAIL / DM_ETIMEOUT / DM_EREDIS (res NULL).
+ * A Redis over its maxmemory refuses the event (DM_EREDIS, counted in
+ * digestmap_redis_oom_total): nothing of it was written.
+ */
 typedef void (*dm_join_cb)(int err, const dm_join_result *res, void *arg);
 
 /**

@@ -43,6 +43,12 @@ size_t dm_key_mappings(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned sha
     return digest_key(buf, prefix, shard, "m", digest);
 }
 
+size_t dm_key_mapping_ids(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shard,
+                          const char *digest)
+{
+    return digest_key(buf, prefix, shard, "mi", digest);
+}
+
 size_t dm_key_deletes(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shard,
                       const char *digest)
 {

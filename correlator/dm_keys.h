@@ -29,6 +29,10 @@ size_t dm_key_builds(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shard
 /** Hash "m": edge id -> mapping (a record's data, contract JSON). */
 size_t dm_key_mappings(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shard,
                        const char *digest);
+/** Sorted set "mi": the edge ids of hash "m", score 0, so GET /v1/images pages the mappings
+ * in id order (ZRANGE BYLEX) without reading them all. */
+size_t dm_key_mapping_ids(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shard,
+                          const char *digest);
 /** Hash "d": registry location -> delete record. */
 size_t dm_key_deletes(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shard,
                       const char *digest);

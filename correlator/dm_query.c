@@ -46,9 +46,11 @@ static bool is_array_text(const redisReply *e)
            e->str[e->len - 1] == ']';
 }
 
+static bool is_lower_hex(const char *s, size_t n);
+
 char *dm_query_image_answer(const char *digest, const redisReply *rep, int *status)
 {
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 4)
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 6)
         return NULL;
     bool found = false;
     for (size_t i = 0; i < 4; i++) {
@@ -56,14 +58,33 @@ char *dm_query_image_answer(const char *digest, const redisReply *rep, int *stat
             return NULL;
         found = found || rep->element[i]->len > 2;
     }
-    /* The lists in query.lua's order, each after its member name. */
-    static const char *const names[] = {
-        "\",\"mappings\":", ",\"pending\":{\"registry\":", ",\"build\":", "},\"deleted\":"};
+    const redisReply *next = rep->element[4], *total = rep->element[5];
+    if (next->type != REDIS_REPLY_STRING ||
+        (next->len != 0 && (next->len != DM_EDGE_ID_LEN || !is_lower_hex(next->str, next->len))) ||
+        total->type != REDIS_REPLY_INTEGER)
+        return NULL;
+    /* A page past the last mapping (they expired meanwhile) is still about a known digest. */
+    found = found || total->integer > 0;
     answer_text t = {0};
     answer_adds(&t, "{\"digest\":\"");
     answer_adds(&t, digest); /* valid, so nothing in it needs escaping */
-    for (size_t i = 0; i < 4; i++) {
-        answer_adds(&t, names[i]);
+    answer_adds(&t, "\",\"mappings\":");
+    answer_add(&t, rep->element[0]->str, rep->element[0]->len);
+    answer_adds(&t, ",\"next_cursor\":");
+    if (next->len) {
+        char c[DM_IMAGE_CURSOR_LEN + 1]; /* base64url: nothing in it needs escaping */
+        dm_query_image_cursor_encode(next->str, c);
+        answer_adds(&t, "\"");
+        answer_adds(&t, c);
+        answer_adds(&t, "\"");
+    } else {
+        answer_adds(&t, "null");
+    }
+    /* The other lists in query.lua's order, each after its member name. */
+    static const char *const names[] = {
+        ",\"pending\":{\"registry\":", ",\"build\":", "},\"deleted\":"};
+    for (size_t i = 1; i < 4; i++) {
+        answer_adds(&t, names[i - 1]);
         answer_add(&t, rep->element[i]->str, rep->element[i]->len);
     }
     /* A 404 is an error answer ({"error": …}, like every other) and still the document's
@@ -81,7 +102,11 @@ static void on_query(int err, redisReply *rep, void *arg)
     if (err == DM_OK) {
         body = dm_query_image_answer(q->digest, rep, &status);
         if (!body) {
-            dm_error("query script failed", "reply_type=%d", rep->type);
+            char reply[160];
+            dm_error("query script failed", "reply_type=%d reply=%s", rep->type,
+                     dm_log_quote(rep->type == REDIS_REPLY_ERROR ? rep->str : "",
+                                  rep->type == REDIS_REPLY_ERROR ? rep->len : 0, reply,
+                                  sizeof reply));
             err = DM_EREDIS;
         }
     }
@@ -89,26 +114,77 @@ static void on_query(int err, redisReply *rep, void *arg)
     free(q);
 }
 
-int dm_query_image(dm_redis *r, const dm_join_conf *conf, const char *digest, dm_query_cb cb,
+int dm_query_image(dm_redis *r, const dm_join_conf *conf, const dm_image_query *iq, dm_query_cb cb,
                    void *arg)
 {
-    /* The KEYS of query.lua, in its order. */
-    char keys[4][DM_KEY_BUFLEN];
-    size_t lens[4];
+    /* The KEYS and ARGV of query.lua, in its order. */
+    char keys[5][DM_KEY_BUFLEN], limit[16];
+    const char *digest = iq->digest;
+    size_t lens[7];
     unsigned shard = dm_digest_shard(digest, conf->shards);
     lens[0] = dm_key_pushes(keys[0], conf->prefix, shard, digest);
     lens[1] = dm_key_builds(keys[1], conf->prefix, shard, digest);
     lens[2] = dm_key_mappings(keys[2], conf->prefix, shard, digest);
     lens[3] = dm_key_deletes(keys[3], conf->prefix, shard, digest);
-    const char *argv[4] = {keys[0], keys[1], keys[2], keys[3]};
+    lens[4] = dm_key_mapping_ids(keys[4], conf->prefix, shard, digest);
+    snprintf(limit, sizeof limit, "%u", iq->limit);
+    lens[5] = strlen(limit);
+    lens[6] = strlen(iq->after);
+    const char *argv[7] = {keys[0], keys[1], keys[2], keys[3], keys[4], limit, iq->after};
     query_ctx *q = dm_xcalloc(1, sizeof *q);
     q->cb = cb;
     q->arg = arg;
     snprintf(q->digest, sizeof q->digest, "%s", digest);
-    int rc = dm_redis_eval(r, DM_SCRIPT_QUERY, on_query, q, 4, 4, argv, lens);
+    int rc = dm_redis_eval(r, DM_SCRIPT_QUERY, on_query, q, 5, 7, argv, lens);
     if (rc != DM_OK)
         free(q);
     return rc;
+}
+
+static const char HEX[] = "0123456789abcdef";
+
+void dm_query_image_cursor_encode(const char *id, char out[DM_IMAGE_CURSOR_LEN + 1])
+{
+    unsigned char bin[DM_EDGE_ID_LEN / 2];
+    for (size_t i = 0; i < sizeof bin; i++)
+        bin[i] = (unsigned char)((strchr(HEX, id[2 * i]) - HEX) << 4 |
+                                 (strchr(HEX, id[2 * i + 1]) - HEX));
+    /* 20 bytes: 6 whole base64 quanta and 2 bytes, i.e. 27 characters and one '='. */
+    _Static_assert(DM_IMAGE_CURSOR_LEN == (DM_EDGE_ID_LEN / 2 * 4 + 2) / 3,
+                   "an image cursor is unpadded base64 of an edge id's bytes");
+    char full[DM_IMAGE_CURSOR_LEN + 2];
+    EVP_EncodeBlock((unsigned char *)full, bin, (int)sizeof bin);
+    for (size_t i = 0; i < DM_IMAGE_CURSOR_LEN; i++)
+        out[i] = full[i] == '+' ? '-' : full[i] == '/' ? '_' : full[i];
+    out[DM_IMAGE_CURSOR_LEN] = '\0';
+}
+
+bool dm_query_image_cursor_decode(const char *text, size_t len, char id[DM_EDGE_ID_LEN + 1])
+{
+    if (len != DM_IMAGE_CURSOR_LEN)
+        return false;
+    unsigned char std[DM_IMAGE_CURSOR_LEN + 2];
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_'))
+            return false;
+        std[i] = (unsigned char)(c == '-' ? '+' : c == '_' ? '/' : c);
+    }
+    std[len] = '=';
+    std[len + 1] = '\0';
+    unsigned char bin[DM_EDGE_ID_LEN / 2 + 3];
+    if (EVP_DecodeBlock(bin, std, (int)len + 1) != DM_EDGE_ID_LEN / 2 + 1)
+        return false;
+    for (size_t i = 0; i < DM_EDGE_ID_LEN / 2; i++) {
+        id[2 * i] = HEX[bin[i] >> 4];
+        id[2 * i + 1] = HEX[bin[i] & 15];
+    }
+    id[DM_EDGE_ID_LEN] = '\0';
+    /* Only the canonical text: the last character's two spare bits must be zero. */
+    char again[DM_IMAGE_CURSOR_LEN + 1];
+    dm_query_image_cursor_encode(id, again);
+    return memcmp(again, text, len) == 0;
 }
 
 /*---------------------------------------------------------------- GET /v1/mappings ---*/

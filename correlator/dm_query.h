@@ -14,19 +14,48 @@ struct redisReply;
  */
 typedef void (*dm_query_cb)(int err, int status, char *body, void *arg);
 
+/*---------------------------------------------------------------- GET /v1/images ---*/
+
+#define DM_IMAGE_DEFAULT_LIMIT 100
+#define DM_IMAGE_MAX_LIMIT     500
+/** An edge id: the SHA-1 of the edge identity in lowercase hex (lua/park.lua). */
+#define DM_EDGE_ID_LEN         40
+/** An image cursor: the unpadded base64url text of the edge id's 20 bytes. */
+#define DM_IMAGE_CURSOR_LEN    27
+
+/** One page of what is known about one digest. */
+typedef struct dm_image_query {
+    char digest[DM_DIGEST_BUFLEN]; /**< valid (dm_digest_valid) */
+    unsigned limit;                /**< mappings per page, 1..DM_IMAGE_MAX_LIMIT */
+    /** Start strictly after this edge id (a decoded cursor), "" = from the first. */
+    char after[DM_EDGE_ID_LEN + 1];
+} dm_image_query;
+
+/** Encode edge id @p id (DM_EDGE_ID_LEN lowercase hex digits) as a cursor into @p out. */
+void dm_query_image_cursor_encode(const char *id, char out[DM_IMAGE_CURSOR_LEN + 1]);
+
 /**
- * Query @p digest (must be valid): {"digest", "mappings", "pending": {"registry", "build"},
- * "deleted"} (README.md "Query API"), plus "error" with status 404 when all four lists are empty.
- * Returns as dm_redis_eval.
+ * Decode cursor @p text (@p len bytes, untrusted) into the edge id it stands for. Returns true
+ * only for exactly what dm_query_image_cursor_encode produces.
  */
-int dm_query_image(dm_redis *r, const dm_join_conf *conf, const char *digest, dm_query_cb cb,
+bool dm_query_image_cursor_decode(const char *text, size_t len, char id[DM_EDGE_ID_LEN + 1]);
+
+/**
+ * One page of @p q->digest: {"digest", "mappings", "next_cursor", "pending": {"registry",
+ * "build"}, "deleted"} (README.md "Query API"): at most q->limit mappings in edge-id order
+ * after q->after, next_cursor null on the last page; the pending and delete lists whole on
+ * every page (the per-digest bounds keep them small). Plus "error" with status 404 when
+ * nothing at all is known. Returns as dm_redis_eval.
+ */
+int dm_query_image(dm_redis *r, const dm_join_conf *conf, const dm_image_query *q, dm_query_cb cb,
                    void *arg);
 
 /**
  * The answer of dm_query_image from lua/query.lua's reply @p rep (borrowed): four texts of
  * JSON arrays, already in their final form (C never reads the stored form), which this only
- * places into the document. Returns the body (malloc'd) with @p status 200 or 404, or NULL
- * when @p rep is not that shape. No I/O.
+ * places into the document, the next page's edge id ("" on the last page) and the number of
+ * stored mappings. Returns the body (malloc'd) with @p status 200 or 404, or NULL when @p rep
+ * is not that shape. No I/O.
  */
 char *dm_query_image_answer(const char *digest, const struct redisReply *rep, int *status);
 

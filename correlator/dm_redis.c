@@ -30,7 +30,9 @@ struct dm_redis {
     conn_state state;
     char *host, *unix_path, *username, *password, *name;
     int port, db, connect_timeout_ms, command_timeout_ms, max_inflight;
-    const char *const *scripts;
+    /* What is loaded of each script: the source, or (Redis < 7, which has no script flags and
+     * fails on the shebang line: SCRIPT LOAD answers an error) the source after that line. */
+    const char **srcs;
     char (*shas)[41];
     size_t nscripts, scripts_loaded;
     size_t inflight;
@@ -68,6 +70,7 @@ typedef struct cmd {
 static void connect_now(dm_redis *r);
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata);
 static void destroy(dm_redis *r);
+static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata);
 
 /* Every entry point from the event loop or hiredis brackets its work with enter/leave; the
  * memory is released by the leave that finds the client freed, idle and empty. Nothing may
@@ -195,6 +198,22 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 /* Replies to the connection set-up commands (AUTH, SELECT, SCRIPT LOAD). */
 static void setup_reply(dm_redis *r, redisReply *rep, void *privdata)
 {
+    const char *nl;
+    if (rep->type == REDIS_REPLY_ERROR && privdata != NULL) {
+        size_t i = (size_t)((char(*)[41])privdata - r->shas);
+        if (strncmp(r->srcs[i], "#!", 2) == 0 && (nl = strchr(r->srcs[i], '\n')) != NULL) {
+            /* A Redis before 7.0 compiles the flags line as Lua. Without it the script runs
+             * as scripts always did there: over maxmemory, its first write that needs memory
+             * fails (park.lua makes that its first write). */
+            char reply[160];
+            dm_warn("redis refused a script's flags line; loading it without",
+                    "conn=%s reply=%s note=\"Redis < 7.0 has no script flags\"", r->name,
+                    dm_log_quote(rep->str, rep->len, reply, sizeof reply));
+            r->srcs[i] = nl + 1;
+            redisAsyncCommand(r->ac, on_setup_reply, r->shas[i], "SCRIPT LOAD %s", r->srcs[i]);
+            return;
+        }
+    }
     if (rep->type == REDIS_REPLY_ERROR) {
         dm_error("redis setup failed", "conn=%s reply=\"%.*s\"", r->name, (int)rep->len, rep->str);
         defer_teardown(r, "setup command failed");
@@ -263,7 +282,7 @@ static void connect_now(dm_redis *r)
     if (r->db)
         redisAsyncCommand(ac, on_setup_reply, NULL, "SELECT %d", r->db);
     for (size_t i = 0; i < r->nscripts; i++)
-        redisAsyncCommand(ac, on_setup_reply, r->shas[i], "SCRIPT LOAD %s", r->scripts[i]);
+        redisAsyncCommand(ac, on_setup_reply, r->shas[i], "SCRIPT LOAD %s", r->srcs[i]);
     if (r->nscripts == 0) {
         /* Nothing to load: ready as soon as a PING comes back. */
         redisAsyncCommand(ac, on_setup_reply, NULL, "PING");
@@ -335,7 +354,7 @@ static void handle_reply(dm_redis *r, cmd *c, redisReply *rep)
         free(c->argv[1]);
         c->argv[0] = dm_xstrdup("EVAL");
         c->lens[0] = 4;
-        c->argv[1] = dm_xstrdup(r->scripts[c->script]);
+        c->argv[1] = dm_xstrdup(r->srcs[c->script]);
         c->lens[1] = strlen(c->argv[1]);
         if (send_cmd(r, c, c->argc, (const char **)c->argv, c->lens) == DM_OK)
             return;
@@ -451,9 +470,11 @@ dm_redis *dm_redis_new(struct event_base *base, const dm_redis_opts *opts)
     r->connect_timeout_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : 2000;
     r->command_timeout_ms = opts->command_timeout_ms > 0 ? opts->command_timeout_ms : 2000;
     r->max_inflight = opts->max_inflight > 0 ? opts->max_inflight : 1000;
-    r->scripts = opts->scripts;
     r->nscripts = opts->nscripts;
     r->shas = dm_xcalloc(opts->nscripts ? opts->nscripts : 1, sizeof *r->shas);
+    r->srcs = dm_xcalloc(opts->nscripts ? opts->nscripts : 1, sizeof *r->srcs);
+    for (size_t i = 0; i < opts->nscripts; i++)
+        r->srcs[i] = opts->scripts[i];
     r->backoff_ms = BACKOFF_MIN_MS;
     r->on_ready = opts->on_ready;
     r->on_ready_arg = opts->on_ready_arg;
@@ -485,6 +506,7 @@ static void destroy(dm_redis *r)
     free(r->username);
     free(r->name);
     free(r->shas);
+    free(r->srcs);
     free(r);
 }
 

@@ -70,32 +70,59 @@ static int set_name(dm_mappings_query *q, const char *a, const char *b)
     return 0;
 }
 
-/* Sort the parameters of @p kv by name into @p val (borrowed from @p kv): every name known,
- * none repeated, no value empty. */
-static int collect_params(struct evkeyvalq *kv, const char *val[P_COUNT], dm_error *err)
+/* Sort the parameters of @p kv by name into @p val (borrowed from @p kv), by their index in
+ * @p names (@p n of them): every name known, none repeated, no value empty. */
+static int collect_params(struct evkeyvalq *kv, const char *const *names, size_t n,
+                          const char **val, dm_error *err)
 {
     char unknown[160] = "";
     struct evkeyval *e;
     TAILQ_FOREACH(e, kv, next)
     {
         size_t i = 0;
-        while (i < P_COUNT && strcmp(e->key, PARAMS[i]) != 0) /* names are case-sensitive */
+        while (i < n && strcmp(e->key, names[i]) != 0) /* names are case-sensitive */
             i++;
-        if (i == P_COUNT) {
+        if (i == n) {
             append_name(unknown, sizeof unknown, e->key);
             continue;
         }
         if (val[i])
-            return dm_error_set(err, PARAMS[i], "given more than once");
+            return dm_error_set(err, names[i], "given more than once");
         if (e->value[0] == '\0')
-            return dm_error_set(err, PARAMS[i], "must not be empty");
+            return dm_error_set(err, names[i], "must not be empty");
         val[i] = e->value;
     }
-    if (unknown[0])
+    if (unknown[0]) {
+        char known[160] = "";
+        for (size_t i = 0; i < n; i++)
+            snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", i ? ", " : "",
+                     names[i]);
+        return dm_error_set(err, "", "unknown parameter(s): %s (known: %s)", unknown, known);
+    }
+    return DM_OK;
+}
+
+/* Split query string @p query (NULL: none) into @p kv (the caller clears it). */
+static int split_query(const char *query, struct evkeyvalq *kv, dm_error *err)
+{
+    /* evhttp decodes "%00" into a NUL that would silently cut the value short. */
+    if (query && (strstr(query, "%00") != NULL))
+        return dm_error_set(err, "", "parameters must not contain NUL bytes (%%00)");
+    if (query && evhttp_parse_query_str(query, kv) != 0)
         return dm_error_set(err, "",
-                            "unknown parameter(s): %s (known: repository, run, registry, "
-                            "image_repository, limit, cursor)",
-                            unknown);
+                            "malformed query string: every parameter must be "
+                            "name=value, separated by &");
+    return DM_OK;
+}
+
+/* A limit parameter's value: 1..@p max. */
+static int parse_limit(const char *s, unsigned max, unsigned *out, dm_error *err)
+{
+    size_t n = strspn(s, "0123456789");
+    long v = (n == strlen(s) && n <= 3) ? strtol(s, NULL, 10) : -1;
+    if (v < 1 || v > (long)max)
+        return dm_error_set(err, "limit", "must be an integer from 1 to %u", max);
+    *out = (unsigned)v;
     return DM_OK;
 }
 
@@ -156,15 +183,8 @@ static int set_question(dm_mappings_query *q, const char *const val[P_COUNT], dm
 /* The page: limit (or the default) and where the previous page ended. */
 static int set_page(dm_mappings_query *q, const char *const val[P_COUNT], dm_error *err)
 {
-    if (val[P_LIMIT]) {
-        const char *s = val[P_LIMIT];
-        size_t n = strspn(s, "0123456789");
-        long v = (n == strlen(s) && n <= 3) ? strtol(s, NULL, 10) : -1;
-        if (v < 1 || v > DM_QUERY_MAX_LIMIT)
-            return dm_error_set(err, "limit", "must be an integer from 1 to %d",
-                                DM_QUERY_MAX_LIMIT);
-        q->limit = (unsigned)v;
-    }
+    if (val[P_LIMIT] && parse_limit(val[P_LIMIT], DM_QUERY_MAX_LIMIT, &q->limit, err) != DM_OK)
+        return DM_EINVAL;
     if (val[P_CURSOR] && !dm_query_cursor_decode(val[P_CURSOR], strlen(val[P_CURSOR]), q->after))
         return dm_error_set(err, "cursor", "not a next_cursor returned by this API");
     return DM_OK;
@@ -174,25 +194,37 @@ int dm_api_parse_mappings(const char *query, dm_mappings_query *q, dm_error *err
 {
     memset(q, 0, sizeof *q);
     q->limit = DM_QUERY_DEFAULT_LIMIT;
-    /* evhttp decodes "%00" into a NUL that would silently cut the value short. */
-    if (query && (strstr(query, "%00") != NULL))
-        return dm_error_set(err, "", "parameters must not contain NUL bytes (%%00)");
     struct evkeyvalq kv;
     TAILQ_INIT(&kv);
-    if (query && evhttp_parse_query_str(query, &kv) != 0) {
-        evhttp_clear_headers(&kv);
-        return dm_error_set(err, "",
-                            "malformed query string: every parameter must be "
-                            "name=value, separated by &");
-    }
     const char *val[P_COUNT] = {NULL};
-    int rc = collect_params(&kv, val, err);
+    int rc = split_query(query, &kv, err);
+    if (rc == DM_OK)
+        rc = collect_params(&kv, PARAMS, P_COUNT, val, err);
     if (rc == DM_OK)
         rc = check_question(val, err);
     if (rc == DM_OK)
         rc = set_question(q, val, err);
     if (rc == DM_OK)
         rc = set_page(q, val, err);
+    evhttp_clear_headers(&kv);
+    return rc;
+}
+
+int dm_api_parse_image(const char *query, dm_image_query *q, dm_error *err)
+{
+    static const char *const names[] = {"limit", "cursor"};
+    q->limit = DM_IMAGE_DEFAULT_LIMIT;
+    q->after[0] = '\0';
+    struct evkeyvalq kv;
+    TAILQ_INIT(&kv);
+    const char *val[2] = {NULL, NULL};
+    int rc = split_query(query, &kv, err);
+    if (rc == DM_OK)
+        rc = collect_params(&kv, names, 2, val, err);
+    if (rc == DM_OK && val[0])
+        rc = parse_limit(val[0], DM_IMAGE_MAX_LIMIT, &q->limit, err);
+    if (rc == DM_OK && val[1] && !dm_query_image_cursor_decode(val[1], strlen(val[1]), q->after))
+        rc = dm_error_set(err, "cursor", "not a next_cursor returned by this API");
     evhttp_clear_headers(&kv);
     return rc;
 }
@@ -246,6 +278,21 @@ static void api_req_submitted(api_req *a, int rc)
     dm_worker_end(w);
 }
 
+/* 400 for query parameters @p err refused: a log line with the (escaped) reason, a counter. */
+static void refuse_params(struct evhttp_request *req, const dm_route_match *m, const dm_error *err)
+{
+    char peer[64], field[80], reason[240];
+    dm_metrics_inc(DM_M_INVALID);
+    dm_info("request refused", "status=400 route=%s field=%s reason=%s peer=%s", m->name,
+            dm_log_quote(err->field, strlen(err->field), field, sizeof field),
+            dm_log_quote(err->text, strlen(err->text), reason, sizeof reason),
+            dm_http_peer(req, peer));
+    if (err->field[0])
+        dm_http_error(req, m->id, 400, "%s: %s", err->field, err->text);
+    else
+        dm_http_error(req, m->id, 400, "%s", err->text);
+}
+
 void dm_api_image(dm_worker *w, struct evhttp_request *req, const dm_route_match *m)
 {
     size_t dlen = 0;
@@ -265,10 +312,18 @@ void dm_api_image(dm_worker *w, struct evhttp_request *req, const dm_route_match
         free(decoded);
         return;
     }
+    dm_image_query q;
+    dm_error err = {0};
+    snprintf(q.digest, sizeof q.digest, "%s", digest);
+    free(decoded);
+    if (dm_api_parse_image(evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req)), &q, &err) !=
+        DM_OK) {
+        refuse_params(req, m, &err);
+        return;
+    }
     api_req *a = api_req_new(w, req, m);
     if (a)
-        api_req_submitted(a, dm_query_image(dm_worker_redis(w), &app->join, digest, on_answer, a));
-    free(decoded);
+        api_req_submitted(a, dm_query_image(dm_worker_redis(w), &app->join, &q, on_answer, a));
 }
 
 void dm_api_mappings(dm_worker *w, struct evhttp_request *req, const dm_route_match *m)
@@ -279,16 +334,7 @@ void dm_api_mappings(dm_worker *w, struct evhttp_request *req, const dm_route_ma
     dm_mappings_query q;
     dm_error err = {0};
     if (dm_api_parse_mappings(query, &q, &err) != DM_OK) {
-        char peer[64], field[80], reason[240];
-        dm_metrics_inc(DM_M_INVALID);
-        dm_info("request refused", "status=400 route=%s field=%s reason=%s peer=%s", m->name,
-                dm_log_quote(err.field, strlen(err.field), field, sizeof field),
-                dm_log_quote(err.text, strlen(err.text), reason, sizeof reason),
-                dm_http_peer(req, peer));
-        if (err.field[0])
-            dm_http_error(req, m->id, 400, "%s: %s", err.field, err.text);
-        else
-            dm_http_error(req, m->id, 400, "%s", err.text);
+        refuse_params(req, m, &err);
         return;
     }
     api_req *a = api_req_new(w, req, m);

@@ -29,4 +29,12 @@ void dm_api_events(dm_worker *w, struct evhttp_request *req, const dm_route_matc
  */
 int dm_api_parse_mappings(const char *query, dm_mappings_query *q, dm_error *err);
 
+/**
+ * Parse and validate a GET /v1/images/<digest> query string (@p query may be NULL) into the
+ * page of @p q (its digest is the caller's): limit 1..500 (default 100), cursor as returned by
+ * a previous answer's next_cursor; nothing else. Returns DM_OK, or DM_EINVAL with @p err as
+ * dm_api_parse_mappings.
+ */
+int dm_api_parse_image(const char *query, dm_image_query *q, dm_error *err);
+
 #endif

@@ -1,5 +1,6 @@
 -- clock.lua: "now" in ms, prepended by the build (correlator/CMakeLists.txt) to every script
--- that needs the time, and before lib.lua wherever lib.lua is prepended.
+-- that needs the time (after the script's shebang line, if any), and before lib.lua wherever
+-- lib.lua is prepended.
 --
 -- Time is Redis's own clock (TIME), so every instance judges arrival and expiry alike. Reading
 -- it before a write is allowed: Redis replicates a script's effects, not the script (by default

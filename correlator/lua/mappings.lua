@@ -1,6 +1,9 @@
+#!lua flags=allow-oom
 -- mappings.lua (after clock.lua and lib.lua): one page of one shard's query index
 -- (GET /v1/mappings), read in one call.
 --
+-- allow-oom (the shebang, Redis 7): a query must answer when Redis is full, and its only writes
+-- remove expired or dangling index entries.
 -- KEYS: 1 <p>:{s}:ix:<kind>:<name>  zset, members "<inverted ms>|<digest>|<edge id>" (park.lua)
 -- ARGV: 1 cursor: the last member already returned ("" = from the newest)
 --       2 limit: live mappings wanted (1..500)

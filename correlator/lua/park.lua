@@ -1,6 +1,14 @@
+#!lua
 -- park.lua (after clock.lua and lib.lua): park one normalized event, probe the other side,
 -- emit edges; atomically, so redeliveries and concurrent instances can never produce an edge
 -- twice.
+--
+-- The shebang line (the build keeps it first, before the preludes) declares a script that
+-- writes, with Redis 7's default flags: over maxmemory Redis refuses the call before it runs
+-- (an OOM error, answered 503 + Retry-After), instead of letting a first write that frees
+-- memory (HDEL) carry everything after it past the limit. Redis < 7 has no flags
+-- (correlator/dm_redis.c drops the line there); for it, every path's first write is one Redis
+-- checks against maxmemory (HSET, HSETNX), and the writes that only free memory come after.
 --
 -- KEYS (all of one shard, so one hash slot):
 --   1 <p>:{s}:r:<digest>  hash  registry location -> parked push (internal JSON)
@@ -10,19 +18,32 @@
 --   5 <p>:{s}:due         zset  "r<hex>" / "b<hex>" (side, digest) -> earliest expiry (ms)
 --   6 <p>:{s}:out         stream of output records (contract)
 --   7 <p>:{s}:stats       hash  r / b -> number of parked items
+--   8 <p>:{s}:mi:<digest> zset  the edge ids of 3, score 0 (query.lua pages by id)
 --   and, undeclared but in the same slot, the query indexes <p>:{s}:ix:… (see index_edge)
 -- ARGV:
 --   1 event JSON (adapters/dm_event.c dm_event_to_json)
 --   2 window ms, 3 grace ms, 4 max clock skew ms, 5 mapping ttl ms
+--   6 max builds per digest, 7 max locations per digest, 8 max tags per location
+--     (limits.*: configs/README.md)
 -- Returns {edges emitted, duplicate (0/1: seen before, nothing new), event time replaced (0/1),
---          deletes recorded}.
+--          deletes recorded, items evicted by the per-digest bounds}.
+--
+-- Work per call is bounded by the limits: one event reads at most max builds (a push) or max
+-- locations (a build) parked items of the other side and so emits at most that many edges;
+-- a digest keeps at most max builds parked builds, max locations parked pushes and delete
+-- records, max tags tags per parked push, build and mapping: the most recent, the others are
+-- dropped here (evicted, returned for digestmap_items_evicted_total) and never reported.
 
 local ev = cjson.decode(ARGV[1])
 local window = tonumber(ARGV[2])
 local retention = window + tonumber(ARGV[3])
 local max_skew = tonumber(ARGV[4])
 local mapping_ttl = tonumber(ARGV[5])
+local max_builds = tonumber(ARGV[6])
+local max_locations = tonumber(ARGV[7])
+local max_tags = tonumber(ARGV[8])
 local digest = ev.digest
+local evicted = 0
 
 local skewed = 0
 local t = tonumber(ev.t) or 0
@@ -33,16 +54,27 @@ elseif math.abs(t - now) > max_skew then
   skewed = 1
 end
 
+-- The last max_tags strings of list (the most recently added), or list itself.
+local function recent_tags(list)
+  if type(list) ~= 'table' or #list <= max_tags then return list end
+  local out = {}
+  for i = #list - max_tags + 1, #list do out[#out + 1] = list[i] end
+  return out
+end
+
+-- Merge tags `more` into `list` (kept in the order first seen, no repeats) and keep the
+-- max_tags most recently added. Returns the list and whether it changed.
 local function add_tags(list, more)
   local seen = {}
   for _, v in ipairs(list) do seen[v] = true end
-  local added = false
+  local changed = false
   if type(more) == 'table' then
     for _, v in ipairs(more) do
-      if not seen[v] then list[#list + 1] = v; seen[v] = true; added = true end
+      if not seen[v] then list[#list + 1] = v; seen[v] = true; changed = true end
     end
   end
-  return added
+  if #list > max_tags then list = recent_tags(list); changed = true end
+  return list, changed
 end
 
 -- A stored mapping (decoded) -> the same document, e.g. after merging tags.
@@ -130,8 +162,9 @@ local function join(loc, p, pushed_at, rk, b)
   local cur = redis.call('HGET', KEYS[3], id)
   if cur then
     local m = cjson.decode(cur)
-    if type(m.image.tags) ~= 'table' then m.image.tags = {} end
-    if add_tags(m.image.tags, p.g) then
+    local changed
+    m.image.tags, changed = add_tags(type(m.image.tags) == 'table' and m.image.tags or {}, p.g)
+    if changed then
       redis.call('HSET', KEYS[3], id, enc_mapping(m))
     end
     return
@@ -146,6 +179,8 @@ local function join(loc, p, pushed_at, rk, b)
   -- enc_mapping (tag merges) must write the same document from its decoded form.
   redis.call('HSET', KEYS[3], id, data)
   redis.call('PEXPIRE', KEYS[3], mapping_ttl)
+  redis.call('ZADD', KEYS[8], 0, id)
+  redis.call('PEXPIRE', KEYS[8], mapping_ttl)
   emit(KEYS[6], 'mapping.confirmed.v1', id, digest, data)
   index_edge(id, bb, loc)
   edges = edges + 1
@@ -160,9 +195,65 @@ local function park(key, side, field, item, is_new)
   if is_new then redis.call('HINCRBY', KEYS[7], side, 1) end
 end
 
+-- Keep at most max fields in hash key: drop the least recent ones other than field `keep`
+-- (the one just written), the order being age(decoded value) ascending, then the field name
+-- (a value that is not JSON counts as oldest). Returns how many were dropped and the age of
+-- the oldest one left (nil when only `keep` is). O(1) while under the bound; a full hash
+-- costs one pass over it, which the bound keeps small.
+local function evict(key, max, keep, age)
+  local n = redis.call('HLEN', key)
+  if n <= max then return 0 end
+  local all = redis.call('HGETALL', key)
+  local items = {}
+  for i = 1, #all, 2 do
+    if all[i] ~= keep then
+      local ok, v = pcall(cjson.decode, all[i + 1])
+      items[#items + 1] = { age(ok and type(v) == 'table' and v or nil), all[i] }
+    end
+  end
+  table.sort(items, function(a, b)
+    if a[1] ~= b[1] then return a[1] < b[1] end
+    return a[2] < b[2]
+  end)
+  local drop = n - max
+  for i = 1, drop, 1000 do -- unpack has a stack limit: a bound lowered by much drops many
+    local batch = {}
+    for j = i, math.min(i + 999, drop) do batch[#batch + 1] = items[j][2] end
+    redis.call('HDEL', key, unpack(batch))
+  end
+  evicted = evicted + drop
+  return drop, items[drop + 1] and items[drop + 1][1]
+end
+
+-- A parked item's age is its expiry (last arrival + retention).
+local function parked_age(item) return item and tonumber(item.x) or 0 end
+
+-- evict for a side's parked items: the stats counter follows, and the side's schedule moves
+-- to the earliest expiry left (the new item's when it alone is left), so the sweeper is never
+-- due for an item that is gone and never reports one.
+local function evict_parked(key, side, max, keep, keep_x)
+  local drop, oldest = evict(key, max, keep, parked_age)
+  if drop == 0 then return end
+  redis.call('HINCRBY', KEYS[7], side, -drop)
+  redis.call('ZADD', KEYS[5], math.min(oldest or keep_x, keep_x), side .. string.sub(digest, 8))
+end
+
+-- A delete record's age is its deleted_at (ISO 8601 in UTC: text order is time order).
+local function delete_age(rec)
+  return rec and type(rec.image) == 'table' and is_str(rec.image.deleted_at)
+    and rec.image.deleted_at or ''
+end
+
+if type(ev.tags) == 'table' then ev.tags = recent_tags(ev.tags) end
+
 if ev.side == 'registry' then
   local loc = ev.registry .. '/' .. ev.repository
   if ev.action == 'delete' then
+    local id = redis.sha1hex('deleted|' .. loc .. '@' .. digest)
+    local data = '{"digest":' .. jstr(digest) .. ',"image":{"registry":' .. jstr(ev.registry)
+      .. ',"repository":' .. jstr(ev.repository) .. ',"source":' .. jstr(ev.source)
+      .. ',"event_id":' .. jstr(ev.event_id) .. ',"deleted_at":' .. jstr(iso(t)) .. '}}'
+    local fresh = redis.call('HSETNX', KEYS[4], loc, data) == 1
     -- A deleted untagged manifest is no longer a finding: drop its pending report.
     local raw = redis.call('HGET', KEYS[1], loc)
     if raw then
@@ -172,26 +263,20 @@ if ev.side == 'registry' then
         redis.call('HINCRBY', KEYS[7], 'r', -1)
       end
     end
-    local id = redis.sha1hex('deleted|' .. loc .. '@' .. digest)
-    local data = '{"digest":' .. jstr(digest) .. ',"image":{"registry":' .. jstr(ev.registry)
-      .. ',"repository":' .. jstr(ev.repository) .. ',"source":' .. jstr(ev.source)
-      .. ',"event_id":' .. jstr(ev.event_id) .. ',"deleted_at":' .. jstr(iso(t)) .. '}}'
-    if redis.call('HSETNX', KEYS[4], loc, data) == 1 then
+    if fresh then
       redis.call('PEXPIRE', KEYS[4], mapping_ttl)
+      evict(KEYS[4], max_locations, loc, delete_age)
       emit(KEYS[6], 'image.deleted.v1', id, digest, data)
-      return { 0, 0, skewed, 1 }
+      return { 0, 0, skewed, 1, evicted }
     end
-    return { 0, 1, skewed, 0 }
+    return { 0, 1, skewed, 0, 0 }
   end
 
-  -- Pushed again after a delete: the image exists again, and its next delete is news.
-  redis.call('HDEL', KEYS[4], loc)
   local p
   local raw = redis.call('HGET', KEYS[1], loc)
   if raw then
     p = cjson.decode(raw)
-    if type(p.g) ~= 'table' then p.g = {} end
-    add_tags(p.g, ev.tags)
+    p.g = add_tags(type(p.g) == 'table' and p.g or {}, ev.tags)
     add_push_time(p, t)
     if #p.u == 0 then p.u = nil end
   else
@@ -211,7 +296,10 @@ if ev.side == 'registry' then
     end
   end
   park(KEYS[1], 'r', loc, p, raw == false)
-  return { edges, (raw and edges == 0) and 1 or 0, skewed, 0 }
+  if raw == false then evict_parked(KEYS[1], 'r', max_locations, loc, p.x) end
+  -- Pushed again after a delete: the image exists again, and its next delete is news.
+  redis.call('HDEL', KEYS[4], loc)
+  return { edges, (raw and edges == 0) and 1 or 0, skewed, 0, evicted }
 end
 
 -- build side
@@ -222,6 +310,7 @@ local raw = redis.call('HGET', KEYS[2], rk)
 if raw then
   -- A redelivered build keeps its first event time: the join already judged it.
   b = cjson.decode(raw)
+  b.g = recent_tags(b.g)
 else
   b = { b = bi, t = t, i = ev.index, n = ev.name }
   if ev.relation == 'platform-manifest' then b.r = 'p' end
@@ -232,6 +321,7 @@ b.x = now + retention
 local pushes = redis.call('HGETALL', KEYS[1])
 for i = 1, #pushes, 2 do
   local p = cjson.decode(pushes[i + 1])
+  p.g = recent_tags(p.g) -- stored before the bound existed (or under a larger one)
   local at = p.x >= now and nearest_push(p, b)
   if at then
     local was = p.k
@@ -240,4 +330,5 @@ for i = 1, #pushes, 2 do
   end
 end
 park(KEYS[2], 'b', rk, b, raw == false)
-return { edges, (raw and edges == 0) and 1 or 0, skewed, 0 }
+if raw == false then evict_parked(KEYS[2], 'b', max_builds, rk, b.x) end
+return { edges, (raw and edges == 0) and 1 or 0, skewed, 0, evicted }

@@ -1,12 +1,21 @@
--- query.lua (after clock.lua and lib.lua): everything stored about one digest, read atomically
+#!lua flags=no-writes
+-- query.lua (after clock.lua and lib.lua): what is stored about one digest, read atomically
 -- in one round trip and answered in its final JSON form (GET /v1/images/<digest>), so that
--- only the Lua side reads the stored form.
+-- only the Lua side reads the stored form. Read-only (no-writes: it also runs when Redis is
+-- over maxmemory).
 --
--- KEYS: 1 r, 2 b, 3 m, 4 d (one digest's hashes, see park.lua)
--- Returns {mappings, pending pushes, pending builds, deletes}: each the text of a JSON array of
--- the answer's objects, "[]" when there are none. Parked items whose expiry ("x") has passed
--- are left out: no longer joinable, so not pending (the sweeper reports them). Values that are
--- not JSON objects or arrays (only a foreign writer could leave them) are left out too.
+-- KEYS: 1 r, 2 b, 3 m, 4 d, 5 mi (one digest's keys, see park.lua)
+-- ARGV: 1 limit: mappings wanted (1..500), 2 the last edge id of the previous page ("" = from
+--       the first)
+-- Returns {mappings, pending pushes, pending builds, deletes, next, total}: the first four each
+-- the text of a JSON array of the answer's objects ("[]" when there are none); next the last
+-- edge id of this page when more follow, "" otherwise; total the number of stored mappings.
+-- The mappings are one page in edge-id order, strictly after ARGV[2]: stable across pages (an
+-- id never moves) and every mapping stored throughout a walk is answered exactly once. The
+-- pending and delete lists are whole on every page: the per-digest bounds (park.lua) keep them
+-- small. Parked items whose expiry ("x") has passed are left out: no longer joinable, so not
+-- pending (the sweeper reports them). Values that are not JSON objects or arrays (only a
+-- foreign writer could leave them) are left out too.
 
 -- A parked push at location "<registry>/<repository>" -> its entry in pending.registry.
 local function pending_push(loc, p)
@@ -52,15 +61,47 @@ local function pending(key, shape)
 end
 
 -- The stored documents of hash key as they are (mappings and delete records are stored in
--- their answer form).
-local function documents(key)
+-- their answer form); values is HVALS or HMGET's answer (false for a missing field).
+local function documents(values)
   local out = {}
-  for _, v in ipairs(redis.call('HVALS', key)) do out[#out + 1] = stored_doc(v) end
+  for _, v in ipairs(values) do
+    if v then out[#out + 1] = stored_doc(v) end
+  end
   return out
+end
+
+-- One page of mapping ids after `after`, with one more id when more follow. The id index
+-- (mi) normally lists every mapping; mappings stored before it existed leave it short, and
+-- then their ids are read and sorted here (the same order) until they expire.
+local function page_ids(limit, after, total)
+  if redis.call('ZCARD', KEYS[5]) == total then
+    return redis.call('ZRANGE', KEYS[5], after == '' and '-' or '(' .. after, '+', 'BYLEX',
+      'LIMIT', 0, limit + 1)
+  end
+  local all = redis.call('HKEYS', KEYS[3])
+  table.sort(all)
+  local ids = {}
+  for _, id in ipairs(all) do
+    if id > after then
+      ids[#ids + 1] = id
+      if #ids > limit then break end
+    end
+  end
+  return ids
 end
 
 local function array(list) return answer_text('[' .. table.concat(list, ',') .. ']') end
 
-return { array(documents(KEYS[3])), array(pending(KEYS[1], pending_push)),
+local limit = tonumber(ARGV[1])
+local total = redis.call('HLEN', KEYS[3])
+local ids = total > 0 and page_ids(limit, ARGV[2], total) or {}
+local next_id = ''
+if #ids > limit then
+  next_id = ids[limit]
+  ids[limit + 1] = nil
+end
+local mappings = #ids > 0 and redis.call('HMGET', KEYS[3], unpack(ids)) or {}
+
+return { array(documents(mappings)), array(pending(KEYS[1], pending_push)),
          array(pending(KEYS[2], function(_, b) return pending_build(b) end)),
-         array(documents(KEYS[4])) }
+         array(documents(redis.call('HVALS', KEYS[4]))), next_id, total }

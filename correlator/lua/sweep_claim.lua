@@ -1,9 +1,12 @@
+#!lua flags=allow-oom
 -- sweep_claim.lua (after clock.lua): claim up to ARGV[1] expired items of one shard for ARGV[2]
 -- ms (a lease).
 --
 -- Claiming re-scores an item to the end of its lease, so other instances skip it; the
 -- claimant reports it with sweep_report.lua, which only acts if the item still carries that
 -- lease. An instance that dies after claiming delays the report by one lease, loses nothing.
+-- allow-oom (the shebang, Redis 7): a claim only re-scores entries, so it runs even when Redis
+-- is over maxmemory; reporting what expired is how parked memory is given back.
 -- KEYS: 1 <p>:{s}:due, 2 <p>:{s}:stats
 -- Returns {now, oldest expiry claimed (0 if none), parked pushes, parked builds,
 --          member 1, lease 1, member 2, lease 2, …}.

@@ -1,7 +1,12 @@
+#!lua flags=allow-oom
 -- sweep_report.lua (after clock.lua and lib.lua): report the expired items of one (side,
 -- digest) that got no edge, exactly once: only the holder of the current lease acts, and it
 -- removes them.
 --
+-- allow-oom (the shebang, Redis 7): it runs over maxmemory too. It removes every expired item
+-- it reads and appends at most one record per item, so it gives back what parking took, less
+-- the records (which trimming bounds); refused, the items would stay until their hash expires
+-- and their reports would be lost.
 -- KEYS (one shard): 1 r:<digest>, 2 b:<digest>, 3 due, 4 out, 5 stats, 6 u:<digest>
 -- ARGV: 1 member ("r<hex>" or "b<hex>"), 2 lease, 3 window ms,
 --       4 report untagged platform manifests (0/1), 5 mapping ttl ms

@@ -1,5 +1,5 @@
-/* test_join.c - key names (every key of one join shares the shard's hash tag) and the script
- * list (the build's and dm_scripts' agree). */
+/* test_join.c - key names (every key of one join shares the shard's hash tag), the script
+ * list (the build's and dm_scripts' agree) and each script's flags line. */
 #include "dm_common.h"
 #include "dm_join.h"
 #include "dm_keys.h"
@@ -32,6 +32,7 @@ static void test_key_names(void **state)
     key_is(k, dm_key_builds(k, "dm", 3, D1), "dm:{3}:b:" D1);
     key_is(k, dm_key_mappings(k, "dm", 0, D1), "dm:{0}:m:" D1);
     key_is(k, dm_key_deletes(k, "dm", 0, D1), "dm:{0}:d:" D1);
+    key_is(k, dm_key_mapping_ids(k, "dm", 0, D1), "dm:{0}:mi:" D1);
     key_is(k, dm_key_reported(k, "dm", 0, D1), "dm:{0}:u:" D1);
     key_is(k, dm_key_out(k, "dm", 0), "dm:{0}:out");
     key_is(k, dm_key_dead(k, "dm", 7), "dm:{7}:dead");
@@ -146,7 +147,9 @@ static void test_script_preludes(void **state)
         const char *t = strstr(src, "redis.call('TIME')");
         if (!t || strstr(t + 1, "redis.call('TIME')"))
             fail_msg("%s: not exactly one TIME call", dm_script_name(with_clock[i]));
-        assert_ptr_equal(strstr(src, "-- clock.lua"), src);
+        /* first, or right after the script's flags line */
+        const char *body = strncmp(src, "#!", 2) == 0 ? strchr(src, '\n') + 1 : src;
+        assert_ptr_equal(strstr(src, "-- clock.lua"), body);
     }
     const unsigned with_lib[] = {DM_SCRIPT_PARK, DM_SCRIPT_QUERY, DM_SCRIPT_SWEEP_REPORT,
                                  DM_SCRIPT_MAPPINGS};
@@ -163,13 +166,37 @@ static void test_script_preludes(void **state)
         assert_null(strstr(s[plain[i]], "redis.call('TIME')"));
 }
 
+static void test_script_flags(void **state)
+{
+    (void)state;
+    /* Redis reads a script's flags only from its very first line (the build moves it before
+     * the preludes). park.lua writes and is refused over maxmemory (no flags: Redis 7's
+     * defaults); the others either never write or only give memory back (allow-oom). */
+    const char *const *s = dm_scripts();
+    const struct {
+        unsigned script;
+        const char *line;
+    } flags[] = {{DM_SCRIPT_PARK, "#!lua\n"},
+                 {DM_SCRIPT_QUERY, "#!lua flags=no-writes\n"},
+                 {DM_SCRIPT_SWEEP_CLAIM, "#!lua flags=allow-oom\n"},
+                 {DM_SCRIPT_SWEEP_REPORT, "#!lua flags=allow-oom\n"},
+                 {DM_SCRIPT_MAPPINGS, "#!lua flags=allow-oom\n"}};
+    for (size_t i = 0; i < DM_ARRAY_LEN(flags); i++) {
+        const char *src = s[flags[i].script];
+        if (strncmp(src, flags[i].line, strlen(flags[i].line)) != 0)
+            fail_msg("%s does not start with %s", dm_script_name(flags[i].script), flags[i].line);
+        /* and only there */
+        assert_null(strstr(src + 1, "\n#!"));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_names),        cmocka_unit_test(test_key_longest),
         cmocka_unit_test(test_index_keys),       cmocka_unit_test(test_shard_of_digest),
         cmocka_unit_test(test_scripts_embedded), cmocka_unit_test(test_script_lists_agree),
-        cmocka_unit_test(test_script_preludes),
+        cmocka_unit_test(test_script_preludes),  cmocka_unit_test(test_script_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

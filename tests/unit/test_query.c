@@ -1,5 +1,5 @@
 /* test_query.c - the C side of the query answers: GET /v1/images placed together from
- * lua/query.lua's pieces; GET /v1/mappings: cursor encoding and decoding, query-string
+ * lua/query.lua's pieces, its cursor and its paging parameters; GET /v1/mappings: cursor encoding and decoding, query-string
  * validation, the merge of the shards' pages (against a model of lua/mappings.lua) and the
  * answer placed together from the page's mappings. */
 #include "dm_common.h"
@@ -166,11 +166,22 @@ static const redisReply *fake(fake_reply *f, size_t n, const char *const *strs)
     return &f->top;
 }
 
-static void image_answer_is(const char *const pieces[4], int want_status, const char *want)
+/* query.lua's reply: four list texts, the next page's edge id and the number of mappings. */
+static const redisReply *image_rep(fake_reply *f, const char *const pieces[4], const char *next,
+                                   long long total)
+{
+    const char *strs[6] = {pieces[0], pieces[1], pieces[2], pieces[3], next, NULL};
+    fake(f, 6, strs);
+    f->items[5].integer = total;
+    return &f->top;
+}
+
+static void image_answer_is(const char *const pieces[4], const char *next, long long total,
+                            int want_status, const char *want)
 {
     fake_reply f;
     int status = 0;
-    char *body = dm_query_image_answer(DIGEST, fake(&f, 4, pieces), &status);
+    char *body = dm_query_image_answer(DIGEST, image_rep(&f, pieces, next, total), &status);
     assert_non_null(body);
     assert_int_equal(status, want_status);
     assert_string_equal(body, want);
@@ -183,27 +194,41 @@ static void test_image_answer(void **state)
     /* The pieces are placed as they are, in query.lua's order: C does not read them. */
     const char *const found[4] = {"[{\"digest\":\"m\"}]", "[{\"registry\":\"r\"},{\"x\":1}]", "[]",
                                   "[{\"image\":{\"deleted_at\":\"t\"}}]"};
-    image_answer_is(found, 200,
+    image_answer_is(found, "", 1, 200,
                     "{\"digest\":\"" DIGEST "\",\"mappings\":[{\"digest\":\"m\"}],"
+                    "\"next_cursor\":null,"
                     "\"pending\":{\"registry\":[{\"registry\":\"r\"},{\"x\":1}],\"build\":[]},"
                     "\"deleted\":[{\"image\":{\"deleted_at\":\"t\"}}]}");
+    /* more pages: the cursor of the page's last edge id */
+    char c[DM_IMAGE_CURSOR_LEN + 1], want[512];
+    dm_query_image_cursor_encode(HEX40, c);
+    snprintf(want, sizeof want,
+             "{\"digest\":\"" DIGEST "\",\"mappings\":[{\"digest\":\"m\"}],\"next_cursor\":\"%s\","
+             "\"pending\":{\"registry\":[{\"registry\":\"r\"},{\"x\":1}],\"build\":[]},"
+             "\"deleted\":[{\"image\":{\"deleted_at\":\"t\"}}]}",
+             c);
+    image_answer_is(found, HEX40, 9, 200, want);
     /* any one list is enough for a 200 */
     for (size_t i = 0; i < 4; i++) {
         const char *one[4] = {"[]", "[]", "[]", "[]"};
         one[i] = "[{}]";
         fake_reply f;
         int status = 0;
-        char *body = dm_query_image_answer(DIGEST, fake(&f, 4, one), &status);
+        char *body = dm_query_image_answer(DIGEST, image_rep(&f, one, "", i == 0), &status);
         assert_int_equal(status, 200);
         assert_null(strstr(body, "error"));
         free(body);
     }
-    /* nothing known: the same document, every list empty, with an error */
+    /* a page past the last mapping of a digest that has mappings: still known */
     const char *const none[4] = {"[]", "[]", "[]", "[]"};
-    image_answer_is(none, 404,
-                    "{\"digest\":\"" DIGEST "\",\"mappings\":[],\"pending\":{\"registry\":[],"
-                    "\"build\":[]},\"deleted\":[],\"error\":\"nothing is known about this "
-                    "digest\"}");
+    image_answer_is(none, "", 3, 200,
+                    "{\"digest\":\"" DIGEST "\",\"mappings\":[],\"next_cursor\":null,"
+                    "\"pending\":{\"registry\":[],\"build\":[]},\"deleted\":[]}");
+    /* nothing known: the same document, every list empty, with an error */
+    image_answer_is(none, "", 0, 404,
+                    "{\"digest\":\"" DIGEST "\",\"mappings\":[],\"next_cursor\":null,"
+                    "\"pending\":{\"registry\":[],\"build\":[]},\"deleted\":[],"
+                    "\"error\":\"nothing is known about this digest\"}");
 }
 
 static void image_answer_bad(const redisReply *rep)
@@ -221,17 +246,122 @@ static void test_image_answer_malformed(void **state)
     const char *const five[5] = {NULL, "[]", "[]", "[]", "[]"};
     image_answer_bad(fake(&f, 5, five));
     image_answer_bad(fake(&f, 3, five + 1));
-    image_answer_bad(fake(&f, 4, five));
+    image_answer_bad(fake(&f, 4, five + 1)); /* before paging: no next, no total */
     /* lists that are not array texts */
     const char *const bad[] = {"", "[", "]", "{}", "[]x", " []", "null"};
     for (size_t i = 0; i < DM_ARRAY_LEN(bad); i++) {
         const char *p[4] = {"[]", "[]", "[]", "[]"};
         p[i % 4] = bad[i];
-        image_answer_bad(fake(&f, 4, p));
+        image_answer_bad(image_rep(&f, p, "", 1));
     }
+    /* a next that is not an edge id; a total that is not an integer */
+    const char *const lists[4] = {"[]", "[]", "[]", "[]"};
+    const char *const nexts[] = {"0", HEX40 "0", "89ABCDEF0123456789abcdef0123456789abcdef",
+                                 "g9abcdef0123456789abcdef0123456789abcdef"};
+    for (size_t i = 0; i < DM_ARRAY_LEN(nexts); i++)
+        image_answer_bad(image_rep(&f, lists, nexts[i], 1));
+    const char *const text_total[6] = {"[]", "[]", "[]", "[]", "", "1"};
+    image_answer_bad(fake(&f, 6, text_total));
     /* an error reply (the script failed) */
     redisReply err = {.type = REDIS_REPLY_ERROR, .str = (char *)"ERR x", .len = 5};
     image_answer_bad(&err);
+}
+
+static void test_image_cursor(void **state)
+{
+    (void)state;
+    /* every id round-trips through a 27-character base64url text */
+    char id[DM_EDGE_ID_LEN + 1], c[DM_IMAGE_CURSOR_LEN + 1], back[DM_EDGE_ID_LEN + 1];
+    static const char hex[] = "0123456789abcdef";
+    srand(11);
+    for (int n = 0; n < 2000; n++) {
+        for (size_t i = 0; i < DM_EDGE_ID_LEN; i++)
+            id[i] = n == 0 ? '0' : n == 1 ? 'f' : hex[rand() % 16];
+        id[DM_EDGE_ID_LEN] = '\0';
+        dm_query_image_cursor_encode(id, c);
+        assert_int_equal(strlen(c), DM_IMAGE_CURSOR_LEN);
+        assert_int_equal(
+            strspn(c, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+            DM_IMAGE_CURSOR_LEN);
+        assert_true(dm_query_image_cursor_decode(c, strlen(c), back));
+        assert_string_equal(back, id);
+    }
+    dm_query_image_cursor_encode(HEX40, c);
+    /* not canonical: the last character's spare bits set */
+    char odd[DM_IMAGE_CURSOR_LEN + 1];
+    memcpy(odd, c, sizeof odd);
+    odd[DM_IMAGE_CURSOR_LEN - 1] = odd[DM_IMAGE_CURSOR_LEN - 1] == 'A' ? 'B' : 'A';
+    bool canonical_differs =
+        dm_query_image_cursor_decode(odd, strlen(odd), back) && strcmp(back, HEX40) == 0;
+    assert_false(canonical_differs);
+    /* wrong lengths, padding, the standard alphabet, blanks, a /v1/mappings cursor */
+    char longer[DM_IMAGE_CURSOR_LEN + 2], mcur[DM_CURSOR_LEN + 1];
+    snprintf(longer, sizeof longer, "%sA", c);
+    dm_query_cursor_encode(MEMBER, mcur);
+    const char *bad[] = {"",
+                         "A",
+                         longer,
+                         "AAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                         "AAAAAAAAAAAAAAAAAAAAAAAAAA+",
+                         "AAAAAAAAAAAAAAAAAAAAAAAAAA/",
+                         "AAAAAAAAAAAAAAAAAAAAAAAAAA ",
+                         mcur};
+    for (size_t i = 0; i < DM_ARRAY_LEN(bad); i++)
+        assert_false(dm_query_image_cursor_decode(bad[i], strlen(bad[i]), back));
+    char nul[DM_IMAGE_CURSOR_LEN];
+    memcpy(nul, c, sizeof nul);
+    nul[5] = '\0';
+    assert_false(dm_query_image_cursor_decode(nul, sizeof nul, back));
+}
+
+static void image_parse_bad(const char *qs, const char *field, const char *text)
+{
+    dm_image_query q;
+    dm_error err = {0};
+    if (dm_api_parse_image(qs, &q, &err) != DM_EINVAL)
+        fail_msg("accepted [%s]", qs ? qs : "(null)");
+    assert_string_equal(err.field, field);
+    assert_string_equal(err.text, text);
+}
+
+static void test_image_params(void **state)
+{
+    (void)state;
+    dm_image_query q;
+    dm_error err = {0};
+    /* none: the first page of 100 */
+    memset(&q, 0x5a, sizeof q);
+    assert_int_equal(dm_api_parse_image(NULL, &q, &err), DM_OK);
+    assert_int_equal(q.limit, DM_IMAGE_DEFAULT_LIMIT);
+    assert_string_equal(q.after, "");
+    assert_int_equal(dm_api_parse_image("", &q, &err), DM_OK);
+    assert_int_equal(q.limit, 100);
+    char c[DM_IMAGE_CURSOR_LEN + 1], qs[128];
+    dm_query_image_cursor_encode(HEX40, c);
+    snprintf(qs, sizeof qs, "cursor=%s&limit=500", c);
+    assert_int_equal(dm_api_parse_image(qs, &q, &err), DM_OK);
+    assert_int_equal(q.limit, 500);
+    assert_string_equal(q.after, HEX40);
+    assert_int_equal(dm_api_parse_image("limit=1", &q, &err), DM_OK);
+    assert_int_equal(q.limit, 1);
+    assert_string_equal(q.after, "");
+
+    const char *lim = "must be an integer from 1 to 500";
+    image_parse_bad("limit=0", "limit", lim);
+    image_parse_bad("limit=501", "limit", lim);
+    image_parse_bad("limit=-1", "limit", lim);
+    image_parse_bad("limit=+1", "limit", lim);
+    image_parse_bad("limit=0100", "limit", lim);
+    image_parse_bad("limit=1.0", "limit", lim);
+    image_parse_bad("limit=99999999999999999999", "limit", lim);
+    image_parse_bad("limit=", "limit", "must not be empty");
+    image_parse_bad("limit=1&limit=1", "limit", "given more than once");
+    image_parse_bad("cursor=x", "cursor", "not a next_cursor returned by this API");
+    image_parse_bad("cursor=", "cursor", "must not be empty");
+    image_parse_bad("Limit=1", "", "unknown parameter(s): Limit (known: limit, cursor)");
+    image_parse_bad("limit=1&repository=a&z=", "",
+                    "unknown parameter(s): repository, z (known: limit, cursor)");
+    image_parse_bad("limit=1%00", "", "parameters must not contain NUL bytes (%00)");
 }
 
 /*---------------------------------------------------------------- GET /v1/mappings ---*/
@@ -639,6 +769,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_image_answer),
         cmocka_unit_test(test_image_answer_malformed),
+        cmocka_unit_test(test_image_cursor),
+        cmocka_unit_test(test_image_params),
         cmocka_unit_test(test_mappings_answer),
         cmocka_unit_test(test_cursor_roundtrip),
         cmocka_unit_test(test_cursor_url_alphabet),

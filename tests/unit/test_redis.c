@@ -1,7 +1,8 @@
 /* test_redis.c - the Redis client and the sweeper may be freed from inside one of their own
  * callbacks (the drain does it: the last answered request ends the worker's loop), with
  * commands still queued behind: every queued command still completes, once, with
- * DM_EUNAVAIL, and nothing touches freed memory (run under ASan to see the difference).
+ * DM_EUNAVAIL, and nothing touches freed memory (run under ASan to see the difference). A
+ * server that refuses a script's flags line gets the script without it.
  *
  * Needs a real redis-server (on PATH): each test starts its own on a unix socket in a temporary
  * directory; the server dies with the test (PR_SET_PDEATHSIG) even when ctest kills it. */
@@ -61,8 +62,7 @@ static int server_start(void **state)
         if (getppid() != parent)
             _exit(1);
         execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", s->sock, "--dir",
-               s->dir, "--save", "", "--appendonly", "no", "--logfile", "redis.log",
-               (char *)NULL);
+               s->dir, "--save", "", "--appendonly", "no", "--logfile", "redis.log", (char *)NULL);
         _exit(127);
     }
     for (int i = 0; i < 400 && !can_connect(s->sock); i++) {
@@ -119,8 +119,7 @@ static void on_ready(bool ready, void *arg)
         *(bool *)arg = true;
 }
 
-static dm_redis *client_new(struct event_base *base, const server *s, int timeout_ms,
-                            bool *ready)
+static dm_redis *client_new(struct event_base *base, const server *s, int timeout_ms, bool *ready)
 {
     dm_redis_opts o = {.unix_path = s->sock,
                        .connect_timeout_ms = 1000,
@@ -273,6 +272,40 @@ static void test_sweeper_free_in_flight(void **state)
     event_base_free(base);
 }
 
+static void on_seven(int err, redisReply *rep, void *arg)
+{
+    assert_int_equal(err, DM_OK);
+    assert_int_equal(rep->type, REDIS_REPLY_INTEGER);
+    assert_int_equal(rep->integer, 7);
+    *(bool *)arg = true;
+}
+
+/* A server that refuses a script's flags line (Redis < 7 compiles it as Lua; Redis 7 refuses an
+ * unknown flag the same way) gets the script without it, and the client still becomes ready. */
+static void test_flags_line_refused(void **state)
+{
+    server *s = *state;
+    struct event_base *base = event_base_new();
+    static const char *const scripts[] = {"#!lua flags=no-such-flag\nreturn 7",
+                                          "#!lua flags=no-writes\nreturn 8"};
+    bool ready = false, done = false;
+    dm_redis_opts o = {.unix_path = s->sock,
+                       .connect_timeout_ms = 1000,
+                       .command_timeout_ms = 1000,
+                       .max_inflight = 10,
+                       .scripts = scripts,
+                       .nscripts = 2,
+                       .name = "flags",
+                       .on_ready = on_ready,
+                       .on_ready_arg = &ready};
+    dm_redis *r = dm_redis_new(base, &o);
+    run_until(base, &ready);
+    assert_int_equal(dm_redis_eval(r, 0, on_seven, &done, 0, 0, NULL, NULL), DM_OK);
+    run_until(base, &done);
+    dm_redis_free(r);
+    event_base_free(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -280,6 +313,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_free_inside_timeout, server_start, server_stop),
         cmocka_unit_test_setup_teardown(test_free_outside, server_start, server_stop),
         cmocka_unit_test_setup_teardown(test_sweeper_free_in_flight, server_start, server_stop),
+        cmocka_unit_test_setup_teardown(test_flags_line_refused, server_start, server_stop),
     };
     /* DM_TEST_FILTER=test_free_inside_timeout runs one (ASan stops at the first report). */
     if (getenv("DM_TEST_FILTER"))
