@@ -63,14 +63,28 @@ fail:
     return DM_EIO;
 }
 
+long long dm_redis_child_default_maxmemory(void)
+{
+    const long long floor = 64LL << 20;
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
+    if (pages <= 0 || size <= 0)
+        return floor;
+    long long quarter = (long long)pages / 4 * size;
+    return quarter > floor ? quarter : floor;
+}
+
 const char *dm_redis_child_socket(const dm_redis_child *c)
 {
     return c->socket;
 }
 
-int dm_redis_child_start(const char *bin, const char *data_dir, dm_redis_child **out, char *err,
-                         size_t errlen)
+int dm_redis_child_start(const char *bin, const char *data_dir, long long maxmemory,
+                         dm_redis_child **out, char *err, size_t errlen)
 {
+    if (maxmemory <= 0)
+        maxmemory = dm_redis_child_default_maxmemory();
+    char maxmem[24];
+    snprintf(maxmem, sizeof maxmem, "%lld", maxmemory);
     int rc = mkdirs(data_dir, err, errlen);
     if (rc != DM_OK)
         return rc;
@@ -111,6 +125,8 @@ int dm_redis_child_start(const char *bin, const char *data_dir, dm_redis_child *
         execlp(bin, bin, "--port", "0", "--unixsocket", sock_path, "--unixsocketperm", "700",
                "--dir", dir, "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
                "--daemonize", "no", "--logfile", "redis.log", "--protected-mode", "yes",
+               /* full: refuse writes (503 + Retry-After), never drop a parked event */
+               "--maxmemory", maxmem, "--maxmemory-policy", "noeviction",
                /* parked items (~120 bytes) stay in the compact listpack encoding */
                "--hash-max-listpack-value", "256",
                /* query-index members (126 bytes) too, while an index has <= 128 entries */
@@ -133,7 +149,8 @@ int dm_redis_child_start(const char *bin, const char *data_dir, dm_redis_child *
             c->pid = pid;
             c->socket = dm_xstrdup(sock_path);
             *out = c;
-            dm_info("embedded redis started", "pid=%d socket=%s", (int)pid, sock_path);
+            dm_info("embedded redis started", "pid=%d socket=%s maxmemory=%s", (int)pid, sock_path,
+                    maxmem);
             return DM_OK;
         }
         sleep_ms(20);

@@ -144,8 +144,9 @@ static int start(process *p, char *err, size_t errlen)
 {
     const dm_config *conf = p->conf;
     int rc;
-    if (!conf->redis.url && (rc = dm_redis_child_start(conf->redis.server_bin, conf->data_dir,
-                                                       &p->child, err, errlen)) != DM_OK)
+    if (!conf->redis.url &&
+        (rc = dm_redis_child_start(conf->redis.server_bin, conf->data_dir, conf->redis.maxmemory,
+                                   &p->child, err, errlen)) != DM_OK)
         return rc;
     /* The embedded server's socket path is absolute (redis-server runs in data_dir): every
      * connection uses it rather than the configuration's data_dir-relative one. */
