@@ -65,12 +65,10 @@ fail:
 
 long long dm_redis_child_default_maxmemory(void)
 {
-    const long long floor = 64LL << 20;
     long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
     if (pages <= 0 || size <= 0)
-        return floor;
-    long long quarter = (long long)pages / 4 * size;
-    return quarter > floor ? quarter : floor;
+        return 64LL << 20; /* unknown (not seen on Linux): a small machine's quarter */
+    return (long long)pages / 4 * size;
 }
 
 const char *dm_redis_child_socket(const dm_redis_child *c)

@@ -22,7 +22,7 @@ typedef struct dm_redis_child dm_redis_child;
 int dm_redis_child_start(const char *bin, const char *data_dir, long long maxmemory,
                          dm_redis_child **out, char *err, size_t errlen);
 
-/** A quarter of the physical memory (sysconf), at least 64 MiB (and 64 MiB if unknown). */
+/** A quarter of the physical memory (sysconf; 64 MiB if the system does not say). */
 long long dm_redis_child_default_maxmemory(void);
 
 /** Absolute path of the child's unix socket (borrowed, valid until stop). */

@@ -97,7 +97,6 @@ check "embedded: noeviction" "maxmemory-policy noeviction" "$(ercli config get m
 stop_daemon
 start_daemon "$(embedded 0)"
 quarter=$(( $(getconf _PHYS_PAGES) / 4 * $(getconf PAGE_SIZE) ))
-[ "$quarter" -ge $((64 << 20)) ] || quarter=$((64 << 20))
 check "embedded: default maxmemory, a quarter of the physical memory" "maxmemory $quarter" \
     "$(ercli config get maxmemory | paste -sd' ')"
 stop_daemon
