@@ -71,26 +71,35 @@ check "no script call in the slow log (>= 250 ms)" 0 "$(rcli slowlog len)"
 [ "$(rcli slowlog len)" == 0 ] || rcli slowlog get 3 | head -20 >&2
 
 # ---------------------------------------------------------------- GET /v1/images pages
-: > "$T/runs"
-cursor=""
-pages=0
-sizes=""
-while :; do
-    q="limit=100"
-    [ -n "$cursor" ] && q="$q&cursor=$cursor"
-    request GET "/v1/images/$d?$q" -H 'Authorization: Bearer api-token'
-    [ "$STATUS" == 200 ] || { fail "page $pages: status $STATUS $BODY"; break; }
-    pages=$((pages + 1))
-    sizes="$sizes $(jq '.mappings | length' <<<"$BODY")"
-    jq -r '.mappings[].build.run_id' <<<"$BODY" >> "$T/runs"
-    [ "${#BODY}" -lt 1000000 ] || fail "page $pages is ${#BODY} bytes"
-    cursor=$(jq -r '.next_cursor // empty' <<<"$BODY")
-    [ -n "$cursor" ] && [ "$pages" -lt 10 ] || break
-done
+# walk DIGEST: every page of 100; the run ids into $T/runs, the page sizes into $sizes.
+walk() {
+    local cursor="" pages=0 q
+    : > "$T/runs"
+    sizes=""
+    while :; do
+        q="limit=100"
+        [ -n "$cursor" ] && q="$q&cursor=$cursor"
+        request GET "/v1/images/$1?$q" -H 'Authorization: Bearer api-token'
+        [ "$STATUS" == 200 ] || { fail "page $pages: status $STATUS $BODY"; break; }
+        pages=$((pages + 1))
+        sizes="$sizes $(jq '.mappings | length' <<<"$BODY")"
+        jq -r '.mappings[].build.run_id' <<<"$BODY" >> "$T/runs"
+        [ "${#BODY}" -lt 1000000 ] || fail "page $pages is ${#BODY} bytes"
+        cursor=$(jq -r '.next_cursor // empty' <<<"$BODY")
+        [ -n "$cursor" ] && [ "$pages" -lt 10 ] || break
+    done
+}
+walk "$d"
 check "three pages of 100, 100, 56" " 100 100 56" "$sizes"
 check "every mapping once across the pages" "256 256" \
     "$(wc -l < "$T/runs") $(sort -u "$T/runs" | wc -l)"
 check "exactly the kept builds' runs" "1745 2000" "$(sort -n "$T/runs" | sed -n '1p;$p' | paste -sd' ')"
+cp "$T/runs" "$T/runs.indexed"
+# Mappings stored before the id index existed (or with the index lost): the same walk.
+rcli del "dm:{0}:mi:$d" > /dev/null
+walk "$d"
+check "without the id index: the same pages, the same order" " 100 100 56 same" \
+    "$sizes $(cmp -s "$T/runs" "$T/runs.indexed" && echo same || echo different)"
 request GET "/v1/images/$d" -H 'Authorization: Bearer api-token'
 check "default page: 100 mappings, a next_cursor" "100 true" \
     "$(jq -r '"\(.mappings | length) \(.next_cursor != null)"' <<<"$BODY")"
