@@ -65,9 +65,10 @@ static void on_park(int err, redisReply *rep, void *arg)
         return;
     }
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 5) {
-        dm_error("join script failed", "reply=\"%.*s\"",
-                 rep->type == REDIS_REPLY_ERROR ? (int)rep->len : 0,
-                 rep->type == REDIS_REPLY_ERROR ? rep->str : "");
+        char reply[200];
+        dm_error("join script failed", "reply=%s",
+                 dm_log_quote(rep->type == REDIS_REPLY_ERROR ? rep->str : "",
+                              rep->type == REDIS_REPLY_ERROR ? rep->len : 0, reply, sizeof reply));
         cb(DM_EREDIS, NULL, cb_arg);
         return;
     }

@@ -409,8 +409,10 @@ static void mappings_finish(mappings_ctx *m)
     for (size_t i = 0; i < take; i++) {
         const shard_answer *a = &m->shards[picks[i].shard];
         if (a->lens[picks[i].index] == 0) {
-            dm_warn("unreadable mapping skipped", "member=%.*s", DM_INDEX_MEMBER_LEN,
-                    picks[i].member);
+            char member[2 * DM_INDEX_MEMBER_LEN];
+            dm_warn("unreadable mapping skipped", "member=%s",
+                    dm_log_quote(picks[i].member, strnlen(picks[i].member, DM_INDEX_MEMBER_LEN),
+                                 member, sizeof member));
             continue;
         }
         texts[n] = a->data[picks[i].index];
@@ -490,10 +492,12 @@ static void on_page(int err, redisReply *rep, void *arg)
     mappings_ctx *m = c->m;
     if (err == DM_OK && m->err == DM_OK) {
         err = take_page(m, &m->shards[c->shard], rep);
+        char reply[200];
         if (err != DM_OK)
-            dm_error("mappings script failed", "shard=%zu reply_type=%d reply=\"%.*s\"", c->shard,
-                     rep->type, rep->type == REDIS_REPLY_ERROR ? (int)rep->len : 0,
-                     rep->type == REDIS_REPLY_ERROR ? rep->str : "");
+            dm_error(
+                "mappings script failed", "shard=%zu reply_type=%d reply=%s", c->shard, rep->type,
+                dm_log_quote(rep->type == REDIS_REPLY_ERROR ? rep->str : "",
+                             rep->type == REDIS_REPLY_ERROR ? rep->len : 0, reply, sizeof reply));
     }
     free(c);
     if (err != DM_OK && m->err == DM_OK)

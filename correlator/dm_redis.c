@@ -215,7 +215,9 @@ static void setup_reply(dm_redis *r, redisReply *rep, void *privdata)
         }
     }
     if (rep->type == REDIS_REPLY_ERROR) {
-        dm_error("redis setup failed", "conn=%s reply=\"%.*s\"", r->name, (int)rep->len, rep->str);
+        char reply[200];
+        dm_error("redis setup failed", "conn=%s reply=%s", r->name,
+                 dm_log_quote(rep->str, rep->len, reply, sizeof reply));
         defer_teardown(r, "setup command failed");
         return;
     }

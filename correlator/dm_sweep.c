@@ -95,8 +95,10 @@ static void on_report(int err, redisReply *rep, void *arg)
 {
     dm_sweeper *s = arg;
     if (err != DM_OK || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+        char reply[200];
         if (err == DM_OK && rep->type == REDIS_REPLY_ERROR)
-            dm_error("sweep report failed", "reply=\"%.*s\"", (int)rep->len, rep->str);
+            dm_error("sweep report failed", "reply=%s",
+                     dm_log_quote(rep->str, rep->len, reply, sizeof reply));
         s->st.complete = false;
     } else {
         s->st.unmatched_registry += (int)int_at(rep, 0);
@@ -181,9 +183,10 @@ static void on_claim(int err, redisReply *rep, void *arg)
         return;
     }
     if (err != DM_OK || rep->type != REDIS_REPLY_ARRAY || rep->elements < 4) {
+        char reply[200];
         if (err == DM_OK && rep->type == REDIS_REPLY_ERROR)
-            dm_error("sweep claim failed", "shard=%u reply=\"%.*s\"", shard, (int)rep->len,
-                     rep->str);
+            dm_error("sweep claim failed", "shard=%u reply=%s", shard,
+                     dm_log_quote(rep->str, rep->len, reply, sizeof reply));
         s->st.complete = false;
         command_done(s);
         return;
