@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const int statuses[] = {200, 202, 204, 400, 401, 403, 404, 405, 413, 429, 500, 503};
+static const int statuses[] = {200, 202, 204, 400, 401, 403, 404, 405,
+                               408, 413, 417, 429, 431, 500, 501, 503};
 #define NSTATUS (DM_ARRAY_LEN(statuses) + 1) /* + "other" */
 
 static const char *const sources[] = {"acr",          "ecr",    "gar",     "github",
@@ -79,7 +80,16 @@ static const struct {
                                "Largest backlog of a protected consumer group (last trim)."},
 };
 
+static const char *const conn_reasons[DM_CONN_REASON_COUNT] = {
+    [DM_CONN_HEADER_TIMEOUT] = "header_timeout", [DM_CONN_BODY_TIMEOUT] = "body_timeout",
+    [DM_CONN_MALFORMED] = "malformed",           [DM_CONN_HEAD_TOO_LARGE] = "head_too_large",
+    [DM_CONN_BODY_MEMORY] = "body_memory",
+};
+
 static _Atomic uint64_t counters[DM_M_COUNT];
+static _Atomic uint64_t conn_refused[DM_CONN_REASON_COUNT];
+static _Atomic uint64_t accept_paused[2]; /* max_connections, fd_limit */
+static _Atomic int64_t connections;
 static _Atomic int64_t gauges[DM_G_COUNT];
 static _Atomic uint64_t parked[DM_ARRAY_LEN(sources)];
 static _Atomic int64_t inflight;
@@ -151,6 +161,43 @@ void dm_metrics_inflight(int delta)
     atomic_fetch_add_explicit(&inflight, delta, memory_order_relaxed);
 }
 
+void dm_metrics_conn_refused(dm_conn_reason r)
+{
+    atomic_fetch_add_explicit(&conn_refused[r], 1, memory_order_relaxed);
+}
+
+void dm_metrics_accept_paused(bool fd_limit)
+{
+    atomic_fetch_add_explicit(&accept_paused[fd_limit], 1, memory_order_relaxed);
+}
+
+void dm_metrics_connections(int delta)
+{
+    atomic_fetch_add_explicit(&connections, delta, memory_order_relaxed);
+}
+
+/* The connection layer's figures (receiver/dm_conn.h). */
+static void render_connections(struct evbuffer *out)
+{
+    evbuffer_add_printf(out, "# HELP digestmap_connections_refused_total Requests refused by the "
+                             "connection layer, by reason.\n"
+                             "# TYPE digestmap_connections_refused_total counter\n");
+    for (size_t i = 0; i < DM_CONN_REASON_COUNT; i++)
+        evbuffer_add_printf(out, "digestmap_connections_refused_total{reason=\"%s\"} %llu\n",
+                            conn_reasons[i], (unsigned long long)atomic_load(&conn_refused[i]));
+    evbuffer_add_printf(out,
+                        "# HELP digestmap_accept_paused_total Pauses of a listener, by reason.\n"
+                        "# TYPE digestmap_accept_paused_total counter\n"
+                        "digestmap_accept_paused_total{reason=\"max_connections\"} %llu\n"
+                        "digestmap_accept_paused_total{reason=\"fd_limit\"} %llu\n"
+                        "# HELP digestmap_connections_open Open client connections.\n"
+                        "# TYPE digestmap_connections_open gauge\n"
+                        "digestmap_connections_open %lld\n",
+                        (unsigned long long)atomic_load(&accept_paused[0]),
+                        (unsigned long long)atomic_load(&accept_paused[1]),
+                        (long long)atomic_load(&connections));
+}
+
 void dm_metrics_render(struct evbuffer *out)
 {
     evbuffer_add_printf(out, "# HELP digestmap_requests_total HTTP requests by route and status.\n"
@@ -189,4 +236,5 @@ void dm_metrics_render(struct evbuffer *out)
                         "# TYPE digestmap_inflight_requests gauge\n"
                         "digestmap_inflight_requests %lld\n",
                         (long long)atomic_load(&inflight));
+    render_connections(out);
 }

@@ -52,6 +52,16 @@ typedef enum {
     DM_G_COUNT
 } dm_gauge;
 
+/** Why the connection layer refused a request: digestmap_connections_refused_total{reason}. */
+typedef enum {
+    DM_CONN_HEADER_TIMEOUT = 0, /**< "header_timeout": head incomplete after header_timeout_ms */
+    DM_CONN_BODY_TIMEOUT,       /**< "body_timeout": body incomplete after body_timeout_ms */
+    DM_CONN_MALFORMED,          /**< "malformed": framing refused (two Content-Length, …) */
+    DM_CONN_HEAD_TOO_LARGE,     /**< "head_too_large": head over limits.max_header_bytes */
+    DM_CONN_BODY_MEMORY,        /**< "body_memory": limits.max_body_memory_bytes reached */
+    DM_CONN_REASON_COUNT
+} dm_conn_reason;
+
 /** Name the routes (index = route number), before any worker starts. Strings are copied. */
 void dm_metrics_init(const char *const *route_names, size_t nroutes);
 void dm_metrics_shutdown(void);
@@ -68,6 +78,14 @@ void dm_metrics_set(dm_gauge g, int64_t v);
 void dm_metrics_gauge_add(dm_gauge g, int64_t delta);
 /** Gauge of requests being processed, across workers. */
 void dm_metrics_inflight(int delta);
+
+/** Count one request refused by the connection layer. */
+void dm_metrics_conn_refused(dm_conn_reason r);
+/** Count one pause of a listener: at limits.max_connections, or (@p fd_limit) out of file
+ *  descriptors (digestmap_accept_paused_total{reason}). */
+void dm_metrics_accept_paused(bool fd_limit);
+/** Gauge of open client connections, across workers (digestmap_connections_open). */
+void dm_metrics_connections(int delta);
 
 /** Append the Prometheus text exposition to @p out. */
 void dm_metrics_render(struct evbuffer *out);

@@ -29,10 +29,18 @@ static const char *reason_phrase(int status)
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
     case 413:
         return "Payload Too Large";
+    case 417:
+        return "Expectation Failed";
     case 429:
         return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 501:
+        return "Not Implemented";
     case 503:
         return "Service Unavailable";
     default:
@@ -65,6 +73,16 @@ void dm_http_json(struct evhttp_request *req, size_t route, int status, const ch
     evbuffer_free(b);
 }
 
+/* {"error": text} with jansson's escaping of whatever the text quotes from the request; the
+ * caller frees it. */
+static char *error_json(const char *text)
+{
+    json_t *o = json_pack("{s:s}", "error", text);
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return s ? s : dm_xstrdup("{\"error\":\"internal error\"}");
+}
+
 void dm_http_error(struct evhttp_request *req, size_t route, int status, const char *fmt, ...)
 {
     char text[512];
@@ -72,12 +90,28 @@ void dm_http_error(struct evhttp_request *req, size_t route, int status, const c
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
-    /* jansson escapes whatever the reason quotes from the request. */
-    json_t *o = json_pack("{s:s}", "error", text);
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    dm_http_json(req, route, status, s ? s : "{\"error\":\"internal error\"}");
+    char *s = error_json(text);
+    dm_http_json(req, route, status, s);
     free(s);
-    json_decref(o);
+}
+
+void dm_http_raw_error(struct evbuffer *out, int status, const char *extra, const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    char *json = error_json(text);
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                        "Cache-Control: no-store\r\n%s%s%sContent-Length: %zu\r\n"
+                        "Connection: close\r\n\r\n%s\n",
+                        status, reason_phrase(status),
+                        status == 503 ? "Retry-After: " DM_RETRY_AFTER "\r\n" : "",
+                        status == 401 ? "WWW-Authenticate: Bearer\r\n" : "", extra ? extra : "",
+                        strlen(json) + 1, json);
+    free(json);
 }
 
 void dm_http_text(struct evhttp_request *req, size_t route, int status, const char *ctype,

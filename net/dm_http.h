@@ -34,6 +34,16 @@ void dm_http_unavailable(struct evhttp_request *req, size_t route, const char *r
 void dm_http_text(struct evhttp_request *req, size_t route, int status, const char *ctype,
                   struct evbuffer *body);
 
+/**
+ * Append to @p out a whole answer written beside evhttp (the connection layer's refusals, before
+ * or instead of a request evhttp would see): "HTTP/1.1 @p status", the headers dm_http_error
+ * sends (Retry-After on 503, WWW-Authenticate on 401), @p extra (complete "Name: value\r\n"
+ * lines, or NULL), Content-Length, Connection: close, and {"error": "<formatted text>"}. Not
+ * counted: the caller counts it with the route it knows.
+ */
+void dm_http_raw_error(struct evbuffer *out, int status, const char *extra, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /** The peer address of @p req as "ip:port" for log lines (into @p buf of 64 bytes). */
 const char *dm_http_peer(struct evhttp_request *req, char buf[64]);
 

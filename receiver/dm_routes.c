@@ -7,18 +7,22 @@
 #include "dm_log.h"
 #include "dm_metrics.h"
 
+#include "dm_time.h"
+
 #include <event2/http.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* Configuration refuses a source at any of these paths (config/dm_config_root.c). */
 static const dm_route builtin[] = {
-    {"/healthz", false, DM_ROUTE_GET, dm_health_healthz, "/healthz"},
-    {"/readyz", false, DM_ROUTE_GET, dm_health_readyz, "/readyz"},
-    {"/metrics", false, DM_ROUTE_GET, dm_health_metrics, "/metrics"},
-    {"/v1/images/", true, DM_ROUTE_GET, dm_api_image, "/v1/images"},
-    {"/v1/mappings", false, DM_ROUTE_GET, dm_api_mappings, "/v1/mappings"},
-    {"/v1/events/stream", false, DM_ROUTE_GET, dm_api_events, "/v1/events/stream"},
+    {"/healthz", false, DM_ROUTE_GET, dm_health_healthz, "/healthz", false},
+    {"/readyz", false, DM_ROUTE_GET, dm_health_readyz, "/readyz", false},
+    {"/metrics", false, DM_ROUTE_GET, dm_health_metrics, "/metrics", false},
+    {"/v1/images/", true, DM_ROUTE_GET, dm_api_image, "/v1/images", true},
+    {"/v1/mappings", false, DM_ROUTE_GET, dm_api_mappings, "/v1/mappings", true},
+    {"/v1/events/stream", false, DM_ROUTE_GET, dm_api_events, "/v1/events/stream", true},
 };
 
 #define ROUTE_OTHER   DM_ARRAY_LEN(builtin)
@@ -48,27 +52,133 @@ void dm_routes_init_metrics(const dm_config *conf)
     free(names);
 }
 
-static bool method_allowed(struct evhttp_request *req, unsigned methods)
+static bool method_allowed(int m, unsigned methods)
 {
-    enum evhttp_cmd_type m = evhttp_request_get_command(req);
     if (m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD)
         return methods & DM_ROUTE_GET;
     return m == EVHTTP_REQ_POST && (methods & DM_ROUTE_POST);
+}
+
+static const char *allowed(const dm_route *r)
+{
+    return r->methods == DM_ROUTE_GET ? "GET" : r->methods == DM_ROUTE_POST ? "POST" : "GET, POST";
+}
+
+/* The route of @p path into @p r and @p m; false when none matches (m->id: "other"). */
+static bool find(const dm_config *conf, const char *path, dm_route *r, dm_route_match *m)
+{
+    for (size_t i = 0; i < conf->nsources; i++) {
+        const dm_source_conf *src = &conf->sources[i];
+        if (strcmp(path, src->path) == 0) {
+            *r = (dm_route){src->path, false, DM_ROUTE_POST, dm_ingest_handle, src->path, false};
+            *m = (dm_route_match){ROUTE_SOURCES + i, r->metric, "", src};
+            return true;
+        }
+    }
+    for (size_t i = 0; i < DM_ARRAY_LEN(builtin); i++) {
+        const dm_route *b = &builtin[i];
+        size_t n = strlen(b->path);
+        if (b->prefix ? strncmp(path, b->path, n) == 0 : strcmp(path, b->path) == 0) {
+            *r = *b;
+            *m = (dm_route_match){i, b->metric, b->prefix ? path + n : "", NULL};
+            return true;
+        }
+    }
+    *m = (dm_route_match){ROUTE_OTHER, "other", "", NULL};
+    return false;
+}
+
+/* Refuse in the head check: log, count, fill @p v. */
+static void head_refuse(dm_conn_verdict *v, const dm_conn_head *h, int status, const char *why,
+                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void head_refuse(dm_conn_verdict *v, const dm_conn_head *h, int status, const char *why,
+                        const char *fmt, ...)
+{
+    char qwhy[300], qpath[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v->error, sizeof v->error, fmt, ap);
+    va_end(ap);
+    v->status = status;
+    dm_info("request refused", "status=%d route=%s path=%s reason=%s peer=%s before_body=true",
+            status, v->route_name, dm_log_quote(h->path, strlen(h->path), qpath, sizeof qpath),
+            dm_log_quote(why, strlen(why), qwhy, sizeof qwhy), h->peer);
+}
+
+/* Whether an entry of @p list may still pass once the body is there. */
+static bool body_may_pass(const dm_auth_list *list, const dm_conn_head *h)
+{
+    for (size_t i = 0; i < list->n; i++) {
+        const dm_auth_entry *e = &list->v[i];
+        if (e->type == DM_AUTH_NONE || (e->type == DM_AUTH_HMAC && h->find(h->find_ctx, e->name)) ||
+            (e->type == DM_AUTH_SNS && h->find(h->find_ctx, "x-amz-sns-message-type")))
+            return true;
+    }
+    return false;
+}
+
+/* Credentials carried in headers, checked before the body is read. */
+static void head_auth(const dm_app *app, const dm_auth_list *list, const dm_conn_head *h,
+                      dm_conn_verdict *v)
+{
+    dm_auth_outcome out;
+    dm_auth_verify(app->trust, list, h->find, h->find_ctx, NULL, 0, dm_now_ms() / 1000, &out);
+    bool refuse =
+        out.result != DM_AUTH_OK && out.result != DM_AUTH_UNAVAILABLE && !body_may_pass(list, h);
+    if (refuse) {
+        char kid[200], claim[100], detail[320];
+        int status = out.result == DM_AUTH_FORBIDDEN ? 403 : 401;
+        dm_metrics_inc(DM_M_AUTH_FAILED);
+        dm_warn("request refused",
+                "status=%d route=%s reason=\"%s\" kid=%s claim=%s detail=%s peer=%s "
+                "before_body=true",
+                status, v->route_name, out.reason ? out.reason : "",
+                dm_log_quote(out.kid, strlen(out.kid), kid, sizeof kid),
+                dm_log_quote(out.forbidden_claim, strlen(out.forbidden_claim), claim, sizeof claim),
+                dm_log_quote(out.detail, strlen(out.detail), detail, sizeof detail), h->peer);
+        v->status = status;
+        if (status == 403)
+            snprintf(v->error, sizeof v->error, "token not allowed: claim %s", out.forbidden_claim);
+        else
+            snprintf(v->error, sizeof v->error, "%s",
+                     out.result == DM_AUTH_MISSING ? "missing credentials" : "bad credentials");
+    }
+    dm_auth_outcome_dispose(&out);
+}
+
+void dm_routes_check_head(const dm_conn_head *h, dm_conn_verdict *v, void *arg)
+{
+    const dm_app *app = arg;
+    dm_route r;
+    dm_route_match m;
+    bool found = find(app->conf, h->path, &r, &m);
+    v->route = m.id;
+    v->route_name = m.name;
+    if (!h->body)
+        return; /* nothing to spare: the handler answers as usual */
+    if (!found) {
+        head_refuse(v, h, 404, "no such route", "no such route");
+    } else if (!method_allowed(h->method, r.methods)) {
+        snprintf(v->extra, sizeof v->extra, "Allow: %s\r\n", allowed(&r));
+        head_refuse(v, h, 405, "method not allowed", "method not allowed; use %s", allowed(&r));
+    } else if (r.api && !app->conf->api_configured) {
+        dm_metrics_inc(DM_M_AUTH_FAILED);
+        head_refuse(v, h, 401, "no api.auth configured", "query API disabled: configure api.auth");
+    } else if (r.api || m.source) {
+        head_auth(app, r.api ? &app->conf->api_auth : &m.source->auth, h, v);
+    }
 }
 
 /* Run @p r's handler, or answer 405 with the methods it allows. */
 static void serve(dm_worker *w, struct evhttp_request *req, const dm_route *r,
                   const dm_route_match *m)
 {
-    if (method_allowed(req, r->methods)) {
+    if (method_allowed(evhttp_request_get_command(req), r->methods)) {
         r->handler(w, req, m);
         return;
     }
-    const char *allow = r->methods == DM_ROUTE_GET    ? "GET"
-                        : r->methods == DM_ROUTE_POST ? "POST"
-                                                      : "GET, POST";
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
-    dm_http_error(req, m->id, 405, "method not allowed; use %s", allow);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allowed(r));
+    dm_http_error(req, m->id, 405, "method not allowed; use %s", allowed(r));
 }
 
 void dm_routes_dispatch(dm_worker *w, const dm_config *conf, struct evhttp_request *req)
@@ -77,22 +187,11 @@ void dm_routes_dispatch(dm_worker *w, const dm_config *conf, struct evhttp_reque
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     if (!path || !*path)
         path = "/";
-
-    for (size_t i = 0; i < conf->nsources; i++) {
-        const dm_source_conf *src = &conf->sources[i];
-        if (strcmp(path, src->path) == 0) {
-            dm_route r = {src->path, false, DM_ROUTE_POST, dm_ingest_handle, src->path};
-            serve(w, req, &r, &(dm_route_match){ROUTE_SOURCES + i, r.metric, "", src});
-            return;
-        }
-    }
-    for (size_t i = 0; i < DM_ARRAY_LEN(builtin); i++) {
-        const dm_route *r = &builtin[i];
-        size_t n = strlen(r->path);
-        if (r->prefix ? strncmp(path, r->path, n) == 0 : strcmp(path, r->path) == 0) {
-            serve(w, req, r, &(dm_route_match){i, r->metric, r->prefix ? path + n : "", NULL});
-            return;
-        }
+    dm_route r;
+    dm_route_match m;
+    if (find(conf, path, &r, &m)) {
+        serve(w, req, &r, &m);
+        return;
     }
     char peer[64], qpath[160];
     dm_info("request refused", "status=404 path=%s peer=%s",

@@ -27,6 +27,7 @@ typedef struct dm_route {
     unsigned methods; /**< DM_ROUTE_* */
     dm_handler *handler;
     const char *metric; /**< label in digestmap_requests_total, and route= in log lines */
+    bool api;           /**< a query route: api.auth applies */
 } dm_route;
 
 /** The built-in routes (@p n gets their number), in route-number order. */
@@ -37,6 +38,16 @@ size_t dm_routes_other(void);
 
 /** Name every route of @p conf in the metrics (dm_metrics_init), before a worker starts. */
 void dm_routes_init_metrics(const dm_config *conf);
+
+/**
+ * The head check of the connection layer (dm_conn_head_fn; @p arg is the dm_app): names the
+ * route of @p h, and refuses a request that has a body when the body could not change the
+ * answer: 404, 405, or credentials carried in headers that no entry of the route's auth list
+ * accepts (401/403; an hmac-sha256 entry whose header is present, an sns entry whose
+ * x-amz-sns-message-type is present, or a none entry wait for the body). A refusal is logged
+ * and counted here, as the handlers would.
+ */
+void dm_routes_check_head(const dm_conn_head *h, dm_conn_verdict *v, void *arg);
 
 /** Answer @p req (on worker @p w): its route's handler, 405 or 404. */
 void dm_routes_dispatch(dm_worker *w, const dm_config *conf, struct evhttp_request *req);

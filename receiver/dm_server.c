@@ -1,5 +1,6 @@
 #include "dm_common.h"
 #include "dm_server.h"
+#include "dm_tls.h"
 #include "dm_log.h"
 #include "dm_metrics.h"
 #include "dm_routes.h"
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -147,10 +149,51 @@ static int bind_sockets(const dm_config *conf, int *fds, int n, int *port, char 
     return rc;
 }
 
+/* File descriptors the process needs beside its client connections: per worker its Redis
+ * connections, listener and event loop; per event stream redis.shards Redis connections; the
+ * sinks' connections; logs, the embedded Redis, key and certificate fetches. */
+static long fd_reserve(const dm_config *conf)
+{
+    return 64 + 8L * conf->workers + 4L * (long)conf->outputs.nwebhooks +
+           (long)conf->api_max_stream_clients * conf->redis.shards;
+}
+
+/* limits.max_connections, lowered to what the file-descriptor limit allows once the reserve
+ * is set aside (the soft limit is first raised toward the hard one if that helps). Clients
+ * get at least half of the descriptors: past the limit accept fails and the listener pauses
+ * (dm_conn.h), it never spins. */
+static int effective_connections(const dm_config *conf)
+{
+    long want = conf->limits.max_connections, reserve = fd_reserve(conf);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return (int)want;
+    if (rl.rlim_cur != RLIM_INFINITY && (long)rl.rlim_cur < want + reserve &&
+        (rl.rlim_max == RLIM_INFINITY || (long)rl.rlim_max > (long)rl.rlim_cur)) {
+        rlim_t to = (rlim_t)(want + reserve);
+        if (rl.rlim_max != RLIM_INFINITY && to > rl.rlim_max)
+            to = rl.rlim_max;
+        struct rlimit raised = {to, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+            rl.rlim_cur = to;
+    }
+    long nofile = rl.rlim_cur == RLIM_INFINITY ? want + reserve : (long)rl.rlim_cur;
+    long avail = nofile - reserve;
+    if (avail < nofile / 2)
+        avail = nofile / 2;
+    long eff = want < avail ? want : avail;
+    if (eff < conf->workers)
+        eff = conf->workers;
+    dm_log(eff < want ? DM_LOG_WARN : DM_LOG_INFO, "connection limit",
+           "max_connections=%ld configured=%ld nofile=%ld reserve=%ld", eff, want, nofile, reserve);
+    return (int)eff;
+}
+
 /* Create the workers on the sockets @p fds, unless @p rc already failed. Each worker takes its
  * socket, also when its creation fails; the sockets no worker took are closed here. */
 static int create_workers(dm_server *s, int rc, const int *fds, char *err, size_t errlen)
 {
+    int conns = rc == DM_OK ? effective_connections(s->app.conf) : 1;
     for (int i = 0; i < s->workers.n; i++) {
         if (rc != DM_OK) {
             if (fds[i] >= 0)
@@ -166,7 +209,13 @@ static int create_workers(dm_server *s, int rc, const int *fds, char *err, size_
             .nprotected = s->nprotected,
             .on_request = on_request,
             .on_request_arg = s,
-            .tls = s->tls,
+            .on_head = dm_routes_check_head,
+            .on_head_arg = &s->app,
+            .max_connections = conns / s->workers.n,
+            /* With TLS every connection's lowest layer is a TLS bufferevent: the connection
+             * layer reads the decrypted bytes, and there is no cleartext fallback. */
+            .make_bev = s->tls ? dm_tls_evhttp_bevcb : NULL,
+            .make_bev_arg = s->tls,
         };
         rc = dm_worker_new(&wc, &s->workers.all[i], err, errlen);
     }

@@ -6,15 +6,16 @@
  * drains and frees them, and hands each the function that answers its requests (the route
  * table, dm_routes.h): the worker never calls the route table or the server itself, and
  * reaches its siblings only through the dm_worker_siblings the server owns. The handlers
- * (dm_ingest, dm_api, dm_health) get the accessors below and the route their request matched.
+ * (dm_ingest, dm_api, dm_health) get the accessors below and the route their request matched;
+ * they must not set a request's on-complete callback (the connection layer, dm_conn.h, owns it).
  * Except where a function says otherwise, it runs on the worker's own thread.
  */
 #ifndef DM_RECEIVER_DM_WORKER_H
 #define DM_RECEIVER_DM_WORKER_H
 
 #include "dm_config.h"
+#include "dm_conn.h"
 #include "dm_join.h"
-#include "dm_tls.h"
 #include "dm_trust.h"
 
 #include <stdatomic.h>
@@ -62,8 +63,9 @@ void dm_worker_end(dm_worker *w);
 /** What the workers of one server share. The server owns it and frees it after every worker;
  * the workers update @c ready and kick each other through @c all from their own threads. */
 typedef struct dm_worker_siblings {
-    atomic_int ready; /**< workers whose Redis connection is ready */
-    dm_worker **all;  /**< every worker by id - 1 (NULL until created), set before any runs */
+    atomic_int ready;      /**< workers whose Redis connection is ready */
+    _Atomic size_t bodies; /**< bytes of request bodies in flight (limits.max_body_memory_bytes) */
+    dm_worker **all;       /**< every worker by id - 1 (NULL until created), set before any runs */
     int n;
 } dm_worker_siblings;
 
@@ -81,8 +83,12 @@ typedef struct dm_worker_conf {
     size_t nprotected;
     dm_worker_request_fn *on_request; /**< every request goes here */
     void *on_request_arg;
-    dm_tls *tls; /**< the listener speaks TLS through it (dm_tls.h), or NULL: plain HTTP;
-                      borrowed until dm_worker_free */
+    dm_conn_head_fn *on_head; /**< every complete request head goes here first (dm_conn.h) */
+    void *on_head_arg;
+    int max_connections;           /**< this worker's share of limits.max_connections */
+    dm_conn_make_bev_fn *make_bev; /**< the bufferevent below each connection (a TLS one with
+                                        tls: dm_tls_evhttp_bevcb); NULL: a socket */
+    void *make_bev_arg;
 } dm_worker_conf;
 
 /**

@@ -5,7 +5,7 @@
 set -euo pipefail
 
 run_pkgs=(gcc libc6-dev make cmake pkg-config libevent-dev libjansson-dev libhiredis-dev
-          libssl-dev redis-server curl ca-certificates)
+          libssl-dev libhttp-parser-dev redis-server curl ca-certificates)
 test_pkgs=(libcmocka-dev redis-tools jq openssl procps clang-14 clang-format-14 libclang-rt-14-dev python3
            python3-yaml iproute2)
 

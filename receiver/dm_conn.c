@@ -1,0 +1,905 @@
+#include "dm_common.h"
+#include "dm_conn.h"
+#include "dm_http.h"
+#include "dm_log.h"
+#include "dm_metrics.h"
+#include "dm_time.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+#include <http_parser.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+/* After a refusal's answer is out (and our side of the connection shut), what the client still
+ * sends is read and dropped this long, so that closing with unread bytes does not reset the
+ * connection before the client has read the answer. */
+#define LINGER_MS        2000
+/* Out of file descriptors: the listener waits this long before it tries accept again. */
+#define FD_RETRY_MS      250
+/* At most this many bytes wait in the socket's output: evhttp's answers queue in front of it,
+ * where the event streams see them (dm_sse.h) and the write timeout applies. */
+#define UNDER_WRITE_HIGH (64 * 1024)
+/* While a request is with evhttp, the next one's bytes wait in the socket buffer beyond this. */
+#define UNDER_READ_HIGH  (64 * 1024)
+
+typedef enum {
+    C_HEAD = 0, /**< reading a request head (or waiting for the first byte of one) */
+    C_BODY,     /**< reading its body */
+    C_WAIT,     /**< the request is with evhttp and its handler; nothing more is read */
+    C_CLOSING,  /**< answered for the last time: input is dropped until the connection ends */
+} conn_state;
+
+typedef struct header {
+    size_t name, value; /**< offsets of NUL-terminated strings in conn.buf */
+} header;
+
+typedef struct conn conn;
+struct conn {
+    dm_conns *cs;              /**< NULL once dm_conns_free detached it */
+    struct bufferevent *bev;   /**< the filter evhttp reads and writes */
+    struct bufferevent *under; /**< the socket (or TLS) bufferevent below it */
+    struct evbuffer_cb_entry *out_cb;
+    struct event *timer; /**< head or body deadline, then the linger */
+    LIST_ENTRY(conn) link;
+    int fd; /**< registered in cs->byfd, or -1 */
+    http_parser p;
+    conn_state state;
+    bool timing;      /**< the head deadline runs */
+    bool dispatched;  /**< a handler has the current request */
+    bool half_closed; /**< shutdown(SHUT_WR) done */
+    bool keepalive;   /**< the client keeps the connection after this request */
+    bool chunked;
+    bool url_sealed; /**< the target is complete in buf */
+    enum {
+        LAST_NONE,
+        LAST_FIELD,
+        LAST_VALUE
+    } last;              /**< the last header callback */
+    struct evbuffer *to; /**< evhttp's input, while the parser runs */
+    /* The head being read: the target, then each header's name and value, NUL-terminated. */
+    char *buf;
+    size_t len, cap;
+    header *hdrs;
+    size_t nhdrs, hcap;
+    size_t bytes; /**< bytes read since the last answer (for log lines) */
+    /* The current request, once its head is complete. */
+    int method;
+    bool routed;
+    size_t route;
+    const char *route_name;
+    uint64_t body_seen; /**< chunked: the sizes announced so far */
+    size_t reserved;    /**< bytes of the body-memory budget it holds */
+    char peer[64];
+};
+
+struct dm_conns {
+    dm_conn_conf cc;
+    const dm_config *c;
+    LIST_HEAD(, conn) all;
+    int n;
+    conn **byfd; /**< the connection of each file descriptor, for the dispatcher's lookup */
+    int nbyfd;
+    struct evconnlistener *lev;
+    struct event *retry; /**< resumes the listener after a lack of file descriptors */
+    bool full;           /**< paused at max_connections */
+    bool starved;        /**< paused for want of file descriptors */
+    bool draining;
+    int64_t last_log_ms; /**< last log line about a paused listener */
+    unsigned quiet;      /**< pauses not logged since */
+    http_parser_settings settings;
+};
+
+/*---------------------------------------------------------------- small tools ---*/
+
+/* evhttp has freed the connection (the filter's callbacks are cleared) but the filter's
+ * context is only freed by a finalizer later in the loop: our events must not act on it. */
+static bool gone(conn *c)
+{
+    bufferevent_event_cb ecb = NULL;
+    bufferevent_getcb(c->bev, NULL, NULL, &ecb, NULL);
+    return c->cs == NULL || ecb == NULL;
+}
+
+static void arm(conn *c, int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(c->timer, &tv);
+}
+
+static void peer_of(conn *c)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (c->fd >= 0 && getpeername(c->fd, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
+            port = ntohs(s4->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
+            port = ntohs(s6->sin6_port);
+        }
+    }
+    snprintf(c->peer, sizeof c->peer, "%s:%u", host, port);
+}
+
+/* The fd is known once evhttp has set it (after dm_conns_bevcb): register it on first use. */
+static void register_fd(conn *c)
+{
+    dm_conns *cs = c->cs;
+    int fd = bufferevent_getfd(c->under);
+    if (fd < 0 || !cs)
+        return;
+    if (fd >= cs->nbyfd) {
+        int n = cs->nbyfd ? cs->nbyfd : 64;
+        while (n <= fd)
+            n *= 2;
+        cs->byfd = dm_xrealloc(cs->byfd, (size_t)n * sizeof *cs->byfd);
+        memset(cs->byfd + cs->nbyfd, 0, (size_t)(n - cs->nbyfd) * sizeof *cs->byfd);
+        cs->nbyfd = n;
+    }
+    cs->byfd[fd] = c;
+    c->fd = fd;
+    peer_of(c);
+}
+
+static bool reserve(conn *c, uint64_t n)
+{
+    _Atomic size_t *b = c->cs->cc.bodies;
+    size_t limit = c->cs->c->limits.max_body_memory_bytes;
+    if (n > limit)
+        return false;
+    size_t before = atomic_fetch_add(b, (size_t)n);
+    if (before + n > limit) {
+        atomic_fetch_sub(b, (size_t)n);
+        return false;
+    }
+    c->reserved += (size_t)n;
+    return true;
+}
+
+static void release(conn *c)
+{
+    if (c->reserved && c->cs)
+        atomic_fetch_sub(c->cs->cc.bodies, c->reserved);
+    c->reserved = 0;
+}
+
+/*---------------------------------------------------------------- closing ---*/
+
+/* End the connection through evhttp (its error path frees it, and with it the filter). */
+static void kill_conn(conn *c)
+{
+    if (!gone(c))
+        bufferevent_trigger_event(c->bev, BEV_EVENT_ERROR | BEV_EVENT_READING,
+                                  BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/* The last answer is out: shut our side (the client sees the end of the answer), then read
+ * and drop what the client still sends until it closes or LINGER_MS pass. */
+static void half_close(conn *c)
+{
+    c->half_closed = true;
+    int fd = bufferevent_getfd(c->under);
+    if (fd >= 0)
+        shutdown(fd, SHUT_WR);
+    arm(c, LINGER_MS);
+}
+
+static void on_under_output(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+    (void)info;
+    conn *c = arg;
+    if (c->state == C_CLOSING && !c->half_closed && evbuffer_get_length(b) == 0 && !gone(c))
+        half_close(c);
+}
+
+/* evhttp queues an answer's head while the filter's writing is still disabled, and enabling it
+ * does not move what waits: move it from the loop, once evhttp has enabled writing. */
+static void on_filter_output(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+    (void)b;
+    conn *c = arg;
+    if (info->n_added && !gone(c))
+        bufferevent_trigger(c->under, EV_WRITE,
+                            BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/* No more requests on this connection: it closes once what is queued for it is written. */
+static void start_closing(conn *c)
+{
+    c->state = C_CLOSING;
+    evtimer_del(c->timer);
+    if (evbuffer_get_length(bufferevent_get_output(c->under)) == 0)
+        half_close(c);
+}
+
+/* Answer the current request with a JSON error beside evhttp, count it with its route, and
+ * close. */
+static void answer(conn *c, int status, const char *extra, const char *text)
+{
+    dm_http_raw_error(bufferevent_get_output(c->under), status, extra, "%s", text);
+    if (c->routed)
+        dm_metrics_request(c->route, status);
+    start_closing(c);
+}
+
+/* A refusal of the connection layer itself: logged, counted by @p why, answered. */
+static void refuse(conn *c, int status, dm_conn_reason why, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void refuse(conn *c, int status, dm_conn_reason why, const char *fmt, ...)
+{
+    char text[320], qtext[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    if (why < DM_CONN_REASON_COUNT)
+        dm_metrics_conn_refused(why);
+    else if (status == 413)
+        dm_metrics_inc(DM_M_TOO_LARGE);
+    dm_warn("request refused", "status=%d route=%s reason=%s bytes=%zu peer=%s", status,
+            c->routed ? c->route_name : "-", dm_log_quote(text, strlen(text), qtext, sizeof qtext),
+            c->bytes, c->peer);
+    answer(c, status, NULL, text);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    conn *c = arg;
+    if (gone(c))
+        return;
+    const dm_config *cf = c->cs->c;
+    if (c->state == C_HEAD)
+        refuse(c, 408, DM_CONN_HEADER_TIMEOUT,
+               "request head not complete within limits.header_timeout_ms (%d ms)",
+               cf->limits.header_timeout_ms);
+    else if (c->state == C_BODY)
+        refuse(c, 408, DM_CONN_BODY_TIMEOUT,
+               "request body not complete within limits.body_timeout_ms (%d ms)",
+               cf->limits.body_timeout_ms);
+    else if (c->state == C_CLOSING)
+        kill_conn(c);
+}
+
+/*---------------------------------------------------------------- the head ---*/
+
+static bool append(conn *c, const char *at, size_t n)
+{
+    size_t max = c->cs->c->limits.max_header_bytes + 256;
+    if (c->len + n + 1 > max)
+        return false;
+    if (c->len + n + 1 > c->cap) {
+        size_t cap = c->cap ? c->cap : 512;
+        while (cap < c->len + n + 1)
+            cap *= 2;
+        c->buf = dm_xrealloc(c->buf, cap < max ? cap : max);
+        c->cap = cap < max ? cap : max;
+    }
+    memcpy(c->buf + c->len, at, n);
+    c->len += n;
+    return true;
+}
+
+/* NUL-terminate the string being collected. */
+static bool add_nul(conn *c)
+{
+    if (!append(c, "", 0))
+        return false;
+    c->buf[c->len++] = '\0';
+    return true;
+}
+
+static const char *find_header(void *ctx, const char *name)
+{
+    conn *c = ctx;
+    for (size_t i = 0; i < c->nhdrs; i++)
+        if (strcasecmp(c->buf + c->hdrs[i].name, name) == 0)
+            return c->buf + c->hdrs[i].value;
+    return NULL;
+}
+
+static size_t count_header(conn *c, const char *name)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->nhdrs; i++)
+        n += strcasecmp(c->buf + c->hdrs[i].name, name) == 0;
+    return n;
+}
+
+static int on_message_begin(http_parser *p)
+{
+    conn *c = p->data;
+    c->len = c->nhdrs = 0;
+    c->url_sealed = false;
+    c->last = LAST_NONE;
+    c->routed = c->chunked = false;
+    c->body_seen = 0;
+    c->state = C_HEAD;
+    if (!c->timing) { /* the first request's deadline runs from the accept */
+        c->timing = true;
+        arm(c, c->cs->c->limits.header_timeout_ms);
+    }
+    return 0;
+}
+
+static int too_large(conn *c)
+{
+    refuse(c, 431, DM_CONN_HEAD_TOO_LARGE, "request head exceeds limits.max_header_bytes (%zu)",
+           c->cs->c->limits.max_header_bytes);
+    return -1;
+}
+
+static int on_url(http_parser *p, const char *at, size_t n)
+{
+    conn *c = p->data;
+    return append(c, at, n) ? 0 : too_large(c);
+}
+
+/* The target ends where the first header (or the head) begins. */
+static bool seal_url(conn *c)
+{
+    if (c->url_sealed)
+        return true;
+    c->url_sealed = true;
+    return add_nul(c);
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t n)
+{
+    conn *c = p->data;
+    if (!seal_url(c) || (c->last == LAST_VALUE && !add_nul(c)))
+        return too_large(c);
+    if (c->last != LAST_FIELD) {
+        if (c->nhdrs == c->hcap) {
+            c->hcap = c->hcap ? c->hcap * 2 : 16;
+            c->hdrs = dm_xrealloc(c->hdrs, c->hcap * sizeof *c->hdrs);
+        }
+        c->hdrs[c->nhdrs++] = (header){c->len, 0};
+        c->last = LAST_FIELD;
+    }
+    if (memchr(at, '\0', n))
+        return -1;
+    return append(c, at, n) ? 0 : too_large(c);
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t n)
+{
+    conn *c = p->data;
+    if (c->last == LAST_FIELD) {
+        if (!add_nul(c))
+            return too_large(c);
+        c->hdrs[c->nhdrs - 1].value = c->len;
+        c->last = LAST_VALUE;
+    }
+    if (memchr(at, '\0', n))
+        return -1;
+    return append(c, at, n) ? 0 : too_large(c);
+}
+
+static int evhttp_method(unsigned m)
+{
+    switch (m) {
+    case HTTP_GET:
+        return EVHTTP_REQ_GET;
+    case HTTP_POST:
+        return EVHTTP_REQ_POST;
+    case HTTP_HEAD:
+        return EVHTTP_REQ_HEAD;
+    case HTTP_PUT:
+        return EVHTTP_REQ_PUT;
+    case HTTP_DELETE:
+        return EVHTTP_REQ_DELETE;
+    case HTTP_OPTIONS:
+        return EVHTTP_REQ_OPTIONS;
+    case HTTP_PATCH:
+        return EVHTTP_REQ_PATCH;
+    default:
+        return 0;
+    }
+}
+
+/* Write a header value on one line (a folded value arrives with its line breaks). */
+static void add_value(struct evbuffer *to, const char *v)
+{
+    for (const char *s = v; *s; s++)
+        evbuffer_add(to, *s == '\r' || *s == '\n' ? " " : s, 1);
+}
+
+static bool hop_by_hop(const char *name)
+{
+    return strcasecmp(name, "Content-Length") == 0 || strcasecmp(name, "Transfer-Encoding") == 0 ||
+           strcasecmp(name, "Connection") == 0 || strcasecmp(name, "Proxy-Connection") == 0 ||
+           strcasecmp(name, "Keep-Alive") == 0;
+}
+
+/* Hand evhttp the head as we understood it: origin-form target, the framing headers we
+ * checked, and a connection it will never close on its own (we do, once the answer is out:
+ * evhttp would free it while the answer still waits below the filter). */
+static void emit_head(conn *c, const struct evhttp_uri *uri, const char *path, uint64_t cl)
+{
+    struct evbuffer *to = c->to;
+    const char *q = evhttp_uri_get_query(uri);
+    evbuffer_add_printf(to, "%s %s%s%s HTTP/%u.%u\r\n", http_method_str(c->p.method), path,
+                        q ? "?" : "", q ? q : "", c->p.http_major, c->p.http_minor);
+    for (size_t i = 0; i < c->nhdrs; i++) {
+        const char *name = c->buf + c->hdrs[i].name;
+        if (hop_by_hop(name))
+            continue;
+        evbuffer_add_printf(to, "%s: ", name);
+        add_value(to, c->buf + c->hdrs[i].value);
+        evbuffer_add(to, "\r\n", 2);
+    }
+    if (c->chunked)
+        evbuffer_add_printf(to, "Transfer-Encoding: chunked\r\n");
+    else if (c->p.flags & F_CONTENTLENGTH)
+        evbuffer_add_printf(to, "Content-Length: %llu\r\n", (unsigned long long)cl);
+    if (c->p.http_major == 1 && c->p.http_minor == 0)
+        evbuffer_add_printf(to, "Connection: keep-alive\r\n");
+    evbuffer_add(to, "\r\n", 2);
+}
+
+static bool te_is_chunked(conn *c)
+{
+    const char *te = find_header(c, "Transfer-Encoding");
+    if (!te || count_header(c, "Transfer-Encoding") != 1)
+        return false;
+    while (*te == ' ' || *te == '\t')
+        te++;
+    size_t n = strlen(te);
+    while (n && (te[n - 1] == ' ' || te[n - 1] == '\t'))
+        n--;
+    return n == 7 && strncasecmp(te, "chunked", 7) == 0;
+}
+
+/* The head is complete: check it, ask the server, hand it to evhttp. Returns 0 to go on, -1
+ * after a refusal (the parser stops). */
+static int check_head(conn *c, const struct evhttp_uri *uri)
+{
+    const dm_config *cf = c->cs->c;
+    uint64_t cl = (c->p.flags & F_CONTENTLENGTH) ? c->p.content_length : 0;
+    c->chunked = (c->p.flags & F_CHUNKED) != 0;
+    if (c->p.uses_transfer_encoding && !(c->chunked && te_is_chunked(c))) {
+        refuse(c, 400, DM_CONN_MALFORMED, "unsupported Transfer-Encoding (only chunked)");
+        return -1;
+    }
+    /* evhttp reads no body after HEAD: it would take one for the next request. */
+    if (c->method == EVHTTP_REQ_HEAD && (c->chunked || cl > 0)) {
+        refuse(c, 400, DM_CONN_MALFORMED, "HEAD request with a body");
+        return -1;
+    }
+    const char *expect = find_header(c, "Expect");
+    if (expect && strcasecmp(expect, "100-continue") != 0) {
+        refuse(c, 417, DM_CONN_MALFORMED, "unsupported Expect (only 100-continue)");
+        return -1;
+    }
+    const char *path = evhttp_uri_get_path(uri);
+    if (!path || !*path)
+        path = "/";
+    dm_conn_verdict v = {0};
+    dm_conn_head h = {c->method, path, c->chunked || cl > 0, find_header, c, c->peer};
+    c->cs->cc.on_head(&h, &v, c->cs->cc.on_head_arg);
+    c->routed = true;
+    c->route = v.route;
+    c->route_name = v.route_name;
+    if (v.status) {
+        answer(c, v.status, v.extra[0] ? v.extra : NULL, v.error);
+        return -1;
+    }
+    size_t limit = cf->limits.max_body_bytes;
+    if (cl > limit) {
+        refuse(c, 413, DM_CONN_REASON_COUNT,
+               "body of %llu bytes exceeds limits.max_body_bytes (%zu)", (unsigned long long)cl,
+               limit);
+        return -1;
+    }
+    if (cl && !reserve(c, cl)) {
+        refuse(c, 503, DM_CONN_BODY_MEMORY,
+               "too many request bodies in flight (limits.max_body_memory_bytes); retry later");
+        return -1;
+    }
+    emit_head(c, uri, path, cl);
+    return 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    conn *c = p->data;
+    if (!seal_url(c) || (c->last == LAST_VALUE && !add_nul(c)))
+        return too_large(c);
+    c->keepalive = http_should_keep_alive(p) != 0;
+    c->method = evhttp_method(p->method);
+    if (!c->method) {
+        refuse(c, 501, DM_CONN_MALFORMED, "method %s not implemented", http_method_str(p->method));
+        return -1;
+    }
+    /* The same parse as evhttp's (its NONCONFORMANT flag), so what passes here passes there. */
+    struct evhttp_uri *uri = evhttp_uri_parse_with_flags(c->buf, EVHTTP_URI_NONCONFORMANT);
+    if (!uri) {
+        evhttp_uri_free(uri);
+        refuse(c, 400, DM_CONN_MALFORMED, "malformed request target");
+        return -1;
+    }
+    int rc = check_head(c, uri);
+    evhttp_uri_free(uri);
+    if (rc != 0)
+        return rc;
+    if (c->chunked || ((c->p.flags & F_CONTENTLENGTH) && c->p.content_length > 0)) {
+        c->state = C_BODY;
+        arm(c, c->cs->c->limits.body_timeout_ms);
+    }
+    return 0; /* without a body the message ends here */
+}
+
+/*---------------------------------------------------------------- the body ---*/
+
+static int on_chunk_header(http_parser *p)
+{
+    conn *c = p->data;
+    uint64_t n = p->content_length;
+    size_t limit = c->cs->c->limits.max_body_bytes;
+    if (n == 0)
+        return 0;
+    if (n > limit || c->body_seen + n > limit) {
+        refuse(c, 413, DM_CONN_REASON_COUNT,
+               "body of more than %zu bytes exceeds limits.max_body_bytes (%zu)", limit, limit);
+        return -1;
+    }
+    if (!reserve(c, n)) {
+        refuse(c, 503, DM_CONN_BODY_MEMORY,
+               "too many request bodies in flight (limits.max_body_memory_bytes); retry later");
+        return -1;
+    }
+    c->body_seen += n;
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t n)
+{
+    conn *c = p->data;
+    if (c->chunked)
+        evbuffer_add_printf(c->to, "%zx\r\n", n);
+    evbuffer_add(c->to, at, n);
+    if (c->chunked)
+        evbuffer_add(c->to, "\r\n", 2);
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    conn *c = p->data;
+    if (c->chunked)
+        evbuffer_add(c->to, "0\r\n\r\n", 5);
+    c->state = C_WAIT;
+    c->timing = false;
+    evtimer_del(c->timer);
+    http_parser_pause(p, 1); /* the next request waits until evhttp has answered this one */
+    return 0;
+}
+
+/* http-parser stopped on an error of its own. */
+static void refuse_parse(conn *c, enum http_errno e)
+{
+    if (e == HPE_HEADER_OVERFLOW) {
+        too_large(c);
+    } else if (e == HPE_UNEXPECTED_CONTENT_LENGTH) {
+        refuse(c, 400, DM_CONN_MALFORMED,
+               "two Content-Length headers, or Content-Length with Transfer-Encoding");
+    } else if (e == HPE_CB_header_field || e == HPE_CB_header_value) {
+        refuse(c, 400, DM_CONN_MALFORMED, "NUL byte in a header");
+    } else {
+        refuse(c, 400, DM_CONN_MALFORMED, "malformed request: %s", http_errno_description(e));
+    }
+}
+
+/*---------------------------------------------------------------- the filters ---*/
+
+/* Every byte from the client passes here before evhttp sees anything. */
+static enum bufferevent_filter_result filter_in(struct evbuffer *src, struct evbuffer *dst,
+                                                ev_ssize_t lim, enum bufferevent_flush_mode mode,
+                                                void *ctx)
+{
+    (void)lim, (void)mode;
+    conn *c = ctx;
+    if (c->fd < 0)
+        register_fd(c);
+    if (c->state == C_CLOSING || !c->cs) {
+        evbuffer_drain(src, evbuffer_get_length(src));
+        return BEV_NEED_MORE;
+    }
+    bool used = false;
+    c->to = dst;
+    while (evbuffer_get_length(src) > 0 && c->state != C_WAIT && c->state != C_CLOSING) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(src, -1, NULL, &v, 1) < 1)
+            break;
+        size_t n = http_parser_execute(&c->p, &c->cs->settings, v.iov_base, v.iov_len);
+        enum http_errno e = HTTP_PARSER_ERRNO(&c->p);
+        c->bytes += n;
+        if (c->state == C_CLOSING)
+            break; /* a callback refused the request */
+        evbuffer_drain(src, n);
+        used = true;
+        if (e != HPE_OK && e != HPE_PAUSED)
+            refuse_parse(c, e);
+    }
+    c->to = NULL;
+    if (c->state == C_CLOSING) {
+        evbuffer_drain(src, evbuffer_get_length(src));
+        return BEV_NEED_MORE;
+    }
+    return used ? BEV_OK : BEV_NEED_MORE;
+}
+
+/* evhttp writes its answers here; a handler's pass on. Anything evhttp says about a request
+ * no handler has (its HTML error pages) is replaced by a JSON answer; "100 Continue" passes. */
+static enum bufferevent_filter_result filter_out(struct evbuffer *src, struct evbuffer *dst,
+                                                 ev_ssize_t lim, enum bufferevent_flush_mode mode,
+                                                 void *ctx)
+{
+    (void)mode;
+    conn *c = ctx;
+    size_t n = evbuffer_get_length(src);
+    if (n == 0 || c->state == C_CLOSING || !c->cs)
+        return BEV_NEED_MORE; /* held: freed with the connection */
+    if (!c->dispatched) {
+        char line[16] = {0};
+        evbuffer_copyout(src, line, sizeof line - 1);
+        if (strncmp(line, "HTTP/1.1 100 ", 13) == 0 || strncmp(line, "HTTP/1.0 100 ", 13) == 0) {
+            struct evbuffer_ptr end = evbuffer_search(src, "\r\n\r\n", 4, NULL);
+            if (end.pos < 0)
+                return BEV_NEED_MORE;
+            evbuffer_remove_buffer(src, dst, (size_t)end.pos + 4);
+            return BEV_OK;
+        }
+        int status = atoi(line + 9);
+        refuse(c, status >= 400 && status < 600 ? status : 400, DM_CONN_MALFORMED,
+               "request refused by the HTTP layer (%d)", status);
+        return BEV_NEED_MORE;
+    }
+    if (lim >= 0 && (size_t)lim < n)
+        n = (size_t)lim;
+    if (n == 0)
+        return BEV_NEED_MORE;
+    evbuffer_remove_buffer(src, dst, n);
+    return BEV_OK;
+}
+
+/*---------------------------------------------------------------- the listener ---*/
+
+static void listener_update(dm_conns *cs)
+{
+    if (!cs->lev)
+        return;
+    if (cs->full || cs->starved || cs->draining)
+        evconnlistener_disable(cs->lev);
+    else
+        evconnlistener_enable(cs->lev);
+}
+
+/* One line per DM_CONN_LOG_EVERY_S however often the listener pauses. */
+static void log_pause(dm_conns *cs, const char *why)
+{
+    int64_t now = dm_mono_ms();
+    if (cs->last_log_ms && now - cs->last_log_ms < DM_CONN_LOG_EVERY_S * 1000) {
+        cs->quiet++;
+        return;
+    }
+    dm_warn("listener paused", "worker=%d reason=\"%s\" connections=%d pauses_not_logged=%u",
+            cs->cc.worker, why, cs->n, cs->quiet);
+    cs->last_log_ms = now;
+    cs->quiet = 0;
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    dm_conns *cs = arg;
+    cs->starved = false;
+    listener_update(cs);
+}
+
+static void on_accept_error(struct evconnlistener *lev, void *arg)
+{
+    (void)lev;
+    dm_conns *cs = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    char why[160];
+    snprintf(why, sizeof why, "accept failed: %s", strerror(err));
+    /* Whatever failed (EMFILE, ENFILE, ENOBUFS, ENOMEM, …) would fail again at once: wait. */
+    cs->starved = true;
+    dm_metrics_accept_paused(true);
+    log_pause(cs, why);
+    listener_update(cs);
+    struct timeval tv = {0, FD_RETRY_MS * 1000};
+    evtimer_add(cs->retry, &tv);
+}
+
+void dm_conns_listen(dm_conns *cs, struct evconnlistener *lev)
+{
+    cs->lev = lev;
+    evconnlistener_set_error_cb(lev, on_accept_error);
+    listener_update(cs);
+}
+
+void dm_conns_unlisten(dm_conns *cs)
+{
+    cs->lev = NULL;
+    cs->draining = true;
+    evtimer_del(cs->retry);
+}
+
+/*---------------------------------------------------------------- connections ---*/
+
+static void free_conn(void *ctx)
+{
+    conn *c = ctx;
+    dm_conns *cs = c->cs;
+    release(c);
+    if (cs) {
+        evbuffer_remove_cb_entry(bufferevent_get_output(c->under), c->out_cb);
+        event_free(c->timer);
+        if (c->fd >= 0 && c->fd < cs->nbyfd && cs->byfd[c->fd] == c)
+            cs->byfd[c->fd] = NULL;
+        LIST_REMOVE(c, link);
+        cs->n--;
+        dm_metrics_connections(-1);
+        if (cs->full && cs->n < cs->cc.max_connections) {
+            cs->full = false;
+            listener_update(cs);
+        }
+    }
+    free(c->buf);
+    free(c->hdrs);
+    free(c);
+}
+
+struct bufferevent *dm_conns_bevcb(struct event_base *base, void *arg)
+{
+    dm_conns *cs = arg;
+    struct bufferevent *under = cs->cc.make_bev
+                                    ? cs->cc.make_bev(base, cs->cc.make_bev_arg)
+                                    : bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (!under)
+        return NULL; /* evhttp makes a plain one: this connection is not guarded (no memory) */
+    conn *c = dm_xcalloc(1, sizeof *c);
+    c->cs = cs;
+    c->under = under;
+    c->fd = -1;
+    snprintf(c->peer, sizeof c->peer, "?");
+    http_parser_init(&c->p, HTTP_REQUEST);
+    c->p.data = c;
+    c->timer = evtimer_new(base, on_timer, c);
+    c->bev = bufferevent_filter_new(under, filter_in, filter_out,
+                                    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS, free_conn, c);
+    if (!c->timer || !c->bev)
+        abort(); /* out of memory: as dm_xmalloc */
+    c->out_cb = evbuffer_add_cb(bufferevent_get_output(under), on_under_output, c);
+    evbuffer_add_cb(bufferevent_get_output(c->bev), on_filter_output, c);
+    bufferevent_setwatermark(under, EV_WRITE, 0, UNDER_WRITE_HIGH);
+    bufferevent_setwatermark(under, EV_READ, 0, UNDER_READ_HIGH);
+    LIST_INSERT_HEAD(&cs->all, c, link);
+    cs->n++;
+    dm_metrics_connections(1);
+    c->timing = true; /* the first head's deadline runs from now */
+    arm(c, cs->c->limits.header_timeout_ms);
+    if (cs->n >= cs->cc.max_connections && !cs->full) {
+        cs->full = true;
+        dm_metrics_accept_paused(false);
+        log_pause(cs, "limits.max_connections reached");
+        listener_update(cs);
+    }
+    return c->bev;
+}
+
+static conn *conn_of(dm_conns *cs, struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    int fd = bev ? bufferevent_getfd(bev) : -1;
+    conn *c = fd >= 0 && fd < cs->nbyfd ? cs->byfd[fd] : NULL;
+    return c && c->bev == bev ? c : NULL;
+}
+
+static void remove_all(struct evkeyvalq *h, const char *name)
+{
+    while (evhttp_find_header(h, name))
+        evhttp_remove_header(h, name);
+}
+
+/* evhttp has written the answer (into the filter): the body's memory is released, and the
+ * connection either reads the next request or closes once the answer is out. evhttp decides
+ * right after this whether to free the connection itself, which would lose what still waits
+ * below the filter: the headers that would make it do so are removed. */
+static void on_complete(struct evhttp_request *req, void *arg)
+{
+    conn *c = arg;
+    release(c);
+    c->dispatched = false;
+    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+    const char *conn_hdr = evhttp_find_header(out, "Connection");
+    bool close = !c->keepalive || !c->cs || c->cs->draining ||
+                 (conn_hdr && strcasecmp(conn_hdr, "close") == 0);
+    remove_all(out, "Connection");
+    remove_all(evhttp_request_get_input_headers(req), "Connection");
+    evhttp_add_header(evhttp_request_get_input_headers(req), "Connection", "keep-alive");
+    if (close) {
+        start_closing(c);
+        return;
+    }
+    c->state = C_HEAD;
+    c->bytes = 0;
+    http_parser_init(&c->p, HTTP_REQUEST);
+    c->p.data = c;
+    /* Bytes of the next request may already wait: parse them from the loop. */
+    bufferevent_trigger(c->under, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+void dm_conns_dispatch(dm_conns *cs, struct evhttp_request *req)
+{
+    conn *c = conn_of(cs, req);
+    if (!c)
+        return;
+    c->dispatched = true;
+    evhttp_request_set_on_complete_cb(req, on_complete, c);
+}
+
+dm_conns *dm_conns_new(const dm_conn_conf *cc)
+{
+    dm_conns *cs = dm_xcalloc(1, sizeof *cs);
+    cs->cc = *cc;
+    cs->c = cc->conf;
+    if (cs->cc.max_connections < 1)
+        cs->cc.max_connections = 1;
+    LIST_INIT(&cs->all);
+    cs->retry = evtimer_new(cc->base, on_retry, cs);
+    if (!cs->retry)
+        abort();
+    /* Process-wide in http-parser; every worker sets the same value. */
+    http_parser_set_max_header_size((uint32_t)cc->conf->limits.max_header_bytes);
+    http_parser_settings_init(&cs->settings);
+    cs->settings.on_message_begin = on_message_begin;
+    cs->settings.on_url = on_url;
+    cs->settings.on_header_field = on_header_field;
+    cs->settings.on_header_value = on_header_value;
+    cs->settings.on_headers_complete = on_headers_complete;
+    cs->settings.on_body = on_body;
+    cs->settings.on_message_complete = on_message_complete;
+    cs->settings.on_chunk_header = on_chunk_header;
+    return cs;
+}
+
+void dm_conns_free(dm_conns *cs)
+{
+    if (!cs)
+        return;
+    conn *c;
+    while ((c = LIST_FIRST(&cs->all)) != NULL) {
+        LIST_REMOVE(c, link);
+        release(c);
+        evbuffer_remove_cb_entry(bufferevent_get_output(c->under), c->out_cb);
+        event_free(c->timer);
+        c->timer = NULL;
+        c->cs = NULL;
+        dm_metrics_connections(-1);
+    }
+    event_free(cs->retry);
+    free(cs->byfd);
+    free(cs);
+}
