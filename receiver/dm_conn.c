@@ -1,6 +1,7 @@
 #include "dm_common.h"
 #include "dm_conn.h"
 #include "dm_http.h"
+#include "dm_listen.h"
 #include "dm_log.h"
 #include "dm_metrics.h"
 #include "dm_time.h"
@@ -11,7 +12,6 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
-#include <event2/listener.h>
 #include <http_parser.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -26,8 +26,6 @@
  * sends is read and dropped this long, so that closing with unread bytes does not reset the
  * connection before the client has read the answer. */
 #define LINGER_MS        2000
-/* Out of file descriptors: the listener waits this long before it tries accept again. */
-#define FD_RETRY_MS      250
 /* At most this many bytes wait in the socket's output: evhttp's answers queue in front of it,
  * where the event streams see them (dm_sse.h) and the write timeout applies. */
 #define UNDER_WRITE_HIGH (64 * 1024)
@@ -91,13 +89,8 @@ struct dm_conns {
     int n;
     conn **byfd; /**< the connection of each file descriptor, for the dispatcher's lookup */
     int nbyfd;
-    struct evconnlistener *lev;
-    struct event *retry; /**< resumes the listener after a lack of file descriptors */
-    bool full;           /**< paused at max_connections */
-    bool starved;        /**< paused for want of file descriptors */
+    dm_listen *gate; /**< pauses the listener at the limit (dm_listen.h) */
     bool draining;
-    int64_t last_log_ms; /**< last log line about a paused listener */
-    unsigned quiet;      /**< pauses not logged since */
     http_parser_settings settings;
 };
 
@@ -249,6 +242,8 @@ static void refuse(conn *c, int status, dm_conn_reason why, const char *fmt, ...
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
+    if (c->fd < 0)
+        register_fd(c);
     if (why < DM_CONN_REASON_COUNT)
         dm_metrics_conn_refused(why);
     else if (status == 413)
@@ -683,66 +678,15 @@ static enum bufferevent_filter_result filter_out(struct evbuffer *src, struct ev
 
 /*---------------------------------------------------------------- the listener ---*/
 
-static void listener_update(dm_conns *cs)
-{
-    if (!cs->lev)
-        return;
-    if (cs->full || cs->starved || cs->draining)
-        evconnlistener_disable(cs->lev);
-    else
-        evconnlistener_enable(cs->lev);
-}
-
-/* One line per DM_CONN_LOG_EVERY_S however often the listener pauses. */
-static void log_pause(dm_conns *cs, const char *why)
-{
-    int64_t now = dm_mono_ms();
-    if (cs->last_log_ms && now - cs->last_log_ms < DM_CONN_LOG_EVERY_S * 1000) {
-        cs->quiet++;
-        return;
-    }
-    dm_warn("listener paused", "worker=%d reason=\"%s\" connections=%d pauses_not_logged=%u",
-            cs->cc.worker, why, cs->n, cs->quiet);
-    cs->last_log_ms = now;
-    cs->quiet = 0;
-}
-
-static void on_retry(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd, (void)what;
-    dm_conns *cs = arg;
-    cs->starved = false;
-    listener_update(cs);
-}
-
-static void on_accept_error(struct evconnlistener *lev, void *arg)
-{
-    (void)lev;
-    dm_conns *cs = arg;
-    int err = EVUTIL_SOCKET_ERROR();
-    char why[160];
-    snprintf(why, sizeof why, "accept failed: %s", strerror(err));
-    /* Whatever failed (EMFILE, ENFILE, ENOBUFS, ENOMEM, …) would fail again at once: wait. */
-    cs->starved = true;
-    dm_metrics_accept_paused(true);
-    log_pause(cs, why);
-    listener_update(cs);
-    struct timeval tv = {0, FD_RETRY_MS * 1000};
-    evtimer_add(cs->retry, &tv);
-}
-
 void dm_conns_listen(dm_conns *cs, struct evconnlistener *lev)
 {
-    cs->lev = lev;
-    evconnlistener_set_error_cb(lev, on_accept_error);
-    listener_update(cs);
+    dm_listen_attach(cs->gate, lev);
 }
 
 void dm_conns_unlisten(dm_conns *cs)
 {
-    cs->lev = NULL;
+    dm_listen_detach(cs->gate);
     cs->draining = true;
-    evtimer_del(cs->retry);
 }
 
 /*---------------------------------------------------------------- connections ---*/
@@ -760,10 +704,7 @@ static void free_conn(void *ctx)
         LIST_REMOVE(c, link);
         cs->n--;
         dm_metrics_connections(-1);
-        if (cs->full && cs->n < cs->cc.max_connections) {
-            cs->full = false;
-            listener_update(cs);
-        }
+        dm_listen_count(cs->gate, cs->n, cs->cc.max_connections);
     }
     free(c->buf);
     free(c->hdrs);
@@ -799,12 +740,7 @@ struct bufferevent *dm_conns_bevcb(struct event_base *base, void *arg)
     dm_metrics_connections(1);
     c->timing = true; /* the first head's deadline runs from now */
     arm(c, cs->c->limits.header_timeout_ms);
-    if (cs->n >= cs->cc.max_connections && !cs->full) {
-        cs->full = true;
-        dm_metrics_accept_paused(false);
-        log_pause(cs, "limits.max_connections reached");
-        listener_update(cs);
-    }
+    dm_listen_count(cs->gate, cs->n, cs->cc.max_connections);
     return c->bev;
 }
 
@@ -868,9 +804,7 @@ dm_conns *dm_conns_new(const dm_conn_conf *cc)
     if (cs->cc.max_connections < 1)
         cs->cc.max_connections = 1;
     LIST_INIT(&cs->all);
-    cs->retry = evtimer_new(cc->base, on_retry, cs);
-    if (!cs->retry)
-        abort();
+    cs->gate = dm_listen_new(cc->base, cc->worker);
     /* Process-wide in http-parser; every worker sets the same value. */
     http_parser_set_max_header_size((uint32_t)cc->conf->limits.max_header_bytes);
     http_parser_settings_init(&cs->settings);
@@ -899,7 +833,7 @@ void dm_conns_free(dm_conns *cs)
         c->cs = NULL;
         dm_metrics_connections(-1);
     }
-    event_free(cs->retry);
+    dm_listen_free(cs->gate);
     free(cs->byfd);
     free(cs);
 }

@@ -23,8 +23,7 @@
  * answer of libevent's own (an HTML error page) ever reaches a client: it is replaced by a
  * JSON one.
  * The worker's listener pauses at its share of limits.max_connections (new connections wait in
- * the backlog until one closes) and, out of file descriptors, for a moment (one log line per
- * DM_CONN_LOG_EVERY_S, never a busy loop).
+ * the backlog until one closes) and, out of file descriptors, for a moment (dm_listen.h).
  *
  * Everything here runs on the worker's thread, except the body-memory counter, shared by the
  * workers of a process.
@@ -41,9 +40,6 @@ struct bufferevent;
 struct event_base;
 struct evconnlistener;
 struct evhttp_request;
-
-/** Seconds between two log lines about a paused listener. */
-#define DM_CONN_LOG_EVERY_S 10
 
 /** Makes the bufferevent a connection's bytes travel through, on fd -1 (evhttp sets the fd
  *  later): a socket bufferevent by default, a TLS one for a TLS listener. NULL: failure. It
