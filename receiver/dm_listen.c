@@ -6,11 +6,13 @@
 
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct dm_listen {
+    dm_listen *next; /**< in the registry of gated listeners */
     int worker;
     struct evconnlistener *lev;
     struct event *retry; /**< resumes the listener after accept failed */
@@ -20,6 +22,33 @@ struct dm_listen {
     int64_t last_log_ms; /**< last log line about a pause */
     unsigned quiet;      /**< pauses not logged since */
 };
+
+/* libevent hands the error callback the listener's user data, which is evhttp's: the gate of a
+ * listener is found here (an error is rare; a few workers per process). */
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static dm_listen *registry;
+
+static dm_listen *gate_of(struct evconnlistener *lev)
+{
+    pthread_mutex_lock(&reg_lock);
+    dm_listen *g = registry;
+    while (g && g->lev != lev)
+        g = g->next;
+    pthread_mutex_unlock(&reg_lock);
+    return g;
+}
+
+static void unregister(dm_listen *g)
+{
+    pthread_mutex_lock(&reg_lock);
+    for (dm_listen **p = &registry; *p; p = &(*p)->next)
+        if (*p == g) {
+            *p = g->next;
+            break;
+        }
+    g->lev = NULL;
+    pthread_mutex_unlock(&reg_lock);
+}
 
 static void update(dm_listen *g)
 {
@@ -57,9 +86,13 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
  * logs a line per failed accept and the loop spins on the ready listener. */
 static void on_accept_error(struct evconnlistener *lev, void *arg)
 {
-    (void)lev;
-    dm_listen *g = arg;
+    (void)arg;
+    dm_listen *g = gate_of(lev);
     char why[160];
+    if (!g) {
+        evconnlistener_disable(lev); /* cannot happen: a gated listener is registered */
+        return;
+    }
     snprintf(why, sizeof why, "accept failed: %s", strerror(EVUTIL_SOCKET_ERROR()));
     g->starved = true;
     dm_metrics_accept_paused(true);
@@ -81,14 +114,18 @@ dm_listen *dm_listen_new(struct event_base *base, int worker)
 
 void dm_listen_attach(dm_listen *g, struct evconnlistener *lev)
 {
+    pthread_mutex_lock(&reg_lock);
     g->lev = lev;
+    g->next = registry;
+    registry = g;
+    pthread_mutex_unlock(&reg_lock);
     evconnlistener_set_error_cb(lev, on_accept_error);
     update(g);
 }
 
 void dm_listen_detach(dm_listen *g)
 {
-    g->lev = NULL;
+    unregister(g);
     evtimer_del(g->retry);
 }
 
@@ -110,6 +147,7 @@ void dm_listen_free(dm_listen *g)
 {
     if (!g)
         return;
+    unregister(g);
     event_free(g->retry);
     free(g);
 }

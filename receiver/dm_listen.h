@@ -12,7 +12,7 @@
 struct event_base;
 struct evconnlistener;
 
-#define DM_LISTEN_RETRY_MS   250
+#define DM_LISTEN_RETRY_MS    250
 #define DM_LISTEN_LOG_EVERY_S 10
 
 typedef struct dm_listen dm_listen;
