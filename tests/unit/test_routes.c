@@ -3,7 +3,11 @@
  * itself, since config/ sits below receiver/), and the paths beside them stay free. */
 #include "dm_common.h"
 #include "dm_config.h"
+#include "dm_metrics.h"
 #include "dm_routes.h"
+
+#include <event2/http.h>
+#include <strings.h>
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -79,12 +83,86 @@ static void test_route_numbers(void **state)
     }
 }
 
+/*---------------------------------------------------------------- the head check ---*/
+
+typedef struct hdrs {
+    const char *name[4], *value[4];
+} hdrs;
+
+static const char *find(void *ctx, const char *name)
+{
+    const hdrs *h = ctx;
+    for (int i = 0; i < 4 && h->name[i]; i++)
+        if (strcasecmp(h->name[i], name) == 0)
+            return h->value[i];
+    return NULL;
+}
+
+/* The verdict for @p method @p path (a body follows when @p body) with headers @p h. */
+static dm_conn_verdict verdict(const dm_app *app, int method, const char *path, bool body, hdrs *h)
+{
+    dm_conn_verdict v = {0};
+    dm_conn_head head = {method, path, body, find, h, "127.0.0.1:1"};
+    dm_routes_check_head(&head, &v, (void *)app);
+    return v;
+}
+
+static void test_head_check(void **state)
+{
+    (void)state;
+    const char *json =
+        "{\"sources\": ["
+        "{\"type\": \"acr\", \"path\": \"/a\", \"auth\": [{\"type\": \"header\", "
+        "\"name\": \"Authorization\", \"value\": \"Bearer t\"}]},"
+        "{\"type\": \"build\", \"path\": \"/b\", \"auth\": [{\"type\": \"header\", "
+        "\"name\": \"Authorization\", \"value\": \"Bearer t\"}, {\"type\": \"hmac-sha256\", "
+        "\"secret\": \"s\"}]},"
+        "{\"type\": \"build\", \"path\": \"/c\", \"auth\": [{\"type\": \"none\"}]}]}";
+    dm_config *c = NULL;
+    char err[256];
+    assert_int_equal(dm_config_load_buffer(json, strlen(json), NULL, &c, err, sizeof err), DM_OK);
+    dm_routes_init_metrics(c);
+    dm_app app = {.conf = c};
+    hdrs none = {{NULL}, {NULL}}, good = {{"authorization"}, {"Bearer t"}},
+         bad = {{"Authorization"}, {"Bearer x"}},
+         signed_bad = {{"Authorization", "X-Digestmap-Signature"}, {"Bearer x", "sha256=00"}};
+
+    /* Without a body nothing is refused here: the handler answers as before. */
+    dm_conn_verdict v = verdict(&app, EVHTTP_REQ_POST, "/a", false, &none);
+    assert_int_equal(v.status, 0);
+    assert_string_equal(v.route_name, "/a");
+    v = verdict(&app, EVHTTP_REQ_POST, "/nowhere", false, &none);
+    assert_int_equal(v.status, 0);
+    assert_int_equal(v.route, dm_routes_other());
+
+    /* With a body: credentials in headers are judged first. */
+    assert_int_equal(verdict(&app, EVHTTP_REQ_POST, "/a", true, &none).status, 401);
+    v = verdict(&app, EVHTTP_REQ_POST, "/a", true, &bad);
+    assert_int_equal(v.status, 401);
+    assert_string_equal(v.error, "bad credentials");
+    assert_int_equal(verdict(&app, EVHTTP_REQ_POST, "/a", true, &good).status, 0);
+    /* An HMAC entry whose header is present needs the body. */
+    assert_int_equal(verdict(&app, EVHTTP_REQ_POST, "/b", true, &signed_bad).status, 0);
+    assert_int_equal(verdict(&app, EVHTTP_REQ_POST, "/b", true, &bad).status, 401);
+    assert_int_equal(verdict(&app, EVHTTP_REQ_POST, "/c", true, &none).status, 0);
+    /* No route, a wrong method, the query API without api.auth. */
+    assert_int_equal(verdict(&app, EVHTTP_REQ_POST, "/nowhere", true, &good).status, 404);
+    v = verdict(&app, EVHTTP_REQ_PUT, "/a", true, &good);
+    assert_int_equal(v.status, 405);
+    assert_string_equal(v.extra, "Allow: POST\r\n");
+    assert_int_equal(verdict(&app, EVHTTP_REQ_GET, "/v1/mappings", true, &good).status, 401);
+    assert_int_equal(verdict(&app, EVHTTP_REQ_GET, "/healthz", true, &none).status, 0);
+    dm_metrics_shutdown();
+    dm_config_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_builtin_paths_reserved),
         cmocka_unit_test(test_paths_beside_builtin_free),
         cmocka_unit_test(test_route_numbers),
+        cmocka_unit_test(test_head_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
