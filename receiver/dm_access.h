@@ -25,6 +25,16 @@ bool dm_access_verify(struct evhttp_request *req, size_t route, const char *rout
                       size_t len, dm_auth_outcome *out);
 
 /**
+ * The refusal of @p out (not DM_AUTH_OK) on @p route_name, for the handlers above and for the
+ * connection layer's check of a head before its body: logs "request refused" (every value from
+ * the request quoted; " before_body=true" when @p before_body), counts an authentication
+ * failure (not for 503), writes the answer's error text into @p error and returns the status:
+ * 401, 403, or 503 while an SNS certificate is being fetched.
+ */
+int dm_access_refusal(const dm_auth_outcome *out, const char *route_name, const char *peer,
+                      bool before_body, char *error, size_t errlen);
+
+/**
  * Authenticate a request to a query route (api.auth; 401 to everyone when "api" is not
  * configured). Returns true when it may proceed; otherwise it has been answered (401, 403 or
  * 503), logged with @p route_name and counted.

@@ -1,5 +1,6 @@
 #include "dm_common.h"
 #include "dm_routes.h"
+#include "dm_access.h"
 #include "dm_api.h"
 #include "dm_health.h"
 #include "dm_http.h"
@@ -125,24 +126,9 @@ static void head_auth(const dm_app *app, const dm_auth_list *list, const dm_conn
     dm_auth_verify(app->trust, list, h->find, h->find_ctx, NULL, 0, dm_now_ms() / 1000, &out);
     bool refuse =
         out.result != DM_AUTH_OK && out.result != DM_AUTH_UNAVAILABLE && !body_may_pass(list, h);
-    if (refuse) {
-        char kid[200], claim[100], detail[320];
-        int status = out.result == DM_AUTH_FORBIDDEN ? 403 : 401;
-        dm_metrics_inc(DM_M_AUTH_FAILED);
-        dm_warn("request refused",
-                "status=%d route=%s reason=\"%s\" kid=%s claim=%s detail=%s peer=%s "
-                "before_body=true",
-                status, v->route_name, out.reason ? out.reason : "",
-                dm_log_quote(out.kid, strlen(out.kid), kid, sizeof kid),
-                dm_log_quote(out.forbidden_claim, strlen(out.forbidden_claim), claim, sizeof claim),
-                dm_log_quote(out.detail, strlen(out.detail), detail, sizeof detail), h->peer);
-        v->status = status;
-        if (status == 403)
-            snprintf(v->error, sizeof v->error, "token not allowed: claim %s", out.forbidden_claim);
-        else
-            snprintf(v->error, sizeof v->error, "%s",
-                     out.result == DM_AUTH_MISSING ? "missing credentials" : "bad credentials");
-    }
+    if (refuse)
+        v->status =
+            dm_access_refusal(&out, v->route_name, h->peer, true, v->error, sizeof v->error);
     dm_auth_outcome_dispose(&out);
 }
 
