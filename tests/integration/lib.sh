@@ -1,13 +1,40 @@
 # lib.sh - shared fixture for the integration tests: a private redis-server on a unix socket in
 # a temp dir, the real digestmapd on 127.0.0.1 with a free port, curl and redis-cli against them.
 # Sourced by tests/integration/test_*.sh (run by ctest with DIGESTMAPD and DM_FIXTURES set).
+#
+# Tests must hold on a busy machine (docs/internet-tests.md): no wall-clock margins. Drive time
+# through the event times in the payloads, and wait on observable state (a log line, a metric, a
+# Redis key) with poll_until / wait_count / await_log, whose bounds (DM_WAIT, 60 s) are reached
+# only when the test fails anyway.
 set -euo pipefail
 
 : "${DIGESTMAPD:?DIGESTMAPD must point at the digestmapd binary}"
 : "${DM_FIXTURES:?DM_FIXTURES must point at tests/fixtures}"
 
+# Nothing a test starts outlives it. Every process (redis-server, digestmapd, helper servers,
+# curl) is a child of this shell, in its process group. ctest ends a test that runs past its
+# TIMEOUT with SIGKILL to this shell alone, which runs no trap: so the test runs in a process
+# group of its own (setsid when it is not a group leader already, as under ctest; PID and
+# arguments are kept), and a watchdog outside that group kills the whole group and removes $T
+# as soon as this shell is gone, however it ended. A normal exit stops everything in cleanup.
+read -r -a _dm_stat <<<"$(sed 's/^.*) //' "/proc/$$/stat")"
+if [ "${_dm_stat[2]}" != "$$" ] && [ -z "${DM_SETSID:-}" ]; then
+    exec env DM_SETSID=1 setsid bash "$0" "$@"
+fi
+DM_OWN_GROUP=${DM_SETSID:-} # 1: the group is this test's alone (cleanup may signal all of it)
+unset DM_SETSID _dm_stat
+
+# DM_WAIT: seconds any wait on observable state may take before the test fails (startup of a
+# daemon under ASan on a loaded machine included). Only a failing test ever waits that long.
+DM_WAIT=${DM_WAIT:-60}
+
 T=$(mktemp -d "${TMPDIR:-/tmp}/dmtest.XXXXXX")
+setsid bash -c 'tail --pid="$1" -s 0.2 -f /dev/null; kill -KILL -- "-$1"; sleep 0.5; rm -rf "$2"' \
+    dm-watchdog "$$" "$T" </dev/null >/dev/null 2>&1 &
+DM_WATCHDOG=$!
 DAEMON_PID=""
+DAEMON2_PID=""
+REDIS_PID=""
 PORT=""
 STATUS=""
 BODY=""
@@ -46,25 +73,54 @@ check_match() {
     fi
 }
 
-start_redis() {
-    redis-server --port 0 --unixsocket "$T/redis.sock" --unixsocketperm 700 --daemonize yes \
-        --pidfile "$T/redis.pid" --dir "$T" --save '' --appendonly no \
-        --logfile "$T/redis.log" ${REDIS_EXTRA_ARGS:-} >/dev/null
-    for _ in $(seq 1 200); do
-        [ -S "$T/redis.sock" ] && rcli ping >/dev/null 2>&1 && return 0
-        sleep 0.05
+# poll_until SECONDS CMD...: run CMD (every 0.1 s) until it succeeds; 1 after SECONDS.
+poll_until() {
+    local deadline=$((SECONDS + $1))
+    shift
+    until "$@"; do
+        [ "$SECONDS" -lt "$deadline" ] || return 1
+        sleep 0.1
     done
-    die "redis-server did not start"
+}
+
+# spawn_redis SOCKET LOG [redis-server args...]: a private redis-server on a unix socket (no
+# TCP), a child of this shell (never --daemonize: a daemon escapes the test's process group);
+# its pid goes to SPAWNED_PID and to SOCKET.pid (so stop_redis_at finds one started in a
+# subshell too). Returns once it answers PING.
+spawn_redis() {
+    local sock=$1 log=$2
+    shift 2
+    rm -f "$sock"
+    redis-server --port 0 --unixsocket "$sock" --unixsocketperm 700 --daemonize no \
+        --dir "$T" --save '' --appendonly no --logfile "$log" "$@" </dev/null >/dev/null 2>&1 &
+    SPAWNED_PID=$!
+    echo "$SPAWNED_PID" > "$sock.pid"
+    _redis_up() { kill -0 "$SPAWNED_PID" 2>/dev/null || die "redis-server ($sock) exited: $(tail -n 5 "$log")"
+                  [ -S "$1" ] && redis-cli -s "$1" ping >/dev/null 2>&1; }
+    poll_until "$DM_WAIT" _redis_up "$sock" || die "redis-server ($sock) did not start"
+}
+
+# stop_redis_at SOCKET: SIGTERM the redis-server spawn_redis started there and wait until it is
+# gone (SIGKILL if it takes longer than DM_WAIT).
+stop_redis_at() {
+    [ -f "$1.pid" ] || return 0
+    local pid
+    pid=$(cat "$1.pid")
+    rm -f "$1.pid"
+    kill "$pid" 2>/dev/null || true
+    poll_until "$DM_WAIT" eval "! kill -0 $pid 2>/dev/null" || kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+start_redis() {
+    # shellcheck disable=SC2086 # REDIS_EXTRA_ARGS: words on purpose
+    spawn_redis "$T/redis.sock" "$T/redis.log" ${REDIS_EXTRA_ARGS:-}
+    REDIS_PID=$SPAWNED_PID
 }
 
 stop_redis() {
-    if [ -f "$T/redis.pid" ]; then
-        local pid
-        pid=$(cat "$T/redis.pid")
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-        rm -f "$T/redis.pid"
-    fi
+    stop_redis_at "$T/redis.sock"
+    REDIS_PID=""
 }
 
 rcli() {
@@ -81,7 +137,7 @@ default_config() {
   "workers": 2,
   "data_dir": "$T/var",
   "log_level": "debug",
-  "redis": { "url": "unix://$T/redis.sock", "command_timeout_ms": 1000, "connect_timeout_ms": 1000 },
+  "redis": { "url": "unix://$T/redis.sock", "command_timeout_ms": 5000, "connect_timeout_ms": 1000 },
   "correlation": { ${corr} },
   "limits": { "max_body_bytes": 65536 },
   "sources": [
@@ -103,17 +159,16 @@ launch() {
     local sfx=$1 what=$2
     printf '%s\n' "$3" > "$T/config$sfx.json"
     : > "$T/daemon$sfx.log"
-    "$DIGESTMAPD" --config "$T/config$sfx.json" 2>>"$T/daemon$sfx.log" &
+    "$DIGESTMAPD" --config "$T/config$sfx.json" </dev/null >/dev/null 2>>"$T/daemon$sfx.log" &
     LAUNCHED_PID=$!
     LAUNCHED_PORT=""
-    for _ in $(seq 1 200); do
-        LAUNCHED_PORT=$(sed -n 's/.*msg="listening" addr=[^ ]*:\([0-9]*\) .*/\1/p' \
-            "$T/daemon$sfx.log" | tail -n 1)
-        [ -n "$LAUNCHED_PORT" ] && break
-        kill -0 "$LAUNCHED_PID" 2>/dev/null || die "$what exited during startup"
-        sleep 0.05
-    done
-    [ -n "$LAUNCHED_PORT" ] || die "$what did not report its port"
+    _listening() {
+        LAUNCHED_PORT=$(sed -n 's/.*msg="listening" addr=[^ ]*:\([0-9]*\) .*/\1/p' "$1" | tail -n 1)
+        [ -n "$LAUNCHED_PORT" ] && return 0
+        kill -0 "$LAUNCHED_PID" 2>/dev/null || die "$2 exited during startup"
+        return 1
+    }
+    poll_until "$DM_WAIT" _listening "$T/daemon$sfx.log" "$what" || die "$what did not report its port"
     wait_ready 200 "$LAUNCHED_PORT" "$what"
 }
 
@@ -126,20 +181,20 @@ start_daemon() {
 }
 
 # wait_ready CODE [PORT [WHAT]]: poll /readyz (of PORT, default $PORT) until it answers CODE
-# (10 s at most).
+# (DM_WAIT at most).
 wait_ready() {
     local port=${2:-$PORT}
-    for _ in $(seq 1 200); do
-        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz")" == "$1" ] && return 0
-        sleep 0.05
-    done
-    die "${3:-digestmapd}: /readyz never answered $1"
+    _readyz_is() { [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$2/readyz")" == "$1" ]; }
+    poll_until "$DM_WAIT" _readyz_is "$1" "$port" || die "${3:-digestmapd}: /readyz never answered $1"
 }
 
-# halt PID LOG WHAT: SIGTERM, expect exit status 0 and no sanitizer report in LOG.
+# halt PID LOG WHAT: SIGTERM, expect exit status 0 within DM_WAIT (else SIGKILL) and no
+# sanitizer report in LOG.
 halt() {
     kill -TERM "$1" 2>/dev/null || true
     local rc=0
+    poll_until "$DM_WAIT" eval "! kill -0 $1 2>/dev/null" ||
+        { fail "$3 still running $DM_WAIT s after SIGTERM"; kill -KILL "$1" 2>/dev/null || true; }
     wait "$1" || rc=$?
     check "$3 exits 0 on SIGTERM" 0 "$rc"
     if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$2"; then
@@ -224,10 +279,30 @@ finish() {
     [ "$FAILURES" -eq 0 ]
 }
 
+# at_exit COMMAND: eval COMMAND when the test ends (first thing cleanup does), e.g. to stop a
+# helper server politely; whatever is left is killed anyway.
+DM_AT_EXIT=()
+at_exit() { DM_AT_EXIT+=("$1"); }
+
+# cleanup (EXIT trap): stop everything this test started and remove $T. The daemons get SIGKILL
+# (finish already stopped them with the checks that go with it); Redis servers SIGTERM; every
+# other process in the test's process group SIGTERM; then the watchdog is no longer needed.
 cleanup() {
-    if [ -n "$DAEMON_PID" ]; then kill -KILL "$DAEMON_PID" 2>/dev/null || true; fi
-    stop_redis
-    rm -rf "$T"
+    set +e
+    local c s
+    for c in "${DM_AT_EXIT[@]}"; do eval "$c"; done
+    for c in "$DAEMON_PID" "$DAEMON2_PID"; do
+        [ -n "$c" ] && kill -KILL "$c" 2>/dev/null
+    done
+    for s in "$T"/*.sock "$T"/*/*.sock; do stop_redis_at "$s"; done
+    if [ -n "$DM_OWN_GROUP" ]; then
+        trap '' TERM
+        kill -TERM -- "-$$" 2>/dev/null
+    else
+        for c in $(jobs -p); do [ "$c" == "$DM_WATCHDOG" ] || kill -TERM "$c" 2>/dev/null; done
+    fi
+    kill -KILL -- "-$DM_WATCHDOG" 2>/dev/null
+    if [ -n "${DM_KEEP:-}" ]; then echo "# kept $T (DM_KEEP)"; else rm -rf "$T"; fi
 }
 trap cleanup EXIT
 
@@ -250,18 +325,18 @@ post_build_hmac() { post /v1/builds "$1" -H "X-Digestmap-Signature: $(hmac_sig "
 # --- Helpers for the sweeper, multi-instance and shard tests (test_unmatched, test_two_instances,
 # test_shards, test_memory, test_join_cases).
 
-DAEMON2_PID=""
 PORT2=""
 
 # start_daemon2 [CONFIG_JSON]: a second digestmapd on its own port (PORT2, log $T/daemon2.log),
 # normally sharing the first one's Redis. Stopped by stop_daemon2 (or killed at exit).
 start_daemon2() {
-    trap 'cleanup_daemon2; cleanup' EXIT
     launch 2 "second digestmapd" "${1:-$(default_config)}"
     DAEMON2_PID=$LAUNCHED_PID
     PORT2=$LAUNCHED_PORT
 }
 
+# cleanup_daemon2: kill the second daemon (cleanup does it too; kept for tests that set their
+# own EXIT trap).
 cleanup_daemon2() {
     if [ -n "$DAEMON2_PID" ]; then kill -KILL "$DAEMON2_PID" 2>/dev/null || true; fi
 }
@@ -295,17 +370,30 @@ stream_type_count() {
     rcli --raw xrange "$s" - + | grep -c "^$1\$" || true
 }
 
-# wait_count WANT SECONDS CMD...: poll (every 0.1 s, SECONDS at most) until CMD prints WANT;
-# prints the last value seen. Use: got=$(wait_count 3 10 stream_type_count TYPE).
+# wait_count WANT SECONDS CMD...: poll (every 0.1 s) until CMD prints WANT; prints the last
+# value seen. SECONDS is raised to DM_WAIT: a bound is only ever reached when the test fails, so
+# a short one only makes a loaded machine fail it. Use: got=$(wait_count 3 60 stream_type_count TYPE).
 wait_count() {
-    local want=$1 secs=$2 got=""
+    local want=$1 secs=$2 got="" deadline
     shift 2
-    for _ in $(seq 1 $((secs * 10))); do
+    [ "$secs" -ge "$DM_WAIT" ] || secs=$DM_WAIT
+    deadline=$((SECONDS + secs))
+    while :; do
         got=$("$@")
         [ "$got" == "$want" ] && break
+        [ "$SECONDS" -lt "$deadline" ] || break
         sleep 0.1
     done
     echo "$got"
+}
+
+# await_log REGEX [LOG]: wait (DM_WAIT at most) until LOG (default $T/daemon.log) has a line
+# matching the extended REGEX; prints the first such line (nothing if none came).
+await_log() {
+    local log=${2:-$T/daemon.log}
+    _log_has() { grep -qE -- "$1" "$2" 2>/dev/null; }
+    poll_until "$DM_WAIT" _log_has "$1" "$log" || true
+    grep -E -m1 -- "$1" "$log" 2>/dev/null || true
 }
 
 # iso_ms MS_SINCE_EPOCH: an RFC 3339 timestamp with milliseconds.

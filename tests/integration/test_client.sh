@@ -289,7 +289,7 @@ stuck_consumer() {
     TDELIV=$(date +%s%N)
     # one transaction: the blocked read is served once, with all of them
     printf 'MULTI\n%sEXEC\n' "$cmds" | rcli >/dev/null
-    got=$(wait_count "$n" 10 pending g2 "$K")
+    got=$(wait_count "$n" 60 pending g2 "$K")
     check "consumer $name: all $n records delivered, none acknowledged" "$n" "$got"
     check "consumer $name: the pending records are its own" "$name $n" \
         "$(rcli xpending "$K" g2 | tail -n 2 | tr '\n' ' ' | sed 's/ $//')"
@@ -348,7 +348,7 @@ check "XAUTOCLAIM: nothing left pending" 0 "$(pending g2 "$K")"
 
 # --- SIGTERM: a following consumer exits 0 at once, everything printed is acknowledged ---
 bg_client "$T/g3.out" --config "$CONF" tail --group g3 --from-start --block-ms 60000
-got=$(wait_count 2 10 lines "$T/g3.out")
+got=$(wait_count 2 60 lines "$T/g3.out")
 check "follower printed both records" 2 "$got"
 wait_blocked xreadgroup
 check "follower acknowledged both records" 0 "$(pending g3)"

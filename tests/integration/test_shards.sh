@@ -100,7 +100,7 @@ for N in 1 4 16; do
         done
     }
     count_type() { all_records | grep -c " $1 " || true; }
-    check "shards $N: 10 unmatched records" 10 "$(wait_count 10 10 count_type "$UT")"
+    check "shards $N: 10 unmatched records" 10 "$(wait_count 10 60 count_type "$UT")"
     sleep 0.5 # more sweeps: nothing twice
     kill "$MON" 2>/dev/null || true
     wait "$MON" 2>/dev/null || true
@@ -117,7 +117,7 @@ for N in 1 4 16; do
     check "shards $N: one output stream per shard" "$N" "$(rcli --scan --pattern 'dm:*:out' | wc -l)"
     check "shards $N: unmatched metric" 10 "$(metric digestmap_unmatched_registry_total)"
     check "shards $N: edges metric" 40 "$(metric digestmap_edges_emitted_total)"
-    check "shards $N: parked pushes gauge back to 0" 0 "$(wait_count 0 5 metric digestmap_parked_registry_items)"
+    check "shards $N: parked pushes gauge back to 0" 0 "$(wait_count 0 60 metric digestmap_parked_registry_items)"
     check "shards $N: no parked keys left" "" "$(rcli keys 'dm:*:[rb]:*')"
 
     outside=0

@@ -33,12 +33,12 @@ n=0
 while [ "$(consumer_count)" != 2 ] && [ $n -lt 40 ]; do
     n=$((n + 1))
     add_record "$CONFIRMED" "ce-first-$n" >/dev/null
-    got=$(wait_count $n 10 sink_requests shared)
+    got=$(wait_count $n 60 sink_requests shared)
     [ "$got" == $n ] || die "record $n was not delivered"
 done
 check "both instances are consumers of the group" 2 "$(consumer_count)"
 wait_pending() { pending "$G"; }
-check "nothing pending after $n records" 0 "$(wait_count 0 5 wait_pending)"
+check "nothing pending after $n records" 0 "$(wait_count 0 60 wait_pending)"
 
 # --- A restart: the stopped instance's consumer is left behind, then removed. Its idle time
 # counts from the last read that returned an entry to it.
@@ -53,7 +53,7 @@ c2="$host:$DAEMON2_PID"
 # --- Two records, one held by each instance (max_inflight 1), both attempts hanging.
 sink_answers shared hang,hang
 id_a=$(add_record "$CONFIRMED" ce-a)
-check "the first record reached the sink" $((n + 1)) "$(wait_count $((n + 1)) 10 sink_requests shared)"
+check "the first record reached the sink" $((n + 1)) "$(wait_count $((n + 1)) 60 sink_requests shared)"
 holder=""
 for _ in $(seq 1 50); do
     [ "$(metric_at "$PORT" digestmap_sink_inflight)" == 1 ] && { holder=1; break; }
@@ -62,7 +62,7 @@ for _ in $(seq 1 50); do
 done
 [ -n "$holder" ] || die "no instance holds the first record"
 add_record "$CONFIRMED" ce-b >/dev/null
-check "the second record reached the sink" $((n + 2)) "$(wait_count $((n + 2)) 10 sink_requests shared)"
+check "the second record reached the sink" $((n + 2)) "$(wait_count $((n + 2)) 60 sink_requests shared)"
 check "the other instance holds it" ce-b "$(sink_check get shared -1 Idempotency-Key)"
 if [ "$holder" == 1 ]; then
     victim=$DAEMON2_PID; DAEMON2_PID=""; cv=$c2; cs=$c1
@@ -80,7 +80,7 @@ wait "$victim" 2>/dev/null || true
 # --- The stopped instance's consumer goes once idle for more than 10 x claim_idle_ms, at the
 # latest 10 s + a check period (2.5 s) + a claim tick after its last read (25 s: a loaded CI).
 gone_old() { consumer_field "$G" "$old" pending; }
-check "the stopped instance's consumer is removed" gone "$(wait_count gone 25 gone_old)"
+check "the stopped instance's consumer is removed" gone "$(wait_count gone 60 gone_old)"
 took=$(($(now_ms) - old_seen))
 check "not removed before it was idle for 10 x claim_idle_ms ($took ms >= 9800)" 1 \
     "$(( took >= 9800 ? 1 : 0 ))"
@@ -108,11 +108,11 @@ check "no removal of it was logged" 0 \
 # so it takes over the killed instance's record, delivers it, and then removes the consumer.
 rcli XACK 'dm:{0}:out' "$G" "$id_a" >/dev/null
 check "the survivor delivers the taken-over record" $((n + 3)) \
-    "$(wait_count $((n + 3)) 15 sink_requests shared)"
+    "$(wait_count $((n + 3)) 60 sink_requests shared)"
 check "it is the killed instance's record" ce-b "$(sink_check get shared -1 Idempotency-Key)"
-check "nothing pending afterwards" 0 "$(wait_count 0 10 wait_pending)"
+check "nothing pending afterwards" 0 "$(wait_count 0 60 wait_pending)"
 gone_victim() { consumer_field "$G" "$cv" pending; }
-check "then the killed instance's consumer is removed" gone "$(wait_count gone 15 gone_victim)"
+check "then the killed instance's consumer is removed" gone "$(wait_count gone 60 gone_victim)"
 claimed_line=$(grep -n 'msg="sink record claimed" sink=shared' "$survivor_log" | head -n 1 | cut -d: -f1)
 removed_line=$(grep -n "msg=\"sink consumer removed\" sink=shared consumer=\"$cv\"" "$survivor_log" |
     head -n 1 | cut -d: -f1)

@@ -24,8 +24,8 @@ wait_sink_started "$T/daemon.log" 3
 # --- 500 every time: three attempts, then dead-lettered.
 digest=$(random_digest)
 id5=$(add_record "$CONFIRMED" ce-five "$digest")
-check "max_attempts attempts" 3 "$(wait_count 3 10 sink_requests five)"
-check "dead-lettered" "$id5" "$(wait_count "$id5" 5 dead_field "$id5" stream_id)"
+check "max_attempts attempts" 3 "$(wait_count 3 60 sink_requests five)"
+check "dead-lettered" "$id5" "$(wait_count "$id5" 60 dead_field "$id5" stream_id)"
 check "dead entry: type" "$CONFIRMED" "$(dead_field "$id5" type)"
 check "dead entry: digest" "$digest" "$(dead_field "$id5" digest)"
 check "dead entry: event, byte for byte" "$(out_field "$id5" event)" "$(dead_field "$id5" event)"
@@ -37,7 +37,7 @@ failed_at=$(dead_field "$id5" failed_at)
 check "dead entry: failed_at is a recent time in ms" 1 \
     "$(( failed_at <= now && failed_at > now - 30000 ? 1 : 0 ))"
 wait_pending() { pending "$1"; }
-check "the original is acknowledged" 0 "$(wait_count 0 5 wait_pending digestmap:five)"
+check "the original is acknowledged" 0 "$(wait_count 0 60 wait_pending digestmap:five)"
 check "the original stays in the output stream" "ce-five" \
     "$(out_field "$id5" event | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
 check_match "dead-lettering is logged" \
@@ -49,23 +49,23 @@ check_match "the last failed attempt says no retry" \
 
 # --- 400: permanent, dead-lettered after one attempt.
 id4=$(add_record "$DELETED" ce-four)
-check "dead-lettered at once" "$id4" "$(wait_count "$id4" 5 dead_field "$id4" stream_id)"
+check "dead-lettered at once" "$id4" "$(wait_count "$id4" 60 dead_field "$id4" stream_id)"
 check "a 400 is not retried" 1 "$(sink_requests four)"
 check "dead entry: attempts 1" 1 "$(dead_field "$id4" attempts)"
 check "dead entry: error HTTP 400" "HTTP 400" "$(dead_field "$id4" error)"
-check "acknowledged" 0 "$(wait_count 0 5 wait_pending digestmap:four)"
+check "acknowledged" 0 "$(wait_count 0 60 wait_pending digestmap:four)"
 
 # --- Connection refused: retried, then dead-lettered with the transport error.
 idr=$(add_record "$UNMATCHED" ce-refused)
-check "dead-lettered after 2 attempts" "$idr" "$(wait_count "$idr" 10 dead_field "$idr" stream_id)"
+check "dead-lettered after 2 attempts" "$idr" "$(wait_count "$idr" 60 dead_field "$idr" stream_id)"
 check "dead entry: attempts 2" 2 "$(dead_field "$idr" attempts)"
 check_match "dead entry: the connection error" "^connection failed.*[Rr]efused" \
     "$(dead_field "$idr" error)"
-check "acknowledged" 0 "$(wait_count 0 5 wait_pending digestmap:refused)"
+check "acknowledged" 0 "$(wait_count 0 60 wait_pending digestmap:refused)"
 
 # --- An entry that is not a record (no event field): dead-lettered without an attempt.
 idm=$(rcli XADD 'dm:{0}:out' '*' type "$CONFIRMED" digest "$digest")
-check "malformed entry dead-lettered" "$idm" "$(wait_count "$idm" 5 dead_field "$idm" stream_id)"
+check "malformed entry dead-lettered" "$idm" "$(wait_count "$idm" 60 dead_field "$idm" stream_id)"
 check "malformed entry: the reason" "malformed record: no event field" "$(dead_field "$idm" error)"
 check "malformed entry: no attempt" 3 "$(sink_requests five)"
 check "all four dead-lettered exactly once" 4 "$(dead_count)"

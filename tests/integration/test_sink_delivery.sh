@@ -25,8 +25,8 @@ check_match "sink started is logged with the url's origin only, and the group" \
 add_record "$CONFIRMED" ce-confirmed-1 >/dev/null
 add_record "$UNMATCHED" ce-unmatched-1 >/dev/null
 add_record "$DELETED" ce-deleted-1 >/dev/null
-check "sink 'all' got the three records" 3 "$(wait_count 3 10 sink_requests all)"
-check "sink 'confirmed' got one record" 1 "$(wait_count 1 10 sink_requests confirmed)"
+check "sink 'all' got the three records" 3 "$(wait_count 3 60 sink_requests all)"
+check "sink 'confirmed' got one record" 1 "$(wait_count 1 60 sink_requests confirmed)"
 check "every delivery to 'all' is signed and well-formed" "ok ok ok " \
     "$(sink_check verify all s3cret-all | tr '\n' ' ')"
 check "the delivery to 'confirmed' is signed with its own secret" "ok" \
@@ -44,9 +44,9 @@ check "first attempt is attempt 1" 1 "$(sink_check get all 0 X-Digestmap-Attempt
 check_match "Host header names the sink" "^127.0.0.1:$PORT_ALL\$" "$(sink_check get all 0 Host)"
 
 wait_pending() { pending "$1"; }
-check "nothing pending for 'all' after delivery" 0 "$(wait_count 0 5 wait_pending digestmap:all)"
+check "nothing pending for 'all' after delivery" 0 "$(wait_count 0 60 wait_pending digestmap:all)"
 check "nothing pending for 'confirmed' (filtered records acknowledged)" 0 \
-    "$(wait_count 0 5 wait_pending digestmap:confirmed)"
+    "$(wait_count 0 60 wait_pending digestmap:confirmed)"
 check "delivered counter" 4 "$(metric digestmap_sink_delivered_total)"
 check "filtered counter" 2 "$(metric digestmap_sink_filtered_total)"
 check "nothing held any more" 0 "$(metric digestmap_sink_inflight)"
@@ -59,15 +59,15 @@ check "ACR push accepted" 202 "$STATUS"
 build_event "$T/build.json" "$digest" "$(iso_at 0)" 777
 post_build "$T/build.json"
 check "build event accepted" 202 "$STATUS"
-check "the confirmed record reached 'all'" 4 "$(wait_count 4 10 sink_requests all)"
-check "the confirmed record reached 'confirmed'" 2 "$(wait_count 2 10 sink_requests confirmed)"
+check "the confirmed record reached 'all'" 4 "$(wait_count 4 60 sink_requests all)"
+check "the confirmed record reached 'confirmed'" 2 "$(wait_count 2 60 sink_requests confirmed)"
 check "the end-to-end delivery verifies" "ok" "$(sink_check verify confirmed other | tail -n 1)"
 edge_event=$(stream_events | tail -n 1)
 check "its body is the record the join wrote" "$edge_event" "$(sink_check get confirmed -1 body)"
 check_match "the record is a confirmed mapping of the digest" \
     "\"type\":\"$CONFIRMED\".*\"subject\":\"$digest\"" "$(sink_check get confirmed -1 body)"
 check "nothing pending for 'confirmed' at the end" 0 \
-    "$(wait_count 0 5 wait_pending digestmap:confirmed)"
+    "$(wait_count 0 60 wait_pending digestmap:confirmed)"
 check "the url's path (it may hold credentials) is never logged" 0 \
     "$(grep -c 'tok-Pa55' "$T/daemon.log" || true)"
 

@@ -29,7 +29,7 @@ id=$(add_record "$CONFIRMED" ce-tls)
 paths() { sink_check get good 0 path >/dev/null 2>&1 || { echo; return; }
           for i in $(seq 0 $(( $(sink_requests good) - 1 ))); do sink_check get good "$i" path; done | sort | tr '\n' ' '; }
 check "delivered over https by IP and by name, nothing else" "/ip /name " \
-    "$(wait_count "/ip /name " 10 paths)"
+    "$(wait_count "/ip /name " 60 paths)"
 check "both deliveries verify" "ok ok " "$(sink_check verify good k | tr '\n' ' ')"
 check "the sink with the wrong certificate got no request" 0 "$(sink_requests wrong)"
 
@@ -37,7 +37,7 @@ dead_sinks() { rcli -2 --json XRANGE 'dm:{0}:dead' - + | python3 -c '
 import json, sys
 print(" ".join(sorted(dict(zip(f[::2], f[1::2]))["sink"] for _, f in json.load(sys.stdin) or [])))'; }
 check "the unverified sinks dead-lettered the record" "system-store wrong-dns wrong-name" \
-    "$(wait_count "system-store wrong-dns wrong-name" 10 dead_sinks)"
+    "$(wait_count "system-store wrong-dns wrong-name" 60 dead_sinks)"
 check_match "an unknown CA is the logged reason" \
     'msg="sink delivery failed" sink=system-store .*status=0 error="TLS: .*certificate verify failed \(unable to get local issuer certificate\)"' \
     "$(grep 'msg="sink delivery failed" sink=system-store' "$T/daemon.log" | head -n 1)"
@@ -55,7 +55,7 @@ for _, f in json.load(sys.stdin):
     if f["sink"] == "wrong-name": print(f["error"])')"
 wait_pending() { pending "$1"; }
 for g in by-ip by-name system-store wrong-name wrong-dns; do
-    check "nothing pending for $g" 0 "$(wait_count 0 5 wait_pending "digestmap:$g")"
+    check "nothing pending for $g" 0 "$(wait_count 0 60 wait_pending "digestmap:$g")"
 done
 check "delivered counter" 2 "$(metric digestmap_sink_delivered_total)"
 check "dead-letter counter" 3 "$(metric digestmap_sink_dead_lettered_total)"

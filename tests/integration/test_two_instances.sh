@@ -87,7 +87,7 @@ while read -r d; do
 done < "$T/b/digests"
 send "$T/b/jobs" "$T/b/codes"
 check "(b) every answer 202" "100 202" "$(sort "$T/b/codes" | uniq -c | awk '{$1=$1; print}')"
-check "(b) 100 unmatched records" 100 "$(wait_count 100 12 stream_type_count "$UT")"
+check "(b) 100 unmatched records" 100 "$(wait_count 100 60 stream_type_count "$UT")"
 sleep 1 # ten more sweeps of each instance: nothing is reported twice
 check "(b) still 100 unmatched records" 100 "$(stream_type_count "$UT")"
 check "(b) nothing else in the stream" 100 "$(rcli xlen 'dm:{0}:out')"
@@ -99,8 +99,8 @@ check "(b) unmatched metric over both daemons" 100 "$(sum2 digestmap_unmatched_r
 check "(b) no build reported" 0 "$(sum2 digestmap_unmatched_build_total)"
 check "(b) no parked pushes left" "" "$(rcli keys 'dm:*:r:*')"
 check "(b) schedule empty" 0 "$(rcli zcard 'dm:{0}:due')"
-check "(b) parked gauge 0 on daemon 1" 0 "$(wait_count 0 3 metric_at "$PORT" digestmap_parked_registry_items)"
-check "(b) parked gauge 0 on daemon 2" 0 "$(wait_count 0 3 metric_at "$PORT2" digestmap_parked_registry_items)"
+check "(b) parked gauge 0 on daemon 1" 0 "$(wait_count 0 60 metric_at "$PORT" digestmap_parked_registry_items)"
+check "(b) parked gauge 0 on daemon 2" 0 "$(wait_count 0 60 metric_at "$PORT2" digestmap_parked_registry_items)"
 echo "# unmatched reported by daemon 1: $(metric_at "$PORT" digestmap_unmatched_registry_total)," \
     "daemon 2: $(metric_at "$PORT2" digestmap_unmatched_registry_total)"
 stop_daemon2
