@@ -62,6 +62,12 @@ static const struct {
                             "limits (the least recent of a digest)."},
     [DM_M_REDIS_OOM] = {"digestmap_redis_oom_total",
                         "Events refused (503) because Redis was over its maxmemory."},
+    [DM_M_GROUP_LAG_DROPPED] = {"digestmap_group_lag_dropped_total",
+                                "Trimmed entries that a consumer group past "
+                                "outputs.max_group_lag had not acknowledged."},
+    [DM_M_SINK_DEAD_DROPPED] = {"digestmap_sink_dead_dropped_total",
+                                "Oldest dead-letter entries removed to keep the dead-letter "
+                                "stream at outputs.stream_maxlen."},
 };
 
 static const struct {

@@ -39,6 +39,8 @@ typedef enum {
     DM_M_TLS_FAILED,         /**< failed TLS handshakes of the listener */
     DM_M_ITEMS_EVICTED,      /**< parked items, delete records dropped by the per-digest bounds */
     DM_M_REDIS_OOM,          /**< events refused because Redis was over maxmemory */
+    DM_M_GROUP_LAG_DROPPED,  /**< trimmed entries a group past max_group_lag had not acked */
+    DM_M_SINK_DEAD_DROPPED,  /**< oldest dead-letter entries removed past stream_maxlen */
     DM_M_COUNT
 } dm_metric;
 

@@ -28,9 +28,9 @@
  *   - any other status (1xx, 3xx, other 4xx), and an entry that is not a record (no `event`
  *     field, or one without a CloudEvent id): dead-lettered at once.
  *   - max_attempts failed attempts: dead-lettered.
- * Dead-lettering (sink_dead.lua, atomic, idempotent): XADD <prefix>:{s}:dead MAXLEN ~
- * stream_maxlen with the entry's type, digest and event plus sink, stream_id, attempts, error
- * and failed_at (ms), then XACK. If Redis cannot be reached, acknowledgements and
+ * Dead-lettering (sink_dead.lua, atomic, idempotent): XADD <prefix>:{s}:dead with the entry's
+ * type, digest and event plus sink, stream_id, attempts, error and failed_at (ms), then XACK;
+ * the trimmer keeps that stream at stream_maxlen entries, counted and logged (dm_trim.h). If Redis cannot be reached, acknowledgements and
  * dead-letterings are retried every second (the record stays held, pending and refreshed
  * meanwhile; msg="sink redis command failed" is a warning at the 1st, 10th, 20th, … try).
  *

@@ -291,10 +291,11 @@ static void worker_background(dm_worker *w, const dm_worker_conf *wc, const dm_r
                                                  cc->correlation.sweep_interval_ms,
                                                  cc->correlation.sweep_batch, on_sweep, NULL)
                                 : NULL;
-    w->trimmer = w->sweep_redis ? dm_trimmer_new(w->base, w->sweep_redis, &w->app->join,
-                                                 cc->outputs.trim_interval_ms, wc->protected_groups,
-                                                 wc->nprotected, on_trim, NULL)
-                                : NULL;
+    w->trimmer = w->sweep_redis
+                     ? dm_trimmer_new(w->base, w->sweep_redis, &w->app->join,
+                                      cc->outputs.trim_interval_ms, cc->outputs.max_group_lag,
+                                      wc->protected_groups, wc->nprotected, on_trim, NULL)
+                     : NULL;
 }
 
 static int worker_init(dm_worker *w, const dm_worker_conf *wc, char *err, size_t errlen)
