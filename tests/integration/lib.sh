@@ -86,7 +86,7 @@ poll_until() {
 # spawn_redis SOCKET LOG [redis-server args...]: a private redis-server on a unix socket (no
 # TCP), a child of this shell (never --daemonize: a daemon escapes the test's process group);
 # its pid goes to SPAWNED_PID and to SOCKET.pid (so stop_redis_at finds one started in a
-# subshell too). Returns once it answers PING.
+# subshell too). Returns once it answers PING (or asks for a password: --requirepass).
 spawn_redis() {
     local sock=$1 log=$2
     shift 2
@@ -96,7 +96,7 @@ spawn_redis() {
     SPAWNED_PID=$!
     echo "$SPAWNED_PID" > "$sock.pid"
     _redis_up() { kill -0 "$SPAWNED_PID" 2>/dev/null || die "redis-server ($sock) exited: $(tail -n 5 "$log")"
-                  [ -S "$1" ] && redis-cli -s "$1" ping >/dev/null 2>&1; }
+                  [ -S "$1" ] && redis-cli -s "$1" ping 2>&1 | grep -qE 'PONG|NOAUTH'; }
     poll_until "$DM_WAIT" _redis_up "$sock" || die "redis-server ($sock) did not start"
 }
 

@@ -47,7 +47,7 @@ jq 'del(.sources[0].auth)' "$T/good.json" > "$T/noauth.json"
 "$DIGESTMAPD" --check-config --config "$T/noauth.json" >/dev/null 2>"$T/err" && rc=0 || rc=$?
 check "source without auth, --check-config: exit 1" 1 "$rc"
 check_match "source without auth: message" '"auth" is required' "$(cat "$T/err")"
-timeout 10 "$DIGESTMAPD" --config "$T/noauth.json" >/dev/null 2>"$T/err" && rc=0 || rc=$?
+timeout --foreground 120 "$DIGESTMAPD" --config "$T/noauth.json" >/dev/null 2>"$T/err" && rc=0 || rc=$?
 check "source without auth refuses to start: exit 1" 1 "$rc"
 check_match "refusal message" '"auth" is required' "$(cat "$T/err")"
 
@@ -100,10 +100,7 @@ check_match "embedded: a redis-server child runs" '^[0-9]+$' "$rpid"
 check "embedded: it is digestmapd's child" "$DAEMON_PID" "$(ps -o ppid= -p "${rpid:-1}" 2>/dev/null | tr -d ' ')"
 stop_daemon # SIGTERM, exit 0 checked
 gone=no
-for _ in $(seq 1 100); do
-    pgrep -f "$E" >/dev/null || { gone=yes; break; }
-    sleep 0.05
-done
+poll_until "$DM_WAIT" eval '! pgrep -f "$E" >/dev/null' && gone=yes
 check "embedded: redis-server stopped with digestmapd" yes "$gone"
 [ "$gone" == yes ] || for p in $(pgrep -f "$E"); do kill "$p" 2>/dev/null || true; done
 check "embedded: socket no longer answers" no \

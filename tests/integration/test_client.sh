@@ -10,38 +10,35 @@
 CLI="$(dirname "$DIGESTMAPD")/digestmap"
 [ -x "$CLI" ] || die "no client binary at $CLI"
 
+# Every client run is bounded (a test that hangs fails instead); --foreground keeps `timeout`
+# in the test's process group, so the watchdog of lib.sh reaches it.
+TIMEOUT=(timeout --foreground 120)
+
 # cli ARGS...: run the client; sets RC, OUT (stdout) and ERR (stderr).
 cli() {
     RC=0
-    OUT=$(timeout 20 "$CLI" "$@" 2>"$T/cli.err") || RC=$?
+    OUT=$("${TIMEOUT[@]}" "$CLI" "$@" 2>"$T/cli.err") || RC=$?
     ERR=$(cat "$T/cli.err")
     cat "$T/cli.err" >> "$T/cli-all.err"
 }
 
 # wait_blocked CMD: wait until a Redis client is blocked in CMD (xread or xreadgroup).
 wait_blocked() {
-    for _ in $(seq 1 200); do
-        rcli client list | grep -qE "flags=[A-Za-z]*b[A-Za-z]* .*cmd=$1 " && return 0
-        sleep 0.05
-    done
-    fail "no client blocked in $1"
+    _blocked_in() { rcli client list | grep -qE "flags=[A-Za-z]*b[A-Za-z]* .*cmd=$1 "; }
+    poll_until "$DM_WAIT" _blocked_in "$1" || fail "no client blocked in $1"
 }
 
-# bg_client OUT ARGS...: start the client in the background under `timeout 30` (a test that
-# misses its event fails instead of hanging), stdout to OUT. Sets BG (the timeout process: wait
-# on it for the exit status) and BGPID (the client itself: signal that one).
+# bg_client OUT ARGS...: start the client in the background under TIMEOUT (a test that misses
+# its event fails instead of hanging), stdout to OUT. Sets BG (the timeout process: wait on it
+# for the exit status) and BGPID (the client itself: signal that one).
 bg_client() {
     local out=$1
     shift
-    timeout 30 "$CLI" "$@" >"$out" 2>>"$T/cli-all.err" &
+    "${TIMEOUT[@]}" "$CLI" "$@" >"$out" 2>>"$T/cli-all.err" &
     BG=$!
     BGPID=""
-    for _ in $(seq 1 200); do
-        BGPID=$(pgrep -P "$BG" || true)
-        [ -n "$BGPID" ] && return 0
-        sleep 0.02
-    done
-    fail "client of timeout $BG did not start"
+    _client_started() { BGPID=$(pgrep -P "$BG" || true); [ -n "$BGPID" ]; }
+    poll_until "$DM_WAIT" _client_started || fail "client of timeout $BG did not start"
 }
 
 # wait_bg: wait for the BG client; sets BGRC.
@@ -247,11 +244,11 @@ check "hmac secret unset, header value set: send-build sends the header" "0 acce
     "$RC $(jq -r .status <<<"$OUT")"
 # the daemon still refuses the very same file, at the first unset variable
 RC=0
-timeout 10 "$DIGESTMAPD" --config "$SC" >/dev/null 2>"$T/refused.err" || RC=$?
+"${TIMEOUT[@]}" "$DIGESTMAPD" --config "$SC" >/dev/null 2>"$T/refused.err" || RC=$?
 check "digestmapd refuses the config with unset secrets" \
     "1 digestmapd: $SC: sources[1].auth[0].value_env: environment variable \"DM_TEST_CI_TOKEN\" is not set or empty" \
     "$RC $(cat "$T/refused.err")"
-DM_TEST_CI_TOKEN=x DM_TEST_CI_SECRET=x DM_TEST_API_TOKEN=x timeout 10 "$DIGESTMAPD" \
+DM_TEST_CI_TOKEN=x DM_TEST_CI_SECRET=x DM_TEST_API_TOKEN=x "${TIMEOUT[@]}" "$DIGESTMAPD" \
     --config "$SC" --check-config >/dev/null 2>"$T/refused.err" && RC=0 || RC=$?
 check "digestmapd refuses it while the sink's variable is unset" \
     "1 digestmapd: $SC: outputs.webhooks[0].secret_env: environment variable \"DM_TEST_SINK_SECRET\" is not set or empty" \
@@ -415,11 +412,7 @@ cli --config "$CONF" tail --group gt --from-start --count 4
 check "4 shards, group --count 4" "$want" "$(jq -r .subject <<<"$OUT" | sort | tr '\n' ' ')"
 
 # --- Redis with a password and a database number (from the config, and from --redis) ---
-redis-server --port 0 --unixsocket "$T/auth.sock" --unixsocketperm 700 --daemonize yes \
-    --pidfile "$T/auth.pid" --dir "$T" --save '' --appendonly no --requirepass s3cret \
-    --logfile "$T/auth.log" >/dev/null
-for _ in $(seq 1 200); do [ -S "$T/auth.sock" ] && break; sleep 0.05; done
-trap 'kill "$(cat "$T/auth.pid" 2>/dev/null)" 2>/dev/null || true; cleanup' EXIT
+spawn_redis "$T/auth.sock" "$T/auth.log" --requirepass s3cret
 redis-cli -s "$T/auth.sock" -a s3cret --no-auth-warning -n 3 \
     xadd 'dm:{0}:out' '*' type t digest d event '{"db":3}' >/dev/null
 jq --arg u "unix://$T/auth.sock?db=3" '.redis.url = $u | .redis.password_env = "DM_TEST_REDIS_PW"' \
@@ -450,8 +443,8 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -su
     2>/dev/null
 python3 "$DM_SRC/tests/integration/client/https_echo.py" "$T/tls.crt" "$T/tls.key" "$T/tls.port" &
 echo_pid=$!
-trap 'kill "$echo_pid" 2>/dev/null || true; kill "$(cat "$T/auth.pid" 2>/dev/null)" 2>/dev/null || true; cleanup' EXIT
-for _ in $(seq 1 200); do [ -s "$T/tls.port" ] && break; sleep 0.05; done
+at_exit 'kill "$echo_pid" 2>/dev/null'
+poll_until "$DM_WAIT" test -s "$T/tls.port" || die "https_echo.py did not start"
 TLS_PORT=$(cat "$T/tls.port")
 cli --url "https://127.0.0.1:$TLS_PORT" --token 'Bearer t' query "$d1"
 check "https with an untrusted certificate: exit 1" 1 "$RC"

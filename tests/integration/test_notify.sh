@@ -66,9 +66,8 @@ python3 "$N/fake_token_server.py" --port-file "$T/tp.port" --log "$T/tp.log" \
     --azure-issuer "$AZ_ISS" --azure-claims "$T/az-claims.json" --azure-access-token az-access-token \
     --files "$ROOT/scripts" 2>"$T/tp.err" &
 TP_PID=$!
-trap 'kill "$TP_PID" 2>/dev/null || true; cleanup' EXIT
-for _ in $(seq 1 100); do [ -s "$T/tp.port" ] && break; sleep 0.05; done
-[ -s "$T/tp.port" ] || die "the fake token endpoint did not start: $(cat "$T/tp.err")"
+at_exit 'kill "$TP_PID" 2>/dev/null'
+poll_until "$DM_WAIT" test -s "$T/tp.port" || die "the fake token endpoint did not start: $(cat "$T/tp.err")"
 TP="http://127.0.0.1:$(cat "$T/tp.port")"
 
 FD=$T/fakedocker
@@ -319,7 +318,9 @@ check "token endpoint 503 once: one POST" $((posts + 1)) "$(builds_metric 202)"
 d=$(random_digest)
 before=$(tp_count) p503=$(builds_metric 503) p202=$(builds_metric 202)
 stop_redis
-(sleep 1.5 && start_redis >/dev/null 2>&1) &
+# Redis comes back once the daemon has refused a build with 503 (not after a fixed delay, which
+# a slow machine could outlast before the script's first attempt).
+(poll_until "$DM_WAIT" eval '[ "$(builds_metric 503)" -gt "$p503" ]'; start_redis >/dev/null 2>&1) &
 restarter=$!
 gh_notify --no-resolve --fail --max-attempts 60
 wait "$restarter" || true

@@ -71,6 +71,7 @@ check "403 names the claim" '{"error":"token not allowed: claim repository_owner
 refuse "claims not allowed (sub prefix)" 403 "$(mint_rs256 "$T/gh.pem" gh-1 "$(gh_claims j-3 '.sub = "repo:evil/api:ref:x"')")" "claims not allowed"
 refuse "wrong audience" 401 "$(mint_rs256 "$T/gh.pem" gh-1 "$(gh_claims j-4 '.aud = "someone-else"')")" "audience mismatch"
 refuse "wrong issuer" 401 "$(mint_rs256 "$T/gh.pem" gh-1 "$(gh_claims j-5 '.iss = "https://evil.example.com"')")" "issuer not allowed"
+now=$(date +%s) # the time bounds below are 60 s (the leeway) from it: taken afresh, not at start
 refuse "expired" 401 "$(mint_rs256 "$T/gh.pem" gh-1 "$(gh_claims j-6 ".exp = $((now - 61))")")" "token expired"
 refuse "not yet valid (nbf)" 401 "$(mint_rs256 "$T/gh.pem" gh-1 "$(gh_claims j-7 ".nbf = $((now + 120))")")" "token not yet valid"
 refuse "lifetime longer than a day" 401 "$(mint_rs256 "$T/gh.pem" gh-1 "$(gh_claims j-12 '.exp = 1e300')")" "token lifetime too long"

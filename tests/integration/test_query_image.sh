@@ -8,17 +8,22 @@ start_redis
 start_daemon
 
 RFC3339='^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$'
-epoch() { date -u -d "$1" +%s; }
-# within SECONDS LO HI TIMESTAMP: "yes" when TIMESTAMP is LO..HI seconds from now.
-within() {
-    local d=$(( $(epoch "$3") - $(date +%s) ))
-    if [ "$d" -ge "$1" ] && [ "$d" -le "$2" ]; then echo yes; else echo "no ($d s from now)"; fi
+now_ms() { date +%s%3N; }
+# expires_within BEFORE AFTER SECONDS TIMESTAMP: "yes" when TIMESTAMP (ms) is SECONDS after an
+# arrival between BEFORE and AFTER (ms, taken around the request): exact on any machine.
+expires_within() {
+    local t
+    t=$(date -u -d "$4" +%s%3N)
+    if [ "$t" -ge $(($1 + $3 * 1000)) ] && [ "$t" -le $(($2 + $3 * 1000)) ]; then echo yes
+    else echo "no: $((t - $1 - $3 * 1000)) ms after BEFORE + $3 s, $((t - $2 - $3 * 1000)) after AFTER + $3 s"; fi
 }
 
 # ---------------------------------------------------------------- a push, parked
 d=$(random_digest)
 acr_push "$T/p.json" "$d" 1.4.0 "$(iso_at -20)" evt-q-1
+before=$(now_ms)
 post_acr "$T/p.json"
+after=$(now_ms)
 check "push parked" 202 "$STATUS"
 query_image "$d"
 check "pending push: 200" 200 "$STATUS"
@@ -33,12 +38,14 @@ check "pending push fields" \
 exp=$(jq -r '.pending.registry[0].expires_at' <<<"$BODY")
 check_match "pending push expires_at is RFC 3339" "$RFC3339" "$exp"
 # retention = window 1800 s + grace 60 s from arrival
-check "pending push expires window + grace after arrival" yes "$(within 1850 1862 "$exp")"
+check "pending push expires window + grace after arrival" yes "$(expires_within "$before" "$after" 1860 "$exp")"
 check_match "pending push pushed_at is RFC 3339" "$RFC3339" "$(jq -r '.pending.registry[0].pushed_at' <<<"$BODY")"
 
 # ---------------------------------------------------------------- joined, then another tag
 build_event "$T/b.json" "$d" "$(iso_at -10)" 7001
+bbefore=$(now_ms)
 post_build "$T/b.json"
+bafter=$(now_ms)
 check "build joins" '{"status":"accepted","events":1,"edges":1}' "$BODY"
 acr_push "$T/p2.json" "$d" latest "$(iso_at -5)" evt-q-2
 post_acr "$T/p2.json"
@@ -54,7 +61,7 @@ check "pending build fields" 'github acme/api 7001 1 image true' \
     "$(jq -r '.pending.build[0] | "\(.build.provider) \(.build.repository) \(.build.run_id) \(.build.run_attempt) \(.relation) \(.matched)"' <<<"$BODY")"
 bexp=$(jq -r '.pending.build[0].expires_at' <<<"$BODY")
 check_match "pending build expires_at is RFC 3339" "$RFC3339" "$bexp"
-check "pending build expires window + grace after arrival" yes "$(within 1850 1862 "$bexp")"
+check "pending build expires window + grace after arrival" yes "$(expires_within "$bbefore" "$bafter" 1860 "$bexp")"
 check_match "pending build built_at is RFC 3339" "$RFC3339" "$(jq -r '.pending.build[0].built_at' <<<"$BODY")"
 
 # ---------------------------------------------------------------- deleted
@@ -104,19 +111,19 @@ check "POST: 405" 405 "$STATUS"
 stop_daemon
 
 # ---------------------------------------------------------------- pending items expire
-start_daemon "$(default_config '"window_seconds": 1, "grace_seconds": 1, "mapping_ttl_seconds": 2')"
+# retention 10 s: slack for the query right after the push; then the expiry is awaited.
+start_daemon "$(default_config '"window_seconds": 1, "grace_seconds": 9, "mapping_ttl_seconds": 10')"
 de=$(random_digest)
 acr_push "$T/p3.json" "$de" 3.0 "$(iso_at 0)"
+before=$(now_ms)
 post_acr "$T/p3.json"
+after=$(now_ms)
 query_image "$de"
 check "short retention: pending push listed" "200 1" "$STATUS $(jq '.pending.registry | length' <<<"$BODY")"
-check "short retention: expires_at 2 s after arrival" yes \
-    "$(within 0 3 "$(jq -r '.pending.registry[0].expires_at' <<<"$BODY")")"
-for _ in $(seq 1 60); do
-    query_image "$de"
-    [ "$STATUS" == 404 ] && break
-    sleep 0.1
-done
+check "short retention: expires_at 10 s after arrival" yes \
+    "$(expires_within "$before" "$after" 10 "$(jq -r '.pending.registry[0].expires_at' <<<"$BODY")")"
+gone_404() { query_image "$de"; [ "$STATUS" == 404 ]; }
+poll_until "$DM_WAIT" gone_404 || true
 check "expired pending push leaves the answer" 404 "$STATUS"
 
 finish

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # redis.shards 1, 4 and 16 (one daemon and a flushed Redis per phase), the same traffic each
-# time: 40 digests pushed and built (40 edges) and 10 pushed only (10 unmatched after a 2 s
-# window + 1 s grace). Every record lands in dm:{shard(digest)}:out, no key lies outside the
+# time: 40 digests pushed and built (40 edges: the two sides of a pair are posted back to back,
+# with 10 s of retention as slack) and 10 pushed only (10 unmatched after a 2 s window + 8 s
+# grace). Every record lands in dm:{shard(digest)}:out, no key lies outside the
 # tags {0}..{N-1}, and (watched with MONITOR) every script call's keys share one hash tag, the
 # one of the digest it is about.
 . "$(dirname "$0")/lib.sh"
@@ -9,7 +10,7 @@ start_redis
 
 CT=dev.digestmap.mapping.confirmed.v1
 UT=dev.digestmap.mapping.unmatched.v1
-CORR='"window_seconds": 2, "grace_seconds": 1, "mapping_ttl_seconds": 60, "sweep_interval_ms": 100'
+CORR='"window_seconds": 2, "grace_seconds": 8, "mapping_ttl_seconds": 60, "sweep_interval_ms": 100'
 
 # 50 digests whose first 4 hex digits are i*4099 mod 65536: every residue mod 16 (and mod 4)
 # occurs, so every shard gets traffic; the rest is random.
@@ -75,7 +76,10 @@ for N in 1 4 16; do
     start_daemon "$(default_config "$CORR" | jq --argjson n "$N" '.redis.shards = $n')"
     redis-cli -s "$T/redis.sock" monitor > "$T/monitor.$N" & # not rcli: $! must be redis-cli
     MON=$!
-    sleep 0.3
+    # MONITOR answers OK once it is attached; a PING after that shows it receives commands
+    poll_until "$DM_WAIT" grep -q '^OK$' "$T/monitor.$N" || die "MONITOR did not start"
+    rcli ping >/dev/null
+    poll_until "$DM_WAIT" grep -qi '"ping"' "$T/monitor.$N" || die "MONITOR sees nothing"
 
     edges=0
     t=$(iso_at 0) # one event time for the phase: pushes and builds are 0 s apart
@@ -101,7 +105,9 @@ for N in 1 4 16; do
     }
     count_type() { all_records | grep -c " $1 " || true; }
     check "shards $N: 10 unmatched records" 10 "$(wait_count 10 60 count_type "$UT")"
-    sleep 0.5 # more sweeps: nothing twice
+    # every item swept (the schedules empty): every sweep since the reports could report twice
+    due_total() { local s n=0; for s in $(seq 0 $((N - 1))); do n=$((n + $(rcli zcard "dm:{$s}:due"))); done; echo $n; }
+    check "shards $N: every schedule swept empty" 0 "$(wait_count 0 60 due_total)"
     kill "$MON" 2>/dev/null || true
     wait "$MON" 2>/dev/null || true
     check "shards $N: 40 confirmed records" 40 "$(count_type "$CT")"

@@ -11,7 +11,7 @@ start_sink good --tls-cert "$TLS/server.pem" --tls-key "$TLS/server.key"
 GOOD=$SINK_PORT
 start_sink wrong --tls-cert "$TLS/wrong-host.pem" --tls-key "$TLS/wrong-host.key"
 WRONG=$SINK_PORT
-common='"max_attempts": 2, "backoff_initial_ms": 50, "timeout_ms": 2000'
+common='"max_attempts": 2, "backoff_initial_ms": 50, "timeout_ms": 10000'
 start_daemon "$(sink_config "
     {\"name\": \"by-ip\", \"url\": \"https://127.0.0.1:$GOOD/ip\", \"secret\": \"k\",
      \"ca_file\": \"$TLS/ca.pem\", $common},

@@ -9,7 +9,7 @@ start_redis
 start_sink lost
 start_daemon "$(sink_config "
     {\"name\": \"lost\", \"url\": \"http://127.0.0.1:$SINK_PORT/\", \"secret\": \"k\",
-     \"timeout_ms\": 500, \"claim_idle_ms\": 1500}")"
+     \"timeout_ms\": 3000, \"claim_idle_ms\": 6000}")"
 wait_sink_started
 wait_pending() { pending digestmap:lost; }
 has_group() { rcli --raw XINFO GROUPS 'dm:{0}:out' 2>/dev/null | grep -c '^digestmap:lost$' || true; }

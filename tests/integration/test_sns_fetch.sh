@@ -4,6 +4,8 @@
 # foreign URL is refused 401 and never fetched; a failed fetch keeps answering 503 (rate-limited
 # refetches); a verified SubscriptionConfirmation is answered 200 and its SubscribeURL fetched.
 # AWS is stood in for by tests/integration/sns/serve.py through DIGESTMAP_TEST_SNS_CERT_BASE.
+# "Never fetched" is checked after a later fetch was seen to complete: the daemon starts its
+# fetches in order and serve.py answers one request at a time, so an earlier one would be logged.
 . "$(dirname "$0")/lib.sh"
 start_redis
 
@@ -23,9 +25,8 @@ kind_hex() { case $1 in junk) echo ba0 ;; ec) echo ec ;; esac; }
 
 python3 "$(dirname "$0")/sns/serve.py" "$W" "$W/port" >/dev/null 2>>"$T/serve.log" &
 SERVER=$!
-trap 'kill "$SERVER" 2>/dev/null || true; cleanup' EXIT
-for _ in $(seq 1 100); do [ -s "$W/port" ] && break; sleep 0.05; done
-[ -s "$W/port" ] || die "serve.py did not start: $(cat "$T/serve.log")"
+at_exit 'kill "$SERVER" 2>/dev/null'
+poll_until "$DM_WAIT" test -s "$W/port" || die "serve.py did not start: $(cat "$T/serve.log")"
 export DIGESTMAP_TEST_SNS_CERT_BASE="http://127.0.0.1:$(cat "$W/port")"
 
 start_daemon "$(default_config | jq --arg topic "$TOPIC" '
@@ -65,12 +66,10 @@ requests_for() { grep -c -F -- "$1 " "$W/requests.log" 2>/dev/null || true; }
 last_refusal() {
     grep 'msg="request refused"' "$T/daemon.log" | tail -n 1 | sed -n 's/.* reason="\([^"]*\)".*/\1/p'
 }
-wait_log() { # FIXED_STRING: up to 5 s for a daemon log line containing it; prints the line.
-    for _ in $(seq 1 50); do
-        grep -F -- "$1" "$T/daemon.log" | tail -n 1 | grep . && return 0
-        sleep 0.1
-    done
-    echo "(no log line with: $1)"
+wait_log() { # FIXED_STRING: wait (DM_WAIT) for a daemon log line containing it; prints the line.
+    _logged() { grep -qF -- "$1" "$T/daemon.log"; }
+    poll_until "$DM_WAIT" _logged "$1" || { echo "(no log line with: $1)"; return 0; }
+    grep -F -- "$1" "$T/daemon.log" | tail -n 1
 }
 
 # 1. Unknown certificate: 503 + Retry-After, fetched in the background; the retry is accepted.
@@ -110,8 +109,6 @@ check "SNS host with a port: 401" 401 "$STATUS"
 sns_envelope Notification "$(eb_event "$d2" eb-t)" sns-t "$T/sns.key" "$SNS/SimpleNotificationService-0e.pem" arn:aws:sns:eu-west-1:111122223333:other > "$T/t.json"
 post_sns "$T/t.json" Notification
 check "unknown certificate of an unlisted topic: 401" 401 "$STATUS"
-sleep 0.3
-check "the server saw no request for them" 0 "$(grep -c -E 'evil|-0e\.pem' "$W/requests.log" || true)"
 check "refused messages parked nothing" "$keys_before" "$(rcli dbsize)"
 
 # 3. A failed fetch (404) keeps answering 503, logged; no refetch within the retry interval.
@@ -126,8 +123,8 @@ check "retry after the failed fetch: still 503" 503 "$STATUS"
 check "its reason" "SNS signing certificate fetch failed: retried later" "$(last_refusal)"
 check_match "the last failure is logged with the refusal" 'last fetch: HTTP 404' \
     "$(grep 'msg="request refused"' "$T/daemon.log" | tail -n 1)"
-sleep 0.3
-check "one fetch within the retry interval" 1 "$(requests_for /SimpleNotificationService-404.pem)"
+# (section 2, once a later fetch completed)
+check "the server saw no request for the refused messages" 0 "$(grep -c -E 'evil|-0e\.pem' "$W/requests.log" || true)"
 
 # 4. What is fetched must be a PEM certificate with an RSA key.
 for kind in junk ec; do
@@ -139,6 +136,8 @@ check_match "garbage refused" 'reason="not a PEM X.509 certificate"' \
     "$(wait_log 'msg="sns certificate fetch failed" url="https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-ba0.pem"')"
 check_match "EC key refused" "reason=\"the certificate's key is not RSA\"" \
     "$(wait_log 'msg="sns certificate fetch failed" url="https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-ec.pem"')"
+# (section 3, once later fetches completed)
+check "one fetch within the retry interval" 1 "$(requests_for /SimpleNotificationService-404.pem)"
 
 # 5. SubscriptionConfirmation: 200 at once, and the SubscribeURL is fetched.
 sns_envelope SubscriptionConfirmation "You have chosen to subscribe" sns-sub "$T/sns.key" "$CERT_URL" > "$T/sub.json"
@@ -151,6 +150,10 @@ check "the server received the confirmation" "/?Action=ConfirmSubscription&Topic
 sns_envelope SubscriptionConfirmation "You have chosen to subscribe" sns-sub2 "$T/sns.key" "$CERT_URL" arn:aws:sns:eu-west-1:111122223333:other > "$T/sub2.json"
 post_sns "$T/sub2.json" SubscriptionConfirmation
 check "confirmation for an unlisted topic: 403" 403 "$STATUS"
-sleep 0.3
+# a later fetch (a certificate the server does not have), seen to complete
+sns_envelope Notification "$(eb_event "$d2" eb-z)" sns-z "$T/sns.key" "$SNS/SimpleNotificationService-later.pem" > "$T/z.json"
+post_sns "$T/z.json" Notification
+check_match "a later fetch completes" 'reason="HTTP 404"' \
+    "$(wait_log 'msg="sns certificate fetch failed" url="https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-later.pem"')"
 check "and it was not confirmed" 1 "$(grep -c -F 'Action=ConfirmSubscription' "$W/requests.log")"
 finish

@@ -24,7 +24,7 @@ config() {
 sse_open() {
     local name=$1 query=${2:-}
     shift 2 || shift $#
-    curl -sN --max-time 60 -D "$T/$name.hdr" -H "$AUTH" "$@" \
+    curl -sN --max-time 600 -D "$T/$name.hdr" -H "$AUTH" "$@" \
         "http://127.0.0.1:$PORT/v1/events/stream$query" > "$T/$name.sse" 2>/dev/null &
     echo $! > "$T/$name.pid"
     wait_in "$T/$name.sse" '^retry: 2000$' 5 || fail "stream $name did not start"
@@ -33,13 +33,11 @@ sse_open() {
 # sse_kill NAME: the client hangs up.
 sse_kill() { kill "$(cat "$T/$1.pid")" 2>/dev/null || true; wait "$(cat "$T/$1.pid")" 2>/dev/null || true; }
 
-# wait_in FILE REGEX SECONDS: poll until FILE has a line matching REGEX.
+# wait_in FILE REGEX SECONDS: poll until FILE has a line matching REGEX (SECONDS is raised to
+# DM_WAIT: only a failing test waits that long).
 wait_in() {
-    for _ in $(seq 1 $(($3 * 20))); do
-        grep -qE "$2" "$1" 2>/dev/null && return 0
-        sleep 0.05
-    done
-    return 1
+    _file_has() { grep -qE "$2" "$1" 2>/dev/null; }
+    poll_until $(($3 > DM_WAIT ? $3 : DM_WAIT)) _file_has "$1" "$2"
 }
 
 # sse_ids NAME: the ids of the events received (blocks with data), one a line.
@@ -61,15 +59,7 @@ stream_ids() {
 }
 
 # wait_metric NAME VALUE SECONDS
-wait_metric() {
-    local got
-    for _ in $(seq 1 $(($3 * 10))); do
-        got=$(metric "$1")
-        [ "$got" == "$2" ] && break
-        sleep 0.1
-    done
-    echo "$got"
-}
+wait_metric() { wait_count "$2" "$3" metric "$1"; }
 
 join_lines() { paste -sd' ' -; }
 
@@ -138,7 +128,7 @@ check "mapping record: run id" 4242 "$(sed -n '3s/^data: //p' <<<"$ev" | jq -r .
 
 # --- keepalives keep an idle stream open past the 2 s idle timeout
 wait_in "$T/a.sse" '^: keepalive$' 4 || fail "no keepalive"
-for _ in $(seq 1 80); do [ "$(grep -c '^: keepalive$' "$T/a.sse")" -ge 3 ] && break; sleep 0.1; done
+poll_until "$DM_WAIT" eval '[ "$(grep -c "^: keepalive\$" "$T/a.sse")" -ge 3 ]' || true
 check_match "three keepalives (>= 3 s idle)" '^[3-9]' "$(grep -c '^: keepalive$' "$T/a.sse")"
 id4=$(xadd 0 test.four '{"n":4}')
 wait_in "$T/a.sse" "^id: $id4\$" 5 || fail "record after the idle timeout did not arrive"
@@ -199,17 +189,16 @@ big=$(head -c 10000 /dev/zero | tr '\0' x)
 for i in $(seq 1 2000); do
     echo "XADD dm:{0}:out * type test.big digest d event '{\"n\":$i,\"pad\":\"$big\"}'"
 done | rcli > /dev/null
-for _ in $(seq 1 400); do
-    [ "$(grep -c 'event stream closed' "$T/daemon.log")" -ge $((nclosed + 2)) ] && break
-    sleep 0.05
-done
+poll_until "$DM_WAIT" eval '[ "$(grep -c "event stream closed" "$T/daemon.log")" -ge $((nclosed + 2)) ]' || true
 tline=$(grep "event stream closed\" peer=127.0.0.1:$tport " "$T/daemon.log" || true)
 sline=$(grep "event stream closed\" peer=127.0.0.1:$sport " "$T/daemon.log" || true)
 check_match "the trickle reader was paused" 'msg="event stream paused"' \
     "$(grep "peer=127.0.0.1:$tport " "$T/daemon.log" | grep paused | head -n 1)"
 check_match "the trickle reader is dropped for staying paused" 'reason="slow client: paused too long"' "$tline"
+# "At once": within 10 s, where flushing the unsent megabytes at the reader's 20 KB/s would take
+# minutes.
 gone=""
-for _ in $(seq 1 40); do [ -z "$(owner)" ] && { gone=yes; break; }; sleep 0.05; done
+poll_until 10 eval '[ -z "$(owner)" ]' && gone=yes
 check "its connection is freed at once, unsent bytes and all" yes "$gone"
 check_match "the stuck client was paused" 'msg="event stream paused"' \
     "$(grep "peer=127.0.0.1:$sport " "$T/daemon.log" | grep paused | head -n 1)"

@@ -7,7 +7,8 @@
                                Idempotency-Key = the body's CloudEvent id, X-Digestmap-Attempt a
                                positive integer, User-Agent digestmap), else "bad: <reasons>"
   check.py get LOG N WHAT      WHAT of request N (0-based; negative counts from the end):
-                               "body", "t", "answer", or a header name (case-insensitive)
+                               "body", "t", "answer", "retry_at", or a header name
+                               (case-insensitive)
   check.py ids LOG             the Idempotency-Key of every request, one a line
   check.py gaps LOG            seconds between consecutive requests, one a line ("%.3f")
 """
@@ -63,7 +64,7 @@ def main():
     elif cmd == "get":
         r = reqs[int(sys.argv[3])]
         what = sys.argv[4]
-        if what in ("body", "t", "answer", "method", "path"):
+        if what in ("body", "t", "answer", "method", "path", "retry_at"):
             print(r[what])
         else:
             print(header(r, what) or "")

@@ -11,6 +11,8 @@ is answered): {"t": unix time, "method", "path", "headers": {name: value}, "body
 request in arrival order, then --default (200) for every later request. An answer is
   CODE             e.g. 200, 500, 400
   CODE:SECONDS     CODE with "Retry-After: SECONDS", e.g. 429:1
+  CODE:date+N      CODE with "Retry-After: <HTTP-date, asctime form>" N seconds after the next
+                   whole second at answer time; the log entry's "retry_at" holds that time
   hang             never answer (the connection stays open until the client gives up)
   close            close the connection without answering
 The answer list can also be replaced while running: write a new list into the file
@@ -53,13 +55,20 @@ class Handler(BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else b""
         answer = next_answer()
+        now = time.time()
+        retry_at = None
+        code, _, retry_after = answer.partition(":")
+        if retry_after.startswith("date+"):
+            retry_at = int(now) + 1 + int(retry_after[5:])
+            retry_after = time.strftime("%a %b %e %H:%M:%S %Y", time.gmtime(retry_at))
         entry = {
-            "t": time.time(),
+            "t": now,
             "method": self.command,
             "path": self.path,
             "headers": {k: v for k, v in self.headers.items()},
             "body": body.decode("utf-8", "replace"),
             "answer": answer,
+            "retry_at": retry_at,
         }
         with LOCK:
             with open(STATE["log"], "a") as fh:
@@ -80,7 +89,6 @@ class Handler(BaseHTTPRequestHandler):
         if answer == "close":
             self.close_connection = True
             return
-        code, _, retry_after = answer.partition(":")
         reply = b'{"ok":true}\n' if code.startswith("2") else b'{"error":"test"}\n'
         self.send_response(int(code))
         self.send_header("Content-Type", "application/json")

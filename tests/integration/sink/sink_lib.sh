@@ -3,18 +3,15 @@ SINK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 SINK_PORT=""
 
 # start_sink NAME [sink.py args...]: start sink.py (log $T/NAME.log, answers file
-# $T/NAME.answers) and set SINK_PORT. It exits by itself when this script ends.
+# $T/NAME.answers) and set SINK_PORT. It exits by itself when this script ends (and lib.sh's
+# watchdog kills it if this script is killed).
 start_sink() {
     local name=$1
     shift
     rm -f "$T/$name.port"
     python3 "$SINK_DIR/sink.py" --port-file "$T/$name.port" --log "$T/$name.log" \
         --answers-file "$T/$name.answers" --watch-pid $$ "$@" 2>>"$T/$name.err" &
-    for _ in $(seq 1 100); do
-        [ -s "$T/$name.port" ] && break
-        sleep 0.05
-    done
-    [ -s "$T/$name.port" ] || die "sink server $name did not start"
+    poll_until "$DM_WAIT" test -s "$T/$name.port" || die "sink server $name did not start"
     SINK_PORT=$(cat "$T/$name.port")
 }
 
@@ -37,11 +34,7 @@ while True:
         break
     time.sleep(0.5)
 ' "$T/closed.port" $$ &
-    for _ in $(seq 1 100); do
-        [ -s "$T/closed.port" ] && break
-        sleep 0.05
-    done
-    [ -s "$T/closed.port" ] || die "could not hold a closed port"
+    poll_until "$DM_WAIT" test -s "$T/closed.port" || die "could not hold a closed port"
     CLOSED_PORT=$(cat "$T/closed.port")
 }
 
@@ -67,11 +60,8 @@ sink_config() {
 # wait_sink_started [LOG] [N]: wait until the daemon logged "sink started" N times (default 1).
 wait_sink_started() {
     local log=${1:-$T/daemon.log} n=${2:-1}
-    for _ in $(seq 1 100); do
-        [ "$(grep -c 'msg="sink started"' "$log" || true)" -ge "$n" ] && return 0
-        sleep 0.05
-    done
-    die "the sink did not start ($log)"
+    _sinks_started() { [ "$(grep -c 'msg="sink started"' "$1" || true)" -ge "$2" ]; }
+    poll_until "$DM_WAIT" _sinks_started "$log" "$n" || die "the sink did not start ($log)"
 }
 
 # cloudevent ID TYPE DIGEST: a CloudEvents document like the join writes.
