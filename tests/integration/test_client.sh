@@ -358,7 +358,10 @@ t1=$(date +%s%N)
 check "SIGTERM: exit 0" 0 "$BGRC"
 check "SIGTERM: the consumer (nothing pending) left the group" 0 \
     "$(rcli xinfo consumers 'dm:{0}:out' g3 | grep -c .)"
-check "SIGTERM ends a 60 s blocking read at once" yes "$([ $(((t1 - t0) / 1000000)) -lt 2000 ] && echo yes || echo no)"
+# "at once": long before the 60 s block would end (a loaded machine takes seconds to schedule
+# the exit, which also removes the consumer from the group)
+check "SIGTERM ends a 60 s blocking read at once ($(((t1 - t0) / 1000000)) ms < 30000)" yes \
+    "$([ $(((t1 - t0) / 1000000)) -lt 30000 ] && echo yes || echo no)"
 
 # --- plain tail follows new records ---
 bg_client "$T/follow.out" --config "$CONF" tail --count 1
@@ -383,7 +386,7 @@ stop_daemon
 
 # --- 4 shards: tail reads every shard's stream ---
 rcli flushall >/dev/null
-start_daemon "$(default_config | sed 's/"connect_timeout_ms": 1000 }/"connect_timeout_ms": 1000, "shards": 4 }/')"
+start_daemon "$(default_config | jq '.redis.shards = 4')"
 URL=http://127.0.0.1:$PORT
 rest=$(head -c 30 /dev/urandom | od -An -tx1 -v | tr -d ' \n')
 SD=()
