@@ -65,8 +65,10 @@ check "timed out, then delivered" 9 "$(wait_count 9 60 sink_requests r)"
 gap=$(sink_check gaps r | sed -n 8p)
 check "the attempt lasted timeout_ms (3 s), not until the sink gave up (60 s) ($gap s)" 1 \
     "$(python3 -c "print(int(2.5 <= $gap <= 30.0))")"
-check_match "the timeout is logged" 'msg="sink delivery failed" sink=r .* attempt=1 status=0 error="timeout"' \
-    "$(grep 'error="timeout"' "$T/daemon.log" | head -n 1)"
+# (libevent's own timer, armed with the same deadline, may fire first on a loaded machine and
+# add the socket's error text: "timeout: …")
+check_match "the timeout is logged" 'msg="sink delivery failed" sink=r .* attempt=1 status=0 error="timeout(: [^"]*)?"' \
+    "$(grep 'error="timeout' "$T/daemon.log" | head -n 1)"
 check "acknowledged after the timeout" 0 "$(wait_count 0 60 wait_pending)"
 check "retries counted" 5 "$(metric digestmap_sink_retries_total)"
 check "deliveries counted" 4 "$(metric digestmap_sink_delivered_total)"
