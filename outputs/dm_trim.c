@@ -149,9 +149,10 @@ static void on_trim(int err, redisReply *rep, void *arg)
         return;
     }
     if (err != DM_OK || !well_formed(rep)) {
+        char reply[200];
         if (err == DM_OK && rep->type == REDIS_REPLY_ERROR && due(&t->last_error_ms, dm_now_ms()))
-            dm_error("stream trim failed", "shard=%u reply=\"%.*s\"", t->shard, (int)rep->len,
-                     rep->str);
+            dm_error("stream trim failed", "shard=%u reply=%s", t->shard,
+                     dm_log_quote(rep->str, rep->len, reply, sizeof reply));
         t->st.complete = false;
     } else {
         t->st.trimmed += rep->element[1]->integer;
