@@ -143,38 +143,56 @@ int dm_query_image(dm_redis *r, const dm_join_conf *conf, const dm_image_query *
 
 static const char HEX[] = "0123456789abcdef";
 
+/* Cursors are unpadded base64url (RFC 4648 §5) of fixed-size bytes, encoded and decoded by
+ * OpenSSL; these two only translate the alphabet and the padding. */
+static void b64url_encode(const unsigned char *bin, size_t n, char *out, size_t outlen)
+{
+    char std[4 * ((DM_INDEX_MEMBER_LEN + 2) / 3) + 1];
+    int len = EVP_EncodeBlock((unsigned char *)std, bin, (int)n);
+    while (len > 0 && std[len - 1] == '=')
+        len--;
+    for (int i = 0; i < len; i++)
+        out[i] = std[i] == '+' ? '-' : std[i] == '/' ? '_' : std[i];
+    out[(size_t)len < outlen ? (size_t)len : outlen - 1] = '\0';
+}
+
+/* The bytes of @p len characters of unpadded base64url into @p bin (room for @p len * 3 / 4 + 3
+ * bytes); returns their number, or -1 for any character outside the base64url alphabet
+ * (EVP_DecodeBlock alone would also skip blanks and take '+' and '/'). */
+static int b64url_decode(const char *text, size_t len, unsigned char *bin)
+{
+    unsigned char std[DM_CURSOR_LEN + 4];
+    size_t pad = (4 - len % 4) % 4;
+    if (pad == 3 || len + pad >= sizeof std)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_'))
+            return -1;
+        std[i] = (unsigned char)(c == '-' ? '+' : c == '_' ? '/' : c);
+    }
+    memset(std + len, '=', pad);
+    std[len + pad] = '\0';
+    int n = EVP_DecodeBlock(bin, std, (int)(len + pad));
+    return n < 0 ? -1 : n - (int)pad;
+}
+
 void dm_query_image_cursor_encode(const char *id, char out[DM_IMAGE_CURSOR_LEN + 1])
 {
     unsigned char bin[DM_EDGE_ID_LEN / 2];
     for (size_t i = 0; i < sizeof bin; i++)
         bin[i] = (unsigned char)((strchr(HEX, id[2 * i]) - HEX) << 4 |
                                  (strchr(HEX, id[2 * i + 1]) - HEX));
-    /* 20 bytes: 6 whole base64 quanta and 2 bytes, i.e. 27 characters and one '='. */
     _Static_assert(DM_IMAGE_CURSOR_LEN == (DM_EDGE_ID_LEN / 2 * 4 + 2) / 3,
                    "an image cursor is unpadded base64 of an edge id's bytes");
-    char full[DM_IMAGE_CURSOR_LEN + 2];
-    EVP_EncodeBlock((unsigned char *)full, bin, (int)sizeof bin);
-    for (size_t i = 0; i < DM_IMAGE_CURSOR_LEN; i++)
-        out[i] = full[i] == '+' ? '-' : full[i] == '/' ? '_' : full[i];
-    out[DM_IMAGE_CURSOR_LEN] = '\0';
+    b64url_encode(bin, sizeof bin, out, DM_IMAGE_CURSOR_LEN + 1);
 }
 
 bool dm_query_image_cursor_decode(const char *text, size_t len, char id[DM_EDGE_ID_LEN + 1])
 {
-    if (len != DM_IMAGE_CURSOR_LEN)
-        return false;
-    unsigned char std[DM_IMAGE_CURSOR_LEN + 2];
-    for (size_t i = 0; i < len; i++) {
-        char c = text[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_'))
-            return false;
-        std[i] = (unsigned char)(c == '-' ? '+' : c == '_' ? '/' : c);
-    }
-    std[len] = '=';
-    std[len + 1] = '\0';
-    unsigned char bin[DM_EDGE_ID_LEN / 2 + 3];
-    if (EVP_DecodeBlock(bin, std, (int)len + 1) != DM_EDGE_ID_LEN / 2 + 1)
+    unsigned char bin[DM_IMAGE_CURSOR_LEN];
+    if (len != DM_IMAGE_CURSOR_LEN || b64url_decode(text, len, bin) != DM_EDGE_ID_LEN / 2)
         return false;
     for (size_t i = 0; i < DM_EDGE_ID_LEN / 2; i++) {
         id[2 * i] = HEX[bin[i] >> 4];
@@ -221,28 +239,13 @@ void dm_query_cursor_encode(const char *member, char out[DM_CURSOR_LEN + 1])
     /* 126 bytes are 42 whole base64 quanta: no padding to strip. */
     _Static_assert(DM_INDEX_MEMBER_LEN % 3 == 0 && DM_CURSOR_LEN == DM_INDEX_MEMBER_LEN / 3 * 4,
                    "a cursor is unpadded base64 of a member");
-    EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)member, DM_INDEX_MEMBER_LEN);
-    for (size_t i = 0; i < DM_CURSOR_LEN; i++)
-        out[i] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
-    out[DM_CURSOR_LEN] = '\0';
+    b64url_encode((const unsigned char *)member, DM_INDEX_MEMBER_LEN, out, DM_CURSOR_LEN + 1);
 }
 
 bool dm_query_cursor_decode(const char *text, size_t len, char member[DM_INDEX_MEMBER_LEN + 1])
 {
-    if (len != DM_CURSOR_LEN)
-        return false;
-    unsigned char std[DM_CURSOR_LEN + 1];
-    for (size_t i = 0; i < len; i++) {
-        char c = text[i];
-        /* The base64url alphabet only (EVP_DecodeBlock would also skip blanks and take '+'). */
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_'))
-            return false;
-        std[i] = (unsigned char)(c == '-' ? '+' : c == '_' ? '/' : c);
-    }
-    std[len] = '\0';
     unsigned char bin[DM_INDEX_MEMBER_LEN + 3];
-    if (EVP_DecodeBlock(bin, std, (int)len) != DM_INDEX_MEMBER_LEN)
+    if (len != DM_CURSOR_LEN || b64url_decode(text, len, bin) != DM_INDEX_MEMBER_LEN)
         return false;
     if (!member_valid((const char *)bin, DM_INDEX_MEMBER_LEN))
         return false;
