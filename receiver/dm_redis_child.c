@@ -76,23 +76,19 @@ const char *dm_redis_child_socket(const dm_redis_child *c)
     return c->socket;
 }
 
-int dm_redis_child_start(const char *bin, const char *data_dir, long long maxmemory,
-                         dm_redis_child **out, char *err, size_t errlen)
+/* data_dir made and resolved (Redis changes its working directory to --dir, so every path it
+ * gets must be absolute), with a socket path that fits and that no Redis answers on yet. */
+static int prepare_dir(const char *data_dir, char dir[PATH_MAX], char sock_path[PATH_MAX + 16],
+                       char *err, size_t errlen)
 {
-    if (maxmemory <= 0)
-        maxmemory = dm_redis_child_default_maxmemory();
-    char maxmem[24];
-    snprintf(maxmem, sizeof maxmem, "%lld", maxmemory);
     int rc = mkdirs(data_dir, err, errlen);
     if (rc != DM_OK)
         return rc;
-    /* Redis changes its working directory to --dir, so every path it gets must be absolute. */
-    char dir[PATH_MAX], sock_path[PATH_MAX + 16];
     if (!realpath(data_dir, dir)) {
         snprintf(err, errlen, "data_dir \"%s\": %s", data_dir, strerror(errno));
         return DM_EIO;
     }
-    snprintf(sock_path, sizeof sock_path, "%s/redis.sock", dir);
+    snprintf(sock_path, PATH_MAX + 16, "%s/redis.sock", dir);
     struct sockaddr_un sa;
     if (strlen(sock_path) >= sizeof sa.sun_path) {
         snprintf(err, errlen, "data_dir: socket path \"%s\" is longer than %zu bytes", sock_path,
@@ -106,33 +102,53 @@ int dm_redis_child_start(const char *bin, const char *data_dir, long long maxmem
                  sock_path, data_dir);
         return DM_EIO;
     }
+    return DM_OK;
+}
+
+/* In the child: become redis-server, or exit 127 with a log line. */
+static void exec_redis(const char *bin, const char *dir, const char *sock_path, const char *maxmem,
+                       pid_t parent)
+{
+    /* Die with digestmapd even if it is killed without a chance to stop us. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    /* Own session: a Ctrl-C or a service manager's signal to digestmapd's group must not
+     * stop Redis before digestmapd has drained; digestmapd stops it last. */
+    setsid();
+    if (getppid() != parent)
+        _exit(1);
+    execlp(bin, bin, "--port", "0", "--unixsocket", sock_path, "--unixsocketperm", "700", "--dir",
+           dir, "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize",
+           "no", "--logfile", "redis.log", "--protected-mode", "yes",
+           /* full: refuse writes (503 + Retry-After), never drop a parked event */
+           "--maxmemory", maxmem, "--maxmemory-policy", "noeviction",
+           /* parked items (~120 bytes) stay in the compact listpack encoding */
+           "--hash-max-listpack-value", "256",
+           /* query-index members (126 bytes) too, while an index has <= 128 entries */
+           "--zset-max-listpack-value", "128", (char *)NULL);
+    fprintf(stderr, "level=error msg=\"cannot start redis-server\" bin=\"%s\" reason=\"%s\"\n", bin,
+            strerror(errno));
+    _exit(127);
+}
+
+int dm_redis_child_start(const char *bin, const char *data_dir, long long maxmemory,
+                         dm_redis_child **out, char *err, size_t errlen)
+{
+    if (maxmemory <= 0)
+        maxmemory = dm_redis_child_default_maxmemory();
+    char maxmem[24];
+    snprintf(maxmem, sizeof maxmem, "%lld", maxmemory);
+    char dir[PATH_MAX], sock_path[PATH_MAX + 16];
+    int rc = prepare_dir(data_dir, dir, sock_path, err, errlen);
+    if (rc != DM_OK)
+        return rc;
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         snprintf(err, errlen, "fork: %s", strerror(errno));
         return DM_EIO;
     }
-    if (pid == 0) {
-        /* Die with digestmapd even if it is killed without a chance to stop us. */
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        /* Own session: a Ctrl-C or a service manager's signal to digestmapd's group must not
-         * stop Redis before digestmapd has drained; digestmapd stops it last. */
-        setsid();
-        if (getppid() != parent)
-            _exit(1);
-        execlp(bin, bin, "--port", "0", "--unixsocket", sock_path, "--unixsocketperm", "700",
-               "--dir", dir, "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-               "--daemonize", "no", "--logfile", "redis.log", "--protected-mode", "yes",
-               /* full: refuse writes (503 + Retry-After), never drop a parked event */
-               "--maxmemory", maxmem, "--maxmemory-policy", "noeviction",
-               /* parked items (~120 bytes) stay in the compact listpack encoding */
-               "--hash-max-listpack-value", "256",
-               /* query-index members (126 bytes) too, while an index has <= 128 entries */
-               "--zset-max-listpack-value", "128", (char *)NULL);
-        fprintf(stderr, "level=error msg=\"cannot start redis-server\" bin=\"%s\" reason=\"%s\"\n",
-                bin, strerror(errno));
-        _exit(127);
-    }
+    if (pid == 0)
+        exec_redis(bin, dir, sock_path, maxmem, parent);
     for (int waited = 0; waited < START_TIMEOUT_MS; waited += 20) {
         int status;
         if (waitpid(pid, &status, WNOHANG) == pid) {
