@@ -26,6 +26,8 @@
  * sends is read and dropped this long, so that closing with unread bytes does not reset the
  * connection before the client has read the answer. */
 #define LINGER_MS        2000
+/* The last answer must leave within this time once the connection is closing. */
+#define CLOSE_DRAIN_MS   30000
 /* At most this many bytes wait in the socket's output: evhttp's answers queue in front of it,
  * where the event streams see them (dm_sse.h) and the write timeout applies. */
 #define UNDER_WRITE_HIGH (64 * 1024)
@@ -220,6 +222,8 @@ static void start_closing(conn *c)
     evtimer_del(c->timer);
     if (evbuffer_get_length(bufferevent_get_output(c->under)) == 0)
         half_close(c);
+    else /* a client that stops reading its last answer is cut off, not kept until idle */
+        arm(c, CLOSE_DRAIN_MS);
 }
 
 /* Answer the current request with a JSON error beside evhttp, count it with its route, and
@@ -620,6 +624,13 @@ static enum bufferevent_filter_result filter_in(struct evbuffer *src, struct evb
     }
     bool used = false;
     c->to = dst;
+    /* A head's deadline runs from its first byte, even one http-parser skips without starting a
+     * message (the CRLFs allowed between requests): otherwise a CRLF every few seconds would
+     * keep a connection open forever, each one resetting the idle timer. */
+    if (c->state == C_HEAD && !c->timing && evbuffer_get_length(src) > 0) {
+        c->timing = true;
+        arm(c, c->cs->c->limits.header_timeout_ms);
+    }
     while (evbuffer_get_length(src) > 0 && c->state != C_WAIT && c->state != C_CLOSING) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(src, -1, NULL, &v, 1) < 1)

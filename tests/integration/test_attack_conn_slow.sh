@@ -62,4 +62,16 @@ printf 'GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaa
 $A slow "$PORT" "$T/ka.req" 200 "$fast" > "$T/ka.out"
 check "keep-alive: the first answer, then 408 for the slow second head" "200 408" \
     "$(grep -ao 'HTTP/1.1 [0-9]*' "$T/ka.out" | cut -d' ' -f2 | tr '\n' ' ' | sed 's/ $//')"
+
+# Bare CRLFs between requests (which http-parser skips without starting a request) are the
+# start of a head too: a CRLF every 200 ms must not keep the connection open past the deadline.
+printf 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n' > "$T/crlf.req"
+fast=$(wc -c < "$T/crlf.req")
+for i in $(seq 1 150); do printf '\r\n'; done >> "$T/crlf.req"
+$A slow "$PORT" "$T/crlf.req" 200 "$fast" > "$T/crlf.out"
+read -r sent secs < "$T/crlf.out"
+check "CRLFs after an answer: the answer, then 408" "200 408" \
+    "$(grep -ao 'HTTP/1.1 [0-9]*' "$T/crlf.out" | cut -d' ' -f2 | tr '\n' ' ' | sed 's/ $//')"
+check "... closed long before the CRLFs ran out ($sent of $(wc -c < "$T/crlf.req") bytes)" 1 \
+    "$([ "$sent" -lt $((fast + 100)) ] && echo 1 || echo 0)"
 finish
