@@ -7,22 +7,7 @@ source "$(dirname "$0")/lib.sh"
 A="python3 $(dirname "$0")/conn/attack.py"
 
 start_redis
-start_daemon "$(cat <<JSON
-{
-  "listen": "127.0.0.1:0", "workers": 2, "data_dir": "$T/var", "log_level": "info",
-  "redis": { "url": "unix://$T/redis.sock" },
-  "limits": { "max_body_bytes": 1048576 },
-  "sources": [
-    { "type": "acr", "path": "/v1/registry/acr",
-      "auth": [ {"type": "header", "name": "Authorization", "value": "Bearer acr-token"} ] },
-    { "type": "build", "path": "/v1/builds",
-      "auth": [ {"type": "header", "name": "Authorization", "value": "Bearer ci-token"},
-                {"type": "hmac-sha256", "header": "X-Digestmap-Signature", "secret": "ci-secret"} ] }
-  ],
-  "api": { "auth": [ {"type": "header", "name": "Authorization", "value": "Bearer api-token"} ] }
-}
-JSON
-)"
+start_daemon "$(default_config | jq '.log_level = "info" | .limits.max_body_bytes = 1048576')"
 
 kb() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$DAEMON_PID/status"; }
 base=$(kb VmRSS)

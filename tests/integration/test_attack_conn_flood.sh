@@ -15,17 +15,8 @@ printf '#!/bin/sh\nexec prlimit --nofile=256:256 -- "%s" "$@"\n' "$REAL" > "$DIG
 chmod +x "$DIGESTMAPD"
 
 start_redis
-start_daemon "$(cat <<JSON
-{
-  "listen": "127.0.0.1:0", "workers": 2, "data_dir": "$T/var", "log_level": "info",
-  "redis": { "url": "unix://$T/redis.sock" },
-  "limits": { "header_timeout_ms": 1000, "max_connections": 4096 },
-  "sources": [ { "type": "acr", "path": "/v1/registry/acr",
-                 "auth": [ {"type": "header", "name": "Authorization", "value": "Bearer acr-token"} ] } ],
-  "api": { "auth": [ {"type": "header", "name": "Authorization", "value": "Bearer api-token"} ] }
-}
-JSON
-)"
+start_daemon "$(default_config | jq '.log_level = "info"
+    | .limits += {"header_timeout_ms": 1000, "max_connections": 4096}')"
 limit=$(sed -n 's/.*msg="connection limit" max_connections=\([0-9]*\) .*nofile=256 .*/\1/p' "$T/daemon.log")
 check_match "the connection limit is lowered to the descriptors (logged: $limit)" '^[0-9]+$' "$limit"
 check "... below 256" 1 "$([ "${limit:-999}" -lt 256 ] && echo 1 || echo 0)"

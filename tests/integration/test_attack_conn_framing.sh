@@ -8,17 +8,8 @@ source "$(dirname "$0")/lib.sh"
 A="python3 $(dirname "$0")/conn/attack.py"
 
 start_redis
-start_daemon "$(cat <<JSON
-{
-  "listen": "127.0.0.1:0", "workers": 1, "data_dir": "$T/var", "log_level": "debug",
-  "redis": { "url": "unix://$T/redis.sock" },
-  "limits": { "max_body_bytes": 65536, "max_body_memory_bytes": 65536 },
-  "sources": [ { "type": "acr", "path": "/v1/registry/acr",
-                 "auth": [ {"type": "header", "name": "Authorization", "value": "Bearer acr-token"} ] } ],
-  "api": { "auth": [ {"type": "header", "name": "Authorization", "value": "Bearer api-token"} ] }
-}
-JSON
-)"
+start_daemon "$(default_config | jq '.workers = 1
+    | .limits += {"max_body_bytes": 65536, "max_body_memory_bytes": 65536}')"
 
 # send NAME: send $T/NAME.req raw, the answer in $T/NAME.out; prints its status line.
 send() {

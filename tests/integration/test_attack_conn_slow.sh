@@ -6,17 +6,8 @@ source "$(dirname "$0")/lib.sh"
 A="python3 $(dirname "$0")/conn/attack.py"
 
 start_redis
-start_daemon "$(cat <<JSON
-{
-  "listen": "127.0.0.1:0", "workers": 1, "data_dir": "$T/var", "log_level": "debug",
-  "redis": { "url": "unix://$T/redis.sock" },
-  "limits": { "header_timeout_ms": 300, "body_timeout_ms": 300, "idle_timeout_seconds": 60 },
-  "sources": [ { "type": "acr", "path": "/v1/registry/acr",
-                 "auth": [ {"type": "header", "name": "Authorization", "value": "Bearer acr-token"} ] } ],
-  "api": { "auth": [ {"type": "header", "name": "Authorization", "value": "Bearer api-token"} ] }
-}
-JSON
-)"
+start_daemon "$(default_config | jq '.workers = 1
+    | .limits += {"header_timeout_ms": 300, "body_timeout_ms": 300, "idle_timeout_seconds": 60}')"
 
 # A head of 200 bytes at one byte per 200 ms would take 40 s: it is cut at the deadline.
 {
