@@ -70,16 +70,19 @@ size_t dm_redis_inflight(const dm_redis *r);
 size_t dm_redis_room(const dm_redis *r);
 
 /**
- * Queue a command (binary-safe argv). Returns DM_OK (the callback will run), DM_EUNAVAIL when
- * not ready (or @p r is NULL), or DM_EBUSY when max_inflight is reached (the callback will
- * not run).
+ * Queue a command (binary-safe argv). @p route is the key (NUL-terminated) whose hash slot
+ * picks the server on Redis Cluster: the command's key, or for a keyless command that must go
+ * where a key lives (WAIT after a write), that key; NULL for a command any node can answer
+ * (PING). Every key of one command must be in one slot. Returns DM_OK (the callback will run),
+ * DM_EUNAVAIL when not ready (or @p r is NULL), or DM_EBUSY when max_inflight is reached (the
+ * callback will not run).
  */
-int dm_redis_command(dm_redis *r, dm_redis_cb cb, void *arg, int argc, const char **argv,
-                     const size_t *lens);
+int dm_redis_command(dm_redis *r, const char *route, dm_redis_cb cb, void *arg, int argc,
+                     const char **argv, const size_t *lens);
 
 /**
  * EVALSHA of script number @p script (an index into opts.scripts) with @p nkeys keys followed
- * by the other arguments in @p argv. A NOSCRIPT answer (Redis restarted or flushed its script
+ * by the other arguments in @p argv, routed by its first key (any node when @p nkeys is 0). A NOSCRIPT answer (Redis restarted or flushed its script
  * cache) is retried once as EVAL with the script source, transparently. Returns as
  * dm_redis_command.
  */

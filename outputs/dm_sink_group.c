@@ -49,7 +49,7 @@ int dm_sink_group_ack(const dm_sink_group *g, unsigned shard, const char *id, dm
                       void *arg)
 {
     const char *argv[] = {"XACK", g->out_keys[shard], g->name, id};
-    return dm_sink_command(g->all->ctl, cb, arg, (int)DM_ARRAY_LEN(argv), argv);
+    return dm_sink_command(g->all->ctl, g->out_keys[shard], cb, arg, (int)DM_ARRAY_LEN(argv), argv);
 }
 
 static void on_loose_ack(int err, redisReply *reply, void *arg)
@@ -65,13 +65,14 @@ void dm_sink_group_ack_loose(const dm_sink_group *g, unsigned shard, const char 
     dm_sink_group_ack(g, shard, id, on_loose_ack, NULL);
 }
 
-int dm_sink_command(dm_redis *r, dm_redis_cb cb, void *arg, int argc, const char **argv)
+int dm_sink_command(dm_redis *r, const char *route, dm_redis_cb cb, void *arg, int argc,
+                    const char **argv)
 {
     size_t stack[STACK_ARGS] = {0};
     size_t *lens = argc <= STACK_ARGS ? stack : dm_xcalloc((size_t)argc, sizeof *lens);
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
-    int rc = dm_redis_command(r, cb, arg, argc, argv, lens);
+    int rc = dm_redis_command(r, route, cb, arg, argc, argv, lens);
     if (lens != stack)
         free(lens);
     return rc;

@@ -76,7 +76,8 @@ int dm_sink_group_ack(const dm_sink_group *g, unsigned shard, const char *id, dm
 void dm_sink_group_ack_loose(const dm_sink_group *g, unsigned shard, const char *id);
 
 /** dm_redis_command with each argument's length taken by strlen. */
-int dm_sink_command(dm_redis *r, dm_redis_cb cb, void *arg, int argc, const char **argv);
+int dm_sink_command(dm_redis *r, const char *route, dm_redis_cb cb, void *arg, int argc,
+                    const char **argv);
 
 /** @p rep is an error reply (starting with @p prefix, when not NULL). */
 bool dm_sink_error_reply(const struct redisReply *rep, const char *prefix);

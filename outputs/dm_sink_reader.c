@@ -165,7 +165,7 @@ static void maybe_read(sink *s)
     for (unsigned i = 0; i < nread; i++)
         argv[argc++] = ">";
     s->rr = (s->rr + nread) % g->nshards;
-    int rc = dm_sink_command(s->reader, on_read, s, argc, argv);
+    int rc = dm_sink_command(s->reader, NULL, on_read, s, argc, argv);
     free(argv);
     if (rc == DM_OK) {
         s->reading = true;
@@ -267,7 +267,8 @@ static void claim_next(sink *s)
     unsigned shard = s->claim_shard;
     const char *argv[] = {"XAUTOCLAIM", g->out_keys[shard], g->name, g->all->consumer,
                           idle,         s->cursors[shard],  "COUNT", count};
-    if (dm_sink_command(g->all->ctl, on_autoclaim, s, (int)DM_ARRAY_LEN(argv), argv) != DM_OK) {
+    if (dm_sink_command(g->all->ctl, g->out_keys[shard], on_autoclaim, s, (int)DM_ARRAY_LEN(argv),
+                        argv) != DM_OK) {
         s->claiming = false; /* the next tick tries again; reads go on meanwhile */
         maybe_read(s);
         return;
@@ -332,7 +333,8 @@ static void reclaim(refresh_ctx *x, long long idle_ms)
     snprintf(idle, sizeof idle, "%lld", idle_ms);
     const char *argv[] = {
         "XCLAIM", s->g.out_keys[x->shard], s->g.name, s->g.all->consumer, idle, x->id, "JUSTID"};
-    if (dm_sink_command(s->g.all->ctl, on_reclaim, x, (int)DM_ARRAY_LEN(argv), argv) == DM_OK)
+    if (dm_sink_command(s->g.all->ctl, s->g.out_keys[x->shard], on_reclaim, x,
+                        (int)DM_ARRAY_LEN(argv), argv) == DM_OK)
         s->refreshing++;
     else
         refresh_free(x);
@@ -387,7 +389,8 @@ static void refresh_one(unsigned shard, const char *id, void *arg)
     x->shard = shard;
     x->id = dm_xstrdup(id);
     const char *argv[] = {"XPENDING", s->g.out_keys[shard], s->g.name, id, id, "1"};
-    if (dm_sink_command(s->g.all->ctl, on_owner, x, (int)DM_ARRAY_LEN(argv), argv) == DM_OK)
+    if (dm_sink_command(s->g.all->ctl, s->g.out_keys[shard], on_owner, x, (int)DM_ARRAY_LEN(argv),
+                        argv) == DM_OK)
         s->refreshing++;
     else
         refresh_free(x); /* the next round tries again */
@@ -428,7 +431,8 @@ static int send_create(sink *s, unsigned shard, dm_redis_cb cb)
 {
     const char *argv[] = {"XGROUP",  "CREATE",       s->g.out_keys[shard],
                           s->g.name, group_start(s), "MKSTREAM"};
-    return dm_sink_command(s->g.all->ctl, cb, s, (int)DM_ARRAY_LEN(argv), argv);
+    return dm_sink_command(s->g.all->ctl, s->g.out_keys[shard], cb, s, (int)DM_ARRAY_LEN(argv),
+                           argv);
 }
 
 static void on_group_created(int err, redisReply *reply, void *arg)

@@ -315,8 +315,8 @@ static void next_read(stream *s)
                               blk,     "STREAMS", s->keys[i],        id};
         size_t lens[] = {5,    5, strlen(STR(DM_SSE_BATCH)), 5, (size_t)blen, 7, strlen(s->keys[i]),
                          idlen};
-        if (dm_redis_command(sc->redis, on_read, sc, (int)DM_ARRAY_LEN(argv), argv, lens) !=
-            DM_OK) {
+        if (dm_redis_command(sc->redis, s->keys[i], on_read, sc, (int)DM_ARRAY_LEN(argv), argv,
+                             lens) != DM_OK) {
             dm_metrics_inc(DM_M_REDIS_UNAVAILABLE);
             finish(s, "redis unavailable");
             return;
@@ -679,11 +679,13 @@ static void start_shards(stream *s)
         if (s->from == DM_SSE_FROM_NEW) {
             const char *argv[] = {"XREVRANGE", s->keys[i], "+", "-", "COUNT", "1"};
             size_t lens[] = {9, strlen(s->keys[i]), 1, 1, 5, 1};
-            rc = dm_redis_command(s->conns[i].redis, on_start_reply, &s->conns[i], 6, argv, lens);
+            rc = dm_redis_command(s->conns[i].redis, s->keys[i], on_start_reply, &s->conns[i], 6,
+                                  argv, lens);
         } else {
             const char *argv[] = {"PING"};
             size_t lens[] = {4};
-            rc = dm_redis_command(s->conns[i].redis, on_start_reply, &s->conns[i], 1, argv, lens);
+            rc = dm_redis_command(s->conns[i].redis, s->keys[i], on_start_reply, &s->conns[i], 1,
+                                  argv, lens);
         }
         if (rc == DM_OK)
             s->pending++;

@@ -44,7 +44,7 @@ void dm_health_readyz(dm_worker *w, struct evhttp_request *req, const dm_route_m
     q->route = m->id;
     const char *argv[] = {"PING"};
     size_t lens[] = {4};
-    if (dm_redis_command(dm_worker_redis(w), on_ping, q, 1, argv, lens) != DM_OK) {
+    if (dm_redis_command(dm_worker_redis(w), NULL, on_ping, q, 1, argv, lens) != DM_OK) {
         free(q);
         dm_http_error(req, m->id, 503, "redis unavailable");
         dm_worker_end(w);

@@ -70,7 +70,8 @@ static void ingest_done(ingest *in)
         if (in->jti_key[0]) {
             const char *argv[] = {"DEL", in->jti_key};
             size_t lens[] = {3, strlen(in->jti_key)};
-            dm_redis_command(dm_worker_redis(in->w), ignore_reply, NULL, 2, argv, lens);
+            dm_redis_command(dm_worker_redis(in->w), in->jti_key, ignore_reply, NULL, 2, argv,
+                             lens);
         }
         dm_http_unavailable(in->req, in->route, in->path, in->first_err);
     } else {
@@ -186,7 +187,7 @@ static int check_replay(ingest *in, const json_t *claims)
     size_t lens[6];
     for (int i = 0; i < 6; i++)
         lens[i] = strlen(argv[i]);
-    int rc = dm_redis_command(dm_worker_redis(in->w), on_jti, in, 6, argv, lens);
+    int rc = dm_redis_command(dm_worker_redis(in->w), in->jti_key, on_jti, in, 6, argv, lens);
     if (rc != DM_OK)
         in->jti_key[0] = '\0';
     return rc;

@@ -171,7 +171,7 @@ static void queue(calls *a, call *c, int n, const char **argv, int argc)
         lens[i] = strlen(argv[i]);
     for (int i = 0; i < n; i++) {
         c[i] = (call){.all = a, .index = i};
-        assert_int_equal(dm_redis_command(a->r, on_call, &c[i], argc, argv, lens), DM_OK);
+        assert_int_equal(dm_redis_command(a->r, NULL, on_call, &c[i], argc, argv, lens), DM_OK);
     }
 }
 
