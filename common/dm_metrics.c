@@ -1,5 +1,6 @@
 #include "dm_common.h"
 #include "dm_metrics.h"
+#include "dm_time.h"
 
 #include <event2/buffer.h>
 #include <stdatomic.h>
@@ -61,13 +62,31 @@ static const struct {
                             "Parked builds, pushes and delete records dropped by the per-digest "
                             "limits (the least recent of a digest)."},
     [DM_M_REDIS_OOM] = {"digestmap_redis_oom_total",
-                        "Events refused (503) because Redis was over its maxmemory."},
+                        "Events Redis refused because it was over its maxmemory (spooled, or "
+                        "503 when the spool could not take them)."},
     [DM_M_GROUP_LAG_DROPPED] = {"digestmap_group_lag_dropped_total",
                                 "Trimmed entries that a consumer group past "
                                 "outputs.max_group_lag had not acknowledged."},
     [DM_M_SINK_DEAD_DROPPED] = {"digestmap_sink_dead_dropped_total",
                                 "Oldest dead-letter entries removed to keep the dead-letter "
                                 "stream at outputs.stream_maxlen."},
+    [DM_M_SPOOLED] = {"digestmap_spooled_total",
+                      "Events written to the local spool because Redis could not take them "
+                      "(answered 202 with \"spooled\": true)."},
+    [DM_M_SPOOL_REPLAYED] = {"digestmap_spool_replayed_total",
+                             "Spooled events parked in Redis by the replayer (an interrupted "
+                             "replay parks some again)."},
+    [DM_M_SPOOL_FULL] = {"digestmap_spool_full_total",
+                         "Requests refused (503) because the spool was at spool.max_bytes."},
+    [DM_M_SPOOL_DROPPED] = {"digestmap_spool_dropped_total",
+                            "Spool records dropped: a torn last record after a crash (never "
+                            "acknowledged) or a record that cannot be read or parked."},
+    [DM_M_SPOOL_REPLAY_REFUSED] = {"digestmap_spool_replay_refused_total",
+                                   "Spooled events refused at replay: their token's jti was "
+                                   "used by another request meanwhile."},
+    [DM_M_WAIT_SHORT] = {"digestmap_redis_wait_short_total",
+                         "Requests whose WAIT confirmed fewer than redis.wait_replicas replicas "
+                         "in time (spooled as well)."},
 };
 
 static const struct {
@@ -82,6 +101,9 @@ static const struct {
     [DM_G_SSE_CLIENTS] = {"digestmap_sse_clients", "Open /v1/events/stream answers."},
     [DM_G_SINK_INFLIGHT] = {"digestmap_sink_inflight",
                             "Webhook deliveries in flight or waiting to retry."},
+    [DM_G_SPOOL_EVENTS] = {"digestmap_spool_events",
+                           "Events in the local spool, not yet replayed."},
+    [DM_G_SPOOL_BYTES] = {"digestmap_spool_bytes", "Bytes of the local spool's segments."},
     [DM_G_STREAM_GROUP_LAG] = {"digestmap_stream_group_lag",
                                "Largest backlog of a protected consumer group (last trim)."},
 };
@@ -160,6 +182,13 @@ void dm_metrics_set(dm_gauge g, int64_t v)
 void dm_metrics_gauge_add(dm_gauge g, int64_t delta)
 {
     atomic_fetch_add_explicit(&gauges[g], delta, memory_order_relaxed);
+}
+
+static _Atomic int64_t spool_oldest_ms;
+
+void dm_metrics_spool_oldest(int64_t arrival_ms)
+{
+    atomic_store_explicit(&spool_oldest_ms, arrival_ms, memory_order_relaxed);
 }
 
 void dm_metrics_inflight(int delta)
@@ -242,5 +271,12 @@ void dm_metrics_render(struct evbuffer *out)
                         "# TYPE digestmap_inflight_requests gauge\n"
                         "digestmap_inflight_requests %lld\n",
                         (long long)atomic_load(&inflight));
+    int64_t oldest = atomic_load(&spool_oldest_ms), age = oldest ? dm_now_ms() - oldest : 0;
+    evbuffer_add_printf(out,
+                        "# HELP digestmap_spool_oldest_age_seconds Age of the oldest spooled "
+                        "event (0: the spool is empty).\n"
+                        "# TYPE digestmap_spool_oldest_age_seconds gauge\n"
+                        "digestmap_spool_oldest_age_seconds %.3f\n",
+                        age > 0 ? (double)age / 1000.0 : 0.0);
     render_connections(out);
 }

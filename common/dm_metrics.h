@@ -41,6 +41,13 @@ typedef enum {
     DM_M_REDIS_OOM,          /**< events refused because Redis was over maxmemory */
     DM_M_GROUP_LAG_DROPPED,  /**< trimmed entries a group past max_group_lag had not acked */
     DM_M_SINK_DEAD_DROPPED,  /**< oldest dead-letter entries removed past stream_maxlen */
+    /* The spool (spool/dm_spool.h, docs/spool.md) and redis.wait_replicas: */
+    DM_M_SPOOLED,              /**< events written to the spool (answered 202 spooled) */
+    DM_M_SPOOL_REPLAYED,       /**< spooled events parked by the replayer */
+    DM_M_SPOOL_FULL,           /**< requests refused 503 because the spool was full */
+    DM_M_SPOOL_DROPPED,        /**< spool records dropped: torn tails, unreadable records */
+    DM_M_SPOOL_REPLAY_REFUSED, /**< spooled events refused at replay (token seen before) */
+    DM_M_WAIT_SHORT,           /**< requests whose WAIT confirmed fewer than wait_replicas */
     DM_M_COUNT
 } dm_metric;
 
@@ -51,6 +58,8 @@ typedef enum {
     DM_G_SSE_CLIENTS,      /**< open /v1/events/stream answers */
     DM_G_SINK_INFLIGHT,    /**< webhook deliveries in flight or waiting to retry (all sinks) */
     DM_G_STREAM_GROUP_LAG, /**< largest backlog of a protected consumer group, last trim */
+    DM_G_SPOOL_EVENTS,     /**< events in the spool (set by the spool's thread) */
+    DM_G_SPOOL_BYTES,      /**< bytes of the spool's segments */
     DM_G_COUNT
 } dm_gauge;
 
@@ -78,6 +87,9 @@ void dm_metrics_parked(const char *source, uint64_t n);
 void dm_metrics_set(dm_gauge g, int64_t v);
 /** Add @p delta to a gauge atomically (for gauges moved from several threads). */
 void dm_metrics_gauge_add(dm_gauge g, int64_t delta);
+/** Arrival time (ms since the epoch) of the oldest spooled event, 0 when the spool is empty:
+ *  rendered as its age, digestmap_spool_oldest_age_seconds. */
+void dm_metrics_spool_oldest(int64_t arrival_ms);
 /** Gauge of requests being processed, across workers. */
 void dm_metrics_inflight(int delta);
 

@@ -140,7 +140,14 @@ typedef struct dm_config {
                                      25 % of the machine's memory, decided at start */
         int command_timeout_ms; /**< default 2000 */
         int connect_timeout_ms; /**< default 2000 */
+        int wait_replicas;      /**< default 0: replicas WAIT must confirm before an answer */
     } redis;
+
+    /** The local journal of events Redis could not take (spool/dm_spool.h). */
+    struct {
+        char *dir;           /**< default "<data_dir>/spool" */
+        long long max_bytes; /**< default 1 GiB: full beyond it (503 + Retry-After) */
+    } spool;
 
     struct {
         int64_t window_seconds;         /**< default 1800 */

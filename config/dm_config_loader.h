@@ -115,6 +115,10 @@ int dm_cfg_parse_auth_list(dm_cfg_loader *ld, const json_t *obj, const char *par
                            dm_auth_list *list);
 void dm_cfg_free_auth_list(dm_auth_list *l);
 
+/* "spool" into c->spool (dm_config_spool.c); reads c->data_dir, so runs after it is set. */
+int dm_cfg_parse_spool(dm_cfg_loader *ld, const json_t *root, dm_config *c);
+void dm_cfg_free_spool(dm_config *c);
+
 /* "outputs" into c->outputs (dm_config_outputs.c). */
 int dm_cfg_parse_outputs(dm_cfg_loader *ld, const json_t *root, dm_config *c);
 void dm_cfg_free_outputs(dm_config *c);

@@ -290,8 +290,9 @@ static int parse_redis_password(dm_cfg_loader *ld, const json_t *r, dm_config *c
 int dm_cfg_parse_redis(dm_cfg_loader *ld, const json_t *root, dm_config *c)
 {
     static const char *const keys[] = {
-        "url",    "password",           "password_env",       "password_file", "prefix", "shards",
-        "server", "command_timeout_ms", "connect_timeout_ms", "maxmemory",     NULL};
+        "url",           "password", "password_env",       "password_file",      "prefix",
+        "shards",        "server",   "command_timeout_ms", "connect_timeout_ms", "maxmemory",
+        "wait_replicas", NULL};
     const json_t *r;
     const char *url = NULL, *prefix = NULL, *server = NULL;
     long long v;
@@ -314,6 +315,9 @@ int dm_cfg_parse_redis(dm_cfg_loader *ld, const json_t *root, dm_config *c)
         if ((rc = dm_cfg_get_int(ld, r, "redis", "connect_timeout_ms", 10, 60000, 2000, &v)) < 0)
             return rc;
         c->redis.connect_timeout_ms = (int)v;
+        if ((rc = dm_cfg_get_int(ld, r, "redis", "wait_replicas", 0, 64, 0, &v)) < 0)
+            return rc;
+        c->redis.wait_replicas = (int)v;
         /* The embedded server's memory cap: over it every ingest gets 503, never a 202 that
          * Redis could not hold. An external Redis has its own maxmemory. */
         if ((rc = dm_cfg_get_int(ld, r, "redis", "maxmemory", 1048576, LLONG_MAX, 0, &v)) < 0)

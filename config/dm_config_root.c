@@ -376,9 +376,9 @@ static int parse_tls(dm_cfg_loader *ld, const json_t *root, dm_config *c)
 
 static int parse_root(dm_cfg_loader *ld, const json_t *root, dm_config *c)
 {
-    static const char *const keys[] = {"listen",  "workers", "data_dir",    "log_level",
-                                       "tls",     "redis",   "correlation", "limits",
-                                       "sources", "api",     "outputs",     NULL};
+    static const char *const keys[] = {"listen",  "workers",     "data_dir", "log_level", "tls",
+                                       "redis",   "correlation", "limits",   "sources",   "api",
+                                       "outputs", "spool",       NULL};
     const char *s;
     long long v;
     dm_log_level lvl;
@@ -407,7 +407,8 @@ static int parse_root(dm_cfg_loader *ld, const json_t *root, dm_config *c)
 
     if ((rc = dm_cfg_parse_redis(ld, root, c)) < 0 || (rc = parse_correlation(ld, root, c)) < 0 ||
         (rc = parse_limits(ld, root, c)) < 0 || (rc = parse_sources(ld, root, c)) < 0 ||
-        (rc = parse_api(ld, root, c)) < 0 || (rc = dm_cfg_parse_outputs(ld, root, c)) < 0)
+        (rc = parse_api(ld, root, c)) < 0 || (rc = dm_cfg_parse_outputs(ld, root, c)) < 0 ||
+        (rc = dm_cfg_parse_spool(ld, root, c)) < 0)
         return rc;
     return DM_OK;
 }
@@ -513,5 +514,6 @@ void dm_config_free(dm_config *c)
     free(c->sources);
     dm_cfg_free_auth_list(&c->api_auth);
     dm_cfg_free_outputs(c);
+    dm_cfg_free_spool(c);
     free(c);
 }

@@ -61,7 +61,8 @@ static void on_park(int err, redisReply *rep, void *arg)
         if (oom_log_due())
             dm_warn("redis over maxmemory: events refused", "reply=%s",
                     dm_log_quote(rep->str, rep->len, reply, sizeof reply));
-        cb(DM_EREDIS, NULL, cb_arg);
+        dm_join_result oom = {.oom = 1};
+        cb(DM_EREDIS, &oom, cb_arg);
         return;
     }
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 5) {
@@ -73,21 +74,41 @@ static void on_park(int err, redisReply *rep, void *arg)
         return;
     }
     dm_join_result res = {(int)int_at(rep, 0), (int)int_at(rep, 1), (int)int_at(rep, 2),
-                          (int)int_at(rep, 3), (int)int_at(rep, 4)};
+                          (int)int_at(rep, 3), (int)int_at(rep, 4), 0};
     if (res.evicted > 0)
         dm_metrics_add(DM_M_ITEMS_EVICTED, (uint64_t)res.evicted);
     cb(DM_OK, &res, cb_arg);
 }
 
+bool dm_join_retryable(int err, const dm_join_result *res)
+{
+    return err == DM_EUNAVAIL || err == DM_ETIMEOUT || (err == DM_EREDIS && res && res->oom);
+}
+
+char *dm_join_route_key(char *buf, const dm_join_conf *conf, const char *digest)
+{
+    dm_key_out(buf, conf->prefix, dm_digest_shard(digest, conf->shards));
+    return buf;
+}
+
 int dm_join_submit(dm_redis *r, const dm_join_conf *conf, const dm_event *ev, dm_join_cb cb,
                    void *arg)
 {
+    char *json = dm_event_to_json(ev);
+    int rc = dm_join_park(r, conf, ev->digest, json, strlen(json), 0, cb, arg);
+    free(json);
+    return rc;
+}
+
+int dm_join_park(dm_redis *r, const dm_join_conf *conf, const char *digest, const char *json,
+                 size_t len, int64_t arrival_ms, dm_join_cb cb, void *arg)
+{
     /* The KEYS of park.lua, in its order. */
     char keys[8][DM_KEY_BUFLEN];
-    char nums[7][24];
-    const char *argv[16];
-    size_t lens[16];
-    const char *prefix = conf->prefix, *digest = ev->digest;
+    char nums[8][24];
+    const char *argv[17];
+    size_t lens[17];
+    const char *prefix = conf->prefix;
     unsigned shard = dm_digest_shard(digest, conf->shards);
     lens[0] = dm_key_pushes(keys[0], prefix, shard, digest);
     lens[1] = dm_key_builds(keys[1], prefix, shard, digest);
@@ -100,12 +121,11 @@ int dm_join_submit(dm_redis *r, const dm_join_conf *conf, const dm_event *ev, dm
     int n = (int)DM_ARRAY_LEN(keys);
     for (int i = 0; i < n; i++)
         argv[i] = keys[i];
-    char *json = dm_event_to_json(ev);
     argv[n] = json;
-    lens[n++] = strlen(json);
-    long long vals[7] = {conf->window_ms,      conf->grace_ms,   conf->max_skew_ms,
-                         conf->mapping_ttl_ms, conf->max_builds, conf->max_locations,
-                         conf->max_tags};
+    lens[n++] = len;
+    long long vals[8] = {
+        conf->window_ms,  conf->grace_ms,      conf->max_skew_ms, conf->mapping_ttl_ms,
+        conf->max_builds, conf->max_locations, conf->max_tags,    arrival_ms > 0 ? arrival_ms : 0};
     for (size_t i = 0; i < DM_ARRAY_LEN(vals); i++) {
         snprintf(nums[i], sizeof nums[i], "%lld", vals[i]);
         argv[n] = nums[i];
@@ -115,7 +135,6 @@ int dm_join_submit(dm_redis *r, const dm_join_conf *conf, const dm_event *ev, dm
     s->cb = cb;
     s->arg = arg;
     int rc = dm_redis_eval(r, DM_SCRIPT_PARK, on_park, s, (int)DM_ARRAY_LEN(keys), n, argv, lens);
-    free(json);
     if (rc != DM_OK)
         free(s);
     return rc;

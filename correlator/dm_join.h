@@ -28,12 +28,14 @@ typedef struct dm_join_result {
     int deleted;   /**< 1 if a delete record was emitted */
     int evicted;   /**< items of the digest dropped by the bounds (already counted in
                         digestmap_items_evicted_total) */
+    int oom;       /**< with DM_EREDIS: 1 when Redis refused the event over its maxmemory */
 } dm_join_result;
 
 /**
- * Completion: @p err DM_OK with @p res, or DM_EUNAVAIL / DM_ETIMEOUT / DM_EREDIS (res NULL).
- * A Redis over its maxmemory refuses the event (DM_EREDIS, counted in
- * digestmap_redis_oom_total): nothing of it was written.
+ * Completion: @p err DM_OK with @p res, or DM_EUNAVAIL / DM_ETIMEOUT / DM_EREDIS. With
+ * DM_EREDIS, @p res is NULL for a script error, or has @c oom set when Redis over its maxmemory
+ * refused the event (counted in digestmap_redis_oom_total): nothing of it was written, and it
+ * may be tried again later (dm_join_retryable).
  */
 typedef void (*dm_join_cb)(int err, const dm_join_result *res, void *arg);
 
@@ -43,5 +45,25 @@ typedef void (*dm_join_cb)(int err, const dm_join_result *res, void *arg);
  */
 int dm_join_submit(dm_redis *r, const dm_join_conf *conf, const dm_event *ev, dm_join_cb cb,
                    void *arg);
+
+/**
+ * Park an event given in its dm_event_to_json form (@p json, @p len bytes; @p digest is its
+ * "digest"), as having arrived at @p arrival_ms (ms since the epoch; 0: now, Redis's clock).
+ * The spool's replayer (spool/dm_replay.h) passes the original arrival, so the window applies
+ * as if the event had arrived on time (park.lua, ARGV 9). Returns as dm_join_submit.
+ */
+int dm_join_park(dm_redis *r, const dm_join_conf *conf, const char *digest, const char *json,
+                 size_t len, int64_t arrival_ms, dm_join_cb cb, void *arg);
+
+/**
+ * Whether a completion says Redis could not take the event for now (down, timed out, over its
+ * maxmemory), so keeping it (the spool) and trying again later can succeed; a script error
+ * cannot.
+ */
+bool dm_join_retryable(int err, const dm_join_result *res);
+
+/** The key that routes commands to the shard of @p digest (its output stream, @p buf of
+ *  DM_KEY_BUFLEN): a WAIT after a park goes where the park went. Returns @p buf. */
+char *dm_join_route_key(char *buf, const dm_join_conf *conf, const char *digest);
 
 #endif

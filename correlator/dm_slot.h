@@ -13,7 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define DM_SLOTS 16384
+#define DM_SLOTS         16384
 /** Room for a host in a redirect: a DNS name (253) or an IPv6 literal, NUL included. */
 #define DM_SLOT_HOST_MAX 256
 

@@ -25,6 +25,10 @@
 --   2 window ms, 3 grace ms, 4 max clock skew ms, 5 mapping ttl ms
 --   6 max builds per digest, 7 max locations per digest, 8 max tags per location
 --     (limits.*: configs/README.md)
+--   9 arrival ms: when the event reached digestmap (0 or absent: now). A spooled event replayed
+--     later (docs/spool.md) passes its arrival, so the window applies as if it had arrived on
+--     time: its event time is judged against the arrival for skew, its expiry counts from the
+--     arrival, and the other side's items count as alive if they were alive then.
 -- Returns {edges emitted, duplicate (0/1: seen before, nothing new), event time replaced (0/1),
 --          deletes recorded, items evicted by the per-digest bounds}.
 --
@@ -42,16 +46,24 @@ local mapping_ttl = tonumber(ARGV[5])
 local max_builds = tonumber(ARGV[6])
 local max_locations = tonumber(ARGV[7])
 local max_tags = tonumber(ARGV[8])
+local arrival = tonumber(ARGV[9]) or 0
+if arrival <= 0 or arrival > now then arrival = now end
 local digest = ev.digest
 local evicted = 0
 
 local skewed = 0
 local t = tonumber(ev.t) or 0
 if t <= 0 then
-  t = now -- no event time given (a build without built_at): its arrival
-elseif math.abs(t - now) > max_skew then
-  t = now
+  t = arrival -- no event time given (a build without built_at): its arrival
+elseif math.abs(t - arrival) > max_skew then
+  t = arrival
   skewed = 1
+end
+
+-- An item's expiry: retention after its latest arrival (a replayed arrival never moves an
+-- expiry that a later arrival set back).
+local function expiry(old)
+  return math.max(tonumber(old) or 0, arrival + retention)
 end
 
 -- The last max_tags strings of list (the most recently added), or list itself.
@@ -283,12 +295,12 @@ if ev.side == 'registry' then
     p = { s = ev.source, e = ev.event_id, t = t, m = media_code(ev.media_type) }
     if type(ev.tags) == 'table' and #ev.tags > 0 then p.g = ev.tags end
   end
-  p.x = now + retention
+  p.x = expiry(raw and p.x or 0)
 
   local builds = redis.call('HGETALL', KEYS[2])
   for i = 1, #builds, 2 do
     local b = cjson.decode(builds[i + 1])
-    local at = b.x >= now and nearest_push(p, b)
+    local at = b.x >= arrival and nearest_push(p, b)
     if at then
       local was = b.k
       join(loc, p, at, builds[i], b)
@@ -316,13 +328,13 @@ else
   if ev.relation == 'platform-manifest' then b.r = 'p' end
   if type(ev.tags) == 'table' and #ev.tags > 0 then b.g = ev.tags end
 end
-b.x = now + retention
+b.x = expiry(raw and b.x or 0)
 
 local pushes = redis.call('HGETALL', KEYS[1])
 for i = 1, #pushes, 2 do
   local p = cjson.decode(pushes[i + 1])
   p.g = recent_tags(p.g) -- stored before the bound existed (or under a larger one)
-  local at = p.x >= now and nearest_push(p, b)
+  local at = p.x >= arrival and nearest_push(p, b)
   if at then
     local was = p.k
     join(pushes[i], p, at, rk, b)

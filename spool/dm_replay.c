@@ -1,0 +1,444 @@
+#include "dm_common.h"
+#include "dm_replay.h"
+#include "dm_keys.h"
+#include "dm_log.h"
+#include "dm_metrics.h"
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Parks in flight at once: enough to keep one connection busy, few enough that a backlog of
+ * spooled events never crowds out live traffic on the same Redis. */
+#define INFLIGHT       16
+#define POLL_MS        100
+#define BACKOFF_MIN_MS 200
+#define BACKOFF_MAX_MS 5000
+
+typedef enum {
+    R_IDLE = 0, /**< waiting for events in the spool and a ready Redis */
+    R_LOADING,  /**< the oldest segment is being read */
+    R_PARKING,  /**< its events are being parked */
+    R_WAITING,  /**< WAIT for the replicas, per shard touched */
+    R_REMOVING, /**< all parked: the segment is being deleted */
+} replay_state;
+
+struct dm_replay {
+    struct event_base *base;
+    dm_spool *spool;
+    dm_spool_client *cl;
+    dm_redis *redis;
+    dm_join_conf join;
+    int wait_replicas, wait_timeout_ms;
+    struct event *timer;
+    replay_state state;
+    bool closing;
+    int failed; /**< the first error of this pass (DM_OK: none) */
+    int backoff_ms;
+    /* the segment being replayed */
+    uint64_t seq;
+    char *data;
+    size_t len, pos;
+    int inflight;
+    json_t *held_doc; /**< a record with a token, waiting for its jti check */
+    dm_spool_record held;
+    bool held_busy;          /**< its check is in flight */
+    unsigned char *touched;  /**< shards parked into (bitmap), for WAIT */
+    int waits, waits_short;  /**< WAITs in flight, and how many confirmed too few */
+    long long parked, refused, dropped;
+};
+
+typedef struct park_ctx {
+    dm_replay *r;
+    size_t offset;
+    char source[16];
+} park_ctx;
+
+static void pump(dm_replay *r);
+
+static void schedule(dm_replay *r, int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(r->timer, &tv);
+}
+
+static void drop_held(dm_replay *r)
+{
+    if (!r->held_doc)
+        return;
+    free((char *)r->held.event);
+    json_decref(r->held_doc);
+    r->held_doc = NULL;
+    r->held_busy = false;
+}
+
+static void reset_segment(dm_replay *r)
+{
+    free(r->data);
+    r->data = NULL;
+    r->len = r->pos = 0;
+    drop_held(r);
+    memset(r->touched, 0, (r->join.shards + 7) / 8);
+    r->parked = r->refused = r->dropped = 0;
+    r->waits = r->waits_short = 0;
+    r->failed = DM_OK;
+    r->state = R_IDLE;
+}
+
+/* Leave the segment in the spool and try it again from its start after a backoff. */
+static void abandon(dm_replay *r, const char *why)
+{
+    r->backoff_ms = r->backoff_ms ? r->backoff_ms * 2 : BACKOFF_MIN_MS;
+    if (r->backoff_ms > BACKOFF_MAX_MS)
+        r->backoff_ms = BACKOFF_MAX_MS;
+    dm_warn("spool: replay interrupted; the segment stays and is replayed again",
+            "segment=%llu parked=%lld reason=\"%s\" retry_ms=%d", (unsigned long long)r->seq,
+            r->parked, why, r->backoff_ms);
+    reset_segment(r);
+    schedule(r, r->backoff_ms);
+}
+
+static void on_removed(int err, void *arg)
+{
+    dm_replay *r = arg;
+    if (err != DM_OK) {
+        abandon(r, "cannot remove the segment");
+        return;
+    }
+    dm_info("spool: segment replayed", "segment=%llu parked=%lld refused=%lld dropped=%lld",
+            (unsigned long long)r->seq, r->parked, r->refused, r->dropped);
+    reset_segment(r);
+    r->backoff_ms = 0;
+    schedule(r, 0); /* the next one, if any */
+}
+
+static void remove_segment(dm_replay *r)
+{
+    r->state = R_REMOVING;
+    dm_spool_remove(r->cl, r->seq, on_removed, r);
+}
+
+static void on_wait(int err, redisReply *rep, void *arg)
+{
+    dm_replay *r = arg;
+    r->waits--;
+    if (r->closing)
+        return;
+    if (err != DM_OK || rep->type != REDIS_REPLY_INTEGER || rep->integer < r->wait_replicas)
+        r->waits_short++;
+    if (r->waits > 0)
+        return;
+    if (r->waits_short) {
+        dm_metrics_inc(DM_M_WAIT_SHORT);
+        abandon(r, "fewer replicas than redis.wait_replicas confirmed the replayed events");
+        return;
+    }
+    remove_segment(r);
+}
+
+/* Every event of the segment is parked: with redis.wait_replicas, make sure the replicas have
+ * them too before the spool lets go of them (one WAIT per shard, on that shard's node). */
+static void segment_parked(dm_replay *r)
+{
+    if (r->wait_replicas <= 0 || r->parked == 0) {
+        remove_segment(r);
+        return;
+    }
+    r->state = R_WAITING;
+    char n[16], timeout[16], route[DM_KEY_BUFLEN];
+    snprintf(n, sizeof n, "%d", r->wait_replicas);
+    snprintf(timeout, sizeof timeout, "%d", r->wait_timeout_ms);
+    const char *argv[] = {"WAIT", n, timeout};
+    size_t lens[] = {4, strlen(n), strlen(timeout)};
+    for (unsigned s = 0; s < r->join.shards; s++) {
+        if (!(r->touched[s / 8] & (1u << (s % 8))))
+            continue;
+        dm_key_out(route, r->join.prefix, s);
+        if (dm_redis_command(r->redis, route, on_wait, r, 3, argv, lens) == DM_OK)
+            r->waits++;
+        else
+            r->waits_short++;
+    }
+    if (r->waits == 0)
+        abandon(r, "cannot send WAIT");
+}
+
+static void on_parked(int err, const dm_join_result *res, void *arg)
+{
+    park_ctx *c = arg;
+    dm_replay *r = c->r;
+    size_t offset = c->offset;
+    char source[16];
+    memcpy(source, c->source, sizeof source);
+    free(c);
+    r->inflight--;
+    if (r->closing)
+        return;
+    if (err == DM_OK) {
+        r->parked++;
+        dm_metrics_inc(DM_M_SPOOL_REPLAYED);
+        dm_metrics_parked(source, 1);
+        dm_metrics_add(DM_M_EDGES, (uint64_t)res->edges);
+        dm_metrics_add(DM_M_DELETES, (uint64_t)res->deleted);
+        dm_metrics_add(DM_M_DUPLICATES, (uint64_t)res->duplicate);
+        dm_metrics_add(DM_M_SKEW_REPLACED, (uint64_t)res->skewed);
+    } else if (dm_join_retryable(err, res)) {
+        if (r->failed == DM_OK)
+            r->failed = err;
+    } else {
+        /* The script refuses it: it would be refused every time, and hold up the spool. */
+        r->dropped++;
+        dm_metrics_inc(DM_M_SPOOL_DROPPED);
+        dm_error("spool: the join script refused a spooled event; dropped",
+                 "segment=%llu offset=%zu", (unsigned long long)r->seq, offset);
+    }
+    pump(r);
+}
+
+/* Park @p rec (its doc @p doc) of the line at @p offset; takes both. */
+static void park_record(dm_replay *r, dm_spool_record *rec, json_t *doc, size_t offset)
+{
+    json_t *ev = json_object_get(doc, "ev");
+    const char *digest = json_string_value(json_object_get(ev, "digest"));
+    const char *source = json_string_value(json_object_get(ev, "source"));
+    park_ctx *c = dm_xcalloc(1, sizeof *c);
+    c->r = r;
+    c->offset = offset;
+    snprintf(c->source, sizeof c->source, "%s", source ? source : "other");
+    unsigned shard = dm_digest_shard(digest, r->join.shards);
+    int rc = dm_join_park(r->redis, &r->join, digest, rec->event, rec->event_len, rec->arrival_ms,
+                          on_parked, c);
+    free((char *)rec->event);
+    json_decref(doc);
+    if (rc != DM_OK) {
+        free(c);
+        if (r->failed == DM_OK)
+            r->failed = rc;
+        return;
+    }
+    r->touched[shard / 8] |= (unsigned char)(1u << (shard % 8));
+    r->inflight++;
+}
+
+static void park_held(dm_replay *r)
+{
+    dm_spool_record rec = r->held;
+    json_t *doc = r->held_doc;
+    r->held_doc = NULL;
+    r->held_busy = false;
+    park_record(r, &rec, doc, 0);
+}
+
+static void refuse_held(dm_replay *r)
+{
+    char key[200];
+    r->refused++;
+    dm_metrics_inc(DM_M_SPOOL_REPLAY_REFUSED);
+    dm_warn("spool: spooled event refused at replay",
+            "reason=\"token replayed (jti seen)\" segment=%llu jti_key=%s",
+            (unsigned long long)r->seq,
+            dm_log_quote(r->held.jti_key, strlen(r->held.jti_key), key, sizeof key));
+    drop_held(r);
+}
+
+static void on_jti_get(int err, redisReply *rep, void *arg)
+{
+    dm_replay *r = arg;
+    if (r->closing)
+        return;
+    if (err != DM_OK || rep->type == REDIS_REPLY_ERROR) {
+        drop_held(r);
+        r->failed = err != DM_OK ? err : DM_EREDIS;
+    } else if (rep->type == REDIS_REPLY_NIL ||
+               (rep->type == REDIS_REPLY_STRING && rep->len == strlen(r->held.request_id) &&
+                memcmp(rep->str, r->held.request_id, rep->len) == 0)) {
+        /* Its own marker (ingest set it, or an earlier pass of this replay did), or one that
+         * expired meanwhile with the token: the request is this one. */
+        park_held(r);
+    } else {
+        refuse_held(r);
+    }
+    pump(r);
+}
+
+static void on_jti_set(int err, redisReply *rep, void *arg)
+{
+    dm_replay *r = arg;
+    if (r->closing)
+        return;
+    if (err != DM_OK || rep->type == REDIS_REPLY_ERROR) {
+        drop_held(r);
+        r->failed = err != DM_OK ? err : DM_EREDIS;
+    } else if (rep->type == REDIS_REPLY_NIL) {
+        /* Set before: by this request (live, or an interrupted replay) or by another one. */
+        const char *argv[] = {"GET", r->held.jti_key};
+        size_t lens[] = {3, strlen(r->held.jti_key)};
+        int rc = dm_redis_command(r->redis, r->held.jti_key, on_jti_get, r, 2, argv, lens);
+        if (rc == DM_OK)
+            return;
+        drop_held(r);
+        r->failed = rc;
+    } else {
+        park_held(r);
+    }
+    pump(r);
+}
+
+/* The held record's token: set its replay marker to this request's id unless one is there. */
+static void start_jti(dm_replay *r)
+{
+    char pxat[24];
+    snprintf(pxat, sizeof pxat, "%lld", (long long)r->held.jti_pxat);
+    const char *argv[] = {"SET", r->held.jti_key, r->held.request_id, "NX", "PXAT", pxat};
+    size_t lens[6];
+    for (int i = 0; i < 6; i++)
+        lens[i] = strlen(argv[i]);
+    r->held_busy = true;
+    int rc = dm_redis_command(r->redis, r->held.jti_key, on_jti_set, r, 6, argv, lens);
+    if (rc != DM_OK) {
+        drop_held(r);
+        r->failed = rc;
+    }
+}
+
+/* The next line of the segment: parked, held for its token check, or dropped. */
+static void next_record(dm_replay *r)
+{
+    size_t start = r->pos;
+    char *nl = memchr(r->data + start, '\n', r->len - start);
+    size_t end = nl ? (size_t)(nl - r->data) : r->len;
+    r->pos = nl ? end + 1 : r->len;
+    if (end == start)
+        return;
+    dm_spool_record rec;
+    json_t *doc;
+    if (dm_spool_decode(r->data + start, end - start, &rec, &doc) != DM_OK) {
+        r->dropped++;
+        dm_metrics_inc(DM_M_SPOOL_DROPPED);
+        dm_warn("spool: unreadable record dropped", "segment=%llu offset=%zu",
+                (unsigned long long)r->seq, start);
+        return;
+    }
+    if (rec.jti_key && rec.jti_pxat > 0) {
+        r->held = rec;
+        r->held_doc = doc;
+        return;
+    }
+    park_record(r, &rec, doc, start);
+}
+
+static void pump(dm_replay *r)
+{
+    while (r->state == R_PARKING && !r->closing) {
+        if (r->failed != DM_OK) {
+            if (r->inflight == 0 && !r->held_busy)
+                abandon(r, dm_strerror(r->failed));
+            return;
+        }
+        if (r->held_doc) {
+            /* In order: its park goes after those before it are answered. */
+            if (!r->held_busy && r->inflight == 0)
+                start_jti(r);
+            if (r->failed == DM_OK)
+                return;
+            continue;
+        }
+        if (r->inflight >= INFLIGHT)
+            return;
+        if (r->pos >= r->len) {
+            if (r->inflight == 0)
+                segment_parked(r);
+            return;
+        }
+        next_record(r);
+    }
+}
+
+static void on_loaded(int err, uint64_t seq, char *data, size_t len, void *arg)
+{
+    dm_replay *r = arg;
+    if (err != DM_OK) {
+        free(data);
+        r->seq = 0;
+        abandon(r, "cannot read the segment");
+        return;
+    }
+    if (seq == 0) {
+        r->state = R_IDLE;
+        schedule(r, POLL_MS);
+        return;
+    }
+    r->seq = seq;
+    r->data = data;
+    r->len = len;
+    r->pos = 0;
+    r->state = R_PARKING;
+    dm_info("spool: replaying a segment", "segment=%llu bytes=%zu", (unsigned long long)seq, len);
+    pump(r);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    dm_replay *r = arg;
+    if (r->state != R_IDLE || r->closing)
+        return;
+    dm_spool_stats st;
+    dm_spool_get_stats(r->spool, &st);
+    if (st.events == 0 || !dm_redis_ready(r->redis)) {
+        schedule(r, POLL_MS);
+        return;
+    }
+    r->state = R_LOADING;
+    dm_spool_load_oldest(r->cl, on_loaded, r);
+}
+
+static void on_ready(bool ready, void *arg)
+{
+    dm_replay *r = arg;
+    if (ready && r->state == R_IDLE && r->backoff_ms == 0)
+        schedule(r, 0);
+}
+
+dm_replay *dm_replay_new(const dm_replay_conf *c)
+{
+    dm_replay *r = dm_xcalloc(1, sizeof *r);
+    r->base = c->base;
+    r->spool = c->spool;
+    r->join = *c->join;
+    r->wait_replicas = c->wait_replicas;
+    r->wait_timeout_ms = c->wait_timeout_ms;
+    r->touched = dm_xcalloc((c->join->shards + 7) / 8 + 1, 1);
+    r->timer = evtimer_new(c->base, on_tick, r);
+    r->cl = dm_spool_client_new(c->spool, c->base);
+    dm_redis_opts ro = *c->redis;
+    ro.name = "spool-replay";
+    ro.max_inflight = INFLIGHT + (int)c->join->shards + 4;
+    ro.on_ready = on_ready;
+    ro.on_ready_arg = r;
+    if (r->timer && r->cl)
+        r->redis = dm_redis_new(c->base, &ro);
+    if (!r->redis) {
+        dm_replay_free(r);
+        return NULL;
+    }
+    schedule(r, 0);
+    return r;
+}
+
+void dm_replay_free(dm_replay *r)
+{
+    if (!r)
+        return;
+    r->closing = true;
+    dm_spool_client_free(r->cl); /* a read segment or a removal not yet seen: dropped */
+    dm_redis_free(r->redis);     /* every command in flight completes now, and sees closing */
+    free(r->data);
+    drop_held(r);
+    if (r->timer)
+        event_free(r->timer);
+    free(r->touched);
+    free(r);
+}

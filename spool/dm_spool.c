@@ -1,0 +1,765 @@
+#include "dm_common.h"
+#include "dm_spool.h"
+#include "dm_event.h"
+#include "dm_log.h"
+#include "dm_metrics.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SEGMENT_MIN (4 * 1024)
+#define SEGMENT_MAX (16 * 1024 * 1024)
+#define NAME_FMT    "segment-%020llu.jsonl"
+
+typedef enum { JOB_APPEND, JOB_LOAD, JOB_REMOVE } job_kind;
+
+/* One request to the spool's thread, and later its completion. */
+typedef struct job {
+    job_kind kind;
+    dm_spool_client *cl; /**< NULL once the client is gone: no completion */
+    char *data;          /**< APPEND: the records (owned); LOAD: the segment read (owned) */
+    size_t len, nrecords;
+    int64_t first_ms;
+    uint64_t seq; /**< REMOVE: which; LOAD: which was read */
+    int err;
+    dm_spool_done_cb done;
+    dm_spool_segment_cb loaded;
+    void *arg;
+    struct job *next;
+} job;
+
+typedef struct segment {
+    uint64_t seq;
+    long long bytes, events;
+    int64_t first_ms; /**< earliest arrival in it (0: none) */
+} segment;
+
+struct dm_spool_client {
+    dm_spool *s;
+    struct event *ev; /**< activated by the spool's thread when done has jobs */
+    job *done, *done_tail;
+};
+
+struct dm_spool {
+    char *dir;
+    int dir_fd, lock_fd;
+    long long max_bytes, segment_bytes;
+    pthread_t thread;
+    bool started;
+
+    /* Everything below is guarded by mu. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop;
+    job *queue, *queue_tail;
+    long long queued_bytes; /**< appends queued, not yet written */
+    segment *segs;          /**< by seq, oldest first; the last may be the active one */
+    size_t nsegs, cap;
+    int active_fd; /**< the segment appends go to (the last of segs), or -1 */
+    long long active_size;
+    uint64_t next_seq;
+    /* Only the spool's thread clears a client out of a job after the queue was taken, so
+     * clients are also tracked here for dm_spool_client_free. */
+    job *working; /**< jobs taken from the queue and not yet completed */
+};
+
+/*---------------------------------------------------------------- records ---*/
+
+char *dm_spool_encode(const dm_spool_record *r, size_t *len)
+{
+    json_error_t jerr;
+    json_t *ev = json_loadb(r->event, r->event_len, 0, &jerr);
+    if (!json_is_object(ev)) {
+        json_decref(ev);
+        return NULL;
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "at", json_integer(r->arrival_ms));
+    if (r->jti_key && r->request_id) {
+        json_object_set_new(o, "jti", json_string(r->jti_key));
+        json_object_set_new(o, "rid", json_string(r->request_id));
+        json_object_set_new(o, "pxat", json_integer(r->jti_pxat));
+    }
+    json_object_set_new(o, "ev", ev);
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!text)
+        return NULL;
+    size_t n = strlen(text);
+    char *line = dm_xmalloc(n + 2);
+    memcpy(line, text, n);
+    line[n] = '\n';
+    line[n + 1] = '\0';
+    free(text);
+    *len = n + 1;
+    return line;
+}
+
+int dm_spool_decode(const char *line, size_t len, dm_spool_record *out, json_t **doc)
+{
+    json_error_t jerr;
+    memset(out, 0, sizeof *out);
+    *doc = NULL;
+    json_t *o = json_loadb(line, len, 0, &jerr);
+    json_t *at = json_object_get(o, "at"), *ev = json_object_get(o, "ev");
+    const char *digest = json_string_value(json_object_get(ev, "digest"));
+    if (!json_is_integer(at) || !json_is_object(ev) || !digest ||
+        !dm_digest_valid(digest, strlen(digest))) {
+        json_decref(o);
+        return DM_EINVAL;
+    }
+    const char *jti = json_string_value(json_object_get(o, "jti"));
+    const char *rid = json_string_value(json_object_get(o, "rid"));
+    json_t *pxat = json_object_get(o, "pxat");
+    if (jti && (!rid || !json_is_integer(pxat) || strlen(jti) >= 160)) {
+        json_decref(o);
+        return DM_EINVAL;
+    }
+    out->event = json_dumps(ev, JSON_COMPACT);
+    if (!out->event) {
+        json_decref(o);
+        return DM_EINVAL;
+    }
+    out->event_len = strlen(out->event);
+    out->arrival_ms = json_integer_value(at);
+    out->jti_key = jti;
+    out->request_id = jti ? rid : NULL;
+    out->jti_pxat = jti ? json_integer_value(pxat) : 0;
+    *doc = o;
+    return DM_OK;
+}
+
+/*---------------------------------------------------------------- files ---*/
+
+static void seg_path(const dm_spool *s, uint64_t seq, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/" NAME_FMT, s->dir, (unsigned long long)seq);
+}
+
+static int mkdir_p(const char *dir)
+{
+    char *p = dm_xstrdup(dir);
+    int rc = 0;
+    for (char *q = p + 1; *q && rc == 0; q++) {
+        if (*q != '/')
+            continue;
+        *q = '\0';
+        if (mkdir(p, 0700) != 0 && errno != EEXIST)
+            rc = -1;
+        *q = '/';
+    }
+    if (rc == 0 && mkdir(p, 0700) != 0 && errno != EEXIST)
+        rc = -1;
+    free(p);
+    return rc;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* The whole file at @p path, malloc'd (NUL-terminated, not counted). */
+static int read_file(const char *path, char **out, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    size_t n = (size_t)st.st_size, got = 0;
+    char *buf = dm_xmalloc(n + 1);
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    buf[got] = '\0';
+    *out = buf;
+    *len = got;
+    return 0;
+}
+
+/*---------------------------------------------------------------- segments ---*/
+
+static segment *seg_add(dm_spool *s, uint64_t seq)
+{
+    if (s->nsegs == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 16;
+        s->segs = realloc(s->segs, s->cap * sizeof *s->segs);
+        if (!s->segs)
+            abort();
+    }
+    segment *g = &s->segs[s->nsegs++];
+    *g = (segment){.seq = seq};
+    return g;
+}
+
+static segment *seg_find(dm_spool *s, uint64_t seq, size_t *at)
+{
+    for (size_t i = 0; i < s->nsegs; i++) {
+        if (s->segs[i].seq == seq) {
+            if (at)
+                *at = i;
+            return &s->segs[i];
+        }
+    }
+    return NULL;
+}
+
+static void totals(const dm_spool *s, dm_spool_stats *st)
+{
+    *st = (dm_spool_stats){0};
+    for (size_t i = 0; i < s->nsegs; i++) {
+        st->events += s->segs[i].events;
+        st->bytes += s->segs[i].bytes;
+        if (s->segs[i].first_ms && (!st->oldest_ms || s->segs[i].first_ms < st->oldest_ms))
+            st->oldest_ms = s->segs[i].first_ms;
+    }
+}
+
+/* Called with mu held. */
+static void publish(const dm_spool *s)
+{
+    dm_spool_stats st;
+    totals(s, &st);
+    dm_metrics_set(DM_G_SPOOL_EVENTS, st.events);
+    dm_metrics_set(DM_G_SPOOL_BYTES, st.bytes);
+    dm_metrics_spool_oldest(st.oldest_ms);
+}
+
+void dm_spool_get_stats(dm_spool *s, dm_spool_stats *out)
+{
+    pthread_mutex_lock(&s->mu);
+    totals(s, out);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Check one segment left by a previous run: count its records, and cut off a torn last one
+ * (no newline: the write was cut; or not a record: a partly written line). It was never
+ * acknowledged: its append's fdatasync had not returned. Records in the middle that cannot be
+ * read are left for the replayer, which drops them with a log line. */
+static int scan_segment(dm_spool *s, uint64_t seq, char *err, size_t errlen)
+{
+    char path[4200];
+    seg_path(s, seq, path, sizeof path);
+    char *buf;
+    size_t len;
+    if (read_file(path, &buf, &len) != 0) {
+        snprintf(err, errlen, "spool: cannot read %s: %s", path, strerror(errno));
+        return DM_EIO;
+    }
+    segment g = {.seq = seq};
+    size_t pos = 0, good = 0;
+    while (pos < len) {
+        char *nl = memchr(buf + pos, '\n', len - pos);
+        size_t end = nl ? (size_t)(nl - buf) : len;
+        dm_spool_record rec;
+        json_t *doc;
+        bool ok = dm_spool_decode(buf + pos, end - pos, &rec, &doc) == DM_OK;
+        if (ok) {
+            if (!g.first_ms || rec.arrival_ms < g.first_ms)
+                g.first_ms = rec.arrival_ms;
+            free((char *)rec.event);
+            json_decref(doc);
+        }
+        if (!nl || (!ok && end + 1 == len)) {
+            dm_warn("spool: torn last record dropped (it was never acknowledged)",
+                    "segment=%s offset=%zu bytes=%zu", path, pos, len - pos);
+            dm_metrics_inc(DM_M_SPOOL_DROPPED);
+            break;
+        }
+        g.events++;
+        pos = end + 1;
+        good = pos;
+    }
+    free(buf);
+    if (good < len) {
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || ftruncate(fd, (off_t)good) != 0 || fdatasync(fd) != 0) {
+            snprintf(err, errlen, "spool: cannot truncate %s: %s", path, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            return DM_EIO;
+        }
+        close(fd);
+    }
+    if (g.events == 0) {
+        unlink(path);
+        return DM_OK;
+    }
+    g.bytes = (long long)good;
+    *seg_add(s, seq) = g;
+    return DM_OK;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int scan_dir(dm_spool *s, char *err, size_t errlen)
+{
+    DIR *d = opendir(s->dir);
+    if (!d) {
+        snprintf(err, errlen, "spool: cannot open %s: %s", s->dir, strerror(errno));
+        return DM_EIO;
+    }
+    uint64_t *seqs = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        unsigned long long seq;
+        char tail[8];
+        if (sscanf(de->d_name, "segment-%20llu.%7s", &seq, tail) != 2 ||
+            strcmp(tail, "jsonl") != 0 || seq == 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            seqs = realloc(seqs, cap * sizeof *seqs);
+            if (!seqs)
+                abort();
+        }
+        seqs[n++] = seq;
+    }
+    closedir(d);
+    if (n)
+        qsort(seqs, n, sizeof *seqs, cmp_u64);
+    int rc = DM_OK;
+    for (size_t i = 0; i < n && rc == DM_OK; i++)
+        rc = scan_segment(s, seqs[i], err, errlen);
+    s->next_seq = n ? seqs[n - 1] + 1 : 1;
+    free(seqs);
+    return rc;
+}
+
+/*---------------------------------------------------------------- the thread ---*/
+
+/* Close the active segment (its data was synced by the batch that wrote it). */
+static void seal_active(dm_spool *s)
+{
+    if (s->active_fd >= 0)
+        close(s->active_fd);
+    s->active_fd = -1;
+    s->active_size = 0;
+}
+
+static int open_active(dm_spool *s)
+{
+    char path[4200];
+    uint64_t seq = s->next_seq++;
+    seg_path(s, seq, path, sizeof path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    /* The new name itself must survive a crash. */
+    if (fsync(s->dir_fd) != 0) {
+        close(fd);
+        unlink(path);
+        return -1;
+    }
+    pthread_mutex_lock(&s->mu);
+    seg_add(s, seq);
+    s->active_fd = fd;
+    s->active_size = 0;
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+/* Write the appends of one batch, then one fdatasync for all of them (group commit); a
+ * segment filled in between is synced as it is closed. */
+static void write_appends(dm_spool *s, job *list)
+{
+    char errbuf[128];
+    job *unsynced = NULL; /* first job written since the last sync */
+    for (job *j = list; j; j = j->next) {
+        if (j->kind != JOB_APPEND)
+            continue;
+        if (s->active_fd >= 0 && s->active_size > 0 &&
+            s->active_size + (long long)j->len > s->segment_bytes) {
+            if (fdatasync(s->active_fd) != 0) {
+                for (job *k = unsynced; k && k != j; k = k->next)
+                    if (k->kind == JOB_APPEND && k->err == DM_OK)
+                        k->err = DM_EIO;
+            }
+            unsynced = NULL;
+            pthread_mutex_lock(&s->mu);
+            seal_active(s);
+            pthread_mutex_unlock(&s->mu);
+        }
+        if (s->active_fd < 0 && open_active(s) != 0) {
+            j->err = DM_EIO;
+            dm_error("spool: cannot open a segment", "dir=%s reason=\"%s\"", s->dir,
+                     strerror_r(errno, errbuf, sizeof errbuf) == 0 ? errbuf : "?");
+            continue;
+        }
+        if (write_all(s->active_fd, j->data, j->len) != 0) {
+            int e = errno;
+            /* Nothing of a failed append stays: the next line must start a record. */
+            if (ftruncate(s->active_fd, (off_t)s->active_size) != 0)
+                dm_error("spool: cannot cut a failed write", "dir=%s", s->dir);
+            j->err = DM_EIO;
+            dm_error("spool: write failed", "dir=%s reason=\"%s\"", s->dir,
+                     strerror_r(e, errbuf, sizeof errbuf) == 0 ? errbuf : "?");
+            continue;
+        }
+        j->err = DM_OK;
+        if (!unsynced)
+            unsynced = j;
+        pthread_mutex_lock(&s->mu);
+        s->active_size += (long long)j->len;
+        segment *g = &s->segs[s->nsegs - 1];
+        g->bytes += (long long)j->len;
+        g->events += (long long)j->nrecords;
+        if (!g->first_ms || j->first_ms < g->first_ms)
+            g->first_ms = j->first_ms;
+        pthread_mutex_unlock(&s->mu);
+    }
+    if (unsynced && s->active_fd >= 0 && fdatasync(s->active_fd) != 0) {
+        dm_error("spool: fdatasync failed", "dir=%s", s->dir);
+        for (job *k = unsynced; k; k = k->next)
+            if (k->kind == JOB_APPEND && k->err == DM_OK)
+                k->err = DM_EIO;
+    }
+}
+
+static void do_load(dm_spool *s, job *j)
+{
+    pthread_mutex_lock(&s->mu);
+    if (s->nsegs == 0) {
+        pthread_mutex_unlock(&s->mu);
+        j->seq = 0;
+        j->err = DM_OK;
+        return;
+    }
+    j->seq = s->segs[0].seq;
+    if (s->nsegs == 1 && s->active_fd >= 0)
+        seal_active(s); /* appends from now on go to a new segment */
+    pthread_mutex_unlock(&s->mu);
+    char path[4200];
+    seg_path(s, j->seq, path, sizeof path);
+    j->err = read_file(path, &j->data, &j->len) == 0 ? DM_OK : DM_EIO;
+    if (j->err != DM_OK)
+        dm_error("spool: cannot read a segment", "segment=%s", path);
+}
+
+static void do_remove(dm_spool *s, job *j)
+{
+    char path[4200];
+    seg_path(s, j->seq, path, sizeof path);
+    pthread_mutex_lock(&s->mu);
+    size_t at;
+    segment *g = seg_find(s, j->seq, &at);
+    if (g && at == s->nsegs - 1 && s->active_fd >= 0)
+        seal_active(s);
+    if (g) {
+        memmove(&s->segs[at], &s->segs[at + 1], (s->nsegs - at - 1) * sizeof *s->segs);
+        s->nsegs--;
+    }
+    pthread_mutex_unlock(&s->mu);
+    j->err = DM_OK;
+    if (g && unlink(path) != 0 && errno != ENOENT) {
+        j->err = DM_EIO;
+        dm_error("spool: cannot remove a segment", "segment=%s", path);
+    } else if (g) {
+        fsync(s->dir_fd);
+    }
+}
+
+/* With mu held: hand @p j to its client's loop, or drop it when the client is gone. */
+static void complete(dm_spool *s, job *j)
+{
+    (void)s;
+    dm_spool_client *c = j->cl;
+    if (!c) {
+        free(j->data);
+        free(j);
+        return;
+    }
+    j->next = NULL;
+    if (c->done_tail)
+        c->done_tail->next = j;
+    else
+        c->done = j;
+    c->done_tail = j;
+    /* Safe from this thread: evthread_use_pthreads() ran before any event_base was made. */
+    event_active(c->ev, EV_READ, 0);
+}
+
+static void *spool_main(void *arg)
+{
+    dm_spool *s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->stop && !s->queue)
+            pthread_cond_wait(&s->cv, &s->mu);
+        if (!s->queue)
+            break;
+        job *list = s->queue;
+        s->queue = s->queue_tail = NULL;
+        s->working = list;
+        pthread_mutex_unlock(&s->mu);
+
+        write_appends(s, list);
+        for (job *j = list; j; j = j->next) {
+            if (j->kind == JOB_LOAD)
+                do_load(s, j);
+            else if (j->kind == JOB_REMOVE)
+                do_remove(s, j);
+        }
+
+        pthread_mutex_lock(&s->mu);
+        s->working = NULL;
+        for (job *j = list, *next; j; j = next) {
+            next = j->next;
+            if (j->kind == JOB_APPEND) {
+                s->queued_bytes -= (long long)j->len;
+                free(j->data);
+                j->data = NULL;
+            }
+            complete(s, j);
+        }
+        publish(s);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+static void enqueue(dm_spool *s, job *j)
+{
+    j->next = NULL;
+    if (s->queue_tail)
+        s->queue_tail->next = j;
+    else
+        s->queue = j;
+    s->queue_tail = j;
+    pthread_cond_signal(&s->cv);
+}
+
+/*---------------------------------------------------------------- clients ---*/
+
+static void on_client_done(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    dm_spool_client *c = arg;
+    pthread_mutex_lock(&c->s->mu);
+    job *list = c->done;
+    c->done = c->done_tail = NULL;
+    pthread_mutex_unlock(&c->s->mu);
+    for (job *j = list, *next; j; j = next) {
+        next = j->next;
+        if (j->kind == JOB_LOAD)
+            j->loaded(j->err, j->seq, j->data, j->len, j->arg);
+        else
+            j->done(j->err, j->arg);
+        free(j);
+    }
+}
+
+dm_spool_client *dm_spool_client_new(dm_spool *s, struct event_base *base)
+{
+    dm_spool_client *c = dm_xcalloc(1, sizeof *c);
+    c->s = s;
+    c->ev = event_new(base, -1, 0, on_client_done, c);
+    if (!c->ev) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void dm_spool_client_free(dm_spool_client *c)
+{
+    if (!c)
+        return;
+    dm_spool *s = c->s;
+    pthread_mutex_lock(&s->mu);
+    for (job *j = s->queue; j; j = j->next)
+        if (j->cl == c)
+            j->cl = NULL;
+    for (job *j = s->working; j; j = j->next)
+        if (j->cl == c)
+            j->cl = NULL;
+    job *list = c->done;
+    c->done = c->done_tail = NULL;
+    pthread_mutex_unlock(&s->mu);
+    for (job *j = list, *next; j; j = next) {
+        next = j->next;
+        free(j->data);
+        free(j);
+    }
+    event_free(c->ev);
+    free(c);
+}
+
+int dm_spool_append(dm_spool_client *c, const char *data, size_t len, size_t nrecords,
+                    int64_t first_ms, dm_spool_done_cb cb, void *arg)
+{
+    dm_spool *s = c->s;
+    pthread_mutex_lock(&s->mu);
+    dm_spool_stats st;
+    totals(s, &st);
+    if (st.bytes + s->queued_bytes + (long long)len > s->max_bytes) {
+        pthread_mutex_unlock(&s->mu);
+        return DM_EBUSY;
+    }
+    job *j = dm_xcalloc(1, sizeof *j);
+    j->kind = JOB_APPEND;
+    j->cl = c;
+    j->data = dm_xmalloc(len);
+    memcpy(j->data, data, len);
+    j->len = len;
+    j->nrecords = nrecords;
+    j->first_ms = first_ms;
+    j->done = cb;
+    j->arg = arg;
+    s->queued_bytes += (long long)len;
+    enqueue(s, j);
+    pthread_mutex_unlock(&s->mu);
+    return DM_OK;
+}
+
+int dm_spool_load_oldest(dm_spool_client *c, dm_spool_segment_cb cb, void *arg)
+{
+    job *j = dm_xcalloc(1, sizeof *j);
+    j->kind = JOB_LOAD;
+    j->cl = c;
+    j->loaded = cb;
+    j->arg = arg;
+    pthread_mutex_lock(&c->s->mu);
+    enqueue(c->s, j);
+    pthread_mutex_unlock(&c->s->mu);
+    return DM_OK;
+}
+
+int dm_spool_remove(dm_spool_client *c, uint64_t seq, dm_spool_done_cb cb, void *arg)
+{
+    job *j = dm_xcalloc(1, sizeof *j);
+    j->kind = JOB_REMOVE;
+    j->cl = c;
+    j->seq = seq;
+    j->done = cb;
+    j->arg = arg;
+    pthread_mutex_lock(&c->s->mu);
+    enqueue(c->s, j);
+    pthread_mutex_unlock(&c->s->mu);
+    return DM_OK;
+}
+
+/*---------------------------------------------------------------- open, close ---*/
+
+static int lock_dir(dm_spool *s, char *err, size_t errlen)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/lock", s->dir);
+    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (s->lock_fd < 0) {
+        snprintf(err, errlen, "spool: cannot open %s: %s", path, strerror(errno));
+        return DM_EIO;
+    }
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        if (e == EWOULDBLOCK) {
+            snprintf(err, errlen,
+                     "spool.dir %s is in use by another digestmapd (%s is locked): give each "
+                     "instance its own spool.dir (or data_dir)",
+                     s->dir, path);
+            return DM_EBUSY;
+        }
+        snprintf(err, errlen, "spool: cannot lock %s: %s", path, strerror(e));
+        return DM_EIO;
+    }
+    return DM_OK;
+}
+
+int dm_spool_open(const dm_spool_conf *c, dm_spool **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    dm_spool *s = dm_xcalloc(1, sizeof *s);
+    s->dir = dm_xstrdup(c->dir);
+    s->dir_fd = s->lock_fd = s->active_fd = -1;
+    s->max_bytes = c->max_bytes;
+    s->segment_bytes = c->segment_bytes ? c->segment_bytes : c->max_bytes / 8;
+    if (!c->segment_bytes && s->segment_bytes < SEGMENT_MIN)
+        s->segment_bytes = SEGMENT_MIN;
+    if (!c->segment_bytes && s->segment_bytes > SEGMENT_MAX)
+        s->segment_bytes = SEGMENT_MAX;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    int rc = DM_OK;
+    if (mkdir_p(s->dir) != 0 ||
+        (s->dir_fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        snprintf(err, errlen, "spool: cannot create %s: %s", s->dir, strerror(errno));
+        rc = DM_EIO;
+    }
+    if (rc == DM_OK)
+        rc = lock_dir(s, err, errlen);
+    if (rc == DM_OK)
+        rc = scan_dir(s, err, errlen);
+    if (rc == DM_OK && pthread_create(&s->thread, NULL, spool_main, s) != 0) {
+        snprintf(err, errlen, "spool: cannot start its thread");
+        rc = DM_EIO;
+    }
+    if (rc != DM_OK) {
+        dm_spool_close(s);
+        return rc;
+    }
+    s->started = true;
+    dm_spool_stats st;
+    pthread_mutex_lock(&s->mu);
+    totals(s, &st);
+    publish(s);
+    pthread_mutex_unlock(&s->mu);
+    dm_info("spool open", "dir=%s events=%lld bytes=%lld max_bytes=%lld", s->dir, st.events,
+            st.bytes, s->max_bytes);
+    *out = s;
+    return DM_OK;
+}
+
+void dm_spool_close(dm_spool *s)
+{
+    if (!s)
+        return;
+    if (s->started) {
+        pthread_mutex_lock(&s->mu);
+        s->stop = true;
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->thread, NULL);
+    }
+    seal_active(s);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd); /* releases the flock */
+    if (s->dir_fd >= 0)
+        close(s->dir_fd);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s->segs);
+    free(s->dir);
+    free(s);
+}
