@@ -9,6 +9,7 @@
 #include "dm_log.h"
 #include "dm_metrics.h"
 #include "dm_redis.h"
+#include "dm_spool.h"
 
 #include "dm_ecr.h"
 #include "dm_gar.h"
@@ -21,16 +22,27 @@
 
 #include <event2/buffer.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <stdatomic.h>
 #include <event2/http.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* One webhook being parked: owns its events until they are submitted, and the right to answer
- * the request once. */
-typedef struct ingest {
+/* One webhook being parked: owns its events until they are parked or spooled, and the right
+ * to answer the request once. The answer is 202 only when every event is durable: parked in
+ * Redis (and confirmed by redis.wait_replicas replicas), or written to the spool
+ * (docs/spool.md). */
+typedef struct ingest ingest;
+
+typedef struct event_slot {
+    ingest *in;
+    size_t i;
+} event_slot;
+
+struct ingest {
     dm_worker *w;
     struct evhttp_request *req;
     size_t route;
@@ -38,10 +50,18 @@ typedef struct ingest {
     char source[16];
     dm_event_list list;
     size_t events, pending;
+    event_slot *slots;     /**< one per event: its completion's argument */
+    unsigned char *parked; /**< per event: 1 once park.lua took it */
     int first_err;
+    bool fatal; /**< a failure that keeping the events for later cannot cure (a script error) */
     int edges, duplicates, skewed, deletes;
-    char jti_key[DM_KEY_BUFLEN]; /**< replay marker set for this request's token, or "" */
-} ingest;
+    int waits, waits_short; /**< redis.wait_replicas: WAITs in flight, and those short */
+    int64_t arrival_ms;
+    size_t nspooled;
+    char jti_key[DM_KEY_BUFLEN]; /**< replay marker of this request's token, or "" */
+    int64_t jti_pxat;            /**< its expiry (ms since the epoch) */
+    char rid[33];                /**< this request's id: the marker's value */
+};
 
 static void refuse_invalid(struct evhttp_request *req, size_t route, const char *path, int status,
                            const dm_error *err)
@@ -63,42 +83,210 @@ static void ignore_reply(int err, redisReply *rep, void *arg)
     (void)err, (void)rep, (void)arg;
 }
 
-static void ingest_done(ingest *in)
+static void ingest_free(ingest *in)
 {
-    if (in->first_err != DM_OK) {
-        /* Not stored: let the sender retry with the same token. */
-        if (in->jti_key[0]) {
-            const char *argv[] = {"DEL", in->jti_key};
-            size_t lens[] = {3, strlen(in->jti_key)};
-            dm_redis_command(dm_worker_redis(in->w), in->jti_key, ignore_reply, NULL, 2, argv,
-                             lens);
-        }
-        dm_http_unavailable(in->req, in->route, in->path, in->first_err);
-    } else {
-        char body[128];
-        snprintf(body, sizeof body, "{\"status\":\"accepted\",\"events\":%zu,\"edges\":%d}",
-                 in->events, in->edges);
-        dm_metrics_parked(in->source, in->events);
-        dm_metrics_add(DM_M_EDGES, (uint64_t)in->edges);
-        dm_metrics_add(DM_M_DELETES, (uint64_t)in->deletes);
-        dm_metrics_add(DM_M_DUPLICATES, (uint64_t)in->duplicates);
-        dm_metrics_add(DM_M_SKEW_REPLACED, (uint64_t)in->skewed);
-        dm_debug("events parked", "source=%s events=%zu edges=%d duplicates=%d", in->source,
-                 in->events, in->edges, in->duplicates);
-        dm_http_json(in->req, in->route, 202, body);
-    }
     dm_event_list_dispose(&in->list);
     dm_worker_end(in->w);
+    free(in->slots);
+    free(in->parked);
     free(in);
+}
+
+static size_t count_parked(const ingest *in)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < in->events; i++)
+        n += in->parked[i];
+    return n;
+}
+
+static void count_results(const ingest *in)
+{
+    dm_metrics_parked(in->source, count_parked(in));
+    dm_metrics_add(DM_M_EDGES, (uint64_t)in->edges);
+    dm_metrics_add(DM_M_DELETES, (uint64_t)in->deletes);
+    dm_metrics_add(DM_M_DUPLICATES, (uint64_t)in->duplicates);
+    dm_metrics_add(DM_M_SKEW_REPLACED, (uint64_t)in->skewed);
+}
+
+/* Not stored: 503, and the token's marker goes, so the sender can retry with the same token. */
+static void answer_failed(ingest *in, int err)
+{
+    if (in->jti_key[0]) {
+        const char *argv[] = {"DEL", in->jti_key};
+        size_t lens[] = {3, strlen(in->jti_key)};
+        dm_redis_command(dm_worker_redis(in->w), in->jti_key, ignore_reply, NULL, 2, argv, lens);
+    }
+    dm_http_unavailable(in->req, in->route, in->path, err);
+    ingest_free(in);
+}
+
+static void answer_parked(ingest *in)
+{
+    char body[128];
+    snprintf(body, sizeof body, "{\"status\":\"accepted\",\"events\":%zu,\"edges\":%d}", in->events,
+             in->edges);
+    count_results(in);
+    dm_debug("events parked", "source=%s events=%zu edges=%d duplicates=%d", in->source, in->events,
+             in->edges, in->duplicates);
+    dm_http_json(in->req, in->route, 202, body);
+    ingest_free(in);
+}
+
+static void on_spooled(int err, void *arg)
+{
+    ingest *in = arg;
+    if (err != DM_OK) {
+        answer_failed(in, err);
+        return;
+    }
+    char body[160];
+    snprintf(body, sizeof body,
+             "{\"status\":\"accepted\",\"events\":%zu,\"edges\":%d,\"spooled\":true}", in->events,
+             in->edges);
+    count_results(in);
+    dm_metrics_add(DM_M_SPOOLED, in->nspooled);
+    if (in->first_err == DM_EUNAVAIL)
+        dm_metrics_inc(DM_M_REDIS_UNAVAILABLE);
+    else if (in->first_err == DM_ETIMEOUT)
+        dm_metrics_inc(DM_M_REDIS_TIMEOUT);
+    dm_info("events spooled", "route=%s source=%s events=%zu spooled=%zu reason=\"%s\"", in->path,
+            in->source, in->events, in->nspooled,
+            in->waits_short ? "too few replicas confirmed" : dm_strerror(in->first_err));
+    dm_http_json(in->req, in->route, 202, body);
+    ingest_free(in);
+}
+
+/* Redis cannot take the events now: write them to the spool (those not parked, or with
+ * @p all every one: parked but not confirmed by the replicas) and answer once they are on
+ * disk. A full spool is a 503 + Retry-After. */
+static void spool_request(ingest *in, bool all)
+{
+    dm_spool_client *cl = dm_worker_spool(in->w);
+    if (!cl) {
+        answer_failed(in, in->first_err != DM_OK ? in->first_err : DM_EUNAVAIL);
+        return;
+    }
+    struct evbuffer *buf = evbuffer_new();
+    if (!buf) {
+        answer_failed(in, DM_ENOMEM);
+        return;
+    }
+    in->nspooled = 0;
+    for (size_t i = 0; i < in->events; i++) {
+        if (in->parked[i] && !all)
+            continue;
+        char *json = dm_event_to_json(&in->list.v[i]);
+        dm_spool_record rec = {.arrival_ms = in->arrival_ms,
+                               .event = json,
+                               .event_len = strlen(json),
+                               .jti_key = in->jti_key[0] ? in->jti_key : NULL,
+                               .request_id = in->jti_key[0] ? in->rid : NULL,
+                               .jti_pxat = in->jti_pxat};
+        size_t len;
+        char *line = dm_spool_encode(&rec, &len);
+        free(json);
+        if (line)
+            evbuffer_add(buf, line, len);
+        free(line);
+        in->nspooled++;
+    }
+    size_t len = evbuffer_get_length(buf);
+    int rc = dm_spool_append(cl, (const char *)evbuffer_pullup(buf, -1), len, in->nspooled,
+                             in->arrival_ms, on_spooled, in);
+    evbuffer_free(buf);
+    if (rc == DM_OK)
+        return;
+    char peer[64];
+    dm_metrics_inc(DM_M_SPOOL_FULL);
+    dm_warn("request refused",
+            "status=503 route=%s reason=\"%s and the spool is full (spool.max_bytes)\" peer=%s",
+            in->path, dm_strerror(in->first_err != DM_OK ? in->first_err : DM_EUNAVAIL),
+            dm_http_peer(in->req, peer));
+    if (in->jti_key[0]) {
+        const char *argv[] = {"DEL", in->jti_key};
+        size_t lens[] = {3, strlen(in->jti_key)};
+        dm_redis_command(dm_worker_redis(in->w), in->jti_key, ignore_reply, NULL, 2, argv, lens);
+    }
+    dm_http_error(in->req, in->route, 503,
+                  "storage unavailable and the spool is full; retry later");
+    ingest_free(in);
+}
+
+static void on_wait(int err, redisReply *rep, void *arg)
+{
+    ingest *in = arg;
+    int want = dm_worker_app(in->w)->conf->redis.wait_replicas;
+    if (err != DM_OK || rep->type != REDIS_REPLY_INTEGER || rep->integer < want)
+        in->waits_short++;
+    if (--in->waits > 0)
+        return;
+    if (in->waits_short == 0) {
+        answer_parked(in);
+        return;
+    }
+    /* In Redis, but a failover could lose it: keep it locally as well. */
+    dm_metrics_inc(DM_M_WAIT_SHORT);
+    dm_warn("replicas did not confirm the writes in time: events spooled too",
+            "route=%s wait_replicas=%d", in->path, want);
+    spool_request(in, true);
+}
+
+/* redis.wait_replicas: one WAIT per shard written, on the connection that wrote it (routed by a
+ * key of that shard), before the answer. */
+static void wait_replicas(ingest *in)
+{
+    const dm_app *app = dm_worker_app(in->w);
+    char n[16], timeout[16], route[DM_KEY_BUFLEN];
+    snprintf(n, sizeof n, "%d", app->conf->redis.wait_replicas);
+    /* Below the command deadline: a WAIT that outlived it would tear the connection down. */
+    snprintf(timeout, sizeof timeout, "%d", app->conf->redis.command_timeout_ms / 2);
+    const char *argv[] = {"WAIT", n, timeout};
+    size_t lens[] = {4, strlen(n), strlen(timeout)};
+    unsigned char *seen = dm_xcalloc(app->join.shards / 8 + 1, 1);
+    for (size_t i = 0; i < in->events; i++) {
+        unsigned s = dm_digest_shard(in->list.v[i].digest, app->join.shards);
+        if (seen[s / 8] & (1u << (s % 8)))
+            continue;
+        seen[s / 8] |= (unsigned char)(1u << (s % 8));
+        dm_join_route_key(route, &app->join, in->list.v[i].digest);
+        if (dm_redis_command(dm_worker_redis(in->w), route, on_wait, in, 3, argv, lens) == DM_OK)
+            in->waits++;
+        else
+            in->waits_short++;
+    }
+    free(seen);
+    if (in->waits == 0) {
+        in->waits = 1;
+        on_wait(DM_EUNAVAIL, NULL, in);
+    }
+}
+
+static void ingest_done(ingest *in)
+{
+    if (in->first_err == DM_OK) {
+        if (dm_worker_app(in->w)->conf->redis.wait_replicas > 0)
+            wait_replicas(in);
+        else
+            answer_parked(in);
+    } else if (!in->fatal) {
+        spool_request(in, false); /* Redis could not take them now: parking is idempotent */
+    } else {
+        answer_failed(in, in->first_err);
+    }
 }
 
 static void on_parked(int err, const dm_join_result *res, void *arg)
 {
-    ingest *in = arg;
+    event_slot *slot = arg;
+    ingest *in = slot->in;
     if (err != DM_OK) {
         if (in->first_err == DM_OK)
             in->first_err = err;
+        if (!dm_join_retryable(err, res))
+            in->fatal = true;
     } else {
+        in->parked[slot->i] = 1;
         in->edges += res->edges;
         in->duplicates += res->duplicate;
         in->skewed += res->skewed;
@@ -113,24 +301,37 @@ static void submit_all(ingest *in)
     const dm_app *app = dm_worker_app(in->w);
     /* Callbacks never run inside dm_join_submit, so counting while submitting is safe. */
     for (size_t i = 0; i < in->list.n; i++) {
-        int rc = dm_join_submit(dm_worker_redis(in->w), &app->join, &in->list.v[i], on_parked, in);
+        int rc = dm_join_submit(dm_worker_redis(in->w), &app->join, &in->list.v[i], on_parked,
+                                &in->slots[i]);
         if (rc == DM_OK) {
             in->pending++;
         } else {
+            /* The rest is spooled (Redis went away) or the sender retries it all (503):
+             * parking is idempotent either way. */
             in->first_err = rc;
-            break; /* the sender retries the whole request; parking is idempotent */
+            in->fatal = rc != DM_EUNAVAIL;
+            break;
         }
     }
     if (in->pending == 0)
         ingest_done(in);
 }
 
+static bool is_oom_reply(const redisReply *rep)
+{
+    return rep->type == REDIS_REPLY_ERROR && rep->len >= 4 && memcmp(rep->str, "OOM ", 4) == 0;
+}
+
 static void on_jti(int err, redisReply *rep, void *arg)
 {
     ingest *in = arg;
     if (err != DM_OK || rep->type == REDIS_REPLY_ERROR) {
-        in->jti_key[0] = '\0';
         in->first_err = err != DM_OK ? err : DM_EREDIS;
+        /* Unknown whether the marker is set: the spool keeps the key, and the replay checks
+         * it (a marker with this request's id is this request's). */
+        in->fatal = err == DM_OK && !is_oom_reply(rep);
+        if (in->fatal)
+            in->jti_key[0] = '\0';
         ingest_done(in);
         return;
     }
@@ -143,18 +344,16 @@ static void on_jti(int err, redisReply *rep, void *arg)
                 "peer=%s",
                 in->path, dm_http_peer(in->req, peer));
         dm_http_error(in->req, in->route, 401, "bad credentials: token already used");
-        dm_event_list_dispose(&in->list);
-        dm_worker_end(in->w);
-        free(in);
+        ingest_free(in);
         return;
     }
     submit_all(in);
 }
 
-/* Remember the token's jti until it expires, atomically (SET NX): a captured token cannot be
- * replayed within its lifetime. A numeric jti counts as well as a string (dm_jwt_jti_text).
- * Returns DM_OK when the check was queued. */
-static int check_replay(ingest *in, const json_t *claims)
+/* The replay marker of a token with a jti: its key, and how long it is kept (until the token
+ * could no longer be accepted anyway: exp + leeway, but never more than a day). A numeric jti
+ * counts as well as a string (dm_jwt_jti_text). */
+static int replay_marker(ingest *in, const json_t *claims)
 {
     const char *iss = json_string_value(json_object_get(claims, "iss"));
     json_t *exp = json_object_get(claims, "exp");
@@ -164,7 +363,7 @@ static int check_replay(ingest *in, const json_t *claims)
     if (!iss || !dm_jwt_jti_text(json_object_get(claims, "jti"), numbuf, &jti, &jti_len))
         return DM_EINVAL; /* the caller checked both */
     unsigned char md[SHA256_DIGEST_LENGTH];
-    char hex[2 * SHA256_DIGEST_LENGTH + 1], pxat[24];
+    char hex[2 * SHA256_DIGEST_LENGTH + 1];
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) ||
         !EVP_DigestUpdate(ctx, iss, strlen(iss)) || !EVP_DigestUpdate(ctx, "\n", 1) ||
@@ -177,20 +376,25 @@ static int check_replay(ingest *in, const json_t *claims)
         snprintf(hex + 2 * i, 3, "%02x", md[i]);
     const dm_app *app = dm_worker_app(in->w);
     dm_key_jti(in->jti_key, app->join.prefix, hex);
-    /* Kept until the token could no longer be accepted anyway: exp + leeway, but never more
-     * than a day (in double first: a signed exp of 1e300 must not overflow). */
+    /* In double first: a signed exp of 1e300 must not overflow. */
     double until_s = json_number_value(exp) + 60;
     double cap_s = (double)(dm_now_ms() / 1000) + 86400;
-    long long until_ms = (long long)(until_s < cap_s ? until_s : cap_s) * 1000;
-    snprintf(pxat, sizeof pxat, "%lld", until_ms);
-    const char *argv[] = {"SET", in->jti_key, "1", "NX", "PXAT", pxat};
+    in->jti_pxat = (int64_t)(until_s < cap_s ? until_s : cap_s) * 1000;
+    return DM_OK;
+}
+
+/* Remember the token's jti until it expires, atomically (SET NX): a captured token cannot be
+ * replayed within its lifetime. The marker's value is this request's id, so that the spool's
+ * replay (dm_replay.h) recognizes its own request. Returns DM_OK when the check was queued. */
+static int check_replay(ingest *in)
+{
+    char pxat[24];
+    snprintf(pxat, sizeof pxat, "%lld", (long long)in->jti_pxat);
+    const char *argv[] = {"SET", in->jti_key, in->rid, "NX", "PXAT", pxat};
     size_t lens[6];
     for (int i = 0; i < 6; i++)
         lens[i] = strlen(argv[i]);
-    int rc = dm_redis_command(dm_worker_redis(in->w), in->jti_key, on_jti, in, 6, argv, lens);
-    if (rc != DM_OK)
-        in->jti_key[0] = '\0';
-    return rc;
+    return dm_redis_command(dm_worker_redis(in->w), in->jti_key, on_jti, in, 6, argv, lens);
 }
 
 /* A signed SNS subscription or unsubscribe confirmation: acknowledged (SNS would retry
@@ -367,15 +571,33 @@ static void answer_ignored(struct evhttp_request *req, size_t route, const char 
     dm_http_json(req, route, 200, out);
 }
 
+/* A random id for this request (the value of its token's replay marker). */
+static void request_id(char out[33])
+{
+    unsigned char r[16];
+    if (RAND_bytes(r, sizeof r) != 1) {
+        /* Unique enough within a process: a marker is only compared with its own request's. */
+        static _Atomic uint64_t counter;
+        uint64_t v[2] = {(uint64_t)dm_now_ms(), atomic_fetch_add(&counter, 1)};
+        memcpy(r, v, sizeof r);
+    }
+    for (size_t i = 0; i < sizeof r; i++)
+        snprintf(out + 2 * i, 3, "%02x", r[i]);
+}
+
 /* Park @p events (taken over) after the replay check of a token with a jti; @p auth is
- * disposed. */
+ * disposed. Redis not ready: the events go to the spool at once. */
 static void park(dm_worker *w, struct evhttp_request *req, size_t route, const char *path,
                  dm_event_list *events, dm_auth_outcome *auth)
 {
+    dm_redis *r = dm_worker_redis(w);
+    bool ready = dm_redis_ready(r);
+    bool spool = !ready && r && dm_worker_spool(w);
     /* All or nothing: a request whose events do not all fit is refused before any is parked
-     * (a partial write would be retried forever at the same point). */
-    if (dm_redis_room(dm_worker_redis(w)) < events->n + 1 || !dm_worker_begin(w)) {
-        int why = dm_redis_ready(dm_worker_redis(w)) ? DM_EBUSY : DM_EUNAVAIL;
+     * (a partial write would be retried forever at the same point). A draining worker (no
+     * Redis) refuses too: its loop ends before a spool write could be answered. */
+    if ((!spool && dm_redis_room(r) < events->n + 1) || !dm_worker_begin(w)) {
+        int why = ready ? DM_EBUSY : DM_EUNAVAIL;
         dm_event_list_dispose(events);
         dm_auth_outcome_dispose(auth);
         dm_http_unavailable(req, route, path, why);
@@ -388,18 +610,32 @@ static void park(dm_worker *w, struct evhttp_request *req, size_t route, const c
     in->path = path;
     in->list = *events;
     in->events = events->n;
+    in->arrival_ms = dm_now_ms();
+    in->slots = dm_xcalloc(events->n, sizeof *in->slots);
+    in->parked = dm_xcalloc(events->n, 1);
+    for (size_t i = 0; i < events->n; i++)
+        in->slots[i] = (event_slot){in, i};
+    request_id(in->rid);
     snprintf(in->source, sizeof in->source, "%s", events->v[0].source);
     /* dm_auth refused a token whose jti is neither a string nor a number. */
     json_t *jti = auth->claims ? json_object_get(auth->claims, "jti") : NULL;
     bool has_jti = (json_is_string(jti) || json_is_number(jti)) &&
                    json_is_string(json_object_get(auth->claims, "iss")) &&
                    json_is_number(json_object_get(auth->claims, "exp"));
-    int rc = has_jti ? check_replay(in, auth->claims) : DM_OK;
+    int rc = has_jti ? replay_marker(in, auth->claims) : DM_OK;
     dm_auth_outcome_dispose(auth);
-    if (!has_jti) {
-        submit_all(in);
-    } else if (rc != DM_OK) {
+    if (rc != DM_OK) {
         in->first_err = rc;
+        in->fatal = true;
+        ingest_done(in);
+    } else if (spool) {
+        in->first_err = DM_EUNAVAIL;
+        spool_request(in, true);
+    } else if (!has_jti) {
+        submit_all(in);
+    } else if ((rc = check_replay(in)) != DM_OK) {
+        in->first_err = rc;
+        in->fatal = rc != DM_EUNAVAIL;
         ingest_done(in);
     }
 }

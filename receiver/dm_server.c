@@ -223,13 +223,15 @@ static int create_workers(dm_server *s, int rc, const int *fds, char *err, size_
 }
 
 int dm_server_start(const dm_config *conf, const dm_trust *trust, const char *redis_socket,
-                    dm_tls *tls, dm_server **out, int *port_out, char *err, size_t errlen)
+                    dm_tls *tls, struct dm_spool *spool, dm_server **out, int *port_out, char *err,
+                    size_t errlen)
 {
     dm_server *s = dm_xcalloc(1, sizeof *s);
     s->tls = tls;
     s->app.conf = conf;
     s->app.trust = trust;
     s->app.redis_socket = redis_socket;
+    s->app.spool = spool;
     s->app.join = (dm_join_conf){
         .prefix = conf->redis.prefix,
         .shards = (unsigned)conf->redis.shards,

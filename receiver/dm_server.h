@@ -15,17 +15,21 @@
 #include "dm_tls.h"
 #include "dm_trust.h"
 
+struct dm_spool;
+
 typedef struct dm_server dm_server;
 
 /**
  * Bind the listening sockets (one per worker, SO_REUSEPORT) and start the worker threads.
  * The bound port is logged (useful with port 0) and returned through @p port_out.
  * @p conf, @p trust, @p redis_socket (the embedded redis-server's socket, or NULL) and @p tls
- * (the listener's TLS, dm_tls.h, or NULL for plain HTTP) are borrowed until dm_server_stop.
+ * (the listener's TLS, dm_tls.h, or NULL for plain HTTP) and @p spool (spool/dm_spool.h, or
+ * NULL: Redis's refusals are answered 503) are borrowed until dm_server_stop.
  * Returns DM_OK, or an error with a reason in @p err.
  */
 int dm_server_start(const dm_config *conf, const dm_trust *trust, const char *redis_socket,
-                    dm_tls *tls, dm_server **out, int *port_out, char *err, size_t errlen);
+                    dm_tls *tls, struct dm_spool *spool, dm_server **out, int *port_out, char *err,
+                    size_t errlen);
 
 /** Stop accepting, let in-flight requests finish (bounded wait), join threads, free. */
 void dm_server_stop(dm_server *s);

@@ -5,6 +5,8 @@
 #include "dm_metrics.h"
 #include "dm_redis.h"
 #include "dm_redis_conf.h"
+#include "dm_replay.h"
+#include "dm_spool.h"
 #include "dm_sse.h"
 #include "dm_sweep.h"
 #include "dm_trim.h"
@@ -37,14 +39,16 @@ struct dm_worker {
     dm_conns *conns; /**< every client connection's guard (dm_conn.h) */
     int fd;          /**< listening socket, owned until evhttp takes it */
     dm_redis *redis;
-    dm_redis *sweep_redis; /**< worker 1 only: the sweeper's own connection, so a backlog of
+    dm_redis *sweep_redis;  /**< worker 1 only: the sweeper's own connection, so a backlog of
                                   reports never delays or times out request traffic */
-    dm_sweeper *sweeper;   /**< worker 1 only: one sweeper per process is enough */
-    dm_trimmer *trimmer;   /**< worker 1 only, on the sweeper's connection */
-    dm_sse_hub *sse;       /**< open /v1/events/stream answers of this worker */
-    bool finishing;        /**< finish_drain ran: Redis is closed, the loop is ending */
-    struct event *stop_ev; /**< activated from the main thread to begin draining */
-    struct event *kick_ev; /**< activated by another worker whose Redis came back */
+    dm_sweeper *sweeper;    /**< worker 1 only: one sweeper per process is enough */
+    dm_trimmer *trimmer;    /**< worker 1 only, on the sweeper's connection */
+    dm_replay *replay;      /**< worker 1 only: the spool's replayer, on its own connection */
+    dm_spool_client *spool; /**< this worker's spool client, or NULL without a spool */
+    dm_sse_hub *sse;        /**< open /v1/events/stream answers of this worker */
+    bool finishing;         /**< finish_drain ran: Redis is closed, the loop is ending */
+    struct event *stop_ev;  /**< activated from the main thread to begin draining */
+    struct event *kick_ev;  /**< activated by another worker whose Redis came back */
     struct event *drain_timer;
     worker_state state;
     int inflight, max_inflight;
@@ -60,6 +64,11 @@ const dm_app *dm_worker_app(const dm_worker *w)
 dm_redis *dm_worker_redis(const dm_worker *w)
 {
     return w->redis;
+}
+
+dm_spool_client *dm_worker_spool(const dm_worker *w)
+{
+    return w->spool;
 }
 
 dm_sse_hub *dm_worker_sse(const dm_worker *w)
@@ -173,6 +182,8 @@ static void finish_drain(dm_worker *w)
     w->sweeper = NULL;
     dm_trimmer_free(w->trimmer);
     w->trimmer = NULL;
+    dm_replay_free(w->replay);
+    w->replay = NULL;
     struct timeval tv = {0, FLUSH_MS * 1000};
     event_base_loopexit(w->base, &tv);
 }
@@ -296,6 +307,15 @@ static void worker_background(dm_worker *w, const dm_worker_conf *wc, const dm_r
                                       cc->outputs.trim_interval_ms, cc->outputs.max_group_lag,
                                       wc->protected_groups, wc->nprotected, on_trim, NULL)
                      : NULL;
+    if (w->app->spool)
+        w->replay = dm_replay_new(&(dm_replay_conf){
+            .base = w->base,
+            .spool = w->app->spool,
+            .redis = ro,
+            .join = &w->app->join,
+            .wait_replicas = cc->redis.wait_replicas,
+            .wait_timeout_ms = cc->redis.command_timeout_ms / 2,
+        });
 }
 
 static int worker_init(dm_worker *w, const dm_worker_conf *wc, char *err, size_t errlen)
@@ -323,6 +343,8 @@ static int worker_init(dm_worker *w, const dm_worker_conf *wc, char *err, size_t
     w->kick_ev = event_new(w->base, -1, 0, on_kick, w);
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
     w->redis = dm_redis_new(w->base, &ro);
+    if (w->app->spool)
+        w->spool = dm_spool_client_new(w->app->spool, w->base);
     w->drain_timer = evtimer_new(w->base, on_drain_timeout, w);
     w->sse = dm_sse_hub_new(&(dm_sse_hub_conf){.base = w->base,
                                                .conf = c,
@@ -334,7 +356,8 @@ static int worker_init(dm_worker *w, const dm_worker_conf *wc, char *err, size_t
     if (id == 1)
         worker_background(w, wc, &ro);
     if (!w->redis || !w->stop_ev || !w->drain_timer || !w->kick_ev ||
-        (id == 1 && (!w->sweeper || !w->trimmer))) {
+        (id == 1 && (!w->sweeper || !w->trimmer)) ||
+        (w->app->spool && (!w->spool || (id == 1 && !w->replay)))) {
         snprintf(err, errlen, "worker %d: out of memory", id);
         return DM_ENOMEM;
     }
@@ -368,6 +391,8 @@ void dm_worker_free(dm_worker *w)
     dm_redis_free(w->sweep_redis); /* before the sweeper: it runs the sweeper's callbacks */
     dm_sweeper_free(w->sweeper);
     dm_trimmer_free(w->trimmer);
+    dm_replay_free(w->replay);
+    dm_spool_client_free(w->spool); /* before the event_base its completions run on */
     if (w->stop_ev)
         event_free(w->stop_ev);
     if (w->kick_ev)

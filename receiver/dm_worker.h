@@ -23,12 +23,15 @@
 struct evhttp_request;
 struct dm_redis;
 struct dm_sse_hub;
+struct dm_spool;
+struct dm_spool_client;
 
 /** Process-wide, read-only after start. */
 typedef struct dm_app {
     const dm_config *conf;    /**< borrowed for the server's life */
     const dm_trust *trust;    /**< the auth entries' keyrings and caches; borrowed likewise */
     const char *redis_socket; /**< the embedded redis-server's socket, or NULL (borrowed) */
+    struct dm_spool *spool;   /**< the spool (main.c owns it), or NULL: none */
     dm_join_conf join;
 } dm_app;
 
@@ -49,6 +52,8 @@ typedef void dm_handler(dm_worker *w, struct evhttp_request *req, const dm_route
 
 const dm_app *dm_worker_app(const dm_worker *w);
 struct dm_redis *dm_worker_redis(const dm_worker *w);
+/** This worker's client of the spool (spool/dm_spool.h), or NULL without a spool. */
+struct dm_spool_client *dm_worker_spool(const dm_worker *w);
 /** This worker's event-stream clients (dm_sse.h). */
 struct dm_sse_hub *dm_worker_sse(const dm_worker *w);
 /** True when every worker's Redis connection is ready (for /readyz). */
@@ -59,6 +64,8 @@ bool dm_worker_begin(dm_worker *w);
 void dm_worker_end(dm_worker *w);
 
 /*---------------------------------------------------------------- for the server ---*/
+/* Worker 1 also runs the spool's replayer (spool/dm_replay.h) on a Redis connection of its own;
+ * every worker has a spool client for its requests. */
 
 /** What the workers of one server share. The server owns it and frees it after every worker;
  * the workers update @c ready and kick each other through @c all from their own threads. */

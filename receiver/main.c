@@ -13,6 +13,7 @@
 #include "dm_redis_child.h"
 #include "dm_server.h"
 #include "dm_sink.h"
+#include "dm_spool.h"
 #include "dm_tls.h"
 #include "dm_trust.h"
 
@@ -92,6 +93,7 @@ typedef struct process {
     struct event *sigterm, *sigint, *sighup;
     dm_fetch *fetch;
     dm_sinks *sinks;
+    dm_spool *spool;
     dm_server *server;
 } process;
 
@@ -170,7 +172,13 @@ static int start(process *p, char *err, size_t errlen)
      * first: a sink that cannot start (a malformed ca_file) stops us before we accept. */
     if ((rc = dm_sinks_start(p->base, conf, redis_socket, &p->sinks, err, errlen)) != DM_OK)
         return rc;
-    return dm_server_start(conf, p->trust, redis_socket, p->tls, &p->server, NULL, err, errlen);
+    /* The spool (docs/spool.md) before the workers: they append to it, and worker 1 replays
+     * what a previous run left. A spool directory another process holds refuses the start. */
+    dm_spool_conf sc = {.dir = conf->spool.dir, .max_bytes = conf->spool.max_bytes};
+    if ((rc = dm_spool_open(&sc, &p->spool, err, errlen)) != DM_OK)
+        return rc;
+    return dm_server_start(conf, p->trust, redis_socket, p->tls, p->spool, &p->server, NULL, err,
+                           errlen);
 }
 
 /* Stop and free what start() started, in reverse, then the configuration. */
@@ -178,6 +186,7 @@ static void stop(process *p)
 {
     /* Workers first: once joined, none can ask the fetcher for a refresh. */
     dm_server_stop(p->server);
+    dm_spool_close(p->spool); /* after the workers: their clients are gone */
     dm_sinks_stop(p->sinks);
     dm_fetch_stop(p->fetch);
     if (p->sigterm)

@@ -44,9 +44,9 @@ struct dm_replay {
     int inflight;
     json_t *held_doc; /**< a record with a token, waiting for its jti check */
     dm_spool_record held;
-    bool held_busy;          /**< its check is in flight */
-    unsigned char *touched;  /**< shards parked into (bitmap), for WAIT */
-    int waits, waits_short;  /**< WAITs in flight, and how many confirmed too few */
+    bool held_busy;         /**< its check is in flight */
+    unsigned char *touched; /**< shards parked into (bitmap), for WAIT */
+    int waits, waits_short; /**< WAITs in flight, and how many confirmed too few */
     long long parked, refused, dropped;
 };
 

@@ -25,12 +25,12 @@
 
 typedef struct dm_replay_conf {
     struct event_base *base;
-    dm_spool *spool;                  /**< borrowed; outlives the replayer */
-    const dm_redis_opts *redis;       /**< its connection's settings (copied; on_ready and
+    dm_spool *spool;            /**< borrowed; outlives the replayer */
+    const dm_redis_opts *redis; /**< its connection's settings (copied; on_ready and
                                            max_inflight are the replayer's own) */
-    const dm_join_conf *join;         /**< borrowed for the replayer's life */
-    int wait_replicas;                /**< redis.wait_replicas */
-    int wait_timeout_ms;              /**< WAIT's timeout */
+    const dm_join_conf *join;   /**< borrowed for the replayer's life */
+    int wait_replicas;          /**< redis.wait_replicas */
+    int wait_timeout_ms;        /**< WAIT's timeout */
 } dm_replay_conf;
 
 typedef struct dm_replay dm_replay;

@@ -20,7 +20,11 @@
 #define SEGMENT_MAX (16 * 1024 * 1024)
 #define NAME_FMT    "segment-%020llu.jsonl"
 
-typedef enum { JOB_APPEND, JOB_LOAD, JOB_REMOVE } job_kind;
+typedef enum {
+    JOB_APPEND,
+    JOB_LOAD,
+    JOB_REMOVE
+} job_kind;
 
 /* One request to the spool's thread, and later its completion. */
 typedef struct job {

@@ -330,7 +330,8 @@ PORT2=""
 # start_daemon2 [CONFIG_JSON]: a second digestmapd on its own port (PORT2, log $T/daemon2.log),
 # normally sharing the first one's Redis. Stopped by stop_daemon2 (or killed at exit).
 start_daemon2() {
-    launch 2 "second digestmapd" "${1:-$(default_config)}"
+    # Its own spool directory: a spool is one process's (docs/spool.md).
+    launch 2 "second digestmapd" "$(jq --arg d "$T/spool2" '.spool.dir = $d' <<<"${1:-$(default_config)}")"
     DAEMON2_PID=$LAUNCHED_PID
     PORT2=$LAUNCHED_PORT
 }
