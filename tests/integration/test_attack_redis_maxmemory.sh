@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Attack: fill Redis. With a small maxmemory and noeviction, pushes and builds are posted until
-# Redis is full: every refusal is a 503 with Retry-After (counted, logged), pushes and builds
+# Redis is full: what Redis refuses goes to the spool (202 spooled) until the small spool is full
+# too (docs/spool.md); every refusal is then a 503 with Retry-After (counted, logged), pushes and builds
 # are refused alike (park.lua declares its writes, so Redis refuses it before it runs: a first
 # write that frees memory no longer carries the rest past the limit), every 202's event is in
 # Redis, and ingest recovers once there is room again. The embedded redis-server gets
@@ -8,7 +9,7 @@
 . "$(dirname "$0")/lib.sh"
 REDIS_EXTRA_ARGS="--maxmemory 3mb --maxmemory-policy noeviction"
 start_redis
-start_daemon
+start_daemon "$(default_config | jq '.spool.max_bytes = 65536')"
 
 # fill PORT [N]: alternate one push and one build, each of a new digest, over one keep-alive
 # connection, until 60 requests after the first refusal (or N requests); one line per request:
@@ -48,24 +49,29 @@ EOF
 fill "$PORT" > "$T/fill"
 total=$(wc -l < "$T/fill")
 first=$(awk '$3 != 202 { print NR; exit }' "$T/fill")
+spooled=$(grep -c '"spooled":true' "$T/fill" || true)
 refused=$(awk '$3 != 202' "$T/fill" | wc -l)
 accepted=$(awk '$3 == 202' "$T/fill" | wc -l)
-echo "# $total requests: $accepted accepted, $refused refused, the first refusal at request $first"
+echo "# $total requests: $accepted accepted ($spooled spooled), $refused refused, the first refusal at request $first"
 check_match "Redis filled up: some requests accepted, then refused" '^[1-9][0-9]* [1-9][0-9]*$' "$accepted $refused"
 check "every refusal is a 503 with Retry-After and the storage reason" \
-    "$refused" "$(awk '$3 != 202' "$T/fill" | grep -c ' 503 [0-9][0-9]* {"error":"storage unavailable; retry later"}$' || true)"
+    "$refused" "$(awk '$3 != 202' "$T/fill" | grep -cE ' 503 [0-9]+ \{"error":"storage unavailable( and the spool is full)?; retry later"\}$' || true)"
+check_match "Redis full: events spooled first, until the spool was full ($spooled)" '^[1-9]' "$spooled"
+check "spooled events counted" "$spooled" "$(metric digestmap_spooled_total)"
+check "spool-full refusals counted" "$refused" "$(metric digestmap_spool_full_total)"
 echo "# $(rcli info memory | grep -E '^(used_memory|maxmemory):' | tr -d '\r' | paste -sd' ')"
-check "refusals counted as Redis out of memory" "$refused" "$(metric digestmap_redis_oom_total)"
+check "refusals and spooled events counted as Redis out of memory (the replayer's tries too)" yes \
+    "$([ "$(metric digestmap_redis_oom_total)" -ge $((refused + spooled)) ] && echo yes || echo no)"
 check "each refusal logged" "$refused" "$(grep -c 'msg="request refused" status=503' "$T/daemon.log")"
 check "the full Redis is reported, at most once a second" yes \
     "$(n=$(grep -c 'msg="redis over maxmemory: events refused"' "$T/daemon.log"); [ "$n" -ge 1 ] && [ "$n" -le $((SECONDS + 1)) ] && echo yes || echo "no ($n)")"
 
 # Every 202's event is in Redis: its parked push or build.
 # (a build's run id is its request's number, from 0)
-awk '$3 == 202 { if ($1 == "push") print "HEXISTS", "dm:{0}:r:" $2, "contoso.azurecr.io/team/api";
+awk '$3 == 202 && !/"spooled":true/ { if ($1 == "push") print "HEXISTS", "dm:{0}:r:" $2, "contoso.azurecr.io/team/api";
                  else print "HEXISTS", "dm:{0}:b:" $2, "github/" (NR - 1) "/1" }' "$T/fill" > "$T/exists"
 missing=$(rcli < "$T/exists" | grep -vc '^1$' || true)
-check "every accepted event is parked in Redis ($accepted)" "$accepted 0" "$(wc -l < "$T/exists") $missing"
+check "every accepted event not spooled is parked in Redis" "$((accepted - spooled)) 0" "$(wc -l < "$T/exists") $missing"
 # Clearly over the limit (Redis hovers around it while filling: its own buffers come and go),
 # pushes and builds are refused alike. Before park.lua declared its writes, every push was
 # accepted here: its first write, an HDEL, is not checked against maxmemory.
@@ -81,6 +87,11 @@ d=$(random_digest)
 acr_push "$T/p.json" "$d" 1.0 "$(iso_at -5)"
 post_acr "$T/p.json"
 check "room again: a push is accepted" 202 "$STATUS"
+check "room again: the spool is replayed" 0 "$(wait_count 0 60 metric digestmap_spool_events)"
+awk '$3 == 202 { if ($1 == "push") print "HEXISTS", "dm:{0}:r:" $2, "contoso.azurecr.io/team/api";
+                 else print "HEXISTS", "dm:{0}:b:" $2, "github/" (NR - 1) "/1" }' "$T/fill" > "$T/exists"
+missing=$(rcli < "$T/exists" | grep -vc '^1$' || true)
+check "every accepted event, spooled ones included, is parked in Redis" "$accepted 0" "$(wc -l < "$T/exists") $missing"
 stop_daemon
 stop_redis
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Redis outage: while Redis is down, writes get 503 + Retry-After and /readyz 503 (/healthz stays
-# 200); once Redis is back the daemon reconnects by itself, reloads its scripts and joins again.
+# Redis outage: while Redis is down, writes are spooled (202 "spooled", docs/spool.md), queries get
+# 503 + Retry-After and /readyz 503 (/healthz stays 200); once Redis is back the daemon reconnects
+# by itself, reloads its scripts, replays the spool (joined once) and joins again.
 . "$(dirname "$0")/lib.sh"
 start_redis
 start_daemon
@@ -12,18 +13,15 @@ check "push before the outage accepted" '{"status":"accepted","events":1,"edges"
 
 stop_redis
 unavailable='{"error":"storage unavailable; retry later"}'
+spooled='{"status":"accepted","events":1,"edges":0,"spooled":true}'
 
 d1=$(random_digest)
 acr_push "$T/p1.json" "$d1" 1.0.0 "$(iso_at -10)"
 post_acr "$T/p1.json"
-check "push during the outage: 503" 503 "$STATUS"
-check "push during the outage: body" "$unavailable" "$BODY"
-check_match "push during the outage: Retry-After: 2" $'(^|\n)Retry-After: 2\r?(\n|$)' "$HEADERS"
+check "push during the outage: 202 spooled" "202 $spooled" "$STATUS $BODY"
 build_event "$T/b1.json" "$d1" "$(iso_at -5)" 501
 post_build "$T/b1.json"
-check "build during the outage: 503" 503 "$STATUS"
-check "build during the outage: body" "$unavailable" "$BODY"
-check_match "build during the outage: Retry-After: 2" $'(^|\n)Retry-After: 2\r?(\n|$)' "$HEADERS"
+check "build during the outage: 202 spooled" "202 $spooled" "$STATUS $BODY"
 wait_ready 503
 request GET /readyz
 check "/readyz during the outage" 503 "$STATUS"
@@ -31,6 +29,8 @@ request GET /healthz
 check "/healthz during the outage" 200 "$STATUS"
 query_image "$d0"
 check "query during the outage: 503" 503 "$STATUS"
+check "query during the outage: body" "$unavailable" "$BODY"
+check_match "query during the outage: Retry-After: 2" $'(^|\n)Retry-After: 2\r?(\n|$)' "$HEADERS"
 # bad input and bad credentials are still 4xx, never 5xx
 echo '[]' > "$T/array.json"
 post_acr "$T/array.json"
@@ -41,7 +41,7 @@ post_acr "$DM_FIXTURES/acr/ping.json"
 check "ping during the outage is still ignored" '{"status":"ignored","reason":"ping"}' "$BODY"
 
 unavail=$(metric digestmap_redis_unavailable_total)
-check_match "redis_unavailable metric counts the 503s ($unavail)" '^([3-9]|[1-9][0-9]+)$' "$unavail"
+check_match "redis_unavailable metric counts the spooled requests and the 503 ($unavail)" '^([3-9]|[1-9][0-9]+)$' "$unavail"
 
 start_redis # same socket, empty data set (no persistence)
 wait_ready 200
@@ -58,10 +58,12 @@ ten_ready() {
 }
 poll_until "$DM_WAIT" ten_ready || true
 
+check "the spooled push and build are replayed" 2 "$(wait_count 2 60 metric digestmap_spool_replayed_total)"
+check "and joined" 1 "$(wait_count 1 60 stream_count dev.digestmap.mapping.confirmed.v1)"
 post_acr "$T/p1.json"
-check "push after the restart accepted" '{"status":"accepted","events":1,"edges":0}' "$BODY"
+check "push again after the restart: accepted, nothing new" '{"status":"accepted","events":1,"edges":0}' "$BODY"
 post_build "$T/b1.json"
-check "build after the restart joins" '{"status":"accepted","events":1,"edges":1}' "$BODY"
+check "build again after the restart: no second edge" '{"status":"accepted","events":1,"edges":0}' "$BODY"
 d2=$(random_digest)
 build_event "$T/b2.json" "$d2" "$(iso_at -10)" 502
 post_build_hmac "$T/b2.json"

@@ -32,6 +32,8 @@ hcurl() {
 launch_tls() {
     local sfx=$1 what=$2
     printf '%s\n' "$3" > "$T/config$sfx.json"
+    # A daemon beside the first one needs a spool directory of its own (docs/spool.md).
+    [ -z "$sfx" ] || jq --arg d "$T/spool$sfx" '.spool.dir = $d' <<<"$3" > "$T/config$sfx.json"
     : > "$T/daemon$sfx.log"
     "$DIGESTMAPD" --config "$T/config$sfx.json" 2>>"$T/daemon$sfx.log" &
     LAUNCHED_PID=$!
