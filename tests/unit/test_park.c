@@ -201,9 +201,8 @@ static dm_join_result park_at(fixture *f, const char *digest, const char *run_id
     assert_int_equal(list.n, 1);
     char *json = dm_event_to_json(&list.v[0]);
     parked p = {0};
-    assert_int_equal(dm_join_park(f->r, &conf, digest, json, strlen(json), arrival_ms, on_parked,
-                                  &p),
-                     DM_OK);
+    assert_int_equal(
+        dm_join_park(f->r, &conf, digest, json, strlen(json), arrival_ms, on_parked, &p), DM_OK);
     free(json);
     dm_event_list_dispose(&list);
     run_until(f->base, &p.done);
@@ -305,8 +304,7 @@ static void test_record_round_trip(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_replayed_keeps_event_time, server_start,
-                                        server_stop),
+        cmocka_unit_test_setup_teardown(test_replayed_keeps_event_time, server_start, server_stop),
         cmocka_unit_test_setup_teardown(test_arrival_now_skews, server_start, server_stop),
         cmocka_unit_test(test_record_round_trip),
     };
