@@ -131,7 +131,6 @@ static void on_wait(int err, redisReply *rep, void *arg)
     if (r->waits > 0)
         return;
     if (r->waits_short) {
-        dm_metrics_inc(DM_M_WAIT_SHORT);
         abandon(r, "fewer replicas than redis.wait_replicas confirmed the replayed events");
         return;
     }
