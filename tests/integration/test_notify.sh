@@ -111,7 +111,9 @@ if ! oidc_why=$("$DIGESTMAPD" --config "$T/oidc-check.json" --check-config 2>&1)
 fi
 
 start_redis
-if [ "$OIDC" = 1 ]; then start_daemon "$oidc_config"; else start_daemon; fi
+# A small spool (docs/spool.md), so that a Redis outage can be made to answer 503 below.
+small_spool() { jq '.spool.max_bytes = 1024'; }
+if [ "$OIDC" = 1 ]; then start_daemon "$(small_spool <<<"$oidc_config")"; else start_daemon "$(default_config | small_spool)"; fi
 DM="http://127.0.0.1:$PORT"
 
 # With OIDC the runs below carry the token only; without it they also sign with the HMAC secret.
@@ -318,6 +320,13 @@ check "token endpoint 503 once: one POST" $((posts + 1)) "$(builds_metric 202)"
 d=$(random_digest)
 before=$(tp_count) p503=$(builds_metric 503) p202=$(builds_metric 202)
 stop_redis
+# With Redis down the daemon spools; fill its spool, so that builds get 503 until Redis is back.
+fill_spool() {
+    acr_push "$T/fill.json" "$(random_digest)" fill "$(iso_at -5)"
+    post_acr "$T/fill.json"
+    [ "$STATUS" == 503 ]
+}
+poll_until "$DM_WAIT" fill_spool || fail "the spool never filled up"
 # Redis comes back once the daemon has refused a build with 503 (not after a fixed delay, which
 # a slow machine could outlast before the script's first attempt).
 (poll_until "$DM_WAIT" eval '[ "$(builds_metric 503)" -gt "$p503" ]'; start_redis >/dev/null 2>&1) &
