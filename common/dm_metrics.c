@@ -118,6 +118,7 @@ static _Atomic uint64_t counters[DM_M_COUNT];
 static _Atomic uint64_t conn_refused[DM_CONN_REASON_COUNT];
 static _Atomic uint64_t accept_paused[2]; /* max_connections, fd_limit */
 static _Atomic int64_t connections;
+static _Atomic uint64_t redis_events[DM_RE_COUNT];
 static _Atomic int64_t gauges[DM_G_COUNT];
 static _Atomic uint64_t parked[DM_ARRAY_LEN(sources)];
 static _Atomic int64_t inflight;
@@ -211,6 +212,38 @@ void dm_metrics_connections(int delta)
     atomic_fetch_add_explicit(&connections, delta, memory_order_relaxed);
 }
 
+void dm_metrics_redis_event(dm_redis_event e)
+{
+    atomic_fetch_add_explicit(&redis_events[e], 1, memory_order_relaxed);
+}
+
+/* The Redis Cluster router's figures (correlator/dm_redis.h). */
+static void render_redis(struct evbuffer *out)
+{
+    static const char *const kinds[] = {"moved", "ask", "tryagain", "clusterdown"};
+    evbuffer_add_printf(out, "# HELP digestmap_redis_redirects_total Redis Cluster redirects and "
+                             "retries followed, by kind.\n"
+                             "# TYPE digestmap_redis_redirects_total counter\n");
+    for (size_t i = 0; i < DM_ARRAY_LEN(kinds); i++)
+        evbuffer_add_printf(out, "digestmap_redis_redirects_total{kind=\"%s\"} %llu\n", kinds[i],
+                            (unsigned long long)atomic_load(&redis_events[i]));
+    evbuffer_add_printf(
+        out,
+        "# HELP digestmap_redis_topology_refreshes_total Redis Cluster slot maps read.\n"
+        "# TYPE digestmap_redis_topology_refreshes_total counter\n"
+        "digestmap_redis_topology_refreshes_total %llu\n"
+        "# HELP digestmap_redis_topology_changes_total Slot maps read that differed from the "
+        "one in use.\n"
+        "# TYPE digestmap_redis_topology_changes_total counter\n"
+        "digestmap_redis_topology_changes_total %llu\n"
+        "# HELP digestmap_redis_dns_failures_total Redis host names that did not resolve.\n"
+        "# TYPE digestmap_redis_dns_failures_total counter\n"
+        "digestmap_redis_dns_failures_total %llu\n",
+        (unsigned long long)atomic_load(&redis_events[DM_RE_TOPOLOGY_REFRESH]),
+        (unsigned long long)atomic_load(&redis_events[DM_RE_TOPOLOGY_CHANGE]),
+        (unsigned long long)atomic_load(&redis_events[DM_RE_DNS_FAILURE]));
+}
+
 /* The connection layer's figures (receiver/dm_conn.h). */
 static void render_connections(struct evbuffer *out)
 {
@@ -279,4 +312,5 @@ void dm_metrics_render(struct evbuffer *out)
                         "digestmap_spool_oldest_age_seconds %.3f\n",
                         age > 0 ? (double)age / 1000.0 : 0.0);
     render_connections(out);
+    render_redis(out);
 }

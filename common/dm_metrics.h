@@ -73,6 +73,18 @@ typedef enum {
     DM_CONN_REASON_COUNT
 } dm_conn_reason;
 
+/** What the Redis Cluster router and its connections count (docs/redis-cluster-router.md). */
+typedef enum {
+    DM_RE_MOVED = 0,        /**< digestmap_redis_redirects_total{kind="moved"} */
+    DM_RE_ASK,              /**< {kind="ask"} */
+    DM_RE_TRYAGAIN,         /**< {kind="tryagain"} */
+    DM_RE_CLUSTERDOWN,      /**< {kind="clusterdown"} */
+    DM_RE_TOPOLOGY_REFRESH, /**< digestmap_redis_topology_refreshes_total */
+    DM_RE_TOPOLOGY_CHANGE,  /**< digestmap_redis_topology_changes_total */
+    DM_RE_DNS_FAILURE,      /**< digestmap_redis_dns_failures_total */
+    DM_RE_COUNT
+} dm_redis_event;
+
 /** Name the routes (index = route number), before any worker starts. Strings are copied. */
 void dm_metrics_init(const char *const *route_names, size_t nroutes);
 void dm_metrics_shutdown(void);
@@ -100,6 +112,9 @@ void dm_metrics_conn_refused(dm_conn_reason r);
 void dm_metrics_accept_paused(bool fd_limit);
 /** Gauge of open client connections, across workers (digestmap_connections_open). */
 void dm_metrics_connections(int delta);
+
+/** Count one Redis Cluster redirect, topology refresh or change, or failed name lookup. */
+void dm_metrics_redis_event(dm_redis_event e);
 
 /** Append the Prometheus text exposition to @p out. */
 void dm_metrics_render(struct evbuffer *out);

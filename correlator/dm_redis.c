@@ -1,80 +1,95 @@
+/* dm_redis.c - see dm_redis.h. The connections are dm_rconn; this file routes commands to
+ * them, follows a cluster's redirects and keeps its slot map (docs/redis-cluster-router.md). */
 #include "dm_common.h"
 #include "dm_redis.h"
 #include "dm_log.h"
+#include "dm_metrics.h"
+#include "dm_rconn.h"
+#include "dm_slot.h"
+#include "dm_topology.h"
 
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
-#include <hiredis/async.h>
-/* The only file that includes the adapter: its functions are static. */
-#include <hiredis/adapters/libevent.h>
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
+#define MAX_REDIRECTS  5  /**< MOVED/ASK followed per command before giving up */
+#define RETRY_MIN_MS   20 /**< first wait of a command that must be sent again */
+#define RETRY_MAX_MS   500
+#define REFRESH_MIN_MS 100  /**< first wait between topology reads while a master is away */
+#define REFRESH_MAX_MS 1000 /**< a failover takes about node-timeout + 1 s: poll that often */
+#define NO_NODE        0xFFFFu
+#define MAX_NODES      1024
 
-typedef enum {
-    ST_IDLE = 0,   /**< no connection; a reconnect timer is pending */
-    ST_CONNECTING, /**< TCP/unix connect, AUTH, SELECT and SCRIPT LOAD under way */
-    ST_READY,      /**< commands are accepted */
-    ST_BROKEN,     /**< the connection failed; waiting for hiredis to report and free it */
-    ST_CLOSED,     /**< dm_redis_free was called */
-} conn_state;
+/* A server the router talks to: the one server, a cluster node, or a redirect's target. */
+typedef struct node {
+    dm_redis *r;
+    char *host; /**< as named (an IP or a DNS name) */
+    int port;
+    dm_rconn *conn;
+    bool master; /**< serves slots in the topology in use */
+} node;
 
-struct dm_redis {
-    struct event_base *base;
-    redisAsyncContext *ac; /**< NULL when not connected; ac->data points back here */
-    conn_state state;
-    char *host, *unix_path, *username, *password, *name;
-    int port, db, connect_timeout_ms, command_timeout_ms, max_inflight;
-    /* What is loaded of each script: the source, or (Redis < 7, which has no script flags and
-     * fails on the shebang line: SCRIPT LOAD answers an error) the source after that line. */
-    const char **srcs;
-    char (*shas)[41];
-    size_t nscripts, scripts_loaded;
-    size_t inflight;
-    int backoff_ms;
-    unsigned seed;   /**< for backoff jitter (rand() is not thread-safe) */
-    bool timing_out; /**< set while a command deadline tears the connection down */
-    struct event *reconnect_timer, *connect_timer, *teardown_ev;
-    void (*on_ready)(bool ready, void *arg);
-    void *on_ready_arg;
-    bool reported_ready; /**< last readiness passed to on_ready */
-    const char *teardown_why;
-    /* dm_redis_free may be called from inside one of the client's own callbacks (a reply
-     * completes the last request of a draining worker, which frees the client), while hiredis
-     * still holds commands whose privdata points here and while our own code (teardown, the
-     * reply dispatch) still has to run on return. Like hiredis's REDIS_IN_CALLBACK, the memory
-     * then stays until the outermost entry point returns and every command has completed. */
-    int busy;          /**< our entry points (hiredis callbacks, timers) running right now */
-    bool free_pending; /**< dm_redis_free ran: destroy once !busy && !inflight */
-};
-
-/* One command in flight: owns its deadline timer and, for EVALSHA, a copy of its arguments so
- * that a NOSCRIPT answer can be retried as EVAL. */
+/* One command from accept to completion. */
 typedef struct cmd {
+    dm_rconn_req req; /**< req.conn: the connection it is in flight on, or NULL */
     dm_redis *r;
     dm_redis_cb cb;
     void *arg;
-    struct event *timer;
+    struct event *deadline, *retry;
     long script; /**< -1 unless EVALSHA */
+    bool eval_source;
     int argc;
-    char **argv;
+    char **argv; /**< owned copy, to send again; NULL for a plain command on one server */
     size_t *lens;
-    bool retried;
+    int slot; /**< -1: any node */
+    int redirects;
+    int retry_ms;
+    char *ask_host; /**< ASK target for the next send, or NULL */
+    int ask_port;
+    struct cmd *prev, *next; /**< in r->waiting while a retry is pending */
 } cmd;
 
-static void connect_now(dm_redis *r);
-static void on_reply(redisAsyncContext *ac, void *reply, void *privdata);
-static void destroy(dm_redis *r);
-static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata);
+struct dm_redis {
+    struct event_base *base;
+    char *host, *unix_path, *username, *password, *name;
+    int port, db, connect_timeout_ms, command_timeout_ms, max_inflight;
+    const char *const *scripts;
+    size_t nscripts;
+    bool cluster;
+    dm_rconn_dns *dns; /**< created at the first host name */
+    node **nodes;
+    size_t nnodes;
+    uint16_t *slot_map; /**< cluster: node index per slot, NO_NODE when unserved */
+    bool topo_known;
+    size_t topo_slots;
+    /* Topology refresh: one CLUSTER SLOTS at a time, with its own deadline. */
+    struct event *refresh_timer, *refresh_deadline;
+    dm_rconn_req refresh_req;
+    char refresh_host[DM_SLOT_HOST_MAX];
+    bool refresh_wanted; /**< another refresh was asked for while one was in flight */
+    int refresh_ms;
+    size_t refresh_rr; /**< round-robin start for picking the node to ask */
+    cmd *waiting;      /**< commands waiting out a retry delay */
+    size_t inflight;   /**< commands accepted and not completed */
+    size_t internal;   /**< router-internal requests in flight (the refresh) */
+    void (*on_ready)(bool ready, void *arg);
+    void *on_ready_arg;
+    bool reported_ready;
+    /* As in dm_rconn: dm_redis_free may run inside one of the client's callbacks; the memory
+     * stays until the outermost entry point returns and every command has completed. */
+    int busy;
+    bool free_pending;
+    bool creating; /**< inside dm_rconn_new: its first report waits for the caller's update */
+};
 
-/* Every entry point from the event loop or hiredis brackets its work with enter/leave; the
- * memory is released by the leave that finds the client freed, idle and empty. Nothing may
- * touch @p r after leave. */
+static void destroy(dm_redis *r);
+static void dispatch(cmd *c);
+static void request_refresh(dm_redis *r, bool now);
+
 static void enter(dm_redis *r)
 {
     r->busy++;
@@ -82,235 +97,144 @@ static void enter(dm_redis *r)
 
 static void leave(dm_redis *r)
 {
-    if (--r->busy == 0 && r->free_pending && r->inflight == 0)
+    if (--r->busy == 0 && r->free_pending && r->inflight == 0 && r->internal == 0)
         destroy(r);
 }
 
-/*---------------------------------------------------------------- connection state ---*/
-
-static void report(dm_redis *r, bool ready)
+static struct timeval ms_tv(int ms)
 {
-    if (r->reported_ready == ready)
+    return (struct timeval){ms / 1000, (ms % 1000) * 1000};
+}
+
+/*---------------------------------------------------------------- nodes ---*/
+
+static bool is_ready(const dm_redis *r)
+{
+    if (!r->cluster)
+        return r->nnodes == 1 && dm_rconn_ready(r->nodes[0]->conn);
+    if (!r->topo_known || r->topo_slots == 0)
+        return false;
+    for (size_t i = 0; i < r->nnodes; i++)
+        if (r->nodes[i]->master && !dm_rconn_ready(r->nodes[i]->conn))
+            return false;
+    return true;
+}
+
+static void update_ready(dm_redis *r)
+{
+    bool ready = !r->free_pending && is_ready(r);
+    if (ready == r->reported_ready)
         return;
     r->reported_ready = ready;
+    if (r->cluster)
+        dm_info(ready ? "redis cluster ready" : "redis cluster not ready", "conn=%s", r->name);
     if (r->on_ready)
         r->on_ready(ready, r->on_ready_arg);
 }
 
-static void schedule_reconnect(dm_redis *r)
+static void on_conn_state(dm_rconn *conn, bool ready, void *arg)
 {
-    if (r->state == ST_CLOSED)
-        return;
-    report(r, false);
-    r->state = ST_IDLE;
-    int jitter = rand_r(&r->seed) % (r->backoff_ms / 4 + 1);
-    struct timeval tv = {(r->backoff_ms + jitter) / 1000, ((r->backoff_ms + jitter) % 1000) * 1000};
-    evtimer_add(r->reconnect_timer, &tv);
-    r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
-}
-
-/* Free the context now. Never called from inside a hiredis callback (0.14 does not guard its
- * connect/disconnect callbacks), only from our own timers and dm_redis_free. */
-static void teardown(dm_redis *r, const char *why)
-{
-    evtimer_del(r->connect_timer);
-    redisAsyncContext *ac = r->ac;
-    if (ac) {
-        dm_warn("redis connection closed", "conn=%s reason=\"%s\"", r->name, why);
-        r->ac = NULL;
-        ac->data = NULL;
-        if (r->state != ST_CLOSED)
-            r->state = ST_BROKEN;
-        redisAsyncFree(ac); /* runs every pending callback with a NULL reply */
-    }
-    schedule_reconnect(r);
-}
-
-static void on_teardown_ev(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd, (void)what;
-    dm_redis *r = arg;
+    node *n = arg;
+    dm_redis *r = n->r;
     enter(r);
-    teardown(r, r->teardown_why ? r->teardown_why : "error");
-    leave(r);
-}
-
-/* Ask for a teardown from inside a hiredis callback: it runs on the next loop iteration. */
-static void defer_teardown(dm_redis *r, const char *why)
-{
-    r->teardown_why = why;
-    if (r->state != ST_CLOSED)
-        r->state = ST_BROKEN;
-    event_active(r->teardown_ev, EV_TIMEOUT, 0);
-}
-
-static void on_reconnect_timer(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd, (void)what;
-    dm_redis *r = arg;
-    enter(r);
-    connect_now(r);
-    leave(r);
-}
-
-static void on_connect_timer(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd, (void)what;
-    dm_redis *r = arg;
-    enter(r);
-    if (r->state == ST_CONNECTING)
-        teardown(r, "connect timeout");
-    leave(r);
-}
-
-static void on_connect(const redisAsyncContext *ac, int status)
-{
-    dm_redis *r = ac->data;
-    if (!r)
-        return;
-    if (status != REDIS_OK) {
-        enter(r);
-        /* hiredis frees the context right after this callback returns. */
-        dm_warn("redis connect failed", "conn=%s reason=\"%s\"", r->name, ac->errstr);
-        ((redisAsyncContext *)ac)->data = NULL;
-        r->ac = NULL;
-        evtimer_del(r->connect_timer);
-        schedule_reconnect(r);
+    n->conn = conn; /* the first report can come from inside dm_rconn_new */
+    if (r->creating) {
         leave(r);
-    }
-}
-
-static void on_disconnect(const redisAsyncContext *ac, int status)
-{
-    dm_redis *r = ac->data;
-    if (!r)
         return;
-    enter(r);
-    dm_warn("redis disconnected", "conn=%s reason=\"%s\"", r->name,
-            status == REDIS_OK ? "closed" : ac->errstr);
-    ((redisAsyncContext *)ac)->data = NULL;
-    r->ac = NULL;
-    evtimer_del(r->connect_timer);
-    schedule_reconnect(r);
+    }
+    if (r->cluster && (!r->topo_known || (!ready && n->master)))
+        request_refresh(r, !r->topo_known && ready); /* follow a failover from another node */
+    update_ready(r);
     leave(r);
 }
 
-/* Replies to the connection set-up commands (AUTH, SELECT, SCRIPT LOAD). */
-static void setup_reply(dm_redis *r, redisReply *rep, void *privdata)
+static node *node_find(const dm_redis *r, const char *host, int port, size_t *idx)
 {
-    const char *nl;
-    if (rep->type == REDIS_REPLY_ERROR && privdata != NULL) {
-        size_t i = (size_t)((char(*)[41])privdata - r->shas);
-        if (strncmp(r->srcs[i], "#!", 2) == 0 && (nl = strchr(r->srcs[i], '\n')) != NULL) {
-            /* A Redis before 7.0 compiles the flags line as Lua. Without it the script runs
-             * as scripts always did there: over maxmemory, its first write that needs memory
-             * fails (park.lua makes that its first write). */
-            char reply[160];
-            dm_warn("redis refused a script's flags line; loading it without",
-                    "conn=%s reply=%s note=\"Redis < 7.0 has no script flags\"", r->name,
-                    dm_log_quote(rep->str, rep->len, reply, sizeof reply));
-            r->srcs[i] = nl + 1;
-            redisAsyncCommand(r->ac, on_setup_reply, r->shas[i], "SCRIPT LOAD %s", r->srcs[i]);
-            return;
+    for (size_t i = 0; i < r->nnodes; i++)
+        if (r->nodes[i]->port == port && strcmp(r->nodes[i]->host, host) == 0) {
+            if (idx)
+                *idx = i;
+            return r->nodes[i];
         }
-    }
-    if (rep->type == REDIS_REPLY_ERROR) {
-        char reply[200];
-        dm_error("redis setup failed", "conn=%s reply=%s", r->name,
-                 dm_log_quote(rep->str, rep->len, reply, sizeof reply));
-        defer_teardown(r, "setup command failed");
-        return;
-    }
-    if (privdata == NULL)
-        return; /* AUTH or SELECT */
-    size_t i = (size_t)((char(*)[41])privdata - r->shas);
-    if (rep->type != REDIS_REPLY_STRING || rep->len != 40) {
-        defer_teardown(r, "unexpected SCRIPT LOAD reply");
-        return;
-    }
-    memcpy(r->shas[i], rep->str, 40);
-    r->shas[i][40] = '\0';
-    if (++r->scripts_loaded == r->nscripts && r->state == ST_CONNECTING) {
-        evtimer_del(r->connect_timer);
-        r->state = ST_READY;
-        r->backoff_ms = BACKOFF_MIN_MS;
-        dm_info("redis ready", "conn=%s", r->name);
-        report(r, true);
-    }
+    return NULL;
 }
 
-static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata)
+/* The node for host:port, with a connection on its way; NULL when the resolver or the node
+ * table is exhausted. */
+static node *node_get(dm_redis *r, const char *host, int port, size_t *idx)
 {
-    dm_redis *r = ac->data;
-    if (!r || r->ac != ac || !reply)
-        return; /* the connection is already gone; its owner is reconnecting */
-    enter(r);
-    setup_reply(r, reply, privdata);
-    leave(r);
-}
-
-static void connect_now(dm_redis *r)
-{
-    if (r->state == ST_CLOSED)
-        return;
-    redisAsyncContext *ac =
-        r->unix_path ? redisAsyncConnectUnix(r->unix_path) : redisAsyncConnect(r->host, r->port);
-    if (!ac) {
-        dm_error("redis connect failed", "conn=%s reason=\"out of memory\"", r->name);
-        schedule_reconnect(r);
-        return;
-    }
-    if (ac->err) {
-        dm_warn("redis connect failed", "conn=%s reason=\"%s\"", r->name, ac->errstr);
-        redisAsyncFree(ac);
-        schedule_reconnect(r);
-        return;
-    }
-    ac->data = r;
-    r->ac = ac;
-    r->state = ST_CONNECTING;
-    r->scripts_loaded = 0;
-    redisLibeventAttach(ac, r->base);
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    struct timeval tv = {r->connect_timeout_ms / 1000, (r->connect_timeout_ms % 1000) * 1000};
-    evtimer_add(r->connect_timer, &tv);
-
-    /* Pipelined behind the connect: hiredis sends them once the socket is up. */
-    if (r->password && r->username)
-        redisAsyncCommand(ac, on_setup_reply, NULL, "AUTH %s %s", r->username, r->password);
-    else if (r->password)
-        redisAsyncCommand(ac, on_setup_reply, NULL, "AUTH %s", r->password);
-    if (r->db)
-        redisAsyncCommand(ac, on_setup_reply, NULL, "SELECT %d", r->db);
-    for (size_t i = 0; i < r->nscripts; i++)
-        redisAsyncCommand(ac, on_setup_reply, r->shas[i], "SCRIPT LOAD %s", r->srcs[i]);
-    if (r->nscripts == 0) {
-        /* Nothing to load: ready as soon as a PING comes back. */
-        redisAsyncCommand(ac, on_setup_reply, NULL, "PING");
-        r->state = ST_READY;
-        report(r, true);
-    }
+    node *n = node_find(r, host, port, idx);
+    if (n || r->nnodes >= MAX_NODES)
+        return n;
+    if (host && dm_rconn_is_name(host) && !r->dns && !(r->dns = dm_rconn_dns_new(r->base)))
+        return NULL;
+    n = dm_xcalloc(1, sizeof *n);
+    n->r = r;
+    n->host = dm_xstrdup(host ? host : "");
+    n->port = port;
+    char name[400];
+    if (r->cluster)
+        snprintf(name, sizeof name, "%s@%s:%d", r->name, host, port);
+    else
+        snprintf(name, sizeof name, "%s", r->name);
+    r->nodes = dm_xrealloc(r->nodes, (r->nnodes + 1) * sizeof *r->nodes);
+    if (idx)
+        *idx = r->nnodes;
+    r->nodes[r->nnodes++] = n;
+    dm_rconn_opts o = {.host = host,
+                       .port = port,
+                       .unix_path = r->unix_path,
+                       .username = r->username,
+                       .password = r->password,
+                       .db = r->cluster ? 0 : r->db,
+                       .connect_timeout_ms = r->connect_timeout_ms,
+                       .scripts = r->scripts,
+                       .nscripts = r->nscripts,
+                       .name = name,
+                       .dns = r->dns,
+                       .on_state = on_conn_state,
+                       .arg = n};
+    r->creating = true;
+    dm_rconn *conn = dm_rconn_new(r->base, &o);
+    r->creating = false;
+    n->conn = conn; /* NULL only when libevent is out of memory: never ready */
+    return n;
 }
 
 /*---------------------------------------------------------------- commands ---*/
 
 static void cmd_free(cmd *c)
 {
-    if (c->timer)
-        event_free(c->timer);
+    if (c->deadline)
+        event_free(c->deadline);
+    if (c->retry)
+        event_free(c->retry);
     if (c->argv) {
         for (int i = 0; i < c->argc; i++)
             free(c->argv[i]);
         free(c->argv);
         free(c->lens);
     }
+    free(c->ask_host);
     free(c);
 }
 
-static void cmd_finish(cmd *c, int err, redisReply *reply)
+static void unlink_waiting(cmd *c)
 {
     dm_redis *r = c->r;
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (r->waiting == c)
+        r->waiting = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static void finish(cmd *c, int err, redisReply *reply)
+{
+    dm_redis *r = c->r;
+    unlink_waiting(c);
     r->inflight--;
     dm_redis_cb cb = c->cb;
     void *arg = c->arg;
@@ -318,143 +242,440 @@ static void cmd_finish(cmd *c, int err, redisReply *reply)
     cb(err, reply, arg);
 }
 
-static void on_cmd_timeout(evutil_socket_t fd, short what, void *arg)
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     cmd *c = arg;
     dm_redis *r = c->r;
     enter(r);
-    r->timing_out = true;
-    teardown(r, "command timeout"); /* finishes c and everything queued behind it */
-    r->timing_out = false;
+    if (c->req.conn)
+        dm_rconn_timeout(c->req.conn); /* finishes c (DM_ETIMEOUT) and what is behind it */
+    else
+        finish(c, DM_EUNAVAIL, NULL); /* still refused (TRYAGAIN, a master away) at its end */
     leave(r);
 }
 
-static int send_cmd(dm_redis *r, cmd *c, int argc, const char **argv, const size_t *lens)
+static void on_retry(evutil_socket_t fd, short what, void *arg)
 {
-    if (redisAsyncCommandArgv(r->ac, on_reply, c, argc, argv, lens) != REDIS_OK)
-        return DM_EUNAVAIL;
-    return DM_OK;
-}
-
-static void handle_reply(dm_redis *r, cmd *c, redisReply *rep)
-{
-    if (!rep) {
-        /* The connection is going away; refuse new commands until it is rebuilt. */
-        if (r->state == ST_READY || r->state == ST_CONNECTING) {
-            r->state = ST_BROKEN;
-            report(r, false);
-        }
-        cmd_finish(c, r->timing_out ? DM_ETIMEOUT : DM_EUNAVAIL, NULL);
-        return;
-    }
-    if (rep->type == REDIS_REPLY_ERROR && c->script >= 0 && !c->retried &&
-        strncmp(rep->str, "NOSCRIPT", 8) == 0 && r->ac) {
-        /* Redis lost its script cache (restart, SCRIPT FLUSH): EVAL loads it again. */
-        c->retried = true;
-        free(c->argv[0]);
-        free(c->argv[1]);
-        c->argv[0] = dm_xstrdup("EVAL");
-        c->lens[0] = 4;
-        c->argv[1] = dm_xstrdup(r->srcs[c->script]);
-        c->lens[1] = strlen(c->argv[1]);
-        if (send_cmd(r, c, c->argc, (const char **)c->argv, c->lens) == DM_OK)
-            return;
-        cmd_finish(c, DM_EUNAVAIL, NULL);
-        return;
-    }
-    cmd_finish(c, DM_OK, rep);
-}
-
-/* Every command's completion: c->r stays valid through it even if the callback frees the
- * client (hiredis then fails the commands queued behind, each through here). */
-static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
-{
-    (void)ac;
-    cmd *c = privdata;
+    (void)fd, (void)what;
+    cmd *c = arg;
     dm_redis *r = c->r;
     enter(r);
-    handle_reply(r, c, reply);
+    unlink_waiting(c);
+    dispatch(c);
     leave(r);
 }
 
-static int check_can_send(const dm_redis *r)
+/* Send @p c again after a delay that doubles each time; its deadline ends the waiting. */
+static void wait_retry(cmd *c)
 {
-    if (!r || r->state != ST_READY || !r->ac)
+    dm_redis *r = c->r;
+    if (!c->retry && !(c->retry = evtimer_new(r->base, on_retry, c))) {
+        finish(c, DM_EUNAVAIL, NULL);
+        return;
+    }
+    c->retry_ms = c->retry_ms ? (c->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : c->retry_ms * 2)
+                              : RETRY_MIN_MS;
+    struct timeval tv = ms_tv(c->retry_ms);
+    evtimer_add(c->retry, &tv);
+    c->next = r->waiting;
+    if (r->waiting)
+        r->waiting->prev = c;
+    r->waiting = c;
+}
+
+/* A ready master for a keyless command, taking turns. */
+static node *any_ready(dm_redis *r)
+{
+    for (size_t k = 0; k < r->nnodes; k++) {
+        node *n = r->nodes[(r->refresh_rr + k) % r->nnodes];
+        if ((n->master || !r->cluster) && dm_rconn_ready(n->conn))
+            return n;
+    }
+    return NULL;
+}
+
+/* Where @p c goes now: its ASK target, its slot's master, or any master. */
+static node *target(cmd *c)
+{
+    dm_redis *r = c->r;
+    if (!r->cluster)
+        return r->nodes[0];
+    if (c->ask_host)
+        return node_get(r, c->ask_host, c->ask_port, NULL);
+    if (c->slot < 0)
+        return any_ready(r);
+    uint16_t i = r->slot_map[c->slot];
+    return i == NO_NODE ? NULL : r->nodes[i];
+}
+
+static int send_to(cmd *c, node *n)
+{
+    if (!n || !dm_rconn_ready(n->conn))
+        return DM_EUNAVAIL;
+    const char **argv = (const char **)c->argv;
+    return dm_rconn_send(n->conn, &c->req, c->ask_host != NULL, c->script, c->eval_source, c->argc,
+                         argv, c->lens);
+}
+
+/* Send @p c (from a callback or a timer, never from the caller's call): now, or after a wait. */
+static void dispatch(cmd *c)
+{
+    if (c->r->free_pending) {
+        finish(c, DM_EUNAVAIL, NULL);
+        return;
+    }
+    if (send_to(c, target(c)) == DM_OK)
+        return;
+    if (!c->r->cluster) {
+        finish(c, DM_EUNAVAIL, NULL);
+        return;
+    }
+    wait_retry(c);
+}
+
+/* MOVED or ASK: send @p c where the redirect says, within its redirect budget. */
+static void follow(cmd *c, const dm_redirect *rd, const char *text, size_t len)
+{
+    dm_redis *r = c->r;
+    char hb[300], tb[300];
+    dm_metrics_redis_event(rd->ask ? DM_RE_ASK : DM_RE_MOVED);
+    if (++c->redirects > MAX_REDIRECTS || !dm_topology_host_ok(rd->host, strlen(rd->host))) {
+        dm_warn("redis redirect not followed", "conn=%s reply=%s reason=\"%s\"", r->name,
+                dm_log_quote(text, len, tb, sizeof tb),
+                c->redirects > MAX_REDIRECTS ? "too many redirects" : "bad host");
+        finish(c, DM_EUNAVAIL, NULL);
+        return;
+    }
+    free(c->ask_host);
+    c->ask_host = NULL;
+    if (rd->ask) {
+        c->ask_host = dm_xstrdup(rd->host);
+        c->ask_port = rd->port;
+    } else {
+        size_t idx;
+        node *n = node_get(r, rd->host, rd->port, &idx);
+        if (n && c->slot >= 0 && (unsigned)c->slot == rd->slot) {
+            if (r->slot_map[rd->slot] != idx)
+                dm_info("redis cluster slot moved", "conn=%s slot=%u node=%s:%d", r->name, rd->slot,
+                        dm_log_quote_str(rd->host, hb, sizeof hb), rd->port);
+            r->slot_map[rd->slot] = (uint16_t)idx;
+        }
+        request_refresh(r, true); /* a slot moved: the others may have too */
+    }
+    c->retry_ms = 0;
+    dispatch(c);
+}
+
+static bool has_prefix(const redisReply *rep, const char *p)
+{
+    size_t n = strlen(p);
+    return rep->len >= n && memcmp(rep->str, p, n) == 0 && (rep->len == n || rep->str[n] == ' ');
+}
+
+static void on_cmd_done(dm_rconn_req *q, dm_rconn *conn, int err, redisReply *rep)
+{
+    cmd *c = (cmd *)q;
+    dm_redis *r = c->r;
+    enter(r);
+    if (err != DM_OK || rep->type != REDIS_REPLY_ERROR) {
+        finish(c, err, rep);
+    } else if (c->script >= 0 && !c->eval_source && has_prefix(rep, "NOSCRIPT")) {
+        /* That server lost its script cache (restart, SCRIPT FLUSH): EVAL loads it again. */
+        c->eval_source = true;
+        if (dm_rconn_send(conn, &c->req, c->ask_host != NULL, c->script, true, c->argc,
+                          (const char **)c->argv, c->lens) != DM_OK)
+            finish(c, DM_EUNAVAIL, NULL);
+    } else if (!r->cluster) {
+        finish(c, DM_OK, rep);
+    } else {
+        dm_redirect rd;
+        if (dm_redirect_parse(rep->str, rep->len, &rd)) {
+            follow(c, &rd, rep->str, rep->len);
+        } else if (has_prefix(rep, "TRYAGAIN") || has_prefix(rep, "CLUSTERDOWN")) {
+            /* A migration's keys are split between two nodes, or a failover is under way:
+             * the same command succeeds a little later. */
+            dm_metrics_redis_event(has_prefix(rep, "TRYAGAIN") ? DM_RE_TRYAGAIN
+                                                               : DM_RE_CLUSTERDOWN);
+            if (has_prefix(rep, "CLUSTERDOWN"))
+                request_refresh(r, false);
+            wait_retry(c);
+        } else {
+            finish(c, DM_OK, rep);
+        }
+    }
+    leave(r);
+}
+
+/* A new command for @p route; the arguments are copied when it may have to be sent again. */
+static int submit(dm_redis *r, const char *route, dm_redis_cb cb, void *arg, long script, int argc,
+                  const char **argv, const size_t *lens)
+{
+    if (!r || r->free_pending || r->nnodes == 0)
+        return DM_EUNAVAIL;
+    node *n;
+    int slot = route ? (int)dm_slot_of(route, strlen(route)) : -1;
+    if (!r->cluster)
+        n = r->nodes[0];
+    else if (!r->topo_known)
+        n = NULL;
+    else if (slot < 0)
+        n = any_ready(r);
+    else
+        n = r->slot_map[slot] == NO_NODE ? NULL : r->nodes[r->slot_map[slot]];
+    if (!n || !dm_rconn_ready(n->conn))
         return DM_EUNAVAIL;
     if (r->inflight >= (size_t)r->max_inflight)
         return DM_EBUSY;
-    return DM_OK;
-}
-
-static cmd *cmd_new(dm_redis *r, dm_redis_cb cb, void *arg)
-{
     cmd *c = dm_xcalloc(1, sizeof *c);
+    c->req.cb = on_cmd_done;
     c->r = r;
     c->cb = cb;
     c->arg = arg;
-    c->script = -1;
-    c->timer = evtimer_new(r->base, on_cmd_timeout, c);
-    if (!c->timer) {
+    c->script = script;
+    c->slot = slot;
+    c->argc = argc;
+    c->deadline = evtimer_new(r->base, on_deadline, c);
+    if (!c->deadline) {
         free(c);
-        return NULL;
+        return DM_ENOMEM;
     }
-    struct timeval tv = {r->command_timeout_ms / 1000, (r->command_timeout_ms % 1000) * 1000};
-    evtimer_add(c->timer, &tv);
-    return c;
+    if (r->cluster || script >= 0) {
+        c->argv = dm_xcalloc(argc ? (size_t)argc : 1, sizeof *c->argv);
+        c->lens = dm_xcalloc(argc ? (size_t)argc : 1, sizeof *c->lens);
+        for (int i = 0; i < argc; i++) {
+            c->argv[i] = dm_xstrndup(argv[i], lens[i]);
+            c->lens[i] = lens[i];
+        }
+    }
+    int rc = dm_rconn_send(n->conn, &c->req, false, script, false, argc,
+                           c->argv ? (const char **)c->argv : argv, c->argv ? c->lens : lens);
+    if (rc != DM_OK) {
+        cmd_free(c);
+        return rc;
+    }
+    struct timeval tv = ms_tv(r->command_timeout_ms);
+    evtimer_add(c->deadline, &tv);
+    r->inflight++;
+    return DM_OK;
 }
 
 int dm_redis_command(dm_redis *r, const char *route, dm_redis_cb cb, void *arg, int argc,
                      const char **argv, const size_t *lens)
 {
-    (void)route; /* one server: every key is served here */
-    int rc = check_can_send(r);
-    if (rc != DM_OK)
-        return rc;
-    cmd *c = cmd_new(r, cb, arg);
-    if (!c)
-        return DM_ENOMEM;
-    if (send_cmd(r, c, argc, argv, lens) != DM_OK) {
-        cmd_free(c);
-        return DM_EUNAVAIL;
-    }
-    r->inflight++;
-    return DM_OK;
+    return submit(r, route, cb, arg, -1, argc, argv, lens);
 }
 
 int dm_redis_eval(dm_redis *r, size_t script, dm_redis_cb cb, void *arg, int nkeys, int argc,
                   const char **argv, const size_t *lens)
 {
-    int rc = check_can_send(r);
-    if (rc != DM_OK)
-        return rc;
-    if (script >= r->nscripts || nkeys < 0 || nkeys > argc)
+    if (r && (script >= r->nscripts || nkeys < 0 || nkeys > argc))
         return DM_EINVAL;
-    cmd *c = cmd_new(r, cb, arg);
-    if (!c)
-        return DM_ENOMEM;
     char nk[16];
     int nklen = snprintf(nk, sizeof nk, "%d", nkeys);
-    c->script = (long)script;
-    c->argc = argc + 3;
-    c->argv = dm_xcalloc((size_t)c->argc, sizeof *c->argv);
-    c->lens = dm_xcalloc((size_t)c->argc, sizeof *c->lens);
-    c->argv[0] = dm_xstrdup("EVALSHA");
-    c->lens[0] = 7;
-    c->argv[1] = dm_xstrndup(r->shas[script], 40);
-    c->lens[1] = 40;
-    c->argv[2] = dm_xstrndup(nk, (size_t)nklen);
-    c->lens[2] = (size_t)nklen;
+    const char *sv[32],
+        **av = (size_t)argc + 1 <= DM_ARRAY_LEN(sv) ? sv : dm_xcalloc((size_t)argc + 1, sizeof *av);
+    size_t sl[32],
+        *al = (size_t)argc + 1 <= DM_ARRAY_LEN(sl) ? sl : dm_xcalloc((size_t)argc + 1, sizeof *al);
+    av[0] = nk;
+    al[0] = (size_t)nklen;
     for (int i = 0; i < argc; i++) {
-        c->argv[i + 3] = dm_xstrndup(argv[i], lens[i]);
-        c->lens[i + 3] = lens[i];
+        av[i + 1] = argv[i];
+        al[i + 1] = lens[i];
     }
-    if (send_cmd(r, c, c->argc, (const char **)c->argv, c->lens) != DM_OK) {
-        cmd_free(c);
-        return DM_EUNAVAIL;
+    /* The first key names the slot; it is copied to a string (keys are binary-safe). */
+    char *route = nkeys > 0 ? dm_xstrndup(argv[0], lens[0]) : NULL;
+    int rc = submit(r, route, cb, arg, (long)script, argc + 1, av, al);
+    free(route);
+    if (av != sv)
+        free(av);
+    if (al != sl)
+        free(al);
+    return rc;
+}
+
+/*---------------------------------------------------------------- topology ---*/
+
+/* Use @p t: a node per master (a connection each), the slot map, and the nodes that no longer
+ * serve slots closed (after the map is consistent: closing fails their commands). */
+static void apply_topology(dm_redis *r, const dm_topology *t)
+{
+    char hb[300];
+    uint16_t *map = dm_xcalloc(DM_SLOTS, sizeof *map);
+    for (size_t s = 0; s < DM_SLOTS; s++)
+        map[s] = NO_NODE;
+    size_t changes = 0;
+    /* Node indices only grow until the table is compacted below, so both maps compare. */
+    for (size_t m = 0; m < t->nmasters; m++) {
+        size_t idx;
+        node *n = node_get(r, t->masters[m].host, t->masters[m].port, &idx);
+        if (!n)
+            continue;
+        for (size_t k = 0; k < t->nranges; k++)
+            if (t->ranges[k].master == m)
+                for (unsigned s = t->ranges[k].first; s <= t->ranges[k].last; s++)
+                    map[s] = (uint16_t)idx;
     }
-    r->inflight++;
-    return DM_OK;
+    size_t moved = 0;
+    for (size_t s = 0; s < DM_SLOTS; s++)
+        moved += map[s] != r->slot_map[s];
+    bool *keep = dm_xcalloc(r->nnodes + 1, sizeof *keep);
+    for (size_t s = 0; s < DM_SLOTS; s++)
+        if (map[s] != NO_NODE)
+            keep[map[s]] = true;
+    /* Compact the node table; the nodes that serve nothing now are closed. */
+    node **gone = dm_xcalloc(r->nnodes + 1, sizeof *gone);
+    uint16_t *renum = dm_xcalloc(r->nnodes + 1, sizeof *renum);
+    size_t ngone = 0, j = 0;
+    for (size_t i = 0; i < r->nnodes; i++) {
+        node *n = r->nodes[i];
+        if (keep[i] != n->master) {
+            changes++;
+            dm_info("redis cluster master", "conn=%s node=%s:%d change=%s", r->name,
+                    dm_log_quote_str(n->host, hb, sizeof hb), n->port,
+                    keep[i] ? "added" : "removed");
+        }
+        if (keep[i]) {
+            n->master = true;
+            renum[i] = (uint16_t)j;
+            r->nodes[j++] = n;
+        } else {
+            gone[ngone++] = n;
+        }
+    }
+    r->nnodes = j;
+    for (size_t s = 0; s < DM_SLOTS; s++)
+        if (map[s] != NO_NODE)
+            map[s] = renum[map[s]];
+    free(renum);
+    free(keep);
+    free(r->slot_map);
+    r->slot_map = map;
+    if (moved || changes || !r->topo_known) {
+        dm_metrics_redis_event(DM_RE_TOPOLOGY_CHANGE);
+        dm_info("redis cluster topology", "conn=%s masters=%zu slots=%zu slots_moved=%zu", r->name,
+                r->nnodes, t->slots, moved);
+    }
+    r->topo_slots = t->slots;
+    r->topo_known = true;
+    for (size_t i = 0; i < ngone; i++) {
+        dm_rconn *conn = gone[i]->conn;
+        free(gone[i]->host);
+        free(gone[i]);
+        dm_rconn_free(conn); /* its commands fail now: the map no longer names it */
+    }
+    free(gone);
+}
+
+static void on_refresh_timer(evutil_socket_t fd, short what, void *arg);
+
+/* Read the topology now (@p now) or after the refresh backoff, unless a read is on its way. */
+static void request_refresh(dm_redis *r, bool now)
+{
+    if (r->free_pending || !r->cluster)
+        return;
+    if (r->refresh_req.conn) {
+        r->refresh_wanted = true;
+        return;
+    }
+    if (evtimer_pending(r->refresh_timer, NULL) && !now)
+        return;
+    int ms = now ? 0 : (r->refresh_ms ? r->refresh_ms : REFRESH_MIN_MS);
+    struct timeval tv = ms_tv(ms);
+    evtimer_add(r->refresh_timer, &tv);
+}
+
+static void refresh_backoff(dm_redis *r)
+{
+    r->refresh_ms = r->refresh_ms
+                        ? (r->refresh_ms * 2 > REFRESH_MAX_MS ? REFRESH_MAX_MS : r->refresh_ms * 2)
+                        : REFRESH_MIN_MS;
+    struct timeval tv = ms_tv(r->refresh_ms);
+    evtimer_add(r->refresh_timer, &tv);
+}
+
+static void on_refresh_done(dm_rconn_req *q, dm_rconn *conn, int err, redisReply *rep)
+{
+    (void)conn;
+    dm_redis *r = (dm_redis *)((char *)q - offsetof(dm_redis, refresh_req));
+    enter(r);
+    r->internal--;
+    evtimer_del(r->refresh_deadline);
+    if (r->free_pending) {
+        leave(r);
+        return;
+    }
+    dm_metrics_redis_event(DM_RE_TOPOLOGY_REFRESH);
+    dm_topology t;
+    char why[128], rb[200];
+    if (err != DM_OK) {
+        dm_warn("redis cluster topology not read", "conn=%s node=%s reason=\"%s\"", r->name,
+                dm_log_quote_str(r->refresh_host, rb, sizeof rb), dm_strerror(err));
+    } else if (rep->type == REDIS_REPLY_ERROR) {
+        dm_warn("redis cluster topology not read", "conn=%s reply=%s", r->name,
+                dm_log_quote(rep->str, rep->len, rb, sizeof rb));
+    } else if (dm_topology_parse(rep, r->refresh_host, &t, why, sizeof why) != 0) {
+        dm_warn("redis cluster topology not read", "conn=%s reason=\"%s\"", r->name, why);
+    } else {
+        apply_topology(r, &t);
+        dm_topology_clear(&t);
+    }
+    if (r->free_pending) {
+        leave(r);
+        return;
+    }
+    if (r->refresh_wanted) {
+        r->refresh_wanted = false;
+        request_refresh(r, true);
+    } else if (!is_ready(r)) {
+        refresh_backoff(r); /* a master is away: ask again until its replica took over */
+    } else {
+        r->refresh_ms = 0;
+    }
+    update_ready(r);
+    leave(r);
+}
+
+static void on_refresh_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    dm_redis *r = arg;
+    enter(r);
+    if (r->refresh_req.conn)
+        dm_rconn_timeout(r->refresh_req.conn);
+    leave(r);
+}
+
+static void on_refresh_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    dm_redis *r = arg;
+    enter(r);
+    if (r->free_pending || r->refresh_req.conn) {
+        leave(r);
+        return;
+    }
+    /* Any reachable node knows the map; take turns so a node that lags is not the only one. */
+    node *n = NULL;
+    for (size_t k = 0; k < r->nnodes && !n; k++) {
+        node *cand = r->nodes[(r->refresh_rr + k) % r->nnodes];
+        if (dm_rconn_ready(cand->conn))
+            n = cand;
+    }
+    r->refresh_rr++;
+    const char *argv[] = {"CLUSTER", "SLOTS"};
+    const size_t lens[] = {7, 5};
+    if (n && dm_rconn_send(n->conn, &r->refresh_req, false, -1, false, 2, argv, lens) == DM_OK) {
+        r->internal++;
+        snprintf(r->refresh_host, sizeof r->refresh_host, "%s", n->host);
+        struct timeval tv = ms_tv(r->command_timeout_ms);
+        evtimer_add(r->refresh_deadline, &tv);
+    } else {
+        /* No node reachable: go back to the seed (its name resolved again). */
+        node_get(r, r->host, r->port, NULL);
+        refresh_backoff(r);
+    }
+    leave(r);
 }
 
 /*---------------------------------------------------------------- lifecycle ---*/
@@ -470,37 +691,43 @@ dm_redis *dm_redis_new(struct event_base *base, const dm_redis_opts *opts)
     r->name = dm_xstrdup(opts->name ? opts->name : "redis");
     r->port = opts->port;
     r->db = opts->db;
+    r->cluster = opts->cluster && !opts->unix_path;
     r->connect_timeout_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : 2000;
     r->command_timeout_ms = opts->command_timeout_ms > 0 ? opts->command_timeout_ms : 2000;
     r->max_inflight = opts->max_inflight > 0 ? opts->max_inflight : 1000;
+    r->scripts = opts->scripts;
     r->nscripts = opts->nscripts;
-    r->shas = dm_xcalloc(opts->nscripts ? opts->nscripts : 1, sizeof *r->shas);
-    r->srcs = dm_xcalloc(opts->nscripts ? opts->nscripts : 1, sizeof *r->srcs);
-    for (size_t i = 0; i < opts->nscripts; i++)
-        r->srcs[i] = opts->scripts[i];
-    r->backoff_ms = BACKOFF_MIN_MS;
     r->on_ready = opts->on_ready;
     r->on_ready_arg = opts->on_ready_arg;
-    r->seed = (unsigned)(uintptr_t)r ^ (unsigned)time(NULL);
-    r->reconnect_timer = evtimer_new(base, on_reconnect_timer, r);
-    r->connect_timer = evtimer_new(base, on_connect_timer, r);
-    r->teardown_ev = event_new(base, -1, 0, on_teardown_ev, r);
-    if (!r->reconnect_timer || !r->connect_timer || !r->teardown_ev) {
+    r->refresh_req.cb = on_refresh_done;
+    r->refresh_timer = evtimer_new(base, on_refresh_timer, r);
+    r->refresh_deadline = evtimer_new(base, on_refresh_deadline, r);
+    if (r->cluster) {
+        r->slot_map = dm_xcalloc(DM_SLOTS, sizeof *r->slot_map);
+        for (size_t s = 0; s < DM_SLOTS; s++)
+            r->slot_map[s] = NO_NODE;
+    }
+    if (!r->refresh_timer || !r->refresh_deadline || !node_get(r, r->host, r->port, NULL)) {
         dm_redis_free(r);
         return NULL;
     }
-    connect_now(r);
+    /* With nothing to load a connection is ready at once; the seed's readiness also starts
+     * the first topology read. */
+    if (r->cluster && dm_rconn_ready(r->nodes[0]->conn))
+        request_refresh(r, true);
+    enter(r);
+    update_ready(r);
+    leave(r);
     return r;
 }
 
 static void destroy(dm_redis *r)
 {
-    if (r->reconnect_timer)
-        event_free(r->reconnect_timer);
-    if (r->connect_timer)
-        event_free(r->connect_timer);
-    if (r->teardown_ev)
-        event_free(r->teardown_ev);
+    if (r->refresh_timer)
+        event_free(r->refresh_timer);
+    if (r->refresh_deadline)
+        event_free(r->refresh_deadline);
+    dm_rconn_dns_release(r->dns);
     if (r->password)
         memset(r->password, 0, strlen(r->password));
     free(r->host);
@@ -508,8 +735,8 @@ static void destroy(dm_redis *r)
     free(r->password);
     free(r->username);
     free(r->name);
-    free(r->shas);
-    free(r->srcs);
+    free(r->nodes);
+    free(r->slot_map);
     free(r);
 }
 
@@ -518,38 +745,43 @@ void dm_redis_free(dm_redis *r)
     if (!r || r->free_pending)
         return;
     r->free_pending = true;
-    r->state = ST_CLOSED;
     enter(r);
-    if (r->reconnect_timer)
-        evtimer_del(r->reconnect_timer);
-    if (r->connect_timer)
-        evtimer_del(r->connect_timer);
-    if (r->teardown_ev)
-        event_del(r->teardown_ev);
-    if (r->ac) {
-        redisAsyncContext *ac = r->ac;
-        r->ac = NULL;
-        ac->data = NULL;
-        /* Fails every pending command through on_reply, now or (inside one of this
-         * context's callbacks) as soon as that callback returns. */
-        redisAsyncFree(ac);
+    if (r->refresh_timer)
+        evtimer_del(r->refresh_timer);
+    if (r->refresh_deadline)
+        evtimer_del(r->refresh_deadline);
+    /* Commands waiting out a retry fail now; those on a connection fail as it closes. */
+    while (r->waiting)
+        finish(r->waiting, DM_EUNAVAIL, NULL);
+    node **nodes = r->nodes;
+    size_t nnodes = r->nnodes;
+    r->nodes = NULL;
+    r->nnodes = 0;
+    for (size_t i = 0; i < nnodes; i++) {
+        dm_rconn *conn = nodes[i]->conn;
+        free(nodes[i]->host);
+        free(nodes[i]);
+        dm_rconn_free(conn);
     }
+    free(nodes);
     leave(r);
 }
 
 void dm_redis_kick(dm_redis *r)
 {
-    if (r && r->state == ST_IDLE && evtimer_pending(r->reconnect_timer, NULL)) {
-        enter(r);
-        evtimer_del(r->reconnect_timer);
-        connect_now(r);
-        leave(r);
-    }
+    if (!r || r->free_pending)
+        return;
+    enter(r);
+    for (size_t i = 0; i < r->nnodes; i++)
+        dm_rconn_kick(r->nodes[i]->conn);
+    if (r->cluster && evtimer_pending(r->refresh_timer, NULL))
+        request_refresh(r, true);
+    leave(r);
 }
 
 bool dm_redis_ready(const dm_redis *r)
 {
-    return r && r->state == ST_READY;
+    return r && !r->free_pending && is_ready(r);
 }
 
 size_t dm_redis_inflight(const dm_redis *r)
@@ -559,7 +791,7 @@ size_t dm_redis_inflight(const dm_redis *r)
 
 size_t dm_redis_room(const dm_redis *r)
 {
-    if (!r || r->state != ST_READY || r->inflight >= (size_t)r->max_inflight)
+    if (!dm_redis_ready(r) || r->inflight >= (size_t)r->max_inflight)
         return 0;
     return (size_t)r->max_inflight - r->inflight;
 }

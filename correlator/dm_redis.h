@@ -1,10 +1,18 @@
-/* dm_redis.h - one asynchronous Redis connection per event_base (hiredis 0.14 + libevent).
+/* dm_redis.h - the Redis client of one event_base (hiredis 0.14 + libevent): one server, or a
+ * Redis Cluster router (docs/redis-cluster-router.md).
  *
- * The client connects by IP or unix socket (never by name: resolution would block the loop),
- * authenticates, selects the database and loads the Lua scripts, and only then is "ready".
- * It reconnects by itself with capped exponential backoff. Every command has a deadline; when
- * one expires the connection is torn down, which fails every command in flight (FIFO order
- * means the ones behind it could not be answered anyway), and a new connection is made.
+ * Each connection (dm_rconn, internal) resolves a host name asynchronously (evdns, before
+ * every attempt), connects, authenticates, selects the database and loads the Lua scripts, and
+ * only then is "ready". It reconnects by itself with capped exponential backoff. Every command
+ * has a deadline; when one expires while the command is on a connection, that connection is
+ * torn down, which fails every command in flight on it (FIFO order means the ones behind it
+ * could not be answered anyway), and a new connection is made.
+ *
+ * Without opts.cluster there is exactly one connection and every command goes to it. With it,
+ * the url's node seeds the topology (CLUSTER SLOTS), every master gets a connection, each
+ * command goes to the master of its route key's slot, and MOVED, ASK, TRYAGAIN, CLUSTERDOWN
+ * and master failovers are followed inside the command's deadline; the caller sees the same
+ * completions as with one server.
  * Not thread-safe: use one dm_redis per thread, from that thread's event_base only.
  */
 #ifndef DM_CORRELATOR_DM_REDIS_H
@@ -16,12 +24,13 @@ struct event_base;
 struct redisReply;
 
 typedef struct dm_redis_opts {
-    const char *host; /**< IP literal for TCP, or NULL */
+    const char *host; /**< IP literal or DNS name (resolved with evdns) for TCP, or NULL */
     int port;
     const char *unix_path; /**< unix socket path, or NULL */
     const char *username;  /**< ACL user for AUTH (Redis 6+), or NULL for the default user */
     const char *password;  /**< AUTH password, or NULL */
-    int db;
+    int db;                /**< must be 0 with cluster (no SELECT is sent then) */
+    bool cluster; /**< Redis Cluster: host:port is the seed node; unix_path is not allowed */
     int connect_timeout_ms;
     int command_timeout_ms;
     int max_inflight; /**< commands in flight before dm_redis_* answers DM_EBUSY */
@@ -43,7 +52,8 @@ typedef struct dm_redis dm_redis;
  */
 typedef void (*dm_redis_cb)(int err, struct redisReply *reply, void *arg);
 
-/** Create the client and start connecting. @p opts strings are copied. */
+/** Create the client and start connecting. @p opts strings are copied (the scripts are
+ *  borrowed). NULL when a resolver for a host name cannot be set up. */
 dm_redis *dm_redis_new(struct event_base *base, const dm_redis_opts *opts);
 
 /**
@@ -54,19 +64,22 @@ dm_redis *dm_redis_new(struct event_base *base, const dm_redis_opts *opts);
  */
 void dm_redis_free(dm_redis *r);
 
-/** True when connected, authenticated and the scripts are loaded. */
+/** True when connected, authenticated and the scripts are loaded: on a cluster, when the
+ *  topology is known and so is every connection to a master that serves slots. */
 bool dm_redis_ready(const dm_redis *r);
 
 /**
- * Reconnect now if the client is waiting out a backoff delay (e.g. another connection to the
- * same server just succeeded, so the server is back). No effect otherwise.
+ * Reconnect now every connection that is waiting out a backoff delay (e.g. another connection
+ * to the same server just succeeded, so the server is back), and read a cluster's topology now
+ * if a refresh is waiting. No effect otherwise.
  */
 void dm_redis_kick(dm_redis *r);
 
 /** Commands queued and not yet answered. */
 size_t dm_redis_inflight(const dm_redis *r);
 
-/** Commands that can be queued now (0 when not ready), so a caller can refuse a batch whole. */
+/** Commands that can be queued now (0 when not ready, on a cluster when any master is not),
+ *  so a caller can refuse a batch whole. */
 size_t dm_redis_room(const dm_redis *r);
 
 /**
@@ -74,8 +87,10 @@ size_t dm_redis_room(const dm_redis *r);
  * picks the server on Redis Cluster: the command's key, or for a keyless command that must go
  * where a key lives (WAIT after a write), that key; NULL for a command any node can answer
  * (PING). Every key of one command must be in one slot. Returns DM_OK (the callback will run),
- * DM_EUNAVAIL when not ready (or @p r is NULL), or DM_EBUSY when max_inflight is reached (the
- * callback will not run).
+ * DM_EUNAVAIL when not ready (or @p r is NULL; on a cluster: when the connection to the master
+ * of that slot is not ready, or no master serves it), or DM_EBUSY when max_inflight is reached
+ * (the callback will not run). On a cluster a command redirected too often (5 times), or still
+ * refused with TRYAGAIN/CLUSTERDOWN at its deadline, completes with DM_EUNAVAIL.
  */
 int dm_redis_command(dm_redis *r, const char *route, dm_redis_cb cb, void *arg, int argc,
                      const char **argv, const size_t *lens);

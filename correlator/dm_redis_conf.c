@@ -11,6 +11,7 @@ dm_redis_opts dm_redis_conf_opts(const dm_config *c, const char *socket, const c
         .username = c->redis.username,
         .password = c->redis.password,
         .db = c->redis.db,
+        .cluster = c->redis.cluster,
         .connect_timeout_ms = c->redis.connect_timeout_ms,
         .command_timeout_ms = c->redis.command_timeout_ms,
         .scripts = dm_scripts(),
