@@ -23,7 +23,8 @@ typedef struct dm_cli {
     /* Redis */
     char *redis_where; /**< for messages: the unix path or host:port (never the password) */
     char *redis_unix;  /**< unix socket path, or NULL for TCP */
-    char *redis_host;  /**< TCP host: an IP literal (digestmapd's redis.url rules) */
+    char *redis_host;  /**< TCP host: an IP literal or a DNS name (digestmapd's redis.url rules;
+                            sync hiredis resolves it) */
     int redis_port;
     char *redis_user;             /**< ACL user, or NULL */
     char *redis_password;         /**< or NULL */

@@ -128,8 +128,9 @@ typedef struct dm_config {
         char *password_missing; /**< as dm_auth_entry.secret_missing, for password_env/_file */
         char *prefix;           /**< default "dm" */
         int shards;             /**< default 1, 1..1024 */
+        bool cluster;           /**< Redis Cluster (url names a seed node; db 0), default false */
         /* parsed from url (or set for the embedded server): */
-        char *host; /**< literal IP for TCP, NULL for a unix socket */
+        char *host; /**< IP literal or DNS name for TCP, NULL for a unix socket */
         int port;
         char *unix_path;        /**< unix socket path, NULL for TCP; for the embedded server
                                      "<data_dir>/redis.sock" (digestmapd connects through the
@@ -239,7 +240,7 @@ void dm_config_free(dm_config *c);
 
 /** Where a redis.url points (see dm_config_parse_redis_url); all strings owned. */
 typedef struct dm_redis_endpoint {
-    char *host; /**< literal IP for TCP, NULL for a unix socket */
+    char *host; /**< IP literal or DNS name for TCP, NULL for a unix socket */
     int port;
     char *unix_path; /**< unix socket path, NULL for TCP */
     int db;
@@ -248,7 +249,7 @@ typedef struct dm_redis_endpoint {
 } dm_redis_endpoint;
 
 /**
- * Parse @p url with exactly the rules of redis.url (redis://[[user]:password@]IP[:PORT][/DB],
+ * Parse @p url with exactly the rules of redis.url (redis://[[user]:password@]HOST[:PORT][/DB],
  * unix:///abs/path[?db=N], unix:relative/path[?db=N]), for tools that take the same URL.
  * Returns DM_OK with @p out filled (free with dm_redis_endpoint_clear), or DM_EINVAL with the
  * daemon's reason, without the "redis.url: " key path, in @p err (never the URL itself: it

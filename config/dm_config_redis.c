@@ -70,6 +70,33 @@ static bool parse_db(const char *s, int *out)
     return true;
 }
 
+/* A host name as DNS allows it: labels of 1..63 letters, digits and '-' (not first or last)
+ * joined by '.', 253 characters at most, and not all digits (999.1.1.1 is a bad address, not a
+ * name). Resolved asynchronously at each connect (correlator/dm_rconn.h). */
+static bool is_dns_name(const char *h)
+{
+    size_t n = strlen(h), label = 0;
+    bool alpha = false;
+    if (n == 0 || n > 253)
+        return false;
+    for (size_t i = 0; i <= n; i++) {
+        char ch = h[i];
+        if (ch == '.' || ch == '\0') {
+            if (label == 0 || label > 63 || h[i - 1] == '-')
+                return false;
+            label = 0;
+            continue;
+        }
+        bool digit = ch >= '0' && ch <= '9';
+        bool letter = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z');
+        if (!digit && !letter && !(ch == '-' && label > 0))
+            return false;
+        alpha = alpha || !digit;
+        label++;
+    }
+    return alpha;
+}
+
 /* Error messages never echo the url: it may hold the password. */
 static int parse_redis_tcp(dm_cfg_loader *ld, const char *rest, dm_config *c)
 {
@@ -112,12 +139,11 @@ static int parse_redis_tcp(dm_cfg_loader *ld, const char *rest, dm_config *c)
             return dm_cfg_fail(ld, DM_EINVAL, "redis.url", "missing host (" REDIS_URL_FORM ")");
         host = dm_xstrndup(hostpart, hlen);
         p = hostpart + hlen;
-        if (!dm_cfg_is_ipv4(host)) {
-            rc =
-                dm_cfg_fail(ld, DM_EINVAL, "redis.url",
-                            "host \"%s\" is not an IP address; use an IP literal (resolving a name "
-                            "would block the event loop)",
-                            dm_cfg_show(host, sb));
+        if (!dm_cfg_is_ipv4(host) && !is_dns_name(host)) {
+            rc = dm_cfg_fail(ld, DM_EINVAL, "redis.url",
+                             "host \"%s\" is neither an IPv4 address nor a DNS name (letters, "
+                             "digits, '-' and '.', labels of 1..63, at most 253 characters)",
+                             dm_cfg_show(host, sb));
             goto fail;
         }
     }
@@ -289,10 +315,19 @@ static int parse_redis_password(dm_cfg_loader *ld, const json_t *r, dm_config *c
 
 int dm_cfg_parse_redis(dm_cfg_loader *ld, const json_t *root, dm_config *c)
 {
-    static const char *const keys[] = {
-        "url",           "password", "password_env",       "password_file",      "prefix",
-        "shards",        "server",   "command_timeout_ms", "connect_timeout_ms", "maxmemory",
-        "wait_replicas", NULL};
+    static const char *const keys[] = {"url",
+                                       "password",
+                                       "password_env",
+                                       "password_file",
+                                       "prefix",
+                                       "shards",
+                                       "server",
+                                       "command_timeout_ms",
+                                       "cluster",
+                                       "connect_timeout_ms",
+                                       "maxmemory",
+                                       "wait_replicas",
+                                       NULL};
     const json_t *r;
     const char *url = NULL, *prefix = NULL, *server = NULL;
     long long v;
@@ -327,6 +362,10 @@ int dm_cfg_parse_redis(dm_cfg_loader *ld, const json_t *root, dm_config *c)
             return dm_cfg_fail(ld, DM_EINVAL, "redis.maxmemory",
                                "applies to the embedded redis-server only (set maxmemory in the "
                                "configuration of the Redis that redis.url names)");
+        const json_t *cl = json_object_get(r, "cluster");
+        if (cl && !json_is_boolean(cl))
+            return dm_cfg_fail(ld, DM_EINVAL, "redis.cluster", "must be true or false");
+        c->redis.cluster = cl && json_is_true(cl);
     } else {
         c->redis.shards = 1;
         c->redis.command_timeout_ms = 2000;
@@ -343,6 +382,14 @@ int dm_cfg_parse_redis(dm_cfg_loader *ld, const json_t *root, dm_config *c)
         c->redis.url = dm_xstrdup(url);
     if ((rc = url ? parse_redis_url(ld, url, c) : embedded_socket(ld, c)) < 0)
         return rc;
+    if (c->redis.cluster && !c->redis.host)
+        return dm_cfg_fail(ld, DM_EINVAL, "redis.cluster",
+                           "needs redis.url = \"redis://HOST:PORT\" naming a cluster node (not "
+                           "a unix socket or the embedded server)");
+    if (c->redis.cluster && c->redis.db != 0)
+        return dm_cfg_fail(ld, DM_EINVAL, "redis.cluster",
+                           "Redis Cluster has database 0 only; redis.url selects database %d",
+                           c->redis.db);
     return r ? parse_redis_password(ld, r, c) : DM_OK;
 }
 

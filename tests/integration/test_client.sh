@@ -113,9 +113,12 @@ check_match "unix://host/path: the daemon's reason" 'expected unix:///absolute/p
 cli --redis "unix:///$(printf 'a%.0s' $(seq 1 120)).sock" tail
 check "--redis with a socket path too long: exit 2" 2 "$RC"
 check_match "socket path too long: named" 'the socket path is longer than 107 bytes' "$ERR"
-cli --redis 'redis://localhost:6379' tail
-check "--redis with a host name: exit 2" 2 "$RC"
-check_match "host name: the daemon's reason" 'is not an IP address' "$ERR"
+cli --redis 'redis://bad_name:6379' tail
+check "--redis with a malformed host name: exit 2" 2 "$RC"
+check_match "malformed host name: the daemon's reason" 'is neither an IPv4 address nor a DNS name' "$ERR"
+# A host name is taken (hiredis resolves it); nothing listens on port 1, so it is unreachable.
+cli --redis 'redis://localhost:1' tail --count 1
+check "--redis with a host name: taken, then unreachable (exit 1)" 1 "$RC"
 cli --redis 'redis://:pw@127.0.0.1' --prefix 'a{b}' tail
 check "--prefix with a brace: exit 2" 2 "$RC"
 cli tail --claim-idle-ms 500

@@ -927,6 +927,14 @@ static void test_redis_urls(void **state)
         {"unix:///run/redis.sock?db=12", NULL, "/run/redis.sock", NULL, NULL, 0, 12},
         {"unix:var/redis.sock", NULL, "var/redis.sock", NULL, NULL, 0, 0},
         {"unix:/abs.sock?db=1", NULL, "/abs.sock", NULL, NULL, 0, 1},
+        /* Host names: resolved asynchronously at every connect (evdns). */
+        {"redis://localhost", "localhost", NULL, NULL, NULL, 6379, 0},
+        {"redis://redis.internal:6380/2", "redis.internal", NULL, NULL, NULL, 6380, 2},
+        {"redis://:pw@my-cache.redis.cache.windows.net:6380", "my-cache.redis.cache.windows.net",
+         NULL, NULL, "pw", 6380, 0},
+        {"redis://redis-0.redis.default.svc.cluster.local",
+         "redis-0.redis.default.svc.cluster.local", NULL, NULL, NULL, 6379, 0},
+        {"redis://1redis.x9", "1redis.x9", NULL, NULL, NULL, 6379, 0},
     };
     char json[512];
     for (size_t i = 0; i < DM_ARRAY_LEN(ok); i++) {
@@ -986,12 +994,30 @@ static void test_redis_urls(void **state)
         {"redis.internal:6379", "redis.url: must start with \"redis://\" or \"unix:\""},
         {"http://127.0.0.1", "redis.url: must start with \"redis://\" or \"unix:\""},
         {"rediss://127.0.0.1", "redis.url: TLS to Redis (rediss://) is not supported yet"},
-        {"redis://redis.internal:6379",
-         "redis.url: host \"redis.internal\" is not an IP address; use an IP literal (resolving "
-         "a name would block the event loop)"},
-        {"redis://localhost",
-         "redis.url: host \"localhost\" is not an IP address; use an IP literal (resolving a "
-         "name would block the event loop)"},
+        {"redis://redis_1.internal",
+         "redis.url: host \"redis_1.internal\" is neither an IPv4 address nor a DNS name (letters, "
+         "digits, '-' and '.', labels of 1..63, at most 253 characters)"},
+        {"redis://-redis.internal",
+         "redis.url: host \"-redis.internal\" is neither an IPv4 address nor a DNS name (letters, "
+         "digits, '-' and '.', labels of 1..63, at most 253 characters)"},
+        {"redis://redis-.internal",
+         "redis.url: host \"redis-.internal\" is neither an IPv4 address nor a DNS name (letters, "
+         "digits, '-' and '.', labels of 1..63, at most 253 characters)"},
+        {"redis://redis..internal",
+         "redis.url: host \"redis..internal\" is neither an IPv4 address nor a DNS name (letters, "
+         "digits, '-' and '.', labels of 1..63, at most 253 characters)"},
+        {"redis://.internal",
+         "redis.url: host \".internal\" is neither an IPv4 address nor a DNS name (letters, "
+         "digits, '-' and '.', labels of 1..63, at most 253 characters)"},
+        {"redis://internal.",
+         "redis.url: host \"internal.\" is neither an IPv4 address nor a DNS name (letters, "
+         "digits, '-' and '.', labels of 1..63, at most 253 characters)"},
+        {"redis://999.1.1.1",
+         "redis.url: host \"999.1.1.1\" is neither an IPv4 address nor a DNS name (letters, "
+         "digits, '-' and '.', labels of 1..63, at most 253 characters)"},
+        {"redis://r%41dis",
+         "redis.url: host \"r%41dis\" is neither an IPv4 address nor a DNS name (letters, "
+         "digits, '-' and '.', labels of 1..63, at most 253 characters)"},
         {"redis://", "redis.url: missing host (expected "
                      "redis://[[user]:password@]HOST[:PORT][/DB])"},
         {"redis://:6379", "redis.url: missing host (expected "
@@ -1057,6 +1083,44 @@ static void test_redis_urls(void **state)
 
     EXPECT_ERR(REDIS("'url': ''"), "redis.url: must be a non-empty string");
 
+    /* A label of 63 and a name of 253 characters are names; one more of either is not. */
+    char name[300], url[320];
+    memset(name, 'a', 63);
+    snprintf(name + 63, sizeof name - 63, ".b");
+    snprintf(url, sizeof url, "redis://%s", name);
+    snprintf(json, sizeof(json), REDIS("'url': '%s'"), url);
+    c = load_ok(json);
+    assert_string_equal(c->redis.host, name);
+    dm_config_free(c);
+    memset(name, 'a', 64);
+    snprintf(name + 64, sizeof name - 64, ".b");
+    snprintf(url, sizeof url, "redis://%s", name);
+    snprintf(json, sizeof(json), REDIS("'url': '%s'"), url);
+    {
+        char e[512] = "";
+        dm_config *bad_c = NULL;
+        assert_int_equal(try_load(json, NULL, &bad_c, e, sizeof e), DM_EINVAL);
+        assert_non_null(strstr(e, "is neither an IPv4 address nor a DNS name"));
+    }
+    for (int i = 0; i < 253; i++)
+        name[i] = i % 2 ? '.' : 'a';
+    name[253] = '\0';
+    snprintf(url, sizeof url, "redis://%s", name);
+    snprintf(json, sizeof(json), REDIS("'url': '%s'"), url);
+    c = load_ok(json);
+    assert_int_equal(strlen(c->redis.host), 253);
+    dm_config_free(c);
+    name[253] = 'a';
+    name[254] = '\0';
+    snprintf(url, sizeof url, "redis://%s", name);
+    snprintf(json, sizeof(json), REDIS("'url': '%s'"), url);
+    {
+        char e[512] = "";
+        dm_config *bad_c = NULL;
+        assert_int_equal(try_load(json, NULL, &bad_c, e, sizeof e), DM_EINVAL);
+        assert_non_null(strstr(e, "is neither an IPv4 address nor a DNS name"));
+    }
+
     assert_true(dm_config_prefix_valid("dm"));
     assert_true(dm_config_prefix_valid("acme.dm:x-1_"));
     assert_false(dm_config_prefix_valid(""));
@@ -1067,6 +1131,35 @@ static void test_redis_urls(void **state)
     longp[64] = '\0';
     assert_true(dm_config_prefix_valid(longp));
     EXPECT_ERR("{'redis': 'redis://127.0.0.1', " SRC_NONE "}", "redis: must be an object");
+}
+
+/* redis.cluster: a seed node by TCP, database 0 (Redis Cluster has no other). */
+static void test_redis_cluster(void **state)
+{
+    (void)state;
+    dm_config *c = load_ok(REDIS("'url': 'redis://127.0.0.1:7000'"));
+    assert_false(c->redis.cluster);
+    dm_config_free(c);
+    c = load_ok(REDIS("'url': 'redis://redis.internal:7000', 'cluster': true, 'shards': 16"));
+    assert_true(c->redis.cluster);
+    assert_string_equal(c->redis.host, "redis.internal");
+    assert_int_equal(c->redis.db, 0);
+    dm_config_free(c);
+    c = load_ok(REDIS("'url': 'redis://127.0.0.1:7000/0', 'cluster': false"));
+    assert_false(c->redis.cluster);
+    dm_config_free(c);
+    EXPECT_ERR(REDIS("'url': 'redis://127.0.0.1:7000/1', 'cluster': true"),
+               "redis.cluster: Redis Cluster has database 0 only; redis.url selects database 1");
+    EXPECT_ERR(REDIS("'url': 'unix:///r.sock', 'cluster': true"),
+               "redis.cluster: needs redis.url = \"redis://HOST:PORT\" naming a cluster node "
+               "(not a unix socket or the embedded server)");
+    EXPECT_ERR(REDIS("'cluster': true"),
+               "redis.cluster: needs redis.url = \"redis://HOST:PORT\" naming a cluster node "
+               "(not a unix socket or the embedded server)");
+    EXPECT_ERR(REDIS("'url': 'redis://127.0.0.1:7000', 'cluster': 1"),
+               "redis.cluster: must be true or false");
+    EXPECT_ERR(REDIS("'url': 'redis://127.0.0.1:7000', 'cluster': 'yes'"),
+               "redis.cluster: must be true or false");
 }
 
 static void test_redis_password(void **state)
@@ -1654,31 +1747,19 @@ static void test_shipped_configs(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_every_key),
-        cmocka_unit_test(test_listen),
-        cmocka_unit_test(test_scalars),
-        cmocka_unit_test(test_unknown_keys),
-        cmocka_unit_test(test_unsupported),
-        cmocka_unit_test(test_oidc_entry),
-        cmocka_unit_test(test_oidc_jwks_url),
-        cmocka_unit_test(test_sources_errors),
-        cmocka_unit_test(test_paths),
-        cmocka_unit_test(test_auth_entries),
-        cmocka_unit_test(test_env_secrets),
-        cmocka_unit_test(test_file_secrets),
-        cmocka_unit_test(test_redis_urls),
-        cmocka_unit_test(test_redis_password),
-        cmocka_unit_test(test_redis_other),
-        cmocka_unit_test(test_correlation),
-        cmocka_unit_test(test_limits_outputs),
-        cmocka_unit_test(test_api),
-        cmocka_unit_test(test_sns_entry),
-        cmocka_unit_test(test_webhooks),
-        cmocka_unit_test(test_json_errors),
-        cmocka_unit_test(test_load_file),
-        cmocka_unit_test(test_shipped_configs),
-        cmocka_unit_test(test_optional_secrets),
+        cmocka_unit_test(test_defaults),        cmocka_unit_test(test_every_key),
+        cmocka_unit_test(test_listen),          cmocka_unit_test(test_scalars),
+        cmocka_unit_test(test_unknown_keys),    cmocka_unit_test(test_unsupported),
+        cmocka_unit_test(test_oidc_entry),      cmocka_unit_test(test_oidc_jwks_url),
+        cmocka_unit_test(test_sources_errors),  cmocka_unit_test(test_paths),
+        cmocka_unit_test(test_auth_entries),    cmocka_unit_test(test_env_secrets),
+        cmocka_unit_test(test_file_secrets),    cmocka_unit_test(test_redis_urls),
+        cmocka_unit_test(test_redis_cluster),   cmocka_unit_test(test_redis_password),
+        cmocka_unit_test(test_redis_other),     cmocka_unit_test(test_correlation),
+        cmocka_unit_test(test_limits_outputs),  cmocka_unit_test(test_api),
+        cmocka_unit_test(test_sns_entry),       cmocka_unit_test(test_webhooks),
+        cmocka_unit_test(test_json_errors),     cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_shipped_configs), cmocka_unit_test(test_optional_secrets),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
