@@ -367,8 +367,11 @@ static void resolved(dm_rconn *c, int err, struct evutil_addrinfo *res)
     char hb[300];
     if (c->state != ST_RESOLVING)
         return;
+    /* IPv4 first: a Redis bound to 127.0.0.1 is common, and "localhost" may list ::1 first. */
     const struct evutil_addrinfo *ai = res;
-    while (ai && ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+    while (ai && ai->ai_family != AF_INET)
+        ai = ai->ai_next;
+    for (ai = ai ? ai : res; ai && ai->ai_family != AF_INET && ai->ai_family != AF_INET6;)
         ai = ai->ai_next;
     if (err || !ai) {
         dm_warn("redis host name not resolved", "conn=%s host=%s reason=\"%s\"", c->name,
@@ -433,8 +436,8 @@ static void connect_now(dm_rconn *c)
     c->dns->refs++;
     c->lookup = lk;
     c->state = ST_RESOLVING;
-    struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                                    .ai_protocol = IPPROTO_TCP};
+    struct evutil_addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_protocol = IPPROTO_TCP};
     struct evdns_getaddrinfo_request *req =
         evdns_getaddrinfo(c->dns->evdns, c->host, NULL, &hints, on_resolved, lk);
     /* NULL: it was answered already (/etc/hosts, or an error), and lk is gone. */
