@@ -101,8 +101,8 @@ int dm_topology_parse(const struct redisReply *rep, const char *asked_host, dm_t
             break;
         size_t mi = master_index(out, host, hlen, (int)port);
         out->ranges = dm_xrealloc(out->ranges, (out->nranges + 1) * sizeof *out->ranges);
-        out->ranges[out->nranges++] =
-            (dm_topo_range){.first = (unsigned)f->integer, .last = (unsigned)l->integer, .master = mi};
+        out->ranges[out->nranges++] = (dm_topo_range){
+            .first = (unsigned)f->integer, .last = (unsigned)l->integer, .master = mi};
         out->slots += (size_t)(l->integer - f->integer + 1);
     }
     free(seen);
