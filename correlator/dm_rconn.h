@@ -59,7 +59,7 @@ typedef struct dm_rconn_req dm_rconn_req;
  * DM_OK with @p reply (borrowed, maybe an error reply), or DM_EUNAVAIL (connection lost) or
  * DM_ETIMEOUT (dm_rconn_timeout tore it down) with @p reply NULL. @p c is the connection it
  * ran on, valid for the callback (it may already be freed by then: only dm_rconn_send to it,
- * which then refuses, and dm_rconn_name are allowed).
+ * which then refuses, dm_rconn_name and dm_rconn_host are allowed).
  */
 typedef void (*dm_rconn_cb)(dm_rconn_req *q, dm_rconn *c, int err, struct redisReply *reply);
 

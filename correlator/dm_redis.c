@@ -373,6 +373,26 @@ static bool has_prefix(const redisReply *rep, const char *p)
     return rep->len >= n && memcmp(rep->str, p, n) == 0 && (rep->len == n || rep->str[n] == ' ');
 }
 
+/* MOVED/ASK; with an empty host ("MOVED 3999 :6381", cluster-preferred-endpoint-type
+ * unknown-endpoint) the target is the host that answered, on the port given. */
+static bool redirect_parse(const redisReply *rep, dm_rconn *conn, dm_redirect *rd)
+{
+    if (dm_redirect_parse(rep->str, rep->len, rd))
+        return true;
+    const char *sp = rep->len < 300 ? memchr(rep->str, ' ', rep->len) : NULL;
+    const char *colon = sp ? memchr(sp, ':', rep->len - (size_t)(sp - rep->str)) : NULL;
+    const char *host = dm_rconn_host(conn);
+    if (!colon || !host || (!has_prefix(rep, "MOVED") && !has_prefix(rep, "ASK")))
+        return false;
+    sp = memchr(sp + 1, ' ', rep->len - (size_t)(sp + 1 - rep->str));
+    if (!sp || sp + 1 != colon)
+        return false;
+    char text[600];
+    int n = snprintf(text, sizeof text, "%.*s%s%.*s", (int)(colon - rep->str), rep->str, host,
+                     (int)(rep->len - (size_t)(colon - rep->str)), colon);
+    return n > 0 && (size_t)n < sizeof text && dm_redirect_parse(text, (size_t)n, rd);
+}
+
 static void on_cmd_done(dm_rconn_req *q, dm_rconn *conn, int err, redisReply *rep)
 {
     cmd *c = (cmd *)q;
@@ -390,7 +410,7 @@ static void on_cmd_done(dm_rconn_req *q, dm_rconn *conn, int err, redisReply *re
         finish(c, DM_OK, rep);
     } else {
         dm_redirect rd;
-        if (dm_redirect_parse(rep->str, rep->len, &rd)) {
+        if (redirect_parse(rep, conn, &rd)) {
             follow(c, &rd, rep->str, rep->len);
         } else if (has_prefix(rep, "TRYAGAIN") || has_prefix(rep, "CLUSTERDOWN")) {
             /* A migration's keys are split between two nodes, or a failover is under way:

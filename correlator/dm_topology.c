@@ -68,16 +68,20 @@ int dm_topology_parse(const struct redisReply *rep, const char *asked_host, dm_t
             break;
         }
         if (!m || m->type != REDIS_REPLY_ARRAY || m->elements < 2 || !m->element[0] ||
-            !m->element[1] || m->element[0]->type != REDIS_REPLY_STRING ||
+            !m->element[1] ||
+            (m->element[0]->type != REDIS_REPLY_STRING && m->element[0]->type != REDIS_REPLY_NIL) ||
             m->element[1]->type != REDIS_REPLY_INTEGER) {
             rc = fail(out, err, errlen, e, "master not [host, port, ...]");
             break;
         }
-        const char *host = m->element[0]->str;
-        size_t hlen = m->element[0]->len;
+        bool nil = m->element[0]->type == REDIS_REPLY_NIL;
+        const char *host = nil ? "" : m->element[0]->str;
+        size_t hlen = nil ? 0 : m->element[0]->len;
         long long port = m->element[1]->integer;
         if (hlen == 1 && host[0] == '?')
-            continue; /* unknown endpoint: these slots have no usable master now */
+            continue; /* no hostname announced: these slots have no usable master now */
+        /* NULL (cluster-preferred-endpoint-type unknown-endpoint, e.g. behind a load balancer)
+         * or "": the node asked, on the port given. */
         if (hlen == 0 && asked_host) {
             host = asked_host;
             hlen = strlen(asked_host);

@@ -3,8 +3,9 @@
  * CLUSTER SLOTS answers one entry per slot range: [first, last, master, replica...], each node
  * [host, port, id, {metadata}] (Redis 7; older servers stop after the id or the port). Only the
  * masters matter to the router: commands go to a slot's master. The host is what the node
- * announces (an IP by default, or its name with cluster-preferred-endpoint-type hostname); ""
- * means "the node you asked" and "?" an unknown endpoint (those slots are left unserved).
+ * announces (an IP by default, or its name with cluster-preferred-endpoint-type hostname); NULL
+ * or "" mean "the host you asked, on this port" (unknown-endpoint, e.g. behind a load
+ * balancer), and "?" a node with no hostname announced (those slots are left unserved).
  */
 #ifndef DM_CORRELATOR_DM_TOPOLOGY_H
 #define DM_CORRELATOR_DM_TOPOLOGY_H
