@@ -8,10 +8,12 @@
  * directory; the server dies with the test (PR_SET_PDEATHSIG) even when ctest kills it. */
 #include "dm_common.h"
 #include "dm_join.h"
+#include "dm_metrics.h"
 #include "dm_redis.h"
 #include "dm_scripts.h"
 #include "dm_sweep.h"
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <setjmp.h>
@@ -306,6 +308,59 @@ static void test_flags_line_refused(void **state)
     event_base_free(base);
 }
 
+static uint64_t dns_failures(void)
+{
+    struct evbuffer *b = evbuffer_new();
+    dm_metrics_render(b);
+    evbuffer_add(b, "", 1);
+    const char *text = (const char *)evbuffer_pullup(b, -1);
+    const char *at = strstr(text, "\ndigestmap_redis_dns_failures_total ");
+    uint64_t v = at ? strtoull(at + strlen("\ndigestmap_redis_dns_failures_total "), NULL, 10) : 0;
+    evbuffer_free(b);
+    return v;
+}
+
+/* A host name that does not resolve (NXDOMAIN, or no answer before the connect deadline): a
+ * failure is counted and logged, the client is not ready and keeps trying with backoff, and
+ * it frees cleanly with a lookup in flight (run under ASan: the cancelled lookup's late report
+ * finds its ticket and the resolver still there). */
+static void test_name_not_resolved(void **state)
+{
+    (void)state;
+    struct event_base *base = event_base_new();
+    uint64_t before = dns_failures();
+    bool ready = false;
+    dm_redis_opts o = {.host = "no-such-host.invalid",
+                       .port = 6379,
+                       .connect_timeout_ms = 300,
+                       .command_timeout_ms = 300,
+                       .max_inflight = 10,
+                       .name = "dns",
+                       .on_ready = on_ready,
+                       .on_ready_arg = &ready};
+    dm_redis *r = dm_redis_new(base, &o);
+    assert_non_null(r);
+    for (int i = 0; i < 10000 && dns_failures() == before; i++) {
+        struct timeval tv = {0, 1000};
+        event_base_loopexit(base, &tv);
+        event_base_dispatch(base);
+    }
+    assert_true(dns_failures() > before);
+    assert_false(ready);
+    assert_false(dm_redis_ready(r));
+    const char *argv[] = {"PING"};
+    size_t lens[] = {4};
+    assert_int_equal(dm_redis_command(r, NULL, on_call, NULL, 1, argv, lens), DM_EUNAVAIL);
+    dm_redis_kick(r); /* a new lookup now, freed while in flight */
+    dm_redis_free(r);
+    for (int i = 0; i < 20; i++) {
+        struct timeval tv = {0, 1000};
+        event_base_loopexit(base, &tv);
+        event_base_dispatch(base);
+    }
+    event_base_free(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -314,6 +369,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_free_outside, server_start, server_stop),
         cmocka_unit_test_setup_teardown(test_sweeper_free_in_flight, server_start, server_stop),
         cmocka_unit_test_setup_teardown(test_flags_line_refused, server_start, server_stop),
+        cmocka_unit_test(test_name_not_resolved),
     };
     /* DM_TEST_FILTER=test_free_inside_timeout runs one (ASan stops at the first report). */
     if (getenv("DM_TEST_FILTER"))
