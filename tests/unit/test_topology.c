@@ -209,9 +209,9 @@ static void test_edges(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_three_masters),       cmocka_unit_test(test_hostnames),
-        cmocka_unit_test(test_unknown_endpoint),    cmocka_unit_test(test_partial_and_failover),
-        cmocka_unit_test(test_malformed),           cmocka_unit_test(test_edges),
+        cmocka_unit_test(test_three_masters),    cmocka_unit_test(test_hostnames),
+        cmocka_unit_test(test_unknown_endpoint), cmocka_unit_test(test_partial_and_failover),
+        cmocka_unit_test(test_malformed),        cmocka_unit_test(test_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
