@@ -11,12 +11,32 @@
 : "${DM_CLUSTER_PROBE:?DM_CLUSTER_PROBE must point at the dm_cluster_probe binary}"
 PORTS=(43000 43001 43002 43003 43004 43005)
 
-for p in "${PORTS[@]}"; do
-    # --port after spawn_redis's --port 0: the last one counts.
-    spawn_redis "$T/n$p.sock" "$T/n$p.log" --port "$p" --bind 127.0.0.1 \
-        --cluster-enabled yes --cluster-node-timeout 1500 \
-        --cluster-config-file "$T/nodes-$p.conf"
-done
+# start_node PORT: a cluster node, a child of this shell (pid in $T/nPORT.sock.pid, as
+# spawn_redis does, so cleanup stops it). The ports lie in the kernel's ephemeral range, so a
+# client socket of anything else on the machine may hold one for a moment: a node that cannot
+# bind is started again (a failing test gives up after DM_WAIT).
+start_node() {
+    local p=$1 sock="$T/n$1.sock" log="$T/n$1.log" deadline=$((SECONDS + DM_WAIT)) pid
+    while :; do
+        rm -f "$sock" "$T/nodes-$p.conf"
+        redis-server --port "$p" --bind 127.0.0.1 --unixsocket "$sock" --unixsocketperm 700 \
+            --daemonize no --dir "$T" --save '' --appendonly no --logfile "$log" \
+            --cluster-enabled yes --cluster-node-timeout 1500 \
+            --cluster-config-file "nodes-$p.conf" </dev/null >/dev/null 2>&1 &
+        pid=$!
+        echo "$pid" >"$sock.pid"
+        _node_up() { kill -0 "$pid" 2>/dev/null && [ -S "$sock" ] && redis-cli -s "$sock" ping 2>&1 | grep -q PONG; }
+        _node_settled() { _node_up || ! kill -0 "$pid" 2>/dev/null; }
+        poll_until "$DM_WAIT" _node_settled
+        _node_up && return 0
+        wait "$pid" 2>/dev/null || true
+        grep -q 'Address already in use' "$log" && [ "$SECONDS" -lt "$deadline" ] ||
+            die "cluster node $p did not start: $(tail -n 3 "$log")"
+        echo "# port $p (or its bus port) busy for a moment; starting the node again"
+        sleep 0.5
+    done
+}
+for p in "${PORTS[@]}"; do start_node "$p"; done
 addrs=()
 for p in "${PORTS[@]}"; do addrs+=("127.0.0.1:$p"); done
 redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$T/create.log" 2>&1 ||
