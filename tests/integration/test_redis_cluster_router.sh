@@ -14,9 +14,10 @@ PORTS=(43000 43001 43002 43003 43004 43005)
 # start_node PORT: a cluster node, a child of this shell (pid in $T/nPORT.sock.pid, as
 # spawn_redis does, so cleanup stops it). The ports lie in the kernel's ephemeral range, so a
 # client socket of anything else on the machine may hold one for a moment: a node that cannot
-# bind is started again (a failing test gives up after DM_WAIT).
+# bind is started again (TIME_WAIT of such a socket lasts 60 s; the test gives up after
+# twice DM_WAIT).
 start_node() {
-    local p=$1 sock="$T/n$1.sock" log="$T/n$1.log" deadline=$((SECONDS + DM_WAIT)) pid
+    local p=$1 sock="$T/n$1.sock" log="$T/n$1.log" deadline=$((SECONDS + 2 * DM_WAIT)) pid
     while :; do
         rm -f "$sock" "$T/nodes-$p.conf"
         redis-server --port "$p" --bind 127.0.0.1 --unixsocket "$sock" --unixsocketperm 700 \
@@ -32,7 +33,8 @@ start_node() {
         wait "$pid" 2>/dev/null || true
         grep -q 'Address already in use' "$log" && [ "$SECONDS" -lt "$deadline" ] ||
             die "cluster node $p did not start: $(tail -n 3 "$log")"
-        echo "# port $p (or its bus port) busy for a moment; starting the node again"
+        [ "${_busy_said:-}" == "$p" ] || echo "# port $p (or its bus port) held by another socket; starting the node again until it is free"
+        _busy_said=$p
         sleep 0.5
     done
 }
