@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Redis Cluster router (correlator/dm_redis.h, docs/redis-cluster-router.md) against a real
-# cluster of 3 masters and 3 replicas on 127.0.0.1:43000-43005 (bus 53000-53005): the probe
+# cluster of 3 masters and 3 replicas on 127.0.0.1:21000-21005 (bus 31000-31005): the probe
 # (tests/integration/cluster_router/probe.c) keeps one dm_redis, seeded by the host name
 # "localhost", through routing by slot, an ASK and a MOVED of a slot migrated by hand, a
 # NOSCRIPT retry, and the kill -9 of a master until its replica serves its slots. Every node is
@@ -9,11 +9,11 @@
 . "$(dirname "$0")/lib.sh"
 
 : "${DM_CLUSTER_PROBE:?DM_CLUSTER_PROBE must point at the dm_cluster_probe binary}"
-PORTS=(43000 43001 43002 43003 43004 43005)
+PORTS=(21000 21001 21002 21003 21004 21005)
 
 # start_node PORT: a cluster node, a child of this shell (pid in $T/nPORT.sock.pid, as
-# spawn_redis does, so cleanup stops it). The ports lie in the kernel's ephemeral range, so a
-# client socket of anything else on the machine may hold one for a moment: a node that cannot
+# spawn_redis does, so cleanup stops it). The ports and their bus ports lie below the kernel's
+# ephemeral range (32768-60999 on Debian), yet something else may hold one: a node that cannot
 # bind is started again (TIME_WAIT of such a socket lasts 60 s; the test gives up after
 # twice DM_WAIT).
 start_node() {
@@ -66,7 +66,7 @@ cat "$T/probe.out"
 CHECKS=$((CHECKS + $(grep -c '^ok - ' "$T/probe.out" || true)))
 FAILURES=$((FAILURES + $(grep -c '^FAIL' "$T/probe.out" || true)))
 check "probe exit status" 0 "$RC"
-check_match "the seed name was resolved (log line)" 'msg="redis host name resolved" conn=probe@localhost:43000 host="localhost" addr=127\.0\.0\.1' "$(cat "$T/probe.err")"
+check_match "the seed name was resolved (log line)" 'msg="redis host name resolved" conn=probe@localhost:21000 host="localhost" addr=127\.0\.0\.1' "$(cat "$T/probe.err")"
 check_match "the failover is logged as a topology change" 'msg="redis cluster master" conn=probe node="127\.0\.0\.1":[0-9]+ change=removed' "$(cat "$T/probe.err")"
 [ "$FAILURES" -eq 0 ] || { echo "--- probe log (tail)"; tail -n 40 "$T/probe.err"; }
 finish

@@ -3,17 +3,17 @@
 # replicas. With the replica up: a plain 202. With it stopped: the event is in Redis but not
 # safely, so it is spooled too and the answer is 202 "spooled" (never a plain 202), counted; the
 # replayer keeps it until a replica confirms it again. Master and replica talk over TCP, on two
-# ports of 44010-44099 that no socket uses (not even one in TIME_WAIT).
+# ports of 21910-21999 that no socket uses (not even one in TIME_WAIT).
 . "$(dirname "$0")/lib.sh"
 read -r MPORT RPORT < <(python3 - <<'EOF'
 used = set()
 for f in ("/proc/net/tcp", "/proc/net/tcp6"):
     for line in open(f).readlines()[1:]:
         used.add(int(line.split()[1].rsplit(":", 1)[1], 16))
-print(*[p for p in range(44010, 44100) if p not in used][:2])
+print(*[p for p in range(21910, 22000) if p not in used][:2])
 EOF
 )
-[ -n "$RPORT" ] || die "no free ports in 44010-44099"
+[ -n "$RPORT" ] || die "no free ports in 21910-21999"
 REDIS_EXTRA_ARGS="--port $MPORT --bind 127.0.0.1"
 start_redis
 start_replica() {
