@@ -2,8 +2,8 @@
  *
  * Shape: one dm_sinks on the main thread's base holds what the sinks share (dm_sink_shared:
  * one control Redis connection for XGROUP, XACK, XCLAIM, XAUTOCLAIM and the scripts, one HTTP
- * client) and one reader per sink (dm_sink_reader.h), with its own Redis connection for
- * XREADGROUP … BLOCK and the records it holds (dm_sink_record.h).
+ * client) and one reader per sink (dm_sink_reader.h), with a Redis connection of its own per
+ * shard for XREADGROUP … BLOCK and the records it holds (dm_sink_record.h).
  *
  * Stop: the Redis clients are freed first: their callbacks run (with DM_EUNAVAIL) while every
  * record still exists, and do nothing because `stopping` is set; only then are the records

@@ -7,11 +7,13 @@
  * noticed at the control connection's reconnection, where XGROUP CREATE is sent again, or at
  * a NOGROUP answer) is created again at 0, not $: the records the daemon wrote before that are
  * delivered, and whatever else is still in the stream is delivered again (at least once). The
- * consumer
- * is "<hostname>:<pid>"; several instances sharing the group share the records, each record
- * going to one of them. Reads are XREADGROUP … BLOCK on a Redis connection of the sink's own
- * (a blocked read would hold up every command queued behind it); acknowledgements, claims and
- * dead-lettering go through one other connection shared by the sinks. Neither is a worker's.
+ * consumer is "<hostname>:<pid>"; several instances sharing the group share the records, each
+ * record going to one of them. Every command names one shard's keys only (one hash slot: Redis
+ * Cluster refuses more, docs/cluster-readers.md). Reads are one XREADGROUP … BLOCK per shard,
+ * each on a Redis connection of its own (a blocked read would hold up every command queued
+ * behind it); acknowledgements, claims and dead-lettering go through one other connection
+ * shared by the sinks. None is a worker's. Connections per instance: shards × sinks for the
+ * reads, plus one (dm_sink_reader.h says why not fewer).
  *
  * Bounds. A sink holds at most max_inflight records per instance (being delivered, waiting
  * for a retry, or being acknowledged / dead-lettered); it reads only while it has room.
@@ -46,7 +48,7 @@
  * claim_idle_ms (XAUTOCLAIM from a cursor per shard, COUNT = room; while the cursor is not
  * 0-0 it calls again, up to 32 calls per shard and round, the next round resuming there), i.e.
  * those of a crashed or stuck instance, and delivers them like new ones (a claim round waits
- * for the blocking read in flight to return, so reads and claims together stay within the
+ * for the blocking reads in flight to return, so reads and claims together stay within the
  * bound: a takeover comes at most claim_idle_ms + claim_idle_ms/2 + DM_SINK_BLOCK_MS (2 s,
  * dm_sink_reader.h) after the holder's last sign of life, when the PEL scanned before the
  * record — 10 × COUNT entries a call — fits in one round). Attempt counts live in memory: a

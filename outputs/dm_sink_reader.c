@@ -1,7 +1,10 @@
 /* dm_sink_reader.c - one sink: its group's creation, reads, claims and claim refreshes (see
  * dm_sink_reader.h; the rules are dm_sink.h's).
  *
- * Room: the records held plus what the read or the claim in flight may hand over never exceed
+ * Reads: one blocking XREADGROUP per shard (on Redis Cluster a command names keys of one slot
+ * only), each on a connection of its own (a connection serializes blocking commands).
+ *
+ * Room: the records held plus what the reads or the claim in flight may hand over never exceed
  * max_inflight, so reads and claim rounds take turns (maybe_read says how).
  */
 #include "dm_common.h"
@@ -27,19 +30,30 @@
 #define ORIGIN_BUF          300
 #define CURSOR_BUF          48
 
+typedef struct dm_sink_reader sink;
+
+/* One shard's reads: its connection and the read in flight on it. */
+typedef struct shard_read {
+    sink *s;
+    unsigned shard;
+    dm_redis *redis; /* XREADGROUP … BLOCK on this shard's stream only */
+    bool reading;    /* an XREADGROUP is in flight */
+    size_t reserved; /* its COUNT: entries it may hand over */
+} shard_read;
+
 struct dm_sink_reader {
     dm_sink_group g;
     dm_sink_held held;
     dm_sink_prune prune;
     char origin[ORIGIN_BUF]; /* scheme://host:port of the url, for logs (the path and
                                      query may carry credentials) */
-    dm_redis *reader;        /* XREADGROUP only */
+    shard_read *reads;       /* per shard */
     bool started;            /* "sink started" was logged */
     unsigned creating;       /* XGROUP CREATE replies outstanding */
     bool create_failed;
-    bool reading; /* an XREADGROUP is in flight */
+    unsigned nreading; /* XREADGROUPs in flight */
     int read_backoff_ms;
-    size_t read_reserved;  /* entries the read in flight may hand over */
+    size_t read_reserved;  /* entries the reads in flight may hand over */
     size_t claim_reserved; /* entries the claim in flight may hand over */
     unsigned rr;           /* first shard of the next partial read */
     bool claiming;         /* an XAUTOCLAIM round is under way (no reads meanwhile) */
@@ -50,8 +64,6 @@ struct dm_sink_reader {
     char (*cursors)[CURSOR_BUF]; /* XAUTOCLAIM cursor per shard */
     struct event *read_timer, *create_timer, *refresh_timer, *claim_timer;
 };
-
-typedef struct dm_sink_reader sink;
 
 /* The claim refresh of one held record (looked up again by id when the answer comes). */
 typedef struct refresh_ctx {
@@ -96,11 +108,14 @@ static void lost_groups(sink *s)
 
 static void on_read(int err, redisReply *reply, void *arg)
 {
-    sink *s = arg;
+    shard_read *r = arg;
+    sink *s = r->s;
     if (s->g.all->stopping)
         return;
-    s->reading = false;
-    s->read_reserved = 0;
+    r->reading = false;
+    s->nreading--;
+    s->read_reserved -= r->reserved;
+    r->reserved = 0;
     if (err != DM_OK) {
         read_failed(s, dm_strerror(err));
         return;
@@ -119,59 +134,74 @@ static void on_read(int err, redisReply *reply, void *arg)
             const redisReply *st = reply->element[i];
             if (st->type != REDIS_REPLY_ARRAY || st->elements != 2 ||
                 st->element[0]->type != REDIS_REPLY_STRING ||
-                st->element[1]->type != REDIS_REPLY_ARRAY)
-                continue;
-            int shard = dm_sink_group_shard(&s->g, st->element[0]->str);
-            if (shard < 0)
+                st->element[1]->type != REDIS_REPLY_ARRAY ||
+                dm_sink_group_shard(&s->g, st->element[0]->str) != (int)r->shard)
                 continue;
             for (size_t k = 0; k < st->element[1]->elements; k++)
-                dm_sink_take(&s->held, (unsigned)shard, st->element[1]->element[k], false);
+                dm_sink_take(&s->held, r->shard, st->element[1]->element[k], false);
         }
     }
     maybe_read(s);
 }
 
-/* Read when there is room: every stream when each can get an entry, else a rotating subset,
- * so that what a read may return never exceeds the room. Reads and claim rounds take turns
- * (a claim round waits for the blocking read in flight to return, at most DM_SINK_BLOCK_MS),
- * so that together they never hand over more than the room either. */
-static void maybe_read(sink *s)
+/* XREADGROUP … COUNT @p count BLOCK … STREAMS <shard's stream> > on the shard's connection,
+ * routed by that stream. False when it could not be sent (no other read is tried now). */
+static bool send_read(sink *s, unsigned shard, size_t count)
 {
     dm_sink_group *g = &s->g;
-    if (g->all->stopping || !g->running || s->reading || s->claiming)
-        return;
-    if (s->claim_wanted) {
-        start_claim(s); /* ends with maybe_read */
-        return;
-    }
-    if (evtimer_pending(s->read_timer, NULL) || !dm_redis_ready(s->reader))
-        return;
-    size_t free_slots = room(s);
-    if (free_slots == 0)
-        return;
-    unsigned nread = free_slots < g->nshards ? (unsigned)free_slots : g->nshards;
-    size_t count = free_slots / nread;
+    shard_read *r = &s->reads[shard];
     char count_s[24], block_s[16];
     snprintf(count_s, sizeof count_s, "%zu", count);
     snprintf(block_s, sizeof block_s, "%d", DM_SINK_BLOCK_MS);
-    int argc = 0;
-    const char **argv = dm_xcalloc(10 + 2 * (size_t)nread, sizeof *argv);
-    const char *head[] = {"XREADGROUP", "GROUP", g->name, g->all->consumer, "COUNT",
-                          count_s,      "BLOCK", block_s, "STREAMS"};
-    for (size_t i = 0; i < DM_ARRAY_LEN(head); i++)
-        argv[argc++] = head[i];
-    for (unsigned i = 0; i < nread; i++)
-        argv[argc++] = g->out_keys[(s->rr + i) % g->nshards];
-    for (unsigned i = 0; i < nread; i++)
-        argv[argc++] = ">";
-    s->rr = (s->rr + nread) % g->nshards;
-    int rc = dm_sink_command(s->reader, NULL, on_read, s, argc, argv);
-    free(argv);
-    if (rc == DM_OK) {
-        s->reading = true;
-        s->read_reserved = count * nread;
-    } else if (rc != DM_EUNAVAIL) { /* unavailable: the reader's on_ready brings us back */
-        read_failed(s, dm_strerror(rc));
+    const char *argv[] = {"XREADGROUP", "GROUP", g->name,   g->all->consumer,   "COUNT", count_s,
+                          "BLOCK",      block_s, "STREAMS", g->out_keys[shard], ">"};
+    int rc =
+        dm_sink_command(r->redis, g->out_keys[shard], on_read, r, (int)DM_ARRAY_LEN(argv), argv);
+    if (rc != DM_OK) {
+        if (rc != DM_EUNAVAIL) /* unavailable: the connection's on_ready brings us back */
+            read_failed(s, dm_strerror(rc));
+        return false;
+    }
+    r->reading = true;
+    r->reserved = count;
+    s->nreading++;
+    s->read_reserved += count;
+    return true;
+}
+
+/* Read when there is room: every shard without a read in flight when each can get an entry,
+ * else a rotating subset of them, so that what the reads may return never exceeds the room.
+ * Reads and claim rounds take turns (a claim round waits for the blocking reads in flight to
+ * return, at most DM_SINK_BLOCK_MS), so that together they never hand over more than the room
+ * either. */
+static void maybe_read(sink *s)
+{
+    dm_sink_group *g = &s->g;
+    if (g->all->stopping || !g->running || s->claiming)
+        return;
+    if (s->claim_wanted) {
+        if (s->nreading == 0)
+            start_claim(s); /* ends with maybe_read */
+        return;
+    }
+    if (evtimer_pending(s->read_timer, NULL))
+        return;
+    size_t free_slots = room(s);
+    unsigned idle = 0;
+    for (unsigned i = 0; i < g->nshards; i++)
+        idle += !s->reads[i].reading && dm_redis_ready(s->reads[i].redis);
+    if (free_slots == 0 || idle == 0)
+        return;
+    unsigned nread = free_slots < idle ? (unsigned)free_slots : idle;
+    size_t count = free_slots / nread;
+    for (unsigned j = 0, sent = 0; j < g->nshards && sent < nread; j++) {
+        unsigned i = (s->rr + j) % g->nshards;
+        if (s->reads[i].reading || !dm_redis_ready(s->reads[i].redis))
+            continue;
+        if (!send_read(s, i, count))
+            break;
+        sent++;
+        s->rr = (i + 1) % g->nshards;
     }
 }
 
@@ -296,7 +326,7 @@ static void on_claim_timer(evutil_socket_t fd, short what, void *arg)
     if (s->claiming)
         return;
     s->claim_wanted = true;
-    if (!s->reading)
+    if (s->nreading == 0)
         start_claim(s);
 }
 
@@ -519,7 +549,9 @@ static void ensure_groups(sink *s)
 
 void dm_sink_reader_ctl_ready(dm_sink_reader *s)
 {
-    dm_redis_kick(s->reader); /* the server is back: no need to wait out a backoff */
+    /* The server is back: no need to wait out a backoff. */
+    for (unsigned i = 0; i < s->g.nshards; i++)
+        dm_redis_kick(s->reads[i].redis);
     if (s->g.running)
         ensure_groups(s);
     else
@@ -548,16 +580,18 @@ static void url_origin(const char *url, char *out, size_t size)
         evhttp_uri_free(u);
 }
 
-/* The reader's own Redis connection, for XREADGROUP … BLOCK only. */
-static dm_redis *new_reader_connection(sink *s)
+/* Shard @p shard's connection, for XREADGROUP … BLOCK only. */
+static dm_redis *new_read_connection(sink *s, unsigned shard)
 {
     const dm_config *conf = s->g.all->conf;
     char name[96];
-    snprintf(name, sizeof name, "sink-%s", s->g.c->name);
+    snprintf(name, sizeof name, "sink-%s-%u", s->g.c->name, shard);
     dm_redis_opts ro = dm_redis_conf_opts(conf, s->g.all->redis_socket, name);
     /* A read blocks up to DM_SINK_BLOCK_MS by design: that is no timeout. */
     ro.command_timeout_ms = conf->redis.command_timeout_ms + DM_SINK_BLOCK_MS;
-    ro.max_inflight = 4;
+    ro.max_inflight = 2;
+    ro.scripts = NULL; /* XREADGROUP only */
+    ro.nscripts = 0;
     ro.on_ready = on_reader_ready;
     ro.on_ready_arg = s;
     return dm_redis_new(s->g.all->base, &ro);
@@ -573,8 +607,12 @@ static int reader_init(sink *s, dm_sink_shared *all, const dm_sink_conf *c, char
     dm_sink_prune_init(&s->prune, &s->g);
     url_origin(c->url, s->origin, sizeof s->origin);
     s->cursors = dm_xcalloc(s->g.nshards, sizeof *s->cursors);
-    for (unsigned i = 0; i < s->g.nshards; i++)
+    s->reads = dm_xcalloc(s->g.nshards, sizeof *s->reads);
+    for (unsigned i = 0; i < s->g.nshards; i++) {
         snprintf(s->cursors[i], CURSOR_BUF, "0-0");
+        s->reads[i].s = s;
+        s->reads[i].shard = i;
+    }
     s->read_backoff_ms = READ_BACKOFF_MIN_MS;
     s->read_timer = evtimer_new(all->base, on_read_timer, s);
     s->create_timer = evtimer_new(all->base, on_create_timer, s);
@@ -598,9 +636,11 @@ int dm_sink_reader_new(dm_sink_shared *all, const dm_sink_conf *c, dm_sink_reade
     *out = NULL;
     sink *s = dm_xcalloc(1, sizeof *s);
     int rc = reader_init(s, all, c, err, errlen);
-    if (rc == DM_OK && !(s->reader = new_reader_connection(s))) {
-        snprintf(err, errlen, "sink %s: cannot create a Redis client", c->name);
-        rc = DM_ENOMEM;
+    for (unsigned i = 0; rc == DM_OK && i < s->g.nshards; i++) {
+        if (!(s->reads[i].redis = new_read_connection(s, i))) {
+            snprintf(err, errlen, "sink %s: cannot create a Redis client", c->name);
+            rc = DM_ENOMEM;
+        }
     }
     if (rc != DM_OK) {
         dm_sink_reader_free(s);
@@ -612,8 +652,10 @@ int dm_sink_reader_new(dm_sink_shared *all, const dm_sink_conf *c, dm_sink_reade
 
 void dm_sink_reader_disconnect(dm_sink_reader *s)
 {
-    dm_redis_free(s->reader);
-    s->reader = NULL;
+    for (unsigned i = 0; s->reads && i < s->g.nshards; i++) {
+        dm_redis_free(s->reads[i].redis);
+        s->reads[i].redis = NULL;
+    }
 }
 
 void dm_sink_reader_free(dm_sink_reader *s)
@@ -631,6 +673,7 @@ void dm_sink_reader_free(dm_sink_reader *s)
     if (s->claim_timer)
         event_free(s->claim_timer);
     free(s->cursors);
+    free(s->reads);
     dm_sink_group_dispose(&s->g);
     free(s);
 }
