@@ -80,6 +80,7 @@ static void redis_from_config(const dm_config *conf, const char *config, dm_cli 
     else if (conf->redis.password_missing)
         c->redis_password_missing = config_message(config, conf->redis.password_missing);
     c->redis_db = conf->redis.db;
+    c->redis_cluster = conf->redis.cluster;
 }
 
 static int check_url(const char *url, char *err, size_t errlen)
@@ -277,7 +278,9 @@ static bool command_ok(redisContext *ctx, int argc, const char **argv, const cha
     return ok;
 }
 
-redisContext *dm_cli_redis_connect(const dm_cli *c, int read_timeout_ms, char *err, size_t errlen)
+/* Connect to @p unix_path, or else @p host:@p port (@p where names it in messages). */
+static redisContext *connect_to(const dm_cli *c, const char *unix_path, const char *host, int port,
+                                const char *where, int read_timeout_ms, char *err, size_t errlen)
 {
     /* Connecting without the password the configuration asks for would only end in NOAUTH. */
     if (c->redis_password_missing) {
@@ -285,29 +288,28 @@ redisContext *dm_cli_redis_connect(const dm_cli *c, int read_timeout_ms, char *e
         return NULL;
     }
     struct timeval ctv = ms_tv(c->connect_timeout_ms);
-    redisContext *ctx = c->redis_unix ? redisConnectUnixWithTimeout(c->redis_unix, ctv)
-                                      : redisConnectWithTimeout(c->redis_host, c->redis_port, ctv);
+    redisContext *ctx = unix_path ? redisConnectUnixWithTimeout(unix_path, ctv)
+                                  : redisConnectWithTimeout(host, port, ctv);
     if (!ctx) {
-        snprintf(err, errlen, "cannot connect to redis at %s: out of memory", c->redis_where);
+        snprintf(err, errlen, "cannot connect to redis at %s: out of memory", where);
         return NULL;
     }
     if (ctx->err) {
-        snprintf(err, errlen, "cannot connect to redis at %s: %s", c->redis_where, ctx->errstr);
+        snprintf(err, errlen, "cannot connect to redis at %s: %s", where, ctx->errstr);
         redisFree(ctx);
         return NULL;
     }
     /* Connecting with a timeout leaves that timeout on the socket: replace it. */
     struct timeval rtv = ms_tv(read_timeout_ms);
     if (redisSetTimeout(ctx, rtv) != REDIS_OK) {
-        snprintf(err, errlen, "redis at %s: cannot set the socket timeout: %s", c->redis_where,
-                 ctx->errstr);
+        snprintf(err, errlen, "redis at %s: cannot set the socket timeout: %s", where, ctx->errstr);
         redisFree(ctx);
         return NULL;
     }
     if (c->redis_password) {
         const char *argv[3] = {"AUTH", c->redis_user ? c->redis_user : c->redis_password,
                                c->redis_password};
-        if (!command_ok(ctx, c->redis_user ? 3 : 2, argv, "AUTH", c->redis_where, err, errlen)) {
+        if (!command_ok(ctx, c->redis_user ? 3 : 2, argv, "AUTH", where, err, errlen)) {
             redisFree(ctx);
             return NULL;
         }
@@ -316,10 +318,24 @@ redisContext *dm_cli_redis_connect(const dm_cli *c, int read_timeout_ms, char *e
         char db[16];
         snprintf(db, sizeof db, "%d", c->redis_db);
         const char *argv[2] = {"SELECT", db};
-        if (!command_ok(ctx, 2, argv, "SELECT", c->redis_where, err, errlen)) {
+        if (!command_ok(ctx, 2, argv, "SELECT", where, err, errlen)) {
             redisFree(ctx);
             return NULL;
         }
     }
     return ctx;
+}
+
+redisContext *dm_cli_redis_connect(const dm_cli *c, int read_timeout_ms, char *err, size_t errlen)
+{
+    return connect_to(c, c->redis_unix, c->redis_host, c->redis_port, c->redis_where,
+                      read_timeout_ms, err, errlen);
+}
+
+redisContext *dm_cli_redis_connect_node(const dm_cli *c, const char *host, int port,
+                                        int read_timeout_ms, char *err, size_t errlen)
+{
+    char where[300];
+    snprintf(where, sizeof where, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+    return connect_to(c, NULL, host, port, where, read_timeout_ms, err, errlen);
 }

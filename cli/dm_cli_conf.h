@@ -32,6 +32,7 @@ typedef struct dm_cli {
                                        a password that could not be resolved, else NULL;
                                        dm_cli_redis_connect() then fails with it */
     int redis_db;
+    bool redis_cluster; /**< the config's redis.cluster: redis_host:redis_port is a seed node */
     int connect_timeout_ms;
     int command_timeout_ms;
     char *prefix;
@@ -72,5 +73,9 @@ void dm_cli_dispose(dm_cli *c);
  * redis_password_missing without trying).
  */
 redisContext *dm_cli_redis_connect(const dm_cli *c, int read_timeout_ms, char *err, size_t errlen);
+
+/** dm_cli_redis_connect() to node @p host:@p port (a Redis Cluster node) instead. */
+redisContext *dm_cli_redis_connect_node(const dm_cli *c, const char *host, int port,
+                                        int read_timeout_ms, char *err, size_t errlen);
 
 #endif

@@ -1,35 +1,46 @@
 /* dm_cli_tail.c - "digestmap tail": print the output records of every shard's stream, as
  * JSON lines, with or without a consumer group.
  *
+ * Shard by shard: every command names one shard's stream (on Redis Cluster a command may name
+ * keys of one slot only), and each shard has a connection of its own (dm_cli_link.h: on a
+ * Cluster it follows its shard's slot to the master that serves it, through MOVED, and gets
+ * a lost connection back through the seed). Blocking reads are sent on every shard's
+ * connection at once and answered as they come (ppoll), so a quiet shard holds up no other.
+ *
  * Delivery rule with a group: a record is acknowledged (XACK) only after its line was written
  * and flushed, so a consumer that dies at any point gets the record again when it restarts
- * under the same name (it first re-reads its pending entries, id 0), or, under any name, once
- * the record was pending for --claim-idle-ms (XAUTOCLAIM, at start and whenever a read finds
- * nothing new). Records can therefore be printed twice, never lost; the CloudEvent id lets
- * the reader deduplicate. A failed XACK ends tail with status 1: the connection is gone, and
- * the rest of the batch stays pending.
+ * under the same name (it first re-reads its pending entries, id 0, as it does after a lost
+ * connection), or, under any name, once the record was pending for --claim-idle-ms
+ * (XAUTOCLAIM, at start and whenever a shard's read finds nothing new). Records can therefore
+ * be printed twice, never lost; the CloudEvent id lets the reader deduplicate. A failed XACK
+ * ends tail with status 1: the connection is gone, and the rest of the batch stays pending.
  *
  * --count N with a group must not take more than N new records from the group: entries
- * delivered but not printed would stay pending on this consumer. XREADGROUP's COUNT applies
- * per stream, so when fewer than one record per stream is wanted, the streams are read one at
- * a time without blocking, and the wait for new records is an XREAD (which delivers nothing)
- * from the group's last-delivered ids.
+ * delivered but not printed would stay pending on this consumer. The blocking reads in flight
+ * together ask for at most what is left (COUNT split across the shards); when fewer records
+ * are left than shards are free, the shards are read one at a time without blocking, and the
+ * wait for new records is an XREAD per shard (which delivers nothing) from the group's
+ * last-delivered id.
  *
- * The Redis connection is synchronous. A signal sets a flag; if it arrives while a read blocks
- * on the server, the handler shuts the socket down (shutdown(2) is async-signal-safe), so tail
- * exits at once instead of after the block time.
+ * Signals: SIGINT and SIGTERM are blocked except while waiting for a blocking read (ppoll with
+ * them let through) or pausing for a Cluster failover, so a signal ends tail at once at the
+ * next wait, never in the middle of printing and acknowledging a batch.
  */
+#define _GNU_SOURCE 1 /* ppoll: wait for sockets with SIGINT/SIGTERM let through */
 #include "dm_common.h"
 #include "dm_cli_tail.h"
 #include "dm_cli_conf.h"
+#include "dm_cli_link.h"
 #include "dm_keys.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DEFAULT_BLOCK_MS 5000
@@ -44,7 +55,9 @@ static const char usage[] =
     "\n"
     "Prints the \"event\" field of each output record (a CloudEvents 1.0 JSON document) as\n"
     "one line on stdout, reading the streams <prefix>:{0}:out … <prefix>:{N-1}:out (N =\n"
-    "shards). Records are ordered within a shard's stream, not across streams.\n"
+    "shards), each on a connection of its own (with redis.cluster in the configuration: to\n"
+    "the master of its slot). Records are ordered within a shard's stream, not across\n"
+    "streams.\n"
     "\n"
     "  --group G      read through consumer group G, created on each stream if missing (at\n"
     "                 the stream's end, or at its start with --from-start), and acknowledge\n"
@@ -79,30 +92,43 @@ enum {
 };
 
 static volatile sig_atomic_t stop_requested;
-static volatile sig_atomic_t blocking_fd = -1;
 
 static void on_signal(int sig)
 {
     (void)sig;
-    int saved = errno; /* the interrupted code may be about to read it */
     stop_requested = 1;
-    int fd = blocking_fd;
-    if (fd >= 0)
-        shutdown(fd, SHUT_RDWR);
-    errno = saved;
 }
+
+typedef enum {
+    SH_IDLE, /* nothing sent: the connection is free for commands */
+    SH_READ, /* a blocking XREAD (plain) or XREADGROUP (group) sent */
+    SH_WAIT, /* group, fewer records wanted than shards: a blocking XREAD that delivers nothing,
+                from the group's last-delivered id, sent as a wake-up */
+} shard_state;
+
+/* One shard's stream and the connection that reads it. */
+typedef struct shard {
+    dm_cli_link k;
+    char key[DM_KEY_BUFLEN];
+    char id[ID_LEN]; /* the last id read (plain XREAD / pending phase) */
+    shard_state st;
+    long long reserved; /* COUNT of the XREADGROUP sent */
+    long long due_ms;   /* when the reply of the command sent is overdue */
+    unsigned seen;      /* k.reconnects when the pending entries were last read */
+} shard;
 
 typedef struct tail {
     dm_cli *c;
-    redisContext *r;
-    char (*keys)[DM_KEY_BUFLEN];
-    char (*ids)[ID_LEN]; /* per stream: last id read (plain XREAD / pending phase) */
+    shard *sh;
     unsigned n;
+    dm_cli_nodes nodes;
+    sigset_t wait_mask; /* the signal mask while waiting: SIGINT and SIGTERM let through */
     const char *group;
     char consumer[300];
     bool from_start;
     long long count; /* 0: no limit */
     long long printed;
+    long long reserved; /* sum of the shards' reserved */
     int block_ms;
     int claim_idle_ms; /* XAUTOCLAIM entries pending this long on other consumers */
     unsigned next;     /* first stream of the next one-at-a-time round */
@@ -113,28 +139,26 @@ static bool done(const tail *t)
     return stop_requested || (t->count && t->printed >= t->count);
 }
 
-/* Run a command; NULL with the failure reported (exit code in *rc) unless a signal ended it. */
-static redisReply *command(tail *t, int argc, const char **argv, bool blocking, int *rc)
+static long long mono_ms(void)
 {
-    if (blocking) {
-        blocking_fd = t->r->fd;
-        /* A signal that came before the line above found no socket to shut down. */
-        if (stop_requested) {
-            blocking_fd = -1;
-            *rc = DM_CLI_OK;
-            return NULL;
-        }
-    }
-    redisReply *rep = redisCommandArgv(t->r, argc, argv, NULL);
-    blocking_fd = -1;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Run a command on shard @p h's connection; NULL with the failure reported (exit code in
+ * *rc) unless a signal ended it. */
+static redisReply *command(tail *t, shard *h, int argc, const char **argv, int *rc)
+{
+    (void)t;
+    char err[768];
+    redisReply *rep = dm_cli_link_command(&h->k, argc, argv, err, sizeof err);
     if (!rep) {
-        *rc = stop_requested ? DM_CLI_OK
-                             : dm_cli_fail("tail: redis at %s: %s: %s", t->c->redis_where, argv[0],
-                                           t->r->errstr);
+        *rc = stop_requested ? DM_CLI_OK : dm_cli_fail("tail: %s", err);
         return NULL;
     }
     if (rep->type == REDIS_REPLY_ERROR) {
-        *rc = dm_cli_fail("tail: redis at %s: %s %s refused: %s", t->c->redis_where, argv[0],
+        *rc = dm_cli_fail("tail: redis at %s: %s %s refused: %s", h->k.where, argv[0],
                           argc > 1 ? argv[1] : "", rep->str);
         freeReplyObject(rep);
         return NULL;
@@ -175,81 +199,71 @@ static int print_entry(tail *t, const char *key, const redisReply *entry, bool *
 }
 
 /*
- * XACK one entry (printed or unprintable) of stream @p key. A failure ends the batch: the
- * connection is gone (a signal that came just after a blocking read's reply shut the socket
- * down, or Redis went away), so every following XACK would fail too, and the entry and the
- * rest of the batch stay pending on this consumer. That is a failure even after a signal.
+ * XACK one entry (printed or unprintable) of shard @p h. A failure ends the batch: the
+ * connection is gone (and on a Cluster could not be made again), so the entry and the rest of
+ * the batch stay pending on this consumer. That is a failure even after a signal.
  */
-static int ack(tail *t, const char *key, const char *id)
+static int ack(tail *t, shard *h, const char *id)
 {
-    const char *argv[] = {"XACK", key, t->group, id};
-    int rc = DM_CLI_OK;
-    redisReply *rep = command(t, 4, argv, false, &rc);
-    if (rep) {
+    const char *argv[] = {"XACK", h->key, t->group, id};
+    char err[768];
+    redisReply *rep = dm_cli_link_command(&h->k, 4, argv, err, sizeof err);
+    if (rep && rep->type != REDIS_REPLY_ERROR) {
         freeReplyObject(rep);
         return DM_CLI_OK;
     }
-    if (rc != DM_CLI_OK) /* reported by command() */
-        return rc;
+    if (rep) {
+        snprintf(err, sizeof err, "%s", rep->str);
+        freeReplyObject(rep);
+    }
     return dm_cli_fail("tail: redis at %s: cannot acknowledge %s entry %s (%s): it stays "
                        "pending and will be delivered again",
-                       t->c->redis_where, key, id, t->r->err ? t->r->errstr : "interrupted");
+                       h->k.where, h->key, id, err);
 }
 
-static int stream_index(const tail *t, const char *key)
-{
-    for (unsigned i = 0; i < t->n; i++)
-        if (strcmp(t->keys[i], key) == 0)
-            return (int)i;
-    return -1;
-}
-
-/* Print one entry [id, fields] of stream @p key (index @p si), acknowledge it with a group,
- * and remember its id. */
-static int handle_entry(tail *t, const char *key, int si, const redisReply *entry)
+/* Print one entry [id, fields] of shard @p h, acknowledge it with a group, and remember its
+ * id. */
+static int handle_entry(tail *t, shard *h, const redisReply *entry)
 {
     if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 ||
         entry->element[0]->type != REDIS_REPLY_STRING)
-        return dm_cli_fail("tail: redis at %s: malformed entry in %s", t->c->redis_where, key);
+        return dm_cli_fail("tail: redis at %s: malformed entry in %s", h->k.where, h->key);
     bool printed;
-    int rc = print_entry(t, key, entry, &printed);
+    int rc = print_entry(t, h->key, entry, &printed);
     if (rc != DM_CLI_OK)
         return rc;
     const char *id = entry->element[0]->str;
-    if (t->group && (rc = ack(t, key, id)) != DM_CLI_OK)
+    if (t->group && (rc = ack(t, h, id)) != DM_CLI_OK)
         return rc;
-    snprintf(t->ids[si], ID_LEN, "%s", id);
+    snprintf(h->id, ID_LEN, "%s", id);
     return DM_CLI_OK;
 }
 
 /*
- * Handle an XREAD / XREADGROUP reply: [[key, [[id, [field, value…]] …]] …] (or nil on a
- * timeout). Prints each entry, acknowledges it with a group, and remembers the last id per
- * stream. *got counts the entries seen. Stops at --count; a signal lets the batch finish
- * (its records are already ours).
+ * Handle an XREAD / XREADGROUP reply of shard @p h: [[key, [[id, [field, value…]] …]]] (or nil
+ * on a timeout). Prints each entry, acknowledges it with a group, and remembers the last id.
+ * *got counts the entries seen. Stops at --count; a signal lets the batch finish (its records
+ * are already ours).
  */
-static int handle_reply(tail *t, const redisReply *rep, long long *got)
+static int handle_reply(tail *t, shard *h, const redisReply *rep, long long *got)
 {
     if (rep->type == REDIS_REPLY_NIL)
         return DM_CLI_OK;
     if (rep->type != REDIS_REPLY_ARRAY)
-        return dm_cli_fail("tail: redis at %s: unexpected reply type %d", t->c->redis_where,
-                           rep->type);
+        return dm_cli_fail("tail: redis at %s: unexpected reply type %d", h->k.where, rep->type);
     for (size_t s = 0; s < rep->elements; s++) {
         const redisReply *st = rep->element[s];
         if (st->type != REDIS_REPLY_ARRAY || st->elements != 2 ||
             st->element[0]->type != REDIS_REPLY_STRING || st->element[1]->type != REDIS_REPLY_ARRAY)
-            return dm_cli_fail("tail: redis at %s: malformed stream reply", t->c->redis_where);
-        const char *key = st->element[0]->str;
-        int si = stream_index(t, key);
-        if (si < 0)
-            return dm_cli_fail("tail: redis answered for unknown stream %s", key);
+            return dm_cli_fail("tail: redis at %s: malformed stream reply", h->k.where);
+        if (strcmp(st->element[0]->str, h->key) != 0)
+            return dm_cli_fail("tail: redis answered for unknown stream %s", st->element[0]->str);
         const redisReply *entries = st->element[1];
         for (size_t e = 0; e < entries->elements; e++) {
             if (t->count && t->printed >= t->count)
                 return DM_CLI_OK;
             (*got)++;
-            int rc = handle_entry(t, key, si, entries->element[e]);
+            int rc = handle_entry(t, h, entries->element[e]);
             if (rc != DM_CLI_OK)
                 return rc;
         }
@@ -257,138 +271,201 @@ static int handle_reply(tail *t, const redisReply *rep, long long *got)
     return DM_CLI_OK;
 }
 
-/* Run XREAD/XREADGROUP @p argv and handle its reply. */
-static int read_and_handle(tail *t, int argc, const char **argv, bool blocking, long long *got)
+/* Run a non-blocking XREAD/XREADGROUP @p argv on shard @p h and handle its reply. */
+static int read_and_handle(tail *t, shard *h, int argc, const char **argv, long long *got)
 {
     int rc = DM_CLI_OK;
-    redisReply *rep = command(t, argc, argv, blocking, &rc);
+    redisReply *rep = command(t, h, argc, argv, &rc);
     if (!rep)
         return rc;
-    rc = handle_reply(t, rep, got);
+    rc = handle_reply(t, h, rep, got);
     freeReplyObject(rep);
     return rc;
 }
 
-static long long batch_size(const tail *t, unsigned streams)
+/* Send blocking read @p argv on shard @p h: its reply comes through wait_replies. */
+static int send_blocking(tail *t, shard *h, shard_state st, int argc, const char **argv)
 {
-    if (!t->count)
-        return MAX_BATCH;
-    long long per = (t->count - t->printed) / streams;
-    return per > MAX_BATCH ? MAX_BATCH : per < 1 ? 1 : per;
+    char err[768];
+    if (dm_cli_link_send(&h->k, argc, argv, err, sizeof err) != DM_OK)
+        return stop_requested ? DM_CLI_OK : dm_cli_fail("tail: %s", err);
+    h->st = st;
+    /* The server answers a blocking read after block_ms at the latest. */
+    h->due_ms = mono_ms() + t->block_ms + t->c->command_timeout_ms;
+    return DM_CLI_OK;
 }
 
-/*
- * Fill @p argv (room for @p nhead + 4 + 2 x streams) with "<head…> BLOCK <block> STREAMS
- * <key>… <id>…": @p ids holds each stream's id, or is NULL for ">" on every stream (the
- * group's new entries). Returns the argument count.
- */
-static int blocking_read_args(const tail *t, const char **argv, const char *const *head,
-                              size_t nhead, const char *block, char (*ids)[ID_LEN])
+/* The shard's command sent is answered, or abandoned: its connection is free again. */
+static void set_idle(tail *t, shard *h)
 {
-    size_t k = 0;
-    for (size_t i = 0; i < nhead; i++)
-        argv[k++] = head[i];
-    argv[k++] = "BLOCK";
-    argv[k++] = block;
-    argv[k++] = "STREAMS";
-    for (unsigned i = 0; i < t->n; i++)
-        argv[k++] = t->keys[i];
-    for (unsigned i = 0; i < t->n; i++)
-        argv[k++] = ids ? ids[i] : ">";
-    return (int)k;
+    t->reserved -= h->reserved;
+    h->reserved = 0;
+    h->st = SH_IDLE;
+}
+
+typedef int (*reply_fn)(tail *t, shard *h, shard_state st, redisReply *rep);
+
+/*
+ * Wait until a shard's blocking read is answered (or a signal comes: SIGINT and SIGTERM are
+ * let through only here), then hand each answer to @p fn. A read redirected or whose
+ * connection was made again (a Cluster) leaves its shard idle, to be sent again; so does an
+ * overdue reply on a Cluster (on one server it is a failure, like a socket timeout).
+ */
+static int wait_replies(tail *t, reply_fn fn)
+{
+    struct pollfd *fds = dm_xcalloc(t->n, sizeof *fds);
+    unsigned *which = dm_xcalloc(t->n, sizeof *which);
+    nfds_t nfds = 0;
+    long long now = mono_ms(), first_due = -1;
+    for (unsigned i = 0; i < t->n; i++) {
+        if (t->sh[i].st == SH_IDLE)
+            continue;
+        fds[nfds] = (struct pollfd){.fd = dm_cli_link_fd(&t->sh[i].k), .events = POLLIN};
+        which[nfds++] = i;
+        if (first_due < 0 || t->sh[i].due_ms < first_due)
+            first_due = t->sh[i].due_ms;
+    }
+    long long wait = first_due < 0 ? 0 : first_due > now ? first_due - now : 0;
+    struct timespec ts = {.tv_sec = wait / 1000, .tv_nsec = (wait % 1000) * 1000000};
+    int ready = stop_requested ? -1 : ppoll(fds, nfds, &ts, &t->wait_mask);
+    int rc = DM_CLI_OK;
+    char err[768];
+    now = mono_ms();
+    for (nfds_t j = 0; ready >= 0 && j < nfds && rc == DM_CLI_OK && !stop_requested; j++) {
+        shard *h = &t->sh[which[j]];
+        shard_state st = h->st;
+        if (!fds[j].revents) {
+            if (now < h->due_ms)
+                continue;
+            set_idle(t, h);
+            if (dm_cli_link_recover(&h->k, "no reply in time", err, sizeof err) != DM_OK)
+                rc = dm_cli_fail("tail: %s", err);
+            continue;
+        }
+        redisReply *rep = NULL;
+        int got = dm_cli_link_recv(&h->k, &rep, err, sizeof err);
+        if (got != DM_OK) {
+            set_idle(t, h);
+            if (got != DM_CLI_LINK_AGAIN && !stop_requested)
+                rc = dm_cli_fail("tail: %s", err);
+            continue;
+        }
+        if (rep->type == REDIS_REPLY_ERROR) {
+            set_idle(t, h);
+            rc = dm_cli_fail("tail: redis at %s: %s refused: %s", h->k.where,
+                             st == SH_WAIT || !t->group ? "XREAD" : "XREADGROUP", rep->str);
+        } else {
+            rc = fn(t, h, st, rep);
+        }
+        freeReplyObject(rep);
+    }
+    free(fds);
+    free(which);
+    return rc;
 }
 
 /*------------------------------------------------------------------- without a group ---*/
+
+static int on_plain_reply(tail *t, shard *h, shard_state st, redisReply *rep)
+{
+    (void)st;
+    set_idle(t, h);
+    long long got = 0;
+    return handle_reply(t, h, rep, &got);
+}
 
 static int run_plain(tail *t)
 {
     int rc = DM_CLI_OK;
     for (unsigned i = 0; i < t->n; i++) {
-        snprintf(t->ids[i], ID_LEN, "0-0");
+        shard *h = &t->sh[i];
+        snprintf(h->id, ID_LEN, "0-0");
         if (t->from_start)
             continue;
         /* Start after each stream's current last entry: "$" would only be right for the
-         * first read, and entries added to other streams in between would be missed. */
-        const char *argv[] = {"XREVRANGE", t->keys[i], "+", "-", "COUNT", "1"};
-        redisReply *rep = command(t, 6, argv, false, &rc);
+         * first read, and entries added in between would be missed. */
+        const char *argv[] = {"XREVRANGE", h->key, "+", "-", "COUNT", "1"};
+        redisReply *rep = command(t, h, 6, argv, &rc);
         if (!rep)
             return rc;
         if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 1 &&
             rep->element[0]->type == REDIS_REPLY_ARRAY && rep->element[0]->elements >= 1 &&
             rep->element[0]->element[0]->type == REDIS_REPLY_STRING)
-            snprintf(t->ids[i], ID_LEN, "%s", rep->element[0]->element[0]->str);
+            snprintf(h->id, ID_LEN, "%s", rep->element[0]->element[0]->str);
         freeReplyObject(rep);
     }
-    size_t argc = 6 + 2 * (size_t)t->n;
-    const char **argv = dm_xcalloc(argc, sizeof *argv);
     char count[32], block[32];
     snprintf(block, sizeof block, "%d", t->block_ms);
     while (!done(t) && rc == DM_CLI_OK) {
         /* Surplus entries beyond --count are simply not printed: nothing is acknowledged. */
-        snprintf(count, sizeof count, "%lld",
-                 t->count ? (t->count - t->printed < MAX_BATCH ? t->count - t->printed : MAX_BATCH)
-                          : MAX_BATCH);
-        const char *head[] = {"XREAD", "COUNT", count};
-        int nargs = blocking_read_args(t, argv, head, DM_ARRAY_LEN(head), block, t->ids);
-        long long got = 0;
-        rc = read_and_handle(t, nargs, argv, true, &got);
+        long long left = t->count ? t->count - t->printed : MAX_BATCH;
+        snprintf(count, sizeof count, "%lld", left < MAX_BATCH ? left : MAX_BATCH);
+        for (unsigned i = 0; i < t->n && rc == DM_CLI_OK; i++) {
+            shard *h = &t->sh[i];
+            const char *argv[] = {"XREAD", "COUNT",   count,  "BLOCK",
+                                  block,   "STREAMS", h->key, h->id};
+            if (h->st == SH_IDLE)
+                rc = send_blocking(t, h, SH_READ, 8, argv);
+        }
+        if (rc == DM_CLI_OK && !done(t))
+            rc = wait_replies(t, on_plain_reply);
     }
-    free(argv);
     return rc;
 }
 
 /*---------------------------------------------------------------------- with a group ---*/
 
-static int create_groups(tail *t)
+/* Records that may still be handed over without going past --count. */
+static long long room(const tail *t)
+{
+    return t->count ? t->count - t->printed - t->reserved : LLONG_MAX;
+}
+
+static int create_group(tail *t, shard *h)
 {
     int rc = DM_CLI_OK;
-    for (unsigned i = 0; i < t->n; i++) {
-        const char *argv[] = {"XGROUP",  "CREATE", t->keys[i], t->group, t->from_start ? "0" : "$",
-                              "MKSTREAM"};
-        redisReply *rep = redisCommandArgv(t->r, 6, argv, NULL);
-        if (!rep)
-            return stop_requested ? DM_CLI_OK
-                                  : dm_cli_fail("tail: redis at %s: XGROUP CREATE: %s",
-                                                t->c->redis_where, t->r->errstr);
-        /* BUSYGROUP: the group exists already; it keeps its position. */
-        if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "BUSYGROUP", 9) != 0)
-            rc = dm_cli_fail("tail: redis at %s: cannot create group %s on %s: %s",
-                             t->c->redis_where, t->group, t->keys[i], rep->str);
-        freeReplyObject(rep);
-        if (rc != DM_CLI_OK)
-            return rc;
-    }
+    const char *argv[] = {"XGROUP",  "CREATE", h->key, t->group, t->from_start ? "0" : "$",
+                          "MKSTREAM"};
+    char err[768];
+    redisReply *rep = dm_cli_link_command(&h->k, 6, argv, err, sizeof err);
+    if (!rep)
+        return stop_requested ? DM_CLI_OK : dm_cli_fail("tail: %s", err);
+    /* BUSYGROUP: the group exists already; it keeps its position. */
+    if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "BUSYGROUP", 9) != 0)
+        rc = dm_cli_fail("tail: redis at %s: cannot create group %s on %s: %s", h->k.where,
+                         t->group, h->key, rep->str);
+    freeReplyObject(rep);
     return rc;
 }
 
-/* Re-read what this consumer received but never acknowledged (a previous run's). */
-static int run_pending(tail *t)
+/* Re-read what this consumer received on shard @p h but never acknowledged (a previous run's,
+ * or a read whose connection was lost). */
+static int read_pending(tail *t, shard *h)
 {
     int rc = DM_CLI_OK;
     char count[32];
-    for (unsigned i = 0; i < t->n && !done(t); i++) {
-        snprintf(t->ids[i], ID_LEN, "0");
-        for (;;) {
-            long long got = 0;
-            snprintf(count, sizeof count, "%lld", batch_size(t, 1));
-            const char *argv[] = {"XREADGROUP", "GROUP",   t->group,   t->consumer, "COUNT",
-                                  count,        "STREAMS", t->keys[i], t->ids[i]};
-            if ((rc = read_and_handle(t, 9, argv, false, &got)) != DM_CLI_OK)
-                return rc;
-            if (got == 0 || done(t))
-                break;
-        }
+    h->seen = h->k.reconnects;
+    snprintf(h->id, ID_LEN, "0");
+    while (!done(t)) {
+        long long got = 0, left = room(t);
+        snprintf(count, sizeof count, "%lld", left < MAX_BATCH ? left : MAX_BATCH);
+        if (left <= 0)
+            break;
+        const char *argv[] = {"XREADGROUP", "GROUP",   t->group, t->consumer, "COUNT",
+                              count,        "STREAMS", h->key,   h->id};
+        if ((rc = read_and_handle(t, h, 9, argv, &got)) != DM_CLI_OK || got == 0)
+            break;
     }
     return rc;
 }
 
-/* The group's last-delivered id on stream @p i into @p out ("0-0" if unknown). */
-static int last_delivered(tail *t, unsigned i, char out[ID_LEN])
+/* The group's last-delivered id on shard @p h into @p out ("0-0" if unknown). */
+static int last_delivered(tail *t, shard *h, char out[ID_LEN])
 {
     int rc = DM_CLI_OK;
     snprintf(out, ID_LEN, "0-0");
-    const char *argv[] = {"XINFO", "GROUPS", t->keys[i]};
-    redisReply *rep = command(t, 3, argv, false, &rc);
+    const char *argv[] = {"XINFO", "GROUPS", h->key};
+    redisReply *rep = command(t, h, 3, argv, &rc);
     if (!rep)
         return rc;
     for (size_t g = 0; rep->type == REDIS_REPLY_ARRAY && g < rep->elements; g++) {
@@ -411,56 +488,53 @@ static int last_delivered(tail *t, unsigned i, char out[ID_LEN])
 }
 
 /*
- * Take over what other consumers of the group received but did not acknowledge for
- * --claim-idle-ms (a consumer that died: the default name <hostname>:<pid> is never reused),
- * print it and acknowledge it. XAUTOCLAIM's COUNT keeps within --count. Entries trimmed from
- * the stream while pending come back as ids only (Redis 7: the reply's third element, already
- * dropped from the pending list; Redis 6.2: nil fields): nothing to print, acknowledged.
+ * Take over what other consumers of the group received on shard @p h but did not acknowledge
+ * for --claim-idle-ms (a consumer that died: the default name <hostname>:<pid> is never
+ * reused), print it and acknowledge it. XAUTOCLAIM's COUNT keeps within --count and what the
+ * reads in flight may hand over. Entries trimmed from the stream while pending come back as
+ * ids only (Redis 7: the reply's third element, already dropped from the pending list; Redis
+ * 6.2: nil fields): nothing to print, acknowledged.
  */
-static int run_claim(tail *t)
+static int claim(tail *t, shard *h)
 {
     int rc = DM_CLI_OK;
     char count[32], idle[32], start[ID_LEN];
     snprintf(idle, sizeof idle, "%d", t->claim_idle_ms);
-    for (unsigned i = 0; i < t->n && !done(t); i++) {
-        snprintf(start, sizeof start, "0-0");
-        do {
-            snprintf(count, sizeof count, "%lld", batch_size(t, 1));
-            const char *argv[] = {"XAUTOCLAIM", t->keys[i], t->group, t->consumer,
-                                  idle,         start,      "COUNT",  count};
-            redisReply *rep = command(t, 8, argv, false, &rc);
-            if (!rep)
-                return rc;
-            if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 ||
-                rep->element[0]->type != REDIS_REPLY_STRING ||
-                rep->element[1]->type != REDIS_REPLY_ARRAY) {
-                freeReplyObject(rep);
-                return dm_cli_fail("tail: redis at %s: malformed XAUTOCLAIM reply",
-                                   t->c->redis_where);
-            }
-            const redisReply *entries = rep->element[1];
-            for (size_t e = 0; e < entries->elements && rc == DM_CLI_OK; e++)
-                if (entries->element[e]->type != REDIS_REPLY_NIL)
-                    rc = handle_entry(t, t->keys[i], (int)i, entries->element[e]);
-            const redisReply *gone = rep->elements > 2 ? rep->element[2] : NULL;
-            for (size_t e = 0;
-                 gone && gone->type == REDIS_REPLY_ARRAY && e < gone->elements && rc == DM_CLI_OK;
-                 e++) {
-                const redisReply *id = gone->element[e];
-                if (id->type != REDIS_REPLY_STRING)
-                    continue;
-                fprintf(stderr,
-                        "digestmap: tail: %s entry %s no longer exists (trimmed); "
-                        "skipped\n",
-                        t->keys[i], id->str);
-                rc = ack(t, t->keys[i], id->str);
-            }
-            snprintf(start, sizeof start, "%s", rep->element[0]->str);
-            freeReplyObject(rep);
-        } while (rc == DM_CLI_OK && !done(t) && strcmp(start, "0-0") != 0);
-        if (rc != DM_CLI_OK)
+    snprintf(start, sizeof start, "0-0");
+    do {
+        long long left = room(t);
+        if (left <= 0)
+            break;
+        snprintf(count, sizeof count, "%lld", left < MAX_BATCH ? left : MAX_BATCH);
+        const char *argv[] = {"XAUTOCLAIM", h->key, t->group, t->consumer,
+                              idle,         start,  "COUNT",  count};
+        redisReply *rep = command(t, h, 8, argv, &rc);
+        if (!rep)
             return rc;
-    }
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 ||
+            rep->element[0]->type != REDIS_REPLY_STRING ||
+            rep->element[1]->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(rep);
+            return dm_cli_fail("tail: redis at %s: malformed XAUTOCLAIM reply", h->k.where);
+        }
+        const redisReply *entries = rep->element[1];
+        for (size_t e = 0; e < entries->elements && rc == DM_CLI_OK; e++)
+            if (entries->element[e]->type != REDIS_REPLY_NIL)
+                rc = handle_entry(t, h, entries->element[e]);
+        const redisReply *gone = rep->elements > 2 ? rep->element[2] : NULL;
+        for (size_t e = 0;
+             gone && gone->type == REDIS_REPLY_ARRAY && e < gone->elements && rc == DM_CLI_OK;
+             e++) {
+            const redisReply *id = gone->element[e];
+            if (id->type != REDIS_REPLY_STRING)
+                continue;
+            fprintf(stderr, "digestmap: tail: %s entry %s no longer exists (trimmed); skipped\n",
+                    h->key, id->str);
+            rc = ack(t, h, id->str);
+        }
+        snprintf(start, sizeof start, "%s", rep->element[0]->str);
+        freeReplyObject(rep);
+    } while (rc == DM_CLI_OK && !done(t) && strcmp(start, "0-0") != 0);
     return rc;
 }
 
@@ -472,102 +546,134 @@ static int run_claim(tail *t)
  */
 static void forget_consumer(tail *t)
 {
-    if (t->r->err) {
-        /* A signal shut the socket down during a blocking read. */
-        char err[768];
-        redisFree(t->r);
-        t->r = dm_cli_redis_connect(t->c, t->c->command_timeout_ms, err, sizeof err);
-        if (!t->r) {
-            fprintf(stderr, "digestmap: tail: consumer %s left in group %s: %s\n", t->consumer,
-                    t->group, err);
-            return;
-        }
-    }
     for (unsigned i = 0; i < t->n; i++) {
-        const char *pargv[] = {"XPENDING", t->keys[i], t->group, "-", "+", "1", t->consumer};
-        redisReply *rep = redisCommandArgv(t->r, 7, pargv, NULL);
+        shard *h = &t->sh[i];
+        char err[768] = "refused";
+        if (h->st != SH_IDLE) { /* a blocked read: the connection is not free */
+            dm_cli_link_reset(&h->k);
+            set_idle(t, h);
+        }
+        const char *pargv[] = {"XPENDING", h->key, t->group, "-", "+", "1", t->consumer};
+        redisReply *rep = dm_cli_link_command(&h->k, 7, pargv, err, sizeof err);
         bool idle = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 0;
         bool failed = !rep || rep->type == REDIS_REPLY_ERROR;
         if (rep)
             freeReplyObject(rep);
         if (idle) {
             /* Nothing is read in between: no entry can become pending on it now. */
-            const char *dargv[] = {"XGROUP", "DELCONSUMER", t->keys[i], t->group, t->consumer};
-            rep = redisCommandArgv(t->r, 5, dargv, NULL);
+            const char *dargv[] = {"XGROUP", "DELCONSUMER", h->key, t->group, t->consumer};
+            rep = dm_cli_link_command(&h->k, 5, dargv, err, sizeof err);
             failed = !rep || rep->type == REDIS_REPLY_ERROR;
             if (rep)
                 freeReplyObject(rep);
         }
         if (failed) {
-            fprintf(stderr,
-                    "digestmap: tail: redis at %s: cannot remove consumer %s from "
-                    "group %s on %s: %s\n",
-                    t->c->redis_where, t->consumer, t->group, t->keys[i],
-                    t->r->err ? t->r->errstr : "refused");
+            fprintf(stderr, "digestmap: tail: cannot remove consumer %s from group %s on %s: %s\n",
+                    t->consumer, t->group, h->key, err);
             return;
         }
     }
 }
 
-/* Fewer records wanted than there are streams: take them one stream at a time. */
-static int run_new_exact(tail *t, const char **argv)
+/* A blocking read's answer: print and acknowledge what it handed over; nothing (the block
+ * time passed): meanwhile another consumer may have died with entries pending. A wake-up
+ * (SH_WAIT) only frees the shard for a read. */
+static int on_group_reply(tail *t, shard *h, shard_state st, redisReply *rep)
+{
+    set_idle(t, h);
+    if (st == SH_WAIT)
+        return DM_CLI_OK;
+    long long got = 0;
+    int rc = handle_reply(t, h, rep, &got);
+    if (rc == DM_CLI_OK && got == 0 && !done(t))
+        rc = claim(t, h);
+    return rc;
+}
+
+/*
+ * Fewer records wanted than there are idle shards, and no read in flight: take them one shard
+ * at a time without blocking; a shard with nothing new (nor anything to take over) gets a
+ * wake-up instead, an XREAD (which delivers nothing) from the group's last-delivered id.
+ */
+static int read_exact(tail *t)
 {
     int rc = DM_CLI_OK;
-    long long got = 0;
-    char count[32], block[32];
-    for (unsigned j = 0; j < t->n && !done(t); j++) {
-        unsigned i = (t->next + j) % t->n;
+    char count[32], block[32], last[ID_LEN];
+    snprintf(block, sizeof block, "%d", t->block_ms);
+    for (unsigned j = 0; j < t->n && rc == DM_CLI_OK && !done(t); j++) {
+        shard *h = &t->sh[(t->next + j) % t->n];
+        if (h->st != SH_IDLE)
+            continue;
+        long long got = 0, before = t->printed;
         snprintf(count, sizeof count, "%lld", t->count - t->printed);
-        const char *a[] = {"XREADGROUP", "GROUP",   t->group,   t->consumer, "COUNT",
-                           count,        "STREAMS", t->keys[i], ">"};
-        if ((rc = read_and_handle(t, 9, a, false, &got)) != DM_CLI_OK)
-            return rc;
+        const char *a[] = {"XREADGROUP", "GROUP",   t->group, t->consumer, "COUNT",
+                           count,        "STREAMS", h->key,   ">"};
+        if ((rc = read_and_handle(t, h, 9, a, &got)) != DM_CLI_OK || got > 0 || done(t))
+            continue;
+        if ((rc = claim(t, h)) != DM_CLI_OK || t->printed > before || done(t))
+            continue;
+        if ((rc = last_delivered(t, h, last)) != DM_CLI_OK)
+            break;
+        const char *w[] = {"XREAD", "COUNT", "1", "BLOCK", block, "STREAMS", h->key, last};
+        rc = send_blocking(t, h, SH_WAIT, 8, w);
     }
     t->next = (t->next + 1) % t->n;
-    if (got > 0 || done(t))
-        return DM_CLI_OK;
-    /* Nothing new: wait (XREAD delivers nothing) until a stream grows past what the group
-     * delivered. */
-    char(*last)[ID_LEN] = dm_xcalloc(t->n, sizeof *last);
-    for (unsigned i = 0; i < t->n && rc == DM_CLI_OK; i++)
-        rc = last_delivered(t, i, last[i]);
-    if (rc == DM_CLI_OK && !done(t)) {
-        snprintf(block, sizeof block, "%d", t->block_ms);
-        const char *head[] = {"XREAD", "COUNT", "1"};
-        int nargs = blocking_read_args(t, argv, head, DM_ARRAY_LEN(head), block, last);
-        redisReply *rep = command(t, nargs, argv, true, &rc);
-        if (rep)
-            freeReplyObject(rep);
+    return rc;
+}
+
+/* Send what the idle shards should read now. */
+static int group_step(tail *t)
+{
+    int rc = DM_CLI_OK;
+    unsigned idle = 0, reading = 0;
+    for (unsigned i = 0; i < t->n && rc == DM_CLI_OK; i++) {
+        shard *h = &t->sh[i];
+        /* A connection made again: what a lost read handed over is pending on us. */
+        if (h->st == SH_IDLE && h->seen != h->k.reconnects)
+            rc = read_pending(t, h);
+        idle += h->st == SH_IDLE;
+        reading += h->st == SH_READ;
     }
-    free(last);
+    if (rc != DM_CLI_OK || idle == 0 || done(t))
+        return rc;
+    long long left = room(t);
+    if (left < (long long)idle)
+        return reading ? DM_CLI_OK : read_exact(t);
+    char count[32], block[32];
+    snprintf(count, sizeof count, "%lld", left / idle < MAX_BATCH ? left / idle : MAX_BATCH);
+    snprintf(block, sizeof block, "%d", t->block_ms);
+    for (unsigned i = 0; i < t->n && rc == DM_CLI_OK; i++) {
+        shard *h = &t->sh[i];
+        if (h->st != SH_IDLE)
+            continue;
+        const char *argv[] = {"XREADGROUP", "GROUP", t->group,  t->consumer, "COUNT", count,
+                              "BLOCK",      block,   "STREAMS", h->key,      ">"};
+        if ((rc = send_blocking(t, h, SH_READ, 11, argv)) == DM_CLI_OK) {
+            h->reserved = atoll(count);
+            t->reserved += h->reserved;
+        }
+    }
     return rc;
 }
 
 static int run_group(tail *t)
 {
-    int rc;
-    if ((rc = create_groups(t)) != DM_CLI_OK || (rc = run_pending(t)) != DM_CLI_OK ||
-        (rc = run_claim(t)) != DM_CLI_OK)
-        return rc;
-    size_t argc = 10 + 2 * (size_t)t->n;
-    const char **argv = dm_xcalloc(argc, sizeof *argv);
-    char count[32], block[32];
-    snprintf(block, sizeof block, "%d", t->block_ms);
-    while (!done(t) && rc == DM_CLI_OK) {
-        if (t->count && t->count - t->printed < (long long)t->n) {
-            rc = run_new_exact(t, argv);
-            continue;
-        }
-        snprintf(count, sizeof count, "%lld", batch_size(t, t->n));
-        const char *head[] = {"XREADGROUP", "GROUP", t->group, t->consumer, "COUNT", count};
-        int nargs = blocking_read_args(t, argv, head, DM_ARRAY_LEN(head), block, NULL);
-        long long got = 0;
-        rc = read_and_handle(t, nargs, argv, true, &got);
-        /* Idle: meanwhile another consumer may have died with entries pending. */
-        if (rc == DM_CLI_OK && got == 0 && !done(t))
-            rc = run_claim(t);
+    int rc = DM_CLI_OK;
+    for (unsigned i = 0; i < t->n && rc == DM_CLI_OK; i++)
+        rc = create_group(t, &t->sh[i]);
+    for (unsigned i = 0; i < t->n && rc == DM_CLI_OK && !done(t); i++)
+        rc = read_pending(t, &t->sh[i]);
+    for (unsigned i = 0; i < t->n && rc == DM_CLI_OK && !done(t); i++)
+        rc = claim(t, &t->sh[i]);
+    while (rc == DM_CLI_OK && !done(t)) {
+        if ((rc = group_step(t)) != DM_CLI_OK || done(t))
+            break;
+        bool sent = false;
+        for (unsigned i = 0; i < t->n; i++)
+            sent |= t->sh[i].st != SH_IDLE;
+        if (sent)
+            rc = wait_replies(t, on_group_reply);
     }
-    free(argv);
     return rc;
 }
 
@@ -666,30 +772,41 @@ static void set_consumer(tail *t, const char *given)
     snprintf(t->consumer, sizeof t->consumer, "%s:%ld", host, (long)getpid());
 }
 
-/* SA_RESTART: stdout writes resume after a signal; a blocked Redis read is ended by the
- * handler's shutdown() instead. */
-static void catch_signals(void)
+/* SIGINT and SIGTERM set a flag and are blocked except in the waits, whose mask @p wait_mask
+ * lets them through; @p saved gets the mask to restore. SA_RESTART: a stdout write resumes. */
+static void catch_signals(sigset_t *wait_mask, sigset_t *saved)
 {
     struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigprocmask(SIG_BLOCK, &block, saved);
+    *wait_mask = *saved;
+    sigdelset(wait_mask, SIGINT);
+    sigdelset(wait_mask, SIGTERM);
 }
 
-/* Connect, then read the streams, plainly or through the group, until done. */
+/* Connect every shard, then read the streams, plainly or through the group, until done. */
 static int run(tail *t, dm_cli *c)
 {
     char err[768];
-    /* The socket must outwait the server-side BLOCK. */
     t->c = c;
-    t->r = dm_cli_redis_connect(c, t->block_ms + c->command_timeout_ms, err, sizeof err);
-    if (!t->r)
-        return dm_cli_fail("%s", err);
     t->n = c->shards;
-    t->keys = dm_xcalloc(t->n, sizeof *t->keys);
-    t->ids = dm_xcalloc(t->n, sizeof *t->ids);
-    for (unsigned i = 0; i < t->n; i++)
-        dm_key_out(t->keys[i], c->prefix, i);
+    t->sh = dm_xcalloc(t->n, sizeof *t->sh);
+    dm_cli_nodes_init(&t->nodes, c);
+    for (unsigned i = 0; i < t->n; i++) {
+        shard *h = &t->sh[i];
+        /* The socket must outwait the server-side BLOCK. */
+        dm_cli_link_init(&h->k, c, &t->nodes, t->block_ms + c->command_timeout_ms, &stop_requested,
+                         &t->wait_mask);
+        dm_key_out(h->key, c->prefix, i);
+        if (dm_cli_link_open(&h->k, err, sizeof err) != DM_OK)
+            return stop_requested ? DM_CLI_OK : dm_cli_fail("%s", err);
+    }
     int rc = t->group ? run_group(t) : run_plain(t);
     if (t->group && rc == DM_CLI_OK)
         forget_consumer(t);
@@ -708,12 +825,13 @@ int dm_cli_cmd_tail(dm_cli_flags *f, int argc, char **argv)
         return rc;
     if (t.group)
         set_consumer(&t, consumer);
-    catch_signals();
+    sigset_t saved;
+    catch_signals(&t.wait_mask, &saved);
     rc = run(&t, &c);
-    if (t.r)
-        redisFree(t.r);
-    free(t.keys);
-    free(t.ids);
+    for (unsigned i = 0; t.sh && i < t.n; i++)
+        dm_cli_link_close(&t.sh[i].k);
+    free(t.sh);
     dm_cli_dispose(&c);
+    sigprocmask(SIG_SETMASK, &saved, NULL);
     return rc;
 }
