@@ -175,11 +175,19 @@ static bool follow(dm_cli_link *k, redisReply *rep, int *pause, char *err, size_
     bool wait = error_is(rep, "TRYAGAIN") || error_is(rep, "CLUSTERDOWN");
     snprintf(err, errlen, "redis at %s: %.200s", k->where, rep->str);
     freeReplyObject(rep);
+    if (!k->trouble_ms)
+        k->trouble_ms = mono_ms();
+    else if (mono_ms() - k->trouble_ms > DM_CLI_LINK_RECOVER_MS)
+        return false; /* err names the last redirect or pause */
     if (moved) {
         nodes_add(k->nodes, to.host, to.port);
         dm_cli_node n = {.port = to.port};
         snprintf(n.host, sizeof n.host, "%s", to.host);
-        return connect_node(k, &n, err, errlen);
+        if (connect_node(k, &n, err, errlen))
+            return true;
+        /* The node named is gone (a master that died, before the cluster noticed): ask the
+         * seed again once it had time to notice. */
+        return pause_ms(k, *pause) && connect_any(k, err, errlen) == DM_OK;
     }
     if (wait) {
         bool go = pause_ms(k, *pause);
@@ -211,8 +219,10 @@ redisReply *dm_cli_link_command(dm_cli_link *k, int argc, const char **argv, cha
                 return NULL;
             continue;
         }
-        if (!cluster(k) || !redirect_or_wait(rep))
+        if (!cluster(k) || !redirect_or_wait(rep)) {
+            k->trouble_ms = 0;
             return rep;
+        }
         dm_redirect to;
         if (dm_redirect_parse(rep->str, rep->len, &to) && to.ask) {
             nodes_add(k->nodes, to.host, to.port);
@@ -261,6 +271,7 @@ int dm_cli_link_recv(dm_cli_link *k, redisReply **out, char *err, size_t errlen)
     }
     redisReply *r = rep;
     if (!cluster(k) || !redirect_or_wait(r)) {
+        k->trouble_ms = 0;
         *out = r;
         return DM_OK;
     }

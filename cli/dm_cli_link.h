@@ -55,6 +55,7 @@ typedef struct dm_cli_link {
     redisContext *r;
     char where[DM_SLOT_HOST_MAX + 16]; /**< the server now, for messages */
     unsigned reconnects;               /**< connections lost and made again */
+    long long trouble_ms;              /**< since when the slot has not been served (0: it is) */
 } dm_cli_link;
 
 /** Fill @p nodes with the seed of @p c (when it names a Cluster). */
