@@ -23,15 +23,7 @@ SEED=${CL_PORTS[0]}
 # replica that never synced cannot take over).
 cl_start() {
     local p
-    for p in "${CL_PORTS[@]}"; do
-        mkdir -p "$T/cl-$p"
-        redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes \
-            --cluster-node-timeout 1500 --cluster-config-file "$T/cl-$p/nodes-$p.conf" \
-            --dir "$T/cl-$p" --save '' --appendonly no --daemonize no \
-            --repl-diskless-sync-delay 0 \
-            --logfile "$T/cl-$p/redis.log" </dev/null >/dev/null 2>&1 &
-        echo $! > "$T/cl-$p.pid"
-    done
+    for p in "${CL_PORTS[@]}"; do cl_node "$p"; done
     _node_up() { redis-cli -p "$1" ping 2>/dev/null | grep -q PONG; }
     for p in "${CL_PORTS[@]}"; do
         poll_until "$DM_WAIT" _node_up "$p" || die "cluster node $p did not start"
@@ -51,6 +43,30 @@ cl_start() {
     for p in "${CL_PORTS[@]}"; do
         poll_until "$DM_WAIT" _synced "$p" || die "cluster replica $p never synced with its master"
     done
+}
+
+# cl_node PORT: start one node. Its ports lie in the ephemeral range, where another program's
+# outgoing connection may hold one for a moment: a node that exits at once is started again.
+cl_node() {
+    local p=$1 try pid
+    mkdir -p "$T/cl-$p"
+    for try in 1 2 3 4 5 6 7 8 9 10; do
+        redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes \
+            --cluster-node-timeout 1500 --cluster-config-file "$T/cl-$p/nodes-$p.conf" \
+            --dir "$T/cl-$p" --save '' --appendonly no --daemonize no \
+            --repl-diskless-sync-delay 0 \
+            --logfile "$T/cl-$p/redis.log" </dev/null >/dev/null 2>&1 &
+        pid=$!
+        echo "$pid" > "$T/cl-$p.pid"
+        _up_or_gone() { redis-cli -p "$1" ping 2>/dev/null | grep -q PONG || ! kill -0 "$2" 2>/dev/null; }
+        poll_until "$DM_WAIT" _up_or_gone "$p" "$pid" || true
+        kill -0 "$pid" 2>/dev/null && return 0
+        wait "$pid" 2>/dev/null || true
+        echo "# cluster node $p exited at start (try $try): $(tail -n 1 "$T/cl-$p/redis.log")"
+        rm -f "$T/cl-$p/nodes-$p.conf"
+        sleep 0.5
+    done
+    die "cluster node $p cannot start: $(tail -n 3 "$T/cl-$p/redis.log")"
 }
 
 # cl_kill PORT: kill -9 one node.
