@@ -222,6 +222,8 @@ total=0
 for s in $(seq 0 15); do total=$((total + $(ccli xlen "dm:{$s}:out"))); done
 "$CLI" --config "$CONF" tail --from-start --count "$total" >"$T/all.out" 2>"$T/all.err" ||
     fail "tail of the daemon's records failed: $(cat "$T/all.err")"
+# (the records added by hand above have short subjects "sha256:<shard>")
 check "tail prints the daemon's confirmed records" "$subjects" \
-    "$(jq -r "select(.type == \"$CONFIRMED\") | .subject" <"$T/all.out" | sort)"
+    "$(jq -r "select(.type == \"$CONFIRMED\" and (.subject | length) == 71) | .subject" \
+        <"$T/all.out" | sort)"
 finish
