@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The readers of the output streams on a real Redis Cluster (3 masters + 3 replicas on
-# 127.0.0.1:45000-45005, bus ports +10000), redis.cluster true and 16 shards: every read names
-# one shard's stream (docs/cluster-readers.md).
+# 127.0.0.1:20500-20505, bus ports 30500-30505: below the ephemeral range 32768-60999, where an
+# outgoing connection of another program, e.g. another test's cluster bus, may hold a port for
+# as long as it lives), redis.cluster true and 16 shards: every read names one shard's stream
+# (docs/cluster-readers.md).
 # - digestmap tail, plain and through a group, prints the records of all 16 shards, which live
 #   on several masters, following MOVED from the seed;
 # - a following `tail --group` goes on after kill -9 of a master: the replica takes over, the
@@ -15,7 +17,7 @@ source "$(dirname "$0")/sink/sink_lib.sh"
 
 CLI="$(dirname "$DIGESTMAPD")/digestmap"
 [ -x "$CLI" ] || die "no client binary at $CLI"
-CL_PORTS=(45000 45001 45002 45003 45004 45005)
+CL_PORTS=(20500 20501 20502 20503 20504 20505)
 SEED=${CL_PORTS[0]}
 
 # cl_start: the six nodes as children of this shell, then the cluster; waits for
@@ -45,8 +47,8 @@ cl_start() {
     done
 }
 
-# cl_node PORT: start one node. Its ports lie in the ephemeral range, where another program's
-# outgoing connection may hold one for a moment: a node that exits at once is started again.
+# cl_node PORT: start one node; one that exits at once (its port held for a moment by another
+# program) is started again.
 cl_node() {
     local p=$1 try pid
     mkdir -p "$T/cl-$p"
