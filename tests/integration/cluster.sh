@@ -50,6 +50,26 @@ cluster_cli() { redis-cli -c -h 127.0.0.1 -p "$(cluster_live_port)" "$@"; }
 # _port_busy PORT: something listens on 127.0.0.1:PORT.
 _port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# _cluster_spawn PORT: start (or restart: same node file and data) the node of PORT.
+_cluster_spawn() {
+    local p=$1
+    mkdir -p "$T/node-$p"
+    redis-server --port "$p" --bind 127.0.0.1 --daemonize no \
+        --cluster-enabled yes --cluster-node-timeout 1500 \
+        --cluster-config-file "$T/nodes-$p.conf" \
+        --appendonly yes --appendfsync everysec --save '' \
+        --dir "$T/node-$p" --logfile "$T/node-$p/redis.log" \
+        </dev/null >/dev/null 2>&1 &
+    CLUSTER_PID[$p]=$!
+}
+
+# _node_up PORT: the node of PORT answers PING (dies when it exited).
+_node_up() {
+    cluster_alive "$1" ||
+        die "redis-server on port $1 exited: $(tail -n 3 "$T/node-$1/redis.log" 2>/dev/null)"
+    [ "$(ccli "$1" ping 2>/dev/null)" == PONG ]
+}
+
 # cluster_start BASEPORT: six nodes on BASEPORT..BASEPORT+5, the cluster created with one
 # replica per master, and returns once every node reports cluster_state:ok, knows all 16384
 # slots and all 6 nodes, and every replica's link to its master is up.
@@ -64,21 +84,7 @@ cluster_start() {
         done
     done
     at_exit cluster_stop
-    for p in $(cluster_ports); do
-        mkdir -p "$T/node-$p"
-        redis-server --port "$p" --bind 127.0.0.1 --daemonize no \
-            --cluster-enabled yes --cluster-node-timeout 1500 \
-            --cluster-config-file "$T/nodes-$p.conf" \
-            --appendonly yes --appendfsync everysec --save '' \
-            --dir "$T/node-$p" --logfile "$T/node-$p/redis.log" \
-            </dev/null >/dev/null 2>&1 &
-        CLUSTER_PID[$p]=$!
-    done
-    _node_up() {
-        cluster_alive "$1" ||
-            die "redis-server on port $1 exited: $(tail -n 3 "$T/node-$1/redis.log" 2>/dev/null)"
-        [ "$(ccli "$1" ping 2>/dev/null)" == PONG ]
-    }
+    for p in $(cluster_ports); do _cluster_spawn "$p"; done
     for p in $(cluster_ports); do
         poll_until "$DM_WAIT" _node_up "$p" || die "redis-server on port $p did not start"
     done
@@ -194,6 +200,21 @@ cluster_wait_promoted() {
     echo $(($(date +%s%3N) - CLUSTER_KILLED_MS))
 }
 
+# cluster_freeze PORT / cluster_thaw PORT: SIGSTOP / SIGCONT the node of PORT (a replica frozen
+# this way stops replicating, as a lagging one would; cluster_stop thaws it to stop it).
+cluster_freeze() { kill -STOP "${CLUSTER_PID[$1]}"; }
+cluster_thaw() { kill -CONT "${CLUSTER_PID[$1]}"; }
+
+# cluster_restart_node PORT: start the node killed on PORT again, with its node file and data (as
+# an orchestrator restarts a crashed pod); a former master rejoins as a replica of the node that
+# took its slots. Returns once every node is ready again (cluster_wait_ok).
+cluster_restart_node() {
+    cluster_alive "$1" && die "cluster_restart_node: the node on $1 still runs"
+    _cluster_spawn "$1"
+    poll_until "$DM_WAIT" _node_up "$1" || die "redis-server on port $1 did not restart"
+    cluster_wait_ok
+}
+
 # cluster_count_keys PATTERN: "PORT COUNT" for each master serving slots, keys matching
 # PATTERN (SCAN on that master only).
 cluster_count_keys() {
@@ -208,7 +229,7 @@ cluster_stop() {
     local p pid
     for p in "${!CLUSTER_PID[@]}"; do
         pid=${CLUSTER_PID[$p]}
-        [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null
+        [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && kill -CONT "$pid" 2>/dev/null
     done
     for p in "${!CLUSTER_PID[@]}"; do
         pid=${CLUSTER_PID[$p]}
