@@ -5,9 +5,13 @@
 --   join: alternately the ACR push of digest k (to ACR_PATH) and the build event of the same
 --         digest (to BUILD_PATH, Authorization BUILD_AUTH): each pair joins into one edge,
 --         in either order (wrk's connections race each other).
--- Digest: sha256:<SALT 8><wrk thread 4><k 8><44 fixed> = 64 lowercase hex digits.
+-- Digest: sha256:<SALT 8><wrk thread 4><k 8><44 fixed> = 64 lowercase hex digits; with
+-- SPREAD=1 (bench/cluster.sh) sha256:<(k * 4099 + thread) mod 65536, 4><SALT 8><thread 4><k 8>
+-- <40 fixed>, so that consecutive digests fall in different shards (the first 4 hex digits
+-- choose the shard).
 local salt = os.getenv("SALT") or "00000000"
 local mode = os.getenv("MODE") or "push"
+local spread = os.getenv("SPREAD") == "1"
 local acr_path = os.getenv("ACR_PATH") or "/v1/registry/acr"
 local build_path = os.getenv("BUILD_PATH") or "/v1/builds"
 local auth = os.getenv("AUTH") or "Bearer dev-acr-token"
@@ -42,6 +46,10 @@ function init(args)
 end
 
 local function digest(k)
+  if spread then
+    return string.format("%04x", (k * 4099 + (tonumber(tid) or 0)) % 65536) .. prefix
+      .. string.format("%08x", k) .. pad:sub(1, 40)
+  end
   return prefix .. string.format("%08x", k) .. pad
 end
 

@@ -6,23 +6,31 @@
 # group and lib.sh's watchdog), stopped by cluster_stop, which cluster_start registers with
 # at_exit: nothing outlives a failed test either.
 #
-# Port ranges. A node listens on PORT and on its cluster bus PORT + 10000, so every range stays
-# under 55000. Each test has its own range, so tests run in parallel (ctest -j2):
-#   43000-43005  test_redis_cluster_router.sh   (helper "router")
-#   44000-44099  the spool tests                 (helper "spool")
-#   45000-45005  test_cluster_readers.sh         (helper "readers")
-#   46000-46005  test_cluster_join.sh
-#   46010-46015  test_cluster_outputs.sh
-#   46020-46025  test_cluster_failover.sh
-#   46030-46035  test_cluster_failover_wait.sh
-#   46100-46105  bench/cluster.sh (BENCH_CLUSTER_PORT)
-# A busy port is refused, with its number, rather than shared.
+# Port ranges. A node listens on PORT and on its cluster bus PORT + 10000. Both must lie below
+# Linux's ephemeral range (/proc/sys/net/ipv4/ip_local_port_range, 32768-60999 by default):
+# a port in it may be held at any moment by some client's connection (curl, redis-cli, a daemon;
+# in TIME_WAIT for a minute after), and redis-server then fails to bind it ("Address already in
+# use": seen with 46020 + 10000). So PORT is at most 22767 (bus <= 32767). Each test has its own
+# range, so tests run in parallel (ctest -j2):
+#   22000-22005  test_cluster_join.sh
+#   22010-22015  test_cluster_outputs.sh
+#   22020-22025  test_cluster_failover.sh
+#   22030-22035  test_cluster_failover_wait.sh
+#   22100-22115  bench/cluster.sh (BENCH_CLUSTER_PORT: 22100-22102, then 22110-22115)
+#   43000-43005  test_redis_cluster_router.sh   (helper "router"; in the ephemeral range)
+#   44000-44099  the spool tests                 (helper "spool"; in the ephemeral range)
+#   45000-45005  test_cluster_readers.sh         (helper "readers"; in the ephemeral range)
+# cluster_start refuses a port something listens on, with its number, rather than share it; a
+# node that cannot bind its port (a client connection holds it) fails the test naming the port.
 
 CLUSTER_BASE=""
 declare -A CLUSTER_PID=()
+# CLUSTER_REPLICAS=0 before cluster_start: three masters and no replica (bench/cluster.sh
+# measures routing alone that way); the tests keep the default, one replica per master.
+CLUSTER_REPLICAS=${CLUSTER_REPLICAS:-1}
 
-# cluster_ports: the six node ports.
-cluster_ports() { seq "$CLUSTER_BASE" $((CLUSTER_BASE + 5)); }
+# cluster_ports: the node ports (six; three without replicas).
+cluster_ports() { seq "$CLUSTER_BASE" $((CLUSTER_BASE + 3 * (CLUSTER_REPLICAS + 1) - 1)); }
 
 # ccli PORT ARGS...: redis-cli against one node (no redirects followed).
 ccli() {
@@ -65,18 +73,29 @@ _cluster_spawn() {
 
 # _node_up PORT: the node of PORT answers PING (dies when it exited).
 _node_up() {
-    cluster_alive "$1" ||
+    local busy
+    if ! cluster_alive "$1"; then
+        busy=$(sed -n 's/.*Could not create server TCP listening socket [^ ]*:\([0-9]*\).*/\1/p' \
+            "$T/node-$1/redis.log" 2>/dev/null | head -n 1)
+        [ -n "$busy" ] && die "cluster node $1: port $busy is busy (held by another socket:" \
+            "$(ss -Htan "( sport = :$busy )" 2>/dev/null | head -n 3 | tr -s ' ' | tr '\n' ';'))"
         die "redis-server on port $1 exited: $(tail -n 3 "$T/node-$1/redis.log" 2>/dev/null)"
+    fi
     [ "$(ccli "$1" ping 2>/dev/null)" == PONG ]
 }
 
 # cluster_start BASEPORT: six nodes on BASEPORT..BASEPORT+5, the cluster created with one
-# replica per master, and returns once every node reports cluster_state:ok, knows all 16384
+# replica per master (CLUSTER_REPLICAS), and returns once every node reports cluster_state:ok, knows all 16384
 # slots and all 6 nodes, and every replica's link to its master is up.
 cluster_start() {
     local base=$1 p b
     [[ "$base" =~ ^[0-9]+$ ]] && [ "$base" -ge 1024 ] && [ "$base" -lt 55000 ] ||
         die "cluster_start: base port $base: must be 1024..54999 (the bus port is port + 10000)"
+    local eph
+    eph=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    [ $((base + 10005)) -lt "$eph" ] ||
+        echo "# cluster_start: ports $base.. (bus $((base + 10000)).. ) reach into the ephemeral range" \
+            "(from $eph): a client connection may hold one" >&2
     CLUSTER_BASE=$base
     for p in $(cluster_ports); do
         for b in "$p" $((p + 10000)); do
@@ -90,18 +109,19 @@ cluster_start() {
     done
     local nodes=()
     for p in $(cluster_ports); do nodes+=("127.0.0.1:$p"); done
-    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes \
+    redis-cli --cluster create "${nodes[@]}" --cluster-replicas "$CLUSTER_REPLICAS" --cluster-yes \
         >"$T/cluster-create.log" 2>&1 || die "redis-cli --cluster create: $(tail -n 5 "$T/cluster-create.log")"
     cluster_wait_ok
 }
 
-# _node_ok PORT: the node reports cluster_state:ok, 16384 slots, 6 known nodes, and (a replica)
-# its link to the master up or (a master) a replica online.
+# _node_ok PORT: the node reports cluster_state:ok, 16384 slots, every node known, and (a
+# replica) its link to the master up or (a master, when there are replicas) a replica online.
 _node_ok() {
     local info
     info=$(ccli "$1" cluster info 2>/dev/null | tr -d '\r')
     grep -qx 'cluster_state:ok' <<<"$info" && grep -qx 'cluster_slots_ok:16384' <<<"$info" &&
-        grep -qx 'cluster_known_nodes:6' <<<"$info" || return 1
+        grep -qx "cluster_known_nodes:$((3 * (CLUSTER_REPLICAS + 1)))" <<<"$info" || return 1
+    [ "$CLUSTER_REPLICAS" -gt 0 ] || return 0
     info=$(ccli "$1" info replication 2>/dev/null | tr -d '\r')
     if grep -qx 'role:master' <<<"$info"; then
         grep -qE '^slave0:.*state=online' <<<"$info"
@@ -110,7 +130,7 @@ _node_ok() {
     fi
 }
 
-# cluster_wait_ok: wait until every node is _node_ok (all six running).
+# cluster_wait_ok: wait until every node is _node_ok (all running).
 cluster_wait_ok() {
     local p
     for p in $(cluster_ports); do

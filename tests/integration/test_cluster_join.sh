@@ -8,7 +8,7 @@
 . "$(dirname "$0")/cluster.sh"
 N=16
 CT=dev.digestmap.mapping.confirmed.v1
-cluster_start 46000
+cluster_start 22000
 start_daemon "$(cluster_config)"
 
 # 48 digests whose first 4 hex digits are i*4099 mod 65536: every shard mod 16 gets 3.

@@ -16,7 +16,7 @@ N=16
 CLI="$(dirname "$DIGESTMAPD")/digestmap"
 AUTH='Authorization: Bearer api-token'
 CORR='"window_seconds": 2, "grace_seconds": 8, "mapping_ttl_seconds": 60, "sweep_interval_ms": 100'
-cluster_start 46010
+cluster_start 22010
 start_sink soc
 
 # config [OUTPUTS_JSON]: the cluster config with the sink "soc" and OUTPUTS merged in.

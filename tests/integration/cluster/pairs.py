@@ -23,7 +23,8 @@ answer 3 times, or no answer for 60 s).
 Reads L after a master was killed at MS and prints, as "key value" lines: failover_ms (from MS
 to the first accepted, not spooled answer for a digest of the killed master's shards S), and
 for the requests of those shards answered from MS to then: refused (503 + Retry-After),
-spooled (202 with "spooled": true), accepted; and over the whole run: requests, accepted,
+spooled (202 with "spooled": true), accepted; the same for the other shards (others_*); and
+over the whole run: requests, accepted,
 spooled, refused, bad (any other answer: another 5xx, a 503 without Retry-After, a 4xx, no
 answer), events.
 """
@@ -195,6 +196,7 @@ def report(args):
             break
     out = {"failover_ms": -1 if back is None else back - args.kill_ms}
     win = {"refused": 0, "spooled": 0, "accepted": 0}
+    others = {"refused": 0, "spooled": 0, "accepted": 0}
     tot = {"requests": 0, "accepted": 0, "spooled": 0, "refused": 0, "bad": 0, "events": 0}
     for line in lines:
         st = line["status"]
@@ -204,13 +206,14 @@ def report(args):
         tot[kind] += 1
         if st == 202:
             tot["events"] += 1
-        if (back is not None and args.kill_ms <= line["t"] < back and killed(line)
-                and kind != "bad"):
-            win[kind] += 1
+        if back is not None and args.kill_ms <= line["t"] < back and kind != "bad":
+            (win if killed(line) else others)[kind] += 1
     for k, v in out.items():
         print(k, v)
     for k, v in win.items():
         print("window_" + k, v)
+    for k, v in others.items():
+        print("others_" + k, v)
     for k, v in tot.items():
         print(k, v)
     for line in lines:
