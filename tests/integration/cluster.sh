@@ -58,15 +58,17 @@ cluster_cli() { redis-cli -c -h 127.0.0.1 -p "$(cluster_live_port)" "$@"; }
 # _port_busy PORT: something listens on 127.0.0.1:PORT.
 _port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# _cluster_spawn PORT: start (or restart: same node file and data) the node of PORT.
+# _cluster_spawn PORT: start (or restart: same node file and data) the node of PORT, with the
+# words of CLUSTER_NODE_ARGS added (e.g. "--cluster-require-full-coverage no").
 _cluster_spawn() {
     local p=$1
+    # shellcheck disable=SC2086 # CLUSTER_NODE_ARGS: words on purpose
     mkdir -p "$T/node-$p"
     redis-server --port "$p" --bind 127.0.0.1 --daemonize no \
         --cluster-enabled yes --cluster-node-timeout 1500 \
         --cluster-config-file "$T/nodes-$p.conf" \
         --appendonly yes --appendfsync everysec --save '' \
-        --dir "$T/node-$p" --logfile "$T/node-$p/redis.log" \
+        --dir "$T/node-$p" --logfile "$T/node-$p/redis.log" ${CLUSTER_NODE_ARGS:-} \
         </dev/null >/dev/null 2>&1 &
     CLUSTER_PID[$p]=$!
 }

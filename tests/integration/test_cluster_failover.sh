@@ -44,7 +44,10 @@ rc=0
 wait "$SENDER" || rc=$?
 check "the sender got every request accepted in the end" 0 "$rc"
 REPORT=$(report)
-# the first few unexpected answers, if any
+# the answers every half second from the kill (k: shards $shards, o: the others; a accepted,
+# s spooled, r refused), then the first few unexpected answers, if any
+pairs report --log "$T/sent.log" --kill-ms "$CLUSTER_KILLED_MS" --shards "$shards" --nshards "$N" \
+    --timeline 2>&1 >/dev/null | sed 's/^/# /' | grep -v '^# bad_answer' || true
 pairs report --log "$T/sent.log" --kill-ms "$CLUSTER_KILLED_MS" --shards "$shards" --nshards "$N" \
     2>&1 >/dev/null | head -n 5 >&2 || true
 echo "# failover: master $victim killed, replica $CLUSTER_PROMOTE promoted after $promoted_ms ms;" \

@@ -12,7 +12,7 @@ time for both, now), each request retried until it is accepted, the way a sender
 failover is timed to that resolution). With --solo-every K every K-th pair is a push alone.
 Threads stop after N pairs in all (--pairs) or once the file F exists (--until-file), at most
 --max-seconds, and pace themselves to --rate pairs a second each (a bound on the load, not a
-margin). Every attempt is one JSON line in L: {"t": ms since the epoch (answer time),
+margin). Every attempt is one JSON line in L: {"t0", "t": ms since the epoch (sent, answered),
 "kind": "push"|"build", "digest", "status" (0: no answer), "spooled", "retry_after", "body"
 (of unexpected answers)}. D gets "pair DIGEST" / "solo DIGEST" once the last event of a pair
 is accepted. Exit 0 when every event was accepted; 1 when one was given up (an unexpected
@@ -21,8 +21,8 @@ answer 3 times, or no answer for 60 s).
   pairs.py report --log L --kill-ms MS --shards S,S,... --nshards N
 
 Reads L after a master was killed at MS and prints, as "key value" lines: failover_ms (from MS
-to the first accepted, not spooled answer for a digest of the killed master's shards S), and
-for the requests of those shards answered from MS to then: refused (503 + Retry-After),
+to the answer of the first request sent after MS for a digest of the killed master's shards S
+that was accepted, not spooled), and for the requests of those shards answered from MS to then: refused (503 + Retry-After),
 spooled (202 with "spooled": true), accepted; the same for the other shards (others_*); and
 over the whole run: requests, accepted,
 spooled, refused, bad (any other answer: another 5xx, a 503 without Retry-After, a 4xx, no
@@ -85,6 +85,7 @@ class Sender:
         silent_since = None
         while True:
             status, text, retry_after = 0, "", None
+            sent = now_ms()
             try:
                 if self.conn is None:
                     self.conn = http.client.HTTPConnection("127.0.0.1", self.args.port, timeout=30)
@@ -108,7 +109,7 @@ class Sender:
                     spooled = json.loads(text).get("spooled") is True
                 except ValueError:
                     status = -202  # a 202 that is not JSON counts as bad
-            line = {"t": now_ms(), "kind": kind, "digest": digest, "status": status,
+            line = {"t0": sent, "t": now_ms(), "kind": kind, "digest": digest, "status": status,
                     "spooled": spooled, "retry_after": retry_after}
             if status not in (202, 503) or (status == 503 and not retry_after):
                 line["body"] = text[:300]
@@ -190,7 +191,7 @@ def report(args):
 
     back = None
     for line in lines:
-        if (line["t"] >= args.kill_ms and killed(line) and line["status"] == 202
+        if (line["t0"] >= args.kill_ms and killed(line) and line["status"] == 202
                 and not line["spooled"]):
             back = line["t"]
             break
@@ -216,6 +217,21 @@ def report(args):
         print("others_" + k, v)
     for k, v in tot.items():
         print(k, v)
+    if args.timeline:
+        # answers per half second from the kill: k/o = the killed master's shards / the others,
+        # a = accepted, s = spooled, r = refused (503 + Retry-After), x = any other answer
+        slots = {}
+        for line in lines:
+            st = line["status"]
+            c = ("s" if st == 202 and line["spooled"] else "a" if st == 202
+                 else "r" if st == 503 and line["retry_after"] else "x")
+            b = (line["t"] - args.kill_ms) // 500
+            key = ("k" if killed(line) else "o") + c
+            slots.setdefault(b, {}).setdefault(key, 0)
+            slots[b][key] += 1
+        for b in sorted(slots):
+            print("timeline %+.1f %s" % (b / 2.0, " ".join(
+                "%s=%d" % kv for kv in sorted(slots[b].items()))), file=sys.stderr)
     for line in lines:
         if (line["status"] not in (202, 503)) or (line["status"] == 503 and not line["retry_after"]):
             print("bad_answer", json.dumps(line), file=sys.stderr)
@@ -242,6 +258,7 @@ def main():
     r.add_argument("--kill-ms", type=int, required=True)
     r.add_argument("--shards", required=True)
     r.add_argument("--nshards", type=int, required=True)
+    r.add_argument("--timeline", action="store_true")
     args = ap.parse_args()
     return send(args) if args.cmd == "send" else report(args)
 
