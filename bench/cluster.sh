@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # bench/cluster.sh [SECONDS] [CONNECTIONS] - what routing through Redis Cluster costs: the same
 # wrk load as bench/run.sh (push.lua, digests spread over the shards) against digestmapd with
-# 16 shards on one redis-server, on a cluster of 3 masters, and on 3 masters + 3 replicas, all in
-# one run; reported as ratios against the one-server figures (see bench/README.md).
+# 16 shards on one redis-server, on a cluster of 3 masters, on 3 masters + 3 replicas, and on
+# those with redis.wait_replicas 1, all in one run; reported as ratios against the one-server
+# figures (see bench/README.md).
 #   env: BENCH_SECONDS (5), BENCH_CONNS (32), BENCH_WORKERS (2), BENCH_PORT (first free from
 #        18090), REDIS_PORT (first free from 16490), BENCH_CLUSTER_PORT (22100: the clusters use
 #        22100-22102 and 22110-22115, bus ports + 10000), BENCH_REV (as in run.sh)
@@ -45,14 +46,14 @@ bench_build
 echo "bench-cluster: $(date -u +%FT%TZ), $(nproc) cores, ${secs}s per figure, $conns connections," \
      "workers $workers, wrk -t1, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
-start_daemon() { # url cluster(true|false)
+start_daemon() { # url cluster(true|false) wait_replicas
     cat > "$tmp/config.json" <<JSON
 {
   "listen": "127.0.0.1:$port",
   "workers": $workers,
   "log_level": "warn",
   "data_dir": "$tmp/var",
-  "redis": {"url": "$1", "cluster": $2, "shards": 16},
+  "redis": {"url": "$1", "cluster": $2, "shards": 16, "wait_replicas": $3},
   "limits": {"max_inflight": 100000},
   "outputs": {"stream_maxlen": 1000000000},
   "sources": [
@@ -98,10 +99,10 @@ xlen_all() { local s n=0; for s in $(seq 0 15); do n=$((n + $(redis-cli -c -p "$
 flush_all() { local m; for m in $MASTERS; do redis-cli -p "$m" flushall >/dev/null; done; }
 
 declare -A R=() # "<setup> <figure>" -> value
-bench_setup() { # name url cluster
+bench_setup() { # name url cluster wait_replicas
     local name=$1 req non2xx parked edges maps d0 d1 r0 r1
     flush_all
-    start_daemon "$2" "$3"
+    start_daemon "$2" "$3" "$4"
     # (a) pushes, every digest new
     d0=$(cpu_ticks "$dm_pid"); r0=$(ticks $RPIDS)
     run_wrk "$tmp/push.out" push /v1/registry/acr
@@ -143,27 +144,28 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes --
     --dir "$tmp/single" --logfile "$tmp/single/redis.log" & redis_pid=$!
 for _ in $(seq 50); do [ "$(redis-cli -p "$redis_port" ping 2>/dev/null)" = PONG ] && break; sleep 0.1; done
 MASTERS=$redis_port RPIDS=$redis_pid
-bench_setup single "redis://127.0.0.1:$redis_port" false
+bench_setup single "redis://127.0.0.1:$redis_port" false 0
 stop_pid "$redis_pid"; redis_pid=""
 
-# 2. three masters; 3. three masters and three replicas
+# 2. three masters; 3. three masters and three replicas, without and with redis.wait_replicas 1
 for setup in "masters 0 $cbase" "replicated 1 $((cbase + 10))"; do
     read -r name CLUSTER_REPLICAS base <<<"$setup"
     cluster_start "$base"
     MASTERS=$(cluster_masters | paste -sd' ')
     RPIDS=$(for p in $(cluster_ports); do echo "${CLUSTER_PID[$p]}"; done | paste -sd' ')
-    bench_setup "$name" "redis://127.0.0.1:$base" true
+    bench_setup "$name" "redis://127.0.0.1:$base" true 0
+    [ "$name" = replicated ] && bench_setup waited "redis://127.0.0.1:$base" true 1
     cluster_stop
     CLUSTER_PID=()
 done
 
 # --- table
-printf '\n%-30s %12s %12s %12s %9s %9s\n' figure "1 server" "3 masters" "3+3" "/1 srv" "/1 srv"
+printf '\n%-16s %10s %10s %10s %10s %8s %8s %8s\n' figure "1 server" "3 masters" "3+3" "3+3 wait1" \
+    "/1 srv" "/1 srv" "/1 srv"
 for f in push_rps push_p50 push_p99 push_dm_us push_redis_us join_rps join_p50 join_p99 join_dm_us join_redis_us; do
-    a=${R[single:$f]}; b=${R[masters:$f]}; c=${R[replicated:$f]}
-    awk -v f="$f" -v a="$a" -v b="$b" -v c="$c" 'function num(x) { return x + 0 }
-        BEGIN { printf "%-30s %12s %12s %12s %9.2f %9.2f\n", f, a, b, c,
-                (num(a) > 0 ? num(b) / num(a) : 0), (num(a) > 0 ? num(c) / num(a) : 0) }'
+    a=${R[single:$f]}; b=${R[masters:$f]}; c=${R[replicated:$f]}; d=${R[waited:$f]}
+    awk -v f="$f" -v a="$a" -v b="$b" -v c="$c" -v d="$d" 'function r(x) { return (a + 0 > 0) ? (x + 0) / (a + 0) : 0 }
+        BEGIN { printf "%-16s %10s %10s %10s %10s %8.2f %8.2f %8.2f\n", f, a, b, c, d, r(b), r(c), r(d) }'
 done
 echo "(rps: requests/s; p50/p99: wrk latency; dm_us / redis_us: CPU microseconds per request of" \
      "digestmapd / of every redis-server together; the ratios compare p50/p99 only when both are in the same unit)"
