@@ -47,6 +47,7 @@ typedef struct shard_conn {
     size_t shard;
     dm_redis *redis;
     bool reading; /**< an XREAD is in flight */
+    bool started; /**< its start command was sent (it waits for the connection until then) */
 } shard_conn;
 
 struct stream {
@@ -60,7 +61,7 @@ struct stream {
     shard_conn *conns;               /**< nshards, conns[i] reads keys[i] */
     bool inflight;                   /**< admitted by the hub's admit, not yet done */
     dm_sse_from from;
-    size_t pending; /**< start replies still expected */
+    size_t pending; /**< start replies still expected: one per shard */
     size_t nshards;
     dm_sse_id *pos; /**< last delivered id (or start position) per shard */
     char (*keys)[DM_KEY_BUFLEN];
@@ -534,12 +535,18 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         next_read(s);
 }
 
+static void send_start(shard_conn *sc);
+
 static void on_redis_ready(bool ready, void *arg)
 {
     shard_conn *sc = arg;
     stream *s = sc->s;
-    if (ready)
+    if (ready) {
+        /* sc->redis is NULL while dm_redis_new runs: start_shards sends it then */
+        if (s->state == S_STARTING && !sc->started && sc->redis)
+            send_start(sc);
         return;
+    }
     /* Called from inside the client's callbacks: finish only schedules the free. */
     if (s->state == S_STARTING)
         refuse_start(s, DM_EUNAVAIL, "storage unavailable");
@@ -651,9 +658,31 @@ static stream *stream_new(dm_sse_hub *h, struct evhttp_request *req, size_t rout
     return s;
 }
 
-/* Open every shard's Redis connection and queue its start command (the last entry id, or a
- * PING); begin_stream runs when all have answered, refuse_start when one fails or the
- * deadline passes. */
+/* Queue @p sc's start command (the last entry id, or a PING) once its connection is ready;
+ * refuse the stream when it cannot be queued. */
+static void send_start(shard_conn *sc)
+{
+    stream *s = sc->s;
+    const char *key = s->keys[sc->shard];
+    int rc;
+    sc->started = true;
+    if (s->from == DM_SSE_FROM_NEW) {
+        const char *argv[] = {"XREVRANGE", key, "+", "-", "COUNT", "1"};
+        size_t lens[] = {9, strlen(key), 1, 1, 5, 1};
+        rc = dm_redis_command(sc->redis, key, on_start_reply, sc, 6, argv, lens);
+    } else {
+        const char *argv[] = {"PING"};
+        size_t lens[] = {4};
+        rc = dm_redis_command(sc->redis, key, on_start_reply, sc, 1, argv, lens);
+    }
+    if (rc != DM_OK)
+        refuse_start(s, rc, "storage unavailable"); /* replies already queued find it done */
+}
+
+/* Open every shard's Redis connection; each sends its start command as soon as it is ready
+ * (a TCP connection, or a cluster's topology, is not ready at once); begin_stream runs when
+ * all have answered, refuse_start when one fails or the deadline passes. Every connection is
+ * checked before the 200: a stream must not start half blind. */
 static void start_shards(stream *s)
 {
     const dm_config *c = s->hub->hc.conf;
@@ -664,37 +693,16 @@ static void start_shards(stream *s)
     ro.scripts = NULL;   /* XREAD, XREVRANGE and PING only */
     ro.nscripts = 0;
     ro.on_ready = on_redis_ready;
+    s->pending = s->nshards;
     for (size_t i = 0; i < s->nshards; i++) {
         ro.on_ready_arg = &s->conns[i];
         s->conns[i].redis = dm_redis_new(s->hub->hc.base, &ro);
-        if (!dm_redis_ready(s->conns[i].redis)) {
-            refuse_start(s, DM_EUNAVAIL, "storage unavailable");
-            return;
-        }
     }
-    /* Queued behind the connection set-up; an unreachable server fails them. Every
-     * connection is checked before the 200: a stream must not start half blind. */
-    int rc = DM_OK;
-    for (size_t i = 0; i < s->nshards && rc == DM_OK; i++) {
-        if (s->from == DM_SSE_FROM_NEW) {
-            const char *argv[] = {"XREVRANGE", s->keys[i], "+", "-", "COUNT", "1"};
-            size_t lens[] = {9, strlen(s->keys[i]), 1, 1, 5, 1};
-            rc = dm_redis_command(s->conns[i].redis, s->keys[i], on_start_reply, &s->conns[i], 6,
-                                  argv, lens);
-        } else {
-            const char *argv[] = {"PING"};
-            size_t lens[] = {4};
-            rc = dm_redis_command(s->conns[i].redis, s->keys[i], on_start_reply, &s->conns[i], 1,
-                                  argv, lens);
-        }
-        if (rc == DM_OK)
-            s->pending++;
-    }
-    if (rc != DM_OK) {
-        /* Replies already queued will find the stream done. */
-        refuse_start(s, rc, "storage unavailable");
+    for (size_t i = 0; i < s->nshards && s->state == S_STARTING; i++)
+        if (!s->conns[i].started && dm_redis_ready(s->conns[i].redis))
+            send_start(&s->conns[i]);
+    if (s->state != S_STARTING)
         return;
-    }
     int deadline = c->redis.connect_timeout_ms + c->redis.command_timeout_ms;
     struct timeval tv = {deadline / 1000, (deadline % 1000) * 1000};
     evtimer_add(s->timer, &tv);
