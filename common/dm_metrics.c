@@ -80,13 +80,17 @@ static const struct {
                          "Requests refused (503) because the spool was at spool.max_bytes."},
     [DM_M_SPOOL_DROPPED] = {"digestmap_spool_dropped_total",
                             "Spool records dropped: a torn last record after a crash (never "
-                            "acknowledged) or a record that cannot be read or parked."},
+                            "acknowledged)."},
     [DM_M_SPOOL_REPLAY_REFUSED] = {"digestmap_spool_replay_refused_total",
                                    "Spooled events refused at replay: their token's jti was "
                                    "used by another request meanwhile."},
     [DM_M_WAIT_SHORT] = {"digestmap_redis_wait_short_total",
                          "Requests whose WAIT confirmed fewer than redis.wait_replicas replicas "
                          "in time (spooled as well)."},
+    [DM_M_SPOOL_DEAD_LETTER] = {"digestmap_spool_dead_letter_total",
+                                "Spooled records the replayer moved to the spool's "
+                                "dead-letter file: the join script refused them, or they "
+                                "cannot be read."},
 };
 
 static const struct {

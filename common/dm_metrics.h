@@ -45,9 +45,10 @@ typedef enum {
     DM_M_SPOOLED,              /**< events written to the spool (answered 202 spooled) */
     DM_M_SPOOL_REPLAYED,       /**< spooled events parked by the replayer */
     DM_M_SPOOL_FULL,           /**< requests refused 503 because the spool was full */
-    DM_M_SPOOL_DROPPED,        /**< spool records dropped: torn tails, unreadable records */
+    DM_M_SPOOL_DROPPED,        /**< spool records dropped: torn tails (never acknowledged) */
     DM_M_SPOOL_REPLAY_REFUSED, /**< spooled events refused at replay (token seen before) */
     DM_M_WAIT_SHORT,           /**< requests whose WAIT confirmed fewer than wait_replicas */
+    DM_M_SPOOL_DEAD_LETTER,    /**< spooled records moved to the spool's dead-letter file */
     DM_M_COUNT
 } dm_metric;
 

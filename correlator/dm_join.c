@@ -33,13 +33,56 @@ static bool is_oom(const redisReply *rep)
            (rep->str && strstr(rep->str, "-OOM command not allowed") != NULL);
 }
 
-/* At most one "over maxmemory" line per second and process (workers share it). */
-static _Atomic int64_t oom_logged_ms;
+/* The error codes of a Redis that cannot take a write for now: over its maxmemory, a replica
+ * (READONLY: a failover in progress), a failed RDB save (MISCONF), busy with a slow script,
+ * loading its data, an ACL the operator is fixing (NOPERM, NOAUTH, WRONGPASS), a cluster in
+ * trouble, no replica for min-replicas-to-write. */
+static const char *const temporary_codes[] = {
+    "OOM",        "READONLY",   "MISCONF",   "BUSY",        "LOADING",
+    "NOPERM",     "NOAUTH",     "WRONGPASS", "CLUSTERDOWN", "TRYAGAIN",
+    "MASTERDOWN", "NOREPLICAS", "MOVED",     "ASK",         "NOSCRIPT",
+};
 
-static bool oom_log_due(void)
+/* Whether @p code (at the start of @p s, followed by a space or the end) begins @p s. */
+static bool code_at(const char *s, size_t len, const char *code)
 {
-    int64_t now = dm_mono_ms(), last = atomic_load(&oom_logged_ms);
-    return now - last >= 1000 && atomic_compare_exchange_strong(&oom_logged_ms, &last, now);
+    size_t n = strlen(code);
+    return len >= n && memcmp(s, code, n) == 0 && (len == n || s[n] == ' ');
+}
+
+/* Whether an error reply is park.lua's own failure (a Lua runtime error, or a command inside
+ * the script refused for a reason that would hold every time, such as WRONGTYPE): Redis 7
+ * answers "ERR user_script:N: …" or "<CODE> … script: …, on @user_script:N.", Redis < 7
+ * "ERR Error running script (call to f_…): @user_script:N: …". Anything else, and a temporary
+ * code met inside the script ("… -READONLY …" on Redis < 7), is Redis refusing the event for
+ * now: it is kept and tried again. */
+static bool is_script_error(const redisReply *rep)
+{
+    const char *s = rep->str ? rep->str : "";
+    size_t len = rep->str ? rep->len : 0;
+    bool in_script = strstr(s, "user_script") != NULL || strstr(s, "Error running script") ||
+                     strstr(s, "Error compiling script");
+    if (!in_script)
+        return false;
+    for (size_t i = 0; i < DM_ARRAY_LEN(temporary_codes); i++) {
+        if (code_at(s, len, temporary_codes[i]))
+            return false;
+        char embedded[32];
+        snprintf(embedded, sizeof embedded, "-%s ", temporary_codes[i]);
+        if (strstr(s, embedded))
+            return false;
+    }
+    return true;
+}
+
+/* At most one "over maxmemory" and one "refused for now" line per second and process (workers
+ * share them): a Redis that refuses writes refuses every event. */
+static _Atomic int64_t oom_logged_ms, refused_logged_ms;
+
+static bool log_due(_Atomic int64_t *last_ms)
+{
+    int64_t now = dm_mono_ms(), last = atomic_load(last_ms);
+    return now - last >= 1000 && atomic_compare_exchange_strong(last_ms, &last, now);
 }
 
 static void on_park(int err, redisReply *rep, void *arg)
@@ -52,29 +95,40 @@ static void on_park(int err, redisReply *rep, void *arg)
         cb(err, NULL, cb_arg);
         return;
     }
+    char reply[200];
     if (rep->type == REDIS_REPLY_ERROR && is_oom(rep)) {
-        /* Refused before the script ran (its shebang declares writes): the sender gets 503 +
-         * Retry-After; the request's own log line says so. One line here per second at most,
-         * since a full Redis refuses every event. */
+        /* Refused before the script ran (its shebang declares writes): the events are spooled
+         * (or 503 with the spool full); the request's own log line says so. */
         dm_metrics_inc(DM_M_REDIS_OOM);
-        char reply[160];
-        if (oom_log_due())
+        if (log_due(&oom_logged_ms))
             dm_warn("redis over maxmemory: events refused", "reply=%s",
                     dm_log_quote(rep->str, rep->len, reply, sizeof reply));
-        dm_join_result oom = {.oom = 1};
+        dm_join_result oom = {.oom = 1, .refused = 1};
         cb(DM_EREDIS, &oom, cb_arg);
         return;
     }
+    if (rep->type == REDIS_REPLY_ERROR && !is_script_error(rep)) {
+        if (log_due(&refused_logged_ms))
+            dm_warn("redis refused events for now; they are kept and tried again", "reply=%s",
+                    dm_log_quote(rep->str, rep->len, reply, sizeof reply));
+        dm_join_result refused = {.refused = 1};
+        cb(DM_EREDIS, &refused, cb_arg);
+        return;
+    }
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 5) {
-        char reply[200];
         dm_error("join script failed", "reply=%s",
                  dm_log_quote(rep->type == REDIS_REPLY_ERROR ? rep->str : "",
                               rep->type == REDIS_REPLY_ERROR ? rep->len : 0, reply, sizeof reply));
         cb(DM_EREDIS, NULL, cb_arg);
         return;
     }
-    dm_join_result res = {(int)int_at(rep, 0), (int)int_at(rep, 1), (int)int_at(rep, 2),
-                          (int)int_at(rep, 3), (int)int_at(rep, 4), 0};
+    dm_join_result res = {(int)int_at(rep, 0),
+                          (int)int_at(rep, 1),
+                          (int)int_at(rep, 2),
+                          (int)int_at(rep, 3),
+                          (int)int_at(rep, 4),
+                          0,
+                          0};
     if (res.evicted > 0)
         dm_metrics_add(DM_M_ITEMS_EVICTED, (uint64_t)res.evicted);
     cb(DM_OK, &res, cb_arg);
@@ -82,7 +136,7 @@ static void on_park(int err, redisReply *rep, void *arg)
 
 bool dm_join_retryable(int err, const dm_join_result *res)
 {
-    return err == DM_EUNAVAIL || err == DM_ETIMEOUT || (err == DM_EREDIS && res && res->oom);
+    return err == DM_EUNAVAIL || err == DM_ETIMEOUT || (err == DM_EREDIS && res && res->refused);
 }
 
 char *dm_join_route_key(char *buf, const dm_join_conf *conf, const char *digest)

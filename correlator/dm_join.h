@@ -29,13 +29,19 @@ typedef struct dm_join_result {
     int evicted;   /**< items of the digest dropped by the bounds (already counted in
                         digestmap_items_evicted_total) */
     int oom;       /**< with DM_EREDIS: 1 when Redis refused the event over its maxmemory */
+    /** With DM_EREDIS: 1 when Redis refused the event for now with an error reply that is not
+     *  the script's own (over maxmemory, READONLY during a failover, LOADING, BUSY, MISCONF,
+     *  NOPERM, CLUSTERDOWN, TRYAGAIN, MASTERDOWN, …): nothing of it was written. */
+    int refused;
 } dm_join_result;
 
 /**
  * Completion: @p err DM_OK with @p res, or DM_EUNAVAIL / DM_ETIMEOUT / DM_EREDIS. With
- * DM_EREDIS, @p res is NULL for a script error, or has @c oom set when Redis over its maxmemory
- * refused the event (counted in digestmap_redis_oom_total): nothing of it was written, and it
- * may be tried again later (dm_join_retryable).
+ * DM_EREDIS, @p res is NULL for park.lua's own runtime error ("ERR user_script:…", "Error
+ * running script", or a command inside the script refused for good, such as WRONGTYPE), or
+ * has @c refused set for every other error reply (and @c oom too when Redis was over its
+ * maxmemory, counted in digestmap_redis_oom_total): nothing of it was written, and it may be
+ * tried again later (dm_join_retryable). docs/spool.md says which is which.
  */
 typedef void (*dm_join_cb)(int err, const dm_join_result *res, void *arg);
 
@@ -56,9 +62,9 @@ int dm_join_park(dm_redis *r, const dm_join_conf *conf, const char *digest, cons
                  size_t len, int64_t arrival_ms, dm_join_cb cb, void *arg);
 
 /**
- * Whether a completion says Redis could not take the event for now (down, timed out, over its
- * maxmemory), so keeping it (the spool) and trying again later can succeed; a script error
- * cannot.
+ * Whether a completion says Redis could not take the event for now (down, timed out, or any
+ * error reply but the script's own: over its maxmemory, a replica during a failover, loading,
+ * …), so keeping it (the spool) and trying again later can succeed; a script error cannot.
  */
 bool dm_join_retryable(int err, const dm_join_result *res);
 

@@ -317,21 +317,16 @@ static void submit_all(ingest *in)
         ingest_done(in);
 }
 
-static bool is_oom_reply(const redisReply *rep)
-{
-    return rep->type == REDIS_REPLY_ERROR && rep->len >= 4 && memcmp(rep->str, "OOM ", 4) == 0;
-}
-
 static void on_jti(int err, redisReply *rep, void *arg)
 {
     ingest *in = arg;
     if (err != DM_OK || rep->type == REDIS_REPLY_ERROR) {
         in->first_err = err != DM_OK ? err : DM_EREDIS;
-        /* Unknown whether the marker is set: the spool keeps the key, and the replay checks
+        /* Any error reply to a SET is Redis refusing writes for now (over its maxmemory, a
+         * replica during a failover, LOADING, BUSY, MISCONF, NOPERM, CLUSTERDOWN, …): spooled.
+         * Unknown whether the marker is set: the spool keeps the key, and the replay checks
          * it (a marker with this request's id is this request's). */
-        in->fatal = err == DM_OK && !is_oom_reply(rep);
-        if (in->fatal)
-            in->jti_key[0] = '\0';
+        in->fatal = false;
         ingest_done(in);
         return;
     }

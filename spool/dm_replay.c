@@ -3,6 +3,7 @@
 #include "dm_keys.h"
 #include "dm_log.h"
 #include "dm_metrics.h"
+#include "dm_time.h"
 
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
@@ -44,15 +45,16 @@ struct dm_replay {
     int inflight;
     json_t *held_doc; /**< a record with a token, waiting for its jti check */
     dm_spool_record held;
-    bool held_busy;         /**< its check is in flight */
-    unsigned char *touched; /**< shards parked into (bitmap), for WAIT */
-    int waits, waits_short; /**< WAITs in flight, and how many confirmed too few */
-    long long parked, refused, dropped;
+    size_t held_start, held_end; /**< its line in data */
+    bool held_busy;              /**< its check is in flight */
+    unsigned char *touched;      /**< shards parked into (bitmap), for WAIT */
+    int waits, waits_short;      /**< WAITs in flight, and how many confirmed too few */
+    long long parked, refused, dead;
 };
 
 typedef struct park_ctx {
     dm_replay *r;
-    size_t offset;
+    size_t offset, end; /**< its line in the segment */
     char source[16];
 } park_ctx;
 
@@ -81,7 +83,7 @@ static void reset_segment(dm_replay *r)
     r->len = r->pos = 0;
     drop_held(r);
     memset(r->touched, 0, (r->join.shards + 7) / 8);
-    r->parked = r->refused = r->dropped = 0;
+    r->parked = r->refused = r->dead = 0;
     r->waits = r->waits_short = 0;
     r->failed = DM_OK;
     r->state = R_IDLE;
@@ -107,8 +109,8 @@ static void on_removed(int err, void *arg)
         abandon(r, "cannot remove the segment");
         return;
     }
-    dm_info("spool: segment replayed", "segment=%llu parked=%lld refused=%lld dropped=%lld",
-            (unsigned long long)r->seq, r->parked, r->refused, r->dropped);
+    dm_info("spool: segment replayed", "segment=%llu parked=%lld refused=%lld dead_letter=%lld",
+            (unsigned long long)r->seq, r->parked, r->refused, r->dead);
     reset_segment(r);
     r->backoff_ms = 0;
     schedule(r, 0); /* the next one, if any */
@@ -164,11 +166,62 @@ static void segment_parked(dm_replay *r)
         abandon(r, "cannot send WAIT");
 }
 
+static void on_dead_letter(int err, void *arg)
+{
+    dm_replay *r = arg;
+    r->inflight--;
+    if (err != DM_OK) {
+        if (r->failed == DM_OK)
+            r->failed = DM_EIO;
+    } else {
+        r->dead++;
+        dm_metrics_inc(DM_M_SPOOL_DEAD_LETTER);
+    }
+    pump(r);
+}
+
+/* The line at [@p start, @p end) can never be parked: keep it in the spool's dead-letter file
+ * (with why, and where it was), never just delete it. The segment goes only once it is there. */
+static void dead_letter(dm_replay *r, size_t start, size_t end, const char *reason)
+{
+    json_error_t jerr;
+    json_t *o = json_object();
+    json_object_set_new(o, "at", json_integer(dm_now_ms()));
+    json_object_set_new(o, "reason", json_string(reason));
+    json_object_set_new(o, "segment", json_integer((json_int_t)r->seq));
+    json_object_set_new(o, "offset", json_integer((json_int_t)start));
+    json_t *rec = json_loadb(r->data + start, end - start, 0, &jerr);
+    if (!rec)
+        rec = json_stringn(r->data + start, end - start);
+    if (rec) {
+        json_object_set_new(o, "record", rec);
+    } else { /* not UTF-8: kept as hex */
+        char *hex = dm_xmalloc(2 * (end - start) + 1);
+        for (size_t i = start; i < end; i++)
+            snprintf(hex + 2 * (i - start), 3, "%02x", (unsigned char)r->data[i]);
+        json_object_set_new(o, "record_hex", json_string(hex));
+        free(hex);
+    }
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    size_t n = text ? strlen(text) : 0;
+    char *line = dm_xmalloc(n + 1);
+    if (text)
+        memcpy(line, text, n);
+    line[n] = '\n';
+    free(text);
+    dm_error("spool: a spooled record can never be parked; moved to the dead-letter file",
+             "segment=%llu offset=%zu reason=\"%s\"", (unsigned long long)r->seq, start, reason);
+    dm_spool_dead_letter(r->cl, line, n + 1, on_dead_letter, r);
+    free(line);
+    r->inflight++;
+}
+
 static void on_parked(int err, const dm_join_result *res, void *arg)
 {
     park_ctx *c = arg;
     dm_replay *r = c->r;
-    size_t offset = c->offset;
+    size_t offset = c->offset, end = c->end;
     char source[16];
     memcpy(source, c->source, sizeof source);
     free(c);
@@ -187,17 +240,14 @@ static void on_parked(int err, const dm_join_result *res, void *arg)
         if (r->failed == DM_OK)
             r->failed = err;
     } else {
-        /* The script refuses it: it would be refused every time, and hold up the spool. */
-        r->dropped++;
-        dm_metrics_inc(DM_M_SPOOL_DROPPED);
-        dm_error("spool: the join script refused a spooled event; dropped",
-                 "segment=%llu offset=%zu", (unsigned long long)r->seq, offset);
+        /* The script itself fails on it: it would every time, and hold up the spool. */
+        dead_letter(r, offset, end, "the join script refused it");
     }
     pump(r);
 }
 
-/* Park @p rec (its doc @p doc) of the line at @p offset; takes both. */
-static void park_record(dm_replay *r, dm_spool_record *rec, json_t *doc, size_t offset)
+/* Park @p rec (its doc @p doc) of the line at [@p offset, @p end); takes both. */
+static void park_record(dm_replay *r, dm_spool_record *rec, json_t *doc, size_t offset, size_t end)
 {
     json_t *ev = json_object_get(doc, "ev");
     const char *digest = json_string_value(json_object_get(ev, "digest"));
@@ -205,6 +255,7 @@ static void park_record(dm_replay *r, dm_spool_record *rec, json_t *doc, size_t 
     park_ctx *c = dm_xcalloc(1, sizeof *c);
     c->r = r;
     c->offset = offset;
+    c->end = end;
     snprintf(c->source, sizeof c->source, "%s", source ? source : "other");
     unsigned shard = dm_digest_shard(digest, r->join.shards);
     int rc = dm_join_park(r->redis, &r->join, digest, rec->event, rec->event_len, rec->arrival_ms,
@@ -227,7 +278,7 @@ static void park_held(dm_replay *r)
     json_t *doc = r->held_doc;
     r->held_doc = NULL;
     r->held_busy = false;
-    park_record(r, &rec, doc, 0);
+    park_record(r, &rec, doc, r->held_start, r->held_end);
 }
 
 static void refuse_held(dm_replay *r)
@@ -314,18 +365,17 @@ static void next_record(dm_replay *r)
     dm_spool_record rec;
     json_t *doc;
     if (dm_spool_decode(r->data + start, end - start, &rec, &doc) != DM_OK) {
-        r->dropped++;
-        dm_metrics_inc(DM_M_SPOOL_DROPPED);
-        dm_warn("spool: unreadable record dropped", "segment=%llu offset=%zu",
-                (unsigned long long)r->seq, start);
+        dead_letter(r, start, end, "not a spool record");
         return;
     }
     if (rec.jti_key && rec.jti_pxat > 0) {
         r->held = rec;
         r->held_doc = doc;
+        r->held_start = start;
+        r->held_end = end;
         return;
     }
-    park_record(r, &rec, doc, start);
+    park_record(r, &rec, doc, start, end);
 }
 
 static void pump(dm_replay *r)

@@ -5,9 +5,12 @@
  * park.lua with their original arrival time (dm_join_park), so the window applies as if they
  * had arrived on time, and removes the segment (dm_spool_remove) only when every event of it is
  * parked, and, with redis.wait_replicas, confirmed by that many replicas. Anything that fails
- * (Redis gone again, over its maxmemory, too few replicas) leaves the segment in place, and it
- * is replayed from its start after a backoff: parking is idempotent, so events parked twice
- * produce nothing twice. A request's OIDC token (its jti) is checked again at replay: a token
+ * for now (Redis gone again, a timeout, or any error reply but the join script's own: over its
+ * maxmemory, READONLY during a failover, LOADING, …) leaves the segment in place, and it is
+ * replayed again after a backoff: parking is idempotent, so events parked twice produce nothing
+ * twice. A record the join script itself fails on, or that cannot be read, would fail every
+ * time: it goes to the spool's dead-letter file (dm_spool_dead_letter), logged and counted
+ * (digestmap_spool_dead_letter_total), never just deleted. A request's OIDC token (its jti) is checked again at replay: a token
  * that another request used while Redis was away is refused then, logged and counted
  * (digestmap_spool_replay_refused_total), instead of joining twice.
  *

@@ -19,18 +19,20 @@
 #define SEGMENT_MIN (4 * 1024)
 #define SEGMENT_MAX (16 * 1024 * 1024)
 #define NAME_FMT    "segment-%020llu.jsonl"
+#define DEAD_NAME   "dead-letter.jsonl"
 
 typedef enum {
     JOB_APPEND,
     JOB_LOAD,
-    JOB_REMOVE
+    JOB_REMOVE,
+    JOB_DEAD
 } job_kind;
 
 /* One request to the spool's thread, and later its completion. */
 typedef struct job {
     job_kind kind;
     dm_spool_client *cl; /**< NULL once the client is gone: no completion */
-    char *data;          /**< APPEND: the records (owned); LOAD: the segment read (owned) */
+    char *data;          /**< APPEND, DEAD: the lines (owned); LOAD: the segment read (owned) */
     size_t len, nrecords;
     int64_t first_ms;
     uint64_t seq; /**< REMOVE: which; LOAD: which was read */
@@ -495,6 +497,30 @@ static void do_remove(dm_spool *s, job *j)
     }
 }
 
+/* Append a record the replayer gives up on to the dead-letter file, synced; nothing of a
+ * failed write stays. */
+static void do_dead_letter(dm_spool *s, job *j)
+{
+    char path[4200], errbuf[128];
+    snprintf(path, sizeof path, "%s/" DEAD_NAME, s->dir);
+    struct stat st;
+    bool created = stat(path, &st) != 0;
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    j->err = DM_EIO;
+    if (fd >= 0) {
+        off_t before = lseek(fd, 0, SEEK_END);
+        if (before >= 0 && write_all(fd, j->data, j->len) == 0 && fdatasync(fd) == 0 &&
+            (!created || fsync(s->dir_fd) == 0))
+            j->err = DM_OK;
+        else if (before >= 0 && ftruncate(fd, before) == 0)
+            (void)fdatasync(fd);
+        close(fd);
+    }
+    if (j->err != DM_OK)
+        dm_error("spool: cannot write the dead-letter file", "path=%s reason=\"%s\"", path,
+                 strerror_r(errno, errbuf, sizeof errbuf) == 0 ? errbuf : "?");
+}
+
 /* With mu held: hand @p j to its client's loop, or drop it when the client is gone. */
 static void complete(dm_spool *s, job *j)
 {
@@ -535,14 +561,17 @@ static void *spool_main(void *arg)
                 do_load(s, j);
             else if (j->kind == JOB_REMOVE)
                 do_remove(s, j);
+            else if (j->kind == JOB_DEAD)
+                do_dead_letter(s, j);
         }
 
         pthread_mutex_lock(&s->mu);
         s->working = NULL;
         for (job *j = list, *next; j; j = next) {
             next = j->next;
-            if (j->kind == JOB_APPEND) {
+            if (j->kind == JOB_APPEND)
                 s->queued_bytes -= (long long)j->len;
+            if (j->kind == JOB_APPEND || j->kind == JOB_DEAD) {
                 free(j->data);
                 j->data = NULL;
             }
@@ -667,6 +696,23 @@ int dm_spool_remove(dm_spool_client *c, uint64_t seq, dm_spool_done_cb cb, void 
     j->kind = JOB_REMOVE;
     j->cl = c;
     j->seq = seq;
+    j->done = cb;
+    j->arg = arg;
+    pthread_mutex_lock(&c->s->mu);
+    enqueue(c->s, j);
+    pthread_mutex_unlock(&c->s->mu);
+    return DM_OK;
+}
+
+int dm_spool_dead_letter(dm_spool_client *c, const char *data, size_t len, dm_spool_done_cb cb,
+                         void *arg)
+{
+    job *j = dm_xcalloc(1, sizeof *j);
+    j->kind = JOB_DEAD;
+    j->cl = c;
+    j->data = dm_xmalloc(len);
+    memcpy(j->data, data, len);
+    j->len = len;
     j->done = cb;
     j->arg = arg;
     pthread_mutex_lock(&c->s->mu);

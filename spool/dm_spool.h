@@ -7,7 +7,8 @@
  * parked.
  *
  * On disk: a directory (spool.dir) holding a lock file ("lock", flock'd for the process's
- * life: one process per spool directory) and segments "segment-<20 digits>.jsonl", numbered
+ * life: one process per spool directory), a dead-letter file (dm_spool_dead_letter) and
+ * segments "segment-<20 digits>.jsonl", numbered
  * in the order they were opened, each a sequence of records, one JSON object per line
  * (dm_spool_encode). A segment is closed when it reaches its size (spool.max_bytes / 8, at
  * most 16 MiB) or when the replayer takes it; a new one is opened by the next append. After a
@@ -92,6 +93,16 @@ int dm_spool_load_oldest(dm_spool_client *c, dm_spool_segment_cb cb, void *arg);
 
 /** Delete segment @p seq (its records are all parked). Returns DM_OK (@p cb will run). */
 int dm_spool_remove(dm_spool_client *c, uint64_t seq, dm_spool_done_cb cb, void *arg);
+
+/**
+ * Append @p len bytes (complete lines, copied) to the spool directory's dead-letter file
+ * ("dead-letter.jsonl", kept for an operator: never read back nor removed by digestmapd, not
+ * counted in the spool's size), synced. The replayer puts there the records it cannot park
+ * ever (the join script refuses them, or they cannot be read) instead of deleting them.
+ * Returns DM_OK (@p cb will run: DM_OK once synced, or DM_EIO and nothing of them is kept).
+ */
+int dm_spool_dead_letter(dm_spool_client *c, const char *data, size_t len, dm_spool_done_cb cb,
+                         void *arg);
 
 /*---------------------------------------------------------------- records ---*/
 
