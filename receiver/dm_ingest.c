@@ -270,7 +270,10 @@ static void ingest_done(ingest *in)
         else
             answer_parked(in);
     } else if (!in->fatal) {
-        spool_request(in, false); /* Redis could not take them now: parking is idempotent */
+        /* Redis could not take them now: parking is idempotent, so spooling those that did
+         * park too is harmless, and with redis.wait_replicas required: no WAIT confirmed them,
+         * so a failover could still lose them. */
+        spool_request(in, dm_worker_app(in->w)->conf->redis.wait_replicas > 0);
     } else {
         answer_failed(in, in->first_err);
     }

@@ -7,6 +7,9 @@
 #  2. The join script itself fails on a spooled event (here WRONGTYPE: a key of its digest was
 #     overwritten by something else): the record goes to the spool's dead-letter file (kept,
 #     counted, logged), the other records of the segment are parked, the segment goes.
+#  3. redis.wait_replicas with a request that Redis takes in part (one digest's shard refused:
+#     NOPERM, an ACL): every event of it is spooled, the parked ones too (no WAIT confirmed
+#     them), never only the rest.
 . "$(dirname "$0")/lib.sh"
 
 SPOOL=$T/var/spool
@@ -68,4 +71,22 @@ check_match "script error: logged" "reason=\"the join script refused it\"" \
 check "script error: the dead-letter file holds the record and why" \
     "1 $F the join script refused it" \
     "$(wc -l < "$SPOOL/dead-letter.jsonl") $(jq -r '"\(.record.ev.digest) \(.reason)"' "$SPOOL/dead-letter.jsonl")"
+
+# ---------------------------------------------------------------- 3. partial, wait_replicas
+stop_daemon
+start_daemon "$(default_config | jq '.redis.shards = 2 | .redis.wait_replicas = 1')"
+# dm_digest_shard: the first four hex digits modulo the shards.
+A="sha256:0000$(random_digest | cut -c12-)"
+B="sha256:0001$(random_digest | cut -c12-)"
+jq --arg a "$A" --arg b "$B" '.images = [(.images[0] | .digest = $a), (.images[0] | .digest = $b)]' \
+    <(build_event /dev/stdout x "$(iso_at -10)" 950) > "$T/two.json"
+rcli acl setuser default resetkeys '~dm:{0}:*' >/dev/null # shard 1 refused: NOPERM
+before=$(metric digestmap_spooled_total)
+post_build "$T/two.json"
+check "partial with wait_replicas: 202 spooled" \
+    '202 {"status":"accepted","events":2,"edges":0,"spooled":true}' "$STATUS $BODY"
+check "partial with wait_replicas: the shard-0 build is in Redis" 1 "$(rcli hexists "dm:{0}:b:$A" github/950/1)"
+check "partial with wait_replicas: both events spooled, the parked one too" 2 \
+    "$(( $(metric digestmap_spooled_total) - before ))"
+rcli acl setuser default allkeys >/dev/null
 finish
