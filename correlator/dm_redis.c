@@ -480,6 +480,18 @@ static int submit(dm_redis *r, const char *route, dm_redis_cb cb, void *arg, lon
     return DM_OK;
 }
 
+int dm_redis_route_conn(const dm_redis *r, const char *route)
+{
+    if (!r || r->nnodes == 0)
+        return -1;
+    if (!r->cluster)
+        return 0;
+    if (!r->topo_known || !route)
+        return -1;
+    uint16_t i = r->slot_map[dm_slot_of(route, strlen(route))];
+    return i == NO_NODE ? -1 : (int)i;
+}
+
 int dm_redis_command(dm_redis *r, const char *route, dm_redis_cb cb, void *arg, int argc,
                      const char **argv, const size_t *lens)
 {

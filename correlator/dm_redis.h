@@ -96,6 +96,14 @@ int dm_redis_command(dm_redis *r, const char *route, dm_redis_cb cb, void *arg, 
                      const char **argv, const size_t *lens);
 
 /**
+ * Which connection the commands for @p route go to now: 0 without cluster; on a cluster the
+ * number of the master that serves its slot (stable while the topology is), or -1 when none is
+ * known. For a caller that keeps at most one blocking command (WAIT) per connection, since
+ * Redis answers nothing else on a connection while one blocks it.
+ */
+int dm_redis_route_conn(const dm_redis *r, const char *route);
+
+/**
  * EVALSHA of script number @p script (an index into opts.scripts) with @p nkeys keys followed
  * by the other arguments in @p argv, routed by its first key (any node when @p nkeys is 0). A NOSCRIPT answer (Redis restarted or flushed its script
  * cache) is retried once as EVAL with the script source, transparently. Returns as

@@ -10,6 +10,7 @@
 #include "dm_metrics.h"
 #include "dm_redis.h"
 #include "dm_spool.h"
+#include "dm_wait.h"
 
 #include "dm_ecr.h"
 #include "dm_gar.h"
@@ -213,11 +214,10 @@ static void spool_request(ingest *in, bool all)
     ingest_free(in);
 }
 
-static void on_wait(int err, redisReply *rep, void *arg)
+static void on_wait(bool confirmed, void *arg)
 {
     ingest *in = arg;
-    int want = dm_worker_app(in->w)->conf->redis.wait_replicas;
-    if (err != DM_OK || rep->type != REDIS_REPLY_INTEGER || rep->integer < want)
+    if (!confirmed)
         in->waits_short++;
     if (--in->waits > 0)
         return;
@@ -226,40 +226,35 @@ static void on_wait(int err, redisReply *rep, void *arg)
         return;
     }
     /* In Redis, but a failover could lose it: keep it locally as well. */
+    int want = dm_worker_app(in->w)->conf->redis.wait_replicas;
     dm_metrics_inc(DM_M_WAIT_SHORT);
     dm_warn("replicas did not confirm the writes in time: events spooled too",
             "route=%s wait_replicas=%d", in->path, want);
     spool_request(in, true);
 }
 
-/* redis.wait_replicas: one WAIT per shard written, on the connection that wrote it (routed by a
- * key of that shard), before the answer. */
+/* redis.wait_replicas: a WAIT on the connection that wrote each shard (routed by a key of that
+ * shard), before the answer. The worker's waiter (dm_wait.h) shares one WAIT among the
+ * requests of a connection, so that none queues behind another's. */
 static void wait_replicas(ingest *in)
 {
     const dm_app *app = dm_worker_app(in->w);
-    char n[16], timeout[16], route[DM_KEY_BUFLEN];
-    snprintf(n, sizeof n, "%d", app->conf->redis.wait_replicas);
-    /* Below the command deadline: a WAIT that outlived it would tear the connection down. */
-    snprintf(timeout, sizeof timeout, "%d", app->conf->redis.command_timeout_ms / 2);
-    const char *argv[] = {"WAIT", n, timeout};
-    size_t lens[] = {4, strlen(n), strlen(timeout)};
+    char route[DM_KEY_BUFLEN];
     unsigned char *seen = dm_xcalloc(app->join.shards / 8 + 1, 1);
+    in->waits = 1; /* held until every WAIT is asked for: none answers inside dm_waiter_wait */
     for (size_t i = 0; i < in->events; i++) {
         unsigned s = dm_digest_shard(in->list.v[i].digest, app->join.shards);
         if (seen[s / 8] & (1u << (s % 8)))
             continue;
         seen[s / 8] |= (unsigned char)(1u << (s % 8));
         dm_join_route_key(route, &app->join, in->list.v[i].digest);
-        if (dm_redis_command(dm_worker_redis(in->w), route, on_wait, in, 3, argv, lens) == DM_OK)
+        if (dm_waiter_wait(dm_worker_waiter(in->w), route, on_wait, in) == DM_OK)
             in->waits++;
         else
             in->waits_short++;
     }
     free(seen);
-    if (in->waits == 0) {
-        in->waits = 1;
-        on_wait(DM_EUNAVAIL, NULL, in);
-    }
+    on_wait(true, in); /* drops the hold */
 }
 
 static void ingest_done(ingest *in)

@@ -10,6 +10,7 @@
 #include "dm_sse.h"
 #include "dm_sweep.h"
 #include "dm_trim.h"
+#include "dm_wait.h"
 
 #include <event2/event.h>
 #include <event2/http.h>
@@ -45,6 +46,7 @@ struct dm_worker {
     dm_trimmer *trimmer;    /**< worker 1 only, on the sweeper's connection */
     dm_replay *replay;      /**< worker 1 only: the spool's replayer, on its own connection */
     dm_spool_client *spool; /**< this worker's spool client, or NULL without a spool */
+    dm_waiter *waiter;      /**< redis.wait_replicas: one WAIT per connection at a time */
     dm_sse_hub *sse;        /**< open /v1/events/stream answers of this worker */
     bool finishing;         /**< finish_drain ran: Redis is closed, the loop is ending */
     struct event *stop_ev;  /**< activated from the main thread to begin draining */
@@ -69,6 +71,11 @@ dm_redis *dm_worker_redis(const dm_worker *w)
 dm_spool_client *dm_worker_spool(const dm_worker *w)
 {
     return w->spool;
+}
+
+dm_waiter *dm_worker_waiter(const dm_worker *w)
+{
+    return w->waiter;
 }
 
 dm_sse_hub *dm_worker_sse(const dm_worker *w)
@@ -176,7 +183,9 @@ static void finish_drain(dm_worker *w)
     dm_redis *r = w->redis, *sr = w->sweep_redis;
     w->redis = NULL; /* requests on open connections now get 503 */
     w->sweep_redis = NULL;
-    dm_redis_free(r);  /* runs the pending callbacks: each answers and ends its request */
+    dm_redis_free(r);          /* runs the pending callbacks: each answers and ends its request */
+    dm_waiter_free(w->waiter); /* after its Redis: the WAITs in flight were answered */
+    w->waiter = NULL;
     dm_redis_free(sr); /* before the sweeper: its callbacks use it */
     dm_sweeper_free(w->sweeper);
     w->sweeper = NULL;
@@ -343,6 +352,9 @@ static int worker_init(dm_worker *w, const dm_worker_conf *wc, char *err, size_t
     w->kick_ev = event_new(w->base, -1, 0, on_kick, w);
     w->stop_ev = event_new(w->base, -1, 0, on_stop, w);
     w->redis = dm_redis_new(w->base, &ro);
+    if (w->redis && c->redis.wait_replicas > 0)
+        w->waiter =
+            dm_waiter_new(w->redis, c->redis.wait_replicas, c->redis.command_timeout_ms / 2);
     if (w->app->spool)
         w->spool = dm_spool_client_new(w->app->spool, w->base);
     w->drain_timer = evtimer_new(w->base, on_drain_timeout, w);
@@ -388,6 +400,7 @@ void dm_worker_free(dm_worker *w)
         return;
     dm_sse_hub_free(w->sse);
     dm_redis_free(w->redis);
+    dm_waiter_free(w->waiter);     /* after its Redis */
     dm_redis_free(w->sweep_redis); /* before the sweeper: it runs the sweeper's callbacks */
     dm_sweeper_free(w->sweeper);
     dm_trimmer_free(w->trimmer);

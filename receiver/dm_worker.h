@@ -25,6 +25,7 @@ struct dm_redis;
 struct dm_sse_hub;
 struct dm_spool;
 struct dm_spool_client;
+struct dm_waiter;
 
 /** Process-wide, read-only after start. */
 typedef struct dm_app {
@@ -54,6 +55,8 @@ const dm_app *dm_worker_app(const dm_worker *w);
 struct dm_redis *dm_worker_redis(const dm_worker *w);
 /** This worker's client of the spool (spool/dm_spool.h), or NULL without a spool. */
 struct dm_spool_client *dm_worker_spool(const dm_worker *w);
+/** This worker's WAIT coalescer (spool/dm_wait.h) with redis.wait_replicas, or NULL. */
+struct dm_waiter *dm_worker_waiter(const dm_worker *w);
 /** This worker's event-stream clients (dm_sse.h). */
 struct dm_sse_hub *dm_worker_sse(const dm_worker *w);
 /** True when every worker's Redis connection is ready (for /readyz). */
