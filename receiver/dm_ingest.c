@@ -134,11 +134,30 @@ static void answer_parked(ingest *in)
     ingest_free(in);
 }
 
+/* Neither Redis nor the spool can keep the events (the spool is full, or its disk failed):
+ * 503 + Retry-After, counted, and the token's marker goes, so the sender can retry. */
+static void refuse_spool(ingest *in, const char *why)
+{
+    char peer[64];
+    dm_metrics_inc(DM_M_SPOOL_FULL);
+    dm_warn("request refused", "status=503 route=%s reason=\"%s and %s\" peer=%s", in->path,
+            dm_strerror(in->first_err != DM_OK ? in->first_err : DM_EUNAVAIL), why,
+            dm_http_peer(in->req, peer));
+    if (in->jti_key[0]) {
+        const char *argv[] = {"DEL", in->jti_key};
+        size_t lens[] = {3, strlen(in->jti_key)};
+        dm_redis_command(dm_worker_redis(in->w), in->jti_key, ignore_reply, NULL, 2, argv, lens);
+    }
+    dm_http_error(in->req, in->route, 503,
+                  "storage unavailable and the spool is full; retry later");
+    ingest_free(in);
+}
+
 static void on_spooled(int err, void *arg)
 {
     ingest *in = arg;
     if (err != DM_OK) {
-        answer_failed(in, err);
+        refuse_spool(in, "the spool cannot write (see the spool's log line)");
         return;
     }
     char body[160];
@@ -198,20 +217,7 @@ static void spool_request(ingest *in, bool all)
     evbuffer_free(buf);
     if (rc == DM_OK)
         return;
-    char peer[64];
-    dm_metrics_inc(DM_M_SPOOL_FULL);
-    dm_warn("request refused",
-            "status=503 route=%s reason=\"%s and the spool is full (spool.max_bytes)\" peer=%s",
-            in->path, dm_strerror(in->first_err != DM_OK ? in->first_err : DM_EUNAVAIL),
-            dm_http_peer(in->req, peer));
-    if (in->jti_key[0]) {
-        const char *argv[] = {"DEL", in->jti_key};
-        size_t lens[] = {3, strlen(in->jti_key)};
-        dm_redis_command(dm_worker_redis(in->w), in->jti_key, ignore_reply, NULL, 2, argv, lens);
-    }
-    dm_http_error(in->req, in->route, 503,
-                  "storage unavailable and the spool is full; retry later");
-    ingest_free(in);
+    refuse_spool(in, "the spool is full (spool.max_bytes)");
 }
 
 static void on_wait(bool confirmed, void *arg)

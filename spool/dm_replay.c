@@ -4,6 +4,7 @@
 #include "dm_log.h"
 #include "dm_metrics.h"
 #include "dm_time.h"
+#include "dm_wait.h"
 
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
@@ -13,16 +14,24 @@
 
 /* Parks in flight at once: enough to keep one connection busy, few enough that a backlog of
  * spooled events never crowds out live traffic on the same Redis. */
-#define INFLIGHT       16
-#define POLL_MS        100
-#define BACKOFF_MIN_MS 200
-#define BACKOFF_MAX_MS 5000
+#define INFLIGHT         16
+#define POLL_MS          100
+#define BACKOFF_MIN_MS   200
+#define BACKOFF_MAX_MS   5000
+/* Lines between two checkpoints: the replay pauses there until everything before is parked
+ * (and, with redis.wait_replicas, confirmed), then keeps the offset (dm_spool_set_cursor). An
+ * interrupted pass, or a crash, parks again at most these. */
+#define CHECKPOINT_LINES 256
+/* A jti marker set at replay lives at least this long from then (the token's own expiry may
+ * be long past): a later use of the token within it is still recognised. */
+#define JTI_MIN_TTL_MS   86400000LL
 
 typedef enum {
     R_IDLE = 0, /**< waiting for events in the spool and a ready Redis */
     R_LOADING,  /**< the oldest segment is being read */
     R_PARKING,  /**< its events are being parked */
-    R_WAITING,  /**< WAIT for the replicas, per shard touched */
+    R_WAITING,  /**< WAIT for the replicas, per connection written on */
+    R_CURSOR,   /**< a checkpoint: the offset reached is being kept */
     R_REMOVING, /**< all parked: the segment is being deleted */
 } replay_state;
 
@@ -47,8 +56,17 @@ struct dm_replay {
     dm_spool_record held;
     size_t held_start, held_end; /**< its line in data */
     bool held_busy;              /**< its check is in flight */
-    unsigned char *touched;      /**< shards parked into (bitmap), for WAIT */
-    int waits, waits_short;      /**< WAITs in flight, and how many confirmed too few */
+    size_t lines;                /**< lines taken since the last checkpoint */
+    bool final;                  /**< the checkpoint under way is the segment's end */
+    /* Where this segment was written to since the last checkpoint (parks and jti markers):
+     * one route per connection, for WAIT. */
+    struct touched {
+        int conn;
+        char route[DM_KEY_BUFLEN];
+    } * touched;
+    size_t ntouched, cap_touched;
+    dm_waiter *waiter;      /**< redis.wait_replicas: WAIT on the replayer's connection */
+    int waits, waits_short; /**< WAITs asked for, and how many confirmed too few */
     long long parked, refused, dead;
 };
 
@@ -82,7 +100,8 @@ static void reset_segment(dm_replay *r)
     r->data = NULL;
     r->len = r->pos = 0;
     drop_held(r);
-    memset(r->touched, 0, (r->join.shards + 7) / 8);
+    r->ntouched = 0;
+    r->lines = 0;
     r->parked = r->refused = r->dead = 0;
     r->waits = r->waits_short = 0;
     r->failed = DM_OK;
@@ -100,6 +119,24 @@ static void abandon(dm_replay *r, const char *why)
             r->parked, why, r->backoff_ms);
     reset_segment(r);
     schedule(r, r->backoff_ms);
+}
+
+/* A write went where @p route's commands go: the next WAIT must cover that connection. */
+static void touch(dm_replay *r, const char *route)
+{
+    int conn = dm_redis_route_conn(r->redis, route);
+    for (size_t i = 0; i < r->ntouched; i++)
+        if (r->touched[i].conn == conn)
+            return;
+    if (r->ntouched == r->cap_touched) {
+        r->cap_touched = r->cap_touched ? r->cap_touched * 2 : 8;
+        r->touched = realloc(r->touched, r->cap_touched * sizeof *r->touched);
+        if (!r->touched)
+            abort();
+    }
+    r->touched[r->ntouched].conn = conn;
+    snprintf(r->touched[r->ntouched].route, sizeof r->touched[r->ntouched].route, "%s", route);
+    r->ntouched++;
 }
 
 static void on_removed(int err, void *arg)
@@ -122,48 +159,66 @@ static void remove_segment(dm_replay *r)
     dm_spool_remove(r->cl, r->seq, on_removed, r);
 }
 
-static void on_wait(int err, redisReply *rep, void *arg)
+static void on_cursor(int err, void *arg)
 {
     dm_replay *r = arg;
-    r->waits--;
+    if (err != DM_OK)
+        dm_warn("spool: replay cursor not kept; a restart parks this segment's start again",
+                "segment=%llu offset=%zu", (unsigned long long)r->seq, r->pos);
+    r->state = R_PARKING;
+    r->lines = 0;
+    r->ntouched = 0;
+    pump(r);
+}
+
+/* Everything before pos is parked and confirmed: the segment goes (at its end), or its
+ * offset is kept, so that neither an interruption nor a crash parks it again. */
+static void checkpoint_reached(dm_replay *r)
+{
+    if (r->final) {
+        remove_segment(r);
+        return;
+    }
+    r->state = R_CURSOR;
+    dm_spool_set_cursor(r->cl, r->seq, r->pos, on_cursor, r);
+}
+
+static void on_wait(bool confirmed, void *arg)
+{
+    dm_replay *r = arg;
     if (r->closing)
         return;
-    if (err != DM_OK || rep->type != REDIS_REPLY_INTEGER || rep->integer < r->wait_replicas)
+    if (!confirmed)
         r->waits_short++;
-    if (r->waits > 0)
+    if (--r->waits > 0)
         return;
     if (r->waits_short) {
         abandon(r, "fewer replicas than redis.wait_replicas confirmed the replayed events");
         return;
     }
-    remove_segment(r);
+    checkpoint_reached(r);
 }
 
-/* Every event of the segment is parked: with redis.wait_replicas, make sure the replicas have
- * them too before the spool lets go of them (one WAIT per shard, on that shard's node). */
-static void segment_parked(dm_replay *r)
+/* Every line before pos is done (parked, refused or dead-lettered): with redis.wait_replicas,
+ * make sure the replicas have the writes too (one WAIT per connection written on, the jti
+ * markers' included) before the spool lets go of them. */
+static void checkpoint(dm_replay *r, bool final)
 {
-    if (r->wait_replicas <= 0 || r->parked == 0) {
-        remove_segment(r);
+    r->final = final;
+    if (r->wait_replicas <= 0 || r->ntouched == 0) {
+        checkpoint_reached(r);
         return;
     }
     r->state = R_WAITING;
-    char n[16], timeout[16], route[DM_KEY_BUFLEN];
-    snprintf(n, sizeof n, "%d", r->wait_replicas);
-    snprintf(timeout, sizeof timeout, "%d", r->wait_timeout_ms);
-    const char *argv[] = {"WAIT", n, timeout};
-    size_t lens[] = {4, strlen(n), strlen(timeout)};
-    for (unsigned s = 0; s < r->join.shards; s++) {
-        if (!(r->touched[s / 8] & (1u << (s % 8))))
-            continue;
-        dm_key_out(route, r->join.prefix, s);
-        if (dm_redis_command(r->redis, route, on_wait, r, 3, argv, lens) == DM_OK)
+    r->waits = 1; /* held while asking: none answers inside dm_waiter_wait */
+    r->waits_short = 0;
+    for (size_t i = 0; i < r->ntouched; i++) {
+        if (dm_waiter_wait(r->waiter, r->touched[i].route, on_wait, r) == DM_OK)
             r->waits++;
         else
             r->waits_short++;
     }
-    if (r->waits == 0)
-        abandon(r, "cannot send WAIT");
+    on_wait(true, r);
 }
 
 static void on_dead_letter(int err, void *arg)
@@ -257,7 +312,8 @@ static void park_record(dm_replay *r, dm_spool_record *rec, json_t *doc, size_t 
     c->offset = offset;
     c->end = end;
     snprintf(c->source, sizeof c->source, "%s", source ? source : "other");
-    unsigned shard = dm_digest_shard(digest, r->join.shards);
+    char route[DM_KEY_BUFLEN];
+    dm_join_route_key(route, &r->join, digest);
     int rc = dm_join_park(r->redis, &r->join, digest, rec->event, rec->event_len, rec->arrival_ms,
                           on_parked, c);
     free((char *)rec->event);
@@ -268,7 +324,7 @@ static void park_record(dm_replay *r, dm_spool_record *rec, json_t *doc, size_t 
             r->failed = rc;
         return;
     }
-    r->touched[shard / 8] |= (unsigned char)(1u << (shard % 8));
+    touch(r, route);
     r->inflight++;
 }
 
@@ -331,17 +387,22 @@ static void on_jti_set(int err, redisReply *rep, void *arg)
         drop_held(r);
         r->failed = rc;
     } else {
+        touch(r, r->held.jti_key); /* the marker is a write the WAIT must cover too */
         park_held(r);
     }
     pump(r);
 }
 
-/* The held record's token: set its replay marker to this request's id unless one is there. */
+/* The held record's token: set its replay marker to this request's id unless one is there.
+ * The marker lives until the token's expiry, and at least JTI_MIN_TTL_MS from now: a token
+ * already expired at replay would otherwise get a marker that is gone at once (SET PXAT in
+ * the past leaves no key), and a second spooled use of it would park as well. */
 static void start_jti(dm_replay *r)
 {
-    char pxat[24];
-    snprintf(pxat, sizeof pxat, "%lld", (long long)r->held.jti_pxat);
-    const char *argv[] = {"SET", r->held.jti_key, r->held.request_id, "NX", "PXAT", pxat};
+    char px[24];
+    long long ttl = (long long)(r->held.jti_pxat - dm_now_ms());
+    snprintf(px, sizeof px, "%lld", ttl > JTI_MIN_TTL_MS ? ttl : JTI_MIN_TTL_MS);
+    const char *argv[] = {"SET", r->held.jti_key, r->held.request_id, "NX", "PX", px};
     size_t lens[6];
     for (int i = 0; i < 6; i++)
         lens[i] = strlen(argv[i]);
@@ -362,6 +423,7 @@ static void next_record(dm_replay *r)
     r->pos = nl ? end + 1 : r->len;
     if (end == start)
         return;
+    r->lines++;
     dm_spool_record rec;
     json_t *doc;
     if (dm_spool_decode(r->data + start, end - start, &rec, &doc) != DM_OK) {
@@ -396,16 +458,16 @@ static void pump(dm_replay *r)
         }
         if (r->inflight >= INFLIGHT)
             return;
-        if (r->pos >= r->len) {
+        if (r->pos >= r->len || r->lines >= CHECKPOINT_LINES) {
             if (r->inflight == 0)
-                segment_parked(r);
+                checkpoint(r, r->pos >= r->len);
             return;
         }
         next_record(r);
     }
 }
 
-static void on_loaded(int err, uint64_t seq, char *data, size_t len, void *arg)
+static void on_loaded(int err, uint64_t seq, char *data, size_t len, size_t start, void *arg)
 {
     dm_replay *r = arg;
     if (err != DM_OK) {
@@ -422,9 +484,12 @@ static void on_loaded(int err, uint64_t seq, char *data, size_t len, void *arg)
     r->seq = seq;
     r->data = data;
     r->len = len;
-    r->pos = 0;
+    r->pos = start;
+    r->lines = 0;
+    r->ntouched = 0;
     r->state = R_PARKING;
-    dm_info("spool: replaying a segment", "segment=%llu bytes=%zu", (unsigned long long)seq, len);
+    dm_info("spool: replaying a segment", "segment=%llu bytes=%zu from=%zu",
+            (unsigned long long)seq, len, start);
     pump(r);
 }
 
@@ -459,7 +524,6 @@ dm_replay *dm_replay_new(const dm_replay_conf *c)
     r->join = *c->join;
     r->wait_replicas = c->wait_replicas;
     r->wait_timeout_ms = c->wait_timeout_ms;
-    r->touched = dm_xcalloc((c->join->shards + 7) / 8 + 1, 1);
     r->timer = evtimer_new(c->base, on_tick, r);
     r->cl = dm_spool_client_new(c->spool, c->base);
     dm_redis_opts ro = *c->redis;
@@ -469,7 +533,9 @@ dm_replay *dm_replay_new(const dm_replay_conf *c)
     ro.on_ready_arg = r;
     if (r->timer && r->cl)
         r->redis = dm_redis_new(c->base, &ro);
-    if (!r->redis) {
+    if (r->redis && r->wait_replicas > 0)
+        r->waiter = dm_waiter_new(r->redis, r->wait_replicas, r->wait_timeout_ms);
+    if (!r->redis || (r->wait_replicas > 0 && !r->waiter)) {
         dm_replay_free(r);
         return NULL;
     }
@@ -484,6 +550,7 @@ void dm_replay_free(dm_replay *r)
     r->closing = true;
     dm_spool_client_free(r->cl); /* a read segment or a removal not yet seen: dropped */
     dm_redis_free(r->redis);     /* every command in flight completes now, and sees closing */
+    dm_waiter_free(r->waiter);   /* after its Redis: its WAITs are answered */
     free(r->data);
     drop_held(r);
     if (r->timer)

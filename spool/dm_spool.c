@@ -1,5 +1,6 @@
 #include "dm_common.h"
 #include "dm_spool.h"
+#include "dm_spool_files.h"
 #include "dm_event.h"
 #include "dm_log.h"
 #include "dm_metrics.h"
@@ -20,12 +21,14 @@
 #define SEGMENT_MAX (16 * 1024 * 1024)
 #define NAME_FMT    "segment-%020llu.jsonl"
 #define DEAD_NAME   "dead-letter.jsonl"
+#define CURSOR_NAME "cursor"
 
 typedef enum {
     JOB_APPEND,
     JOB_LOAD,
     JOB_REMOVE,
-    JOB_DEAD
+    JOB_DEAD,
+    JOB_CURSOR
 } job_kind;
 
 /* One request to the spool's thread, and later its completion. */
@@ -35,7 +38,8 @@ typedef struct job {
     char *data;          /**< APPEND, DEAD: the lines (owned); LOAD: the segment read (owned) */
     size_t len, nrecords;
     int64_t first_ms;
-    uint64_t seq; /**< REMOVE: which; LOAD: which was read */
+    uint64_t seq;  /**< REMOVE, CURSOR: which; LOAD: which was read */
+    size_t offset; /**< LOAD: where its replay starts; CURSOR: the offset to keep */
     int err;
     dm_spool_done_cb done;
     dm_spool_segment_cb loaded;
@@ -70,79 +74,18 @@ struct dm_spool {
     long long queued_bytes; /**< appends queued, not yet written */
     segment *segs;          /**< by seq, oldest first; the last may be the active one */
     size_t nsegs, cap;
-    int active_fd; /**< the segment appends go to (the last of segs), or -1 */
-    long long active_size;
+    int active_fd;         /**< the segment appends go to (the last of segs), or -1 */
+    long long active_size; /**< its bytes written (spool thread only) */
+    long long synced_size; /**< of which synced: the records acknowledged (spool thread only) */
+    dm_spool_io io;        /**< the journal's system calls (a test's, or the system's) */
+    int cursor_fd;         /**< the replay cursor file (dm_spool_set_cursor) */
+    uint64_t cursor_seq;   /**< the segment it is for (guarded by mu) */
+    size_t cursor_off;     /**< and the offset its replay goes on from */
     uint64_t next_seq;
     /* Only the spool's thread clears a client out of a job after the queue was taken, so
      * clients are also tracked here for dm_spool_client_free. */
     job *working; /**< jobs taken from the queue and not yet completed */
 };
-
-/*---------------------------------------------------------------- records ---*/
-
-char *dm_spool_encode(const dm_spool_record *r, size_t *len)
-{
-    json_error_t jerr;
-    json_t *ev = json_loadb(r->event, r->event_len, 0, &jerr);
-    if (!json_is_object(ev)) {
-        json_decref(ev);
-        return NULL;
-    }
-    json_t *o = json_object();
-    json_object_set_new(o, "at", json_integer(r->arrival_ms));
-    if (r->jti_key && r->request_id) {
-        json_object_set_new(o, "jti", json_string(r->jti_key));
-        json_object_set_new(o, "rid", json_string(r->request_id));
-        json_object_set_new(o, "pxat", json_integer(r->jti_pxat));
-    }
-    json_object_set_new(o, "ev", ev);
-    char *text = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    if (!text)
-        return NULL;
-    size_t n = strlen(text);
-    char *line = dm_xmalloc(n + 2);
-    memcpy(line, text, n);
-    line[n] = '\n';
-    line[n + 1] = '\0';
-    free(text);
-    *len = n + 1;
-    return line;
-}
-
-int dm_spool_decode(const char *line, size_t len, dm_spool_record *out, json_t **doc)
-{
-    json_error_t jerr;
-    memset(out, 0, sizeof *out);
-    *doc = NULL;
-    json_t *o = json_loadb(line, len, 0, &jerr);
-    json_t *at = json_object_get(o, "at"), *ev = json_object_get(o, "ev");
-    const char *digest = json_string_value(json_object_get(ev, "digest"));
-    if (!json_is_integer(at) || !json_is_object(ev) || !digest ||
-        !dm_digest_valid(digest, strlen(digest))) {
-        json_decref(o);
-        return DM_EINVAL;
-    }
-    const char *jti = json_string_value(json_object_get(o, "jti"));
-    const char *rid = json_string_value(json_object_get(o, "rid"));
-    json_t *pxat = json_object_get(o, "pxat");
-    if (jti && (!rid || !json_is_integer(pxat) || strlen(jti) >= 160)) {
-        json_decref(o);
-        return DM_EINVAL;
-    }
-    out->event = json_dumps(ev, JSON_COMPACT);
-    if (!out->event) {
-        json_decref(o);
-        return DM_EINVAL;
-    }
-    out->event_len = strlen(out->event);
-    out->arrival_ms = json_integer_value(at);
-    out->jti_key = jti;
-    out->request_id = jti ? rid : NULL;
-    out->jti_pxat = jti ? json_integer_value(pxat) : 0;
-    *doc = o;
-    return DM_OK;
-}
 
 /*---------------------------------------------------------------- files ---*/
 
@@ -151,62 +94,20 @@ static void seg_path(const dm_spool *s, uint64_t seq, char *buf, size_t len)
     snprintf(buf, len, "%s/" NAME_FMT, s->dir, (unsigned long long)seq);
 }
 
-static int mkdir_p(const char *dir)
-{
-    char *p = dm_xstrdup(dir);
-    int rc = 0;
-    for (char *q = p + 1; *q && rc == 0; q++) {
-        if (*q != '/')
-            continue;
-        *q = '\0';
-        if (mkdir(p, 0700) != 0 && errno != EEXIST)
-            rc = -1;
-        *q = '/';
-    }
-    if (rc == 0 && mkdir(p, 0700) != 0 && errno != EEXIST)
-        rc = -1;
-    free(p);
-    return rc;
-}
-
-static int write_all(int fd, const char *p, size_t n)
+static int write_all(dm_spool *s, int fd, const char *p, size_t n)
 {
     while (n > 0) {
-        ssize_t w = write(fd, p, n);
+        ssize_t w = s->io.write(fd, p, n);
         if (w < 0 && errno == EINTR)
             continue;
-        if (w <= 0)
+        if (w <= 0) {
+            if (w == 0)
+                errno = ENOSPC;
             return -1;
+        }
         p += w;
         n -= (size_t)w;
     }
-    return 0;
-}
-
-/* The whole file at @p path, malloc'd (NUL-terminated, not counted). */
-static int read_file(const char *path, char **out, size_t *len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    size_t n = (size_t)st.st_size, got = 0;
-    char *buf = dm_xmalloc(n + 1);
-    while (got < n) {
-        ssize_t r = read(fd, buf + got, n - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    close(fd);
-    buf[got] = '\0';
-    *out = buf;
-    *len = got;
     return 0;
 }
 
@@ -275,7 +176,7 @@ static int scan_segment(dm_spool *s, uint64_t seq, char *err, size_t errlen)
     seg_path(s, seq, path, sizeof path);
     char *buf;
     size_t len;
-    if (read_file(path, &buf, &len) != 0) {
+    if (dm_spool_read_file(path, &buf, &len) != 0) {
         snprintf(err, errlen, "spool: cannot read %s: %s", path, strerror(errno));
         return DM_EIO;
     }
@@ -372,7 +273,7 @@ static void seal_active(dm_spool *s)
     if (s->active_fd >= 0)
         close(s->active_fd);
     s->active_fd = -1;
-    s->active_size = 0;
+    s->active_size = s->synced_size = 0;
 }
 
 static int open_active(dm_spool *s)
@@ -392,26 +293,95 @@ static int open_active(dm_spool *s)
     pthread_mutex_lock(&s->mu);
     seg_add(s, seq);
     s->active_fd = fd;
-    s->active_size = 0;
+    s->active_size = s->synced_size = 0;
     pthread_mutex_unlock(&s->mu);
     return 0;
 }
 
+static const char *errtext(int e, char *buf, size_t len)
+{
+    return strerror_r(e, buf, len) == 0 ? buf : "?";
+}
+
+/* Fail the appends from @p from up to (not including) @p to. */
+static void fail_jobs(job *from, job *to)
+{
+    for (job *k = from; k && k != to; k = k->next)
+        if (k->kind == JOB_APPEND)
+            k->err = DM_EIO;
+}
+
+/* A write or sync of the active segment failed: nothing since its last sync may stay, or the
+ * next acknowledged record would follow a fragment (or records answered 503 would be
+ * replayed). Cut it back to what was synced and sync that; if even this fails, close the
+ * segment (its records up to the synced size stay valid: the replayer reads no further) and
+ * let the next append open a new one (until one can be opened, appends fail: 503). */
+static void roll_back(dm_spool *s)
+{
+    char errbuf[128];
+    if (s->io.ftruncate(s->active_fd, (off_t)s->synced_size) == 0 &&
+        s->io.fdatasync(s->active_fd) == 0) {
+        s->active_size = s->synced_size;
+        return;
+    }
+    dm_error("spool: cannot cut a failed write back; the segment is closed", "dir=%s reason=\"%s\"",
+             s->dir, errtext(errno, errbuf, sizeof errbuf));
+    pthread_mutex_lock(&s->mu);
+    seal_active(s);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Sync the active segment and count what the batch wrote to it since its last sync (from
+ * @p first): the records are acknowledged only now. False (and rolled back) on failure. */
+static bool sync_active(dm_spool *s, job *first, job *end)
+{
+    char errbuf[128];
+    if (!first)
+        return true;
+    if (s->io.fdatasync(s->active_fd) != 0) {
+        dm_error("spool: fdatasync failed", "dir=%s reason=\"%s\"", s->dir,
+                 errtext(errno, errbuf, sizeof errbuf));
+        roll_back(s);
+        return false;
+    }
+    pthread_mutex_lock(&s->mu);
+    segment *g = &s->segs[s->nsegs - 1];
+    for (job *k = first; k && k != end; k = k->next) {
+        if (k->kind != JOB_APPEND || k->err != DM_OK)
+            continue;
+        g->bytes += (long long)k->len;
+        g->events += (long long)k->nrecords;
+        if (!g->first_ms || k->first_ms < g->first_ms)
+            g->first_ms = k->first_ms;
+    }
+    s->synced_size = s->active_size;
+    pthread_mutex_unlock(&s->mu);
+    return true;
+}
+
 /* Write the appends of one batch, then one fdatasync for all of them (group commit); a
- * segment filled in between is synced as it is closed. */
+ * segment filled in between is synced as it is closed. After a failed write or sync the
+ * segment is cut back to its last sync (roll_back) and every append of the batch not synced
+ * yet fails (DM_EIO: its request is answered 503 + Retry-After). */
 static void write_appends(dm_spool *s, job *list)
 {
     char errbuf[128];
     job *unsynced = NULL; /* first job written since the last sync */
+    bool failed = false;
     for (job *j = list; j; j = j->next) {
         if (j->kind != JOB_APPEND)
             continue;
+        if (failed) {
+            j->err = DM_EIO;
+            continue;
+        }
         if (s->active_fd >= 0 && s->active_size > 0 &&
             s->active_size + (long long)j->len > s->segment_bytes) {
-            if (fdatasync(s->active_fd) != 0) {
-                for (job *k = unsynced; k && k != j; k = k->next)
-                    if (k->kind == JOB_APPEND && k->err == DM_OK)
-                        k->err = DM_EIO;
+            if (!sync_active(s, unsynced, j)) {
+                fail_jobs(unsynced, j);
+                j->err = DM_EIO;
+                failed = true;
+                continue;
             }
             unsynced = NULL;
             pthread_mutex_lock(&s->mu);
@@ -420,38 +390,27 @@ static void write_appends(dm_spool *s, job *list)
         }
         if (s->active_fd < 0 && open_active(s) != 0) {
             j->err = DM_EIO;
+            failed = true;
             dm_error("spool: cannot open a segment", "dir=%s reason=\"%s\"", s->dir,
-                     strerror_r(errno, errbuf, sizeof errbuf) == 0 ? errbuf : "?");
+                     errtext(errno, errbuf, sizeof errbuf));
             continue;
         }
-        if (write_all(s->active_fd, j->data, j->len) != 0) {
-            int e = errno;
-            /* Nothing of a failed append stays: the next line must start a record. */
-            if (ftruncate(s->active_fd, (off_t)s->active_size) != 0)
-                dm_error("spool: cannot cut a failed write", "dir=%s", s->dir);
-            j->err = DM_EIO;
+        if (write_all(s, s->active_fd, j->data, j->len) != 0) {
             dm_error("spool: write failed", "dir=%s reason=\"%s\"", s->dir,
-                     strerror_r(e, errbuf, sizeof errbuf) == 0 ? errbuf : "?");
+                     errtext(errno, errbuf, sizeof errbuf));
+            roll_back(s);
+            fail_jobs(unsynced, j);
+            j->err = DM_EIO;
+            failed = true;
             continue;
         }
         j->err = DM_OK;
         if (!unsynced)
             unsynced = j;
-        pthread_mutex_lock(&s->mu);
         s->active_size += (long long)j->len;
-        segment *g = &s->segs[s->nsegs - 1];
-        g->bytes += (long long)j->len;
-        g->events += (long long)j->nrecords;
-        if (!g->first_ms || j->first_ms < g->first_ms)
-            g->first_ms = j->first_ms;
-        pthread_mutex_unlock(&s->mu);
     }
-    if (unsynced && s->active_fd >= 0 && fdatasync(s->active_fd) != 0) {
-        dm_error("spool: fdatasync failed", "dir=%s", s->dir);
-        for (job *k = unsynced; k; k = k->next)
-            if (k->kind == JOB_APPEND && k->err == DM_OK)
-                k->err = DM_EIO;
-    }
+    if (!failed && unsynced && !sync_active(s, unsynced, NULL))
+        fail_jobs(unsynced, NULL);
 }
 
 static void do_load(dm_spool *s, job *j)
@@ -464,14 +423,24 @@ static void do_load(dm_spool *s, job *j)
         return;
     }
     j->seq = s->segs[0].seq;
+    size_t valid = (size_t)s->segs[0].bytes;
     if (s->nsegs == 1 && s->active_fd >= 0)
         seal_active(s); /* appends from now on go to a new segment */
+    size_t start = s->cursor_seq == j->seq ? s->cursor_off : 0;
     pthread_mutex_unlock(&s->mu);
     char path[4200];
     seg_path(s, j->seq, path, sizeof path);
-    j->err = read_file(path, &j->data, &j->len) == 0 ? DM_OK : DM_EIO;
-    if (j->err != DM_OK)
+    j->err = dm_spool_read_file(path, &j->data, &j->len) == 0 ? DM_OK : DM_EIO;
+    if (j->err != DM_OK) {
         dm_error("spool: cannot read a segment", "segment=%s", path);
+        return;
+    }
+    /* Past the synced size: a write that failed and could not be cut back (never
+     * acknowledged). */
+    if (j->len > valid)
+        j->len = valid;
+    /* Where an earlier pass got to (its events parked and confirmed), if it is a line start. */
+    j->offset = start <= j->len && (start == 0 || j->data[start - 1] == '\n') ? start : 0;
 }
 
 static void do_remove(dm_spool *s, job *j)
@@ -483,18 +452,45 @@ static void do_remove(dm_spool *s, job *j)
     segment *g = seg_find(s, j->seq, &at);
     if (g && at == s->nsegs - 1 && s->active_fd >= 0)
         seal_active(s);
-    if (g) {
+    pthread_mutex_unlock(&s->mu);
+    j->err = DM_OK;
+    if (!g)
+        return;
+    /* Out of the list only once the file is gone: a segment that stays on disk must stay
+     * counted and replayed (else it would come back, unannounced, at the next start). */
+    if (unlink(path) != 0 && errno != ENOENT) {
+        j->err = DM_EIO;
+        dm_error("spool: cannot remove a segment", "segment=%s", path);
+        return;
+    }
+    fsync(s->dir_fd);
+    pthread_mutex_lock(&s->mu);
+    if ((g = seg_find(s, j->seq, &at)) != NULL) {
         memmove(&s->segs[at], &s->segs[at + 1], (s->nsegs - at - 1) * sizeof *s->segs);
         s->nsegs--;
     }
     pthread_mutex_unlock(&s->mu);
-    j->err = DM_OK;
-    if (g && unlink(path) != 0 && errno != ENOENT) {
-        j->err = DM_EIO;
-        dm_error("spool: cannot remove a segment", "segment=%s", path);
-    } else if (g) {
-        fsync(s->dir_fd);
+}
+
+/* Keep where the replay of a segment got to: one fixed-size line written in place and synced
+ * (a write of 42 bytes at offset 0 does not tear). */
+static void do_cursor(dm_spool *s, job *j)
+{
+    char line[64];
+    int n = snprintf(line, sizeof line, "%020llu %020llu\n", (unsigned long long)j->seq,
+                     (unsigned long long)j->offset);
+    j->err = DM_EIO;
+    if (s->cursor_fd >= 0 && pwrite(s->cursor_fd, line, (size_t)n, 0) == n &&
+        s->io.fdatasync(s->cursor_fd) == 0)
+        j->err = DM_OK;
+    pthread_mutex_lock(&s->mu);
+    if (j->err == DM_OK) {
+        s->cursor_seq = j->seq;
+        s->cursor_off = j->offset;
     }
+    pthread_mutex_unlock(&s->mu);
+    if (j->err != DM_OK)
+        dm_warn("spool: cannot write the replay cursor", "dir=%s", s->dir);
 }
 
 /* Append a record the replayer gives up on to the dead-letter file, synced; nothing of a
@@ -509,11 +505,11 @@ static void do_dead_letter(dm_spool *s, job *j)
     j->err = DM_EIO;
     if (fd >= 0) {
         off_t before = lseek(fd, 0, SEEK_END);
-        if (before >= 0 && write_all(fd, j->data, j->len) == 0 && fdatasync(fd) == 0 &&
+        if (before >= 0 && write_all(s, fd, j->data, j->len) == 0 && s->io.fdatasync(fd) == 0 &&
             (!created || fsync(s->dir_fd) == 0))
             j->err = DM_OK;
-        else if (before >= 0 && ftruncate(fd, before) == 0)
-            (void)fdatasync(fd);
+        else if (before >= 0 && s->io.ftruncate(fd, before) == 0)
+            (void)s->io.fdatasync(fd);
         close(fd);
     }
     if (j->err != DM_OK)
@@ -563,6 +559,8 @@ static void *spool_main(void *arg)
                 do_remove(s, j);
             else if (j->kind == JOB_DEAD)
                 do_dead_letter(s, j);
+            else if (j->kind == JOB_CURSOR)
+                do_cursor(s, j);
         }
 
         pthread_mutex_lock(&s->mu);
@@ -607,7 +605,7 @@ static void on_client_done(evutil_socket_t fd, short what, void *arg)
     for (job *j = list, *next; j; j = next) {
         next = j->next;
         if (j->kind == JOB_LOAD)
-            j->loaded(j->err, j->seq, j->data, j->len, j->arg);
+            j->loaded(j->err, j->seq, j->data, j->len, j->offset, j->arg);
         else
             j->done(j->err, j->arg);
         free(j);
@@ -704,6 +702,22 @@ int dm_spool_remove(dm_spool_client *c, uint64_t seq, dm_spool_done_cb cb, void 
     return DM_OK;
 }
 
+int dm_spool_set_cursor(dm_spool_client *c, uint64_t seq, size_t offset, dm_spool_done_cb cb,
+                        void *arg)
+{
+    job *j = dm_xcalloc(1, sizeof *j);
+    j->kind = JOB_CURSOR;
+    j->cl = c;
+    j->seq = seq;
+    j->offset = offset;
+    j->done = cb;
+    j->arg = arg;
+    pthread_mutex_lock(&c->s->mu);
+    enqueue(c->s, j);
+    pthread_mutex_unlock(&c->s->mu);
+    return DM_OK;
+}
+
 int dm_spool_dead_letter(dm_spool_client *c, const char *data, size_t len, dm_spool_done_cb cb,
                          void *arg)
 {
@@ -747,13 +761,38 @@ static int lock_dir(dm_spool *s, char *err, size_t errlen)
     return DM_OK;
 }
 
+/* The replay cursor left by a previous run (dm_spool_set_cursor); a file that does not parse
+ * is ignored (the replay then starts its segment from the beginning). */
+static int open_cursor(dm_spool *s, char *err, size_t errlen)
+{
+    char path[4200], buf[64] = {0};
+    snprintf(path, sizeof path, "%s/" CURSOR_NAME, s->dir);
+    struct stat st;
+    bool created = stat(path, &st) != 0;
+    s->cursor_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (s->cursor_fd < 0 || (created && fsync(s->dir_fd) != 0)) {
+        snprintf(err, errlen, "spool: cannot open %s: %s", path, strerror(errno));
+        return DM_EIO;
+    }
+    unsigned long long seq, off;
+    if (pread(s->cursor_fd, buf, sizeof buf - 1, 0) > 0 &&
+        sscanf(buf, "%20llu %20llu", &seq, &off) == 2) {
+        s->cursor_seq = seq;
+        s->cursor_off = (size_t)off;
+    }
+    return DM_OK;
+}
+
 int dm_spool_open(const dm_spool_conf *c, dm_spool **out, char *err, size_t errlen)
 {
     *out = NULL;
     dm_spool *s = dm_xcalloc(1, sizeof *s);
     s->dir = dm_xstrdup(c->dir);
-    s->dir_fd = s->lock_fd = s->active_fd = -1;
+    s->dir_fd = s->lock_fd = s->active_fd = s->cursor_fd = -1;
     s->max_bytes = c->max_bytes;
+    s->io.write = c->io && c->io->write ? c->io->write : write;
+    s->io.fdatasync = c->io && c->io->fdatasync ? c->io->fdatasync : fdatasync;
+    s->io.ftruncate = c->io && c->io->ftruncate ? c->io->ftruncate : ftruncate;
     s->segment_bytes = c->segment_bytes ? c->segment_bytes : c->max_bytes / 8;
     if (!c->segment_bytes && s->segment_bytes < SEGMENT_MIN)
         s->segment_bytes = SEGMENT_MIN;
@@ -762,7 +801,7 @@ int dm_spool_open(const dm_spool_conf *c, dm_spool **out, char *err, size_t errl
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     int rc = DM_OK;
-    if (mkdir_p(s->dir) != 0 ||
+    if (dm_spool_mkdir(s->dir) != 0 ||
         (s->dir_fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
         snprintf(err, errlen, "spool: cannot create %s: %s", s->dir, strerror(errno));
         rc = DM_EIO;
@@ -771,6 +810,8 @@ int dm_spool_open(const dm_spool_conf *c, dm_spool **out, char *err, size_t errl
         rc = lock_dir(s, err, errlen);
     if (rc == DM_OK)
         rc = scan_dir(s, err, errlen);
+    if (rc == DM_OK)
+        rc = open_cursor(s, err, errlen);
     if (rc == DM_OK && pthread_create(&s->thread, NULL, spool_main, s) != 0) {
         snprintf(err, errlen, "spool: cannot start its thread");
         rc = DM_EIO;
@@ -803,6 +844,8 @@ void dm_spool_close(dm_spool *s)
         pthread_join(s->thread, NULL);
     }
     seal_active(s);
+    if (s->cursor_fd >= 0)
+        close(s->cursor_fd);
     if (s->lock_fd >= 0)
         close(s->lock_fd); /* releases the flock */
     if (s->dir_fd >= 0)

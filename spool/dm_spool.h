@@ -32,16 +32,25 @@
 #include "dm_common.h"
 
 #include <jansson.h>
+#include <sys/types.h>
 
 struct event_base;
 
 typedef struct dm_spool dm_spool;
 typedef struct dm_spool_client dm_spool_client;
 
+/** The system calls the journal writes with: a seam for tests that make them fail. */
+typedef struct dm_spool_io {
+    ssize_t (*write)(int fd, const void *buf, size_t n);
+    int (*fdatasync)(int fd);
+    int (*ftruncate)(int fd, off_t len);
+} dm_spool_io;
+
 typedef struct dm_spool_conf {
     const char *dir;         /**< created (mode 0700) if missing; borrowed for the call */
     long long max_bytes;     /**< appends beyond this total are refused (DM_EBUSY) */
     long long segment_bytes; /**< 0: max_bytes / 8, between 4 KiB and 16 MiB */
+    const dm_spool_io *io;   /**< tests only: NULL (or a NULL member): the system's calls */
 } dm_spool_conf;
 
 /**
@@ -84,14 +93,27 @@ int dm_spool_append(dm_spool_client *c, const char *data, size_t len, size_t nre
                     int64_t first_ms, dm_spool_done_cb cb, void *arg);
 
 /** Completion of dm_spool_load_oldest: @p err DM_OK with segment @p seq's @p len bytes in
- *  @p data (the callee frees it), or seq 0 and no data when the spool is empty; or DM_EIO. */
-typedef void (*dm_spool_segment_cb)(int err, uint64_t seq, char *data, size_t len, void *arg);
+ *  @p data (the callee frees it; only what was synced: a failed write's remains are not) and
+ *  @p start, where its replay goes on (the cursor dm_spool_set_cursor kept for it, else 0); or
+ *  seq 0 and no data when the spool is empty; or DM_EIO. */
+typedef void (*dm_spool_segment_cb)(int err, uint64_t seq, char *data, size_t len, size_t start,
+                                    void *arg);
 
 /** Read the oldest segment (closing it first if appends still go to it: later appends start a
  *  new one). Returns DM_OK (@p cb will run). */
 int dm_spool_load_oldest(dm_spool_client *c, dm_spool_segment_cb cb, void *arg);
 
-/** Delete segment @p seq (its records are all parked). Returns DM_OK (@p cb will run). */
+/**
+ * Keep that the records of segment @p seq before @p offset (a line start) are parked (and
+ * confirmed): later loads of it start there, in this process and after a restart. One small
+ * file in the directory ("cursor"), rewritten in place and synced. Returns DM_OK (@p cb will
+ * run: DM_OK once synced, or DM_EIO: the previous cursor stays).
+ */
+int dm_spool_set_cursor(dm_spool_client *c, uint64_t seq, size_t offset, dm_spool_done_cb cb,
+                        void *arg);
+
+/** Delete segment @p seq (its records are all parked); the segment stays in the spool when
+ *  its file cannot be removed. Returns DM_OK (@p cb will run). */
 int dm_spool_remove(dm_spool_client *c, uint64_t seq, dm_spool_done_cb cb, void *arg);
 
 /**
