@@ -437,8 +437,10 @@ static void do_load(dm_spool *s, job *j)
     }
     /* Past the synced size: a write that failed and could not be cut back (never
      * acknowledged). */
-    if (j->len > valid)
+    if (j->len > valid) {
         j->len = valid;
+        j->data[valid] = '\0';
+    }
     /* Where an earlier pass got to (its events parked and confirmed), if it is a line start. */
     j->offset = start <= j->len && (start == 0 || j->data[start - 1] == '\n') ? start : 0;
 }

@@ -72,4 +72,3 @@ int dm_spool_read_file(const char *path, char **out, size_t *len)
     *len = got;
     return 0;
 }
-

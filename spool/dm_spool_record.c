@@ -68,4 +68,3 @@ int dm_spool_decode(const char *line, size_t len, dm_spool_record *out, json_t *
     *doc = o;
     return DM_OK;
 }
-
