@@ -10,6 +10,7 @@
 #include "dm_metrics.h"
 #include "dm_redis.h"
 #include "dm_spool.h"
+#include "dm_jtiset.h"
 #include "dm_wait.h"
 
 #include "dm_ecr.h"
@@ -61,6 +62,7 @@ struct ingest {
     size_t nspooled;
     char jti_key[DM_KEY_BUFLEN]; /**< replay marker of this request's token, or "" */
     int64_t jti_pxat;            /**< its expiry (ms since the epoch) */
+    bool jti_set;                /**< this request's SET NX set the marker in Redis */
     char rid[33];                /**< this request's id: the marker's value */
 };
 
@@ -177,6 +179,17 @@ static void on_spooled(int err, void *arg)
     ingest_free(in);
 }
 
+/* The token was used by another request: 401, counted and logged. */
+static void refuse_token(ingest *in, const char *why)
+{
+    char peer[64];
+    dm_metrics_inc(DM_M_AUTH_FAILED);
+    dm_warn("request refused", "status=401 route=%s reason=\"%s\" peer=%s", in->path, why,
+            dm_http_peer(in->req, peer));
+    dm_http_error(in->req, in->route, 401, "bad credentials: token already used");
+    ingest_free(in);
+}
+
 /* Redis cannot take the events now: write them to the spool (those not parked, or with
  * @p all every one: parked but not confirmed by the replicas) and answer once they are on
  * disk. A full spool is a 503 + Retry-After. */
@@ -185,6 +198,18 @@ static void spool_request(ingest *in, bool all)
     dm_spool_client *cl = dm_worker_spool(in->w);
     if (!cl) {
         answer_failed(in, in->first_err != DM_OK ? in->first_err : DM_EUNAVAIL);
+        return;
+    }
+    /* A token Redis could not check: one spooled use per token, not a spool full of them. */
+    if (in->jti_key[0] &&
+        dm_jtiset_claim(dm_spool_jti(dm_worker_app(in->w)->spool), in->jti_key, in->rid) != DM_OK) {
+        if (in->jti_set) { /* the spooled use that came first keeps the token */
+            const char *argv[] = {"DEL", in->jti_key};
+            size_t lens[] = {3, strlen(in->jti_key)};
+            dm_redis_command(dm_worker_redis(in->w), in->jti_key, ignore_reply, NULL, 2, argv,
+                             lens);
+        }
+        refuse_token(in, "token replayed (jti of a request spooled meanwhile)");
         return;
     }
     struct evbuffer *buf = evbuffer_new();
@@ -336,16 +361,10 @@ static void on_jti(int err, redisReply *rep, void *arg)
     }
     if (rep->type == REDIS_REPLY_NIL) {
         /* SET NX found the marker: this token was used before. */
-        char peer[64];
-        dm_metrics_inc(DM_M_AUTH_FAILED);
-        dm_warn("request refused",
-                "status=401 route=%s reason=\"token replayed (jti seen)\" "
-                "peer=%s",
-                in->path, dm_http_peer(in->req, peer));
-        dm_http_error(in->req, in->route, 401, "bad credentials: token already used");
-        ingest_free(in);
+        refuse_token(in, "token replayed (jti seen)");
         return;
     }
+    in->jti_set = true;
     submit_all(in);
 }
 

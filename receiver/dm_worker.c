@@ -142,12 +142,18 @@ bool dm_worker_begin(dm_worker *w)
 
 static void finish_drain(dm_worker *w);
 
+static void end_loop(dm_worker *w);
+
 void dm_worker_end(dm_worker *w)
 {
     w->inflight--;
     dm_metrics_inflight(-1);
-    if (w->state == W_DRAINING && w->inflight == 0)
-        finish_drain(w);
+    if (w->state == W_DRAINING && w->inflight == 0) {
+        if (w->finishing)
+            end_loop(w); /* the last spool write it waited for was answered */
+        else
+            finish_drain(w);
+    }
 }
 
 /* Event streams are admitted like requests until their 200 is sent (dm_sse.h). */
@@ -172,8 +178,19 @@ static void on_request(struct evhttp_request *req, void *arg)
 
 /*---------------------------------------------------------------- draining ---*/
 
-/* Close Redis while the loop still runs, so every request still waiting gets its 503 and
- * every answer is written out before the loop ends. */
+/* Let evhttp write the last answers out, then end the loop. */
+static void end_loop(dm_worker *w)
+{
+    evtimer_del(w->drain_timer);
+    struct timeval tv = {0, FLUSH_MS * 1000};
+    event_base_loopexit(w->base, &tv);
+}
+
+/* Close Redis while the loop still runs, so every request still waiting gets its answer and
+ * every answer is written out before the loop ends. Requests that Redis failed go to the spool
+ * (docs/spool.md): the loop runs on until their writes are answered too (the spool's
+ * completions run on this loop; after it they would never run, and the requests would be left
+ * unanswered), DRAIN_TIMEOUT_S at most. */
 static void finish_drain(dm_worker *w)
 {
     if (w->finishing)
@@ -193,14 +210,24 @@ static void finish_drain(dm_worker *w)
     w->trimmer = NULL;
     dm_replay_free(w->replay);
     w->replay = NULL;
-    struct timeval tv = {0, FLUSH_MS * 1000};
-    event_base_loopexit(w->base, &tv);
+    if (w->inflight == 0) {
+        end_loop(w);
+        return;
+    }
+    struct timeval tv = {DRAIN_TIMEOUT_S, 0};
+    evtimer_add(w->drain_timer, &tv);
 }
 
 static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     dm_worker *w = arg;
+    if (w->finishing) {
+        dm_error("drain timeout; spool writes still unanswered", "worker=%d inflight=%d", w->id,
+                 w->inflight);
+        end_loop(w);
+        return;
+    }
     dm_warn("drain timeout; failing requests still in flight", "worker=%d inflight=%d", w->id,
             w->inflight);
     finish_drain(w);

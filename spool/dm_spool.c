@@ -1,6 +1,7 @@
 #include "dm_common.h"
 #include "dm_spool.h"
 #include "dm_spool_files.h"
+#include "dm_jtiset.h"
 #include "dm_event.h"
 #include "dm_log.h"
 #include "dm_metrics.h"
@@ -79,6 +80,7 @@ struct dm_spool {
     long long synced_size; /**< of which synced: the records acknowledged (spool thread only) */
     dm_spool_io io;        /**< the journal's system calls (a test's, or the system's) */
     int cursor_fd;         /**< the replay cursor file (dm_spool_set_cursor) */
+    dm_jtiset *jti;        /**< tokens of requests spooled unchecked (dm_spool_jti) */
     uint64_t cursor_seq;   /**< the segment it is for (guarded by mu) */
     size_t cursor_off;     /**< and the offset its replay goes on from */
     uint64_t next_seq;
@@ -471,6 +473,9 @@ static void do_remove(dm_spool *s, job *j)
         memmove(&s->segs[at], &s->segs[at + 1], (s->nsegs - at - 1) * sizeof *s->segs);
         s->nsegs--;
     }
+    /* All replayed, and nothing on its way in: their tokens' markers are in Redis now. */
+    if (s->nsegs == 0 && !s->queue)
+        dm_jtiset_clear(s->jti);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -737,6 +742,11 @@ int dm_spool_dead_letter(dm_spool_client *c, const char *data, size_t len, dm_sp
     return DM_OK;
 }
 
+dm_jtiset *dm_spool_jti(dm_spool *s)
+{
+    return s->jti;
+}
+
 /*---------------------------------------------------------------- open, close ---*/
 
 static int lock_dir(dm_spool *s, char *err, size_t errlen)
@@ -802,6 +812,7 @@ int dm_spool_open(const dm_spool_conf *c, dm_spool **out, char *err, size_t errl
         s->segment_bytes = SEGMENT_MAX;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    s->jti = dm_jtiset_new(1u << 20);
     int rc = DM_OK;
     if (dm_spool_mkdir(s->dir) != 0 ||
         (s->dir_fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
@@ -854,6 +865,7 @@ void dm_spool_close(dm_spool *s)
         close(s->dir_fd);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
+    dm_jtiset_free(s->jti);
     free(s->segs);
     free(s->dir);
     free(s);

@@ -35,6 +35,7 @@
 #include <sys/types.h>
 
 struct event_base;
+struct dm_jtiset;
 
 typedef struct dm_spool dm_spool;
 typedef struct dm_spool_client dm_spool_client;
@@ -72,6 +73,10 @@ typedef struct dm_spool_stats {
 } dm_spool_stats;
 
 void dm_spool_get_stats(dm_spool *s, dm_spool_stats *out);
+
+/** The tokens of requests spooled before Redis checked them (dm_jtiset.h): emptied when the
+ *  spool is. Lives as long as the spool. */
+struct dm_jtiset *dm_spool_jti(dm_spool *s);
 
 /** A client for the thread that runs @p base. Completions run on @p base. */
 dm_spool_client *dm_spool_client_new(dm_spool *s, struct event_base *base);

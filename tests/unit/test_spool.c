@@ -253,8 +253,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failed_write_leaves_no_fragment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_sync_is_cut_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_cut_closes_the_segment, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_failed_write_and_cut_then_recovers, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_failed_write_and_cut_then_recovers, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
