@@ -44,6 +44,38 @@ static size_t master_index(dm_topology *out, const char *host, size_t hlen, int 
     return out->nmasters++;
 }
 
+/* The replica @p n of master @p mi (NULL or "" host: the node asked), unless unusable or known. */
+static void add_replica(dm_topology *out, const redisReply *n, const char *asked_host, size_t mi)
+{
+    if (!n || n->type != REDIS_REPLY_ARRAY || n->elements < 2 || !n->element[0] || !n->element[1] ||
+        n->element[1]->type != REDIS_REPLY_INTEGER || n->element[1]->integer < 1 ||
+        n->element[1]->integer > 65535)
+        return;
+    const redisReply *h = n->element[0];
+    const char *host = h->type == REDIS_REPLY_STRING ? h->str : "";
+    size_t hlen = h->type == REDIS_REPLY_STRING ? h->len : 0;
+    if (h->type != REDIS_REPLY_STRING && h->type != REDIS_REPLY_NIL)
+        return;
+    if (hlen == 0 && asked_host) {
+        host = asked_host;
+        hlen = strlen(asked_host);
+    }
+    if (!dm_topology_host_ok(host, hlen) || hlen >= DM_SLOT_HOST_MAX)
+        return;
+    int port = (int)n->element[1]->integer;
+    for (size_t i = 0; i < out->nreplicas; i++)
+        if (out->replicas[i].master == mi && out->replicas[i].node.port == port &&
+            strlen(out->replicas[i].node.host) == hlen &&
+            memcmp(out->replicas[i].node.host, host, hlen) == 0)
+            return;
+    out->replicas = dm_xrealloc(out->replicas, (out->nreplicas + 1) * sizeof *out->replicas);
+    dm_topo_replica *x = &out->replicas[out->nreplicas++];
+    memcpy(x->node.host, host, hlen);
+    x->node.host[hlen] = '\0';
+    x->node.port = port;
+    x->master = mi;
+}
+
 int dm_topology_parse(const struct redisReply *rep, const char *asked_host, dm_topology *out,
                       char *err, size_t errlen)
 {
@@ -108,6 +140,8 @@ int dm_topology_parse(const struct redisReply *rep, const char *asked_host, dm_t
         out->ranges[out->nranges++] = (dm_topo_range){
             .first = (unsigned)f->integer, .last = (unsigned)l->integer, .master = mi};
         out->slots += (size_t)(l->integer - f->integer + 1);
+        for (size_t k = 3; k < ent->elements; k++)
+            add_replica(out, ent->element[k], asked_host, mi);
     }
     free(seen);
     return rc;
@@ -117,5 +151,6 @@ void dm_topology_clear(dm_topology *t)
 {
     free(t->masters);
     free(t->ranges);
+    free(t->replicas);
     memset(t, 0, sizeof *t);
 }

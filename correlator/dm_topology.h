@@ -1,8 +1,9 @@
 /* dm_topology.h - a Redis Cluster's slot map from its CLUSTER SLOTS reply, as a pure function.
  *
  * CLUSTER SLOTS answers one entry per slot range: [first, last, master, replica...], each node
- * [host, port, id, {metadata}] (Redis 7; older servers stop after the id or the port). Only the
- * masters matter to the router: commands go to a slot's master. The host is what the node
+ * [host, port, id, {metadata}] (Redis 7; older servers stop after the id or the port). Commands
+ * go to a slot's master; the replicas are where the router reads the map when no master answers
+ * (a single-shard cluster, or the seed was the master that died). The host is what the node
  * announces (an IP by default, or its name with cluster-preferred-endpoint-type hostname); NULL
  * or "" mean "the host you asked, on this port" (unknown-endpoint, e.g. behind a load
  * balancer), and "?" a node with no hostname announced (those slots are left unserved).
@@ -26,10 +27,20 @@ typedef struct dm_topo_range {
     size_t master;        /**< index into dm_topology.masters */
 } dm_topo_range;
 
+/** A replica of a master, as named in the entry of one of its ranges. */
+typedef struct dm_topo_replica {
+    dm_topo_node node;
+    size_t master; /**< index into dm_topology.masters */
+} dm_topo_replica;
+
 /** The parse's result; every array owned (dm_topology_clear). */
 typedef struct dm_topology {
     dm_topo_node *masters; /**< distinct host:port, in order of first appearance */
     size_t nmasters;
+    /** Distinct (replica, master) pairs; a replica whose host or port is unusable (or "?") is
+     *  left out rather than failing the parse: replicas are only a fallback. */
+    dm_topo_replica *replicas;
+    size_t nreplicas;
     dm_topo_range *ranges; /**< in reply order, never overlapping */
     size_t nranges;
     size_t slots; /**< slots served (16384 when the cluster covers them all) */

@@ -74,14 +74,23 @@ static void expect_three(const dm_topology *t, const char *host)
     }
 }
 
-/* The usual reply: [first, last, [ip, port, id, {}], replica] per range; replicas ignored. */
+/* The usual reply: [first, last, [ip, port, id, {}], replica] per range; each replica is kept
+ * with its master (the router reads the map from them when no master answers). */
 static void test_three_masters(void **state)
 {
     (void)state;
     dm_topology t;
     assert_int_equal(parse_file("slots-3x2", &t), 0);
     expect_three(&t, "127.0.0.1");
+    assert_int_equal(t.nreplicas, 3);
+    static const int rport[] = {43004, 43005, 43003};
+    for (size_t i = 0; i < 3; i++) {
+        assert_string_equal(t.replicas[i].node.host, "127.0.0.1");
+        assert_int_equal(t.replicas[i].node.port, rport[i]);
+        assert_int_equal(t.replicas[i].master, i);
+    }
     dm_topology_clear(&t);
+    assert_null(t.replicas);
     /* A replica answers the same map. */
     assert_int_equal(parse_file("slots-from-replica", &t), 0);
     expect_three(&t, "127.0.0.1");
@@ -112,6 +121,9 @@ static void test_unknown_endpoint(void **state)
         assert_string_equal(t.masters[i].host, "redis.lb.internal");
         assert_int_equal(t.masters[i].port, 43000 + (int)i);
     }
+    assert_int_equal(t.nreplicas, 3); /* their NULL hosts too */
+    assert_string_equal(t.replicas[0].node.host, "redis.lb.internal");
+    assert_int_equal(t.replicas[0].node.port, 43004);
     dm_topology_clear(&t);
     freeReplyObject(rep);
 }
@@ -193,6 +205,18 @@ static void test_edges(void **state)
     assert_int_equal(t.slots, 20);
     assert_string_equal(t.masters[0].host, "b");
     assert_int_equal(t.ranges[1].first, 20);
+    assert_int_equal(t.nreplicas, 0); /* ["id"] is no replica: no port */
+    dm_topology_clear(&t);
+    freeReplyObject(rep);
+    /* Unusable replicas (a bad host, port 0, "?", not an array) are left out; the map stands. */
+    static const char reps[] = "*1\r\n*7\r\n:0\r\n:9\r\n" NODE(m, 7000) NODE(r, 7001)
+        "*2\r\n$3\r\na b\r\n:7002\r\n" NODE(r, 0) NODE(?, 7003) ":5\r\n";
+    rep = reply_of(reps, sizeof reps - 1);
+    assert_int_equal(dm_topology_parse(rep, NULL, &t, err, sizeof err), 0);
+    assert_int_equal(t.nmasters, 1);
+    assert_int_equal(t.nreplicas, 1);
+    assert_string_equal(t.replicas[0].node.host, "r");
+    assert_int_equal(t.replicas[0].node.port, 7001);
     dm_topology_clear(&t);
     freeReplyObject(rep);
     /* An empty host with nothing asked cannot be used. */
