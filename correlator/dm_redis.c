@@ -4,6 +4,7 @@
 #include "dm_redis.h"
 #include "dm_log.h"
 #include "dm_metrics.h"
+#include "dm_redis_int.h"
 #include "dm_rconn.h"
 #include "dm_slot.h"
 #include "dm_topology.h"
@@ -16,102 +17,49 @@
 #include <string.h>
 #include <time.h>
 
-#define MAX_REDIRECTS  5  /**< MOVED/ASK followed per command before giving up */
-#define RETRY_MIN_MS   20 /**< first wait of a command that must be sent again */
-#define RETRY_MAX_MS   500
-#define REFRESH_MIN_MS 100  /**< first wait between topology reads while a master is away */
-#define REFRESH_MAX_MS 1000 /**< a failover takes about node-timeout + 1 s: poll that often */
-#define NO_NODE        0xFFFFu
-#define MAX_NODES      1024
+#define MAX_REDIRECTS 5  /**< MOVED/ASK followed per command before giving up */
+#define RETRY_MIN_MS  20 /**< first wait of a command that must be sent again */
+#define RETRY_MAX_MS  500
 
-/* A server the router talks to: the one server, a cluster node, or a redirect's target. */
-typedef struct node {
-    dm_redis *r;
-    char *host; /**< as named (an IP or a DNS name) */
-    int port;
-    dm_rconn *conn;
-    bool master; /**< serves slots in the topology in use */
-} node;
-
-/* One command from accept to completion. */
-typedef struct cmd {
-    dm_rconn_req req; /**< req.conn: the connection it is in flight on, or NULL */
-    dm_redis *r;
-    dm_redis_cb cb;
-    void *arg;
-    struct event *deadline, *retry;
-    long script; /**< -1 unless EVALSHA */
-    bool eval_source;
-    int argc;
-    char **argv; /**< owned copy, to send again; NULL for a plain command on one server */
-    size_t *lens;
-    int slot; /**< -1: any node */
-    int redirects;
-    int retry_ms;
-    char *ask_host; /**< ASK target for the next send, or NULL */
-    int ask_port;
-    struct cmd *prev, *next; /**< in r->waiting while a retry is pending */
-} cmd;
-
-struct dm_redis {
-    struct event_base *base;
-    char *host, *unix_path, *username, *password, *name;
-    int port, db, connect_timeout_ms, command_timeout_ms, max_inflight;
-    const char *const *scripts;
-    size_t nscripts;
-    bool cluster;
-    dm_rconn_dns *dns; /**< created at the first host name */
-    node **nodes;
-    size_t nnodes;
-    uint16_t *slot_map; /**< cluster: node index per slot, NO_NODE when unserved */
-    bool topo_known;
-    size_t topo_slots;
-    /* Topology refresh: one CLUSTER SLOTS at a time, with its own deadline. */
-    struct event *refresh_timer, *refresh_deadline;
-    dm_rconn_req refresh_req;
-    char refresh_host[DM_SLOT_HOST_MAX];
-    bool refresh_wanted; /**< another refresh was asked for while one was in flight */
-    int refresh_ms;
-    size_t refresh_rr; /**< round-robin start for picking the node to ask */
-    cmd *waiting;      /**< commands waiting out a retry delay */
-    size_t inflight;   /**< commands accepted and not completed */
-    size_t internal;   /**< router-internal requests in flight (the refresh) */
-    void (*on_ready)(bool ready, void *arg);
-    void *on_ready_arg;
-    bool reported_ready;
-    /* As in dm_rconn: dm_redis_free may run inside one of the client's callbacks; the memory
-     * stays until the outermost entry point returns and every command has completed. */
-    int busy;
-    bool free_pending;
-    bool creating; /**< inside dm_rconn_new: its first report waits for the caller's update */
-};
+typedef dmr_node node;
+typedef dmr_cmd cmd;
 
 static void destroy(dm_redis *r);
 static void dispatch(cmd *c);
-static void request_refresh(dm_redis *r, bool now);
 
-static void enter(dm_redis *r)
+void dmr_enter(dm_redis *r)
 {
     r->busy++;
 }
 
-static void leave(dm_redis *r)
+void dmr_leave(dm_redis *r)
 {
     if (--r->busy == 0 && r->free_pending && r->inflight == 0 && r->internal == 0)
         destroy(r);
 }
 
-static struct timeval ms_tv(int ms)
+struct timeval dmr_ms_tv(int ms)
 {
     return (struct timeval){ms / 1000, (ms % 1000) * 1000};
 }
 
 /*---------------------------------------------------------------- nodes ---*/
 
-static bool is_ready(const dm_redis *r)
+/* The node serving @p slot when its connection is ready (on a cluster), else NULL. */
+static node *slot_node(const dm_redis *r, int slot)
+{
+    if (!r->topo_known || slot < 0 || r->slot_map[slot] == DMR_NO_NODE)
+        return NULL;
+    node *n = r->nodes[r->slot_map[slot]];
+    return dm_rconn_ready(n->conn) ? n : NULL;
+}
+
+bool dmr_is_ready(const dm_redis *r)
 {
     if (!r->cluster)
         return r->nnodes == 1 && dm_rconn_ready(r->nodes[0]->conn);
+    if (r->only_slot >= 0)
+        return slot_node(r, r->only_slot) != NULL;
     if (!r->topo_known || r->topo_slots == 0)
         return false;
     for (size_t i = 0; i < r->nnodes; i++)
@@ -120,9 +68,9 @@ static bool is_ready(const dm_redis *r)
     return true;
 }
 
-static void update_ready(dm_redis *r)
+void dmr_update_ready(dm_redis *r)
 {
-    bool ready = !r->free_pending && is_ready(r);
+    bool ready = !r->free_pending && dmr_is_ready(r);
     if (ready == r->reported_ready)
         return;
     r->reported_ready = ready;
@@ -136,16 +84,23 @@ static void on_conn_state(dm_rconn *conn, bool ready, void *arg)
 {
     node *n = arg;
     dm_redis *r = n->r;
-    enter(r);
+    dmr_enter(r);
     n->conn = conn; /* the first report can come from inside dm_rconn_new */
     if (r->creating) {
-        leave(r);
+        dmr_leave(r);
         return;
     }
-    if (r->cluster && (!r->topo_known || (!ready && n->master)))
-        request_refresh(r, !r->topo_known && ready); /* follow a failover from another node */
-    update_ready(r);
-    leave(r);
+    if (r->cluster) {
+        bool master_ready = dmr_any_ready(r) != NULL;
+        if (ready && (!r->topo_known || !master_ready))
+            dmr_request_refresh(r, true); /* a node to read the map from (the seed, a replica) */
+        else if (!ready && n->master)
+            dmr_request_refresh(r, false); /* follow a failover from another node */
+        else if (ready && n->master)
+            dmr_prune(r); /* the nodes that stood in for it have nothing left to do */
+    }
+    dmr_update_ready(r);
+    dmr_leave(r);
 }
 
 static node *node_find(const dm_redis *r, const char *host, int port, size_t *idx)
@@ -159,13 +114,20 @@ static node *node_find(const dm_redis *r, const char *host, int port, size_t *id
     return NULL;
 }
 
-/* The node for host:port, with a connection on its way; NULL when the resolver or the node
- * table is exhausted. */
-static node *node_get(dm_redis *r, const char *host, int port, size_t *idx)
+node *dmr_node_get(dm_redis *r, const char *host, int port, size_t *idx)
 {
     node *n = node_find(r, host, port, idx);
-    if (n || r->nnodes >= MAX_NODES)
+    if (n)
         return n;
+    if (r->nnodes >= DMR_MAX_NODES) {
+        if (!r->cap_logged) {
+            char hb[300];
+            dm_warn("redis node limit reached", "conn=%s limit=%d node=%s:%d", r->name,
+                    DMR_MAX_NODES, dm_log_quote_str(host ? host : "", hb, sizeof hb), port);
+            r->cap_logged = true;
+        }
+        return NULL;
+    }
     if (host && dm_rconn_is_name(host) && !r->dns && !(r->dns = dm_rconn_dns_new(r->base)))
         return NULL;
     n = dm_xcalloc(1, sizeof *n);
@@ -199,6 +161,14 @@ static node *node_get(dm_redis *r, const char *host, int port, size_t *idx)
     r->creating = false;
     n->conn = conn; /* NULL only when libevent is out of memory: never ready */
     return n;
+}
+
+void dmr_node_close(node *n)
+{
+    dm_rconn *conn = n->conn;
+    free(n->host);
+    free(n);
+    dm_rconn_free(conn); /* its commands fail now */
 }
 
 /*---------------------------------------------------------------- commands ---*/
@@ -247,12 +217,12 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     cmd *c = arg;
     dm_redis *r = c->r;
-    enter(r);
+    dmr_enter(r);
     if (c->req.conn)
         dm_rconn_timeout(c->req.conn); /* finishes c (DM_ETIMEOUT) and what is behind it */
     else
         finish(c, DM_EUNAVAIL, NULL); /* still refused (TRYAGAIN, a master away) at its end */
-    leave(r);
+    dmr_leave(r);
 }
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)
@@ -260,10 +230,10 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     cmd *c = arg;
     dm_redis *r = c->r;
-    enter(r);
+    dmr_enter(r);
     unlink_waiting(c);
     dispatch(c);
-    leave(r);
+    dmr_leave(r);
 }
 
 /* Send @p c again after a delay that doubles each time; its deadline ends the waiting. */
@@ -276,7 +246,7 @@ static void wait_retry(cmd *c)
     }
     c->retry_ms = c->retry_ms ? (c->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : c->retry_ms * 2)
                               : RETRY_MIN_MS;
-    struct timeval tv = ms_tv(c->retry_ms);
+    struct timeval tv = dmr_ms_tv(c->retry_ms);
     evtimer_add(c->retry, &tv);
     c->next = r->waiting;
     if (r->waiting)
@@ -284,8 +254,7 @@ static void wait_retry(cmd *c)
     r->waiting = c;
 }
 
-/* A ready master for a keyless command, taking turns. */
-static node *any_ready(dm_redis *r)
+node *dmr_any_ready(const dm_redis *r)
 {
     for (size_t k = 0; k < r->nnodes; k++) {
         node *n = r->nodes[(r->refresh_rr + k) % r->nnodes];
@@ -302,17 +271,18 @@ static node *target(cmd *c)
     if (!r->cluster)
         return r->nodes[0];
     if (c->ask_host)
-        return node_get(r, c->ask_host, c->ask_port, NULL);
+        return dmr_node_get(r, c->ask_host, c->ask_port, NULL);
     if (c->slot < 0)
-        return any_ready(r);
+        return dmr_any_ready(r);
     uint16_t i = r->slot_map[c->slot];
-    return i == NO_NODE ? NULL : r->nodes[i];
+    return i == DMR_NO_NODE ? NULL : r->nodes[i];
 }
 
 static int send_to(cmd *c, node *n)
 {
     if (!n || !dm_rconn_ready(n->conn))
         return DM_EUNAVAIL;
+    n->used |= !n->master; /* an ASK or MOVED target: kept while the redirects go there */
     const char **argv = (const char **)c->argv;
     return dm_rconn_send(n->conn, &c->req, c->ask_host != NULL, c->script, c->eval_source, c->argc,
                          argv, c->lens);
@@ -354,14 +324,14 @@ static void follow(cmd *c, const dm_redirect *rd, const char *text, size_t len)
         c->ask_port = rd->port;
     } else {
         size_t idx;
-        node *n = node_get(r, rd->host, rd->port, &idx);
+        node *n = dmr_node_get(r, rd->host, rd->port, &idx);
         if (n && c->slot >= 0 && (unsigned)c->slot == rd->slot) {
             if (r->slot_map[rd->slot] != idx)
                 dm_info("redis cluster slot moved", "conn=%s slot=%u node=%s:%d", r->name, rd->slot,
                         dm_log_quote_str(rd->host, hb, sizeof hb), rd->port);
             r->slot_map[rd->slot] = (uint16_t)idx;
         }
-        request_refresh(r, true); /* a slot moved: the others may have too */
+        dmr_request_refresh(r, true); /* a slot moved: the others may have too */
     }
     c->retry_ms = 0;
     dispatch(c);
@@ -397,7 +367,7 @@ static void on_cmd_done(dm_rconn_req *q, dm_rconn *conn, int err, redisReply *re
 {
     cmd *c = (cmd *)q;
     dm_redis *r = c->r;
-    enter(r);
+    dmr_enter(r);
     if (err != DM_OK || rep->type != REDIS_REPLY_ERROR) {
         finish(c, err, rep);
     } else if (c->script >= 0 && !c->eval_source && has_prefix(rep, "NOSCRIPT")) {
@@ -418,13 +388,13 @@ static void on_cmd_done(dm_rconn_req *q, dm_rconn *conn, int err, redisReply *re
             dm_metrics_redis_event(has_prefix(rep, "TRYAGAIN") ? DM_RE_TRYAGAIN
                                                                : DM_RE_CLUSTERDOWN);
             if (has_prefix(rep, "CLUSTERDOWN"))
-                request_refresh(r, false);
+                dmr_request_refresh(r, false);
             wait_retry(c);
         } else {
             finish(c, DM_OK, rep);
         }
     }
-    leave(r);
+    dmr_leave(r);
 }
 
 /* A new command for @p route; the arguments are copied when it may have to be sent again. */
@@ -435,14 +405,18 @@ static int submit(dm_redis *r, const char *route, dm_redis_cb cb, void *arg, lon
         return DM_EUNAVAIL;
     node *n;
     int slot = route ? (int)dm_slot_of(route, strlen(route)) : -1;
-    if (!r->cluster)
+    if (!r->cluster) {
         n = r->nodes[0];
-    else if (!r->topo_known)
+    } else if (!r->topo_known || (r->only_slot >= 0 && slot >= 0 && slot != r->only_slot)) {
+        n = NULL; /* a client of one slot (opts.only_route) has no connection for the others */
+    } else if (slot < 0) {
+        n = dmr_any_ready(r);
+    } else if (r->slot_map[slot] == DMR_NO_NODE) {
+        dmr_refresh_soon(r); /* e.g. a cluster still being built: its map may have grown */
         n = NULL;
-    else if (slot < 0)
-        n = any_ready(r);
-    else
-        n = r->slot_map[slot] == NO_NODE ? NULL : r->nodes[r->slot_map[slot]];
+    } else {
+        n = r->nodes[r->slot_map[slot]];
+    }
     if (!n || !dm_rconn_ready(n->conn))
         return DM_EUNAVAIL;
     if (r->inflight >= (size_t)r->max_inflight)
@@ -474,7 +448,7 @@ static int submit(dm_redis *r, const char *route, dm_redis_cb cb, void *arg, lon
         cmd_free(c);
         return rc;
     }
-    struct timeval tv = ms_tv(r->command_timeout_ms);
+    struct timeval tv = dmr_ms_tv(r->command_timeout_ms);
     evtimer_add(c->deadline, &tv);
     r->inflight++;
     return DM_OK;
@@ -526,190 +500,6 @@ int dm_redis_eval(dm_redis *r, size_t script, dm_redis_cb cb, void *arg, int nke
     return rc;
 }
 
-/*---------------------------------------------------------------- topology ---*/
-
-/* Use @p t: a node per master (a connection each), the slot map, and the nodes that no longer
- * serve slots closed (after the map is consistent: closing fails their commands). */
-static void apply_topology(dm_redis *r, const dm_topology *t)
-{
-    char hb[300];
-    uint16_t *map = dm_xcalloc(DM_SLOTS, sizeof *map);
-    for (size_t s = 0; s < DM_SLOTS; s++)
-        map[s] = NO_NODE;
-    size_t changes = 0;
-    /* Node indices only grow until the table is compacted below, so both maps compare. */
-    for (size_t m = 0; m < t->nmasters; m++) {
-        size_t idx;
-        node *n = node_get(r, t->masters[m].host, t->masters[m].port, &idx);
-        if (!n)
-            continue;
-        for (size_t k = 0; k < t->nranges; k++)
-            if (t->ranges[k].master == m)
-                for (unsigned s = t->ranges[k].first; s <= t->ranges[k].last; s++)
-                    map[s] = (uint16_t)idx;
-    }
-    size_t moved = 0;
-    for (size_t s = 0; s < DM_SLOTS; s++)
-        moved += map[s] != r->slot_map[s];
-    bool *keep = dm_xcalloc(r->nnodes + 1, sizeof *keep);
-    for (size_t s = 0; s < DM_SLOTS; s++)
-        if (map[s] != NO_NODE)
-            keep[map[s]] = true;
-    /* Compact the node table; the nodes that serve nothing now are closed. */
-    node **gone = dm_xcalloc(r->nnodes + 1, sizeof *gone);
-    uint16_t *renum = dm_xcalloc(r->nnodes + 1, sizeof *renum);
-    size_t ngone = 0, j = 0;
-    for (size_t i = 0; i < r->nnodes; i++) {
-        node *n = r->nodes[i];
-        if (keep[i] != n->master) {
-            changes++;
-            dm_info("redis cluster master", "conn=%s node=%s:%d change=%s", r->name,
-                    dm_log_quote_str(n->host, hb, sizeof hb), n->port,
-                    keep[i] ? "added" : "removed");
-        }
-        if (keep[i]) {
-            n->master = true;
-            renum[i] = (uint16_t)j;
-            r->nodes[j++] = n;
-        } else {
-            gone[ngone++] = n;
-        }
-    }
-    r->nnodes = j;
-    for (size_t s = 0; s < DM_SLOTS; s++)
-        if (map[s] != NO_NODE)
-            map[s] = renum[map[s]];
-    free(renum);
-    free(keep);
-    free(r->slot_map);
-    r->slot_map = map;
-    if (moved || changes || !r->topo_known) {
-        dm_metrics_redis_event(DM_RE_TOPOLOGY_CHANGE);
-        dm_info("redis cluster topology", "conn=%s masters=%zu slots=%zu slots_moved=%zu", r->name,
-                r->nnodes, t->slots, moved);
-    }
-    r->topo_slots = t->slots;
-    r->topo_known = true;
-    for (size_t i = 0; i < ngone; i++) {
-        dm_rconn *conn = gone[i]->conn;
-        free(gone[i]->host);
-        free(gone[i]);
-        dm_rconn_free(conn); /* its commands fail now: the map no longer names it */
-    }
-    free(gone);
-}
-
-static void on_refresh_timer(evutil_socket_t fd, short what, void *arg);
-
-/* Read the topology now (@p now) or after the refresh backoff, unless a read is on its way. */
-static void request_refresh(dm_redis *r, bool now)
-{
-    if (r->free_pending || !r->cluster)
-        return;
-    if (r->refresh_req.conn) {
-        r->refresh_wanted = true;
-        return;
-    }
-    if (evtimer_pending(r->refresh_timer, NULL) && !now)
-        return;
-    int ms = now ? 0 : (r->refresh_ms ? r->refresh_ms : REFRESH_MIN_MS);
-    struct timeval tv = ms_tv(ms);
-    evtimer_add(r->refresh_timer, &tv);
-}
-
-static void refresh_backoff(dm_redis *r)
-{
-    r->refresh_ms = r->refresh_ms
-                        ? (r->refresh_ms * 2 > REFRESH_MAX_MS ? REFRESH_MAX_MS : r->refresh_ms * 2)
-                        : REFRESH_MIN_MS;
-    struct timeval tv = ms_tv(r->refresh_ms);
-    evtimer_add(r->refresh_timer, &tv);
-}
-
-static void on_refresh_done(dm_rconn_req *q, dm_rconn *conn, int err, redisReply *rep)
-{
-    (void)conn;
-    dm_redis *r = (dm_redis *)((char *)q - offsetof(dm_redis, refresh_req));
-    enter(r);
-    r->internal--;
-    evtimer_del(r->refresh_deadline);
-    if (r->free_pending) {
-        leave(r);
-        return;
-    }
-    dm_metrics_redis_event(DM_RE_TOPOLOGY_REFRESH);
-    dm_topology t;
-    char why[128], rb[200];
-    if (err != DM_OK) {
-        dm_warn("redis cluster topology not read", "conn=%s node=%s reason=\"%s\"", r->name,
-                dm_log_quote_str(r->refresh_host, rb, sizeof rb), dm_strerror(err));
-    } else if (rep->type == REDIS_REPLY_ERROR) {
-        dm_warn("redis cluster topology not read", "conn=%s reply=%s", r->name,
-                dm_log_quote(rep->str, rep->len, rb, sizeof rb));
-    } else if (dm_topology_parse(rep, r->refresh_host, &t, why, sizeof why) != 0) {
-        dm_warn("redis cluster topology not read", "conn=%s reason=\"%s\"", r->name, why);
-    } else {
-        apply_topology(r, &t);
-        dm_topology_clear(&t);
-    }
-    if (r->free_pending) {
-        leave(r);
-        return;
-    }
-    if (r->refresh_wanted) {
-        r->refresh_wanted = false;
-        request_refresh(r, true);
-    } else if (!is_ready(r)) {
-        refresh_backoff(r); /* a master is away: ask again until its replica took over */
-    } else {
-        r->refresh_ms = 0;
-    }
-    update_ready(r);
-    leave(r);
-}
-
-static void on_refresh_deadline(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd, (void)what;
-    dm_redis *r = arg;
-    enter(r);
-    if (r->refresh_req.conn)
-        dm_rconn_timeout(r->refresh_req.conn);
-    leave(r);
-}
-
-static void on_refresh_timer(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd, (void)what;
-    dm_redis *r = arg;
-    enter(r);
-    if (r->free_pending || r->refresh_req.conn) {
-        leave(r);
-        return;
-    }
-    /* Any reachable node knows the map; take turns so a node that lags is not the only one. */
-    node *n = NULL;
-    for (size_t k = 0; k < r->nnodes && !n; k++) {
-        node *cand = r->nodes[(r->refresh_rr + k) % r->nnodes];
-        if (dm_rconn_ready(cand->conn))
-            n = cand;
-    }
-    r->refresh_rr++;
-    const char *argv[] = {"CLUSTER", "SLOTS"};
-    const size_t lens[] = {7, 5};
-    if (n && dm_rconn_send(n->conn, &r->refresh_req, false, -1, false, 2, argv, lens) == DM_OK) {
-        r->internal++;
-        snprintf(r->refresh_host, sizeof r->refresh_host, "%s", n->host);
-        struct timeval tv = ms_tv(r->command_timeout_ms);
-        evtimer_add(r->refresh_deadline, &tv);
-    } else {
-        /* No node reachable: go back to the seed (its name resolved again). */
-        node_get(r, r->host, r->port, NULL);
-        refresh_backoff(r);
-    }
-    leave(r);
-}
-
 /*---------------------------------------------------------------- lifecycle ---*/
 
 dm_redis *dm_redis_new(struct event_base *base, const dm_redis_opts *opts)
@@ -731,25 +521,28 @@ dm_redis *dm_redis_new(struct event_base *base, const dm_redis_opts *opts)
     r->nscripts = opts->nscripts;
     r->on_ready = opts->on_ready;
     r->on_ready_arg = opts->on_ready_arg;
-    r->refresh_req.cb = on_refresh_done;
-    r->refresh_timer = evtimer_new(base, on_refresh_timer, r);
-    r->refresh_deadline = evtimer_new(base, on_refresh_deadline, r);
+    r->only_slot = r->cluster && opts->only_route
+                       ? (int)dm_slot_of(opts->only_route, strlen(opts->only_route))
+                       : -1;
+    r->refresh_req.cb = dmr_on_refresh_done;
+    r->refresh_timer = evtimer_new(base, dmr_on_refresh_timer, r);
+    r->refresh_deadline = evtimer_new(base, dmr_on_refresh_deadline, r);
     if (r->cluster) {
         r->slot_map = dm_xcalloc(DM_SLOTS, sizeof *r->slot_map);
         for (size_t s = 0; s < DM_SLOTS; s++)
-            r->slot_map[s] = NO_NODE;
+            r->slot_map[s] = DMR_NO_NODE;
     }
-    if (!r->refresh_timer || !r->refresh_deadline || !node_get(r, r->host, r->port, NULL)) {
+    if (!r->refresh_timer || !r->refresh_deadline || !dmr_node_get(r, r->host, r->port, NULL)) {
         dm_redis_free(r);
         return NULL;
     }
     /* With nothing to load a connection is ready at once; the seed's readiness also starts
      * the first topology read. */
     if (r->cluster && dm_rconn_ready(r->nodes[0]->conn))
-        request_refresh(r, true);
-    enter(r);
-    update_ready(r);
-    leave(r);
+        dmr_request_refresh(r, true);
+    dmr_enter(r);
+    dmr_update_ready(r);
+    dmr_leave(r);
     return r;
 }
 
@@ -769,6 +562,7 @@ static void destroy(dm_redis *r)
     free(r->name);
     free(r->nodes);
     free(r->slot_map);
+    free(r->replicas);
     free(r);
 }
 
@@ -777,7 +571,7 @@ void dm_redis_free(dm_redis *r)
     if (!r || r->free_pending)
         return;
     r->free_pending = true;
-    enter(r);
+    dmr_enter(r);
     if (r->refresh_timer)
         evtimer_del(r->refresh_timer);
     if (r->refresh_deadline)
@@ -789,31 +583,27 @@ void dm_redis_free(dm_redis *r)
     size_t nnodes = r->nnodes;
     r->nodes = NULL;
     r->nnodes = 0;
-    for (size_t i = 0; i < nnodes; i++) {
-        dm_rconn *conn = nodes[i]->conn;
-        free(nodes[i]->host);
-        free(nodes[i]);
-        dm_rconn_free(conn);
-    }
+    for (size_t i = 0; i < nnodes; i++)
+        dmr_node_close(nodes[i]);
     free(nodes);
-    leave(r);
+    dmr_leave(r);
 }
 
 void dm_redis_kick(dm_redis *r)
 {
     if (!r || r->free_pending)
         return;
-    enter(r);
+    dmr_enter(r);
     for (size_t i = 0; i < r->nnodes; i++)
         dm_rconn_kick(r->nodes[i]->conn);
-    if (r->cluster && evtimer_pending(r->refresh_timer, NULL))
-        request_refresh(r, true);
-    leave(r);
+    if (r->cluster && !r->refresh_slow && evtimer_pending(r->refresh_timer, NULL))
+        dmr_request_refresh(r, true);
+    dmr_leave(r);
 }
 
 bool dm_redis_ready(const dm_redis *r)
 {
-    return r && !r->free_pending && is_ready(r);
+    return r && !r->free_pending && dmr_is_ready(r);
 }
 
 size_t dm_redis_inflight(const dm_redis *r)
@@ -821,9 +611,28 @@ size_t dm_redis_inflight(const dm_redis *r)
     return r ? r->inflight : 0;
 }
 
+bool dm_redis_ready_for(const dm_redis *r, const char *route)
+{
+    if (!r || r->free_pending)
+        return false;
+    if (!r->cluster)
+        return dmr_is_ready(r);
+    if (!route)
+        return r->topo_known && dmr_any_ready(r) != NULL;
+    int slot = (int)dm_slot_of(route, strlen(route));
+    return (r->only_slot < 0 || slot == r->only_slot) && slot_node(r, slot) != NULL;
+}
+
 size_t dm_redis_room(const dm_redis *r)
 {
     if (!dm_redis_ready(r) || r->inflight >= (size_t)r->max_inflight)
+        return 0;
+    return (size_t)r->max_inflight - r->inflight;
+}
+
+size_t dm_redis_room_for(const dm_redis *r, const char *route)
+{
+    if (!dm_redis_ready_for(r, route) || r->inflight >= (size_t)r->max_inflight)
         return 0;
     return (size_t)r->max_inflight - r->inflight;
 }

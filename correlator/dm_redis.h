@@ -12,7 +12,8 @@
  * the url's node seeds the topology (CLUSTER SLOTS), every master gets a connection, each
  * command goes to the master of its route key's slot, and MOVED, ASK, TRYAGAIN, CLUSTERDOWN
  * and master failovers are followed inside the command's deadline; the caller sees the same
- * completions as with one server.
+ * completions as with one server. A client that serves one shard only (opts.only_route) connects
+ * to the master of that shard's slot alone.
  * Not thread-safe: use one dm_redis per thread, from that thread's event_base only.
  */
 #ifndef DM_CORRELATOR_DM_REDIS_H
@@ -31,6 +32,13 @@ typedef struct dm_redis_opts {
     const char *password;  /**< AUTH password, or NULL */
     int db;                /**< must be 0 with cluster (no SELECT is sent then) */
     bool cluster; /**< Redis Cluster: host:port is the seed node; unix_path is not allowed */
+    /**
+     * Cluster only, else ignored: a key (copied), or NULL. The client then serves that key's
+     * slot alone (e.g. one shard's blocking reads): it keeps a connection to the master of that
+     * slot only (following MOVED and failovers to the next one), not one per master; it is
+     * ready when that master is; a command for another slot is refused with DM_EUNAVAIL.
+     */
+    const char *only_route;
     int connect_timeout_ms;
     int command_timeout_ms;
     int max_inflight; /**< commands in flight before dm_redis_* answers DM_EBUSY */
@@ -65,8 +73,17 @@ dm_redis *dm_redis_new(struct event_base *base, const dm_redis_opts *opts);
 void dm_redis_free(dm_redis *r);
 
 /** True when connected, authenticated and the scripts are loaded: on a cluster, when the
- *  topology is known and so is every connection to a master that serves slots. */
+ *  topology is known and so is every connection to a master that serves slots (with
+ *  opts.only_route: the connection to the master of that slot). */
 bool dm_redis_ready(const dm_redis *r);
+
+/**
+ * Whether a command for @p route can be queued now: on a cluster, when the master of that key's
+ * slot is connected and ready (whatever the other masters do; @p route NULL: any master);
+ * without cluster, as dm_redis_ready. A caller that writes many shards uses this to send what
+ * can go now and keep (spool) only what belongs to a master that is away.
+ */
+bool dm_redis_ready_for(const dm_redis *r, const char *route);
 
 /**
  * Reconnect now every connection that is waiting out a backoff delay (e.g. another connection
@@ -81,6 +98,11 @@ size_t dm_redis_inflight(const dm_redis *r);
 /** Commands that can be queued now (0 when not ready, on a cluster when any master is not),
  *  so a caller can refuse a batch whole. */
 size_t dm_redis_room(const dm_redis *r);
+
+/** As dm_redis_room, but 0 only when dm_redis_ready_for(@p route) is false: with @p route NULL,
+ *  room as long as any master is ready (the commands for a master that is away are then refused
+ *  one by one with DM_EUNAVAIL). */
+size_t dm_redis_room_for(const dm_redis *r, const char *route);
 
 /**
  * Queue a command (binary-safe argv). @p route is the key (NUL-terminated) whose hash slot
