@@ -33,16 +33,19 @@ typedef enum {
 } conn_state;
 
 struct dm_rconn_dns {
+    /** NULL once the owner let go with lookups in flight: freed then (see release). */
     struct evdns_base *evdns;
-    int refs; /**< the owner's, and one per lookup in flight */
+    int refs;      /**< the owner's, and one per lookup in flight */
+    int cancelled; /**< lookups cancelled whose report has not come yet */
 };
 
-/* One lookup in flight. It outlives a cancelled lookup's connection: libevent reports the
- * cancellation later, and that report must find the ticket (c NULL) and the resolver. */
+/* One lookup in flight. It outlives its connection when that gives up on it: libevent reports
+ * later, and that report must find the ticket (c NULL) and the resolver record. */
 typedef struct lookup {
     dm_rconn *c; /**< NULL once the connection gave up on it */
     dm_rconn_dns *dns;
     struct evdns_getaddrinfo_request *req;
+    bool cancelled; /**< evdns_getaddrinfo_cancel ran: its report reads the evdns_base */
 } lookup;
 
 struct dm_rconn {
@@ -116,15 +119,28 @@ dm_rconn_dns *dm_rconn_dns_new(struct event_base *base)
 static void dns_unref(dm_rconn_dns *d)
 {
     if (--d->refs == 0) {
-        evdns_base_free(d->evdns, 0);
+        if (d->evdns)
+            evdns_base_free(d->evdns, 0);
         free(d);
     }
 }
 
 void dm_rconn_dns_release(dm_rconn_dns *d)
 {
-    if (d)
-        dns_unref(d);
+    if (!d)
+        return;
+    /* Lookups still in flight (their connections let go of them, uncancelled): in libevent
+     * 2.1.12 evdns_base_free(.., 1) fails them with DNS_ERR_SHUTDOWN, a report that no longer
+     * reads the evdns_base, so the resolver and its UDP socket go now instead of at the last
+     * report, which never comes when the event_base is freed next (a worker's shutdown). A
+     * cancelled lookup's report (DNS_ERR_CANCEL) does read it: then it waits for that. Each
+     * report is deferred to the next loop pass, which frees the lookup's records. */
+    if (d->refs > 1 && d->cancelled == 0 && d->evdns) {
+        struct evdns_base *e = d->evdns;
+        d->evdns = NULL;
+        evdns_base_free(e, 1);
+    }
+    dns_unref(d);
 }
 
 bool dm_rconn_is_name(const char *host)
@@ -134,16 +150,21 @@ bool dm_rconn_is_name(const char *host)
            evutil_inet_pton(AF_INET6, host, buf) != 1;
 }
 
-/* Give up on the lookup in flight, if any: its report finds no connection. */
-static void drop_lookup(dm_rconn *c)
+/* Give up on the lookup in flight, if any: its report finds no connection. @p cancel stops it
+ * (a connection that tries again); a closing connection leaves it to finish, or to fail when
+ * its owner releases the resolver. */
+static void drop_lookup(dm_rconn *c, bool cancel)
 {
     lookup *lk = c->lookup;
     if (!lk)
         return;
     c->lookup = NULL;
     lk->c = NULL;
-    if (lk->req)
+    if (cancel && lk->req && lk->dns->evdns) {
+        lk->cancelled = true;
+        lk->dns->cancelled++;
         evdns_getaddrinfo_cancel(lk->req);
+    }
 }
 
 /*---------------------------------------------------------------- connection state ---*/
@@ -174,7 +195,7 @@ static void schedule_reconnect(dm_rconn *c)
 static void teardown(dm_rconn *c, const char *why)
 {
     evtimer_del(c->connect_timer);
-    drop_lookup(c);
+    drop_lookup(c, true);
     redisAsyncContext *ac = c->ac;
     if (ac) {
         dm_warn("redis connection closed", "conn=%s reason=\"%s\"", c->name, why);
@@ -224,7 +245,7 @@ static void on_connect_timer(evutil_socket_t fd, short what, void *arg)
         dm_warn("redis host name not resolved", "conn=%s host=%s reason=\"timeout\"", c->name,
                 dm_log_quote_str(c->host, hb, sizeof hb));
         dm_metrics_redis_event(DM_RE_DNS_FAILURE);
-        drop_lookup(c);
+        drop_lookup(c, true);
         schedule_reconnect(c);
     } else if (c->state == ST_CONNECTING) {
         teardown(c, "connect timeout");
@@ -401,6 +422,7 @@ static void on_resolved(int err, struct evutil_addrinfo *res, void *arg)
     lookup *lk = arg;
     dm_rconn *c = lk->c;
     dm_rconn_dns *dns = lk->dns;
+    dns->cancelled -= lk->cancelled;
     free(lk);
     if (c) {
         c->lookup = NULL;
@@ -597,7 +619,7 @@ void dm_rconn_free(dm_rconn *c)
         evtimer_del(c->connect_timer);
     if (c->teardown_ev)
         event_del(c->teardown_ev);
-    drop_lookup(c);
+    drop_lookup(c, false);
     c->dns = NULL;
     if (c->ac) {
         redisAsyncContext *ac = c->ac;

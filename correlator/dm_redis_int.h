@@ -14,7 +14,7 @@
 #include <event2/util.h>
 #include <sys/time.h>
 
-#define DMR_NO_NODE 0xFFFFu
+#define DMR_NO_NODE   0xFFFFu
 /** Nodes (masters, replicas asked for the map, redirect targets) one client talks to: a broken
  *  or hostile server cannot make it open (and AUTH to) more. */
 #define DMR_MAX_NODES 64
@@ -56,8 +56,8 @@ struct dm_redis {
     const char *const *scripts;
     size_t nscripts;
     bool cluster;
-    int only_slot;      /**< opts.only_route's slot, or -1 */
-    dm_rconn_dns *dns;  /**< created at the first host name */
+    int only_slot;     /**< opts.only_route's slot, or -1 */
+    dm_rconn_dns *dns; /**< created at the first host name */
     dmr_node **nodes;
     size_t nnodes;
     bool cap_logged;    /**< DMR_MAX_NODES was reached once (logged) */

@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define REFRESH_MIN_MS  100  /**< first wait between topology reads while a master is away */
-#define REFRESH_MAX_MS  1000 /**< a failover takes about node-timeout + 1 s: poll that often */
+#define REFRESH_MIN_MS  100   /**< first wait between topology reads while a master is away */
+#define REFRESH_MAX_MS  1000  /**< a failover takes about node-timeout + 1 s: poll that often */
 #define REFRESH_SLOW_MS 30000 /**< a complete map in use is read again this often anyway */
 
 typedef dmr_node node;

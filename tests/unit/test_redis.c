@@ -33,6 +33,17 @@
 
 #include <cmocka.h>
 
+#include <dirent.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#define LSAN_DISABLE() __lsan_disable()
+#define LSAN_ENABLE()  __lsan_enable()
+#else
+#define LSAN_DISABLE() ((void)0)
+#define LSAN_ENABLE()  ((void)0)
+#endif
+
 typedef struct server {
     char dir[64];
     char sock[96];
@@ -361,6 +372,42 @@ static void test_name_not_resolved(void **state)
     event_base_free(base);
 }
 
+static int open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    int n = 0;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+/* As a worker's shutdown does it: the client freed with a lookup in flight, then at once the
+ * event_base, no loop pass in between, so no lookup's report ever runs. The resolver (and its
+ * UDP socket) must go with the client all the same. The per-lookup records libevent 2.1.12
+ * frees only in that report are outside LeakSanitizer's view here (their report never runs);
+ * test_name_not_resolved shows them freed when the loop runs on. */
+static void test_free_then_base(void **state)
+{
+    (void)state;
+    int fds = open_fds();
+    LSAN_DISABLE();
+    struct event_base *base = event_base_new();
+    dm_redis_opts o = {.host = "no-such-host.invalid",
+                       .port = 6379,
+                       .connect_timeout_ms = 5000,
+                       .command_timeout_ms = 300,
+                       .max_inflight = 10,
+                       .name = "dnsfree"};
+    dm_redis *r = dm_redis_new(base, &o);
+    assert_non_null(r); /* its lookup is in flight: sent, and the loop has not run since */
+    dm_redis_free(r);
+    event_base_free(base);
+    LSAN_ENABLE();
+    assert_int_equal(open_fds(), fds);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -370,6 +417,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sweeper_free_in_flight, server_start, server_stop),
         cmocka_unit_test_setup_teardown(test_flags_line_refused, server_start, server_stop),
         cmocka_unit_test(test_name_not_resolved),
+        cmocka_unit_test(test_free_then_base),
     };
     /* DM_TEST_FILTER=test_free_inside_timeout runs one (ASan stops at the first report). */
     if (getenv("DM_TEST_FILTER"))
