@@ -594,6 +594,7 @@ static dm_redis *new_read_connection(sink *s, unsigned shard)
     ro.nscripts = 0;
     ro.on_ready = on_reader_ready;
     ro.on_ready_arg = s;
+    ro.only_route = s->g.out_keys[shard]; /* a cluster: that shard's master only */
     return dm_redis_new(s->g.all->base, &ro);
 }
 

@@ -696,6 +696,7 @@ static void start_shards(stream *s)
     s->pending = s->nshards;
     for (size_t i = 0; i < s->nshards; i++) {
         ro.on_ready_arg = &s->conns[i];
+        ro.only_route = s->keys[i];
         s->conns[i].redis = dm_redis_new(s->hub->hc.base, &ro);
     }
     for (size_t i = 0; i < s->nshards && s->state == S_STARTING; i++)
