@@ -6,13 +6,19 @@
 #define DM_CORRELATOR_DM_REDIS_INT_H
 
 #include "dm_common.h"
-#include "dm_redis.h"
 #include "dm_rconn.h"
 #include "dm_slot.h"
 #include "dm_topology.h"
 
 #include <event2/util.h>
 #include <sys/time.h>
+
+struct event_base;
+struct redisReply;
+/* As in dm_redis.h (C11 allows the same typedef twice), which this header does not include:
+ * dm_redis.c includes both, and a module may not include its own includer. */
+typedef struct dm_redis dm_redis;
+typedef void (*dm_redis_cb)(int err, struct redisReply *reply, void *arg);
 
 #define DMR_NO_NODE   0xFFFFu
 /** Nodes (masters, replicas asked for the map, redirect targets) one client talks to: a broken
