@@ -463,7 +463,7 @@ int dm_redis_route_conn(const dm_redis *r, const char *route)
     if (!r->topo_known || !route)
         return -1;
     uint16_t i = r->slot_map[dm_slot_of(route, strlen(route))];
-    return i == NO_NODE ? -1 : (int)i;
+    return i == DMR_NO_NODE ? -1 : (int)i;
 }
 
 int dm_redis_command(dm_redis *r, const char *route, dm_redis_cb cb, void *arg, int argc,
