@@ -335,11 +335,15 @@ static void submit_all(ingest *in)
         if (rc == DM_OK) {
             in->pending++;
         } else {
-            /* The rest is spooled (Redis went away) or the sender retries it all (503):
-             * parking is idempotent either way. */
-            in->first_err = rc;
-            in->fatal = rc != DM_EUNAVAIL;
-            break;
+            /* Unavailable (on a cluster: that shard's master is away) → this one is spooled
+             * and the others still go to Redis; anything else → the sender retries it all
+             * (503): parking is idempotent either way. */
+            if (in->first_err == DM_OK)
+                in->first_err = rc;
+            if (rc != DM_EUNAVAIL) {
+                in->fatal = true;
+                break;
+            }
         }
     }
     if (in->pending == 0)
@@ -609,12 +613,14 @@ static void park(dm_worker *w, struct evhttp_request *req, size_t route, const c
                  dm_event_list *events, dm_auth_outcome *auth)
 {
     dm_redis *r = dm_worker_redis(w);
-    bool ready = dm_redis_ready(r);
+    /* On a cluster, ready while any master is: the events of a shard whose master is away
+     * are spooled one by one (submit_all), the others parked. */
+    bool ready = dm_redis_ready_for(r, NULL);
     bool spool = !ready && r && dm_worker_spool(w);
     /* All or nothing: a request whose events do not all fit is refused before any is parked
      * (a partial write would be retried forever at the same point). A draining worker (no
      * Redis) refuses too: its loop ends before a spool write could be answered. */
-    if ((!spool && dm_redis_room(r) < events->n + 1) || !dm_worker_begin(w)) {
+    if ((!spool && dm_redis_room_for(r, NULL) < events->n + 1) || !dm_worker_begin(w)) {
         int why = ready ? DM_EBUSY : DM_EUNAVAIL;
         dm_event_list_dispose(events);
         dm_auth_outcome_dispose(auth);
