@@ -11,12 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define K8S_MAX_CLUSTER   128
-#define K8S_MAX_NAMESPACE 63  /* a DNS label */
-#define K8S_MAX_NAME      253 /* a DNS subdomain */
-#define K8S_MAX_KIND      63
-#define K8S_MAX_IMAGE_ID  4096 /* a reference: host, path and digest; far below in practice */
-#define K8S_MAX_CLASS     253
+#define K8S_MAX_CLUSTER    128
+#define K8S_MAX_NAMESPACE  63  /* a DNS label */
+#define K8S_MAX_NAME       253 /* a DNS subdomain */
+#define K8S_MAX_KIND       63
+#define K8S_MAX_IMAGE_ID   4096 /* a reference: host, path and digest; far below in practice */
+#define K8S_MAX_CLASS      253
 /* The CronJob controller names its Jobs "<cronjob>-<scheduled minutes since the epoch>":
  * 8 digits until the 22nd century. Fewer digits is a hand-made Job such as "migrate-2". */
 #define K8S_CRONJOB_DIGITS 8
@@ -55,7 +55,7 @@ typedef struct k8s_ctx {
 /* The JSON path of a field of item @p i into ctx->path: "items[3].metadata.name", or
  * "items[3]" for an empty @p fmt. */
 __attribute__((format(printf, 3, 4))) static const char *at(k8s_ctx *c, size_t i, const char *fmt,
-                                                             ...)
+                                                            ...)
 {
     char rest[sizeof c->path - 32];
     va_list ap;
@@ -354,9 +354,8 @@ static bool private_ip(const char *s)
 {
     unsigned char a[16];
     if (inet_pton(AF_INET, s, a) == 1)
-        return a[0] == 10 || (a[0] == 172 && (a[1] & 0xf0) == 16) ||
-               (a[0] == 192 && a[1] == 168) || (a[0] == 100 && (a[1] & 0xc0) == 64) ||
-               (a[0] == 169 && a[1] == 254);
+        return a[0] == 10 || (a[0] == 172 && (a[1] & 0xf0) == 16) || (a[0] == 192 && a[1] == 168) ||
+               (a[0] == 100 && (a[1] & 0xc0) == 64) || (a[0] == 169 && a[1] == 254);
     if (inet_pton(AF_INET6, s, a) == 1)
         return (a[0] & 0xfe) == 0xfc || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80);
     return false;
@@ -369,8 +368,8 @@ static int lb_private(k8s_ctx *c, json_t *item, size_t i, bool *priv)
     size_t j, ips = 0;
     *priv = false;
     if (get_opt_object(c, item, "status", i, "status", &status) != DM_OK ||
-        (status && get_opt_object(c, status, "loadBalancer", i, "status.loadBalancer", &lb) !=
-                       DM_OK))
+        (status &&
+         get_opt_object(c, status, "loadBalancer", i, "status.loadBalancer", &lb) != DM_OK))
         return DM_EINVAL;
     if (!status || !lb)
         return DM_OK;
@@ -409,7 +408,8 @@ static int lb_internal(k8s_ctx *c, json_t *item, size_t i, json_t *ann, json_t *
     if (spec && dm_json_get_string(spec, "loadBalancerClass", at(c, i, "spec.loadBalancerClass"),
                                    false, K8S_MAX_CLASS, &cls, &n, c->err) != DM_OK)
         return DM_EINVAL;
-    const char *aws_internal = annotation(ann, "service.beta.kubernetes.io/aws-load-balancer-internal");
+    const char *aws_internal =
+        annotation(ann, "service.beta.kubernetes.io/aws-load-balancer-internal");
     *internal =
         ascii_ieq(annotation(ann, "service.beta.kubernetes.io/azure-load-balancer-internal"),
                   "true") ||
@@ -524,8 +524,7 @@ static int ingress_backend(k8s_ctx *c, json_t *b, size_t i, const char *where, c
     if (get_opt_object(c, b, "service", i, sw, &svc) != DM_OK)
         return DM_EINVAL;
     if (svc) {
-        if (get_dns(svc, "name", at(c, i, "%s.service.name", w), false, &name, &n, c->err) !=
-            DM_OK)
+        if (get_dns(svc, "name", at(c, i, "%s.service.name", w), false, &name, &n, c->err) != DM_OK)
             return DM_EINVAL;
     } else if (dm_json_member(b, "serviceName")) {
         if (get_dns(b, "serviceName", at(c, i, "%s.serviceName", w), false, &name, &n, c->err) !=
@@ -537,7 +536,7 @@ static int ingress_backend(k8s_ctx *c, json_t *b, size_t i, const char *where, c
     if (!internet)
         return DM_OK;
     k8s_service key = {.ns = ns, .name = name};
-    k8s_service *s = bsearch(&key, c->svcs, c->nsvcs, sizeof *c->svcs, svc_cmp);
+    k8s_service *s = c->nsvcs ? bsearch(&key, c->svcs, c->nsvcs, sizeof *c->svcs, svc_cmp) : NULL;
     /* Services sharing a name in one namespace cannot exist; in a hand-made snapshot the first
      * found is as good as any. */
     if (s)
@@ -684,6 +683,8 @@ static int make_workload(k8s_ctx *c, size_t from, size_t to, dm_k8s_snapshot *ou
     char(*d)[DM_DIGEST_BUFLEN] = dm_xmalloc(total * sizeof *d);
     size_t n = 0;
     for (size_t k = from; k < to; k++) {
+        if (c->pods[k].nd == 0)
+            continue; /* digests is NULL, which memcpy may not be given */
         memcpy(d + n, c->pods[k].digests, c->pods[k].nd * sizeof *d);
         n += c->pods[k].nd;
     }
@@ -704,8 +705,7 @@ static int make_workload(k8s_ctx *c, size_t from, size_t to, dm_k8s_snapshot *ou
     }
     if (c->opts && c->opts->max_workloads && out->n >= c->opts->max_workloads) {
         free(d);
-        return too_many(c->err, "items", "must make at most %zu workloads",
-                        c->opts->max_workloads);
+        return too_many(c->err, "items", "must make at most %zu workloads", c->opts->max_workloads);
     }
     out->v = dm_xrealloc(out->v, (out->n + 1) * sizeof *out->v);
     dm_k8s_workload *w = &out->v[out->n++];
@@ -720,7 +720,8 @@ static int make_workload(k8s_ctx *c, size_t from, size_t to, dm_k8s_snapshot *ou
 
 static int derive(k8s_ctx *c, dm_k8s_snapshot *out)
 {
-    qsort(c->pods, c->npods, sizeof *c->pods, pod_cmp);
+    if (c->npods > 1)
+        qsort(c->pods, c->npods, sizeof *c->pods, pod_cmp);
     for (size_t k = 0; k < c->nsvcs; k++) {
         if (c->svcs[k].selector && c->svcs[k].level > DM_K8S_CLUSTER)
             apply_service(c, &c->svcs[k]);
@@ -757,15 +758,15 @@ static int parse_header(json_t *root, const dm_k8s_options *opts, dm_k8s_snapsho
 {
     const char *s;
     size_t n;
-    if (dm_json_get_string(root, "cluster", "cluster", true, K8S_MAX_CLUSTER, &s, &n, err) !=
-        DM_OK)
+    if (dm_json_get_string(root, "cluster", "cluster", true, K8S_MAX_CLUSTER, &s, &n, err) != DM_OK)
         return DM_EINVAL;
     for (size_t k = 0; k < n; k++) {
         char ch = s[k];
         if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
               ch == '.' || ch == '_' || ch == ':' || ch == '-'))
-            return dm_error_set(err, "cluster", "must contain only A-Z, a-z, 0-9, '.', '_', ':' "
-                                                "and '-'");
+            return dm_error_set(err, "cluster",
+                                "must contain only A-Z, a-z, 0-9, '.', '_', ':' "
+                                "and '-'");
     }
     out->cluster = dm_xstrndup(s, n);
     if (dm_json_get_string(root, "taken_at", "taken_at", true, SIZE_MAX, &s, &n, err) != DM_OK)
@@ -811,7 +812,8 @@ static int parse_items(k8s_ctx *c, json_t *items, dm_k8s_snapshot *out)
         if (rc != DM_OK)
             return rc;
     }
-    qsort(c->svcs, c->nsvcs, sizeof *c->svcs, svc_cmp);
+    if (c->nsvcs > 1) /* qsort and bsearch want a non-NULL array */
+        qsort(c->svcs, c->nsvcs, sizeof *c->svcs, svc_cmp);
     json_array_foreach(items, i, item)
     {
         if (strcmp(json_string_value(json_object_get(item, "kind")), "Ingress") == 0 &&
