@@ -61,10 +61,10 @@ static json_t *as_expected(const dm_k8s_snapshot *s)
         json_t *d = json_array();
         for (size_t j = 0; j < w->nimages; j++)
             json_array_append_new(d, json_string(w->images[j]));
-        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:o, s:s}", "namespace",
-                                             w->namespace_, "kind", w->kind, "name", w->name,
-                                             "digests", d, "exposure",
-                                             dm_k8s_exposure_name(w->exposure)));
+        json_array_append_new(arr,
+                              json_pack("{s:s, s:s, s:s, s:o, s:s}", "namespace", w->namespace_,
+                                        "kind", w->kind, "name", w->name, "digests", d, "exposure",
+                                        dm_k8s_exposure_name(w->exposure)));
     }
     return arr;
 }
@@ -89,9 +89,9 @@ static char *snapshot(const char *items)
 }
 
 /* Pod @p name in namespace shop, labels app=api and tier=web, running D1. */
-#define POD(name)                                                                                  \
-    "{\"kind\":\"Pod\",\"metadata\":{\"namespace\":\"shop\",\"name\":\"" name "\",\"labels\":"   \
-    "{\"app\":\"api\",\"tier\":\"web\"}},\"status\":{\"containerStatuses\":[{\"imageID\":"       \
+#define POD(name)                                                                              \
+    "{\"kind\":\"Pod\",\"metadata\":{\"namespace\":\"shop\",\"name\":\"" name "\",\"labels\":" \
+    "{\"app\":\"api\",\"tier\":\"web\"}},\"status\":{\"containerStatuses\":[{\"imageID\":"     \
     "\"r.example/api@" D1 "\"}]}}"
 
 /* The one workload of @p items; its exposure name. */
@@ -186,8 +186,8 @@ static void test_small_fixture_and_json(void **state)
     char *j = dm_k8s_to_json(&s);
     assert_string_equal(j, "{\"cluster\":\"c1\",\"taken_at\":1796551200000,\"workloads\":["
                            "{\"cluster\":\"c1\",\"namespace\":\"shop\",\"kind\":\"StatefulSet\","
-                           "\"name\":\"api\",\"exposure\":\"internet\",\"images\":[\"" D1
-                           "\",\"" D2 "\"]}]}");
+                           "\"name\":\"api\",\"exposure\":\"internet\",\"images\":[\"" D1 "\",\"" D2
+                           "\"]}]}");
     free(j);
     dm_k8s_snapshot_dispose(&s);
 
@@ -263,8 +263,7 @@ static void test_bounds(void **state)
 
 /* A pod of namespace ns with @p labels, @p owner (an ownerReferences array or "null") and
  * @p statuses (containerStatuses entries). */
-static char *pod_with(const char *name, const char *labels, const char *owner,
-                      const char *statuses)
+static char *pod_with(const char *name, const char *labels, const char *owner, const char *statuses)
 {
     size_t cap = strlen(name) + strlen(labels) + strlen(owner) + strlen(statuses) + 256;
     char *s = dm_xmalloc(cap);
@@ -275,8 +274,7 @@ static char *pod_with(const char *name, const char *labels, const char *owner,
     return s;
 }
 
-static void expect_owner(const char *labels, const char *owner, const char *kind,
-                         const char *name)
+static void expect_owner(const char *labels, const char *owner, const char *kind, const char *name)
 {
     char *pod = pod_with("p-1", labels, owner, "{\"imageID\":\"r/x@" D1 "\"}");
     char *body = snapshot(pod);
@@ -290,8 +288,8 @@ static void expect_owner(const char *labels, const char *owner, const char *kind
     free(pod);
 }
 
-#define OWNER(kind, name)                                                                          \
-    "[{\"kind\":\"Other\",\"name\":\"not-the-controller\"},{\"controller\":true,\"kind\":\"" kind  \
+#define OWNER(kind, name)                                                                         \
+    "[{\"kind\":\"Other\",\"name\":\"not-the-controller\"},{\"controller\":true,\"kind\":\"" kind \
     "\",\"name\":\"" name "\"}]"
 
 static void test_owners(void **state)
@@ -311,8 +309,8 @@ static void test_owners(void **state)
     expect_owner("{}", OWNER("StatefulSet", "db"), "StatefulSet", "db");
     expect_owner("{}", OWNER("DaemonSet", "agent"), "DaemonSet", "agent");
     expect_owner("{}", OWNER("Rollout", "canary"), "Rollout", "canary");
-    expect_owner("{}", "[{\"kind\":\"ReplicaSet\",\"name\":\"web-1\",\"controller\":false}]",
-                 "Pod", "p-1");
+    expect_owner("{}", "[{\"kind\":\"ReplicaSet\",\"name\":\"web-1\",\"controller\":false}]", "Pod",
+                 "p-1");
     expect_owner("null", "null", "Pod", "p-1");
 }
 
@@ -345,14 +343,15 @@ static void test_image_ids(void **state)
                    D1, D2);
     expect_digests("{\"imageID\":\"docker://" D1 "\"}", NULL, NULL);
     expect_digests("{\"imageID\":\"" D1 "\"}", NULL, NULL); /* containerd, no repo digest */
-    expect_digests("{\"imageID\":\"\"}", NULL, NULL);        /* not pulled yet */
+    expect_digests("{\"imageID\":\"\"}", NULL, NULL);       /* not pulled yet */
     expect_digests("{\"name\":\"x\"}", NULL, NULL);
     expect_digests("{\"imageID\":null}", NULL, NULL);
     expect_digests("{\"imageID\":\"@" D1 "\"}", NULL, NULL);
     expect_digests("{\"imageID\":\"docker://r/a@" D1 "\"}", NULL, NULL);
-    expect_digests("{\"imageID\":\"r/a@sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
-                   "AAAAAAAAAA\"}",
-                   NULL, NULL);
+    expect_digests(
+        "{\"imageID\":\"r/a@sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+        "AAAAAAAAAA\"}",
+        NULL, NULL);
     expect_digests("{\"imageID\":\"r/a@" D1 "0\"}", NULL, NULL);
     /* the same digest twice (two containers) is one image; a local id beside it is skipped */
     expect_digests("{\"imageID\":\"r/a@" D1 "\"},{\"imageID\":\"r/b@" D1 "\"},"
@@ -362,19 +361,20 @@ static void test_image_ids(void **state)
 
 /*---- exposure -----------------------------------------------------------------------------*/
 
-#define SVC(ns, type, annotations, spec, status)                                                   \
-    ",{\"kind\":\"Service\",\"metadata\":{\"namespace\":\"" ns "\",\"name\":\"s\","               \
-    "\"annotations\":{" annotations "}},\"spec\":{\"type\":\"" type "\"" spec "},"               \
+#define SVC(ns, type, annotations, spec, status)                                    \
+    ",{\"kind\":\"Service\",\"metadata\":{\"namespace\":\"" ns "\",\"name\":\"s\"," \
+    "\"annotations\":{" annotations "}},\"spec\":{\"type\":\"" type "\"" spec "},"  \
     "\"status\":{\"loadBalancer\":{" status "}}}"
-#define SEL         ",\"selector\":{\"app\":\"api\"}"
-#define LB(ann)     SVC("shop", "LoadBalancer", ann, SEL, "")
-#define PRIVATE_IP  "\"ingress\":[{\"ip\":\"10.224.0.97\"}]"
-#define PUBLIC_IP   "\"ingress\":[{\"ip\":\"20.103.41.17\"}]"
-#define ING(ns, class, spec)                                                                       \
-    ",{\"kind\":\"Ingress\",\"metadata\":{\"namespace\":\"" ns "\",\"name\":\"i\"" class "},"     \
-    "\"spec\":{" spec "}}"
-#define RULE(svc)                                                                                  \
-    "\"rules\":[{\"host\":\"a.example\",\"http\":{\"paths\":[{\"path\":\"/\",\"backend\":"        \
+#define SEL        ",\"selector\":{\"app\":\"api\"}"
+#define LB(ann)    SVC("shop", "LoadBalancer", ann, SEL, "")
+#define PRIVATE_IP "\"ingress\":[{\"ip\":\"10.224.0.97\"}]"
+#define PUBLIC_IP  "\"ingress\":[{\"ip\":\"20.103.41.17\"}]"
+#define ING(ns, class, spec)                                   \
+    ",{\"kind\":\"Ingress\",\"metadata\":{\"namespace\":\"" ns \
+    "\",\"name\":\"i\"" class "},"                             \
+                              "\"spec\":{" spec "}}"
+#define RULE(svc)                                                                          \
+    "\"rules\":[{\"host\":\"a.example\",\"http\":{\"paths\":[{\"path\":\"/\",\"backend\":" \
     "{\"service\":{\"name\":\"" svc "\",\"port\":{\"number\":80}}}}]}}]"
 #define CLASS(c)        ",\"annotations\":{\"kubernetes.io/ingress.class\":\"" c "\"}"
 #define CLUSTER_IP(sel) SVC("shop", "ClusterIP", "", sel, "")
@@ -388,11 +388,12 @@ static const struct {
     {"LoadBalancer pending", POD("a") LB(""), "internet"},
     {"LoadBalancer public IP", POD("a") SVC("shop", "LoadBalancer", "", SEL, PUBLIC_IP),
      "internet"},
-    {"LoadBalancer host name", POD("a") SVC("shop", "LoadBalancer", "", SEL,
-                                            "\"ingress\":[{\"hostname\":\"x.elb.example\"}]"),
+    {"LoadBalancer host name",
+     POD("a")
+         SVC("shop", "LoadBalancer", "", SEL, "\"ingress\":[{\"hostname\":\"x.elb.example\"}]"),
      "internet"},
-    {"LoadBalancer private IP only",
-     POD("a") SVC("shop", "LoadBalancer", "", SEL, PRIVATE_IP), "node"},
+    {"LoadBalancer private IP only", POD("a") SVC("shop", "LoadBalancer", "", SEL, PRIVATE_IP),
+     "node"},
     {"LoadBalancer private and public IP",
      POD("a") SVC("shop", "LoadBalancer", "", SEL,
                   "\"ingress\":[{\"ip\":\"10.1.1.1\"},{\"ip\":\"20.1.1.1\"}]"),
@@ -438,18 +439,18 @@ static const struct {
      POD("a") LB("\"service.beta.kubernetes.io/aws-load-balancer-type\":\"external\","
                  "\"service.beta.kubernetes.io/aws-load-balancer-scheme\":\"internet-facing\""),
      "internet"},
-    {"AWS in-tree NLB", POD("a") LB("\"service.beta.kubernetes.io/aws-load-balancer-type\":\"nlb\""),
-     "internet"},
+    {"AWS in-tree NLB",
+     POD("a") LB("\"service.beta.kubernetes.io/aws-load-balancer-type\":\"nlb\""), "internet"},
     {"internal LB without node ports",
      POD("a") SVC("shop", "LoadBalancer",
                   "\"service.beta.kubernetes.io/azure-load-balancer-internal\":\"true\"",
                   SEL ",\"allocateLoadBalancerNodePorts\":false,\"ports\":[{\"port\":80}]", ""),
      "cluster"},
     {"internal LB without allocation but an explicit node port",
-     POD("a") SVC("shop", "LoadBalancer",
-                  "\"service.beta.kubernetes.io/azure-load-balancer-internal\":\"true\"",
-                  SEL ",\"allocateLoadBalancerNodePorts\":false,\"ports\":[{\"nodePort\":30001}]",
-                  ""),
+     POD("a")
+         SVC("shop", "LoadBalancer",
+             "\"service.beta.kubernetes.io/azure-load-balancer-internal\":\"true\"",
+             SEL ",\"allocateLoadBalancerNodePorts\":false,\"ports\":[{\"nodePort\":30001}]", ""),
      "node"},
     {"selector mismatch",
      POD("a") SVC("shop", "LoadBalancer", "", ",\"selector\":{\"app\":\"other\"}", ""), "cluster"},
@@ -457,12 +458,11 @@ static const struct {
      POD("a") SVC("shop", "LoadBalancer", "", ",\"selector\":{\"app\":\"api\",\"v\":\"2\"}", ""),
      "cluster"},
     {"selector subset of two labels",
-     POD("a") SVC("shop", "LoadBalancer", "", ",\"selector\":{\"app\":\"api\",\"tier\":\"web\"}",
-                 ""),
+     POD("a")
+         SVC("shop", "LoadBalancer", "", ",\"selector\":{\"app\":\"api\",\"tier\":\"web\"}", ""),
      "internet"},
     {"no selector", POD("a") SVC("shop", "LoadBalancer", "", "", ""), "cluster"},
-    {"empty selector", POD("a") SVC("shop", "LoadBalancer", "", ",\"selector\":{}", ""),
-     "cluster"},
+    {"empty selector", POD("a") SVC("shop", "LoadBalancer", "", ",\"selector\":{}", ""), "cluster"},
     {"ExternalName", POD("a") SVC("shop", "ExternalName", "", SEL, ""), "cluster"},
     {"LoadBalancer in another namespace", POD("a") SVC("other", "LoadBalancer", "", SEL, ""),
      "cluster"},
@@ -479,36 +479,40 @@ static const struct {
     {"Ingress public legacy class", POD("a") CLUSTER_IP(SEL) ING("shop", CLASS("nginx"), RULE("s")),
      "internet"},
     {"Ingress class name wins over the annotation",
-     POD("a") CLUSTER_IP(SEL) ING("shop", CLASS("nginx"),
-                                  "\"ingressClassName\":\"internal-nginx\"," RULE("s")),
+     POD("a") CLUSTER_IP(SEL)
+         ING("shop", CLASS("nginx"), "\"ingressClassName\":\"internal-nginx\"," RULE("s")),
      "cluster"},
     {"Ingress default backend",
      POD("a") CLUSTER_IP(SEL)
-         ING("shop", "", "\"defaultBackend\":{\"service\":{\"name\":\"s\",\"port\":{\"name\":"
-                         "\"http\"}}}"),
+         ING("shop", "",
+             "\"defaultBackend\":{\"service\":{\"name\":\"s\",\"port\":{\"name\":"
+             "\"http\"}}}"),
      "internet"},
     {"Ingress v1beta1 backend",
-     POD("a") CLUSTER_IP(SEL) ING("shop", "", "\"backend\":{\"serviceName\":\"s\","
-                                              "\"servicePort\":80}"),
+     POD("a") CLUSTER_IP(SEL) ING("shop", "",
+                                  "\"backend\":{\"serviceName\":\"s\","
+                                  "\"servicePort\":80}"),
      "internet"},
     {"Ingress resource backend",
-     POD("a") CLUSTER_IP(SEL) ING("shop", "", "\"defaultBackend\":{\"resource\":{\"kind\":"
-                                              "\"StorageBucket\",\"name\":\"s\"}}"),
+     POD("a") CLUSTER_IP(SEL) ING("shop", "",
+                                  "\"defaultBackend\":{\"resource\":{\"kind\":"
+                                  "\"StorageBucket\",\"name\":\"s\"}}"),
      "cluster"},
     {"Ingress to another service", POD("a") CLUSTER_IP(SEL) ING("shop", "", RULE("t")), "cluster"},
     {"Ingress in another namespace", POD("a") CLUSTER_IP(SEL) ING("other", "", RULE("s")),
      "cluster"},
     {"Ingress to a service that selects other pods",
      POD("a") CLUSTER_IP(",\"selector\":{\"app\":\"x\"}") ING("shop", "", RULE("s")), "cluster"},
-    {"Ingress before its service",
-     POD("a") ING("shop", "", RULE("s")) CLUSTER_IP(SEL), "internet"},
+    {"Ingress before its service", POD("a") ING("shop", "", RULE("s")) CLUSTER_IP(SEL), "internet"},
     {"NodePort and Ingress: the highest",
      POD("a") SVC("shop", "NodePort", "", SEL, "") ING("shop", "", RULE("s")), "internet"},
-    {"internal LB and NodePort", POD("a") LB("\"networking.gke.io/load-balancer-type\":\"Internal\"")
-                                     SVC("shop", "NodePort", "", SEL, ""),
+    {"internal LB and NodePort",
+     POD("a") LB("\"networking.gke.io/load-balancer-type\":\"Internal\"")
+         SVC("shop", "NodePort", "", SEL, ""),
      "node"},
     {"one exposed pod of two",
-     POD("a") "," "{\"kind\":\"Pod\",\"metadata\":{\"namespace\":\"shop\",\"name\":\"b\","
+     POD("a") ","
+              "{\"kind\":\"Pod\",\"metadata\":{\"namespace\":\"shop\",\"name\":\"b\","
               "\"labels\":{\"app\":\"api\",\"v\":\"2\"}},\"status\":{}}" SVC(
                   "shop", "LoadBalancer", "", ",\"selector\":{\"v\":\"2\"}", ""),
      "cluster"},
