@@ -109,11 +109,11 @@ static const char *exposure_of(const char *items, char *buf, size_t cap)
 
 /*---- the fixture --------------------------------------------------------------------------*/
 
-static void test_fixture_gives_expected(void **state)
+/* DM_FIXTURES/@p rel parses to exactly expected-workloads.json. */
+static void expect_fixture_workloads(const char *rel)
 {
-    (void)state;
     size_t len;
-    char *body = dm_test_load_fixture("k8s/snapshot.json", &len);
+    char *body = dm_test_load_fixture(rel, &len);
     char *map;
     size_t maplen;
     char *copy = dm_test_guarded_copy(body, len, &map, &maplen);
@@ -132,6 +132,20 @@ static void test_fixture_gives_expected(void **state)
     json_decref(got);
     json_decref(want);
     dm_k8s_snapshot_dispose(&s);
+}
+
+static void test_fixture_gives_expected(void **state)
+{
+    (void)state;
+    expect_fixture_workloads("k8s/snapshot.json");
+}
+
+/* What scripts/digestmap-k8s-report posts by default (the fields digestmap reads only, made
+ * with --dry-run from the fixture) gives the same workloads. */
+static void test_trimmed_fixture_gives_expected(void **state)
+{
+    (void)state;
+    expect_fixture_workloads("k8s/snapshot-trimmed.json");
 }
 
 /* A second snapshot of the same cluster without the debug pod: its workload is gone, the
@@ -564,6 +578,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fixture_gives_expected),
+        cmocka_unit_test(test_trimmed_fixture_gives_expected),
         cmocka_unit_test(test_second_snapshot_without_workload),
         cmocka_unit_test(test_small_fixture_and_json),
         cmocka_unit_test(test_invalid_table),
