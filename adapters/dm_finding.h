@@ -58,9 +58,9 @@ typedef struct dm_finding_digest {
 
 typedef struct dm_finding_report {
     dm_report_kind kind;
-    char scanner[16];      /**< "trivy", "grype", "ecr-basic" or "inspector" */
-    char *event_id;        /**< sender's id, or "sha256:<hex of the body>" when it has none */
-    int64_t event_time_ms; /**< from the payload; 0 = not given (arrival time is used) */
+    char scanner[16];           /**< "trivy", "grype", "ecr-basic" or "inspector" */
+    char *event_id;             /**< sender's id, or "sha256:<hex of the body>" when it has none */
+    int64_t event_time_ms;      /**< from the payload; 0 = not given (arrival time is used) */
     dm_finding_digest *digests; /**< every distinct digest, at least one unless ignored */
     size_t ndigests;
     char **tags; /**< tags named by the sender (a set) */
@@ -71,10 +71,10 @@ typedef struct dm_finding_report {
     /** SNAPSHOT: distinct findings per severity before the bound (the summary stays true
      *  when findings were dropped); COUNTS: as sent, mapped; UPDATE: of .findings. */
     uint32_t counts[DM_SEV_COUNT];
-    bool removed;         /**< UPDATE: the finding left (status CLOSED or SUPPRESSED) */
-    char *ref;            /**< UPDATE: the sender's key of the finding (Inspector findingArn) */
-    char *updated_at;     /**< UPDATE: the sender's own timestamp, raw (not RFC 3339) */
-    const char *ignored;  /**< static reason when acknowledged but ignored; nothing else set */
+    bool removed;        /**< UPDATE: the finding left (status CLOSED or SUPPRESSED) */
+    char *ref;           /**< UPDATE: the sender's key of the finding (Inspector findingArn) */
+    char *updated_at;    /**< UPDATE: the sender's own timestamp, raw (not RFC 3339) */
+    const char *ignored; /**< static reason when acknowledged but ignored; nothing else set */
 } dm_finding_report;
 
 /** Append a zeroed finding to @p r and return it (owned by the report). */

@@ -13,7 +13,7 @@
 
 /* Sender-controlled strings end up in Redis and in records: bound them. Generous, because a
  * report is refused whole when one value is over. */
-#define SCAN_MAX_ID        256  /* CVE-…, GHSA-…, vendor advisory ids */
+#define SCAN_MAX_ID        256 /* CVE-…, GHSA-…, vendor advisory ids */
 #define SCAN_MAX_PACKAGE   512
 #define SCAN_MAX_VERSION   256
 #define SCAN_MAX_FIXED     1024 /* lists and ranges: ">= 3.1.0, >= 2.1.3, < 3.0.0" */
@@ -54,8 +54,8 @@ static const vocab_entry trivy_vocab[] = {
 
 /* Grype's "Negligible" is below low on its own scale; we have nothing lower than low. */
 static const vocab_entry grype_vocab[] = {
-    {"Critical", DM_SEV_CRITICAL}, {"High", DM_SEV_HIGH},         {"Medium", DM_SEV_MEDIUM},
-    {"Low", DM_SEV_LOW},           {"Negligible", DM_SEV_LOW},    {"Unknown", DM_SEV_UNKNOWN},
+    {"Critical", DM_SEV_CRITICAL}, {"High", DM_SEV_HIGH},      {"Medium", DM_SEV_MEDIUM},
+    {"Low", DM_SEV_LOW},           {"Negligible", DM_SEV_LOW}, {"Unknown", DM_SEV_UNKNOWN},
     {NULL, DM_SEV_UNKNOWN},
 };
 #define GRYPE_VOCAB_TEXT "must be one of Critical, High, Medium, Low, Negligible, Unknown"
@@ -504,8 +504,8 @@ static bool has_any(json_t *root, const char *const *keys)
 int dm_scan_parse(const char *body, size_t len, size_t max_findings, dm_finding_report *out,
                   dm_error *err)
 {
-    static const char *const trivy_keys[] = {"SchemaVersion", "ArtifactType", "Metadata",
-                                             "Results", NULL};
+    static const char *const trivy_keys[] = {"SchemaVersion", "ArtifactType", "Metadata", "Results",
+                                             NULL};
     static const char *const grype_keys[] = {"matches", "source", "descriptor", NULL};
     json_t *root = NULL;
     memset(out, 0, sizeof *out);

@@ -35,8 +35,7 @@ static void expect_counts(const uint32_t *got, uint32_t c, uint32_t h, uint32_t 
     const uint32_t want[DM_SEV_COUNT] = {c, h, m, l, u};
     for (int i = 0; i < DM_SEV_COUNT; i++) {
         if (got[i] != want[i])
-            fail_msg("counts[%s] = %u, want %u", dm_severity_name((dm_severity)i), got[i],
-                     want[i]);
+            fail_msg("counts[%s] = %u, want %u", dm_severity_name((dm_severity)i), got[i], want[i]);
     }
 }
 
@@ -63,8 +62,8 @@ static void test_severity_names(void **state)
                 DM_SEV_MEDIUM < DM_SEV_LOW && DM_SEV_LOW < DM_SEV_UNKNOWN);
     assert_string_equal(dm_severity_name((dm_severity)7), "unknown");
 
-    static const char *const not_names[] = {"CRITICAL", "High", "", "critical ", "crit",
-                                            "negligible", "informational", "none"};
+    static const char *const not_names[] = {
+        "CRITICAL", "High", "", "critical ", "crit", "negligible", "informational", "none"};
     for (size_t i = 0; i < DM_ARRAY_LEN(not_names); i++) {
         dm_severity s = DM_SEV_HIGH;
         assert_false(dm_severity_from_name(not_names[i], strlen(not_names[i]), &s));
@@ -289,9 +288,12 @@ static void test_json(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_severity_names),   cmocka_unit_test(test_distinct_highest_severity),
-        cmocka_unit_test(test_bound),            cmocka_unit_test(test_counts_kept),
-        cmocka_unit_test(test_digests_and_tags), cmocka_unit_test(test_json),
+        cmocka_unit_test(test_severity_names),
+        cmocka_unit_test(test_distinct_highest_severity),
+        cmocka_unit_test(test_bound),
+        cmocka_unit_test(test_counts_kept),
+        cmocka_unit_test(test_digests_and_tags),
+        cmocka_unit_test(test_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

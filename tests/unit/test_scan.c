@@ -62,8 +62,7 @@ static void expect_error(const char *body, const char *field, const char *text)
     if (rc != DM_EINVAL)
         fail_msg("accepted: %.200s", body);
     if (err.status != 400 || strcmp(err.field, field) != 0 || strcmp(err.text, text) != 0)
-        fail_msg("got [%s] %s, want [%s] %s (body %.200s)", err.field, err.text, field, text,
-                 body);
+        fail_msg("got [%s] %s, want [%s] %s (body %.200s)", err.field, err.text, field, text, body);
     assert_zeroed(&r);
 }
 
@@ -91,11 +90,11 @@ static void expect_findings(const dm_finding_report *r, const want_finding *want
     for (size_t i = 0; i < n; i++) {
         const dm_finding *f = &r->findings[i];
         const want_finding *w = &want[i];
-#define SAME(m)                                                                          \
-    do {                                                                                 \
-        if ((w->m == NULL) != (f->m == NULL) || (w->m && strcmp(w->m, f->m) != 0))       \
+#define SAME(m)                                                                        \
+    do {                                                                               \
+        if ((w->m == NULL) != (f->m == NULL) || (w->m && strcmp(w->m, f->m) != 0))     \
             fail_msg("finding %zu " #m ": got %s, want %s", i, f->m ? f->m : "(null)", \
-                     w->m ? w->m : "(null)");                                            \
+                     w->m ? w->m : "(null)");                                          \
     } while (0)
         SAME(id);
         SAME(package);
@@ -170,8 +169,8 @@ static void test_trivy_fixture(void **state)
     static const want_finding want[] = {
         {"CVE-2023-45853", "zlib1g", "1:1.2.13.dfsg-1", NULL, "will_not_fix", NULL,
          DM_SEV_CRITICAL},
-        {"CVE-2024-45296", "path-to-regexp", "0.1.7", "1.9.0, 0.1.10, 8.0.0, 3.3.0, 6.3.0",
-         "fixed", "app/node_modules/path-to-regexp/package.json", DM_SEV_HIGH},
+        {"CVE-2024-45296", "path-to-regexp", "0.1.7", "1.9.0, 0.1.10, 8.0.0, 3.3.0, 6.3.0", "fixed",
+         "app/node_modules/path-to-regexp/package.json", DM_SEV_HIGH},
         {"CVE-2024-45590", "body-parser", "1.20.2", "1.20.3", "fixed",
          "app/node_modules/body-parser/package.json", DM_SEV_HIGH},
         {"CVE-2024-6119", "libssl3", "3.0.14-1~deb12u1", "3.0.14-1~deb12u2", "fixed", NULL,
@@ -260,8 +259,7 @@ static void test_fixture_json(void **state)
     assert_string_equal(json_string_value(json_object_get(f0, "severity")), "critical");
     assert_string_equal(json_string_value(json_object_get(f0, "status")), "will_not_fix");
     assert_null(json_object_get(f0, "fixed"));
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "counts"), "high")),
-                     2);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "counts"), "high")), 2);
     json_decref(j);
     free(s);
     dm_finding_report_dispose(&r);
@@ -327,12 +325,13 @@ static void test_trivy_severities(void **state)
         const char *word;
         dm_severity sev;
     } ok[] = {
-        {"CRITICAL", DM_SEV_CRITICAL}, {"HIGH", DM_SEV_HIGH}, {"MEDIUM", DM_SEV_MEDIUM},
+        {"CRITICAL", DM_SEV_CRITICAL}, {"HIGH", DM_SEV_HIGH},       {"MEDIUM", DM_SEV_MEDIUM},
         {"LOW", DM_SEV_LOW},           {"UNKNOWN", DM_SEV_UNKNOWN},
     };
     for (size_t i = 0; i < DM_ARRAY_LEN(ok); i++) {
         char v[256];
-        snprintf(v, sizeof v, "{\"VulnerabilityID\":\"CVE-1\",\"PkgName\":\"p\",\"Severity\":\"%s\"}",
+        snprintf(v, sizeof v,
+                 "{\"VulnerabilityID\":\"CVE-1\",\"PkgName\":\"p\",\"Severity\":\"%s\"}",
                  ok[i].word);
         char *body = trivy_doc(TRIVY_DIGESTS, v);
         dm_finding_report r;
@@ -343,14 +342,15 @@ static void test_trivy_severities(void **state)
         free(body);
     }
     /* another scanner's words, other spellings and nothing at all are refused */
-    static const char *const bad[] = {"\"Critical\"", "\"high\"", "\"NEGLIGIBLE\"",
-                                      "\"INFORMATIONAL\"", "\"\"", "\"HIGH \"", "3"};
+    static const char *const bad[] = {
+        "\"Critical\"", "\"high\"", "\"NEGLIGIBLE\"", "\"INFORMATIONAL\"", "\"\"",
+        "\"HIGH \"",    "3"};
     for (size_t i = 0; i < DM_ARRAY_LEN(bad); i++) {
         char v[256];
         snprintf(v, sizeof v, "{\"VulnerabilityID\":\"CVE-1\",\"PkgName\":\"p\",\"Severity\":%s}",
                  bad[i]);
         char *body = trivy_doc(TRIVY_DIGESTS, v);
-        const char *text = bad[i][0] == '3'    ? "must be a string"
+        const char *text = bad[i][0] == '3'   ? "must be a string"
                            : bad[i][1] == '"' ? "must not be empty"
                                               : "must be one of CRITICAL, HIGH, MEDIUM, LOW, "
                                                 "UNKNOWN";
@@ -369,7 +369,7 @@ static void test_grype_severities(void **state)
         const char *word;
         dm_severity sev;
     } ok[] = {
-        {"Critical", DM_SEV_CRITICAL}, {"High", DM_SEV_HIGH}, {"Medium", DM_SEV_MEDIUM},
+        {"Critical", DM_SEV_CRITICAL}, {"High", DM_SEV_HIGH},      {"Medium", DM_SEV_MEDIUM},
         {"Low", DM_SEV_LOW},           {"Negligible", DM_SEV_LOW}, {"Unknown", DM_SEV_UNKNOWN},
     };
     for (size_t i = 0; i < DM_ARRAY_LEN(ok); i++) {
@@ -518,8 +518,7 @@ static void test_errors_inline(void **state)
         {"{\"ArtifactType\":\"cyclonedx\",\"Metadata\":{}}", "ArtifactType",
          "must be container_image"},
         {"{\"ArtifactType\":\"container_image\"}", "Metadata", "is required"},
-        {"{\"ArtifactType\":\"container_image\",\"Metadata\":[]}", "Metadata",
-         "must be an object"},
+        {"{\"ArtifactType\":\"container_image\",\"Metadata\":[]}", "Metadata", "must be an object"},
         {"{\"ArtifactType\":\"container_image\",\"Metadata\":{\"RepoDigests\":[\"a@" D_INDEX
          "\"]},\"CreatedAt\":\"yesterday\"}",
          "CreatedAt", "must be an RFC 3339 timestamp"},
@@ -537,8 +536,8 @@ static void test_errors_inline(void **state)
          "Metadata.RepoTags", "must be an array"},
         /* Grype */
         {"{\"matches\":[]}", "source", "is required"},
-        {"{\"matches\":[],\"source\":{\"type\":\"directory\",\"target\":\"/src\"}}",
-         "source.type", "must be image"},
+        {"{\"matches\":[],\"source\":{\"type\":\"directory\",\"target\":\"/src\"}}", "source.type",
+         "must be image"},
         {"{\"matches\":[],\"source\":{\"type\":\"file\",\"target\":{}}}", "source.type",
          "must be image"},
         {"{\"matches\":[],\"source\":{\"type\":\"image\",\"target\":\"x\"}}", "source.target",
@@ -547,8 +546,8 @@ static void test_errors_inline(void **state)
          "is required"},
         {"{\"matches\":{},\"source\":{\"type\":\"image\",\"target\":{" GRYPE_TARGET "}}}",
          "matches", "must be an array"},
-        {"{\"matches\":[],\"descriptor\":[],\"source\":{\"type\":\"image\",\"target\":{" GRYPE_TARGET
-         "}}}",
+        {"{\"matches\":[],\"descriptor\":[],\"source\":{\"type\":\"image\",\"target\":"
+         "{" GRYPE_TARGET "}}}",
          "descriptor", "must be an object"},
         {"{\"matches\":[{}],\"source\":{\"type\":\"image\",\"target\":{" GRYPE_TARGET "}}}",
          "matches[0].vulnerability", "is required"},
@@ -585,12 +584,12 @@ static void test_trivy_members(void **state)
     static const struct {
         const char *vuln, *field, *text;
     } bad[] = {
-        {"{\"PkgName\":\"p\",\"Severity\":\"LOW\"}", "Results[0].Vulnerabilities[0].VulnerabilityID",
-         "is required"},
+        {"{\"PkgName\":\"p\",\"Severity\":\"LOW\"}",
+         "Results[0].Vulnerabilities[0].VulnerabilityID", "is required"},
         {"{\"VulnerabilityID\":\"\",\"PkgName\":\"p\",\"Severity\":\"LOW\"}",
          "Results[0].Vulnerabilities[0].VulnerabilityID", "must not be empty"},
-        {"{\"VulnerabilityID\":\"C\",\"Severity\":\"LOW\"}", "Results[0].Vulnerabilities[0].PkgName",
-         "is required"},
+        {"{\"VulnerabilityID\":\"C\",\"Severity\":\"LOW\"}",
+         "Results[0].Vulnerabilities[0].PkgName", "is required"},
         {"{\"VulnerabilityID\":\"C\",\"PkgName\":7,\"Severity\":\"LOW\"}",
          "Results[0].Vulnerabilities[0].PkgName", "must be a string"},
         {"{\"VulnerabilityID\":\"C\",\"PkgName\":\"p\",\"FixedVersion\":[],\"Severity\":\"LOW\"}",
