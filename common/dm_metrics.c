@@ -91,6 +91,12 @@ static const struct {
                                 "Spooled records the replayer moved to the spool's "
                                 "dead-letter file: the join script refused them, or they "
                                 "cannot be read."},
+    [DM_M_K8S_SNAPSHOTS] = {"digestmap_k8s_snapshots_total",
+                            "Kubernetes cluster snapshots stored (k8s sources)."},
+    [DM_M_K8S_STALE] = {"digestmap_k8s_snapshots_stale_total",
+                        "Kubernetes snapshots ignored: older than the one stored for the cluster."},
+    [DM_M_K8S_WORKLOADS] = {"digestmap_k8s_workloads_total",
+                            "Workloads in the stored Kubernetes snapshots, summed over snapshots."},
 };
 
 static const struct {

@@ -49,6 +49,10 @@ typedef enum {
     DM_M_SPOOL_REPLAY_REFUSED, /**< spooled events refused at replay (token seen before) */
     DM_M_WAIT_SHORT,           /**< requests whose WAIT confirmed fewer than wait_replicas */
     DM_M_SPOOL_DEAD_LETTER,    /**< spooled records moved to the spool's dead-letter file */
+    /* Workloads (k8s sources, docs/workloads.md): */
+    DM_M_K8S_SNAPSHOTS, /**< cluster snapshots stored */
+    DM_M_K8S_STALE,     /**< snapshots ignored: older than the one stored */
+    DM_M_K8S_WORKLOADS, /**< workloads stored (per snapshot, summed) */
     DM_M_COUNT
 } dm_metric;
 

@@ -55,6 +55,8 @@ typedef struct dm_auth_entry {
     json_t *claims;           /**< allowlist object ({"claim": [values]}), or NULL; owned */
     int provider;             /**< dm_oidc_provider: how claims become a build identity */
     char *server_url;         /**< GitHub server for run URLs (GHES), or NULL for github.com */
+    bool replay; /**< "replay" (default true): a token's jti is accepted once; false for
+                      tokens reused by design (Kubernetes projected service-account tokens) */
 
     /* SNS only */
     char **topic_arns; /**< accepted TopicArn values */
@@ -75,7 +77,8 @@ typedef enum {
     DM_SRC_ACR = 0,
     DM_SRC_BUILD,
     DM_SRC_ECR,
-    DM_SRC_GAR
+    DM_SRC_GAR,
+    DM_SRC_K8S, /**< Kubernetes cluster snapshots (docs/workloads.md) */
 } dm_source_type;
 
 /** A request quota (sources[].rate): a token bucket per source and per credential. */
@@ -158,7 +161,15 @@ typedef struct dm_config {
         int sweep_interval_ms;          /**< default 1000: how often expired items are swept */
         int sweep_batch;                /**< default 256: items claimed per shard per sweep */
         bool report_untagged;           /**< default false: report untagged platform manifests */
+        int64_t findings_ttl_seconds;   /**< default mapping_ttl_seconds: findings and workloads
+                                             keys live this long after their last write */
     } correlation;
+
+    /** The k8s sources' derivation rules (docs/workloads.md). */
+    struct {
+        char **internal_ingress_classes; /**< ingress classes not reachable from the internet */
+        size_t ninternal_ingress_classes;
+    } k8s;
 
     struct {
         size_t max_body_bytes;    /**< default 1048576 */

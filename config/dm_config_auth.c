@@ -105,13 +105,13 @@ static int parse_oidc_claims(dm_cfg_loader *ld, const json_t *e, const char *pat
 }
 
 /* {"type": "oidc", "issuer", "audience", "jwks_file", "jwks_url", "jwks_refresh_seconds",
- *  "claims", "provider", "server_url"} */
+ *  "claims", "provider", "server_url", "replay"} */
 static int parse_oidc_entry(dm_cfg_loader *ld, const json_t *e, const char *path,
                             dm_auth_entry *out)
 {
     static const char *const keys[] = {
         "type",   "issuer",   "audience",   "jwks_file", "jwks_url", "jwks_refresh_seconds",
-        "claims", "provider", "server_url", NULL};
+        "claims", "provider", "server_url", "replay",    NULL};
     char pb[PATH_BUF];
     const char *issuer, *audience, *jwks_file, *jwks_url, *provider, *server_url;
     long long refresh;
@@ -139,6 +139,11 @@ static int parse_oidc_entry(dm_cfg_loader *ld, const json_t *e, const char *path
     if (!jwks_url && json_object_get(e, "jwks_refresh_seconds"))
         return dm_cfg_fail(ld, DM_EINVAL, dm_cfg_key_path(pb, path, "jwks_refresh_seconds"),
                            "only applies with \"jwks_url\"");
+    const json_t *replay = json_object_get(e, "replay");
+    if (replay && !json_is_boolean(replay))
+        return dm_cfg_fail(ld, DM_EINVAL, dm_cfg_key_path(pb, path, "replay"),
+                           "must be true or false");
+    out->replay = !replay || json_is_true(replay);
     if ((rc = dm_cfg_get_int(ld, e, path, "jwks_refresh_seconds", 60, 86400, 3600, &refresh)) < 0 ||
         (rc = parse_oidc_claims(ld, e, path, provider, out)) < 0)
         return rc;

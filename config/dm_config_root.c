@@ -18,8 +18,8 @@
 #define SECONDS_MAX     315360000LL
 
 /* Routes served by the daemon itself (README.md, "HTTP API"); a source must not shadow them. */
-static const char *const reserved_paths[] = {"/healthz", "/readyz", "/metrics", "/v1/mappings",
-                                             "/v1/events/stream"};
+static const char *const reserved_paths[] = {"/healthz",     "/readyz",           "/metrics",
+                                             "/v1/mappings", "/v1/events/stream", "/v1/exposure"};
 static const char *const reserved_prefixes[] = {"/v1/images/"};
 
 /*---- listen -----------------------------------------------------------------------------*/
@@ -155,10 +155,12 @@ static int parse_source(dm_cfg_loader *ld, const json_t *s, const char *path, dm
         out->type = DM_SRC_ECR;
     else if (strcmp(type, "gar") == 0)
         out->type = DM_SRC_GAR;
+    else if (strcmp(type, "k8s") == 0)
+        out->type = DM_SRC_K8S;
     else
         return dm_cfg_fail(ld, DM_EINVAL, pb,
-                           "unknown source type \"%s\" (expected \"acr\", \"ecr\", \"gar\" or "
-                           "\"build\")",
+                           "unknown source type \"%s\" (expected \"acr\", \"ecr\", \"gar\", "
+                           "\"build\" or \"k8s\")",
                            dm_cfg_show(type, sb));
 
     if ((rc = dm_cfg_get_str(ld, s, path, "path", true, &route)) < 0)
@@ -169,6 +171,7 @@ static int parse_source(dm_cfg_loader *ld, const json_t *s, const char *path, dm
         route = out->type == DM_SRC_ACR   ? "/v1/registry/acr"
                 : out->type == DM_SRC_ECR ? "/v1/registry/ecr"
                 : out->type == DM_SRC_GAR ? "/v1/registry/gar"
+                : out->type == DM_SRC_K8S ? "/v1/workloads"
                                           : "/v1/builds";
     out->path = dm_xstrdup(route);
     if ((rc = parse_rate(ld, s, path, &out->rate)) < 0 ||
@@ -217,8 +220,9 @@ static int parse_sources(dm_cfg_loader *ld, const json_t *root, dm_config *c)
 static int parse_correlation(dm_cfg_loader *ld, const json_t *root, dm_config *c)
 {
     static const char *const keys[] = {
-        "window_seconds",    "grace_seconds", "max_clock_skew_seconds", "mapping_ttl_seconds",
-        "sweep_interval_ms", "sweep_batch",   "report_untagged",        NULL};
+        "window_seconds",      "grace_seconds",        "max_clock_skew_seconds",
+        "mapping_ttl_seconds", "sweep_interval_ms",    "sweep_batch",
+        "report_untagged",     "findings_ttl_seconds", NULL};
     const json_t *o;
     long long v;
     int rc;
@@ -255,6 +259,43 @@ static int parse_correlation(dm_cfg_loader *ld, const json_t *root, dm_config *c
     if (ru && !json_is_boolean(ru))
         return dm_cfg_fail(ld, DM_EINVAL, "correlation.report_untagged", "must be true or false");
     c->correlation.report_untagged = ru && json_is_true(ru);
+    if ((rc = dm_cfg_get_int(ld, o, p, "findings_ttl_seconds", 1, SECONDS_MAX,
+                             c->correlation.mapping_ttl_seconds, &v)) < 0)
+        return rc;
+    c->correlation.findings_ttl_seconds = v;
+    return DM_OK;
+}
+
+/* k8s: {"internal_ingress_classes": ["nginx-internal", …]} (docs/workloads.md, "Exposure"). */
+static int parse_k8s(dm_cfg_loader *ld, const json_t *root, dm_config *c)
+{
+    static const char *const keys[] = {"internal_ingress_classes", NULL};
+    const json_t *o;
+    int rc;
+
+    if ((rc = dm_cfg_get_obj(ld, root, "", "k8s", &o)) < 0 || !o)
+        return rc < 0 ? rc : DM_OK;
+    if ((rc = dm_cfg_check_keys(ld, o, "k8s", keys)) < 0)
+        return rc;
+    const json_t *a = json_object_get(o, "internal_ingress_classes");
+    if (!a)
+        return DM_OK;
+    if (!json_is_array(a))
+        return dm_cfg_fail(ld, DM_EINVAL, "k8s.internal_ingress_classes",
+                           "must be an array of ingress class names");
+    c->k8s.internal_ingress_classes = dm_xcalloc(json_array_size(a) + 1, sizeof(char *));
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        const char *name = json_string_value(json_array_get(a, i));
+        /* An ingress class name is a Kubernetes object name: 1..253 of [a-z0-9.-]. */
+        if (!name || !*name || strlen(name) > 253 ||
+            strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789.-") != strlen(name)) {
+            char pb[PATH_BUF];
+            return dm_cfg_fail(ld, DM_EINVAL,
+                               dm_cfg_pathf(pb, "k8s.internal_ingress_classes[%zu]", i),
+                               "must be an ingress class name (1..253 of a-z, 0-9, '.', '-')");
+        }
+        c->k8s.internal_ingress_classes[c->k8s.ninternal_ingress_classes++] = dm_xstrdup(name);
+    }
     return DM_OK;
 }
 
@@ -378,7 +419,7 @@ static int parse_root(dm_cfg_loader *ld, const json_t *root, dm_config *c)
 {
     static const char *const keys[] = {"listen",  "workers",     "data_dir", "log_level", "tls",
                                        "redis",   "correlation", "limits",   "sources",   "api",
-                                       "outputs", "spool",       NULL};
+                                       "outputs", "spool",       "k8s",      NULL};
     const char *s;
     long long v;
     dm_log_level lvl;
@@ -408,7 +449,7 @@ static int parse_root(dm_cfg_loader *ld, const json_t *root, dm_config *c)
     if ((rc = dm_cfg_parse_redis(ld, root, c)) < 0 || (rc = parse_correlation(ld, root, c)) < 0 ||
         (rc = parse_limits(ld, root, c)) < 0 || (rc = parse_sources(ld, root, c)) < 0 ||
         (rc = parse_api(ld, root, c)) < 0 || (rc = dm_cfg_parse_outputs(ld, root, c)) < 0 ||
-        (rc = dm_cfg_parse_spool(ld, root, c)) < 0)
+        (rc = dm_cfg_parse_spool(ld, root, c)) < 0 || (rc = parse_k8s(ld, root, c)) < 0)
         return rc;
     return DM_OK;
 }
@@ -515,5 +556,8 @@ void dm_config_free(dm_config *c)
     dm_cfg_free_auth_list(&c->api_auth);
     dm_cfg_free_outputs(c);
     dm_cfg_free_spool(c);
+    for (size_t i = 0; i < c->k8s.ninternal_ingress_classes; i++)
+        free(c->k8s.internal_ingress_classes[i]);
+    free(c->k8s.internal_ingress_classes);
     free(c);
 }

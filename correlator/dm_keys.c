@@ -61,6 +61,29 @@ size_t dm_key_reported(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned sha
     return digest_key(buf, prefix, shard, "u", digest);
 }
 
+size_t dm_key_workloads(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shard,
+                        const char *digest)
+{
+    return digest_key(buf, prefix, shard, "w", digest);
+}
+
+size_t dm_key_exposure(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shard,
+                       const char *exposure)
+{
+    return digest_key(buf, prefix, shard, "xw", exposure);
+}
+
+char *dm_key_cluster_inventory(const char *prefix, unsigned shard, const char *cluster, size_t *len)
+{
+    char base[DM_KEY_BUFLEN];
+    size_t blen = dm_key_shard_base(base, prefix, shard);
+    size_t n = blen + strlen("wc:") + strlen(cluster);
+    char *key = dm_xmalloc(n + 1);
+    snprintf(key, n + 1, "%swc:%s", base, cluster);
+    *len = n;
+    return key;
+}
+
 size_t dm_key_due(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shard)
 {
     return shard_key(buf, prefix, shard, "due");

@@ -39,6 +39,10 @@ size_t dm_key_deletes(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shar
 /** Hash "u": what was reported unmatched (lua/sweep_report.lua). */
 size_t dm_key_reported(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shard,
                        const char *digest);
+/** Hash "w": "<cluster>/<namespace>/<kind>/<name>" -> workload JSON, every workload running
+ * the digest (lua/workloads.lua, docs/workloads.md). */
+size_t dm_key_workloads(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shard,
+                        const char *digest);
 
 /*---- one shard's keys: "<prefix>:{<shard>}:<kind>" ----*/
 
@@ -53,6 +57,20 @@ size_t dm_key_dead(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shard);
 /** "<prefix>:{<shard>}:", what every key of the shard starts with (scripts that name keys of
  * their own, such as mappings.lua, get it). */
 size_t dm_key_shard_base(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shard);
+
+/** Sorted set "xw:<exposure>" (score 0): "<cluster>/<namespace>/<kind>/<name>|<digest>" for
+ * every workload of that exposure ("internet", "node", "cluster") running a digest of the
+ * shard: the GET /v1/exposure index (lua/workloads.lua). */
+size_t dm_key_exposure(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shard,
+                       const char *exposure);
+/**
+ * Hash "wc:<cluster>": the part of a cluster's inventory whose digests are in the shard:
+ * "<namespace>/<kind>/<name>" -> JSON array of its digests in the shard, and "\t" -> taken_at
+ * (ms) of the snapshot stored. A cluster name is up to 128 bytes, so the name is malloc'd (the
+ * caller frees it); @p len gets its length.
+ */
+char *dm_key_cluster_inventory(const char *prefix, unsigned shard, const char *cluster,
+                               size_t *len);
 
 /** The three query indexes park.lua writes (one sorted set per shard and name). */
 typedef enum {

@@ -17,6 +17,8 @@ enum {
     DM_SCRIPT_TRIM,         /**< trim.lua: trim an output stream, sparing protected groups */
     DM_SCRIPT_SINK_DEAD,    /**< sink_dead.lua: dead-letter a record and acknowledge it */
     DM_SCRIPT_SINK_PRUNE,   /**< sink_prune.lua: remove a sink group's stale consumers */
+    DM_SCRIPT_WORKLOADS,    /**< workloads.lua: one shard's part of a cluster snapshot */
+    DM_SCRIPT_EXPOSURE,     /**< exposure.lua: one page of an exposure index (GET /v1/exposure) */
     DM_SCRIPT_COUNT
 };
 

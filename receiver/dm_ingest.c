@@ -375,7 +375,8 @@ static void on_jti(int err, redisReply *rep, void *arg)
 /* The replay marker of a token with a jti: its key, and how long it is kept (until the token
  * could no longer be accepted anyway: exp + leeway, but never more than a day). A numeric jti
  * counts as well as a string (dm_jwt_jti_text). */
-static int replay_marker(ingest *in, const json_t *claims)
+int dm_ingest_replay_marker(const dm_app *app, const json_t *claims, char key[DM_KEY_BUFLEN],
+                            int64_t *pxat)
 {
     const char *iss = json_string_value(json_object_get(claims, "iss"));
     json_t *exp = json_object_get(claims, "exp");
@@ -396,13 +397,27 @@ static int replay_marker(ingest *in, const json_t *claims)
     EVP_MD_CTX_free(ctx);
     for (size_t i = 0; i < sizeof md; i++)
         snprintf(hex + 2 * i, 3, "%02x", md[i]);
-    const dm_app *app = dm_worker_app(in->w);
-    dm_key_jti(in->jti_key, app->join.prefix, hex);
+    dm_key_jti(key, app->join.prefix, hex);
     /* In double first: a signed exp of 1e300 must not overflow. */
     double until_s = json_number_value(exp) + 60;
     double cap_s = (double)(dm_now_ms() / 1000) + 86400;
-    in->jti_pxat = (int64_t)(until_s < cap_s ? until_s : cap_s) * 1000;
+    *pxat = (int64_t)(until_s < cap_s ? until_s : cap_s) * 1000;
     return DM_OK;
+}
+
+bool dm_ingest_wants_replay_check(const dm_auth_outcome *auth)
+{
+    /* dm_auth refused a token whose jti is neither a string nor a number. */
+    json_t *jti = auth->claims ? json_object_get(auth->claims, "jti") : NULL;
+    return (json_is_string(jti) || json_is_number(jti)) &&
+           json_is_string(json_object_get(auth->claims, "iss")) &&
+           json_is_number(json_object_get(auth->claims, "exp")) &&
+           !(auth->entry && auth->entry->type == DM_AUTH_OIDC && !auth->entry->replay);
+}
+
+static int replay_marker(ingest *in, const json_t *claims)
+{
+    return dm_ingest_replay_marker(dm_worker_app(in->w), claims, in->jti_key, &in->jti_pxat);
 }
 
 /* Remember the token's jti until it expires, atomically (SET NX): a captured token cannot be
@@ -641,11 +656,7 @@ static void park(dm_worker *w, struct evhttp_request *req, size_t route, const c
         in->slots[i] = (event_slot){in, i};
     request_id(in->rid);
     snprintf(in->source, sizeof in->source, "%s", events->v[0].source);
-    /* dm_auth refused a token whose jti is neither a string nor a number. */
-    json_t *jti = auth->claims ? json_object_get(auth->claims, "jti") : NULL;
-    bool has_jti = (json_is_string(jti) || json_is_number(jti)) &&
-                   json_is_string(json_object_get(auth->claims, "iss")) &&
-                   json_is_number(json_object_get(auth->claims, "exp"));
+    bool has_jti = dm_ingest_wants_replay_check(auth);
     int rc = has_jti ? replay_marker(in, auth->claims) : DM_OK;
     dm_auth_outcome_dispose(auth);
     if (rc != DM_OK) {
@@ -678,6 +689,10 @@ void dm_ingest_handle(dm_worker *w, struct evhttp_request *req, const dm_route_m
         return;
     if (!within_quota(req, m->id, src, &auth))
         return;
+    if (src->type == DM_SRC_K8S) { /* a snapshot, not events: dm_ingest_k8s.c */
+        dm_ingest_k8s(w, req, m, body, len, &auth);
+        return;
+    }
     dm_event_list events = {0};
     if (!adapt(req, m->id, src, &auth, body, len, &events)) {
         dm_auth_outcome_dispose(&auth);

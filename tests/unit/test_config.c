@@ -600,6 +600,46 @@ static void test_oidc_entry(void **state)
     "'a', "
 #define OIDC_TAIL "}]}]}"
 
+/* k8s sources: the default path, "replay", the k8s section, findings_ttl_seconds. */
+static void test_k8s_keys(void **state)
+{
+    (void)state;
+    dm_config *c = load_ok("{'sources': [{'type': 'k8s', 'auth': [{'type': 'oidc', 'issuer': "
+                           "'https://i', 'audience': 'digestmap', 'jwks_url': 'https://i/jwks', "
+                           "'replay': false}, {'type': 'oidc', 'issuer': 'https://j', "
+                           "'audience': 'a', 'jwks_url': 'https://j/jwks'}]}],"
+                           " 'k8s': {'internal_ingress_classes': ['nginx-internal', 'int.a']},"
+                           " 'correlation': {'mapping_ttl_seconds': 86400}}");
+    assert_int_equal(c->sources[0].type, DM_SRC_K8S);
+    assert_string_equal(c->sources[0].path, "/v1/workloads");
+    assert_false(c->sources[0].auth.v[0].replay);
+    assert_true(c->sources[0].auth.v[1].replay);
+    assert_int_equal(c->k8s.ninternal_ingress_classes, 2);
+    assert_string_equal(c->k8s.internal_ingress_classes[1], "int.a");
+    assert_int_equal(c->correlation.findings_ttl_seconds, 86400); /* mapping_ttl_seconds */
+    dm_config_free(c);
+    c = load_ok("{" SRC_NONE ", 'correlation': {'findings_ttl_seconds': 60}}");
+    assert_int_equal(c->correlation.findings_ttl_seconds, 60);
+    assert_int_equal(c->k8s.ninternal_ingress_classes, 0);
+    dm_config_free(c);
+    EXPECT_ERR(OIDC_HEAD "'jwks_url': 'https://i/jwks', 'replay': 'no'" OIDC_TAIL,
+               "sources[0].auth[0].replay: must be true or false");
+    EXPECT_ERR("{'sources': [{'type': 'k8s', 'auth': [{'type': 'header', 'name': 'X', "
+               "'value': 'v', 'replay': false}]}]}",
+               "sources[0].auth[0]: unknown key \"replay\"");
+    EXPECT_ERR("{" SRC_NONE ", 'k8s': {'internal_ingress_class': []}}",
+               "k8s: unknown key \"internal_ingress_class\"");
+    EXPECT_ERR("{" SRC_NONE ", 'k8s': {'internal_ingress_classes': 'nginx'}}",
+               "k8s.internal_ingress_classes: must be an array of ingress class names");
+    EXPECT_ERR("{" SRC_NONE ", 'k8s': {'internal_ingress_classes': ['Nginx']}}",
+               "k8s.internal_ingress_classes[0]: must be an ingress class name (1..253 of a-z, "
+               "0-9, '.', '-')");
+    EXPECT_ERR("{" SRC_NONE ", 'correlation': {'findings_ttl_seconds': 0}}",
+               "correlation.findings_ttl_seconds: must be an integer between 1 and 315360000");
+    EXPECT_ERR("{'sources': [{'type': 'k8s', 'path': '/v1/exposure', 'auth': [{'type': 'none'}]}]}",
+               "sources[0].path: \"/v1/exposure\" is reserved for a built-in route");
+}
+
 static void test_oidc_jwks_url(void **state)
 {
     (void)state;
@@ -703,10 +743,9 @@ static void test_sources_errors(void **state)
     EXPECT_ERR("{'sources': {'type': 'acr'}}", "sources: must be a non-empty array");
     EXPECT_ERR("{'sources': ['acr']}", "sources[0]: must be an object");
     EXPECT_ERR("{'sources': [{'auth': [{'type': 'none'}]}]}", "sources[0]: \"type\" is required");
-    EXPECT_ERR(
-        "{'sources': [{'type': 'ghcr', 'auth': [{'type': 'none'}]}]}",
-        "sources[0].type: unknown source type \"ghcr\" (expected \"acr\", \"ecr\", \"gar\" or "
-        "\"build\")");
+    EXPECT_ERR("{'sources': [{'type': 'ghcr', 'auth': [{'type': 'none'}]}]}",
+               "sources[0].type: unknown source type \"ghcr\" (expected \"acr\", \"ecr\", \"gar\", "
+               "\"build\" or \"k8s\")");
     EXPECT_ERR("{'sources': [{'type': 7, 'auth': [{'type': 'none'}]}]}",
                "sources[0].type: must be a non-empty string");
     EXPECT_ERR("{'sources': [{'type': 'acr'}]}",
@@ -1747,19 +1786,33 @@ static void test_shipped_configs(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),        cmocka_unit_test(test_every_key),
-        cmocka_unit_test(test_listen),          cmocka_unit_test(test_scalars),
-        cmocka_unit_test(test_unknown_keys),    cmocka_unit_test(test_unsupported),
-        cmocka_unit_test(test_oidc_entry),      cmocka_unit_test(test_oidc_jwks_url),
-        cmocka_unit_test(test_sources_errors),  cmocka_unit_test(test_paths),
-        cmocka_unit_test(test_auth_entries),    cmocka_unit_test(test_env_secrets),
-        cmocka_unit_test(test_file_secrets),    cmocka_unit_test(test_redis_urls),
-        cmocka_unit_test(test_redis_cluster),   cmocka_unit_test(test_redis_password),
-        cmocka_unit_test(test_redis_other),     cmocka_unit_test(test_correlation),
-        cmocka_unit_test(test_limits_outputs),  cmocka_unit_test(test_api),
-        cmocka_unit_test(test_sns_entry),       cmocka_unit_test(test_webhooks),
-        cmocka_unit_test(test_json_errors),     cmocka_unit_test(test_load_file),
-        cmocka_unit_test(test_shipped_configs), cmocka_unit_test(test_optional_secrets),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_every_key),
+        cmocka_unit_test(test_listen),
+        cmocka_unit_test(test_scalars),
+        cmocka_unit_test(test_unknown_keys),
+        cmocka_unit_test(test_unsupported),
+        cmocka_unit_test(test_oidc_entry),
+        cmocka_unit_test(test_oidc_jwks_url),
+        cmocka_unit_test(test_k8s_keys),
+        cmocka_unit_test(test_sources_errors),
+        cmocka_unit_test(test_paths),
+        cmocka_unit_test(test_auth_entries),
+        cmocka_unit_test(test_env_secrets),
+        cmocka_unit_test(test_file_secrets),
+        cmocka_unit_test(test_redis_urls),
+        cmocka_unit_test(test_redis_cluster),
+        cmocka_unit_test(test_redis_password),
+        cmocka_unit_test(test_redis_other),
+        cmocka_unit_test(test_correlation),
+        cmocka_unit_test(test_limits_outputs),
+        cmocka_unit_test(test_api),
+        cmocka_unit_test(test_sns_entry),
+        cmocka_unit_test(test_webhooks),
+        cmocka_unit_test(test_json_errors),
+        cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_shipped_configs),
+        cmocka_unit_test(test_optional_secrets),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
