@@ -1,5 +1,6 @@
 #include "dm_common.h"
 #include "dm_query.h"
+#include "dm_exposure.h"
 #include "dm_log.h"
 #include "dm_keys.h"
 #include "dm_scripts.h"
@@ -48,23 +49,45 @@ static bool is_array_text(const redisReply *e)
 
 static bool is_lower_hex(const char *s, size_t n);
 
+bool dm_query_findings_key_valid(const char *key, size_t len)
+{
+    if (len < 5 || len > DM_FINDINGS_KEY_MAX || key[0] < '0' || key[0] > '4' || key[1] != '\x1f')
+        return false;
+    size_t seps = 0;
+    for (size_t i = 1; i < len; i++)
+        seps += key[i] == '\x1f';
+    return seps >= 3 && memchr(key, '\0', len) == NULL;
+}
+
+/* What is known with no findings stored: every count zero. */
+#define EMPTY_SUMMARY \
+    "{\"critical\":0,\"high\":0,\"medium\":0,\"low\":0,\"unknown\":0,\"by_scanner\":{}}"
+
 char *dm_query_image_answer(const char *digest, const redisReply *rep, int *status)
 {
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 6)
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 11)
         return NULL;
     bool found = false;
-    for (size_t i = 0; i < 4; i++) {
-        if (!is_array_text(rep->element[i]))
+    static const size_t arrays[] = {0, 1, 2, 3, 7, 10};
+    for (size_t i = 0; i < DM_ARRAY_LEN(arrays); i++) {
+        if (!is_array_text(rep->element[arrays[i]]))
             return NULL;
-        found = found || rep->element[i]->len > 2;
+        found = found || rep->element[arrays[i]]->len > 2;
     }
     const redisReply *next = rep->element[4], *total = rep->element[5];
+    const redisReply *summary = rep->element[6], *fnext = rep->element[8],
+                     *ftotal = rep->element[9];
     if (next->type != REDIS_REPLY_STRING ||
         (next->len != 0 && (next->len != DM_EDGE_ID_LEN || !is_lower_hex(next->str, next->len))) ||
-        total->type != REDIS_REPLY_INTEGER)
+        total->type != REDIS_REPLY_INTEGER || summary->type != REDIS_REPLY_STRING ||
+        (summary->len != 0 && !(summary->str[0] == '{' && summary->str[summary->len - 1] == '}')) ||
+        fnext->type != REDIS_REPLY_STRING ||
+        (fnext->len != 0 && !dm_query_findings_key_valid(fnext->str, fnext->len)) ||
+        ftotal->type != REDIS_REPLY_INTEGER)
         return NULL;
-    /* A page past the last mapping (they expired meanwhile) is still about a known digest. */
-    found = found || total->integer > 0;
+    /* A page past the last mapping (they expired meanwhile) is still about a known digest; so
+     * is one known only by its findings or workloads. */
+    found = found || total->integer > 0 || summary->len > 0 || ftotal->integer > 0;
     answer_text t = {0};
     answer_adds(&t, "{\"digest\":\"");
     answer_adds(&t, digest); /* valid, so nothing in it needs escaping */
@@ -87,11 +110,39 @@ char *dm_query_image_answer(const char *digest, const redisReply *rep, int *stat
         answer_adds(&t, names[i - 1]);
         answer_add(&t, rep->element[i]->str, rep->element[i]->len);
     }
+    answer_adds(&t, ",\"findings\":{\"summary\":");
+    if (summary->len)
+        answer_add(&t, summary->str, summary->len);
+    else
+        answer_adds(&t, EMPTY_SUMMARY);
+    answer_adds(&t, ",\"items\":");
+    answer_add(&t, rep->element[7]->str, rep->element[7]->len);
+    answer_adds(&t, ",\"next_cursor\":");
+    if (fnext->len) {
+        char *c = dm_cursor_encode(fnext->str, fnext->len); /* base64url */
+        answer_adds(&t, "\"");
+        answer_adds(&t, c);
+        answer_adds(&t, "\"");
+        free(c);
+    } else {
+        answer_adds(&t, "null");
+    }
+    answer_adds(&t, "},\"workloads\":");
+    answer_add(&t, rep->element[10]->str, rep->element[10]->len);
     /* A 404 is an error answer ({"error": …}, like every other) and still the document's
      * shape, so a client can read either. */
     answer_adds(&t, found ? "}" : ",\"error\":\"nothing is known about this digest\"}");
     *status = found ? 200 : 404;
     return t.s;
+}
+
+/* The findings keys "f" and "fs" of a digest (README.md "Redis layout"; named in dm_keys.h by
+ * their writer, the findings ingest). */
+static size_t digest_key_of(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shard,
+                            const char *kind, const char *digest)
+{
+    int n = snprintf(buf, DM_KEY_BUFLEN, "%s:{%u}:%s:%s", prefix, shard, kind, digest);
+    return n < 0 ? 0 : (size_t)n < DM_KEY_BUFLEN ? (size_t)n : DM_KEY_BUFLEN - 1;
 }
 
 static void on_query(int err, redisReply *rep, void *arg)
@@ -118,24 +169,31 @@ int dm_query_image(dm_redis *r, const dm_join_conf *conf, const dm_image_query *
                    void *arg)
 {
     /* The KEYS and ARGV of query.lua, in its order. */
-    char keys[5][DM_KEY_BUFLEN], limit[16];
+    char keys[8][DM_KEY_BUFLEN], limit[16], flimit[16];
     const char *digest = iq->digest;
-    size_t lens[7];
+    size_t lens[12];
     unsigned shard = dm_digest_shard(digest, conf->shards);
     lens[0] = dm_key_pushes(keys[0], conf->prefix, shard, digest);
     lens[1] = dm_key_builds(keys[1], conf->prefix, shard, digest);
     lens[2] = dm_key_mappings(keys[2], conf->prefix, shard, digest);
     lens[3] = dm_key_deletes(keys[3], conf->prefix, shard, digest);
     lens[4] = dm_key_mapping_ids(keys[4], conf->prefix, shard, digest);
+    lens[5] = digest_key_of(keys[5], conf->prefix, shard, "f", digest);
+    lens[6] = digest_key_of(keys[6], conf->prefix, shard, "fs", digest);
+    lens[7] = dm_key_workloads(keys[7], conf->prefix, shard, digest);
     snprintf(limit, sizeof limit, "%u", iq->limit);
-    lens[5] = strlen(limit);
-    lens[6] = strlen(iq->after);
-    const char *argv[7] = {keys[0], keys[1], keys[2], keys[3], keys[4], limit, iq->after};
+    snprintf(flimit, sizeof flimit, "%u", iq->findings_limit);
+    lens[8] = strlen(limit);
+    lens[9] = strlen(iq->after);
+    lens[10] = strlen(flimit);
+    lens[11] = strlen(iq->findings_after);
+    const char *argv[12] = {keys[0], keys[1], keys[2], keys[3],   keys[4], keys[5],
+                            keys[6], keys[7], limit,   iq->after, flimit,  iq->findings_after};
     query_ctx *q = dm_xcalloc(1, sizeof *q);
     q->cb = cb;
     q->arg = arg;
     snprintf(q->digest, sizeof q->digest, "%s", digest);
-    int rc = dm_redis_eval(r, DM_SCRIPT_QUERY, on_query, q, 5, 7, argv, lens);
+    int rc = dm_redis_eval(r, DM_SCRIPT_QUERY, on_query, q, 8, 12, argv, lens);
     if (rc != DM_OK)
         free(q);
     return rc;

@@ -23,13 +23,23 @@ typedef void (*dm_query_cb)(int err, int status, char *body, void *arg);
 /** An image cursor: the unpadded base64url text of the edge id's 20 bytes. */
 #define DM_IMAGE_CURSOR_LEN    27
 
+/** Longest sort key of a finding a findings_cursor may stand for (lua/query.lua). */
+#define DM_FINDINGS_KEY_MAX 4096
+
 /** One page of what is known about one digest. */
 typedef struct dm_image_query {
     char digest[DM_DIGEST_BUFLEN]; /**< valid (dm_digest_valid) */
     unsigned limit;                /**< mappings per page, 1..DM_IMAGE_MAX_LIMIT */
     /** Start strictly after this edge id (a decoded cursor), "" = from the first. */
     char after[DM_EDGE_ID_LEN + 1];
+    unsigned findings_limit; /**< findings per page, 1..DM_IMAGE_MAX_LIMIT */
+    /** Start strictly after this finding sort key (a decoded findings_cursor), "" = first. */
+    char findings_after[DM_FINDINGS_KEY_MAX + 1];
 } dm_image_query;
+
+/** Whether @p key (@p len bytes, a decoded findings_cursor) has the form of a finding's sort
+ *  key: "<rank 0..4>\x1f<id>\x1f<package>\x1f<scanner>". */
+bool dm_query_findings_key_valid(const char *key, size_t len);
 
 /** Encode edge id @p id (DM_EDGE_ID_LEN lowercase hex digits) as a cursor into @p out. */
 void dm_query_image_cursor_encode(const char *id, char out[DM_IMAGE_CURSOR_LEN + 1]);
@@ -42,10 +52,12 @@ bool dm_query_image_cursor_decode(const char *text, size_t len, char id[DM_EDGE_
 
 /**
  * One page of @p q->digest: {"digest", "mappings", "next_cursor", "pending": {"registry",
- * "build"}, "deleted"} (README.md "Query API"): at most q->limit mappings in edge-id order
- * after q->after, next_cursor null on the last page; the pending and delete lists whole on
- * every page (the per-digest bounds keep them small). Plus "error" with status 404 when
- * nothing at all is known. Returns as dm_redis_eval.
+ * "build"}, "deleted", "findings": {"summary", "items", "next_cursor"}, "workloads"}
+ * (README.md "Query API"): at most q->limit mappings in edge-id order after q->after,
+ * next_cursor null on the last page; at most q->findings_limit findings after
+ * q->findings_after (most severe first); the pending, delete and workload lists whole on every
+ * page (the per-digest bounds keep them small). Plus "error" with status 404 when nothing at
+ * all is known. Returns as dm_redis_eval.
  */
 int dm_query_image(dm_redis *r, const dm_join_conf *conf, const dm_image_query *q, dm_query_cb cb,
                    void *arg);
@@ -53,9 +65,11 @@ int dm_query_image(dm_redis *r, const dm_join_conf *conf, const dm_image_query *
 /**
  * The answer of dm_query_image from lua/query.lua's reply @p rep (borrowed): four texts of
  * JSON arrays, already in their final form (C never reads the stored form), which this only
- * places into the document, the next page's edge id ("" on the last page) and the number of
- * stored mappings. Returns the body (malloc'd) with @p status 200 or 404, or NULL when @p rep
- * is not that shape. No I/O.
+ * places into the document, the next page's edge id ("" on the last page), the number of
+ * stored mappings, the findings summary ("" when none), the findings page (a JSON array), its
+ * next sort key ("" on the last page), the number of findings and the workloads (a JSON
+ * array). Returns the body (malloc'd) with @p status 200 or 404, or NULL when @p rep is not
+ * that shape. No I/O.
  */
 char *dm_query_image_answer(const char *digest, const struct redisReply *rep, int *status);
 

@@ -115,15 +115,21 @@ static int split_query(const char *query, struct evkeyvalq *kv, dm_error *err)
     return DM_OK;
 }
 
-/* A limit parameter's value: 1..@p max. */
-static int parse_limit(const char *s, unsigned max, unsigned *out, dm_error *err)
+/* A limit parameter's value (parameter @p name): 1..@p max. */
+static int parse_limit_named(const char *name, const char *s, unsigned max, unsigned *out,
+                             dm_error *err)
 {
     size_t n = strspn(s, "0123456789");
     long v = (n == strlen(s) && n <= 3) ? strtol(s, NULL, 10) : -1;
     if (v < 1 || v > (long)max)
-        return dm_error_set(err, "limit", "must be an integer from 1 to %u", max);
+        return dm_error_set(err, name, "must be an integer from 1 to %u", max);
     *out = (unsigned)v;
     return DM_OK;
+}
+
+static int parse_limit(const char *s, unsigned max, unsigned *out, dm_error *err)
+{
+    return parse_limit_named("limit", s, max, out, err);
 }
 
 /* Exactly one question is asked, and its names are UTF-8. */
@@ -212,19 +218,84 @@ int dm_api_parse_mappings(const char *query, dm_mappings_query *q, dm_error *err
 
 int dm_api_parse_image(const char *query, dm_image_query *q, dm_error *err)
 {
-    static const char *const names[] = {"limit", "cursor"};
+    static const char *const names[] = {"limit", "cursor", "findings_limit", "findings_cursor"};
     q->limit = DM_IMAGE_DEFAULT_LIMIT;
     q->after[0] = '\0';
+    q->findings_limit = DM_IMAGE_DEFAULT_LIMIT;
+    q->findings_after[0] = '\0';
     struct evkeyvalq kv;
     TAILQ_INIT(&kv);
-    const char *val[2] = {NULL, NULL};
+    const char *val[4] = {NULL, NULL, NULL, NULL};
+    size_t n;
     int rc = split_query(query, &kv, err);
     if (rc == DM_OK)
-        rc = collect_params(&kv, names, 2, val, err);
+        rc = collect_params(&kv, names, 4, val, err);
     if (rc == DM_OK && val[0])
         rc = parse_limit(val[0], DM_IMAGE_MAX_LIMIT, &q->limit, err);
     if (rc == DM_OK && val[1] && !dm_query_image_cursor_decode(val[1], strlen(val[1]), q->after))
         rc = dm_error_set(err, "cursor", "not a next_cursor returned by this API");
+    if (rc == DM_OK && val[2])
+        rc = parse_limit_named("findings_limit", val[2], DM_IMAGE_MAX_LIMIT, &q->findings_limit,
+                               err);
+    if (rc == DM_OK && val[3] &&
+        !(dm_cursor_decode(val[3], strlen(val[3]), q->findings_after, DM_FINDINGS_KEY_MAX, &n) &&
+          dm_query_findings_key_valid(q->findings_after, n))) {
+        q->findings_after[0] = '\0';
+        rc =
+            dm_error_set(err, "findings_cursor", "not a findings.next_cursor returned by this API");
+    }
+    evhttp_clear_headers(&kv);
+    return rc;
+}
+
+/* @p s is one of @p n @p names: its index, or -1. */
+static int one_of(const char *s, const char *const *names, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (strcmp(s, names[i]) == 0)
+            return i;
+    }
+    return -1;
+}
+
+int dm_api_parse_exposure(const char *query, dm_exposure_query *q, dm_error *err)
+{
+    static const char *const names[] = {"exposure", "min_severity", "limit", "cursor"};
+    static const char *const levels[] = {"internet", "node", "cluster"};
+    static const char *const severities[] = {"critical", "high", "medium", "low", "unknown"};
+    memset(q, 0, sizeof *q);
+    q->exposure = "internet";
+    q->min_severity = "high";
+    q->min_rank = 1;
+    q->limit = DM_EXPOSURE_DEFAULT_LIMIT;
+    struct evkeyvalq kv;
+    TAILQ_INIT(&kv);
+    const char *val[4] = {NULL, NULL, NULL, NULL};
+    size_t n;
+    int i, rc = split_query(query, &kv, err);
+    if (rc == DM_OK)
+        rc = collect_params(&kv, names, 4, val, err);
+    if (rc == DM_OK && val[0]) {
+        if ((i = one_of(val[0], levels, 3)) < 0)
+            rc = dm_error_set(err, "exposure", "must be internet, node or cluster");
+        else
+            q->exposure = levels[i];
+    }
+    if (rc == DM_OK && val[1]) {
+        if ((i = one_of(val[1], severities, 5)) < 0)
+            rc =
+                dm_error_set(err, "min_severity", "must be critical, high, medium, low or unknown");
+        else
+            q->min_severity = severities[i], q->min_rank = i;
+    }
+    if (rc == DM_OK && val[2])
+        rc = parse_limit(val[2], DM_EXPOSURE_MAX_LIMIT, &q->limit, err);
+    if (rc == DM_OK && val[3] &&
+        !(dm_cursor_decode(val[3], strlen(val[3]), q->after, DM_WORKLOAD_KEY_MAX, &n) &&
+          dm_exposure_key_valid(q->after, n))) {
+        q->after[0] = '\0';
+        rc = dm_error_set(err, "cursor", "not a next_cursor returned by this API");
+    }
     evhttp_clear_headers(&kv);
     return rc;
 }
@@ -341,6 +412,23 @@ void dm_api_mappings(dm_worker *w, struct evhttp_request *req, const dm_route_ma
     if (a)
         api_req_submitted(
             a, dm_query_mappings(dm_worker_redis(w), &dm_worker_app(w)->join, &q, on_answer, a));
+}
+
+void dm_api_exposure(dm_worker *w, struct evhttp_request *req, const dm_route_match *m)
+{
+    if (!dm_access_api(dm_worker_app(w)->conf, dm_worker_app(w)->trust, req, m->id, m->name))
+        return;
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    dm_exposure_query q;
+    dm_error err = {0};
+    if (dm_api_parse_exposure(query, &q, &err) != DM_OK) {
+        refuse_params(req, m, &err);
+        return;
+    }
+    api_req *a = api_req_new(w, req, m);
+    if (a)
+        api_req_submitted(
+            a, dm_query_exposure(dm_worker_redis(w), &dm_worker_app(w)->join, &q, on_answer, a));
 }
 
 void dm_api_events(dm_worker *w, struct evhttp_request *req, const dm_route_match *m)

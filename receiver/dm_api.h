@@ -7,6 +7,7 @@
 #ifndef DM_RECEIVER_DM_API_H
 #define DM_RECEIVER_DM_API_H
 
+#include "dm_exposure.h"
 #include "dm_query.h"
 #include "dm_worker.h"
 
@@ -15,6 +16,9 @@ void dm_api_image(dm_worker *w, struct evhttp_request *req, const dm_route_match
 
 /** GET /v1/mappings?repository=… | ?run=<provider>/<id> | ?registry=…&image_repository=… */
 void dm_api_mappings(dm_worker *w, struct evhttp_request *req, const dm_route_match *m);
+
+/** GET /v1/exposure?exposure=…&min_severity=…&limit=…&cursor=… (dm_exposure.h). */
+void dm_api_exposure(dm_worker *w, struct evhttp_request *req, const dm_route_match *m);
 
 /** GET (or HEAD) /v1/events/stream. */
 void dm_api_events(dm_worker *w, struct evhttp_request *req, const dm_route_match *m);
@@ -32,9 +36,18 @@ int dm_api_parse_mappings(const char *query, dm_mappings_query *q, dm_error *err
 /**
  * Parse and validate a GET /v1/images/<digest> query string (@p query may be NULL) into the
  * page of @p q (its digest is the caller's): limit 1..500 (default 100), cursor as returned by
- * a previous answer's next_cursor; nothing else. Returns DM_OK, or DM_EINVAL with @p err as
- * dm_api_parse_mappings.
+ * a previous answer's next_cursor; findings_limit 1..500 (default 100), findings_cursor as
+ * returned by a previous answer's findings.next_cursor; nothing else. Returns DM_OK, or
+ * DM_EINVAL with @p err as dm_api_parse_mappings.
  */
 int dm_api_parse_image(const char *query, dm_image_query *q, dm_error *err);
+
+/**
+ * Parse and validate a GET /v1/exposure query string (@p query may be NULL) into @p q:
+ * exposure internet (default), node or cluster; min_severity critical, high (default),
+ * medium, low or unknown; limit 1..500 (default 50); cursor as returned by a previous
+ * answer's next_cursor. Returns DM_OK, or DM_EINVAL with @p err as dm_api_parse_mappings.
+ */
+int dm_api_parse_exposure(const char *query, dm_exposure_query *q, dm_error *err);
 
 #endif

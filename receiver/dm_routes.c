@@ -23,6 +23,7 @@ static const dm_route builtin[] = {
     {"/metrics", false, DM_ROUTE_GET, dm_health_metrics, "/metrics", false},
     {"/v1/images/", true, DM_ROUTE_GET, dm_api_image, "/v1/images", true},
     {"/v1/mappings", false, DM_ROUTE_GET, dm_api_mappings, "/v1/mappings", true},
+    {"/v1/exposure", false, DM_ROUTE_GET, dm_api_exposure, "/v1/exposure", true},
     {"/v1/events/stream", false, DM_ROUTE_GET, dm_api_events, "/v1/events/stream", true},
 };
 

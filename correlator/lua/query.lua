@@ -4,12 +4,21 @@
 -- only the Lua side reads the stored form. Read-only (no-writes: it also runs when Redis is
 -- over maxmemory).
 --
--- KEYS: 1 r, 2 b, 3 m, 4 d, 5 mi (one digest's keys, see park.lua)
+-- KEYS: 1 r, 2 b, 3 m, 4 d, 5 mi (one digest's keys, see park.lua), 6 f (findings per scanner),
+--       7 fs (findings summary), 8 w (workloads): README.md "Redis layout"
 -- ARGV: 1 limit: mappings wanted (1..500), 2 the last edge id of the previous page ("" = from
---       the first)
--- Returns {mappings, pending pushes, pending builds, deletes, next, total}: the first four each
--- the text of a JSON array of the answer's objects ("[]" when there are none); next the last
--- edge id of this page when more follow, "" otherwise; total the number of stored mappings.
+--       the first), 3 findings wanted (1..500), 4 the sort key of the last finding of the
+--       previous page ("" = from the first)
+-- Returns {mappings, pending pushes, pending builds, deletes, next, total, summary, findings,
+-- findings next, findings total, workloads}: mappings, pending pushes, pending builds, deletes,
+-- findings and workloads each the text of a JSON array of the answer's objects ("[]" when
+-- there are none); next the last edge id of this page when more follow, "" otherwise; total
+-- the number of stored mappings; summary the stored summary ("" when none); findings next the
+-- sort key of the page's last finding when more follow, "" otherwise; findings total the
+-- number of findings stored.
+-- Findings are one item per (scanner, id, package), ordered by their sort key
+-- "<severity rank>\31<id>\31<package>\31<scanner>" (most severe first): stable across pages.
+-- Workloads are ordered by their field "<cluster>/<namespace>/<kind>/<name>".
 -- The mappings are one page in edge-id order, strictly after ARGV[2]: stable across pages (an
 -- id never moves) and every mapping stored throughout a walk is answered exactly once. The
 -- pending and delete lists are whole on every page: the per-digest bounds (park.lua) keep them
@@ -92,6 +101,71 @@ end
 
 local function array(list) return answer_text('[' .. table.concat(list, ',') .. ']') end
 
+local RANK = { critical = 0, high = 1, medium = 2, low = 3, unknown = 4 }
+local FINDING_KEYS = { 'installed', 'fixed', 'status', 'path' }
+
+-- Every stored finding of the digest with its sort key, sorted; fields "<scanner>#counts" hold
+-- counts only (they are in the summary's by_scanner).
+local function all_findings()
+  local out = {}
+  local f = redis.call('HGETALL', KEYS[6])
+  for i = 1, #f, 2 do
+    local scanner = f[i]
+    local ok, list = pcall(cjson.decode, f[i + 1])
+    if not string.find(scanner, '#', 1, true) and ok and type(list) == 'table' then
+      for _, x in ipairs(list) do
+        if type(x) == 'table' and is_str(x.id) and is_str(x.package) then
+          local sev = RANK[x.severity] and x.severity or 'unknown'
+          out[#out + 1] = { key = RANK[sev] .. '\31' .. x.id .. '\31' .. x.package .. '\31' .. scanner,
+                            sev = sev, x = x, scanner = scanner }
+        end
+      end
+    end
+  end
+  table.sort(out, function(a, b) return a.key < b.key end)
+  return out
+end
+
+local function enc_finding(e)
+  local parts = { '"id":' .. jstr(e.x.id), '"package":' .. jstr(e.x.package),
+                  '"severity":' .. jstr(e.sev) }
+  for _, k in ipairs(FINDING_KEYS) do
+    if is_str(e.x[k]) then parts[#parts + 1] = '"' .. k .. '":' .. jstr(e.x[k]) end
+  end
+  parts[#parts + 1] = '"scanner":' .. jstr(e.scanner)
+  return '{' .. table.concat(parts, ',') .. '}'
+end
+
+-- One page of findings strictly after sort key `after`: the items, the next key or "".
+local function findings_page(limit, after)
+  local all = all_findings()
+  local items, next_key, last = {}, '', ''
+  for _, e in ipairs(all) do
+    if e.key > after then
+      if #items == limit then
+        next_key = last
+        break
+      end
+      items[#items + 1] = enc_finding(e)
+      last = e.key
+    end
+  end
+  return items, next_key, #all
+end
+
+-- The workloads running the digest, in field order.
+local function workloads()
+  local all = redis.call('HGETALL', KEYS[8])
+  local fields = {}
+  for i = 1, #all, 2 do
+    if stored_doc(all[i + 1]) then fields[#fields + 1] = { all[i], all[i + 1] } end
+  end
+  table.sort(fields, function(a, b) return a[1] < b[1] end)
+  local out = {}
+  for i, f in ipairs(fields) do out[i] = f[2] end
+  return out
+end
+
 local limit = tonumber(ARGV[1])
 local total = redis.call('HLEN', KEYS[3])
 local ids = total > 0 and page_ids(limit, ARGV[2], total) or {}
@@ -102,6 +176,12 @@ if #ids > limit then
 end
 local mappings = #ids > 0 and redis.call('HMGET', KEYS[3], unpack(ids)) or {}
 
+local summary = redis.call('GET', KEYS[7])
+if not (summary and stored_doc(summary)) then summary = '' end
+local items, findings_next, findings_total = findings_page(tonumber(ARGV[3]), ARGV[4])
+
 return { array(documents(mappings)), array(pending(KEYS[1], pending_push)),
          array(pending(KEYS[2], function(_, b) return pending_build(b) end)),
-         array(documents(redis.call('HVALS', KEYS[4]))), next_id, total }
+         array(documents(redis.call('HVALS', KEYS[4]))), next_id, total,
+         answer_text(summary), array(items), findings_next, findings_total,
+         array(workloads()) }

@@ -142,8 +142,8 @@ static void test_cursor_invalid(void **state)
 
 /* A reply of query.lua (or something else): strings and integers as hiredis builds them. */
 typedef struct fake_reply {
-    redisReply top, items[6];
-    redisReply *ptrs[6];
+    redisReply top, items[11];
+    redisReply *ptrs[11];
 } fake_reply;
 
 static const redisReply *fake(fake_reply *f, size_t n, const char *const *strs)
@@ -166,15 +166,30 @@ static const redisReply *fake(fake_reply *f, size_t n, const char *const *strs)
     return &f->top;
 }
 
-/* query.lua's reply: four list texts, the next page's edge id and the number of mappings. */
+/* query.lua's reply: four list texts, the next page's edge id, the number of mappings, and
+ * the findings and workloads parts (summary, items, next key, total, workloads). */
+static const redisReply *image_rep_full(fake_reply *f, const char *const pieces[4],
+                                        const char *next, long long total, const char *summary,
+                                        const char *items, const char *fnext, long long ftotal,
+                                        const char *workloads)
+{
+    const char *strs[11] = {pieces[0], pieces[1], pieces[2], pieces[3], next,     NULL,
+                            summary,   items,     fnext,     NULL,      workloads};
+    fake(f, 11, strs);
+    f->items[5].integer = total;
+    f->items[9].integer = ftotal;
+    return &f->top;
+}
+
 static const redisReply *image_rep(fake_reply *f, const char *const pieces[4], const char *next,
                                    long long total)
 {
-    const char *strs[6] = {pieces[0], pieces[1], pieces[2], pieces[3], next, NULL};
-    fake(f, 6, strs);
-    f->items[5].integer = total;
-    return &f->top;
+    return image_rep_full(f, pieces, next, total, "", "[]", "", 0, "[]");
 }
+
+#define NO_FINDINGS                                                                 \
+    ",\"findings\":{\"summary\":{\"critical\":0,\"high\":0,\"medium\":0,\"low\":0," \
+    "\"unknown\":0,\"by_scanner\":{}},\"items\":[],\"next_cursor\":null},\"workloads\":[]"
 
 static void image_answer_is(const char *const pieces[4], const char *next, long long total,
                             int want_status, const char *want)
@@ -198,14 +213,14 @@ static void test_image_answer(void **state)
                     "{\"digest\":\"" DIGEST "\",\"mappings\":[{\"digest\":\"m\"}],"
                     "\"next_cursor\":null,"
                     "\"pending\":{\"registry\":[{\"registry\":\"r\"},{\"x\":1}],\"build\":[]},"
-                    "\"deleted\":[{\"image\":{\"deleted_at\":\"t\"}}]}");
+                    "\"deleted\":[{\"image\":{\"deleted_at\":\"t\"}}]" NO_FINDINGS "}");
     /* more pages: the cursor of the page's last edge id */
-    char c[DM_IMAGE_CURSOR_LEN + 1], want[512];
+    char c[DM_IMAGE_CURSOR_LEN + 1], want[1024];
     dm_query_image_cursor_encode(HEX40, c);
     snprintf(want, sizeof want,
              "{\"digest\":\"" DIGEST "\",\"mappings\":[{\"digest\":\"m\"}],\"next_cursor\":\"%s\","
              "\"pending\":{\"registry\":[{\"registry\":\"r\"},{\"x\":1}],\"build\":[]},"
-             "\"deleted\":[{\"image\":{\"deleted_at\":\"t\"}}]}",
+             "\"deleted\":[{\"image\":{\"deleted_at\":\"t\"}}]" NO_FINDINGS "}",
              c);
     image_answer_is(found, HEX40, 9, 200, want);
     /* any one list is enough for a 200 */
@@ -223,12 +238,71 @@ static void test_image_answer(void **state)
     const char *const none[4] = {"[]", "[]", "[]", "[]"};
     image_answer_is(none, "", 3, 200,
                     "{\"digest\":\"" DIGEST "\",\"mappings\":[],\"next_cursor\":null,"
-                    "\"pending\":{\"registry\":[],\"build\":[]},\"deleted\":[]}");
+                    "\"pending\":{\"registry\":[],\"build\":[]},\"deleted\":[]" NO_FINDINGS "}");
     /* nothing known: the same document, every list empty, with an error */
     image_answer_is(none, "", 0, 404,
                     "{\"digest\":\"" DIGEST "\",\"mappings\":[],\"next_cursor\":null,"
-                    "\"pending\":{\"registry\":[],\"build\":[]},\"deleted\":[],"
-                    "\"error\":\"nothing is known about this digest\"}");
+                    "\"pending\":{\"registry\":[],\"build\":[]},\"deleted\":[]" NO_FINDINGS
+                    ",\"error\":\"nothing is known about this digest\"}");
+}
+
+/* A digest known only by its findings or its workloads is known: 200. */
+static void test_image_answer_findings_workloads(void **state)
+{
+    (void)state;
+    const char *const none[4] = {"[]", "[]", "[]", "[]"};
+    const char *sum = "{\"critical\":1,\"high\":0,\"medium\":0,\"low\":0,\"unknown\":0,"
+                      "\"by_scanner\":{\"trivy\":{\"critical\":1}}}";
+    const char *item = "[{\"id\":\"CVE-1\",\"package\":\"p\",\"severity\":\"critical\","
+                       "\"scanner\":\"trivy\"}]";
+    const char *key = "0\x1f"
+                      "CVE-1\x1fp\x1ftrivy";
+    fake_reply f;
+    int status = 0;
+    char *body = dm_query_image_answer(
+        DIGEST, image_rep_full(&f, none, "", 0, sum, item, key, 2, "[]"), &status);
+    assert_int_equal(status, 200);
+    char *c = dm_cursor_encode(key, strlen(key)), want[1024];
+    snprintf(want, sizeof want,
+             "{\"digest\":\"" DIGEST "\",\"mappings\":[],\"next_cursor\":null,"
+             "\"pending\":{\"registry\":[],\"build\":[]},\"deleted\":[],"
+             "\"findings\":{\"summary\":%s,\"items\":%s,\"next_cursor\":\"%s\"},"
+             "\"workloads\":[]}",
+             sum, item, c);
+    assert_string_equal(body, want);
+    free(body);
+    /* the cursor decodes back to the key, and only to a key of that form */
+    char back[DM_FINDINGS_KEY_MAX + 1];
+    size_t n = 0;
+    assert_true(dm_cursor_decode(c, strlen(c), back, DM_FINDINGS_KEY_MAX, &n));
+    assert_true(dm_query_findings_key_valid(back, n));
+    assert_string_equal(back, key);
+    free(c);
+    c = dm_cursor_encode("9\x1fx\x1fy\x1fz", 7);
+    assert_true(dm_cursor_decode(c, strlen(c), back, DM_FINDINGS_KEY_MAX, &n));
+    assert_false(dm_query_findings_key_valid(back, n));
+    free(c);
+    /* workloads only */
+    const char *wl = "[{\"cluster\":\"c\",\"namespace\":\"n\",\"kind\":\"Pod\",\"name\":\"p\","
+                     "\"exposure\":\"internet\",\"images\":[\"" DIGEST "\"]}]";
+    body = dm_query_image_answer(DIGEST, image_rep_full(&f, none, "", 0, "", "[]", "", 0, wl),
+                                 &status);
+    assert_int_equal(status, 200);
+    assert_non_null(strstr(body, wl));
+    free(body);
+    /* findings counted but none on this page (past the last): known */
+    body = dm_query_image_answer(DIGEST, image_rep_full(&f, none, "", 0, "", "[]", "", 3, "[]"),
+                                 &status);
+    assert_int_equal(status, 200);
+    free(body);
+    /* a findings next key or summary of another form: refused */
+    int st = -1;
+    assert_null(dm_query_image_answer(
+        DIGEST, image_rep_full(&f, none, "", 0, "", "[]", "CVE-1", 1, "[]"), &st));
+    assert_null(dm_query_image_answer(
+        DIGEST, image_rep_full(&f, none, "", 0, "[1]", "[]", "", 1, "[]"), &st));
+    assert_null(
+        dm_query_image_answer(DIGEST, image_rep_full(&f, none, "", 0, "", "[]", "", 1, "{}"), &st));
 }
 
 static void image_answer_bad(const redisReply *rep)
@@ -260,8 +334,9 @@ static void test_image_answer_malformed(void **state)
                                  "g9abcdef0123456789abcdef0123456789abcdef"};
     for (size_t i = 0; i < DM_ARRAY_LEN(nexts); i++)
         image_answer_bad(image_rep(&f, lists, nexts[i], 1));
-    const char *const text_total[6] = {"[]", "[]", "[]", "[]", "", "1"};
-    image_answer_bad(fake(&f, 6, text_total));
+    const char *const text_total[11] = {"[]", "[]", "[]", "[]", "", "1", "", "[]", "", NULL, "[]"};
+    image_answer_bad(fake(&f, 11, text_total));
+    image_answer_bad(fake(&f, 6, text_total)); /* before findings and workloads */
     /* an error reply (the script failed) */
     redisReply err = {.type = REDIS_REPLY_ERROR, .str = (char *)"ERR x", .len = 5};
     image_answer_bad(&err);
@@ -358,9 +433,12 @@ static void test_image_params(void **state)
     image_parse_bad("limit=1&limit=1", "limit", "given more than once");
     image_parse_bad("cursor=x", "cursor", "not a next_cursor returned by this API");
     image_parse_bad("cursor=", "cursor", "must not be empty");
-    image_parse_bad("Limit=1", "", "unknown parameter(s): Limit (known: limit, cursor)");
+    image_parse_bad(
+        "Limit=1", "",
+        "unknown parameter(s): Limit (known: limit, cursor, findings_limit, findings_cursor)");
     image_parse_bad("limit=1&repository=a&z=", "",
-                    "unknown parameter(s): repository, z (known: limit, cursor)");
+                    "unknown parameter(s): repository, z (known: limit, cursor, findings_limit, "
+                    "findings_cursor)");
     image_parse_bad("limit=1%00", "", "parameters must not contain NUL bytes (%00)");
 }
 
@@ -769,6 +847,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_image_answer),
         cmocka_unit_test(test_image_answer_malformed),
+        cmocka_unit_test(test_image_answer_findings_workloads),
         cmocka_unit_test(test_image_cursor),
         cmocka_unit_test(test_image_params),
         cmocka_unit_test(test_mappings_answer),
