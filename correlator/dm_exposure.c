@@ -284,9 +284,9 @@ static void finish(exposure_ctx *x)
         else
             dm_warn("unreadable workload skipped", "key=\"%s\"", picks[i].key); /* key valid */
     }
-    json_t *doc = json_pack("{s:{s:s,s:s,s:i},s:o}", "query", "exposure", x->q.exposure,
-                            "min_severity", x->q.min_severity, "limit", (json_int_t)x->q.limit,
-                            "workloads", workloads);
+    json_t *doc =
+        json_pack("{s:{s:s,s:s,s:i},s:o}", "query", "exposure", x->q.exposure, "min_severity",
+                  x->q.min_severity, "limit", (json_int_t)x->q.limit, "workloads", workloads);
     char *c = next ? dm_cursor_encode(next, strlen(next)) : NULL;
     json_object_set_new(doc, "next_cursor", c ? json_string(c) : json_null());
     free(c);
@@ -312,11 +312,10 @@ static void on_page(int err, redisReply *rep, void *arg)
         err = take_page(x, &x->shards[c->shard], rep);
         if (err != DM_OK) {
             char reply[200];
-            dm_error("exposure script failed", "shard=%zu reply_type=%d reply=%s", c->shard,
-                     rep->type,
-                     dm_log_quote(rep->type == REDIS_REPLY_ERROR ? rep->str : "",
-                                  rep->type == REDIS_REPLY_ERROR ? rep->len : 0, reply,
-                                  sizeof reply));
+            dm_error(
+                "exposure script failed", "shard=%zu reply_type=%d reply=%s", c->shard, rep->type,
+                dm_log_quote(rep->type == REDIS_REPLY_ERROR ? rep->str : "",
+                             rep->type == REDIS_REPLY_ERROR ? rep->len : 0, reply, sizeof reply));
         }
     }
     free(c);
@@ -353,8 +352,9 @@ int dm_query_exposure(dm_redis *r, const dm_join_conf *conf, const dm_exposure_q
         size_t klen = dm_key_exposure(key, conf->prefix, s, q->exposure);
         size_t blen = dm_key_shard_base(base, conf->prefix, s);
         const char *argv[] = {key, base, q->after, per, rank, q->exposure, budget, maxm};
-        size_t lens[] = {klen,        blen,          strlen(q->after), strlen(per),
-                         strlen(rank), strlen(q->exposure), strlen(budget), strlen(maxm)};
+        size_t lens[] = {klen,           blen,         strlen(q->after),
+                         strlen(per),    strlen(rank), strlen(q->exposure),
+                         strlen(budget), strlen(maxm)};
         exposure_call *c = dm_xmalloc(sizeof *c);
         *c = (exposure_call){.x = x, .shard = s};
         int rc = dm_redis_eval(r, DM_SCRIPT_EXPOSURE, on_page, c, 1, 8, argv, lens);

@@ -23,11 +23,11 @@ bool dm_cursor_decode(const char *cursor, size_t len, char *out, size_t cap, siz
 /*---------------------------------------------------------------- GET /v1/exposure ---*/
 
 /** Longest workload key "<cluster>/<namespace>/<kind>/<name>" (dm_k8s.h's name bounds). */
-#define DM_WORKLOAD_KEY_MAX     (128 + 1 + 63 + 1 + 63 + 1 + 253)
+#define DM_WORKLOAD_KEY_MAX       (128 + 1 + 63 + 1 + 63 + 1 + 253)
 #define DM_EXPOSURE_DEFAULT_LIMIT 50
-#define DM_EXPOSURE_MAX_LIMIT   500
+#define DM_EXPOSURE_MAX_LIMIT     500
 /** Mappings answered per image, the newest. */
-#define DM_EXPOSURE_MAX_MAPPINGS 20
+#define DM_EXPOSURE_MAX_MAPPINGS  20
 
 typedef struct dm_exposure_query {
     const char *exposure;     /**< "internet", "node" or "cluster" (static) */

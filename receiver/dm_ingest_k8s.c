@@ -85,16 +85,18 @@ static void answer(k8s_ingest *in)
     dm_log_quote_str(in->cluster, cq, sizeof cq);
     if (in->stale) {
         dm_metrics_inc(DM_M_K8S_STALE);
-        dm_info("snapshot ignored", "route=%s cluster=%s reason=stale taken_at_ms=%lld "
-                "stored_taken_at_ms=%lld", in->path, cq, (long long)in->taken_at_ms,
-                in->stored_at);
+        dm_info("snapshot ignored",
+                "route=%s cluster=%s reason=stale taken_at_ms=%lld "
+                "stored_taken_at_ms=%lld",
+                in->path, cq, (long long)in->taken_at_ms, in->stored_at);
         dm_http_json(in->req, in->route, 200, "{\"status\":\"ignored\",\"reason\":\"stale\"}");
     } else {
         dm_metrics_inc(DM_M_K8S_SNAPSHOTS);
         dm_metrics_add(DM_M_K8S_WORKLOADS, in->workloads);
-        dm_info("snapshot stored", "route=%s cluster=%s taken_at_ms=%lld workloads=%zu pods=%zu "
-                "removed=%lld", in->path, cq, (long long)in->taken_at_ms, in->workloads,
-                in->pods, in->removed);
+        dm_info("snapshot stored",
+                "route=%s cluster=%s taken_at_ms=%lld workloads=%zu pods=%zu "
+                "removed=%lld",
+                in->path, cq, (long long)in->taken_at_ms, in->workloads, in->pods, in->removed);
         snprintf(body, sizeof body, "{\"status\":\"accepted\",\"workloads\":%zu}", in->workloads);
         dm_http_json(in->req, in->route, 202, body);
     }
@@ -114,8 +116,8 @@ static void on_wait(bool confirmed, void *arg)
     }
     /* In Redis, but a failover could lose it: the reporter posts it again. */
     dm_metrics_inc(DM_M_WAIT_SHORT);
-    dm_warn("replicas did not confirm the snapshot in time", "route=%s wait_replicas=%d",
-            in->path, dm_worker_app(in->w)->conf->redis.wait_replicas);
+    dm_warn("replicas did not confirm the snapshot in time", "route=%s wait_replicas=%d", in->path,
+            dm_worker_app(in->w)->conf->redis.wait_replicas);
     answer_failed(in, DM_EUNAVAIL);
 }
 
@@ -149,8 +151,8 @@ static void on_shard(int err, redisReply *rep, void *arg)
             shape = rep->element[i]->type == REDIS_REPLY_INTEGER;
         if (!shape) {
             char reply[200];
-            bool oom = rep->type == REDIS_REPLY_ERROR && rep->len >= 4 &&
-                       memcmp(rep->str, "OOM ", 4) == 0;
+            bool oom =
+                rep->type == REDIS_REPLY_ERROR && rep->len >= 4 && memcmp(rep->str, "OOM ", 4) == 0;
             if (oom)
                 dm_metrics_inc(DM_M_REDIS_OOM);
             dm_log(oom ? DM_LOG_WARN : DM_LOG_ERROR, "workloads script failed",
@@ -184,8 +186,8 @@ static void submit(k8s_ingest *in)
     for (unsigned s = 0; s < in->shards; s++) {
         size_t blen = dm_key_shard_base(base, app->join.prefix, s);
         const char *argv[] = {in->keys[s], base, in->cluster, taken, ttl, in->parts[s]};
-        size_t lens[] = {in->klen[s],      blen,         strlen(in->cluster),
-                         strlen(taken),    strlen(ttl),  strlen(in->parts[s])};
+        size_t lens[] = {in->klen[s],   blen,        strlen(in->cluster),
+                         strlen(taken), strlen(ttl), strlen(in->parts[s])};
         int rc = dm_redis_eval(dm_worker_redis(in->w), DM_SCRIPT_WORKLOADS, on_shard, in, 1, 6,
                                argv, lens);
         if (rc == DM_OK) {
@@ -209,8 +211,9 @@ static void on_jti(int err, redisReply *rep, void *arg)
     if (rep->type == REDIS_REPLY_NIL) {
         char peer[64];
         dm_metrics_inc(DM_M_AUTH_FAILED);
-        dm_warn("request refused", "status=401 route=%s reason=\"token replayed (jti seen)\" peer=%s",
-                in->path, dm_http_peer(in->req, peer));
+        dm_warn("request refused",
+                "status=401 route=%s reason=\"token replayed (jti seen)\" peer=%s", in->path,
+                dm_http_peer(in->req, peer));
         dm_http_error(in->req, in->route, 401, "bad credentials: token already used");
         k8s_free(in);
         return;
@@ -272,10 +275,9 @@ static void split(k8s_ingest *in, const dm_k8s_snapshot *snap)
         for (unsigned s = 0; s < in->shards; s++) {
             if (!digests[s])
                 continue;
-            json_array_append_new(parts[s],
-                                  json_pack("{s:s,s:s,s:s,s:o}", "k", k, "x",
-                                            dm_k8s_exposure_name(wl->exposure), "w", text, "d",
-                                            digests[s]));
+            json_array_append_new(parts[s], json_pack("{s:s,s:s,s:s,s:o}", "k", k, "x",
+                                                      dm_k8s_exposure_name(wl->exposure), "w", text,
+                                                      "d", digests[s]));
             digests[s] = NULL;
         }
         free(k);
@@ -298,9 +300,9 @@ void dm_ingest_k8s(dm_worker *w, struct evhttp_request *req, const dm_route_matc
 {
     const dm_source_conf *src = m->source;
     const dm_app *app = dm_worker_app(w);
-    dm_k8s_options opts = {
-        .internal_ingress_classes = (const char *const *)app->conf->k8s.internal_ingress_classes,
-        .n_internal_ingress_classes = app->conf->k8s.ninternal_ingress_classes};
+    dm_k8s_options opts = {.internal_ingress_classes =
+                               (const char *const *)app->conf->k8s.internal_ingress_classes,
+                           .n_internal_ingress_classes = app->conf->k8s.ninternal_ingress_classes};
     dm_k8s_snapshot snap = {0};
     dm_error err = {0};
     if (dm_k8s_parse(body, len, &opts, &snap, &err) != DM_OK) {

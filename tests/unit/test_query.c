@@ -4,6 +4,7 @@
  * answer placed together from the page's mappings. */
 #include "dm_common.h"
 #include "dm_api.h"
+#include "dm_exposure.h"
 #include "dm_query.h"
 #include "dm_test.h"
 #include "dm_keys.h"
@@ -442,6 +443,76 @@ static void test_image_params(void **state)
     image_parse_bad("limit=1%00", "", "parameters must not contain NUL bytes (%00)");
 }
 
+/*---------------------------------------------------------------- GET /v1/exposure ---*/
+
+static void test_exposure_keys(void **state)
+{
+    (void)state;
+    assert_true(dm_exposure_key_valid("prod-weu/shop/Deployment/api", 28));
+    static const char *const bad[] = {"",       "a/b/c",  "a/b/c/d/e", "a//c/d",
+                                      "a/b/c/", "/b/c/d", "a/b/c/d|x", "a b/b/c/d"};
+    for (size_t i = 0; i < DM_ARRAY_LEN(bad); i++)
+        assert_false(dm_exposure_key_valid(bad[i], strlen(bad[i])));
+    /* the index order is that of "<key>|": a key before its extensions ('|' > any name byte) */
+    assert_true(dm_exposure_key_cmp("c/n/Pod/a-x", "c/n/Pod/a") < 0);
+    assert_true(dm_exposure_key_cmp("c/n/Pod/a", "c/n/Pod/a-x") > 0);
+    assert_true(dm_exposure_key_cmp("c/n/Pod/a", "c/n/Pod/b") < 0);
+    assert_int_equal(dm_exposure_key_cmp("c/n/Pod/a", "c/n/Pod/a"), 0);
+    /* cursors round-trip, canonical only */
+    char back[DM_WORKLOAD_KEY_MAX + 1];
+    size_t n = 0;
+    char *c = dm_cursor_encode("c/n/Pod/a", 9);
+    assert_true(dm_cursor_decode(c, strlen(c), back, DM_WORKLOAD_KEY_MAX, &n));
+    assert_int_equal(n, 9);
+    assert_string_equal(back, "c/n/Pod/a");
+    c[strlen(c) - 1] = c[strlen(c) - 1] == 'Q' ? 'R' : 'Q';
+    bool same = dm_cursor_decode(c, strlen(c), back, DM_WORKLOAD_KEY_MAX, &n) &&
+                strcmp(back, "c/n/Pod/a") == 0;
+    assert_false(same);
+    free(c);
+    assert_false(dm_cursor_decode("", 0, back, DM_WORKLOAD_KEY_MAX, &n));
+    assert_false(dm_cursor_decode("YQ=", 3, back, DM_WORKLOAD_KEY_MAX, &n));
+    assert_false(dm_cursor_decode("Y+", 2, back, DM_WORKLOAD_KEY_MAX, &n));
+    assert_false(dm_cursor_decode("YWJj", 4, back, 2, &n)); /* longer than the room */
+    assert_false(dm_cursor_decode("AA", 2, back, DM_WORKLOAD_KEY_MAX, &n)); /* a NUL */
+}
+
+static void test_exposure_merge(void **state)
+{
+    (void)state;
+    /* shard 0 stopped at "c/n/K/b" (more after it); shard 1 is exhausted */
+    const char *const k0[] = {"c/n/K/a", "c/n/K/b"}, *const k1[] = {"c/n/K/a", "c/n/K/c"};
+    dm_exposure_page pages[2] = {{.exhausted = false, .frontier = "c/n/K/b", .n = 2, .keys = k0},
+                                 {.exhausted = true, .frontier = "", .n = 2, .keys = k1}};
+    dm_exposure_pick out[4];
+    const char *next = NULL;
+    /* a workload in both shards is one pick; never past shard 0's frontier */
+    size_t n = dm_exposure_merge(pages, 2, 4, out, &next);
+    assert_int_equal(n, 2);
+    assert_string_equal(out[0].key, "c/n/K/a");
+    assert_string_equal(out[1].key, "c/n/K/b");
+    assert_string_equal(next, "c/n/K/b");
+    /* a full page: the cursor is its last key */
+    n = dm_exposure_merge(pages, 2, 1, out, &next);
+    assert_int_equal(n, 1);
+    assert_string_equal(next, "c/n/K/a");
+    /* every shard exhausted: all of it, and the walk is complete */
+    pages[0].exhausted = true;
+    n = dm_exposure_merge(pages, 2, 4, out, &next);
+    assert_int_equal(n, 3);
+    assert_string_equal(out[2].key, "c/n/K/c");
+    assert_null(next);
+    n = dm_exposure_merge(pages, 2, 3, out, &next);
+    assert_int_equal(n, 3);
+    assert_null(next);
+    /* a shard that found nothing passing but is not exhausted still bounds the page */
+    dm_exposure_page stop[2] = {{.exhausted = false, .frontier = "c/n/K/a", .n = 0, .keys = k0},
+                                {.exhausted = true, .n = 2, .keys = k1}};
+    n = dm_exposure_merge(stop, 2, 4, out, &next);
+    assert_int_equal(n, 1);
+    assert_string_equal(next, "c/n/K/a");
+}
+
 /*---------------------------------------------------------------- GET /v1/mappings ---*/
 
 static void test_mappings_answer(void **state)
@@ -848,6 +919,8 @@ int main(void)
         cmocka_unit_test(test_image_answer),
         cmocka_unit_test(test_image_answer_malformed),
         cmocka_unit_test(test_image_answer_findings_workloads),
+        cmocka_unit_test(test_exposure_keys),
+        cmocka_unit_test(test_exposure_merge),
         cmocka_unit_test(test_image_cursor),
         cmocka_unit_test(test_image_params),
         cmocka_unit_test(test_mappings_answer),
