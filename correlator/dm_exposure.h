@@ -1,24 +1,11 @@
 /* dm_exposure.h - GET /v1/exposure: the workloads of one exposure level whose images have
  * findings at or above a severity, each image with its findings summary and the builds that
- * produced it (README.md "Query API", docs/workloads.md). Also the text cursors the query
- * answers hand out (unpadded base64url of a sort key).
+ * produced it (README.md "Query API", docs/workloads.md).
  */
 #ifndef DM_CORRELATOR_DM_EXPOSURE_H
 #define DM_CORRELATOR_DM_EXPOSURE_H
 
 #include "dm_query.h"
-
-/*---------------------------------------------------------------- text cursors ---*/
-
-/** The cursor of @p len bytes of @p text: unpadded base64url, malloc'd, NUL-terminated. */
-char *dm_cursor_encode(const char *text, size_t len);
-
-/**
- * Decode cursor @p cursor (@p len bytes, untrusted) into @p out (room for @p cap bytes and a
- * NUL): true only for exactly what dm_cursor_encode produces from 1..@p cap bytes without a
- * NUL; @p outlen gets their number.
- */
-bool dm_cursor_decode(const char *cursor, size_t len, char *out, size_t cap, size_t *outlen);
 
 /*---------------------------------------------------------------- GET /v1/exposure ---*/
 

@@ -1,6 +1,5 @@
 #include "dm_common.h"
 #include "dm_query.h"
-#include "dm_exposure.h"
 #include "dm_log.h"
 #include "dm_keys.h"
 #include "dm_scripts.h"
@@ -197,6 +196,54 @@ int dm_query_image(dm_redis *r, const dm_join_conf *conf, const dm_image_query *
     if (rc != DM_OK)
         free(q);
     return rc;
+}
+
+/* Text cursors (dm_query.h): any bytes, as unpadded base64url. */
+
+char *dm_cursor_encode(const char *text, size_t len)
+{
+    char *out = dm_xmalloc(4 * ((len + 2) / 3) + 1);
+    int n = EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)text, (int)len);
+    while (n > 0 && out[n - 1] == '=')
+        n--;
+    for (int i = 0; i < n; i++)
+        out[i] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
+    out[n] = '\0';
+    return out;
+}
+
+bool dm_cursor_decode(const char *cursor, size_t len, char *out, size_t cap, size_t *outlen)
+{
+    size_t pad = (4 - len % 4) % 4;
+    if (len == 0 || pad == 3 || (len + pad) / 4 * 3 > cap + 2)
+        return false;
+    char *std = dm_xmalloc(len + pad + 1);
+    unsigned char *bin = dm_xmalloc((len + pad) / 4 * 3 + 1);
+    bool ok = true;
+    for (size_t i = 0; i < len && ok; i++) {
+        char c = cursor[i];
+        ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+             c == '-' || c == '_';
+        std[i] = c == '-' ? '+' : c == '_' ? '/' : c;
+    }
+    memset(std + len, '=', pad);
+    int n = ok ? EVP_DecodeBlock(bin, (unsigned char *)std, (int)(len + pad)) : -1;
+    n = n < 0 ? -1 : n - (int)pad;
+    ok = n > 0 && (size_t)n <= cap && memchr(bin, '\0', (size_t)n) == NULL;
+    if (ok) {
+        /* Only the canonical text: re-encoding gives the cursor back exactly. */
+        char *again = dm_cursor_encode((const char *)bin, (size_t)n);
+        ok = strlen(again) == len && memcmp(again, cursor, len) == 0;
+        free(again);
+    }
+    if (ok) {
+        memcpy(out, bin, (size_t)n);
+        out[n] = '\0';
+        *outlen = (size_t)n;
+    }
+    free(std);
+    free(bin);
+    return ok;
 }
 
 static const char HEX[] = "0123456789abcdef";

@@ -14,6 +14,18 @@ struct redisReply;
  */
 typedef void (*dm_query_cb)(int err, int status, char *body, void *arg);
 
+/*---------------------------------------------------------------- text cursors ---*/
+
+/** The cursor of @p len bytes of @p text: unpadded base64url, malloc'd, NUL-terminated. */
+char *dm_cursor_encode(const char *text, size_t len);
+
+/**
+ * Decode cursor @p cursor (@p len bytes, untrusted) into @p out (room for @p cap bytes and a
+ * NUL): true only for exactly what dm_cursor_encode produces from 1..@p cap bytes without a
+ * NUL; @p outlen gets their number.
+ */
+bool dm_cursor_decode(const char *cursor, size_t len, char *out, size_t cap, size_t *outlen);
+
 /*---------------------------------------------------------------- GET /v1/images ---*/
 
 #define DM_IMAGE_DEFAULT_LIMIT 100
