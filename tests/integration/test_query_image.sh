@@ -27,7 +27,7 @@ after=$(now_ms)
 check "push parked" 202 "$STATUS"
 query_image "$d"
 check "pending push: 200" 200 "$STATUS"
-check "answer members" '["deleted","digest","mappings","next_cursor","pending"]' "$(jq -c 'keys' <<<"$BODY")"
+check "answer members" '["deleted","digest","findings","mappings","next_cursor","pending","workloads"]' "$(jq -c 'keys' <<<"$BODY")"
 check "pending members" '["build","registry"]' "$(jq -c '.pending | keys' <<<"$BODY")"
 check "digest echoed" "$d" "$(jq -r .digest <<<"$BODY")"
 check "no mapping yet, one pending push, no build, no delete" "0 1 0 0" \
@@ -88,7 +88,7 @@ check "pending build: not matched, name and tags" 'false contoso.azurecr.io/team
 u=$(random_digest)
 query_image "$u"
 check "unknown digest: 404" 404 "$STATUS"
-check "unknown digest: empty answer with an error" "{\"digest\":\"$u\",\"mappings\":[],\"next_cursor\":null,\"pending\":{\"registry\":[],\"build\":[]},\"deleted\":[],\"error\":\"nothing is known about this digest\"}" "$BODY"
+check "unknown digest: empty answer with an error" "{\"digest\":\"$u\",\"mappings\":[],\"next_cursor\":null,\"pending\":{\"registry\":[],\"build\":[]},\"deleted\":[],\"findings\":{\"summary\":{\"critical\":0,\"high\":0,\"medium\":0,\"low\":0,\"unknown\":0,\"by_scanner\":{}},\"items\":[],\"next_cursor\":null},\"workloads\":[],\"error\":\"nothing is known about this digest\"}" "$BODY"
 query_image "sha256%3A${d#sha256:}"
 check "percent-encoded colon: the same digest" "200 $d" "$STATUS $(jq -r .digest <<<"$BODY")"
 E='{"error":"digest: must be sha256: followed by 64 lowercase hex digits"}'
