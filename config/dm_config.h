@@ -78,7 +78,8 @@ typedef enum {
     DM_SRC_BUILD,
     DM_SRC_ECR,
     DM_SRC_GAR,
-    DM_SRC_K8S, /**< Kubernetes cluster snapshots (docs/workloads.md) */
+    DM_SRC_K8S,  /**< Kubernetes cluster snapshots (docs/workloads.md) */
+    DM_SRC_SCAN, /**< scanner reports (Trivy, Grype): findings, docs/findings.md */
 } dm_source_type;
 
 /** A request quota (sources[].rate): a token bucket per source and per credential. */
@@ -185,7 +186,14 @@ typedef struct dm_config {
         int max_builds_per_digest;    /**< default 256: parked builds kept per digest */
         int max_locations_per_digest; /**< default 256: registry locations kept per digest */
         int max_tags_per_location;    /**< default 64: tags kept per location or mapping */
+        int max_findings_per_digest;  /**< default 2000: findings kept per digest (most severe) */
     } limits;
+
+    /** routing: which findings start a finding.routed record (docs/findings.md). */
+    struct {
+        int min_severity; /**< a dm_severity (adapters/dm_finding.h), default DM_SEV_HIGH:
+                               findings at or above it are routed */
+    } routing;
 
     /** tls: the listener speaks TLS only. Paths resolved against the config file's directory;
      *  the files are read (and checked) when the server starts. NULL cert_file: plain HTTP. */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dm_finding.h"
 #include "dm_log.h"
 
 #define CONFIG_FILE_MAX (4 * 1024 * 1024)
@@ -157,10 +158,12 @@ static int parse_source(dm_cfg_loader *ld, const json_t *s, const char *path, dm
         out->type = DM_SRC_GAR;
     else if (strcmp(type, "k8s") == 0)
         out->type = DM_SRC_K8S;
+    else if (strcmp(type, "scan") == 0)
+        out->type = DM_SRC_SCAN;
     else
         return dm_cfg_fail(ld, DM_EINVAL, pb,
                            "unknown source type \"%s\" (expected \"acr\", \"ecr\", \"gar\", "
-                           "\"build\" or \"k8s\")",
+                           "\"build\", \"scan\" or \"k8s\")",
                            dm_cfg_show(type, sb));
 
     if ((rc = dm_cfg_get_str(ld, s, path, "path", true, &route)) < 0)
@@ -168,11 +171,12 @@ static int parse_source(dm_cfg_loader *ld, const json_t *s, const char *path, dm
     if (route && (rc = check_route_path(ld, dm_cfg_key_path(pb, path, "path"), route)) < 0)
         return rc;
     if (!route)
-        route = out->type == DM_SRC_ACR   ? "/v1/registry/acr"
-                : out->type == DM_SRC_ECR ? "/v1/registry/ecr"
-                : out->type == DM_SRC_GAR ? "/v1/registry/gar"
-                : out->type == DM_SRC_K8S ? "/v1/workloads"
-                                          : "/v1/builds";
+        route = out->type == DM_SRC_ACR    ? "/v1/registry/acr"
+                : out->type == DM_SRC_ECR  ? "/v1/registry/ecr"
+                : out->type == DM_SRC_GAR  ? "/v1/registry/gar"
+                : out->type == DM_SRC_K8S  ? "/v1/workloads"
+                : out->type == DM_SRC_SCAN ? "/v1/findings"
+                                           : "/v1/builds";
     out->path = dm_xstrdup(route);
     if ((rc = parse_rate(ld, s, path, &out->rate)) < 0 ||
         (rc = dm_cfg_parse_auth_list(ld, s, path, &out->auth)) < 0)
@@ -212,6 +216,32 @@ static int parse_sources(dm_cfg_loader *ld, const json_t *root, dm_config *c)
             }
         }
     }
+    return DM_OK;
+}
+
+/*---- Routing ----------------------------------------------------------------------------*/
+
+/* routing: {"min_severity": "critical" | "high" | "medium" | "low" | "unknown"}. */
+static int parse_routing(dm_cfg_loader *ld, const json_t *root, dm_config *c)
+{
+    static const char *const keys[] = {"min_severity", NULL};
+    const json_t *o;
+    const char *s;
+    int rc;
+
+    c->routing.min_severity = DM_SEV_HIGH;
+    if ((rc = dm_cfg_get_obj(ld, root, "", "routing", &o)) < 0 || !o)
+        return rc < 0 ? rc : DM_OK;
+    if ((rc = dm_cfg_check_keys(ld, o, "routing", keys)) < 0 ||
+        (rc = dm_cfg_get_str(ld, o, "routing", "min_severity", false, &s)) < 0)
+        return rc;
+    dm_severity sev;
+    if (s && !dm_severity_from_name(s, strlen(s), &sev))
+        return dm_cfg_fail(ld, DM_EINVAL, "routing.min_severity",
+                           "must be one of \"critical\", \"high\", \"medium\", \"low\", "
+                           "\"unknown\"");
+    if (s)
+        c->routing.min_severity = (int)sev;
     return DM_OK;
 }
 
@@ -331,16 +361,28 @@ static int parse_limits_attack(dm_cfg_loader *ld, const json_t *o, const char *p
     if ((rc = dm_cfg_get_int(ld, o, p, "max_tags_per_location", 1, 1024, 64, &v)) < 0)
         return rc;
     c->limits.max_tags_per_location = (int)v;
+    if ((rc = dm_cfg_get_int(ld, o, p, "max_findings_per_digest", 1, 100000,
+                             DM_FINDINGS_MAX_DEFAULT, &v)) < 0)
+        return rc;
+    c->limits.max_findings_per_digest = (int)v;
     return DM_OK;
 }
 
 static int parse_limits(dm_cfg_loader *ld, const json_t *root, dm_config *c)
 {
-    static const char *const keys[] = {
-        "max_body_bytes",           "max_header_bytes",      "max_inflight",
-        "idle_timeout_seconds",     "max_connections",       "header_timeout_ms",
-        "body_timeout_ms",          "max_body_memory_bytes", "max_builds_per_digest",
-        "max_locations_per_digest", "max_tags_per_location", NULL};
+    static const char *const keys[] = {"max_body_bytes",
+                                       "max_header_bytes",
+                                       "max_inflight",
+                                       "idle_timeout_seconds",
+                                       "max_connections",
+                                       "header_timeout_ms",
+                                       "body_timeout_ms",
+                                       "max_body_memory_bytes",
+                                       "max_builds_per_digest",
+                                       "max_locations_per_digest",
+                                       "max_tags_per_location",
+                                       "max_findings_per_digest",
+                                       NULL};
     const json_t *o;
     const char *p = "limits";
     long long v;
@@ -419,7 +461,7 @@ static int parse_root(dm_cfg_loader *ld, const json_t *root, dm_config *c)
 {
     static const char *const keys[] = {"listen",  "workers",     "data_dir", "log_level", "tls",
                                        "redis",   "correlation", "limits",   "sources",   "api",
-                                       "outputs", "spool",       "k8s",      NULL};
+                                       "outputs", "spool",       "k8s",      "routing",   NULL};
     const char *s;
     long long v;
     dm_log_level lvl;
@@ -449,7 +491,8 @@ static int parse_root(dm_cfg_loader *ld, const json_t *root, dm_config *c)
     if ((rc = dm_cfg_parse_redis(ld, root, c)) < 0 || (rc = parse_correlation(ld, root, c)) < 0 ||
         (rc = parse_limits(ld, root, c)) < 0 || (rc = parse_sources(ld, root, c)) < 0 ||
         (rc = parse_api(ld, root, c)) < 0 || (rc = dm_cfg_parse_outputs(ld, root, c)) < 0 ||
-        (rc = dm_cfg_parse_spool(ld, root, c)) < 0 || (rc = parse_k8s(ld, root, c)) < 0)
+        (rc = dm_cfg_parse_spool(ld, root, c)) < 0 || (rc = parse_k8s(ld, root, c)) < 0 ||
+        (rc = parse_routing(ld, root, c)) < 0)
         return rc;
     return DM_OK;
 }

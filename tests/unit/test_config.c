@@ -745,7 +745,7 @@ static void test_sources_errors(void **state)
     EXPECT_ERR("{'sources': [{'auth': [{'type': 'none'}]}]}", "sources[0]: \"type\" is required");
     EXPECT_ERR("{'sources': [{'type': 'ghcr', 'auth': [{'type': 'none'}]}]}",
                "sources[0].type: unknown source type \"ghcr\" (expected \"acr\", \"ecr\", \"gar\", "
-               "\"build\" or \"k8s\")");
+               "\"build\", \"scan\" or \"k8s\")");
     EXPECT_ERR("{'sources': [{'type': 7, 'auth': [{'type': 'none'}]}]}",
                "sources[0].type: must be a non-empty string");
     EXPECT_ERR("{'sources': [{'type': 'acr'}]}",
@@ -1394,6 +1394,44 @@ static void test_limits_outputs(void **state)
     dm_config_free(c);
 }
 
+/* Findings: routing.min_severity, correlation.findings_ttl_seconds,
+ * limits.max_findings_per_digest and the scan source (docs/findings.md). */
+static void test_findings_keys(void **state)
+{
+    (void)state;
+    dm_config *c = load_ok("{'correlation': {'mapping_ttl_seconds': 86400}, " SRC_NONE "}");
+    assert_int_equal(c->routing.min_severity, 1); /* high */
+    assert_int_equal(c->correlation.findings_ttl_seconds, 86400);
+    assert_int_equal(c->limits.max_findings_per_digest, 2000);
+    dm_config_free(c);
+    c = load_ok("{'routing': {'min_severity': 'critical'}, 'correlation': "
+                "{'findings_ttl_seconds': 60}, 'limits': {'max_findings_per_digest': 5}, "
+                "'sources': [{'type': 'scan', 'auth': [{'type': 'none'}]}]}");
+    assert_int_equal(c->routing.min_severity, 0);
+    assert_int_equal(c->correlation.findings_ttl_seconds, 60);
+    assert_int_equal(c->limits.max_findings_per_digest, 5);
+    assert_int_equal(c->sources[0].type, DM_SRC_SCAN);
+    assert_string_equal(c->sources[0].path, "/v1/findings");
+    dm_config_free(c);
+    c = load_ok("{'routing': {'min_severity': 'unknown'}, " SRC_NONE "}");
+    assert_int_equal(c->routing.min_severity, 4);
+    dm_config_free(c);
+    EXPECT_ERR("{'routing': {'min_severity': 'HIGH'}, " SRC_NONE "}",
+               "routing.min_severity: must be one of \"critical\", \"high\", \"medium\", "
+               "\"low\", \"unknown\"");
+    EXPECT_ERR("{'routing': {'min_severty': 'high'}, " SRC_NONE "}",
+               "routing: unknown key \"min_severty\"");
+    EXPECT_ERR("{'routing': 'high', " SRC_NONE "}", "routing: must be an object");
+    EXPECT_ERR("{'correlation': {'findings_ttl_seconds': 0}, " SRC_NONE "}",
+               "correlation.findings_ttl_seconds: must be an integer between 1 and 315360000");
+    EXPECT_ERR("{'limits': {'max_findings_per_digest': 0}, " SRC_NONE "}",
+               "limits.max_findings_per_digest: must be an integer between 1 and 100000");
+    EXPECT_ERR("{'sources': [{'type': 'scan', 'auth': [{'type': 'sns', 'topic_arns': "
+               "['arn:aws:sns:eu-west-1:111122223333:t'], "
+               "'fetch_certs': true}]}]}",
+               "sources[0].auth[0].type: \"sns\" authenticates only \"ecr\" sources");
+}
+
 static void test_webhooks(void **state)
 {
     (void)state;
@@ -1810,6 +1848,7 @@ int main(void)
         cmocka_unit_test(test_correlation),
         cmocka_unit_test(test_limits_outputs),
         cmocka_unit_test(test_api),
+        cmocka_unit_test(test_findings_keys),
         cmocka_unit_test(test_sns_entry),
         cmocka_unit_test(test_webhooks),
         cmocka_unit_test(test_json_errors),
