@@ -97,6 +97,16 @@ static const struct {
                         "Kubernetes snapshots ignored: older than the one stored for the cluster."},
     [DM_M_K8S_WORKLOADS] = {"digestmap_k8s_workloads_total",
                             "Workloads in the stored Kubernetes snapshots, summed over snapshots."},
+    [DM_M_FINDINGS_RECEIVED] = {"digestmap_findings_received_total",
+                                "Findings in accepted findings reports and events, before the "
+                                "per-digest bound."},
+    [DM_M_FINDINGS_STORED] = {"digestmap_findings_stored_total",
+                              "Findings of accepted reports stored, once per digest."},
+    [DM_M_FINDINGS_DROPPED] = {"digestmap_findings_dropped_total",
+                               "Findings left out by limits.max_findings_per_digest (the least "
+                               "severe of a report or of a digest)."},
+    [DM_M_FINDINGS_ROUTED] = {"digestmap_findings_routed_records_total",
+                              "dev.digestmap.finding.routed.v1 records appended."},
 };
 
 static const struct {

@@ -53,6 +53,11 @@ typedef enum {
     DM_M_K8S_SNAPSHOTS, /**< cluster snapshots stored */
     DM_M_K8S_STALE,     /**< snapshots ignored: older than the one stored */
     DM_M_K8S_WORKLOADS, /**< workloads stored (per snapshot, summed) */
+    /* Findings (docs/findings.md): */
+    DM_M_FINDINGS_RECEIVED, /**< findings in accepted reports (before the per-digest bound) */
+    DM_M_FINDINGS_STORED,   /**< findings of accepted reports stored (per digest) */
+    DM_M_FINDINGS_DROPPED,  /**< findings left out by limits.max_findings_per_digest */
+    DM_M_FINDINGS_ROUTED,   /**< finding.routed records appended */
     DM_M_COUNT
 } dm_metric;
 

@@ -128,7 +128,10 @@ static void on_park(int err, redisReply *rep, void *arg)
                           (int)int_at(rep, 3),
                           (int)int_at(rep, 4),
                           0,
-                          0};
+                          0,
+                          (int)int_at(rep, 5)};
+    if (res.routed > 0)
+        dm_metrics_add(DM_M_FINDINGS_ROUTED, (uint64_t)res.routed);
     if (res.evicted > 0)
         dm_metrics_add(DM_M_ITEMS_EVICTED, (uint64_t)res.evicted);
     cb(DM_OK, &res, cb_arg);
@@ -159,9 +162,9 @@ int dm_join_park(dm_redis *r, const dm_join_conf *conf, const char *digest, cons
 {
     /* The KEYS of park.lua, in its order. */
     char keys[8][DM_KEY_BUFLEN];
-    char nums[8][24];
-    const char *argv[17];
-    size_t lens[17];
+    char nums[10][24];
+    const char *argv[19];
+    size_t lens[19];
     const char *prefix = conf->prefix;
     unsigned shard = dm_digest_shard(digest, conf->shards);
     lens[0] = dm_key_pushes(keys[0], prefix, shard, digest);
@@ -177,10 +180,14 @@ int dm_join_park(dm_redis *r, const dm_join_conf *conf, const char *digest, cons
         argv[i] = keys[i];
     argv[n] = json;
     lens[n++] = len;
-    long long vals[8] = {
-        conf->window_ms,  conf->grace_ms,      conf->max_skew_ms, conf->mapping_ttl_ms,
-        conf->max_builds, conf->max_locations, conf->max_tags,    arrival_ms > 0 ? arrival_ms : 0};
-    for (size_t i = 0; i < DM_ARRAY_LEN(vals); i++) {
+    long long vals[10] = {conf->window_ms,    conf->grace_ms,
+                          conf->max_skew_ms,  conf->mapping_ttl_ms,
+                          conf->max_builds,   conf->max_locations,
+                          conf->max_tags,     arrival_ms > 0 ? arrival_ms : 0,
+                          conf->min_severity, conf->findings_ttl_ms};
+    /* Without a findings ttl, no routing: ARGV 10 and 11 stay absent. */
+    size_t nvals = conf->findings_ttl_ms > 0 ? 10 : 8;
+    for (size_t i = 0; i < nvals; i++) {
         snprintf(nums[i], sizeof nums[i], "%lld", vals[i]);
         argv[n] = nums[i];
         lens[n++] = strlen(nums[i]);

@@ -19,6 +19,10 @@ typedef struct dm_join_conf {
     /** Per-digest bounds (limits.*, configs/README.md), each >= 1: parked builds, parked
      * registry locations (and delete records), tags per location, build and mapping. */
     int max_builds, max_locations, max_tags;
+    /** Findings routing after a confirmed edge (docs/findings.md): routing.min_severity (a
+     *  dm_severity) and correlation.findings_ttl_seconds in ms; 0 ttl: no routing. */
+    int min_severity;
+    int64_t findings_ttl_ms;
 } dm_join_conf;
 
 typedef struct dm_join_result {
@@ -33,6 +37,8 @@ typedef struct dm_join_result {
      *  the script's own (over maxmemory, READONLY during a failover, LOADING, BUSY, MISCONF,
      *  NOPERM, CLUSTERDOWN, TRYAGAIN, MASTERDOWN, …): nothing of it was written. */
     int refused;
+    int routed; /**< finding.routed records appended after the edges (already counted in
+                     digestmap_findings_routed_records_total) */
 } dm_join_result;
 
 /**

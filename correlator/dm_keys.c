@@ -84,6 +84,24 @@ char *dm_key_cluster_inventory(const char *prefix, unsigned shard, const char *c
     return key;
 }
 
+size_t dm_key_findings(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shard,
+                       const char *digest)
+{
+    return digest_key(buf, prefix, shard, "f", digest);
+}
+
+size_t dm_key_finding_summary(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shard,
+                              const char *digest)
+{
+    return digest_key(buf, prefix, shard, "fs", digest);
+}
+
+size_t dm_key_findings_routed(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shard,
+                              const char *digest)
+{
+    return digest_key(buf, prefix, shard, "fr", digest);
+}
+
 size_t dm_key_due(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shard)
 {
     return shard_key(buf, prefix, shard, "due");

@@ -43,6 +43,16 @@ size_t dm_key_reported(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned sha
  * the digest (lua/workloads.lua, docs/workloads.md). */
 size_t dm_key_workloads(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shard,
                         const char *digest);
+/* Findings (docs/findings.md, lua/findings.lua), kept correlation.findings_ttl_seconds: */
+/** Hash "f": scanner -> JSON array of its current findings; "<scanner>#counts" -> counts. */
+size_t dm_key_findings(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shard,
+                       const char *digest);
+/** String "fs": the digest's findings summary (absent without findings). */
+size_t dm_key_finding_summary(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shard,
+                              const char *digest);
+/** Set "fr": "<id>|<package>" of every finding routed for the digest. */
+size_t dm_key_findings_routed(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shard,
+                              const char *digest);
 
 /*---- one shard's keys: "<prefix>:{<shard>}:<kind>" ----*/
 

@@ -19,6 +19,7 @@ enum {
     DM_SCRIPT_SINK_PRUNE,   /**< sink_prune.lua: remove a sink group's stale consumers */
     DM_SCRIPT_WORKLOADS,    /**< workloads.lua: one shard's part of a cluster snapshot */
     DM_SCRIPT_EXPOSURE,     /**< exposure.lua: one page of an exposure index (GET /v1/exposure) */
+    DM_SCRIPT_FINDINGS,     /**< findings.lua: store one report's findings of a digest, route */
     DM_SCRIPT_COUNT
 };
 

@@ -244,6 +244,8 @@ int dm_server_start(const dm_config *conf, const dm_trust *trust, const char *re
         .max_builds = conf->limits.max_builds_per_digest,
         .max_locations = conf->limits.max_locations_per_digest,
         .max_tags = conf->limits.max_tags_per_location,
+        .min_severity = conf->routing.min_severity,
+        .findings_ttl_ms = conf->correlation.findings_ttl_seconds * 1000,
     };
     int n = s->workers.n = conf->workers;
     s->workers.all = dm_xcalloc((size_t)n, sizeof *s->workers.all);

@@ -134,3 +134,142 @@ local function is_untagged_manifest(p)
   local mt = media_type(p.m) or ''
   return not (string.find(mt, 'index', 1, true) or string.find(mt, 'manifest.list', 1, true))
 end
+
+-- Findings (docs/findings.md): the stored form is what dm_finding_report_to_json gives per
+-- finding, hash <p>:{s}:f:<digest> field <scanner> -> JSON array of
+-- {"id","package","severity","installed"?,"fixed"?,"status"?,"path"?}; field
+-- "<scanner>#counts" -> {"critical":n,…} (counts-only scanners). Severities by rank, most
+-- severe first; a word the parsers never write ranks as unknown.
+local SEVERITIES = { 'critical', 'high', 'medium', 'low', 'unknown' }
+local SEV_RANK = { critical = 0, high = 1, medium = 2, low = 3, unknown = 4 }
+local function sev_rank(s) return SEV_RANK[s] or 4 end
+local function finding_key(f) return f.id .. '|' .. f.package end
+
+-- Most severe first, then id and package (the order the parsers keep).
+local function sort_findings(list)
+  table.sort(list, function(a, b)
+    local ra, rb = sev_rank(a.severity), sev_rank(b.severity)
+    if ra ~= rb then return ra < rb end
+    if a.id ~= b.id then return a.id < b.id end
+    return a.package < b.package
+  end)
+  return list
+end
+
+-- A scanner field's findings (decoded), or {} for a value that is not a list.
+local function scanner_findings(text)
+  local ok, list = pcall(cjson.decode, text)
+  if not ok or type(list) ~= 'table' then return {} end
+  local out = {}
+  for _, f in ipairs(list) do
+    if type(f) == 'table' and is_str(f.id) and is_str(f.package) then out[#out + 1] = f end
+  end
+  return out
+end
+
+-- The current findings of a digest from its hash f (an HGETALL reply): "<id>|<package>" ->
+-- the finding at the highest severity a scanner gives it, .scanner naming that scanner (the
+-- first by name on a tie, so every instance picks the same).
+local function findings_union(all)
+  local u = {}
+  for i = 1, #all, 2 do
+    local field = all[i]
+    if not string.find(field, '#', 1, true) then
+      for _, f in ipairs(scanner_findings(all[i + 1])) do
+        local k = finding_key(f)
+        local cur = u[k]
+        local r, rc = sev_rank(f.severity), cur and sev_rank(cur.severity)
+        if not cur or r < rc or (r == rc and field < cur.scanner) then
+          u[k] = { id = f.id, package = f.package, severity = SEVERITIES[r + 1],
+                   installed = f.installed, fixed = f.fixed, status = f.status, path = f.path,
+                   scanner = field }
+        end
+      end
+    end
+  end
+  return u
+end
+
+-- One finding of a finding.routed record's findings.new (fixed key order).
+local function enc_finding(f)
+  local out = '{"id":' .. jstr(f.id) .. ',"package":' .. jstr(f.package)
+    .. ',"severity":' .. jstr(f.severity)
+  for _, k in ipairs({ 'installed', 'fixed', 'status', 'path' }) do
+    if is_str(f[k]) then out = out .. ',"' .. k .. '":' .. jstr(f[k]) end
+  end
+  return out .. ',"scanner":' .. jstr(f.scanner) .. '}'
+end
+
+-- At most this many mappings in a finding.routed record (newest first).
+local ROUTED_MAPPINGS = 20
+
+-- Route the findings of `digest` (README.md "Output records", docs/findings.md): when the
+-- digest has a confirmed mapping and current findings at or above severity rank min_rank that
+-- were never routed for it, append one dev.digestmap.finding.routed.v1 record to the shard's
+-- stream carrying them in findings.new, and remember them in fr:<digest> (kept ttl ms after
+-- the last routing) so no (id, package) is routed twice, even after it left and came back.
+-- base is the shard's key prefix "<p>:{s}:"; every key read is the digest's, in that slot.
+-- Called by findings.lua after every change of the findings and by park.lua after it confirmed
+-- an edge: the later of the two arrivals routes, and since both run atomically on the shard,
+-- two instances racing append one record per trigger. Returns records appended (0/1) and the
+-- findings they carried.
+local function route_findings(base, digest, min_rank, ttl)
+  local mkey = base .. 'm:' .. digest
+  if redis.call('EXISTS', mkey) == 0 then return 0, 0 end
+  local summary = redis.call('GET', base .. 'fs:' .. digest)
+  if not summary then return 0, 0 end
+  local frkey = base .. 'fr:' .. digest
+  local routed = {}
+  for _, m in ipairs(redis.call('SMEMBERS', frkey)) do routed[m] = true end
+  local new = {}
+  for k, f in pairs(findings_union(redis.call('HGETALL', base .. 'f:' .. digest))) do
+    if sev_rank(f.severity) <= min_rank and not routed[k] then new[#new + 1] = f end
+  end
+  if #new == 0 then return 0, 0 end
+  -- The mappings, newest first: an edge is confirmed when its later side arrives, so its
+  -- time is the later of pushed_at and built_at (ISO 8601 in UTC: text order is time order).
+  local all = redis.call('HGETALL', mkey)
+  local maps = {}
+  for i = 1, #all, 2 do
+    local text, m = stored_doc(all[i + 1])
+    if text and type(m.image) == 'table' and type(m.build) == 'table' then
+      local p, b = tostring(m.image.pushed_at or ''), tostring(m.build.built_at or '')
+      maps[#maps + 1] = { at = p > b and p or b, id = all[i], text = text, m = m }
+    end
+  end
+  if #maps == 0 then return 0, 0 end
+  table.sort(maps, function(a, b)
+    if a.at ~= b.at then return a.at > b.at end
+    return a.id < b.id
+  end)
+  sort_findings(new)
+  local keys, encoded = {}, {}
+  for i, f in ipairs(new) do
+    keys[i] = finding_key(f)
+    encoded[i] = enc_finding(f)
+  end
+  for i = 1, #keys, 1000 do -- unpack has a stack limit
+    redis.call('SADD', frkey, unpack(keys, i, math.min(i + 999, #keys)))
+  end
+  redis.call('PEXPIRE', frkey, ttl)
+  local texts = {}
+  for i = 1, math.min(#maps, ROUTED_MAPPINGS) do texts[i] = maps[i].text end
+  local wall = redis.call('HGETALL', base .. 'w:' .. digest)
+  local wl = {}
+  for i = 1, #wall, 2 do
+    local text = stored_doc(wall[i + 1])
+    if text then wl[#wl + 1] = { wall[i], text } end
+  end
+  table.sort(wl, function(a, b) return a[1] < b[1] end)
+  local wtexts = {}
+  for i, w in ipairs(wl) do wtexts[i] = w[2] end
+  local newest = maps[1].m
+  local data = '{"digest":' .. jstr(digest) .. ',"image":' .. enc_image_data(newest.image)
+    .. ',"build":' .. enc_build(newest.build)
+    .. ',"mappings":[' .. table.concat(texts, ',') .. ']'
+    .. ',"findings":{"summary":' .. summary .. ',"new":[' .. table.concat(encoded, ',') .. ']}'
+    .. ',"workloads":[' .. table.concat(wtexts, ',') .. ']}'
+  local id = redis.sha1hex('finding.routed|' .. digest .. '|' .. table.concat(keys, '\n'))
+  emit(base .. 'out', 'finding.routed.v1', id, digest, data)
+  return 1, #new
+end

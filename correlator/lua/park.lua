@@ -29,8 +29,11 @@
 --     later (docs/spool.md) passes its arrival, so the window applies as if it had arrived on
 --     time: its event time is judged against the arrival for skew, its expiry counts from the
 --     arrival, and the other side's items count as alive if they were alive then.
+--   10 routing.min_severity as a rank (0 critical … 4 unknown), 11 findings ttl ms: after this
+--     event confirmed an edge, the digest's findings are routed (lib.lua route_findings; only
+--     when it has findings at all: one EXISTS on this hot path otherwise). Absent: no routing.
 -- Returns {edges emitted, duplicate (0/1: seen before, nothing new), event time replaced (0/1),
---          deletes recorded, items evicted by the per-digest bounds}.
+--          deletes recorded, items evicted by the per-digest bounds, finding.routed records}.
 --
 -- Work per call is bounded by the limits: one event reads at most max builds (a push) or max
 -- locations (a build) parked items of the other side and so emits at most that many edges;
@@ -47,6 +50,8 @@ local max_builds = tonumber(ARGV[6])
 local max_locations = tonumber(ARGV[7])
 local max_tags = tonumber(ARGV[8])
 local arrival = tonumber(ARGV[9]) or 0
+local min_rank = tonumber(ARGV[10])
+local findings_ttl = tonumber(ARGV[11])
 if arrival <= 0 or arrival > now then arrival = now end
 local digest = ev.digest
 local evicted = 0
@@ -142,7 +147,8 @@ local edges = 0
 -- INDEX_TRIM_BATCH entries a time so no call does unbounded work (mappings.lua never reads an
 -- expired entry left over); the key expires mapping_ttl after its newest entry, so a quiet
 -- index vanishes.
-local INDEX_BASE = string.sub(KEYS[6], 1, -4) .. 'ix:'
+local BASE = string.sub(KEYS[6], 1, -4)
+local INDEX_BASE = BASE .. 'ix:'
 local function inverted(ms) return string.format('%013d', 9999999999999 - ms) end
 local INDEX_TRIM_BATCH = 1000
 
@@ -256,6 +262,14 @@ local function delete_age(rec)
     and rec.image.deleted_at or ''
 end
 
+-- An edge was confirmed: findings that were waiting for one are routed now (the finding came
+-- first; findings.lua routes when the mapping came first).
+local function route_after_edges()
+  if edges == 0 or not min_rank or not findings_ttl then return 0 end
+  if redis.call('EXISTS', BASE .. 'fs:' .. digest) == 0 then return 0 end
+  return (route_findings(BASE, digest, min_rank, findings_ttl))
+end
+
 if type(ev.tags) == 'table' then ev.tags = recent_tags(ev.tags) end
 
 if ev.side == 'registry' then
@@ -311,7 +325,7 @@ if ev.side == 'registry' then
   if raw == false then evict_parked(KEYS[1], 'r', max_locations, loc, p.x) end
   -- Pushed again after a delete: the image exists again, and its next delete is news.
   redis.call('HDEL', KEYS[4], loc)
-  return { edges, (raw and edges == 0) and 1 or 0, skewed, 0, evicted }
+  return { edges, (raw and edges == 0) and 1 or 0, skewed, 0, evicted, route_after_edges() }
 end
 
 -- build side
@@ -343,4 +357,4 @@ for i = 1, #pushes, 2 do
 end
 park(KEYS[2], 'b', rk, b, raw == false)
 if raw == false then evict_parked(KEYS[2], 'b', max_builds, rk, b.x) end
-return { edges, (raw and edges == 0) and 1 or 0, skewed, 0, evicted }
+return { edges, (raw and edges == 0) and 1 or 0, skewed, 0, evicted, route_after_edges() }
