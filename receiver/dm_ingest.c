@@ -1,5 +1,6 @@
 #include "dm_common.h"
 #include "dm_ingest.h"
+#include "dm_ingest_findings.h"
 #include "dm_access.h"
 #include "dm_acr.h"
 #include "dm_build.h"
@@ -693,6 +694,9 @@ void dm_ingest_handle(dm_worker *w, struct evhttp_request *req, const dm_route_m
         dm_ingest_k8s(w, req, m, body, len, &auth);
         return;
     }
+    /* Findings reports (a scan source; an ECR source's scan events) are stored, not parked. */
+    if (dm_ingest_findings(w, req, m->id, src, &auth, body, len))
+        return;
     dm_event_list events = {0};
     if (!adapt(req, m->id, src, &auth, body, len, &events)) {
         dm_auth_outcome_dispose(&auth);
