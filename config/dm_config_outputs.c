@@ -15,9 +15,9 @@
 
 /* The record types (README.md, "Output records"): the only values a sink's "types" filter
  * may name. */
-static const char *const record_types[] = {"dev.digestmap.mapping.confirmed.v1",
-                                           "dev.digestmap.mapping.unmatched.v1",
-                                           "dev.digestmap.image.deleted.v1"};
+static const char *const record_types[] = {
+    "dev.digestmap.mapping.confirmed.v1", "dev.digestmap.mapping.unmatched.v1",
+    "dev.digestmap.image.deleted.v1", "dev.digestmap.finding.routed.v1"};
 
 /* Sink and consumer-group names go into Redis group names and log lines. */
 static bool is_simple_name(const char *s, size_t max)
@@ -67,7 +67,8 @@ static int parse_sink_types(dm_cfg_loader *ld, const json_t *w, const char *path
             return dm_cfg_fail(ld, DM_EINVAL, dm_cfg_key_path(pb, path, "types"),
                                "must hold record types (\"dev.digestmap.mapping.confirmed.v1\", "
                                "\"dev.digestmap.mapping.unmatched.v1\", "
-                               "\"dev.digestmap.image.deleted.v1\")");
+                               "\"dev.digestmap.image.deleted.v1\", "
+                               "\"dev.digestmap.finding.routed.v1\")");
         out->types[out->ntypes++] = dm_xstrdup(json_string_value(t));
     }
     return DM_OK;

@@ -103,8 +103,8 @@ static void on_wait(bool confirmed, void *arg)
         return;
     }
     dm_metrics_inc(DM_M_WAIT_SHORT);
-    dm_warn("replicas did not confirm the findings in time", "route=%s wait_replicas=%d",
-            fq->path, dm_worker_app(fq->w)->conf->redis.wait_replicas);
+    dm_warn("replicas did not confirm the findings in time", "route=%s wait_replicas=%d", fq->path,
+            dm_worker_app(fq->w)->conf->redis.wait_replicas);
     fq->first_err = DM_EUNAVAIL;
     answer_failed(fq);
 }

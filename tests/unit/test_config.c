@@ -1458,7 +1458,7 @@ static void test_webhooks(void **state)
                "'types': ['mapping.confirmed.v1']}]}, " SRC_NONE "}",
                "outputs.webhooks[0].types: must hold record types "
                "(\"dev.digestmap.mapping.confirmed.v1\", \"dev.digestmap.mapping.unmatched.v1\", "
-               "\"dev.digestmap.image.deleted.v1\")");
+               "\"dev.digestmap.image.deleted.v1\", \"dev.digestmap.finding.routed.v1\")");
     EXPECT_ERR("{'outputs': {'webhooks': [{'url': 'https://sink/', 'secret': 's', 'name': 'a "
                "b'}]}," SRC_NONE "}",
                "outputs.webhooks[0].name: \"a b\" must be 1..64 characters of A-Z a-z 0-9 . _ - :");
