@@ -384,8 +384,9 @@ int dm_ingest_replay_marker(const dm_app *app, const json_t *claims, char key[DM
     char numbuf[DM_JWT_JTI_NUMBER_BUFLEN];
     const char *jti = NULL;
     size_t jti_len = 0;
-    if (!iss || !dm_jwt_jti_text(json_object_get(claims, "jti"), numbuf, &jti, &jti_len))
-        return DM_EINVAL; /* the caller checked both */
+    if (!iss || !json_is_number(exp) ||
+        !dm_jwt_jti_text(json_object_get(claims, "jti"), numbuf, &jti, &jti_len))
+        return DM_EINVAL;
     unsigned char md[SHA256_DIGEST_LENGTH];
     char hex[2 * SHA256_DIGEST_LENGTH + 1];
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();

@@ -4,6 +4,7 @@
 #include "dm_ecr.h"
 #include "dm_finding.h"
 #include "dm_http.h"
+#include "dm_ingest.h"
 #include "dm_join.h"
 #include "dm_keys.h"
 #include "dm_log.h"
@@ -34,7 +35,9 @@ typedef struct findings_req {
     int first_err;
     char reply[200]; /**< the first error reply, quoted, for the log line */
     uint64_t received, stored, dropped, records, routed;
-    int waits, waits_short; /**< redis.wait_replicas: WAITs in flight, and those short */
+    int waits, waits_short;      /**< redis.wait_replicas: WAITs in flight, and those short */
+    char jti_key[DM_KEY_BUFLEN]; /**< replay marker of this request's token, or "" */
+    int64_t jti_pxat;
 } findings_req;
 
 static void req_free(findings_req *fq)
@@ -82,8 +85,18 @@ static void answer_stored(findings_req *fq)
 
 /* Redis did not take (all of) it, or the replicas did not confirm it: 503 + Retry-After. What
  * was stored stays: the sender's retry stores the same again. */
+static void ignore_reply(int err, redisReply *rep, void *arg)
+{
+    (void)err, (void)rep, (void)arg;
+}
+
 static void answer_failed(findings_req *fq)
 {
+    if (fq->jti_key[0]) { /* not stored: the sender may retry with the same token */
+        const char *argv[] = {"DEL", fq->jti_key};
+        size_t lens[] = {3, strlen(fq->jti_key)};
+        dm_redis_command(dm_worker_redis(fq->w), fq->jti_key, ignore_reply, NULL, 2, argv, lens);
+    }
     if (fq->reply[0])
         dm_warn("findings not stored", "route=%s scanner=%s reply=%s", fq->path, fq->scanner,
                 fq->reply);
@@ -202,9 +215,47 @@ static int store_digest(findings_req *fq, const char *digest)
                          lens);
 }
 
-/* Store @p rep (taken over) digest by digest. */
+static void store_all(findings_req *fq)
+{
+    fq->pending = 1; /* held until every call is queued */
+    for (size_t i = 0; i < fq->ndigests; i++) {
+        int rc = store_digest(fq, fq->digests[i]);
+        if (rc == DM_OK) {
+            fq->pending++;
+        } else {
+            fq->first_err = rc;
+            break;
+        }
+    }
+    done_one(fq);
+}
+
+/* The token's marker (SET NX): a token with a jti is accepted once, as on every source. */
+static void on_jti(int err, redisReply *rep, void *arg)
+{
+    findings_req *fq = arg;
+    if (err != DM_OK || rep->type == REDIS_REPLY_ERROR) {
+        fq->first_err = err != DM_OK ? err : DM_EREDIS;
+        answer_failed(fq); /* the marker may be set: answer_failed removes it */
+        return;
+    }
+    if (rep->type == REDIS_REPLY_NIL) {
+        char peer[64];
+        dm_metrics_inc(DM_M_AUTH_FAILED);
+        dm_warn("request refused",
+                "status=401 route=%s reason=\"token replayed (jti seen)\" peer=%s", fq->path,
+                dm_http_peer(fq->req, peer));
+        dm_http_error(fq->req, fq->route, 401, "bad credentials: token already used");
+        req_free(fq);
+        return;
+    }
+    store_all(fq);
+}
+
+/* Store @p rep (taken over) digest by digest, after the replay check of a token with a jti
+ * (@p jti_key, or NULL; its marker expires at @p jti_pxat). */
 static void store_report(dm_worker *w, struct evhttp_request *req, size_t route, const char *path,
-                         dm_finding_report *rep)
+                         dm_finding_report *rep, const char *jti_key, int64_t jti_pxat)
 {
     dm_redis *r = dm_worker_redis(w);
     if (dm_redis_room_for(r, NULL) < rep->ndigests + 1 || !dm_worker_begin(w)) {
@@ -227,17 +278,24 @@ static void store_report(dm_worker *w, struct evhttp_request *req, size_t route,
     fq->received = rep->nfindings + rep->dropped;
     fq->dropped = rep->dropped;
     dm_finding_report_dispose(rep);
-    fq->pending = 1; /* held until every call is queued */
-    for (size_t i = 0; i < fq->ndigests; i++) {
-        int rc = store_digest(fq, fq->digests[i]);
-        if (rc == DM_OK) {
-            fq->pending++;
-        } else {
-            fq->first_err = rc;
-            break;
-        }
+    snprintf(fq->jti_key, sizeof fq->jti_key, "%s", jti_key ? jti_key : "");
+    fq->jti_pxat = jti_pxat;
+    if (!fq->jti_key[0]) {
+        store_all(fq);
+        return;
     }
-    done_one(fq);
+    char pxat[24];
+    snprintf(pxat, sizeof pxat, "%lld", (long long)fq->jti_pxat);
+    const char *argv[] = {"SET", fq->jti_key, "findings", "NX", "PXAT", pxat};
+    size_t lens[6];
+    for (int i = 0; i < 6; i++)
+        lens[i] = strlen(argv[i]);
+    int rc = dm_redis_command(r, fq->jti_key, on_jti, fq, 6, argv, lens);
+    if (rc != DM_OK) {
+        fq->jti_key[0] = '\0'; /* not set */
+        fq->first_err = rc;
+        answer_failed(fq);
+    }
 }
 
 bool dm_ingest_findings(dm_worker *w, struct evhttp_request *req, size_t route,
@@ -269,6 +327,11 @@ bool dm_ingest_findings(dm_worker *w, struct evhttp_request *req, size_t route,
         dm_auth_outcome_dispose(auth);
         return true;
     }
+    char jti_key[DM_KEY_BUFLEN] = "";
+    int64_t jti_pxat = 0;
+    if (dm_ingest_wants_replay_check(auth) &&
+        dm_ingest_replay_marker(dm_worker_app(w), auth->claims, jti_key, &jti_pxat) != DM_OK)
+        jti_key[0] = '\0';
     dm_auth_outcome_dispose(auth);
     if (rep.ignored || rep.ndigests == 0) {
         const char *why = rep.ignored ? rep.ignored : "no digests";
@@ -281,6 +344,6 @@ bool dm_ingest_findings(dm_worker *w, struct evhttp_request *req, size_t route,
         dm_finding_report_dispose(&rep);
         return true;
     }
-    store_report(w, req, route, src->path, &rep);
+    store_report(w, req, route, src->path, &rep, jti_key[0] ? jti_key : NULL, jti_pxat);
     return true;
 }

@@ -5,14 +5,19 @@
 # only, again for a severity that rises to it, never again for a finding that left and came
 # back. Bad reports: precise 400s.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/jwt.sh"
 start_redis
+rsa_key "$T/ci.pem"
+jwks "$(rsa_jwk "$T/ci.pem" ci-1)" > "$T/ci-jwks.json"
 
 SCAN="$DM_FIXTURES/scan"
 ECRF="$DM_FIXTURES/ecr/findings"
-start_daemon "$(default_config | jq '
+start_daemon "$(default_config | jq --arg jwks "$T/ci-jwks.json" '
   .limits.max_body_bytes = 4194304
   | .sources += [
-    {"type": "scan", "auth": [{"type": "header", "name": "Authorization", "value": "Bearer scan-token"}]},
+    {"type": "scan", "auth": [{"type": "header", "name": "Authorization", "value": "Bearer scan-token"},
+                              {"type": "oidc", "issuer": "https://token.actions.githubusercontent.com",
+                               "audience": "digestmap", "jwks_file": $jwks}]},
     {"type": "ecr", "auth": [{"type": "header", "name": "x-api-key", "value": "ecr-key"}]}]')"
 
 ROUTED=dev.digestmap.finding.routed.v1
@@ -200,6 +205,15 @@ check "bad report logged with its reason" 1 \
     "$(grep -c 'route=/v1/findings field="ArtifactType" reason="must be container_image"' "$T/daemon.log")"
 post /v1/findings "$T/trivy.json" -H 'Authorization: Bearer wrong'
 check "wrong credentials: 401" 401 "$STATUS"
+now=$(date +%s)
+tok=$(mint_rs256 "$T/ci.pem" ci-1 "$(jq -nc --argjson now "$now" '{iss: "https://token.actions.githubusercontent.com",
+    aud: "digestmap", jti: "scan-1", iat: $now, exp: ($now + 300), sub: "repo:acme/api:ref:refs/heads/main",
+    repository: "acme/api", run_id: "1", run_attempt: "1"}')")
+trivy_for "$(random_digest)"
+post /v1/findings "$T/trivy.json" -H "Authorization: Bearer $tok"
+check "an OIDC token: 202" 202 "$STATUS"
+post /v1/findings "$T/trivy.json" -H "Authorization: Bearer $tok"
+check "the same token again (jti seen): 401" '401 {"error":"bad credentials: token already used"}' "$STATUS $BODY"
 head -c 4194305 /dev/zero | tr '\0' ' ' > "$T/huge.json"
 post_scan "$T/huge.json"
 check "over limits.max_body_bytes: 413" 413 "$STATUS"
