@@ -1,6 +1,5 @@
 #include "dm_common.h"
 #include "dm_ingest.h"
-#include "dm_ingest_findings.h"
 #include "dm_access.h"
 #include "dm_acr.h"
 #include "dm_build.h"

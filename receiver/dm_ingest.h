@@ -37,4 +37,25 @@ int dm_ingest_replay_marker(const dm_app *app, const json_t *claims, char key[DM
 void dm_ingest_k8s(dm_worker *w, struct evhttp_request *req, const dm_route_match *m,
                    const char *body, size_t len, dm_auth_outcome *auth);
 
+/**
+ * Findings reports on the sources' routes (dm_ingest_findings.c, docs/findings.md): the
+ * scanner reports of a `scan` source and the scan events of an `ecr` source. A report is
+ * parsed (dm_scan_parse, dm_ecr_parse_finding), then stored by one call of lua/findings.lua per
+ * digest it names, which also routes what became routable. The answer is 202
+ * {"status":"accepted","findings":N,"routed":M} only once Redis has every digest's part (and
+ * redis.wait_replicas replicas confirmed it); when Redis cannot take it, 503 + Retry-After:
+ * findings are not spooled (scanners and the ECR/Inspector senders retry, and a report is a
+ * snapshot, so storing it again is harmless).
+ *
+ * Handle @p body (@p len bytes, authenticated: @p auth) of a request to source @p src as a
+ * findings report when it is one: every request of a `scan` source, and on an `ecr` source
+ * the events dm_ecr_parse_finding reads (of an SNS envelope: its notification's message).
+ * Returns true when the request was answered (refused, ignored or taken; @p auth disposed),
+ * false when it is not a findings report (an ECR push or delete, an SNS control message):
+ * the caller goes on with it, @p auth untouched.
+ */
+bool dm_ingest_findings(dm_worker *w, struct evhttp_request *req, size_t route,
+                        const dm_source_conf *src, dm_auth_outcome *auth, const char *body,
+                        size_t len);
+
 #endif

@@ -1,6 +1,5 @@
-/* dm_ingest_findings.c - see dm_ingest_findings.h. */
+/* dm_ingest_findings.c - findings reports on the sources' routes: see dm_ingest.h. */
 #include "dm_common.h"
-#include "dm_ingest_findings.h"
 #include "dm_ecr.h"
 #include "dm_finding.h"
 #include "dm_http.h"

@@ -1767,10 +1767,13 @@ static void test_shipped_configs(void **state)
     assert_string_equal(c->data_dir, "var");
     assert_null(c->redis.url);
     assert_string_equal(c->redis.unix_path, "var/redis.sock");
-    assert_int_equal(c->nsources, 3);
+    assert_int_equal(c->nsources, 4);
     assert_int_equal(c->sources[2].type, DM_SRC_K8S);
     assert_string_equal(c->sources[2].path, "/v1/workloads");
     assert_secret(&c->sources[2].auth.v[0], "Bearer dev-k8s-token");
+    assert_int_equal(c->sources[3].type, DM_SRC_SCAN);
+    assert_string_equal(c->sources[3].path, "/v1/findings");
+    assert_secret(&c->sources[3].auth.v[0], "Bearer dev-scan-token");
     assert_int_equal(c->sources[0].type, DM_SRC_ACR);
     assert_string_equal(c->sources[0].path, "/v1/registry/acr");
     assert_int_equal(c->sources[0].auth.n, 1);
