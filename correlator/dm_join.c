@@ -162,9 +162,9 @@ int dm_join_park(dm_redis *r, const dm_join_conf *conf, const char *digest, cons
 {
     /* The KEYS of park.lua, in its order. */
     char keys[8][DM_KEY_BUFLEN];
-    char nums[10][24];
-    const char *argv[19];
-    size_t lens[19];
+    char nums[11][24];
+    const char *argv[20];
+    size_t lens[20];
     const char *prefix = conf->prefix;
     unsigned shard = dm_digest_shard(digest, conf->shards);
     lens[0] = dm_key_pushes(keys[0], prefix, shard, digest);
@@ -180,13 +180,14 @@ int dm_join_park(dm_redis *r, const dm_join_conf *conf, const char *digest, cons
         argv[i] = keys[i];
     argv[n] = json;
     lens[n++] = len;
-    long long vals[10] = {conf->window_ms,    conf->grace_ms,
+    long long vals[11] = {conf->window_ms,    conf->grace_ms,
                           conf->max_skew_ms,  conf->mapping_ttl_ms,
                           conf->max_builds,   conf->max_locations,
                           conf->max_tags,     arrival_ms > 0 ? arrival_ms : 0,
-                          conf->min_severity, conf->findings_ttl_ms};
-    /* Without a findings ttl, no routing: ARGV 10 and 11 stay absent. */
-    size_t nvals = conf->findings_ttl_ms > 0 ? 10 : 8;
+                          conf->min_severity, conf->findings_ttl_ms,
+                          conf->max_findings};
+    /* Without a findings ttl, no routing: ARGV 10 to 12 stay absent. */
+    size_t nvals = conf->findings_ttl_ms > 0 ? 11 : 8;
     for (size_t i = 0; i < nvals; i++) {
         snprintf(nums[i], sizeof nums[i], "%lld", vals[i]);
         argv[n] = nums[i];

@@ -20,8 +20,9 @@ typedef struct dm_join_conf {
      * registry locations (and delete records), tags per location, build and mapping. */
     int max_builds, max_locations, max_tags;
     /** Findings routing after a confirmed edge (docs/findings.md): routing.min_severity (a
-     *  dm_severity) and correlation.findings_ttl_seconds in ms; 0 ttl: no routing. */
-    int min_severity;
+     *  dm_severity) and correlation.findings_ttl_seconds in ms; 0 ttl: no routing;
+     *  limits.max_findings_per_digest, which bounds the routed set (0: unbounded). */
+    int min_severity, max_findings;
     int64_t findings_ttl_ms;
 } dm_join_conf;
 

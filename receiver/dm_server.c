@@ -246,6 +246,7 @@ int dm_server_start(const dm_config *conf, const dm_trust *trust, const char *re
         .max_tags = conf->limits.max_tags_per_location,
         .min_severity = conf->routing.min_severity,
         .findings_ttl_ms = conf->correlation.findings_ttl_seconds * 1000,
+        .max_findings = conf->limits.max_findings_per_digest,
     };
     int n = s->workers.n = conf->workers;
     s->workers.all = dm_xcalloc((size_t)n, sizeof *s->workers.all);

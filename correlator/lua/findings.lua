@@ -12,7 +12,8 @@
 --                                  stored form); "<scanner>#counts" -> {"critical":n,…}
 --   2 <p>:{s}:fs:<digest>  string  the summary: {"critical","high","medium","low","unknown",
 --                                  "by_scanner":{…}}; absent without findings
---   3 <p>:{s}:fr:<digest>  set     "<id>|<package>" of every finding routed for the digest
+--   3 <p>:{s}:fr:<digest>  zset    "<id>|<package>" of the findings routed for the digest ->
+--                                  when last routed or seen routable (ms); bounded (lib.lua)
 --   4 <p>:{s}:m:<digest>   hash    the mappings (park.lua's), read by route_findings
 --   5 <p>:{s}:out          stream  the output records
 --   and, undeclared but in the same slot, <p>:{s}:w:<digest> (the workloads, read for the
@@ -167,5 +168,5 @@ redis.call('SET', KEYS[2], summary, 'PX', ttl)
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[3], ttl)
 
-local records, routed = route_findings(base, digest, min_rank, ttl)
+local records, routed = route_findings(base, digest, min_rank, ttl, max_findings)
 return { stored, dropped, records, routed }

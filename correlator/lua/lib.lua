@@ -203,27 +203,60 @@ end
 -- At most this many mappings in a finding.routed record (newest first).
 local ROUTED_MAPPINGS = 20
 
+-- fr:<digest> keeps at most this many routed findings per max finding of a digest
+-- (limits.max_findings_per_digest): a digest whose scanners keep reporting fresh ids would
+-- otherwise grow it without end.
+local ROUTED_KEEP_FACTOR = 4
+
 -- Route the findings of `digest` (README.md "Output records", docs/findings.md): when the
 -- digest has a confirmed mapping and current findings at or above severity rank min_rank that
 -- were never routed for it, append one dev.digestmap.finding.routed.v1 record to the shard's
 -- stream carrying them in findings.new, and remember them in fr:<digest> (kept ttl ms after
 -- the last routing) so no (id, package) is routed twice, even after it left and came back.
+-- fr is a sorted set "<id>|<package>" -> when it was last routed or seen routable (ms): only
+-- the candidates are looked up (ZMSCORE), never the whole set, and when it routes, every
+-- current candidate is stamped now and the oldest beyond ROUTED_KEEP_FACTOR * max_findings
+-- are dropped. The current candidates are at most max_findings, so they are never the ones
+-- dropped; a finding dropped that way (gone from the reports for a long churn of newer ids)
+-- would route again if it came back. max_findings nil or 0: no trim.
 -- base is the shard's key prefix "<p>:{s}:"; every key read is the digest's, in that slot.
 -- Called by findings.lua after every change of the findings and by park.lua after it confirmed
 -- an edge: the later of the two arrivals routes, and since both run atomically on the shard,
 -- two instances racing append one record per trigger. Returns records appended (0/1) and the
 -- findings they carried.
-local function route_findings(base, digest, min_rank, ttl)
+local function route_findings(base, digest, min_rank, ttl, max_findings)
   local mkey = base .. 'm:' .. digest
   if redis.call('EXISTS', mkey) == 0 then return 0, 0 end
   local summary = redis.call('GET', base .. 'fs:' .. digest)
   if not summary then return 0, 0 end
   local frkey = base .. 'fr:' .. digest
-  local routed = {}
-  for _, m in ipairs(redis.call('SMEMBERS', frkey)) do routed[m] = true end
+  if redis.call('TYPE', frkey).ok == 'set' then
+    -- Written as a plain set by an earlier version: read once, kept as the oldest entries.
+    local old = redis.call('SMEMBERS', frkey)
+    redis.call('DEL', frkey)
+    for i = 1, #old, 500 do
+      local args = {}
+      for j = i, math.min(i + 499, #old) do
+        args[#args + 1] = 0
+        args[#args + 1] = old[j]
+      end
+      redis.call('ZADD', frkey, unpack(args))
+    end
+  end
+  local cand = {}
+  for _, f in pairs(findings_union(redis.call('HGETALL', base .. 'f:' .. digest))) do
+    if sev_rank(f.severity) <= min_rank then cand[#cand + 1] = f end
+  end
+  if #cand == 0 then return 0, 0 end
+  sort_findings(cand)
+  local ckeys = {}
+  for i, f in ipairs(cand) do ckeys[i] = finding_key(f) end
   local new = {}
-  for k, f in pairs(findings_union(redis.call('HGETALL', base .. 'f:' .. digest))) do
-    if sev_rank(f.severity) <= min_rank and not routed[k] then new[#new + 1] = f end
+  for i = 1, #ckeys, 1000 do -- unpack has a stack limit
+    local scores = redis.call('ZMSCORE', frkey, unpack(ckeys, i, math.min(i + 999, #ckeys)))
+    for j = 1, #scores do
+      if not scores[j] then new[#new + 1] = cand[i + j - 1] end
+    end
   end
   if #new == 0 then return 0, 0 end
   -- The mappings, newest first: an edge is confirmed when its later side arrives, so its
@@ -242,14 +275,21 @@ local function route_findings(base, digest, min_rank, ttl)
     if a.at ~= b.at then return a.at > b.at end
     return a.id < b.id
   end)
-  sort_findings(new)
   local keys, encoded = {}, {}
   for i, f in ipairs(new) do
     keys[i] = finding_key(f)
     encoded[i] = enc_finding(f)
   end
-  for i = 1, #keys, 1000 do -- unpack has a stack limit
-    redis.call('SADD', frkey, unpack(keys, i, math.min(i + 999, #keys)))
+  for i = 1, #ckeys, 500 do
+    local args = {}
+    for j = i, math.min(i + 499, #ckeys) do
+      args[#args + 1] = now
+      args[#args + 1] = ckeys[j]
+    end
+    redis.call('ZADD', frkey, unpack(args))
+  end
+  if max_findings and max_findings > 0 then
+    redis.call('ZREMRANGEBYRANK', frkey, 0, -(ROUTED_KEEP_FACTOR * max_findings) - 1)
   end
   redis.call('PEXPIRE', frkey, ttl)
   local texts = {}

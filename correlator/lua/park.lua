@@ -32,6 +32,7 @@
 --   10 routing.min_severity as a rank (0 critical … 4 unknown), 11 findings ttl ms: after this
 --     event confirmed an edge, the digest's findings are routed (lib.lua route_findings; only
 --     when it has findings at all: one EXISTS on this hot path otherwise). Absent: no routing.
+--   12 limits.max_findings_per_digest (bounds fr:<digest>, lib.lua route_findings)
 -- Returns {edges emitted, duplicate (0/1: seen before, nothing new), event time replaced (0/1),
 --          deletes recorded, items evicted by the per-digest bounds, finding.routed records}.
 --
@@ -52,6 +53,7 @@ local max_tags = tonumber(ARGV[8])
 local arrival = tonumber(ARGV[9]) or 0
 local min_rank = tonumber(ARGV[10])
 local findings_ttl = tonumber(ARGV[11])
+local max_findings = tonumber(ARGV[12])
 if arrival <= 0 or arrival > now then arrival = now end
 local digest = ev.digest
 local evicted = 0
@@ -267,7 +269,7 @@ end
 local function route_after_edges()
   if edges == 0 or not min_rank or not findings_ttl then return 0 end
   if redis.call('EXISTS', BASE .. 'fs:' .. digest) == 0 then return 0 end
-  return (route_findings(BASE, digest, min_rank, findings_ttl))
+  return (route_findings(BASE, digest, min_rank, findings_ttl, max_findings))
 end
 
 if type(ev.tags) == 'table' then ev.tags = recent_tags(ev.tags) end

@@ -73,7 +73,7 @@ check "record: CloudEvents envelope" '["dev.digestmap.finding.routed.v1","digest
     "$(jq -c '[.type, .source]' <<<"$rec")"
 check "a new finding carries its scanner and versions" '{"id":"CVE-2023-45853","package":"zlib1g","severity":"critical","installed":"1:1.2.13.dfsg-1","status":"will_not_fix","scanner":"trivy"}' \
     "$(jq -c '.data.findings.new[0] | del(.fixed, .path)' <<<"$rec")"
-check "routed set" 3 "$(rcli scard "dm:{0}:fr:$d1")"
+check "routed set" 3 "$(rcli zcard "dm:{0}:fr:$d1")"
 post_scan "$T/trivy.json"
 check "the same report again: nothing new" '{"status":"accepted","findings":6,"routed":0}' "$BODY"
 build_event "$T/build.json" "$d1" "$(iso_at -1)" 7002
