@@ -335,7 +335,7 @@ static json_t *findings_array(const dm_finding_report *r)
     return a;
 }
 
-char *dm_finding_report_to_json(const dm_finding_report *r)
+static char *report_json(const dm_finding_report *r, bool with_digests)
 {
     json_t *o = new_object();
     char scanner[sizeof r->scanner + 1];
@@ -344,11 +344,13 @@ char *dm_finding_report_to_json(const dm_finding_report *r)
     put(o, "scanner", jstr(scanner));
     put(o, "event_id", jstr(r->event_id));
     put(o, "t", json_integer(r->event_time_ms));
-    put(o, "digests", digests_array(r));
-    json_t *tags = new_array();
-    for (size_t i = 0; i < r->ntags; i++)
-        append(tags, jstr(r->tags[i]));
-    put(o, "tags", tags);
+    if (with_digests) {
+        put(o, "digests", digests_array(r));
+        json_t *tags = new_array();
+        for (size_t i = 0; i < r->ntags; i++)
+            append(tags, jstr(r->tags[i]));
+        put(o, "tags", tags);
+    }
     json_t *counts = new_object();
     for (int i = 0; i < DM_SEV_COUNT; i++)
         put(counts, severity_names[i], json_integer(r->counts[i]));
@@ -367,4 +369,14 @@ char *dm_finding_report_to_json(const dm_finding_report *r)
     if (!s)
         abort();
     return s;
+}
+
+char *dm_finding_report_to_json(const dm_finding_report *r)
+{
+    return report_json(r, true);
+}
+
+char *dm_finding_report_to_store_json(const dm_finding_report *r)
+{
+    return report_json(r, false);
 }

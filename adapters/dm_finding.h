@@ -12,6 +12,12 @@
 /** limits.max_findings_per_digest's default: what a parser keeps when the caller gives 0. */
 #define DM_FINDINGS_MAX_DEFAULT 2000
 
+/** Distinct digests one report may name: each costs one script call that carries the report's
+ *  findings, so a report naming thousands (a Trivy scan through a daemon that lists every
+ *  registry's RepoDigests) would hold its Redis connection for seconds. Beyond it the report
+ *  is refused with a 413 (docs/findings.md "Limits"). */
+#define DM_FINDING_MAX_DIGESTS 16
+
 /** Severities, most severe first: the order findings are kept in when a report is bounded
  *  (unknown ranks last: a scanner that cannot rate a flaw says less than "low"). The values
  *  index dm_finding_report.counts. */
@@ -124,5 +130,12 @@ void dm_finding_report_dispose(dm_finding_report *r);
  * ("?" = absent when unknown). Returns a malloc'd NUL-terminated string the caller frees.
  */
 char *dm_finding_report_to_json(const dm_finding_report *r);
+
+/**
+ * The document the findings script stores for each digest: dm_finding_report_to_json without
+ * "digests" and "tags" (the caller passes the digest itself), so a report naming several
+ * digests does not send every call the whole list. Freed by the caller.
+ */
+char *dm_finding_report_to_store_json(const dm_finding_report *r);
 
 #endif

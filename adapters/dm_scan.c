@@ -180,6 +180,12 @@ static int add_references(dm_finding_report *r, json_t *obj, const char *key, co
         path_at(p, sizeof p, "%s[%zu]", path, i);
         if (add_reference(r, v, p, DM_REL_IMAGE, err) != DM_OK)
             return DM_EINVAL;
+        if (r->ndigests > DM_FINDING_MAX_DIGESTS) {
+            dm_error_set(err, path, "names more than %d distinct digests (at most %d a report)",
+                         DM_FINDING_MAX_DIGESTS, DM_FINDING_MAX_DIGESTS);
+            err->status = 413;
+            return DM_EINVAL;
+        }
     }
     return DM_OK;
 }
@@ -454,6 +460,14 @@ static int grype_target(dm_finding_report *r, json_t *root, dm_error *err)
             return DM_EINVAL;
         dm_finding_report_add_digest(r, d, DM_REL_PLATFORM_MANIFEST, r->digests[0].registry,
                                      r->digests[0].repository);
+        if (r->ndigests > DM_FINDING_MAX_DIGESTS) {
+            dm_error_set(err, "source.target",
+                         "names more than %d distinct digests (at most %d "
+                         "a report)",
+                         DM_FINDING_MAX_DIGESTS, DM_FINDING_MAX_DIGESTS);
+            err->status = 413;
+            return DM_EINVAL;
+        }
     }
     return add_tags(r, target, "tags", "source.target.tags", err);
 }

@@ -1,5 +1,6 @@
 /* dm_ingest_findings.c - findings reports on the sources' routes: see dm_ingest.h. */
 #include "dm_common.h"
+#include "dm_build.h"
 #include "dm_ecr.h"
 #include "dm_finding.h"
 #include "dm_http.h"
@@ -20,6 +21,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A report's calls (one per digest, and the token's marker) always fit the worker's Redis
+ * queue when it is empty (dm_worker.c sizes it for the largest build event): a report that
+ * could never fit is refused with a 413 (DM_FINDING_MAX_DIGESTS), never answered 503 for
+ * ever. */
+_Static_assert(DM_FINDING_MAX_DIGESTS + 2 <= DM_MAX_EVENTS_PER_REQUEST * 2,
+               "a findings report must fit the Redis queue");
+
 /* One findings report being stored: owns its JSON document and the right to answer once. */
 typedef struct findings_req {
     dm_worker *w;
@@ -27,7 +35,7 @@ typedef struct findings_req {
     size_t route;
     const char *path; /**< the source's route path (config, lives as long as the server) */
     char scanner[16];
-    char *doc; /**< dm_finding_report_to_json of the report: findings.lua's ARGV 1 */
+    char *doc; /**< dm_finding_report_to_store_json of the report: findings.lua's ARGV 1 */
     char (*digests)[DM_DIGEST_BUFLEN];
     size_t ndigests;
     size_t pending;
@@ -53,7 +61,7 @@ static void refuse_report(struct evhttp_request *req, size_t route, const char *
 {
     char peer[64], field[160], text[400];
     int status = err->status ? err->status : 400;
-    dm_metrics_inc(DM_M_INVALID);
+    dm_metrics_inc(status == 413 ? DM_M_TOO_LARGE : DM_M_INVALID);
     dm_warn("request refused", "status=%d route=%s field=%s reason=%s peer=%s", status, path,
             dm_log_quote_str(err->field, field, sizeof field),
             dm_log_quote_str(err->text, text, sizeof text), dm_http_peer(req, peer));
@@ -269,7 +277,7 @@ static void store_report(dm_worker *w, struct evhttp_request *req, size_t route,
     fq->route = route;
     fq->path = path;
     snprintf(fq->scanner, sizeof fq->scanner, "%s", rep->scanner);
-    fq->doc = dm_finding_report_to_json(rep);
+    fq->doc = dm_finding_report_to_store_json(rep);
     fq->ndigests = rep->ndigests;
     fq->digests = dm_xcalloc(rep->ndigests, sizeof *fq->digests);
     for (size_t i = 0; i < rep->ndigests; i++)
@@ -320,6 +328,14 @@ bool dm_ingest_findings(dm_worker *w, struct evhttp_request *req, size_t route,
         rc = dm_ecr_parse_finding(body, len, &rep, &err);
         if (rc == DM_ECR_NOT_FINDING)
             return false;
+    }
+    if (rc == DM_OK && rep.ndigests > DM_FINDING_MAX_DIGESTS) {
+        /* The parsers of scanner reports stop at the bound themselves; any other report too. */
+        dm_error_set(&err, "", "report names %zu distinct digests (at most %d a report)",
+                     rep.ndigests, DM_FINDING_MAX_DIGESTS);
+        err.status = 413;
+        dm_finding_report_dispose(&rep);
+        rc = DM_EINVAL;
     }
     if (rc != DM_OK) {
         refuse_report(req, route, src->path, &err);

@@ -76,4 +76,36 @@ map_digest "$D3" 8003
 check "the edge routed the five and trimmed fr" 20 "$(rcli zcard "dm:{0}:fr:$D3")"
 check "the five are kept" 5 "$(for i in 0 1 2 3 4; do rcli zscore "dm:{0}:fr:$D3" "CVE-p-$i|p"; done | grep -c .)"
 
+# 5. A report naming more digests than a report may (Trivy through a daemon lists every
+# registry's RepoDigests): 413 naming the field, logged, counted; nothing stored.
+many=$(for i in $(seq 1 17); do random_digest; done | jq -R . | jq -sc .)
+too_large=$(metric digestmap_body_too_large_total)
+trivy "$many" 3 "many"
+post_scan "$T/t.json"
+check "17 digests: 413" 413 "$STATUS"
+check "the error names the field and the bound" \
+    '{"error":"Metadata.RepoDigests: names more than 16 distinct digests (at most 16 a report)"}' "$BODY"
+check "counted" "$((too_large + 1))" "$(metric digestmap_body_too_large_total)"
+check_match "logged" 'status=413 .*field="?Metadata.RepoDigests' "$(await_log 'status=413 route=/v1/findings')"
+check "nothing stored" 0 "$(rcli exists "dm:{0}:f:$(jq -r '.[0]' <<<"$many")")"
+# 2,000 digests: refused before anything is stored.
+huge=$(for i in $(seq 1 2000); do random_digest; done | jq -R . | jq -sc .)
+received=$(metric digestmap_findings_received_total)
+trivy "$huge" 200 "huge"
+post_scan "$T/t.json"
+check "2,000 digests: 413" 413 "$STATUS"
+check "no findings taken" "$received" "$(metric digestmap_findings_received_total)"
+check "none stored on the first or the last" "0 0" \
+    "$(rcli exists "dm:{0}:f:$(jq -r '.[0]' <<<"$huge")") $(rcli exists "dm:{0}:f:$(jq -r '.[-1]' <<<"$huge")")"
+
+# 6. A report naming a few digests is stored on each.
+few=$(for i in $(seq 1 3); do random_digest; done | jq -R . | jq -sc .)
+trivy "$few" 2 "few"
+post_scan "$T/t.json"
+check "3 digests: stored" '{"status":"accepted","findings":2,"routed":0}' "$BODY"
+for d in $(jq -r '.[]' <<<"$few"); do
+    check "stored on $d" '{"trivy":{"critical":2,"high":0,"medium":0,"low":0,"unknown":0}}' \
+        "$(rcli get "dm:{0}:fs:$d" | jq -c .by_scanner)"
+done
+
 finish

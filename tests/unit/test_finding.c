@@ -269,6 +269,13 @@ static void test_json(void **state)
     expect_json(&r, "{\"kind\":\"counts\",\"scanner\":\"ecr-basic\",\"event_id\":\"e\",\"t\":0,"
                     "\"digests\":[],\"tags\":[\"2.1.0\"],\"counts\":{\"critical\":0,\"high\":0,"
                     "\"medium\":6,\"low\":0,\"unknown\":1}}");
+    /* the script's document: no digests, no tags (one call per digest names its own) */
+    dm_finding_report_add_digest(&r, D_INDEX, DM_REL_IMAGE, NULL, NULL);
+    char *st = dm_finding_report_to_store_json(&r);
+    assert_string_equal(st, "{\"kind\":\"counts\",\"scanner\":\"ecr-basic\",\"event_id\":\"e\","
+                            "\"t\":0,\"counts\":{\"critical\":0,\"high\":0,\"medium\":6,\"low\":0,"
+                            "\"unknown\":1}}");
+    free(st);
     dm_finding_report_dispose(&r);
 
     /* bytes jansson would refuse still give a well-formed document */
