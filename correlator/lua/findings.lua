@@ -11,7 +11,8 @@
 --   1 <p>:{s}:f:<digest>   hash    scanner -> JSON array of its current findings (lib.lua's
 --                                  stored form); "<scanner>#counts" -> {"critical":n,…}
 --   2 <p>:{s}:fs:<digest>  string  the summary: {"critical","high","medium","low","unknown",
---                                  "by_scanner":{…}}; absent without findings
+--                                  "by_scanner":{…}}, distinct ids by severity; absent
+--                                  without findings
 --   3 <p>:{s}:fr:<digest>  zset    "<id>|<package>" of the findings routed for the digest ->
 --                                  when last routed or seen routable (ms); bounded (lib.lua)
 --   4 <p>:{s}:m:<digest>   hash    the mappings (park.lua's), read by route_findings
@@ -121,13 +122,23 @@ if #list > max_findings then
   end
 end
 
--- The summary: the union by severity; by_scanner per scanner (its itemized findings, or its
--- counts when it has none).
-local total = { 0, 0, 0, 0, 0 }
+-- The summary counts distinct ids (README.md "Vulnerabilities and workloads"): a CVE in
+-- libssl3 and in libcrypto3 is one flaw, counted once at its highest severity over its
+-- packages (and scanners); the items stay keyed (id, package). by_scanner per scanner: its
+-- itemized findings counted the same way, or its counts when it has none.
+local function count_ids(fl)
+  local best = {}
+  for _, f in ipairs(fl) do
+    local r = sev_rank(f.severity)
+    if not best[f.id] or r < best[f.id] then best[f.id] = r end
+  end
+  local c = { 0, 0, 0, 0, 0 }
+  for _, r in pairs(best) do c[r + 1] = c[r + 1] + 1 end
+  return c
+end
+local total = count_ids(list)
 local stored = 0
 for _, f in ipairs(list) do
-  local r = sev_rank(f.severity)
-  total[r + 1] = total[r + 1] + 1
   if mine[finding_key(f)] then stored = stored + 1 end
 end
 local per, names = {}, {}
@@ -141,12 +152,8 @@ for i = 1, #all, 2 do
       names[#names + 1] = name
     end
   else
-    local c = { 0, 0, 0, 0, 0 }
     local fl = scanner_findings(all[i + 1])
-    for _, f in ipairs(fl) do
-      local r = sev_rank(f.severity)
-      c[r + 1] = c[r + 1] + 1
-    end
+    local c = count_ids(fl)
     if #fl > 0 then
       if not per[field] then names[#names + 1] = field end
       per[field] = counts_doc({ critical = c[1], high = c[2], medium = c[3], low = c[4],

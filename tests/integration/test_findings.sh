@@ -218,6 +218,28 @@ head -c 4194305 /dev/zero | tr '\0' ' ' > "$T/huge.json"
 post_scan "$T/huge.json"
 check "over limits.max_body_bytes: 413" 413 "$STATUS"
 
+# 10b. The summary counts distinct ids (each at its highest severity over its packages and
+# scanners); the items stay per (id, package).
+d9=$(random_digest)
+trivy_for "$d9" '.Results = [.Results[0] | .Vulnerabilities = [
+  {VulnerabilityID: "CVE-2024-5535", PkgName: "libssl3", InstalledVersion: "3.0.13-1", Severity: "HIGH"},
+  {VulnerabilityID: "CVE-2024-5535", PkgName: "libcrypto3", InstalledVersion: "3.0.13-1", Severity: "CRITICAL"},
+  {VulnerabilityID: "CVE-2023-0001", PkgName: "zlib1g", InstalledVersion: "1", Severity: "LOW"}]]'
+post_scan "$T/trivy.json"
+check "one CVE in two packages: 202" '{"status":"accepted","findings":3,"routed":0}' "$BODY"
+check "summary: one id at its highest severity" '[1,0,0,1,0]' "$(counts "$d9")"
+check "by_scanner: ids too" '{"trivy":{"critical":1,"high":0,"medium":0,"low":1,"unknown":0}}' \
+    "$(summary "$d9" | jq -c .by_scanner)"
+check "items stay per (id, package)" 3 "$(rcli hget "dm:{0}:f:$d9" trivy | jq length)"
+grype_for "$d9" "$d9" '.matches = [
+  {vulnerability: {id: "CVE-2024-5535", severity: "Medium"}, artifact: {name: "libssl3", version: "3.0.13-1"}},
+  {vulnerability: {id: "CVE-2023-0001", severity: "Critical"}, artifact: {name: "zlib1g", version: "1"}}]'
+post_scan "$T/grype.json"
+check "grype on the same digest: 202" '{"status":"accepted","findings":2,"routed":0}' "$BODY"
+check "summary over scanners: each id once, at the highest any scanner gives" '[2,0,0,0,0]' "$(counts "$d9")"
+check "by_scanner grype" '{"critical":1,"high":0,"medium":1,"low":0,"unknown":0}' \
+    "$(summary "$d9" | jq -c .by_scanner.grype)"
+
 # Metrics.
 check "records counted" "$(stream_type_count $ROUTED)" "$(metric digestmap_findings_routed_records_total)"
 check_match "findings received counted" '^[1-9][0-9]+$' "$(metric digestmap_findings_received_total)"
