@@ -93,6 +93,9 @@ typedef struct dm_source_conf {
     char *path; /**< route path, default "/v1/registry/acr" or "/v1/builds" */
     dm_auth_list auth;
     dm_rate_conf rate; /**< over it: 429 with Retry-After */
+    char **clusters;   /**< k8s only: "clusters", the cluster names this source may report
+                            (another is a 403); none (NULL, 0): any */
+    size_t nclusters;
 } dm_source_conf;
 
 /** One webhook sink (outputs.webhooks[i]); see dm_sink.h for the delivery rules. */

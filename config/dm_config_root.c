@@ -133,9 +133,39 @@ static int parse_rate(dm_cfg_loader *ld, const json_t *s, const char *path, dm_r
     return DM_OK;
 }
 
+/* sources[].clusters (k8s only): the cluster names a snapshot to this source may carry, so a
+ * cluster's credential cannot replace another cluster's inventory (docs/workloads.md). The
+ * names as dm_k8s_parse accepts them: 1..128 of [A-Za-z0-9._:-]. */
+static int parse_clusters(dm_cfg_loader *ld, const json_t *s, const char *path, dm_source_conf *out)
+{
+    const json_t *a = json_object_get(s, "clusters");
+    char pb[PATH_BUF];
+    if (!a)
+        return DM_OK;
+    if (out->type != DM_SRC_K8S)
+        return dm_cfg_fail(ld, DM_EINVAL, dm_cfg_key_path(pb, path, "clusters"),
+                           "only a \"k8s\" source names clusters");
+    if (!json_is_array(a) || json_array_size(a) == 0)
+        return dm_cfg_fail(ld, DM_EINVAL, dm_cfg_key_path(pb, path, "clusters"),
+                           "must be a non-empty array of cluster names");
+    out->clusters = dm_xcalloc(json_array_size(a), sizeof *out->clusters);
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        const char *name = json_string_value(json_array_get(a, i));
+        size_t n = name ? strlen(name) : 0;
+        bool ok = n >= 1 && n <= 128 &&
+                  strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                               "0123456789._:-") == n;
+        if (!ok)
+            return dm_cfg_fail(ld, DM_EINVAL, dm_cfg_pathf(pb, "%s.clusters[%zu]", path, i),
+                               "must be a cluster name: 1 to 128 of A-Z a-z 0-9 . _ : -");
+        out->clusters[out->nclusters++] = dm_xstrdup(name);
+    }
+    return DM_OK;
+}
+
 static int parse_source(dm_cfg_loader *ld, const json_t *s, const char *path, dm_source_conf *out)
 {
-    static const char *const keys[] = {"type", "path", "auth", "rate", NULL};
+    static const char *const keys[] = {"type", "path", "auth", "rate", "clusters", NULL};
     char pb[PATH_BUF], sb[SHOW_BUF];
     const char *type, *route;
     int rc;
@@ -178,7 +208,8 @@ static int parse_source(dm_cfg_loader *ld, const json_t *s, const char *path, dm
                 : out->type == DM_SRC_SCAN ? "/v1/findings"
                                            : "/v1/builds";
     out->path = dm_xstrdup(route);
-    if ((rc = parse_rate(ld, s, path, &out->rate)) < 0 ||
+    if ((rc = parse_clusters(ld, s, path, out)) < 0 ||
+        (rc = parse_rate(ld, s, path, &out->rate)) < 0 ||
         (rc = dm_cfg_parse_auth_list(ld, s, path, &out->auth)) < 0)
         return rc;
     /* An SNS signature covers only the envelope's documented fields: it authenticates the
@@ -593,6 +624,9 @@ void dm_config_free(dm_config *c)
     dm_cfg_free_redis(c);
     for (size_t i = 0; i < c->nsources; i++) {
         free(c->sources[i].path);
+        for (size_t j = 0; j < c->sources[i].nclusters; j++)
+            free(c->sources[i].clusters[j]);
+        free(c->sources[i].clusters);
         dm_cfg_free_auth_list(&c->sources[i].auth);
     }
     free(c->sources);

@@ -17,6 +17,7 @@
 #include "dm_metrics.h"
 #include "dm_redis.h"
 #include "dm_scripts.h"
+#include "dm_time.h"
 #include "dm_wait.h"
 
 #include <event2/http.h>
@@ -41,7 +42,7 @@ typedef struct k8s_ingest {
     char **parts; /**< per shard: its part of the snapshot (workloads.lua ARGV[5]) */
     unsigned pending;
     int first_err;
-    bool stale;
+    unsigned stale, applied; /**< shards that called the snapshot stale / that stored it */
     long long stored_at, removed;
     int waits, waits_short;
     char jti_key[DM_KEY_BUFLEN]; /**< the token's replay marker, or "" */
@@ -83,7 +84,7 @@ static void answer(k8s_ingest *in)
 {
     char cq[300], body[128];
     dm_log_quote_str(in->cluster, cq, sizeof cq);
-    if (in->stale) {
+    if (in->applied == 0) {
         dm_metrics_inc(DM_M_K8S_STALE);
         dm_info("snapshot ignored",
                 "route=%s cluster=%s reason=stale taken_at_ms=%lld "
@@ -97,6 +98,14 @@ static void answer(k8s_ingest *in)
                 "route=%s cluster=%s taken_at_ms=%lld workloads=%zu pods=%zu "
                 "removed=%lld",
                 in->path, cq, (long long)in->taken_at_ms, in->workloads, in->pods, in->removed);
+        /* Some shards hold a newer snapshot (one that reached only them, then failed): those
+         * keep it, the others now hold this one until the cluster reports again. */
+        if (in->stale)
+            dm_warn("snapshot partly stale",
+                    "route=%s cluster=%s taken_at_ms=%lld applied_shards=%u stale_shards=%u "
+                    "stored_taken_at_ms=%lld",
+                    in->path, cq, (long long)in->taken_at_ms, in->applied, in->stale,
+                    in->stored_at);
         snprintf(body, sizeof body, "{\"status\":\"accepted\",\"workloads\":%zu}", in->workloads);
         dm_http_json(in->req, in->route, 202, body);
     }
@@ -127,10 +136,13 @@ static void stored(k8s_ingest *in)
         answer_failed(in, in->first_err);
         return;
     }
-    if (in->stale || dm_worker_app(in->w)->conf->redis.wait_replicas <= 0) {
+    /* Nothing written (every shard stale): nothing to wait for. */
+    if (in->applied == 0 || dm_worker_app(in->w)->conf->redis.wait_replicas <= 0) {
         answer(in);
         return;
     }
+    /* Every shard, also the stale ones: their WAIT confirms at once, and asking it keeps the
+     * per-shard bookkeeping out of the reply callbacks. */
     in->waits = 1; /* held until every WAIT is asked for */
     for (unsigned s = 0; s < in->shards; s++) {
         if (dm_waiter_wait(dm_worker_waiter(in->w), in->keys[s], on_wait, in) == DM_OK)
@@ -162,9 +174,10 @@ static void on_shard(int err, redisReply *rep, void *arg)
                                 sizeof reply));
             err = DM_EREDIS;
         } else if (rep->element[0]->integer) {
-            in->stale = true;
+            in->stale++;
             in->stored_at = rep->element[1]->integer;
         } else {
+            in->applied++;
             in->removed += rep->element[3]->integer;
         }
     }
@@ -234,6 +247,41 @@ static void refuse(struct evhttp_request *req, size_t route, const char *path, c
         dm_http_error(req, route, status, "%s: %s", err->field, err->text);
     else
         dm_http_error(req, route, status, "%s", err->text);
+}
+
+/* A snapshot the source may not store (docs/workloads.md "Who may report a cluster"): 403 for
+ * a cluster the source's "clusters" does not list, 400 for a taken_at beyond the clock skew
+ * (it would make every honest snapshot of the cluster stale until then). Logged and counted;
+ * false when the snapshot may be stored. */
+static bool refused(struct evhttp_request *req, size_t route, const dm_source_conf *src,
+                    const dm_app *app, const dm_k8s_snapshot *snap)
+{
+    char peer[64], cq[300];
+    bool listed = src->nclusters == 0;
+    for (size_t i = 0; !listed && i < src->nclusters; i++)
+        listed = strcmp(src->clusters[i], snap->cluster) == 0;
+    if (!listed) {
+        dm_metrics_inc(DM_M_AUTH_FAILED);
+        dm_warn("request refused",
+                "status=403 route=%s cluster=%s reason=\"cluster not in the source's clusters\" "
+                "peer=%s",
+                src->path, dm_log_quote_str(snap->cluster, cq, sizeof cq), dm_http_peer(req, peer));
+        dm_http_error(req, route, 403, "cluster: \"%s\" is not a cluster this source may report",
+                      snap->cluster); /* checked by dm_k8s_parse: no quote or control byte */
+        return true;
+    }
+    int64_t skew_ms = app->conf->correlation.max_clock_skew_seconds * 1000;
+    int64_t now = dm_now_ms();
+    if (snap->taken_at_ms > now + skew_ms) {
+        dm_error err = {.status = 400};
+        snprintf(err.field, sizeof err.field, "taken_at");
+        snprintf(err.text, sizeof err.text,
+                 "later than now + correlation.max_clock_skew_seconds (%lld s)",
+                 (long long)app->conf->correlation.max_clock_skew_seconds);
+        refuse(req, route, src->path, &err);
+        return true;
+    }
+    return false;
 }
 
 /* The workload as the queries answer it (dm_k8s.h: each object complete on its own). */
@@ -307,6 +355,11 @@ void dm_ingest_k8s(dm_worker *w, struct evhttp_request *req, const dm_route_matc
     dm_error err = {0};
     if (dm_k8s_parse(body, len, &opts, &snap, &err) != DM_OK) {
         refuse(req, m->id, src->path, &err);
+        dm_auth_outcome_dispose(auth);
+        return;
+    }
+    if (refused(req, m->id, src, app, &snap)) {
+        dm_k8s_snapshot_dispose(&snap);
         dm_auth_outcome_dispose(auth);
         return;
     }

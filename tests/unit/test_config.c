@@ -638,6 +638,21 @@ static void test_k8s_keys(void **state)
                "correlation.findings_ttl_seconds: must be an integer between 1 and 315360000");
     EXPECT_ERR("{'sources': [{'type': 'k8s', 'path': '/v1/exposure', 'auth': [{'type': 'none'}]}]}",
                "sources[0].path: \"/v1/exposure\" is reserved for a built-in route");
+    /* clusters: the names a k8s source may report */
+    c = load_ok("{'sources': [{'type': 'k8s', 'clusters': ['prod-weu', 'a:b_c.d'], "
+                "'auth': [{'type': 'none'}]}]}");
+    assert_int_equal(c->sources[0].nclusters, 2);
+    assert_string_equal(c->sources[0].clusters[1], "a:b_c.d");
+    dm_config_free(c);
+    c = load_ok("{" SRC_NONE "}");
+    assert_int_equal(c->sources[0].nclusters, 0);
+    dm_config_free(c);
+    EXPECT_ERR("{'sources': [{'type': 'k8s', 'clusters': [], 'auth': [{'type': 'none'}]}]}",
+               "sources[0].clusters: must be a non-empty array of cluster names");
+    EXPECT_ERR("{'sources': [{'type': 'k8s', 'clusters': ['a/b'], 'auth': [{'type': 'none'}]}]}",
+               "sources[0].clusters[0]: must be a cluster name: 1 to 128 of A-Z a-z 0-9 . _ : -");
+    EXPECT_ERR("{'sources': [{'type': 'acr', 'clusters': ['a'], 'auth': [{'type': 'none'}]}]}",
+               "sources[0].clusters: only a \"k8s\" source names clusters");
 }
 
 static void test_oidc_jwks_url(void **state)
