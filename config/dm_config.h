@@ -190,6 +190,10 @@ typedef struct dm_config {
         int max_locations_per_digest; /**< default 256: registry locations kept per digest */
         int max_tags_per_location;    /**< default 64: tags kept per location or mapping */
         int max_findings_per_digest;  /**< default 2000: findings kept per digest (most severe) */
+        int max_snapshot_items;       /**< default 20000: items of one k8s snapshot (413 beyond) */
+        int max_workloads_per_snapshot;   /**< default 10000: workloads of one snapshot (413) */
+        int max_snapshot_workload_images; /**< default 50000: (workload, digest) pairs of one
+                                               snapshot (413 beyond) */
     } limits;
 
     /** routing: which findings start a finding.routed record (docs/findings.md). */

@@ -396,6 +396,16 @@ static int parse_limits_attack(dm_cfg_loader *ld, const json_t *o, const char *p
                              DM_FINDINGS_MAX_DEFAULT, &v)) < 0)
         return rc;
     c->limits.max_findings_per_digest = (int)v;
+    /* k8s snapshots (docs/workloads.md "Bounds"): each stored in one script call per shard */
+    if ((rc = dm_cfg_get_int(ld, o, p, "max_snapshot_items", 1, 1000000, 20000, &v)) < 0)
+        return rc;
+    c->limits.max_snapshot_items = (int)v;
+    if ((rc = dm_cfg_get_int(ld, o, p, "max_workloads_per_snapshot", 1, 1000000, 10000, &v)) < 0)
+        return rc;
+    c->limits.max_workloads_per_snapshot = (int)v;
+    if ((rc = dm_cfg_get_int(ld, o, p, "max_snapshot_workload_images", 1, 10000000, 50000, &v)) < 0)
+        return rc;
+    c->limits.max_snapshot_workload_images = (int)v;
     return DM_OK;
 }
 
@@ -413,6 +423,9 @@ static int parse_limits(dm_cfg_loader *ld, const json_t *root, dm_config *c)
                                        "max_locations_per_digest",
                                        "max_tags_per_location",
                                        "max_findings_per_digest",
+                                       "max_snapshot_items",
+                                       "max_workloads_per_snapshot",
+                                       "max_snapshot_workload_images",
                                        NULL};
     const json_t *o;
     const char *p = "limits";

@@ -64,7 +64,9 @@ bool dm_query_findings_key_valid(const char *key, size_t len)
 
 char *dm_query_image_answer(const char *digest, const redisReply *rep, int *status)
 {
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 11)
+    /* 12: query.lua's workloads total (0, or more than it answered); 11 from an older one */
+    if (rep->type != REDIS_REPLY_ARRAY || (rep->elements != 11 && rep->elements != 12) ||
+        (rep->elements == 12 && rep->element[11]->type != REDIS_REPLY_INTEGER))
         return NULL;
     bool found = false;
     static const size_t arrays[] = {0, 1, 2, 3, 7, 10};
@@ -128,6 +130,13 @@ char *dm_query_image_answer(const char *digest, const redisReply *rep, int *stat
     }
     answer_adds(&t, "},\"workloads\":");
     answer_add(&t, rep->element[10]->str, rep->element[10]->len);
+    if (rep->elements == 12 && rep->element[11]->integer > 0) {
+        /* a digest run by very many workloads (a sidecar image): the first ones by key */
+        char more[80];
+        snprintf(more, sizeof more, ",\"workloads_truncated\":true,\"workloads_total\":%lld",
+                 (long long)rep->element[11]->integer);
+        answer_adds(&t, more);
+    }
     /* A 404 is an error answer ({"error": …}, like every other) and still the document's
      * shape, so a client can read either. */
     answer_adds(&t, found ? "}" : ",\"error\":\"nothing is known about this digest\"}");

@@ -250,9 +250,10 @@ static void refuse(struct evhttp_request *req, size_t route, const char *path, c
 }
 
 /* A snapshot the source may not store (docs/workloads.md "Who may report a cluster"): 403 for
- * a cluster the source's "clusters" does not list, 400 for a taken_at beyond the clock skew
- * (it would make every honest snapshot of the cluster stale until then). Logged and counted;
- * false when the snapshot may be stored. */
+ * a cluster the source's "clusters" does not list, 413 for more (workload, image) pairs than
+ * limits.max_snapshot_workload_images, 400 for a taken_at beyond the clock skew (it would make
+ * every honest snapshot of the cluster stale until then). Logged and counted; false when the
+ * snapshot may be stored. */
 static bool refused(struct evhttp_request *req, size_t route, const dm_source_conf *src,
                     const dm_app *app, const dm_k8s_snapshot *snap)
 {
@@ -270,6 +271,21 @@ static bool refused(struct evhttp_request *req, size_t route, const dm_source_co
                       snap->cluster); /* checked by dm_k8s_parse: no quote or control byte */
         return true;
     }
+    /* Each (workload, digest) pair is a w: field and an index member, written in one script
+     * call per shard that blocks Redis meanwhile. */
+    size_t pairs = 0;
+    for (size_t i = 0; i < snap->n; i++)
+        pairs += snap->v[i].nimages;
+    if (pairs > (size_t)app->conf->limits.max_snapshot_workload_images) {
+        dm_error err = {.status = 413};
+        snprintf(err.field, sizeof err.field, "items");
+        snprintf(err.text, sizeof err.text,
+                 "the workloads run %zu (workload, image) pairs, more than "
+                 "limits.max_snapshot_workload_images (%d)",
+                 pairs, app->conf->limits.max_snapshot_workload_images);
+        refuse(req, route, src->path, &err);
+        return true;
+    }
     int64_t skew_ms = app->conf->correlation.max_clock_skew_seconds * 1000;
     int64_t now = dm_now_ms();
     if (snap->taken_at_ms > now + skew_ms) {
@@ -284,15 +300,14 @@ static bool refused(struct evhttp_request *req, size_t route, const dm_source_co
     return false;
 }
 
-/* The workload as the queries answer it (dm_k8s.h: each object complete on its own). */
+/* The workload as w:<digest> stores it: without its images, which its wc:<cluster> field keeps
+ * once per shard (a workload of 128 digests would otherwise be copied into 128 hashes, each
+ * copy listing all 128); the readers add them back (query.lua). */
 static char *workload_text(const dm_k8s_snapshot *snap, const dm_k8s_workload *wl)
 {
-    json_t *images = json_array();
-    for (size_t i = 0; i < wl->nimages; i++)
-        json_array_append_new(images, json_string(wl->images[i]));
-    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o}", "cluster", snap->cluster, "namespace",
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s}", "cluster", snap->cluster, "namespace",
                           wl->namespace_, "kind", wl->kind, "name", wl->name, "exposure",
-                          dm_k8s_exposure_name(wl->exposure), "images", images);
+                          dm_k8s_exposure_name(wl->exposure));
     char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (!text)
@@ -317,19 +332,23 @@ static void split(k8s_ingest *in, const dm_k8s_snapshot *snap)
             json_array_append_new(digests[s], json_string(wl->images[j]));
         }
         char *text = workload_text(snap, wl);
+        json_t *all = json_array();
+        for (size_t j = 0; j < wl->nimages; j++)
+            json_array_append_new(all, json_string(wl->images[j]));
         size_t klen = strlen(wl->namespace_) + strlen(wl->kind) + strlen(wl->name) + 3;
         char *k = dm_xmalloc(klen);
         snprintf(k, klen, "%s/%s/%s", wl->namespace_, wl->kind, wl->name);
         for (unsigned s = 0; s < in->shards; s++) {
             if (!digests[s])
                 continue;
-            json_array_append_new(parts[s], json_pack("{s:s,s:s,s:s,s:o}", "k", k, "x",
+            json_array_append_new(parts[s], json_pack("{s:s,s:s,s:s,s:o,s:O}", "k", k, "x",
                                                       dm_k8s_exposure_name(wl->exposure), "w", text,
-                                                      "d", digests[s]));
+                                                      "d", digests[s], "i", all));
             digests[s] = NULL;
         }
         free(k);
         free(text);
+        json_decref(all);
     }
     const dm_app *app = dm_worker_app(in->w);
     for (unsigned s = 0; s < in->shards; s++) {
@@ -350,7 +369,9 @@ void dm_ingest_k8s(dm_worker *w, struct evhttp_request *req, const dm_route_matc
     const dm_app *app = dm_worker_app(w);
     dm_k8s_options opts = {.internal_ingress_classes =
                                (const char *const *)app->conf->k8s.internal_ingress_classes,
-                           .n_internal_ingress_classes = app->conf->k8s.ninternal_ingress_classes};
+                           .n_internal_ingress_classes = app->conf->k8s.ninternal_ingress_classes,
+                           .max_items = (size_t)app->conf->limits.max_snapshot_items,
+                           .max_workloads = (size_t)app->conf->limits.max_workloads_per_snapshot};
     dm_k8s_snapshot snap = {0};
     dm_error err = {0};
     if (dm_k8s_parse(body, len, &opts, &snap, &err) != DM_OK) {

@@ -4,10 +4,12 @@
 -- of this shard, each with the images that have findings at or above a severity.
 --
 -- allow-oom (the shebang, Redis 7): a query must answer when Redis is full, and its only writes
--- remove index entries whose workload is gone.
+-- remove index entries (and w: fields) whose workload is gone.
 -- KEYS: 1 <p>:{s}:xw:<exposure>  zset, members "<cluster>/<namespace>/<kind>/<name>|<digest>"
 --       (lua/workloads.lua); undeclared but in the same slot: <p>:{s}:w:<digest>,
---       <p>:{s}:fs:<digest> (findings summary), <p>:{s}:m:<digest> (mappings)
+--       <p>:{s}:wc:<cluster> (the cluster's inventory: a member whose workload it does not
+--       list is a ghost, removed with its w: field), <p>:{s}:fs:<digest> (findings summary),
+--       <p>:{s}:m:<digest> (mappings)
 -- ARGV: 1 "<p>:{s}:", 2 cursor: the last workload key already answered ("" = from the first),
 --       3 workloads wanted (1..500), 4 min severity rank (0 critical .. 4 unknown),
 --       5 the exposure level, 6 most index entries to examine, 7 most mappings per image
@@ -110,9 +112,14 @@ while not stopped do
     examined = examined + 1
     local w = wkey and redis.call('HGET', base .. 'w:' .. digest, wkey)
     local _, wd = stored_doc(w or '')
-    if not (wd and wd.exposure == level) then
-      -- the workload no longer runs it at this level (its keys expired or a foreign writer)
+    local c, rest = string.match(wkey or '', '^([^/]+)/(.+)$')
+    local listed = c and redis.call('HEXISTS', base .. 'wc:' .. c, rest) == 1
+    if not (wd and wd.exposure == level and listed) then
+      -- the workload no longer runs it at this level (its keys expired or a foreign writer),
+      -- or its cluster stopped reporting: the cluster's inventory (wc:<cluster>) expired while
+      -- other clusters running the digest kept w: and this index alive (a ghost)
       redis.call('ZREM', key, member)
+      if wd and not listed then redis.call('HDEL', base .. 'w:' .. digest, wkey) end
       dead = dead + 1
     else
       cur_w = w

@@ -10,12 +10,13 @@
 --       the first), 3 findings wanted (1..500), 4 the sort key of the last finding of the
 --       previous page ("" = from the first)
 -- Returns {mappings, pending pushes, pending builds, deletes, next, total, summary, findings,
--- findings next, findings total, workloads}: mappings, pending pushes, pending builds, deletes,
+-- findings next, findings total, workloads, workloads total}: mappings, pending pushes, pending builds, deletes,
 -- findings and workloads each the text of a JSON array of the answer's objects ("[]" when
 -- there are none); next the last edge id of this page when more follow, "" otherwise; total
 -- the number of stored mappings; summary the stored summary ("" when none); findings next the
 -- sort key of the page's last finding when more follow, "" otherwise; findings total the
--- number of findings stored.
+-- number of findings stored; workloads total the number of workloads running the digest when
+-- more than the (at most 100) answered, else 0.
 -- Findings are one item per (scanner, id, package), ordered by their sort key
 -- "<severity rank>\31<id>\31<package>\31<scanner>" (most severe first): stable across pages.
 -- Workloads are ordered by their field "<cluster>/<namespace>/<kind>/<name>".
@@ -153,17 +154,42 @@ local function findings_page(limit, after)
   return items, next_key, #all
 end
 
--- The workloads running the digest, in field order.
+-- The workloads running the digest, in field order: at most MAX_WORKLOADS of them, and how
+-- many there are. A field whose workload is not in its cluster's inventory of this shard
+-- (wc:<cluster>, same slot) is a ghost: the cluster stopped reporting, its wc key expired,
+-- and other clusters running the digest kept the w: key alive (workloads.lua removes ghosts
+-- when it meets them; this script does not write). The images come from that inventory field
+-- ("i"); a value stored with its "images" (before they moved to wc) is answered as it is.
+local MAX_WORKLOADS = 100
 local function workloads()
+  local base = string.match(KEYS[8], '^(.*)w:[^:]+:[^:]+$')
   local all = redis.call('HGETALL', KEYS[8])
   local fields = {}
   for i = 1, #all, 2 do
-    if stored_doc(all[i + 1]) then fields[#fields + 1] = { all[i], all[i + 1] } end
+    local c, rest = string.match(all[i], '^([^/]+)/(.+)$')
+    if c and stored_doc(all[i + 1])
+        and redis.call('HEXISTS', base .. 'wc:' .. c, rest) == 1 then
+      fields[#fields + 1] = { all[i], all[i + 1], c, rest }
+    end
   end
   table.sort(fields, function(a, b) return a[1] < b[1] end)
   local out = {}
-  for i, f in ipairs(fields) do out[i] = f[2] end
-  return out
+  for i = 1, math.min(#fields, MAX_WORKLOADS) do
+    local f = fields[i]
+    local text = f[2]
+    local _, w = stored_doc(text)
+    if w and w.images == nil and string.sub(text, -1) == '}' then
+      local ok, inv = pcall(cjson.decode, redis.call('HGET', base .. 'wc:' .. f[3], f[4]) or '')
+      local images = (ok and type(inv) == 'table' and type(inv.i) == 'table') and inv.i or {}
+      local list = {}
+      for _, d in ipairs(images) do
+        if is_str(d) then list[#list + 1] = jstr(d) end
+      end
+      text = string.sub(text, 1, -2) .. ',"images":[' .. table.concat(list, ',') .. ']}'
+    end
+    out[i] = text
+  end
+  return out, #fields
 end
 
 local limit = tonumber(ARGV[1])
@@ -179,9 +205,10 @@ local mappings = #ids > 0 and redis.call('HMGET', KEYS[3], unpack(ids)) or {}
 local summary = redis.call('GET', KEYS[7])
 if not (summary and stored_doc(summary)) then summary = '' end
 local items, findings_next, findings_total = findings_page(tonumber(ARGV[3]), ARGV[4])
+local wl, wl_total = workloads()
 
 return { array(documents(mappings)), array(pending(KEYS[1], pending_push)),
          array(pending(KEYS[2], function(_, b) return pending_build(b) end)),
          array(documents(redis.call('HVALS', KEYS[4]))), next_id, total,
          answer_text(summary), array(items), findings_next, findings_total,
-         array(workloads()) }
+         array(wl), #wl < wl_total and wl_total or 0 }
