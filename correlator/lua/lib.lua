@@ -202,6 +202,8 @@ end
 
 -- At most this many mappings in a finding.routed record (newest first).
 local ROUTED_MAPPINGS = 20
+-- At most this many workloads in a finding.routed record (by name), as in GET /v1/images.
+local ROUTED_WORKLOADS = 100
 
 -- fr:<digest> keeps at most this many routed findings per max finding of a digest
 -- (limits.max_findings_per_digest): a digest whose scanners keep reporting fresh ids would
@@ -294,15 +296,33 @@ local function route_findings(base, digest, min_rank, ttl, max_findings)
   redis.call('PEXPIRE', frkey, ttl)
   local texts = {}
   for i = 1, math.min(#maps, ROUTED_MAPPINGS) do texts[i] = maps[i].text end
+  -- The workloads running the digest, as GET /v1/images lists them (docs/workloads.md): a
+  -- w: entry counts only while its cluster's inventory (wc:<cluster>, same slot) still lists
+  -- the workload (a cluster that stopped reporting fades out), its images come from that
+  -- inventory entry (w: values no longer carry them), and at most ROUTED_WORKLOADS are listed.
   local wall = redis.call('HGETALL', base .. 'w:' .. digest)
   local wl = {}
   for i = 1, #wall, 2 do
-    local text = stored_doc(wall[i + 1])
-    if text then wl[#wl + 1] = { wall[i], text } end
+    local c, rest = string.match(wall[i], '^([^/]+)/(.+)$')
+    local inv = c and redis.call('HGET', base .. 'wc:' .. c, rest)
+    local text = inv and stored_doc(wall[i + 1])
+    if text then wl[#wl + 1] = { wall[i], text, inv } end
   end
   table.sort(wl, function(a, b) return a[1] < b[1] end)
   local wtexts = {}
-  for i, w in ipairs(wl) do wtexts[i] = w[2] end
+  for i = 1, math.min(#wl, ROUTED_WORKLOADS) do
+    local text = wl[i][2]
+    local _, wd = stored_doc(text)
+    if wd.images == nil and string.sub(text, -1) == '}' then
+      local ok, v = pcall(cjson.decode, wl[i][3])
+      local list = {}
+      if ok and type(v) == 'table' and type(v.i) == 'table' then
+        for _, d in ipairs(v.i) do if is_str(d) then list[#list + 1] = jstr(d) end end
+      end
+      text = string.sub(text, 1, -2) .. ',"images":[' .. table.concat(list, ',') .. ']}'
+    end
+    wtexts[i] = text
+  end
   local newest = maps[1].m
   local data = '{"digest":' .. jstr(digest) .. ',"image":' .. enc_image_data(newest.image)
     .. ',"build":' .. enc_build(newest.build)
