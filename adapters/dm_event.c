@@ -1,6 +1,7 @@
 /* dm_event.c - the normalized event: validation helpers, list ownership and the JSON
  * document the join script reads (correlator/lua/park.lua). */
 #include "dm_event.h"
+#include "dm_jsonw.h"
 
 #include <jansson.h>
 #include <stdarg.h>
@@ -222,52 +223,13 @@ void dm_build_info_dispose(dm_build_info *b)
 /* JSON document for park.lua                                                                  */
 /* ------------------------------------------------------------------------------------------ */
 
-/* jansson only fails here on allocation failure (keys are our constants, values non-NULL),
- * and out-of-memory is fatal by policy, like dm_xmalloc. */
-static void put(json_t *obj, const char *key, json_t *val)
-{
-    if (!val || json_object_set_new(obj, key, val) != 0)
-        abort();
-}
-
-/* Adapters only store strings that jansson decoded (valid UTF-8, no NUL), so json_string()
- * cannot fail for them; a caller that built an event by hand with other bytes still gets a
- * well-formed document, with non-ASCII bytes replaced, instead of a silently missing field. */
-static json_t *jstr(const char *s)
-{
-    if (!s)
-        s = "";
-    json_t *j = json_string(s);
-    if (j)
-        return j;
-    char *copy = dm_xstrdup(s);
-    for (char *p = copy; *p; p++) {
-        if ((unsigned char)*p >= 0x80)
-            *p = '?';
-    }
-    j = json_string(copy);
-    free(copy);
-    return j;
-}
-
-static void put_str(json_t *obj, const char *key, const char *s)
-{
-    put(obj, key, jstr(s));
-}
-
-static void put_opt_str(json_t *obj, const char *key, const char *s)
-{
-    if (s)
-        put_str(obj, key, s);
-}
-
 static json_t *tags_array(const dm_event *ev)
 {
     json_t *a = json_array();
     if (!a)
         abort();
     for (size_t i = 0; i < ev->ntags; i++) {
-        if (json_array_append_new(a, jstr(ev->tags[i])) != 0)
+        if (json_array_append_new(a, dm_jsonw_str(ev->tags[i])) != 0)
             abort();
     }
     return a;
@@ -278,26 +240,26 @@ static json_t *build_object(const dm_build_info *b)
     json_t *o = json_object();
     if (!o)
         abort();
-    put_opt_str(o, "provider", b->provider);
-    put_opt_str(o, "repository", b->repository);
-    put_opt_str(o, "repository_url", b->repository_url);
-    put_opt_str(o, "workflow", b->workflow);
-    put_opt_str(o, "workflow_ref", b->workflow_ref);
-    put_opt_str(o, "run_id", b->run_id);
-    put_opt_str(o, "run_attempt", b->run_attempt);
-    put_opt_str(o, "run_url", b->run_url);
-    put_opt_str(o, "commit", b->commit);
-    put_opt_str(o, "ref", b->ref);
-    put_opt_str(o, "actor", b->actor);
-    put_opt_str(o, "issuer", b->issuer);
-    put(o, "verified", json_boolean(b->verified));
+    dm_jsonw_put_opt_str(o, "provider", b->provider);
+    dm_jsonw_put_opt_str(o, "repository", b->repository);
+    dm_jsonw_put_opt_str(o, "repository_url", b->repository_url);
+    dm_jsonw_put_opt_str(o, "workflow", b->workflow);
+    dm_jsonw_put_opt_str(o, "workflow_ref", b->workflow_ref);
+    dm_jsonw_put_opt_str(o, "run_id", b->run_id);
+    dm_jsonw_put_opt_str(o, "run_attempt", b->run_attempt);
+    dm_jsonw_put_opt_str(o, "run_url", b->run_url);
+    dm_jsonw_put_opt_str(o, "commit", b->commit);
+    dm_jsonw_put_opt_str(o, "ref", b->ref);
+    dm_jsonw_put_opt_str(o, "actor", b->actor);
+    dm_jsonw_put_opt_str(o, "issuer", b->issuer);
+    dm_jsonw_put(o, "verified", json_boolean(b->verified));
     if (b->nverified_fields) {
         json_t *a = json_array();
         if (!a)
             abort();
         for (size_t i = 0; i < b->nverified_fields; i++)
             json_array_append_new(a, json_string(b->verified_fields[i]));
-        put(o, "verified_fields", a);
+        dm_jsonw_put(o, "verified_fields", a);
     }
     return o;
 }
@@ -328,32 +290,32 @@ char *dm_event_to_json(const dm_event *ev)
     snprintf(digest, sizeof digest, "%.*s", (int)DM_DIGEST_BUFLEN, ev->digest);
 
     bool build = ev->side == DM_SIDE_BUILD;
-    put_str(o, "side", build ? "build" : "registry");
-    put_str(o, "action", action_name(ev->action));
-    put_str(o, "source", source);
-    put_str(o, "event_id", ev->event_id);
-    put(o, "t", json_integer(ev->event_time_ms));
-    put_str(o, "digest", digest);
+    dm_jsonw_put_str(o, "side", build ? "build" : "registry");
+    dm_jsonw_put_str(o, "action", action_name(ev->action));
+    dm_jsonw_put_str(o, "source", source);
+    dm_jsonw_put_str(o, "event_id", ev->event_id);
+    dm_jsonw_put(o, "t", json_integer(ev->event_time_ms));
+    dm_jsonw_put_str(o, "digest", digest);
     if (!build) {
-        put_str(o, "registry", ev->registry);
-        put_str(o, "repository", ev->repository);
-        put(o, "tags", tags_array(ev));
-        put_opt_str(o, "media_type", ev->media_type);
+        dm_jsonw_put_str(o, "registry", ev->registry);
+        dm_jsonw_put_str(o, "repository", ev->repository);
+        dm_jsonw_put(o, "tags", tags_array(ev));
+        dm_jsonw_put_opt_str(o, "media_type", ev->media_type);
     } else {
         bool pm = ev->relation == DM_REL_PLATFORM_MANIFEST;
-        put_str(o, "relation", pm ? "platform-manifest" : "image");
+        dm_jsonw_put_str(o, "relation", pm ? "platform-manifest" : "image");
         if (pm) {
             char index[DM_DIGEST_BUFLEN + 1];
             snprintf(index, sizeof index, "%.*s", (int)DM_DIGEST_BUFLEN, ev->index_digest);
-            put_str(o, "index", index);
+            dm_jsonw_put_str(o, "index", index);
         }
-        put_opt_str(o, "name", ev->name);
-        put(o, "tags", tags_array(ev));
-        put(o, "build", build_object(&ev->build));
+        dm_jsonw_put_opt_str(o, "name", ev->name);
+        dm_jsonw_put(o, "tags", tags_array(ev));
+        dm_jsonw_put(o, "build", build_object(&ev->build));
     }
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (!s)
-        abort(); /* allocation failure inside jansson: fatal, see put() */
+        abort(); /* allocation failure inside jansson: fatal, see dm_jsonw_put() */
     return s;
 }

@@ -1,6 +1,7 @@
 /* dm_finding.c - the normalized findings report: ownership, the bound and the JSON document
  * the findings script reads (docs/findings.md). */
 #include "dm_finding.h"
+#include "dm_jsonw.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -232,38 +233,6 @@ void dm_finding_report_finish(dm_finding_report *r, size_t max)
 /* JSON document for the findings script                                                       */
 /* ------------------------------------------------------------------------------------------ */
 
-/* jansson only fails here on allocation failure: fatal by policy, like dm_xmalloc. */
-static void put(json_t *obj, const char *key, json_t *val)
-{
-    if (!val || json_object_set_new(obj, key, val) != 0)
-        abort();
-}
-
-/* Parsers only store strings jansson decoded (valid UTF-8, no NUL); a hand-built report with
- * other bytes still gives a well-formed document, non-ASCII bytes replaced. */
-static json_t *jstr(const char *s)
-{
-    if (!s)
-        s = "";
-    json_t *j = json_string(s);
-    if (j)
-        return j;
-    char *copy = dm_xstrdup(s);
-    for (char *p = copy; *p; p++) {
-        if ((unsigned char)*p >= 0x80)
-            *p = '?';
-    }
-    j = json_string(copy);
-    free(copy);
-    return j;
-}
-
-static void put_opt_str(json_t *obj, const char *key, const char *s)
-{
-    if (s)
-        put(obj, key, jstr(s));
-}
-
 static void append(json_t *a, json_t *v)
 {
     if (!v || json_array_append_new(a, v) != 0)
@@ -307,11 +276,12 @@ static json_t *digests_array(const dm_finding_report *r)
         json_t *o = new_object();
         char digest[DM_DIGEST_BUFLEN + 1];
         snprintf(digest, sizeof digest, "%.*s", (int)DM_DIGEST_BUFLEN, d->digest);
-        put(o, "digest", jstr(digest));
-        put(o, "relation",
-            jstr(d->relation == DM_REL_PLATFORM_MANIFEST ? "platform-manifest" : "image"));
-        put_opt_str(o, "registry", d->registry);
-        put_opt_str(o, "repository", d->repository);
+        dm_jsonw_put(o, "digest", dm_jsonw_str(digest));
+        dm_jsonw_put(
+            o, "relation",
+            dm_jsonw_str(d->relation == DM_REL_PLATFORM_MANIFEST ? "platform-manifest" : "image"));
+        dm_jsonw_put_opt_str(o, "registry", d->registry);
+        dm_jsonw_put_opt_str(o, "repository", d->repository);
         append(a, o);
     }
     return a;
@@ -323,13 +293,13 @@ static json_t *findings_array(const dm_finding_report *r)
     for (size_t i = 0; i < r->nfindings; i++) {
         const dm_finding *f = &r->findings[i];
         json_t *o = new_object();
-        put(o, "id", jstr(f->id));
-        put(o, "package", jstr(f->package));
-        put(o, "severity", jstr(dm_severity_name(f->severity)));
-        put_opt_str(o, "installed", f->installed);
-        put_opt_str(o, "fixed", f->fixed);
-        put_opt_str(o, "status", f->status);
-        put_opt_str(o, "path", f->path);
+        dm_jsonw_put(o, "id", dm_jsonw_str(f->id));
+        dm_jsonw_put(o, "package", dm_jsonw_str(f->package));
+        dm_jsonw_put(o, "severity", dm_jsonw_str(dm_severity_name(f->severity)));
+        dm_jsonw_put_opt_str(o, "installed", f->installed);
+        dm_jsonw_put_opt_str(o, "fixed", f->fixed);
+        dm_jsonw_put_opt_str(o, "status", f->status);
+        dm_jsonw_put_opt_str(o, "path", f->path);
         append(a, o);
     }
     return a;
@@ -340,29 +310,29 @@ static char *report_json(const dm_finding_report *r, bool with_digests)
     json_t *o = new_object();
     char scanner[sizeof r->scanner + 1];
     snprintf(scanner, sizeof scanner, "%.*s", (int)sizeof r->scanner, r->scanner);
-    put(o, "kind", jstr(kind_name(r->kind)));
-    put(o, "scanner", jstr(scanner));
-    put(o, "event_id", jstr(r->event_id));
-    put(o, "t", json_integer(r->event_time_ms));
+    dm_jsonw_put(o, "kind", dm_jsonw_str(kind_name(r->kind)));
+    dm_jsonw_put(o, "scanner", dm_jsonw_str(scanner));
+    dm_jsonw_put(o, "event_id", dm_jsonw_str(r->event_id));
+    dm_jsonw_put(o, "t", json_integer(r->event_time_ms));
     if (with_digests) {
-        put(o, "digests", digests_array(r));
+        dm_jsonw_put(o, "digests", digests_array(r));
         json_t *tags = new_array();
         for (size_t i = 0; i < r->ntags; i++)
-            append(tags, jstr(r->tags[i]));
-        put(o, "tags", tags);
+            append(tags, dm_jsonw_str(r->tags[i]));
+        dm_jsonw_put(o, "tags", tags);
     }
     json_t *counts = new_object();
     for (int i = 0; i < DM_SEV_COUNT; i++)
-        put(counts, severity_names[i], json_integer(r->counts[i]));
-    put(o, "counts", counts);
+        dm_jsonw_put(counts, severity_names[i], json_integer(r->counts[i]));
+    dm_jsonw_put(o, "counts", counts);
     if (r->kind != DM_REPORT_COUNTS) {
-        put(o, "findings", findings_array(r));
-        put(o, "dropped", json_integer((json_int_t)r->dropped));
+        dm_jsonw_put(o, "findings", findings_array(r));
+        dm_jsonw_put(o, "dropped", json_integer((json_int_t)r->dropped));
     }
     if (r->kind == DM_REPORT_UPDATE) {
-        put(o, "removed", json_boolean(r->removed));
-        put_opt_str(o, "ref", r->ref);
-        put_opt_str(o, "updated_at", r->updated_at);
+        dm_jsonw_put(o, "removed", json_boolean(r->removed));
+        dm_jsonw_put_opt_str(o, "ref", r->ref);
+        dm_jsonw_put_opt_str(o, "updated_at", r->updated_at);
     }
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
