@@ -682,64 +682,57 @@ int dm_spool_append(dm_spool_client *c, const char *data, size_t len, size_t nre
     return DM_OK;
 }
 
-int dm_spool_load_oldest(dm_spool_client *c, dm_spool_segment_cb cb, void *arg)
+/* A job of @p kind for the writer thread, on behalf of @p c, completed by @p cb (NULL for a
+ * load, whose callback is j->loaded). */
+static job *job_new(dm_spool_client *c, job_kind kind, dm_spool_done_cb cb, void *arg)
 {
     job *j = dm_xcalloc(1, sizeof *j);
-    j->kind = JOB_LOAD;
+    j->kind = kind;
     j->cl = c;
-    j->loaded = cb;
+    j->done = cb;
     j->arg = arg;
+    return j;
+}
+
+static int submit(dm_spool_client *c, job *j)
+{
     pthread_mutex_lock(&c->s->mu);
     enqueue(c->s, j);
     pthread_mutex_unlock(&c->s->mu);
     return DM_OK;
 }
 
+int dm_spool_load_oldest(dm_spool_client *c, dm_spool_segment_cb cb, void *arg)
+{
+    job *j = job_new(c, JOB_LOAD, NULL, arg);
+    j->loaded = cb;
+    return submit(c, j);
+}
+
 int dm_spool_remove(dm_spool_client *c, uint64_t seq, dm_spool_done_cb cb, void *arg)
 {
-    job *j = dm_xcalloc(1, sizeof *j);
-    j->kind = JOB_REMOVE;
-    j->cl = c;
+    job *j = job_new(c, JOB_REMOVE, cb, arg);
     j->seq = seq;
-    j->done = cb;
-    j->arg = arg;
-    pthread_mutex_lock(&c->s->mu);
-    enqueue(c->s, j);
-    pthread_mutex_unlock(&c->s->mu);
-    return DM_OK;
+    return submit(c, j);
 }
 
 int dm_spool_set_cursor(dm_spool_client *c, uint64_t seq, size_t offset, dm_spool_done_cb cb,
                         void *arg)
 {
-    job *j = dm_xcalloc(1, sizeof *j);
-    j->kind = JOB_CURSOR;
-    j->cl = c;
+    job *j = job_new(c, JOB_CURSOR, cb, arg);
     j->seq = seq;
     j->offset = offset;
-    j->done = cb;
-    j->arg = arg;
-    pthread_mutex_lock(&c->s->mu);
-    enqueue(c->s, j);
-    pthread_mutex_unlock(&c->s->mu);
-    return DM_OK;
+    return submit(c, j);
 }
 
 int dm_spool_dead_letter(dm_spool_client *c, const char *data, size_t len, dm_spool_done_cb cb,
                          void *arg)
 {
-    job *j = dm_xcalloc(1, sizeof *j);
-    j->kind = JOB_DEAD;
-    j->cl = c;
+    job *j = job_new(c, JOB_DEAD, cb, arg);
     j->data = dm_xmalloc(len);
     memcpy(j->data, data, len);
     j->len = len;
-    j->done = cb;
-    j->arg = arg;
-    pthread_mutex_lock(&c->s->mu);
-    enqueue(c->s, j);
-    pthread_mutex_unlock(&c->s->mu);
-    return DM_OK;
+    return submit(c, j);
 }
 
 dm_jtiset *dm_spool_jti(dm_spool *s)
