@@ -66,12 +66,12 @@ struct ingest {
     char rid[33];                /**< this request's id: the marker's value */
 };
 
-static void refuse_invalid(struct evhttp_request *req, size_t route, const char *path, int status,
-                           const dm_error *err)
+void dm_ingest_refuse(struct evhttp_request *req, size_t route, const char *path, int status,
+                      const dm_error *err)
 {
     /* The reason may quote the request (jansson's "near '…'", a field name): quoted. */
     char peer[64], field[160], text[400];
-    dm_metrics_inc(DM_M_INVALID);
+    dm_metrics_inc(status == 413 ? DM_M_TOO_LARGE : DM_M_INVALID);
     dm_warn("request refused", "status=%d route=%s field=%s reason=%s peer=%s", status, path,
             dm_log_quote_str(err->field, field, sizeof field),
             dm_log_quote_str(err->text, text, sizeof text), dm_http_peer(req, peer));
@@ -448,7 +448,7 @@ static void sns_control(struct evhttp_request *req, size_t route, const char *pa
     if (confirmation && !dm_sns_url_ok(su, false)) {
         dm_error err = {0};
         dm_error_set(&err, "SubscribeURL", "is not an SNS URL");
-        refuse_invalid(req, route, path, 400, &err);
+        dm_ingest_refuse(req, route, path, 400, &err);
         return;
     }
     dm_log_quote(m->topic_arn, strlen(m->topic_arn), topic, sizeof topic);
@@ -566,7 +566,7 @@ static bool adapt(struct evhttp_request *req, size_t route, const dm_source_conf
         /* The configuration refuses this; never trust an unsigned body on its strength. */
         dm_error e = {0};
         dm_error_set(&e, "", "SNS envelopes are accepted on ECR sources only");
-        refuse_invalid(req, route, src->path, 401, &e);
+        dm_ingest_refuse(req, route, src->path, 401, &e);
         return false;
     } else if (src->type == DM_SRC_ECR && auth->sns) {
         if (auth->sns->type != DM_SNS_NOTIFICATION) {
@@ -589,8 +589,8 @@ static bool adapt(struct evhttp_request *req, size_t route, const dm_source_conf
         rc = dm_build_parse(body, len, NULL, events, &err);
     }
     if (rc != DM_OK) {
-        refuse_invalid(req, route, src->path, err.status && status == 400 ? err.status : status,
-                       &err);
+        dm_ingest_refuse(req, route, src->path, err.status && status == 400 ? err.status : status,
+                         &err);
         return false;
     }
     return true;

@@ -16,6 +16,15 @@
 void dm_ingest_handle(dm_worker *w, struct evhttp_request *req, const dm_route_match *m);
 
 /**
+ * Refuse a request an adapter or a check turned down with @p err: answer @p status with
+ * "field: text", log the reason quoted (it may quote the request) and count it (413 as
+ * digestmap_body_too_large_total, anything else as an invalid request). Every ingest route
+ * (events, findings, snapshots) refuses this way.
+ */
+void dm_ingest_refuse(struct evhttp_request *req, size_t route, const char *path, int status,
+                      const dm_error *err);
+
+/**
  * Whether the request @p auth let in carries a token whose jti must be accepted once: an OIDC
  * token with a jti, iss and exp, from an entry without "replay": false (configs/README.md).
  */

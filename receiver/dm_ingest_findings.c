@@ -55,22 +55,6 @@ static void req_free(findings_req *fq)
     free(fq);
 }
 
-/* A bad report: the precise 4xx, a log line with the quoted reason, a counter. */
-static void refuse_report(struct evhttp_request *req, size_t route, const char *path,
-                          const dm_error *err)
-{
-    char peer[64], field[160], text[400];
-    int status = err->status ? err->status : 400;
-    dm_metrics_inc(status == 413 ? DM_M_TOO_LARGE : DM_M_INVALID);
-    dm_warn("request refused", "status=%d route=%s field=%s reason=%s peer=%s", status, path,
-            dm_log_quote_str(err->field, field, sizeof field),
-            dm_log_quote_str(err->text, text, sizeof text), dm_http_peer(req, peer));
-    if (err->field[0])
-        dm_http_error(req, route, status, "%s: %s", err->field, err->text);
-    else
-        dm_http_error(req, route, status, "%s", err->text);
-}
-
 static void answer_stored(findings_req *fq)
 {
     char body[160];
@@ -338,7 +322,7 @@ bool dm_ingest_findings(dm_worker *w, struct evhttp_request *req, size_t route,
         rc = DM_EINVAL;
     }
     if (rc != DM_OK) {
-        refuse_report(req, route, src->path, &err);
+        dm_ingest_refuse(req, route, src->path, err.status ? err.status : 400, &err);
         dm_auth_outcome_dispose(auth);
         return true;
     }

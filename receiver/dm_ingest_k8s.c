@@ -234,21 +234,6 @@ static void on_jti(int err, redisReply *rep, void *arg)
     submit(in);
 }
 
-/* 400/413 for a snapshot dm_k8s_parse refused: the reason logged (quoted) and counted. */
-static void refuse(struct evhttp_request *req, size_t route, const char *path, const dm_error *err)
-{
-    char peer[64], field[160], text[400];
-    int status = err->status ? err->status : 400;
-    dm_metrics_inc(status == 413 ? DM_M_TOO_LARGE : DM_M_INVALID);
-    dm_warn("request refused", "status=%d route=%s field=%s reason=%s peer=%s", status, path,
-            dm_log_quote_str(err->field, field, sizeof field),
-            dm_log_quote_str(err->text, text, sizeof text), dm_http_peer(req, peer));
-    if (err->field[0])
-        dm_http_error(req, route, status, "%s: %s", err->field, err->text);
-    else
-        dm_http_error(req, route, status, "%s", err->text);
-}
-
 /* A snapshot the source may not store (docs/workloads.md "Who may report a cluster"): 403 for
  * a cluster the source's "clusters" does not list, 413 for more (workload, image) pairs than
  * limits.max_snapshot_workload_images, 400 for a taken_at beyond the clock skew (it would make
@@ -277,24 +262,24 @@ static bool refused(struct evhttp_request *req, size_t route, const dm_source_co
     for (size_t i = 0; i < snap->n; i++)
         pairs += snap->v[i].nimages;
     if (pairs > (size_t)app->conf->limits.max_snapshot_workload_images) {
-        dm_error err = {.status = 413};
+        dm_error err = {0};
         snprintf(err.field, sizeof err.field, "items");
         snprintf(err.text, sizeof err.text,
                  "the workloads run %zu (workload, image) pairs, more than "
                  "limits.max_snapshot_workload_images (%d)",
                  pairs, app->conf->limits.max_snapshot_workload_images);
-        refuse(req, route, src->path, &err);
+        dm_ingest_refuse(req, route, src->path, 413, &err);
         return true;
     }
     int64_t skew_ms = app->conf->correlation.max_clock_skew_seconds * 1000;
     int64_t now = dm_now_ms();
     if (snap->taken_at_ms > now + skew_ms) {
-        dm_error err = {.status = 400};
+        dm_error err = {0};
         snprintf(err.field, sizeof err.field, "taken_at");
         snprintf(err.text, sizeof err.text,
                  "later than now + correlation.max_clock_skew_seconds (%lld s)",
                  (long long)app->conf->correlation.max_clock_skew_seconds);
-        refuse(req, route, src->path, &err);
+        dm_ingest_refuse(req, route, src->path, 400, &err);
         return true;
     }
     return false;
@@ -375,7 +360,7 @@ void dm_ingest_k8s(dm_worker *w, struct evhttp_request *req, const dm_route_matc
     dm_k8s_snapshot snap = {0};
     dm_error err = {0};
     if (dm_k8s_parse(body, len, &opts, &snap, &err) != DM_OK) {
-        refuse(req, m->id, src->path, &err);
+        dm_ingest_refuse(req, m->id, src->path, err.status ? err.status : 400, &err);
         dm_auth_outcome_dispose(auth);
         return;
     }
