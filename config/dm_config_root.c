@@ -21,7 +21,7 @@
 /* Routes served by the daemon itself (README.md, "HTTP API"); a source must not shadow them. */
 static const char *const reserved_paths[] = {"/healthz",     "/readyz",           "/metrics",
                                              "/v1/mappings", "/v1/events/stream", "/v1/exposure"};
-static const char *const reserved_prefixes[] = {"/v1/images/"};
+static const char *const reserved_prefixes[] = {"/v1/images/", "/ui/"};
 
 /*---- listen -----------------------------------------------------------------------------*/
 

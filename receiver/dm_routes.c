@@ -7,6 +7,7 @@
 #include "dm_ingest.h"
 #include "dm_log.h"
 #include "dm_metrics.h"
+#include "dm_ui.h"
 
 #include "dm_time.h"
 
@@ -25,6 +26,7 @@ static const dm_route builtin[] = {
     {"/v1/mappings", false, DM_ROUTE_GET, dm_api_mappings, "/v1/mappings", true},
     {"/v1/exposure", false, DM_ROUTE_GET, dm_api_exposure, "/v1/exposure", true},
     {"/v1/events/stream", false, DM_ROUTE_GET, dm_api_events, "/v1/events/stream", true},
+    {"/ui/", true, DM_ROUTE_GET, dm_ui_serve, "/ui", false},
 };
 
 #define ROUTE_OTHER   DM_ARRAY_LEN(builtin)
