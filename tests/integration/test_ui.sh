@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# The explorer page (docs/ui.md): the static files and their headers over HTTP, then the page
+# itself in headless Chromium (tests/integration/ui/explore.py) against the real daemon with
+# seeded pushes, builds, findings and a cluster snapshot (ui/seed.sh): the token, a digest
+# search and its chain (repository, short commit, actor, run link, severity counts, a workload's
+# exposure), a pending push, the exposure table sorted by severity and by exposure, a row's
+# link, the other searches; no request leaves 127.0.0.1; screenshots (1280x800) are kept in
+# $DM_ARTIFACTS (the build folder's artifacts/) as ui-image.png and ui-exposure.png.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/ui/seed.sh"
+command -v chromium >/dev/null || die "chromium is missing: scripts/deps.sh test installs it"
+ART=${DM_ARTIFACTS:-$T/artifacts}
+CSP="default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+# Chromium runs in a process group of its own (explore.py writes its pid); its crash handlers
+# leave that group, and are found by their database under $T.
+kill_chromium() {
+    local p c
+    if [ -s "$T/chromium.pid" ]; then kill -KILL -- "-$(cat "$T/chromium.pid")" 2>/dev/null || true; fi
+    for p in /proc/[0-9]*; do
+        c=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+        if [[ "$c" == *chrome_crashpad_handler*"--database=$T/chromium-home"* ]]; then
+            kill -KILL "${p#/proc/}" 2>/dev/null || true
+        fi
+    done
+    return 0
+}
+at_exit kill_chromium
+
+start_redis
+start_daemon "$(ui_config)"
+ui_seed
+
+# --- The files over HTTP ------------------------------------------------------------------
+hdr() { grep -i "^$1:" <<<"$HEADERS" | head -n 1 | cut -d' ' -f2- | tr -d '\r'; }
+request GET /ui/
+check "GET /ui/ without a token: 200" 200 "$STATUS"
+check "its Content-Security-Policy" "$CSP" "$(hdr Content-Security-Policy)"
+check "X-Content-Type-Options" nosniff "$(hdr X-Content-Type-Options)"
+check "Referrer-Policy" no-referrer "$(hdr Referrer-Policy)"
+check "X-Frame-Options" DENY "$(hdr X-Frame-Options)"
+check "Content-Type of index.html" "text/html; charset=utf-8" "$(hdr Content-Type)"
+check "Cache-Control" no-cache "$(hdr Cache-Control)"
+check_match "the page is index.html, loading its module" '<script type="module" src="app.js"></script>' "$BODY"
+etag=$(hdr ETag)
+check_match "an ETag" '^"[0-9a-f]{16}"$' "$etag"
+request GET /ui/ -H "If-None-Match: $etag"
+check "the same ETag again: 304" 304 "$STATUS"
+request GET /ui/app.js
+check "app.js: 200" 200 "$STATUS"
+check "app.js is JavaScript" "text/javascript; charset=utf-8" "$(hdr Content-Type)"
+check "app.js carries the CSP" "$CSP" "$(hdr Content-Security-Policy)"
+len=$(curl -s "http://127.0.0.1:$PORT/ui/app.css" | wc -c)
+head_out=$(curl -s -I "http://127.0.0.1:$PORT/ui/app.css" | tr -d '\r')
+check "HEAD: the length of the GET" "$len" "$(sed -n 's/^Content-Length: //p' <<<"$head_out")"
+check "HEAD: text/css" "text/css; charset=utf-8" "$(sed -n 's/^Content-Type: //p' <<<"$head_out")"
+request GET /ui/nope.js
+check "an unknown file: 404" "404 {\"error\":\"no such file\"}" "$STATUS $BODY"
+check "the 404 carries the CSP too" "$CSP" "$(hdr Content-Security-Policy)"
+check_match "the 404 is logged" 'status=404 route=/ui file="nope.js"' "$(await_log 'route=/ui file="nope.js"')"
+request GET /ui/../configs/dev.json --path-as-is
+check "a path out of ui/: 404" 404 "$STATUS"
+request GET /ui/%2e%2e/README.md
+check "an encoded path out of ui/: 404" 404 "$STATUS"
+request GET /ui/app.js/
+check "a file name with more after it: 404" 404 "$STATUS"
+request POST /ui/ --data-binary x
+check "POST: 405, GET allowed" "405 GET" "$STATUS $(hdr Allow)"
+check_match "counted per route" '^[1-9][0-9]*$' "$(metric 'digestmap_requests_total{route="/ui",status="200"}')"
+
+# --- The page in Chromium -----------------------------------------------------------------
+export D_API D_NODE D_DBG UI_RUN_URL DM_WAIT
+mkdir -p "$ART"
+rm -f "$ART/ui-image.png" "$ART/ui-exposure.png"
+python3 -B "$(dirname "$0")/ui/explore.py" "http://127.0.0.1:$PORT/ui/" "$ART" "$T" >"$T/seen.json" \
+    2>"$T/explore.err" || { cat "$T/explore.err" >&2; tail -n 20 "$T/chromium.log" >&2; fail "the walk through the page stopped"; }
+s() { jq -c "$1" "$T/seen.json"; }
+
+# Before the token: the API's 401, said on the page, and the token field focused.
+check "without a token: the image view fails" '"error"' "$(s .no_token_state)"
+check_match "the page says the API answered 401" 'The API answered 401: .missing credentials.' "$(s .no_token_error)"
+check "the token field has the focus" '"token-input"' "$(s .no_token_focus)"
+# With the token: the chain of D_API.
+check "with the token: the image view" '"ready"' "$(s .image_state)"
+check "the token is kept in sessionStorage" '"api-token"' "$(s .token_in_storage)"
+check "the token field is emptied" '""' "$(s .token_input_after)"
+check "a linkable view" "\"#/image/$D_API\"" "$(s .hash_image)"
+check "the image: registry repository" '["contoso.azurecr.io/team/api"]' "$(s .locations)"
+check "the image: tags" '["1.4.0"]' "$(s .tags)"
+check "the builds: code repository" '["acme/api","acme/api"]' "$(s .build_repos)"
+check "the builds: short commit" '["3e1c0d9","3e1c0d9"]' "$(s .build_commits)"
+check "the builds: actor (markup shown as text)" '["mona","<img src=x id=pwned>"]' "$(s .build_actors)"
+check "the run link: an <a> to the run URL; a javascript: URL is no link" \
+    "[{\"tag\":\"A\",\"href\":\"$UI_RUN_URL\",\"text\":\"run 4242\"},{\"tag\":\"SPAN\",\"href\":null,\"text\":\"run 4243\"}]" \
+    "$(s .build_runs)"
+check "the builds: asserted (header auth), not verified" '["asserted","asserted"]' "$(s .build_identity)"
+check "no element made from data" 0 "$(s .injected_elements)"
+check "severity counts" '{"critical":1,"high":2,"medium":1,"low":2,"unknown":0}' "$(s .severity)"
+check "the worst findings, most severe first" \
+    '["CVE-2023-45853","CVE-2024-45296","CVE-2024-45590","CVE-2024-6119","CVE-2024-47764","CVE-2024-9143"]' "$(s .worst)"
+check "the workload and its exposure" '["prod-weu/shop/Deployment/api internet"]' "$(s .workloads)"
+# A push without a build.
+check "a pushed, unbuilt digest" '"ready"' "$(s .pending_state)"
+check "its push is shown pending" '["pending"]' "$(s .pending_badges)"
+check "where it was pushed" '["contoso.azurecr.io/platform/node-exporter"]' "$(s .pending_location)"
+check_match "and no build yet" 'No build yet: the push is pending' "$(s .pending_builds)"
+# The exposure table, in the API's order (levels internet, node, cluster), then sorted.
+api='"prod-weu/shop/Deployment/api","prod-weu/monitoring/DaemonSet/node-exporter","prod-weu/default/Pod/debug-shell"'
+check "the exposure view" '"ready"' "$(s .exposure_state)"
+check "the exposure view is linkable" '"#/exposure"' "$(s .hash_exposure)"
+check "rows: the API's order" "[$api]" "$(s .rows_api)"
+check "unsorted: no aria-sort" '{"exposure":"none","severity":"none"}' "$(s .aria_api)"
+check "sorted by severity: 2 critical, then 1 critical, then 1 high" \
+    '["prod-weu/monitoring/DaemonSet/node-exporter","prod-weu/shop/Deployment/api","prod-weu/default/Pod/debug-shell"]' \
+    "$(s .rows_severity)"
+check "aria-sort on severity" '{"exposure":"none","severity":"descending"}' "$(s .aria_severity)"
+check "sorted by exposure: internet, node, cluster" "[$api]" "$(s .rows_exposure)"
+check "aria-sort on exposure" '{"exposure":"descending","severity":"none"}' "$(s .aria_exposure)"
+check "exposure again: the other way round" \
+    '["prod-weu/default/Pod/debug-shell","prod-weu/monitoring/DaemonSet/node-exporter","prod-weu/shop/Deployment/api"]' \
+    "$(s .rows_exposure_asc)"
+check "aria-sort ascending" '{"exposure":"ascending","severity":"none"}' "$(s .aria_exposure_asc)"
+# (D_API's two builds were confirmed in the same run of the test: either may be the newest.)
+check_match "the rows: workload, exposure, findings, builds (none known for the unbuilt push)" \
+    '^\["prod-weu/default/Pod/debug-shell \| cluster \| findings: 1 high \| acme/tools @ 0123456 by hubot","prod-weu/monitoring/DaemonSet/node-exporter \| node \| findings: 2 critical \| no build known","prod-weu/shop/Deployment/api \| internet \| findings: 1 critical, 2 high, 1 medium, 2 low \| acme/api @ 3e1c0d9 by (mona|<img src=x id=pwned>) \(\+1 more\)"\]$' \
+    "$(s .row_cells)"
+check "each row links to its image view" "[\"#/image/$D_DBG\",\"#/image/$D_NODE\",\"#/image/$D_API\"]" "$(s .row_links)"
+check "a row's link opens its image" '["hubot"]' "$(s .row_image_actor)"
+# The other searches.
+check "a run, by its URL" '"#/search?run=github%2F4242"' "$(s .run_hash)"
+check "the run's images" "[\"$D_API\"]" "$(s .run_digests)"
+check "a code repository's images" "[\"$D_DBG\"]" "$(s .repo_digests)"
+check "a registry repository's images" "[\"$D_DBG\"]" "$(s .registry_digests)"
+# Nothing but the daemon: every request on 127.0.0.1, no CSP violation, no script error.
+check_match "requests were recorded" '^[1-9][0-9]+$' "$(s '.requests | length')"
+check "every request went to 127.0.0.1:$PORT" "[]" \
+    "$(jq -c --arg p "http://127.0.0.1:$PORT/" '[.requests[] | select(startswith($p) | not)]' "$T/seen.json")"
+check "the page asked the API" true "$(s '[.requests[] | select(test("/v1/exposure\\?exposure=node"))] | length > 0')"
+check "no console error but the 401 asked for" "[]" \
+    "$(s '[.console_errors[] | select(test("status of 401 \\(Unauthorized\\) http://127.0.0.1:[0-9]+/v1/images/") | not)]')"
+# The screenshots: PNGs of 1280x800.
+png_size() { python3 -c 'import struct,sys; d=open(sys.argv[1],"rb").read(24); print("%dx%d" % struct.unpack(">II", d[16:24]) if d[:8]==b"\x89PNG\r\n\x1a\n" else "not a png")' "$1" 2>/dev/null || echo missing; }
+check "screenshot of the image view ($ART/ui-image.png)" 1280x800 "$(png_size "$ART/ui-image.png")"
+check "screenshot of the exposure view ($ART/ui-exposure.png)" 1280x800 "$(png_size "$ART/ui-exposure.png")"
+
+# --- Without api.auth: the page is served, the API refuses everyone --------------------------
+start_daemon2 "$(ui_config | jq 'del(.api)')"
+check "no api.auth: /ui/ still 200" 200 "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT2/ui/")"
+r=$(curl -s -w '\n%{http_code}' -H 'Authorization: Bearer api-token' "http://127.0.0.1:$PORT2/v1/exposure")
+check "no api.auth: the API answers 401 (the page shows its text)" \
+    '{"error":"query API disabled: configure api.auth"} 401' "$(head -n 1 <<<"$r") $(tail -n 1 <<<"$r")"
+stop_daemon2
+kill_chromium
+finish

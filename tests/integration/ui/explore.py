@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""explore.py URL ARTIFACTS_DIR WORKDIR - walk the explorer page as a user would, in headless
+Chromium (cdp.py), and print what it saw as one JSON document for test_ui.sh to assert on.
+
+Environment: DM_WAIT (seconds any wait may take, reached only when something is wrong),
+D_API, D_NODE, D_DBG (the digests seed.sh posted), UI_RUN_URL, CHROMIUM (default chromium).
+Exit 0 with the observations, 1 with the reason on stderr (and what was seen so far).
+"""
+import json
+import os
+import shutil
+import sys
+
+from cdp import Browser, CdpError
+
+url, artifacts, work = sys.argv[1:4]
+wait = float(os.environ.get("DM_WAIT", "60"))
+chromium = shutil.which(os.environ.get("CHROMIUM", "chromium"))
+if not chromium:
+    sys.exit("explore.py: chromium is missing (scripts/deps.sh test installs it)")
+os.makedirs(artifacts, exist_ok=True)
+seen = {}
+
+
+def js_list(selector, expr="e.textContent.trim()"):
+    return f"[...document.querySelectorAll({json.dumps(selector)})].map((e) => {expr})"
+
+
+def view_ready(b, name, what):
+    """Wait until the view NAME has finished (ready or error); its state."""
+    return b.wait_for(f"(() => {{ const v = document.getElementById('view'); return v.dataset.view === "
+                      f"{json.dumps(name)} && v.dataset.state !== 'loading' && v.dataset.state; }})()", what)
+
+
+def search(b, kind, text):
+    """Search as a user: pick the kind, type the text, press Enter."""
+    b.eval(f"(() => {{ const s = document.getElementById('search-kind'); s.value = {json.dumps(kind)}; "
+           f"s.dispatchEvent(new Event('change')); return true; }})()")
+    b.type_into("#search-text", text)
+    b.enter()
+
+
+def rows(b):
+    return b.eval(js_list("#exposure-table tbody tr", "e.dataset.workload"))
+
+
+def aria_sort(b):
+    return b.eval("Object.fromEntries([...document.querySelectorAll('#exposure-table th[data-sort]')]"
+                  ".map((th) => [th.dataset.sort, th.getAttribute('aria-sort') || 'none']))")
+
+
+def press_sort(b, key):
+    """Sort with the keyboard: focus the header's button and press Enter."""
+    b.eval(f"document.getElementById('sort-{key}').focus()")
+    b.enter()
+
+
+def walk(b):
+    d_api, d_node, d_dbg = os.environ["D_API"], os.environ["D_NODE"], os.environ["D_DBG"]
+    b.open_page()
+    b.navigate(url)
+    view_ready(b, "home", "the start view")
+    seen["title"] = b.eval("document.title")
+
+    # 1. No token yet: the API's 401 is shown as such.
+    search(b, "digest", d_api)
+    seen["no_token_state"] = view_ready(b, "image", "the image view without a token")
+    seen["no_token_error"] = b.eval("document.getElementById('error') && document.getElementById('error').textContent")
+    seen["no_token_focus"] = b.eval("document.activeElement && document.activeElement.id")
+
+    # 2. The token, typed and submitted with Enter: the same view again, now with data.
+    b.type_into("#token-input", "api-token")
+    b.enter()
+    b.wait_for("document.querySelector('#view[data-view=image] .col.builds .build')", "the builds of the image")
+    seen["image_state"] = view_ready(b, "image", "the image view")
+    seen["token_in_storage"] = b.eval("sessionStorage.getItem('digestmap.api-token')")
+    seen["token_input_after"] = b.eval("document.getElementById('token-input').value")
+    seen["hash_image"] = b.eval("location.hash")
+    seen["image_digest"] = b.eval("document.getElementById('image-digest').textContent")
+    seen["locations"] = b.eval(js_list(".col.image .loc-name"))
+    seen["tags"] = b.eval(js_list(".col.image .loc-tags"))
+    seen["build_repos"] = b.eval(js_list(".col.builds .build-repo"))
+    seen["build_commits"] = b.eval(js_list(".col.builds .build-commit"))
+    seen["build_actors"] = b.eval(js_list(".col.builds .build-actor"))
+    seen["build_runs"] = b.eval(js_list(".col.builds .build-run",
+                                        "({tag: e.tagName, href: e.getAttribute('href'), text: e.textContent})"))
+    seen["build_identity"] = b.eval(js_list(".col.builds .badge.asserted, .col.builds .badge.verified"))
+    seen["injected_elements"] = b.eval("document.querySelectorAll('#pwned, #view img').length")
+    seen["severity"] = b.eval("Object.fromEntries([...document.querySelectorAll('.findings .sev-counts li')]"
+                              ".map((li) => [li.dataset.sev, Number(li.querySelector('.n').textContent)]))")
+    seen["worst"] = b.eval(js_list(".findings table.worst tbody tr", "e.children[1].textContent"))
+    seen["workloads"] = b.eval(js_list(".col.workloads .workload",
+                                       "e.dataset.workload + ' ' + e.querySelector('[data-exposure]').textContent"))
+    b.screenshot(os.path.join(artifacts, "ui-image.png"))
+
+    # 3. A push no build has claimed: pending.
+    search(b, "digest", d_node)
+    b.wait_for(f"document.getElementById('image-digest') && document.getElementById('image-digest').textContent === "
+               f"{json.dumps(d_node)} && document.getElementById('view').dataset.state", "the pending image")
+    seen["pending_state"] = view_ready(b, "image", "the pending image")
+    seen["pending_badges"] = b.eval(js_list(".col.image .card.pending .badge"))
+    seen["pending_location"] = b.eval(js_list(".col.image .card.pending .loc-name"))
+    seen["pending_builds"] = b.eval("document.querySelector('.col.builds').textContent")
+
+    # 4. The exposure view, from the navigation link (keyboard: focus it, press Enter).
+    b.eval("document.getElementById('nav-exposure').focus()")
+    b.enter()
+    seen["exposure_state"] = view_ready(b, "exposure", "the exposure view")
+    seen["hash_exposure"] = b.eval("location.hash")
+    seen["rows_api"] = rows(b)
+    seen["aria_api"] = aria_sort(b)
+    press_sort(b, "severity")
+    seen["rows_severity"] = rows(b)
+    seen["aria_severity"] = aria_sort(b)
+    b.screenshot(os.path.join(artifacts, "ui-exposure.png"))
+    press_sort(b, "exposure")
+    seen["rows_exposure"] = rows(b)
+    seen["aria_exposure"] = aria_sort(b)
+    press_sort(b, "exposure")
+    seen["rows_exposure_asc"] = rows(b)
+    seen["aria_exposure_asc"] = aria_sort(b)
+    seen["row_cells"] = b.eval(js_list("#exposure-table tbody tr",
+                                       "e.dataset.workload + ' | ' + e.querySelector('[data-exposure]').textContent"
+                                       " + ' | ' + e.querySelector('.sev-counts').getAttribute('aria-label')"
+                                       " + ' | ' + e.children[4].textContent"))
+    seen["row_links"] = b.eval(js_list("#exposure-table tbody tr .image-link", "e.getAttribute('href')"))
+
+    # 5. A row's link opens its image view.
+    b.eval(f"document.querySelector('#exposure-table tr[data-digest={json.dumps(d_dbg)}] .image-link').click()")
+    b.wait_for(f"document.getElementById('image-digest') && document.getElementById('image-digest').textContent === "
+               f"{json.dumps(d_dbg)} && document.getElementById('view').dataset.state !== 'loading'", "the row's image")
+    seen["row_image_actor"] = b.eval(js_list(".col.builds .build-actor"))
+
+    # 6. The other searches: a run by its URL, a code repository.
+    search(b, "run", os.environ["UI_RUN_URL"])
+    seen["run_state"] = view_ready(b, "search", "the run's mappings")
+    seen["run_hash"] = b.eval("location.hash")
+    seen["run_digests"] = b.eval(js_list("table.mappings tbody tr", "e.dataset.digest"))
+    search(b, "repository", "acme/tools")
+    b.wait_for("location.hash.includes('acme%2Ftools') && document.getElementById('view').dataset.state === 'ready'",
+               "the repository's mappings")
+    seen["repo_digests"] = b.eval(js_list("table.mappings tbody tr", "e.dataset.digest"))
+    search(b, "image", "contoso.azurecr.io/tools/debug:1.4.0")
+    b.wait_for("location.hash.includes('image_repository=tools%2Fdebug') && "
+               "document.getElementById('view').dataset.state === 'ready'", "the registry repository's mappings")
+    seen["registry_digests"] = b.eval(js_list("table.mappings tbody tr", "e.dataset.digest"))
+
+
+b = Browser(chromium, work, wait)
+rc = 0
+try:
+    walk(b)
+except (CdpError, OSError, KeyError) as e:
+    print(f"explore.py: {e}", file=sys.stderr)
+    try:
+        print("explore.py: the view then: " + str(b.eval("location.hash + ' ' + document.getElementById('view')"
+                                                      ".outerHTML.slice(0, 2000)")), file=sys.stderr)
+    except (CdpError, OSError):
+        pass
+    rc = 1
+finally:
+    seen["requests"] = b.requests
+    seen["console_errors"] = b.console
+    b.close()
+print(json.dumps(seen, indent=1))
+sys.exit(rc)

@@ -1,0 +1,75 @@
+# seed.sh - the data the explorer page test (test_ui.sh) looks at, posted through the real
+# routes of the daemon lib.sh started: pushes, builds, scanner reports and a cluster snapshot.
+# Sourced after lib.sh; ui_config is the daemon's configuration, ui_seed posts the data.
+#
+# The digests are those the k8s fixture's workloads run (tests/fixtures/k8s/snapshot.json,
+# cluster prod-weu), chosen so that sorting the exposure table by severity and by exposure
+# gives two different orders:
+#   D_API  shop/api, internet:             pushed, built twice (one build with hostile fields),
+#                                          1 critical, 2 high, 1 medium, 2 low (the Trivy fixture)
+#   D_NODE monitoring/node-exporter, node: pushed, never built (pending), 2 critical
+#   D_DBG  default/debug-shell, cluster:   pushed and built by acme/tools, 1 high
+D_API=sha256:49e792bdff5945f156179f8c232376481f60fe38e63f96dd5a376b030c3c9600
+D_NODE=sha256:d26c0533fdee1aa3404179b1df9765e1e3540c131e99bfae83258107c7dcb41b
+D_DBG=sha256:966c8cf3fa9e0f5bf25af89cc24e6ed244b366b75596b83df98843574c907a90
+UI_COMMIT=3e1c0d9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d
+UI_RUN_URL=https://github.com/acme/api/actions/runs/4242/attempts/1
+
+ui_config() {
+    default_config | jq '.limits.max_body_bytes = 1048576 | .sources += [
+      {type: "k8s", auth: [{type: "header", name: "Authorization", value: "Bearer k8s-token"}]},
+      {type: "scan", auth: [{type: "header", name: "Authorization", value: "Bearer scan-token"}]}]'
+}
+
+# _ui_post WHAT WANT_STATUS ROUTE FILE TOKEN
+_ui_post() {
+    post "$3" "$4" -H "Authorization: Bearer $5"
+    [ "$STATUS" == "$2" ] || die "seeding $1: $3 answered $STATUS $BODY"
+}
+
+# _ui_build FILE DIGEST RUN_ID REPOSITORY ACTOR RUN_URL COMMIT [IMAGE_REPOSITORY]
+_ui_build() {
+    jq -n --arg d "$2" --arg t "$(iso_at -1)" --arg id "$3" --arg repo "$4" --arg actor "$5" \
+        --arg url "$6" --arg commit "$7" --arg name "contoso.azurecr.io/${8:-team/api}" '{
+        images: [{name: $name, digest: $d, tags: ["1.4.0"]}],
+        built_at: $t,
+        run: {provider: "github", repository: $repo, run_id: $id, run_attempt: "1",
+              commit: $commit, ref: "refs/heads/main", workflow: "release", actor: $actor,
+              run_url: $url, repository_url: ("https://github.com/" + $repo)}}' >"$1"
+}
+
+# _ui_trivy FILE DIGEST JQ_FILTER: the Trivy fixture naming DIGEST, its results set by JQ_FILTER.
+_ui_trivy() {
+    jq --arg d "$2" ".Metadata.RepoDigests = [\"contoso.azurecr.io/team/api@\" + \$d] | del(.ReportID) | $3" \
+        "$DM_FIXTURES/scan/trivy-report.json" >"$1"
+}
+
+ui_seed() {
+    local d repo
+    for d in "$D_API:team/api" "$D_NODE:platform/node-exporter" "$D_DBG:tools/debug"; do
+        repo=${d##*:}
+        d=${d%:*}
+        acr_push "$T/push.json" "$d" 1.4.0 "$(iso_at -2)"
+        jq --arg r "$repo" '.target.repository = $r' "$T/push.json" >"$T/push2.json"
+        _ui_post "push of $d" 202 /v1/registry/acr "$T/push2.json" acr-token
+    done
+    _ui_build "$T/build.json" "$D_API" 4242 acme/api mona "$UI_RUN_URL" "$UI_COMMIT"
+    _ui_post "build 4242" 202 /v1/builds "$T/build.json" ci-token
+    # Fields a page must never interpret: markup in the actor, a javascript: run link.
+    _ui_build "$T/build.json" "$D_API" 4243 acme/api '<img src=x id=pwned>' 'javascript:alert(1)' \
+        "$UI_COMMIT"
+    _ui_post "build 4243" 202 /v1/builds "$T/build.json" ci-token
+    _ui_build "$T/build.json" "$D_DBG" 77 acme/tools hubot https://github.com/acme/tools/actions/runs/77 \
+        0123456789abcdef0123456789abcdef01234567 tools/debug
+    _ui_post "build 77" 202 /v1/builds "$T/build.json" ci-token
+
+    _ui_trivy "$T/scan.json" "$D_API" .
+    _ui_post "findings of D_API" 202 /v1/findings "$T/scan.json" scan-token
+    _ui_trivy "$T/scan.json" "$D_NODE" '.Results = [.Results[0] | .Vulnerabilities = [.Vulnerabilities[2],
+        (.Vulnerabilities[2] | .VulnerabilityID = "CVE-2099-1111")]]'
+    _ui_post "findings of D_NODE" 202 /v1/findings "$T/scan.json" scan-token
+    _ui_trivy "$T/scan.json" "$D_DBG" '.Results = [.Results[1] | .Vulnerabilities = [.Vulnerabilities[0]]]'
+    _ui_post "findings of D_DBG" 202 /v1/findings "$T/scan.json" scan-token
+
+    _ui_post "the cluster snapshot" 202 /v1/workloads "$DM_FIXTURES/k8s/snapshot.json" k8s-token
+}
