@@ -3,7 +3,7 @@
 Chromium (cdp.py), and print what it saw as one JSON document for test_ui.sh to assert on.
 
 Environment: DM_WAIT (seconds any wait may take, reached only when something is wrong),
-D_API, D_NODE, D_DBG (the digests seed.sh posted), UI_RUN_URL, CHROMIUM (default chromium).
+D_API, D_NODE, D_DBG, D_EVIL (the digests seed.sh posted), UI_RUN_URL, CHROMIUM (default chromium).
 Exit 0 with the observations, 1 with the reason on stderr (and what was seen so far).
 """
 import json
@@ -85,7 +85,6 @@ def walk(b):
     seen["build_runs"] = b.eval(js_list(".col.builds .build-run",
                                         "({tag: e.tagName, href: e.getAttribute('href'), text: e.textContent})"))
     seen["build_identity"] = b.eval(js_list(".col.builds .badge.asserted, .col.builds .badge.verified"))
-    seen["injected_elements"] = b.eval("document.querySelectorAll('#pwned, #view img').length")
     seen["severity"] = b.eval("Object.fromEntries([...document.querySelectorAll('.findings .sev-counts li')]"
                               ".map((li) => [li.dataset.sev, Number(li.querySelector('.n').textContent)]))")
     seen["worst"] = b.eval(js_list(".findings table.worst tbody tr", "e.children[1].textContent"))
@@ -93,7 +92,17 @@ def walk(b):
                                        "e.dataset.workload + ' ' + e.querySelector('[data-exposure]').textContent"))
     b.screenshot(os.path.join(artifacts, "ui-image.png"))
 
-    # 3. A push no build has claimed: pending.
+    # 3. Data that looks like markup or a script URL stays text.
+    d_evil = os.environ["D_EVIL"]
+    search(b, "digest", d_evil)
+    b.wait_for(f"document.getElementById('image-digest') && document.getElementById('image-digest').textContent === "
+               f"{json.dumps(d_evil)} && document.getElementById('view').dataset.state === 'ready'", "the hostile build")
+    seen["evil_actors"] = b.eval(js_list(".col.builds .build-actor"))
+    seen["evil_runs"] = b.eval(js_list(".col.builds .build-run",
+                                       "({tag: e.tagName, href: e.getAttribute('href'), text: e.textContent})"))
+    seen["injected_elements"] = b.eval("document.querySelectorAll('#pwned, #view img').length")
+
+    # 4. A push no build has claimed: pending.
     search(b, "digest", d_node)
     b.wait_for(f"document.getElementById('image-digest') && document.getElementById('image-digest').textContent === "
                f"{json.dumps(d_node)} && document.getElementById('view').dataset.state", "the pending image")
@@ -102,7 +111,7 @@ def walk(b):
     seen["pending_location"] = b.eval(js_list(".col.image .card.pending .loc-name"))
     seen["pending_builds"] = b.eval("document.querySelector('.col.builds').textContent")
 
-    # 4. The exposure view, from the navigation link (keyboard: focus it, press Enter).
+    # 5. The exposure view, from the navigation link (keyboard: focus it, press Enter).
     b.eval("document.getElementById('nav-exposure').focus()")
     b.enter()
     seen["exposure_state"] = view_ready(b, "exposure", "the exposure view")
@@ -125,13 +134,13 @@ def walk(b):
                                        " + ' | ' + e.children[4].textContent"))
     seen["row_links"] = b.eval(js_list("#exposure-table tbody tr .image-link", "e.getAttribute('href')"))
 
-    # 5. A row's link opens its image view.
+    # 6. A row's link opens its image view.
     b.eval(f"document.querySelector('#exposure-table tr[data-digest={json.dumps(d_dbg)}] .image-link').click()")
     b.wait_for(f"document.getElementById('image-digest') && document.getElementById('image-digest').textContent === "
                f"{json.dumps(d_dbg)} && document.getElementById('view').dataset.state !== 'loading'", "the row's image")
     seen["row_image_actor"] = b.eval(js_list(".col.builds .build-actor"))
 
-    # 6. The other searches: a run by its URL, a code repository.
+    # 7. The other searches: a run by its URL, a code repository.
     search(b, "run", os.environ["UI_RUN_URL"])
     seen["run_state"] = view_ready(b, "search", "the run's mappings")
     seen["run_hash"] = b.eval("location.hash")

@@ -5,13 +5,16 @@
 # The digests are those the k8s fixture's workloads run (tests/fixtures/k8s/snapshot.json,
 # cluster prod-weu), chosen so that sorting the exposure table by severity and by exposure
 # gives two different orders:
-#   D_API  shop/api, internet:             pushed, built twice (one build with hostile fields),
+#   D_API  shop/api, internet:             pushed, built by run 4242 and its second attempt,
 #                                          1 critical, 2 high, 1 medium, 2 low (the Trivy fixture)
 #   D_NODE monitoring/node-exporter, node: pushed, never built (pending), 2 critical
 #   D_DBG  default/debug-shell, cluster:   pushed and built by acme/tools, 1 high
+#   D_EVIL no workload:                    pushed and built with fields a page must never
+#                                          interpret (markup in the actor, a javascript: run URL)
 D_API=sha256:49e792bdff5945f156179f8c232376481f60fe38e63f96dd5a376b030c3c9600
 D_NODE=sha256:d26c0533fdee1aa3404179b1df9765e1e3540c131e99bfae83258107c7dcb41b
 D_DBG=sha256:966c8cf3fa9e0f5bf25af89cc24e6ed244b366b75596b83df98843574c907a90
+D_EVIL=sha256:e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7
 UI_COMMIT=3e1c0d9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d
 UI_RUN_URL=https://github.com/acme/api/actions/runs/4242/attempts/1
 
@@ -27,13 +30,13 @@ _ui_post() {
     [ "$STATUS" == "$2" ] || die "seeding $1: $3 answered $STATUS $BODY"
 }
 
-# _ui_build FILE DIGEST RUN_ID REPOSITORY ACTOR RUN_URL COMMIT [IMAGE_REPOSITORY]
+# _ui_build FILE DIGEST RUN_ID REPOSITORY ACTOR RUN_URL COMMIT [IMAGE_REPOSITORY [ATTEMPT]]
 _ui_build() {
     jq -n --arg d "$2" --arg t "$(iso_at -1)" --arg id "$3" --arg repo "$4" --arg actor "$5" \
-        --arg url "$6" --arg commit "$7" --arg name "contoso.azurecr.io/${8:-team/api}" '{
+        --arg url "$6" --arg commit "$7" --arg name "contoso.azurecr.io/${8:-team/api}" --arg att "${9:-1}" '{
         images: [{name: $name, digest: $d, tags: ["1.4.0"]}],
         built_at: $t,
-        run: {provider: "github", repository: $repo, run_id: $id, run_attempt: "1",
+        run: {provider: "github", repository: $repo, run_id: $id, run_attempt: $att,
               commit: $commit, ref: "refs/heads/main", workflow: "release", actor: $actor,
               run_url: $url, repository_url: ("https://github.com/" + $repo)}}' >"$1"
 }
@@ -46,7 +49,7 @@ _ui_trivy() {
 
 ui_seed() {
     local d repo
-    for d in "$D_API:team/api" "$D_NODE:platform/node-exporter" "$D_DBG:tools/debug"; do
+    for d in "$D_API:team/api" "$D_NODE:platform/node-exporter" "$D_DBG:tools/debug" "$D_EVIL:team/evil"; do
         repo=${d##*:}
         d=${d%:*}
         acr_push "$T/push.json" "$d" 1.4.0 "$(iso_at -2)"
@@ -55,10 +58,11 @@ ui_seed() {
     done
     _ui_build "$T/build.json" "$D_API" 4242 acme/api mona "$UI_RUN_URL" "$UI_COMMIT"
     _ui_post "build 4242" 202 /v1/builds "$T/build.json" ci-token
-    # Fields a page must never interpret: markup in the actor, a javascript: run link.
-    _ui_build "$T/build.json" "$D_API" 4243 acme/api '<img src=x id=pwned>' 'javascript:alert(1)' \
-        "$UI_COMMIT"
-    _ui_post "build 4243" 202 /v1/builds "$T/build.json" ci-token
+    _ui_build "$T/build.json" "$D_API" 4242 acme/api mona "${UI_RUN_URL%/1}/2" "$UI_COMMIT" team/api 2
+    _ui_post "build 4242, attempt 2" 202 /v1/builds "$T/build.json" ci-token
+    _ui_build "$T/build.json" "$D_EVIL" 666 acme/api '<img src=x id=pwned>' 'javascript:alert(1)' \
+        "$UI_COMMIT" team/evil
+    _ui_post "build 666" 202 /v1/builds "$T/build.json" ci-token
     _ui_build "$T/build.json" "$D_DBG" 77 acme/tools hubot https://github.com/acme/tools/actions/runs/77 \
         0123456789abcdef0123456789abcdef01234567 tools/debug
     _ui_post "build 77" 202 /v1/builds "$T/build.json" ci-token
