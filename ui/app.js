@@ -124,8 +124,10 @@ async function render() {
     else $(id).removeAttribute('aria-current');
   }
   view.dataset.view = name;
+  view.dataset.render = String(gen); // which rendering the state below is of
   view.dataset.state = 'loading';
   view.setAttribute('aria-busy', 'true');
+  $('busy').hidden = false;
   const ctx = {
     view,
     current: () => gen === generation,
@@ -158,7 +160,10 @@ async function render() {
       $('token-input').focus();
     }
   } finally {
-    if (gen === generation) view.removeAttribute('aria-busy');
+    if (gen === generation) {
+      view.removeAttribute('aria-busy');
+      $('busy').hidden = true;
+    }
   }
   if (focusMain && gen === generation) {
     focusMain = false;
@@ -193,6 +198,11 @@ function showHint() {
 function boot() {
   showTokenState();
   showHint();
+  // The skip link moves the focus; as a plain #main link it would be taken for a route.
+  document.querySelector('.skip').addEventListener('click', (ev) => {
+    ev.preventDefault();
+    $('main').focus();
+  });
   $('token-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
     const t = $('token-input').value.trim().replace(/^Bearer\s+/i, '');

@@ -95,6 +95,7 @@ check "the run links: <a> to each attempt's run URL" \
     "[{\"tag\":\"A\",\"href\":\"$UI_RUN_URL\",\"text\":\"run 4242\"},{\"tag\":\"A\",\"href\":\"${UI_RUN_URL%/1}/2\",\"text\":\"run 4242 (attempt 2)\"}]" \
     "$(s .build_runs)"
 check "the builds: asserted (header auth), not verified" '["asserted","asserted"]' "$(s .build_identity)"
+check "the hostile build's image view" '"ready"' "$(s .evil_state)"
 check "markup in an actor is shown as text" '["<img src=x id=pwned>"]' "$(s .evil_actors)"
 check "a javascript: run URL is no link" '[{"tag":"SPAN","href":null,"text":"run 666"}]' "$(s .evil_runs)"
 check "no element made from data" 0 "$(s .injected_elements)"
@@ -104,6 +105,7 @@ check "the worst findings, most severe first" \
 check "the workload and its exposure" '["prod-weu/shop/Deployment/api internet"]' "$(s .workloads)"
 # A push without a build.
 check "a pushed, unbuilt digest" '"ready"' "$(s .pending_state)"
+check "its image view" "\"$D_NODE\"" "$(s .pending_digest)"
 check "its push is shown pending" '["pending"]' "$(s .pending_badges)"
 check "where it was pushed" '["contoso.azurecr.io/platform/node-exporter"]' "$(s .pending_location)"
 check_match "and no build yet" 'No build yet: the push is pending' "$(s .pending_builds)"
@@ -127,12 +129,15 @@ check "the rows: workload, exposure, findings, newest build (none known for the 
     '["prod-weu/default/Pod/debug-shell | cluster | findings: 1 high | acme/tools @ 0123456 by hubot","prod-weu/monitoring/DaemonSet/node-exporter | node | findings: 2 critical | no build known","prod-weu/shop/Deployment/api | internet | findings: 1 critical, 2 high, 1 medium, 2 low | acme/api @ 3e1c0d9 by mona (+1 more)"]' \
     "$(s .row_cells)"
 check "each row links to its image view" "[\"#/image/$D_DBG\",\"#/image/$D_NODE\",\"#/image/$D_API\"]" "$(s .row_links)"
-check "a row's link opens its image" '["hubot"]' "$(s .row_image_actor)"
+check "a row's link opens its image view" "\"ready\" \"$D_DBG\"" "$(s .row_image_state) $(s .row_image_digest)"
+check "the image of that row: its build's actor" '["hubot"]' "$(s .row_image_actor)"
 # The other searches.
-check "a run, by its URL" '"#/search?run=github%2F4242"' "$(s .run_hash)"
+check "a run, by its URL" '"ready" "#/search?run=github%2F4242"' "$(s .run_state) $(s .run_hash)"
 check "the run's images (both attempts)" "[\"$D_API\",\"$D_API\"]" "$(s .run_digests)"
-check "a code repository's images" "[\"$D_DBG\"]" "$(s .repo_digests)"
-check "a registry repository's images" "[\"$D_DBG\"]" "$(s .registry_digests)"
+check "a code repository's images" "\"ready\" [\"$D_DBG\"]" "$(s .repo_state) $(s .repo_digests)"
+check "a registry repository, its tag dropped" \
+    '"#/search?registry=contoso.azurecr.io&image_repository=tools%2Fdebug"' "$(s .registry_hash)"
+check "a registry repository's images" "\"ready\" [\"$D_DBG\"]" "$(s .registry_state) $(s .registry_digests)"
 # Nothing but the daemon: every request on 127.0.0.1, no CSP violation, no script error.
 check_match "requests were recorded" '^[1-9][0-9]+$' "$(s '.requests | length')"
 check "every request went to 127.0.0.1:$PORT" "[]" \

@@ -26,18 +26,29 @@ def js_list(selector, expr="e.textContent.trim()"):
     return f"[...document.querySelectorAll({json.dumps(selector)})].map((e) => {expr})"
 
 
-def view_ready(b, name, what):
-    """Wait until the view NAME has finished (ready or error); its state."""
-    return b.wait_for(f"(() => {{ const v = document.getElementById('view'); return v.dataset.view === "
-                      f"{json.dumps(name)} && v.dataset.state !== 'loading' && v.dataset.state; }})()", what)
+def rendering(b):
+    """The number of the view's latest rendering (app.js counts them in #view[data-render])."""
+    return b.eval("Number(document.getElementById('view') && document.getElementById('view').dataset.render || 0)")
 
 
-def search(b, kind, text):
-    """Search as a user: pick the kind, type the text, press Enter."""
+def settled(b, after, name, what):
+    """Wait until a rendering later than `after` of the view `name` has finished (ready or
+    error), and return its state: what is read next is of that rendering, never of the one
+    before it (a hash set but not yet routed, a view cleared but not yet filled)."""
+    return b.wait_for(f"(() => {{ const v = document.getElementById('view'); return Number(v.dataset.render) > {after}"
+                      f" && v.dataset.view === {json.dumps(name)} && v.dataset.state !== 'loading' && v.dataset.state;"
+                      f" }})()", what)
+
+
+def search(b, kind, text, name, what):
+    """Search as a user: pick the kind, type the text, press Enter; the state of the view it
+    leads to."""
+    n = rendering(b)
     b.eval(f"(() => {{ const s = document.getElementById('search-kind'); s.value = {json.dumps(kind)}; "
            f"s.dispatchEvent(new Event('change')); return true; }})()")
     b.type_into("#search-text", text)
     b.enter()
+    return settled(b, n, name, what)
 
 
 def rows(b):
@@ -50,29 +61,37 @@ def aria_sort(b):
 
 
 def press_sort(b, key):
-    """Sort with the keyboard: focus the header's button and press Enter."""
+    """Sort with the keyboard: focus the header's button, press Enter, and wait until that
+    header's aria-sort changed (every press changes it; the rows are drawn in the same step)."""
+    before = aria_sort(b).get(key)
     b.eval(f"document.getElementById('sort-{key}').focus()")
     b.enter()
+    b.wait_for(f"(document.querySelector('#exposure-table th[data-sort={key}]').getAttribute('aria-sort') || 'none')"
+               f" !== {json.dumps(before)}", f"the table sorted by {key}")
+
+
+def builds(b):
+    return b.eval(js_list(".col.builds .build-run",
+                          "({tag: e.tagName, href: e.getAttribute('href'), text: e.textContent})"))
 
 
 def walk(b):
-    d_api, d_node, d_dbg = os.environ["D_API"], os.environ["D_NODE"], os.environ["D_DBG"]
+    d_api, d_node, d_dbg, d_evil = (os.environ[k] for k in ("D_API", "D_NODE", "D_DBG", "D_EVIL"))
     b.open_page()
     b.navigate(url)
-    view_ready(b, "home", "the start view")
+    settled(b, 0, "home", "the start view")
     seen["title"] = b.eval("document.title")
 
     # 1. No token yet: the API's 401 is shown as such.
-    search(b, "digest", d_api)
-    seen["no_token_state"] = view_ready(b, "image", "the image view without a token")
+    seen["no_token_state"] = search(b, "digest", d_api, "image", "the image view without a token")
     seen["no_token_error"] = b.eval("document.getElementById('error') && document.getElementById('error').textContent")
     seen["no_token_focus"] = b.eval("document.activeElement && document.activeElement.id")
 
     # 2. The token, typed and submitted with Enter: the same view again, now with data.
+    n = rendering(b)
     b.type_into("#token-input", "api-token")
     b.enter()
-    b.wait_for("document.querySelector('#view[data-view=image] .col.builds .build')", "the builds of the image")
-    seen["image_state"] = view_ready(b, "image", "the image view")
+    seen["image_state"] = settled(b, n, "image", "the image view")
     seen["token_in_storage"] = b.eval("sessionStorage.getItem('digestmap.api-token')")
     seen["token_input_after"] = b.eval("document.getElementById('token-input').value")
     seen["hash_image"] = b.eval("location.hash")
@@ -82,8 +101,7 @@ def walk(b):
     seen["build_repos"] = b.eval(js_list(".col.builds .build-repo"))
     seen["build_commits"] = b.eval(js_list(".col.builds .build-commit"))
     seen["build_actors"] = b.eval(js_list(".col.builds .build-actor"))
-    seen["build_runs"] = b.eval(js_list(".col.builds .build-run",
-                                        "({tag: e.tagName, href: e.getAttribute('href'), text: e.textContent})"))
+    seen["build_runs"] = builds(b)
     seen["build_identity"] = b.eval(js_list(".col.builds .badge.asserted, .col.builds .badge.verified"))
     seen["severity"] = b.eval("Object.fromEntries([...document.querySelectorAll('.findings .sev-counts li')]"
                               ".map((li) => [li.dataset.sev, Number(li.querySelector('.n').textContent)]))")
@@ -93,28 +111,23 @@ def walk(b):
     b.screenshot(os.path.join(artifacts, "ui-image.png"))
 
     # 3. Data that looks like markup or a script URL stays text.
-    d_evil = os.environ["D_EVIL"]
-    search(b, "digest", d_evil)
-    b.wait_for(f"document.getElementById('image-digest') && document.getElementById('image-digest').textContent === "
-               f"{json.dumps(d_evil)} && document.getElementById('view').dataset.state === 'ready'", "the hostile build")
+    seen["evil_state"] = search(b, "digest", d_evil, "image", "the hostile build")
     seen["evil_actors"] = b.eval(js_list(".col.builds .build-actor"))
-    seen["evil_runs"] = b.eval(js_list(".col.builds .build-run",
-                                       "({tag: e.tagName, href: e.getAttribute('href'), text: e.textContent})"))
+    seen["evil_runs"] = builds(b)
     seen["injected_elements"] = b.eval("document.querySelectorAll('#pwned, #view img').length")
 
     # 4. A push no build has claimed: pending.
-    search(b, "digest", d_node)
-    b.wait_for(f"document.getElementById('image-digest') && document.getElementById('image-digest').textContent === "
-               f"{json.dumps(d_node)} && document.getElementById('view').dataset.state", "the pending image")
-    seen["pending_state"] = view_ready(b, "image", "the pending image")
+    seen["pending_state"] = search(b, "digest", d_node, "image", "the pending image")
+    seen["pending_digest"] = b.eval("document.getElementById('image-digest').textContent")
     seen["pending_badges"] = b.eval(js_list(".col.image .card.pending .badge"))
     seen["pending_location"] = b.eval(js_list(".col.image .card.pending .loc-name"))
     seen["pending_builds"] = b.eval("document.querySelector('.col.builds').textContent")
 
     # 5. The exposure view, from the navigation link (keyboard: focus it, press Enter).
+    n = rendering(b)
     b.eval("document.getElementById('nav-exposure').focus()")
     b.enter()
-    seen["exposure_state"] = view_ready(b, "exposure", "the exposure view")
+    seen["exposure_state"] = settled(b, n, "exposure", "the exposure view")
     seen["hash_exposure"] = b.eval("location.hash")
     seen["rows_api"] = rows(b)
     seen["aria_api"] = aria_sort(b)
@@ -135,23 +148,21 @@ def walk(b):
     seen["row_links"] = b.eval(js_list("#exposure-table tbody tr .image-link", "e.getAttribute('href')"))
 
     # 6. A row's link opens its image view.
+    n = rendering(b)
     b.eval(f"document.querySelector('#exposure-table tr[data-digest={json.dumps(d_dbg)}] .image-link').click()")
-    b.wait_for(f"document.getElementById('image-digest') && document.getElementById('image-digest').textContent === "
-               f"{json.dumps(d_dbg)} && document.getElementById('view').dataset.state !== 'loading'", "the row's image")
+    seen["row_image_state"] = settled(b, n, "image", "the row's image")
+    seen["row_image_digest"] = b.eval("document.getElementById('image-digest').textContent")
     seen["row_image_actor"] = b.eval(js_list(".col.builds .build-actor"))
 
-    # 7. The other searches: a run by its URL, a code repository.
-    search(b, "run", os.environ["UI_RUN_URL"])
-    seen["run_state"] = view_ready(b, "search", "the run's mappings")
+    # 7. The other searches: a run by its URL, a code repository, a registry repository.
+    seen["run_state"] = search(b, "run", os.environ["UI_RUN_URL"], "search", "the run's mappings")
     seen["run_hash"] = b.eval("location.hash")
     seen["run_digests"] = b.eval(js_list("table.mappings tbody tr", "e.dataset.digest"))
-    search(b, "repository", "acme/tools")
-    b.wait_for("location.hash.includes('acme%2Ftools') && document.getElementById('view').dataset.state === 'ready'",
-               "the repository's mappings")
+    seen["repo_state"] = search(b, "repository", "acme/tools", "search", "the repository's mappings")
     seen["repo_digests"] = b.eval(js_list("table.mappings tbody tr", "e.dataset.digest"))
-    search(b, "image", "contoso.azurecr.io/tools/debug:1.4.0")
-    b.wait_for("location.hash.includes('image_repository=tools%2Fdebug') && "
-               "document.getElementById('view').dataset.state === 'ready'", "the registry repository's mappings")
+    seen["registry_state"] = search(b, "image", "contoso.azurecr.io/tools/debug:1.4.0", "search",
+                                    "the registry repository's mappings")
+    seen["registry_hash"] = b.eval("location.hash")
     seen["registry_digests"] = b.eval(js_list("table.mappings tbody tr", "e.dataset.digest"))
 
 
