@@ -87,6 +87,13 @@ static bool find(const dm_config *conf, const char *path, dm_route *r, dm_route_
             *m = (dm_route_match){i, b->metric, b->prefix ? path + n : "", NULL};
             return true;
         }
+        /* "/ui" without its slash: the page's route, which redirects it (dm_ui.h). */
+        if (b->handler == dm_ui_serve && strncmp(path, b->path, n - 1) == 0 &&
+            path[n - 1] == '\0') {
+            *r = *b;
+            *m = (dm_route_match){i, b->metric, dm_ui_bare, NULL};
+            return true;
+        }
     }
     *m = (dm_route_match){ROUTE_OTHER, "other", "", NULL};
     return false;
@@ -148,7 +155,9 @@ void dm_routes_check_head(const dm_conn_head *h, dm_conn_verdict *v, void *arg)
     if (!found) {
         head_refuse(v, h, 404, "no such route", "no such route");
     } else if (!method_allowed(h->method, r.methods)) {
-        snprintf(v->extra, sizeof v->extra, "Allow: %s\r\n", allowed(&r));
+        /* (The page's other headers do not fit in extra: nosniff at least.) */
+        snprintf(v->extra, sizeof v->extra, "Allow: %s\r\n%s", allowed(&r),
+                 r.handler == dm_ui_serve ? "X-Content-Type-Options: nosniff\r\n" : "");
         head_refuse(v, h, 405, "method not allowed", "method not allowed; use %s", allowed(&r));
     } else if (r.api && !app->conf->api_configured) {
         dm_metrics_inc(DM_M_AUTH_FAILED);
@@ -166,6 +175,8 @@ static void serve(dm_worker *w, struct evhttp_request *req, const dm_route *r,
         r->handler(w, req, m);
         return;
     }
+    if (r->handler == dm_ui_serve)
+        dm_ui_headers(req); /* the page's headers on every answer of its route */
     evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allowed(r));
     dm_http_error(req, m->id, 405, "method not allowed; use %s", allowed(r));
 }

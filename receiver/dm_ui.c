@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+const char dm_ui_bare[] = "";
+
 const dm_ui_file *dm_ui_find(const char *rest)
 {
     const char *name = rest[0] ? rest : "index.html";
@@ -38,10 +40,11 @@ const char *dm_ui_content_type(const char *name)
     return NULL;
 }
 
-/* The headers of every answer of the route, the 404 included: the page runs nothing but its
- * own files, loads nothing from elsewhere, is never framed, and leaks no URL in a Referer. */
-static void security_headers(struct evkeyvalq *h)
+/* The page runs nothing but its own files, loads nothing from elsewhere, is never framed, and
+ * leaks no URL in a Referer. */
+void dm_ui_headers(struct evhttp_request *req)
 {
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Content-Security-Policy", DM_UI_CSP);
     evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
     evhttp_add_header(h, "Referrer-Policy", "no-referrer");
@@ -53,7 +56,15 @@ void dm_ui_serve(dm_worker *w, struct evhttp_request *req, const dm_route_match 
 {
     (void)w;
     struct evkeyvalq *out = evhttp_request_get_output_headers(req);
-    security_headers(out);
+    dm_ui_headers(req);
+    if (m->rest == dm_ui_bare) {
+        /* "/ui": the page's relative links (app.js, v1/…) need the slash. A relative Location,
+         * so that behind a proxy's prefix (/digestmap/ui) it stays under that prefix. */
+        evhttp_add_header(out, "Location", "ui/");
+        dm_metrics_request(m->id, 301);
+        evhttp_send_reply(req, 301, "Moved Permanently", NULL);
+        return;
+    }
     const dm_ui_file *f = dm_ui_find(m->rest);
     const char *ctype = f ? dm_ui_content_type(f->name) : NULL;
     if (!ctype) {
@@ -69,7 +80,7 @@ void dm_ui_serve(dm_worker *w, struct evhttp_request *req, const dm_route_match 
     evhttp_add_header(out, "Cache-Control", "no-cache");
     evhttp_add_header(out, "ETag", f->etag);
     const char *inm = evhttp_find_header(evhttp_request_get_input_headers(req), "If-None-Match");
-    if (inm && strstr(inm, f->etag)) {
+    if (inm && (strstr(inm, f->etag) || strcmp(inm, "*") == 0)) {
         dm_metrics_request(m->id, 304);
         evhttp_send_reply(req, 304, "Not Modified", NULL);
         return;

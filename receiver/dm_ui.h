@@ -35,8 +35,17 @@ const dm_ui_file *dm_ui_find(const char *rest);
 /** The Content-Type of @p name by its extension (html, css, js, svg), or NULL. */
 const char *dm_ui_content_type(const char *name);
 
-/** GET (or HEAD) /ui/<file>: 200 with the file, 304 when If-None-Match names its ETag, 404
- *  (JSON, logged and counted) for any other name. */
+/** The route's @c rest for the path "/ui" without its slash (compared by address: dm_routes.c
+ *  points m->rest at it), which dm_ui_serve redirects to "ui/". */
+extern const char dm_ui_bare[];
+
+/** Add the page's security headers (the CSP above, nosniff, no referrer, no framing, COOP) to
+ *  the answer of @p req: every answer of the route carries them, the 404 and 405 included. */
+void dm_ui_headers(struct evhttp_request *req);
+
+/** GET (or HEAD) /ui/<file>: 200 with the file, 304 when If-None-Match names its ETag (or is
+ *  "*"), 404 (JSON, logged and counted) for any other name; "/ui" (rest dm_ui_bare): 301 to
+ *  "ui/". */
 void dm_ui_serve(dm_worker *w, struct evhttp_request *req, const dm_route_match *m);
 
 #endif
