@@ -66,3 +66,20 @@ export async function apiGet(path, params) {
   }
   return body;
 }
+
+// How many pages one step follows while they come back empty (nextPage).
+export const FOLLOW_EMPTY = 10;
+
+// The next page that has items. The API examines a bounded number of index entries per call
+// (README.md "Query API"), so a page may be empty and still carry a next_cursor: that is not
+// the end. ask(cursor) fetches a page, items(answer) its list. Follows at most FOLLOW_EMPTY
+// pages from at.cursor, moving at.cursor past each empty one (a failed request then resumes
+// there, not from the start); returns the last answer, which is empty with a next_cursor when
+// the cap was reached. The caller moves at.cursor to the answer's next_cursor.
+export async function nextPage(ask, at, items) {
+  for (let n = 1; ; n++) {
+    const answer = await ask(at.cursor);
+    if ((items(answer) || []).length || !answer.next_cursor || n >= FOLLOW_EMPTY) return answer;
+    at.cursor = answer.next_cursor;
+  }
+}

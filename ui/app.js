@@ -1,8 +1,9 @@
 // app.js - the explorer page (docs/ui.md): the token, the search form and the hash routes
 //   #/                              start
-//   #/image/sha256:<hex>            the chain of one image (image.js)
+//   #/image/sha256:<hex>[?limit=…&findings_limit=…]                 the chain of one image (image.js)
 //   #/search?repository=… | run=… | registry=…&image_repository=…   mappings (mappings.js)
 //   #/exposure?exposure=…&min_severity=…                            the exposure table (exposure.js)
+// (limit=… sets a view's page size.)
 // Views are links: the hash is the whole state, so a view can be bookmarked and shared
 // (without the token, which stays in this tab's sessionStorage).
 import {ApiError, forgetToken, getToken, setToken, tokenValid} from './api.js';
@@ -91,6 +92,14 @@ function errorBox(e) {
   return h('div', {class: 'error', role: 'alert', id: 'error', dataset: {status: String(e.status)}}, said, advice);
 }
 
+// The view's error, replacing the one it showed before: one #error at a time.
+function showError(view, box, first) {
+  const old = view.querySelector('#error');
+  if (old) old.remove();
+  if (first) view.prepend(box);
+  else view.append(box);
+}
+
 let generation = 0;
 let focusMain = false;
 
@@ -104,8 +113,18 @@ async function render() {
   const image = /^\/image\/(.+)$/.exec(path);
   if (image) {
     name = 'image';
-    run = (ctx) => imageView(ctx, decodeURIComponent(image[1]));
-    syncSearch('digest', decodeURIComponent(image[1]));
+    let digest = null;
+    try {
+      digest = decodeURIComponent(image[1]);
+    } catch {
+      // a malformed escape (#/image/%E0): said on the page, not an unhandled rejection
+    }
+    if (digest === null) {
+      run = (ctx) => ctx.fail(`Not a digest: “${image[1]}” is not valid percent-encoding.`);
+    } else {
+      run = (ctx) => imageView(ctx, digest, params);
+      syncSearch('digest', digest);
+    }
   } else if (path === '/search') {
     name = 'search';
     run = (ctx) => mappingsView(ctx, params);
@@ -134,15 +153,16 @@ async function render() {
     title: (t) => { document.title = `${t} · digestmap explorer`; },
     go: (hash) => { if (location.hash === hash) render(); else location.hash = hash; },
     fail: (text) => {
-      view.append(h('div', {class: 'error', role: 'alert', id: 'error'}, text));
+      showError(view, h('div', {class: 'error', role: 'alert', id: 'error'}, text));
       view.dataset.state = 'error';
     },
-    // A later request of the view (a "more" button): its answer, or null with the error shown.
+    // A later request of the view (a "more" button): its answer, or null with the error shown
+    // (in place of an earlier one).
     guard: async (p) => {
       try {
         return await p;
       } catch (e) {
-        if (gen === generation) view.prepend(errorBox(e));
+        if (gen === generation) showError(view, errorBox(e), true);
         return null;
       }
     },
@@ -153,7 +173,7 @@ async function render() {
     if (view.dataset.state === 'loading') view.dataset.state = 'ready';
   } catch (e) {
     if (gen !== generation) return;
-    view.append(errorBox(e));
+    showError(view, errorBox(e));
     view.dataset.state = 'error';
     if (e instanceof ApiError && e.status === 401) {
       focusMain = false;
@@ -196,6 +216,11 @@ function showHint() {
 }
 
 function boot() {
+  // index.html ships the forms disabled: before this runs (or if it never does) nothing can be
+  // typed into them or submitted natively.
+  for (const form of [$('token-form'), $('search-form')]) {
+    for (const el of form.elements) el.disabled = false;
+  }
   showTokenState();
   showHint();
   // The skip link moves the focus; as a plain #main link it would be taken for a route.

@@ -1,9 +1,10 @@
 // exposure.js - the exposure view (#/exposure?exposure=…&min_severity=…): GET /v1/exposure as
 // a table of (workload, image) rows, sortable by severity and by exposure, each row linking
-// to its image view. "all" asks the API for each level and shows them together.
-import {apiGet} from './api.js';
+// to its image view. "all" asks the API for each level and shows them together, level by level
+// (internet, then node, then cluster). `limit` in the address sets the page size.
+import {apiGet, nextPage} from './api.js';
 import {h} from './dom.js';
-import {EXPOSURES, SEVERITIES, bySeverity, exposureRank, shortCommit, shortDigest,
+import {EXPOSURES, SEVERITIES, bySeverity, exposureRank, pageSize, shortCommit, shortDigest,
         workloadKey} from './format.js';
 import {exposureBadge, severityCounts} from './image.js';
 
@@ -64,9 +65,10 @@ function select(id, label, name, options, value) {
 export async function exposureView(ctx, params) {
   const level = ['all', ...EXPOSURES].includes(params.get('exposure')) ? params.get('exposure') : 'all';
   const minSev = SEVERITIES.includes(params.get('min_severity')) ? params.get('min_severity') : 'high';
+  const limit = pageSize(params.get('limit'), PAGE);
   ctx.title('Exposure');
   const view = ctx.view;
-  const form = h('form', {class: 'filters', id: 'exposure-filters'},
+  const form = h('form', {class: 'filters', id: 'exposure-filters', method: 'post'},
     select('exposure-level', 'Exposure', 'exposure',
       [['all', 'all levels'], ['internet', 'internet'], ['node', 'node'], ['cluster', 'cluster']], level),
     select('exposure-min', 'Findings at or above', 'min_severity',
@@ -76,12 +78,15 @@ export async function exposureView(ctx, params) {
     ev.preventDefault();
     const q = new URLSearchParams({exposure: form.elements.exposure.value,
                                    min_severity: form.elements.min_severity.value});
+    if (params.get('limit')) q.set('limit', String(limit));
     ctx.go(`#/exposure?${q}`);
   });
   view.append(h('h1', null, 'Exposed workloads running vulnerable images'), form);
 
   const levels = level === 'all' ? EXPOSURES : [level];
-  const cursors = new Map(levels.map((l) => [l, null]));
+  // Per level: where its walk stands (gone once the level is exhausted), and its rows so far.
+  const cursors = new Map(levels.map((l) => [l, {cursor: null}]));
+  const byLevel = new Map(levels.map((l) => [l, []]));
   let rows = [];
   let sort = null; // {key, dir}: dir 1 ascending, -1 descending
 
@@ -112,7 +117,8 @@ export async function exposureView(ctx, params) {
       sortButton('severity', 'Findings'),
       h('th', {scope: 'col'}, 'Built by'))),
     tbody);
-  const more = h('button', {type: 'button', class: 'more', hidden: true, onclick: () => load(false)},
+  const more = h('button', {type: 'button', class: 'more', id: 'more-workloads', hidden: true,
+                            onclick: () => load(false)},
     'More workloads');
   view.append(status, table, more);
 
@@ -129,29 +135,39 @@ export async function exposureView(ctx, params) {
       else th.removeAttribute('aria-sort');
       th.querySelector('.sort-mark').textContent = sort && sort.key === key ? (sort.dir < 0 ? '▼' : '▲') : '↕';
     }
-    status.textContent = rows.length
-      ? `${rows.length} image${rows.length === 1 ? '' : 's'} in ${new Set(rows.map((r) => workloadKey(r.w))).size} workload(s).`
-      : 'No exposed workload runs an image with findings at or above this severity.';
+    const workloads = new Set(rows.map((r) => workloadKey(r.w))).size;
+    if (rows.length) {
+      status.textContent = `${rows.length} image${rows.length === 1 ? '' : 's'} in ${workloads} workload(s)` +
+        `${cursors.size ? ' so far' : ''}.`;
+    } else if (cursors.size) {
+      status.textContent = 'None found so far: the API looked through part of its index without an exposed ' +
+        'workload running an image with findings at or above this severity. More workloads looks further.';
+    } else {
+      status.textContent = 'No exposed workload runs an image with findings at or above this severity.';
+    }
   }
 
   // The first page of each level (an error fails the view), or the next ones (an error is shown
-  // above the table and the rows stay).
+  // above the table; the rows already fetched, this round's too, stay and are drawn, and the
+  // button can be pressed again). Empty pages that still carry a cursor are followed (nextPage).
   async function load(first) {
     more.disabled = true;
     for (const l of levels) {
-      if (!cursors.has(l)) continue;
-      const ask = first ? (p) => p : ctx.guard;
-      const answer = await ask(apiGet('v1/exposure', {exposure: l, min_severity: minSev, limit: PAGE,
-                                                           cursor: cursors.get(l)}));
-      if (!answer) return false;
-      rows = rows.concat(rowsOf(answer));
-      if (answer.next_cursor) cursors.set(l, answer.next_cursor);
+      const at = cursors.get(l);
+      if (!at) continue;
+      const page = nextPage((cursor) => apiGet('v1/exposure', {exposure: l, min_severity: minSev, limit, cursor}),
+                            at, (answer) => answer.workloads);
+      const answer = first ? await page : await ctx.guard(page);
+      if (!answer) break;
+      byLevel.get(l).push(...rowsOf(answer));
+      if (answer.next_cursor) at.cursor = answer.next_cursor;
       else cursors.delete(l);
     }
+    // Level by level, each in the API's order, however many rounds brought them.
+    rows = levels.flatMap((l) => byLevel.get(l));
     more.disabled = false;
     more.hidden = cursors.size === 0;
     draw();
-    return true;
   }
 
   await load(true);

@@ -61,3 +61,9 @@ export function buildKey(b) {
 export function workloadKey(w) {
   return `${w.cluster}/${w.namespace}/${w.kind}/${w.name}`;
 }
+
+// A page size from the address (#/…?limit=…): 1..500 (the API's bounds), else the default.
+export function pageSize(text, fallback) {
+  const n = Number(text);
+  return text && Number.isInteger(n) && n >= 1 && n <= 500 ? n : fallback;
+}

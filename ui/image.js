@@ -2,10 +2,12 @@
 // findings, from GET /v1/images/<digest>.
 import {ApiError, apiGet} from './api.js';
 import {fields, h, outLink} from './dom.js';
-import {DIGEST_RE, SEVERITIES, buildKey, count, providerName, shortCommit, shortDigest, summaryText,
-        when, workloadKey} from './format.js';
+import {DIGEST_RE, SEVERITIES, buildKey, count, pageSize, providerName, shortCommit, shortDigest,
+        summaryText, when, workloadKey} from './format.js';
 
-const FINDINGS_PAGE = 10;
+// The worst findings first, then more per "More findings" (docs/ui.md).
+const FINDINGS_FIRST = 10;
+const FINDINGS_MORE = 50;
 
 export function exposureBadge(level) {
   return h('span', {class: `badge exp exp-${level}`, dataset: {exposure: level}}, level);
@@ -88,57 +90,70 @@ function workloadCard(w, digest) {
     ]));
 }
 
-// The registry locations: confirmed ones from the mappings (tags merged), then pushes still
-// waiting for their build, then deletes.
-function locations(doc) {
-  const byKey = new Map();
-  for (const m of doc.mappings) {
+// What the mappings say, over every page of them: each registry location (tags merged) and
+// each build (one card for a build pushed to several locations: one mapping each).
+function newChain() {
+  return {locs: new Map(), builds: new Map(), mappings: 0};
+}
+
+function addMappings(chain, mappings) {
+  for (const m of mappings || []) {
+    chain.mappings++;
     const i = m.image || {};
-    const key = `${i.registry}/${i.repository}`;
-    const loc = byKey.get(key) || {registry: i.registry, repository: i.repository, tags: [],
-                                   pushed_at: i.pushed_at, source: i.source};
+    const where = `${i.registry}/${i.repository}`;
+    const loc = chain.locs.get(where) || {registry: i.registry, repository: i.repository, tags: [],
+                                          pushed_at: i.pushed_at, source: i.source};
     for (const t of i.tags || []) if (!loc.tags.includes(t)) loc.tags.push(t);
-    byKey.set(key, loc);
+    chain.locs.set(where, loc);
+    const b = m.build || {};
+    const key = buildKey(b);
+    const entry = chain.builds.get(key) || {b, locations: [], note: null};
+    if (!entry.locations.includes(where)) entry.locations.push(where);
+    if (m.relation === 'platform-manifest' && m.index) entry.note = `Platform manifest of index ${m.index}.`;
+    chain.builds.set(key, entry);
   }
-  const out = [...byKey.values()];
-  for (const p of doc.pending.registry || []) {
+}
+
+// The Image column's cards: the confirmed locations, then pushes still waiting for their
+// build, then deletes (stored as {"digest", "image": {registry, repository, source, event_id,
+// deleted_at}}).
+function locationCards(chain, doc) {
+  const out = [...chain.locs.values()];
+  for (const p of (doc.pending && doc.pending.registry) || []) {
     if (p.matched) continue;
     out.push({registry: p.registry, repository: p.repository, tags: p.tags || [], pushed_at: p.pushed_at,
               source: p.source, state: 'pending',
               note: `Pushed, no build yet: reported unmatched if none arrives by ${when(p.expires_at)}.`});
   }
   for (const d of doc.deleted || []) {
-    out.push({registry: d.registry, repository: d.repository, tags: [], source: d.source, state: 'deleted',
-              note: `Deleted ${when(d.deleted_at)}.`});
+    const i = d.image || {};
+    out.push({registry: i.registry, repository: i.repository, tags: [], source: i.source, state: 'deleted',
+              note: `Deleted ${when(i.deleted_at)}.`});
   }
-  return out;
+  return out.map(locationCard);
 }
 
-// One card per build (a build pushed to several registries joins each: one mapping each).
-function builds(doc) {
-  const byKey = new Map();
-  for (const m of doc.mappings) {
-    const b = m.build || {};
-    const key = buildKey(b);
-    const entry = byKey.get(key) || {b, locations: [], note: null};
-    const where = `${m.image.registry}/${m.image.repository}`;
-    if (!entry.locations.includes(where)) entry.locations.push(where);
-    if (m.relation === 'platform-manifest' && m.index) entry.note = `Platform manifest of index ${m.index}.`;
-    byKey.set(key, entry);
-  }
-  const cards = [...byKey.values()].map((e) => buildCard(e.b, {locations: e.locations, note: e.note}));
-  for (const p of doc.pending.build || []) {
+// The Builds column's cards: the confirmed builds, then builds not yet seen in a registry.
+function buildCards(chain, doc) {
+  const cards = [...chain.builds.values()].map((e) => buildCard(e.b, {locations: e.locations, note: e.note}));
+  for (const p of (doc.pending && doc.pending.build) || []) {
     if (p.matched) continue;
-    cards.push(buildCard(p.build, {pending: true, built_at: p.built_at,
+    cards.push(buildCard(p.build || {}, {pending: true, built_at: p.built_at,
       note: `Built, not yet seen in a registry: reported unmatched if no push arrives by ${when(p.expires_at)}.`}));
   }
   return cards;
 }
 
 function column(title, cls, cards, empty) {
-  return h('section', {class: `col ${cls}`, 'aria-label': title},
-    h('h2', null, title, h('span', {class: 'count'}, String(cards.length))),
-    cards.length ? cards : h('p', {class: 'empty'}, empty));
+  return fill(h('section', {class: `col ${cls}`, 'aria-label': title}), title, cards, empty);
+}
+
+// (Re)draw a column: its title with the count, then its cards (or what it says without any),
+// then @p after (a More button).
+function fill(col, title, cards, empty, after) {
+  col.replaceChildren(h('h2', null, title, h('span', {class: 'count'}, String(cards.length))),
+    ...(cards.length ? cards : [h('p', {class: 'empty'}, empty)]), ...(after ? [after] : []));
+  return col;
 }
 
 function arrow(label) {
@@ -156,7 +171,8 @@ function findingRow(f) {
     h('td', null, f.scanner || ''));
 }
 
-function findingsSection(ctx, digest, findings) {
+// @p perMore: findings per "More findings".
+function findingsSection(ctx, digest, findings, perMore) {
   const summary = findings.summary || {};
   const scanners = Object.entries(summary.by_scanner || {});
   const sec = h('section', {class: 'findings', 'aria-labelledby': 'findings-title'},
@@ -178,29 +194,34 @@ function findingsSection(ctx, digest, findings) {
     tbody));
   let cursor = findings.next_cursor;
   if (cursor) {
-    const more = h('button', {type: 'button', class: 'more', onclick: async () => {
-      more.disabled = true;
-      const next = await ctx.guard(apiGet(`v1/images/${digest}`, {limit: 1, findings_limit: 50, findings_cursor: cursor}));
+    const button = h('button', {type: 'button', class: 'more', id: 'more-findings', onclick: async () => {
+      button.disabled = true;
+      const next = await ctx.guard(apiGet(`v1/images/${digest}`, {limit: 1, findings_limit: perMore, findings_cursor: cursor}));
+      button.disabled = false; // a failed request may be tried again
       if (!next) return;
-      for (const f of next.findings.items) tbody.append(findingRow(f));
-      cursor = next.findings.next_cursor;
-      more.disabled = false;
-      if (!cursor) more.remove();
+      for (const f of (next.findings && next.findings.items) || []) tbody.append(findingRow(f));
+      cursor = next.findings && next.findings.next_cursor;
+      if (!cursor) button.remove();
     }}, 'More findings');
-    sec.append(more);
+    sec.append(button);
   }
   return sec;
 }
 
-export async function imageView(ctx, digest) {
+// @p params: the address's limit (mappings per page, the API's default 100) and findings_limit
+// (the worst FINDINGS_FIRST findings first, then FINDINGS_MORE per "More findings").
+export async function imageView(ctx, digest, params) {
   ctx.title(`Image ${shortDigest(digest)}`);
   if (!DIGEST_RE.test(digest)) {
     ctx.fail('A digest is sha256: followed by 64 lowercase hex digits.');
     return;
   }
+  const limit = pageSize(params && params.get('limit'), null);
+  const findingsFirst = pageSize(params && params.get('findings_limit'), FINDINGS_FIRST);
+  const findingsMore = pageSize(params && params.get('findings_limit'), FINDINGS_MORE);
   let doc;
   try {
-    doc = await apiGet(`v1/images/${digest}`, {findings_limit: FINDINGS_PAGE});
+    doc = await apiGet(`v1/images/${digest}`, {limit, findings_limit: findingsFirst});
   } catch (e) {
     if (!(e instanceof ApiError && e.status === 404 && e.body && e.body.digest)) throw e;
     doc = e.body;
@@ -214,37 +235,41 @@ export async function imageView(ctx, digest) {
       '(or all of them have expired).'));
     return;
   }
-  const locs = locations(doc);
-  const buildCards = builds(doc);
+  const chain = newChain();
+  addMappings(chain, doc.mappings);
   const wl = (doc.workloads || []).map((w) => workloadCard(w, digest));
-  let noBuild = null;
-  if (doc.mappings.length === 0 && !buildCards.length) {
-    noBuild = locs.some((l) => l.state === 'pending')
+  const noBuild = () => {
+    if (chain.mappings > 0) return null;
+    return locationCards(chain, doc).some((c) => c.classList.contains('pending'))
       ? 'No build yet: the push is pending, waiting for the pipeline that built it.'
       : 'No build known: no pipeline has claimed this digest (unmatched).';
-  }
+  };
+  const imageCol = column('Image', 'image', locationCards(chain, doc), 'Not seen in a registry.');
+  const buildsCol = column('Builds', 'builds', buildCards(chain, doc), noBuild());
   view.append(h('div', {class: 'chain'},
     column('Workloads', 'workloads', wl, 'No cluster reports a workload running this digest.'),
     arrow('runs'),
-    column('Image', 'image', locs.map(locationCard), 'Not seen in a registry.'),
+    imageCol,
     arrow('built by'),
-    column('Builds', 'builds', buildCards, noBuild)));
+    buildsCol));
   if (doc.workloads_truncated) {
     view.append(h('p', {class: 'note'}, `${doc.workloads_total} workloads run this digest; the first 100 are shown.`));
   }
   let cursor = doc.next_cursor;
   if (cursor) {
-    const buildsCol = view.querySelector('.col.builds');
-    const more = h('button', {type: 'button', class: 'more', onclick: async () => {
+    // A later page adds its registry locations and builds to what the earlier ones said: a
+    // build met again (another location of it) keeps its one card.
+    const more = h('button', {type: 'button', class: 'more', id: 'more-builds', onclick: async () => {
       more.disabled = true;
-      const next = await ctx.guard(apiGet(`v1/images/${digest}`, {cursor, findings_limit: 1}));
+      const next = await ctx.guard(apiGet(`v1/images/${digest}`, {limit, cursor, findings_limit: 1}));
+      more.disabled = false; // a failed request may be tried again
       if (!next) return;
-      for (const m of next.mappings) buildsCol.insertBefore(builds({mappings: [m], pending: {}})[0], more);
+      addMappings(chain, next.mappings);
       cursor = next.next_cursor;
-      more.disabled = false;
-      if (!cursor) more.remove();
+      fill(imageCol, 'Image', locationCards(chain, doc), 'Not seen in a registry.');
+      fill(buildsCol, 'Builds', buildCards(chain, doc), noBuild(), cursor ? more : null);
     }}, 'More builds');
     buildsCol.append(more);
   }
-  view.append(findingsSection(ctx, digest, doc.findings || {summary: {}, items: []}));
+  view.append(findingsSection(ctx, digest, doc.findings || {summary: {}, items: []}, findingsMore));
 }

@@ -1,8 +1,9 @@
 // mappings.js - search results (#/search?repository=… | run=… | registry=…&image_repository=…):
-// GET /v1/mappings, newest first, each mapping linking to its image view.
-import {apiGet} from './api.js';
+// GET /v1/mappings, newest first, each mapping linking to its image view. `limit` in the address
+// sets the page size.
+import {FOLLOW_EMPTY, apiGet, nextPage} from './api.js';
 import {h, outLink} from './dom.js';
-import {providerName, shortCommit, shortDigest, when} from './format.js';
+import {pageSize, providerName, shortCommit, shortDigest, when} from './format.js';
 import {runLabel} from './image.js';
 
 const PAGE = 50;
@@ -36,35 +37,45 @@ export async function mappingsView(ctx, params) {
   for (const k of ['repository', 'run', 'registry', 'image_repository']) {
     if (params.get(k)) query[k] = params.get(k);
   }
+  const limit = pageSize(params.get('limit'), PAGE);
   const title = describe(params);
   ctx.title(title);
-  const first = await apiGet('v1/mappings', {...query, limit: PAGE});
+  const at = {cursor: null};
+  const ask = (cursor) => apiGet('v1/mappings', {...query, limit, cursor});
+  const items = (answer) => answer.mappings;
+  const first = await nextPage(ask, at, items);
   if (!ctx.current()) return;
-  const tbody = h('tbody', null, first.mappings.map(row));
   const view = ctx.view;
-  view.append(h('h1', null, title));
-  if (first.mappings.length === 0) {
-    view.append(h('p', {class: 'notice', role: 'status'},
-      'No confirmed mapping matches. Pushes still waiting for their build are not indexed here: ',
-      'search their digest to see them pending.'));
-    return;
-  }
-  view.append(h('table', {class: 'mappings'},
+  const tbody = h('tbody');
+  const table = h('table', {class: 'mappings', hidden: true},
     h('caption', null, 'Confirmed mappings, newest first'),
     h('thead', null, h('tr', null, ['Image', 'Registry repository', 'Run', 'Code', 'Actor', 'Identity', 'Confirmed']
       .map((t) => h('th', {scope: 'col'}, t)))),
-    tbody));
-  let cursor = first.next_cursor;
-  if (cursor) {
-    const more = h('button', {type: 'button', class: 'more', onclick: async () => {
-      more.disabled = true;
-      const next = await ctx.guard(apiGet('v1/mappings', {...query, limit: PAGE, cursor}));
-      if (!next) return;
-      for (const m of next.mappings) tbody.append(row(m));
-      cursor = next.next_cursor;
-      more.disabled = false;
-      if (!cursor) more.remove();
-    }}, 'More mappings');
-    view.append(more);
+    tbody);
+  const status = h('p', {class: 'notice', role: 'status', id: 'mappings-status'});
+  const more = h('button', {type: 'button', class: 'more', id: 'more-mappings', onclick: async () => {
+    more.disabled = true;
+    const next = await ctx.guard(nextPage(ask, at, items));
+    more.disabled = false; // a failed request may be tried again
+    if (next) show(next);
+  }}, 'More mappings');
+  view.append(h('h1', null, title), status, table, more);
+
+  function show(answer) {
+    for (const m of answer.mappings) tbody.append(row(m));
+    at.cursor = answer.next_cursor || null;
+    const none = tbody.rows.length === 0;
+    table.hidden = none;
+    more.hidden = !at.cursor;
+    status.hidden = !none;
+    if (!none) status.textContent = '';
+    else if (at.cursor) {
+      status.textContent = 'No confirmed mapping found so far: the API looked through part of its index ' +
+        `(${FOLLOW_EMPTY} pages) without one. More mappings looks further.`;
+    } else {
+      status.textContent = 'No confirmed mapping matches. Pushes still waiting for their build are not ' +
+        'indexed here: search their digest to see them pending.';
+    }
   }
+  show(first);
 }
