@@ -5,7 +5,11 @@
 # search and its chain (repository, short commit, actor, run link, severity counts, a workload's
 # exposure), a pending push, the exposure table sorted by severity and by exposure, a row's
 # link, the other searches; no request leaves 127.0.0.1; screenshots (1280x800) are kept in
-# $DM_ARTIFACTS (the build folder's artifacts/) as ui-image.png and ui-exposure.png.
+# $DM_ARTIFACTS (the build folder's artifacts/) as ui-image.png and ui-exposure.png. And what
+# must hold whatever the data: the token in no URL (not even before app.js runs), pages the API
+# answers empty with a cursor followed, deletes shown, failed "More" requests that can be
+# retried and keep their rows, later pages of an image merged into its columns, a malformed
+# address said as such, and HEAD answers that keep a kept-alive connection in step.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/ui/seed.sh"
 command -v chromium >/dev/null || die "chromium is missing: scripts/deps.sh test installs it"
@@ -18,7 +22,7 @@ kill_chromium() {
     local p c
     if [ -s "$T/chromium.pid" ]; then kill -KILL -- "-$(cat "$T/chromium.pid")" 2>/dev/null || true; fi
     for p in /proc/[0-9]*; do
-        c=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+        c=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
         if [[ "$c" == *chrome_crashpad_handler*"--database=$T/chromium-home"* ]]; then
             kill -KILL "${p#/proc/}" 2>/dev/null || true
         fi
@@ -66,15 +70,53 @@ request GET /ui/app.js/
 check "a file name with more after it: 404" 404 "$STATUS"
 request POST /ui/ --data-binary x
 check "POST: 405, GET allowed" "405 GET" "$STATUS $(hdr Allow)"
+check "a POST refused before its body: nosniff" nosniff "$(hdr X-Content-Type-Options)"
+request POST /ui/
+check "POST without a body (a form with no named control): 405 with the page's CSP" "405 GET $CSP" \
+    "$STATUS $(hdr Allow) $(hdr Content-Security-Policy)"
+request GET /ui
+check "/ui without its slash: 301 to ui/ (relative: a proxy's prefix stays)" "301 ui/" "$STATUS $(hdr Location)"
+check "with the page's CSP" "$CSP" "$(hdr Content-Security-Policy)"
+check "followed, it is the page" 200 "$(curl -s -L -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/ui")"
+request GET /ui/ -H 'If-None-Match: *'
+check "If-None-Match: * 304" 304 "$STATUS"
+# HEAD of any answer (the files, errors of every route) gives the GET's Content-Length and no
+# body, so the next answer on the same connection (keep-alive) parses.
+keepalive=$(python3 - "$PORT" <<'PY' 2>&1
+import http.client, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=60)
+out, where = [], None
+for path in ("/ui/nope", "/ui/app.css", "/nope", "/healthz", "/v1/exposure", "/ui/"):
+    c.request("HEAD", path)
+    h = c.getresponse()
+    h.read()
+    where = where or c.sock.getsockname()
+    c.request("GET", path)
+    g = c.getresponse()
+    body = g.read()
+    out.append(f"{path} {h.status}/{g.status} {'=' if h.getheader('Content-Length') == str(len(body)) else '!='}")
+print(", ".join(out), "same connection" if c.sock.getsockname() == where else "reconnected")
+PY
+)
+check "HEAD then GET on one connection" \
+    "/ui/nope 404/404 =, /ui/app.css 200/200 =, /nope 404/404 =, /healthz 200/200 =, /v1/exposure 401/401 =, /ui/ 200/200 = same connection" \
+    "$keepalive"
 check_match "counted per route" '^[1-9][0-9]*$' "$(metric 'digestmap_requests_total{route="/ui",status="200"}')"
 
 # --- The page in Chromium -----------------------------------------------------------------
-export D_API D_NODE D_DBG D_EVIL UI_RUN_URL DM_WAIT
+export D_API D_NODE D_DBG D_EVIL D_MIR UI_RUN_URL DM_WAIT
 mkdir -p "$ART"
 rm -f "$ART/ui-image.png" "$ART/ui-exposure.png"
 python3 -B "$(dirname "$0")/ui/explore.py" "http://127.0.0.1:$PORT/ui/" "$ART" "$T" >"$T/seen.json" \
     2>"$T/explore.err" || { cat "$T/explore.err" >&2; tail -n 20 "$T/chromium.log" >&2; fail "the walk through the page stopped"; }
 s() { jq -c "$1" "$T/seen.json"; }
+check "cdp.py removed Chromium's pidfile once it reaped it (no later kill of a reused pid)" no \
+    "$([ -e "$T/chromium.pid" ] && echo yes || echo no)"
+# Before app.js ran: nothing to type into or submit, and a native submit carries nothing.
+check "before the modules run, every control is disabled and has no name" \
+    '["disabled","disabled","disabled","disabled","disabled","disabled"]' "$(s .preboot_controls)"
+check "a native submit of the token form: a POST to /ui/, refused" \
+    '"/ui/ {\"error\":\"method not allowed; use GET\"}"' "$(s .preboot_answer)"
 
 # Before the token: the API's 401, said on the page, and the token field focused.
 check "without a token: the image view fails" '"error"' "$(s .no_token_state)"
@@ -99,6 +141,8 @@ check "the hostile build's image view" '"ready"' "$(s .evil_state)"
 check "markup in an actor is shown as text" '["<img src=x id=pwned>"]' "$(s .evil_actors)"
 check "a javascript: run URL is no link" '[{"tag":"SPAN","href":null,"text":"run 666"}]' "$(s .evil_runs)"
 check "no element made from data" 0 "$(s .injected_elements)"
+check "an address with a bad escape: an error, not a blank page" "\"error\"" "$(s .bad_escape_state)"
+check_match "which says so" 'Not a digest: .%E0. is not valid percent-encoding' "$(s .bad_escape_error)"
 check "severity counts" '{"critical":1,"high":2,"medium":1,"low":2,"unknown":0}' "$(s .severity)"
 check "the worst findings, most severe first" \
     '["CVE-2023-45853","CVE-2024-45296","CVE-2024-45590","CVE-2024-6119","CVE-2024-47764","CVE-2024-9143"]' "$(s .worst)"
@@ -134,17 +178,61 @@ check "the image of that row: its build's actor" '["hubot"]' "$(s .row_image_act
 # The other searches.
 check "a run, by its URL" '"ready" "#/search?run=github%2F4242"' "$(s .run_state) $(s .run_hash)"
 check "the run's images (both attempts)" "[\"$D_API\",\"$D_API\"]" "$(s .run_digests)"
-check "a code repository's images" "\"ready\" [\"$D_DBG\"]" "$(s .repo_state) $(s .repo_digests)"
+check "a code repository's images, after a first page the API answered empty with a cursor" \
+    "\"ready\" [\"$D_DBG\"] 2" \
+    "$(s .repo_state) $(s .repo_digests) $(s '[.requests[] | select(test("/v1/mappings\\?repository=acme%2Ftools&"))] | length')"
 check "a registry repository, its tag dropped" \
     '"#/search?registry=contoso.azurecr.io&image_repository=tools%2Fdebug"' "$(s .registry_hash)"
 check "a registry repository's images" "\"ready\" [\"$D_DBG\"]" "$(s .registry_state) $(s .registry_digests)"
+# Exposure "cluster" starts with 900 clean workloads (seed.sh): its first page is empty with a
+# cursor, and the second one holds debug-shell (in the rows above).
+check "the empty first page of exposure cluster was followed" 2 \
+    "$(s '[.requests[] | select(test("/v1/exposure\\?exposure=cluster&min_severity=high&limit=100"))] | length')"
+# A row at a time (limit=1, min_severity=low): the first page of each level, then a More whose
+# round fails at the cluster level (twice).
+low='"a-clean/low/Pod/low-1","a-clean/low/Pod/low-2"'
+node='"prod-weu/monitoring/DaemonSet/node-exporter"'
+dbg='"prod-weu/default/Pod/debug-shell"'
+check "a row at a time: a row of each level" "\"ready\" [\"a-clean/low/Pod/low-1\",$node,$dbg]" \
+    "$(s .paged_state) $(s .paged_rows)"
+check "a failed More: the button works again" '"enabled"' "$(s .paged_more_failed)"
+check "the row its round brought is drawn, with its level (internet first)" "[$low,$node,$dbg]" \
+    "$(s .paged_rows_failed)"
+check "again: the next internet row, in its place" "[$low,\"prod-weu/shop/Deployment/api\",$node,$dbg]" \
+    "$(s .paged_rows_failed2)"
+check "one error shown, not one per failure" 1 "$(s .paged_errors)"
+# Mappings: more gone than 10 pages hold, then More; a row at a time with a failed More.
+check "run 77: none found so far, and a More" \
+    '"No confirmed mapping found so far: the API looked through part of its index (10 pages) without one. More mappings looks further." []' \
+    "$(s .far_status) $(s .far_rows)"
+check "More looks further and finds it, and the walk ends" "[\"$D_DBG\"] true" "$(s .far_rows_more) $(s .far_more)"
+check "10 pages, then one more" 11 "$(s '[.requests[] | select(test("/v1/mappings\\?run=github%2F77&"))] | length')"
+check "acme/api a row at a time" '"ready" 1' "$(s .mpaged_state) $(s .mpaged_rows)"
+check "a failed More mappings: the button works again" '"enabled" 2' "$(s .mpaged_more_failed) $(s .mpaged_rows_more)"
+# D_MIR a mapping and 2 findings at a time.
+check "a delete: where, and when" '"ready" ["contoso.azurecr.io/old/mir"]' "$(s .mir_state) $(s .mir_deleted)"
+check_match "its note" '^\["Deleted [0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:]{8} UTC\."\]$' "$(s .mir_deleted_note)"
+check "failed More builds and More findings work again, one error shown" '"enabled" "enabled" 1' \
+    "$(s .mir_builds_failed) $(s .mir_findings_failed) $(s .mir_errors)"
+check "every page of mappings: one card per build" '["github/88/1","github/88/2"] "2"' \
+    "$(s '.mir_runs | sort') $(s .mir_build_count)"
+check "and every location in the Image column" \
+    '["contoso.azurecr.io/mirror/mir","contoso.azurecr.io/old/mir","contoso.azurecr.io/team/mir"]' \
+    "$(s '.mir_locations | sort')"
+check "each build, its two locations on two pages: both on its card" \
+    '[["contoso.azurecr.io/mirror/mir","contoso.azurecr.io/team/mir"],["contoso.azurecr.io/mirror/mir","contoso.azurecr.io/team/mir"]]' \
+    "$(s '[.mir_pushed_to[] | select(.) | split(", ") | sort]')"
+check "More findings: 2 more" 4 "$(s .mir_findings)"
+# The token: typed, kept in sessionStorage, sent in a header; never in a URL, localStorage or a cookie.
+check "no URL the page requested carries the token" "[]" "$(s '[.requests[] | select(contains("api-token"))]')"
+check "localStorage is empty, no cookie" '0 ""' "$(s .local_storage) $(s .cookie)"
 # Nothing but the daemon: every request on 127.0.0.1, no CSP violation, no script error.
 check_match "requests were recorded" '^[1-9][0-9]+$' "$(s '.requests | length')"
 check "every request went to 127.0.0.1:$PORT" "[]" \
     "$(jq -c --arg p "http://127.0.0.1:$PORT/" '[.requests[] | select(startswith($p) | not)]' "$T/seen.json")"
 check "the page asked the API" true "$(s '[.requests[] | select(test("/v1/exposure\\?exposure=node"))] | length > 0')"
-check "no console error but the 401 asked for" "[]" \
-    "$(s '[.console_errors[] | select(test("status of 401 \\(Unauthorized\\) http://127.0.0.1:[0-9]+/v1/images/") | not)]')"
+check "no console error but the 401 asked for and the requests the test blocked" "[]" \
+    "$(s '[.console_errors[] | select(test("status of 401 \\(Unauthorized\\) http://127.0.0.1:[0-9]+/v1/images/|net::ERR_BLOCKED_BY_CLIENT") | not)]')"
 # The screenshots: PNGs of 1280x800.
 png_size() { python3 -c 'import struct,sys; d=open(sys.argv[1],"rb").read(24); print("%dx%d" % struct.unpack(">II", d[16:24]) if d[:8]==b"\x89PNG\r\n\x1a\n" else "not a png")' "$1" 2>/dev/null || echo missing; }
 check "screenshot of the image view ($ART/ui-image.png)" 1280x800 "$(png_size "$ART/ui-image.png")"

@@ -3,7 +3,8 @@
 Chromium is started with --remote-debugging-pipe: it reads commands on its fd 3 and writes
 answers and events on its fd 4, each one JSON document ended by a NUL byte, so no WebSocket
 client is needed. It runs in a process group of its own (its pid is written to PIDFILE, and
-the test's EXIT trap kills that group); close() ends it too, and Chromium exits by itself when
+the test's EXIT trap kills that group while the file is there); close() ends it, reaps it and
+removes the file, and Chromium exits by itself when
 the pipe closes (the driver died).
 
 Network: every host name resolves to nothing but 127.0.0.1 (--host-resolver-rules), no proxy,
@@ -31,7 +32,7 @@ class Browser:
         self.home = os.path.join(workdir, "chromium-home")
         profile = os.path.join(workdir, "chromium-profile")
         log = os.path.join(workdir, "chromium.log")
-        pidfile = os.path.join(workdir, "chromium.pid")
+        self.pidfile = pidfile = os.path.join(workdir, "chromium.pid")
         os.makedirs(self.home, exist_ok=True)
         self.buf = b""
         self.next_id = 0
@@ -195,10 +196,11 @@ class Browser:
             self.send("Browser.close", session=False)
         except (CdpError, OSError):
             pass
+        # Wait for it to exit without reaping it: while it is an unreaped child its pid, and so
+        # its process group's id, cannot be reused, so the group kill below hits only its own.
         deadline = time.monotonic() + self.wait
         while time.monotonic() < deadline:
-            pid, _ = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
+            if os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
                 break
             time.sleep(0.05)
         try:
@@ -208,6 +210,12 @@ class Browser:
         try:
             os.waitpid(self.pid, 0)
         except ChildProcessError:
+            pass
+        # Reaped: the pid may now be reused by any process, which the test's exit trap must not
+        # kill: the file that names it goes.
+        try:
+            os.unlink(self.pidfile)
+        except FileNotFoundError:
             pass
         # The crash handlers leave the group (a session of their own, under init) and would
         # linger a moment after the browser: they are ours when their command line names our HOME.

@@ -3,7 +3,8 @@
 Chromium (cdp.py), and print what it saw as one JSON document for test_ui.sh to assert on.
 
 Environment: DM_WAIT (seconds any wait may take, reached only when something is wrong),
-D_API, D_NODE, D_DBG, D_EVIL (the digests seed.sh posted), UI_RUN_URL, CHROMIUM (default chromium).
+D_API, D_NODE, D_DBG, D_EVIL, D_MIR (the digests seed.sh posted), UI_RUN_URL, CHROMIUM (default
+chromium).
 Exit 0 with the observations, 1 with the reason on stderr (and what was seen so far).
 """
 import json
@@ -70,6 +71,40 @@ def press_sort(b, key):
                f" !== {json.dumps(before)}", f"the table sorted by {key}")
 
 
+def go(b, hash_, name, what):
+    """Open a view by its address; the state of the rendering that follows."""
+    n = rendering(b)
+    b.eval(f"location.hash = {json.dumps(hash_)}; true")
+    return settled(b, n, name, what)
+
+
+def block(b, *patterns):
+    """Fail the page's requests to URLs matching the patterns (none: every request passes)."""
+    b.send("Network.setBlockedURLs", {"urls": list(patterns)})
+
+
+def click_more(b, button):
+    """Press a "More" button and wait until its request is over: the button enabled again or
+    gone (the last page). Every page version both disables and then re-enables or removes it."""
+    b.eval(f"document.getElementById({json.dumps(button)}).click()")
+    b.wait_for(f"(() => {{ const m = document.getElementById({json.dumps(button)}); return !m || !m.disabled; }})()",
+               f"the end of {button}'s request")
+
+
+def fail_more(b, button):
+    """Press a "More" button while its requests are blocked, and wait for the error it shows
+    (a new #error: the one already there is marked first)."""
+    b.eval("(() => { const e = document.getElementById('error'); if (e) e.dataset.old = '1'; "
+           f"document.getElementById({json.dumps(button)}).click(); return true; }})()")
+    b.wait_for("document.querySelector('#error:not([data-old])')", f"the error of a failed {button}")
+    return b.eval(f"(() => {{ const m = document.getElementById({json.dumps(button)}); "
+                  "return m ? (m.disabled ? 'disabled' : m.hidden ? 'hidden' : 'enabled') : 'gone'; })()")
+
+
+def errors(b):
+    return b.eval("document.querySelectorAll('[id=error]').length")
+
+
 def builds(b):
     return b.eval(js_list(".col.builds .build-run",
                           "({tag: e.tagName, href: e.getAttribute('href'), text: e.textContent})"))
@@ -77,7 +112,25 @@ def builds(b):
 
 def walk(b):
     d_api, d_node, d_dbg, d_evil = (os.environ[k] for k in ("D_API", "D_NODE", "D_DBG", "D_EVIL"))
+    d_mir = os.environ["D_MIR"]
     b.open_page()
+
+    # 0. Before the modules run (app.js blocked: as if it failed or had not run yet): the
+    # controls are disabled, and a native submit puts nothing into a URL.
+    block(b, "*/ui/app.js")
+    b.navigate(url)
+    b.wait_for("document.readyState === 'complete' && document.getElementById('token-form')",
+               "the page without its script")
+    seen["preboot_controls"] = b.eval(js_list("form input, form select, form button",
+                                              "(e.name ? 'named ' : '') + (e.disabled ? 'disabled' : 'enabled')"))
+    b.type_into("#token-input", "api-token")
+    b.enter()
+    # However it was submitted, the form leads to a new document: wait for that one.
+    b.eval("window.dmOld = true; document.getElementById('token-form').submit(); true")
+    b.wait_for("!window.dmOld && document.readyState === 'complete'", "the native submit's answer")
+    seen["preboot_answer"] = b.eval("location.pathname + location.search + ' ' + document.body.textContent.trim()")
+    block(b)
+    seen["preboot_console"], b.console = b.console, []
     b.navigate(url)
     settled(b, 0, "home", "the start view")
     seen["title"] = b.eval("document.title")
@@ -109,6 +162,10 @@ def walk(b):
     seen["workloads"] = b.eval(js_list(".col.workloads .workload",
                                        "e.dataset.workload + ' ' + e.querySelector('[data-exposure]').textContent"))
     b.screenshot(os.path.join(artifacts, "ui-image.png"))
+
+    # 2b. An address with a malformed escape: an error on the page, not a blank one.
+    seen["bad_escape_state"] = go(b, "#/image/%E0", "image", "an image address with a bad escape")
+    seen["bad_escape_error"] = b.eval("document.getElementById('error').textContent")
 
     # 3. Data that looks like markup or a script URL stays text.
     seen["evil_state"] = search(b, "digest", d_evil, "image", "the hostile build")
@@ -154,6 +211,20 @@ def walk(b):
     seen["row_image_digest"] = b.eval("document.getElementById('image-digest').textContent")
     seen["row_image_actor"] = b.eval(js_list(".col.builds .build-actor"))
 
+    # 6b. The exposure table a row at a time (limit=1, findings at or above low): a "More" whose
+    # round fails at the cluster level keeps and draws what the internet level brought, level
+    # by level; the button works again, and a second failure replaces the first error.
+    seen["paged_state"] = go(b, "#/exposure?exposure=all&min_severity=low&limit=1", "exposure",
+                             "the exposure view a row at a time")
+    seen["paged_rows"] = rows(b)
+    block(b, "*exposure=cluster*cursor=*")
+    seen["paged_more_failed"] = fail_more(b, "more-workloads")
+    seen["paged_rows_failed"] = rows(b)
+    seen["paged_more_failed2"] = fail_more(b, "more-workloads")
+    seen["paged_rows_failed2"] = rows(b)
+    seen["paged_errors"] = errors(b)
+    block(b)
+
     # 7. The other searches: a run by its URL, a code repository, a registry repository.
     seen["run_state"] = search(b, "run", os.environ["UI_RUN_URL"], "search", "the run's mappings")
     seen["run_hash"] = b.eval("location.hash")
@@ -164,6 +235,50 @@ def walk(b):
                                     "the registry repository's mappings")
     seen["registry_hash"] = b.eval("location.hash")
     seen["registry_digests"] = b.eval(js_list("table.mappings tbody tr", "e.dataset.digest"))
+
+    # 8. A run whose index starts with more mappings gone than the page follows (10 empty
+    # pages): "so far", and More looks further.
+    seen["far_state"] = search(b, "run", "github/77", "search", "run 77's mappings")
+    seen["far_status"] = b.eval("document.getElementById('mappings-status').textContent")
+    seen["far_rows"] = b.eval(js_list("table.mappings tbody tr", "e.dataset.digest"))
+    click_more(b, "more-mappings")
+    seen["far_rows_more"] = b.eval(js_list("table.mappings tbody tr", "e.dataset.digest"))
+    seen["far_more"] = b.eval("document.getElementById('more-mappings').hidden")
+
+    # 9. Mappings a row at a time: a failed More can be pressed again.
+    seen["mpaged_state"] = go(b, "#/search?repository=acme%2Fapi&limit=1", "search", "acme/api a row at a time")
+    seen["mpaged_rows"] = b.eval("document.querySelectorAll('table.mappings tbody tr').length")
+    block(b, "*cursor=*")
+    seen["mpaged_more_failed"] = fail_more(b, "more-mappings")
+    block(b)
+    click_more(b, "more-mappings")
+    seen["mpaged_rows_more"] = b.eval("document.querySelectorAll('table.mappings tbody tr').length")
+
+    # 10. An image a mapping and 2 findings at a time: its delete; failed Mores that work
+    # again; later pages that add a build's other location to its card and to the Image column.
+    seen["mir_state"] = go(b, f"#/image/{d_mir}?limit=1&findings_limit=2", "image", "D_MIR a row at a time")
+    seen["mir_deleted"] = b.eval(js_list(".col.image .card.deleted .loc-name"))
+    seen["mir_deleted_note"] = b.eval(js_list(".col.image .card.deleted .note"))
+    block(b, "*cursor=*")
+    seen["mir_builds_failed"] = fail_more(b, "more-builds")
+    seen["mir_findings_failed"] = fail_more(b, "more-findings")
+    seen["mir_errors"] = errors(b)
+    block(b)
+    for _ in range(5):
+        if not b.eval("!!document.getElementById('more-builds')"):
+            break
+        click_more(b, "more-builds")
+    seen["mir_runs"] = b.eval(js_list(".col.builds .card.build", "e.dataset.run"))
+    seen["mir_build_count"] = b.eval("document.querySelector('.col.builds h2 .count').textContent")
+    seen["mir_locations"] = b.eval(js_list(".col.image .loc-name"))
+    seen["mir_pushed_to"] = b.eval(js_list(".col.builds .card.build dt",
+                                           "e.textContent === 'Pushed to' ? e.nextElementSibling.textContent : null"))
+    click_more(b, "more-findings")
+    seen["mir_findings"] = b.eval("document.querySelectorAll('.findings table.worst tbody tr').length")
+
+    # Nothing of the token outside the tab's sessionStorage.
+    seen["local_storage"] = b.eval("localStorage.length")
+    seen["cookie"] = b.eval("document.cookie")
 
 
 b = Browser(chromium, work, wait)
