@@ -151,13 +151,19 @@ class Browser:
 
     def wait_for(self, expr, what, bound=None):
         """Poll until the expression is truthy (its value), at most bound seconds: a bound only
-        a failing test reaches."""
+        a failing test reaches. While the page navigates, the expression counts as false."""
         deadline = time.monotonic() + (bound or self.wait)
         # An element found is true (a node does not come back by value); an error is false.
         guarded = (f"(() => {{ try {{ const v = ({expr}); return v && typeof v === 'object' ? true : v; }} "
                    f"catch (e) {{ return false; }} }})()")
         while True:
-            v = self.eval(guarded)
+            try:
+                v = self.eval(guarded)
+            except CdpError as e:
+                # Asked while the page navigates (a form's submit): no document to ask yet.
+                if not any(w in str(e) for w in ("navigated", "context", "Cannot find")):
+                    raise
+                v = False
             if v:
                 return v
             if time.monotonic() > deadline:
