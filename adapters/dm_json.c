@@ -95,7 +95,7 @@ int dm_json_digest(const json_t *v, const char *path, const char **out, dm_error
 int dm_json_get_digest(json_t *obj, const char *key, const char *path, char out[DM_DIGEST_BUFLEN],
                        dm_error *err)
 {
-    const char *d;
+    const char *d = NULL;
     if (dm_json_digest(dm_json_member(obj, key), path, &d, err) != DM_OK)
         return DM_EINVAL;
     memcpy(out, d, DM_DIGEST_BUFLEN);

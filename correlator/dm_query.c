@@ -265,7 +265,7 @@ static void b64url_encode(const unsigned char *bin, size_t n, char *out, size_t 
     int len = EVP_EncodeBlock((unsigned char *)std, bin, (int)n);
     while (len > 0 && std[len - 1] == '=')
         len--;
-    for (int i = 0; i < len; i++)
+    for (int i = 0; i < len && (size_t)i + 1 < outlen; i++)
         out[i] = std[i] == '+' ? '-' : std[i] == '/' ? '_' : std[i];
     out[(size_t)len < outlen ? (size_t)len : outlen - 1] = '\0';
 }
