@@ -1,9 +1,14 @@
--- wrk script of the nginx-204 ceiling: POST a fixed JSON body read from BODY_FILE (default: a
--- 600-byte ACR-shaped payload), with the same headers digestmap gets (AUTH = Authorization value).
-local f = io.open(os.getenv("BODY_FILE") or "/dev/null", "r")
-local body = f and f:read("*a") or ""
-if f then f:close() end
-if body == "" then body = string.rep("x", 600) end
+-- wrk script of the nginx-204 and evhttp-204 ceilings: POST a fixed JSON body read from BODY_FILE
+-- (unset: 600 bytes of "x"; set but unreadable or empty: an error, so that a wrong path cannot
+-- quietly bench a different body), with the same headers digestmap gets (AUTH = Authorization).
+local path = os.getenv("BODY_FILE")
+local body = string.rep("x", 600)
+if path and path ~= "" then
+  local f = assert(io.open(path, "rb"), "post.lua: cannot read BODY_FILE " .. path)
+  body = f:read("*a")
+  f:close()
+  assert(body and body ~= "", "post.lua: BODY_FILE " .. path .. " is empty")
+end
 wrk.method = "POST"
 wrk.body = body
 wrk.headers["Content-Type"] = "application/json"

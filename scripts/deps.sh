@@ -6,9 +6,10 @@ set -euo pipefail
 
 run_pkgs=(gcc libc6-dev make cmake pkg-config libevent-dev libjansson-dev libhiredis-dev
           libssl-dev libhttp-parser-dev redis-server curl ca-certificates)
-# chromium (and a font for its screenshots) drives the explorer page's test (docs/ui.md).
+# chromium (and a font for its screenshots) drives the explorer page's test (docs/ui.md);
+# nginx-light and wrk run the bench smoke (bench/README.md).
 test_pkgs=(libcmocka-dev redis-tools jq openssl procps clang-14 clang-format-14 libclang-rt-14-dev python3
-           python3-yaml iproute2 chromium fonts-dejavu-core)
+           python3-yaml iproute2 chromium fonts-dejavu-core nginx-light wrk)
 
 want=("${run_pkgs[@]}")
 [ "${1:-run}" = test ] && want+=("${test_pkgs[@]}")
