@@ -211,7 +211,8 @@ bench_perf_start() { # seconds name:pid...: profile each process for that long, 
 bench_perf_wait() { local p; for p in "${perf_pids[@]}"; do wait "$p" || true; done; perf_pids=(); }
 bench_perf_stop() { local p; for p in "${perf_pids[@]}"; do stop_pid "$p"; done; perf_pids=(); }
 # bench_perf_report name...: for each profile, "perf <name> <group>: NN.N %" per library group
-# (kernel, libc, jansson, libevent, hiredis, openssl, the program itself, other) and the top 15
+# (kernel, libc, jansson, libevent, hiredis, openssl, jemalloc, the program itself, other: each
+# other library of 0.5 % or more is named) and the top 15
 # symbols, on stderr. BENCH_PERF_KEEP=<dir> keeps the perf.data files (with call graphs) there.
 bench_perf_report() {
     local name f
@@ -228,12 +229,14 @@ bench_perf_report() {
                 else if (d ~ /libevent/) g = "libevent"
                 else if (d ~ /hiredis/) g = "hiredis"
                 else if (d ~ /libcrypto|libssl/) g = "openssl"
-                else if (d == n) g = n
+                else if (d ~ /jemalloc/) g = "jemalloc"
+                # Debian installs redis-server as a link to redis-check-rdb (Lua built in)
+                else if (d == n || (n == "redis-server" && d ~ /^redis-/)) g = n
                 else g = "other"
                 s[g] += p; if (g == "other") o[d] += p }
             END {
-                split("kernel libc jansson libevent hiredis openssl " n " other", order, " ")
-                for (i = 1; i <= 8; i++) if (order[i] in s) printf "perf %s %s: %.1f %%\n", n, order[i], s[order[i]]
+                split("kernel libc jansson libevent hiredis openssl jemalloc " n " other", order, " ")
+                for (i = 1; i <= 9; i++) if (order[i] in s) printf "perf %s %s: %.1f %%\n", n, order[i], s[order[i]]
                 for (d in o) if (o[d] >= 0.5) printf "perf %s   other: %s %.1f %%\n", n, d, o[d]
             }' >&2
         echo "--- perf $name: top symbols" >&2

@@ -115,7 +115,8 @@ for w in $workers_list; do
     echo "bench: workers $w join: $req requests answered, $pairs pairs parked, $edges edges" \
          "in dm:{0}:out, $maps mappings, $(( e1 - e0 )) edges counted, non-2xx $non2xx" >&2
     [ "$non2xx" = 0 ] || fail "join: $non2xx non-2xx answers"
-    [ "$edges" = "$pairs" ] && [ "$maps" = "$pairs" ] || fail "join: $edges edges for $pairs pairs"
+    [ "$edges" = "$pairs" ] && [ "$maps" = "$pairs" ] && [ $(( e1 - e0 )) = "$edges" ] \
+        || fail "join: $edges edges, $(( e1 - e0 )) counted, for $pairs pairs"
     [ "$edges" -ge $(( req / 2 - conns )) ] || fail "join: only $edges edges for $req requests"
     add_row "join edges/s, workers $w" "$(awk -v e="$edges" -v s="$secs" 'BEGIN {printf "%.2f", e / s}')"
     add_row "join req/s, workers $w" "$(wrk_field "$tmp/join.out" rps)"
