@@ -94,7 +94,8 @@ bench_redis_start() { # [redis-server options...]: no persistence unless the opt
 
 # bench_daemon_start WORKERS [EXTRA]: digestmapd with one ACR and one build source (header auth),
 # log_level warn, max_inflight 100000, a 30 s Redis command deadline (a busy machine must not
-# turn into 503s), waits (10 s at most) for /readyz. EXTRA: top-level JSON members, each followed
+# turn into 503s), data_dir $tmp (its spool: not the tree's var/, which one digestmapd at a time
+# may lock, so that two benches can run side by side), waits (10 s at most) for /readyz. EXTRA: top-level JSON members, each followed
 # by a comma (e.g. a "correlation" object); BENCH_STREAM_MAXLEN sets outputs.stream_maxlen.
 bench_daemon_start() {
     cat > "$tmp/config.json" <<JSON
@@ -102,6 +103,7 @@ bench_daemon_start() {
   "listen": "127.0.0.1:$port",
   "workers": $1,
   "log_level": "warn",
+  "data_dir": "$tmp",
   "redis": {"url": "unix://$tmp/redis.sock", "command_timeout_ms": 30000},
   "limits": {"max_inflight": 100000},
   "outputs": {"stream_maxlen": ${BENCH_STREAM_MAXLEN:-1000000000}},
