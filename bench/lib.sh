@@ -95,8 +95,9 @@ bench_redis_start() { # [redis-server options...]: no persistence unless the opt
 # bench_daemon_start WORKERS [EXTRA]: digestmapd with one ACR and one build source (header auth),
 # log_level warn, max_inflight 100000, a 30 s Redis command deadline (a busy machine must not
 # turn into 503s), data_dir $tmp (its spool: not the tree's var/, which one digestmapd at a time
-# may lock, so that two benches can run side by side), waits (10 s at most) for /readyz. EXTRA: top-level JSON members, each followed
-# by a comma (e.g. a "correlation" object); BENCH_STREAM_MAXLEN sets outputs.stream_maxlen.
+# may lock, so that two benches can run side by side), waits (10 s at most) for /readyz.
+# EXTRA: top-level JSON members, each followed by a comma (e.g. a "correlation" object);
+# BENCH_STREAM_MAXLEN sets outputs.stream_maxlen.
 bench_daemon_start() {
     cat > "$tmp/config.json" <<JSON
 {
