@@ -62,7 +62,7 @@ struct ingest {
     char jti_key[DM_KEY_BUFLEN]; /**< replay marker of this request's token, or "" */
     int64_t jti_pxat;            /**< its expiry (ms since the epoch) */
     bool jti_set;                /**< this request's SET NX set the marker in Redis */
-    char rid[33];                /**< this request's id: the marker's value */
+    char rid[33];                /**< with jti_key: this request's id, the marker's value */
 };
 
 void dm_ingest_refuse(dm_req *req, size_t route, const char *path, int status, const dm_error *err)
@@ -644,9 +644,10 @@ static void park(dm_worker *w, dm_req *req, size_t route, const char *path, dm_e
     in->parked = dm_xcalloc(events->n, 1);
     for (size_t i = 0; i < events->n; i++)
         in->slots[i] = (event_slot){in, i};
-    request_id(in->rid);
     snprintf(in->source, sizeof in->source, "%s", events->v[0].source);
     bool has_jti = dm_ingest_wants_replay_check(auth);
+    if (has_jti) /* only a token's replay marker needs one */
+        request_id(in->rid);
     int rc = has_jti ? replay_marker(in, auth->claims) : DM_OK;
     dm_auth_outcome_dispose(auth);
     if (rc != DM_OK) {

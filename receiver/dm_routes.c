@@ -185,7 +185,7 @@ void dm_routes_check_head(const dm_conn_head *h, dm_conn_verdict *v, void *arg)
         dm_metrics_inc(DM_M_AUTH_FAILED);
         head_refuse(v, h, 401, "no api.auth configured", "query API disabled: configure api.auth");
     } else if (r.api || m.source) {
-        head_auth(app, r.api ? &app->conf->api_auth : &m.source->auth, h, v, false);
+        head_auth(app, r.api ? &app->conf->api_auth : &m.source->auth, h, v, v->direct);
     }
 }
 
