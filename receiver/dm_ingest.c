@@ -2,6 +2,7 @@
 #include "dm_ingest.h"
 #include "dm_access.h"
 #include "dm_acr.h"
+#include "dm_json.h"
 #include "dm_build.h"
 #include "dm_req.h"
 #include "dm_keyring.h"
@@ -543,42 +544,54 @@ static bool within_quota(dm_req *req, size_t route, const dm_source_conf *src,
     return false;
 }
 
+/* The events of @p body (or of a verified SNS envelope's message) by the source's type; the
+ * document lives only in here, in the thread's parse arena (dm_json.h). */
+static int parse_events(const dm_source_conf *src, const dm_auth_outcome *auth, const char *body,
+                        size_t len, dm_event_list *events, int *status, dm_error *err)
+{
+    int rc;
+    dm_json_arena_begin();
+    if (src->type == DM_SRC_ACR) {
+        rc = dm_acr_parse(body, len, events, err);
+    } else if (src->type == DM_SRC_ECR && auth->sns) {
+        /* The EventBridge event travels as a JSON string inside the signed envelope. */
+        rc = dm_ecr_parse(auth->sns->message, strlen(auth->sns->message), events, err);
+    } else if (src->type == DM_SRC_ECR) {
+        rc = dm_ecr_parse(body, len, events, err);
+    } else if (src->type == DM_SRC_GAR) {
+        rc = dm_gar_parse(body, len, events, err);
+    } else if (auth->claims) {
+        dm_build_info id = {0};
+        rc = token_identity(auth, body, len, &id, status, err);
+        if (rc == DM_OK)
+            rc = dm_build_parse(body, len, &id, events, err);
+        dm_build_info_dispose(&id);
+    } else {
+        rc = dm_build_parse(body, len, NULL, events, err);
+    }
+    dm_json_arena_end();
+    return rc;
+}
+
 /* Adapt the body (or the message of a verified SNS envelope) by the source's type into
  * @p events. Returns false after answering: refused, or an SNS control message. */
 static bool adapt(dm_req *req, size_t route, const dm_source_conf *src, const dm_auth_outcome *auth,
                   const char *body, size_t len, dm_event_list *events)
 {
     dm_error err = {0};
-    int status = 400, rc;
-    if (src->type == DM_SRC_ACR) {
-        rc = dm_acr_parse(body, len, events, &err);
-    } else if (auth->sns && src->type != DM_SRC_ECR) {
+    int status = 400;
+    if (auth->sns && src->type != DM_SRC_ECR && src->type != DM_SRC_ACR) {
         /* The configuration refuses this; never trust an unsigned body on its strength. */
         dm_error e = {0};
         dm_error_set(&e, "", "SNS envelopes are accepted on ECR sources only");
         dm_ingest_refuse(req, route, src->path, 401, &e);
         return false;
-    } else if (src->type == DM_SRC_ECR && auth->sns) {
-        if (auth->sns->type != DM_SNS_NOTIFICATION) {
-            sns_control(req, route, src->path, auth->entry, auth->sns_cache, auth->sns);
-            return false;
-        }
-        /* The EventBridge event travels as a JSON string inside the signed envelope. */
-        rc = dm_ecr_parse(auth->sns->message, strlen(auth->sns->message), events, &err);
-    } else if (src->type == DM_SRC_ECR) {
-        rc = dm_ecr_parse(body, len, events, &err);
-    } else if (src->type == DM_SRC_GAR) {
-        rc = dm_gar_parse(body, len, events, &err);
-    } else if (auth->claims) {
-        dm_build_info id = {0};
-        rc = token_identity(auth, body, len, &id, &status, &err);
-        if (rc == DM_OK)
-            rc = dm_build_parse(body, len, &id, events, &err);
-        dm_build_info_dispose(&id);
-    } else {
-        rc = dm_build_parse(body, len, NULL, events, &err);
     }
-    if (rc != DM_OK) {
+    if (src->type == DM_SRC_ECR && auth->sns && auth->sns->type != DM_SNS_NOTIFICATION) {
+        sns_control(req, route, src->path, auth->entry, auth->sns_cache, auth->sns);
+        return false;
+    }
+    if (parse_events(src, auth, body, len, events, &status, &err) != DM_OK) {
         dm_ingest_refuse(req, route, src->path, err.status && status == 400 ? err.status : status,
                          &err);
         return false;
