@@ -315,7 +315,7 @@ static void next_request(conn *c)
 /* A request served directly (dm_req.h): its route's handler gets it instead of evhttp, which
  * waits for a next head meanwhile; evhttp's idle timeout is off until the answer (as it is
  * while evhttp serves a request: our deadlines and the handler's bound the time). */
-static void direct_begin(conn *c, const dm_conn_verdict *v, uint64_t cl)
+static void direct_begin(conn *c, const dm_conn_verdict *v, uint64_t cl, bool expect)
 {
     dm_req *r = c->req;
     c->direct = true;
@@ -325,7 +325,6 @@ static void direct_begin(conn *c, const dm_conn_verdict *v, uint64_t cl)
     r->route_name = v->route_name;
     r->target = v->target;
     bufferevent_set_timeouts(c->bev, NULL, NULL);
-    const char *expect = find_header(c, "Expect");
     if (expect && c->p.http_minor >= 1 && (cl > 0 || c->chunked))
         out_bytes(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 }
@@ -539,7 +538,7 @@ static int check_head(conn *c, const struct evhttp_uri *uri)
         return -1;
     }
     if (v.direct && c->cs->cc.on_direct)
-        direct_begin(c, &v, cl);
+        direct_begin(c, &v, cl, expect != NULL); /* 100-continue: others were refused */
     else
         emit_head(c, uri, path, cl);
     return 0;

@@ -89,9 +89,7 @@ static void ingest_free(ingest *in)
 {
     dm_event_list_dispose(&in->list);
     dm_worker_end(in->w);
-    free(in->slots);
-    free(in->parked);
-    free(in);
+    free(in); /* its slots and marks too */
 }
 
 static size_t count_parked(const ingest *in)
@@ -123,15 +121,33 @@ static void answer_failed(ingest *in, int err)
     ingest_free(in);
 }
 
+/* {"status":"accepted","events":N,"edges":M[,"spooled":true]} into @p out (128 bytes), built
+ * without printf (every push answers it); returns its length. */
+static size_t accepted_json(char *out, const ingest *in, bool spooled)
+{
+    static const char a[] = "{\"status\":\"accepted\",\"events\":", b[] = ",\"edges\":",
+                      c[] = ",\"spooled\":true";
+    char *p = out;
+    memcpy(p, a, sizeof a - 1);
+    p = dm_req_put_uint(p + sizeof a - 1, in->events);
+    memcpy(p, b, sizeof b - 1);
+    p = dm_req_put_uint(p + sizeof b - 1, (unsigned long long)(in->edges > 0 ? in->edges : 0));
+    if (spooled) {
+        memcpy(p, c, sizeof c - 1);
+        p += sizeof c - 1;
+    }
+    *p++ = '}';
+    return (size_t)(p - out);
+}
+
 static void answer_parked(ingest *in)
 {
     char body[128];
-    snprintf(body, sizeof body, "{\"status\":\"accepted\",\"events\":%zu,\"edges\":%d}", in->events,
-             in->edges);
+    size_t n = accepted_json(body, in, false);
     count_results(in);
     dm_debug("events parked", "source=%s events=%zu edges=%d duplicates=%d", in->source, in->events,
              in->edges, in->duplicates);
-    dm_req_json(in->req, in->route, 202, body);
+    dm_req_json_n(in->req, in->route, 202, body, n);
     ingest_free(in);
 }
 
@@ -159,10 +175,8 @@ static void on_spooled(int err, void *arg)
         refuse_spool(in, "the spool cannot write (see the spool's log line)");
         return;
     }
-    char body[160];
-    snprintf(body, sizeof body,
-             "{\"status\":\"accepted\",\"events\":%zu,\"edges\":%d,\"spooled\":true}", in->events,
-             in->edges);
+    char body[128];
+    size_t n = accepted_json(body, in, true);
     count_results(in);
     dm_metrics_add(DM_M_SPOOLED, in->nspooled);
     if (in->first_err == DM_EUNAVAIL)
@@ -172,7 +186,7 @@ static void on_spooled(int err, void *arg)
     dm_info("events spooled", "route=%s source=%s events=%zu spooled=%zu reason=\"%s\"", in->path,
             in->source, in->events, in->nspooled,
             in->waits_short ? "too few replicas confirmed" : dm_strerror(in->first_err));
-    dm_req_json(in->req, in->route, 202, body);
+    dm_req_json_n(in->req, in->route, 202, body, n);
     ingest_free(in);
 }
 
@@ -645,7 +659,11 @@ static void park(dm_worker *w, dm_req *req, size_t route, const char *path, dm_e
         dm_req_unavailable(req, route, path, why);
         return;
     }
-    ingest *in = dm_xcalloc(1, sizeof *in);
+    /* One allocation: the request, a slot per event, a mark per event. */
+    size_t n = events->n;
+    ingest *in = dm_xcalloc(1, sizeof *in + n * sizeof *in->slots + n);
+    in->slots = (event_slot *)(in + 1);
+    in->parked = (unsigned char *)(in->slots + n);
     in->w = w;
     in->req = req;
     in->route = route;
@@ -653,11 +671,10 @@ static void park(dm_worker *w, dm_req *req, size_t route, const char *path, dm_e
     in->list = *events;
     in->events = events->n;
     in->arrival_ms = dm_now_ms();
-    in->slots = dm_xcalloc(events->n, sizeof *in->slots);
-    in->parked = dm_xcalloc(events->n, 1);
     for (size_t i = 0; i < events->n; i++)
         in->slots[i] = (event_slot){in, i};
-    snprintf(in->source, sizeof in->source, "%s", events->v[0].source);
+    size_t sl = strnlen(events->v[0].source, sizeof in->source - 1);
+    memcpy(in->source, events->v[0].source, sl); /* in->source is zeroed */
     bool has_jti = dm_ingest_wants_replay_check(auth);
     if (has_jti) /* only a token's replay marker needs one */
         request_id(in->rid);

@@ -152,7 +152,7 @@ static char *put_str(char *p, const char *s)
     return put(p, s, strlen(s));
 }
 
-static char *put_uint(char *p, size_t v)
+char *dm_req_put_uint(char *p, unsigned long long v)
 {
     char tmp[24];
     size_t n = 0;
@@ -203,7 +203,7 @@ void dm_req_json_n(dm_req *r, size_t route, int status, const char *json, size_t
     p = PUT(p, "HTTP/1.");
     *p++ = r->http_minor ? '1' : '0';
     *p++ = ' ';
-    p = put_uint(p, (size_t)status);
+    p = dm_req_put_uint(p, (unsigned long long)status);
     *p++ = ' ';
     p = put_str(p, reason_phrase(status));
     p = PUT(p, "\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n");
@@ -218,7 +218,7 @@ void dm_req_json_n(dm_req *r, size_t route, int status, const char *json, size_t
         p = PUT(p, "\r\n");
     }
     p = PUT(p, "Content-Length: ");
-    p = put_uint(p, len + 1);
+    p = dm_req_put_uint(p, len + 1);
     if (close)
         p = PUT(p, "\r\nConnection: close");
     else if (!r->http_minor)
