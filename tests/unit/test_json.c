@@ -17,10 +17,10 @@
 
 #include <cmocka.h>
 
-#define PUSH                                                                                       \
-    "{\"id\":\"e1\",\"timestamp\":\"2026-11-28T14:02:11.4Z\",\"action\":\"push\",\"target\":{"    \
-    "\"mediaType\":\"m\",\"digest\":\"sha256:"                                                    \
-    "49e792bdff5945f156179f8c232376481f60fe38e63f96dd5a376b030c3c9600\",\"repository\":"         \
+#define PUSH                                                                                   \
+    "{\"id\":\"e1\",\"timestamp\":\"2026-11-28T14:02:11.4Z\",\"action\":\"push\",\"target\":{" \
+    "\"mediaType\":\"m\",\"digest\":\"sha256:"                                                 \
+    "49e792bdff5945f156179f8c232376481f60fe38e63f96dd5a376b030c3c9600\",\"repository\":"       \
     "\"team/api\",\"tag\":\"1.4.0\"},\"request\":{\"host\":\"contoso.azurecr.io\"}}"
 
 static int setup(void **state)
