@@ -2,8 +2,83 @@
 #include "dm_json.h"
 
 #include <inttypes.h> /* JSON_INTEGER_FORMAT may be PRId64 */
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/*---------------------------------------------------------------- the parse arena ---*/
+
+#define ARENA_SIZE (64 * 1024)
+
+typedef struct arena {
+    char *base; /**< the thread's block (freed when the thread ends), or NULL */
+    size_t used;
+    bool active;
+} arena;
+
+static _Thread_local arena tl_arena;
+static pthread_key_t arena_key;
+static pthread_once_t arena_once = PTHREAD_ONCE_INIT;
+
+static void arena_release(void *base)
+{
+    free(base);
+}
+
+static void arena_key_init(void)
+{
+    if (pthread_key_create(&arena_key, arena_release) != 0)
+        abort();
+}
+
+static void *arena_malloc(size_t n)
+{
+    arena *a = &tl_arena;
+    if (a->active) {
+        size_t need = (n + 15) & ~(size_t)15;
+        if (need >= n && need <= ARENA_SIZE - a->used) {
+            void *p = a->base + a->used;
+            a->used += need;
+            return p;
+        }
+    }
+    return malloc(n);
+}
+
+static void arena_free(void *p)
+{
+    const arena *a = &tl_arena;
+    if (a->base && (char *)p >= a->base && (char *)p < a->base + ARENA_SIZE)
+        return; /* reused by the next scope */
+    free(p);
+}
+
+void dm_json_arena_install(void)
+{
+    pthread_once(&arena_once, arena_key_init);
+    json_set_alloc_funcs(arena_malloc, arena_free);
+}
+
+void dm_json_arena_begin(void)
+{
+    arena *a = &tl_arena;
+    if (!a->base) {
+        pthread_once(&arena_once, arena_key_init);
+        a->base = dm_xmalloc(ARENA_SIZE);
+        pthread_setspecific(arena_key, a->base); /* freed with the thread */
+    }
+    a->used = 0;
+    a->active = true;
+}
+
+void dm_json_arena_end(void)
+{
+    tl_arena.active = false;
+    tl_arena.used = 0;
+}
+
+/*---------------------------------------------------------------- reading ---*/
 
 int dm_json_load_object(const char *body, size_t len, json_t **root, dm_error *err)
 {

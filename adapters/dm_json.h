@@ -80,4 +80,29 @@ enum {
 int dm_json_copy_value(const json_t *v, const char *path, size_t max, unsigned flags, char **out,
                        dm_error *err);
 
+/*
+ * The parse arena (docs/hot-path.md). A request's JSON document lives only while its adapter
+ * reads it, yet jansson allocates each value, key and string of it one by one. Between
+ * dm_json_arena_begin and dm_json_arena_end on a thread, every jansson allocation of that
+ * thread comes from a per-thread block (64 KiB, then malloc when it is full) and freeing one
+ * costs nothing; end makes the whole block free again. Everything else, and every other
+ * thread, allocates with malloc as before.
+ *
+ * Rules for a scope: no jansson value or string allocated in it may be used after its end (an
+ * adapter's document is released before the adapter returns; the events it makes are copies),
+ * and nothing allocated in it may be freed with free() (json_dumps' result is: call no
+ * json_dumps there). Scopes do not nest.
+ */
+
+/** Route jansson's allocations through the arena's functions (json_set_alloc_funcs, which is
+ *  process-wide): call once at startup, before other threads use jansson. Without it the
+ *  scopes below change nothing. */
+void dm_json_arena_install(void);
+
+/** Start a scope on this thread. */
+void dm_json_arena_begin(void);
+
+/** End it: the arena's memory is reused by the next scope. */
+void dm_json_arena_end(void);
+
 #endif

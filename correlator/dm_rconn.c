@@ -10,8 +10,6 @@
 #include <event2/util.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
-/* The only file that includes the adapter: its functions are static. */
-#include <hiredis/adapters/libevent.h>
 
 #include <netinet/in.h>
 #include <stdio.h>
@@ -67,6 +65,11 @@ struct dm_rconn {
     unsigned seed;   /**< for backoff jitter (rand() is not thread-safe) */
     bool timing_out; /**< set while a command deadline tears the connection down */
     struct event *reconnect_timer, *connect_timer, *teardown_ev;
+    /* The commands queued in one loop turn leave together at its end (see flush). */
+    struct event *flush_ev;
+    bool flush_pending;
+    char *cmd; /**< the RESP form of the command being queued (reused) */
+    size_t cmd_cap;
     void (*on_state)(dm_rconn *c, bool ready, void *arg);
     void *arg;
     bool reported_ready; /**< last readiness passed to on_state */
@@ -79,6 +82,99 @@ struct dm_rconn {
     int busy;          /**< our entry points (hiredis callbacks, timers) running right now */
     bool free_pending; /**< dm_rconn_free ran: destroy once !busy && !inflight */
 };
+
+/*---------------------------------------------------------------- the event adapter ---*/
+
+/* hiredis's libevent adapter (hiredis/adapters/libevent.h), with a persistent read event:
+ * hiredis asks for reads again after every read and every write, and adding back a one-shot
+ * event that has just fired costs an epoll_ctl each time (libevent's change list cannot tell
+ * that nothing changed). Adding what is already added, or removing what is not, does nothing
+ * here. */
+typedef struct rc_events {
+    redisAsyncContext *ac;
+    struct event *rev, *wev; /**< rev persists; wev fires once per write hiredis asks for */
+    bool reading, writing;
+} rc_events;
+
+static void rc_on_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    rc_events *e = arg;
+    redisAsyncHandleRead(e->ac);
+}
+
+static void rc_on_write(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    rc_events *e = arg;
+    e->writing = false; /* fired: no longer added */
+    redisAsyncHandleWrite(e->ac);
+}
+
+static void rc_add_read(void *p)
+{
+    rc_events *e = p;
+    if (!e->reading) {
+        e->reading = true;
+        event_add(e->rev, NULL);
+    }
+}
+
+static void rc_del_read(void *p)
+{
+    rc_events *e = p;
+    if (e->reading) {
+        e->reading = false;
+        event_del(e->rev);
+    }
+}
+
+static void rc_add_write(void *p)
+{
+    rc_events *e = p;
+    if (!e->writing) {
+        e->writing = true;
+        event_add(e->wev, NULL);
+    }
+}
+
+static void rc_del_write(void *p)
+{
+    rc_events *e = p;
+    if (e->writing) {
+        e->writing = false;
+        event_del(e->wev);
+    }
+}
+
+static void rc_cleanup(void *p)
+{
+    rc_events *e = p;
+    event_free(e->rev);
+    event_free(e->wev);
+    free(e);
+}
+
+static int rc_attach(redisAsyncContext *ac, struct event_base *base)
+{
+    if (ac->ev.data)
+        return REDIS_ERR;
+    rc_events *e = dm_xcalloc(1, sizeof *e);
+    e->ac = ac;
+    e->rev = event_new(base, ac->c.fd, EV_READ | EV_PERSIST, rc_on_read, e);
+    e->wev = event_new(base, ac->c.fd, EV_WRITE, rc_on_write, e);
+    if (!e->rev || !e->wev)
+        abort(); /* out of memory: as dm_xmalloc */
+    ac->ev.addRead = rc_add_read;
+    ac->ev.delRead = rc_del_read;
+    ac->ev.addWrite = rc_add_write;
+    ac->ev.delWrite = rc_del_write;
+    ac->ev.cleanup = rc_cleanup;
+    ac->ev.data = e;
+    rc_add_read(e);
+    rc_add_write(e); /* writable: the connect completed */
+    return REDIS_OK;
+}
 
 static void connect_now(dm_rconn *c);
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata);
@@ -361,7 +457,7 @@ static void start_connect(dm_rconn *c, const char *host)
     c->ac = ac;
     c->state = ST_CONNECTING;
     c->scripts_loaded = 0;
-    redisLibeventAttach(ac, c->base);
+    rc_attach(ac, c->base);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
 
@@ -496,6 +592,66 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     leave(c);
 }
 
+/* The commands of every request served in one loop turn are written together, at the end of
+ * that turn: hiredis only buffers them and asks for a write event, which would cost an
+ * epoll_ctl to add and one to remove, and a loop turn of latency; writing from here, still in
+ * the same turn, the event's addition and removal cancel out in libevent's change list. */
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    dm_rconn *c = arg;
+    c->flush_pending = false;
+    enter(c);
+    if (c->state == ST_READY && c->ac)
+        redisAsyncHandleWrite(c->ac);
+    leave(c);
+}
+
+static char *put_resp_len(char *p, char kind, size_t n)
+{
+    char tmp[24];
+    size_t k = 0;
+    *p++ = kind;
+    do {
+        tmp[k++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    while (k)
+        *p++ = tmp[--k];
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
+/* Queue @p argv in Redis's wire form, written here (hiredis formats with sdscatfmt, a printf
+ * of its own per argument). */
+static int queue_argv(dm_rconn *c, dm_rconn_req *q, int argc, const char **argv, const size_t *lens)
+{
+    size_t need = 24;
+    for (int i = 0; i < argc; i++)
+        need += lens[i] + 26;
+    if (need > c->cmd_cap) {
+        free(c->cmd);
+        c->cmd_cap = need < 4096 ? 4096 : need;
+        c->cmd = dm_xmalloc(c->cmd_cap);
+    }
+    char *p = put_resp_len(c->cmd, '*', (size_t)argc);
+    for (int i = 0; i < argc; i++) {
+        p = put_resp_len(p, '$', lens[i]);
+        memcpy(p, argv[i], lens[i]);
+        p += lens[i];
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+    int rc = redisAsyncFormattedCommand(c->ac, on_reply, q, c->cmd, (size_t)(p - c->cmd));
+    if (c->cmd_cap > 64 * 1024) { /* a large one: not kept */
+        free(c->cmd);
+        c->cmd = NULL;
+        c->cmd_cap = 0;
+    }
+    return rc;
+}
+
 int dm_rconn_send(dm_rconn *c, dm_rconn_req *q, bool asking, long script, bool eval_source,
                   int argc, const char **argv, const size_t *lens)
 {
@@ -526,7 +682,7 @@ int dm_rconn_send(dm_rconn *c, dm_rconn_req *q, bool asking, long script, bool e
     if (asking)
         redisAsyncCommand(c->ac, on_internal_reply, NULL, "ASKING");
     q->conn = c;
-    int rc = redisAsyncCommandArgv(c->ac, on_reply, q, argc, (const char **)av, al);
+    int rc = queue_argv(c, q, argc, (const char **)av, al);
     free(hv);
     free(hl);
     if (rc != REDIS_OK) {
@@ -534,6 +690,10 @@ int dm_rconn_send(dm_rconn *c, dm_rconn_req *q, bool asking, long script, bool e
         return DM_EUNAVAIL;
     }
     c->inflight++;
+    if (!c->flush_pending) {
+        c->flush_pending = true;
+        event_active(c->flush_ev, EV_WRITE, 0);
+    }
     return DM_OK;
 }
 
@@ -575,7 +735,8 @@ dm_rconn *dm_rconn_new(struct event_base *base, const dm_rconn_opts *opts)
     c->reconnect_timer = evtimer_new(base, on_reconnect_timer, c);
     c->connect_timer = evtimer_new(base, on_connect_timer, c);
     c->teardown_ev = event_new(base, -1, 0, on_teardown_ev, c);
-    if (!c->reconnect_timer || !c->connect_timer || !c->teardown_ev) {
+    c->flush_ev = event_new(base, -1, 0, on_flush, c);
+    if (!c->reconnect_timer || !c->connect_timer || !c->teardown_ev || !c->flush_ev) {
         dm_rconn_free(c);
         return NULL;
     }
@@ -593,6 +754,9 @@ static void destroy(dm_rconn *c)
         event_free(c->connect_timer);
     if (c->teardown_ev)
         event_free(c->teardown_ev);
+    if (c->flush_ev)
+        event_free(c->flush_ev);
+    free(c->cmd);
     if (c->password)
         memset(c->password, 0, strlen(c->password));
     free(c->host);
@@ -619,6 +783,8 @@ void dm_rconn_free(dm_rconn *c)
         evtimer_del(c->connect_timer);
     if (c->teardown_ev)
         event_del(c->teardown_ev);
+    if (c->flush_ev)
+        event_del(c->flush_ev);
     drop_lookup(c, false);
     c->dns = NULL;
     if (c->ac) {

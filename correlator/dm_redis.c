@@ -179,14 +179,8 @@ static void cmd_free(cmd *c)
         event_free(c->deadline);
     if (c->retry)
         event_free(c->retry);
-    if (c->argv) {
-        for (int i = 0; i < c->argc; i++)
-            free(c->argv[i]);
-        free(c->argv);
-        free(c->lens);
-    }
     free(c->ask_host);
-    free(c);
+    free(c); /* its argv copy too */
 }
 
 static void unlink_waiting(cmd *c)
@@ -421,7 +415,15 @@ static int submit(dm_redis *r, const char *route, dm_redis_cb cb, void *arg, lon
         return DM_EUNAVAIL;
     if (r->inflight >= (size_t)r->max_inflight)
         return DM_EBUSY;
-    cmd *c = dm_xcalloc(1, sizeof *c);
+    /* One allocation: the command, then (when it may be sent again) its arguments' copy. */
+    bool copy = r->cluster || script >= 0;
+    size_t size = sizeof(cmd);
+    if (copy) {
+        size += (size_t)argc * (sizeof(char *) + sizeof(size_t));
+        for (int i = 0; i < argc; i++)
+            size += lens[i] + 1;
+    }
+    cmd *c = dm_xcalloc(1, size);
     c->req.cb = on_cmd_done;
     c->r = r;
     c->cb = cb;
@@ -434,12 +436,16 @@ static int submit(dm_redis *r, const char *route, dm_redis_cb cb, void *arg, lon
         free(c);
         return DM_ENOMEM;
     }
-    if (r->cluster || script >= 0) {
-        c->argv = dm_xcalloc(argc ? (size_t)argc : 1, sizeof *c->argv);
-        c->lens = dm_xcalloc(argc ? (size_t)argc : 1, sizeof *c->lens);
+    if (copy) {
+        c->argv = (char **)(c + 1);
+        c->lens = (size_t *)(c->argv + argc);
+        char *p = (char *)(c->lens + argc);
         for (int i = 0; i < argc; i++) {
-            c->argv[i] = dm_xstrndup(argv[i], lens[i]);
+            c->argv[i] = p;
             c->lens[i] = lens[i];
+            memcpy(p, argv[i], lens[i]);
+            p[lens[i]] = '\0';
+            p += lens[i] + 1;
         }
     }
     int rc = dm_rconn_send(n->conn, &c->req, false, script, false, argc,
@@ -448,8 +454,7 @@ static int submit(dm_redis *r, const char *route, dm_redis_cb cb, void *arg, lon
         cmd_free(c);
         return rc;
     }
-    struct timeval tv = dmr_ms_tv(r->command_timeout_ms);
-    evtimer_add(c->deadline, &tv);
+    evtimer_add(c->deadline, r->cmd_timeout);
     r->inflight++;
     return DM_OK;
 }
@@ -478,7 +483,7 @@ int dm_redis_eval(dm_redis *r, size_t script, dm_redis_cb cb, void *arg, int nke
     if (r && (script >= r->nscripts || nkeys < 0 || nkeys > argc))
         return DM_EINVAL;
     char nk[16];
-    int nklen = snprintf(nk, sizeof nk, "%d", nkeys);
+    int nklen = snprintf(nk, sizeof nk, "%d", nkeys); /* a few bytes: no heap, cheap enough */
     const char *sv[32],
         **av = (size_t)argc + 1 <= DM_ARRAY_LEN(sv) ? sv : dm_xcalloc((size_t)argc + 1, sizeof *av);
     size_t sl[32],
@@ -490,9 +495,17 @@ int dm_redis_eval(dm_redis *r, size_t script, dm_redis_cb cb, void *arg, int nke
         al[i + 1] = lens[i];
     }
     /* The first key names the slot; it is copied to a string (keys are binary-safe). */
-    char *route = nkeys > 0 ? dm_xstrndup(argv[0], lens[0]) : NULL;
+    char small[256], *route = NULL;
+    if (nkeys > 0 && lens[0] < sizeof small) {
+        memcpy(small, argv[0], lens[0]);
+        small[lens[0]] = '\0';
+        route = small;
+    } else if (nkeys > 0) {
+        route = dm_xstrndup(argv[0], lens[0]);
+    }
     int rc = submit(r, route, cb, arg, (long)script, argc + 1, av, al);
-    free(route);
+    if (route != small)
+        free(route);
     if (av != sv)
         free(av);
     if (al != sl)
@@ -525,6 +538,10 @@ dm_redis *dm_redis_new(struct event_base *base, const dm_redis_opts *opts)
                        ? (int)dm_slot_of(opts->only_route, strlen(opts->only_route))
                        : -1;
     r->refresh_req.cb = dmr_on_refresh_done;
+    r->cmd_tv = dmr_ms_tv(r->command_timeout_ms);
+    r->cmd_timeout = event_base_init_common_timeout(base, &r->cmd_tv);
+    if (!r->cmd_timeout)
+        r->cmd_timeout = &r->cmd_tv; /* a plain timeout then */
     r->refresh_timer = evtimer_new(base, dmr_on_refresh_timer, r);
     r->refresh_deadline = evtimer_new(base, dmr_on_refresh_deadline, r);
     if (r->cluster) {

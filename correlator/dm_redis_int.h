@@ -45,7 +45,8 @@ typedef struct dmr_cmd {
     long script; /**< -1 unless EVALSHA */
     bool eval_source;
     int argc;
-    char **argv; /**< owned copy, to send again; NULL for a plain command on one server */
+    char **argv; /**< copy to send again (in the command's own allocation); NULL for a plain
+                      command on one server */
     size_t *lens;
     int slot; /**< -1: any node */
     int redirects;
@@ -79,10 +80,13 @@ struct dm_redis {
     bool refresh_wanted; /**< another refresh was asked for while one was in flight */
     bool refresh_slow;   /**< the pending refresh is the slow periodic one */
     int refresh_ms;
-    size_t refresh_rr; /**< round-robin start for picking the node to ask */
-    dmr_cmd *waiting;  /**< commands waiting out a retry delay */
-    size_t inflight;   /**< commands accepted and not completed */
-    size_t internal;   /**< router-internal requests in flight (the refresh) */
+    size_t refresh_rr;                 /**< round-robin start for picking the node to ask */
+    dmr_cmd *waiting;                  /**< commands waiting out a retry delay */
+    struct timeval cmd_tv;             /**< command_timeout_ms */
+    const struct timeval *cmd_timeout; /**< the same as a libevent common timeout (every
+                                            command's deadline: a queue, not a heap) */
+    size_t inflight;                   /**< commands accepted and not completed */
+    size_t internal;                   /**< router-internal requests in flight (the refresh) */
     void (*on_ready)(bool ready, void *arg);
     void *on_ready_arg;
     bool reported_ready;

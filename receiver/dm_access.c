@@ -15,17 +15,21 @@ static const char *find_header(void *ctx, const char *name)
     return evhttp_find_header(evhttp_request_get_input_headers(ctx), name);
 }
 
-bool dm_access_verify(struct evhttp_request *req, size_t route, const char *route_name,
-                      const dm_trust *trust, const dm_auth_list *auth, const unsigned char *body,
-                      size_t len, dm_auth_outcome *out)
+bool dm_access_verify(dm_req *req, size_t route, const char *route_name, const dm_trust *trust,
+                      const dm_auth_list *auth, dm_auth_outcome *out)
 {
-    dm_auth_verify(trust, auth, find_header, req, body, len, dm_now_ms() / 1000, out);
+    if (req->authed) {
+        *out = req->auth;
+        req->authed = false;
+        return true;
+    }
+    dm_auth_verify(trust, auth, dm_head_lookup, &req->head, (const unsigned char *)req->body,
+                   req->len, dm_now_ms() / 1000, out);
     if (out->result == DM_AUTH_OK)
         return true;
-    char peer[64], error[300];
-    int status =
-        dm_access_refusal(out, route_name, dm_http_peer(req, peer), false, error, sizeof error);
-    dm_http_error(req, route, status, "%s", error); /* a 503 gets Retry-After */
+    char error[300];
+    int status = dm_access_refusal(out, route_name, req->peer, false, error, sizeof error);
+    dm_req_error(req, route, status, "%s", error); /* a 503 gets Retry-After */
     dm_auth_outcome_dispose(out);
     return false;
 }
@@ -75,9 +79,16 @@ bool dm_access_api(const dm_config *conf, const dm_trust *trust, struct evhttp_r
         dm_http_error(req, route, 401, "query API disabled: configure api.auth");
         return false;
     }
-    dm_auth_outcome auth;
-    if (!dm_access_verify(req, route, route_name, trust, &conf->api_auth, NULL, 0, &auth))
-        return false;
-    dm_auth_outcome_dispose(&auth);
-    return true;
+    dm_auth_outcome out;
+    dm_auth_verify(trust, &conf->api_auth, find_header, req, NULL, 0, dm_now_ms() / 1000, &out);
+    if (out.result == DM_AUTH_OK) {
+        dm_auth_outcome_dispose(&out);
+        return true;
+    }
+    char peer[64], error[300];
+    int status =
+        dm_access_refusal(&out, route_name, dm_http_peer(req, peer), false, error, sizeof error);
+    dm_http_error(req, route, status, "%s", error); /* a 503 gets Retry-After */
+    dm_auth_outcome_dispose(&out);
+    return false;
 }

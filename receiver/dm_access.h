@@ -8,21 +8,21 @@
 #define DM_RECEIVER_DM_ACCESS_H
 
 #include "dm_auth.h"
+#include "dm_req.h"
 #include "dm_trust.h"
 
 struct evhttp_request;
 
 /**
- * Check @p req (headers, and @p body of @p len bytes for HMAC) against @p auth, whose keys
- * and certificates @p trust holds. Returns true
- * when it may proceed: @p out then holds what the credentials proved, and the caller disposes
- * it (dm_auth_outcome_dispose). Otherwise the request has been answered 401, 403 or 503 (an
- * SNS certificate still being fetched), logged with @p route_name and counted, and @p out
- * holds nothing.
+ * Check @p req (headers, and its body for HMAC) against @p auth, whose keys and certificates
+ * @p trust holds; a request the head check authenticated for good (req->authed) is not checked
+ * again: its outcome is taken over. Returns true when it may proceed: @p out then holds what
+ * the credentials proved, and the caller disposes it (dm_auth_outcome_dispose). Otherwise the
+ * request has been answered 401, 403 or 503 (an SNS certificate still being fetched), logged
+ * with @p route_name and counted, and @p out holds nothing.
  */
-bool dm_access_verify(struct evhttp_request *req, size_t route, const char *route_name,
-                      const dm_trust *trust, const dm_auth_list *auth, const unsigned char *body,
-                      size_t len, dm_auth_outcome *out);
+bool dm_access_verify(dm_req *req, size_t route, const char *route_name, const dm_trust *trust,
+                      const dm_auth_list *auth, dm_auth_outcome *out);
 
 /**
  * The refusal of @p out (not DM_AUTH_OK) on @p route_name, for the handlers above and for the

@@ -1,5 +1,6 @@
 #include "dm_common.h"
 #include "dm_conn.h"
+#include "dm_head.h"
 #include "dm_http.h"
 #include "dm_listen.h"
 #include "dm_log.h"
@@ -41,10 +42,6 @@ typedef enum {
     C_CLOSING,  /**< answered for the last time: input is dropped until the connection ends */
 } conn_state;
 
-typedef struct header {
-    size_t name, value; /**< offsets of NUL-terminated strings in conn.buf */
-} header;
-
 typedef struct conn conn;
 struct conn {
     dm_conns *cs;              /**< NULL once dm_conns_free detached it */
@@ -61,18 +58,14 @@ struct conn {
     bool half_closed; /**< shutdown(SHUT_WR) done */
     bool keepalive;   /**< the client keeps the connection after this request */
     bool chunked;
-    bool url_sealed; /**< the target is complete in buf */
-    enum {
-        LAST_NONE,
-        LAST_FIELD,
-        LAST_VALUE
-    } last;              /**< the last header callback */
+    bool in_head;        /**< a request head has begun and is not complete */
+    bool direct;         /**< the current request is served without evhttp (dm_req.h) */
+    bool direct_ready;   /**< ... and is complete: hand it to its handler */
+    bool in_filter;      /**< filter_in runs (it goes on with the bytes that wait) */
+    bool peer_eof;       /**< the client's EOF, held while its direct request is served */
     struct evbuffer *to; /**< evhttp's input, while the parser runs */
-    /* The head being read: the target, then each header's name and value, NUL-terminated. */
-    char *buf;
-    size_t len, cap;
-    header *hdrs;
-    size_t nhdrs, hcap;
+    /* The request being read (its head, and a direct request's body) and served directly. */
+    dm_req *req;
     size_t bytes; /**< bytes read since the last answer (for log lines) */
     /* The current request, once its head is complete. */
     int method;
@@ -81,6 +74,10 @@ struct conn {
     const char *route_name;
     uint64_t body_seen; /**< chunked: the sizes announced so far */
     size_t reserved;    /**< bytes of the body-memory budget it holds */
+    /* The socket bufferevent's own callbacks (the filter's), called through ours. */
+    bufferevent_data_cb under_read, under_write;
+    bufferevent_event_cb under_event;
+    void *under_arg;
     char peer[64];
 };
 
@@ -107,6 +104,12 @@ static bool gone(conn *c)
     return c->cs == NULL || ecb == NULL;
 }
 
+static const char *find_header(void *ctx, const char *name)
+{
+    conn *c = ctx;
+    return dm_head_find(&c->req->head, name);
+}
+
 static void arm(conn *c, int ms)
 {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -131,6 +134,7 @@ static void peer_of(conn *c)
         }
     }
     snprintf(c->peer, sizeof c->peer, "%s:%u", host, port);
+    memcpy(c->req->peer, c->peer, sizeof c->req->peer);
 }
 
 /* The fd is known once evhttp has set it (after dm_conns_bevcb): register it on first use. */
@@ -277,58 +281,123 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         kill_conn(c);
 }
 
-/*---------------------------------------------------------------- the head ---*/
+/*---------------------------------------------------------------- answers and the next request ---*/
 
-static bool append(conn *c, const char *at, size_t n)
+/* Bytes of an answer of ours (a direct request's, "100 Continue"): straight into the socket when
+ * nothing waits before them (no event to add, no later write), the rest queued below the filter. */
+static void out_bytes(conn *c, const char *data, size_t len)
 {
-    size_t max = c->cs->c->limits.max_header_bytes + 256;
-    if (c->len + n + 1 > max)
-        return false;
-    if (c->len + n + 1 > c->cap) {
-        size_t cap = c->cap ? c->cap : 512;
-        while (cap < c->len + n + 1)
-            cap *= 2;
-        c->buf = dm_xrealloc(c->buf, cap < max ? cap : max);
-        c->cap = cap < max ? cap : max;
+    struct evbuffer *out = bufferevent_get_output(c->under);
+    size_t sent = 0;
+    if (!c->cs->cc.make_bev && c->fd >= 0 && evbuffer_get_length(out) == 0) {
+        ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0)
+            sent = (size_t)n;
     }
-    memcpy(c->buf + c->len, at, n);
-    c->len += n;
-    return true;
+    if (sent < len) /* a full socket, or an error the bufferevent will report */
+        evbuffer_add(out, data + sent, len - sent);
 }
 
-/* NUL-terminate the string being collected. */
-static bool add_nul(conn *c)
+/* The answer is out (or queued): read the next request on this connection. */
+static void next_request(conn *c)
 {
-    if (!append(c, "", 0))
-        return false;
-    c->buf[c->len++] = '\0';
-    return true;
+    c->state = C_HEAD;
+    c->bytes = 0;
+    http_parser_init(&c->p, HTTP_REQUEST);
+    c->p.data = c;
+    /* Bytes of the next request may already wait: parse them from the loop (filter_in goes on
+     * with them by itself when it is the caller). */
+    if (!c->in_filter && evbuffer_get_length(bufferevent_get_input(c->under)) > 0)
+        bufferevent_trigger(c->under, EV_READ,
+                            BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
 
-static const char *find_header(void *ctx, const char *name)
+/* A request served directly (dm_req.h): its route's handler gets it instead of evhttp, which
+ * waits for a next head meanwhile; evhttp's idle timeout is off until the answer (as it is
+ * while evhttp serves a request: our deadlines and the handler's bound the time). */
+static void direct_begin(conn *c, const dm_conn_verdict *v, uint64_t cl, bool expect)
 {
-    conn *c = ctx;
-    for (size_t i = 0; i < c->nhdrs; i++)
-        if (strcasecmp(c->buf + c->hdrs[i].name, name) == 0)
-            return c->buf + c->hdrs[i].value;
-    return NULL;
+    dm_req *r = c->req;
+    c->direct = true;
+    r->method = c->method;
+    r->http_minor = c->p.http_minor;
+    r->route = v->route;
+    r->route_name = v->route_name;
+    r->target = v->target;
+    bufferevent_set_timeouts(c->bev, NULL, NULL);
+    if (expect && c->p.http_minor >= 1 && (cl > 0 || c->chunked))
+        out_bytes(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 }
 
-static size_t count_header(conn *c, const char *name)
+static bool direct_closing(void *arg)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < c->nhdrs; i++)
-        n += strcasecmp(c->buf + c->hdrs[i].name, name) == 0;
-    return n;
+    conn *c = arg;
+    return gone(c) || !c->keepalive || !c->cs || c->cs->draining || c->peer_eof;
 }
+
+/* The handler's answer (dm_req.h) of the current request. */
+static void direct_write(void *arg, const char *data, size_t len, bool close)
+{
+    conn *c = arg;
+    dm_req_reset(c->req);
+    release(c);
+    c->direct = false;
+    if (gone(c))
+        return;
+    out_bytes(c, data, len);
+    if (close) {
+        start_closing(c);
+        return;
+    }
+    int s = c->cs->c->limits.idle_timeout_seconds;
+    struct timeval idle = {s, 0};
+    bufferevent_set_timeouts(c->bev, &idle, &idle);
+    next_request(c);
+}
+
+static const dm_req_conn_ops direct_ops = {direct_closing, direct_write};
+
+/* The request is complete: its handler answers it now or later. */
+static void direct_dispatch(conn *c)
+{
+    c->direct_ready = false;
+    c->req->busy = true;
+    c->cs->cc.on_direct(c->req, c->cs->cc.on_direct_arg);
+}
+
+/* The socket's events reach the filter through here: a client that half-closes after its
+ * request still gets the answer (evhttp, which stops reading while it serves a request, never
+ * sees that EOF early; a direct request goes on reading). */
+static void under_read_cb(struct bufferevent *b, void *arg)
+{
+    conn *c = arg;
+    c->under_read(b, c->under_arg);
+}
+
+static void under_write_cb(struct bufferevent *b, void *arg)
+{
+    conn *c = arg;
+    c->under_write(b, c->under_arg);
+}
+
+static void under_event_cb(struct bufferevent *b, short what, void *arg)
+{
+    conn *c = arg;
+    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && c->req->busy) {
+        c->peer_eof = true; /* the answer closes the connection */
+        return;
+    }
+    c->under_event(b, what, c->under_arg);
+}
+
+/*---------------------------------------------------------------- the head ---*/
 
 static int on_message_begin(http_parser *p)
 {
     conn *c = p->data;
-    c->len = c->nhdrs = 0;
-    c->url_sealed = false;
-    c->last = LAST_NONE;
-    c->routed = c->chunked = false;
+    dm_req_reset(c->req);
+    c->in_head = true;
+    c->routed = c->chunked = c->direct = c->direct_ready = false;
     c->body_seen = 0;
     c->state = C_HEAD;
     if (!c->timing) { /* the first request's deadline runs from the accept */
@@ -348,48 +417,23 @@ static int too_large(conn *c)
 static int on_url(http_parser *p, const char *at, size_t n)
 {
     conn *c = p->data;
-    return append(c, at, n) ? 0 : too_large(c);
-}
-
-/* The target ends where the first header (or the head) begins. */
-static bool seal_url(conn *c)
-{
-    if (c->url_sealed)
-        return true;
-    c->url_sealed = true;
-    return add_nul(c);
+    return dm_head_url(&c->req->head, at, n) ? 0 : too_large(c);
 }
 
 static int on_header_field(http_parser *p, const char *at, size_t n)
 {
     conn *c = p->data;
-    if (!seal_url(c) || (c->last == LAST_VALUE && !add_nul(c)))
-        return too_large(c);
-    if (c->last != LAST_FIELD) {
-        if (c->nhdrs == c->hcap) {
-            c->hcap = c->hcap ? c->hcap * 2 : 16;
-            c->hdrs = dm_xrealloc(c->hdrs, c->hcap * sizeof *c->hdrs);
-        }
-        c->hdrs[c->nhdrs++] = (header){c->len, 0};
-        c->last = LAST_FIELD;
-    }
     if (memchr(at, '\0', n))
         return -1;
-    return append(c, at, n) ? 0 : too_large(c);
+    return dm_head_name(&c->req->head, at, n) ? 0 : too_large(c);
 }
 
 static int on_header_value(http_parser *p, const char *at, size_t n)
 {
     conn *c = p->data;
-    if (c->last == LAST_FIELD) {
-        if (!add_nul(c))
-            return too_large(c);
-        c->hdrs[c->nhdrs - 1].value = c->len;
-        c->last = LAST_VALUE;
-    }
     if (memchr(at, '\0', n))
         return -1;
-    return append(c, at, n) ? 0 : too_large(c);
+    return dm_head_value(&c->req->head, at, n) ? 0 : too_large(c);
 }
 
 static int evhttp_method(unsigned m)
@@ -414,50 +458,26 @@ static int evhttp_method(unsigned m)
     }
 }
 
-/* Write a header value on one line (a folded value arrives with its line breaks). */
-static void add_value(struct evbuffer *to, const char *v)
-{
-    for (const char *s = v; *s; s++)
-        evbuffer_add(to, *s == '\r' || *s == '\n' ? " " : s, 1);
-}
-
-static bool hop_by_hop(const char *name)
-{
-    return strcasecmp(name, "Content-Length") == 0 || strcasecmp(name, "Transfer-Encoding") == 0 ||
-           strcasecmp(name, "Connection") == 0 || strcasecmp(name, "Proxy-Connection") == 0 ||
-           strcasecmp(name, "Keep-Alive") == 0;
-}
-
 /* Hand evhttp the head as we understood it: origin-form target, the framing headers we
  * checked, and a connection it will never close on its own (we do, once the answer is out:
  * evhttp would free it while the answer still waits below the filter). */
 static void emit_head(conn *c, const struct evhttp_uri *uri, const char *path, uint64_t cl)
 {
-    struct evbuffer *to = c->to;
-    const char *q = evhttp_uri_get_query(uri);
-    evbuffer_add_printf(to, "%s %s%s%s HTTP/%u.%u\r\n", http_method_str(c->p.method), path,
-                        q ? "?" : "", q ? q : "", c->p.http_major, c->p.http_minor);
-    for (size_t i = 0; i < c->nhdrs; i++) {
-        const char *name = c->buf + c->hdrs[i].name;
-        if (hop_by_hop(name))
-            continue;
-        evbuffer_add_printf(to, "%s: ", name);
-        add_value(to, c->buf + c->hdrs[i].value);
-        evbuffer_add(to, "\r\n", 2);
-    }
+    char framing[96] = "";
     if (c->chunked)
-        evbuffer_add_printf(to, "Transfer-Encoding: chunked\r\n");
+        snprintf(framing, sizeof framing, "Transfer-Encoding: chunked\r\n");
     else if (c->p.flags & F_CONTENTLENGTH)
-        evbuffer_add_printf(to, "Content-Length: %llu\r\n", (unsigned long long)cl);
+        snprintf(framing, sizeof framing, "Content-Length: %llu\r\n", (unsigned long long)cl);
     if (c->p.http_major == 1 && c->p.http_minor == 0)
-        evbuffer_add_printf(to, "Connection: keep-alive\r\n");
-    evbuffer_add(to, "\r\n", 2);
+        strcat(framing, "Connection: keep-alive\r\n");
+    dm_head_emit(&c->req->head, c->to, http_method_str(c->p.method), path,
+                 evhttp_uri_get_query(uri), c->p.http_major, c->p.http_minor, framing);
 }
 
 static bool te_is_chunked(conn *c)
 {
     const char *te = find_header(c, "Transfer-Encoding");
-    if (!te || count_header(c, "Transfer-Encoding") != 1)
+    if (!te || dm_head_count(&c->req->head, "Transfer-Encoding") != 1)
         return false;
     while (*te == ' ' || *te == '\t')
         te++;
@@ -497,6 +517,10 @@ static int check_head(conn *c, const struct evhttp_uri *uri)
     c->routed = true;
     c->route = v.route;
     c->route_name = v.route_name;
+    if (v.authed) { /* the request keeps it (disposed with it) */
+        c->req->auth = v.auth;
+        c->req->authed = true;
+    }
     if (v.status) {
         answer(c, v.status, v.extra[0] ? v.extra : NULL, v.error);
         return -1;
@@ -513,15 +537,19 @@ static int check_head(conn *c, const struct evhttp_uri *uri)
                "too many request bodies in flight (limits.max_body_memory_bytes); retry later");
         return -1;
     }
-    emit_head(c, uri, path, cl);
+    if (v.direct && c->cs->cc.on_direct)
+        direct_begin(c, &v, cl, expect != NULL); /* 100-continue: others were refused */
+    else
+        emit_head(c, uri, path, cl);
     return 0;
 }
 
 static int on_headers_complete(http_parser *p)
 {
     conn *c = p->data;
-    if (!seal_url(c) || (c->last == LAST_VALUE && !add_nul(c)))
+    if (!dm_head_seal(&c->req->head))
         return too_large(c);
+    c->in_head = false;
     c->keepalive = http_should_keep_alive(p) != 0;
     c->method = evhttp_method(p->method);
     if (!c->method) {
@@ -529,7 +557,8 @@ static int on_headers_complete(http_parser *p)
         return -1;
     }
     /* The same parse as evhttp's (its NONCONFORMANT flag), so what passes here passes there. */
-    struct evhttp_uri *uri = evhttp_uri_parse_with_flags(c->buf, EVHTTP_URI_NONCONFORMANT);
+    struct evhttp_uri *uri =
+        evhttp_uri_parse_with_flags(dm_head_target(&c->req->head), EVHTTP_URI_NONCONFORMANT);
     if (!uri) {
         evhttp_uri_free(uri);
         refuse(c, 400, DM_CONN_MALFORMED, "malformed request target");
@@ -572,6 +601,10 @@ static int on_chunk_header(http_parser *p)
 static int on_body(http_parser *p, const char *at, size_t n)
 {
     conn *c = p->data;
+    if (c->direct) {
+        dm_req_body_add(c->req, at, n);
+        return 0;
+    }
     if (c->chunked)
         evbuffer_add_printf(c->to, "%zx\r\n", n);
     evbuffer_add(c->to, at, n);
@@ -583,8 +616,9 @@ static int on_body(http_parser *p, const char *at, size_t n)
 static int on_message_complete(http_parser *p)
 {
     conn *c = p->data;
-    if (c->chunked)
+    if (c->chunked && !c->direct)
         evbuffer_add(c->to, "0\r\n\r\n", 5);
+    c->direct_ready = c->direct;
     c->state = C_WAIT;
     c->timing = false;
     evtimer_del(c->timer);
@@ -623,7 +657,9 @@ static enum bufferevent_filter_result filter_in(struct evbuffer *src, struct evb
         return BEV_NEED_MORE;
     }
     bool used = false;
+    size_t before = evbuffer_get_length(dst);
     c->to = dst;
+    c->in_filter = true;
     /* A head's deadline runs from its first byte, even one http-parser skips without starting a
      * message (the CRLFs allowed between requests): otherwise a CRLF every few seconds would
      * keep a connection open forever, each one resetting the idle timer. */
@@ -644,13 +680,18 @@ static enum bufferevent_filter_result filter_in(struct evbuffer *src, struct evb
         used = true;
         if (e != HPE_OK && e != HPE_PAUSED)
             refuse_parse(c, e);
+        else if (c->direct_ready)
+            direct_dispatch(c); /* answered at once: the loop goes on with the next request */
     }
+    c->in_filter = false;
     c->to = NULL;
     if (c->state == C_CLOSING) {
         evbuffer_drain(src, evbuffer_get_length(src));
         return BEV_NEED_MORE;
     }
-    return used ? BEV_OK : BEV_NEED_MORE;
+    /* evhttp hears of what it got, and of a head still arriving (its idle timeout restarts);
+     * the bytes of a direct request are none of its business. */
+    return evbuffer_get_length(dst) > before || (used && c->in_head) ? BEV_OK : BEV_NEED_MORE;
 }
 
 /* evhttp writes its answers here; a handler's pass on. Anything evhttp says about a request
@@ -717,8 +758,7 @@ static void free_conn(void *ctx)
         dm_metrics_connections(-1);
         dm_listen_count(cs->gate, cs->n, cs->cc.max_connections);
     }
-    free(c->buf);
-    free(c->hdrs);
+    dm_req_orphan(c->req);
     free(c);
 }
 
@@ -729,12 +769,14 @@ struct bufferevent *dm_conns_bevcb(struct event_base *base, void *arg)
                                     ? cs->cc.make_bev(base, cs->cc.make_bev_arg)
                                     : bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
     if (!under)
-        return NULL; /* evhttp makes a plain one: this connection is not guarded (no memory) */
+        abort(); /* out of memory: as dm_xmalloc (evhttp would make an unguarded one) */
     conn *c = dm_xcalloc(1, sizeof *c);
     c->cs = cs;
     c->under = under;
     c->fd = -1;
+    c->req = dm_req_new(c, &direct_ops, cs->c->limits.max_header_bytes + 256);
     snprintf(c->peer, sizeof c->peer, "?");
+    snprintf(c->req->peer, sizeof c->req->peer, "?");
     http_parser_init(&c->p, HTTP_REQUEST);
     c->p.data = c;
     c->timer = evtimer_new(base, on_timer, c);
@@ -742,6 +784,8 @@ struct bufferevent *dm_conns_bevcb(struct event_base *base, void *arg)
                                     BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS, free_conn, c);
     if (!c->timer || !c->bev)
         abort(); /* out of memory: as dm_xmalloc */
+    bufferevent_getcb(under, &c->under_read, &c->under_write, &c->under_event, &c->under_arg);
+    bufferevent_setcb(under, under_read_cb, under_write_cb, under_event_cb, c);
     c->out_cb = evbuffer_add_cb(bufferevent_get_output(under), on_under_output, c);
     evbuffer_add_cb(bufferevent_get_output(c->bev), on_filter_output, c);
     bufferevent_setwatermark(under, EV_WRITE, 0, UNDER_WRITE_HIGH);
@@ -790,12 +834,7 @@ static void on_complete(struct evhttp_request *req, void *arg)
         start_closing(c);
         return;
     }
-    c->state = C_HEAD;
-    c->bytes = 0;
-    http_parser_init(&c->p, HTTP_REQUEST);
-    c->p.data = c;
-    /* Bytes of the next request may already wait: parse them from the loop. */
-    bufferevent_trigger(c->under, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+    next_request(c);
 }
 
 void dm_conns_dispatch(dm_conns *cs, struct evhttp_request *req)

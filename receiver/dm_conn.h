@@ -1,5 +1,6 @@
 /* dm_conn.h - the connection layer of one worker: what a client connection may cost before a
- * handler sees its request (docs/internet-connections.md, configs/README.md "limits").
+ * handler sees its request (docs/internet-connections.md, configs/README.md "limits"), and the
+ * server of the requests the head check marks direct (the sources' POSTs, docs/hot-path.md).
  *
  * evhttp (libevent 2.1) has no hook for a new request, its headers, a connection count or its
  * own error pages, so every connection's bytes pass through a filtering bufferevent
@@ -17,7 +18,12 @@
  *   it is buffered; a body over limits.max_body_bytes (declared, or chunks adding up) gets the
  *   JSON 413; a body that would take the bodies in flight of the process past
  *   limits.max_body_memory_bytes gets 503 with Retry-After.
- * - one request at a time: the next one is read only when evhttp has answered this one.
+ * - one request at a time: the next one is read only when this one is answered.
+ * - a request the head check marks direct never reaches evhttp: its body is collected here, the
+ *   head check's authentication goes with it, and dm_conn_direct_fn gets it as a dm_req
+ *   (dm_req.h), whose answer is written straight to the socket. evhttp meanwhile waits for a
+ *   head that does not come; its idle timeout is off until the answer, as while it serves a
+ *   request itself. A client's EOF after a direct request waits until that request is answered.
  * Each refusal is answered as JSON with "Connection: close" on the underlying bufferevent,
  * logged with the peer and counted; the connection then closes once the answer is out. No
  * answer of libevent's own (an HTML error page) ever reaches a client: it is replaced by a
@@ -33,6 +39,7 @@
 
 #include "dm_auth.h"
 #include "dm_config.h"
+#include "dm_req.h"
 
 #include <stdatomic.h>
 
@@ -63,11 +70,20 @@ typedef struct dm_conn_verdict {
     int status;             /**< 0: go on; else refuse the request with this status */
     char error[320];        /**< the answer's "error" text */
     char extra[64];         /**< extra header lines of the answer ("Allow: POST\r\n"), or "" */
+    bool direct;            /**< status 0: serve it without evhttp (dm_conn_direct_fn) */
+    const void *target;     /**< with direct: what the route serves (dm_req.target) */
+    bool authed;            /**< the check authenticated the request for good: @c auth (owned)
+                                 goes to the request (dm_req.auth), also when it is refused */
+    dm_auth_outcome auth;
 } dm_conn_verdict;
 
 /** The server's check of every complete head: fills @p v (route always; a refusal, already
  *  logged and counted by the check, only for a request with a body). */
 typedef void dm_conn_head_fn(const dm_conn_head *h, dm_conn_verdict *v, void *arg);
+
+/** Serves a request the head check marked direct, once its body is complete: the handler
+ *  answers @p req (dm_req.h) now or later; the next request of the connection waits for it. */
+typedef void dm_conn_direct_fn(dm_req *req, void *arg);
 
 typedef struct dm_conn_conf {
     struct event_base *base;
@@ -77,6 +93,8 @@ typedef struct dm_conn_conf {
     _Atomic size_t *bodies; /**< bytes of the process's bodies in flight (shared, borrowed) */
     dm_conn_head_fn *on_head;
     void *on_head_arg;
+    dm_conn_direct_fn *on_direct; /**< NULL: every request goes to evhttp */
+    void *on_direct_arg;
     dm_conn_make_bev_fn *make_bev; /**< NULL: a socket bufferevent */
     void *make_bev_arg;
 } dm_conn_conf;

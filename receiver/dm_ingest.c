@@ -2,8 +2,9 @@
 #include "dm_ingest.h"
 #include "dm_access.h"
 #include "dm_acr.h"
+#include "dm_json.h"
 #include "dm_build.h"
-#include "dm_http.h"
+#include "dm_req.h"
 #include "dm_keyring.h"
 #include "dm_keys.h"
 #include "dm_log.h"
@@ -27,7 +28,6 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <stdatomic.h>
-#include <event2/http.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,7 +46,7 @@ typedef struct event_slot {
 
 struct ingest {
     dm_worker *w;
-    struct evhttp_request *req;
+    dm_req *req;
     size_t route;
     const char *path; /**< the source's route path (config, lives as long as the server) */
     char source[16];
@@ -63,22 +63,21 @@ struct ingest {
     char jti_key[DM_KEY_BUFLEN]; /**< replay marker of this request's token, or "" */
     int64_t jti_pxat;            /**< its expiry (ms since the epoch) */
     bool jti_set;                /**< this request's SET NX set the marker in Redis */
-    char rid[33];                /**< this request's id: the marker's value */
+    char rid[33];                /**< with jti_key: this request's id, the marker's value */
 };
 
-void dm_ingest_refuse(struct evhttp_request *req, size_t route, const char *path, int status,
-                      const dm_error *err)
+void dm_ingest_refuse(dm_req *req, size_t route, const char *path, int status, const dm_error *err)
 {
     /* The reason may quote the request (jansson's "near '…'", a field name): quoted. */
-    char peer[64], field[160], text[400];
+    char field[160], text[400];
     dm_metrics_inc(status == 413 ? DM_M_TOO_LARGE : DM_M_INVALID);
     dm_warn("request refused", "status=%d route=%s field=%s reason=%s peer=%s", status, path,
             dm_log_quote_str(err->field, field, sizeof field),
-            dm_log_quote_str(err->text, text, sizeof text), dm_http_peer(req, peer));
+            dm_log_quote_str(err->text, text, sizeof text), dm_req_peer(req));
     if (err->field[0])
-        dm_http_error(req, route, status, "%s: %s", err->field, err->text);
+        dm_req_error(req, route, status, "%s: %s", err->field, err->text);
     else
-        dm_http_error(req, route, status, "%s", err->text);
+        dm_req_error(req, route, status, "%s", err->text);
 }
 
 static void ignore_reply(int err, redisReply *rep, void *arg)
@@ -90,9 +89,7 @@ static void ingest_free(ingest *in)
 {
     dm_event_list_dispose(&in->list);
     dm_worker_end(in->w);
-    free(in->slots);
-    free(in->parked);
-    free(in);
+    free(in); /* its slots and marks too */
 }
 
 static size_t count_parked(const ingest *in)
@@ -120,19 +117,37 @@ static void answer_failed(ingest *in, int err)
         size_t lens[] = {3, strlen(in->jti_key)};
         dm_redis_command(dm_worker_redis(in->w), in->jti_key, ignore_reply, NULL, 2, argv, lens);
     }
-    dm_http_unavailable(in->req, in->route, in->path, err);
+    dm_req_unavailable(in->req, in->route, in->path, err);
     ingest_free(in);
+}
+
+/* {"status":"accepted","events":N,"edges":M[,"spooled":true]} into @p out (128 bytes), built
+ * without printf (every push answers it); returns its length. */
+static size_t accepted_json(char *out, const ingest *in, bool spooled)
+{
+    static const char a[] = "{\"status\":\"accepted\",\"events\":", b[] = ",\"edges\":",
+                      c[] = ",\"spooled\":true";
+    char *p = out;
+    memcpy(p, a, sizeof a - 1);
+    p = dm_req_put_uint(p + sizeof a - 1, in->events);
+    memcpy(p, b, sizeof b - 1);
+    p = dm_req_put_uint(p + sizeof b - 1, (unsigned long long)(in->edges > 0 ? in->edges : 0));
+    if (spooled) {
+        memcpy(p, c, sizeof c - 1);
+        p += sizeof c - 1;
+    }
+    *p++ = '}';
+    return (size_t)(p - out);
 }
 
 static void answer_parked(ingest *in)
 {
     char body[128];
-    snprintf(body, sizeof body, "{\"status\":\"accepted\",\"events\":%zu,\"edges\":%d}", in->events,
-             in->edges);
+    size_t n = accepted_json(body, in, false);
     count_results(in);
     dm_debug("events parked", "source=%s events=%zu edges=%d duplicates=%d", in->source, in->events,
              in->edges, in->duplicates);
-    dm_http_json(in->req, in->route, 202, body);
+    dm_req_json_n(in->req, in->route, 202, body, n);
     ingest_free(in);
 }
 
@@ -140,18 +155,16 @@ static void answer_parked(ingest *in)
  * 503 + Retry-After, counted, and the token's marker goes, so the sender can retry. */
 static void refuse_spool(ingest *in, const char *why)
 {
-    char peer[64];
     dm_metrics_inc(DM_M_SPOOL_FULL);
     dm_warn("request refused", "status=503 route=%s reason=\"%s and %s\" peer=%s", in->path,
             dm_strerror(in->first_err != DM_OK ? in->first_err : DM_EUNAVAIL), why,
-            dm_http_peer(in->req, peer));
+            dm_req_peer(in->req));
     if (in->jti_key[0]) {
         const char *argv[] = {"DEL", in->jti_key};
         size_t lens[] = {3, strlen(in->jti_key)};
         dm_redis_command(dm_worker_redis(in->w), in->jti_key, ignore_reply, NULL, 2, argv, lens);
     }
-    dm_http_error(in->req, in->route, 503,
-                  "storage unavailable and the spool is full; retry later");
+    dm_req_error(in->req, in->route, 503, "storage unavailable and the spool is full; retry later");
     ingest_free(in);
 }
 
@@ -162,10 +175,8 @@ static void on_spooled(int err, void *arg)
         refuse_spool(in, "the spool cannot write (see the spool's log line)");
         return;
     }
-    char body[160];
-    snprintf(body, sizeof body,
-             "{\"status\":\"accepted\",\"events\":%zu,\"edges\":%d,\"spooled\":true}", in->events,
-             in->edges);
+    char body[128];
+    size_t n = accepted_json(body, in, true);
     count_results(in);
     dm_metrics_add(DM_M_SPOOLED, in->nspooled);
     if (in->first_err == DM_EUNAVAIL)
@@ -175,18 +186,17 @@ static void on_spooled(int err, void *arg)
     dm_info("events spooled", "route=%s source=%s events=%zu spooled=%zu reason=\"%s\"", in->path,
             in->source, in->events, in->nspooled,
             in->waits_short ? "too few replicas confirmed" : dm_strerror(in->first_err));
-    dm_http_json(in->req, in->route, 202, body);
+    dm_req_json_n(in->req, in->route, 202, body, n);
     ingest_free(in);
 }
 
 /* The token was used by another request: 401, counted and logged. */
 static void refuse_token(ingest *in, const char *why)
 {
-    char peer[64];
     dm_metrics_inc(DM_M_AUTH_FAILED);
     dm_warn("request refused", "status=401 route=%s reason=\"%s\" peer=%s", in->path, why,
-            dm_http_peer(in->req, peer));
-    dm_http_error(in->req, in->route, 401, "bad credentials: token already used");
+            dm_req_peer(in->req));
+    dm_req_error(in->req, in->route, 401, "bad credentials: token already used");
     ingest_free(in);
 }
 
@@ -439,8 +449,8 @@ static int check_replay(ingest *in)
  * anything else) and logged. A subscription is confirmed by a GET of its SubscribeURL: with
  * confirm_subscriptions the fetcher (dm_fetch.h, main thread) issues it and logs the outcome;
  * otherwise the URL is logged for an operator to open. */
-static void sns_control(struct evhttp_request *req, size_t route, const char *path,
-                        const dm_auth_entry *e, dm_sns_cache *cache, const dm_sns_message *m)
+static void sns_control(dm_req *req, size_t route, const char *path, const dm_auth_entry *e,
+                        dm_sns_cache *cache, const dm_sns_message *m)
 {
     char url[600], topic[300];
     bool confirmation = m->type == DM_SNS_SUBSCRIPTION_CONFIRMATION;
@@ -455,21 +465,20 @@ static void sns_control(struct evhttp_request *req, size_t route, const char *pa
     dm_log_quote(su, strlen(su), url, sizeof url);
     if (confirmation && e && e->confirm_subscriptions && cache) {
         if (!dm_sns_cache_confirm(cache, su)) {
-            char peer[64];
             dm_warn("request refused",
                     "status=503 route=%s reason=\"too many subscription "
                     "confirmations pending\" topic=%s peer=%s",
-                    path, topic, dm_http_peer(req, peer));
-            dm_http_error(req, route, 503,
-                          "too many subscription confirmations pending; "
-                          "retry later");
+                    path, topic, dm_req_peer(req));
+            dm_req_error(req, route, 503,
+                         "too many subscription confirmations pending; "
+                         "retry later");
             return;
         }
         dm_metrics_inc(DM_M_IGNORED);
         dm_info("sns subscription confirmation: confirming", "route=%s topic=%s subscribe_url=%s",
                 path, topic, url);
-        dm_http_json(req, route, 200,
-                     "{\"status\":\"ignored\",\"reason\":\"subscription being confirmed\"}");
+        dm_req_json(req, route, 200,
+                    "{\"status\":\"ignored\",\"reason\":\"subscription being confirmed\"}");
         return;
     }
     dm_metrics_inc(DM_M_IGNORED);
@@ -477,10 +486,10 @@ static void sns_control(struct evhttp_request *req, size_t route, const char *pa
            confirmation ? "sns subscription confirmation: open subscribe_url to confirm"
                         : "sns unsubscribe confirmation",
            "route=%s topic=%s subscribe_url=%s", path, topic, url);
-    dm_http_json(req, route, 200,
-                 confirmation
-                     ? "{\"status\":\"ignored\",\"reason\":\"subscription confirmation logged\"}"
-                     : "{\"status\":\"ignored\",\"reason\":\"unsubscribe confirmation\"}");
+    dm_req_json(req, route, 200,
+                confirmation
+                    ? "{\"status\":\"ignored\",\"reason\":\"subscription confirmation logged\"}"
+                    : "{\"status\":\"ignored\",\"reason\":\"unsubscribe confirmation\"}");
 }
 
 /* A verified CI token: the build identity comes from its claims, never from the body. */
@@ -506,24 +515,22 @@ static int token_identity(const dm_auth_outcome *auth, const char *body, size_t 
 /* libevent refuses only bodies over twice the limit (dm_server.c sets that cap), so the limit
  * itself is enforced here, with a JSON 413, a log line and a counter. Returns false after
  * answering. */
-static bool body_fits(dm_worker *w, struct evhttp_request *req, size_t route, const char *path,
-                      size_t len)
+static bool body_fits(dm_worker *w, dm_req *req, size_t route, const char *path, size_t len)
 {
     size_t limit = dm_worker_app(w)->conf->limits.max_body_bytes;
     if (len <= limit)
         return true;
-    char peer[64];
     dm_metrics_inc(DM_M_TOO_LARGE);
     dm_warn("request refused", "status=413 route=%s bytes=%zu limit=%zu peer=%s", path, len, limit,
-            dm_http_peer(req, peer));
-    dm_http_error(req, route, 413, "body of %zu bytes exceeds limits.max_body_bytes (%zu)", len,
-                  limit);
+            dm_req_peer(req));
+    dm_req_error(req, route, 413, "body of %zu bytes exceeds limits.max_body_bytes (%zu)", len,
+                 limit);
     return false;
 }
 
 /* The source's quota (sources[].rate): per source and per credential, shared by the workers.
  * Returns false after answering 429 with Retry-After; @p auth is then disposed. */
-static bool within_quota(struct evhttp_request *req, size_t route, const dm_source_conf *src,
+static bool within_quota(dm_req *req, size_t route, const dm_source_conf *src,
                          dm_auth_outcome *auth)
 {
     if (!(src->rate.per_second > 0))
@@ -536,59 +543,69 @@ static bool within_quota(struct evhttp_request *req, size_t route, const dm_sour
     if (v == DM_QUOTA_OK)
         return true;
     int64_t after_s = dm_rate_retry_after_s(wait_ms);
-    char peer[64], credq[200], after[24];
+    char credq[200], after[24];
     dm_metrics_inc(DM_M_RATE_LIMITED);
     dm_warn("request refused",
             "status=429 route=%s reason=\"quota exceeded\" quota=%s credential=%s "
             "retry_after_s=%lld peer=%s",
             src->path, v == DM_QUOTA_SOURCE ? "source" : "credential",
-            dm_log_quote_str(cred, credq, sizeof credq), (long long)after_s,
-            dm_http_peer(req, peer));
+            dm_log_quote_str(cred, credq, sizeof credq), (long long)after_s, dm_req_peer(req));
     snprintf(after, sizeof after, "%lld", (long long)after_s);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", after);
-    dm_http_error(req, route, 429,
-                  "too many requests for this %s (sources[].rate); retry in %lld s",
-                  v == DM_QUOTA_SOURCE ? "source" : "credential", (long long)after_s);
+    dm_req_add_header(req, "Retry-After", after);
+    dm_req_error(req, route, 429, "too many requests for this %s (sources[].rate); retry in %lld s",
+                 v == DM_QUOTA_SOURCE ? "source" : "credential", (long long)after_s);
     dm_auth_outcome_dispose(auth);
     return false;
 }
 
+/* The events of @p body (or of a verified SNS envelope's message) by the source's type; the
+ * document lives only in here, in the thread's parse arena (dm_json.h). */
+static int parse_events(const dm_source_conf *src, const dm_auth_outcome *auth, const char *body,
+                        size_t len, dm_event_list *events, int *status, dm_error *err)
+{
+    int rc;
+    dm_json_arena_begin();
+    if (src->type == DM_SRC_ACR) {
+        rc = dm_acr_parse(body, len, events, err);
+    } else if (src->type == DM_SRC_ECR && auth->sns) {
+        /* The EventBridge event travels as a JSON string inside the signed envelope. */
+        rc = dm_ecr_parse(auth->sns->message, strlen(auth->sns->message), events, err);
+    } else if (src->type == DM_SRC_ECR) {
+        rc = dm_ecr_parse(body, len, events, err);
+    } else if (src->type == DM_SRC_GAR) {
+        rc = dm_gar_parse(body, len, events, err);
+    } else if (auth->claims) {
+        dm_build_info id = {0};
+        rc = token_identity(auth, body, len, &id, status, err);
+        if (rc == DM_OK)
+            rc = dm_build_parse(body, len, &id, events, err);
+        dm_build_info_dispose(&id);
+    } else {
+        rc = dm_build_parse(body, len, NULL, events, err);
+    }
+    dm_json_arena_end();
+    return rc;
+}
+
 /* Adapt the body (or the message of a verified SNS envelope) by the source's type into
  * @p events. Returns false after answering: refused, or an SNS control message. */
-static bool adapt(struct evhttp_request *req, size_t route, const dm_source_conf *src,
-                  const dm_auth_outcome *auth, const char *body, size_t len, dm_event_list *events)
+static bool adapt(dm_req *req, size_t route, const dm_source_conf *src, const dm_auth_outcome *auth,
+                  const char *body, size_t len, dm_event_list *events)
 {
     dm_error err = {0};
-    int status = 400, rc;
-    if (src->type == DM_SRC_ACR) {
-        rc = dm_acr_parse(body, len, events, &err);
-    } else if (auth->sns && src->type != DM_SRC_ECR) {
+    int status = 400;
+    if (auth->sns && src->type != DM_SRC_ECR && src->type != DM_SRC_ACR) {
         /* The configuration refuses this; never trust an unsigned body on its strength. */
         dm_error e = {0};
         dm_error_set(&e, "", "SNS envelopes are accepted on ECR sources only");
         dm_ingest_refuse(req, route, src->path, 401, &e);
         return false;
-    } else if (src->type == DM_SRC_ECR && auth->sns) {
-        if (auth->sns->type != DM_SNS_NOTIFICATION) {
-            sns_control(req, route, src->path, auth->entry, auth->sns_cache, auth->sns);
-            return false;
-        }
-        /* The EventBridge event travels as a JSON string inside the signed envelope. */
-        rc = dm_ecr_parse(auth->sns->message, strlen(auth->sns->message), events, &err);
-    } else if (src->type == DM_SRC_ECR) {
-        rc = dm_ecr_parse(body, len, events, &err);
-    } else if (src->type == DM_SRC_GAR) {
-        rc = dm_gar_parse(body, len, events, &err);
-    } else if (auth->claims) {
-        dm_build_info id = {0};
-        rc = token_identity(auth, body, len, &id, &status, &err);
-        if (rc == DM_OK)
-            rc = dm_build_parse(body, len, &id, events, &err);
-        dm_build_info_dispose(&id);
-    } else {
-        rc = dm_build_parse(body, len, NULL, events, &err);
     }
-    if (rc != DM_OK) {
+    if (src->type == DM_SRC_ECR && auth->sns && auth->sns->type != DM_SNS_NOTIFICATION) {
+        sns_control(req, route, src->path, auth->entry, auth->sns_cache, auth->sns);
+        return false;
+    }
+    if (parse_events(src, auth, body, len, events, &status, &err) != DM_OK) {
         dm_ingest_refuse(req, route, src->path, err.status && status == 400 ? err.status : status,
                          &err);
         return false;
@@ -597,8 +614,7 @@ static bool adapt(struct evhttp_request *req, size_t route, const dm_source_conf
 }
 
 /* A request that carried nothing to park (a ping, a chart push, …): acknowledged, 200. */
-static void answer_ignored(struct evhttp_request *req, size_t route, const char *path,
-                           const dm_event_list *events)
+static void answer_ignored(dm_req *req, size_t route, const char *path, const dm_event_list *events)
 {
     char out[160];
     const char *why = events->ignored ? events->ignored : "no events";
@@ -606,7 +622,7 @@ static void answer_ignored(struct evhttp_request *req, size_t route, const char 
     char q[96];
     dm_info("request ignored", "route=%s reason=%s", path, dm_log_quote_str(why, q, sizeof q));
     snprintf(out, sizeof out, "{\"status\":\"ignored\",\"reason\":\"%s\"}", why);
-    dm_http_json(req, route, 200, out);
+    dm_req_json(req, route, 200, out);
 }
 
 /* A random id for this request (the value of its token's replay marker). */
@@ -625,8 +641,8 @@ static void request_id(char out[33])
 
 /* Park @p events (taken over) after the replay check of a token with a jti; @p auth is
  * disposed. Redis not ready: the events go to the spool at once. */
-static void park(dm_worker *w, struct evhttp_request *req, size_t route, const char *path,
-                 dm_event_list *events, dm_auth_outcome *auth)
+static void park(dm_worker *w, dm_req *req, size_t route, const char *path, dm_event_list *events,
+                 dm_auth_outcome *auth)
 {
     dm_redis *r = dm_worker_redis(w);
     /* On a cluster, ready while any master is: the events of a shard whose master is away
@@ -640,10 +656,14 @@ static void park(dm_worker *w, struct evhttp_request *req, size_t route, const c
         int why = ready ? DM_EBUSY : DM_EUNAVAIL;
         dm_event_list_dispose(events);
         dm_auth_outcome_dispose(auth);
-        dm_http_unavailable(req, route, path, why);
+        dm_req_unavailable(req, route, path, why);
         return;
     }
-    ingest *in = dm_xcalloc(1, sizeof *in);
+    /* One allocation: the request, a slot per event, a mark per event. */
+    size_t n = events->n;
+    ingest *in = dm_xcalloc(1, sizeof *in + n * sizeof *in->slots + n);
+    in->slots = (event_slot *)(in + 1);
+    in->parked = (unsigned char *)(in->slots + n);
     in->w = w;
     in->req = req;
     in->route = route;
@@ -651,13 +671,13 @@ static void park(dm_worker *w, struct evhttp_request *req, size_t route, const c
     in->list = *events;
     in->events = events->n;
     in->arrival_ms = dm_now_ms();
-    in->slots = dm_xcalloc(events->n, sizeof *in->slots);
-    in->parked = dm_xcalloc(events->n, 1);
     for (size_t i = 0; i < events->n; i++)
         in->slots[i] = (event_slot){in, i};
-    request_id(in->rid);
-    snprintf(in->source, sizeof in->source, "%s", events->v[0].source);
+    size_t sl = strnlen(events->v[0].source, sizeof in->source - 1);
+    memcpy(in->source, events->v[0].source, sl); /* in->source is zeroed */
     bool has_jti = dm_ingest_wants_replay_check(auth);
+    if (has_jti) /* only a token's replay marker needs one */
+        request_id(in->rid);
     int rc = has_jti ? replay_marker(in, auth->claims) : DM_OK;
     dm_auth_outcome_dispose(auth);
     if (rc != DM_OK) {
@@ -676,17 +696,15 @@ static void park(dm_worker *w, struct evhttp_request *req, size_t route, const c
     }
 }
 
-void dm_ingest_handle(dm_worker *w, struct evhttp_request *req, const dm_route_match *m)
+void dm_ingest_handle(dm_worker *w, dm_req *req, const dm_route_match *m)
 {
     const dm_source_conf *src = m->source;
-    struct evbuffer *buf = evhttp_request_get_input_buffer(req);
-    size_t len = evbuffer_get_length(buf);
+    size_t len = req->len;
     if (!body_fits(w, req, m->id, src->path, len))
         return;
-    const char *body = len ? (const char *)evbuffer_pullup(buf, -1) : "";
+    const char *body = req->body;
     dm_auth_outcome auth;
-    if (!dm_access_verify(req, m->id, src->path, dm_worker_app(w)->trust, &src->auth,
-                          (const unsigned char *)body, len, &auth))
+    if (!dm_access_verify(req, m->id, src->path, dm_worker_app(w)->trust, &src->auth, &auth))
         return;
     if (!within_quota(req, m->id, src, &auth))
         return;

@@ -13,7 +13,7 @@
 #include <jansson.h>
 
 /** POST to a source's path (@p m->source). Route handler (dm_routes.h). */
-void dm_ingest_handle(dm_worker *w, struct evhttp_request *req, const dm_route_match *m);
+void dm_ingest_handle(dm_worker *w, dm_req *req, const dm_route_match *m);
 
 /**
  * Refuse a request an adapter or a check turned down with @p err: answer @p status with
@@ -21,8 +21,7 @@ void dm_ingest_handle(dm_worker *w, struct evhttp_request *req, const dm_route_m
  * digestmap_body_too_large_total, anything else as an invalid request). Every ingest route
  * (events, findings, snapshots) refuses this way.
  */
-void dm_ingest_refuse(struct evhttp_request *req, size_t route, const char *path, int status,
-                      const dm_error *err);
+void dm_ingest_refuse(dm_req *req, size_t route, const char *path, int status, const dm_error *err);
 
 /**
  * Whether the request @p auth let in carries a token whose jti must be accepted once: an OIDC
@@ -43,8 +42,8 @@ int dm_ingest_replay_marker(const dm_app *app, const json_t *claims, char key[DM
  * bytes) authenticated by @p auth (taken over: disposed here), stored shard by shard; answers
  * 202, 200 stale, 400/413, or 503 + Retry-After (no spool for snapshots: the reporter retries).
  */
-void dm_ingest_k8s(dm_worker *w, struct evhttp_request *req, const dm_route_match *m,
-                   const char *body, size_t len, dm_auth_outcome *auth);
+void dm_ingest_k8s(dm_worker *w, dm_req *req, const dm_route_match *m, const char *body, size_t len,
+                   dm_auth_outcome *auth);
 
 /**
  * Findings reports on the sources' routes (dm_ingest_findings.c, docs/findings.md): the
@@ -63,8 +62,7 @@ void dm_ingest_k8s(dm_worker *w, struct evhttp_request *req, const dm_route_matc
  * false when it is not a findings report (an ECR push or delete, an SNS control message):
  * the caller goes on with it, @p auth untouched.
  */
-bool dm_ingest_findings(dm_worker *w, struct evhttp_request *req, size_t route,
-                        const dm_source_conf *src, dm_auth_outcome *auth, const char *body,
-                        size_t len);
+bool dm_ingest_findings(dm_worker *w, dm_req *req, size_t route, const dm_source_conf *src,
+                        dm_auth_outcome *auth, const char *body, size_t len);
 
 #endif

@@ -3,7 +3,7 @@
 #include "dm_build.h"
 #include "dm_ecr.h"
 #include "dm_finding.h"
-#include "dm_http.h"
+#include "dm_req.h"
 #include "dm_ingest.h"
 #include "dm_join.h"
 #include "dm_keys.h"
@@ -15,7 +15,6 @@
 #include "dm_sns.h"
 #include "dm_wait.h"
 
-#include <event2/http.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +30,7 @@ _Static_assert(DM_FINDING_MAX_DIGESTS + 2 <= DM_MAX_EVENTS_PER_REQUEST * 2,
 /* One findings report being stored: owns its JSON document and the right to answer once. */
 typedef struct findings_req {
     dm_worker *w;
-    struct evhttp_request *req;
+    dm_req *req;
     size_t route;
     const char *path; /**< the source's route path (config, lives as long as the server) */
     char scanner[16];
@@ -70,7 +69,7 @@ static void answer_stored(findings_req *fq)
             (unsigned long long)fq->records, (unsigned long long)fq->routed);
     snprintf(body, sizeof body, "{\"status\":\"accepted\",\"findings\":%llu,\"routed\":%llu}",
              (unsigned long long)fq->received, (unsigned long long)fq->routed);
-    dm_http_json(fq->req, fq->route, 202, body);
+    dm_req_json(fq->req, fq->route, 202, body);
     req_free(fq);
 }
 
@@ -91,7 +90,7 @@ static void answer_failed(findings_req *fq)
     if (fq->reply[0])
         dm_warn("findings not stored", "route=%s scanner=%s reply=%s", fq->path, fq->scanner,
                 fq->reply);
-    dm_http_unavailable(fq->req, fq->route, fq->path, fq->first_err);
+    dm_req_unavailable(fq->req, fq->route, fq->path, fq->first_err);
     req_free(fq);
 }
 
@@ -231,12 +230,11 @@ static void on_jti(int err, redisReply *rep, void *arg)
         return;
     }
     if (rep->type == REDIS_REPLY_NIL) {
-        char peer[64];
         dm_metrics_inc(DM_M_AUTH_FAILED);
         dm_warn("request refused",
                 "status=401 route=%s reason=\"token replayed (jti seen)\" peer=%s", fq->path,
-                dm_http_peer(fq->req, peer));
-        dm_http_error(fq->req, fq->route, 401, "bad credentials: token already used");
+                dm_req_peer(fq->req));
+        dm_req_error(fq->req, fq->route, 401, "bad credentials: token already used");
         req_free(fq);
         return;
     }
@@ -245,14 +243,14 @@ static void on_jti(int err, redisReply *rep, void *arg)
 
 /* Store @p rep (taken over) digest by digest, after the replay check of a token with a jti
  * (@p jti_key, or NULL; its marker expires at @p jti_pxat). */
-static void store_report(dm_worker *w, struct evhttp_request *req, size_t route, const char *path,
+static void store_report(dm_worker *w, dm_req *req, size_t route, const char *path,
                          dm_finding_report *rep, const char *jti_key, int64_t jti_pxat)
 {
     dm_redis *r = dm_worker_redis(w);
     if (dm_redis_room_for(r, NULL) < rep->ndigests + 1 || !dm_worker_begin(w)) {
         int why = dm_redis_ready_for(r, NULL) ? DM_EBUSY : DM_EUNAVAIL;
         dm_finding_report_dispose(rep);
-        dm_http_unavailable(req, route, path, why);
+        dm_req_unavailable(req, route, path, why);
         return;
     }
     findings_req *fq = dm_xcalloc(1, sizeof *fq);
@@ -289,9 +287,8 @@ static void store_report(dm_worker *w, struct evhttp_request *req, size_t route,
     }
 }
 
-bool dm_ingest_findings(dm_worker *w, struct evhttp_request *req, size_t route,
-                        const dm_source_conf *src, dm_auth_outcome *auth, const char *body,
-                        size_t len)
+bool dm_ingest_findings(dm_worker *w, dm_req *req, size_t route, const dm_source_conf *src,
+                        dm_auth_outcome *auth, const char *body, size_t len)
 {
     if (src->type != DM_SRC_SCAN && src->type != DM_SRC_ECR)
         return false;
@@ -339,7 +336,7 @@ bool dm_ingest_findings(dm_worker *w, struct evhttp_request *req, size_t route,
         dm_info("request ignored", "route=%s reason=%s", src->path,
                 dm_log_quote_str(why, q, sizeof q));
         snprintf(out, sizeof out, "{\"status\":\"ignored\",\"reason\":\"%s\"}", why);
-        dm_http_json(req, route, 200, out);
+        dm_req_json(req, route, 200, out);
         dm_finding_report_dispose(&rep);
         return true;
     }

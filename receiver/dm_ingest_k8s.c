@@ -10,7 +10,7 @@
  */
 #include "dm_common.h"
 #include "dm_ingest.h"
-#include "dm_http.h"
+#include "dm_req.h"
 #include "dm_k8s.h"
 #include "dm_keys.h"
 #include "dm_log.h"
@@ -20,7 +20,6 @@
 #include "dm_time.h"
 #include "dm_wait.h"
 
-#include <event2/http.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -30,7 +29,7 @@
 /* One snapshot being stored: owns its per-shard arguments and the right to answer once. */
 typedef struct k8s_ingest {
     dm_worker *w;
-    struct evhttp_request *req;
+    dm_req *req;
     size_t route;
     const char *path; /**< the source's path (config, lives as long as the server) */
     char *cluster;
@@ -76,7 +75,7 @@ static void answer_failed(k8s_ingest *in, int err)
         size_t lens[] = {3, strlen(in->jti_key)};
         dm_redis_command(dm_worker_redis(in->w), in->jti_key, ignore_reply, NULL, 2, argv, lens);
     }
-    dm_http_unavailable(in->req, in->route, in->path, err);
+    dm_req_unavailable(in->req, in->route, in->path, err);
     k8s_free(in);
 }
 
@@ -90,7 +89,7 @@ static void answer(k8s_ingest *in)
                 "route=%s cluster=%s reason=stale taken_at_ms=%lld "
                 "stored_taken_at_ms=%lld",
                 in->path, cq, (long long)in->taken_at_ms, in->stored_at);
-        dm_http_json(in->req, in->route, 200, "{\"status\":\"ignored\",\"reason\":\"stale\"}");
+        dm_req_json(in->req, in->route, 200, "{\"status\":\"ignored\",\"reason\":\"stale\"}");
     } else {
         dm_metrics_inc(DM_M_K8S_SNAPSHOTS);
         dm_metrics_add(DM_M_K8S_WORKLOADS, in->workloads);
@@ -107,7 +106,7 @@ static void answer(k8s_ingest *in)
                     in->path, cq, (long long)in->taken_at_ms, in->applied, in->stale,
                     in->stored_at);
         snprintf(body, sizeof body, "{\"status\":\"accepted\",\"workloads\":%zu}", in->workloads);
-        dm_http_json(in->req, in->route, 202, body);
+        dm_req_json(in->req, in->route, 202, body);
     }
     k8s_free(in);
 }
@@ -222,12 +221,11 @@ static void on_jti(int err, redisReply *rep, void *arg)
         return;
     }
     if (rep->type == REDIS_REPLY_NIL) {
-        char peer[64];
         dm_metrics_inc(DM_M_AUTH_FAILED);
         dm_warn("request refused",
                 "status=401 route=%s reason=\"token replayed (jti seen)\" peer=%s", in->path,
-                dm_http_peer(in->req, peer));
-        dm_http_error(in->req, in->route, 401, "bad credentials: token already used");
+                dm_req_peer(in->req));
+        dm_req_error(in->req, in->route, 401, "bad credentials: token already used");
         k8s_free(in);
         return;
     }
@@ -239,10 +237,10 @@ static void on_jti(int err, redisReply *rep, void *arg)
  * limits.max_snapshot_workload_images, 400 for a taken_at beyond the clock skew (it would make
  * every honest snapshot of the cluster stale until then). Logged and counted; false when the
  * snapshot may be stored. */
-static bool refused(struct evhttp_request *req, size_t route, const dm_source_conf *src,
-                    const dm_app *app, const dm_k8s_snapshot *snap)
+static bool refused(dm_req *req, size_t route, const dm_source_conf *src, const dm_app *app,
+                    const dm_k8s_snapshot *snap)
 {
-    char peer[64], cq[300];
+    char cq[300];
     bool listed = src->nclusters == 0;
     for (size_t i = 0; !listed && i < src->nclusters; i++)
         listed = strcmp(src->clusters[i], snap->cluster) == 0;
@@ -251,9 +249,9 @@ static bool refused(struct evhttp_request *req, size_t route, const dm_source_co
         dm_warn("request refused",
                 "status=403 route=%s cluster=%s reason=\"cluster not in the source's clusters\" "
                 "peer=%s",
-                src->path, dm_log_quote_str(snap->cluster, cq, sizeof cq), dm_http_peer(req, peer));
-        dm_http_error(req, route, 403, "cluster: \"%s\" is not a cluster this source may report",
-                      snap->cluster); /* checked by dm_k8s_parse: no quote or control byte */
+                src->path, dm_log_quote_str(snap->cluster, cq, sizeof cq), dm_req_peer(req));
+        dm_req_error(req, route, 403, "cluster: \"%s\" is not a cluster this source may report",
+                     snap->cluster); /* checked by dm_k8s_parse: no quote or control byte */
         return true;
     }
     /* Each (workload, digest) pair is a w: field and an index member, written in one script
@@ -347,8 +345,8 @@ static void split(k8s_ingest *in, const dm_k8s_snapshot *snap)
     free(digests);
 }
 
-void dm_ingest_k8s(dm_worker *w, struct evhttp_request *req, const dm_route_match *m,
-                   const char *body, size_t len, dm_auth_outcome *auth)
+void dm_ingest_k8s(dm_worker *w, dm_req *req, const dm_route_match *m, const char *body, size_t len,
+                   dm_auth_outcome *auth)
 {
     const dm_source_conf *src = m->source;
     const dm_app *app = dm_worker_app(w);
@@ -373,7 +371,7 @@ void dm_ingest_k8s(dm_worker *w, struct evhttp_request *req, const dm_route_matc
     unsigned shards = app->join.shards;
     /* All shards or none: a partly queued snapshot would answer 503 after doing the work. */
     if (!dm_redis_ready(r) || dm_redis_room(r) < shards + 1 || !dm_worker_begin(w)) {
-        dm_http_unavailable(req, m->id, src->path, dm_redis_ready(r) ? DM_EBUSY : DM_EUNAVAIL);
+        dm_req_unavailable(req, m->id, src->path, dm_redis_ready(r) ? DM_EBUSY : DM_EUNAVAIL);
         dm_k8s_snapshot_dispose(&snap);
         dm_auth_outcome_dispose(auth);
         return;

@@ -68,13 +68,22 @@ static const char *allowed(const dm_route *r)
     return r->methods == DM_ROUTE_GET ? "GET" : r->methods == DM_ROUTE_POST ? "POST" : "GET, POST";
 }
 
+/* The sources' routes are served by the connection layer (dm_routes_direct): evhttp sees none
+ * of their POSTs as long as every connection is framed there (dm_conn.h). */
+static void source_via_evhttp(dm_worker *w, struct evhttp_request *req, const dm_route_match *m)
+{
+    (void)w;
+    dm_error("request not framed by the connection layer", "route=%s", m->name);
+    dm_http_error(req, m->id, 503, "retry later");
+}
+
 /* The route of @p path into @p r and @p m; false when none matches (m->id: "other"). */
 static bool find(const dm_config *conf, const char *path, dm_route *r, dm_route_match *m)
 {
     for (size_t i = 0; i < conf->nsources; i++) {
         const dm_source_conf *src = &conf->sources[i];
         if (strcmp(path, src->path) == 0) {
-            *r = (dm_route){src->path, false, DM_ROUTE_POST, dm_ingest_handle, src->path, false};
+            *r = (dm_route){src->path, false, DM_ROUTE_POST, source_via_evhttp, src->path, false};
             *m = (dm_route_match){ROUTE_SOURCES + i, r->metric, "", src};
             return true;
         }
@@ -128,9 +137,25 @@ static bool body_may_pass(const dm_auth_list *list, const dm_conn_head *h)
     return false;
 }
 
-/* Credentials carried in headers, checked before the body is read. */
+/* Whether @p out, which passed, is what checking the request again with its body would
+ * conclude: no entry before the one that passed could pass with the body (an hmac-sha256 or sns
+ * entry whose header is present). */
+static bool final_at_head(const dm_auth_list *list, const dm_auth_outcome *out,
+                          const dm_conn_head *h)
+{
+    for (size_t i = 0; i < list->n && &list->v[i] != out->entry; i++) {
+        const dm_auth_entry *e = &list->v[i];
+        if ((e->type == DM_AUTH_HMAC || e->type == DM_AUTH_SNS) && h->find(h->find_ctx, e->name))
+            return false;
+    }
+    return out->entry != NULL;
+}
+
+/* Credentials carried in headers, checked before the body is read. A request they let in for
+ * good keeps the outcome (@p keep: a source's route), so that its handler does not check them
+ * again. */
 static void head_auth(const dm_app *app, const dm_auth_list *list, const dm_conn_head *h,
-                      dm_conn_verdict *v)
+                      dm_conn_verdict *v, bool keep)
 {
     dm_auth_outcome out;
     dm_auth_verify(app->trust, list, h->find, h->find_ctx, NULL, 0, dm_now_ms() / 1000, &out);
@@ -139,6 +164,11 @@ static void head_auth(const dm_app *app, const dm_auth_list *list, const dm_conn
     if (refuse)
         v->status =
             dm_access_refusal(&out, v->route_name, h->peer, true, v->error, sizeof v->error);
+    if (keep && out.result == DM_AUTH_OK && final_at_head(list, &out, h)) {
+        v->auth = out;
+        v->authed = true;
+        return;
+    }
     dm_auth_outcome_dispose(&out);
 }
 
@@ -150,6 +180,9 @@ void dm_routes_check_head(const dm_conn_head *h, dm_conn_verdict *v, void *arg)
     bool found = find(app->conf, h->path, &r, &m);
     v->route = m.id;
     v->route_name = m.name;
+    /* A source's POST is served by the connection layer itself (dm_routes_direct). */
+    v->direct = m.source && method_allowed(h->method, r.methods);
+    v->target = m.source;
     if (!h->body)
         return; /* nothing to spare: the handler answers as usual */
     if (!found) {
@@ -163,7 +196,7 @@ void dm_routes_check_head(const dm_conn_head *h, dm_conn_verdict *v, void *arg)
         dm_metrics_inc(DM_M_AUTH_FAILED);
         head_refuse(v, h, 401, "no api.auth configured", "query API disabled: configure api.auth");
     } else if (r.api || m.source) {
-        head_auth(app, r.api ? &app->conf->api_auth : &m.source->auth, h, v);
+        head_auth(app, r.api ? &app->conf->api_auth : &m.source->auth, h, v, v->direct);
     }
 }
 
@@ -179,6 +212,13 @@ static void serve(dm_worker *w, struct evhttp_request *req, const dm_route *r,
         dm_ui_headers(req); /* the page's headers on every answer of its route */
     evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allowed(r));
     dm_http_error(req, m->id, 405, "method not allowed; use %s", allowed(r));
+}
+
+void dm_routes_direct(dm_worker *w, dm_req *req)
+{
+    const dm_source_conf *src = req->target;
+    dm_route_match m = {req->route, req->route_name, "", src};
+    dm_ingest_handle(w, req, &m);
 }
 
 void dm_routes_dispatch(dm_worker *w, const dm_config *conf, struct evhttp_request *req)

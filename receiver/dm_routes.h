@@ -45,9 +45,16 @@ void dm_routes_init_metrics(const dm_config *conf);
  * answer: 404, 405, or credentials carried in headers that no entry of the route's auth list
  * accepts (401/403; an hmac-sha256 entry whose header is present, an sns entry whose
  * x-amz-sns-message-type is present, or a none entry wait for the body). A refusal is logged
- * and counted here, as the handlers would.
+ * and counted here, as the handlers would. A source's POST is made direct (served by
+ * dm_routes_direct, never by evhttp), and when the head's credentials let it in for good (no
+ * entry that needs the body comes before the one that passed) the outcome goes with it, so
+ * that they are checked once.
  */
 void dm_routes_check_head(const dm_conn_head *h, dm_conn_verdict *v, void *arg);
+
+/** Serve @p req, a source's POST the head check made direct (dm_conn.h): its ingest
+ *  (dm_ingest_handle). */
+void dm_routes_direct(dm_worker *w, dm_req *req);
 
 /** Answer @p req (on worker @p w): its route's handler, 405 or 404. */
 void dm_routes_dispatch(dm_worker *w, const dm_config *conf, struct evhttp_request *req);

@@ -34,6 +34,13 @@ static void on_request(dm_worker *w, struct evhttp_request *req, void *arg)
     dm_routes_dispatch(w, s->app.conf, req);
 }
 
+/* The same for the requests the connection layer serves itself (the sources' routes). */
+static void on_direct(dm_worker *w, dm_req *req, void *arg)
+{
+    (void)arg;
+    dm_routes_direct(w, req);
+}
+
 static void *worker_main(void *arg)
 {
     dm_worker_run(arg);
@@ -209,6 +216,7 @@ static int create_workers(dm_server *s, int rc, const int *fds, char *err, size_
             .nprotected = s->nprotected,
             .on_request = on_request,
             .on_request_arg = s,
+            .on_direct = on_direct,
             .on_head = dm_routes_check_head,
             .on_head_arg = &s->app,
             .max_connections = conns / s->workers.n,

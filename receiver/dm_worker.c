@@ -34,6 +34,8 @@ struct dm_worker {
     dm_worker_siblings *siblings;
     dm_worker_request_fn *on_request;
     void *on_request_arg;
+    dm_worker_direct_fn *on_direct;
+    void *on_direct_arg;
     struct event_base *base;
     struct evhttp *http;
     struct evhttp_bound_socket *bound;
@@ -176,6 +178,12 @@ static void on_request(struct evhttp_request *req, void *arg)
     w->on_request(w, req, w->on_request_arg);
 }
 
+static void on_direct(dm_req *req, void *arg)
+{
+    dm_worker *w = arg;
+    w->on_direct(w, req, w->on_direct_arg);
+}
+
 /*---------------------------------------------------------------- draining ---*/
 
 /* Let evhttp write the last answers out, then end the loop. */
@@ -294,6 +302,8 @@ static int worker_http(dm_worker *w, const dm_worker_conf *wc, char *err, size_t
                                             .bodies = &w->siblings->bodies,
                                             .on_head = wc->on_head,
                                             .on_head_arg = wc->on_head_arg,
+                                            .on_direct = wc->on_direct ? on_direct : NULL,
+                                            .on_direct_arg = w,
                                             .make_bev = wc->make_bev,
                                             .make_bev_arg = wc->make_bev_arg});
     evhttp_set_bevcb(w->http, dm_conns_bevcb, w->conns);
@@ -411,6 +421,8 @@ int dm_worker_new(const dm_worker_conf *wc, dm_worker **out, char *err, size_t e
     w->siblings = wc->siblings;
     w->on_request = wc->on_request;
     w->on_request_arg = wc->on_request_arg;
+    w->on_direct = wc->on_direct;
+    w->on_direct_arg = wc->on_direct_arg;
     w->fd = wc->fd;
     int rc = worker_init(w, wc, err, errlen);
     if (rc != DM_OK) {

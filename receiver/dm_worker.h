@@ -82,6 +82,9 @@ typedef struct dm_worker_siblings {
 /** Answers one request of worker @p w (the server's route table); runs on @p w's thread. */
 typedef void dm_worker_request_fn(dm_worker *w, struct evhttp_request *req, void *arg);
 
+/** Answers one request the connection layer serves without evhttp (dm_req.h, dm_conn.h). */
+typedef void dm_worker_direct_fn(dm_worker *w, dm_req *req, void *arg);
+
 typedef struct dm_worker_conf {
     int id;                              /**< 1..siblings->n; in log lines, and worker 1 sweeps */
     const dm_app *app;                   /**< borrowed until dm_worker_free */
@@ -91,8 +94,10 @@ typedef struct dm_worker_conf {
     const char *const *protected_groups; /**< the consumer groups worker 1's trimmer waits for
                                               (borrowed likewise) */
     size_t nprotected;
-    dm_worker_request_fn *on_request; /**< every request goes here */
+    dm_worker_request_fn *on_request; /**< every request evhttp serves goes here */
     void *on_request_arg;
+    dm_worker_direct_fn *on_direct; /**< every request the head check made direct goes here */
+    void *on_direct_arg;
     dm_conn_head_fn *on_head; /**< every complete request head goes here first (dm_conn.h) */
     void *on_head_arg;
     int max_connections;           /**< this worker's share of limits.max_connections */

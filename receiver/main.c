@@ -6,6 +6,7 @@
  * (reloading the TLS certificate on SIGHUP), and stop in reverse order.
  */
 #include "dm_common.h"
+#include "dm_json.h"
 #include "dm_auth.h"
 #include "dm_config.h"
 #include "dm_fetch.h"
@@ -212,6 +213,8 @@ int main(int argc, char **argv)
     if (rc >= 0)
         return rc;
 
+    /* Before any thread: the ingest's parse arena (dm_json.h, docs/hot-path.md). */
+    dm_json_arena_install();
     process p = {0};
     char err[512] = "";
     /* The trust and the TLS certificate are loaded here too, so --check-config checks all that

@@ -2,8 +2,8 @@
  * OIDC bearer tokens and signed SNS envelopes.
  *
  * Every comparison of a received credential with a secret is constant-time in the content
- * and, for header values, in the length too: both sides are hashed first and the digests
- * compared, so the time taken tells nothing about how many leading bytes matched or how
+ * and, for header values, in the length too: both sides are hashed first (a configured secret
+ * once, when its dm_trust is built) and the digests compared, so the time taken tells nothing about how many leading bytes matched or how
  * long the secret is.
  */
 #include "dm_auth.h"
@@ -14,6 +14,7 @@
 #include "dm_oidc.h"
 #include "dm_time.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <strings.h>
 
@@ -37,12 +38,33 @@ typedef enum {
     ENTRY_RETRY,     /* cannot decide yet: the signing certificate is being fetched */
 } entry_result;
 
-static entry_result check_header(const dm_auth_entry *e, const char *value, const char **reason)
+/* SHA-256 fetched once: the one-shot SHA256() looks the algorithm up in the providers on every
+ * call, which cost more than the hashing itself. */
+static EVP_MD *sha256_md;
+
+static void fetch_sha256(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static void sha256(const void *data, size_t len, unsigned char out[SHA256_DIGEST_LENGTH])
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, fetch_sha256);
+    if (!sha256_md || !EVP_Digest(data, len, out, NULL, sha256_md, NULL))
+        SHA256(data, len, out);
+}
+
+static entry_result check_header(const dm_auth_entry *e, const unsigned char *secret_sha256,
+                                 const char *value, const char **reason)
 {
     unsigned char want[SHA256_DIGEST_LENGTH], got[SHA256_DIGEST_LENGTH];
 
-    SHA256(e->secret, e->secret_len, want);
-    SHA256((const unsigned char *)value, strlen(value), got);
+    if (secret_sha256)
+        memcpy(want, secret_sha256, sizeof want);
+    else
+        sha256(e->secret, e->secret_len, want);
+    sha256(value, strlen(value), got);
     int diff = CRYPTO_memcmp(want, got, sizeof(want));
     OPENSSL_cleanse(want, sizeof(want));
     if (diff != 0) {
@@ -338,7 +360,7 @@ void dm_auth_verify(const dm_trust *trust, const dm_auth_list *list, dm_header_f
         if (!value)
             continue;
         if (e->type == DM_AUTH_HEADER) {
-            r = check_header(e, value, &why);
+            r = check_header(e, dm_trust_header_digest(trust, e), value, &why);
         } else if (e->type == DM_AUTH_HMAC) {
             r = check_hmac(e, value, body, len, &why);
         } else if (e->type == DM_AUTH_OIDC) {

@@ -6,13 +6,36 @@
  */
 #include "dm_trust.h"
 
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+/* A header entry's secret, hashed once rather than on every request. */
+typedef struct header_digest {
+    const dm_auth_entry *conf;
+    unsigned char sha256[SHA256_DIGEST_LENGTH];
+} header_digest;
 
 struct dm_trust {
     dm_trust_entry *v;
     size_t n;
+    header_digest *hd;
+    size_t nhd;
 };
+
+static void add_digests(dm_trust *t, const dm_auth_list *list)
+{
+    for (size_t i = 0; i < list->n; i++) {
+        const dm_auth_entry *e = &list->v[i];
+        if (e->type != DM_AUTH_HEADER || !e->secret)
+            continue;
+        t->hd = dm_xrealloc(t->hd, (t->nhd + 1) * sizeof *t->hd);
+        t->hd[t->nhd].conf = e;
+        SHA256(e->secret, e->secret_len, t->hd[t->nhd].sha256);
+        t->nhd++;
+    }
+}
 
 static bool needs_objects(const dm_auth_entry *e)
 {
@@ -72,6 +95,9 @@ int dm_trust_new(const dm_config *conf, dm_trust **out, char *err, size_t errlen
         dm_trust_free(t);
         return rc;
     }
+    for (size_t i = 0; i < conf->nsources; i++)
+        add_digests(t, &conf->sources[i].auth);
+    add_digests(t, &conf->api_auth);
     *out = t;
     return DM_OK;
 }
@@ -85,6 +111,9 @@ void dm_trust_free(dm_trust *t)
         dm_sns_cache_free(t->v[i].sns_cache);
     }
     free(t->v);
+    if (t->hd)
+        OPENSSL_cleanse(t->hd, t->nhd * sizeof *t->hd);
+    free(t->hd);
     free(t);
 }
 
@@ -93,6 +122,14 @@ const dm_trust_entry *dm_trust_find(const dm_trust *t, const dm_auth_entry *e)
     for (size_t i = 0; t && i < t->n; i++)
         if (t->v[i].conf == e)
             return &t->v[i];
+    return NULL;
+}
+
+const unsigned char *dm_trust_header_digest(const dm_trust *t, const dm_auth_entry *e)
+{
+    for (size_t i = 0; t && i < t->nhd; i++)
+        if (t->hd[i].conf == e)
+            return t->hd[i].sha256;
     return NULL;
 }
 

@@ -46,6 +46,11 @@ void dm_trust_free(dm_trust *t);
 /** The runtime objects of @p e, or NULL when it needs none or @p t is NULL. Thread-safe. */
 const dm_trust_entry *dm_trust_find(const dm_trust *t, const dm_auth_entry *e);
 
+/** The SHA-256 of the secret of @p e, a header entry of the configuration @p t was built from
+ *  (computed once, when @p t was built: dm_auth compares digests), or NULL (another entry, or
+ *  @p t NULL). Thread-safe. */
+const unsigned char *dm_trust_header_digest(const dm_trust *t, const dm_auth_entry *e);
+
 /** Every entry with runtime objects, in configuration order (sources, then api); sets *n. */
 const dm_trust_entry *dm_trust_entries(const dm_trust *t, size_t *n);
 

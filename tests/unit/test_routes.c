@@ -117,7 +117,10 @@ static void test_head_check(void **state)
         "{\"type\": \"build\", \"path\": \"/b\", \"auth\": [{\"type\": \"header\", "
         "\"name\": \"Authorization\", \"value\": \"Bearer t\"}, {\"type\": \"hmac-sha256\", "
         "\"secret\": \"s\"}]},"
-        "{\"type\": \"build\", \"path\": \"/c\", \"auth\": [{\"type\": \"none\"}]}]}";
+        "{\"type\": \"build\", \"path\": \"/c\", \"auth\": [{\"type\": \"none\"}]},"
+        "{\"type\": \"build\", \"path\": \"/d\", \"auth\": [{\"type\": \"hmac-sha256\", "
+        "\"secret\": \"s\"}, {\"type\": \"header\", \"name\": \"Authorization\", "
+        "\"value\": \"Bearer t\"}]}]}";
     dm_config *c = NULL;
     char err[256];
     assert_int_equal(dm_config_load_buffer(json, strlen(json), NULL, &c, err, sizeof err), DM_OK);
@@ -145,6 +148,22 @@ static void test_head_check(void **state)
     assert_int_equal(verdict(&app, EVHTTP_REQ_POST, "/b", true, &signed_bad).status, 0);
     assert_int_equal(verdict(&app, EVHTTP_REQ_POST, "/b", true, &bad).status, 401);
     assert_int_equal(verdict(&app, EVHTTP_REQ_POST, "/c", true, &none).status, 0);
+    /* A source's POST is served directly; credentials that let it in for good go with it,
+     * unless an entry that needs the body (an HMAC whose header is present) comes first. */
+    v = verdict(&app, EVHTTP_REQ_POST, "/a", true, &good);
+    assert_true(v.direct);
+    assert_true(v.authed);
+    assert_int_equal(v.auth.result, DM_AUTH_OK);
+    assert_true(verdict(&app, EVHTTP_REQ_POST, "/a", false, &good).direct);
+    assert_false(verdict(&app, EVHTTP_REQ_POST, "/a", false, &good).authed); /* no body: later */
+    hdrs signed_good = {{"Authorization", "X-Digestmap-Signature"}, {"Bearer t", "sha256=00"}};
+    v = verdict(&app, EVHTTP_REQ_POST, "/d", true, &signed_good);
+    assert_int_equal(v.status, 0);
+    assert_false(v.authed); /* the HMAC entry, first, may pass with the body */
+    assert_true(verdict(&app, EVHTTP_REQ_POST, "/d", true, &good).authed);
+    assert_true(verdict(&app, EVHTTP_REQ_POST, "/b", true, &signed_good).authed);
+    assert_false(verdict(&app, EVHTTP_REQ_GET, "/v1/mappings", false, &good).direct);
+    assert_false(verdict(&app, EVHTTP_REQ_GET, "/a", false, &good).direct);
     /* No route, a wrong method, the query API without api.auth. */
     assert_int_equal(verdict(&app, EVHTTP_REQ_POST, "/nowhere", true, &good).status, 404);
     v = verdict(&app, EVHTTP_REQ_PUT, "/a", true, &good);
