@@ -328,6 +328,15 @@ static void on_response(const dm_hclient_response *res, void *arg)
     rec *r = arg;
     r->req = NULL;
     r->status = res->status;
+    if (res->reused)
+        dm_metrics_inc(DM_M_SINK_REUSED);
+    if (res->resent) {
+        /* Not silent: the receiver may have got this attempt twice (same Idempotency-Key). */
+        char eq[DM_HCLIENT_ERRLEN + 16];
+        dm_metrics_inc(DM_M_SINK_RESENT);
+        dm_info("sink delivery resent on a new connection", "sink=%s id=%s attempt=%d reason=%s",
+                r->h->g->c->name, r->id, r->attempts, dm_sink_quote(res->resent, eq, sizeof eq));
+    }
     if (dm_sink_classify(res->status) == DM_SINK_DELIVERED) {
         /* A 2xx counts even if its body was cut short or too large: the sink has it. */
         dm_debug("record delivered", "sink=%s id=%s attempt=%d status=%d", r->h->g->c->name, r->id,
@@ -371,6 +380,7 @@ static void attempt(rec *r)
         .timeout_ms = c->timeout_ms,
         .max_body = DM_SINK_MAX_RESPONSE,
         .ca_file = c->ca_file,
+        .pool = r->h->g->pool,
     };
     r->req = dm_hclient_request(r->h->g->all->http, &o, on_response, r, err, sizeof err);
     if (!r->req) {
