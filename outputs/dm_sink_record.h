@@ -44,6 +44,13 @@ dm_sink_outcome dm_sink_classify(int status);
 int64_t dm_sink_retry_delay_ms(int attempt, int backoff_initial_ms, int backoff_max_ms,
                                int64_t retry_after_ms, uint32_t rnd);
 
+/**
+ * The CloudEvent id of @p event (@p len bytes): the string value of its top-level "id" member,
+ * as jansson reads the document (the last of duplicate keys), or NULL when @p event is not a
+ * JSON object, has no such member, or it is not a non-empty string. Malloc'd. Pure.
+ */
+char *dm_sink_cloudevent_id(const char *event, size_t len);
+
 typedef struct dm_sink_rec dm_sink_rec;
 
 /** The records one sink holds. */
