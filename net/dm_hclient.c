@@ -351,8 +351,10 @@ static void on_error(enum evhttp_request_error err, void *arg)
     dm_hclient_req *r = arg;
     r->have_req_err = true;
     r->req_err = err;
-    /* libevent restores the socket error of the failure before calling us. */
-    r->sock_err = EVUTIL_SOCKET_ERROR();
+    /* libevent restores the socket error of the failure before calling us; after an EOF
+     * (no error) that is whatever a non-blocking call left behind, which tells nothing. */
+    int e = EVUTIL_SOCKET_ERROR();
+    r->sock_err = e == EINPROGRESS || e == EAGAIN || e == EWOULDBLOCK || e == EINTR ? 0 : e;
 }
 
 /* The status line and headers arrived: keep them, the request may still fail (body). */
@@ -553,7 +555,8 @@ int dm_hclient_add_trust(dm_hclient *c, const char *ca_file, char *err, size_t e
 
 dm_hclient_pool *dm_hclient_pool_new(dm_hclient *c, unsigned max_conns, int idle_timeout_ms)
 {
-    dm_hclient_pool *p = dm_hpool_new(c->base, max_conns, idle_timeout_ms);
+    dm_hclient_pool *p = dm_hpool_new(c->base, max_conns,
+                                      idle_timeout_ms > 0 ? idle_timeout_ms : DM_HCLIENT_IDLE_MS);
     if (p)
         LIST_INSERT_HEAD(&c->pools, p, link);
     return p;

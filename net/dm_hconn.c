@@ -66,8 +66,8 @@ static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, 
 
 /* A bufferevent that speaks TLS to @p host and verifies it, resuming @p session when given;
  * NULL on failure (the caller must then not fall back to a plain connection). */
-static struct bufferevent *tls_bufferevent(struct event_base *base, SSL_CTX *ctx,
-                                           const char *host, SSL_SESSION *session)
+static struct bufferevent *tls_bufferevent(struct event_base *base, SSL_CTX *ctx, const char *host,
+                                           SSL_SESSION *session)
 {
     SSL *ssl = SSL_new(ctx);
     if (!ssl)
@@ -87,9 +87,8 @@ static struct bufferevent *tls_bufferevent(struct event_base *base, SSL_CTX *ctx
         SSL_free(ssl);
         return NULL;
     }
-    struct bufferevent *bev =
-        bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-                                       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (!bev) {
         SSL_free(ssl);
         return NULL;
@@ -118,13 +117,14 @@ void dm_hpool_keep_session(dm_hconn *k)
 {
     dm_hclient_pool *p = k->pool;
     SSL *ssl = bufferevent_openssl_get_ssl(dm_hconn_bev(k));
-    SSL_SESSION *s = ssl ? SSL_get1_session(ssl) : NULL;
+    SSL_SESSION *live = ssl ? SSL_get1_session(ssl) : NULL;
+    /* A copy: OpenSSL marks a connection's own session not resumable when the connection is
+     * freed without a close_notify sent, which is how idle connections end (TLS >= 1.1 no
+     * longer asks for that). */
+    SSL_SESSION *s = live && SSL_SESSION_is_resumable(live) ? SSL_SESSION_dup(live) : NULL;
+    SSL_SESSION_free(live);
     if (!s)
         return;
-    if (!SSL_SESSION_is_resumable(s)) {
-        SSL_SESSION_free(s);
-        return;
-    }
     if (p->session)
         SSL_SESSION_free(p->session);
     free(p->session_host);
@@ -219,8 +219,7 @@ dm_hclient_pool *dm_hpool_new(struct event_base *base, unsigned max_conns, int i
 {
     dm_hclient_pool *p = dm_xcalloc(1, sizeof *p);
     p->max_conns = max_conns > 0 ? max_conns : 1;
-    int ms = idle_timeout_ms > 0 ? idle_timeout_ms : DM_HCLIENT_IDLE_MS;
-    p->idle_tv = (struct timeval){ms / 1000, (ms % 1000) * 1000};
+    p->idle_tv = (struct timeval){idle_timeout_ms / 1000, (idle_timeout_ms % 1000) * 1000};
     LIST_INIT(&p->idle);
     LIST_INIT(&p->dead);
     p->sweep = event_new(base, -1, 0, on_sweep, p);

@@ -21,7 +21,6 @@
 #define DM_NET_DM_HCONN_H
 
 #include "dm_common.h"
-#include "dm_hclient.h"
 
 #include <sys/queue.h>
 #include <sys/time.h>
@@ -35,6 +34,7 @@ struct evhttp_connection;
 struct bufferevent;
 
 typedef struct dm_hconn dm_hconn;
+typedef struct dm_hclient_pool dm_hclient_pool; /* as dm_hclient.h names it */
 
 /** Where a connection goes: what it was verified for (all must match to reuse it). */
 typedef struct dm_hdest {
@@ -66,7 +66,7 @@ struct dm_hclient_pool {
     unsigned nconns;            /**< idle + in use + dead */
     LIST_HEAD(, dm_hconn) idle; /**< most recently used first */
     LIST_HEAD(, dm_hconn) dead;
-    struct event *sweep; /**< frees `dead` */
+    struct event *sweep;  /**< frees `dead` */
     SSL_SESSION *session; /**< of the last TLS connection that answered, for `session_*` */
     SSL_CTX *session_ctx;
     char *session_host;
@@ -74,7 +74,8 @@ struct dm_hclient_pool {
     LIST_ENTRY(dm_hclient_pool) link; /**< in its dm_hclient's list (dm_hclient.c) */
 };
 
-/** A pool on @p base (see dm_hclient_pool_new); NULL when its event cannot be created. */
+/** A pool on @p base (see dm_hclient_pool_new; @p idle_timeout_ms > 0); NULL when its event
+ *  cannot be created. */
 dm_hclient_pool *dm_hpool_new(struct event_base *base, unsigned max_conns, int idle_timeout_ms);
 
 /** Close its idle and dead connections and free @p p (those in use must be freed first). */
