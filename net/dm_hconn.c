@@ -3,6 +3,9 @@
 #include "dm_hconn.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,6 +65,24 @@ static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, 
     (void)buf;
     if (info->n_added > 0)
         ((dm_hconn *)arg)->got_bytes = true;
+}
+
+/* A request is being written: before its first byte leaves, turn Nagle's algorithm off. A
+ * request goes out as several writes over TLS (one record per buffer chain: head, body), and
+ * with Nagle the second waits for the ACK of the first, which the server delays (~40 ms) as it
+ * waits for the rest of the request. Set once the connection has its socket. */
+static void on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    dm_hconn *k = arg;
+    (void)buf;
+    if (k->nodelay || info->n_added == 0)
+        return;
+    evutil_socket_t fd = bufferevent_getfd(dm_hconn_bev(k));
+    int one = 1;
+    if (fd >= 0) {
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* best effort */
+        k->nodelay = true;
+    }
 }
 
 /* A bufferevent that speaks TLS to @p host and verifies it, resuming @p session when given;
@@ -161,6 +182,7 @@ dm_hconn *dm_hconn_new(struct event_base *base, struct evdns_base *dns, dm_hclie
     k->port = d->port;
     evhttp_connection_set_closecb(evcon, on_conn_close, k);
     evbuffer_add_cb(bufferevent_get_input(dm_hconn_bev(k)), on_input, k);
+    evbuffer_add_cb(bufferevent_get_output(dm_hconn_bev(k)), on_output, k);
     if (pool)
         pool->nconns++;
     return k;

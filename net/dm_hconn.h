@@ -57,6 +57,7 @@ struct dm_hconn {
     bool got_bytes;    /**< a byte of an answer arrived since the current request was sent
                             (the caller clears it when it sends) */
     unsigned requests; /**< sent on it so far (the caller counts) */
+    bool nodelay;      /**< TCP_NODELAY is set on its socket */
     LIST_ENTRY(dm_hconn) link;
 };
 
