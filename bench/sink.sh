@@ -286,6 +286,7 @@ sys.stdout.write(dict(zip(f[::2], f[1::2]))["event"])' > "$tmp/body.json"
         perf record -q -e cpu-clock ${SINK_PERF_CG:--g} -p "$dm_pid" -o "$SINK_PERF.$run" 2>/dev/null & perf_pid=$!
         sleep 0.5
     fi
+    rcli CONFIG RESETSTAT >/dev/null
     d0=$(cpu_ticks "$dm_pid"); r0=$(cpu_ticks "$redis_pid"); n0=$(cpu_ticks "$nginx_pid")
     t0=$(now)
     redis-cli -s "$tmp/redis.sock" --pipe < "$tmp/records.resp" > "$tmp/pipe.out" 2>&1 \
@@ -299,10 +300,14 @@ sys.stdout.write(dict(zip(f[::2], f[1::2]))["event"])' > "$tmp/body.json"
     resent=$(metric digestmap_sink_resent_total); reused=$(metric digestmap_sink_connections_reused_total)
     delivered=$(( $(metric digestmap_sink_delivered_total) - base ))
     pending=$(rcli XPENDING 'dm:{0}:out' digestmap:bench | head -n 1)
+    calls=$(rcli INFO commandstats | tr -d '\r' | awk -F'[:=,]' '
+        $1 == "cmdstat_xreadgroup" {r = $3} $1 == "cmdstat_xack" {a = $3}
+        END {printf "%d XREADGROUP and %d XACK calls", r, a}')
     echo "sink bench: $run: $records records ($body_bytes-byte event) appended in" \
          "$(awk -v a="$t0" -v b="$t_pipe" 'BEGIN {printf "%.2f", b - a}') s, delivered $delivered," \
          "retried $retried, dead-lettered $dead, pending $pending, on a reused connection" \
-         "$reused, resent $resent; ceiling keep-alive $c_ka, new connection each $c_close req/s" >&2
+         "$reused, resent $resent; $calls; ceiling keep-alive $c_ka, new connection each" \
+         "$c_close req/s" >&2
     [ "$retried" = 0 ] && [ "$dead" = 0 ] || fail "$run: $retried retried, $dead dead-lettered"
     [ "$delivered" = "$records" ] || fail "$run: $delivered delivered for $records records"
     runs+=("$run|$sch|$m|$t0|$c_ka|$c_close|$(per_rec_us "$d0" "$d1" "$records")|$(per_rec_us "$r0" "$r1" "$records")|$(per_rec_us "$n0" "$n1" "$records")")

@@ -8,6 +8,7 @@
  */
 #include "dm_common.h"
 #include "dm_sink_record.h"
+#include "dm_sink_ceid.h"
 #include "dm_log.h"
 #include "dm_metrics.h"
 #include "dm_sign.h"
@@ -21,10 +22,14 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <hiredis/hiredis.h>
-#include <jansson.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 
 #define OP_RETRY_MS   1000 /* a failed XACK / dead-lettering is tried again */
+#define ACK_BATCH     256  /* entry ids per XACK */
 #define OP_WARN_EVERY 10   /* ... and logged as a warning at the 1st, 10th, 20th, ... try */
 
 typedef enum {
@@ -46,18 +51,21 @@ struct dm_sink_rec {
     int status;                    /* of the last attempt (0: none) */
     char error[DM_HCLIENT_ERRLEN]; /* of the last attempt */
     rec_state state;
-    bool busy;       /* its XACK / sink_dead.lua is in flight */
+    bool busy;       /* its XACK / sink_dead.lua is queued or in flight */
+    bool queued;     /* in h->acks */
     bool lost;       /* no longer ours: abandon it when that command answers */
     int op_failures; /* failed XACK / sink_dead.lua tries so far */
     dm_hclient_req *req;
     struct event *timer;
-    LIST_ENTRY(dm_sink_rec) link; /* in h->recs */
+    LIST_ENTRY(dm_sink_rec) link;     /* in h->recs */
+    LIST_ENTRY(dm_sink_rec) ack_link; /* in h->acks while queued */
 };
 
 typedef struct dm_sink_rec rec;
 
 static void attempt(rec *r);
 static void ack(rec *r);
+static void on_ack_turn(evutil_socket_t fd, short what, void *arg);
 static void dead_letter(rec *r);
 
 /*---- Pure parts -------------------------------------------------------------------------*/
@@ -105,6 +113,50 @@ static void publish_gauge(const dm_sink_shared *all)
     dm_metrics_set(DM_G_SINK_INFLIGHT, (int64_t)all->held_total);
 }
 
+/* HMAC-SHA256 keyed once with the sink's secret: dm_sign_body (OpenSSL's one-shot HMAC)
+ * fetches the algorithm and sets the key again at every call, 2-4 us of each delivery. NULL
+ * when OpenSSL cannot make it (dm_sign_body signs then). */
+static EVP_MAC_CTX *new_mac(const dm_sink_conf *c)
+{
+    EVP_MAC *alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *ctx = alg ? EVP_MAC_CTX_new(alg) : NULL;
+    EVP_MAC_free(alg); /* the context keeps its own reference */
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+        OSSL_PARAM_construct_end(),
+    };
+    if (ctx && (!c->secret || c->secret_len == 0 ||
+                EVP_MAC_init(ctx, c->secret, c->secret_len, params) != 1)) {
+        EVP_MAC_CTX_free(ctx);
+        ctx = NULL;
+    }
+    ERR_clear_error();
+    return ctx;
+}
+
+/* "sha256=<hex>" of @p body, as dm_sign_body writes it (README "Webhooks"). */
+static void sign(const dm_sink_held *h, const char *body, size_t len, char out[DM_SIGN_LEN])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char mac[32];
+    size_t n = 0;
+    /* A NULL key keeps the one set in new_mac. */
+    if (h->mac && EVP_MAC_init(h->mac, NULL, 0, NULL) == 1 &&
+        EVP_MAC_update(h->mac, (const unsigned char *)body, len) == 1 &&
+        EVP_MAC_final(h->mac, mac, &n, sizeof mac) == 1 && n == sizeof mac) {
+        memcpy(out, "sha256=", 7);
+        for (size_t i = 0; i < sizeof mac; i++) {
+            out[7 + 2 * i] = hex[mac[i] >> 4];
+            out[7 + 2 * i + 1] = hex[mac[i] & 15];
+        }
+        out[7 + 2 * sizeof mac] = '\0';
+        return;
+    }
+    ERR_clear_error();
+    const dm_sink_conf *c = h->g->c;
+    dm_sign_body(c->secret, c->secret_len, body, len, out);
+}
+
 void dm_sink_held_init(dm_sink_held *h, dm_sink_group *g, void (*on_leave)(void *arg), void *arg)
 {
     h->g = g;
@@ -112,6 +164,9 @@ void dm_sink_held_init(dm_sink_held *h, dm_sink_group *g, void (*on_leave)(void 
     h->n = 0;
     h->on_leave = on_leave;
     h->on_leave_arg = arg;
+    h->mac = new_mac(g->c);
+    LIST_INIT(&h->acks);
+    h->ack_ev = event_new(g->all->base, -1, 0, on_ack_turn, h);
 }
 
 static void rec_free(rec *r)
@@ -135,6 +190,12 @@ void dm_sink_held_clear(dm_sink_held *h)
         LIST_REMOVE(r, link);
         rec_free(r);
     }
+    LIST_INIT(&h->acks); /* its records are gone; their batches in flight were answered */
+    EVP_MAC_CTX_free(h->mac);
+    h->mac = NULL;
+    if (h->ack_ev)
+        event_free(h->ack_ev);
+    h->ack_ev = NULL;
 }
 
 /* The record leaves this instance (done, or no longer ours). */
@@ -143,6 +204,8 @@ static void drop(rec *r)
     dm_sink_held *h = r->h;
     dm_sink_shared *all = h->g->all;
     LIST_REMOVE(r, link);
+    if (r->queued)
+        LIST_REMOVE(r, ack_link);
     h->n--;
     all->held_total--;
     publish_gauge(all);
@@ -214,225 +277,11 @@ static const redisReply *field(const redisReply *fields, const char *name)
     return NULL;
 }
 
-/*---- The CloudEvent id -------------------------------------------------------------------
- *
- * jansson builds the whole document (about 17 us and 60 allocations for an 884-byte record:
- * a third of a delivery's CPU) for one string. A scan without allocation reads the records the
- * daemon writes instead: it accepts a subset of JSON that jansson certainly accepts too (ASCII
- * strings without \u escapes, integers of at most 18 digits, decimals without exponent,
- * nesting up to SCAN_DEPTH) and gives the same answer, the last top-level "id" (jansson keeps
- * the last of duplicate keys). Anything else (\u, other bytes, exponents, any error) makes it
- * unsure and jansson decides, so what counts as a record is jansson's answer either way. */
-
-#define SCAN_DEPTH 32
-
-typedef struct scan {
-    const char *s;
-    size_t n, i;
-    const char *id; /* the last top-level "id" string, or NULL */
-    size_t id_len;
-} scan;
-
-static bool scan_value(scan *x, int depth);
-
-static void scan_ws(scan *x)
-{
-    while (x->i < x->n &&
-           (x->s[x->i] == ' ' || x->s[x->i] == '\t' || x->s[x->i] == '\n' || x->s[x->i] == '\r'))
-        x->i++;
-}
-
-static bool scan_at(const scan *x, char c)
-{
-    return x->i < x->n && x->s[x->i] == c;
-}
-
-/* A string at x->i (its opening quote) of printable ASCII and the escapes other than \u; its
- * contents in *start / *len, and whether it has no escape at all in *plain. */
-static bool scan_string(scan *x, const char **start, size_t *len, bool *plain)
-{
-    x->i++;
-    *start = x->s + x->i;
-    *plain = true;
-    while (x->i < x->n) {
-        unsigned char ch = (unsigned char)x->s[x->i];
-        if (ch == '"') {
-            *len = (size_t)(x->s + x->i - *start);
-            x->i++;
-            return true;
-        }
-        if (ch < 0x20 || ch > 0x7e)
-            return false;
-        if (ch == '\\') {
-            char e = x->i + 1 < x->n ? x->s[x->i + 1] : '\0';
-            if (e == '\0' || !strchr("\"\\/bfnrt", e))
-                return false;
-            *plain = false;
-            x->i++;
-        }
-        x->i++;
-    }
-    return false;
-}
-
-static bool scan_digits(scan *x, size_t *count)
-{
-    size_t from = x->i;
-    while (x->i < x->n && x->s[x->i] >= '0' && x->s[x->i] <= '9')
-        x->i++;
-    *count = x->i - from;
-    return *count > 0;
-}
-
-/* -?(0|[1-9][0-9]{0,17})(.[0-9]+)?: fits jansson's json_int_t, or a double without overflow. */
-static bool scan_number(scan *x)
-{
-    if (scan_at(x, '-'))
-        x->i++;
-    size_t nint, nfrac;
-    bool zero = scan_at(x, '0');
-    if (!scan_digits(x, &nint) || nint > 18 || (zero && nint > 1))
-        return false;
-    if (scan_at(x, '.')) {
-        x->i++;
-        if (!scan_digits(x, &nfrac))
-            return false;
-    }
-    return !scan_at(x, 'e') && !scan_at(x, 'E');
-}
-
-static bool scan_literal(scan *x, const char *lit)
-{
-    size_t n = strlen(lit);
-    if (x->n - x->i < n || memcmp(x->s + x->i, lit, n) != 0)
-        return false;
-    x->i += n;
-    return true;
-}
-
-static bool scan_object(scan *x, int depth)
-{
-    if (depth > SCAN_DEPTH)
-        return false;
-    x->i++;
-    scan_ws(x);
-    if (scan_at(x, '}')) {
-        x->i++;
-        return true;
-    }
-    for (;;) {
-        const char *key, *v;
-        size_t klen, vlen;
-        bool kplain, vplain;
-        if (!scan_at(x, '"') || !scan_string(x, &key, &klen, &kplain))
-            return false;
-        scan_ws(x);
-        if (!scan_at(x, ':'))
-            return false;
-        x->i++;
-        scan_ws(x);
-        /* No escape other than \u spells "id", so an escaped key is never it. */
-        if (depth == 1 && kplain && klen == 2 && memcmp(key, "id", 2) == 0) {
-            if (scan_at(x, '"')) {
-                if (!scan_string(x, &v, &vlen, &vplain) || !vplain)
-                    return false; /* unescaping is jansson's job */
-                x->id = v;
-                x->id_len = vlen;
-            } else {
-                if (!scan_value(x, depth))
-                    return false;
-                x->id = NULL; /* the last "id" is not a string */
-            }
-        } else if (!scan_value(x, depth)) {
-            return false;
-        }
-        scan_ws(x);
-        if (scan_at(x, '}')) {
-            x->i++;
-            return true;
-        }
-        if (!scan_at(x, ','))
-            return false;
-        x->i++;
-        scan_ws(x);
-    }
-}
-
-static bool scan_array(scan *x, int depth)
-{
-    if (depth > SCAN_DEPTH)
-        return false;
-    x->i++;
-    scan_ws(x);
-    if (scan_at(x, ']')) {
-        x->i++;
-        return true;
-    }
-    for (;;) {
-        if (!scan_value(x, depth))
-            return false;
-        scan_ws(x);
-        if (scan_at(x, ']')) {
-            x->i++;
-            return true;
-        }
-        if (!scan_at(x, ','))
-            return false;
-        x->i++;
-        scan_ws(x);
-    }
-}
-
-static bool scan_value(scan *x, int depth)
-{
-    if (x->i >= x->n)
-        return false;
-    const char *v;
-    size_t len;
-    bool plain;
-    switch (x->s[x->i]) {
-    case '{':
-        return scan_object(x, depth + 1);
-    case '[':
-        return scan_array(x, depth + 1);
-    case '"':
-        return scan_string(x, &v, &len, &plain);
-    case 't':
-        return scan_literal(x, "true");
-    case 'f':
-        return scan_literal(x, "false");
-    case 'n':
-        return scan_literal(x, "null");
-    default:
-        return scan_number(x);
-    }
-}
-
-char *dm_sink_cloudevent_id(const char *event, size_t len)
-{
-    scan x = {.s = event, .n = len};
-    scan_ws(&x);
-    if (scan_at(&x, '{') && scan_object(&x, 1)) {
-        scan_ws(&x);
-        if (x.i == x.n)
-            return x.id && x.id_len > 0 ? dm_xstrndup(x.id, x.id_len) : NULL;
-    }
-    json_error_t jerr;
-    json_t *root = json_loadb(event, len, 0, &jerr);
-    const json_t *id = root ? json_object_get(root, "id") : NULL;
-    char *out = json_is_string(id) && json_string_length(id) > 0
-                    ? dm_xstrndup(json_string_value(id), json_string_length(id))
-                    : NULL;
-    json_decref(root);
-    return out;
-}
-
 /* A record of entry @p id with the fields it has, signed, not held yet; NULL when its timer
  * cannot be made (the entry stays pending; a later claim brings it back). */
 static rec *rec_new(dm_sink_held *h, unsigned shard, const char *id, const redisReply *type,
                     const redisReply *digest, const redisReply *event)
 {
-    const dm_sink_conf *c = h->g->c;
     rec *r = dm_xcalloc(1, sizeof *r);
     r->h = h;
     r->shard = shard;
@@ -447,7 +296,7 @@ static rec *rec_new(dm_sink_held *h, unsigned shard, const char *id, const redis
         rec_free(r);
         return NULL;
     }
-    dm_sign_body(c->secret, c->secret_len, r->event, r->event_len, r->sig);
+    sign(h, r->event, r->event_len, r->sig);
     return r;
 }
 
@@ -633,14 +482,100 @@ static void on_ack(int err, redisReply *reply, void *arg)
     drop(r);
 }
 
-static void ack(rec *r)
+/* The XACK of one record alone (when the set has no batching event). */
+static void ack_one(rec *r)
 {
-    r->state = R_ACKING;
     int rc = dm_sink_group_ack(r->h->g, r->shard, r->id, on_ack, r);
     if (rc == DM_OK)
         r->busy = true;
     else
         op_failed(r, "XACK", rc, NULL);
+}
+
+/* Delivered: acknowledge it with the other records delivered in this loop turn (one XACK per
+ * shard costs Redis and this loop a command, a reply and a callback per batch, not per
+ * record). */
+static void ack(rec *r)
+{
+    dm_sink_held *h = r->h;
+    r->state = R_ACKING;
+    if (!h->ack_ev) {
+        ack_one(r);
+        return;
+    }
+    r->busy = true;
+    r->queued = true;
+    LIST_INSERT_HEAD(&h->acks, r, ack_link);
+    event_active(h->ack_ev, EV_TIMEOUT, 0);
+}
+
+/* One XACK's records. */
+typedef struct ack_batch {
+    dm_sink_held *h;
+    size_t n;
+    rec *recs[ACK_BATCH];
+} ack_batch;
+
+static void on_acks(int err, redisReply *reply, void *arg)
+{
+    ack_batch *b = arg;
+    for (size_t i = 0; i < b->n; i++)
+        b->recs[i]->busy = false;
+    if (!b->h->g->all->stopping) {
+        bool failed = err != DM_OK ||
+                      (dm_sink_error_reply(reply, NULL) && !dm_sink_error_reply(reply, "NOGROUP"));
+        for (size_t i = 0; i < b->n; i++) {
+            if (failed)
+                op_failed(b->recs[i], "XACK", err, reply); /* each retries on its own */
+            else
+                drop(b->recs[i]);
+        }
+    }
+    free(b);
+}
+
+/* Send the XACKs of the records queued in @p h: per shard, up to ACK_BATCH ids a command. A
+ * record that is no longer ours meanwhile is left unacknowledged. */
+static void on_ack_turn(evutil_socket_t fd, short what, void *arg)
+{
+    dm_sink_held *h = arg;
+    dm_sink_group *g = h->g;
+    (void)fd;
+    (void)what;
+    rec *r;
+    while ((r = LIST_FIRST(&h->acks)) != NULL) {
+        unsigned shard = r->shard;
+        ack_batch *b = dm_xcalloc(1, sizeof *b);
+        b->h = h;
+        const char *argv[3 + ACK_BATCH] = {"XACK", g->out_keys[shard], g->name};
+        rec *next;
+        for (r = LIST_FIRST(&h->acks); r && b->n < ACK_BATCH; r = next) {
+            next = LIST_NEXT(r, ack_link);
+            if (r->shard != shard)
+                continue;
+            LIST_REMOVE(r, ack_link);
+            r->queued = false;
+            if (r->lost) {
+                r->busy = false;
+                drop(r);
+                continue;
+            }
+            argv[3 + b->n] = r->id;
+            b->recs[b->n++] = r;
+        }
+        if (b->n == 0) {
+            free(b);
+            continue;
+        }
+        int rc = dm_sink_command(g->all->ctl, g->out_keys[shard], on_acks, b, 3 + (int)b->n, argv);
+        if (rc != DM_OK) {
+            for (size_t i = 0; i < b->n; i++) {
+                b->recs[i]->busy = false;
+                op_failed(b->recs[i], "XACK", rc, NULL);
+            }
+            free(b);
+        }
+    }
 }
 
 static void on_dead(int err, redisReply *reply, void *arg)

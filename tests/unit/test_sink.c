@@ -5,6 +5,7 @@
 #include "dm_hclient.h"
 #include "dm_sign.h"
 #include "dm_sink_record.h"
+#include "dm_sink_ceid.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
