@@ -246,15 +246,22 @@ wrk.headers["X-Digestmap-Attempt"] = "1"
 wrk.headers["User-Agent"] = "digestmap"
 if os.getenv("CLOSE") == "1" then wrk.headers["Connection"] = "close" end
 LUA
-ceiling() { # scheme connections close(0|1): requests/s
-    BODY_FILE=$tmp/body.json CLOSE=$3 wrk -t1 -c"$2" -d"${secs}s" -s "$tmp/post.lua" \
-        "$(base_url "$1")/ceiling" > "$tmp/wrk.out"
+ceiling() { # scheme connections close(0|1): "requests/s CPU-us-per-request" (wrk + nginx)
+    local n0 n1 wrk_ticks
+    n0=$(cpu_ticks "$nginx_pid")
+    # The subshell's children's CPU (cutime + cstime, once wrk is waited for) is wrk's.
+    wrk_ticks=$( (BODY_FILE=$tmp/body.json CLOSE=$3 wrk -t1 -c"$2" -d"${secs}s" -s "$tmp/post.lua" \
+        "$(base_url "$1")/ceiling" > "$tmp/wrk.out"; awk '{print $16 + $17}' "/proc/$BASHPID/stat") )
+    n1=$(cpu_ticks "$nginx_pid")
     local non2xx errs
     non2xx=$(awk '/Non-2xx/ {n = $NF} END {print n + 0}' "$tmp/wrk.out")
     errs=$(awk '/Socket errors/ {gsub(",", ""); n = $4 + $6 + $8 + $10} END {print n + 0}' "$tmp/wrk.out")
     [ "$non2xx" = 0 ] || fail "ceiling: $non2xx non-2xx answers"
     [ "$errs" = 0 ] || echo "sink bench: ceiling $1 c$2 close=$3: $errs socket errors" >&2
-    awk '/Requests\/sec/ {print $2}' "$tmp/wrk.out"
+    awk -v w="$wrk_ticks" -v n="$((n1 - n0))" -v hz="$(getconf CLK_TCK)" '
+        /^ *[0-9]+ requests in/ {req = $1}
+        /Requests\/sec/ {rps = $2}
+        END {printf "%s %.1f\n", rps, (req > 0) ? (w + n) * 1e6 / hz / req : 0}' "$tmp/wrk.out"
 }
 
 # --- runs --------------------------------------------------------------------------------------
@@ -279,7 +286,8 @@ sys.stdout.write(dict(zip(f[::2], f[1::2]))["event"])' > "$tmp/body.json"
     fi
     body_bytes=$(python3 "$tmp/records.py" gen "$run" "$records" "$tmp/template.json" "$tmp/records.resp")
 
-    c_ka=$(ceiling "$sch" "$m" 0); c_close=$(ceiling "$sch" "$m" 1)
+    read -r c_ka c_ka_cpu < <(ceiling "$sch" "$m" 0)
+    read -r c_close _ < <(ceiling "$sch" "$m" 1)
 
     perf_pid=""
     if [ -n "${SINK_PERF:-}" ]; then # profile digestmapd during the delivery (see README)
@@ -310,7 +318,7 @@ sys.stdout.write(dict(zip(f[::2], f[1::2]))["event"])' > "$tmp/body.json"
          "$c_close req/s" >&2
     [ "$retried" = 0 ] && [ "$dead" = 0 ] || fail "$run: $retried retried, $dead dead-lettered"
     [ "$delivered" = "$records" ] || fail "$run: $delivered delivered for $records records"
-    runs+=("$run|$sch|$m|$t0|$c_ka|$c_close|$(per_rec_us "$d0" "$d1" "$records")|$(per_rec_us "$r0" "$r1" "$records")|$(per_rec_us "$n0" "$n1" "$records")")
+    runs+=("$run|$sch|$m|$t0|$c_ka|$c_ka_cpu|$c_close|$(per_rec_us "$d0" "$d1" "$records")|$(per_rec_us "$r0" "$r1" "$records")|$(per_rec_us "$n0" "$n1" "$records")")
     stop_pid "$dm_pid"; dm_pid=""
 done
 done
@@ -319,7 +327,7 @@ done
 stop_pid "$nginx_pid"; nginx_pid=""
 rows=()
 for r in "${runs[@]}"; do
-    IFS='|' read -r run sch m t0 ka cl dcpu rcpu ncpu <<< "$r"
+    IFS='|' read -r run sch m t0 ka kacpu cl dcpu rcpu ncpu <<< "$r"
     read -r posts unique bad last conns < <(python3 "$tmp/records.py" check "$run" "$records" \
         "$tmp/hook.log" "$secret" "$tmp/template.json")
     echo "sink bench: $run: nginx saw $posts POSTs of the run's records, $unique distinct, $bad" \
@@ -327,17 +335,18 @@ for r in "${runs[@]}"; do
     [ "$posts" = "$records" ] && [ "$unique" = "$records" ] && [ "$bad" = 0 ] \
         || fail "$run: nginx saw $posts POSTs ($unique distinct, $bad bad) for $records records"
     rate=$(awk -v n="$records" -v a="$t0" -v b="$last" 'BEGIN {printf "%.0f", n / (b - a)}')
-    rows+=("$sch|$m|$rate|$ka|$cl|$conns|$dcpu|$rcpu|$ncpu")
+    rows+=("$sch|$m|$rate|$ka|$kacpu|$cl|$conns|$dcpu|$rcpu|$ncpu")
 done
 
 # --- table -------------------------------------------------------------------------------------
 # sink/ka: the sink's records/s over nginx's keep-alive ceiling at as many connections (the
 # figure issue 13 asks to be >= 0.5); sink/new: over the new-connection-per-request one.
-printf '\n%-6s %12s %10s %14s %14s %8s %8s %6s %12s %14s %14s\n' scheme max_inflight records/s \
-    'nginx ka req/s' 'nginx new-conn' sink/ka sink/new conns 'CPU/rec dmd' 'CPU/rec redis' \
-    'CPU/rec nginx'
+# CPU/req ka: wrk + nginx per request of the keep-alive ceiling; CPU/rec: digestmapd, redis and
+# nginx per record of the sink (on a shared machine the ratio tends to the ratio of these).
+printf '\n%-6s %4s %9s %9s %11s %8s %8s %6s %11s %8s %8s %8s\n' scheme m records/s \
+    'ka req/s' 'new-conn/s' sink/ka sink/new conns 'CPU/req ka' 'CPU dmd' 'redis' 'nginx'
 for r in "${rows[@]}"; do
-    IFS='|' read -r sch m rate ka cl conns dcpu rcpu ncpu <<< "$r"
-    awk -v s="$sch" -v m="$m" -v r="$rate" -v a="$ka" -v c="$cl" -v k="$conns" -v d="$dcpu" \
-        -v x="$rcpu" -v n="$ncpu" 'BEGIN {printf "%-6s %12s %10.0f %14.0f %14.0f %8.3f %8.3f %6s %10sus %12sus %12sus\n", s, m, r, a, c, r / a, r / c, k, d, x, n}'
+    IFS='|' read -r sch m rate ka kacpu cl conns dcpu rcpu ncpu <<< "$r"
+    awk -v s="$sch" -v m="$m" -v r="$rate" -v a="$ka" -v kc="$kacpu" -v c="$cl" -v k="$conns" \
+        -v d="$dcpu" -v x="$rcpu" -v n="$ncpu" 'BEGIN {printf "%-6s %4s %9.0f %9.0f %11.0f %8.3f %8.3f %6s %9sus %6sus %6sus %6sus\n", s, m, r, a, c, r / a, r / c, k, kc, d, x, n}'
 done
