@@ -57,12 +57,32 @@ typedef struct trust {
     LIST_ENTRY(trust) link;
 } trust;
 
+/* What a request needs of its URL. */
+typedef struct target {
+    bool tls;
+    int port;              /* the URL's, else 443 / 80 */
+    char *host;            /* to connect to: no brackets (owned) */
+    char host_header[300]; /* the Host header: as the URL writes it, with its port if given */
+    char *path;            /* path and query, "/" at least (owned) */
+} target;
+
+/* The URLs parsed last: a sink posts to one URL again and again, and parsing it took half a
+ * dozen allocations per delivery. */
+#define URL_CACHE 8
+typedef struct parsed_url {
+    char *url; /* NULL: unused */
+    bool lenient;
+    target t;
+} parsed_url;
+
 struct dm_hclient {
     struct event_base *base;
     struct evdns_base *dns;
     LIST_HEAD(, trust) trusts;
     LIST_HEAD(, dm_hclient_req) reqs; /* started and not yet reaped */
     LIST_HEAD(, dm_hclient_pool) pools;
+    parsed_url urls[URL_CACHE];
+    unsigned next_url; /* the entry replaced next */
 };
 
 struct dm_hclient_req {
@@ -91,7 +111,8 @@ struct dm_hclient_req {
     /* The result. */
     int status;
     bool have_headers;
-    struct evkeyvalq headers_in;
+    struct evkeyvalq headers_in;          /* a copy (have_headers) */
+    const struct evkeyvalq *live_headers; /* libevent's, during a 2xx's callback only */
     char error[DM_HCLIENT_ERRLEN];
     bool has_error;
     /* What a failure leaves behind for the error text. */
@@ -220,7 +241,7 @@ static void call_back(dm_hclient_req *r, const char *body, size_t len)
     dm_hclient_response res = {
         .status = r->status,
         .error = r->has_error ? r->error : NULL,
-        .headers = r->have_headers ? &r->headers_in : NULL,
+        .headers = r->have_headers ? &r->headers_in : r->live_headers,
         .body = r->has_error ? NULL : (body ? body : ""),
         .body_len = r->has_error ? 0 : len,
         .reused = r->reused,
@@ -357,13 +378,18 @@ static void on_error(enum evhttp_request_error err, void *arg)
     r->sock_err = e == EINPROGRESS || e == EAGAIN || e == EWOULDBLOCK || e == EINTR ? 0 : e;
 }
 
-/* The status line and headers arrived: keep them, the request may still fail (body). */
+/* The status line and headers arrived. The request may still fail (body), and then libevent
+ * frees its request before we hear of it: the headers of an answer other than a 2xx are copied
+ * now, for the failure to show them (a Retry-After); a 2xx's are read from libevent's request
+ * at the end (on_done), not copied (a dozen allocations per delivery). */
 static int on_headers(struct evhttp_request *req, void *arg)
 {
     dm_hclient_req *r = arg;
     if (r->done || r->have_headers)
         return 0;
     r->status = evhttp_request_get_response_code(req);
+    if (r->status >= 200 && r->status <= 299)
+        return 0;
     TAILQ_INIT(&r->headers_in);
     r->have_headers = true;
     struct evkeyval *h;
@@ -427,15 +453,16 @@ static void on_done(struct evhttp_request *req, void *arg)
         fail(r, "%s", text);
         return;
     }
-    if (!r->have_headers)
-        on_headers(req, r);
     r->status = code;
+    if (!r->have_headers)
+        r->live_headers = evhttp_request_get_input_headers(req);
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
     if (len > r->max_body) { /* evhttp enforces it; never trust one place */
         char text[64];
         snprintf(text, sizeof text, "%zu", r->max_body);
         fail(r, "response larger than %s bytes", text);
+        r->live_headers = NULL;
         return;
     }
     if (reusable(r, req)) {
@@ -447,6 +474,7 @@ static void on_done(struct evhttp_request *req, void *arg)
     }
     const char *body = len ? (const char *)evbuffer_pullup(in, -1) : "";
     finish(r, body, len);
+    r->live_headers = NULL; /* libevent frees them with its request */
 }
 
 /* libevent's request for @p r: callbacks, headers and body; NULL when it cannot be made. */
@@ -536,6 +564,11 @@ void dm_hclient_free(dm_hclient *c)
         LIST_REMOVE(p, link);
         dm_hpool_free(p);
     }
+    for (unsigned i = 0; i < URL_CACHE; i++) {
+        free(c->urls[i].url);
+        free(c->urls[i].t.host);
+        free(c->urls[i].t.path);
+    }
     trust *t;
     while ((t = LIST_FIRST(&c->trusts)) != NULL) {
         LIST_REMOVE(t, link);
@@ -561,15 +594,6 @@ dm_hclient_pool *dm_hclient_pool_new(dm_hclient *c, unsigned max_conns, int idle
         LIST_INSERT_HEAD(&c->pools, p, link);
     return p;
 }
-
-/* What a request needs of its URL. */
-typedef struct target {
-    bool tls;
-    int port;              /* the URL's, else 443 / 80 */
-    char *host;            /* to connect to: no brackets (owned) */
-    char host_header[300]; /* the Host header: as the URL writes it, with its port if given */
-    char *path;            /* path and query, "/" at least (owned) */
-} target;
 
 /* Parse and check @p o's URL (scheme http or https, a host, no userinfo). */
 static int parse_target(const dm_hclient_request_opts *o, target *t, char *err, size_t errlen)
@@ -603,6 +627,29 @@ static int parse_target(const dm_hclient_request_opts *o, target *t, char *err, 
     snprintf(t->path, tn, "%s%s%s", path, query ? "?" : "", query ? query : "");
     evhttp_uri_free(u);
     return DM_OK;
+}
+
+/* @p o's URL parsed and checked: from the cache, or parsed now and cached; NULL with a reason
+ * in @p err. */
+static const target *find_target(dm_hclient *c, const dm_hclient_request_opts *o, char *err,
+                                 size_t errlen)
+{
+    for (unsigned i = 0; o->url && i < URL_CACHE; i++) {
+        const parsed_url *e = &c->urls[i];
+        if (e->url && e->lenient == o->lenient_url && strcmp(e->url, o->url) == 0)
+            return &e->t;
+    }
+    target t;
+    if (parse_target(o, &t, err, errlen) != DM_OK)
+        return NULL;
+    parsed_url *e = &c->urls[c->next_url++ % URL_CACHE];
+    free(e->url);
+    free(e->t.host);
+    free(e->t.path);
+    e->url = dm_xstrdup(o->url);
+    e->lenient = o->lenient_url;
+    e->t = t;
+    return &e->t;
 }
 
 /* Copy what @p r sends (path, Host, headers, body) into one allocation, kept for a resend. */
@@ -642,30 +689,26 @@ dm_hclient_req *dm_hclient_request(dm_hclient *c, const dm_hclient_request_opts 
         snprintf(err, errlen, "unsupported method");
         return NULL;
     }
-    target t;
-    if (parse_target(o, &t, err, errlen) != DM_OK)
+    const target *t = find_target(c, o, err, errlen);
+    if (!t)
         return NULL;
     SSL_CTX *ctx = NULL;
-    if (t.tls && !(ctx = find_ctx(c, o->ca_file, err, errlen))) {
-        free(t.host);
-        free(t.path);
+    if (t->tls && !(ctx = find_ctx(c, o->ca_file, err, errlen)))
         return NULL;
-    }
 
     dm_hclient_req *r = dm_xcalloc(1, sizeof *r);
     r->c = c;
     r->cb = cb;
     r->arg = arg;
     r->pool = o->pool;
-    r->dest.tls = t.tls;
+    r->dest.tls = t->tls;
     r->dest.ctx = ctx;
     r->method = method;
     r->max_body = o->max_body;
     r->timeout = (struct timeval){o->timeout_ms / 1000, (o->timeout_ms % 1000) * 1000};
-    r->dest.port = t.port;
-    r->dest.host = t.host; /* the request owns it from here */
-    keep_sendable(r, o, &t);
-    free(t.path);
+    r->dest.port = t->port;
+    r->dest.host = dm_xstrdup(t->host);
+    keep_sendable(r, o, t);
     r->deadline = evtimer_new(c->base, on_deadline, r);
     r->reap = event_new(c->base, -1, 0, on_reap, r);
     if (!r->deadline || !r->reap) {

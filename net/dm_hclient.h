@@ -79,7 +79,8 @@ typedef struct dm_hclient_response {
                               failed (…)", "response larger than N bytes", …). A status may be
                               set along with an error (e.g. the body was cut short). */
     const struct evkeyvalq *headers; /**< response headers (evhttp_find_header works on it);
-                                          NULL when status is 0 */
+                                          NULL when status is 0, and when a 2xx answer failed
+                                          after its head (e.g. a cut body) */
     const char *body;                /**< response body (not NUL-terminated); NULL with error set */
     size_t body_len;
     bool reused;        /**< it went out on a kept-alive connection of its pool */

@@ -48,6 +48,12 @@ static bool scan_string(scan *x, const char **start, size_t *len, bool *plain)
     *start = x->s + x->i;
     *plain = true;
     while (x->i < x->n) {
+        /* Skip the plain run first: printable ASCII other than '"' and '\\'. */
+        while (x->i < x->n && (unsigned char)(x->s[x->i] - 0x20) < 0x5f && x->s[x->i] != '"' &&
+               x->s[x->i] != '\\')
+            x->i++;
+        if (x->i >= x->n)
+            break;
         unsigned char ch = (unsigned char)x->s[x->i];
         if (ch == '"') {
             *len = (size_t)(x->s + x->i - *start);

@@ -42,7 +42,7 @@ typedef enum {
 struct dm_sink_rec {
     dm_sink_held *h;
     unsigned shard;
-    char *id;                    /* stream entry id */
+    char *id;                    /* stream entry id; one allocation holds the four strings */
     char *type, *digest, *event; /* the entry's fields ("" when absent) */
     size_t event_len;
     char *ce_id; /* the CloudEvent id, NULL when the event has none */
@@ -175,10 +175,7 @@ static void rec_free(rec *r)
         dm_hclient_cancel(r->req);
     if (r->timer)
         event_free(r->timer);
-    free(r->id);
-    free(r->type);
-    free(r->digest);
-    free(r->event);
+    free(r->id); /* and the type, digest and event after it */
     free(r->ce_id);
     free(r);
 }
@@ -285,11 +282,20 @@ static rec *rec_new(dm_sink_held *h, unsigned shard, const char *id, const redis
     rec *r = dm_xcalloc(1, sizeof *r);
     r->h = h;
     r->shard = shard;
-    r->id = dm_xstrdup(id);
-    r->type = type ? dm_xstrndup(type->str, type->len) : dm_xstrdup("");
-    r->digest = digest ? dm_xstrndup(digest->str, digest->len) : dm_xstrdup("");
-    r->event = event ? dm_xstrndup(event->str, event->len) : dm_xstrdup("");
+    size_t id_n = strlen(id) + 1, type_n = type ? type->len + 1 : 1,
+           digest_n = digest ? digest->len + 1 : 1;
     r->event_len = event ? event->len : 0;
+    r->id = dm_xmalloc(id_n + type_n + digest_n + r->event_len + 1);
+    r->type = r->id + id_n;
+    r->digest = r->type + type_n;
+    r->event = r->digest + digest_n;
+    memcpy(r->id, id, id_n);
+    memcpy(r->type, type ? type->str : "", type_n - 1);
+    r->type[type_n - 1] = '\0';
+    memcpy(r->digest, digest ? digest->str : "", digest_n - 1);
+    r->digest[digest_n - 1] = '\0';
+    memcpy(r->event, event ? event->str : "", r->event_len);
+    r->event[r->event_len] = '\0';
     r->ce_id = event ? dm_sink_cloudevent_id(r->event, r->event_len) : NULL;
     r->timer = evtimer_new(h->g->all->base, on_rec_timer, r);
     if (!r->timer) {
