@@ -67,15 +67,21 @@ static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, 
         ((dm_hconn *)arg)->got_bytes = true;
 }
 
-/* A request is being written: before its first byte leaves, turn Nagle's algorithm off. A
- * request goes out as several writes over TLS (one record per buffer chain: head, body), and
- * with Nagle the second waits for the ACK of the first, which the server delays (~40 ms) as it
- * waits for the rest of the request. Set once the connection has its socket. */
+/* A request is being written. Before its first byte leaves, turn Nagle's algorithm off: a
+ * request that leaves in several writes (over TLS one per record, and a large body is several)
+ * would wait with Nagle for the ACK of the first, which the server delays (~40 ms) as it waits
+ * for the rest of the request. Set once the connection has its socket. */
 static void on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
     dm_hconn *k = arg;
-    (void)buf;
-    if (k->nodelay || info->n_added == 0)
+    if (info->n_added == 0)
+        return;
+    /* Over TLS each buffer chain becomes a record and a write: one chain, one record (the
+     * request's head and body are a few KB). */
+    if (k->tls && evbuffer_get_contiguous_space(buf) < evbuffer_get_length(buf) &&
+        evbuffer_get_length(buf) <= 64 * 1024)
+        evbuffer_pullup(buf, -1);
+    if (k->nodelay)
         return;
     evutil_socket_t fd = bufferevent_getfd(dm_hconn_bev(k));
     int one = 1;
