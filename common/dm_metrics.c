@@ -70,6 +70,11 @@ static const struct {
     [DM_M_SINK_DEAD_DROPPED] = {"digestmap_sink_dead_dropped_total",
                                 "Oldest dead-letter entries removed to keep the dead-letter "
                                 "stream at outputs.stream_maxlen."},
+    [DM_M_SINK_REUSED] = {"digestmap_sink_connections_reused_total",
+                          "Webhook delivery attempts sent on a kept-alive connection."},
+    [DM_M_SINK_RESENT] = {"digestmap_sink_resent_total",
+                          "Webhook delivery attempts sent a second time on a new connection "
+                          "because the kept-alive one had been closed by the receiver."},
     [DM_M_SPOOLED] = {"digestmap_spooled_total",
                       "Events written to the local spool because Redis could not take them "
                       "(answered 202 with \"spooled\": true)."},

@@ -41,6 +41,8 @@ typedef enum {
     DM_M_REDIS_OOM,          /**< events refused because Redis was over maxmemory */
     DM_M_GROUP_LAG_DROPPED,  /**< trimmed entries a group past max_group_lag had not acked */
     DM_M_SINK_DEAD_DROPPED,  /**< oldest dead-letter entries removed past stream_maxlen */
+    DM_M_SINK_REUSED,        /**< delivery attempts sent on a kept-alive connection */
+    DM_M_SINK_RESENT,        /**< attempts sent again on a new connection (stale kept-alive) */
     /* The spool (spool/dm_spool.h, docs/spool.md) and redis.wait_replicas: */
     DM_M_SPOOLED,              /**< events written to the spool (answered 202 spooled) */
     DM_M_SPOOL_REPLAYED,       /**< spooled events parked by the replayer */

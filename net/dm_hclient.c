@@ -10,12 +10,19 @@
  * - when a connection fails, libevent frees the request before calling back, so the status
  *   and headers are copied in the header callback, when they arrive;
  * - freeing a connection drops its queued request without calling back, which is how the
- *   deadline and dm_hclient_cancel end a request.
+ *   deadline and dm_hclient_cancel end a request;
+ * - an evhttp_connection whose connection closed would reconnect by itself at its next request
+ *   (with the used SSL object, for TLS), so a connection (struct conn) is one TCP connection:
+ *   once libevent closed it (its close callback), it is freed, never sent on again;
+ * - evhttp keeps a client connection idle after any answer without "Connection: close" (an
+ *   HTTP/1.0 one, or one whose body ended with the connection, included), so whether a
+ *   connection goes back to its pool is decided here (reusable), not by libevent.
  */
 /* strptime (HTTP-date in Retry-After) is an X/Open function. */
 #define _XOPEN_SOURCE 700
 #include "dm_common.h"
 #include "dm_hclient.h"
+#include "dm_hconn.h"
 
 #include <sys/queue.h>
 
@@ -34,13 +41,12 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/http_struct.h> /* an answer's HTTP version and framing (reusable) */
 #include <event2/keyvalq_struct.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
-
-#define MAX_HEADER_LEN (64 * 1024)
 
 /*---- Types ------------------------------------------------------------------------------*/
 
@@ -51,46 +57,72 @@ typedef struct trust {
     LIST_ENTRY(trust) link;
 } trust;
 
+/* What a request needs of its URL. */
+typedef struct target {
+    bool tls;
+    int port;              /* the URL's, else 443 / 80 */
+    char *host;            /* to connect to: no brackets (owned) */
+    char host_header[300]; /* the Host header: as the URL writes it, with its port if given */
+    char *path;            /* path and query, "/" at least (owned) */
+} target;
+
+/* The URLs parsed last: a sink posts to one URL again and again, and parsing it took half a
+ * dozen allocations per delivery. */
+#define URL_CACHE 8
+typedef struct parsed_url {
+    char *url; /* NULL: unused */
+    bool lenient;
+    target t;
+} parsed_url;
+
 struct dm_hclient {
     struct event_base *base;
     struct evdns_base *dns;
     LIST_HEAD(, trust) trusts;
     LIST_HEAD(, dm_hclient_req) reqs; /* started and not yet reaped */
+    LIST_HEAD(, dm_hclient_pool) pools;
+    parsed_url urls[URL_CACHE];
+    unsigned next_url; /* the entry replaced next */
 };
 
 struct dm_hclient_req {
     dm_hclient *c;
     dm_hclient_cb cb; /* NULL once called or cancelled */
     void *arg;
-    bool tls;
-    char *host; /* to connect to: no brackets */
-    int port;
-    struct evhttp_connection *evcon;
+    dm_hclient_pool *pool; /* NULL: a connection of its own */
+    dm_hconn *k;           /* the connection it is sent on; NULL once handed back to its pool */
+    dm_hdest dest;         /* where it goes (dest.host owned) */
+    /* What is sent, kept for a resend on a new connection (one allocation: `blob`). */
+    enum evhttp_cmd_type method;
+    char *blob;
+    const char *path, *host_header, *body;
+    size_t body_len;
+    dm_hclient_header *headers;
+    size_t nheaders;
+    struct timeval timeout;
+    size_t max_body;
     struct event *deadline;
-    struct event *reap; /* deferred: hand over a result, then release the connection */
-    bool starting;      /* inside dm_hclient_request */
-    bool done;          /* a result is known */
+    struct event *reap;             /* deferred: hand over a result, or resend; then release */
+    bool starting;                  /* inside dm_hclient_request, or (re)starting from reap */
+    bool done;                      /* a result is known */
+    bool reused;                    /* the first try went out on a kept-alive connection */
+    bool resend;                    /* the reused connection turned out closed: resend from reap */
+    char resent[DM_HCLIENT_ERRLEN]; /* why it was resent ("" when it was not) */
     /* The result. */
     int status;
     bool have_headers;
-    struct evkeyvalq headers;
+    struct evkeyvalq headers_in;          /* a copy (have_headers) */
+    const struct evkeyvalq *live_headers; /* libevent's, during a 2xx's callback only */
     char error[DM_HCLIENT_ERRLEN];
     bool has_error;
     /* What a failure leaves behind for the error text. */
     bool have_req_err;
     enum evhttp_request_error req_err;
     int sock_err;
-    size_t max_body;
     LIST_ENTRY(dm_hclient_req) link; /* in c->reqs */
 };
 
 /*---- Small helpers ----------------------------------------------------------------------*/
-
-static bool is_ip(const char *s)
-{
-    unsigned char a[16];
-    return inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1;
-}
 
 static int method_of(const char *m, enum evhttp_cmd_type *out)
 {
@@ -108,6 +140,26 @@ static int method_of(const char *m, enum evhttp_cmd_type *out)
         }
     }
     return DM_EINVAL;
+}
+
+/* @p list (a comma-separated header value) holds the token @p tok (case-insensitive). */
+static bool has_token(const char *list, const char *tok)
+{
+    size_t n = strlen(tok);
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *e = p;
+        while (*e && *e != ',')
+            e++;
+        const char *t = e;
+        while (t > p && (t[-1] == ' ' || t[-1] == '\t'))
+            t--;
+        if ((size_t)(t - p) == n && strncasecmp(p, tok, n) == 0)
+            return true;
+        p = e;
+    }
+    return false;
 }
 
 static SSL_CTX *new_ctx(const char *ca_file, char *err, size_t errlen)
@@ -139,6 +191,9 @@ static SSL_CTX *new_ctx(const char *ca_file, char *err, size_t errlen)
     }
     /* A verification failure aborts the handshake: nothing is sent to an unverified peer. */
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    /* Read what the socket has in one read, not a record's 5-byte header and then its body:
+     * half the reads of a kept-alive connection's answers (libevent drains SSL_pending). */
+    SSL_CTX_set_read_ahead(ctx, 1);
     return ctx;
 }
 
@@ -163,19 +218,20 @@ static SSL_CTX *find_ctx(dm_hclient *c, const char *ca_file, char *err, size_t e
 
 /*---- One request ------------------------------------------------------------------------*/
 
-/* Free everything; the request must be unlinked from c->reqs, or never linked. Pending
- * libevent requests are dropped with the connection, without their callbacks. */
+/* Free everything; the request must be unlinked from c->reqs, or never linked. A request in
+ * flight is dropped with its connection, without its callback. */
 static void req_free(dm_hclient_req *r)
 {
-    if (r->evcon)
-        evhttp_connection_free(r->evcon);
+    if (r->k)
+        dm_hconn_free(r->k);
     if (r->deadline)
         event_free(r->deadline);
     if (r->reap)
         event_free(r->reap);
     if (r->have_headers)
-        evhttp_clear_headers(&r->headers);
-    free(r->host);
+        evhttp_clear_headers(&r->headers_in);
+    free(r->blob);
+    free((char *)r->dest.host);
     free(r);
 }
 
@@ -188,11 +244,29 @@ static void call_back(dm_hclient_req *r, const char *body, size_t len)
     dm_hclient_response res = {
         .status = r->status,
         .error = r->has_error ? r->error : NULL,
-        .headers = r->have_headers ? &r->headers : NULL,
+        .headers = r->have_headers ? &r->headers_in : r->live_headers,
         .body = r->has_error ? NULL : (body ? body : ""),
         .body_len = r->has_error ? 0 : len,
+        .reused = r->reused,
+        .resent = r->resent[0] ? r->resent : NULL,
     };
     cb(&res, r->arg);
+}
+
+static void start(dm_hclient_req *r);
+
+/* A request that failed on a reused connection is sent again: on a new connection (the old
+ * one is closed: libevent reset it), within the same deadline. */
+static void resend(dm_hclient_req *r)
+{
+    dm_hconn_free(r->k);
+    r->k = NULL;
+    r->have_req_err = false;
+    r->sock_err = 0;
+    r->status = 0;
+    r->starting = true;
+    start(r);
+    r->starting = false;
 }
 
 static void on_reap(evutil_socket_t fd, short what, void *arg)
@@ -200,6 +274,13 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
     dm_hclient_req *r = arg;
     (void)fd;
     (void)what;
+    if (r->resend) {
+        r->resend = false;
+        if (!r->done) { /* else the deadline or a cancel came first */
+            resend(r);
+            return;
+        }
+    }
     call_back(r, NULL, 0); /* a failure found while starting, not handed over yet */
     LIST_REMOVE(r, link);
     req_free(r); /* frees this very event: libevent allows that from its callback */
@@ -238,10 +319,10 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
  * the usual cause), or libevent's. */
 static void failure_text(dm_hclient_req *r, char *buf, size_t size)
 {
-    struct bufferevent *bev = r->evcon ? evhttp_connection_get_bufferevent(r->evcon) : NULL;
+    struct bufferevent *bev = r->k ? dm_hconn_bev(r->k) : NULL;
     int dns_err = bev ? bufferevent_socket_get_dns_error(bev) : 0;
     unsigned long ssl_err = 0, e;
-    if (bev && r->tls)
+    if (bev && r->dest.tls)
         while ((e = bufferevent_get_openssl_error(bev)) != 0)
             ssl_err = ssl_err ? ssl_err : e; /* the first is the cause */
     if (dns_err) {
@@ -294,25 +375,61 @@ static void on_error(enum evhttp_request_error err, void *arg)
     dm_hclient_req *r = arg;
     r->have_req_err = true;
     r->req_err = err;
-    /* libevent restores the socket error of the failure before calling us. */
-    r->sock_err = EVUTIL_SOCKET_ERROR();
+    /* libevent restores the socket error of the failure before calling us; after an EOF
+     * (no error) that is whatever a non-blocking call left behind, which tells nothing. */
+    int e = EVUTIL_SOCKET_ERROR();
+    r->sock_err = e == EINPROGRESS || e == EAGAIN || e == EWOULDBLOCK || e == EINTR ? 0 : e;
 }
 
-/* The status line and headers arrived: keep them, the request may still fail (body). */
+/* The status line and headers arrived. The request may still fail (body), and then libevent
+ * frees its request before we hear of it: the headers of an answer other than a 2xx are copied
+ * now, for the failure to show them (a Retry-After); a 2xx's are read from libevent's request
+ * at the end (on_done), not copied (a dozen allocations per delivery). */
 static int on_headers(struct evhttp_request *req, void *arg)
 {
     dm_hclient_req *r = arg;
     if (r->done || r->have_headers)
         return 0;
     r->status = evhttp_request_get_response_code(req);
-    TAILQ_INIT(&r->headers);
+    if (r->status >= 200 && r->status <= 299)
+        return 0;
+    TAILQ_INIT(&r->headers_in);
     r->have_headers = true;
     struct evkeyval *h;
     TAILQ_FOREACH(h, evhttp_request_get_input_headers(req), next)
     {
-        evhttp_add_header(&r->headers, h->key, h->value);
+        evhttp_add_header(&r->headers_in, h->key, h->value);
     }
     return 0;
+}
+
+/* The connection of a complete answer @p req may carry another request: the answer is
+ * HTTP/1.1, does not say Connection: close, and its end was known from its framing (no body,
+ * Content-Length or chunked; not the end of the connection), and nothing follows it. */
+static bool reusable(const dm_hclient_req *r, const struct evhttp_request *req)
+{
+    const dm_hconn *k = r->k;
+    if (!k || !k->pool || k->closed || req->major != 1 || req->minor < 1)
+        return false;
+    const struct evkeyvalq *h = req->input_headers;
+    const char *connection = evhttp_find_header(h, "Connection");
+    if (connection && has_token(connection, "close"))
+        return false;
+    int code = req->response_code;
+    bool framed =
+        r->method == EVHTTP_REQ_HEAD || code == 204 || code == 304 || req->chunked ||
+        (!evhttp_find_header(h, "Transfer-Encoding") && evhttp_find_header(h, "Content-Length"));
+    if (!framed || code < 200)
+        return false;
+    return evbuffer_get_length(bufferevent_get_input(dm_hconn_bev(k))) == 0;
+}
+
+/* A failure on a reused connection before any byte of an answer: the server closed the idle
+ * connection as we sent on it. It is resent once, on a new connection. */
+static bool stale(const dm_hclient_req *r)
+{
+    return r->reused && !r->resent[0] && r->k && !r->k->got_bytes && r->have_req_err &&
+           r->req_err == EVREQ_HTTP_EOF;
 }
 
 /* The request's end: @p req is NULL on a failure, and is libevent's (freed after we return). */
@@ -330,53 +447,91 @@ static void on_done(struct evhttp_request *req, void *arg)
             r->sock_err = ECONNREFUSED;
         char text[DM_HCLIENT_ERRLEN];
         failure_text(r, text, sizeof text);
+        if (stale(r)) {
+            snprintf(r->resent, sizeof r->resent, "%s", text);
+            r->resend = true;
+            event_active(r->reap, EV_TIMEOUT, 0); /* not from inside libevent's callback */
+            return;
+        }
         fail(r, "%s", text);
         return;
     }
-    if (!r->have_headers)
-        on_headers(req, r);
     r->status = code;
+    if (!r->have_headers)
+        r->live_headers = evhttp_request_get_input_headers(req);
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
     if (len > r->max_body) { /* evhttp enforces it; never trust one place */
         char text[64];
         snprintf(text, sizeof text, "%zu", r->max_body);
         fail(r, "response larger than %s bytes", text);
+        r->live_headers = NULL;
         return;
+    }
+    if (reusable(r, req)) {
+        dm_hconn *k = r->k;
+        if (k->tls && k->requests == 1)
+            dm_hpool_keep_session(k);
+        r->k = NULL;
+        dm_hpool_put(k); /* libevent allows a request on it from the callback below */
     }
     const char *body = len ? (const char *)evbuffer_pullup(in, -1) : "";
     finish(r, body, len);
+    r->live_headers = NULL; /* libevent frees them with its request */
 }
 
-/* A bufferevent that speaks TLS to r->host and verifies it; NULL on failure (the caller must
- * then not fall back to a plain connection). */
-static struct bufferevent *tls_bufferevent(dm_hclient_req *r, SSL_CTX *ctx)
+/* libevent's request for @p r: callbacks, headers and body; NULL when it cannot be made. */
+static struct evhttp_request *new_request(dm_hclient_req *r)
 {
-    SSL *ssl = SSL_new(ctx);
-    if (!ssl)
+    struct evhttp_request *req = evhttp_request_new(on_done, r);
+    if (!req)
         return NULL;
-    bool ok;
-    if (is_ip(r->host)) {
-        /* No SNI for an address (RFC 6066); the certificate must name the IP. */
-        ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), r->host) == 1;
+    evhttp_request_set_error_cb(req, on_error);
+    evhttp_request_set_header_cb(req, on_headers);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Host", r->host_header);
+    /* HTTP/1.1: a pooled connection is kept alive unless the server says otherwise. */
+    if (!r->k->pool)
+        evhttp_add_header(h, "Connection", "close");
+    for (size_t i = 0; i < r->nheaders; i++)
+        evhttp_add_header(h, r->headers[i].name, r->headers[i].value);
+    if (r->body_len)
+        evbuffer_add(evhttp_request_get_output_buffer(req), r->body, r->body_len);
+    else if (r->method == EVHTTP_REQ_POST || r->method == EVHTTP_REQ_PUT ||
+             r->method == EVHTTP_REQ_PATCH)
+        evhttp_add_header(h, "Content-Length", "0");
+    return req;
+}
+
+/* Take a connection (an idle one of the pool, else a new one) and send. Every outcome, a
+ * failure here included, is a result handed to the callback (deferred while r->starting). */
+static void start(dm_hclient_req *r)
+{
+    dm_hconn *k = NULL;
+    if (r->pool && !r->resent[0] && (k = dm_hpool_take(r->pool, &r->dest)) != NULL) {
+        r->reused = true;
     } else {
-        SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-        ok = SSL_set1_host(ssl, r->host) == 1 && SSL_set_tlsext_host_name(ssl, r->host) == 1;
+        const char *why = NULL;
+        dm_hclient_pool *p = r->pool && dm_hpool_room(r->pool) ? r->pool : NULL;
+        k = dm_hconn_new(r->c->base, r->c->dns, p, &r->dest, &why);
+        if (!k) {
+            fail(r, "%s", why);
+            return;
+        }
     }
-    if (!ok) {
-        SSL_free(ssl);
-        return NULL;
+    r->k = k;
+    k->got_bytes = false;
+    k->requests++;
+    evhttp_connection_set_timeout_tv(k->evcon, &r->timeout);
+    evhttp_connection_set_max_body_size(k->evcon, (ev_ssize_t)r->max_body);
+    struct evhttp_request *req = new_request(r);
+    if (!req) {
+        fail(r, "%s", "cannot create a request");
+        return;
     }
-    struct bufferevent *bev =
-        bufferevent_openssl_socket_new(r->c->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-                                       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-    if (!bev) {
-        SSL_free(ssl);
-        return NULL;
-    }
-    /* Servers often close without close_notify; Content-Length still catches a cut body. */
-    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    return bev;
+    /* A failure may already run on_done (and finish) from inside this call. */
+    if (evhttp_make_request(k->evcon, req, r->method, r->path) != 0)
+        fail(r, "%s", "cannot send the request");
 }
 
 /*---- API --------------------------------------------------------------------------------*/
@@ -387,6 +542,7 @@ dm_hclient *dm_hclient_new(struct event_base *base, char *err, size_t errlen)
     c->base = base;
     LIST_INIT(&c->trusts);
     LIST_INIT(&c->reqs);
+    LIST_INIT(&c->pools);
     c->dns =
         evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
     if (!c->dns) {
@@ -402,9 +558,19 @@ void dm_hclient_free(dm_hclient *c)
     if (!c)
         return;
     dm_hclient_req *r;
-    while ((r = LIST_FIRST(&c->reqs)) != NULL) {
+    while ((r = LIST_FIRST(&c->reqs)) != NULL) { /* first: their connections are pools' */
         LIST_REMOVE(r, link);
         req_free(r);
+    }
+    dm_hclient_pool *p;
+    while ((p = LIST_FIRST(&c->pools)) != NULL) {
+        LIST_REMOVE(p, link);
+        dm_hpool_free(p);
+    }
+    for (unsigned i = 0; i < URL_CACHE; i++) {
+        free(c->urls[i].url);
+        free(c->urls[i].t.host);
+        free(c->urls[i].t.path);
     }
     trust *t;
     while ((t = LIST_FIRST(&c->trusts)) != NULL) {
@@ -423,14 +589,14 @@ int dm_hclient_add_trust(dm_hclient *c, const char *ca_file, char *err, size_t e
     return find_ctx(c, ca_file, err, errlen) ? DM_OK : DM_EIO;
 }
 
-/* What a request needs of its URL. */
-typedef struct target {
-    bool tls;
-    int port;              /* the URL's, else 443 / 80 */
-    char *host;            /* to connect to: no brackets (owned) */
-    char host_header[300]; /* the Host header: as the URL writes it, with its port if given */
-    char *path;            /* path and query, "/" at least (owned) */
-} target;
+dm_hclient_pool *dm_hclient_pool_new(dm_hclient *c, unsigned max_conns, int idle_timeout_ms)
+{
+    dm_hclient_pool *p = dm_hpool_new(c->base, max_conns,
+                                      idle_timeout_ms > 0 ? idle_timeout_ms : DM_HCLIENT_IDLE_MS);
+    if (p)
+        LIST_INSERT_HEAD(&c->pools, p, link);
+    return p;
+}
 
 /* Parse and check @p o's URL (scheme http or https, a host, no userinfo). */
 static int parse_target(const dm_hclient_request_opts *o, target *t, char *err, size_t errlen)
@@ -466,61 +632,56 @@ static int parse_target(const dm_hclient_request_opts *o, target *t, char *err, 
     return DM_OK;
 }
 
-/* libevent's request for @p r: callbacks, headers and body; NULL when it cannot be made. */
-static struct evhttp_request *new_request(dm_hclient_req *r, const dm_hclient_request_opts *o,
-                                          enum evhttp_cmd_type method, const char *host_header)
+/* @p o's URL parsed and checked: from the cache, or parsed now and cached; NULL with a reason
+ * in @p err. */
+static const target *find_target(dm_hclient *c, const dm_hclient_request_opts *o, char *err,
+                                 size_t errlen)
 {
-    struct evhttp_request *req = evhttp_request_new(on_done, r);
-    if (!req)
+    for (unsigned i = 0; o->url && i < URL_CACHE; i++) {
+        const parsed_url *e = &c->urls[i];
+        if (e->url && e->lenient == o->lenient_url && strcmp(e->url, o->url) == 0)
+            return &e->t;
+    }
+    target t;
+    if (parse_target(o, &t, err, errlen) != DM_OK)
         return NULL;
-    evhttp_request_set_error_cb(req, on_error);
-    evhttp_request_set_header_cb(req, on_headers);
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    evhttp_add_header(h, "Host", host_header);
-    evhttp_add_header(h, "Connection", "close");
-    for (size_t i = 0; i < o->nheaders; i++)
-        evhttp_add_header(h, o->headers[i].name, o->headers[i].value);
-    if (o->body_len)
-        evbuffer_add(evhttp_request_get_output_buffer(req), o->body, o->body_len);
-    else if (method == EVHTTP_REQ_POST || method == EVHTTP_REQ_PUT || method == EVHTTP_REQ_PATCH)
-        evhttp_add_header(h, "Content-Length", "0");
-    return req;
+    parsed_url *e = &c->urls[c->next_url++ % URL_CACHE];
+    free(e->url);
+    free(e->t.host);
+    free(e->t.path);
+    e->url = dm_xstrdup(o->url);
+    e->lenient = o->lenient_url;
+    e->t = t;
+    return &e->t;
 }
 
-/* Arm the deadline, connect and send. Every outcome, a failure here included, is a result
- * handed to the callback (deferred while r->starting). */
-static void start(dm_hclient_req *r, const dm_hclient_request_opts *o, SSL_CTX *ctx,
-                  enum evhttp_cmd_type method, const target *t)
+/* Copy what @p r sends (path, Host, headers, body) into one allocation, kept for a resend. */
+static void keep_sendable(dm_hclient_req *r, const dm_hclient_request_opts *o, const target *t)
 {
-    dm_hclient *c = r->c;
-    struct timeval tv = {o->timeout_ms / 1000, (o->timeout_ms % 1000) * 1000};
-    event_add(r->deadline, &tv);
-    struct bufferevent *bev = NULL;
-    if (t->tls && !(bev = tls_bufferevent(r, ctx))) {
-        fail(r, "%s", "TLS setup failed");
-        return;
+    size_t path_n = strlen(t->path) + 1, host_n = strlen(t->host_header) + 1;
+    size_t n = o->nheaders * sizeof(dm_hclient_header) + path_n + host_n + o->body_len;
+    for (size_t i = 0; i < o->nheaders; i++)
+        n += strlen(o->headers[i].name) + strlen(o->headers[i].value) + 2;
+    r->blob = dm_xmalloc(n ? n : 1);
+    r->headers = (dm_hclient_header *)(void *)r->blob; /* the array first: aligned */
+    char *p = r->blob + o->nheaders * sizeof(dm_hclient_header);
+#define KEEP(dst, src, len)      \
+    do {                         \
+        memcpy(p, (src), (len)); \
+        (dst) = p;               \
+        p += (len);              \
+    } while (0)
+    for (size_t i = 0; i < o->nheaders; i++) {
+        KEEP(r->headers[i].name, o->headers[i].name, strlen(o->headers[i].name) + 1);
+        KEEP(r->headers[i].value, o->headers[i].value, strlen(o->headers[i].value) + 1);
     }
-    r->evcon =
-        evhttp_connection_base_bufferevent_new(c->base, c->dns, bev, r->host, (ev_uint16_t)r->port);
-    if (!r->evcon) {
-        if (bev)
-            bufferevent_free(bev);
-        fail(r, "%s", "cannot create a connection");
-        return;
-    }
-    evhttp_connection_set_timeout_tv(r->evcon, &tv);
-    evhttp_connection_set_max_body_size(r->evcon, (ev_ssize_t)o->max_body);
-    evhttp_connection_set_max_headers_size(r->evcon, MAX_HEADER_LEN);
-    evhttp_connection_set_retries(r->evcon, 0);
-
-    struct evhttp_request *req = new_request(r, o, method, t->host_header);
-    if (!req) {
-        fail(r, "%s", "cannot create a request");
-        return;
-    }
-    /* A failure may already run on_done (and finish) from inside this call. */
-    if (evhttp_make_request(r->evcon, req, method, t->path) != 0)
-        fail(r, "%s", "cannot send the request");
+    r->nheaders = o->nheaders;
+    KEEP(r->path, t->path, path_n);
+    KEEP(r->host_header, t->host_header, host_n);
+    if (o->body_len)
+        KEEP(r->body, o->body, o->body_len);
+    r->body_len = o->body_len;
+#undef KEEP
 }
 
 dm_hclient_req *dm_hclient_request(dm_hclient *c, const dm_hclient_request_opts *o,
@@ -531,36 +692,37 @@ dm_hclient_req *dm_hclient_request(dm_hclient *c, const dm_hclient_request_opts 
         snprintf(err, errlen, "unsupported method");
         return NULL;
     }
-    target t;
-    if (parse_target(o, &t, err, errlen) != DM_OK)
+    const target *t = find_target(c, o, err, errlen);
+    if (!t)
         return NULL;
     SSL_CTX *ctx = NULL;
-    if (t.tls && !(ctx = find_ctx(c, o->ca_file, err, errlen))) {
-        free(t.host);
-        free(t.path);
+    if (t->tls && !(ctx = find_ctx(c, o->ca_file, err, errlen)))
         return NULL;
-    }
 
     dm_hclient_req *r = dm_xcalloc(1, sizeof *r);
     r->c = c;
     r->cb = cb;
     r->arg = arg;
-    r->tls = t.tls;
+    r->pool = o->pool;
+    r->dest.tls = t->tls;
+    r->dest.ctx = ctx;
+    r->method = method;
     r->max_body = o->max_body;
-    r->port = t.port;
-    r->host = t.host; /* the request owns it from here */
+    r->timeout = (struct timeval){o->timeout_ms / 1000, (o->timeout_ms % 1000) * 1000};
+    r->dest.port = t->port;
+    r->dest.host = dm_xstrdup(t->host);
+    keep_sendable(r, o, t);
     r->deadline = evtimer_new(c->base, on_deadline, r);
     r->reap = event_new(c->base, -1, 0, on_reap, r);
     if (!r->deadline || !r->reap) {
         snprintf(err, errlen, "cannot create events");
-        free(t.path);
         req_free(r);
         return NULL;
     }
     LIST_INSERT_HEAD(&c->reqs, r, link);
+    event_add(r->deadline, &r->timeout);
     r->starting = true;
-    start(r, o, ctx, method, &t);
-    free(t.path);
+    start(r);
     r->starting = false;
     return r;
 }

@@ -22,8 +22,12 @@
  * headers Content-Type: application/cloudevents+json, X-Digestmap-Signature:
  * sha256=<lowercase hex HMAC-SHA256(secret, body)> (dm_sign.h), Idempotency-Key:
  * <CloudEvent id>, X-Digestmap-Attempt: <n> (1-based) and User-Agent: digestmap; each attempt
- * has timeout_ms from connect to the response's last byte. Records whose type is not in
- * `types` (when set) are acknowledged without delivery.
+ * has timeout_ms from its start to the response's last byte. Connections are kept alive in a
+ * pool per sink (at most max_inflight, dm_hclient.h); an attempt whose kept-alive connection
+ * turns out closed before any answer byte is sent once more on a new one, within its
+ * timeout_ms, as the same attempt (msg="sink delivery resent on a new connection", info;
+ * docs/sink-connections.md). Records whose type is not in `types` (when set) are acknowledged
+ * without delivery.
  *   - 2xx: XACK.
  *   - transport error, timeout, 408, 425, 429, 5xx: retried after dm_sink_retry_delay_ms
  *     (dm_sink_record.h).

@@ -53,6 +53,8 @@ typedef struct dm_sink_group {
     char (*out_keys)[DM_KEY_BUFLEN];  /**< per shard: <prefix>:{s}:out, read through the group */
     char (*dead_keys)[DM_KEY_BUFLEN]; /**< per shard: <prefix>:{s}:dead */
     bool running; /**< the group exists on every shard: reads, claims and pruning may run */
+    dm_hclient_pool *pool; /**< the sink's kept-alive connections (at most max_inflight; owned
+                                by all->http) */
 } dm_sink_group;
 
 /** Name the group of sink @p c and its streams (one per shard of all->conf). */

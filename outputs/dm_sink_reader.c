@@ -628,6 +628,12 @@ static int reader_init(sink *s, dm_sink_shared *all, const dm_sink_conf *c, char
     if (strncmp(c->url, "https://", 8) == 0 &&
         dm_hclient_add_trust(all->http, c->ca_file, err, errlen) != DM_OK)
         return DM_EIO;
+    /* One delivery per held record, so max_inflight connections always suffice. */
+    s->g.pool = dm_hclient_pool_new(all->http, (unsigned)c->max_inflight, DM_HCLIENT_IDLE_MS);
+    if (!s->g.pool) {
+        snprintf(err, errlen, "sink %s: cannot create its connection pool", c->name);
+        return DM_ENOMEM;
+    }
     return DM_OK;
 }
 

@@ -8,6 +8,7 @@
  */
 #include "dm_common.h"
 #include "dm_sink_record.h"
+#include "dm_sink_ceid.h"
 #include "dm_log.h"
 #include "dm_metrics.h"
 #include "dm_sign.h"
@@ -21,10 +22,14 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <hiredis/hiredis.h>
-#include <jansson.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 
 #define OP_RETRY_MS   1000 /* a failed XACK / dead-lettering is tried again */
+#define ACK_BATCH     256  /* entry ids per XACK */
 #define OP_WARN_EVERY 10   /* ... and logged as a warning at the 1st, 10th, 20th, ... try */
 
 typedef enum {
@@ -37,7 +42,7 @@ typedef enum {
 struct dm_sink_rec {
     dm_sink_held *h;
     unsigned shard;
-    char *id;                    /* stream entry id */
+    char *id;                    /* stream entry id; one allocation holds the four strings */
     char *type, *digest, *event; /* the entry's fields ("" when absent) */
     size_t event_len;
     char *ce_id; /* the CloudEvent id, NULL when the event has none */
@@ -46,18 +51,21 @@ struct dm_sink_rec {
     int status;                    /* of the last attempt (0: none) */
     char error[DM_HCLIENT_ERRLEN]; /* of the last attempt */
     rec_state state;
-    bool busy;       /* its XACK / sink_dead.lua is in flight */
+    bool busy;       /* its XACK / sink_dead.lua is queued or in flight */
+    bool queued;     /* in h->acks */
     bool lost;       /* no longer ours: abandon it when that command answers */
     int op_failures; /* failed XACK / sink_dead.lua tries so far */
     dm_hclient_req *req;
     struct event *timer;
-    LIST_ENTRY(dm_sink_rec) link; /* in h->recs */
+    LIST_ENTRY(dm_sink_rec) link;     /* in h->recs */
+    LIST_ENTRY(dm_sink_rec) ack_link; /* in h->acks while queued */
 };
 
 typedef struct dm_sink_rec rec;
 
 static void attempt(rec *r);
 static void ack(rec *r);
+static void on_ack_turn(evutil_socket_t fd, short what, void *arg);
 static void dead_letter(rec *r);
 
 /*---- Pure parts -------------------------------------------------------------------------*/
@@ -105,6 +113,50 @@ static void publish_gauge(const dm_sink_shared *all)
     dm_metrics_set(DM_G_SINK_INFLIGHT, (int64_t)all->held_total);
 }
 
+/* HMAC-SHA256 keyed once with the sink's secret: dm_sign_body (OpenSSL's one-shot HMAC)
+ * fetches the algorithm and sets the key again at every call, 2-4 us of each delivery. NULL
+ * when OpenSSL cannot make it (dm_sign_body signs then). */
+static EVP_MAC_CTX *new_mac(const dm_sink_conf *c)
+{
+    EVP_MAC *alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *ctx = alg ? EVP_MAC_CTX_new(alg) : NULL;
+    EVP_MAC_free(alg); /* the context keeps its own reference */
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+        OSSL_PARAM_construct_end(),
+    };
+    if (ctx && (!c->secret || c->secret_len == 0 ||
+                EVP_MAC_init(ctx, c->secret, c->secret_len, params) != 1)) {
+        EVP_MAC_CTX_free(ctx);
+        ctx = NULL;
+    }
+    ERR_clear_error();
+    return ctx;
+}
+
+/* "sha256=<hex>" of @p body, as dm_sign_body writes it (README "Webhooks"). */
+static void sign(const dm_sink_held *h, const char *body, size_t len, char out[DM_SIGN_LEN])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char mac[32];
+    size_t n = 0;
+    /* A NULL key keeps the one set in new_mac. */
+    if (h->mac && EVP_MAC_init(h->mac, NULL, 0, NULL) == 1 &&
+        EVP_MAC_update(h->mac, (const unsigned char *)body, len) == 1 &&
+        EVP_MAC_final(h->mac, mac, &n, sizeof mac) == 1 && n == sizeof mac) {
+        memcpy(out, "sha256=", 7);
+        for (size_t i = 0; i < sizeof mac; i++) {
+            out[7 + 2 * i] = hex[mac[i] >> 4];
+            out[7 + 2 * i + 1] = hex[mac[i] & 15];
+        }
+        out[7 + 2 * sizeof mac] = '\0';
+        return;
+    }
+    ERR_clear_error();
+    const dm_sink_conf *c = h->g->c;
+    dm_sign_body(c->secret, c->secret_len, body, len, out);
+}
+
 void dm_sink_held_init(dm_sink_held *h, dm_sink_group *g, void (*on_leave)(void *arg), void *arg)
 {
     h->g = g;
@@ -112,6 +164,9 @@ void dm_sink_held_init(dm_sink_held *h, dm_sink_group *g, void (*on_leave)(void 
     h->n = 0;
     h->on_leave = on_leave;
     h->on_leave_arg = arg;
+    h->mac = new_mac(g->c);
+    LIST_INIT(&h->acks);
+    h->ack_ev = event_new(g->all->base, -1, 0, on_ack_turn, h);
 }
 
 static void rec_free(rec *r)
@@ -120,10 +175,7 @@ static void rec_free(rec *r)
         dm_hclient_cancel(r->req);
     if (r->timer)
         event_free(r->timer);
-    free(r->id);
-    free(r->type);
-    free(r->digest);
-    free(r->event);
+    free(r->id); /* and the type, digest and event after it */
     free(r->ce_id);
     free(r);
 }
@@ -135,6 +187,12 @@ void dm_sink_held_clear(dm_sink_held *h)
         LIST_REMOVE(r, link);
         rec_free(r);
     }
+    LIST_INIT(&h->acks); /* its records are gone; their batches in flight were answered */
+    EVP_MAC_CTX_free(h->mac);
+    h->mac = NULL;
+    if (h->ack_ev)
+        event_free(h->ack_ev);
+    h->ack_ev = NULL;
 }
 
 /* The record leaves this instance (done, or no longer ours). */
@@ -143,6 +201,8 @@ static void drop(rec *r)
     dm_sink_held *h = r->h;
     dm_sink_shared *all = h->g->all;
     LIST_REMOVE(r, link);
+    if (r->queued)
+        LIST_REMOVE(r, ack_link);
     h->n--;
     all->held_total--;
     publish_gauge(all);
@@ -214,40 +274,35 @@ static const redisReply *field(const redisReply *fields, const char *name)
     return NULL;
 }
 
-/* The CloudEvent id of @p event, or NULL. */
-static char *cloudevent_id(const char *event, size_t len)
-{
-    json_error_t jerr;
-    json_t *root = json_loadb(event, len, 0, &jerr);
-    const json_t *id = root ? json_object_get(root, "id") : NULL;
-    char *out = json_is_string(id) && json_string_length(id) > 0
-                    ? dm_xstrndup(json_string_value(id), json_string_length(id))
-                    : NULL;
-    json_decref(root);
-    return out;
-}
-
 /* A record of entry @p id with the fields it has, signed, not held yet; NULL when its timer
  * cannot be made (the entry stays pending; a later claim brings it back). */
 static rec *rec_new(dm_sink_held *h, unsigned shard, const char *id, const redisReply *type,
                     const redisReply *digest, const redisReply *event)
 {
-    const dm_sink_conf *c = h->g->c;
     rec *r = dm_xcalloc(1, sizeof *r);
     r->h = h;
     r->shard = shard;
-    r->id = dm_xstrdup(id);
-    r->type = type ? dm_xstrndup(type->str, type->len) : dm_xstrdup("");
-    r->digest = digest ? dm_xstrndup(digest->str, digest->len) : dm_xstrdup("");
-    r->event = event ? dm_xstrndup(event->str, event->len) : dm_xstrdup("");
+    size_t id_n = strlen(id) + 1, type_n = type ? type->len + 1 : 1,
+           digest_n = digest ? digest->len + 1 : 1;
     r->event_len = event ? event->len : 0;
-    r->ce_id = event ? cloudevent_id(r->event, r->event_len) : NULL;
+    r->id = dm_xmalloc(id_n + type_n + digest_n + r->event_len + 1);
+    r->type = r->id + id_n;
+    r->digest = r->type + type_n;
+    r->event = r->digest + digest_n;
+    memcpy(r->id, id, id_n);
+    memcpy(r->type, type ? type->str : "", type_n - 1);
+    r->type[type_n - 1] = '\0';
+    memcpy(r->digest, digest ? digest->str : "", digest_n - 1);
+    r->digest[digest_n - 1] = '\0';
+    memcpy(r->event, event ? event->str : "", r->event_len);
+    r->event[r->event_len] = '\0';
+    r->ce_id = event ? dm_sink_cloudevent_id(r->event, r->event_len) : NULL;
     r->timer = evtimer_new(h->g->all->base, on_rec_timer, r);
     if (!r->timer) {
         rec_free(r);
         return NULL;
     }
-    dm_sign_body(c->secret, c->secret_len, r->event, r->event_len, r->sig);
+    sign(h, r->event, r->event_len, r->sig);
     return r;
 }
 
@@ -328,6 +383,15 @@ static void on_response(const dm_hclient_response *res, void *arg)
     rec *r = arg;
     r->req = NULL;
     r->status = res->status;
+    if (res->reused)
+        dm_metrics_inc(DM_M_SINK_REUSED);
+    if (res->resent) {
+        /* Not silent: the receiver may have got this attempt twice (same Idempotency-Key). */
+        char eq[DM_HCLIENT_ERRLEN + 16];
+        dm_metrics_inc(DM_M_SINK_RESENT);
+        dm_info("sink delivery resent on a new connection", "sink=%s id=%s attempt=%d reason=%s",
+                r->h->g->c->name, r->id, r->attempts, dm_sink_quote(res->resent, eq, sizeof eq));
+    }
     if (dm_sink_classify(res->status) == DM_SINK_DELIVERED) {
         /* A 2xx counts even if its body was cut short or too large: the sink has it. */
         dm_debug("record delivered", "sink=%s id=%s attempt=%d status=%d", r->h->g->c->name, r->id,
@@ -371,6 +435,7 @@ static void attempt(rec *r)
         .timeout_ms = c->timeout_ms,
         .max_body = DM_SINK_MAX_RESPONSE,
         .ca_file = c->ca_file,
+        .pool = r->h->g->pool,
     };
     r->req = dm_hclient_request(r->h->g->all->http, &o, on_response, r, err, sizeof err);
     if (!r->req) {
@@ -423,14 +488,100 @@ static void on_ack(int err, redisReply *reply, void *arg)
     drop(r);
 }
 
-static void ack(rec *r)
+/* The XACK of one record alone (when the set has no batching event). */
+static void ack_one(rec *r)
 {
-    r->state = R_ACKING;
     int rc = dm_sink_group_ack(r->h->g, r->shard, r->id, on_ack, r);
     if (rc == DM_OK)
         r->busy = true;
     else
         op_failed(r, "XACK", rc, NULL);
+}
+
+/* Delivered: acknowledge it with the other records delivered in this loop turn (one XACK per
+ * shard costs Redis and this loop a command, a reply and a callback per batch, not per
+ * record). */
+static void ack(rec *r)
+{
+    dm_sink_held *h = r->h;
+    r->state = R_ACKING;
+    if (!h->ack_ev) {
+        ack_one(r);
+        return;
+    }
+    r->busy = true;
+    r->queued = true;
+    LIST_INSERT_HEAD(&h->acks, r, ack_link);
+    event_active(h->ack_ev, EV_TIMEOUT, 0);
+}
+
+/* One XACK's records. */
+typedef struct ack_batch {
+    dm_sink_held *h;
+    size_t n;
+    rec *recs[ACK_BATCH];
+} ack_batch;
+
+static void on_acks(int err, redisReply *reply, void *arg)
+{
+    ack_batch *b = arg;
+    for (size_t i = 0; i < b->n; i++)
+        b->recs[i]->busy = false;
+    if (!b->h->g->all->stopping) {
+        bool failed = err != DM_OK ||
+                      (dm_sink_error_reply(reply, NULL) && !dm_sink_error_reply(reply, "NOGROUP"));
+        for (size_t i = 0; i < b->n; i++) {
+            if (failed)
+                op_failed(b->recs[i], "XACK", err, reply); /* each retries on its own */
+            else
+                drop(b->recs[i]);
+        }
+    }
+    free(b);
+}
+
+/* Send the XACKs of the records queued in @p h: per shard, up to ACK_BATCH ids a command. A
+ * record that is no longer ours meanwhile is left unacknowledged. */
+static void on_ack_turn(evutil_socket_t fd, short what, void *arg)
+{
+    dm_sink_held *h = arg;
+    dm_sink_group *g = h->g;
+    (void)fd;
+    (void)what;
+    rec *r;
+    while ((r = LIST_FIRST(&h->acks)) != NULL) {
+        unsigned shard = r->shard;
+        ack_batch *b = dm_xcalloc(1, sizeof *b);
+        b->h = h;
+        const char *argv[3 + ACK_BATCH] = {"XACK", g->out_keys[shard], g->name};
+        rec *next;
+        for (r = LIST_FIRST(&h->acks); r && b->n < ACK_BATCH; r = next) {
+            next = LIST_NEXT(r, ack_link);
+            if (r->shard != shard)
+                continue;
+            LIST_REMOVE(r, ack_link);
+            r->queued = false;
+            if (r->lost) {
+                r->busy = false;
+                drop(r);
+                continue;
+            }
+            argv[3 + b->n] = r->id;
+            b->recs[b->n++] = r;
+        }
+        if (b->n == 0) {
+            free(b);
+            continue;
+        }
+        int rc = dm_sink_command(g->all->ctl, g->out_keys[shard], on_acks, b, 3 + (int)b->n, argv);
+        if (rc != DM_OK) {
+            for (size_t i = 0; i < b->n; i++) {
+                b->recs[i]->busy = false;
+                op_failed(b->recs[i], "XACK", rc, NULL);
+            }
+            free(b);
+        }
+    }
 }
 
 static void on_dead(int err, redisReply *reply, void *arg)

@@ -5,7 +5,8 @@
  *
  * Ownership: a dm_sink_held (one per sink, in the sink's reader) owns its records. A record is
  * freed in exactly one place (drop, in dm_sink_record.c), always from the completion of its
- * last step (XACK or sink_dead.lua answered) or from a claim refresh that shows it is no
+ * last step (XACK or sink_dead.lua answered; the XACKs of the records delivered in one loop
+ * turn go out together, one command per shard) or from a claim refresh that shows it is no
  * longer ours (dm_sink_abandon: at once when no Redis command of the record is in flight, else
  * from that command's completion). At most one asynchronous step of a record is outstanding
  * at any time (an HTTP attempt, a timer, or one Redis command), so a completion never finds
@@ -20,6 +21,7 @@
 
 #include <sys/queue.h>
 
+struct event;
 struct redisReply;
 
 /** Largest response body read from a sink (a bigger one still counts by its status). */
@@ -53,13 +55,18 @@ typedef struct dm_sink_held {
     size_t n;                             /**< records in recs */
     void (*on_leave)(void *on_leave_arg); /**< a record left: there is room for another */
     void *on_leave_arg;
+    struct evp_mac_ctx_st *mac;    /**< HMAC-SHA256 keyed with the sink's secret (owned), or NULL:
+                                     dm_sign_body then */
+    LIST_HEAD(, dm_sink_rec) acks; /**< delivered records whose XACK is not sent yet */
+    struct event *ack_ev; /**< sends them, one XACK per shard and loop turn (owned; NULL: each
+                               record sends its own) */
 } dm_sink_held;
 
 /** An empty set for group @p g; @p on_leave runs (with @p arg) each time a record leaves. */
 void dm_sink_held_init(dm_sink_held *h, dm_sink_group *g, void (*on_leave)(void *arg), void *arg);
 
-/** Free every record, without acknowledging anything (they stay pending in Redis). For stop
- *  only: see "Ownership" above. */
+/** Free every record, without acknowledging anything (they stay pending in Redis), and the
+ *  set's own state. For stop only: see "Ownership" above. */
 void dm_sink_held_clear(dm_sink_held *h);
 
 /**

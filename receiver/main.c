@@ -154,7 +154,14 @@ static int start(process *p, char *err, size_t errlen)
     /* The embedded server's socket path is absolute (redis-server runs in data_dir): every
      * connection uses it rather than the configuration's data_dir-relative one. */
     const char *redis_socket = p->child ? dm_redis_child_socket(p->child) : NULL;
-    p->base = event_base_new();
+    /* The changelist merges the epoll_ctl calls of one loop iteration: a kept-alive sink
+     * delivery turns its connection's read and write interest off and on several times. */
+    struct event_config *cfg = event_config_new();
+    if (cfg)
+        event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    p->base = cfg ? event_base_new_with_config(cfg) : NULL;
+    if (cfg)
+        event_config_free(cfg);
     p->sigterm = p->base ? evsignal_new(p->base, SIGTERM, on_signal, p->base) : NULL;
     p->sigint = p->base ? evsignal_new(p->base, SIGINT, on_signal, p->base) : NULL;
     /* Also without tls: SIGHUP's default action would end the process. */

@@ -1,6 +1,7 @@
 /* test_hclient.c - dm_hclient against an in-process evhttp server on the same event_base:
  * request shape, response status/headers/body, body cap, deadline, refused connection,
- * unusable URLs, cancel, and free with a request in flight. */
+ * unusable URLs, cancel, free with a request in flight, and a pool's kept-alive connections
+ * (reused after a complete answer, not after Connection: close; none without a pool). */
 #include "dm_common.h"
 #include "dm_hclient.h"
 
@@ -37,6 +38,11 @@ typedef struct fixture {
     char error[DM_HCLIENT_ERRLEN];
     char retry_after[32];
     char rbody[128];
+    /* keep-alive: per request, the client's port as the server saw it, and the client's view */
+    int peer_port[8];
+    char connection[8][16]; /* the request's Connection header */
+    bool reused[8];
+    int nseen;
 } fixture;
 
 static void on_watchdog(evutil_socket_t fd, short what, void *arg)
@@ -64,10 +70,22 @@ static void on_server(struct evhttp_request *req, void *arg)
     f->body[n] = '\0';
     const char *sig = evhttp_find_header(evhttp_request_get_input_headers(req), "X-Sig");
     snprintf(f->sig, sizeof f->sig, "%s", sig ? sig : "");
+    if (f->nseen < 8) {
+        char *addr;
+        ev_uint16_t port;
+        evhttp_connection_get_peer(evhttp_request_get_connection(req), &addr, &port);
+        const char *conn = evhttp_find_header(evhttp_request_get_input_headers(req), "Connection");
+        f->peer_port[f->nseen] = port;
+        snprintf(f->connection[f->nseen], sizeof f->connection[0], "%s", conn ? conn : "-");
+        f->nseen++;
+    }
     if (strcmp(uri, "/hang") == 0)
         return; /* never answered; freed with the server */
     struct evbuffer *out = evbuffer_new();
-    if (strcmp(uri, "/big") == 0) {
+    if (strcmp(uri, "/close") == 0) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        evhttp_send_reply(req, 204, "No Content", NULL);
+    } else if (strcmp(uri, "/big") == 0) {
         for (int i = 0; i < 10; i++)
             evbuffer_add(out, "0123456789", 10);
         evhttp_send_reply(req, 200, "OK", out);
@@ -82,6 +100,8 @@ static void on_server(struct evhttp_request *req, void *arg)
 static void on_response(const dm_hclient_response *res, void *arg)
 {
     fixture *f = arg;
+    if (f->calls < 8)
+        f->reused[f->calls] = res->reused;
     f->calls++;
     f->status = res->status;
     snprintf(f->error, sizeof f->error, "%s", res->error ? res->error : "");
@@ -125,7 +145,8 @@ static int teardown(void **state)
     return 0;
 }
 
-static dm_hclient_req *start(fixture *f, const char *path, int timeout_ms, size_t max_body)
+static dm_hclient_req *start_in(fixture *f, dm_hclient_pool *pool, const char *path, int timeout_ms,
+                                size_t max_body)
 {
     static const dm_hclient_header h[] = {{"X-Sig", "sha256=abc"},
                                           {"Content-Type", "application/json"}};
@@ -138,11 +159,18 @@ static dm_hclient_req *start(fixture *f, const char *path, int timeout_ms, size_
                                  .body = "{\"a\":1}",
                                  .body_len = 7,
                                  .timeout_ms = timeout_ms,
-                                 .max_body = max_body};
+                                 .max_body = max_body,
+                                 .pool = pool};
+    int calls = f->calls;
     dm_hclient_req *r = dm_hclient_request(f->c, &o, on_response, f, err, sizeof err);
     assert_non_null(r);
-    assert_int_equal(f->calls, 0); /* never from inside the call */
+    assert_int_equal(f->calls, calls); /* never from inside the call */
     return r;
+}
+
+static dm_hclient_req *start(fixture *f, const char *path, int timeout_ms, size_t max_body)
+{
+    return start_in(f, NULL, path, timeout_ms, max_body);
 }
 
 static void run(fixture *f)
@@ -293,6 +321,37 @@ static void test_cancel_and_free(void **state)
     assert_int_equal(f->calls, 0);
 }
 
+/* A pool keeps the connection of a complete answer for the next request (HTTP/1.1, no
+ * Connection header), and drops one whose answer said Connection: close; without a pool every
+ * request has a connection of its own and says Connection: close. */
+static void test_pool(void **state)
+{
+    fixture *f = *state;
+    dm_hclient_pool *pool = dm_hclient_pool_new(f->c, 4, 0);
+    assert_non_null(pool);
+    static const char *const paths[] = {"/ok", "/ok", "/close", "/ok", "/ok"};
+    for (int i = 0; i < 5; i++) {
+        start_in(f, pool, paths[i], 2000, 1024);
+        run(f);
+        assert_int_equal(f->calls, i + 1);
+        assert_string_equal(f->error, "");
+    }
+    start(f, "/ok", 2000, 1024);
+    run(f);
+    assert_int_equal(f->nseen, 6);
+    /* one connection for the first three, a new one after Connection: close */
+    assert_int_equal(f->peer_port[1], f->peer_port[0]);
+    assert_int_equal(f->peer_port[2], f->peer_port[0]);
+    assert_int_not_equal(f->peer_port[3], f->peer_port[0]);
+    assert_int_equal(f->peer_port[4], f->peer_port[3]);
+    assert_int_not_equal(f->peer_port[5], f->peer_port[4]);
+    bool want[] = {false, true, true, false, true, false};
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(f->reused[i], want[i]);
+        assert_string_equal(f->connection[i], i < 5 ? "-" : "close");
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -303,6 +362,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lenient_url, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unusable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_and_free, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

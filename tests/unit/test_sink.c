@@ -1,9 +1,11 @@
 /* test_sink.c - the pure parts of the webhook sink: outcome of a status, retry delays with
- * jitter and Retry-After, the signature (dm_sign), and Retry-After parsing (dm_hclient). */
+ * jitter and Retry-After, the signature (dm_sign), Retry-After parsing (dm_hclient), and the
+ * CloudEvent id of a record (its fast scan must answer as jansson does, on every input). */
 #include "dm_common.h"
 #include "dm_hclient.h"
 #include "dm_sign.h"
 #include "dm_sink_record.h"
+#include "dm_sink_ceid.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +15,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 static void test_classify(void **state)
 {
@@ -118,13 +121,111 @@ static void test_retry_after(void **state)
     ra_bad("Sun, 06 Nov 1994");
 }
 
+/* What jansson says the id is: the reference dm_sink_cloudevent_id must agree with. */
+static char *jansson_id(const char *s, size_t n)
+{
+    json_error_t e;
+    json_t *root = json_loadb(s, n, 0, &e);
+    const json_t *id = root ? json_object_get(root, "id") : NULL;
+    char *out = json_is_string(id) && json_string_length(id) > 0
+                    ? dm_xstrndup(json_string_value(id), json_string_length(id))
+                    : NULL;
+    json_decref(root);
+    return out;
+}
+
+static void same_id(const char *s, size_t n)
+{
+    char *want = jansson_id(s, n), *got = dm_sink_cloudevent_id(s, n);
+    if ((want == NULL) != (got == NULL) || (want && strcmp(want, got) != 0))
+        fail_msg("id of %.*s: jansson %s, dm_sink_cloudevent_id %s", (int)n, s,
+                 want ? want : "(none)", got ? got : "(none)");
+    free(want);
+    free(got);
+}
+
+static void expect_id(const char *doc, const char *want)
+{
+    char *got = dm_sink_cloudevent_id(doc, strlen(doc));
+    if (want)
+        assert_string_equal(got, want);
+    else
+        assert_null(got);
+    free(got);
+    same_id(doc, strlen(doc));
+}
+
+static const char *const EVENT =
+    "{\"specversion\":\"1.0\",\"id\":\"e6efd436316a0572a67b3c1de850c9ffee284d98\","
+    "\"source\":\"digestmap\",\"time\":\"2026-11-28T15:50:29.373Z\","
+    "\"type\":\"dev.digestmap.mapping.confirmed.v1\",\"subject\":\"sha256:49e7\","
+    "\"datacontenttype\":\"application/json\",\"data\":{\"digest\":\"sha256:49e7\","
+    "\"relation\":\"image\",\"image\":{\"registry\":\"contoso.azurecr.io\","
+    "\"repository\":\"team/api\",\"tags\":[\"1.4.0\",\"latest\"],\"source\":\"acr\"},"
+    "\"build\":{\"provider\":\"github\",\"run_attempt\":\"1\",\"verified\":false,"
+    "\"x\":null,\"y\":true,\"z\":[]},\"skew_ms\":-9352,\"r\":0.5}}";
+
+static void test_cloudevent_id(void **state)
+{
+    (void)state;
+    expect_id(EVENT, "e6efd436316a0572a67b3c1de850c9ffee284d98");
+    expect_id(" {\"id\":\"a\"} \n", "a");
+    expect_id("{\"data\":{\"id\":\"inner\"},\"id\":\"outer\"}", "outer");
+    expect_id("{\"data\":{\"id\":\"inner\"}}", NULL);
+    expect_id("{\"id\":\"first\",\"id\":\"last\"}", "last");
+    expect_id("{\"id\":\"first\",\"id\":7}", NULL);
+    expect_id("{\"id\":\"\"}", NULL);
+    expect_id("{\"id\":42}", NULL);
+    expect_id("{\"id\":\"a\\\"b\"}", "a\"b");            /* escaped: jansson unescapes */
+    expect_id("{\"id\":\"caf\\u00e9\"}", "caf\xc3\xa9"); /* \u: jansson */
+    expect_id("{\"\\u0069d\":\"x\"}", "x");              /* "id" spelt with \u */
+    expect_id("{\"id\":\"x\",\"n\":1e400}", NULL);       /* overflow: not JSON to jansson */
+    expect_id("{\"id\":\"x\",\"n\":123456789012345678901234}", NULL); /* too big */
+    expect_id("{\"id\":\"x\",\"n\":1.5e3}", "x");
+    expect_id("{\"id\":\"x\",}", NULL);
+    expect_id("{\"id\":\"x\"} x", NULL);
+    expect_id("{\"id\":\"x\"", NULL);
+    expect_id("[{\"id\":\"x\"}]", NULL);
+    expect_id("\"id\"", NULL);
+    expect_id("", NULL);
+    expect_id("{\"id\":\"x\",\"s\":\"\\u0000\"}", NULL); /* NUL: refused by jansson */
+    expect_id("{\"id\":\"x\",\"n\":01}", NULL);
+    expect_id("{\"id\":\"x\",\"n\":-}", NULL);
+    expect_id("{\"id\":\"x\",\"b\":tru}", NULL);
+    expect_id("{\"id\":\"x\",\"s\":\"tab\there\"}", NULL); /* a raw control character */
+    expect_id("{\"id\":\"x\",\"s\":\"bad \\q escape\"}", NULL);
+    expect_id("{\"id\":\"x\",\"s\":\"\xc3\xa9\"}", "x"); /* UTF-8: jansson */
+    expect_id("{\"id\":\"x\",\"s\":\"\xc3\"}", NULL);    /* broken UTF-8 */
+
+    /* Every document one byte away from a record (each byte replaced, removed or doubled)
+     * and every prefix: the scan never disagrees with jansson. */
+    static const char repl[] = "\"\\{}[],:0-.eE1 tfnu\x01\x7f\xc3/";
+    size_t n = strlen(EVENT);
+    char *buf = malloc(n + 2);
+    assert_non_null(buf);
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < sizeof repl - 1; k++) {
+            memcpy(buf, EVENT, n);
+            buf[i] = repl[k];
+            same_id(buf, n);
+        }
+        memcpy(buf, EVENT, i);
+        memcpy(buf + i, EVENT + i + 1, n - i - 1);
+        same_id(buf, n - 1);
+        memcpy(buf, EVENT, i + 1);
+        memcpy(buf + i + 1, EVENT + i, n - i);
+        same_id(buf, n + 1);
+        same_id(EVENT, i);
+    }
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_classify),
-        cmocka_unit_test(test_backoff),
-        cmocka_unit_test(test_signature),
-        cmocka_unit_test(test_retry_after),
+        cmocka_unit_test(test_classify),      cmocka_unit_test(test_backoff),
+        cmocka_unit_test(test_signature),     cmocka_unit_test(test_retry_after),
+        cmocka_unit_test(test_cloudevent_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

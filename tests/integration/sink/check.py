@@ -7,10 +7,14 @@
                                Idempotency-Key = the body's CloudEvent id, X-Digestmap-Attempt a
                                positive integer, User-Agent digestmap), else "bad: <reasons>"
   check.py get LOG N WHAT      WHAT of request N (0-based; negative counts from the end):
-                               "body", "t", "answer", "retry_at", or a header name
-                               (case-insensitive)
+                               "body", "t", "answer", "retry_at", "conn", "conn_req",
+                               "resumed", or a header name (case-insensitive)
   check.py ids LOG             the Idempotency-Key of every request, one a line
+  check.py header LOG NAME     header NAME of every request, one a line ("" when absent)
   check.py gaps LOG            seconds between consecutive requests, one a line ("%.3f")
+  check.py conns LOG           the connection of every request, named A, B, ... in order of
+                               first use, on one line ("A A B ...")
+  check.py nconns LOG          how many connections the requests came on
 """
 import hashlib
 import hmac
@@ -64,16 +68,27 @@ def main():
     elif cmd == "get":
         r = reqs[int(sys.argv[3])]
         what = sys.argv[4]
-        if what in ("body", "t", "answer", "method", "path", "retry_at"):
+        if what in ("body", "t", "answer", "method", "path", "retry_at", "conn", "conn_req",
+                    "resumed"):
             print(r[what])
         else:
             print(header(r, what) or "")
     elif cmd == "ids":
         for r in reqs:
             print(header(r, "Idempotency-Key") or "")
+    elif cmd == "header":
+        for r in reqs:
+            print(header(r, sys.argv[3]) or "")
     elif cmd == "gaps":
         for a, b in zip(reqs, reqs[1:]):
             print("%.3f" % (b["t"] - a["t"]))
+    elif cmd == "conns":
+        names = {}
+        for r in reqs:
+            names.setdefault(r["conn"], chr(ord("A") + len(names) % 26))
+        print(" ".join(names[r["conn"]] for r in reqs))
+    elif cmd == "nconns":
+        print(len({r["conn"] for r in reqs}))
     else:
         sys.exit("unknown command " + cmd)
     return 0

@@ -3,14 +3,15 @@ SINK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 SINK_PORT=""
 
 # start_sink NAME [sink.py args...]: start sink.py (log $T/NAME.log, answers file
-# $T/NAME.answers) and set SINK_PORT. It exits by itself when this script ends (and lib.sh's
-# watchdog kills it if this script is killed).
+# $T/NAME.answers, connections opened and closed in $T/NAME.conns) and set SINK_PORT. It exits
+# by itself when this script ends (and lib.sh's watchdog kills it if this script is killed).
 start_sink() {
     local name=$1
     shift
     rm -f "$T/$name.port"
     python3 "$SINK_DIR/sink.py" --port-file "$T/$name.port" --log "$T/$name.log" \
-        --answers-file "$T/$name.answers" --watch-pid $$ "$@" 2>>"$T/$name.err" &
+        --answers-file "$T/$name.answers" --conn-log "$T/$name.conns" --watch-pid $$ "$@" \
+        2>>"$T/$name.err" &
     poll_until "$DM_WAIT" test -s "$T/$name.port" || die "sink server $name did not start"
     SINK_PORT=$(cat "$T/$name.port")
 }
@@ -43,6 +44,11 @@ sink_answers() { printf '%s' "$2" > "$T/$1.answers"; }
 
 # sink_requests NAME: requests NAME received so far.
 sink_requests() { grep -c . "$T/$1.log" 2>/dev/null || true; }
+
+# sink_closed NAME N: "closed" once NAME's connection number N is closed, else "open".
+sink_closed() {
+    if grep -q "^close $2 " "$T/$1.conns" 2>/dev/null; then echo closed; else echo open; fi
+}
 
 # sink_check CMD NAME ARGS...: check.py CMD on NAME's log.
 sink_check() {
