@@ -157,11 +157,15 @@ static int bind_sockets(const dm_config *conf, int *fds, int n, int *port, char 
 }
 
 /* File descriptors the process needs beside its client connections: per worker its Redis
- * connections, listener and event loop; per event stream redis.shards Redis connections; the
- * sinks' connections; logs, the embedded Redis, key and certificate fetches. */
+ * connections, listener and event loop; per event stream redis.shards Redis connections; per
+ * sink its reader's Redis connections and up to max_inflight kept-alive delivery connections
+ * (docs/sink-connections.md); logs, the embedded Redis, key and certificate fetches. */
 static long fd_reserve(const dm_config *conf)
 {
-    return 64 + 8L * conf->workers + 4L * (long)conf->outputs.nwebhooks +
+    long sinks = 0;
+    for (size_t i = 0; i < conf->outputs.nwebhooks; i++)
+        sinks += 4L + conf->outputs.webhooks[i].max_inflight;
+    return 64 + 8L * conf->workers + sinks +
            (long)conf->api_max_stream_clients * conf->redis.shards;
 }
 
