@@ -277,7 +277,7 @@ static const redisReply *field(const redisReply *fields, const char *name)
 /* A record of entry @p id with the fields it has, signed, not held yet; NULL when its timer
  * cannot be made (the entry stays pending; a later claim brings it back). */
 static rec *rec_new(dm_sink_held *h, unsigned shard, const char *id, const redisReply *type,
-                    const redisReply *digest, const redisReply *event)
+                    const redisReply *digest, const redisReply *event, const redisReply *ceid)
 {
     rec *r = dm_xcalloc(1, sizeof *r);
     r->h = h;
@@ -296,7 +296,11 @@ static rec *rec_new(dm_sink_held *h, unsigned shard, const char *id, const redis
     r->digest[digest_n - 1] = '\0';
     memcpy(r->event, event ? event->str : "", r->event_len);
     r->event[r->event_len] = '\0';
-    r->ce_id = event ? dm_sink_cloudevent_id(r->event, r->event_len) : NULL;
+    /* The entry's "id" field is the event's id (lib.lua emit writes both); an entry without
+     * it has its document decoded. */
+    r->ce_id = ceid && ceid->len > 0 ? dm_xstrndup(ceid->str, ceid->len)
+               : event               ? dm_sink_cloudevent_id(r->event, r->event_len)
+                                     : NULL;
     r->timer = evtimer_new(h->g->all->base, on_rec_timer, r);
     if (!r->timer) {
         rec_free(r);
@@ -323,7 +327,7 @@ void dm_sink_take(dm_sink_held *h, unsigned shard, const redisReply *entry, bool
         return;
     }
     const redisReply *type = field(fields, "type"), *digest = field(fields, "digest"),
-                     *event = field(fields, "event");
+                     *event = field(fields, "event"), *ceid = field(fields, "id");
     if (claimed)
         dm_metrics_inc(DM_M_SINK_CLAIMED);
     if (!wanted_type(g->c, type ? type->str : "")) {
@@ -331,7 +335,7 @@ void dm_sink_take(dm_sink_held *h, unsigned shard, const redisReply *entry, bool
         dm_sink_group_ack_loose(g, shard, id);
         return;
     }
-    rec *r = rec_new(h, shard, id, type, digest, event);
+    rec *r = rec_new(h, shard, id, type, digest, event, ceid);
     if (!r)
         return;
     LIST_INSERT_HEAD(&h->recs, r, link);
