@@ -1,5 +1,6 @@
 #include "dm_common.h"
 #include "dm_join.h"
+#include "dm_event_park.h"
 #include "dm_log.h"
 #include "dm_keys.h"
 #include "dm_metrics.h"
@@ -148,55 +149,90 @@ char *dm_join_route_key(char *buf, const dm_join_conf *conf, const char *digest)
     return buf;
 }
 
+/* @p v in decimal into @p buf (at least 21 bytes, not terminated); returns its length. */
+static size_t put_ll(char *buf, long long v)
+{
+    char tmp[24];
+    size_t n = 0;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        tmp[n++] = '-';
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    return n;
+}
+
 int dm_join_submit(dm_redis *r, const dm_join_conf *conf, const dm_event *ev, dm_join_cb cb,
                    void *arg)
 {
-    char *json = dm_event_to_json(ev);
-    int rc = dm_join_park(r, conf, ev->digest, json, strlen(json), 0, cb, arg);
-    free(json);
-    return rc;
+    return dm_join_submit_at(r, conf, ev, 0, cb, arg);
 }
 
-int dm_join_park(dm_redis *r, const dm_join_conf *conf, const char *digest, const char *json,
-                 size_t len, int64_t arrival_ms, dm_join_cb cb, void *arg)
+/* Parked hashes outlive their items' expiry (retention after arrival) so the sweeper can still
+ * read an expired item and report it; the sweeper deletes each field it reports. The slack
+ * only matters while no sweeper runs at all. */
+static int64_t parked_hash_ttl_ms(int64_t retention_ms)
+{
+    return 2 * retention_ms + 3600000;
+}
+
+int dm_join_submit_at(dm_redis *r, const dm_join_conf *conf, const dm_event *ev, int64_t arrival_ms,
+                      dm_join_cb cb, void *arg)
 {
     /* The KEYS of park.lua, in its order. */
-    char keys[8][DM_KEY_BUFLEN];
-    char nums[11][24];
-    const char *argv[20];
-    size_t lens[20];
+    char keys[5][DM_KEY_BUFLEN];
+    char nums[12][24];
+    const char *argv[5 + 15];
+    size_t lens[5 + 15];
     const char *prefix = conf->prefix;
+    char digest[DM_DIGEST_BUFLEN];
+    memcpy(digest, ev->digest, DM_DIGEST_LEN);
+    digest[DM_DIGEST_LEN] = '\0';
     unsigned shard = dm_digest_shard(digest, conf->shards);
     lens[0] = dm_key_pushes(keys[0], prefix, shard, digest);
     lens[1] = dm_key_builds(keys[1], prefix, shard, digest);
-    lens[2] = dm_key_mappings(keys[2], prefix, shard, digest);
-    lens[3] = dm_key_deletes(keys[3], prefix, shard, digest);
-    lens[4] = dm_key_due(keys[4], prefix, shard);
-    lens[5] = dm_key_out(keys[5], prefix, shard);
-    lens[6] = dm_key_stats(keys[6], prefix, shard);
-    lens[7] = dm_key_mapping_ids(keys[7], prefix, shard, digest);
+    lens[2] = dm_key_deletes(keys[2], prefix, shard, digest);
+    lens[3] = dm_key_due(keys[3], prefix, shard);
+    lens[4] = dm_key_stats(keys[4], prefix, shard);
     int n = (int)DM_ARRAY_LEN(keys);
     for (int i = 0; i < n; i++)
         argv[i] = keys[i];
-    argv[n] = json;
-    lens[n++] = len;
-    long long vals[11] = {conf->window_ms,    conf->grace_ms,
-                          conf->max_skew_ms,  conf->mapping_ttl_ms,
-                          conf->max_builds,   conf->max_locations,
-                          conf->max_tags,     arrival_ms > 0 ? arrival_ms : 0,
-                          conf->min_severity, conf->findings_ttl_ms,
+    dm_park_args pa;
+    dm_event_park_args(ev, conf->max_tags > 0 ? (size_t)conf->max_tags : 0, &pa);
+    argv[n] = pa.kind;
+    lens[n++] = 1;
+    argv[n] = pa.field;
+    lens[n++] = pa.field_len;
+    argv[n] = pa.members;
+    lens[n++] = pa.members_len;
+    int64_t retention = conf->window_ms + conf->grace_ms;
+    long long vals[12] = {ev->event_time_ms > 0 ? ev->event_time_ms : 0,
+                          arrival_ms > 0 ? arrival_ms : 0,
+                          conf->window_ms,
+                          retention,
+                          parked_hash_ttl_ms(retention),
+                          conf->max_skew_ms,
+                          conf->mapping_ttl_ms,
+                          ev->side == DM_SIDE_BUILD ? conf->max_builds : conf->max_locations,
+                          conf->max_tags,
+                          conf->min_severity,
+                          conf->findings_ttl_ms,
                           conf->max_findings};
-    /* Without a findings ttl, no routing: ARGV 10 to 12 stay absent. */
-    size_t nvals = conf->findings_ttl_ms > 0 ? 11 : 8;
+    /* Without a findings ttl, no routing: ARGV 13 to 15 stay absent. */
+    size_t nvals = conf->findings_ttl_ms > 0 ? 12 : 9;
     for (size_t i = 0; i < nvals; i++) {
-        snprintf(nums[i], sizeof nums[i], "%lld", vals[i]);
         argv[n] = nums[i];
-        lens[n++] = strlen(nums[i]);
+        lens[n++] = put_ll(nums[i], vals[i]);
     }
     submit_ctx *s = dm_xmalloc(sizeof *s);
     s->cb = cb;
     s->arg = arg;
     int rc = dm_redis_eval(r, DM_SCRIPT_PARK, on_park, s, (int)DM_ARRAY_LEN(keys), n, argv, lens);
+    dm_park_args_dispose(&pa);
     if (rc != DM_OK)
         free(s);
     return rc;

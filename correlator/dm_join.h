@@ -60,13 +60,12 @@ int dm_join_submit(dm_redis *r, const dm_join_conf *conf, const dm_event *ev, dm
                    void *arg);
 
 /**
- * Park an event given in its dm_event_to_json form (@p json, @p len bytes; @p digest is its
- * "digest"), as having arrived at @p arrival_ms (ms since the epoch; 0: now, Redis's clock).
- * The spool's replayer (spool/dm_replay.h) passes the original arrival, so the window applies
- * as if the event had arrived on time (park.lua, ARGV 9). Returns as dm_join_submit.
+ * dm_join_submit of an event that arrived at @p arrival_ms (ms since the epoch; 0: now, Redis's
+ * clock). The spool's replayer (spool/dm_replay.h) passes the original arrival, so the window
+ * applies as if the event had arrived on time (park.lua, ARGV 5).
  */
-int dm_join_park(dm_redis *r, const dm_join_conf *conf, const char *digest, const char *json,
-                 size_t len, int64_t arrival_ms, dm_join_cb cb, void *arg);
+int dm_join_submit_at(dm_redis *r, const dm_join_conf *conf, const dm_event *ev, int64_t arrival_ms,
+                      dm_join_cb cb, void *arg);
 
 /**
  * Whether a completion says Redis could not take the event for now (down, timed out, or any

@@ -11,28 +11,46 @@
 -- checks against maxmemory (HSET, HSETNX), and the writes that only free memory come after.
 --
 -- KEYS (all of one shard, so one hash slot):
---   1 <p>:{s}:r:<digest>  hash  registry location -> parked push (internal JSON)
---   2 <p>:{s}:b:<digest>  hash  run key -> parked build (internal JSON)
---   3 <p>:{s}:m:<digest>  hash  edge id -> mapping (the record's "data", contract JSON)
---   4 <p>:{s}:d:<digest>  hash  registry location -> delete record
---   5 <p>:{s}:due         zset  "r<hex>" / "b<hex>" (side, digest) -> earliest expiry (ms)
---   6 <p>:{s}:out         stream of output records (contract)
---   7 <p>:{s}:stats       hash  r / b -> number of parked items
---   8 <p>:{s}:mi:<digest> zset  the edge ids of 3, score 0 (query.lua pages by id)
---   and, undeclared but in the same slot, the query indexes <p>:{s}:ix:… (see index_edge)
--- ARGV:
---   1 event JSON (adapters/dm_event.c dm_event_to_json)
---   2 window ms, 3 grace ms, 4 max clock skew ms, 5 mapping ttl ms
---   6 max builds per digest, 7 max locations per digest, 8 max tags per location
---     (limits.*: configs/README.md)
---   9 arrival ms: when the event reached digestmap (0 or absent: now). A spooled event replayed
---     later (docs/spool.md) passes its arrival, so the window applies as if it had arrived on
---     time: its event time is judged against the arrival for skew, its expiry counts from the
+--   1 <p>:{s}:r:<digest>  hash  registry location -> parked push (internal JSON, lib.lua)
+--   2 <p>:{s}:b:<digest>  hash  run key -> parked build (internal JSON, lib.lua)
+--   3 <p>:{s}:d:<digest>  hash  registry location -> delete record
+--   4 <p>:{s}:due         zset  "r<hex>" / "b<hex>" (side, digest) -> earliest expiry (ms)
+--   5 <p>:{s}:stats       hash  r / b -> number of parked items
+--   and, undeclared but in the same slot (named from the shard base "<p>:{s}:", KEYS[4]
+--   without "due"), the keys only an edge writes, so that the common call does not pay for
+--   passing their names:
+--     <p>:{s}:m:<digest>  hash  edge id -> mapping (the record's "data", contract JSON)
+--     <p>:{s}:mi:<digest> zset  the edge ids of m, score 0 (query.lua pages by id)
+--     <p>:{s}:out         stream of output records (contract)
+--     <p>:{s}:ix:…        the query indexes (see index_one)
+--     <p>:{s}:fs:<digest> the findings summary, read after an edge (lib.lua route_findings)
+--   A proxy or a future Redis that refuses undeclared keys outright would need them declared.
+-- The digest is the end of KEYS[1].
+-- ARGV (correlator/dm_join.c; 1 to 3 from adapters/dm_event_park.h dm_event_park_args):
+--   1 kind: "p" a registry push, "d" a registry delete, "b" a build
+--   2 field: the item's field, "<registry>/<repository>" (p, d) or
+--     "<provider>/<run id>/<run attempt>" (b)
+--   3 the event's members of its stored item (lib.lua "Parked items"), compact JSON text
+--     without the braces, so that a new item is stored without any JSON work here:
+--     p, d: "s", "e", "m", "g"; b: "f", "v", "xr", "xn", "r", "i", "n", "g"; tags already the
+--     last max tags
+--   4 event time ms (0: none given; its arrival is used)
+--   5 arrival ms: when the event reached digestmap (0: now). A spooled event replayed later
+--     (docs/spool.md) passes its arrival, so the window applies as if it had arrived on time:
+--     its event time is judged against the arrival for skew, its expiry counts from the
 --     arrival, and the other side's items count as alive if they were alive then.
---   10 routing.min_severity as a rank (0 critical … 4 unknown), 11 findings ttl ms: after this
+--   6 window ms, 7 retention ms (window + grace: an item's expiry is its arrival plus this),
+--   8 the parked hashes' TTL ms (they outlive their items, so the sweeper can still report an
+--     expired one), 9 max clock skew ms, 10 mapping ttl ms
+--   11 the bound of the event's side per digest: max builds (b), max locations (p, d: parked
+--     pushes and delete records), 12 max tags per location (limits.*: configs/README.md)
+--   13 routing.min_severity as a rank (0 critical … 4 unknown), 14 findings ttl ms: after this
 --     event confirmed an edge, the digest's findings are routed (lib.lua route_findings; only
---     when it has findings at all: one EXISTS on this hot path otherwise). Absent: no routing.
---   12 limits.max_findings_per_digest (bounds fr:<digest>, lib.lua route_findings)
+--     when it has findings at all: one EXISTS after an edge, nothing otherwise). Absent: no
+--     routing.
+--   15 limits.max_findings_per_digest (bounds fr:<digest>, lib.lua route_findings)
+-- Numbers that go to Redis as they came (the TTLs) are passed on as the argument strings:
+-- Redis would format a Lua number again.
 -- Returns {edges emitted, duplicate (0/1: seen before, nothing new), event time replaced (0/1),
 --          deletes recorded, items evicted by the per-digest bounds, finding.routed records}.
 --
@@ -41,179 +59,33 @@
 -- a digest keeps at most max builds parked builds, max locations parked pushes and delete
 -- records, max tags tags per parked push, build and mapping: the most recent, the others are
 -- dropped here (evicted, returned for digestmap_items_evicted_total) and never reported.
+--
+-- The common call (a new item, nothing parked on the other side) makes only the Redis calls it
+-- needs (TIME, HLEN, HGETALL of the other side, HSET, PEXPIRE, ZADD, HINCRBY, and HDEL for a
+-- push), decodes and encodes nothing and takes nothing from lib.lua: Lua 5.1 makes every
+-- function and table a script defines again on every call, so what only the other paths use
+-- is defined on them.
 
-local ev = cjson.decode(ARGV[1])
-local window = tonumber(ARGV[2])
-local retention = window + tonumber(ARGV[3])
-local max_skew = tonumber(ARGV[4])
-local mapping_ttl = tonumber(ARGV[5])
-local max_builds = tonumber(ARGV[6])
-local max_locations = tonumber(ARGV[7])
-local max_tags = tonumber(ARGV[8])
-local arrival = tonumber(ARGV[9]) or 0
-local min_rank = tonumber(ARGV[10])
-local findings_ttl = tonumber(ARGV[11])
-local max_findings = tonumber(ARGV[12])
+local kind, field, members = ARGV[1], ARGV[2], ARGV[3]
+local arrival = tonumber(ARGV[5]) or 0
 if arrival <= 0 or arrival > now then arrival = now end
-local digest = ev.digest
-local evicted = 0
+local digest = string.sub(KEYS[1], -71)
 
+-- t, and its text for the stored item (the argument itself unless replaced).
 local skewed = 0
-local t = tonumber(ev.t) or 0
+local t_text = ARGV[4]
+local t = tonumber(t_text) or 0
 if t <= 0 then
-  t = arrival -- no event time given (a build without built_at): its arrival
-elseif math.abs(t - arrival) > max_skew then
-  t = arrival
+  t, t_text = arrival, nil -- no event time given (a build without built_at): its arrival
+elseif math.abs(t - arrival) > tonumber(ARGV[9]) then
+  t, t_text = arrival, nil
   skewed = 1
 end
-
 -- An item's expiry: retention after its latest arrival (a replayed arrival never moves an
 -- expiry that a later arrival set back).
-local function expiry(old)
-  return math.max(tonumber(old) or 0, arrival + retention)
-end
-
--- The last max_tags strings of list (the most recently added), or list itself.
-local function recent_tags(list)
-  if type(list) ~= 'table' or #list <= max_tags then return list end
-  local out = {}
-  for i = #list - max_tags + 1, #list do out[#out + 1] = list[i] end
-  return out
-end
-
--- Merge tags `more` into `list` (kept in the order first seen, no repeats) and keep the
--- max_tags most recently added. Returns the list and whether it changed.
-local function add_tags(list, more)
-  local seen = {}
-  for _, v in ipairs(list) do seen[v] = true end
-  local changed = false
-  if type(more) == 'table' then
-    for _, v in ipairs(more) do
-      if not seen[v] then list[#list + 1] = v; seen[v] = true; changed = true end
-    end
-  end
-  if #list > max_tags then list = recent_tags(list); changed = true end
-  return list, changed
-end
-
--- A stored mapping (decoded) -> the same document, e.g. after merging tags.
-local function enc_mapping(m)
-  return '{"digest":' .. jstr(m.digest) .. ',"relation":' .. jstr(m.relation)
-    .. (is_str(m.index) and (',"index":' .. jstr(m.index)) or '')
-    .. ',"image":' .. enc_image_data(m.image) .. ',"build":' .. enc_build(m.build)
-    .. ',"skew_ms":' .. string.format('%d', m.skew_ms) .. '}'
-end
-
--- A location may be pushed several times (extra tags, re-pushes): p.t is the first push, p.u
--- up to MAX_PUSH_TIMES later ones. A build joins if one actual push is within the inclusive
--- window; the nearest one is the push the edge reports.
-local MAX_PUSH_TIMES = 8
-local function nearest_push(p, b)
-  local best = p.t
-  if type(p.u) == 'table' then
-    for _, v in ipairs(p.u) do
-      if math.abs(v - b.t) < math.abs(best - b.t) then best = v end
-    end
-  end
-  if math.abs(best - b.t) <= window then return best end
-  return nil
-end
-
-local function add_push_time(p, when)
-  if type(p.u) ~= 'table' then p.u = {} end
-  if when == p.t then return end
-  for _, v in ipairs(p.u) do if v == when then return end end
-  if when < p.t then when, p.t = p.t, when end
-  p.u[#p.u + 1] = when
-  table.sort(p.u)
-  while #p.u > MAX_PUSH_TIMES do table.remove(p.u, 1) end -- keep the most recent
-end
-
-local edges = 0
-
--- Query indexes (GET /v1/mappings): one sorted set per shard and question, all scores 0, member
--- "<inverted confirmation time>|<digest>|<edge id>" with the inverted time 9999999999999 - ms
--- zero-padded to 13 digits, so lexicographic order is newest first and a page starts strictly
--- after the previous page's last member (ZRANGE BYLEX): exact pagination, no ties.
---   <p>:{s}:ix:repo:<build repository>     ("container images pushed by code repositories")
---   <p>:{s}:ix:run:<provider>/<run id>     (what a run produced, every attempt)
---   <p>:{s}:ix:img:<registry>/<repository> (which pipelines fed a registry repository)
--- They are written here, in the script that creates the edge, so an edge and its index entries
--- exist together or not at all. Their names come from KEYS[6] ("<p>:{s}:out" -> "<p>:{s}:"):
--- keys this script does not declare, but in the same hash slot as every declared key (the {s}
--- tag), which Redis Cluster serves from the same node. A proxy or a future Redis that refuses
--- undeclared keys outright would need them declared, which the caller cannot do: it does not
--- know which builds a push joins.
--- Expiry: an entry is kept mapping_ttl after its edge was confirmed (like the mapping itself),
--- trimmed on every write of its index (and by mappings.lua on every read), at most
--- INDEX_TRIM_BATCH entries a time so no call does unbounded work (mappings.lua never reads an
--- expired entry left over); the key expires mapping_ttl after its newest entry, so a quiet
--- index vanishes.
-local BASE = string.sub(KEYS[6], 1, -4)
-local INDEX_BASE = BASE .. 'ix:'
-local function inverted(ms) return string.format('%013d', 9999999999999 - ms) end
-local INDEX_TRIM_BATCH = 1000
-
-local function index_edge(id, bb, loc)
-  local member = inverted(now) .. '|' .. digest .. '|' .. id
-  -- Expired: confirmed before now - mapping_ttl, i.e. inverted time >= inverted(that - 1).
-  local stale = '[' .. inverted(math.max(now - mapping_ttl - 1, 0))
-  local keys = { INDEX_BASE .. 'img:' .. loc }
-  if is_str(bb.repository) and bb.repository ~= '' then
-    keys[#keys + 1] = INDEX_BASE .. 'repo:' .. bb.repository
-  end
-  if is_str(bb.provider) and is_str(bb.run_id) and bb.run_id ~= '' then
-    keys[#keys + 1] = INDEX_BASE .. 'run:' .. bb.provider .. '/' .. bb.run_id
-  end
-  for _, k in ipairs(keys) do
-    redis.call('ZADD', k, 0, member)
-    local gone = redis.call('ZRANGE', k, stale, '+', 'BYLEX', 'LIMIT', 0, INDEX_TRIM_BATCH)
-    if #gone > 0 then redis.call('ZREM', k, unpack(gone)) end
-    redis.call('PEXPIRE', k, mapping_ttl)
-  end
-end
-
--- Join parked push p (location loc), pushed at pushed_at, with parked build b (run key rk):
--- one edge per identity. Marks both sides matched; the caller stores them.
-local function join(loc, p, pushed_at, rk, b)
-  p.k = 1
-  b.k = 1
-  local id = redis.sha1hex(loc .. '@' .. digest .. '|' .. rk)
-  local cur = redis.call('HGET', KEYS[3], id)
-  if cur then
-    local m = cjson.decode(cur)
-    local changed
-    m.image.tags, changed = add_tags(type(m.image.tags) == 'table' and m.image.tags or {}, p.g)
-    if changed then
-      redis.call('HSET', KEYS[3], id, enc_mapping(m))
-    end
-    return
-  end
-  local bb = b.b
-  bb.built_at = iso(b.t)
-  local data = '{"digest":' .. jstr(digest)
-    .. ',"relation":' .. (b.r == 'p' and '"platform-manifest"' or '"image"')
-    .. (is_str(b.i) and (',"index":' .. jstr(b.i)) or '')
-    .. ',"image":' .. enc_image(loc, p, pushed_at) .. ',"build":' .. enc_build(bb)
-    .. ',"skew_ms":' .. string.format('%d', pushed_at - b.t) .. '}'
-  -- enc_mapping (tag merges) must write the same document from its decoded form.
-  redis.call('HSET', KEYS[3], id, data)
-  redis.call('PEXPIRE', KEYS[3], mapping_ttl)
-  redis.call('ZADD', KEYS[8], 0, id)
-  redis.call('PEXPIRE', KEYS[8], mapping_ttl)
-  emit(KEYS[6], 'mapping.confirmed.v1', id, digest, data)
-  index_edge(id, bb, loc)
-  edges = edges + 1
-end
-
--- Store a parked item and schedule its side of this digest for the sweeper (earliest expiry
--- wins: LT only ever moves the schedule earlier; the sweeper reschedules what is not due).
-local function park(key, side, field, item, is_new)
-  redis.call('HSET', key, field, store(item))
-  redis.call('PEXPIRE', key, keep_ms(retention))
-  redis.call('ZADD', KEYS[5], 'LT', item.x, side .. string.sub(digest, 8))
-  if is_new then redis.call('HINCRBY', KEYS[7], side, 1) end
-end
+local expiry = arrival + tonumber(ARGV[7])
+local bound = tonumber(ARGV[11])
+local evicted = 0
 
 -- Keep at most max fields in hash key: drop the least recent ones other than field `keep`
 -- (the one just written), the order being age(decoded value) ascending, then the field name
@@ -245,118 +117,269 @@ local function evict(key, max, keep, age)
   return drop, items[drop + 1] and items[drop + 1][1]
 end
 
--- A parked item's age is its expiry (last arrival + retention).
-local function parked_age(item) return item and tonumber(item.x) or 0 end
+local base = string.sub(KEYS[4], 1, -4) -- "<p>:{s}:"
 
--- evict for a side's parked items: the stats counter follows, and the side's schedule moves
--- to the earliest expiry left (the new item's when it alone is left), so the sweeper is never
--- due for an item that is gone and never reports one.
-local function evict_parked(key, side, max, keep, keep_x)
-  local drop, oldest = evict(key, max, keep, parked_age)
-  if drop == 0 then return end
-  redis.call('HINCRBY', KEYS[7], side, -drop)
-  redis.call('ZADD', KEYS[5], math.min(oldest or keep_x, keep_x), side .. string.sub(digest, 8))
+if kind == 'd' then
+  local L = lib()
+  local jstr = L.jstr
+  local loc = field
+  local ev = cjson.decode('{' .. members .. '}')
+  local registry, repository = L.split_loc(loc)
+  local id = redis.sha1hex('deleted|' .. loc .. '@' .. digest)
+  local data = '{"digest":' .. jstr(digest) .. ',"image":{"registry":' .. jstr(registry)
+    .. ',"repository":' .. jstr(repository) .. ',"source":' .. jstr(ev.s)
+    .. ',"event_id":' .. jstr(ev.e) .. ',"deleted_at":' .. jstr(L.iso(t)) .. '}}'
+  local fresh = redis.call('HSETNX', KEYS[3], loc, data) == 1
+  -- A deleted untagged manifest is no longer a finding: drop its pending report.
+  local raw = redis.call('HGET', KEYS[1], loc)
+  if raw then
+    local p = cjson.decode(raw)
+    if not p.k and #L.tags_of(p) == 0 then
+      redis.call('HDEL', KEYS[1], loc)
+      redis.call('HINCRBY', KEYS[5], 'r', -1)
+    end
+  end
+  if fresh then
+    -- A delete record's age is its deleted_at (ISO 8601 in UTC: text order is time order).
+    local function delete_age(rec)
+      return rec and type(rec.image) == 'table' and L.is_str(rec.image.deleted_at)
+        and rec.image.deleted_at or ''
+    end
+    redis.call('PEXPIRE', KEYS[3], ARGV[10])
+    evict(KEYS[3], bound, loc, delete_age)
+    L.emit(base .. 'out', 'image.deleted.v1', id, digest, data)
+    return { 0, 0, skewed, 1, evicted }
+  end
+  return { 0, 1, skewed, 0, 0 }
 end
 
--- A delete record's age is its deleted_at (ISO 8601 in UTC: text order is time order).
-local function delete_age(rec)
-  return rec and type(rec.image) == 'table' and is_str(rec.image.deleted_at)
-    and rec.image.deleted_at or ''
+local push = kind == 'p'
+local own, other, side = KEYS[1], KEYS[2], 'r'
+if not push then own, other, side = KEYS[2], KEYS[1], 'b' end
+local n = redis.call('HLEN', own)
+local raw = n > 0 and redis.call('HGET', own, field)
+local others = redis.call('HGETALL', other)
+
+-- Store the item (its stored text) and schedule its side of this digest for the sweeper
+-- (earliest expiry wins: LT only ever moves the schedule earlier; the sweeper reschedules what
+-- is not due). A new field is counted, and may take the hash over its bound: the least recent
+-- items go, the stats counter follows, and the side's schedule moves to the earliest expiry
+-- left (the new item's when it alone is left), so the sweeper is never due for an item that
+-- is gone and never reports one. A pushed location drops its delete record: the image exists
+-- again, and its next delete is news.
+local function park(text, x)
+  local member = side .. string.sub(digest, 8)
+  redis.call('HSET', own, field, text)
+  redis.call('PEXPIRE', own, ARGV[8])
+  redis.call('ZADD', KEYS[4], 'LT', x, member)
+  if not raw then
+    redis.call('HINCRBY', KEYS[5], side, '1')
+    if n >= bound then
+      -- A parked item's age is its expiry (last arrival + retention).
+      local drop, oldest = evict(own, bound, field, function(item)
+        return item and tonumber(item.x) or 0
+      end)
+      if drop > 0 then
+        redis.call('HINCRBY', KEYS[5], side, -drop)
+        redis.call('ZADD', KEYS[4], math.min(oldest or x, x), member)
+      end
+    end
+  end
+  if push then redis.call('HDEL', KEYS[3], field) end
 end
+
+-- A new item's stored text ("k": matched).
+local function new_text(matched)
+  return (matched and '{"k":1,"t":' or '{"t":') .. (t_text or t) .. ',"x":' .. expiry .. ','
+    .. members .. '}'
+end
+
+if not raw and #others == 0 then
+  -- The common call: a new item and nothing to join.
+  park(new_text(false), expiry)
+  return { 0, 0, skewed, 0, evicted, 0 }
+end
+
+local L = lib()
+local jstr, is_str, tags_of = L.jstr, L.is_str, L.tags_of
+local window = tonumber(ARGV[6])
+local max_tags = tonumber(ARGV[12])
+local edges = 0
+
+-- The last max_tags strings of list (the most recently added), or list itself.
+local function recent_tags(list)
+  if type(list) ~= 'table' or #list <= max_tags then return list end
+  local out = {}
+  for i = #list - max_tags + 1, #list do out[#out + 1] = list[i] end
+  return out
+end
+
+-- Merge tags `more` into `list` (kept in the order first seen, no repeats) and keep the
+-- max_tags most recently added. Returns the list and whether it changed.
+local function add_tags(list, more)
+  local seen = {}
+  for _, v in ipairs(list) do seen[v] = true end
+  local changed = false
+  if type(more) == 'table' then
+    for _, v in ipairs(more) do
+      if not seen[v] then list[#list + 1] = v; seen[v] = true; changed = true end
+    end
+  end
+  if #list > max_tags then list = recent_tags(list); changed = true end
+  return list, changed
+end
+
+-- A location may be pushed several times (extra tags, re-pushes): p.t is the first push, p.u
+-- up to MAX_PUSH_TIMES later ones. A build joins if one actual push is within the inclusive
+-- window; the nearest one is the push the edge reports.
+local MAX_PUSH_TIMES = 8
+local function nearest_push(p, b)
+  local best = p.t
+  if type(p.u) == 'table' then
+    for _, v in ipairs(p.u) do
+      if math.abs(v - b.t) < math.abs(best - b.t) then best = v end
+    end
+  end
+  if math.abs(best - b.t) <= window then return best end
+  return nil
+end
+
+-- Query indexes (GET /v1/mappings): one sorted set per shard and question, all scores 0, member
+-- "<inverted confirmation time>|<digest>|<edge id>" with the inverted time 9999999999999 - ms
+-- zero-padded to 13 digits, so lexicographic order is newest first and a page starts strictly
+-- after the previous page's last member (ZRANGE BYLEX): exact pagination, no ties.
+--   <p>:{s}:ix:repo:<build repository>     ("container images pushed by code repositories")
+--   <p>:{s}:ix:run:<provider>/<run id>     (what a run produced, every attempt)
+--   <p>:{s}:ix:img:<registry>/<repository> (which pipelines fed a registry repository)
+-- They are written here, in the script that creates the edge, so an edge and its index entries
+-- exist together or not at all; the caller could not declare them: it does not know which
+-- builds a push joins.
+-- Expiry: an entry is kept mapping_ttl after its edge was confirmed (like the mapping itself),
+-- trimmed on every write of its index (and by mappings.lua on every read), at most
+-- INDEX_TRIM_BATCH entries a time so no call does unbounded work (mappings.lua never reads an
+-- expired entry left over); the key expires mapping_ttl after its newest entry, so a quiet
+-- index vanishes.
+local INDEX_TRIM_BATCH = 1000
+local mapping_ttl = ARGV[10]
+local member_time = string.format('%013d', 9999999999999 - now)
+-- Expired: confirmed before now - mapping_ttl, i.e. inverted time >= inverted(that - 1).
+local stale = '[' .. string.format('%013d',
+  9999999999999 - math.max(now - tonumber(mapping_ttl) - 1, 0))
+local mkey, mikey = base .. 'm:' .. digest, base .. 'mi:' .. digest
+
+local function index_one(key, entry)
+  redis.call('ZADD', key, '0', entry)
+  local gone = redis.call('ZRANGE', key, stale, '+', 'BYLEX', 'LIMIT', 0, INDEX_TRIM_BATCH)
+  if #gone > 0 then redis.call('ZREM', key, unpack(gone)) end
+  redis.call('PEXPIRE', key, mapping_ttl)
+end
+
+-- Join parked push p (location loc), pushed at pushed_at, with parked build b (run key rk):
+-- one edge per identity. Marks both sides matched; the caller stores them.
+local function join(loc, p, pushed_at, rk, b)
+  p.k = 1
+  b.k = 1
+  local id = redis.sha1hex(loc .. '@' .. digest .. '|' .. rk)
+  local build, repo, run = L.build_object(b, L.iso(b.t))
+  local data = '{"digest":"' .. digest
+    .. (b.r == 'p' and '","relation":"platform-manifest"' or '","relation":"image"')
+    .. (is_str(b.i) and (',"index":' .. jstr(b.i)) or '')
+    .. ',"image":' .. L.enc_image(loc, p, pushed_at) .. ',"build":' .. build
+    .. ',"skew_ms":' .. string.format('%d', pushed_at - b.t) .. '}'
+  if redis.call('HSETNX', mkey, id, data) == 0 then
+    -- Confirmed before: only tags it did not have yet change the stored mapping.
+    local m = cjson.decode(redis.call('HGET', mkey, id))
+    local changed
+    m.image.tags, changed = add_tags(type(m.image.tags) == 'table' and m.image.tags or {}, p.g)
+    if changed then
+      -- The same document from its decoded form (enc_build writes the record's key order).
+      redis.call('HSET', mkey, id, '{"digest":' .. jstr(m.digest) .. ',"relation":'
+        .. jstr(m.relation) .. (is_str(m.index) and (',"index":' .. jstr(m.index)) or '')
+        .. ',"image":' .. L.enc_image_data(m.image) .. ',"build":' .. L.enc_build(m.build)
+        .. ',"skew_ms":' .. string.format('%d', m.skew_ms) .. '}')
+    end
+    return
+  end
+  redis.call('PEXPIRE', mkey, mapping_ttl)
+  redis.call('ZADD', mikey, '0', id)
+  redis.call('PEXPIRE', mikey, mapping_ttl)
+  L.emit(base .. 'out', 'mapping.confirmed.v1', id, digest, data)
+  local entry = member_time .. '|' .. digest .. '|' .. id
+  index_one(base .. 'ix:img:' .. loc, entry)
+  if is_str(repo) and repo ~= '' then index_one(base .. 'ix:repo:' .. repo, entry) end
+  if is_str(run) then index_one(base .. 'ix:run:' .. run, entry) end
+  edges = edges + 1
+end
+
+-- The stored text of an item of the other side, now matched: its own text with "k" added
+-- (nothing else of it changed), or encoded again when its tags were cut to the bound.
+local function matched_text(text, item, recut)
+  if recut then return L.store(item) end
+  return '{"k":1,' .. string.sub(text, 2)
+end
+
+local item
+if raw then
+  item = cjson.decode(raw)
+  if push then
+    -- A location pushed again: its tags merged, its push time added (the first one stays t).
+    item.g = add_tags(tags_of(item), cjson.decode('{' .. members .. '}').g)
+    if type(item.u) ~= 'table' then item.u = {} end
+    local known = t == item.t
+    for _, v in ipairs(item.u) do if v == t then known = true end end
+    if not known then
+      local when = t
+      if when < item.t then when, item.t = item.t, when end
+      item.u[#item.u + 1] = when
+      table.sort(item.u)
+      while #item.u > MAX_PUSH_TIMES do table.remove(item.u, 1) end -- keep the most recent
+    end
+    if #item.u == 0 then item.u = nil end
+  else
+    -- A redelivered build keeps its first event time: the join already judged it.
+    item.g = recent_tags(item.g)
+  end
+  item.x = math.max(tonumber(item.x) or 0, expiry)
+else
+  item = cjson.decode('{' .. members .. '}')
+  item.t = t
+  item.x = expiry
+end
+
+for i = 1, #others, 2 do
+  local o = cjson.decode(others[i + 1])
+  if push then
+    local at = o.x >= arrival and nearest_push(item, o)
+    if at then
+      local was = o.k
+      join(field, item, at, others[i], o)
+      if not was then redis.call('HSET', other, others[i], matched_text(others[i + 1], o)) end
+    end
+  else
+    local recut = type(o.g) == 'table' and #o.g > max_tags
+    -- (a push stored before the bound existed, or under a larger one)
+    if recut then o.g = recent_tags(o.g) end
+    local at = o.x >= arrival and nearest_push(o, item)
+    if at then
+      local was = o.k
+      join(others[i], o, at, field, item)
+      if not was then
+        redis.call('HSET', other, others[i], matched_text(others[i + 1], o, recut))
+      end
+    end
+  end
+end
+
+park(raw and L.store(item) or new_text(item.k), item.x)
 
 -- An edge was confirmed: findings that were waiting for one are routed now (the finding came
 -- first; findings.lua routes when the mapping came first).
-local function route_after_edges()
-  if edges == 0 or not min_rank or not findings_ttl then return 0 end
-  if redis.call('EXISTS', BASE .. 'fs:' .. digest) == 0 then return 0 end
-  return (route_findings(BASE, digest, min_rank, findings_ttl, max_findings))
-end
-
-if type(ev.tags) == 'table' then ev.tags = recent_tags(ev.tags) end
-
-if ev.side == 'registry' then
-  local loc = ev.registry .. '/' .. ev.repository
-  if ev.action == 'delete' then
-    local id = redis.sha1hex('deleted|' .. loc .. '@' .. digest)
-    local data = '{"digest":' .. jstr(digest) .. ',"image":{"registry":' .. jstr(ev.registry)
-      .. ',"repository":' .. jstr(ev.repository) .. ',"source":' .. jstr(ev.source)
-      .. ',"event_id":' .. jstr(ev.event_id) .. ',"deleted_at":' .. jstr(iso(t)) .. '}}'
-    local fresh = redis.call('HSETNX', KEYS[4], loc, data) == 1
-    -- A deleted untagged manifest is no longer a finding: drop its pending report.
-    local raw = redis.call('HGET', KEYS[1], loc)
-    if raw then
-      local p = cjson.decode(raw)
-      if not p.k and #tags_of(p) == 0 then
-        redis.call('HDEL', KEYS[1], loc)
-        redis.call('HINCRBY', KEYS[7], 'r', -1)
-      end
-    end
-    if fresh then
-      redis.call('PEXPIRE', KEYS[4], mapping_ttl)
-      evict(KEYS[4], max_locations, loc, delete_age)
-      emit(KEYS[6], 'image.deleted.v1', id, digest, data)
-      return { 0, 0, skewed, 1, evicted }
-    end
-    return { 0, 1, skewed, 0, 0 }
-  end
-
-  local p
-  local raw = redis.call('HGET', KEYS[1], loc)
-  if raw then
-    p = cjson.decode(raw)
-    p.g = add_tags(type(p.g) == 'table' and p.g or {}, ev.tags)
-    add_push_time(p, t)
-    if #p.u == 0 then p.u = nil end
-  else
-    p = { s = ev.source, e = ev.event_id, t = t, m = media_code(ev.media_type) }
-    if type(ev.tags) == 'table' and #ev.tags > 0 then p.g = ev.tags end
-  end
-  p.x = expiry(raw and p.x or 0)
-
-  local builds = redis.call('HGETALL', KEYS[2])
-  for i = 1, #builds, 2 do
-    local b = cjson.decode(builds[i + 1])
-    local at = b.x >= arrival and nearest_push(p, b)
-    if at then
-      local was = b.k
-      join(loc, p, at, builds[i], b)
-      if not was then redis.call('HSET', KEYS[2], builds[i], store(b)) end
-    end
-  end
-  park(KEYS[1], 'r', loc, p, raw == false)
-  if raw == false then evict_parked(KEYS[1], 'r', max_locations, loc, p.x) end
-  -- Pushed again after a delete: the image exists again, and its next delete is news.
-  redis.call('HDEL', KEYS[4], loc)
-  return { edges, (raw and edges == 0) and 1 or 0, skewed, 0, evicted, route_after_edges() }
-end
-
--- build side
-local bi = ev.build
-local rk = bi.provider .. '/' .. bi.run_id .. '/' .. bi.run_attempt
-local b
-local raw = redis.call('HGET', KEYS[2], rk)
-if raw then
-  -- A redelivered build keeps its first event time: the join already judged it.
-  b = cjson.decode(raw)
-  b.g = recent_tags(b.g)
-else
-  b = { b = bi, t = t, i = ev.index, n = ev.name }
-  if ev.relation == 'platform-manifest' then b.r = 'p' end
-  if type(ev.tags) == 'table' and #ev.tags > 0 then b.g = ev.tags end
-end
-b.x = expiry(raw and b.x or 0)
-
-local pushes = redis.call('HGETALL', KEYS[1])
-for i = 1, #pushes, 2 do
-  local p = cjson.decode(pushes[i + 1])
-  p.g = recent_tags(p.g) -- stored before the bound existed (or under a larger one)
-  local at = p.x >= arrival and nearest_push(p, b)
-  if at then
-    local was = p.k
-    join(pushes[i], p, at, rk, b)
-    if not was then redis.call('HSET', KEYS[1], pushes[i], store(p)) end
+local routed = 0
+local min_rank, findings_ttl = tonumber(ARGV[13]), tonumber(ARGV[14])
+if edges > 0 and min_rank and findings_ttl then
+  if redis.call('EXISTS', base .. 'fs:' .. digest) == 1 then
+    routed = findings_lib(L).route_findings(base, digest, min_rank, findings_ttl,
+      tonumber(ARGV[15]))
   end
 end
-park(KEYS[2], 'b', rk, b, raw == false)
-if raw == false then evict_parked(KEYS[2], 'b', max_builds, rk, b.x) end
-return { edges, (raw and edges == 0) and 1 or 0, skewed, 0, evicted, route_after_edges() }
+return { edges, (raw and edges == 0) and 1 or 0, skewed, 0, evicted, routed }
