@@ -116,6 +116,12 @@ static void on_park(int err, redisReply *rep, void *arg)
         cb(DM_EREDIS, &refused, cb_arg);
         return;
     }
+    if (rep->type == REDIS_REPLY_INTEGER) {
+        /* park.lua's common call: a new item, nothing joined; the reply is "skewed" alone. */
+        dm_join_result res = {.skewed = rep->integer != 0};
+        cb(DM_OK, &res, cb_arg);
+        return;
+    }
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 5) {
         dm_error("join script failed", "reply=%s",
                  dm_log_quote(rep->type == REDIS_REPLY_ERROR ? rep->str : "",
@@ -185,9 +191,9 @@ int dm_join_submit_at(dm_redis *r, const dm_join_conf *conf, const dm_event *ev,
 {
     /* The KEYS of park.lua, in its order. */
     char keys[5][DM_KEY_BUFLEN];
-    char nums[12][24];
-    const char *argv[5 + 15];
-    size_t lens[5 + 15];
+    char nums[6][24];
+    const char *argv[5 + 10];
+    size_t lens[5 + 10];
     const char *prefix = conf->prefix;
     char digest[DM_DIGEST_BUFLEN];
     memcpy(digest, ev->digest, DM_DIGEST_LEN);
@@ -210,24 +216,28 @@ int dm_join_submit_at(dm_redis *r, const dm_join_conf *conf, const dm_event *ev,
     argv[n] = pa.members;
     lens[n++] = pa.members_len;
     int64_t retention = conf->window_ms + conf->grace_ms;
-    long long vals[12] = {ev->event_time_ms > 0 ? ev->event_time_ms : 0,
-                          arrival_ms > 0 ? arrival_ms : 0,
-                          conf->window_ms,
-                          retention,
-                          parked_hash_ttl_ms(retention),
-                          conf->max_skew_ms,
-                          conf->mapping_ttl_ms,
-                          ev->side == DM_SIDE_BUILD ? conf->max_builds : conf->max_locations,
-                          conf->max_tags,
-                          conf->min_severity,
-                          conf->findings_ttl_ms,
-                          conf->max_findings};
-    /* Without a findings ttl, no routing: ARGV 13 to 15 stay absent. */
-    size_t nvals = conf->findings_ttl_ms > 0 ? 12 : 9;
-    for (size_t i = 0; i < nvals; i++) {
+    long long vals[6] = {ev->event_time_ms > 0 ? ev->event_time_ms : 0,
+                         arrival_ms > 0 ? arrival_ms : 0,
+                         retention,
+                         parked_hash_ttl_ms(retention),
+                         conf->max_skew_ms,
+                         ev->side == DM_SIDE_BUILD ? conf->max_builds : conf->max_locations};
+    for (size_t i = 0; i < DM_ARRAY_LEN(vals); i++) {
         argv[n] = nums[i];
         lens[n++] = put_ll(nums[i], vals[i]);
     }
+    /* ARGV 10: what only edges, deletes and bounds read; without a findings ttl, no routing. */
+    long long rest[6] = {conf->window_ms,    conf->mapping_ttl_ms,  conf->max_tags,
+                         conf->min_severity, conf->findings_ttl_ms, conf->max_findings};
+    char rest_text[6 * 22];
+    size_t rest_len = 0;
+    for (size_t i = 0; i < (conf->findings_ttl_ms > 0 ? 6u : 3u); i++) {
+        if (i)
+            rest_text[rest_len++] = ' ';
+        rest_len += put_ll(rest_text + rest_len, rest[i]);
+    }
+    argv[n] = rest_text;
+    lens[n++] = rest_len;
     submit_ctx *s = dm_xmalloc(sizeof *s);
     s->cb = cb;
     s->arg = arg;

@@ -39,20 +39,21 @@
 --     (docs/spool.md) passes its arrival, so the window applies as if it had arrived on time:
 --     its event time is judged against the arrival for skew, its expiry counts from the
 --     arrival, and the other side's items count as alive if they were alive then.
---   6 window ms, 7 retention ms (window + grace: an item's expiry is its arrival plus this),
---   8 the parked hashes' TTL ms (they outlive their items, so the sweeper can still report an
---     expired one), 9 max clock skew ms, 10 mapping ttl ms
---   11 the bound of the event's side per digest: max builds (b), max locations (p, d: parked
---     pushes and delete records), 12 max tags per location (limits.*: configs/README.md)
---   13 routing.min_severity as a rank (0 critical … 4 unknown), 14 findings ttl ms: after this
---     event confirmed an edge, the digest's findings are routed (lib.lua route_findings; only
---     when it has findings at all: one EXISTS after an edge, nothing otherwise). Absent: no
---     routing.
---   15 limits.max_findings_per_digest (bounds fr:<digest>, lib.lua route_findings)
+--   6 retention ms (window + grace: an item's expiry is its arrival plus this), 7 the parked
+--     hashes' TTL ms (they outlive their items, so the sweeper can still report an expired
+--     one), 8 max clock skew ms, 9 the bound of the event's side per digest: max builds (b),
+--     max locations (p, d: parked pushes and delete records) (limits.*: configs/README.md)
+--   10 what only edges, deletes and bounds read, in one argument (every argument costs every
+--     call): "<window ms> <mapping ttl ms> <max tags per location>", and to route findings
+--     after an edge " <routing.min_severity as a rank (0 critical … 4 unknown)> <findings ttl
+--     ms> <limits.max_findings_per_digest>" (lib.lua route_findings; only when the digest has
+--     findings at all: one EXISTS after an edge, nothing otherwise). Without them, no routing.
 -- Numbers that go to Redis as they came (the TTLs) are passed on as the argument strings:
 -- Redis would format a Lua number again.
 -- Returns {edges emitted, duplicate (0/1: seen before, nothing new), event time replaced (0/1),
---          deletes recorded, items evicted by the per-digest bounds, finding.routed records}.
+--          deletes recorded, items evicted by the per-digest bounds, finding.routed records};
+-- the common call (below) returns only "event time replaced", as an integer: everything else
+-- is 0 there, and a table costs Redis more to turn into a reply than the integer.
 --
 -- Work per call is bounded by the limits: one event reads at most max builds (a push) or max
 -- locations (a build) parked items of the other side and so emits at most that many edges;
@@ -60,31 +61,67 @@
 -- records, max tags tags per parked push, build and mapping: the most recent, the others are
 -- dropped here (evicted, returned for digestmap_items_evicted_total) and never reported.
 --
--- The common call (a new item, nothing parked on the other side) makes only the Redis calls it
--- needs (TIME, HLEN, HGETALL of the other side, HSET, PEXPIRE, ZADD, HINCRBY, and HDEL for a
--- push), decodes and encodes nothing and takes nothing from lib.lua: Lua 5.1 makes every
--- function and table a script defines again on every call, so what only the other paths use
--- is defined on them.
+-- The common call (a new item, nothing parked on the other side, the bound not reached) makes
+-- only the Redis calls it needs (TIME, HLEN, HGETALL of the other side, HSET, PEXPIRE, ZADD,
+-- HINCRBY, and for a push EXISTS of its delete records), decodes and encodes nothing and takes
+-- nothing from lib.lua: Lua 5.1 makes every function, table and upvalue a script defines again
+-- on every call, so what only the other paths use is defined after it.
 
 local kind, field, members = ARGV[1], ARGV[2], ARGV[3]
-local arrival = tonumber(ARGV[5]) or 0
-if arrival <= 0 or arrival > now then arrival = now end
-local digest = string.sub(KEYS[1], -71)
+local arrival = now
+if ARGV[5] ~= '0' then
+  arrival = tonumber(ARGV[5]) or 0
+  if arrival <= 0 or arrival > now then arrival = now end
+end
 
--- t, and its text for the stored item (the argument itself unless replaced).
+-- t, and its text for the stored item (the argument itself unless replaced). Numbers are
+-- written with %d: Lua's own number-to-text (%.14g) costs several times more.
 local skewed = 0
 local t_text = ARGV[4]
 local t = tonumber(t_text) or 0
 if t <= 0 then
   t, t_text = arrival, nil -- no event time given (a build without built_at): its arrival
-elseif math.abs(t - arrival) > tonumber(ARGV[9]) then
-  t, t_text = arrival, nil
-  skewed = 1
+else
+  local skew = tonumber(ARGV[8])
+  if t - arrival > skew or arrival - t > skew then
+    t, t_text = arrival, nil
+    skewed = 1
+  end
 end
+t_text = t_text or string.format('%d', t)
 -- An item's expiry: retention after its latest arrival (a replayed arrival never moves an
 -- expiry that a later arrival set back).
-local expiry = arrival + tonumber(ARGV[7])
-local bound = tonumber(ARGV[11])
+local expiry = arrival + tonumber(ARGV[6])
+local x_text = string.format('%d', expiry)
+
+local push = kind == 'p'
+local own, other, side = KEYS[1], KEYS[2], 'r'
+if kind == 'b' then own, other, side = KEYS[2], KEYS[1], 'b' end
+local n, raw, others
+if kind ~= 'd' then
+  n = redis.call('HLEN', own)
+  raw = n > 0 and redis.call('HGET', own, field)
+  others = redis.call('HGETALL', other)
+  if not raw and #others == 0 and (n == 0 or n < tonumber(ARGV[9])) then
+    -- The common call: a new item, nothing to join, room for it. park() below, inline.
+    redis.call('HSET', own, field, '{"t":' .. t_text .. ',"x":' .. x_text .. ',' .. members .. '}')
+    redis.call('PEXPIRE', own, ARGV[7])
+    redis.call('ZADD', KEYS[4], 'LT', x_text, side .. string.sub(KEYS[1], -64))
+    redis.call('HINCRBY', KEYS[5], side, '1')
+    if push and redis.call('EXISTS', KEYS[3]) == 1 then redis.call('HDEL', KEYS[3], field) end
+    return skewed
+  end
+end
+
+local digest = string.sub(KEYS[1], -71)
+local base = string.sub(KEYS[4], 1, -4) -- "<p>:{s}:"
+local bound = tonumber(ARGV[9])
+-- The constants only these paths read, in one argument (each argument costs every call).
+local window, mapping_ttl, max_tags, min_rank, findings_ttl, max_findings =
+  string.match(ARGV[10], '^(%-?%d+) (%-?%d+) (%-?%d+) ?(%-?%d*) ?(%-?%d*) ?(%-?%d*)$')
+window, max_tags = tonumber(window), tonumber(max_tags)
+min_rank, findings_ttl, max_findings = tonumber(min_rank), tonumber(findings_ttl),
+  tonumber(max_findings)
 local evicted = 0
 
 -- Keep at most max fields in hash key: drop the least recent ones other than field `keep`
@@ -93,8 +130,8 @@ local evicted = 0
 -- the oldest one left (nil when only `keep` is). O(1) while under the bound; a full hash
 -- costs one pass over it, which the bound keeps small.
 local function evict(key, max, keep, age)
-  local n = redis.call('HLEN', key)
-  if n <= max then return 0 end
+  local count = redis.call('HLEN', key)
+  if count <= max then return 0 end
   local all = redis.call('HGETALL', key)
   local items = {}
   for i = 1, #all, 2 do
@@ -107,7 +144,7 @@ local function evict(key, max, keep, age)
     if a[1] ~= b[1] then return a[1] < b[1] end
     return a[2] < b[2]
   end)
-  local drop = n - max
+  local drop = count - max
   for i = 1, drop, 1000 do -- unpack has a stack limit: a bound lowered by much drops many
     local batch = {}
     for j = i, math.min(i + 999, drop) do batch[#batch + 1] = items[j][2] end
@@ -116,8 +153,6 @@ local function evict(key, max, keep, age)
   evicted = evicted + drop
   return drop, items[drop + 1] and items[drop + 1][1]
 end
-
-local base = string.sub(KEYS[4], 1, -4) -- "<p>:{s}:"
 
 if kind == 'd' then
   local L = lib()
@@ -131,9 +166,9 @@ if kind == 'd' then
     .. ',"event_id":' .. jstr(ev.e) .. ',"deleted_at":' .. jstr(L.iso(t)) .. '}}'
   local fresh = redis.call('HSETNX', KEYS[3], loc, data) == 1
   -- A deleted untagged manifest is no longer a finding: drop its pending report.
-  local raw = redis.call('HGET', KEYS[1], loc)
-  if raw then
-    local p = cjson.decode(raw)
+  local pushed = redis.call('HGET', KEYS[1], loc)
+  if pushed then
+    local p = cjson.decode(pushed)
     if not p.k and #L.tags_of(p) == 0 then
       redis.call('HDEL', KEYS[1], loc)
       redis.call('HINCRBY', KEYS[5], 'r', -1)
@@ -145,7 +180,7 @@ if kind == 'd' then
       return rec and type(rec.image) == 'table' and L.is_str(rec.image.deleted_at)
         and rec.image.deleted_at or ''
     end
-    redis.call('PEXPIRE', KEYS[3], ARGV[10])
+    redis.call('PEXPIRE', KEYS[3], mapping_ttl)
     evict(KEYS[3], bound, loc, delete_age)
     L.emit(base .. 'out', 'image.deleted.v1', id, digest, data)
     return { 0, 0, skewed, 1, evicted }
@@ -153,25 +188,18 @@ if kind == 'd' then
   return { 0, 1, skewed, 0, 0 }
 end
 
-local push = kind == 'p'
-local own, other, side = KEYS[1], KEYS[2], 'r'
-if not push then own, other, side = KEYS[2], KEYS[1], 'b' end
-local n = redis.call('HLEN', own)
-local raw = n > 0 and redis.call('HGET', own, field)
-local others = redis.call('HGETALL', other)
-
 -- Store the item (its stored text) and schedule its side of this digest for the sweeper
 -- (earliest expiry wins: LT only ever moves the schedule earlier; the sweeper reschedules what
 -- is not due). A new field is counted, and may take the hash over its bound: the least recent
 -- items go, the stats counter follows, and the side's schedule moves to the earliest expiry
 -- left (the new item's when it alone is left), so the sweeper is never due for an item that
 -- is gone and never reports one. A pushed location drops its delete record: the image exists
--- again, and its next delete is news.
+-- again, and its next delete is news. (The common call above does the same, inline.)
 local function park(text, x)
   local member = side .. string.sub(digest, 8)
   redis.call('HSET', own, field, text)
-  redis.call('PEXPIRE', own, ARGV[8])
-  redis.call('ZADD', KEYS[4], 'LT', x, member)
+  redis.call('PEXPIRE', own, ARGV[7])
+  redis.call('ZADD', KEYS[4], 'LT', string.format('%d', x), member)
   if not raw then
     redis.call('HINCRBY', KEYS[5], side, '1')
     if n >= bound then
@@ -181,29 +209,21 @@ local function park(text, x)
       end)
       if drop > 0 then
         redis.call('HINCRBY', KEYS[5], side, -drop)
-        redis.call('ZADD', KEYS[4], math.min(oldest or x, x), member)
+        redis.call('ZADD', KEYS[4], string.format('%d', math.min(oldest or x, x)), member)
       end
     end
   end
-  if push then redis.call('HDEL', KEYS[3], field) end
+  if push and redis.call('EXISTS', KEYS[3]) == 1 then redis.call('HDEL', KEYS[3], field) end
 end
 
 -- A new item's stored text ("k": matched).
 local function new_text(matched)
-  return (matched and '{"k":1,"t":' or '{"t":') .. (t_text or t) .. ',"x":' .. expiry .. ','
+  return (matched and '{"k":1,"t":' or '{"t":') .. t_text .. ',"x":' .. x_text .. ','
     .. members .. '}'
-end
-
-if not raw and #others == 0 then
-  -- The common call: a new item and nothing to join.
-  park(new_text(false), expiry)
-  return { 0, 0, skewed, 0, evicted, 0 }
 end
 
 local L = lib()
 local jstr, is_str, tags_of = L.jstr, L.is_str, L.tags_of
-local window = tonumber(ARGV[6])
-local max_tags = tonumber(ARGV[12])
 local edges = 0
 
 -- The last max_tags strings of list (the most recently added), or list itself.
@@ -260,7 +280,6 @@ end
 -- expired entry left over); the key expires mapping_ttl after its newest entry, so a quiet
 -- index vanishes.
 local INDEX_TRIM_BATCH = 1000
-local mapping_ttl = ARGV[10]
 local member_time = string.format('%013d', 9999999999999 - now)
 -- Expired: confirmed before now - mapping_ttl, i.e. inverted time >= inverted(that - 1).
 local stale = '[' .. string.format('%013d',
@@ -375,11 +394,9 @@ park(raw and L.store(item) or new_text(item.k), item.x)
 -- An edge was confirmed: findings that were waiting for one are routed now (the finding came
 -- first; findings.lua routes when the mapping came first).
 local routed = 0
-local min_rank, findings_ttl = tonumber(ARGV[13]), tonumber(ARGV[14])
 if edges > 0 and min_rank and findings_ttl then
   if redis.call('EXISTS', base .. 'fs:' .. digest) == 1 then
-    routed = findings_lib(L).route_findings(base, digest, min_rank, findings_ttl,
-      tonumber(ARGV[15]))
+    routed = findings_lib(L).route_findings(base, digest, min_rank, findings_ttl, max_findings)
   end
 end
 return { edges, (raw and edges == 0) and 1 or 0, skewed, 0, evicted, routed }
