@@ -18,8 +18,8 @@
  * bytes whichever side wrote them.
  */
 typedef struct dm_park_args {
-    char kind[2];       /**< "p" registry push, "d" registry delete, "b" build */
-    const char *field;  /**< "<registry>/<repository>", or "<provider>/<run id>/<run attempt>" */
+    char kind[2];      /**< "p" registry push, "d" registry delete, "b" build */
+    const char *field; /**< "<registry>/<repository>", or "<provider>/<run id>/<run attempt>" */
     size_t field_len;
     const char *members; /**< e.g. "s":"acr","e":"…","m":"oi","g":["1.4.0"] */
     size_t members_len;

@@ -8,6 +8,7 @@
 #include "dm_time.h"
 
 #include <hiredis/hiredis.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,6 +179,26 @@ int dm_join_submit(dm_redis *r, const dm_join_conf *conf, const dm_event *ev, dm
     return dm_join_submit_at(r, conf, ev, 0, cb, arg);
 }
 
+void dm_join_conf_init(dm_join_conf *j, const dm_config *c)
+{
+    *j = (dm_join_conf){
+        .prefix = c->redis.prefix,
+        .shards = (unsigned)c->redis.shards,
+        .window_ms = c->correlation.window_seconds * 1000,
+        .grace_ms = c->correlation.grace_seconds * 1000,
+        .max_skew_ms = c->correlation.max_clock_skew_seconds * 1000,
+        .mapping_ttl_ms = c->correlation.mapping_ttl_seconds * 1000,
+        .stream_maxlen = c->outputs.stream_maxlen,
+        .report_untagged = c->correlation.report_untagged,
+        .max_builds = c->limits.max_builds_per_digest,
+        .max_locations = c->limits.max_locations_per_digest,
+        .max_tags = c->limits.max_tags_per_location,
+        .min_severity = c->routing.min_severity,
+        .findings_ttl_ms = c->correlation.findings_ttl_seconds * 1000,
+        .max_findings = c->limits.max_findings_per_digest,
+    };
+}
+
 /* Parked hashes outlive their items' expiry (retention after arrival) so the sweeper can still
  * read an expired item and report it; the sweeper deletes each field it reports. The slack
  * only matters while no sweeper runs at all. */
@@ -191,9 +212,9 @@ int dm_join_submit_at(dm_redis *r, const dm_join_conf *conf, const dm_event *ev,
 {
     /* The KEYS of park.lua, in its order. */
     char keys[5][DM_KEY_BUFLEN];
-    char nums[6][24];
-    const char *argv[5 + 10];
-    size_t lens[5 + 10];
+    char nums[2][24];
+    const char *argv[5 + 5];
+    size_t lens[5 + 5];
     const char *prefix = conf->prefix;
     char digest[DM_DIGEST_BUFLEN];
     memcpy(digest, ev->digest, DM_DIGEST_LEN);
@@ -215,29 +236,12 @@ int dm_join_submit_at(dm_redis *r, const dm_join_conf *conf, const dm_event *ev,
     lens[n++] = pa.field_len;
     argv[n] = pa.members;
     lens[n++] = pa.members_len;
-    int64_t retention = conf->window_ms + conf->grace_ms;
-    long long vals[6] = {ev->event_time_ms > 0 ? ev->event_time_ms : 0,
-                         arrival_ms > 0 ? arrival_ms : 0,
-                         retention,
-                         parked_hash_ttl_ms(retention),
-                         conf->max_skew_ms,
-                         ev->side == DM_SIDE_BUILD ? conf->max_builds : conf->max_locations};
+    long long vals[2] = {ev->event_time_ms > 0 ? ev->event_time_ms : 0,
+                         arrival_ms > 0 ? arrival_ms : 0};
     for (size_t i = 0; i < DM_ARRAY_LEN(vals); i++) {
         argv[n] = nums[i];
         lens[n++] = put_ll(nums[i], vals[i]);
     }
-    /* ARGV 10: what only edges, deletes and bounds read; without a findings ttl, no routing. */
-    long long rest[6] = {conf->window_ms,    conf->mapping_ttl_ms,  conf->max_tags,
-                         conf->min_severity, conf->findings_ttl_ms, conf->max_findings};
-    char rest_text[6 * 22];
-    size_t rest_len = 0;
-    for (size_t i = 0; i < (conf->findings_ttl_ms > 0 ? 6u : 3u); i++) {
-        if (i)
-            rest_text[rest_len++] = ' ';
-        rest_len += put_ll(rest_text + rest_len, rest[i]);
-    }
-    argv[n] = rest_text;
-    lens[n++] = rest_len;
     submit_ctx *s = dm_xmalloc(sizeof *s);
     s->cb = cb;
     s->arg = arg;
@@ -246,4 +250,65 @@ int dm_join_submit_at(dm_redis *r, const dm_join_conf *conf, const dm_event *ev,
     if (rc != DM_OK)
         free(s);
     return rc;
+}
+
+/* park.lua's constants line (its header lists them), for @p j; malloc'd. */
+static char *park_constants(const dm_join_conf *j)
+{
+    int64_t retention = j->window_ms + j->grace_ms;
+    char findings[80] = "nil, nil, nil";
+    if (j->findings_ttl_ms > 0)
+        snprintf(findings, sizeof findings, "%d, %lld, %d", j->min_severity,
+                 (long long)j->findings_ttl_ms, j->max_findings);
+    char line[512];
+    snprintf(line, sizeof line,
+             "local RETENTION_MS, PARKED_TTL, MAX_SKEW_MS, WINDOW_MS, MAPPING_TTL, MAPPING_TTL_MS, "
+             "MAX_BUILDS, MAX_LOCATIONS, MAX_TAGS, MIN_RANK, FINDINGS_TTL_MS, MAX_FINDINGS = "
+             "%lld, '%lld', %lld, %lld, '%lld', %lld, %d, %d, %d, %s\n",
+             (long long)retention, (long long)parked_hash_ttl_ms(retention),
+             (long long)j->max_skew_ms, (long long)j->window_ms, (long long)j->mapping_ttl_ms,
+             (long long)j->mapping_ttl_ms, j->max_builds, j->max_locations, j->max_tags, findings);
+    return dm_xstrdup(line);
+}
+
+/* One list of sources per distinct constants line. */
+typedef struct script_set {
+    char *constants;
+    const char *sources[DM_SCRIPT_COUNT];
+    struct script_set *next;
+} script_set;
+
+const char *const *dm_join_scripts(const dm_join_conf *j)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static script_set *sets; /* kept for the process's life: connections borrow them */
+    char *constants = park_constants(j);
+    pthread_mutex_lock(&lock);
+    script_set *set = sets;
+    while (set && strcmp(set->constants, constants) != 0)
+        set = set->next;
+    if (set) {
+        free(constants);
+    } else {
+        set = dm_xcalloc(1, sizeof *set);
+        set->constants = constants;
+        const char *const *base = dm_scripts();
+        for (unsigned i = 0; i < DM_SCRIPT_COUNT; i++)
+            set->sources[i] = base[i];
+        /* After the shebang (Redis reads the flags from the first line only), before the
+         * preludes and the script. */
+        const char *park = base[DM_SCRIPT_PARK];
+        const char *nl = strncmp(park, "#!", 2) == 0 ? strchr(park, '\n') : NULL;
+        size_t head = nl ? (size_t)(nl + 1 - park) : 0;
+        size_t clen = strlen(constants), rest = strlen(park + head);
+        char *src = dm_xmalloc(head + clen + rest + 1);
+        memcpy(src, park, head);
+        memcpy(src + head, constants, clen);
+        memcpy(src + head + clen, park + head, rest + 1);
+        set->sources[DM_SCRIPT_PARK] = src;
+        set->next = sets;
+        sets = set;
+    }
+    pthread_mutex_unlock(&lock);
+    return set->sources;
 }

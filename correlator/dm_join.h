@@ -7,6 +7,7 @@
 #ifndef DM_CORRELATOR_DM_JOIN_H
 #define DM_CORRELATOR_DM_JOIN_H
 
+#include "dm_config.h"
 #include "dm_event.h"
 #include "dm_redis.h"
 
@@ -25,6 +26,17 @@ typedef struct dm_join_conf {
     int min_severity, max_findings;
     int64_t findings_ttl_ms;
 } dm_join_conf;
+
+/** @p j from the configuration @p c (whose strings it borrows). */
+void dm_join_conf_init(dm_join_conf *j, const dm_config *c);
+
+/**
+ * The Lua sources (dm_scripts' list, DM_SCRIPT_COUNT of them) with park.lua made for @p j: its
+ * configuration written into the script as constants (lua/park.lua says which), so that no
+ * call passes it or parses it. For dm_redis_opts.scripts; static storage, one list per
+ * distinct configuration, thread-safe.
+ */
+const char *const *dm_join_scripts(const dm_join_conf *j);
 
 typedef struct dm_join_result {
     int edges;     /**< new mapping edges emitted to the stream */

@@ -39,17 +39,19 @@
 --     (docs/spool.md) passes its arrival, so the window applies as if it had arrived on time:
 --     its event time is judged against the arrival for skew, its expiry counts from the
 --     arrival, and the other side's items count as alive if they were alive then.
---   6 retention ms (window + grace: an item's expiry is its arrival plus this), 7 the parked
---     hashes' TTL ms (they outlive their items, so the sweeper can still report an expired
---     one), 8 max clock skew ms, 9 the bound of the event's side per digest: max builds (b),
---     max locations (p, d: parked pushes and delete records) (limits.*: configs/README.md)
---   10 what only edges, deletes and bounds read, in one argument (every argument costs every
---     call): "<window ms> <mapping ttl ms> <max tags per location>", and to route findings
---     after an edge " <routing.min_severity as a rank (0 critical … 4 unknown)> <findings ttl
---     ms> <limits.max_findings_per_digest>" (lib.lua route_findings; only when the digest has
---     findings at all: one EXISTS after an edge, nothing otherwise). Without them, no routing.
--- Numbers that go to Redis as they came (the TTLs) are passed on as the argument strings:
--- Redis would format a Lua number again.
+-- The configuration (correlation.*, limits.*: configs/README.md) is not passed: dm_join.c
+-- (dm_join_scripts) writes it into the script, as the line right after the shebang, when the
+-- script is loaded (every argument costs every call about a thousand instructions, and
+-- tonumber as many again; a constant costs nothing):
+--   RETENTION_MS (window + grace: an item's expiry is its arrival plus this), PARKED_TTL (the
+--   parked hashes' TTL in ms, text: they outlive their items, so the sweeper can still report
+--   an expired one), MAX_SKEW_MS, WINDOW_MS, MAPPING_TTL (text) and MAPPING_TTL_MS,
+--   MAX_BUILDS, MAX_LOCATIONS (parked pushes and delete records per digest), MAX_TAGS (per
+--   location), and to route findings after an edge MIN_RANK (routing.min_severity as a rank,
+--   0 critical … 4 unknown), FINDINGS_TTL_MS and MAX_FINDINGS (lib.lua route_findings; only
+--   when the digest has findings at all: one EXISTS after an edge). FINDINGS_TTL_MS nil: no
+--   routing.
+-- Numbers that go to Redis as they are (the TTLs) are text: Redis would format a Lua number.
 -- Returns {edges emitted, duplicate (0/1: seen before, nothing new), event time replaced (0/1),
 --          deletes recorded, items evicted by the per-digest bounds, finding.routed records};
 -- the common call (below) returns only "event time replaced", as an integer: everything else
@@ -82,8 +84,7 @@ local t = tonumber(t_text) or 0
 if t <= 0 then
   t, t_text = arrival, nil -- no event time given (a build without built_at): its arrival
 else
-  local skew = tonumber(ARGV[8])
-  if t - arrival > skew or arrival - t > skew then
+  if t - arrival > MAX_SKEW_MS or arrival - t > MAX_SKEW_MS then
     t, t_text = arrival, nil
     skewed = 1
   end
@@ -91,21 +92,21 @@ end
 t_text = t_text or string.format('%d', t)
 -- An item's expiry: retention after its latest arrival (a replayed arrival never moves an
 -- expiry that a later arrival set back).
-local expiry = arrival + tonumber(ARGV[6])
+local expiry = arrival + RETENTION_MS
 local x_text = string.format('%d', expiry)
 
 local push = kind == 'p'
-local own, other, side = KEYS[1], KEYS[2], 'r'
-if kind == 'b' then own, other, side = KEYS[2], KEYS[1], 'b' end
+local own, other, side, bound = KEYS[1], KEYS[2], 'r', MAX_LOCATIONS
+if kind == 'b' then own, other, side, bound = KEYS[2], KEYS[1], 'b', MAX_BUILDS end
 local n, raw, others
 if kind ~= 'd' then
   n = redis.call('HLEN', own)
   raw = n > 0 and redis.call('HGET', own, field)
   others = redis.call('HGETALL', other)
-  if not raw and #others == 0 and (n == 0 or n < tonumber(ARGV[9])) then
+  if not raw and #others == 0 and n < bound then
     -- The common call: a new item, nothing to join, room for it. park() below, inline.
     redis.call('HSET', own, field, '{"t":' .. t_text .. ',"x":' .. x_text .. ',' .. members .. '}')
-    redis.call('PEXPIRE', own, ARGV[7])
+    redis.call('PEXPIRE', own, PARKED_TTL)
     redis.call('ZADD', KEYS[4], 'LT', x_text, side .. string.sub(KEYS[1], -64))
     redis.call('HINCRBY', KEYS[5], side, '1')
     if push and redis.call('EXISTS', KEYS[3]) == 1 then redis.call('HDEL', KEYS[3], field) end
@@ -115,13 +116,6 @@ end
 
 local digest = string.sub(KEYS[1], -71)
 local base = string.sub(KEYS[4], 1, -4) -- "<p>:{s}:"
-local bound = tonumber(ARGV[9])
--- The constants only these paths read, in one argument (each argument costs every call).
-local window, mapping_ttl, max_tags, min_rank, findings_ttl, max_findings =
-  string.match(ARGV[10], '^(%-?%d+) (%-?%d+) (%-?%d+) ?(%-?%d*) ?(%-?%d*) ?(%-?%d*)$')
-window, max_tags = tonumber(window), tonumber(max_tags)
-min_rank, findings_ttl, max_findings = tonumber(min_rank), tonumber(findings_ttl),
-  tonumber(max_findings)
 local evicted = 0
 
 -- Keep at most max fields in hash key: drop the least recent ones other than field `keep`
@@ -180,7 +174,7 @@ if kind == 'd' then
       return rec and type(rec.image) == 'table' and L.is_str(rec.image.deleted_at)
         and rec.image.deleted_at or ''
     end
-    redis.call('PEXPIRE', KEYS[3], mapping_ttl)
+    redis.call('PEXPIRE', KEYS[3], MAPPING_TTL)
     evict(KEYS[3], bound, loc, delete_age)
     L.emit(base .. 'out', 'image.deleted.v1', id, digest, data)
     return { 0, 0, skewed, 1, evicted }
@@ -198,7 +192,7 @@ end
 local function park(text, x)
   local member = side .. string.sub(digest, 8)
   redis.call('HSET', own, field, text)
-  redis.call('PEXPIRE', own, ARGV[7])
+  redis.call('PEXPIRE', own, PARKED_TTL)
   redis.call('ZADD', KEYS[4], 'LT', string.format('%d', x), member)
   if not raw then
     redis.call('HINCRBY', KEYS[5], side, '1')
@@ -228,9 +222,9 @@ local edges = 0
 
 -- The last max_tags strings of list (the most recently added), or list itself.
 local function recent_tags(list)
-  if type(list) ~= 'table' or #list <= max_tags then return list end
+  if type(list) ~= 'table' or #list <= MAX_TAGS then return list end
   local out = {}
-  for i = #list - max_tags + 1, #list do out[#out + 1] = list[i] end
+  for i = #list - MAX_TAGS + 1, #list do out[#out + 1] = list[i] end
   return out
 end
 
@@ -245,7 +239,7 @@ local function add_tags(list, more)
       if not seen[v] then list[#list + 1] = v; seen[v] = true; changed = true end
     end
   end
-  if #list > max_tags then list = recent_tags(list); changed = true end
+  if #list > MAX_TAGS then list = recent_tags(list); changed = true end
   return list, changed
 end
 
@@ -260,7 +254,7 @@ local function nearest_push(p, b)
       if math.abs(v - b.t) < math.abs(best - b.t) then best = v end
     end
   end
-  if math.abs(best - b.t) <= window then return best end
+  if math.abs(best - b.t) <= WINDOW_MS then return best end
   return nil
 end
 
@@ -283,14 +277,14 @@ local INDEX_TRIM_BATCH = 1000
 local member_time = string.format('%013d', 9999999999999 - now)
 -- Expired: confirmed before now - mapping_ttl, i.e. inverted time >= inverted(that - 1).
 local stale = '[' .. string.format('%013d',
-  9999999999999 - math.max(now - tonumber(mapping_ttl) - 1, 0))
+  9999999999999 - math.max(now - MAPPING_TTL_MS - 1, 0))
 local mkey, mikey = base .. 'm:' .. digest, base .. 'mi:' .. digest
 
 local function index_one(key, entry)
   redis.call('ZADD', key, '0', entry)
   local gone = redis.call('ZRANGE', key, stale, '+', 'BYLEX', 'LIMIT', 0, INDEX_TRIM_BATCH)
   if #gone > 0 then redis.call('ZREM', key, unpack(gone)) end
-  redis.call('PEXPIRE', key, mapping_ttl)
+  redis.call('PEXPIRE', key, MAPPING_TTL)
 end
 
 -- Join parked push p (location loc), pushed at pushed_at, with parked build b (run key rk):
@@ -319,9 +313,9 @@ local function join(loc, p, pushed_at, rk, b)
     end
     return
   end
-  redis.call('PEXPIRE', mkey, mapping_ttl)
+  redis.call('PEXPIRE', mkey, MAPPING_TTL)
   redis.call('ZADD', mikey, '0', id)
-  redis.call('PEXPIRE', mikey, mapping_ttl)
+  redis.call('PEXPIRE', mikey, MAPPING_TTL)
   L.emit(base .. 'out', 'mapping.confirmed.v1', id, digest, data)
   local entry = member_time .. '|' .. digest .. '|' .. id
   index_one(base .. 'ix:img:' .. loc, entry)
@@ -375,7 +369,7 @@ for i = 1, #others, 2 do
       if not was then redis.call('HSET', other, others[i], matched_text(others[i + 1], o)) end
     end
   else
-    local recut = type(o.g) == 'table' and #o.g > max_tags
+    local recut = type(o.g) == 'table' and #o.g > MAX_TAGS
     -- (a push stored before the bound existed, or under a larger one)
     if recut then o.g = recent_tags(o.g) end
     local at = o.x >= arrival and nearest_push(o, item)
@@ -394,9 +388,10 @@ park(raw and L.store(item) or new_text(item.k), item.x)
 -- An edge was confirmed: findings that were waiting for one are routed now (the finding came
 -- first; findings.lua routes when the mapping came first).
 local routed = 0
-if edges > 0 and min_rank and findings_ttl then
+if edges > 0 and FINDINGS_TTL_MS then
   if redis.call('EXISTS', base .. 'fs:' .. digest) == 1 then
-    routed = findings_lib(L).route_findings(base, digest, min_rank, findings_ttl, max_findings)
+    routed = findings_lib(L).route_findings(base, digest, MIN_RANK, FINDINGS_TTL_MS,
+      MAX_FINDINGS)
   end
 end
 return { edges, (raw and edges == 0) and 1 or 0, skewed, 0, evicted, routed }

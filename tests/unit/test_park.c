@@ -153,7 +153,7 @@ static void fixture_open(fixture *f, const server *s)
                        .connect_timeout_ms = 1000,
                        .command_timeout_ms = 5000,
                        .max_inflight = 100,
-                       .scripts = dm_scripts(),
+                       .scripts = dm_join_scripts(&conf),
                        .nscripts = DM_SCRIPT_COUNT,
                        .name = "test",
                        .on_ready = on_ready,
