@@ -126,13 +126,13 @@ local function lib()
   -- nothing to escape) when given; then its code repository and "<provider>/<run id>", the names of its query
   -- indexes (park.lua), nil when it has none.
   local function build_object(b, built_at)
-    if is_str(b.f) and is_str(b.v) then
-      local text = b.f
+    local f, v = b.f, b.v
+    if is_str(f) and is_str(v) then
       if built_at then
-        text = text .. (text ~= '' and ',"built_at":"' or '"built_at":"') .. built_at .. '"'
+        return '{' .. f .. (f ~= '' and ',"built_at":"' or '"built_at":"') .. built_at
+          .. (v ~= '' and '",' or '"') .. v .. '}', b.xr, b.xn
       end
-      if b.v ~= '' then text = text .. (text ~= '' and ',' or '') .. b.v end
-      return '{' .. text .. '}', b.xr, b.xn
+      return '{' .. f .. ((f ~= '' and v ~= '') and ',' or '') .. v .. '}', b.xr, b.xn
     end
     local bb = type(b.b) == 'table' and b.b or {}
     bb.built_at = built_at -- an earlier park.lua stored one inside the identity: not used

@@ -293,12 +293,21 @@ local function join(loc, p, pushed_at, rk, b)
   p.k = 1
   b.k = 1
   local id = redis.sha1hex(loc .. '@' .. digest .. '|' .. rk)
-  local build, repo, run = L.build_object(b, L.iso(b.t))
-  local data = '{"digest":"' .. digest
+  local head = '{"digest":"' .. digest
     .. (b.r == 'p' and '","relation":"platform-manifest"' or '","relation":"image"')
     .. (is_str(b.i) and (',"index":' .. jstr(b.i)) or '')
-    .. ',"image":' .. L.enc_image(loc, p, pushed_at) .. ',"build":' .. build
-    .. ',"skew_ms":' .. string.format('%d', pushed_at - b.t) .. '}'
+  local image, skew = L.enc_image(loc, p, pushed_at), string.format('%d', pushed_at - b.t)
+  local data, repo, run
+  if is_str(b.f) and is_str(b.v) and b.f ~= '' and b.v ~= '' then
+    -- The build's record object spliced in, in the same expression: one string, not two.
+    data = head .. ',"image":' .. image .. ',"build":{' .. b.f .. ',"built_at":"' .. L.iso(b.t)
+      .. '",' .. b.v .. '},"skew_ms":' .. skew .. '}'
+    repo, run = b.xr, b.xn
+  else
+    local build
+    build, repo, run = L.build_object(b, L.iso(b.t))
+    data = head .. ',"image":' .. image .. ',"build":' .. build .. ',"skew_ms":' .. skew .. '}'
+  end
   if redis.call('HSETNX', mkey, id, data) == 0 then
     -- Confirmed before: only tags it did not have yet change the stored mapping.
     local m = cjson.decode(redis.call('HGET', mkey, id))
@@ -331,7 +340,7 @@ local function matched_text(text, item, recut)
   return '{"k":1,' .. string.sub(text, 2)
 end
 
-local item
+local item, matched_text_new
 if raw then
   item = cjson.decode(raw)
   if push then
@@ -354,9 +363,11 @@ if raw then
   end
   item.x = math.max(tonumber(item.x) or 0, expiry)
 else
-  item = cjson.decode('{' .. members .. '}')
-  item.t = t
-  item.x = expiry
+  -- A new item meeting items of the other side: its text as stored when matched (as it nearly
+  -- always is), decoded for the join, so that the members are put in braces once.
+  matched_text_new = new_text(true)
+  item = cjson.decode(matched_text_new)
+  item.k = nil
 end
 
 for i = 1, #others, 2 do
@@ -383,7 +394,7 @@ for i = 1, #others, 2 do
   end
 end
 
-park(raw and L.store(item) or new_text(item.k), item.x)
+park(raw and L.store(item) or (item.k and matched_text_new) or new_text(false), item.x)
 
 -- An edge was confirmed: findings that were waiting for one are routed now (the finding came
 -- first; findings.lua routes when the mapping came first).
