@@ -246,15 +246,6 @@ void dm_event_park_args(const dm_event *ev, size_t max_tags, dm_park_args *out)
         free(tail.p);
         if (b->repository && b->repository[0])
             member(&t, members, "xr", b->repository);
-        if (b->provider && b->run_id && b->run_id[0]) {
-            size_t n = strlen(b->provider) + strlen(b->run_id) + 2;
-            char *run = dm_xmalloc(n);
-            memcpy(run, b->provider, strlen(b->provider));
-            run[strlen(b->provider)] = '/';
-            memcpy(run + strlen(b->provider) + 1, b->run_id, strlen(b->run_id) + 1);
-            member(&t, members, "xn", run);
-            free(run);
-        }
         if (ev->relation == DM_REL_PLATFORM_MANIFEST) {
             char index[DM_DIGEST_BUFLEN + 1];
             memcpy(index, ev->index_digest, DM_DIGEST_BUFLEN);

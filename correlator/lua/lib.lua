@@ -65,10 +65,11 @@ local function lib()
   --         identity, README.md "Output records") as member text before and after its
   --         "built_at" (f: provider … actor, v: verified, issuer, verified_fields; written by
   --         adapters/dm_event.c, so that an edge splices them in without decoding the identity),
-  --         xr its code repository and xn "<provider>/<run id>" (the query indexes' names), t
-  --         event time, x expiry, r relation ("p" = platform-manifest), i index digest, n name,
-  --         g tags, k matched. A build parked by an earlier version has b, the identity as an
-  --         object, instead of f, v, xr and xn: every reader takes both (build_object below).
+  --         xr its code repository (a query index's name: the run's is its field without the
+  --         attempt), t event time, x expiry, r relation ("p" = platform-manifest), i index
+  --         digest, n name, g tags, k matched. A build parked by an earlier version has b, the
+  --         identity as an object, instead of f, v and xr: every reader takes both
+  --         (build_object below).
   -- The media type codes (adapters/dm_event.c writes them; no table here: a table is built on
   -- every call of every script this file is prepended to).
   local function media_type(code)
@@ -130,9 +131,9 @@ local function lib()
     if is_str(f) and is_str(v) then
       if built_at then
         return '{' .. f .. (f ~= '' and ',"built_at":"' or '"built_at":"') .. built_at
-          .. (v ~= '' and '",' or '"') .. v .. '}', b.xr, b.xn
+          .. (v ~= '' and '",' or '"') .. v .. '}', b.xr
       end
-      return '{' .. f .. ((f ~= '' and v ~= '') and ',' or '') .. v .. '}', b.xr, b.xn
+      return '{' .. f .. ((f ~= '' and v ~= '') and ',' or '') .. v .. '}', b.xr
     end
     local bb = type(b.b) == 'table' and b.b or {}
     bb.built_at = built_at -- an earlier park.lua stored one inside the identity: not used

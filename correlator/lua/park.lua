@@ -32,7 +32,7 @@
 --     "<provider>/<run id>/<run attempt>" (b)
 --   3 the event's members of its stored item (lib.lua "Parked items"), compact JSON text
 --     without the braces, so that a new item is stored without any JSON work here:
---     p, d: "s", "e", "m", "g"; b: "f", "v", "xr", "xn", "r", "i", "n", "g"; tags already the
+--     p, d: "s", "e", "m", "g"; b: "f", "v", "xr", "r", "i", "n", "g"; tags already the
 --     last max tags
 --   4 event time ms (0: none given; its arrival is used)
 --   5 arrival ms: when the event reached digestmap (0: now). A spooled event replayed later
@@ -298,15 +298,20 @@ local function join(loc, p, pushed_at, rk, b)
     .. (is_str(b.i) and (',"index":' .. jstr(b.i)) or '')
   local image, skew = L.enc_image(loc, p, pushed_at), string.format('%d', pushed_at - b.t)
   local data, repo, run
-  if is_str(b.f) and is_str(b.v) and b.f ~= '' and b.v ~= '' then
+  local new_form = is_str(b.f) and is_str(b.v)
+  if new_form and b.f ~= '' and b.v ~= '' then
     -- The build's record object spliced in, in the same expression: one string, not two.
     data = head .. ',"image":' .. image .. ',"build":{' .. b.f .. ',"built_at":"' .. L.iso(b.t)
       .. '",' .. b.v .. '},"skew_ms":' .. skew .. '}'
-    repo, run = b.xr, b.xn
   else
     local build
     build, repo, run = L.build_object(b, L.iso(b.t))
     data = head .. ',"image":' .. image .. ',"build":' .. build .. ',"skew_ms":' .. skew .. '}'
+  end
+  if new_form then
+    -- The run's index is named by its run key without the attempt ("<provider>/<run id>":
+    -- neither has a '/'); none without a provider or a run id.
+    repo, run = b.xr, string.match(rk, '^([^/]+/[^/]+)/[^/]*$')
   end
   if redis.call('HSETNX', mkey, id, data) == 0 then
     -- Confirmed before: only tags it did not have yet change the stored mapping.
