@@ -23,6 +23,8 @@ static void reserve(text *t, size_t more)
 
 static void put(text *t, const char *s, size_t n)
 {
+    if (n == 0)
+        return; /* t->p may still be NULL, and memcpy wants pointers even for no bytes */
     reserve(t, n);
     memcpy(t->p + t->len, s, n);
     t->len += n;
