@@ -1,5 +1,5 @@
-/* dm_event.c - the normalized event: validation helpers, list ownership and the JSON
- * document the join script reads (correlator/lua/park.lua). */
+/* dm_event.c - the normalized event: validation helpers, list ownership, its JSON document
+ * (the spool's form) and what the join script takes of it (correlator/lua/park.lua). */
 #include "dm_event.h"
 #include "dm_jsonw.h"
 
@@ -134,7 +134,7 @@ int dm_repository_check(const char *s, size_t n, const char *path, const char *b
     return DM_OK;
 }
 
-static void event_dispose(dm_event *ev)
+void dm_event_dispose(dm_event *ev)
 {
     free(ev->event_id);
     free(ev->registry);
@@ -153,7 +153,7 @@ void dm_event_list_dispose(dm_event_list *list)
     if (!list)
         return;
     for (size_t i = 0; i < list->n; i++)
-        event_dispose(&list->v[i]);
+        dm_event_dispose(&list->v[i]);
     free(list->v);
     memset(list, 0, sizeof *list);
 }
@@ -318,4 +318,141 @@ char *dm_event_to_json(const dm_event *ev)
     if (!s)
         abort(); /* allocation failure inside jansson: fatal, see dm_jsonw_put() */
     return s;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Reading the JSON document back (the spool's replayer)                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+/* A string member of @p o: DM_OK with *out a copy (or left NULL when absent and !required);
+ * DM_EINVAL when it is not a string, holds a NUL, or is required and absent. */
+static int member_str(const json_t *o, const char *key, bool required, char **out)
+{
+    const json_t *v = json_object_get(o, key);
+    if (!v)
+        return required ? DM_EINVAL : DM_OK;
+    if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
+        return DM_EINVAL;
+    *out = dm_xstrndup(json_string_value(v), json_string_length(v));
+    return DM_OK;
+}
+
+/* A string member copied into a fixed buffer of @p size bytes (at most size - 1 of them). */
+static int member_fixed(const json_t *o, const char *key, char *buf, size_t size)
+{
+    char *s = NULL;
+    if (member_str(o, key, true, &s) != DM_OK)
+        return DM_EINVAL;
+    bool fits = strlen(s) < size;
+    if (fits)
+        memcpy(buf, s, strlen(s) + 1);
+    free(s);
+    return fits ? DM_OK : DM_EINVAL;
+}
+
+/* An array of strings (absent: none) into *list / *n. */
+static int member_strs(const json_t *o, const char *key, char ***list, size_t *n)
+{
+    const json_t *a = json_object_get(o, key);
+    if (!a)
+        return DM_OK;
+    if (!json_is_array(a))
+        return DM_EINVAL;
+    size_t i;
+    const json_t *v;
+    json_array_foreach(a, i, v)
+    {
+        if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
+            return DM_EINVAL;
+    }
+    if (json_array_size(a) == 0)
+        return DM_OK;
+    *list = dm_xcalloc(json_array_size(a), sizeof **list);
+    json_array_foreach(a, i, v)
+    {
+        (*list)[i] = dm_xstrdup(json_string_value(v));
+        *n = i + 1;
+    }
+    return DM_OK;
+}
+
+static int build_from_json(const json_t *o, dm_build_info *b)
+{
+    if (!json_is_object(o))
+        return DM_EINVAL;
+    const json_t *verified = json_object_get(o, "verified");
+    if (verified && !json_is_boolean(verified))
+        return DM_EINVAL;
+    b->verified = json_is_true(verified);
+    if (member_str(o, "provider", true, &b->provider) != DM_OK ||
+        member_str(o, "repository", false, &b->repository) != DM_OK ||
+        member_str(o, "repository_url", false, &b->repository_url) != DM_OK ||
+        member_str(o, "workflow", false, &b->workflow) != DM_OK ||
+        member_str(o, "workflow_ref", false, &b->workflow_ref) != DM_OK ||
+        member_str(o, "run_id", true, &b->run_id) != DM_OK ||
+        member_str(o, "run_attempt", true, &b->run_attempt) != DM_OK ||
+        member_str(o, "run_url", false, &b->run_url) != DM_OK ||
+        member_str(o, "commit", false, &b->commit) != DM_OK ||
+        member_str(o, "ref", false, &b->ref) != DM_OK ||
+        member_str(o, "actor", false, &b->actor) != DM_OK ||
+        member_str(o, "issuer", false, &b->issuer) != DM_OK ||
+        member_strs(o, "verified_fields", &b->verified_fields, &b->nverified_fields) != DM_OK)
+        return DM_EINVAL;
+    return DM_OK;
+}
+
+static int event_from_json(const json_t *doc, dm_event *ev)
+{
+    if (!json_is_object(doc))
+        return DM_EINVAL;
+    const char *side = json_string_value(json_object_get(doc, "side"));
+    const char *action = json_string_value(json_object_get(doc, "action"));
+    const json_t *t = json_object_get(doc, "t");
+    if (!side || !action || (t && !json_is_integer(t)))
+        return DM_EINVAL;
+    ev->event_time_ms = t ? (int64_t)json_integer_value(t) : 0;
+    if (member_fixed(doc, "source", ev->source, sizeof ev->source) != DM_OK ||
+        member_fixed(doc, "digest", ev->digest, sizeof ev->digest) != DM_OK ||
+        !dm_digest_valid(ev->digest, strlen(ev->digest)) ||
+        member_str(doc, "event_id", true, &ev->event_id) != DM_OK ||
+        member_strs(doc, "tags", &ev->tags, &ev->ntags) != DM_OK)
+        return DM_EINVAL;
+    if (strcmp(side, "registry") == 0) {
+        ev->side = DM_SIDE_REGISTRY;
+        if (strcmp(action, "push") == 0)
+            ev->action = DM_ACTION_PUSH;
+        else if (strcmp(action, "delete") == 0)
+            ev->action = DM_ACTION_DELETE;
+        else
+            return DM_EINVAL;
+        return member_str(doc, "registry", true, &ev->registry) == DM_OK &&
+                       member_str(doc, "repository", true, &ev->repository) == DM_OK &&
+                       member_str(doc, "media_type", false, &ev->media_type) == DM_OK
+                   ? DM_OK
+                   : DM_EINVAL;
+    }
+    if (strcmp(side, "build") != 0 || strcmp(action, "build") != 0)
+        return DM_EINVAL;
+    ev->side = DM_SIDE_BUILD;
+    ev->action = DM_ACTION_BUILD;
+    const char *relation = json_string_value(json_object_get(doc, "relation"));
+    if (relation && strcmp(relation, "platform-manifest") == 0) {
+        ev->relation = DM_REL_PLATFORM_MANIFEST;
+        if (member_fixed(doc, "index", ev->index_digest, sizeof ev->index_digest) != DM_OK)
+            return DM_EINVAL;
+    } else if (relation && strcmp(relation, "image") != 0) {
+        return DM_EINVAL;
+    }
+    if (member_str(doc, "name", false, &ev->name) != DM_OK)
+        return DM_EINVAL;
+    return build_from_json(json_object_get(doc, "build"), &ev->build);
+}
+
+int dm_event_from_json(const json_t *doc, dm_event *ev)
+{
+    memset(ev, 0, sizeof *ev);
+    if (event_from_json(doc, ev) == DM_OK)
+        return DM_OK;
+    dm_event_dispose(ev);
+    return DM_EINVAL;
 }

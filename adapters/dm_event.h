@@ -8,6 +8,8 @@
 
 #include "dm_common.h"
 
+#include <jansson.h>
+
 /** "sha256:" + 64 lowercase hex + NUL. */
 #define DM_DIGEST_LEN    71
 #define DM_DIGEST_BUFLEN 72
@@ -134,10 +136,23 @@ void dm_build_info_copy_run(dm_build_info *dst, const dm_build_info *src);
 void dm_build_info_dispose(dm_build_info *b);
 
 /**
- * Serialize @p ev as the compact JSON document the join script reads (correlator/park.lua).
- * Returns a malloc'd NUL-terminated string the caller frees.
+ * Serialize @p ev as a compact JSON document: the form the spool keeps events in
+ * (docs/spool.md), read back by dm_event_from_json. Returns a malloc'd NUL-terminated string
+ * the caller frees.
  */
 char *dm_event_to_json(const dm_event *ev);
+
+/**
+ * Read a document of dm_event_to_json (@p doc, an object; also those an earlier version
+ * spooled) into @p ev, which is overwritten (dispose it with dm_event_dispose). Members it
+ * does not know are ignored; what it needs (side, action, digest, the location of a registry
+ * event, the run of a build) must be there and well-formed. Returns DM_OK, or DM_EINVAL with
+ * @p ev zeroed.
+ */
+int dm_event_from_json(const json_t *doc, dm_event *ev);
+
+/** Free everything @p ev owns and zero it (an event not in a list, e.g. dm_event_from_json's). */
+void dm_event_dispose(dm_event *ev);
 
 /** Shard of a valid digest: first 4 hex digits as an integer, mod @p shards (every Redis key
  *  and stream of a digest carries its shard as the hash tag "{s}", README.md). */

@@ -1,5 +1,5 @@
-/* dm_jsonw.h - writing the JSON documents adapters hand to the Lua scripts (dm_event's to
- * park.lua, dm_finding's to findings.lua).
+/* dm_jsonw.h - writing the JSON documents adapters hand on (dm_event's to the spool,
+ * dm_finding's to findings.lua; park.lua takes an event as arguments: dm_event_park.h).
  *
  * jansson fails to build a value only when out of memory, which is fatal by policy (like
  * dm_xmalloc): these functions abort then, so a document is never written with a field

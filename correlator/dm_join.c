@@ -1,5 +1,6 @@
 #include "dm_common.h"
 #include "dm_join.h"
+#include "dm_event_park.h"
 #include "dm_log.h"
 #include "dm_keys.h"
 #include "dm_metrics.h"
@@ -7,6 +8,7 @@
 #include "dm_time.h"
 
 #include <hiredis/hiredis.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,6 +117,12 @@ static void on_park(int err, redisReply *rep, void *arg)
         cb(DM_EREDIS, &refused, cb_arg);
         return;
     }
+    if (rep->type == REDIS_REPLY_INTEGER) {
+        /* park.lua's common call: a new item, nothing joined; the reply is "skewed" alone. */
+        dm_join_result res = {.skewed = rep->integer != 0};
+        cb(DM_OK, &res, cb_arg);
+        return;
+    }
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 5) {
         dm_error("join script failed", "reply=%s",
                  dm_log_quote(rep->type == REDIS_REPLY_ERROR ? rep->str : "",
@@ -148,56 +156,159 @@ char *dm_join_route_key(char *buf, const dm_join_conf *conf, const char *digest)
     return buf;
 }
 
+/* @p v in decimal into @p buf (at least 21 bytes, not terminated); returns its length. */
+static size_t put_ll(char *buf, long long v)
+{
+    char tmp[24];
+    size_t n = 0;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        tmp[n++] = '-';
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    return n;
+}
+
 int dm_join_submit(dm_redis *r, const dm_join_conf *conf, const dm_event *ev, dm_join_cb cb,
                    void *arg)
 {
-    char *json = dm_event_to_json(ev);
-    int rc = dm_join_park(r, conf, ev->digest, json, strlen(json), 0, cb, arg);
-    free(json);
-    return rc;
+    return dm_join_submit_at(r, conf, ev, 0, cb, arg);
 }
 
-int dm_join_park(dm_redis *r, const dm_join_conf *conf, const char *digest, const char *json,
-                 size_t len, int64_t arrival_ms, dm_join_cb cb, void *arg)
+void dm_join_conf_init(dm_join_conf *j, const dm_config *c)
+{
+    *j = (dm_join_conf){
+        .prefix = c->redis.prefix,
+        .shards = (unsigned)c->redis.shards,
+        .window_ms = c->correlation.window_seconds * 1000,
+        .grace_ms = c->correlation.grace_seconds * 1000,
+        .max_skew_ms = c->correlation.max_clock_skew_seconds * 1000,
+        .mapping_ttl_ms = c->correlation.mapping_ttl_seconds * 1000,
+        .stream_maxlen = c->outputs.stream_maxlen,
+        .report_untagged = c->correlation.report_untagged,
+        .max_builds = c->limits.max_builds_per_digest,
+        .max_locations = c->limits.max_locations_per_digest,
+        .max_tags = c->limits.max_tags_per_location,
+        .min_severity = c->routing.min_severity,
+        .findings_ttl_ms = c->correlation.findings_ttl_seconds * 1000,
+        .max_findings = c->limits.max_findings_per_digest,
+    };
+}
+
+/* Parked hashes outlive their items' expiry (retention after arrival) so the sweeper can still
+ * read an expired item and report it; the sweeper deletes each field it reports. The slack
+ * only matters while no sweeper runs at all. */
+static int64_t parked_hash_ttl_ms(int64_t retention_ms)
+{
+    return 2 * retention_ms + 3600000;
+}
+
+int dm_join_submit_at(dm_redis *r, const dm_join_conf *conf, const dm_event *ev, int64_t arrival_ms,
+                      dm_join_cb cb, void *arg)
 {
     /* The KEYS of park.lua, in its order. */
-    char keys[8][DM_KEY_BUFLEN];
-    char nums[11][24];
-    const char *argv[20];
-    size_t lens[20];
+    char keys[5][DM_KEY_BUFLEN];
+    char nums[2][24];
+    const char *argv[5 + 5];
+    size_t lens[5 + 5];
     const char *prefix = conf->prefix;
+    char digest[DM_DIGEST_BUFLEN];
+    memcpy(digest, ev->digest, DM_DIGEST_LEN);
+    digest[DM_DIGEST_LEN] = '\0';
     unsigned shard = dm_digest_shard(digest, conf->shards);
     lens[0] = dm_key_pushes(keys[0], prefix, shard, digest);
     lens[1] = dm_key_builds(keys[1], prefix, shard, digest);
-    lens[2] = dm_key_mappings(keys[2], prefix, shard, digest);
-    lens[3] = dm_key_deletes(keys[3], prefix, shard, digest);
-    lens[4] = dm_key_due(keys[4], prefix, shard);
-    lens[5] = dm_key_out(keys[5], prefix, shard);
-    lens[6] = dm_key_stats(keys[6], prefix, shard);
-    lens[7] = dm_key_mapping_ids(keys[7], prefix, shard, digest);
+    lens[2] = dm_key_deletes(keys[2], prefix, shard, digest);
+    lens[3] = dm_key_due(keys[3], prefix, shard);
+    lens[4] = dm_key_stats(keys[4], prefix, shard);
     int n = (int)DM_ARRAY_LEN(keys);
     for (int i = 0; i < n; i++)
         argv[i] = keys[i];
-    argv[n] = json;
-    lens[n++] = len;
-    long long vals[11] = {conf->window_ms,    conf->grace_ms,
-                          conf->max_skew_ms,  conf->mapping_ttl_ms,
-                          conf->max_builds,   conf->max_locations,
-                          conf->max_tags,     arrival_ms > 0 ? arrival_ms : 0,
-                          conf->min_severity, conf->findings_ttl_ms,
-                          conf->max_findings};
-    /* Without a findings ttl, no routing: ARGV 10 to 12 stay absent. */
-    size_t nvals = conf->findings_ttl_ms > 0 ? 11 : 8;
-    for (size_t i = 0; i < nvals; i++) {
-        snprintf(nums[i], sizeof nums[i], "%lld", vals[i]);
+    dm_park_args pa;
+    dm_event_park_args(ev, conf->max_tags > 0 ? (size_t)conf->max_tags : 0, &pa);
+    argv[n] = pa.kind;
+    lens[n++] = 1;
+    argv[n] = pa.field;
+    lens[n++] = pa.field_len;
+    argv[n] = pa.members;
+    lens[n++] = pa.members_len;
+    long long vals[2] = {ev->event_time_ms > 0 ? ev->event_time_ms : 0,
+                         arrival_ms > 0 ? arrival_ms : 0};
+    for (size_t i = 0; i < DM_ARRAY_LEN(vals); i++) {
         argv[n] = nums[i];
-        lens[n++] = strlen(nums[i]);
+        lens[n++] = put_ll(nums[i], vals[i]);
     }
     submit_ctx *s = dm_xmalloc(sizeof *s);
     s->cb = cb;
     s->arg = arg;
     int rc = dm_redis_eval(r, DM_SCRIPT_PARK, on_park, s, (int)DM_ARRAY_LEN(keys), n, argv, lens);
+    dm_park_args_dispose(&pa);
     if (rc != DM_OK)
         free(s);
     return rc;
+}
+
+/* park.lua's constants line (its header lists them), for @p j; malloc'd. */
+static char *park_constants(const dm_join_conf *j)
+{
+    int64_t retention = j->window_ms + j->grace_ms;
+    char findings[80] = "nil, nil, nil";
+    if (j->findings_ttl_ms > 0)
+        snprintf(findings, sizeof findings, "%d, %lld, %d", j->min_severity,
+                 (long long)j->findings_ttl_ms, j->max_findings);
+    char line[512];
+    snprintf(line, sizeof line,
+             "local RETENTION_MS, PARKED_TTL, MAX_SKEW_MS, WINDOW_MS, MAPPING_TTL, MAPPING_TTL_MS, "
+             "MAX_BUILDS, MAX_LOCATIONS, MAX_TAGS, MIN_RANK, FINDINGS_TTL_MS, MAX_FINDINGS = "
+             "%lld, '%lld', %lld, %lld, '%lld', %lld, %d, %d, %d, %s\n",
+             (long long)retention, (long long)parked_hash_ttl_ms(retention),
+             (long long)j->max_skew_ms, (long long)j->window_ms, (long long)j->mapping_ttl_ms,
+             (long long)j->mapping_ttl_ms, j->max_builds, j->max_locations, j->max_tags, findings);
+    return dm_xstrdup(line);
+}
+
+/* One list of sources per distinct constants line. */
+typedef struct script_set {
+    char *constants;
+    const char *sources[DM_SCRIPT_COUNT];
+    struct script_set *next;
+} script_set;
+
+const char *const *dm_join_scripts(const dm_join_conf *j)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static script_set *sets; /* kept for the process's life: connections borrow them */
+    char *constants = park_constants(j);
+    pthread_mutex_lock(&lock);
+    script_set *set = sets;
+    while (set && strcmp(set->constants, constants) != 0)
+        set = set->next;
+    if (set) {
+        free(constants);
+    } else {
+        set = dm_xcalloc(1, sizeof *set);
+        set->constants = constants;
+        const char *const *base = dm_scripts();
+        for (unsigned i = 0; i < DM_SCRIPT_COUNT; i++)
+            set->sources[i] = base[i];
+        /* After the shebang (Redis reads the flags from the first line only), before the
+         * preludes and the script. */
+        const char *park = base[DM_SCRIPT_PARK];
+        const char *nl = strncmp(park, "#!", 2) == 0 ? strchr(park, '\n') : NULL;
+        size_t head = nl ? (size_t)(nl + 1 - park) : 0;
+        size_t clen = strlen(constants), rest = strlen(park + head);
+        char *src = dm_xmalloc(head + clen + rest + 1);
+        memcpy(src, park, head);
+        memcpy(src + head, constants, clen);
+        memcpy(src + head + clen, park + head, rest + 1);
+        set->sources[DM_SCRIPT_PARK] = src;
+        set->next = sets;
+        sets = set;
+    }
+    pthread_mutex_unlock(&lock);
+    return set->sources;
 }

@@ -7,6 +7,7 @@
 #ifndef DM_CORRELATOR_DM_JOIN_H
 #define DM_CORRELATOR_DM_JOIN_H
 
+#include "dm_config.h"
 #include "dm_event.h"
 #include "dm_redis.h"
 
@@ -25,6 +26,17 @@ typedef struct dm_join_conf {
     int min_severity, max_findings;
     int64_t findings_ttl_ms;
 } dm_join_conf;
+
+/** @p j from the configuration @p c (whose strings it borrows). */
+void dm_join_conf_init(dm_join_conf *j, const dm_config *c);
+
+/**
+ * The Lua sources (dm_scripts' list, DM_SCRIPT_COUNT of them) with park.lua made for @p j: its
+ * configuration written into the script as constants (lua/park.lua says which), so that no
+ * call passes it or parses it. For dm_redis_opts.scripts; static storage, one list per
+ * distinct configuration, thread-safe.
+ */
+const char *const *dm_join_scripts(const dm_join_conf *j);
 
 typedef struct dm_join_result {
     int edges;     /**< new mapping edges emitted to the stream */
@@ -60,13 +72,12 @@ int dm_join_submit(dm_redis *r, const dm_join_conf *conf, const dm_event *ev, dm
                    void *arg);
 
 /**
- * Park an event given in its dm_event_to_json form (@p json, @p len bytes; @p digest is its
- * "digest"), as having arrived at @p arrival_ms (ms since the epoch; 0: now, Redis's clock).
- * The spool's replayer (spool/dm_replay.h) passes the original arrival, so the window applies
- * as if the event had arrived on time (park.lua, ARGV 9). Returns as dm_join_submit.
+ * dm_join_submit of an event that arrived at @p arrival_ms (ms since the epoch; 0: now, Redis's
+ * clock). The spool's replayer (spool/dm_replay.h) passes the original arrival, so the window
+ * applies as if the event had arrived on time (park.lua, ARGV 5).
  */
-int dm_join_park(dm_redis *r, const dm_join_conf *conf, const char *digest, const char *json,
-                 size_t len, int64_t arrival_ms, dm_join_cb cb, void *arg);
+int dm_join_submit_at(dm_redis *r, const dm_join_conf *conf, const dm_event *ev, int64_t arrival_ms,
+                      dm_join_cb cb, void *arg);
 
 /**
  * Whether a completion says Redis could not take the event for now (down, timed out, or any

@@ -2,7 +2,7 @@
  *
  * One place turns the configuration's redis section into dm_redis_opts, so the request
  * workers, the sinks and the event streams connect alike (address, credentials, database,
- * timeouts, and every Lua script of dm_scripts).
+ * timeouts, and every Lua script: dm_join_scripts, park.lua made for the configuration).
  */
 #ifndef DM_CORRELATOR_DM_REDIS_CONF_H
 #define DM_CORRELATOR_DM_REDIS_CONF_H

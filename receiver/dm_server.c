@@ -244,22 +244,7 @@ int dm_server_start(const dm_config *conf, const dm_trust *trust, const char *re
     s->app.trust = trust;
     s->app.redis_socket = redis_socket;
     s->app.spool = spool;
-    s->app.join = (dm_join_conf){
-        .prefix = conf->redis.prefix,
-        .shards = (unsigned)conf->redis.shards,
-        .window_ms = conf->correlation.window_seconds * 1000,
-        .grace_ms = conf->correlation.grace_seconds * 1000,
-        .max_skew_ms = conf->correlation.max_clock_skew_seconds * 1000,
-        .mapping_ttl_ms = conf->correlation.mapping_ttl_seconds * 1000,
-        .stream_maxlen = conf->outputs.stream_maxlen,
-        .report_untagged = conf->correlation.report_untagged,
-        .max_builds = conf->limits.max_builds_per_digest,
-        .max_locations = conf->limits.max_locations_per_digest,
-        .max_tags = conf->limits.max_tags_per_location,
-        .min_severity = conf->routing.min_severity,
-        .findings_ttl_ms = conf->correlation.findings_ttl_seconds * 1000,
-        .max_findings = conf->limits.max_findings_per_digest,
-    };
+    dm_join_conf_init(&s->app.join, conf);
     int n = s->workers.n = conf->workers;
     s->workers.all = dm_xcalloc((size_t)n, sizeof *s->workers.all);
     s->threads = dm_xcalloc((size_t)n, sizeof *s->threads);

@@ -301,23 +301,30 @@ static void on_parked(int err, const dm_join_result *res, void *arg)
     pump(r);
 }
 
-/* Park @p rec (its doc @p doc) of the line at [@p offset, @p end); takes both. */
+/* Park @p rec (its doc @p doc) of the line at [@p offset, @p end); takes both. The event is
+ * read back from its JSON form (any version's: dm_event_from_json) and parked as a live one
+ * is, with its arrival; one that cannot be read is dead-lettered, as park.lua refusing it
+ * would be. */
 static void park_record(dm_replay *r, dm_spool_record *rec, json_t *doc, size_t offset, size_t end)
 {
-    json_t *ev = json_object_get(doc, "ev");
-    const char *digest = json_string_value(json_object_get(ev, "digest"));
-    const char *source = json_string_value(json_object_get(ev, "source"));
+    dm_event ev;
+    int ok = dm_event_from_json(json_object_get(doc, "ev"), &ev);
+    free((char *)rec->event);
+    json_decref(doc);
+    if (ok != DM_OK) {
+        dead_letter(r, offset, end, "not an event");
+        return;
+    }
     park_ctx *c = dm_xcalloc(1, sizeof *c);
     c->r = r;
     c->offset = offset;
     c->end = end;
-    snprintf(c->source, sizeof c->source, "%s", source ? source : "other");
+    snprintf(c->source, sizeof c->source, "%.*s", (int)strnlen(ev.source, sizeof ev.source),
+             ev.source);
     char route[DM_KEY_BUFLEN];
-    dm_join_route_key(route, &r->join, digest);
-    int rc = dm_join_park(r->redis, &r->join, digest, rec->event, rec->event_len, rec->arrival_ms,
-                          on_parked, c);
-    free((char *)rec->event);
-    json_decref(doc);
+    dm_join_route_key(route, &r->join, ev.digest);
+    int rc = dm_join_submit_at(r->redis, &r->join, &ev, rec->arrival_ms, on_parked, c);
+    dm_event_dispose(&ev);
     if (rc != DM_OK) {
         free(c);
         if (r->failed == DM_OK)

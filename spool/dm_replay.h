@@ -2,10 +2,11 @@
  * (docs/spool.md).
  *
  * It reads the oldest segment (dm_spool_load_oldest), parks its events in order through
- * park.lua with their original arrival time (dm_join_park), so the window applies as if they
- * had arrived on time, and removes the segment (dm_spool_remove) only when every event of it is
- * parked, and, with redis.wait_replicas, confirmed by that many replicas. Anything that fails
- * for now (Redis gone again, a timeout, or any error reply but the join script's own: over its
+ * park.lua with their original arrival time (read back with dm_event_from_json, parked with
+ * dm_join_submit_at), so the window applies as if they had arrived on time, and removes the
+ * segment (dm_spool_remove) only when every event of it is parked, and, with
+ * redis.wait_replicas, confirmed by that many replicas. Anything that fails for now (Redis gone
+ * again, a timeout, or any error reply but the join script's own: over its
  * maxmemory, READONLY during a failover, LOADING, …) leaves the segment in place, and it is
  * replayed again after a backoff: parking is idempotent, so events parked twice produce nothing
  * twice. A record the join script itself fails on, or that cannot be read, would fail every

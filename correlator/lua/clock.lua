@@ -8,5 +8,6 @@
 local now
 do
   local clock = redis.call('TIME')
-  now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+  local us = tonumber(clock[2])
+  now = tonumber(clock[1]) * 1000 + (us - us % 1000) / 1000 -- % is an operator, floor a call
 end

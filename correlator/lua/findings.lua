@@ -35,6 +35,14 @@
 -- severe kept (the same order as the parsers'); the ones left out are removed from every
 -- scanner's field, so the stored findings and the summary always agree.
 
+local L = lib()
+local jstr, store = L.jstr, L.store
+local F = findings_lib(L)
+local SEVERITIES, sev_rank, finding_key, sort_findings = F.SEVERITIES, F.sev_rank,
+  F.finding_key, F.sort_findings
+local scanner_findings, findings_union, route_findings = F.scanner_findings, F.findings_union,
+  F.route_findings
+
 local doc = cjson.decode(ARGV[1])
 local digest = ARGV[2]
 local ttl = tonumber(ARGV[3])

@@ -24,6 +24,9 @@
 -- members are examined, so a page may hold fewer than limit mappings with exhausted = 0, and at
 -- most TRIM_BATCH expired entries are removed. Expired entries left for a later call are never
 -- read: the range stops before the first one, so expiry is exact all the same.
+local L = lib()
+local jstr, iso, stored_doc, answer_text = L.jstr, L.iso, L.stored_doc, L.answer_text
+
 local key = KEYS[1]
 local cursor = ARGV[1]
 local limit = tonumber(ARGV[2])

@@ -11,73 +11,220 @@
 -- checks against maxmemory (HSET, HSETNX), and the writes that only free memory come after.
 --
 -- KEYS (all of one shard, so one hash slot):
---   1 <p>:{s}:r:<digest>  hash  registry location -> parked push (internal JSON)
---   2 <p>:{s}:b:<digest>  hash  run key -> parked build (internal JSON)
---   3 <p>:{s}:m:<digest>  hash  edge id -> mapping (the record's "data", contract JSON)
---   4 <p>:{s}:d:<digest>  hash  registry location -> delete record
---   5 <p>:{s}:due         zset  "r<hex>" / "b<hex>" (side, digest) -> earliest expiry (ms)
---   6 <p>:{s}:out         stream of output records (contract)
---   7 <p>:{s}:stats       hash  r / b -> number of parked items
---   8 <p>:{s}:mi:<digest> zset  the edge ids of 3, score 0 (query.lua pages by id)
---   and, undeclared but in the same slot, the query indexes <p>:{s}:ix:… (see index_edge)
--- ARGV:
---   1 event JSON (adapters/dm_event.c dm_event_to_json)
---   2 window ms, 3 grace ms, 4 max clock skew ms, 5 mapping ttl ms
---   6 max builds per digest, 7 max locations per digest, 8 max tags per location
---     (limits.*: configs/README.md)
---   9 arrival ms: when the event reached digestmap (0 or absent: now). A spooled event replayed
---     later (docs/spool.md) passes its arrival, so the window applies as if it had arrived on
---     time: its event time is judged against the arrival for skew, its expiry counts from the
+--   1 <p>:{s}:r:<digest>  hash  registry location -> parked push (internal JSON, lib.lua)
+--   2 <p>:{s}:b:<digest>  hash  run key -> parked build (internal JSON, lib.lua)
+--   3 <p>:{s}:d:<digest>  hash  registry location -> delete record
+--   4 <p>:{s}:due         zset  "r<hex>" / "b<hex>" (side, digest) -> earliest expiry (ms)
+--   5 <p>:{s}:stats       hash  r / b -> number of parked items
+--   and, undeclared but in the same slot (named from the shard base "<p>:{s}:", KEYS[4]
+--   without "due"), the keys only an edge writes, so that the common call does not pay for
+--   passing their names:
+--     <p>:{s}:m:<digest>  hash  edge id -> mapping (the record's "data", contract JSON)
+--     <p>:{s}:mi:<digest> zset  the edge ids of m, score 0 (query.lua pages by id)
+--     <p>:{s}:out         stream of output records (contract)
+--     <p>:{s}:ix:…        the query indexes (see index_one)
+--     <p>:{s}:fs:<digest> the findings summary, read after an edge (lib.lua route_findings)
+--   A proxy or a future Redis that refuses undeclared keys outright would need them declared.
+-- The digest is the end of KEYS[1].
+-- ARGV (correlator/dm_join.c; 1 to 3 from adapters/dm_event_park.h dm_event_park_args):
+--   1 kind: "p" a registry push, "d" a registry delete, "b" a build
+--   2 field: the item's field, "<registry>/<repository>" (p, d) or
+--     "<provider>/<run id>/<run attempt>" (b)
+--   3 the event's members of its stored item (lib.lua "Parked items"), compact JSON text
+--     without the braces, so that a new item is stored without any JSON work here:
+--     p, d: "s", "e", "m", "g"; b: "f", "v", "xr", "r", "i", "n", "g"; tags already the
+--     last max tags
+--   4 event time ms (0: none given; its arrival is used)
+--   5 arrival ms: when the event reached digestmap (0: now). A spooled event replayed later
+--     (docs/spool.md) passes its arrival, so the window applies as if it had arrived on time:
+--     its event time is judged against the arrival for skew, its expiry counts from the
 --     arrival, and the other side's items count as alive if they were alive then.
---   10 routing.min_severity as a rank (0 critical … 4 unknown), 11 findings ttl ms: after this
---     event confirmed an edge, the digest's findings are routed (lib.lua route_findings; only
---     when it has findings at all: one EXISTS on this hot path otherwise). Absent: no routing.
---   12 limits.max_findings_per_digest (bounds fr:<digest>, lib.lua route_findings)
+-- The configuration (correlation.*, limits.*: configs/README.md) is not passed: dm_join.c
+-- (dm_join_scripts) writes it into the script, as the line right after the shebang, when the
+-- script is loaded (every argument costs every call about a thousand instructions, and
+-- tonumber as many again; a constant costs nothing):
+--   RETENTION_MS (window + grace: an item's expiry is its arrival plus this), PARKED_TTL (the
+--   parked hashes' TTL in ms, text: they outlive their items, so the sweeper can still report
+--   an expired one), MAX_SKEW_MS, WINDOW_MS, MAPPING_TTL (text) and MAPPING_TTL_MS,
+--   MAX_BUILDS, MAX_LOCATIONS (parked pushes and delete records per digest), MAX_TAGS (per
+--   location), and to route findings after an edge MIN_RANK (routing.min_severity as a rank,
+--   0 critical … 4 unknown), FINDINGS_TTL_MS and MAX_FINDINGS (lib.lua route_findings; only
+--   when the digest has findings at all: one EXISTS after an edge). FINDINGS_TTL_MS nil: no
+--   routing.
+-- Numbers that go to Redis as they are (the TTLs) are text: Redis would format a Lua number.
 -- Returns {edges emitted, duplicate (0/1: seen before, nothing new), event time replaced (0/1),
---          deletes recorded, items evicted by the per-digest bounds, finding.routed records}.
+--          deletes recorded, items evicted by the per-digest bounds, finding.routed records};
+-- the common call (below) returns only "event time replaced", as an integer: everything else
+-- is 0 there, and a table costs Redis more to turn into a reply than the integer.
 --
 -- Work per call is bounded by the limits: one event reads at most max builds (a push) or max
 -- locations (a build) parked items of the other side and so emits at most that many edges;
 -- a digest keeps at most max builds parked builds, max locations parked pushes and delete
 -- records, max tags tags per parked push, build and mapping: the most recent, the others are
 -- dropped here (evicted, returned for digestmap_items_evicted_total) and never reported.
+--
+-- The common call (a new item, nothing parked on the other side, the bound not reached) makes
+-- only the Redis calls it needs (TIME, HLEN, HGETALL of the other side, HSET, PEXPIRE, ZADD,
+-- HINCRBY, and for a push EXISTS of its delete records), decodes and encodes nothing and takes
+-- nothing from lib.lua: Lua 5.1 makes every function, table and upvalue a script defines again
+-- on every call, so what only the other paths use is defined after it.
 
-local ev = cjson.decode(ARGV[1])
-local window = tonumber(ARGV[2])
-local retention = window + tonumber(ARGV[3])
-local max_skew = tonumber(ARGV[4])
-local mapping_ttl = tonumber(ARGV[5])
-local max_builds = tonumber(ARGV[6])
-local max_locations = tonumber(ARGV[7])
-local max_tags = tonumber(ARGV[8])
-local arrival = tonumber(ARGV[9]) or 0
-local min_rank = tonumber(ARGV[10])
-local findings_ttl = tonumber(ARGV[11])
-local max_findings = tonumber(ARGV[12])
-if arrival <= 0 or arrival > now then arrival = now end
-local digest = ev.digest
-local evicted = 0
-
-local skewed = 0
-local t = tonumber(ev.t) or 0
-if t <= 0 then
-  t = arrival -- no event time given (a build without built_at): its arrival
-elseif math.abs(t - arrival) > max_skew then
-  t = arrival
-  skewed = 1
+local kind, field, members = ARGV[1], ARGV[2], ARGV[3]
+local arrival = now
+if ARGV[5] ~= '0' then
+  arrival = tonumber(ARGV[5]) or 0
+  if arrival <= 0 or arrival > now then arrival = now end
 end
 
+-- t, and its text for the stored item (the argument itself unless replaced). Numbers are
+-- written with %d: Lua's own number-to-text (%.14g) costs several times more.
+local skewed = 0
+local t_text = ARGV[4]
+local t = tonumber(t_text) or 0
+if t <= 0 then
+  t, t_text = arrival, nil -- no event time given (a build without built_at): its arrival
+else
+  if t - arrival > MAX_SKEW_MS or arrival - t > MAX_SKEW_MS then
+    t, t_text = arrival, nil
+    skewed = 1
+  end
+end
+t_text = t_text or string.format('%d', t)
 -- An item's expiry: retention after its latest arrival (a replayed arrival never moves an
 -- expiry that a later arrival set back).
-local function expiry(old)
-  return math.max(tonumber(old) or 0, arrival + retention)
+local expiry = arrival + RETENTION_MS
+local x_text = string.format('%d', expiry)
+
+local push = kind == 'p'
+local own, other, side, bound = KEYS[1], KEYS[2], 'r', MAX_LOCATIONS
+if kind == 'b' then own, other, side, bound = KEYS[2], KEYS[1], 'b', MAX_BUILDS end
+local n, raw, others
+if kind ~= 'd' then
+  n = redis.call('HLEN', own)
+  raw = n > 0 and redis.call('HGET', own, field)
+  others = redis.call('HGETALL', other)
+  if not raw and #others == 0 and n < bound then
+    -- The common call: a new item, nothing to join, room for it. park() below, inline.
+    redis.call('HSET', own, field, '{"t":' .. t_text .. ',"x":' .. x_text .. ',' .. members .. '}')
+    redis.call('PEXPIRE', own, PARKED_TTL)
+    redis.call('ZADD', KEYS[4], 'LT', x_text, side .. string.sub(KEYS[1], -64))
+    redis.call('HINCRBY', KEYS[5], side, '1')
+    if push and redis.call('EXISTS', KEYS[3]) == 1 then redis.call('HDEL', KEYS[3], field) end
+    return skewed
+  end
 end
+
+local digest = string.sub(KEYS[1], -71)
+local base = string.sub(KEYS[4], 1, -4) -- "<p>:{s}:"
+local evicted = 0
+
+-- Keep at most max fields in hash key: drop the least recent ones other than field `keep`
+-- (the one just written), the order being age(decoded value) ascending, then the field name
+-- (a value that is not JSON counts as oldest). Returns how many were dropped and the age of
+-- the oldest one left (nil when only `keep` is). O(1) while under the bound; a full hash
+-- costs one pass over it, which the bound keeps small.
+local function evict(key, max, keep, age)
+  local count = redis.call('HLEN', key)
+  if count <= max then return 0 end
+  local all = redis.call('HGETALL', key)
+  local items = {}
+  for i = 1, #all, 2 do
+    if all[i] ~= keep then
+      local ok, v = pcall(cjson.decode, all[i + 1])
+      items[#items + 1] = { age(ok and type(v) == 'table' and v or nil), all[i] }
+    end
+  end
+  table.sort(items, function(a, b)
+    if a[1] ~= b[1] then return a[1] < b[1] end
+    return a[2] < b[2]
+  end)
+  local drop = count - max
+  for i = 1, drop, 1000 do -- unpack has a stack limit: a bound lowered by much drops many
+    local batch = {}
+    for j = i, math.min(i + 999, drop) do batch[#batch + 1] = items[j][2] end
+    redis.call('HDEL', key, unpack(batch))
+  end
+  evicted = evicted + drop
+  return drop, items[drop + 1] and items[drop + 1][1]
+end
+
+if kind == 'd' then
+  local L = lib()
+  local jstr = L.jstr
+  local loc = field
+  local ev = cjson.decode('{' .. members .. '}')
+  local registry, repository = L.split_loc(loc)
+  local id = redis.sha1hex('deleted|' .. loc .. '@' .. digest)
+  local data = '{"digest":' .. jstr(digest) .. ',"image":{"registry":' .. jstr(registry)
+    .. ',"repository":' .. jstr(repository) .. ',"source":' .. jstr(ev.s)
+    .. ',"event_id":' .. jstr(ev.e) .. ',"deleted_at":' .. jstr(L.iso(t)) .. '}}'
+  local fresh = redis.call('HSETNX', KEYS[3], loc, data) == 1
+  -- A deleted untagged manifest is no longer a finding: drop its pending report.
+  local pushed = redis.call('HGET', KEYS[1], loc)
+  if pushed then
+    local p = cjson.decode(pushed)
+    if not p.k and #L.tags_of(p) == 0 then
+      redis.call('HDEL', KEYS[1], loc)
+      redis.call('HINCRBY', KEYS[5], 'r', -1)
+    end
+  end
+  if fresh then
+    -- A delete record's age is its deleted_at (ISO 8601 in UTC: text order is time order).
+    local function delete_age(rec)
+      return rec and type(rec.image) == 'table' and L.is_str(rec.image.deleted_at)
+        and rec.image.deleted_at or ''
+    end
+    redis.call('PEXPIRE', KEYS[3], MAPPING_TTL)
+    evict(KEYS[3], bound, loc, delete_age)
+    L.emit(base .. 'out', 'image.deleted.v1', id, digest, data)
+    return { 0, 0, skewed, 1, evicted }
+  end
+  return { 0, 1, skewed, 0, 0 }
+end
+
+-- Store the item (its stored text) and schedule its side of this digest for the sweeper
+-- (earliest expiry wins: LT only ever moves the schedule earlier; the sweeper reschedules what
+-- is not due). A new field is counted, and may take the hash over its bound: the least recent
+-- items go, the stats counter follows, and the side's schedule moves to the earliest expiry
+-- left (the new item's when it alone is left), so the sweeper is never due for an item that
+-- is gone and never reports one. A pushed location drops its delete record: the image exists
+-- again, and its next delete is news. (The common call above does the same, inline.)
+local function park(text, x)
+  local member = side .. string.sub(digest, 8)
+  redis.call('HSET', own, field, text)
+  redis.call('PEXPIRE', own, PARKED_TTL)
+  redis.call('ZADD', KEYS[4], 'LT', string.format('%d', x), member)
+  if not raw then
+    redis.call('HINCRBY', KEYS[5], side, '1')
+    if n >= bound then
+      -- A parked item's age is its expiry (last arrival + retention).
+      local drop, oldest = evict(own, bound, field, function(item)
+        return item and tonumber(item.x) or 0
+      end)
+      if drop > 0 then
+        redis.call('HINCRBY', KEYS[5], side, -drop)
+        redis.call('ZADD', KEYS[4], string.format('%d', math.min(oldest or x, x)), member)
+      end
+    end
+  end
+  if push and redis.call('EXISTS', KEYS[3]) == 1 then redis.call('HDEL', KEYS[3], field) end
+end
+
+-- A new item's stored text ("k": matched).
+local function new_text(matched)
+  return (matched and '{"k":1,"t":' or '{"t":') .. t_text .. ',"x":' .. x_text .. ','
+    .. members .. '}'
+end
+
+local L = lib()
+local jstr, is_str, tags_of = L.jstr, L.is_str, L.tags_of
+local edges = 0
 
 -- The last max_tags strings of list (the most recently added), or list itself.
 local function recent_tags(list)
-  if type(list) ~= 'table' or #list <= max_tags then return list end
+  if type(list) ~= 'table' or #list <= MAX_TAGS then return list end
   local out = {}
-  for i = #list - max_tags + 1, #list do out[#out + 1] = list[i] end
+  for i = #list - MAX_TAGS + 1, #list do out[#out + 1] = list[i] end
   return out
 end
 
@@ -92,16 +239,8 @@ local function add_tags(list, more)
       if not seen[v] then list[#list + 1] = v; seen[v] = true; changed = true end
     end
   end
-  if #list > max_tags then list = recent_tags(list); changed = true end
+  if #list > MAX_TAGS then list = recent_tags(list); changed = true end
   return list, changed
-end
-
--- A stored mapping (decoded) -> the same document, e.g. after merging tags.
-local function enc_mapping(m)
-  return '{"digest":' .. jstr(m.digest) .. ',"relation":' .. jstr(m.relation)
-    .. (is_str(m.index) and (',"index":' .. jstr(m.index)) or '')
-    .. ',"image":' .. enc_image_data(m.image) .. ',"build":' .. enc_build(m.build)
-    .. ',"skew_ms":' .. string.format('%d', m.skew_ms) .. '}'
 end
 
 -- A location may be pushed several times (extra tags, re-pushes): p.t is the first push, p.u
@@ -115,21 +254,9 @@ local function nearest_push(p, b)
       if math.abs(v - b.t) < math.abs(best - b.t) then best = v end
     end
   end
-  if math.abs(best - b.t) <= window then return best end
+  if math.abs(best - b.t) <= WINDOW_MS then return best end
   return nil
 end
-
-local function add_push_time(p, when)
-  if type(p.u) ~= 'table' then p.u = {} end
-  if when == p.t then return end
-  for _, v in ipairs(p.u) do if v == when then return end end
-  if when < p.t then when, p.t = p.t, when end
-  p.u[#p.u + 1] = when
-  table.sort(p.u)
-  while #p.u > MAX_PUSH_TIMES do table.remove(p.u, 1) end -- keep the most recent
-end
-
-local edges = 0
 
 -- Query indexes (GET /v1/mappings): one sorted set per shard and question, all scores 0, member
 -- "<inverted confirmation time>|<digest>|<edge id>" with the inverted time 9999999999999 - ms
@@ -139,38 +266,25 @@ local edges = 0
 --   <p>:{s}:ix:run:<provider>/<run id>     (what a run produced, every attempt)
 --   <p>:{s}:ix:img:<registry>/<repository> (which pipelines fed a registry repository)
 -- They are written here, in the script that creates the edge, so an edge and its index entries
--- exist together or not at all. Their names come from KEYS[6] ("<p>:{s}:out" -> "<p>:{s}:"):
--- keys this script does not declare, but in the same hash slot as every declared key (the {s}
--- tag), which Redis Cluster serves from the same node. A proxy or a future Redis that refuses
--- undeclared keys outright would need them declared, which the caller cannot do: it does not
--- know which builds a push joins.
+-- exist together or not at all; the caller could not declare them: it does not know which
+-- builds a push joins.
 -- Expiry: an entry is kept mapping_ttl after its edge was confirmed (like the mapping itself),
 -- trimmed on every write of its index (and by mappings.lua on every read), at most
 -- INDEX_TRIM_BATCH entries a time so no call does unbounded work (mappings.lua never reads an
 -- expired entry left over); the key expires mapping_ttl after its newest entry, so a quiet
 -- index vanishes.
-local BASE = string.sub(KEYS[6], 1, -4)
-local INDEX_BASE = BASE .. 'ix:'
-local function inverted(ms) return string.format('%013d', 9999999999999 - ms) end
 local INDEX_TRIM_BATCH = 1000
+local member_time = string.format('%013d', 9999999999999 - now)
+-- Expired: confirmed before now - mapping_ttl, i.e. inverted time >= inverted(that - 1).
+local stale = '[' .. string.format('%013d',
+  9999999999999 - math.max(now - MAPPING_TTL_MS - 1, 0))
+local mkey, mikey = base .. 'm:' .. digest, base .. 'mi:' .. digest
 
-local function index_edge(id, bb, loc)
-  local member = inverted(now) .. '|' .. digest .. '|' .. id
-  -- Expired: confirmed before now - mapping_ttl, i.e. inverted time >= inverted(that - 1).
-  local stale = '[' .. inverted(math.max(now - mapping_ttl - 1, 0))
-  local keys = { INDEX_BASE .. 'img:' .. loc }
-  if is_str(bb.repository) and bb.repository ~= '' then
-    keys[#keys + 1] = INDEX_BASE .. 'repo:' .. bb.repository
-  end
-  if is_str(bb.provider) and is_str(bb.run_id) and bb.run_id ~= '' then
-    keys[#keys + 1] = INDEX_BASE .. 'run:' .. bb.provider .. '/' .. bb.run_id
-  end
-  for _, k in ipairs(keys) do
-    redis.call('ZADD', k, 0, member)
-    local gone = redis.call('ZRANGE', k, stale, '+', 'BYLEX', 'LIMIT', 0, INDEX_TRIM_BATCH)
-    if #gone > 0 then redis.call('ZREM', k, unpack(gone)) end
-    redis.call('PEXPIRE', k, mapping_ttl)
-  end
+local function index_one(key, entry)
+  redis.call('ZADD', key, '0', entry)
+  local gone = redis.call('ZRANGE', key, stale, '+', 'BYLEX', 'LIMIT', 0, INDEX_TRIM_BATCH)
+  if #gone > 0 then redis.call('ZREM', key, unpack(gone)) end
+  redis.call('PEXPIRE', key, MAPPING_TTL)
 end
 
 -- Join parked push p (location loc), pushed at pushed_at, with parked build b (run key rk):
@@ -179,184 +293,121 @@ local function join(loc, p, pushed_at, rk, b)
   p.k = 1
   b.k = 1
   local id = redis.sha1hex(loc .. '@' .. digest .. '|' .. rk)
-  local cur = redis.call('HGET', KEYS[3], id)
-  if cur then
-    local m = cjson.decode(cur)
+  local head = '{"digest":"' .. digest
+    .. (b.r == 'p' and '","relation":"platform-manifest"' or '","relation":"image"')
+    .. (is_str(b.i) and (',"index":' .. jstr(b.i)) or '')
+  local image, skew = L.enc_image(loc, p, pushed_at), string.format('%d', pushed_at - b.t)
+  local data, repo, run
+  local new_form = is_str(b.f) and is_str(b.v)
+  if new_form and b.f ~= '' and b.v ~= '' then
+    -- The build's record object spliced in, in the same expression: one string, not two.
+    data = head .. ',"image":' .. image .. ',"build":{' .. b.f .. ',"built_at":"' .. L.iso(b.t)
+      .. '",' .. b.v .. '},"skew_ms":' .. skew .. '}'
+  else
+    local build
+    build, repo, run = L.build_object(b, L.iso(b.t))
+    data = head .. ',"image":' .. image .. ',"build":' .. build .. ',"skew_ms":' .. skew .. '}'
+  end
+  if new_form then
+    -- The run's index is named by its run key without the attempt ("<provider>/<run id>":
+    -- neither has a '/'); none without a provider or a run id.
+    repo, run = b.xr, string.match(rk, '^([^/]+/[^/]+)/[^/]*$')
+  end
+  if redis.call('HSETNX', mkey, id, data) == 0 then
+    -- Confirmed before: only tags it did not have yet change the stored mapping.
+    local m = cjson.decode(redis.call('HGET', mkey, id))
     local changed
     m.image.tags, changed = add_tags(type(m.image.tags) == 'table' and m.image.tags or {}, p.g)
     if changed then
-      redis.call('HSET', KEYS[3], id, enc_mapping(m))
+      -- The same document from its decoded form (enc_build writes the record's key order).
+      redis.call('HSET', mkey, id, '{"digest":' .. jstr(m.digest) .. ',"relation":'
+        .. jstr(m.relation) .. (is_str(m.index) and (',"index":' .. jstr(m.index)) or '')
+        .. ',"image":' .. L.enc_image_data(m.image) .. ',"build":' .. L.enc_build(m.build)
+        .. ',"skew_ms":' .. string.format('%d', m.skew_ms) .. '}')
     end
     return
   end
-  local bb = b.b
-  bb.built_at = iso(b.t)
-  local data = '{"digest":' .. jstr(digest)
-    .. ',"relation":' .. (b.r == 'p' and '"platform-manifest"' or '"image"')
-    .. (is_str(b.i) and (',"index":' .. jstr(b.i)) or '')
-    .. ',"image":' .. enc_image(loc, p, pushed_at) .. ',"build":' .. enc_build(bb)
-    .. ',"skew_ms":' .. string.format('%d', pushed_at - b.t) .. '}'
-  -- enc_mapping (tag merges) must write the same document from its decoded form.
-  redis.call('HSET', KEYS[3], id, data)
-  redis.call('PEXPIRE', KEYS[3], mapping_ttl)
-  redis.call('ZADD', KEYS[8], 0, id)
-  redis.call('PEXPIRE', KEYS[8], mapping_ttl)
-  emit(KEYS[6], 'mapping.confirmed.v1', id, digest, data)
-  index_edge(id, bb, loc)
+  redis.call('PEXPIRE', mkey, MAPPING_TTL)
+  redis.call('ZADD', mikey, '0', id)
+  redis.call('PEXPIRE', mikey, MAPPING_TTL)
+  L.emit(base .. 'out', 'mapping.confirmed.v1', id, digest, data)
+  local entry = member_time .. '|' .. digest .. '|' .. id
+  index_one(base .. 'ix:img:' .. loc, entry)
+  if is_str(repo) and repo ~= '' then index_one(base .. 'ix:repo:' .. repo, entry) end
+  if is_str(run) then index_one(base .. 'ix:run:' .. run, entry) end
   edges = edges + 1
 end
 
--- Store a parked item and schedule its side of this digest for the sweeper (earliest expiry
--- wins: LT only ever moves the schedule earlier; the sweeper reschedules what is not due).
-local function park(key, side, field, item, is_new)
-  redis.call('HSET', key, field, store(item))
-  redis.call('PEXPIRE', key, keep_ms(retention))
-  redis.call('ZADD', KEYS[5], 'LT', item.x, side .. string.sub(digest, 8))
-  if is_new then redis.call('HINCRBY', KEYS[7], side, 1) end
+-- The stored text of an item of the other side, now matched: its own text with "k" added
+-- (nothing else of it changed), or encoded again when its tags were cut to the bound.
+local function matched_text(text, item, recut)
+  if recut then return L.store(item) end
+  return '{"k":1,' .. string.sub(text, 2)
 end
 
--- Keep at most max fields in hash key: drop the least recent ones other than field `keep`
--- (the one just written), the order being age(decoded value) ascending, then the field name
--- (a value that is not JSON counts as oldest). Returns how many were dropped and the age of
--- the oldest one left (nil when only `keep` is). O(1) while under the bound; a full hash
--- costs one pass over it, which the bound keeps small.
-local function evict(key, max, keep, age)
-  local n = redis.call('HLEN', key)
-  if n <= max then return 0 end
-  local all = redis.call('HGETALL', key)
-  local items = {}
-  for i = 1, #all, 2 do
-    if all[i] ~= keep then
-      local ok, v = pcall(cjson.decode, all[i + 1])
-      items[#items + 1] = { age(ok and type(v) == 'table' and v or nil), all[i] }
+local item, matched_text_new
+if raw then
+  item = cjson.decode(raw)
+  if push then
+    -- A location pushed again: its tags merged, its push time added (the first one stays t).
+    item.g = add_tags(tags_of(item), cjson.decode('{' .. members .. '}').g)
+    if type(item.u) ~= 'table' then item.u = {} end
+    local known = t == item.t
+    for _, v in ipairs(item.u) do if v == t then known = true end end
+    if not known then
+      local when = t
+      if when < item.t then when, item.t = item.t, when end
+      item.u[#item.u + 1] = when
+      table.sort(item.u)
+      while #item.u > MAX_PUSH_TIMES do table.remove(item.u, 1) end -- keep the most recent
+    end
+    if #item.u == 0 then item.u = nil end
+  else
+    -- A redelivered build keeps its first event time: the join already judged it.
+    item.g = recent_tags(item.g)
+  end
+  item.x = math.max(tonumber(item.x) or 0, expiry)
+else
+  -- A new item meeting items of the other side: its text as stored when matched (as it nearly
+  -- always is), decoded for the join, so that the members are put in braces once.
+  matched_text_new = new_text(true)
+  item = cjson.decode(matched_text_new)
+  item.k = nil
+end
+
+for i = 1, #others, 2 do
+  local o = cjson.decode(others[i + 1])
+  if push then
+    local at = o.x >= arrival and nearest_push(item, o)
+    if at then
+      local was = o.k
+      join(field, item, at, others[i], o)
+      if not was then redis.call('HSET', other, others[i], matched_text(others[i + 1], o)) end
+    end
+  else
+    local recut = type(o.g) == 'table' and #o.g > MAX_TAGS
+    -- (a push stored before the bound existed, or under a larger one)
+    if recut then o.g = recent_tags(o.g) end
+    local at = o.x >= arrival and nearest_push(o, item)
+    if at then
+      local was = o.k
+      join(others[i], o, at, field, item)
+      if not was then
+        redis.call('HSET', other, others[i], matched_text(others[i + 1], o, recut))
+      end
     end
   end
-  table.sort(items, function(a, b)
-    if a[1] ~= b[1] then return a[1] < b[1] end
-    return a[2] < b[2]
-  end)
-  local drop = n - max
-  for i = 1, drop, 1000 do -- unpack has a stack limit: a bound lowered by much drops many
-    local batch = {}
-    for j = i, math.min(i + 999, drop) do batch[#batch + 1] = items[j][2] end
-    redis.call('HDEL', key, unpack(batch))
-  end
-  evicted = evicted + drop
-  return drop, items[drop + 1] and items[drop + 1][1]
 end
 
--- A parked item's age is its expiry (last arrival + retention).
-local function parked_age(item) return item and tonumber(item.x) or 0 end
-
--- evict for a side's parked items: the stats counter follows, and the side's schedule moves
--- to the earliest expiry left (the new item's when it alone is left), so the sweeper is never
--- due for an item that is gone and never reports one.
-local function evict_parked(key, side, max, keep, keep_x)
-  local drop, oldest = evict(key, max, keep, parked_age)
-  if drop == 0 then return end
-  redis.call('HINCRBY', KEYS[7], side, -drop)
-  redis.call('ZADD', KEYS[5], math.min(oldest or keep_x, keep_x), side .. string.sub(digest, 8))
-end
-
--- A delete record's age is its deleted_at (ISO 8601 in UTC: text order is time order).
-local function delete_age(rec)
-  return rec and type(rec.image) == 'table' and is_str(rec.image.deleted_at)
-    and rec.image.deleted_at or ''
-end
+park(raw and L.store(item) or (item.k and matched_text_new) or new_text(false), item.x)
 
 -- An edge was confirmed: findings that were waiting for one are routed now (the finding came
 -- first; findings.lua routes when the mapping came first).
-local function route_after_edges()
-  if edges == 0 or not min_rank or not findings_ttl then return 0 end
-  if redis.call('EXISTS', BASE .. 'fs:' .. digest) == 0 then return 0 end
-  return (route_findings(BASE, digest, min_rank, findings_ttl, max_findings))
-end
-
-if type(ev.tags) == 'table' then ev.tags = recent_tags(ev.tags) end
-
-if ev.side == 'registry' then
-  local loc = ev.registry .. '/' .. ev.repository
-  if ev.action == 'delete' then
-    local id = redis.sha1hex('deleted|' .. loc .. '@' .. digest)
-    local data = '{"digest":' .. jstr(digest) .. ',"image":{"registry":' .. jstr(ev.registry)
-      .. ',"repository":' .. jstr(ev.repository) .. ',"source":' .. jstr(ev.source)
-      .. ',"event_id":' .. jstr(ev.event_id) .. ',"deleted_at":' .. jstr(iso(t)) .. '}}'
-    local fresh = redis.call('HSETNX', KEYS[4], loc, data) == 1
-    -- A deleted untagged manifest is no longer a finding: drop its pending report.
-    local raw = redis.call('HGET', KEYS[1], loc)
-    if raw then
-      local p = cjson.decode(raw)
-      if not p.k and #tags_of(p) == 0 then
-        redis.call('HDEL', KEYS[1], loc)
-        redis.call('HINCRBY', KEYS[7], 'r', -1)
-      end
-    end
-    if fresh then
-      redis.call('PEXPIRE', KEYS[4], mapping_ttl)
-      evict(KEYS[4], max_locations, loc, delete_age)
-      emit(KEYS[6], 'image.deleted.v1', id, digest, data)
-      return { 0, 0, skewed, 1, evicted }
-    end
-    return { 0, 1, skewed, 0, 0 }
-  end
-
-  local p
-  local raw = redis.call('HGET', KEYS[1], loc)
-  if raw then
-    p = cjson.decode(raw)
-    p.g = add_tags(type(p.g) == 'table' and p.g or {}, ev.tags)
-    add_push_time(p, t)
-    if #p.u == 0 then p.u = nil end
-  else
-    p = { s = ev.source, e = ev.event_id, t = t, m = media_code(ev.media_type) }
-    if type(ev.tags) == 'table' and #ev.tags > 0 then p.g = ev.tags end
-  end
-  p.x = expiry(raw and p.x or 0)
-
-  local builds = redis.call('HGETALL', KEYS[2])
-  for i = 1, #builds, 2 do
-    local b = cjson.decode(builds[i + 1])
-    local at = b.x >= arrival and nearest_push(p, b)
-    if at then
-      local was = b.k
-      join(loc, p, at, builds[i], b)
-      if not was then redis.call('HSET', KEYS[2], builds[i], store(b)) end
-    end
-  end
-  park(KEYS[1], 'r', loc, p, raw == false)
-  if raw == false then evict_parked(KEYS[1], 'r', max_locations, loc, p.x) end
-  -- Pushed again after a delete: the image exists again, and its next delete is news.
-  redis.call('HDEL', KEYS[4], loc)
-  return { edges, (raw and edges == 0) and 1 or 0, skewed, 0, evicted, route_after_edges() }
-end
-
--- build side
-local bi = ev.build
-local rk = bi.provider .. '/' .. bi.run_id .. '/' .. bi.run_attempt
-local b
-local raw = redis.call('HGET', KEYS[2], rk)
-if raw then
-  -- A redelivered build keeps its first event time: the join already judged it.
-  b = cjson.decode(raw)
-  b.g = recent_tags(b.g)
-else
-  b = { b = bi, t = t, i = ev.index, n = ev.name }
-  if ev.relation == 'platform-manifest' then b.r = 'p' end
-  if type(ev.tags) == 'table' and #ev.tags > 0 then b.g = ev.tags end
-end
-b.x = expiry(raw and b.x or 0)
-
-local pushes = redis.call('HGETALL', KEYS[1])
-for i = 1, #pushes, 2 do
-  local p = cjson.decode(pushes[i + 1])
-  p.g = recent_tags(p.g) -- stored before the bound existed (or under a larger one)
-  local at = p.x >= arrival and nearest_push(p, b)
-  if at then
-    local was = p.k
-    join(pushes[i], p, at, rk, b)
-    if not was then redis.call('HSET', KEYS[1], pushes[i], store(p)) end
+local routed = 0
+if edges > 0 and FINDINGS_TTL_MS then
+  if redis.call('EXISTS', base .. 'fs:' .. digest) == 1 then
+    routed = findings_lib(L).route_findings(base, digest, MIN_RANK, FINDINGS_TTL_MS,
+      MAX_FINDINGS)
   end
 end
-park(KEYS[2], 'b', rk, b, raw == false)
-if raw == false then evict_parked(KEYS[2], 'b', max_builds, rk, b.x) end
-return { edges, (raw and edges == 0) and 1 or 0, skewed, 0, evicted, route_after_edges() }
+return { edges, (raw and edges == 0) and 1 or 0, skewed, 0, evicted, routed }

@@ -27,6 +27,11 @@
 -- pending (the sweeper reports them). Values that are not JSON objects or arrays (only a
 -- foreign writer could leave them) are left out too.
 
+local L = lib()
+local jstr, is_str, jarr, iso, media_type, tags_of, build_object, stored_doc, answer_text =
+  L.jstr, L.is_str, L.jarr, L.iso, L.media_type, L.tags_of, L.build_object, L.stored_doc,
+  L.answer_text
+
 -- A parked push at location "<registry>/<repository>" -> its entry in pending.registry.
 local function pending_push(loc, p)
   local slash = string.find(loc, '/', 1, true)
@@ -42,13 +47,12 @@ local function pending_push(loc, p)
     .. ',"expires_at":' .. jstr(iso(tonumber(p.x) or 0)) .. '}'
 end
 
--- A parked build -> its entry in pending.build: the identity in the record's key order, with
--- built_at beside it (park.lua may have stored one inside the identity: not shown there).
+-- A parked build (either stored form, lib.lua) -> its entry in pending.build: the identity in
+-- the record's key order, with built_at beside it, not inside.
 local function pending_build(b)
   local out = ''
-  if type(b.b) == 'table' then
-    b.b.built_at = nil
-    out = '"build":' .. enc_build(b.b) .. ','
+  if (is_str(b.f) and is_str(b.v)) or type(b.b) == 'table' then
+    out = '"build":' .. build_object(b) .. ','
   end
   return '{' .. out .. '"relation":' .. (is_str(b.r) and '"platform-manifest"' or '"image"')
     .. (is_str(b.i) and (',"index":' .. jstr(b.i)) or '')

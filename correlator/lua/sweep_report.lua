@@ -14,6 +14,10 @@
 -- report, or a build posted again, is parked again but not reported twice; the record id is
 -- derived from the event, so consumers can deduplicate too.
 -- Returns {registry items reported, build items reported}.
+local L = lib()
+local jstr, is_str, iso, enc_image, build_object, emit, is_untagged_manifest =
+  L.jstr, L.is_str, L.iso, L.enc_image, L.build_object, L.emit, L.is_untagged_manifest
+
 local member = ARGV[1]
 local score = redis.call('ZSCORE', KEYS[3], member)
 if not score or tonumber(score) ~= tonumber(ARGV[2]) then
@@ -45,13 +49,11 @@ for i = 1, #items, 2 do
           .. enc_image(field, item) .. ',"window_seconds":' .. window_s .. '}'
       end
     elseif report_untagged or item.r ~= 'p' then
-      local b = item.b
-      b.built_at = iso(item.t)
       data = '{"side":"build","digest":' .. jstr(digest) .. ',"relation":'
         .. (item.r == 'p' and '"platform-manifest"' or '"image"')
         .. (is_str(item.i) and (',"index":' .. jstr(item.i)) or '')
         .. (is_str(item.n) and (',"name":' .. jstr(item.n)) or '')
-        .. ',"build":' .. enc_build(b) .. ',"window_seconds":' .. window_s .. '}'
+        .. ',"build":' .. build_object(item, iso(item.t)) .. ',"window_seconds":' .. window_s .. '}'
     end
     if data then
       local what = side .. '|' .. field .. '|' .. (side == 'r' and tostring(item.e) or '')

@@ -42,6 +42,7 @@ static void check_json(const dm_event *ev)
         __builtin_trap();
     json_decref(j);
     free(s);
+    fuzz_check_park_args(ev);
 }
 
 static void check_list(const dm_event_list *l, const dm_build_info *verified)

@@ -5,6 +5,11 @@
 #  2. An interrupted replay goes on from its last checkpoint (every 256 records), not from the
 #     segment's start, in the same process and after kill -9 (the cursor file); the records
 #     before the checkpoint are not parked again.
+#  3. The replayer reads events back from their JSON form (dm_event_from_json) for park.lua,
+#     which takes arguments: a build as the previous version spooled it (every member: platform
+#     manifest, index, name, tags, verified identity) joins a live push into the same record as
+#     ever; a record whose event is not one (an unknown side) is dead-lettered, "not an event",
+#     and the records after it park.
 . "$(dirname "$0")/lib.sh"
 
 SPOOL=$T/var/spool
@@ -90,4 +95,30 @@ rcli acl setuser default allkeys >/dev/null
 check "refusal lifted: the spool drains" 0 "$(wait_count 0 60 metric digestmap_spool_events)"
 check "every record parked" 301 \
     "$(( $(rcli --scan --pattern 'dm:{0}:r:sha256:00000000000000*' | wc -l) + $(rcli --scan --pattern 'dm:{1}:r:sha256:00010000000000*' | wc -l) ))"
+
+# ---------------------------------------------------------------- 3. events read back
+stop_daemon
+rm -f "$SPOOL"/segment-*.jsonl "$SPOOL/cursor"
+P=$(random_digest)
+I=$(random_digest)
+Q=$(random_digest)
+t_build=$(( now - 10000 ))
+{
+    echo "{\"at\":$((now - 5000)),\"ev\":{\"side\":\"elsewhere\",\"action\":\"build\",\"source\":\"github\",\"event_id\":\"x\",\"t\":$t_build,\"digest\":\"$Q\"}}"
+    echo "{\"at\":$((now - 5000)),\"ev\":{\"side\":\"build\",\"action\":\"build\",\"source\":\"github\",\"event_id\":\"github/9001/2/$P\",\"t\":$t_build,\"digest\":\"$P\",\"relation\":\"platform-manifest\",\"index\":\"$I\",\"name\":\"contoso.azurecr.io/team/api\",\"tags\":[\"1.4.0\",\"latest\"],\"build\":{\"provider\":\"github\",\"repository\":\"acme/api\",\"workflow\":\"release\",\"run_id\":\"9001\",\"run_attempt\":\"2\",\"commit\":\"abc\",\"actor\":\"mona\",\"issuer\":\"https://token.actions.githubusercontent.com\",\"verified\":true,\"verified_fields\":[\"repository\",\"run_id\"]}}}"
+} > "$SPOOL/segment-00000000000000000300.jsonl"
+dead0=$(metric digestmap_spool_dead_letter_total)
+start_daemon
+check "read back: the spool drains" 0 "$(wait_count 0 60 metric digestmap_spool_events)"
+check "read back: the build parked" 1 "$(rcli hexists "dm:{0}:b:$P" github/9001/2)"
+check "read back: the odd record dead-lettered, not parked" "1 0" \
+    "$(( $(metric digestmap_spool_dead_letter_total) - dead0 )) $(rcli exists "dm:{0}:b:$Q")"
+check "read back: the dead-letter file says why" "$Q not an event" \
+    "$(tail -n 1 "$SPOOL/dead-letter.jsonl" | jq -r '"\(.record.ev.digest) \(.reason)"')"
+acr_push "$T/pp.json" "$P" "" "$(date -u -d "@$(( now / 1000 - 15 ))" +%Y-%m-%dT%H:%M:%S.000000000Z)"
+post_acr "$T/pp.json"
+check "read back: a live push joins it" '202 1' "$STATUS $(jq -r .edges <<<"$BODY")"
+check "read back: the record's relation, index and build" \
+    "platform-manifest $I {\"provider\":\"github\",\"repository\":\"acme/api\",\"workflow\":\"release\",\"run_id\":\"9001\",\"run_attempt\":\"2\",\"commit\":\"abc\",\"actor\":\"mona\",\"built_at\":\"$(date -u -d "@$(( t_build / 1000 ))" +%Y-%m-%dT%H:%M:%S).$(printf '%03d' $(( t_build % 1000 )))Z\",\"verified\":true,\"issuer\":\"https://token.actions.githubusercontent.com\",\"verified_fields\":[\"repository\",\"run_id\"]}" \
+    "$(rcli --raw hvals "dm:{0}:m:$P" | jq -c -r '"\(.relation) \(.index) \(.build | tojson)"')"
 finish

@@ -190,6 +190,46 @@ static void test_script_flags(void **state)
     }
 }
 
+/* dm_join_scripts: park.lua with the configuration written in as constants, right after its
+ * flags line; every other script as the build embedded it; one list per configuration. */
+static void test_scripts_for_conf(void **state)
+{
+    (void)state;
+    dm_join_conf a = {.prefix = "dm",
+                      .shards = 1,
+                      .window_ms = 1800000,
+                      .grace_ms = 60000,
+                      .max_skew_ms = 300000,
+                      .mapping_ttl_ms = 7776000000,
+                      .max_builds = 16,
+                      .max_locations = 32,
+                      .max_tags = 8,
+                      .min_severity = 1,
+                      .findings_ttl_ms = 86400000,
+                      .max_findings = 2000};
+    const char *const *base = dm_scripts();
+    const char *const *s = dm_join_scripts(&a);
+    for (unsigned i = 0; i < DM_SCRIPT_COUNT; i++) {
+        if (i != DM_SCRIPT_PARK)
+            assert_ptr_equal(s[i], base[i]);
+    }
+    const char *want = "#!lua\nlocal RETENTION_MS, PARKED_TTL, MAX_SKEW_MS, WINDOW_MS, "
+                       "MAPPING_TTL, MAPPING_TTL_MS, MAX_BUILDS, MAX_LOCATIONS, MAX_TAGS, "
+                       "MIN_RANK, FINDINGS_TTL_MS, MAX_FINDINGS = 1860000, '7320000', 300000, "
+                       "1800000, '7776000000', 7776000000, 16, 32, 8, 1, 86400000, 2000\n";
+    assert_int_equal(strncmp(s[DM_SCRIPT_PARK], want, strlen(want)), 0);
+    assert_string_equal(s[DM_SCRIPT_PARK] + strlen(want), base[DM_SCRIPT_PARK] + strlen("#!lua\n"));
+    /* the same configuration: the same list; another one: its own */
+    dm_join_conf same = a;
+    assert_ptr_equal(dm_join_scripts(&same), s);
+    dm_join_conf other = a;
+    other.findings_ttl_ms = 0;
+    const char *const *o = dm_join_scripts(&other);
+    assert_ptr_not_equal(o, s);
+    assert_non_null(strstr(o[DM_SCRIPT_PARK], ", 16, 32, 8, nil, nil, nil\n"));
+    assert_ptr_equal(dm_join_scripts(&a), s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -197,6 +237,7 @@ int main(void)
         cmocka_unit_test(test_index_keys),       cmocka_unit_test(test_shard_of_digest),
         cmocka_unit_test(test_scripts_embedded), cmocka_unit_test(test_script_lists_agree),
         cmocka_unit_test(test_script_preludes),  cmocka_unit_test(test_script_flags),
+        cmocka_unit_test(test_scripts_for_conf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,4 @@
-/* test_park.c - park.lua's arrival time (ARGV 9, dm_join_park): a spooled event replayed long
+/* test_park.c - park.lua's arrival time (ARGV 5, dm_join_submit_at): a spooled event replayed long
  * after it arrived keeps its event time, its expiry counts from its arrival, and it joins the
  * other side's items that were alive when it arrived (docs/spool.md); with arrival 0 (now) the
  * same event time is skewed and replaced. And the spool's record form round-trips.
@@ -153,7 +153,7 @@ static void fixture_open(fixture *f, const server *s)
                        .connect_timeout_ms = 1000,
                        .command_timeout_ms = 5000,
                        .max_inflight = 100,
-                       .scripts = dm_scripts(),
+                       .scripts = dm_join_scripts(&conf),
                        .nscripts = DM_SCRIPT_COUNT,
                        .name = "test",
                        .on_ready = on_ready,
@@ -199,10 +199,17 @@ static dm_join_result park_at(fixture *f, const char *digest, const char *run_id
                     : dm_acr_parse(body, strlen(body), &list, &err);
     assert_int_equal(rc, DM_OK);
     assert_int_equal(list.n, 1);
+    /* As the spool's replayer parks it: from its JSON form, read back. */
     char *json = dm_event_to_json(&list.v[0]);
+    json_error_t jerr;
+    json_t *doc = json_loads(json, 0, &jerr);
+    assert_non_null(doc);
+    dm_event ev;
+    assert_int_equal(dm_event_from_json(doc, &ev), DM_OK);
     parked p = {0};
-    assert_int_equal(
-        dm_join_park(f->r, &conf, digest, json, strlen(json), arrival_ms, on_parked, &p), DM_OK);
+    assert_int_equal(dm_join_submit_at(f->r, &conf, &ev, arrival_ms, on_parked, &p), DM_OK);
+    dm_event_dispose(&ev);
+    json_decref(doc);
     free(json);
     dm_event_list_dispose(&list);
     run_until(f->base, &p.done);
