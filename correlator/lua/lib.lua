@@ -151,8 +151,10 @@ local function lib()
     local doc = '{"specversion":"1.0","id":"' .. id .. '","source":"digestmap","time":"'
       .. now_iso .. '","type":"dev.digestmap.' .. kind .. '","subject":"' .. digest
       .. '","datacontenttype":"application/json","data":' .. data .. '}'
+    -- The id again as a field of its own: a webhook sink sends it as Idempotency-Key without
+    -- decoding the document (docs/sink-connections.md).
     redis.call('XADD', out_key, '*', 'type', 'dev.digestmap.' .. kind,
-      'digest', digest, 'event', doc)
+      'digest', digest, 'event', doc, 'id', id)
   end
 
   -- A stored document (a mapping, a delete record) as an element of an HTTP answer: the text
