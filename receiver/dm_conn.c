@@ -423,6 +423,8 @@ static int on_url(http_parser *p, const char *at, size_t n)
 static int on_header_field(http_parser *p, const char *at, size_t n)
 {
     conn *c = p->data;
+    if (!c->in_head)
+        return 0; /* a chunked body's trailer: dropped, as evhttp drops it; never a header */
     if (memchr(at, '\0', n))
         return -1;
     return dm_head_name(&c->req->head, at, n) ? 0 : too_large(c);
@@ -431,6 +433,8 @@ static int on_header_field(http_parser *p, const char *at, size_t n)
 static int on_header_value(http_parser *p, const char *at, size_t n)
 {
     conn *c = p->data;
+    if (!c->in_head)
+        return 0; /* a chunked body's trailer: dropped, as evhttp drops it; never a header */
     if (memchr(at, '\0', n))
         return -1;
     return dm_head_value(&c->req->head, at, n) ? 0 : too_large(c);

@@ -138,11 +138,15 @@ static bool body_may_pass(const dm_auth_list *list, const dm_conn_head *h)
 }
 
 /* Whether @p out, which passed, is what checking the request again with its body would
- * conclude: no entry before the one that passed could pass with the body (an hmac-sha256 or sns
- * entry whose header is present). */
+ * conclude: it passed on credentials of the head alone (never an hmac-sha256 or sns entry: at
+ * the head those were checked against an empty body, so an HMAC of "" would otherwise stand for
+ * any body), and no entry before it could pass with the body (an hmac-sha256 or sns entry whose
+ * header is present). */
 static bool final_at_head(const dm_auth_list *list, const dm_auth_outcome *out,
                           const dm_conn_head *h)
 {
+    if (!out->entry || out->entry->type == DM_AUTH_HMAC || out->entry->type == DM_AUTH_SNS)
+        return false;
     for (size_t i = 0; i < list->n && &list->v[i] != out->entry; i++) {
         const dm_auth_entry *e = &list->v[i];
         if ((e->type == DM_AUTH_HMAC || e->type == DM_AUTH_SNS) && h->find(h->find_ctx, e->name))

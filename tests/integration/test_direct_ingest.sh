@@ -161,4 +161,31 @@ while time.time() - start < 5:
     i += 1
 print("ok" if time.time() - start >= 5 else "closed after %d answers" % n)' $(ls "$T"/k*.json) > "$T/busy.out"
 check "a connection busy for 5 s with idle_timeout_seconds 2 stays open" ok "$(cat "$T/busy.out")"
+# Authentication decided at the head is kept only for credentials of the head alone: a
+# signature checked there against no body (the HMAC of "") must not stand for a real body.
+bd=$(random_digest)
+build_event "$T/hb.json" "$bd" "$(iso_at 0)" 5
+: > "$T/empty"
+post /v1/builds "$T/hb.json" -H "X-Digestmap-Signature: $(hmac_sig "$T/empty")"
+check "the HMAC of an empty body does not sign a real one: 401" 401 "$STATUS"
+check "... and nothing is parked" 0 "$(rcli exists "dm:{0}:b:$bd")"
+post /v1/builds "$T/hb.json" -H "X-Digestmap-Signature: $(hmac_sig "$T/hb.json")"
+check "the body's own HMAC still passes" 202 "$STATUS"
+
+# A chunked body's trailer is no header: credentials in it count for nothing (and reading
+# them as headers read past the head's buffer).
+td=$(random_digest)
+build_event "$T/tb.json" "$td" "$(iso_at 0)" 5
+raw '
+body = open(args[0], "rb").read()
+s = conn()
+s.sendall(b"POST /v1/builds HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+          b"X-Pad: " + b"p" * 300 + b"\r\nX-Digestmap-Signature: sha256=00\r\n"
+          b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+          + b"%x\r\n" % len(body) + body + b"\r\n0\r\nAuthorization: Bearer ci-token\r\n\r\n")
+sys.stdout.buffer.write(read_all(s))' "$T/tb.json" > "$T/trailer.out"
+check "credentials in a trailer: 401" "401" "$(grep -ao '^HTTP/1.1 [0-9]*' "$T/trailer.out" | cut -d' ' -f2)"
+check "... nothing parked" 0 "$(rcli exists "dm:{0}:b:$td")"
+curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null
+check "... and the daemon still answers" 0 "$?"
 finish
