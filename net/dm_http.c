@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *reason_phrase(int status)
+const char *dm_http_reason(int status)
 {
     switch (status) {
     case 200:
@@ -68,7 +68,7 @@ static void reply(struct evhttp_request *req, size_t route, int status, const ch
         body = NULL;
     }
     dm_metrics_request(route, status);
-    evhttp_send_reply(req, status, reason_phrase(status), body);
+    evhttp_send_reply(req, status, dm_http_reason(status), body);
 }
 
 void dm_http_json(struct evhttp_request *req, size_t route, int status, const char *json)
@@ -116,7 +116,7 @@ void dm_http_raw_error(struct evbuffer *out, int status, const char *extra, cons
                         "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
                         "Cache-Control: no-store\r\n%s%s%sContent-Length: %zu\r\n"
                         "Connection: close\r\n\r\n%s\n",
-                        status, reason_phrase(status),
+                        status, dm_http_reason(status),
                         status == 503 ? "Retry-After: " DM_RETRY_AFTER "\r\n" : "",
                         status == 401 ? "WWW-Authenticate: Bearer\r\n" : "", extra ? extra : "",
                         strlen(json) + 1, json);

@@ -44,6 +44,9 @@ void dm_http_text(struct evhttp_request *req, size_t route, int status, const ch
 void dm_http_raw_error(struct evbuffer *out, int status, const char *extra, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/** The reason phrase of an HTTP status this server answers ("Error" for others): static. */
+const char *dm_http_reason(int status);
+
 /** The peer address of @p req as "ip:port" for log lines (into @p buf of 64 bytes). */
 const char *dm_http_peer(struct evhttp_request *req, char buf[64]);
 

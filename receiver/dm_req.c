@@ -104,42 +104,6 @@ void dm_req_add_header(dm_req *r, const char *name, const char *value)
 
 /*---------------------------------------------------------------- the answer ---*/
 
-static const char *reason_phrase(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 202:
-        return "Accepted";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 413:
-        return "Payload Too Large";
-    case 417:
-        return "Expectation Failed";
-    case 429:
-        return "Too Many Requests";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 501:
-        return "Not Implemented";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Error";
-    }
-}
-
 static char *put(char *p, const char *s, size_t n)
 {
     memcpy(p, s, n);
@@ -206,7 +170,7 @@ void dm_req_json_n(dm_req *r, size_t route, int status, const char *json, size_t
     *p++ = ' ';
     p = dm_req_put_uint(p, (unsigned long long)status);
     *p++ = ' ';
-    p = put_str(p, reason_phrase(status));
+    p = put_str(p, dm_http_reason(status));
     p = PUT(p, "\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n");
     if (status == 503)
         p = PUT(p, "Retry-After: " DM_RETRY_AFTER "\r\n");
