@@ -324,6 +324,7 @@ static void direct_begin(conn *c, const dm_conn_verdict *v, uint64_t cl, bool ex
     r->route = v->route;
     r->route_name = v->route_name;
     r->target = v->target;
+    r->expect = c->chunked ? 0 : (size_t)cl;
     bufferevent_set_timeouts(c->bev, NULL, NULL);
     if (expect && c->p.http_minor >= 1 && (cl > 0 || c->chunked))
         out_bytes(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);

@@ -42,6 +42,7 @@ void dm_req_reset(dm_req *r)
     if (r->cap > KEEP_BODY_CAP)
         free_body(r);
     r->len = 0;
+    r->expect = 0;
     if (r->cap)
         r->body[0] = '\0';
     if (r->authed)
@@ -74,7 +75,11 @@ void dm_req_orphan(dm_req *r)
 void dm_req_body_add(dm_req *r, const char *at, size_t n)
 {
     if (r->len + n + 1 > r->cap) {
+        /* A declared length is taken at once, so the buffer is what the bodies' memory budget
+         * reserved for it; chunks double from 1 KiB. */
         size_t cap = r->cap ? r->cap : 1024;
+        if (r->expect >= r->len + n)
+            cap = r->expect + 1;
         while (cap < r->len + n + 1)
             cap *= 2;
         char *b = dm_xmalloc(cap);

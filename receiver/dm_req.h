@@ -45,6 +45,7 @@ struct dm_req {
     char *body;             /**< the body (NUL-terminated), "" when none */
     size_t len;             /**< its length */
     size_t cap;             /**< bytes allocated at body (0: body points to a constant) */
+    size_t expect;          /**< the declared Content-Length (0: chunked or none) */
     char peer[64];          /**< "ip:port" for log lines */
     size_t route;           /**< the route's number in the metrics (dm_routes.h) */
     const char *route_name; /**< its name in log lines */
