@@ -21,14 +21,7 @@ case "$secs$conns$workers" in *[!0-9]*) echo "usage: bench/latency.sh [SECONDS] 
 BENCH_NAME=latency
 . bench/lib.sh
 bench_deps
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/dm-latency.XXXXXX")
-cleanup() {
-    [ -n "$dm_pid" ] && stop_pid "$dm_pid"
-    [ -n "$redis_pid" ] && stop_pid "$redis_pid"
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_begin latency
 port=${BENCH_PORT:-$(free_port 18090)}
 bench_build
 rategen=$(bench_tool rategen)

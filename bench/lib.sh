@@ -80,9 +80,23 @@ bench_tool() {
 }
 
 # --- a private redis-server and digestmapd (run.sh, latency.sh, rss.sh) --------------------------
-# The caller sets tmp, port, daemon (bench_build), acr_auth and ci_auth, conns and secs (for wrk),
-# and stops redis_pid and dm_pid in its cleanup (stop_pid). Redis listens on $tmp/redis.sock only.
+# The caller calls bench_begin, sets port, daemon (bench_build), acr_auth and ci_auth, conns and
+# secs (for wrk). Redis listens on $tmp/redis.sock only.
 redis_pid=""; dm_pid=""
+
+# bench_begin NAME: a temp dir $tmp for this bench; on exit (or ^C) the profilers, digestmapd and
+# redis-server it started are stopped and the dir removed.
+bench_begin() {
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/dm-$1.XXXXXX")
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+bench_cleanup() {
+    bench_perf_stop
+    [ -n "$dm_pid" ] && stop_pid "$dm_pid"
+    [ -n "$redis_pid" ] && stop_pid "$redis_pid"
+    rm -rf "$tmp"
+}
 rcli() { redis-cli -s "$tmp/redis.sock" "$@"; }
 
 bench_redis_start() { # [redis-server options...]: no persistence unless the options say so

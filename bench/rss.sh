@@ -31,14 +31,7 @@ chunk=$(( pushes / chunks ))
 BENCH_NAME=rss
 . bench/lib.sh
 bench_deps
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/dm-rss.XXXXXX")
-cleanup() {
-    [ -n "$dm_pid" ] && stop_pid "$dm_pid"
-    [ -n "$redis_pid" ] && stop_pid "$redis_pid"
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_begin rss
 port=${BENCH_PORT:-$(free_port 18090)}
 bench_build
 rategen=$(bench_tool rategen)

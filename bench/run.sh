@@ -32,15 +32,7 @@ started=$(date +%s)
 BENCH_NAME=bench
 . bench/lib.sh
 bench_deps
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/dm-bench.XXXXXX")
-cleanup() {
-    bench_perf_stop
-    [ -n "$dm_pid" ] && stop_pid "$dm_pid"
-    [ -n "$redis_pid" ] && stop_pid "$redis_pid"
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_begin bench
 port=${BENCH_PORT:-$(free_port 18090)}
 export NGINX_PORT=${NGINX_PORT:-$(free_port 18190)} REDIS_PORT=${REDIS_PORT:-$(free_port 16490)}
 export EVHTTP_PORT=${EVHTTP_PORT:-$(free_port 18290)}
