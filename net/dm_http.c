@@ -48,6 +48,21 @@ const char *dm_http_reason(int status)
     }
 }
 
+void dm_http_send(struct evhttp_request *req, size_t route, int status, struct evbuffer *body)
+{
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+        /* evhttp writes a HEAD answer's body after its headers, without a length: the client
+         * would read it as the start of its next answer on the connection. The length of the
+         * body a GET would have had, and no body. */
+        char len[24];
+        snprintf(len, sizeof len, "%zu", body ? evbuffer_get_length(body) : (size_t)0);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Length", len);
+        body = NULL;
+    }
+    dm_metrics_request(route, status);
+    evhttp_send_reply(req, status, dm_http_reason(status), body);
+}
+
 static void reply(struct evhttp_request *req, size_t route, int status, const char *ctype,
                   struct evbuffer *body)
 {
@@ -58,17 +73,7 @@ static void reply(struct evhttp_request *req, size_t route, int status, const ch
         evhttp_add_header(h, "Retry-After", DM_RETRY_AFTER);
     if (status == 401)
         evhttp_add_header(h, "WWW-Authenticate", "Bearer");
-    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
-        /* evhttp writes a HEAD answer's body after its headers, without a length: the client
-         * would read it as the start of its next answer on the connection. The length of the
-         * body a GET would have had, and no body. */
-        char len[24];
-        snprintf(len, sizeof len, "%zu", body ? evbuffer_get_length(body) : (size_t)0);
-        evhttp_add_header(h, "Content-Length", len);
-        body = NULL;
-    }
-    dm_metrics_request(route, status);
-    evhttp_send_reply(req, status, dm_http_reason(status), body);
+    dm_http_send(req, route, status, body);
 }
 
 void dm_http_json(struct evhttp_request *req, size_t route, int status, const char *json)

@@ -44,6 +44,10 @@ void dm_http_text(struct evhttp_request *req, size_t route, int status, const ch
 void dm_http_raw_error(struct evbuffer *out, int status, const char *extra, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/** Send @p status with the headers already set on @p req and @p body (NULL: none; the caller
+ *  keeps and frees it), counted for @p route; a HEAD gets the body's Content-Length and no body. */
+void dm_http_send(struct evhttp_request *req, size_t route, int status, struct evbuffer *body);
+
 /** The reason phrase of an HTTP status this server answers ("Error" for others): static. */
 const char *dm_http_reason(int status);
 

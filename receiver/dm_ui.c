@@ -6,7 +6,6 @@
 
 #include <event2/buffer.h>
 #include <event2/http.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,22 +85,11 @@ void dm_ui_serve(dm_worker *w, struct evhttp_request *req, const dm_route_match 
         return;
     }
     evhttp_add_header(out, "Content-Type", ctype);
-    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
-        /* evhttp would write the body after a HEAD's headers, without a length: a client
-         * would take it for the start of its next answer. */
-        char len[24];
-        snprintf(len, sizeof len, "%zu", f->len);
-        evhttp_add_header(out, "Content-Length", len);
-        dm_metrics_request(m->id, 200);
-        evhttp_send_reply(req, 200, "OK", NULL);
-        return;
-    }
     struct evbuffer *b = evbuffer_new();
     if (!b)
         abort(); /* out of memory */
     /* The bytes are static: reference them rather than copy. */
     evbuffer_add_reference(b, f->data, f->len, NULL, NULL);
-    dm_metrics_request(m->id, 200);
-    evhttp_send_reply(req, 200, "OK", b);
+    dm_http_send(req, m->id, 200, b); /* a HEAD: the length, no body */
     evbuffer_free(b);
 }
