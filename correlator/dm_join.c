@@ -212,9 +212,9 @@ int dm_join_submit_at(dm_redis *r, const dm_join_conf *conf, const dm_event *ev,
 {
     /* The KEYS of park.lua, in its order. */
     char keys[5][DM_KEY_BUFLEN];
-    char nums[2][24];
-    const char *argv[5 + 5];
-    size_t lens[5 + 5];
+    char nums[3][24];
+    const char *argv[5 + 6];
+    size_t lens[5 + 6];
     const char *prefix = conf->prefix;
     char digest[DM_DIGEST_BUFLEN];
     memcpy(digest, ev->digest, DM_DIGEST_LEN);
@@ -236,9 +236,15 @@ int dm_join_submit_at(dm_redis *r, const dm_join_conf *conf, const dm_event *ev,
     lens[n++] = pa.field_len;
     argv[n] = pa.members;
     lens[n++] = pa.members_len;
-    long long vals[2] = {ev->event_time_ms > 0 ? ev->event_time_ms : 0,
-                         arrival_ms > 0 ? arrival_ms : 0};
-    for (size_t i = 0; i < DM_ARRAY_LEN(vals); i++) {
+    /* The arrival and now are this process's clock, not Redis's TIME (a call and two tonumber
+     * in every park.lua call); an arrival in the future (a clock stepped back since it was
+     * spooled) is now. Now is passed only when it is not the arrival (a replayed event): every
+     * argument costs every call about a thousand instructions in Redis. */
+    int64_t now = dm_now_ms();
+    int64_t arrival = arrival_ms > 0 && arrival_ms < now ? arrival_ms : now;
+    long long vals[3] = {ev->event_time_ms > 0 ? ev->event_time_ms : 0, arrival, now};
+    size_t nvals = arrival == now ? 2 : 3;
+    for (size_t i = 0; i < nvals; i++) {
         argv[n] = nums[i];
         lens[n++] = put_ll(nums[i], vals[i]);
     }

@@ -65,16 +65,19 @@ typedef struct dm_join_result {
 typedef void (*dm_join_cb)(int err, const dm_join_result *res, void *arg);
 
 /**
- * Park @p ev and join it with the other side. The event is serialized immediately (the
- * caller may free it on return). Returns as dm_redis_eval: on DM_OK the callback will run.
+ * Park @p ev and join it with the other side, as arrived now (this process's CLOCK_REALTIME,
+ * dm_now_ms: park.lua does not read Redis's clock, docs/park-path.md "Whose clock"). The event
+ * is serialized immediately (the caller may free it on return). Returns as dm_redis_eval: on
+ * DM_OK the callback will run.
  */
 int dm_join_submit(dm_redis *r, const dm_join_conf *conf, const dm_event *ev, dm_join_cb cb,
                    void *arg);
 
 /**
- * dm_join_submit of an event that arrived at @p arrival_ms (ms since the epoch; 0: now, Redis's
- * clock). The spool's replayer (spool/dm_replay.h) passes the original arrival, so the window
- * applies as if the event had arrived on time (park.lua, ARGV 5).
+ * dm_join_submit of an event that arrived at @p arrival_ms (ms since the epoch, dm_now_ms's
+ * clock; 0 or later than now: now). The spool's replayer (spool/dm_replay.h) passes the
+ * original arrival, so the window applies as if the event had arrived on time (park.lua,
+ * ARGV 5 and 6).
  */
 int dm_join_submit_at(dm_redis *r, const dm_join_conf *conf, const dm_event *ev, int64_t arrival_ms,
                       dm_join_cb cb, void *arg);

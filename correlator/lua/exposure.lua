@@ -25,7 +25,7 @@
 -- workloads follow each other in the byte order of "<key>|". An image passes when its summary
 -- (or one scanner's in by_scanner: counts-only scanners are only there) counts a finding at or
 -- above the severity. Its mappings are the newest (by built_at, else pushed_at) first.
-local L = lib()
+local L = lib(now)
 local jstr, is_str, enc_image_data, enc_build, stored_doc, answer_text =
   L.jstr, L.is_str, L.enc_image_data, L.enc_build, L.stored_doc, L.answer_text
 

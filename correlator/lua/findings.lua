@@ -35,7 +35,7 @@
 -- severe kept (the same order as the parsers'); the ones left out are removed from every
 -- scanner's field, so the stored findings and the summary always agree.
 
-local L = lib()
+local L = lib(now)
 local jstr, store = L.jstr, L.store
 local F = findings_lib(L)
 local SEVERITIES, sev_rank, finding_key, sort_findings = F.SEVERITIES, F.sev_rank,

@@ -1,13 +1,15 @@
--- lib.lua: the stored form and the record encoders, prepended by the build (after clock.lua,
--- whose "now" it uses) to the scripts listed in correlator/CMakeLists.txt DM_LUA_WITH_LIB.
+-- lib.lua: the stored form and the record encoders, prepended by the build to the scripts listed
+-- in correlator/CMakeLists.txt DM_LUA_WITH_LIB.
 --
 -- Its top level only defines lib and findings_lib: a script takes the functions from
--- `local L = lib()` (and findings_lib(L)) on the paths that use them. Lua 5.1 makes every
+-- `local L = lib(now)` (and findings_lib(L)) on the paths that use them. now (ms) is the time
+-- the records it writes carry: Redis's clock (clock.lua) in every script but park.lua, which
+-- takes digestmapd's (park.lua ARGV 5 and 6). Lua 5.1 makes every
 -- function and table a script defines again on every call, and for a short call that was most
 -- of its cost to Redis: park.lua's common call uses none of this file.
 
--- The record and stored-form helpers.
-local function lib()
+-- The record and stored-form helpers; now: the time of the call in ms (L.now).
+local function lib(now)
   -- Output JSON is written by hand for a fixed key order and real arrays (cjson turns an empty
   -- table into {}). cjson escapes '/' as '\/'; undo it: a literal backslash is always escaped as
   -- '\\', so the pair backslash-slash can only come from that escape. (cjson, in C, is far
@@ -186,7 +188,7 @@ local function lib()
   end
 
   return {
-    jstr = jstr, is_str = is_str, jarr = jarr, iso = iso, media_type = media_type,
+    now = now, jstr = jstr, is_str = is_str, jarr = jarr, iso = iso, media_type = media_type,
     store = store, split_loc = split_loc, tags_of = tags_of, enc_image_data = enc_image_data,
     enc_image = enc_image, enc_build = enc_build, build_object = build_object, emit = emit,
     stored_doc = stored_doc, answer_text = answer_text,
@@ -195,6 +197,7 @@ local function lib()
 
 -- The findings helpers (L: what lib() returned).
 local function findings_lib(L)
+  local now = L.now
   local jstr, is_str, enc_image_data, enc_build, emit, stored_doc =
     L.jstr, L.is_str, L.enc_image_data, L.enc_build, L.emit, L.stored_doc
 

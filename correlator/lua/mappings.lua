@@ -24,7 +24,7 @@
 -- members are examined, so a page may hold fewer than limit mappings with exhausted = 0, and at
 -- most TRIM_BATCH expired entries are removed. Expired entries left for a later call are never
 -- read: the range stops before the first one, so expiry is exact all the same.
-local L = lib()
+local L = lib(now)
 local jstr, iso, stored_doc, answer_text = L.jstr, L.iso, L.stored_doc, L.answer_text
 
 local key = KEYS[1]

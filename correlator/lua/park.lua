@@ -1,7 +1,7 @@
 #!lua
--- park.lua (after clock.lua and lib.lua): park one normalized event, probe the other side,
--- emit edges; atomically, so redeliveries and concurrent instances can never produce an edge
--- twice.
+-- park.lua (after lib.lua; not clock.lua: its times are digestmapd's, ARGV 5 and 6): park one
+-- normalized event, probe the other side, emit edges; atomically, so redeliveries and
+-- concurrent instances can never produce an edge twice.
 --
 -- The shebang line (the build keeps it first, before the preludes) declares a script that
 -- writes, with Redis 7's default flags: over maxmemory Redis refuses the call before it runs
@@ -35,10 +35,17 @@
 --     p, d: "s", "e", "m", "g"; b: "f", "v", "xr", "r", "i", "n", "g"; tags already the
 --     last max tags
 --   4 event time ms (0: none given; its arrival is used)
---   5 arrival ms: when the event reached digestmap (0: now). A spooled event replayed later
---     (docs/spool.md) passes its arrival, so the window applies as if it had arrived on time:
---     its event time is judged against the arrival for skew, its expiry counts from the
---     arrival, and the other side's items count as alive if they were alive then.
+--   5 arrival ms, digestmapd's clock (CLOCK_REALTIME), never 0: when the event reached
+--     digestmap, which for a live event is now. A spooled event replayed later (docs/spool.md)
+--     passes its arrival (no later than now: dm_join.c clamps it), so the window applies as if
+--     it had arrived on time: its event time is judged against the arrival for skew, its expiry
+--     counts from the arrival, and the other side's items count as alive if they were alive
+--     then.
+--   6 (only when the arrival is not now: a replayed event) now ms, digestmapd's clock: the time
+--     an edge is confirmed at (its record's "time", its query index order).
+--   Not Redis's TIME (clock.lua): that is a call, and two tonumber, on every event, a tenth of
+--   the common call's cost. So digestmapd's clock and Redis's must agree (docs/park-path.md
+--   "Whose clock").
 -- The configuration (correlation.*, limits.*: configs/README.md) is not passed: dm_join.c
 -- (dm_join_scripts) writes it into the script, as the line right after the shebang, when the
 -- script is loaded (every argument costs every call about a thousand instructions, and
@@ -64,17 +71,13 @@
 -- dropped here (evicted, returned for digestmap_items_evicted_total) and never reported.
 --
 -- The common call (a new item, nothing parked on the other side, the bound not reached) makes
--- only the Redis calls it needs (TIME, HLEN, HGETALL of the other side, HSET, PEXPIRE, ZADD,
+-- only the Redis calls it needs (HLEN, HGETALL of the other side, HSET, PEXPIRE, ZADD,
 -- HINCRBY, and for a push EXISTS of its delete records), decodes and encodes nothing and takes
 -- nothing from lib.lua: Lua 5.1 makes every function, table and upvalue a script defines again
 -- on every call, so what only the other paths use is defined after it.
 
 local kind, field, members = ARGV[1], ARGV[2], ARGV[3]
-local arrival = now
-if ARGV[5] ~= '0' then
-  arrival = tonumber(ARGV[5]) or 0
-  if arrival <= 0 or arrival > now then arrival = now end
-end
+local arrival = tonumber(ARGV[5])
 
 -- t, and its text for the stored item (the argument itself unless replaced). Numbers are
 -- written with %d: Lua's own number-to-text (%.14g) costs several times more.
@@ -114,6 +117,8 @@ if kind ~= 'd' then
   end
 end
 
+-- The time of this call: the arrival, or a replayed event's ARGV 6.
+local now = ARGV[6] and tonumber(ARGV[6]) or arrival
 local digest = string.sub(KEYS[1], -71)
 local base = string.sub(KEYS[4], 1, -4) -- "<p>:{s}:"
 local evicted = 0
@@ -149,7 +154,7 @@ local function evict(key, max, keep, age)
 end
 
 if kind == 'd' then
-  local L = lib()
+  local L = lib(now)
   local jstr = L.jstr
   local loc = field
   local ev = cjson.decode('{' .. members .. '}')
@@ -216,7 +221,7 @@ local function new_text(matched)
     .. members .. '}'
 end
 
-local L = lib()
+local L = lib(now)
 local jstr, is_str, tags_of = L.jstr, L.is_str, L.tags_of
 local edges = 0
 

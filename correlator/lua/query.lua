@@ -27,7 +27,7 @@
 -- pending (the sweeper reports them). Values that are not JSON objects or arrays (only a
 -- foreign writer could leave them) are left out too.
 
-local L = lib()
+local L = lib(now)
 local jstr, is_str, jarr, iso, media_type, tags_of, build_object, stored_doc, answer_text =
   L.jstr, L.is_str, L.jarr, L.iso, L.media_type, L.tags_of, L.build_object, L.stored_doc,
   L.answer_text

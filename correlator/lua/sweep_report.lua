@@ -14,7 +14,7 @@
 -- report, or a build posted again, is parked again but not reported twice; the record id is
 -- derived from the event, so consumers can deduplicate too.
 -- Returns {registry items reported, build items reported}.
-local L = lib()
+local L = lib(now)
 local jstr, is_str, iso, enc_image, build_object, emit, is_untagged_manifest =
   L.jstr, L.is_str, L.iso, L.enc_image, L.build_object, L.emit, L.is_untagged_manifest
 

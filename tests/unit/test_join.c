@@ -138,10 +138,12 @@ static void test_script_lists_agree(void **state)
 static void test_script_preludes(void **state)
 {
     (void)state;
-    /* One TIME call per script that needs the time, from clock.lua; lib.lua after it. */
+    /* One TIME call per script that needs Redis's clock, from clock.lua; lib.lua after it.
+     * park.lua takes digestmapd's clock (ARGV 5 and 6) and has none. */
     const char *const *s = dm_scripts();
-    const unsigned with_clock[] = {DM_SCRIPT_PARK, DM_SCRIPT_QUERY, DM_SCRIPT_SWEEP_CLAIM,
-                                   DM_SCRIPT_SWEEP_REPORT, DM_SCRIPT_MAPPINGS};
+    const unsigned with_clock[] = {DM_SCRIPT_QUERY,        DM_SCRIPT_SWEEP_CLAIM,
+                                   DM_SCRIPT_SWEEP_REPORT, DM_SCRIPT_MAPPINGS,
+                                   DM_SCRIPT_FINDINGS,     DM_SCRIPT_EXPOSURE};
     for (size_t i = 0; i < DM_ARRAY_LEN(with_clock); i++) {
         const char *src = s[with_clock[i]];
         const char *t = strstr(src, "redis.call('TIME')");
@@ -161,7 +163,11 @@ static void test_script_preludes(void **state)
         assert_non_null(lib);
         assert_true(lib < strstr(src, head));
     }
-    const unsigned plain[] = {DM_SCRIPT_TRIM, DM_SCRIPT_SINK_DEAD, DM_SCRIPT_SINK_PRUNE};
+    /* park.lua: lib.lua first after its flags line, and no clock. */
+    const char *park = s[DM_SCRIPT_PARK];
+    assert_ptr_equal(strstr(park, "-- lib.lua"), strchr(park, '\n') + 1);
+    const unsigned plain[] = {DM_SCRIPT_PARK, DM_SCRIPT_TRIM, DM_SCRIPT_SINK_DEAD,
+                              DM_SCRIPT_SINK_PRUNE};
     for (size_t i = 0; i < DM_ARRAY_LEN(plain); i++)
         assert_null(strstr(s[plain[i]], "redis.call('TIME')"));
 }

@@ -1,7 +1,10 @@
-/* test_park.c - park.lua's arrival time (ARGV 5, dm_join_submit_at): a spooled event replayed long
- * after it arrived keeps its event time, its expiry counts from its arrival, and it joins the
- * other side's items that were alive when it arrived (docs/spool.md); with arrival 0 (now) the
- * same event time is skewed and replaced. And the spool's record form round-trips.
+/* test_park.c - park.lua's arrival time (ARGV 5 and 6, dm_join_submit_at): a spooled event replayed
+ * long after it arrived keeps its event time, its expiry counts from its arrival, and it joins
+ * the other side's items that were alive when it arrived (docs/spool.md), while its edge's record
+ * carries the time it was confirmed; with arrival 0 (now) the same event time is skewed and
+ * replaced. A live event (dm_join_submit) arrives at this process's clock, read before and after
+ * (park.lua no longer reads Redis's TIME: docs/park-path.md "Whose clock"), and an arrival later
+ * than now is now. And the spool's record form round-trips.
  *
  * Needs a real redis-server (on PATH), started on a unix socket in a temporary directory; it
  * dies with the test (PR_SET_PDEATHSIG) even when ctest kills it. */
@@ -170,7 +173,9 @@ static void fixture_close(fixture *f)
 }
 
 /* One event (an ACR push, or a build when @p run_id is set) of @p digest at @p t_ms, parked as
- * arrived at @p arrival_ms (0: now). */
+ * arrived at @p arrival_ms (0: now) with dm_join_submit_at, or as a live one with
+ * dm_join_submit when @p arrival_ms is LIVE. */
+#define LIVE (-1)
 static dm_join_result park_at(fixture *f, const char *digest, const char *run_id, int64_t t_ms,
                               int64_t arrival_ms)
 {
@@ -207,7 +212,10 @@ static dm_join_result park_at(fixture *f, const char *digest, const char *run_id
     dm_event ev;
     assert_int_equal(dm_event_from_json(doc, &ev), DM_OK);
     parked p = {0};
-    assert_int_equal(dm_join_submit_at(f->r, &conf, &ev, arrival_ms, on_parked, &p), DM_OK);
+    if (arrival_ms == LIVE)
+        assert_int_equal(dm_join_submit(f->r, &conf, &ev, on_parked, &p), DM_OK);
+    else
+        assert_int_equal(dm_join_submit_at(f->r, &conf, &ev, arrival_ms, on_parked, &p), DM_OK);
     dm_event_dispose(&ev);
     json_decref(doc);
     free(json);
@@ -233,8 +241,35 @@ static json_t *stored_push(fixture *f, const char *digest)
     return o;
 }
 
-#define D_LATE "sha256:1111111111111111111111111111111111111111111111111111111111111111"
-#define D_NOW  "sha256:2222222222222222222222222222222222222222222222222222222222222222"
+/* The "time" of the last record on the shard's output stream, in ms. */
+static int64_t last_record_time(fixture *f)
+{
+    redisContext *c = redisConnectUnix(f->s->sock);
+    assert_non_null(c);
+    redisReply *rep = redisCommand(c, "XREVRANGE dm:{0}:out + - COUNT 1");
+    assert_non_null(rep);
+    assert_int_equal(rep->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(rep->elements, 1);
+    const redisReply *fields = rep->element[0]->element[1];
+    json_t *doc = NULL;
+    for (size_t i = 0; i + 1 < fields->elements; i += 2)
+        if (strcmp(fields->element[i]->str, "event") == 0)
+            doc = json_loads(fields->element[i + 1]->str, 0, NULL);
+    freeReplyObject(rep);
+    redisFree(c);
+    assert_non_null(doc);
+    const char *when = json_string_value(json_object_get(doc, "time"));
+    assert_non_null(when);
+    int64_t ms = 0;
+    assert_int_equal(dm_time_parse_rfc3339(when, strlen(when), &ms), DM_OK);
+    json_decref(doc);
+    return ms;
+}
+
+#define D_LATE   "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+#define D_NOW    "sha256:2222222222222222222222222222222222222222222222222222222222222222"
+#define D_LIVE   "sha256:3333333333333333333333333333333333333333333333333333333333333333"
+#define D_FUTURE "sha256:4444444444444444444444444444444444444444444444444444444444444444"
 
 /* Replayed two hours late, with its arrival: not skewed, the event time kept, the expiry
  * from the arrival, and a build that arrived within the window joins it. */
@@ -250,9 +285,14 @@ static void test_replayed_keeps_event_time(void **state)
     assert_int_equal((int64_t)json_number_value(json_object_get(p, "x")), t0 + 1000 + WINDOW_MS);
     json_decref(p);
     /* The push expired (as of now) long ago, but was alive when the build arrived. */
+    int64_t before = dm_now_ms();
     r = park_at(&f, D_LATE, "701", t0 + 5000, t0 + 6000);
+    int64_t after = dm_now_ms();
     assert_int_equal(r.skewed, 0);
     assert_int_equal(r.edges, 1);
+    /* Its edge was confirmed now (ARGV 6), not at its arrival. */
+    int64_t confirmed = last_record_time(&f);
+    assert_true(confirmed >= before && confirmed <= after);
     /* A live build of the same time is skewed (replaced by now) and finds the push expired. */
     r = park_at(&f, D_LATE, "702", t0 + 5000, 0);
     assert_int_equal(r.skewed, 1);
@@ -271,6 +311,42 @@ static void test_arrival_now_skews(void **state)
     assert_int_equal(r.skewed, 1);
     json_t *p = stored_push(&f, D_NOW);
     assert_true(json_integer_value(json_object_get(p, "t")) >= before);
+    json_decref(p);
+    fixture_close(&f);
+}
+
+/* A live event's arrival is this process's clock when it was submitted: its expiry ("x") is
+ * that plus the retention, and an event time hours away is replaced by it. An arrival 0 or
+ * absurd (seconds for ms, say) would store an expiry far off these bounds. */
+static void test_live_arrival_is_the_clock(void **state)
+{
+    fixture f;
+    fixture_open(&f, *state);
+    int64_t before = dm_now_ms();
+    dm_join_result r = park_at(&f, D_LIVE, NULL, before - 2 * 3600 * 1000, LIVE);
+    int64_t after = dm_now_ms();
+    assert_int_equal(r.skewed, 1);
+    json_t *p = stored_push(&f, D_LIVE);
+    int64_t x = (int64_t)json_number_value(json_object_get(p, "x"));
+    int64_t t = json_integer_value(json_object_get(p, "t"));
+    assert_true(x >= before + WINDOW_MS && x <= after + WINDOW_MS);
+    assert_true(t >= before && t <= after);
+    json_decref(p);
+    fixture_close(&f);
+}
+
+/* A spooled arrival later than now (the clock stepped back since) is now. */
+static void test_future_arrival_is_now(void **state)
+{
+    fixture f;
+    fixture_open(&f, *state);
+    int64_t before = dm_now_ms();
+    dm_join_result r = park_at(&f, D_FUTURE, NULL, before, before + 3600 * 1000);
+    int64_t after = dm_now_ms();
+    assert_int_equal(r.skewed, 0);
+    json_t *p = stored_push(&f, D_FUTURE);
+    int64_t x = (int64_t)json_number_value(json_object_get(p, "x"));
+    assert_true(x >= before + WINDOW_MS && x <= after + WINDOW_MS);
     json_decref(p);
     fixture_close(&f);
 }
@@ -313,6 +389,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_replayed_keeps_event_time, server_start, server_stop),
         cmocka_unit_test_setup_teardown(test_arrival_now_skews, server_start, server_stop),
+        cmocka_unit_test_setup_teardown(test_live_arrival_is_the_clock, server_start, server_stop),
+        cmocka_unit_test_setup_teardown(test_future_arrival_is_now, server_start, server_stop),
         cmocka_unit_test(test_record_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
