@@ -274,21 +274,28 @@ end
 -- exist together or not at all; the caller could not declare them: it does not know which
 -- builds a push joins.
 -- Expiry: an entry is kept mapping_ttl after its edge was confirmed (like the mapping itself),
--- trimmed on every write of its index (and by mappings.lua on every read), at most
--- INDEX_TRIM_BATCH entries a time so no call does unbounded work (mappings.lua never reads an
--- expired entry left over); the key expires mapping_ttl after its newest entry, so a quiet
--- index vanishes.
-local INDEX_TRIM_BATCH = 1000
+-- trimmed by mappings.lua on every read and by the writes of one edge in 16, those whose id
+-- (SHA-1 hex) starts with "0", at most INDEX_TRIM_BATCH entries a time so no
+-- call does unbounded work (mappings.lua never answers an expired entry left over); the key
+-- expires mapping_ttl after its newest entry, so a quiet index vanishes. A trim is a call
+-- (about 7 k instructions) that nearly always finds nothing: one write in 16 trims, and since
+-- it may take up to 1000 expired entries where the 16 writes added 16, the expired entries an
+-- index holds stay about those confirmed in the time of its last 16 writes, mapping_ttl ago
+-- (docs/park-path.md "Query indexes").
+local INDEX_TRIM_BATCH, INDEX_TRIM_FIRST = 1000, 48 -- string.byte('0')
 local member_time = string.format('%013d', 9999999999999 - now)
--- Expired: confirmed before now - mapping_ttl, i.e. inverted time >= inverted(that - 1).
-local stale = '[' .. string.format('%013d',
-  9999999999999 - math.max(now - MAPPING_TTL_MS - 1, 0))
+local stale -- the trim's bound (made by the first trim)
 local mkey, mikey = base .. 'm:' .. digest, base .. 'mi:' .. digest
 
-local function index_one(key, entry)
+local function index_one(key, entry, trim)
   redis.call('ZADD', key, '0', entry)
-  local gone = redis.call('ZRANGE', key, stale, '+', 'BYLEX', 'LIMIT', 0, INDEX_TRIM_BATCH)
-  if #gone > 0 then redis.call('ZREM', key, unpack(gone)) end
+  if trim then
+    -- Expired: confirmed before now - mapping_ttl, i.e. inverted time >= inverted(that - 1).
+    stale = stale or '[' .. string.format('%013d',
+      9999999999999 - math.max(now - MAPPING_TTL_MS - 1, 0))
+    local gone = redis.call('ZRANGE', key, stale, '+', 'BYLEX', 'LIMIT', 0, INDEX_TRIM_BATCH)
+    if #gone > 0 then redis.call('ZREM', key, unpack(gone)) end
+  end
   redis.call('PEXPIRE', key, MAPPING_TTL)
 end
 
@@ -337,9 +344,10 @@ local function join(loc, p, pushed_at, rk, b)
   redis.call('PEXPIRE', mikey, MAPPING_TTL)
   L.emit(base .. 'out', 'mapping.confirmed.v1', id, digest, data)
   local entry = member_time .. '|' .. digest .. '|' .. id
-  index_one(base .. 'ix:img:' .. loc, entry)
-  if is_str(repo) and repo ~= '' then index_one(base .. 'ix:repo:' .. repo, entry) end
-  if is_str(run) then index_one(base .. 'ix:run:' .. run, entry) end
+  local trim = string.byte(id) == INDEX_TRIM_FIRST
+  index_one(base .. 'ix:img:' .. loc, entry, trim)
+  if is_str(repo) and repo ~= '' then index_one(base .. 'ix:repo:' .. repo, entry, trim) end
+  if is_str(run) then index_one(base .. 'ix:run:' .. run, entry, trim) end
   edges = edges + 1
 end
 

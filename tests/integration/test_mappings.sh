@@ -77,6 +77,20 @@ digest_in() {
     done
 }
 
+# digest_trimming YES|NO IMAGE_REPOSITORY RUN_ID: a fresh digest whose edge (edge DIGEST … RUN_ID
+# IMAGE_REPOSITORY, host contoso.azurecr.io) trims its indexes (YES) or not (NO): park.lua trims
+# on the writes of the edges whose id, sha1("<location>@<digest>|github/<run id>/1") in hex,
+# starts with 0.
+digest_trimming() {
+    local d first
+    while :; do
+        d=$(random_digest)
+        first=$(printf '%s' "contoso.azurecr.io/$2@$d|github/$3/1" | sha1sum | cut -c1)
+        if [ "$1" == YES ]; then [ "$first" == 0 ] && break; else [ "$first" != 0 ] && break; fi
+    done
+    echo "$d"
+}
+
 # walked: the digests of the last walk, in order, space separated.
 walked() { cut -d' ' -f1 <<<"$WALK" | paste -sd' ' -; }
 
@@ -218,6 +232,23 @@ check "expired entries are not answered, though their mapping lives" "$dold" "$D
 check "one read trims 1000 expired entries" 201 "$(rcli zcard 'dm:{0}:ix:repo:acme/old')"
 ask "repository=acme/old&limit=1"
 check "the next read trims the rest" "$dold 1" "$DIGS $(rcli zcard 'dm:{0}:ix:repo:acme/old')"
+# and writes: one edge in 16 (its id starts with 0) trims each of its indexes, at most 1000
+# expired entries each, so a backlog far larger than the 16 entries those writes add goes too;
+# the other writes leave expired entries to it and to the reads
+args=()
+for k in $(seq 1 1200); do args+=(0 "$(printf '%013d' $((9999999999999 - old_ms + k)))|$dold|$id"); done
+rcli zadd 'dm:{0}:ix:repo:acme/old2' "${args[@]}" >/dev/null
+dw=$(digest_trimming NO team/old2 811)
+edge "$dw" acme/old2 811 team/old2
+check "a write whose edge id does not start with 0 trims nothing" 1201 "$(rcli zcard 'dm:{0}:ix:repo:acme/old2')"
+dt=$(digest_trimming YES team/old2 812)
+edge "$dt" acme/old2 812 team/old2
+check "a write whose edge id starts with 0 trims 1000 expired entries" 202 "$(rcli zcard 'dm:{0}:ix:repo:acme/old2')"
+dt2=$(digest_trimming YES team/old2 813)
+edge "$dt2" acme/old2 813 team/old2
+check "the next such write trims the rest" 3 "$(rcli zcard 'dm:{0}:ix:repo:acme/old2')"
+ask "repository=acme/old2"
+check "the writes' edges are answered" "$dt2 $dt $dw" "$DIGS"
 
 # index keys: score 0, member layout, TTL
 check "index member layout" 1 "$(rcli --raw zrange 'dm:{0}:ix:run:github/101' 0 0 | grep -cE '^[0-9]{13}\|sha256:[0-9a-f]{64}\|[0-9a-f]{40}$')"
@@ -387,15 +418,18 @@ ma=$(rcli --raw zrange "$ix" 0 -1 | grep -F "|$ea|")
 aged=$(( $(redis_ms) - TTL_MS - 1000 ))
 rcli zrem "$ix" "$ma" >/dev/null
 rcli zadd "$ix" 0 "$(printf '%013d' $((9999999999999 - aged)))|${ma#*|}" >/dev/null
-check "expired entry still stored until the next write or read" 2 "$(rcli zcard "$ix")"
-ec=$(random_digest)
+check "expired entry still stored until a trimming write or a read" 2 "$(rcli zcard "$ix")"
+ed=$(digest_trimming NO team/short 604)
+edge "$ed" acme/short 604 team/short
+check "a write of an edge whose id does not start with 0 leaves it" 3 "$(rcli zcard "$ix")"
+ec=$(digest_trimming YES team/short 603)
 edge "$ec" acme/short 603 team/short
-check "a write trims expired entries" 2 "$(rcli zcard "$ix")"
+check "a write of an edge whose id starts with 0 trims expired entries" 3 "$(rcli zcard "$ix")"
 ask "repository=acme/short"
-check "trimmed entry gone from the answer" "$ec $eb" "$DIGS"
+check "trimmed entry gone from the answer" "$ec $ed $eb" "$DIGS"
 answers_empty() { ask "repository=acme/short"; [ "$STATUS $DIGS" == "200 " ]; }
 poll_until "$DM_WAIT" answers_empty || true
 check "after mapping_ttl the index answers empty" "200 " "$STATUS $DIGS"
-check "and its key is gone" 0 "$(rcli exists "$ix" 'dm:{0}:ix:run:github/603' 'dm:{0}:ix:img:contoso.azurecr.io/team/short')"
+check "and its key is gone" 0 "$(rcli exists "$ix" 'dm:{0}:ix:run:github/603' 'dm:{0}:ix:run:github/604' 'dm:{0}:ix:img:contoso.azurecr.io/team/short')"
 
 finish
