@@ -19,11 +19,23 @@ typedef struct submit_ctx {
     void *arg;
 } submit_ctx;
 
-static long long int_at(const redisReply *rep, size_t i)
+/* park.lua's reply, one integer (its header): bit 0 skewed, 1 duplicate, 2 deleted, 3-4
+ * routed, 5-25 evicted, from 26 edges. */
+#define PARK_EVICTED_SHIFT 5
+#define PARK_EVICTED_BITS  21
+#define PARK_EDGES_SHIFT   26
+
+static dm_join_result park_result(long long v)
 {
-    return i < rep->elements && rep->element[i]->type == REDIS_REPLY_INTEGER
-               ? rep->element[i]->integer
-               : 0;
+    unsigned long long u = v < 0 ? 0 : (unsigned long long)v;
+    return (dm_join_result){
+        .edges = (int)(u >> PARK_EDGES_SHIFT),
+        .duplicate = (int)(u >> 1 & 1),
+        .skewed = (int)(u & 1),
+        .deleted = (int)(u >> 2 & 1),
+        .evicted = (int)(u >> PARK_EVICTED_SHIFT & ((1ULL << PARK_EVICTED_BITS) - 1)),
+        .routed = (int)(u >> 3 & 3),
+    };
 }
 
 /* "OOM command not allowed when used memory > 'maxmemory'.": Redis 7 refuses a script that
@@ -117,27 +129,14 @@ static void on_park(int err, redisReply *rep, void *arg)
         cb(DM_EREDIS, &refused, cb_arg);
         return;
     }
-    if (rep->type == REDIS_REPLY_INTEGER) {
-        /* park.lua's common call: a new item, nothing joined; the reply is "skewed" alone. */
-        dm_join_result res = {.skewed = rep->integer != 0};
-        cb(DM_OK, &res, cb_arg);
-        return;
-    }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 5) {
+    if (rep->type != REDIS_REPLY_INTEGER) {
         dm_error("join script failed", "reply=%s",
                  dm_log_quote(rep->type == REDIS_REPLY_ERROR ? rep->str : "",
                               rep->type == REDIS_REPLY_ERROR ? rep->len : 0, reply, sizeof reply));
         cb(DM_EREDIS, NULL, cb_arg);
         return;
     }
-    dm_join_result res = {(int)int_at(rep, 0),
-                          (int)int_at(rep, 1),
-                          (int)int_at(rep, 2),
-                          (int)int_at(rep, 3),
-                          (int)int_at(rep, 4),
-                          0,
-                          0,
-                          (int)int_at(rep, 5)};
+    dm_join_result res = park_result(rep->integer);
     if (res.routed > 0)
         dm_metrics_add(DM_M_FINDINGS_ROUTED, (uint64_t)res.routed);
     if (res.evicted > 0)

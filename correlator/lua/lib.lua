@@ -81,6 +81,15 @@ local function lib(now)
     if code == 'dm' then return 'application/vnd.docker.distribution.manifest.v2+json' end
     return is_str(code) and code or nil
   end
+  -- The same as JSON text (what jstr would make of it: the codes' types need no escaping, and
+  -- jstr's encode and '\/' undoing cost an edge about 4 k).
+  local function media_type_json(code)
+    if code == 'oi' then return '"application/vnd.oci.image.index.v1+json"' end
+    if code == 'om' then return '"application/vnd.oci.image.manifest.v1+json"' end
+    if code == 'dl' then return '"application/vnd.docker.distribution.manifest.list.v2+json"' end
+    if code == 'dm' then return '"application/vnd.docker.distribution.manifest.v2+json"' end
+    return is_str(code) and jstr(code) or nil
+  end
 
   -- cjson for the stored form too, without its '\/' escapes (they only cost memory).
   local function store(t) return (string.gsub(cjson.encode(t), '\\/', '/')) end
@@ -103,11 +112,11 @@ local function lib(now)
   -- the table.
   local function enc_image(loc, p, pushed_at)
     local registry, repository = split_loc(loc)
-    local mt = media_type(p.m)
+    local mt = media_type_json(p.m)
     return '{"registry":' .. jstr(registry) .. ',"repository":' .. jstr(repository)
       .. ',"tags":' .. jarr(tags_of(p)) .. ',"source":' .. jstr(p.s)
       .. ',"event_id":' .. jstr(p.e) .. ',"pushed_at":"' .. iso(pushed_at or p.t) .. '"'
-      .. (mt and (',"media_type":' .. jstr(mt)) or '') .. '}'
+      .. (mt and (',"media_type":' .. mt) or '') .. '}'
   end
 
   -- A build identity (with built_at filled in) -> the record's "build" object.
