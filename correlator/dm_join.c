@@ -17,9 +17,10 @@
 typedef struct submit_ctx {
     dm_join_cb cb;
     void *arg;
+    bool skewed; /* the event time was replaced by the arrival (decided here, not in park.lua) */
 } submit_ctx;
 
-/* park.lua's reply, one integer (its header): bit 0 skewed, 1 duplicate, 2 deleted, 3-4
+/* park.lua's reply, one integer (its header): bit 0 unused, 1 duplicate, 2 deleted, 3-4
  * routed, 5-25 evicted, from 26 edges. */
 #define PARK_EVICTED_SHIFT 5
 #define PARK_EVICTED_BITS  21
@@ -31,7 +32,6 @@ static dm_join_result park_result(long long v)
     return (dm_join_result){
         .edges = (int)(u >> PARK_EDGES_SHIFT),
         .duplicate = (int)(u >> 1 & 1),
-        .skewed = (int)(u & 1),
         .deleted = (int)(u >> 2 & 1),
         .evicted = (int)(u >> PARK_EVICTED_SHIFT & ((1ULL << PARK_EVICTED_BITS) - 1)),
         .routed = (int)(u >> 3 & 3),
@@ -104,6 +104,7 @@ static void on_park(int err, redisReply *rep, void *arg)
     submit_ctx *s = arg;
     dm_join_cb cb = s->cb;
     void *cb_arg = s->arg;
+    bool skewed = s->skewed;
     free(s);
     if (err != DM_OK) {
         cb(err, NULL, cb_arg);
@@ -137,6 +138,7 @@ static void on_park(int err, redisReply *rep, void *arg)
         return;
     }
     dm_join_result res = park_result(rep->integer);
+    res.skewed = skewed;
     if (res.routed > 0)
         dm_metrics_add(DM_M_FINDINGS_ROUTED, (uint64_t)res.routed);
     if (res.evicted > 0)
@@ -237,11 +239,18 @@ int dm_join_submit_at(dm_redis *r, const dm_join_conf *conf, const dm_event *ev,
     lens[n++] = pa.members_len;
     /* The arrival and now are this process's clock, not Redis's TIME (a call and two tonumber
      * in every park.lua call); an arrival in the future (a clock stepped back since it was
-     * spooled) is now. Now is passed only when it is not the arrival (a replayed event): every
+     * spooled) is now. The event time (none given: the arrival; further than max skew from
+     * it: replaced by it) and the expiry (arrival + retention) are decided here too, and
+     * passed as the text park.lua stores: no tonumber, no number formatting, no arithmetic in
+     * the common call. Now is passed only when it is not the arrival (a replayed event): every
      * argument costs every call about a thousand instructions in Redis. */
     int64_t now = dm_now_ms();
     int64_t arrival = arrival_ms > 0 && arrival_ms < now ? arrival_ms : now;
-    long long vals[3] = {ev->event_time_ms > 0 ? ev->event_time_ms : 0, arrival, now};
+    int64_t t = ev->event_time_ms > 0 ? ev->event_time_ms : arrival;
+    bool skewed = t - arrival > conf->max_skew_ms || arrival - t > conf->max_skew_ms;
+    if (skewed)
+        t = arrival;
+    long long vals[3] = {t, arrival + conf->window_ms + conf->grace_ms, now};
     size_t nvals = arrival == now ? 2 : 3;
     for (size_t i = 0; i < nvals; i++) {
         argv[n] = nums[i];
@@ -250,6 +259,7 @@ int dm_join_submit_at(dm_redis *r, const dm_join_conf *conf, const dm_event *ev,
     submit_ctx *s = dm_xmalloc(sizeof *s);
     s->cb = cb;
     s->arg = arg;
+    s->skewed = skewed;
     int rc = dm_redis_eval(r, DM_SCRIPT_PARK, on_park, s, (int)DM_ARRAY_LEN(keys), n, argv, lens);
     dm_park_args_dispose(&pa);
     if (rc != DM_OK)
@@ -267,12 +277,12 @@ static char *park_constants(const dm_join_conf *j)
                  (long long)j->findings_ttl_ms, j->max_findings);
     char line[512];
     snprintf(line, sizeof line,
-             "local RETENTION_MS, PARKED_TTL, MAX_SKEW_MS, WINDOW_MS, MAPPING_TTL, MAPPING_TTL_MS, "
+             "local RETENTION_MS, PARKED_TTL, WINDOW_MS, MAPPING_TTL, MAPPING_TTL_MS, "
              "MAX_BUILDS, MAX_LOCATIONS, MAX_TAGS, MIN_RANK, FINDINGS_TTL_MS, MAX_FINDINGS = "
-             "%lld, '%lld', %lld, %lld, '%lld', %lld, %d, %d, %d, %s\n",
+             "%lld, '%lld', %lld, '%lld', %lld, %d, %d, %d, %s\n",
              (long long)retention, (long long)parked_hash_ttl_ms(retention),
-             (long long)j->max_skew_ms, (long long)j->window_ms, (long long)j->mapping_ttl_ms,
-             (long long)j->mapping_ttl_ms, j->max_builds, j->max_locations, j->max_tags, findings);
+             (long long)j->window_ms, (long long)j->mapping_ttl_ms, (long long)j->mapping_ttl_ms,
+             j->max_builds, j->max_locations, j->max_tags, findings);
     return dm_xstrdup(line);
 }
 

@@ -34,25 +34,26 @@
 --     without the braces, so that a new item is stored without any JSON work here:
 --     p, d: "s", "e", "m", "g"; b: "f", "v", "xr", "r", "i", "n", "g"; tags already the
 --     last max tags
---   4 event time ms (0: none given; its arrival is used)
---   5 arrival ms, digestmapd's clock (CLOCK_REALTIME), never 0: when the event reached
---     digestmap, which for a live event is now. A spooled event replayed later (docs/spool.md)
---     passes its arrival (no later than now: dm_join.c clamps it), so the window applies as if
---     it had arrived on time: its event time is judged against the arrival for skew, its expiry
---     counts from the arrival, and the other side's items count as alive if they were alive
---     then.
+--   4 event time ms, as stored: dm_join.c has already replaced it by the arrival when none was
+--     given or it is further than max_clock_skew from the arrival (and counts that)
+--   5 expiry ms, as stored: arrival + RETENTION_MS. The arrival is digestmapd's clock
+--     (CLOCK_REALTIME): when the event reached digestmap, which for a live event is now. A
+--     spooled event replayed later (docs/spool.md) passes its arrival (no later than now:
+--     dm_join.c clamps it), so the window applies as if it had arrived on time: its event time
+--     is judged against the arrival for skew, its expiry counts from the arrival, and the other
+--     side's items count as alive if they were alive then.
 --   6 (only when the arrival is not now: a replayed event) now ms, digestmapd's clock: the time
 --     an edge is confirmed at (its record's "time", its query index order).
 --   Not Redis's TIME (clock.lua): that is a call, and two tonumber, on every event, a tenth of
 --   the common call's cost. So digestmapd's clock and Redis's must agree (docs/park-path.md
---   "Whose clock").
+--   "Whose clock"). 4 and 5 are the text the common call stores: it converts no number.
 -- The configuration (correlation.*, limits.*: configs/README.md) is not passed: dm_join.c
 -- (dm_join_scripts) writes it into the script, as the line right after the shebang, when the
 -- script is loaded (every argument costs every call about a thousand instructions, and
 -- tonumber as many again; a constant costs nothing):
 --   RETENTION_MS (window + grace: an item's expiry is its arrival plus this), PARKED_TTL (the
 --   parked hashes' TTL in ms, text: they outlive their items, so the sweeper can still report
---   an expired one), MAX_SKEW_MS, WINDOW_MS, MAPPING_TTL (text) and MAPPING_TTL_MS,
+--   an expired one), WINDOW_MS, MAPPING_TTL (text) and MAPPING_TTL_MS,
 --   MAX_BUILDS, MAX_LOCATIONS (parked pushes and delete records per digest), MAX_TAGS (per
 --   location), and to route findings after an edge MIN_RANK (routing.min_severity as a rank,
 --   0 critical … 4 unknown), FINDINGS_TTL_MS and MAX_FINDINGS (lib.lua route_findings; only
@@ -61,11 +62,11 @@
 -- Numbers that go to Redis as they are (the TTLs) are text: Redis would format a Lua number.
 -- Returns one integer (a table costs Redis about 8 k instructions to turn into a reply, an
 -- integer next to nothing), correlator/dm_join.c reads it back:
---   bit 0 event time replaced, bit 1 duplicate (seen before, nothing new), bit 2 delete
+--   bit 0 unused (0: dm_join.c knows whether it replaced the event time), bit 1 duplicate (seen before, nothing new), bit 2 delete
 --   recorded, bits 3-4 finding.routed records (0 or 1), bits 5-25 items evicted by the
 --   per-digest bounds, from bit 26 edges emitted (both at most a hash's items, which the limits
 --   keep at 100000: configs/README.md);
--- so the common call (below) returns only "event time replaced": everything else is 0 there.
+-- so the common call (below) returns 0.
 --
 -- Work per call is bounded by the limits: one event reads at most max builds (a push) or max
 -- locations (a build) parked items of the other side and so emits at most that many edges;
@@ -80,26 +81,10 @@
 -- on every call, so what only the other paths use is defined after it.
 
 local kind, field, members = ARGV[1], ARGV[2], ARGV[3]
-local arrival = tonumber(ARGV[5])
-
--- t, and its text for the stored item (the argument itself unless replaced). Numbers are
--- written with %d: Lua's own number-to-text (%.14g) costs several times more.
-local skewed = 0
-local t_text = ARGV[4]
-local t = tonumber(t_text) or 0
-if t <= 0 then
-  t, t_text = arrival, nil -- no event time given (a build without built_at): its arrival
-else
-  if t - arrival > MAX_SKEW_MS or arrival - t > MAX_SKEW_MS then
-    t, t_text = arrival, nil
-    skewed = 1
-  end
-end
-t_text = t_text or string.format('%d', t)
--- An item's expiry: retention after its latest arrival (a replayed arrival never moves an
--- expiry that a later arrival set back).
-local expiry = arrival + RETENTION_MS
-local x_text = string.format('%d', expiry)
+-- The event time and the expiry, as text: an item's expiry is retention after its latest
+-- arrival (a replayed arrival never moves an expiry that a later arrival set back). Numbers
+-- made here are written with %d: Lua's own number-to-text (%.14g) costs several times more.
+local t_text, x_text = ARGV[4], ARGV[5]
 
 local push = kind == 'p'
 local own, other, side, bound = KEYS[1], KEYS[2], 'r', MAX_LOCATIONS
@@ -116,10 +101,12 @@ if kind ~= 'd' then
     redis.call('ZADD', KEYS[4], 'LT', x_text, side .. string.sub(KEYS[1], -64))
     redis.call('HINCRBY', KEYS[5], side, '1')
     if push and redis.call('EXISTS', KEYS[3]) == 1 then redis.call('HDEL', KEYS[3], field) end
-    return skewed
+    return 0
   end
 end
 
+local t, expiry = tonumber(t_text), tonumber(x_text)
+local arrival = expiry - RETENTION_MS
 -- The time of this call: the arrival, or a replayed event's ARGV 6.
 local now = ARGV[6] and tonumber(ARGV[6]) or arrival
 local digest = string.sub(KEYS[1], -71)
@@ -185,9 +172,9 @@ if kind == 'd' then
     redis.call('PEXPIRE', KEYS[3], MAPPING_TTL)
     evict(KEYS[3], bound, loc, delete_age)
     L.emit(base .. 'out', 'image.deleted.v1', id, digest, data)
-    return skewed + 4 + evicted * 32
+    return 4 + evicted * 32
   end
-  return skewed + 2
+  return 2
 end
 
 -- Store the item (its stored text) and schedule its side of this digest for the sweeper
@@ -426,4 +413,4 @@ if edges > 0 and FINDINGS_TTL_MS then
       MAX_FINDINGS)
   end
 end
-return skewed + ((raw and edges == 0) and 2 or 0) + routed * 8 + evicted * 32 + edges * 67108864
+return ((raw and edges == 0) and 2 or 0) + routed * 8 + evicted * 32 + edges * 67108864
