@@ -12,7 +12,10 @@
 #        BENCH_SECONDS (3: each ceiling figure), BENCH_PORT / NGINX_PORT / NGINX_TLS_PORT (first
 #        free from 18090 / 18190 / 18290), BENCH_REV=<git rev> (as run.sh),
 #        SINK_PERF=<file prefix>: perf record digestmapd during each delivery (SINK_PERF_CG:
-#        perf's call-graph option, default -g)
+#        perf's call-graph option, default -g),
+#        SINK_NO_ID=1: records without their "id" field (an older writer's),
+#        SINK_CALLGRIND=<file prefix>: digestmapd under valgrind's callgrind, collecting only
+#        from the append to the last delivery (instructions per record; no ceilings)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -121,8 +124,14 @@ start_daemon() { # scheme max_inflight
 }
 JSON
     : > "$tmp/digestmapd.log"
-    "$daemon" --config "$tmp/config.json" 2>>"$tmp/digestmapd.log" & dm_pid=$!
-    for _ in $(seq 100); do
+    if [ -n "${SINK_CALLGRIND:-}" ]; then
+        valgrind --tool=callgrind --instr-atstart=no \
+            --callgrind-out-file="$SINK_CALLGRIND.$1-m$2" \
+            "$daemon" --config "$tmp/config.json" 2>>"$tmp/digestmapd.log" & dm_pid=$!
+    else
+        "$daemon" --config "$tmp/config.json" 2>>"$tmp/digestmapd.log" & dm_pid=$!
+    fi
+    for _ in $(seq 600); do
         grep -q 'msg="sink started"' "$tmp/digestmapd.log" \
             && curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return 0
         kill -0 "$dm_pid" 2>/dev/null || break
@@ -180,7 +189,7 @@ EOF
 # generated with), lengths or methods; last is the time of its last POST; conns the connections
 # its POSTs came on.
 cat > "$tmp/records.py" <<'PY'
-import hashlib, hmac, json, sys
+import hashlib, hmac, json, os, sys
 
 def template(path):
     [[_, fields]] = json.load(open(path))
@@ -206,9 +215,13 @@ if cmd == "gen":
     tpl = template(sys.argv[4])
     with open(sys.argv[5], "wb") as out:
         for i in range(n):
-            typ, digest, _, event = record(tpl, run, i)
-            out.write(resp("XADD", "dm:{0}:out", "*", "type", typ, "digest", digest,
-                           "event", event))
+            typ, digest, ce_id, event = record(tpl, run, i)
+            # The fields correlator/lua/lib.lua emit writes, the id included (SINK_NO_ID=1:
+            # without it, as an older writer: the sink then decodes the event for its id).
+            fields = ["type", typ, "digest", digest, "event", event]
+            if os.environ.get("SINK_NO_ID") != "1":
+                fields += ["id", ce_id]
+            out.write(resp("XADD", "dm:{0}:out", "*", *fields))
     print(len(tpl[3].encode()))
 else:
     log, secret, tpl = sys.argv[4], sys.argv[5].encode(), template(sys.argv[6])
@@ -286,8 +299,13 @@ sys.stdout.write(dict(zip(f[::2], f[1::2]))["event"])' > "$tmp/body.json"
     fi
     body_bytes=$(python3 "$tmp/records.py" gen "$run" "$records" "$tmp/template.json" "$tmp/records.resp")
 
-    read -r c_ka c_ka_cpu < <(ceiling "$sch" "$m" 0)
-    read -r c_close _ < <(ceiling "$sch" "$m" 1)
+    if [ -n "${SINK_CALLGRIND:-}" ]; then # no ceilings: only instructions count here
+        c_ka=0; c_ka_cpu=0; c_close=0
+        callgrind_control -i on "$dm_pid" >/dev/null
+    else
+        read -r c_ka c_ka_cpu < <(ceiling "$sch" "$m" 0)
+        read -r c_close _ < <(ceiling "$sch" "$m" 1)
+    fi
 
     perf_pid=""
     if [ -n "${SINK_PERF:-}" ]; then # profile digestmapd during the delivery (see README)
@@ -303,6 +321,13 @@ sys.stdout.write(dict(zip(f[::2], f[1::2]))["event"])' > "$tmp/body.json"
     wait_metric digestmap_sink_delivered_total $(( base + records )) 120 \
         || fail "$run: $(( $(metric digestmap_sink_delivered_total) - base )) of $records delivered after 120 s"
     d1=$(cpu_ticks "$dm_pid"); r1=$(cpu_ticks "$redis_pid"); n1=$(cpu_ticks "$nginx_pid")
+    if [ -n "${SINK_CALLGRIND:-}" ]; then
+        callgrind_control -i off "$dm_pid" >/dev/null
+        callgrind_control -d "$dm_pid" >/dev/null
+        ir=$(cat "$SINK_CALLGRIND.$run".* 2>/dev/null | awk '$1 == "totals:" || $1 == "summary:" {s += $2} END {print s + 0}')
+        echo "sink bench: $run: callgrind $(awk -v i="$ir" -v n="$records" 'BEGIN {printf "%.0f", i / n}')" \
+             "instructions per record ($ir in all; $SINK_CALLGRIND.$run.*)" >&2
+    fi
     if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
     retried=$(metric digestmap_sink_retries_total); dead=$(metric digestmap_sink_dead_lettered_total)
     resent=$(metric digestmap_sink_resent_total); reused=$(metric digestmap_sink_connections_reused_total)
@@ -348,5 +373,5 @@ printf '\n%-6s %4s %9s %9s %11s %8s %8s %6s %11s %8s %8s %8s\n' scheme m records
 for r in "${rows[@]}"; do
     IFS='|' read -r sch m rate ka kacpu cl conns dcpu rcpu ncpu <<< "$r"
     awk -v s="$sch" -v m="$m" -v r="$rate" -v a="$ka" -v kc="$kacpu" -v c="$cl" -v k="$conns" \
-        -v d="$dcpu" -v x="$rcpu" -v n="$ncpu" 'BEGIN {printf "%-6s %4s %9.0f %9.0f %11.0f %8.3f %8.3f %6s %9sus %6sus %6sus %6sus\n", s, m, r, a, c, r / a, r / c, k, kc, d, x, n}'
+        -v d="$dcpu" -v x="$rcpu" -v n="$ncpu" 'BEGIN {printf "%-6s %4s %9.0f %9.0f %11.0f %8.3f %8.3f %6s %9sus %6sus %6sus %6sus\n", s, m, r, a, c, a ? r / a : 0, c ? r / c : 0, k, kc, d, x, n}'
 done
