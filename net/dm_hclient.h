@@ -57,7 +57,9 @@ typedef struct dm_hclient_request_opts {
     const char *method;               /**< "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD" */
     const char *url;                  /**< http:// or https:// absolute URL */
     const dm_hclient_header *headers; /**< extra headers (Host, Connection and
-                                          Content-Length are set by the client) */
+                                          Content-Length are set by the client); one with a
+                                          line break in its name, or in its value other than
+                                          before a space or tab, is left out */
     size_t nheaders;
     const void *body; /**< copied; may be NULL */
     size_t body_len;
