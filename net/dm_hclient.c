@@ -26,6 +26,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,9 @@ typedef struct target {
 /* The URLs parsed last: a sink posts to one URL again and again, and parsing it took half a
  * dozen allocations per delivery. */
 #define URL_CACHE 8
+
+#define MAX_SPARE 256 /* finished requests kept for reuse */
+#define DEADLINES 4   /* distinct deadlines given a common timeout */
 typedef struct parsed_url {
     char *url; /* NULL: unused */
     bool lenient;
@@ -79,6 +83,17 @@ struct dm_hclient {
     LIST_HEAD(, dm_hclient_pool) pools;
     parsed_url urls[URL_CACHE];
     unsigned next_url; /* the entry replaced next */
+    /* Finished requests kept for the next ones, with their events and buffer: a sink makes a
+     * request per delivery, and each cost five allocations and two event_new. */
+    LIST_HEAD(, dm_hclient_req) spare;
+    unsigned nspare;
+    /* The deadlines' common timeouts (libevent keeps the events of one duration in a list, not
+     * its heap): one per timeout_ms seen, the first DEADLINES of them. */
+    struct {
+        int ms;
+        const struct timeval *tv;
+    } deadlines[DEADLINES];
+    unsigned ndeadlines;
 };
 
 struct dm_hclient_req {
@@ -87,20 +102,17 @@ struct dm_hclient_req {
     void *arg;
     dm_hclient_pool *pool; /* NULL: a connection of its own */
     dm_hconn *k;           /* the connection it is sent on; NULL once handed back to its pool */
-    dm_hdest dest;         /* where it goes (dest.host owned) */
-    /* What is sent, kept for a resend on a new connection (one allocation: `blob`). The
-     * head's header lines are formatted once, as one header of libevent's: its name
-     * `head_name`, its value `head_value` (the rest of the block, see head_block). */
+    dm_hdest dest;         /* where it goes (dest.host in blob) */
+    /* What is sent, kept for a resend on a new connection (in `blob`). The head's header
+     * lines are formatted once, as one header of libevent's: its name `head_name`, its value
+     * `head_value` (the rest of the block, see new_request). */
     enum evhttp_cmd_type method;
-    char *blob;
     const char *path, *body;
     const char *head_name, *head_value;
     size_t head_name_len, head_value_len;
     size_t body_len;
     struct timeval timeout;
     size_t max_body;
-    struct event *deadline;
-    struct event *reap;             /* deferred: hand over a result, or resend; then release */
     bool starting;                  /* inside dm_hclient_request, or (re)starting from reap */
     bool done;                      /* a result is known */
     bool reused;                    /* the first try went out on a kept-alive connection */
@@ -117,7 +129,12 @@ struct dm_hclient_req {
     bool have_req_err;
     enum evhttp_request_error req_err;
     int sock_err;
-    LIST_ENTRY(dm_hclient_req) link; /* in c->reqs */
+    LIST_ENTRY(dm_hclient_req) link; /* in c->reqs, or in c->spare */
+    /* Kept when the request is reused (c->spare); everything above is cleared. */
+    struct event *deadline;
+    struct event *reap; /* deferred: hand over a result, or resend; then release */
+    char *blob;         /* path, host, head and body (one allocation) */
+    size_t blob_size;
 };
 
 /*---- Small helpers ----------------------------------------------------------------------*/
@@ -229,8 +246,67 @@ static void req_free(dm_hclient_req *r)
     if (r->have_headers)
         evhttp_clear_headers(&r->headers_in);
     free(r->blob);
-    free((char *)r->dest.host);
     free(r);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg);
+static void on_reap(evutil_socket_t fd, short what, void *arg);
+
+/* A finished request, unlinked from c->reqs (its events are not pending): kept in c->spare for
+ * the next request, or freed. */
+static void req_release(dm_hclient_req *r)
+{
+    dm_hclient *c = r->c;
+    if (c->nspare >= MAX_SPARE) {
+        req_free(r);
+        return;
+    }
+    if (r->k)
+        dm_hconn_free(r->k);
+    r->k = NULL;
+    if (r->have_headers)
+        evhttp_clear_headers(&r->headers_in);
+    r->have_headers = false;
+    LIST_INSERT_HEAD(&c->spare, r, link);
+    c->nspare++;
+}
+
+/* A cleared request: a spare one, or a new one with its events; NULL when they cannot be
+ * created. */
+static dm_hclient_req *req_get(dm_hclient *c)
+{
+    dm_hclient_req *r = LIST_FIRST(&c->spare);
+    if (r) {
+        LIST_REMOVE(r, link);
+        c->nspare--;
+        memset(r, 0, offsetof(dm_hclient_req, deadline));
+        return r;
+    }
+    r = dm_xcalloc(1, sizeof *r);
+    r->deadline = evtimer_new(c->base, on_deadline, r);
+    r->reap = event_new(c->base, -1, 0, on_reap, r);
+    if (!r->deadline || !r->reap) {
+        req_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* @p ms as a common timeout of c->base when it is one of the first DEADLINES durations, else
+ * @p tv itself. */
+static const struct timeval *deadline_tv(dm_hclient *c, int ms, const struct timeval *tv)
+{
+    for (unsigned i = 0; i < c->ndeadlines; i++)
+        if (c->deadlines[i].ms == ms)
+            return c->deadlines[i].tv;
+    if (c->ndeadlines == DEADLINES)
+        return tv;
+    const struct timeval *common = event_base_init_common_timeout(c->base, tv);
+    if (!common)
+        return tv;
+    c->deadlines[c->ndeadlines].ms = ms;
+    c->deadlines[c->ndeadlines++].tv = common;
+    return common;
 }
 
 static void call_back(dm_hclient_req *r, const char *body, size_t len)
@@ -281,7 +357,7 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
     }
     call_back(r, NULL, 0); /* a failure found while starting, not handed over yet */
     LIST_REMOVE(r, link);
-    req_free(r); /* frees this very event: libevent allows that from its callback */
+    req_release(r); /* frees or keeps this very event: libevent allows both from its callback */
 }
 
 /* The request's result is known (once). A response body, when there is one, is passed to the
@@ -570,6 +646,7 @@ dm_hclient *dm_hclient_new(struct event_base *base, char *err, size_t errlen)
     c->base = base;
     LIST_INIT(&c->trusts);
     LIST_INIT(&c->reqs);
+    LIST_INIT(&c->spare);
     LIST_INIT(&c->pools);
     c->dns =
         evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
@@ -587,6 +664,10 @@ void dm_hclient_free(dm_hclient *c)
         return;
     dm_hclient_req *r;
     while ((r = LIST_FIRST(&c->reqs)) != NULL) { /* first: their connections are pools' */
+        LIST_REMOVE(r, link);
+        req_free(r);
+    }
+    while ((r = LIST_FIRST(&c->spare)) != NULL) {
         LIST_REMOVE(r, link);
         req_free(r);
     }
@@ -716,12 +797,17 @@ static void keep_sendable(dm_hclient_req *r, const dm_hclient_request_opts *o, c
     bool with_len = sends_length(o, r->method);
     if (with_len)
         snprintf(len, sizeof len, "%zu", o->body_len);
-    size_t path_n = strlen(t->path) + 1, host_n = strlen(t->host_header);
-    size_t n =
-        path_n + sizeof "Content-Length" + strlen(len) + sizeof "\r\nHost: " + host_n + o->body_len;
+    size_t path_n = strlen(t->path) + 1, host_n = strlen(t->host_header),
+           dest_n = strlen(t->host) + 1;
+    size_t n = path_n + dest_n + sizeof "Content-Length" + strlen(len) +
+               sizeof "\r\nHost: " + host_n + o->body_len;
     for (size_t i = 0; i < o->nheaders; i++)
         n += strlen(o->headers[i].name) + strlen(o->headers[i].value) + 4;
-    r->blob = dm_xmalloc(n);
+    if (n > r->blob_size) { /* a spare request's buffer is reused when it is large enough */
+        free(r->blob);
+        r->blob = dm_xmalloc(n);
+        r->blob_size = n;
+    }
     char *p = r->blob;
 #define PUT(src, len)            \
     do {                         \
@@ -731,6 +817,8 @@ static void keep_sendable(dm_hclient_req *r, const dm_hclient_request_opts *o, c
 #define PUTS(str) PUT((str), strlen(str))
     r->path = p;
     PUT(t->path, path_n);
+    r->dest.host = p;
+    PUT(t->host, dest_n);
     r->head_name = p;
     PUTS(with_len ? "Content-Length" : "Host");
     r->head_name_len = (size_t)(p - r->head_name);
@@ -772,7 +860,11 @@ dm_hclient_req *dm_hclient_request(dm_hclient *c, const dm_hclient_request_opts 
     if (t->tls && !(ctx = find_ctx(c, o->ca_file, err, errlen)))
         return NULL;
 
-    dm_hclient_req *r = dm_xcalloc(1, sizeof *r);
+    dm_hclient_req *r = req_get(c);
+    if (!r) {
+        snprintf(err, errlen, "cannot create events");
+        return NULL;
+    }
     r->c = c;
     r->cb = cb;
     r->arg = arg;
@@ -783,17 +875,9 @@ dm_hclient_req *dm_hclient_request(dm_hclient *c, const dm_hclient_request_opts 
     r->max_body = o->max_body;
     r->timeout = (struct timeval){o->timeout_ms / 1000, (o->timeout_ms % 1000) * 1000};
     r->dest.port = t->port;
-    r->dest.host = dm_xstrdup(t->host);
     keep_sendable(r, o, t);
-    r->deadline = evtimer_new(c->base, on_deadline, r);
-    r->reap = event_new(c->base, -1, 0, on_reap, r);
-    if (!r->deadline || !r->reap) {
-        snprintf(err, errlen, "cannot create events");
-        req_free(r);
-        return NULL;
-    }
     LIST_INSERT_HEAD(&c->reqs, r, link);
-    event_add(r->deadline, &r->timeout);
+    event_add(r->deadline, deadline_tv(c, o->timeout_ms, &r->timeout));
     r->starting = true;
     start(r);
     r->starting = false;

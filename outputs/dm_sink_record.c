@@ -42,10 +42,11 @@ typedef enum {
 struct dm_sink_rec {
     dm_sink_held *h;
     unsigned shard;
-    char *id;                    /* stream entry id; one allocation holds the four strings */
+    char *id;                    /* stream entry id; the record's allocation holds the strings */
     char *type, *digest, *event; /* the entry's fields ("" when absent) */
     size_t event_len;
-    char *ce_id; /* the CloudEvent id, NULL when the event has none */
+    char *ce_id;       /* the CloudEvent id, NULL when the event has none */
+    bool ce_id_malloc; /* ce_id is an allocation of its own (decoded from the event) */
     char sig[DM_SIGN_LEN];
     int attempts;
     int status;                    /* of the last attempt (0: none) */
@@ -175,9 +176,9 @@ static void rec_free(rec *r)
         dm_hclient_cancel(r->req);
     if (r->timer)
         event_free(r->timer);
-    free(r->id); /* and the type, digest and event after it */
-    free(r->ce_id);
-    free(r);
+    if (r->ce_id_malloc)
+        free(r->ce_id);
+    free(r); /* and its strings after it */
 }
 
 void dm_sink_held_clear(dm_sink_held *h)
@@ -279,13 +280,16 @@ static const redisReply *field(const redisReply *fields, const char *name)
 static rec *rec_new(dm_sink_held *h, unsigned shard, const char *id, const redisReply *type,
                     const redisReply *digest, const redisReply *event, const redisReply *ceid)
 {
-    rec *r = dm_xcalloc(1, sizeof *r);
+    size_t id_n = strlen(id) + 1, type_n = type ? type->len + 1 : 1,
+           digest_n = digest ? digest->len + 1 : 1, event_n = event ? event->len + 1 : 1,
+           ceid_n = ceid && ceid->len > 0 ? ceid->len + 1 : 0;
+    /* One allocation per record: the record, then its strings. */
+    rec *r = dm_xmalloc(sizeof *r + id_n + type_n + digest_n + event_n + ceid_n);
+    memset(r, 0, sizeof *r);
     r->h = h;
     r->shard = shard;
-    size_t id_n = strlen(id) + 1, type_n = type ? type->len + 1 : 1,
-           digest_n = digest ? digest->len + 1 : 1;
-    r->event_len = event ? event->len : 0;
-    r->id = dm_xmalloc(id_n + type_n + digest_n + r->event_len + 1);
+    r->event_len = event_n - 1;
+    r->id = (char *)(r + 1);
     r->type = r->id + id_n;
     r->digest = r->type + type_n;
     r->event = r->digest + digest_n;
@@ -298,9 +302,14 @@ static rec *rec_new(dm_sink_held *h, unsigned shard, const char *id, const redis
     r->event[r->event_len] = '\0';
     /* The entry's "id" field is the event's id (lib.lua emit writes both); an entry without
      * it has its document decoded. */
-    r->ce_id = ceid && ceid->len > 0 ? dm_xstrndup(ceid->str, ceid->len)
-               : event               ? dm_sink_cloudevent_id(r->event, r->event_len)
-                                     : NULL;
+    if (ceid_n) {
+        r->ce_id = r->event + event_n;
+        memcpy(r->ce_id, ceid->str, ceid_n - 1);
+        r->ce_id[ceid_n - 1] = '\0';
+    } else if (event) {
+        r->ce_id = dm_sink_cloudevent_id(r->event, r->event_len);
+        r->ce_id_malloc = r->ce_id != NULL;
+    }
     r->timer = evtimer_new(h->g->all->base, on_rec_timer, r);
     if (!r->timer) {
         rec_free(r);
