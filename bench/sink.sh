@@ -13,6 +13,7 @@
 #        free from 18090 / 18190 / 18290), BENCH_REV=<git rev> (as run.sh),
 #        SINK_PERF=<file prefix>: perf record digestmapd during each delivery (SINK_PERF_CG:
 #        perf's call-graph option, default -g),
+#        SINK_SYSCALLS=1: digestmapd's system calls per record (perf stat, during the delivery),
 #        SINK_NO_ID=1: records without their "id" field (an older writer's),
 #        SINK_CALLGRIND=<file prefix>: digestmapd under valgrind's callgrind, collecting only
 #        from the append to the last delivery (instructions per record; no ceilings)
@@ -312,6 +313,13 @@ sys.stdout.write(dict(zip(f[::2], f[1::2]))["event"])' > "$tmp/body.json"
         perf record -q -e cpu-clock ${SINK_PERF_CG:--g} -p "$dm_pid" -o "$SINK_PERF.$run" 2>/dev/null & perf_pid=$!
         sleep 0.5
     fi
+    stat_pid=""
+    if [ -n "${SINK_SYSCALLS:-}" ]; then # count digestmapd's system calls during the delivery
+        perf stat -x, -o "$tmp/syscalls.$run" -p "$dm_pid" -e raw_syscalls:sys_enter \
+            $(printf -- '-e syscalls:sys_enter_%s ' epoll_wait epoll_ctl writev readv read write \
+                ioctl sendmsg recvmsg sendto recvfrom) 2>/dev/null & stat_pid=$!
+        sleep 0.5
+    fi
     rcli CONFIG RESETSTAT >/dev/null
     d0=$(cpu_ticks "$dm_pid"); r0=$(cpu_ticks "$redis_pid"); n0=$(cpu_ticks "$nginx_pid")
     t0=$(now)
@@ -329,6 +337,12 @@ sys.stdout.write(dict(zip(f[::2], f[1::2]))["event"])' > "$tmp/body.json"
              "instructions per record ($ir in all; $SINK_CALLGRIND.$run.*)" >&2
     fi
     if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
+    if [ -n "$stat_pid" ]; then
+        kill -INT "$stat_pid"; wait "$stat_pid" || true
+        echo "sink bench: $run: system calls per record:" "$(awk -F, -v n="$records" '
+            $3 ~ /sys_enter/ && $1 + 0 > 0 {sub(/.*sys_enter_?/, "", $3); printf "%s %.2f  ", ($3 == "" ? "all" : $3), $1 / n}' \
+            "$tmp/syscalls.$run")" >&2
+    fi
     retried=$(metric digestmap_sink_retries_total); dead=$(metric digestmap_sink_dead_lettered_total)
     resent=$(metric digestmap_sink_resent_total); reused=$(metric digestmap_sink_connections_reused_total)
     delivered=$(( $(metric digestmap_sink_delivered_total) - base ))

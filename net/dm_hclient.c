@@ -568,14 +568,13 @@ static char *ev_strndup(const char *s, size_t len)
 /* libevent's request for @p r: callbacks, head and body; NULL when it cannot be made.
  *
  * The head's header lines go in as one header of libevent's whose value holds the following
- * lines (head_block): evhttp writes each header as "name: value\r\n", so the bytes sent are
+ * lines (keep_sendable): evhttp writes each header as "name: value\r\n", so the bytes sent are
  * those of separate headers, but a request costs one header object of libevent's (three
  * allocations) instead of one per header (three allocations, a strcasecmp scan and a printf
  * each: about a fifth of the daemon's instructions per sink delivery, bench/README.md). The
- * header is linked in directly because evhttp_add_header refuses a line break in a value;
- * every value in the block was checked as evhttp_add_header would (head_block). libevent
- * frees it with the request, with its own free (the default: the daemon never replaces
- * libevent's allocator). */
+ * header is linked in directly (evhttp_add_header refuses a line break in a value; each value
+ * in the block was checked as it would: header_ok). libevent frees it with the request, with
+ * free (the daemon never replaces libevent's allocator). */
 static struct evhttp_request *new_request(dm_hclient_req *r)
 {
     struct evhttp_request *req = evhttp_request_new(on_done, r);
@@ -634,8 +633,12 @@ static void start(dm_hclient_req *r)
         return;
     }
     /* A failure may already run on_done (and finish) from inside this call. */
-    if (evhttp_make_request(k->evcon, req, r->method, r->path) != 0)
+    if (evhttp_make_request(k->evcon, req, r->method, r->path) != 0) {
         fail(r, "%s", "cannot send the request");
+        return;
+    }
+    if (r->reused && !r->done)
+        dm_hconn_flush(k); /* an idle connection: the request was dispatched at once */
 }
 
 /*---- API --------------------------------------------------------------------------------*/

@@ -91,6 +91,30 @@ static void on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info,
     }
 }
 
+/* evhttp writes a request from the write event it enables when the request is made, and turns
+ * write interest off again once written: two epoll_ctl per delivery on a kept-alive
+ * connection, and a loop turn between making the request and sending it. Writing at once does
+ * what libevent's socket bufferevent does on that event (bufferevent_writecb: unfreeze the
+ * output's start, write, freeze it, and call the write callback when the output is empty), so
+ * the write interest is added and removed within one turn, which the epoll changelist folds
+ * away. evhttp's write callback (evhttp_write_connectioncb) itself checks that the output is
+ * empty before it starts reading the answer. */
+void dm_hconn_flush(dm_hconn *k)
+{
+    if (k->tls || k->closed)
+        return;
+    struct bufferevent *bev = dm_hconn_bev(k);
+    struct evbuffer *out = bufferevent_get_output(bev);
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    if (fd < 0 || evbuffer_get_length(out) == 0)
+        return;
+    evbuffer_unfreeze(out, 1);
+    int n = evbuffer_write(out, fd);
+    evbuffer_freeze(out, 1);
+    if (n > 0 && evbuffer_get_length(out) == 0)
+        bufferevent_trigger(bev, EV_WRITE, 0);
+}
+
 /* A bufferevent that speaks TLS to @p host and verifies it, resuming @p session when given;
  * NULL on failure (the caller must then not fall back to a plain connection). */
 static struct bufferevent *tls_bufferevent(struct event_base *base, SSL_CTX *ctx, const char *host,

@@ -107,6 +107,15 @@ dm_hconn *dm_hconn_new(struct event_base *base, struct evdns_base *dns, dm_hclie
 /** Close and free @p k (never from inside one of its libevent callbacks). */
 void dm_hconn_free(dm_hconn *k);
 
+/**
+ * Write what evhttp has just queued on @p k (a plain connection that was idle: the request was
+ * dispatched at once) now, from the loop turn that made the request, and when all of it went
+ * out, hand evhttp its write callback: evhttp then waits for the answer without ever having
+ * asked for write readiness (see dm_hconn.c). Anything left, and any error, takes libevent's
+ * usual path (the write event). Never for TLS (the bytes must go through OpenSSL).
+ */
+void dm_hconn_flush(dm_hconn *k);
+
 /** @p k's bufferevent. */
 struct bufferevent *dm_hconn_bev(const dm_hconn *k);
 
