@@ -26,7 +26,7 @@ typedef struct submit_ctx {
 #define PARK_EVICTED_BITS  21
 #define PARK_EDGES_SHIFT   26
 
-static dm_join_result park_result(long long v)
+dm_join_result dm_join_park_result(long long v)
 {
     unsigned long long u = v < 0 ? 0 : (unsigned long long)v;
     return (dm_join_result){
@@ -137,7 +137,7 @@ static void on_park(int err, redisReply *rep, void *arg)
         cb(DM_EREDIS, NULL, cb_arg);
         return;
     }
-    dm_join_result res = park_result(rep->integer);
+    dm_join_result res = dm_join_park_result(rep->integer);
     res.skewed = skewed;
     if (res.routed > 0)
         dm_metrics_add(DM_M_FINDINGS_ROUTED, (uint64_t)res.routed);

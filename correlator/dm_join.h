@@ -89,6 +89,13 @@ int dm_join_submit_at(dm_redis *r, const dm_join_conf *conf, const dm_event *ev,
  */
 bool dm_join_retryable(int err, const dm_join_result *res);
 
+/**
+ * park.lua's reply decoded (its header: one integer, bit 1 duplicate, bit 2 delete recorded,
+ * bits 3-4 finding.routed records, bits 5-25 items evicted, from bit 26 edges); `skewed` and
+ * `refused` are not in it (false). A negative integer decodes as nothing at all.
+ */
+dm_join_result dm_join_park_result(long long v);
+
 /** The key that routes commands to the shard of @p digest (its output stream, @p buf of
  *  DM_KEY_BUFLEN): a WAIT after a park goes where the park went. Returns @p buf. */
 char *dm_join_route_key(char *buf, const dm_join_conf *conf, const char *digest);

@@ -3,7 +3,7 @@
 -- sweeper's, the queries', findings.lua and exposure.lua.
 --
 -- Time is Redis's own clock (TIME), so every instance sweeping or answering judges expiry alike.
--- park.lua does not take it: an event's arrival is digestmapd's clock (park.lua ARGV 5), which
+-- park.lua does not take it: an event's arrival is digestmapd's clock (in park.lua's ARGV 5), which
 -- saves the call a TIME and two tonumber (about a tenth of a push's cost to Redis); so the
 -- instances' clocks and Redis's must agree (NTP), as the window already assumes of the payloads'
 -- event times (docs/park-path.md "Whose clock"). Reading TIME before a write is allowed: Redis

@@ -23,6 +23,7 @@
 --     <p>:{s}:mi:<digest> zset  the edge ids of m, score 0 (query.lua pages by id)
 --     <p>:{s}:out         stream of output records (contract)
 --     <p>:{s}:ix:…        the query indexes (see index_one)
+--     <p>:{s}:ixn         string  the shard's edge counter that picks the trimming edges
 --     <p>:{s}:fs:<digest> the findings summary, read after an edge (lib.lua route_findings)
 --   A proxy or a future Redis that refuses undeclared keys outright would need them declared.
 -- The digest is the end of KEYS[1].
@@ -172,7 +173,7 @@ if kind == 'd' then
     redis.call('PEXPIRE', KEYS[3], MAPPING_TTL)
     evict(KEYS[3], bound, loc, delete_age)
     L.emit(base .. 'out', 'image.deleted.v1', id, digest, data)
-    return 4 + evicted * 32
+    return 4 + math.min(evicted, 2097151) * 32
   end
   return 2
 end
@@ -264,15 +265,16 @@ end
 -- exist together or not at all; the caller could not declare them: it does not know which
 -- builds a push joins.
 -- Expiry: an entry is kept mapping_ttl after its edge was confirmed (like the mapping itself),
--- trimmed by mappings.lua on every read and by the writes of one edge in 16, those whose id
--- (SHA-1 hex) starts with "0", at most INDEX_TRIM_BATCH entries a time so no
+-- trimmed by mappings.lua on every read and by the writes of one edge in 16 of the shard (every
+-- 16th edge the shard's counter <p>:{s}:ixn counts: not chosen by anything a sender sends, so
+-- no sender can steer its edges around the trims), at most INDEX_TRIM_BATCH entries a time so no
 -- call does unbounded work (mappings.lua never answers an expired entry left over); the key
 -- expires mapping_ttl after its newest entry, so a quiet index vanishes. A trim is a call
 -- (about 7 k instructions) that nearly always finds nothing: one write in 16 trims, and since
 -- it may take up to 1000 expired entries where the 16 writes added 16, the expired entries an
 -- index holds stay about those confirmed in the time of its last 16 writes, mapping_ttl ago
 -- (docs/park-path.md "Query indexes").
-local INDEX_TRIM_BATCH, INDEX_TRIM_FIRST = 1000, 48 -- string.byte('0')
+local INDEX_TRIM_BATCH, INDEX_TRIM_EVERY = 1000, 16
 local member_time = string.format('%013d', 9999999999999 - now)
 local stale -- the trim's bound (made by the first trim)
 local mkey, mikey = base .. 'm:' .. digest, base .. 'mi:' .. digest
@@ -334,7 +336,7 @@ local function join(loc, p, pushed_at, rk, b)
   redis.call('PEXPIRE', mikey, MAPPING_TTL)
   L.emit(base .. 'out', 'mapping.confirmed.v1', id, digest, data)
   local entry = member_time .. '|' .. digest .. '|' .. id
-  local trim = string.byte(id) == INDEX_TRIM_FIRST
+  local trim = redis.call('INCR', base .. 'ixn') % INDEX_TRIM_EVERY == 0
   index_one(base .. 'ix:img:' .. loc, entry, trim)
   if is_str(repo) and repo ~= '' then index_one(base .. 'ix:repo:' .. repo, entry, trim) end
   if is_str(run) then index_one(base .. 'ix:run:' .. run, entry, trim) end
@@ -413,4 +415,7 @@ if edges > 0 and FINDINGS_TTL_MS then
       MAX_FINDINGS)
   end
 end
-return ((raw and edges == 0) and 2 or 0) + routed * 8 + evicted * 32 + edges * 67108864
+-- evicted is at most a hash's items over its bound (the limits cap bounds at 100000); clamped to
+-- its 21 bits all the same, so a hash grown before a bound was lowered cannot spill into edges.
+return ((raw and edges == 0) and 2 or 0) + routed * 8 + math.min(evicted, 2097151) * 32
+  + edges * 67108864

@@ -77,18 +77,13 @@ digest_in() {
     done
 }
 
-# digest_trimming YES|NO IMAGE_REPOSITORY RUN_ID: a fresh digest whose edge (edge DIGEST … RUN_ID
-# IMAGE_REPOSITORY, host contoso.azurecr.io) trims its indexes (YES) or not (NO): park.lua trims
-# on the writes of the edges whose id, sha1("<location>@<digest>|github/<run id>/1") in hex,
-# starts with 0.
+# digest_trimming YES|NO IMAGE_REPOSITORY RUN_ID: a fresh digest of shard 0 whose edge (edge
+# DIGEST … RUN_ID IMAGE_REPOSITORY) trims its indexes (YES) or not (NO): park.lua trims on every
+# 16th edge of a shard, counted in dm:{0}:ixn, so the counter is set for the next edge to be the
+# 16th (YES: 15, INCR gives 16) or not (NO: 0, INCR gives 1).
 digest_trimming() {
-    local d first
-    while :; do
-        d=$(random_digest)
-        first=$(printf '%s' "contoso.azurecr.io/$2@$d|github/$3/1" | sha1sum | cut -c1)
-        if [ "$1" == YES ]; then [ "$first" == 0 ] && break; else [ "$first" != 0 ] && break; fi
-    done
-    echo "$d"
+    if [ "$1" == YES ]; then rcli set 'dm:{0}:ixn' 15 >/dev/null; else rcli set 'dm:{0}:ixn' 0 >/dev/null; fi
+    random_digest
 }
 
 # walked: the digests of the last walk, in order, space separated.
@@ -232,7 +227,7 @@ check "expired entries are not answered, though their mapping lives" "$dold" "$D
 check "one read trims 1000 expired entries" 201 "$(rcli zcard 'dm:{0}:ix:repo:acme/old')"
 ask "repository=acme/old&limit=1"
 check "the next read trims the rest" "$dold 1" "$DIGS $(rcli zcard 'dm:{0}:ix:repo:acme/old')"
-# and writes: one edge in 16 (its id starts with 0) trims each of its indexes, at most 1000
+# and writes: every 16th edge of a shard (dm:{0}:ixn) trims each of its indexes, at most 1000
 # expired entries each, so a backlog far larger than the 16 entries those writes add goes too;
 # the other writes leave expired entries to it and to the reads
 args=()
@@ -240,10 +235,10 @@ for k in $(seq 1 1200); do args+=(0 "$(printf '%013d' $((9999999999999 - old_ms 
 rcli zadd 'dm:{0}:ix:repo:acme/old2' "${args[@]}" >/dev/null
 dw=$(digest_trimming NO team/old2 811)
 edge "$dw" acme/old2 811 team/old2
-check "a write whose edge id does not start with 0 trims nothing" 1201 "$(rcli zcard 'dm:{0}:ix:repo:acme/old2')"
+check "a write that is not its shard's 16th edge trims nothing" 1201 "$(rcli zcard 'dm:{0}:ix:repo:acme/old2')"
 dt=$(digest_trimming YES team/old2 812)
 edge "$dt" acme/old2 812 team/old2
-check "a write whose edge id starts with 0 trims 1000 expired entries" 202 "$(rcli zcard 'dm:{0}:ix:repo:acme/old2')"
+check "the shard's 16th edge's write trims 1000 expired entries" 202 "$(rcli zcard 'dm:{0}:ix:repo:acme/old2')"
 dt2=$(digest_trimming YES team/old2 813)
 edge "$dt2" acme/old2 813 team/old2
 check "the next such write trims the rest" 3 "$(rcli zcard 'dm:{0}:ix:repo:acme/old2')"
@@ -421,10 +416,10 @@ rcli zadd "$ix" 0 "$(printf '%013d' $((9999999999999 - aged)))|${ma#*|}" >/dev/n
 check "expired entry still stored until a trimming write or a read" 2 "$(rcli zcard "$ix")"
 ed=$(digest_trimming NO team/short 604)
 edge "$ed" acme/short 604 team/short
-check "a write of an edge whose id does not start with 0 leaves it" 3 "$(rcli zcard "$ix")"
+check "a write that is not its shard's 16th edge leaves it" 3 "$(rcli zcard "$ix")"
 ec=$(digest_trimming YES team/short 603)
 edge "$ec" acme/short 603 team/short
-check "a write of an edge whose id starts with 0 trims expired entries" 3 "$(rcli zcard "$ix")"
+check "the shard's 16th edge's write trims expired entries" 3 "$(rcli zcard "$ix")"
 ask "repository=acme/short"
 check "trimmed entry gone from the answer" "$ec $ed $eb" "$DIGS"
 answers_empty() { ask "repository=acme/short"; [ "$STATUS $DIGS" == "200 " ]; }

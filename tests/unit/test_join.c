@@ -237,6 +237,31 @@ static void test_scripts_for_conf(void **state)
     assert_ptr_equal(dm_join_scripts(&a), s);
 }
 
+/* park.lua's packed reply at its fields' limits: no field spills into its neighbours. */
+static void test_park_result_fields(void **state)
+{
+    (void)state;
+    const long long ev_max = (1LL << 21) - 1;
+    dm_join_result r = dm_join_park_result(1 * 8 + ev_max * 32 + 5 * (1LL << 26));
+    assert_int_equal(r.routed, 1);
+    assert_int_equal(r.evicted, ev_max);
+    assert_int_equal(r.edges, 5);
+    assert_int_equal(r.duplicate, 0);
+    assert_int_equal(r.deleted, 0);
+    r = dm_join_park_result(2);
+    assert_int_equal(r.duplicate, 1);
+    assert_int_equal(r.edges + r.evicted + r.routed + r.deleted, 0);
+    r = dm_join_park_result(4 + 3 * 32);
+    assert_int_equal(r.deleted, 1);
+    assert_int_equal(r.evicted, 3);
+    assert_int_equal(r.edges + r.duplicate + r.routed, 0);
+    r = dm_join_park_result(100000LL << 26);
+    assert_int_equal(r.edges, 100000);
+    assert_int_equal(r.evicted, 0);
+    r = dm_join_park_result(-1);
+    assert_int_equal(r.edges + r.duplicate + r.deleted + r.evicted + r.routed, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -244,7 +269,7 @@ int main(void)
         cmocka_unit_test(test_index_keys),       cmocka_unit_test(test_shard_of_digest),
         cmocka_unit_test(test_scripts_embedded), cmocka_unit_test(test_script_lists_agree),
         cmocka_unit_test(test_script_preludes),  cmocka_unit_test(test_script_flags),
-        cmocka_unit_test(test_scripts_for_conf),
+        cmocka_unit_test(test_scripts_for_conf), cmocka_unit_test(test_park_result_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
