@@ -129,6 +129,10 @@ static const struct {
     [DM_G_SPOOL_EVENTS] = {"digestmap_spool_events",
                            "Events in the local spool, not yet replayed."},
     [DM_G_SPOOL_BYTES] = {"digestmap_spool_bytes", "Bytes of the local spool's segments."},
+    [DM_G_REDIS_CLOCK_OFFSET_MS] = {"digestmap_redis_clock_offset_ms",
+                                    "digestmapd's clock minus Redis's TIME, in ms, as measured "
+                                    "at the last connection to Redis (park.lua takes arrivals "
+                                    "from digestmapd's clock)."},
     [DM_G_STREAM_GROUP_LAG] = {"digestmap_stream_group_lag",
                                "Largest backlog of a protected consumer group (last trim)."},
 };

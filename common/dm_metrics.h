@@ -64,14 +64,15 @@ typedef enum {
 } dm_metric;
 
 typedef enum {
-    DM_G_SWEEP_LAG_MS = 0, /**< age of the oldest expired item claimed by the last sweep */
-    DM_G_PARKED_REGISTRY,  /**< parked pushes (all shards), as of the last sweep */
-    DM_G_PARKED_BUILD,     /**< parked build digests (all shards), as of the last sweep */
-    DM_G_SSE_CLIENTS,      /**< open /v1/events/stream answers */
-    DM_G_SINK_INFLIGHT,    /**< webhook deliveries in flight or waiting to retry (all sinks) */
-    DM_G_STREAM_GROUP_LAG, /**< largest backlog of a protected consumer group, last trim */
-    DM_G_SPOOL_EVENTS,     /**< events in the spool (set by the spool's thread) */
-    DM_G_SPOOL_BYTES,      /**< bytes of the spool's segments */
+    DM_G_SWEEP_LAG_MS = 0,      /**< age of the oldest expired item claimed by the last sweep */
+    DM_G_PARKED_REGISTRY,       /**< parked pushes (all shards), as of the last sweep */
+    DM_G_PARKED_BUILD,          /**< parked build digests (all shards), as of the last sweep */
+    DM_G_SSE_CLIENTS,           /**< open /v1/events/stream answers */
+    DM_G_SINK_INFLIGHT,         /**< webhook deliveries in flight or waiting to retry (all sinks) */
+    DM_G_STREAM_GROUP_LAG,      /**< largest backlog of a protected consumer group, last trim */
+    DM_G_SPOOL_EVENTS,          /**< events in the spool (set by the spool's thread) */
+    DM_G_SPOOL_BYTES,           /**< bytes of the spool's segments */
+    DM_G_REDIS_CLOCK_OFFSET_MS, /**< digestmapd's clock minus Redis's, at the last connect */
     DM_G_COUNT
 } dm_gauge;
 

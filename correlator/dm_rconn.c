@@ -3,6 +3,7 @@
 #include "dm_rconn.h"
 #include "dm_log.h"
 #include "dm_metrics.h"
+#include "dm_time.h"
 
 #include <arpa/inet.h>
 #include <event2/dns.h>
@@ -433,6 +434,30 @@ static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata)
     leave(c);
 }
 
+/* Redis's TIME at connect, against our clock: park.lua takes an event's arrival from our clock
+ * while the sweeper and the queries judge expiry by Redis's (docs/park-path.md "Whose clock"),
+ * so a difference beyond a second is said once per connection and shown as a gauge. The reply
+ * comes a round trip after the command left: the offset is exact to within that. */
+#define CLOCK_WARN_MS 1000
+
+static void on_time_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)privdata;
+    dm_rconn *c = ac->data;
+    redisReply *rep = reply;
+    if (!c || c->ac != ac || !rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_STRING)
+        return; /* gone, or a proxy without TIME: nothing to compare */
+    long long sec = strtoll(rep->element[0]->str, NULL, 10);
+    long long usec = strtoll(rep->element[1]->str, NULL, 10);
+    int64_t offset = dm_now_ms() - (int64_t)(sec * 1000 + usec / 1000);
+    dm_metrics_set(DM_G_REDIS_CLOCK_OFFSET_MS, offset);
+    if (offset > CLOCK_WARN_MS || offset < -CLOCK_WARN_MS)
+        dm_warn("digestmapd's clock and redis's differ", "conn=%s offset_ms=%lld note=\"%s\"",
+                c->name, (long long)offset,
+                "synchronise both (NTP): arrivals are judged by this clock, expiry by redis's");
+}
+
 /* Connect to @p host (an IP literal) or the unix socket, and pipeline the set-up behind. */
 static void start_connect(dm_rconn *c, const char *host)
 {
@@ -466,6 +491,7 @@ static void start_connect(dm_rconn *c, const char *host)
         redisAsyncCommand(ac, on_setup_reply, NULL, "AUTH %s", c->password);
     if (c->db)
         redisAsyncCommand(ac, on_setup_reply, NULL, "SELECT %d", c->db);
+    redisAsyncCommand(ac, on_time_reply, NULL, "TIME");
     for (size_t i = 0; i < c->nscripts; i++)
         redisAsyncCommand(ac, on_setup_reply, c->shas[i], "SCRIPT LOAD %s", c->srcs[i]);
     if (c->nscripts == 0) {

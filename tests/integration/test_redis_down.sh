@@ -76,4 +76,10 @@ query_image "$d2"
 check "query after the restart" 200 "$STATUS"
 check "query mapping after the restart" 502 "$(jq -r '.mappings[0].build.run_id' <<<"$BODY")"
 check "redis_unavailable metric stops growing" "$unavail" "$(metric digestmap_redis_unavailable_total)"
+# every connection compares digestmapd's clock with Redis's TIME (docs/park-path.md "Whose
+# clock"): one machine, one clock, so the gauge is there and within a second, and no warning
+off=$(curl -s "http://127.0.0.1:$PORT/metrics" | awk '$1 == "digestmap_redis_clock_offset_ms" { print $2 }')
+check_match "clock offset gauge exported" '^-?[0-9]+$' "$off"
+check "clock offset within a second of Redis's" 1 "$(( off < 1000 && off > -1000 ? 1 : 0 ))"
+check "no clock warning" 0 "$(grep -c "clock and redis's differ" "$T/daemon.log")"
 finish
