@@ -21,6 +21,7 @@
 #include "dm_common.h"
 #include "dm_hclient.h"
 #include "dm_hconn.h"
+#include "dm_hhead.h"
 
 #include <sys/queue.h>
 
@@ -67,8 +68,9 @@ typedef struct target {
  * dozen allocations per delivery. */
 #define URL_CACHE 8
 
-#define MAX_SPARE 256 /* finished requests kept for reuse */
-#define DEADLINES 4   /* distinct deadlines given a common timeout */
+#define MAX_SPARE      256   /* finished requests kept for reuse */
+#define SPARE_BLOB_MAX 16384 /* a spare request keeps a buffer up to this size */
+#define DEADLINES      4     /* distinct deadlines given a common timeout */
 typedef struct parsed_url {
     char *url; /* NULL: unused */
     bool lenient;
@@ -138,44 +140,6 @@ struct dm_hclient_req {
 };
 
 /*---- Small helpers ----------------------------------------------------------------------*/
-
-static int method_of(const char *m, enum evhttp_cmd_type *out)
-{
-    static const struct {
-        const char *name;
-        enum evhttp_cmd_type type;
-    } methods[] = {
-        {"GET", EVHTTP_REQ_GET},       {"POST", EVHTTP_REQ_POST},   {"PUT", EVHTTP_REQ_PUT},
-        {"DELETE", EVHTTP_REQ_DELETE}, {"PATCH", EVHTTP_REQ_PATCH}, {"HEAD", EVHTTP_REQ_HEAD},
-    };
-    for (size_t i = 0; m && i < DM_ARRAY_LEN(methods); i++) {
-        if (strcmp(m, methods[i].name) == 0) {
-            *out = methods[i].type;
-            return DM_OK;
-        }
-    }
-    return DM_EINVAL;
-}
-
-/* @p list (a comma-separated header value) holds the token @p tok (case-insensitive). */
-static bool has_token(const char *list, const char *tok)
-{
-    size_t n = strlen(tok);
-    for (const char *p = list; *p;) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        const char *e = p;
-        while (*e && *e != ',')
-            e++;
-        const char *t = e;
-        while (t > p && (t[-1] == ' ' || t[-1] == '\t'))
-            t--;
-        if ((size_t)(t - p) == n && strncasecmp(p, tok, n) == 0)
-            return true;
-        p = e;
-    }
-    return false;
-}
 
 static SSL_CTX *new_ctx(const char *ca_file, char *err, size_t errlen)
 {
@@ -267,6 +231,11 @@ static void req_release(dm_hclient_req *r)
     if (r->have_headers)
         evhttp_clear_headers(&r->headers_in);
     r->have_headers = false;
+    if (r->blob_size > SPARE_BLOB_MAX) { /* a burst of large bodies is not kept 256 times */
+        free(r->blob);
+        r->blob = NULL;
+        r->blob_size = 0;
+    }
     LIST_INSERT_HEAD(&c->spare, r, link);
     c->nspare++;
 }
@@ -487,7 +456,7 @@ static bool reusable(const dm_hclient_req *r, const struct evhttp_request *req)
         return false;
     const struct evkeyvalq *h = req->input_headers;
     const char *connection = evhttp_find_header(h, "Connection");
-    if (connection && has_token(connection, "close"))
+    if (connection && dm_hhead_has_token(connection, "close"))
         return false;
     int code = req->response_code;
     bool framed =
@@ -767,37 +736,13 @@ static const target *find_target(dm_hclient *c, const dm_hclient_request_opts *o
     return &e->t;
 }
 
-/* What evhttp_add_header accepts (libevent 2.1.12, evhttp_header_is_valid_value and the name
- * check): no CR or LF in the name; in the value, line breaks only when followed by a space or
- * a tab (obsolete line folding). A header it would refuse was left out of the request, and
- * still is. */
-static bool header_ok(const char *name, const char *value)
-{
-    if (strpbrk(name, "\r\n"))
-        return false;
-    for (const char *p = value; (p = strpbrk(p, "\r\n")) != NULL;) {
-        p += strspn(p, "\r\n");
-        if (*p != ' ' && *p != '\t')
-            return false;
-    }
-    return true;
-}
-
-/* Content-Length is sent for a body, and as 0 for a POST, PUT or PATCH without one (evhttp
- * itself adds it for POST and PUT only, and not when the request names it). */
-static bool sends_length(const dm_hclient_request_opts *o, enum evhttp_cmd_type method)
-{
-    return o->body_len || method == EVHTTP_REQ_POST || method == EVHTTP_REQ_PUT ||
-           method == EVHTTP_REQ_PATCH;
-}
-
 /* Copy what @p r sends (path, head, body) into one allocation, kept for a resend. The head is
  * the header lines "Content-Length: n" (sends_length), "Host: h" and the caller's, formatted
  * now as "name" and "value\r\nname: value\r\n…value" for new_request. */
 static void keep_sendable(dm_hclient_req *r, const dm_hclient_request_opts *o, const target *t)
 {
     char len[24] = "";
-    bool with_len = sends_length(o, r->method);
+    bool with_len = dm_hhead_sends_length(o, r->method);
     if (with_len)
         snprintf(len, sizeof len, "%zu", o->body_len);
     size_t path_n = strlen(t->path) + 1, host_n = strlen(t->host_header),
@@ -832,7 +777,7 @@ static void keep_sendable(dm_hclient_req *r, const dm_hclient_request_opts *o, c
     }
     PUT(t->host_header, host_n);
     for (size_t i = 0; i < o->nheaders; i++) {
-        if (!header_ok(o->headers[i].name, o->headers[i].value))
+        if (!dm_hhead_header_ok(o->headers[i].name, o->headers[i].value))
             continue;
         PUTS("\r\n");
         PUTS(o->headers[i].name);
@@ -852,7 +797,7 @@ dm_hclient_req *dm_hclient_request(dm_hclient *c, const dm_hclient_request_opts 
                                    dm_hclient_cb cb, void *arg, char *err, size_t errlen)
 {
     enum evhttp_cmd_type method;
-    if (method_of(o->method, &method) != DM_OK) {
+    if (dm_hhead_method(o->method, &method) != DM_OK) {
         snprintf(err, errlen, "unsupported method");
         return NULL;
     }

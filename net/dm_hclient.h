@@ -56,10 +56,10 @@ typedef struct dm_hclient_header {
 typedef struct dm_hclient_request_opts {
     const char *method;               /**< "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD" */
     const char *url;                  /**< http:// or https:// absolute URL */
-    const dm_hclient_header *headers; /**< extra headers (Host, Connection and
-                                          Content-Length are set by the client); one with a
-                                          line break in its name, or in its value other than
-                                          before a space or tab, is left out */
+    const dm_hclient_header *headers; /**< extra headers; one with a CR or LF in its name
+                                          or value is left out, and so are Host, Connection,
+                                          Content-Length and Transfer-Encoding (the client
+                                          sets the framing itself) */
     size_t nheaders;
     const void *body; /**< copied; may be NULL */
     size_t body_len;

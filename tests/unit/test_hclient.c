@@ -215,6 +215,11 @@ static void test_request_head(void **state)
     fixture *f = *state;
     static const dm_hclient_header h[] = {{"X-Sig", "sha256=abc"},
                                           {"X-Bad", "a\r\nX-Injected: 1"},
+                                          {"X-Fold", "x\n\r\n       GET /smuggled HTTP/1.1"},
+                                          {"X-Fold2", "a\r\n\tfolded"},
+                                          {"host", "evil.example"},
+                                          {"Content-Length", "0"},
+                                          {"Transfer-Encoding", "chunked"},
                                           {"Content-Type", "application/json"},
                                           {"Idempotency-Key", "id-1"}};
     char url[128], err[DM_HCLIENT_ERRLEN], want[256];
