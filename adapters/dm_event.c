@@ -91,7 +91,9 @@ dm_event *dm_event_list_add_registry(dm_event_list *list, const char *source, dm
     dm_event *ev = dm_event_list_add(list);
     ev->side = DM_SIDE_REGISTRY;
     ev->action = action;
-    snprintf(ev->source, sizeof ev->source, "%s", source);
+    /* A bounded copy (every push comes here: no snprintf). The list entry is zeroed. */
+    size_t n = strnlen(source, sizeof ev->source - 1);
+    memcpy(ev->source, source, n);
     ev->relation = DM_REL_IMAGE;
     return ev;
 }
