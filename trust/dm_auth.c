@@ -39,19 +39,46 @@ typedef enum {
 } entry_result;
 
 /* SHA-256 fetched once: the one-shot SHA256() looks the algorithm up in the providers on every
- * call, which cost more than the hashing itself. */
+ * call, which cost more than the hashing itself. Each thread hashes with a context of its own,
+ * made on its first hash and freed when the thread ends: EVP_Digest would allocate and free a
+ * context (and the algorithm's state) for every request (docs/hot-path.md). */
 static EVP_MD *sha256_md;
+static pthread_key_t sha256_ctx_key;
+static bool sha256_ctx_keyed;
+
+static void free_sha256_ctx(void *ctx)
+{
+    EVP_MD_CTX_free(ctx);
+}
 
 static void fetch_sha256(void)
 {
     sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    sha256_ctx_keyed = pthread_key_create(&sha256_ctx_key, free_sha256_ctx) == 0;
+}
+
+static EVP_MD_CTX *thread_sha256_ctx(void)
+{
+    if (!sha256_ctx_keyed)
+        return NULL;
+    EVP_MD_CTX *ctx = pthread_getspecific(sha256_ctx_key);
+    if (!ctx) {
+        ctx = EVP_MD_CTX_new();
+        if (ctx && pthread_setspecific(sha256_ctx_key, ctx) != 0) {
+            EVP_MD_CTX_free(ctx);
+            ctx = NULL;
+        }
+    }
+    return ctx;
 }
 
 static void sha256(const void *data, size_t len, unsigned char out[SHA256_DIGEST_LENGTH])
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, fetch_sha256);
-    if (!sha256_md || !EVP_Digest(data, len, out, NULL, sha256_md, NULL))
+    EVP_MD_CTX *ctx = sha256_md ? thread_sha256_ctx() : NULL;
+    if (!ctx || !EVP_DigestInit_ex2(ctx, sha256_md, NULL) || !EVP_DigestUpdate(ctx, data, len) ||
+        !EVP_DigestFinal_ex(ctx, out, NULL))
         SHA256(data, len, out);
 }
 
