@@ -466,7 +466,7 @@ static int evhttp_method(unsigned m)
 /* Hand evhttp the head as we understood it: origin-form target, the framing headers we
  * checked, and a connection it will never close on its own (we do, once the answer is out:
  * evhttp would free it while the answer still waits below the filter). */
-static void emit_head(conn *c, const struct evhttp_uri *uri, const char *path, uint64_t cl)
+static void emit_head(conn *c, const char *path, const char *query, uint64_t cl)
 {
     char framing[96] = "";
     if (c->chunked)
@@ -475,8 +475,8 @@ static void emit_head(conn *c, const struct evhttp_uri *uri, const char *path, u
         snprintf(framing, sizeof framing, "Content-Length: %llu\r\n", (unsigned long long)cl);
     if (c->p.http_major == 1 && c->p.http_minor == 0)
         strcat(framing, "Connection: keep-alive\r\n");
-    dm_head_emit(&c->req->head, c->to, http_method_str(c->p.method), path,
-                 evhttp_uri_get_query(uri), c->p.http_major, c->p.http_minor, framing);
+    dm_head_emit(&c->req->head, c->to, http_method_str(c->p.method), path, query, c->p.http_major,
+                 c->p.http_minor, framing);
 }
 
 static bool te_is_chunked(conn *c)
@@ -494,7 +494,7 @@ static bool te_is_chunked(conn *c)
 
 /* The head is complete: check it, ask the server, hand it to evhttp. Returns 0 to go on, -1
  * after a refusal (the parser stops). */
-static int check_head(conn *c, const struct evhttp_uri *uri)
+static int check_head(conn *c, const char *path, const char *query)
 {
     const dm_config *cf = c->cs->c;
     uint64_t cl = (c->p.flags & F_CONTENTLENGTH) ? c->p.content_length : 0;
@@ -513,7 +513,6 @@ static int check_head(conn *c, const struct evhttp_uri *uri)
         refuse(c, 417, DM_CONN_MALFORMED, "unsupported Expect (only 100-continue)");
         return -1;
     }
-    const char *path = evhttp_uri_get_path(uri);
     if (!path || !*path)
         path = "/";
     dm_conn_verdict v = {0};
@@ -545,7 +544,7 @@ static int check_head(conn *c, const struct evhttp_uri *uri)
     if (v.direct && c->cs->cc.on_direct)
         direct_begin(c, &v, cl, expect != NULL); /* 100-continue: others were refused */
     else
-        emit_head(c, uri, path, cl);
+        emit_head(c, path, query, cl);
     return 0;
 }
 
@@ -561,16 +560,21 @@ static int on_headers_complete(http_parser *p)
         refuse(c, 501, DM_CONN_MALFORMED, "method %s not implemented", http_method_str(p->method));
         return -1;
     }
-    /* The same parse as evhttp's (its NONCONFORMANT flag), so what passes here passes there. */
-    struct evhttp_uri *uri =
-        evhttp_uri_parse_with_flags(dm_head_target(&c->req->head), EVHTTP_URI_NONCONFORMANT);
-    if (!uri) {
+    /* The same parse as evhttp's (its NONCONFORMANT flag), so what passes here passes there; a
+     * plain path is what that parse would make of it (dm_head.h), without its copies. */
+    const char *target = dm_head_target(&c->req->head);
+    int rc;
+    if (dm_head_plain_path(target)) {
+        rc = check_head(c, target, NULL);
+    } else {
+        struct evhttp_uri *uri = evhttp_uri_parse_with_flags(target, EVHTTP_URI_NONCONFORMANT);
+        if (!uri) {
+            refuse(c, 400, DM_CONN_MALFORMED, "malformed request target");
+            return -1;
+        }
+        rc = check_head(c, evhttp_uri_get_path(uri), evhttp_uri_get_query(uri));
         evhttp_uri_free(uri);
-        refuse(c, 400, DM_CONN_MALFORMED, "malformed request target");
-        return -1;
     }
-    int rc = check_head(c, uri);
-    evhttp_uri_free(uri);
     if (rc != 0)
         return rc;
     if (c->chunked || ((c->p.flags & F_CONTENTLENGTH) && c->p.content_length > 0)) {

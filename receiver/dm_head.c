@@ -185,3 +185,8 @@ void dm_head_emit(const dm_head *h, struct evbuffer *to, const char *method, con
     add_str(to, framing);
     evbuffer_add(to, "\r\n", 2);
 }
+
+bool dm_head_plain_path(const char *target)
+{
+    return target[0] == '/' && target[1] != '/' && !strpbrk(target, "?#");
+}
