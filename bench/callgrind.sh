@@ -22,7 +22,7 @@ bench_redis_start
 # bench_daemon_start's 10 s readiness wait is short for valgrind: wrap the daemon and wait longer
 real=$daemon
 daemon=$tmp/cg-daemon
-printf '#!/bin/sh\nexec valgrind --tool=callgrind %s --callgrind-out-file=%s/callgrind.out %s "$@"\n' \
+printf '#!/bin/sh\nexec valgrind --tool=callgrind --compress-strings=no --compress-pos=no %s --callgrind-out-file=%s/callgrind.out %s "$@"\n' \
     "" "$tmp" "$real" > "$daemon"
 chmod +x "$daemon"
 bench_daemon_start 1 || true
