@@ -175,8 +175,7 @@ void dmr_node_close(node *n)
 
 static void cmd_free(cmd *c)
 {
-    if (c->deadline)
-        event_free(c->deadline);
+    event_del(c->deadline); /* in the command's own allocation (submit) */
     if (c->retry)
         event_free(c->retry);
     free(c->ask_host);
@@ -392,6 +391,11 @@ static void on_cmd_done(dm_rconn_req *q, dm_rconn *conn, int err, redisReply *re
 }
 
 /* A new command for @p route; the arguments are copied when it may have to be sent again. */
+static size_t align16(size_t n)
+{
+    return (n + 15) & ~(size_t)15;
+}
+
 static int submit(dm_redis *r, const char *route, dm_redis_cb cb, void *arg, long script, int argc,
                   const char **argv, const size_t *lens)
 {
@@ -415,9 +419,11 @@ static int submit(dm_redis *r, const char *route, dm_redis_cb cb, void *arg, lon
         return DM_EUNAVAIL;
     if (r->inflight >= (size_t)r->max_inflight)
         return DM_EBUSY;
-    /* One allocation: the command, then (when it may be sent again) its arguments' copy. */
+    /* One allocation: the command, its deadline's event (event_assign: no allocation of its own
+     * per command, docs/hot-path.md), then (when it may be sent again) its arguments' copy. */
     bool copy = r->cluster || script >= 0;
-    size_t size = sizeof(cmd);
+    size_t head = align16(sizeof(cmd)), evsize = align16(event_get_struct_event_size());
+    size_t size = head + evsize;
     if (copy) {
         size += (size_t)argc * (sizeof(char *) + sizeof(size_t));
         for (int i = 0; i < argc; i++)
@@ -431,13 +437,13 @@ static int submit(dm_redis *r, const char *route, dm_redis_cb cb, void *arg, lon
     c->script = script;
     c->slot = slot;
     c->argc = argc;
-    c->deadline = evtimer_new(r->base, on_deadline, c);
-    if (!c->deadline) {
+    c->deadline = (struct event *)((char *)c + head);
+    if (evtimer_assign(c->deadline, r->base, on_deadline, c) != 0) {
         free(c);
         return DM_ENOMEM;
     }
     if (copy) {
-        c->argv = (char **)(c + 1);
+        c->argv = (char **)((char *)c + head + evsize);
         c->lens = (size_t *)(c->argv + argc);
         char *p = (char *)(c->lens + argc);
         for (int i = 0; i < argc; i++) {
