@@ -30,19 +30,17 @@ static const struct {
     digest_fn fn;
     const char *kind;
 } digest_keys[] = {
-    {dm_key_pushes, "r"},         {dm_key_builds, "b"},
-    {dm_key_mappings, "m"},       {dm_key_mapping_ids, "mi"},
-    {dm_key_deletes, "d"},        {dm_key_reported, "u"},
-    {dm_key_workloads, "w"},      {dm_key_findings, "f"},
-    {dm_key_finding_summary, "fs"}, {dm_key_findings_routed, "fr"},
-    {dm_key_exposure, "xw"},
+    {dm_key_pushes, "r"},           {dm_key_builds, "b"},    {dm_key_mappings, "m"},
+    {dm_key_mapping_ids, "mi"},     {dm_key_deletes, "d"},   {dm_key_reported, "u"},
+    {dm_key_workloads, "w"},        {dm_key_findings, "f"},  {dm_key_finding_summary, "fs"},
+    {dm_key_findings_routed, "fr"}, {dm_key_exposure, "xw"},
 };
 
 static const struct {
     shard_fn fn;
     const char *kind;
 } shard_keys[] = {
-    {dm_key_due, "due"}, {dm_key_stats, "stats"}, {dm_key_out, "out"},
+    {dm_key_due, "due"},   {dm_key_stats, "stats"}, {dm_key_out, "out"},
     {dm_key_dead, "dead"}, {dm_key_shard_base, ""},
 };
 
@@ -126,7 +124,8 @@ static void test_same_as_snprintf(void **state)
             assert_string_equal(got, want);
         }
         for (size_t i = 0; i < DM_ARRAY_LEN(shard_keys); i++) {
-            size_t wn = reference(want, sizeof want, "%s:{%u}:%s", prefix, shard, shard_keys[i].kind);
+            size_t wn =
+                reference(want, sizeof want, "%s:{%u}:%s", prefix, shard, shard_keys[i].kind);
             size_t gn = shard_keys[i].fn(got, prefix, shard);
             assert_int_equal(gn, wn);
             assert_string_equal(got, want);
@@ -145,8 +144,8 @@ static void test_same_as_snprintf(void **state)
         free(m);
         m = dm_key_index(prefix, shard, (dm_index_kind)(round % 3), digest, &len);
         assert_true(reference(w, sizeof w, "%s:{%u}:ix:%s:%s", prefix, shard,
-                              dm_key_index_kind((dm_index_kind)(round % 3)), digest) <
-                    sizeof w - 1);
+                              dm_key_index_kind((dm_index_kind)(round % 3)),
+                              digest) < sizeof w - 1);
         key_is(m, len, w);
         free(m);
     }
