@@ -83,6 +83,11 @@ static void put_str(text *t, const char *s, size_t n)
     size_t run = 0; /* bytes at s[i - run, i) to copy as they are */
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
+        /* The common byte first, in one test: exactly the bytes none of the cases below take. */
+        if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f && (c < 0x80 || !ascii_only)) {
+            run++;
+            continue;
+        }
         const char *esc = NULL;
         char u[6];
         if (c == '"')
