@@ -48,6 +48,16 @@ static void test_digest_valid(void **state)
     char nul[] = D1;
     nul[40] = '\0';
     assert_false(dm_digest_valid(nul, DM_DIGEST_LEN));
+    /* every byte value, at the first and the last hex position: only 0-9 and a-f pass */
+    for (int b = 0; b < 256; b++) {
+        bool hex = (b >= '0' && b <= '9') || (b >= 'a' && b <= 'f');
+        char d[] = D1;
+        d[7] = (char)b;
+        assert_int_equal(dm_digest_valid(d, DM_DIGEST_LEN), hex);
+        memcpy(d, D1, sizeof d);
+        d[DM_DIGEST_LEN - 1] = (char)b;
+        assert_int_equal(dm_digest_valid(d, DM_DIGEST_LEN), hex);
+    }
 }
 
 static void test_digest_shard(void **state)
