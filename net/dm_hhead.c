@@ -68,4 +68,3 @@ bool dm_hhead_sends_length(const dm_hclient_request_opts *o, enum evhttp_cmd_typ
     return o->body_len || method == EVHTTP_REQ_POST || method == EVHTTP_REQ_PUT ||
            method == EVHTTP_REQ_PATCH;
 }
-
