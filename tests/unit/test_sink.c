@@ -87,7 +87,7 @@ static void ra_bad(const char *v)
 {
     int64_t ms = -7;
     if (dm_hclient_retry_after_ms(v, 0, &ms) != DM_EINVAL)
-        fail_msg("accepted: \"%s\"", v);
+        fail_msg("accepted: \"%s\"", v ? v : "(null)");
     assert_int_equal(ms, -7);
 }
 
