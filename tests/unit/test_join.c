@@ -1,4 +1,4 @@
-/* test_join.c - key names (every key of one join shares the shard's hash tag), the script
+/* test_join.c - the longest key names and the index keys (every key form: test_keys.c), the script
  * list (the build's and dm_scripts' agree) and each script's flags line. */
 #include "dm_common.h"
 #include "dm_join.h"
@@ -22,24 +22,6 @@ static void key_is(const char *got, size_t len, const char *want)
 {
     assert_string_equal(got, want);
     assert_int_equal(len, strlen(want));
-}
-
-static void test_key_names(void **state)
-{
-    (void)state;
-    char k[DM_KEY_BUFLEN];
-    key_is(k, dm_key_pushes(k, "dm", 0, D1), "dm:{0}:r:" D1);
-    key_is(k, dm_key_builds(k, "dm", 3, D1), "dm:{3}:b:" D1);
-    key_is(k, dm_key_mappings(k, "dm", 0, D1), "dm:{0}:m:" D1);
-    key_is(k, dm_key_deletes(k, "dm", 0, D1), "dm:{0}:d:" D1);
-    key_is(k, dm_key_mapping_ids(k, "dm", 0, D1), "dm:{0}:mi:" D1);
-    key_is(k, dm_key_reported(k, "dm", 0, D1), "dm:{0}:u:" D1);
-    key_is(k, dm_key_out(k, "dm", 0), "dm:{0}:out");
-    key_is(k, dm_key_dead(k, "dm", 7), "dm:{7}:dead");
-    key_is(k, dm_key_due(k, "acme.prod", 13), "acme.prod:{13}:due");
-    key_is(k, dm_key_stats(k, "dm", 0), "dm:{0}:stats");
-    key_is(k, dm_key_shard_base(k, "dm", 2), "dm:{2}:");
-    key_is(k, dm_key_jti(k, "dm", "ab12"), "dm:jti:ab12");
 }
 
 static void test_key_longest(void **state)
@@ -265,11 +247,11 @@ static void test_park_result_fields(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_key_names),        cmocka_unit_test(test_key_longest),
-        cmocka_unit_test(test_index_keys),       cmocka_unit_test(test_shard_of_digest),
-        cmocka_unit_test(test_scripts_embedded), cmocka_unit_test(test_script_lists_agree),
-        cmocka_unit_test(test_script_preludes),  cmocka_unit_test(test_script_flags),
-        cmocka_unit_test(test_scripts_for_conf), cmocka_unit_test(test_park_result_fields),
+        cmocka_unit_test(test_key_longest),        cmocka_unit_test(test_index_keys),
+        cmocka_unit_test(test_shard_of_digest),    cmocka_unit_test(test_scripts_embedded),
+        cmocka_unit_test(test_script_lists_agree), cmocka_unit_test(test_script_preludes),
+        cmocka_unit_test(test_script_flags),       cmocka_unit_test(test_scripts_for_conf),
+        cmocka_unit_test(test_park_result_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
