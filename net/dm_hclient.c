@@ -737,12 +737,12 @@ static const target *find_target(dm_hclient *c, const dm_hclient_request_opts *o
 }
 
 /* Copy what @p r sends (path, head, body) into one allocation, kept for a resend. The head is
- * the header lines "Content-Length: n" (sends_length), "Host: h" and the caller's, formatted
+ * the header lines "Content-Length: n" (dm_hhead_sends_length), "Host: h" and the caller's, formatted
  * now as "name" and "value\r\nname: value\r\n…value" for new_request. */
 static void keep_sendable(dm_hclient_req *r, const dm_hclient_request_opts *o, const target *t)
 {
     char len[24] = "";
-    bool with_len = dm_hhead_sends_length(o, r->method);
+    bool with_len = dm_hhead_sends_length(o->body_len, r->method);
     if (with_len)
         snprintf(len, sizeof len, "%zu", o->body_len);
     size_t path_n = strlen(t->path) + 1, host_n = strlen(t->host_header),

@@ -63,8 +63,8 @@ bool dm_hhead_header_ok(const char *name, const char *value)
 
 /* Content-Length is sent for a body, and as 0 for a POST, PUT or PATCH without one (evhttp
  * itself adds it for POST and PUT only, and not when the request names it). */
-bool dm_hhead_sends_length(const dm_hclient_request_opts *o, enum evhttp_cmd_type method)
+bool dm_hhead_sends_length(size_t body_len, enum evhttp_cmd_type method)
 {
-    return o->body_len || method == EVHTTP_REQ_POST || method == EVHTTP_REQ_PUT ||
+    return body_len || method == EVHTTP_REQ_POST || method == EVHTTP_REQ_PUT ||
            method == EVHTTP_REQ_PATCH;
 }

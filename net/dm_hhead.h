@@ -4,9 +4,8 @@
 #ifndef DM_NET_DM_HHEAD_H
 #define DM_NET_DM_HHEAD_H
 
-#include "dm_hclient.h"
-
 #include <stdbool.h>
+#include <stddef.h>
 
 #include <event2/http.h>
 
@@ -21,8 +20,8 @@ bool dm_hhead_has_token(const char *list, const char *tok);
  *  headers the client writes itself (Host, Content-Length, Connection, Transfer-Encoding). */
 bool dm_hhead_header_ok(const char *name, const char *value);
 
-/** Content-Length is sent for @p o's request: for a body, and as 0 for a POST, PUT or PATCH
+/** Content-Length is sent for a body of @p body_len bytes, and as 0 for a POST, PUT or PATCH
  *  without one. */
-bool dm_hhead_sends_length(const dm_hclient_request_opts *o, enum evhttp_cmd_type method);
+bool dm_hhead_sends_length(size_t body_len, enum evhttp_cmd_type method);
 
 #endif
