@@ -390,12 +390,13 @@ static void on_cmd_done(dm_rconn_req *q, dm_rconn *conn, int err, redisReply *re
     dmr_leave(r);
 }
 
-/* A new command for @p route; the arguments are copied when it may have to be sent again. */
+/* @p n rounded up to 16 bytes: the parts of a command's one allocation stay aligned. */
 static size_t align16(size_t n)
 {
     return (n + 15) & ~(size_t)15;
 }
 
+/* A new command for @p route; the arguments are copied when it may have to be sent again. */
 static int submit(dm_redis *r, const char *route, dm_redis_cb cb, void *arg, long script, int argc,
                   const char **argv, const size_t *lens)
 {
