@@ -3,6 +3,7 @@
  * (dm_config); --url is checked with libevent's URI parser. */
 #include "dm_common.h"
 #include "dm_cli_conf.h"
+#include "dm_resp.h"
 
 #include <event2/http.h>
 #include <openssl/crypto.h>
@@ -299,6 +300,7 @@ static redisContext *connect_to(const dm_cli *c, const char *unix_path, const ch
         redisFree(ctx);
         return NULL;
     }
+    dm_resp_bound(ctx->reader);
     /* Connecting with a timeout leaves that timeout on the socket: replace it. */
     struct timeval rtv = ms_tv(read_timeout_ms);
     if (redisSetTimeout(ctx, rtv) != REDIS_OK) {

@@ -1,6 +1,7 @@
 /* dm_rconn.c - see dm_rconn.h. */
 #include "dm_common.h"
 #include "dm_rconn.h"
+#include "dm_resp.h"
 #include "dm_log.h"
 #include "dm_metrics.h"
 #include "dm_time.h"
@@ -477,6 +478,7 @@ static void start_connect(dm_rconn *c, const char *host)
         return;
     }
     ac->data = c;
+    dm_resp_bound(ac->c.reader);
     c->ac = ac;
     c->state = ST_CONNECTING;
     c->scripts_loaded = 0;

@@ -7,6 +7,7 @@
  *     dm_topology_host_ok accepts, and add up to its slot count.
  * The raw bytes are tried as a redirect text too (the reader hands over an error's text). */
 #include "dm_common.h"
+#include "dm_resp.h"
 #include "dm_slot.h"
 #include "dm_topology.h"
 
@@ -64,6 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     redisReader *rd = redisReaderCreate();
     if (!rd)
         return 0;
+    dm_resp_bound(rd); /* as every connection's reader is (dm_rconn.c) */
     redisReaderFeed(rd, (const char *)data, size);
     /* Every reply the bytes hold, until the reader wants more or refuses the protocol. */
     for (int i = 0; i < 64; i++) {

@@ -4,6 +4,7 @@
 #include "dm_common.h"
 #include "dm_slot.h"
 #include "dm_test.h"
+#include "dm_resp.h"
 #include "dm_topology.h"
 
 #include <hiredis/hiredis.h>
@@ -230,12 +231,52 @@ static void test_edges(void **state)
     assert_false(dm_topology_host_ok("a/b", 3));
 }
 
+/* A reader bounded by dm_resp_bound (as every connection's is) refuses an array that declares
+ * more elements than DM_RESP_MAX_ELEMENTS before allocating anything (hiredis would allocate
+ * the element table at once: 13 GB for this header, fuzz.cluster's finding), and reads an
+ * ordinary array as before. */
+static void test_reader_bound(void **state)
+{
+    (void)state;
+    static const char huge[] = "*1720368543\r\n-V\\4\r\n";
+    redisReader *rd = redisReaderCreate();
+    dm_resp_bound(rd);
+    assert_int_equal(redisReaderFeed(rd, huge, sizeof huge - 1), REDIS_OK);
+    void *rep = NULL;
+    assert_int_equal(redisReaderGetReply(rd, &rep), REDIS_ERR);
+    assert_null(rep);
+    redisReaderFree(rd);
+
+    char just[64];
+    int n = snprintf(just, sizeof just, "*%zu\r\n", DM_RESP_MAX_ELEMENTS + 1);
+    rd = redisReaderCreate();
+    dm_resp_bound(rd);
+    redisReaderFeed(rd, just, (size_t)n);
+    assert_int_equal(redisReaderGetReply(rd, &rep), REDIS_ERR);
+    redisReaderFree(rd);
+
+    rd = redisReaderCreate();
+    dm_resp_bound(rd);
+    dm_resp_bound(rd); /* twice is once */
+    static const char ok[] = "*2\r\n:1\r\n$2\r\nab\r\n";
+    redisReaderFeed(rd, ok, sizeof ok - 1);
+    assert_int_equal(redisReaderGetReply(rd, &rep), REDIS_OK);
+    redisReply *r = rep;
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 2);
+    assert_string_equal(r->element[1]->str, "ab");
+    freeReplyObject(rep);
+    redisReaderFree(rd);
+    dm_resp_bound(NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_three_masters),    cmocka_unit_test(test_hostnames),
         cmocka_unit_test(test_unknown_endpoint), cmocka_unit_test(test_partial_and_failover),
         cmocka_unit_test(test_malformed),        cmocka_unit_test(test_edges),
+        cmocka_unit_test(test_reader_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
