@@ -14,9 +14,10 @@
 
 struct redisReader;
 
-/** The most elements an array reply may declare: far above any reply digestmap asks for (the
- *  largest are bounded pages and script results of at most a few hundred thousand items). */
-#define DM_RESP_MAX_ELEMENTS ((size_t)1 << 22)
+/** The most elements an array reply may declare (8 MiB of element table): far above any reply
+ *  digestmap asks for (the largest, HGETALL of a bounded hash or a cluster's inventory part,
+ *  are a few hundred thousand). Nested arrays are each bounded, and hiredis nests at most 7. */
+#define DM_RESP_MAX_ELEMENTS ((size_t)1 << 20)
 
 /** Bound @p r (a reader made by hiredis, e.g. a context's `reader`): an array reply declaring
  *  more than DM_RESP_MAX_ELEMENTS elements makes the reader fail ("Out of memory", hiredis's
