@@ -87,9 +87,7 @@ void dm_http_json(struct evhttp_request *req, size_t route, int status, const ch
     evbuffer_free(b);
 }
 
-/* {"error": text} with jansson's escaping of whatever the text quotes from the request; the
- * caller frees it. */
-static char *error_json(const char *text)
+char *dm_http_error_json(const char *text)
 {
     json_t *o = json_pack("{s:s}", "error", text);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
@@ -104,7 +102,7 @@ void dm_http_error(struct evhttp_request *req, size_t route, int status, const c
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
-    char *s = error_json(text);
+    char *s = dm_http_error_json(text);
     dm_http_json(req, route, status, s);
     free(s);
 }
@@ -116,7 +114,7 @@ void dm_http_raw_error(struct evbuffer *out, int status, const char *extra, cons
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
-    char *json = error_json(text);
+    char *json = dm_http_error_json(text);
     evbuffer_add_printf(out,
                         "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
                         "Cache-Control: no-store\r\n%s%s%sContent-Length: %zu\r\n"
@@ -145,16 +143,21 @@ const char *dm_http_peer(struct evhttp_request *req, char buf[64])
     return buf;
 }
 
-void dm_http_unavailable(struct evhttp_request *req, size_t route, const char *route_name, int err)
+const char *dm_http_refused(int err, const char *route_name, const char *peer)
 {
-    char peer[64];
     dm_metric m = err == DM_EBUSY      ? DM_M_OVERLOADED
                   : err == DM_ETIMEOUT ? DM_M_REDIS_TIMEOUT
                   : err == DM_EREDIS   ? DM_M_REDIS_ERROR
                                        : DM_M_REDIS_UNAVAILABLE;
     dm_metrics_inc(m);
     dm_warn("request refused", "status=503 route=%s reason=\"%s\" peer=%s", route_name,
-            dm_strerror(err), dm_http_peer(req, peer));
+            dm_strerror(err), peer);
+    return err == DM_EBUSY ? "too many requests in flight" : "storage unavailable";
+}
+
+void dm_http_unavailable(struct evhttp_request *req, size_t route, const char *route_name, int err)
+{
+    char peer[64];
     dm_http_error(req, route, 503, "%s; retry later",
-                  err == DM_EBUSY ? "too many requests in flight" : "storage unavailable");
+                  dm_http_refused(err, route_name, dm_http_peer(req, peer)));
 }

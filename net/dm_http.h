@@ -30,6 +30,17 @@ void dm_http_error(struct evhttp_request *req, size_t route, int status, const c
  */
 void dm_http_unavailable(struct evhttp_request *req, size_t route, const char *route_name, int err);
 
+/** {"error": @p text} with jansson's escaping of whatever the text quotes from the request
+ *  (the body of every error answer); the caller frees it. Never NULL. */
+char *dm_http_error_json(const char *text);
+
+/**
+ * The bookkeeping of a 503 for @p err (as dm_http_unavailable): counts the matching metric, logs
+ * the refusal with @p route_name and @p peer, and returns the answer's reason ("too many
+ * requests in flight" or "storage unavailable"; static). For answers written beside evhttp.
+ */
+const char *dm_http_refused(int err, const char *route_name, const char *peer);
+
 /** Reply with a plain-text body and content type @p ctype (for /metrics). */
 void dm_http_text(struct evhttp_request *req, size_t route, int status, const char *ctype,
                   struct evbuffer *body);

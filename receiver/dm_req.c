@@ -2,10 +2,8 @@
 #include "dm_common.h"
 #include "dm_req.h"
 #include "dm_http.h"
-#include "dm_log.h"
 #include "dm_metrics.h"
 
-#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,23 +212,12 @@ void dm_req_error(dm_req *r, size_t route, int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
-    /* jansson's escaping of whatever the text quotes from the request, as dm_http_error. */
-    json_t *o = json_pack("{s:s}", "error", text);
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    dm_req_json(r, route, status, s ? s : "{\"error\":\"internal error\"}");
+    char *s = dm_http_error_json(text);
+    dm_req_json(r, route, status, s);
     free(s);
 }
 
 void dm_req_unavailable(dm_req *r, size_t route, const char *route_name, int err)
 {
-    dm_metric m = err == DM_EBUSY      ? DM_M_OVERLOADED
-                  : err == DM_ETIMEOUT ? DM_M_REDIS_TIMEOUT
-                  : err == DM_EREDIS   ? DM_M_REDIS_ERROR
-                                       : DM_M_REDIS_UNAVAILABLE;
-    dm_metrics_inc(m);
-    dm_warn("request refused", "status=503 route=%s reason=\"%s\" peer=%s", route_name,
-            dm_strerror(err), r->peer);
-    dm_req_error(r, route, 503, "%s; retry later",
-                 err == DM_EBUSY ? "too many requests in flight" : "storage unavailable");
+    dm_req_error(r, route, 503, "%s; retry later", dm_http_refused(err, route_name, r->peer));
 }
