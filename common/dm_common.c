@@ -64,6 +64,19 @@ char *dm_xstrdup(const char *s)
     return dm_xstrndup(s, strlen(s));
 }
 
+char *dm_put_uint(char *p, unsigned long long v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
 char *dm_xstrndup(const char *s, size_t len)
 {
     char *p = dm_xmalloc(len + 1);

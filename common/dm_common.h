@@ -40,6 +40,11 @@ char *dm_xstrdup(const char *s);
 /** Copy @p len bytes of @p s into a new NUL-terminated string. */
 char *dm_xstrndup(const char *s, size_t len);
 
+/** @p v in decimal at @p p (at most 20 bytes, not terminated); returns the end. For the hot
+ *  path's numbers (answers, Redis keys and arguments), where snprintf's format interpretation
+ *  cost more than the digits. */
+char *dm_put_uint(char *p, unsigned long long v);
+
 #define DM_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 #endif

@@ -157,23 +157,6 @@ char *dm_join_route_key(char *buf, const dm_join_conf *conf, const char *digest)
     return buf;
 }
 
-/* @p v in decimal into @p buf (at least 21 bytes, not terminated); returns its length. */
-static size_t put_ll(char *buf, long long v)
-{
-    char tmp[24];
-    size_t n = 0;
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        tmp[n++] = '-';
-    for (size_t i = 0; i < n; i++)
-        buf[i] = tmp[n - 1 - i];
-    return n;
-}
-
 int dm_join_submit(dm_redis *r, const dm_join_conf *conf, const dm_event *ev, dm_join_cb cb,
                    void *arg)
 {
@@ -254,7 +237,7 @@ int dm_join_submit_at(dm_redis *r, const dm_join_conf *conf, const dm_event *ev,
     size_t nvals = arrival == now ? 2 : 3;
     for (size_t i = 0; i < nvals; i++) {
         argv[n] = nums[i];
-        lens[n++] = put_ll(nums[i], vals[i]);
+        lens[n++] = (size_t)(dm_put_uint(nums[i], (unsigned long long)vals[i]) - nums[i]);
     }
     submit_ctx *s = dm_xmalloc(sizeof *s);
     s->cb = cb;

@@ -26,18 +26,12 @@ static size_t put_str(char *buf, size_t cap, size_t at, const char *s)
 /* "<prefix>:{<shard>}:" at the start of @p buf. */
 static size_t put_base(char *buf, size_t cap, const char *prefix, unsigned shard)
 {
-    char digits[16];
-    size_t i = sizeof digits;
-    digits[--i] = ':';
-    digits[--i] = '}';
-    do {
-        digits[--i] = (char)('0' + shard % 10);
-        shard /= 10;
-    } while (shard);
-    digits[--i] = '{';
-    digits[--i] = ':';
+    char tag[24] = ":{";
+    char *e = dm_put_uint(tag + 2, shard);
+    *e++ = '}';
+    *e++ = ':';
     size_t at = put_str(buf, cap, 0, prefix);
-    return put(buf, cap, at, digits + i, sizeof digits - i);
+    return put(buf, cap, at, tag, (size_t)(e - tag));
 }
 
 static size_t digest_key(char buf[DM_KEY_BUFLEN], const char *prefix, unsigned shard,

@@ -491,19 +491,14 @@ int dm_redis_eval(dm_redis *r, size_t script, dm_redis_cb cb, void *arg, int nke
         return DM_EINVAL;
     /* nkeys in decimal, written by hand: this runs for every push, and snprintf's format
      * interpretation cost more than the digits (docs/hot-path.md). */
-    char nk[16];
-    size_t nkat = sizeof nk;
-    unsigned v = (unsigned)nkeys;
-    do {
-        nk[--nkat] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
+    char nk[20];
+    size_t nkl = (size_t)(dm_put_uint(nk, (unsigned)nkeys) - nk);
     const char *sv[32],
         **av = (size_t)argc + 1 <= DM_ARRAY_LEN(sv) ? sv : dm_xcalloc((size_t)argc + 1, sizeof *av);
     size_t sl[32],
         *al = (size_t)argc + 1 <= DM_ARRAY_LEN(sl) ? sl : dm_xcalloc((size_t)argc + 1, sizeof *al);
-    av[0] = nk + nkat;
-    al[0] = sizeof nk - nkat;
+    av[0] = nk;
+    al[0] = nkl;
     for (int i = 0; i < argc; i++) {
         av[i + 1] = argv[i];
         al[i + 1] = lens[i];

@@ -129,9 +129,9 @@ static size_t accepted_json(char *out, const ingest *in, bool spooled)
                       c[] = ",\"spooled\":true";
     char *p = out;
     memcpy(p, a, sizeof a - 1);
-    p = dm_req_put_uint(p + sizeof a - 1, in->events);
+    p = dm_put_uint(p + sizeof a - 1, in->events);
     memcpy(p, b, sizeof b - 1);
-    p = dm_req_put_uint(p + sizeof b - 1, (unsigned long long)(in->edges > 0 ? in->edges : 0));
+    p = dm_put_uint(p + sizeof b - 1, (unsigned long long)(in->edges > 0 ? in->edges : 0));
     if (spooled) {
         memcpy(p, c, sizeof c - 1);
         p += sizeof c - 1;

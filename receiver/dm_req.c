@@ -120,19 +120,6 @@ static char *put_str(char *p, const char *s)
     return put(p, s, strlen(s));
 }
 
-char *dm_req_put_uint(char *p, unsigned long long v)
-{
-    char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n)
-        *p++ = tmp[--n];
-    return p;
-}
-
 /* The Date header's value (RFC 1123, as evhttp writes it), formatted once a second per
  * thread. */
 static const char *date_now(void)
@@ -171,7 +158,7 @@ void dm_req_json_n(dm_req *r, size_t route, int status, const char *json, size_t
     p = PUT(p, "HTTP/1.");
     *p++ = r->http_minor ? '1' : '0';
     *p++ = ' ';
-    p = dm_req_put_uint(p, (unsigned long long)status);
+    p = dm_put_uint(p, (unsigned long long)status);
     *p++ = ' ';
     p = put_str(p, dm_http_reason(status));
     p = PUT(p, "\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n");
@@ -186,7 +173,7 @@ void dm_req_json_n(dm_req *r, size_t route, int status, const char *json, size_t
         p = PUT(p, "\r\n");
     }
     p = PUT(p, "Content-Length: ");
-    p = dm_req_put_uint(p, len + 1);
+    p = dm_put_uint(p, len + 1);
     if (close)
         p = PUT(p, "\r\nConnection: close");
     else if (!r->http_minor)

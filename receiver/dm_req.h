@@ -90,10 +90,6 @@ static inline const char *dm_req_peer(const dm_req *r)
     return r->peer;
 }
 
-/** Write @p v in decimal at @p p (no NUL); returns the end. For answers of a fixed shape,
- *  built without printf. */
-char *dm_req_put_uint(char *p, unsigned long long v);
-
 /** Add the header line "@p name: @p value" to the coming answer (Retry-After, Allow). */
 void dm_req_add_header(dm_req *r, const char *name, const char *value);
 
