@@ -72,7 +72,9 @@ struct dm_rconn {
     bool flush_pending;
     void (*on_state)(dm_rconn *c, bool ready, void *arg);
     void *arg;
-    bool reported_ready; /**< last readiness passed to on_state */
+    bool reported_ready;       /**< last readiness passed to on_state */
+    bool clock_known;          /**< this connection's TIME was answered: clock_offset_ms holds */
+    long long clock_offset_ms; /**< our clock minus Redis's, measured at connect */
     const char *teardown_why;
     /* dm_rconn_free may be called from inside one of the connection's own callbacks (a reply
      * completes the last request of a draining worker, which frees the client), while hiredis
@@ -420,7 +422,10 @@ static void setup_reply(dm_rconn *c, redisReply *rep, void *privdata)
         evtimer_del(c->connect_timer);
         c->state = ST_READY;
         c->backoff_ms = BACKOFF_MIN_MS;
-        dm_info("redis ready", "conn=%s", c->name);
+        if (c->clock_known) /* TIME went before the scripts: its answer came first */
+            dm_info("redis ready", "conn=%s clock_offset_ms=%lld", c->name, c->clock_offset_ms);
+        else
+            dm_info("redis ready", "conn=%s", c->name);
         report(c, true);
     }
 }
@@ -452,6 +457,8 @@ static void on_time_reply(redisAsyncContext *ac, void *reply, void *privdata)
     long long sec = strtoll(rep->element[0]->str, NULL, 10);
     long long usec = strtoll(rep->element[1]->str, NULL, 10);
     int64_t offset = dm_now_ms() - (int64_t)(sec * 1000 + usec / 1000);
+    c->clock_offset_ms = (long long)offset;
+    c->clock_known = true;
     dm_metrics_set(DM_G_REDIS_CLOCK_OFFSET_MS, offset);
     if (offset > CLOCK_WARN_MS || offset < -CLOCK_WARN_MS)
         dm_warn("digestmapd's clock and redis's differ", "conn=%s offset_ms=%lld note=\"%s\"",
@@ -482,6 +489,7 @@ static void start_connect(dm_rconn *c, const char *host)
     c->ac = ac;
     c->state = ST_CONNECTING;
     c->scripts_loaded = 0;
+    c->clock_known = false;
     rc_attach(ac, c->base);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);

@@ -82,4 +82,8 @@ off=$(curl -s "http://127.0.0.1:$PORT/metrics" | awk '$1 == "digestmap_redis_clo
 check_match "clock offset gauge exported" '^-?[0-9]+$' "$off"
 check "clock offset within a second of Redis's" 1 "$(( off < 1000 && off > -1000 ? 1 : 0 ))"
 check "no clock warning" 0 "$(grep -c "clock and redis's differ" "$T/daemon.log")"
+# the measurement is made on every connection (so the gauge is not just its initial 0): each
+# "redis ready" line, the reconnection after the outage included, carries the offset it found
+check_match "offset measured at each connection" '^[2-9][0-9]*$|^[1-9][0-9]+$' \
+    "$(grep -c 'redis ready.*clock_offset_ms=-\?[0-9]' "$T/daemon.log")"
 finish
